@@ -1,0 +1,17 @@
+//! Quiver's domain logic, free of I/O: value types, registry definitions and their versioning,
+//! entity-key encoding and hashing, the shard map, the last-writer-wins rule and TTL math.
+//!
+//! Everything here is deterministic so that Raft state machines can call it during `apply`
+//! and property tests can exercise it exhaustively.
+
+pub mod error;
+pub mod key;
+pub mod registry;
+pub mod row;
+pub mod shard_map;
+pub mod spec;
+pub mod time;
+pub mod value;
+
+pub use error::{Error, Result};
+pub use value::{Value, ValueType};

@@ -1,0 +1,226 @@
+//! Feature rows: validation of incoming rows, the stored form, last-writer-wins and TTL.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::{EntityKey, entity_key_from};
+use crate::registry::{Entity, FeatureSet};
+use crate::time::MICROS_PER_SEC;
+use crate::{Error, Result, Value, ValueType};
+
+/// The most rows one write request may carry; larger inputs are sent in several batches.
+pub const MAX_ROWS_PER_WRITE: usize = 100_000;
+
+/// A row as written: field name → value.
+pub type InputRow = BTreeMap<String, Value>;
+
+/// A row checked against its feature set: values in the feature set's column order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidatedRow {
+    pub key: EntityKey,
+    pub event_ts: i64,
+    pub values: Vec<Value>,
+}
+
+/// Checks every row; the first bad one fails the whole batch, naming its row (from 1)
+/// and field, so that nothing of a bad batch is written.
+pub fn validate_rows(entity: &Entity, fs: &FeatureSet, rows: Vec<InputRow>) -> Result<Vec<ValidatedRow>> {
+    if rows.len() > MAX_ROWS_PER_WRITE {
+        return Err(Error::TooLarge(format!(
+            "{} rows in one write; the limit is {MAX_ROWS_PER_WRITE}, split the input",
+            rows.len()
+        )));
+    }
+    rows.into_iter().enumerate().map(|(i, row)| validate_row(entity, fs, i + 1, row)).collect()
+}
+
+fn validate_row(entity: &Entity, fs: &FeatureSet, n: usize, mut row: InputRow) -> Result<ValidatedRow> {
+    let key = entity_key_from(&entity.join_keys, |name| row.remove(name), |field, why| Error::row(n, field, why))?;
+    let ts_col = &fs.timestamp_column;
+    let event_ts = match row.remove(ts_col) {
+        None | Some(Value::Null) => return Err(Error::row(n, ts_col, "event timestamp is missing")),
+        Some(v) => match v.conform(ValueType::Timestamp) {
+            Ok(Value::Timestamp(t)) => t,
+            Ok(_) => unreachable!("conform returns the requested type"),
+            Err(e) => return Err(Error::row(n, ts_col, e)),
+        },
+    };
+    let mut values = vec![Value::Null; fs.features.len()];
+    for (field, value) in row {
+        let i = fs.feature_index(&field).ok_or_else(|| {
+            Error::row(n, &field, format!("unknown feature (feature set {} has: {})", fs.versioned_name(), fs.feature_names().join(", ")))
+        })?;
+        values[i] = value.conform(fs.features[i].ty).map_err(|e| Error::row(n, &field, e))?;
+    }
+    Ok(ValidatedRow { key, event_ts, values })
+}
+
+/// Where a row sits in the total write order: the Raft log index of its batch and its
+/// position in the batch. Replicas agree on it, so last-writer-wins is deterministic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WriteSeq {
+    pub log_index: u64,
+    pub pos: u32,
+}
+
+/// The latest row of one (feature set version, entity) in the online store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRow {
+    pub event_ts: i64,
+    pub seq: WriteSeq,
+    /// Leader's clock when the write was committed, microseconds.
+    pub written_at: i64,
+    /// In the feature set's column order; a shorter list than the schema means the
+    /// trailing features were added after this row was written and read as null.
+    pub values: Vec<Value>,
+}
+
+/// Last writer wins by event time; at equal event time the later write wins.
+/// Replaying the same write (same seq) never changes the outcome.
+pub fn supersedes(new: (i64, WriteSeq), old: (i64, WriteSeq)) -> bool {
+    new > old
+}
+
+/// Whether a row of event time `event_ts` is past its TTL at `now` (microseconds).
+/// A value is fresh while `event_ts > now - ttl`, the same bound as the point-in-time join.
+pub fn is_expired(event_ts: i64, ttl_secs: u64, now: i64) -> bool {
+    let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX).saturating_mul(MICROS_PER_SEC);
+    ttl_secs > 0 && event_ts <= now.saturating_sub(ttl)
+}
+
+/// The answer for one feature of one entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Freshness {
+    Present,
+    NotFound,
+    Expired,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{FeatureSpec, JoinKey};
+    use proptest::prelude::*;
+
+    fn schema() -> (Entity, FeatureSet) {
+        let entity = Entity {
+            name: "driver".into(),
+            join_keys: vec![JoinKey { name: "driver_id".into(), ty: ValueType::Int64 }],
+            description: String::new(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let feature = |name: &str, ty| FeatureSpec { name: name.into(), ty, description: String::new(), tags: vec![] };
+        let fs = FeatureSet {
+            name: "driver_stats".into(),
+            version: 1,
+            entity: "driver".into(),
+            timestamp_column: "ts".into(),
+            ttl_secs: 60,
+            owner: String::new(),
+            description: String::new(),
+            tags: vec![],
+            features: vec![feature("rate", ValueType::Float64), feature("trips", ValueType::Int64)],
+            created_at: 0,
+            updated_at: 0,
+        };
+        (entity, fs)
+    }
+
+    fn row(fields: &[(&str, Value)]) -> InputRow {
+        fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn valid_rows_come_back_in_column_order_with_missing_features_null() {
+        let (e, fs) = schema();
+        let rows = validate_rows(
+            &e,
+            &fs,
+            vec![row(&[("driver_id", Value::Int32(7)), ("ts", Value::Int64(5)), ("trips", Value::Int64(3))])],
+        )
+        .unwrap();
+        assert_eq!(rows[0].key, vec![Value::Int64(7)]);
+        assert_eq!(rows[0].event_ts, 5);
+        assert_eq!(rows[0].values, vec![Value::Null, Value::Int64(3)]);
+    }
+
+    #[test]
+    fn each_bad_row_names_its_row_and_field() {
+        let (e, fs) = schema();
+        let good = row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1))]);
+        let cases = [
+            (row(&[("ts", Value::Int64(1))]), "driver_id", "missing"),
+            (row(&[("driver_id", Value::Int64(1))]), "ts", "missing"),
+            (row(&[("driver_id", Value::String("x".into())), ("ts", Value::Int64(1))]), "driver_id", "expected int64"),
+            (row(&[("driver_id", Value::Int64(1)), ("ts", Value::Float64(1.0))]), "ts", "expected timestamp"),
+            (row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1)), ("rate", Value::String("x".into()))]), "rate", "expected float64"),
+            (row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1)), ("speed", Value::Int64(1))]), "speed", "unknown feature"),
+        ];
+        for (bad, field, reason) in cases {
+            let err = validate_rows(&e, &fs, vec![good.clone(), bad]).unwrap_err();
+            match &err {
+                Error::InvalidRow { row, field: f, reason: r } => {
+                    assert_eq!((*row, f.as_str()), (2, field), "{err}");
+                    assert!(r.contains(reason), "{err}");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_batches_are_refused() {
+        let (e, fs) = schema();
+        let rows = vec![InputRow::new(); MAX_ROWS_PER_WRITE + 1];
+        assert!(matches!(validate_rows(&e, &fs, rows), Err(Error::TooLarge(_))));
+    }
+
+    #[test]
+    fn ttl_bound_is_exclusive_at_now_minus_ttl() {
+        let now = 100 * MICROS_PER_SEC;
+        assert!(!is_expired(now - 60 * MICROS_PER_SEC + 1, 60, now));
+        assert!(is_expired(now - 60 * MICROS_PER_SEC, 60, now));
+        assert!(!is_expired(i64::MIN, 0, now), "ttl 0 never expires");
+    }
+
+    fn seq(log_index: u64, pos: u32) -> WriteSeq {
+        WriteSeq { log_index, pos }
+    }
+
+    proptest! {
+        /// Applying any permutation of the same writes leaves the same winner.
+        #[test]
+        fn last_writer_wins_is_order_insensitive(
+            writes in proptest::collection::vec((0i64..5, 0u64..50, 0u32..3), 1..20),
+            shuffle_seed: u64,
+        ) {
+            let writes: Vec<_> = writes.into_iter().map(|(ts, li, pos)| (ts, seq(li, pos))).collect();
+            let winner = |order: &[(i64, WriteSeq)]| {
+                let mut cur: Option<(i64, WriteSeq)> = None;
+                for w in order {
+                    if cur.is_none_or(|c| supersedes(*w, c)) {
+                        cur = Some(*w);
+                    }
+                }
+                cur
+            };
+            let mut shuffled = writes.clone();
+            let mut s = shuffle_seed;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let expected = writes.iter().max().copied();
+            prop_assert_eq!(winner(&writes), expected);
+            prop_assert_eq!(winner(&shuffled), expected);
+        }
+
+        #[test]
+        fn an_older_event_never_replaces_a_newer_one(old_ts in 0i64..1000, delta in 1i64..1000, a: u64, b: u64) {
+            prop_assert!(!supersedes((old_ts, seq(a, 0)), (old_ts + delta, seq(b, 0))));
+            prop_assert!(supersedes((old_ts, seq(a.max(b), 1)), (old_ts, seq(a.max(b), 0))));
+        }
+    }
+}

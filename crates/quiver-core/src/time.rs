@@ -1,0 +1,65 @@
+//! Timestamps are microseconds since the Unix epoch (UTC) everywhere inside Quiver.
+
+use crate::{Error, Result};
+
+pub const MICROS_PER_SEC: i64 = 1_000_000;
+
+/// Parses an RFC 3339 string (any offset) or an integer count of microseconds.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(micros) = text.parse::<i64>() {
+        return Ok(micros);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| format!("'{text}' is neither an RFC 3339 time nor integer microseconds ({e})"))
+}
+
+/// Formats microseconds since the epoch as RFC 3339 UTC, e.g. `2026-11-28T10:00:00Z`.
+pub fn format_timestamp(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => format!("{micros}us"),
+    }
+}
+
+/// Parses a TTL such as `7d`, `12h`, `90m`, `1d 12h` or `0` (never expires) into seconds.
+pub fn parse_ttl(text: &str) -> Result<u64> {
+    let text = text.trim();
+    if text == "0" || text.is_empty() {
+        return Ok(0);
+    }
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| Error::InvalidDefinition(format!("ttl '{text}': {e}")))
+}
+
+/// Formats a TTL in seconds the way `parse_ttl` reads it back.
+pub fn format_ttl(secs: u64) -> String {
+    if secs == 0 {
+        return "none".into();
+    }
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_from_rfc3339_with_offsets_and_from_micros() {
+        let utc = parse_timestamp("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(parse_timestamp("2026-01-01T01:00:00+01:00").unwrap(), utc);
+        assert_eq!(parse_timestamp(&utc.to_string()).unwrap(), utc);
+        assert_eq!(parse_timestamp(&format_timestamp(utc)).unwrap(), utc);
+        assert!(parse_timestamp("yesterday").unwrap_err().contains("yesterday"));
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("7d").unwrap(), 7 * 86_400);
+        assert_eq!(parse_ttl("1d 12h").unwrap(), 36 * 3_600);
+        assert_eq!(parse_ttl("0").unwrap(), 0);
+        assert!(parse_ttl("seven days").is_err());
+    }
+}
