@@ -1,1 +1,13 @@
+//! Quiver's gRPC API (generated from `proto/quiver/v1`) and its conversions to and from
+//! `quiver-core` types. Nothing else lives here.
 
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("quiver.v1");
+}
+
+mod convert;
+mod status;
+
+pub use convert::*;
+pub use status::{error_from_status, status_from_error};

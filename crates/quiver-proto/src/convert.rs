@@ -1,0 +1,364 @@
+//! Conversions between wire messages and core types. Conversions from the wire are
+//! fallible: a peer may send a type name or value this version does not know.
+
+use std::collections::BTreeMap;
+
+use quiver_core::registry::{Action, Change, Entity, FeatureSet, FeatureVector, ObjectKind, Project};
+use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, VectorSpec};
+use quiver_core::time::format_ttl;
+use quiver_core::{Error, Result, Value, ValueType};
+
+use crate::v1;
+use crate::v1::value::Kind;
+
+pub fn value_to_proto(value: Value) -> v1::Value {
+    let kind = match value {
+        Value::Null => None,
+        Value::Bool(v) => Some(Kind::BoolValue(v)),
+        Value::Int32(v) => Some(Kind::Int32Value(v)),
+        Value::Int64(v) => Some(Kind::Int64Value(v)),
+        Value::Float32(v) => Some(Kind::Float32Value(v)),
+        Value::Float64(v) => Some(Kind::Float64Value(v)),
+        Value::String(v) => Some(Kind::StringValue(v)),
+        Value::Bytes(v) => Some(Kind::BytesValue(v)),
+        Value::Timestamp(v) => Some(Kind::TimestampMicros(v)),
+        Value::Float32List(values) => Some(Kind::Float32List(v1::Float32List { values })),
+        Value::Int64List(values) => Some(Kind::Int64List(v1::Int64List { values })),
+        Value::StringList(values) => Some(Kind::StringList(v1::StringList { values })),
+    };
+    v1::Value { kind }
+}
+
+pub fn value_from_proto(value: v1::Value) -> Value {
+    match value.kind {
+        None => Value::Null,
+        Some(Kind::BoolValue(v)) => Value::Bool(v),
+        Some(Kind::Int32Value(v)) => Value::Int32(v),
+        Some(Kind::Int64Value(v)) => Value::Int64(v),
+        Some(Kind::Float32Value(v)) => Value::Float32(v),
+        Some(Kind::Float64Value(v)) => Value::Float64(v),
+        Some(Kind::StringValue(v)) => Value::String(v),
+        Some(Kind::BytesValue(v)) => Value::Bytes(v),
+        Some(Kind::TimestampMicros(v)) => Value::Timestamp(v),
+        Some(Kind::Float32List(l)) => Value::Float32List(l.values),
+        Some(Kind::Int64List(l)) => Value::Int64List(l.values),
+        Some(Kind::StringList(l)) => Value::StringList(l.values),
+    }
+}
+
+/// Named values (a row, an entity key) from the wire.
+pub fn fields_from_proto(fields: std::collections::HashMap<String, v1::Value>) -> BTreeMap<String, Value> {
+    fields.into_iter().map(|(k, v)| (k, value_from_proto(v))).collect()
+}
+
+pub fn fields_to_proto(fields: BTreeMap<String, Value>) -> std::collections::HashMap<String, v1::Value> {
+    fields.into_iter().map(|(k, v)| (k, value_to_proto(v))).collect()
+}
+
+fn parse_type(what: &str, name: &str, ty: &str) -> Result<ValueType> {
+    ty.parse().map_err(|e| Error::InvalidDefinition(format!("{what} {name}: {e}")))
+}
+
+fn join_key_to_proto(k: &JoinKey) -> v1::JoinKey {
+    v1::JoinKey { name: k.name.clone(), r#type: k.ty.to_string() }
+}
+
+fn join_key_from_proto(k: v1::JoinKey) -> Result<JoinKey> {
+    Ok(JoinKey { ty: parse_type("join key", &k.name, &k.r#type)?, name: k.name })
+}
+
+fn feature_to_proto(f: &FeatureSpec) -> v1::Feature {
+    v1::Feature { name: f.name.clone(), r#type: f.ty.to_string(), description: f.description.clone(), tags: f.tags.clone() }
+}
+
+fn feature_from_proto(f: v1::Feature) -> Result<FeatureSpec> {
+    Ok(FeatureSpec { ty: parse_type("feature", &f.name, &f.r#type)?, name: f.name, description: f.description, tags: f.tags })
+}
+
+pub fn definitions_to_proto(d: &Definitions) -> v1::ApplyRequest {
+    v1::ApplyRequest {
+        project: d.project.clone(),
+        description: d.description.clone(),
+        entities: d
+            .entities
+            .iter()
+            .map(|e| v1::Entity {
+                name: e.name.clone(),
+                join_keys: e.join_keys.iter().map(join_key_to_proto).collect(),
+                description: e.description.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        feature_sets: d
+            .feature_sets
+            .iter()
+            .map(|f| v1::FeatureSet {
+                name: f.name.clone(),
+                entity: f.entity.clone(),
+                timestamp_column: f.timestamp.clone(),
+                ttl: f.ttl.clone().unwrap_or_default(),
+                owner: f.owner.clone(),
+                description: f.description.clone(),
+                tags: f.tags.clone(),
+                features: f.features.iter().map(feature_to_proto).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        feature_vectors: d
+            .feature_vectors
+            .iter()
+            .map(|v| v1::FeatureVector {
+                name: v.name.clone(),
+                features: v.features.clone(),
+                description: v.description.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+pub fn definitions_from_proto(r: v1::ApplyRequest) -> Result<Definitions> {
+    Ok(Definitions {
+        project: r.project,
+        description: r.description,
+        entities: r
+            .entities
+            .into_iter()
+            .map(|e| {
+                Ok(EntitySpec {
+                    join_keys: e.join_keys.into_iter().map(join_key_from_proto).collect::<Result<_>>()?,
+                    name: e.name,
+                    description: e.description,
+                })
+            })
+            .collect::<Result<_>>()?,
+        feature_sets: r
+            .feature_sets
+            .into_iter()
+            .map(|f| {
+                Ok(FeatureSetSpec {
+                    features: f.features.into_iter().map(feature_from_proto).collect::<Result<_>>()?,
+                    name: f.name,
+                    entity: f.entity,
+                    timestamp: f.timestamp_column,
+                    ttl: (!f.ttl.is_empty()).then_some(f.ttl),
+                    owner: f.owner,
+                    description: f.description,
+                    tags: f.tags,
+                })
+            })
+            .collect::<Result<_>>()?,
+        feature_vectors: r
+            .feature_vectors
+            .into_iter()
+            .map(|v| VectorSpec { name: v.name, features: v.features, description: v.description })
+            .collect(),
+    })
+}
+
+pub fn change_to_proto(c: &Change) -> v1::Change {
+    let kind = match c.kind {
+        ObjectKind::Project => "project",
+        ObjectKind::Entity => "entity",
+        ObjectKind::FeatureSet => "feature_set",
+        ObjectKind::Vector => "vector",
+    };
+    let (action, version) = match c.action {
+        Action::Created => ("created", 0),
+        Action::Updated => ("updated", 0),
+        Action::NewVersion(v) => ("new_version", v),
+        Action::Unchanged => ("unchanged", 0),
+    };
+    v1::Change { kind: kind.into(), name: c.name.clone(), action: action.into(), version, summary: c.to_string() }
+}
+
+pub fn project_to_proto(p: &Project) -> v1::GetProjectResponse {
+    v1::GetProjectResponse {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        entities: p
+            .entities
+            .values()
+            .map(|e| v1::Entity {
+                name: e.name.clone(),
+                join_keys: e.join_keys.iter().map(join_key_to_proto).collect(),
+                description: e.description.clone(),
+                created_at_micros: e.created_at,
+                updated_at_micros: e.updated_at,
+            })
+            .collect(),
+        feature_sets: p
+            .feature_sets
+            .values()
+            .map(|versions| v1::FeatureSetVersions {
+                versions: versions
+                    .iter()
+                    .map(|f| v1::FeatureSet {
+                        name: f.name.clone(),
+                        version: f.version,
+                        entity: f.entity.clone(),
+                        timestamp_column: f.timestamp_column.clone(),
+                        ttl: format_ttl(f.ttl_secs),
+                        ttl_seconds: f.ttl_secs,
+                        owner: f.owner.clone(),
+                        description: f.description.clone(),
+                        tags: f.tags.clone(),
+                        features: f.features.iter().map(feature_to_proto).collect(),
+                        created_at_micros: f.created_at,
+                        updated_at_micros: f.updated_at,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        feature_vectors: p
+            .vectors
+            .values()
+            .map(|v| v1::FeatureVector {
+                name: v.name.clone(),
+                features: v.features.clone(),
+                description: v.description.clone(),
+                created_at_micros: v.created_at,
+                updated_at_micros: v.updated_at,
+            })
+            .collect(),
+    }
+}
+
+pub fn project_from_proto(p: v1::GetProjectResponse) -> Result<Project> {
+    let entities = p
+        .entities
+        .into_iter()
+        .map(|e| {
+            let entity = Entity {
+                join_keys: e.join_keys.into_iter().map(join_key_from_proto).collect::<Result<_>>()?,
+                name: e.name,
+                description: e.description,
+                created_at: e.created_at_micros,
+                updated_at: e.updated_at_micros,
+            };
+            Ok((entity.name.clone(), entity))
+        })
+        .collect::<Result<_>>()?;
+    let feature_sets = p
+        .feature_sets
+        .into_iter()
+        .filter_map(|set| {
+            let name = set.versions.first()?.name.clone();
+            let versions = set.versions.into_iter().map(|f| {
+                Ok(FeatureSet {
+                    features: f.features.into_iter().map(feature_from_proto).collect::<Result<_>>()?,
+                    name: f.name,
+                    version: f.version,
+                    entity: f.entity,
+                    timestamp_column: f.timestamp_column,
+                    ttl_secs: f.ttl_seconds,
+                    owner: f.owner,
+                    description: f.description,
+                    tags: f.tags,
+                    created_at: f.created_at_micros,
+                    updated_at: f.updated_at_micros,
+                })
+            });
+            Some(versions.collect::<Result<Vec<_>>>().map(|v| (name, v)))
+        })
+        .collect::<Result<_>>()?;
+    let vectors = p
+        .feature_vectors
+        .into_iter()
+        .map(|v| {
+            let vector = FeatureVector {
+                name: v.name,
+                features: v.features,
+                description: v.description,
+                created_at: v.created_at_micros,
+                updated_at: v.updated_at_micros,
+            };
+            (vector.name.clone(), vector)
+        })
+        .collect();
+    Ok(Project { name: p.name, description: p.description, entities, feature_sets, vectors, created_at: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int32(-3),
+            Value::Int64(1 << 40),
+            Value::Float32(0.5),
+            Value::Float64(-2.25),
+            Value::String("eu".into()),
+            Value::Bytes(vec![0, 255]),
+            Value::Timestamp(1_700_000_000_000_000),
+            Value::Float32List(vec![0.1, 0.2]),
+            Value::Int64List(vec![1, 2]),
+            Value::StringList(vec!["a".into()]),
+        ];
+        for v in values {
+            assert_eq!(value_from_proto(value_to_proto(v.clone())), v);
+        }
+    }
+
+    #[test]
+    fn definitions_round_trip() {
+        let defs = Definitions {
+            project: "rides".into(),
+            description: "d".into(),
+            entities: vec![EntitySpec {
+                name: "driver".into(),
+                join_keys: vec![JoinKey { name: "driver_id".into(), ty: ValueType::Int64 }],
+                description: String::new(),
+            }],
+            feature_sets: vec![FeatureSetSpec {
+                name: "s".into(),
+                entity: "driver".into(),
+                timestamp: "ts".into(),
+                ttl: Some("7d".into()),
+                owner: "o".into(),
+                description: String::new(),
+                tags: vec!["t".into()],
+                features: vec![FeatureSpec {
+                    name: "f".into(),
+                    ty: ValueType::Float32List,
+                    description: "x".into(),
+                    tags: vec!["pii".into()],
+                }],
+            }],
+            feature_vectors: vec![VectorSpec { name: "v".into(), features: vec!["s:*".into()], description: String::new() }],
+        };
+        assert_eq!(definitions_from_proto(definitions_to_proto(&defs)).unwrap(), defs);
+    }
+
+    #[test]
+    fn projects_round_trip() {
+        let mut reg = quiver_core::registry::Registry::default();
+        let defs = Definitions {
+            project: "p".into(),
+            entities: vec![EntitySpec {
+                name: "e".into(),
+                join_keys: vec![JoinKey { name: "k".into(), ty: ValueType::String }],
+                description: String::new(),
+            }],
+            feature_sets: vec![FeatureSetSpec {
+                name: "s".into(),
+                entity: "e".into(),
+                timestamp: "ts".into(),
+                ttl: Some("1h".into()),
+                owner: String::new(),
+                description: String::new(),
+                tags: vec![],
+                features: vec![FeatureSpec { name: "f".into(), ty: ValueType::Bool, description: String::new(), tags: vec![] }],
+            }],
+            ..Default::default()
+        };
+        reg.apply(&defs, 5).unwrap();
+        let mut project = reg.project("p").unwrap().clone();
+        project.created_at = 0;
+        assert_eq!(project_from_proto(project_to_proto(&project)).unwrap(), project);
+    }
+}
