@@ -1,1 +1,100 @@
-fn main() {}
+//! `quiver-node`: runs one node. Settings come from defaults, then `--config FILE` (TOML),
+//! then `QUIVER_*` environment variables and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use quiver_node::{Config, Node};
+
+#[derive(Parser, Debug)]
+#[command(name = "quiver-node", version, about = "Runs a Quiver feature-store node")]
+struct Args {
+    /// TOML config file; flags and QUIVER_* variables override it.
+    #[arg(long, env = "QUIVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id in the cluster [default: 1]
+    #[arg(long, env = "QUIVER_NODE_ID")]
+    node_id: Option<u64>,
+    /// Where the node keeps its data [default: ./quiver-data]
+    #[arg(long, env = "QUIVER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// gRPC address [default: 127.0.0.1:7070]
+    #[arg(long, env = "QUIVER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// HTTP address for /health and /metrics [default: 127.0.0.1:7080]
+    #[arg(long, env = "QUIVER_HTTP")]
+    http: Option<SocketAddr>,
+    /// Address others reach this node at [default: the listen address]
+    #[arg(long, env = "QUIVER_ADVERTISE")]
+    advertise: Option<String>,
+    /// Number of shards laid out on first start [default: 8]
+    #[arg(long, env = "QUIVER_SHARDS")]
+    shards: Option<u64>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                Config::from_toml(&text, &path.display().to_string())?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = self.node_id {
+            config.node_id = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.http {
+            config.http = v;
+        }
+        if self.advertise.is_some() {
+            config.advertise = self.advertise;
+        }
+        if let Some(v) = self.shards {
+            config.shards = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")),
+        )
+        .init();
+    let config = Args::parse().into_config()?;
+    tracing::info!(node = config.node_id, listen = %config.listen, http = %config.http, data_dir = %config.data_dir.display(), "starting");
+    let node = Node::start(config).await?;
+    quiver_node::api::serve(node.clone(), shutdown_signal()).await?;
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The online data path: validated writes grouped by shard and proposed to each shard's
+//! Raft group; reads checked for leadership (read index) and served from the shard's tree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
+use quiver_core::registry::{FeatureSet, Project};
+use quiver_core::row::{Freshness, StoredRow, is_expired, validate_rows};
+use quiver_core::{Error as CoreError, Value};
+use quiver_proto::v1::feature_service_server::FeatureService;
+use quiver_proto::v1::get_online_features_request::Features;
+use quiver_proto::v1::{
+    Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, Status as ValueStatus,
+    WriteFeaturesRequest, WriteFeaturesResponse,
+};
+use quiver_proto::{fields_from_proto, value_to_proto};
+use tonic::{Request, Response, Status};
+
+use super::observed;
+use crate::error::Result;
+use crate::meta::MetaState;
+use crate::node::Node;
+use crate::raft::{Command, now_micros};
+use crate::shard::{ShardCommand, ShardRow, TableRef, read_row};
+
+/// The most entity keys one online read may ask for.
+pub const MAX_ENTITIES_PER_READ: usize = 10_000;
+
+pub struct FeatureApi {
+    pub node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl FeatureService for FeatureApi {
+    async fn write_features(
+        &self,
+        request: Request<WriteFeaturesRequest>,
+    ) -> std::result::Result<Response<WriteFeaturesResponse>, Status> {
+        observed(&self.node, "WriteFeatures", self.write(request.into_inner())).await
+    }
+
+    async fn get_online_features(
+        &self,
+        request: Request<GetOnlineFeaturesRequest>,
+    ) -> std::result::Result<Response<GetOnlineFeaturesResponse>, Status> {
+        observed(&self.node, "GetOnlineFeatures", self.read(request.into_inner())).await
+    }
+}
+
+fn table_of(project: &Project, fs: &FeatureSet) -> TableRef {
+    TableRef { project: project.name.clone(), set: fs.name.clone(), version: fs.version }
+}
+
+impl FeatureApi {
+    async fn write(&self, req: WriteFeaturesRequest) -> Result<WriteFeaturesResponse> {
+        let state = self.node.meta.borrow().clone();
+        let project = state.registry.project(&req.project)?;
+        let fs = project.feature_set_by_ref(&req.feature_set)?;
+        let entity = project.entity(&fs.entity)?;
+        let input = req.rows.into_iter().map(|r| fields_from_proto(r.fields)).collect();
+        // Validation covers the whole request before anything is proposed.
+        let rows = validate_rows(entity, fs, input)?;
+        let rows_written = rows.len() as u64;
+        let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
+        for row in rows {
+            let key = encode_entity_key(&row.key);
+            let shard = state.shard_map.shard_for(key_hash(&key))?.id;
+            by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
+        }
+        let table = table_of(project, fs);
+        let writes = by_shard.into_iter().map(|(shard, rows)| {
+            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows });
+            async move { self.node.write(shard, command).await.map(|(_, index)| (shard, index)) }
+        });
+        let shard_log_index: HashMap<u64, u64> = try_join_all(writes).await?.into_iter().collect();
+        self.node.metrics.rows_written.inc_by(rows_written);
+        Ok(WriteFeaturesResponse { rows_written, shard_log_index })
+    }
+
+    async fn read(&self, req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
+        let state = self.node.meta.borrow().clone();
+        let project = state.registry.project(&req.project)?;
+        let linearizable = req.consistency() == Consistency::Linearizable;
+        let refs = match req.features {
+            Some(Features::Vector(name)) => project.vector(&name)?.features.clone(),
+            Some(Features::Refs(r)) => r.refs,
+            None => return Err(CoreError::InvalidArgument("name a feature vector or feature references".into()).into()),
+        };
+        let features = project.resolve(&refs)?;
+        if req.entities.len() > MAX_ENTITIES_PER_READ {
+            let n = req.entities.len();
+            return Err(CoreError::TooLarge(format!("{n} entities in one read; the limit is {MAX_ENTITIES_PER_READ}")).into());
+        }
+        // Each feature set version read once per entity, whatever number of its features is asked for.
+        let mut tables: Vec<(&FeatureSet, TableRef)> = Vec::new();
+        let column_table: Vec<usize> = features
+            .iter()
+            .map(|f| {
+                let fs = project.feature_set(&f.set, Some(f.version))?;
+                Ok(match tables.iter().position(|(t, _)| t.name == fs.name && t.version == fs.version) {
+                    Some(i) => i,
+                    None => {
+                        tables.push((fs, table_of(project, fs)));
+                        tables.len() - 1
+                    }
+                })
+            })
+            .collect::<Result<_, CoreError>>()?;
+        let lookups = self.entity_keys(&state, project, &tables, req.entities)?;
+        if linearizable {
+            let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, _)| *shard).collect();
+            shards.sort_unstable();
+            shards.dedup();
+            let groups = shards.into_iter().map(|s| self.node.group(s)).collect::<Result<Vec<_>>>()?;
+            try_join_all(groups.iter().map(|g| self.node.linearize(g))).await?;
+        }
+        let now = now_micros();
+        let mut results = Vec::with_capacity(lookups.len());
+        for keys in lookups {
+            let rows: Vec<Option<StoredRow>> = tables
+                .iter()
+                .zip(&keys)
+                .map(|((_, table), (shard, key))| read_row(self.node.group(*shard)?.data.as_ref(), table, key))
+                .collect::<Result<_>>()?;
+            let values = features
+                .iter()
+                .zip(&column_table)
+                .map(|(f, &t)| answer(rows[t].as_ref(), f.index, tables[t].0.ttl_secs, now))
+                .collect();
+            results.push(EntityResult { values });
+        }
+        Ok(GetOnlineFeaturesResponse { features: features.into_iter().map(|f| f.reference).collect(), results })
+    }
+
+    /// For each requested entity, the (shard, encoded key) of each table.
+    fn entity_keys(
+        &self,
+        state: &MetaState,
+        project: &Project,
+        tables: &[(&FeatureSet, TableRef)],
+        entities: Vec<quiver_proto::v1::EntityKey>,
+    ) -> Result<Vec<Vec<(u64, Vec<u8>)>>> {
+        entities
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let fields = fields_from_proto(e.keys);
+                tables
+                    .iter()
+                    .map(|(fs, _)| {
+                        let entity = project.entity(&fs.entity)?;
+                        let bad = |key: &str, reason: String| CoreError::InvalidEntityKey { entity: i + 1, key: key.into(), reason };
+                        let key = encode_entity_key(&entity_key_from(&entity.join_keys, |k| fields.get(k).cloned(), bad)?);
+                        let shard = state.shard_map.shard_for(key_hash(&key))?.id;
+                        Ok((shard, key))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect()
+    }
+}
+
+fn answer(row: Option<&StoredRow>, index: usize, ttl_secs: u64, now: i64) -> FeatureValue {
+    let (status, value, ts) = match row {
+        None => (Freshness::NotFound, Value::Null, 0),
+        Some(r) if is_expired(r.event_ts, ttl_secs, now) => (Freshness::Expired, Value::Null, r.event_ts),
+        Some(r) => (Freshness::Present, r.values.get(index).cloned().unwrap_or_default(), r.event_ts),
+    };
+    let status = match status {
+        Freshness::Present => ValueStatus::Present,
+        Freshness::NotFound => ValueStatus::NotFound,
+        Freshness::Expired => ValueStatus::Expired,
+    };
+    FeatureValue { value: Some(value_to_proto(value)), event_timestamp_micros: ts, status: status as i32 }
+}

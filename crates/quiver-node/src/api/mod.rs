@@ -1,0 +1,96 @@
+//! The node's network faces: gRPC (features, registry, admin, Raft) on `listen`, and HTTP
+//! (`/health`, `/metrics`) on `http`.
+
+mod admin;
+mod features;
+mod http;
+mod registry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use quiver_proto::v1::admin_service_server::AdminServiceServer;
+use quiver_proto::v1::feature_service_server::FeatureServiceServer;
+use quiver_proto::v1::raft_service_server::RaftServiceServer;
+use quiver_proto::v1::registry_service_server::RegistryServiceServer;
+use tonic::{Response, Status};
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::raft::service::RaftRpc;
+
+/// Largest gRPC message accepted: a write of `MAX_ROWS_PER_WRITE` wide rows fits.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// Serves gRPC and HTTP until `shutdown` resolves.
+pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http_listener = tokio::net::TcpListener::bind(node.config.http)
+        .await
+        .map_err(|e| Error::io(format!("binding http address {}", node.config.http), e))?;
+    let grpc_listener = tokio::net::TcpListener::bind(node.config.listen)
+        .await
+        .map_err(|e| Error::io(format!("binding listen address {}", node.config.listen), e))?;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let http = tokio::spawn(http::serve(node.clone(), http_listener, stopped(stop_rx.clone())));
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            FeatureServiceServer::new(features::FeatureApi { node: node.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(RegistryServiceServer::new(registry::RegistryApi { node: node.clone() }))
+        .add_service(AdminServiceServer::new(admin::AdminApi { node: node.clone() }))
+        .add_service(
+            RaftServiceServer::new(RaftRpc { groups: node.groups.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream_from(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+    let grpc = tokio::spawn(grpc);
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let _ = http.await;
+    let _ = grpc.await;
+    Ok(())
+}
+
+fn tokio_stream_from(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let conn = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((conn, listener))
+    })
+}
+
+/// Runs one request handler inside a tracing span, counting and timing it.
+async fn observed<T>(
+    node: &Node,
+    method: &'static str,
+    handler: impl Future<Output = Result<T>>,
+) -> std::result::Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = handler.instrument(tracing::info_span!("rpc", method)).await;
+    let code = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    node.metrics.observe(method, started, code);
+    result.map(Response::new).map_err(|e| {
+        if !matches!(&e, Error::Core(c) if c.is_user_error()) {
+            tracing::warn!(method, "request failed: {e}");
+        }
+        Status::from(e)
+    })
+}

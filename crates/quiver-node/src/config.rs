@@ -1,0 +1,148 @@
+//! Node configuration: serde defaults, overridden by a TOML file, then by `QUIVER_*`
+//! environment variables and flags (see `main.rs`), then validated with messages that
+//! name the setting at fault.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's id in every Raft group; unique in the cluster.
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// gRPC address for clients and peers.
+    pub listen: SocketAddr,
+    /// HTTP address for `/health` and `/metrics`.
+    pub http: SocketAddr,
+    /// Address peers and clients use to reach this node; defaults to `listen`.
+    pub advertise: Option<String>,
+    /// Shards laid out when the cluster is first initialised; ignored afterwards.
+    pub shards: u64,
+    pub raft: RaftConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, for slow followers.
+    pub logs_to_keep: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            data_dir: PathBuf::from("./quiver-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            http: SocketAddr::from(([127, 0, 0, 1], 7080)),
+            advertise: None,
+            shards: 8,
+            raft: RaftConfig::default(),
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every: 10_000,
+            logs_to_keep: 1_000,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))
+    }
+
+    pub fn advertise_addr(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| self.listen.to_string())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.node_id == 0 {
+            return bad("node_id must be 1 or more".into());
+        }
+        if self.shards == 0 || self.shards > 4096 {
+            return bad(format!("shards = {} must be between 1 and 4096", self.shards));
+        }
+        if self.listen == self.http {
+            return bad(format!("listen and http are both {}; give them different ports", self.listen));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            return bad(format!(
+                "raft.election_timeout_min_ms ({}) must exceed raft.heartbeat_ms ({}), which must be above 0",
+                r.election_timeout_min_ms, r.heartbeat_ms
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return bad(format!(
+                "raft.election_timeout_max_ms ({}) must exceed raft.election_timeout_min_ms ({})",
+                r.election_timeout_max_ms, r.election_timeout_min_ms
+            ));
+        }
+        if r.snapshot_every == 0 {
+            return bad("raft.snapshot_every must be 1 or more".into());
+        }
+        Ok(())
+    }
+
+    pub fn openraft(&self) -> Result<openraft::Config> {
+        let r = &self.raft;
+        let config = openraft::Config {
+            cluster_name: "quiver".into(),
+            heartbeat_interval: r.heartbeat_ms,
+            election_timeout_min: r.election_timeout_min_ms,
+            election_timeout_max: r.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
+            max_in_snapshot_log_to_keep: r.logs_to_keep,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Config(format!("raft: {e}")))
+    }
+
+    pub fn election_timeout(&self) -> Duration {
+        Duration::from_millis(self.raft.election_timeout_max_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c = Config::from_toml("shards = 4\n[raft]\nsnapshot_every = 50\n", "test").unwrap();
+        assert_eq!((c.shards, c.raft.snapshot_every, c.node_id), (4, 50, 1));
+        let err = Config::from_toml("shard = 4\n", "quiver.toml").unwrap_err().to_string();
+        assert!(err.contains("quiver.toml") && err.contains("shard"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let mut c = Config::default();
+        c.raft.election_timeout_min_ms = 50;
+        assert!(c.validate().unwrap_err().to_string().contains("election_timeout_min_ms"));
+        let c = Config { shards: 0, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("shards"));
+        assert!(Config::default().validate().is_ok());
+        assert!(Config::default().openraft().is_ok());
+    }
+}

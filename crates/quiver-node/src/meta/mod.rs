@@ -1,0 +1,89 @@
+//! The meta group (Raft group 0): registry, shard map and cluster members.
+//!
+//! The state is small and read on every request, so it lives in memory as an immutable
+//! `Arc<MetaState>` published through a watch channel; each apply persists it as one value
+//! next to the applied log id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quiver_core::registry::Registry;
+use quiver_core::shard_map::ShardMap;
+use quiver_core::spec::Definitions;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::codec::{decode, encode};
+use crate::error::Result;
+use crate::raft::Response;
+use crate::storage::{KvTree, WriteBatch};
+
+const STATE: &[u8] = b"\x01meta-state";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetaState {
+    pub registry: Registry,
+    pub shard_map: ShardMap,
+    pub nodes: BTreeMap<u64, NodeInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    /// The gRPC address other nodes and clients reach it at.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaCommand {
+    ApplyDefinitions(Definitions),
+    /// Lays out the first shard map; refused once a map exists, so replays and racing
+    /// bootstraps change nothing.
+    Bootstrap { nodes: Vec<NodeInfo>, shard_map: ShardMap },
+}
+
+/// Readers' handle on the latest applied meta state.
+pub type MetaView = watch::Receiver<Arc<MetaState>>;
+
+pub struct MetaMachine {
+    state: MetaState,
+    tx: watch::Sender<Arc<MetaState>>,
+}
+
+impl MetaMachine {
+    pub fn new() -> (MetaMachine, MetaView) {
+        let (tx, rx) = watch::channel(Arc::new(MetaState::default()));
+        (MetaMachine { state: MetaState::default(), tx }, rx)
+    }
+
+    pub fn load(&mut self, tree: &dyn KvTree) -> Result<()> {
+        self.state = tree.get(STATE)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        self.publish();
+        Ok(())
+    }
+
+    pub fn publish(&self) {
+        if **self.tx.borrow() != self.state {
+            self.tx.send_replace(Arc::new(self.state.clone()));
+        }
+    }
+
+    pub fn apply(&mut self, cmd: &MetaCommand, leader_time: i64, batch: &mut WriteBatch) -> Result<Response> {
+        let response = match cmd {
+            MetaCommand::ApplyDefinitions(defs) => match self.state.registry.apply(defs, leader_time) {
+                Ok(changes) => Response::Applied(changes),
+                Err(e) => return Ok(Response::Rejected(e)),
+            },
+            MetaCommand::Bootstrap { nodes, shard_map } => {
+                if !self.state.shard_map.shards.is_empty() {
+                    return Ok(Response::Done);
+                }
+                self.state.shard_map = shard_map.clone();
+                self.state.nodes = nodes.iter().map(|n| (n.id, n.clone())).collect();
+                Response::Done
+            }
+        };
+        batch.put(STATE, encode(&self.state)?);
+        Ok(response)
+    }
+}

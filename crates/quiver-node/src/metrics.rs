@@ -1,0 +1,79 @@
+//! Prometheus metrics served at `/metrics` on the HTTP port.
+
+use std::time::Instant;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::node::Groups;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pub rows_written: IntCounter,
+    raft_applied: IntGaugeVec,
+    raft_leader: IntGaugeVec,
+    raft_term: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        // The definitions are constants: building them fails only on a programming error.
+        Metrics::build().expect("metric definitions are valid")
+    }
+
+    fn build() -> prometheus::Result<Metrics> {
+        let gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["group"]);
+        let metrics = Metrics {
+            registry: Registry::new_custom(Some("quiver".into()), None)?,
+            requests: IntCounterVec::new(
+                Opts::new("requests_total", "gRPC requests by method and outcome code"),
+                &["method", "code"],
+            )?,
+            latency: HistogramVec::new(
+                HistogramOpts::new("request_seconds", "gRPC request latency by method")
+                    .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 18)?),
+                &["method"],
+            )?,
+            rows_written: IntCounter::new("rows_written_total", "feature rows acknowledged by writes")?,
+            raft_applied: gauge("raft_applied_index", "last applied log index per group")?,
+            raft_leader: gauge("raft_current_leader", "node id of each group's leader (0 when unknown)")?,
+            raft_term: gauge("raft_term", "current term per group")?,
+        };
+        let r = &metrics.registry;
+        r.register(Box::new(metrics.requests.clone()))?;
+        r.register(Box::new(metrics.latency.clone()))?;
+        r.register(Box::new(metrics.rows_written.clone()))?;
+        r.register(Box::new(metrics.raft_applied.clone()))?;
+        r.register(Box::new(metrics.raft_leader.clone()))?;
+        r.register(Box::new(metrics.raft_term.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts and times one request.
+    pub fn observe(&self, method: &str, started: Instant, code: &str) {
+        self.requests.with_label_values(&[method, code]).inc();
+        self.latency.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The text exposition, with Raft gauges read fresh from each group.
+    pub fn render(&self, groups: &Groups) -> String {
+        for g in groups.all() {
+            let m = g.raft.metrics().borrow().clone();
+            let label = g.id.to_string();
+            self.raft_applied.with_label_values(&[&label]).set(m.last_applied.map_or(0, |l| l.index) as i64);
+            self.raft_leader.with_label_values(&[&label]).set(m.current_leader.unwrap_or(0) as i64);
+            self.raft_term.with_label_values(&[&label]).set(m.current_term as i64);
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,57 @@
+//! The receiving side of Raft messages: finds the group the message names among the groups
+//! this node hosts. A message for a group not opened here is refused, never answered by
+//! opening it: only the meta state machine decides what a node hosts.
+
+use std::sync::Arc;
+
+use quiver_proto::v1::RaftMessage;
+use quiver_proto::v1::raft_service_server::RaftService;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::codec::{decode, encode};
+use crate::node::Groups;
+
+pub struct RaftRpc {
+    pub groups: Arc<Groups>,
+}
+
+fn reply<T: Serialize, E: Serialize>(group_id: u64, result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
+    let (payload, error) = match result {
+        Ok(v) => (encode(&v)?, Vec::new()),
+        Err(e) => (Vec::new(), encode(&e)?),
+    };
+    Ok(Response::new(RaftMessage { group_id, payload, error }))
+}
+
+impl RaftRpc {
+    fn open<T: serde::de::DeserializeOwned>(&self, msg: &RaftMessage) -> Result<(crate::raft::Raft, T), Status> {
+        let group = self
+            .groups
+            .get(msg.group_id)
+            .ok_or_else(|| Status::not_found(format!("group {} is not hosted on this node", msg.group_id)))?;
+        let req = decode(&msg.payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok((group.raft.clone(), req))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftRpc {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = request.into_inner();
+        let (raft, req) = self.open(&msg)?;
+        reply(msg.group_id, raft.append_entries(req).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = request.into_inner();
+        let (raft, req) = self.open(&msg)?;
+        reply(msg.group_id, raft.vote(req).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = request.into_inner();
+        let (raft, req) = self.open(&msg)?;
+        reply(msg.group_id, raft.install_snapshot(req).await)
+    }
+}

@@ -1,0 +1,216 @@
+//! The state machine of one group, in its own tree. Each `apply` call writes its data
+//! changes together with the last applied log id and membership in one atomic batch, so a
+//! crash leaves the tree either before or after the whole call, and replaying entries the
+//! tree already holds is harmless (last-writer-wins and registry applies are idempotent).
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use super::{Command, NodeId, Response, TypeConfig};
+use crate::codec::{decode, encode};
+use crate::error::{Error, Result};
+use crate::meta::MetaMachine;
+use crate::shard::{self, StoredRowCache};
+use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
+
+/// Keys below this byte hold Raft bookkeeping; data keys start at or above it.
+const APPLIED: &[u8] = b"\x00applied";
+const MEMBERSHIP: &[u8] = b"\x00membership";
+const CURRENT_SNAPSHOT: &[u8] = b"current";
+
+type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+/// What a group holds: the registry and cluster metadata, or a range of online rows.
+pub enum Kind {
+    Meta(MetaMachine),
+    Shard,
+}
+
+pub struct StateMachine {
+    engine: Arc<dyn KvEngine>,
+    tree: Arc<dyn KvTree>,
+    snapshots: Arc<dyn KvTree>,
+    kind: Kind,
+    applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    snapshot_count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+impl StateMachine {
+    pub fn open(engine: Arc<dyn KvEngine>, group: u64, kind: Kind) -> Result<StateMachine> {
+        let tree = engine.tree(&format!("group-{group}-state"))?;
+        let snapshots = engine.tree(&format!("group-{group}-snapshot"))?;
+        let applied = tree.get(APPLIED)?.map(|b| decode(&b)).transpose()?;
+        let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        let mut sm = StateMachine { engine, tree, snapshots, kind, applied, membership, snapshot_count: 0 };
+        sm.reload()?;
+        Ok(sm)
+    }
+
+    /// The tree reads go to (online rows of a shard); shared with the state machine.
+    pub fn data(&self) -> Arc<dyn KvTree> {
+        self.tree.clone()
+    }
+
+    /// Refreshes in-memory views after the tree changed wholesale (open, snapshot install).
+    fn reload(&mut self) -> Result<()> {
+        if let Kind::Meta(meta) = &mut self.kind {
+            meta.load(self.tree.as_ref())?;
+        }
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+        let mut batch = WriteBatch::default();
+        let mut rows = StoredRowCache::default();
+        let mut responses = Vec::with_capacity(entries.len());
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::Done,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Response::Done
+                }
+                EntryPayload::Normal(request) => match (&mut self.kind, &request.command) {
+                    (Kind::Meta(meta), Command::Meta(cmd)) => meta.apply(cmd, request.leader_time, &mut batch)?,
+                    (Kind::Shard, Command::Shard(cmd)) => shard::apply(
+                        self.tree.as_ref(),
+                        &mut rows,
+                        entry.log_id.index,
+                        request.leader_time,
+                        cmd,
+                    )?,
+                    _ => Response::Rejected(quiver_core::Error::Internal(
+                        "command sent to a group of the wrong kind".into(),
+                    )),
+                },
+            };
+            responses.push(response);
+        }
+        rows.flush_into(&mut batch)?;
+        batch.put(APPLIED, encode(&self.applied)?);
+        batch.put(MEMBERSHIP, encode(&self.membership)?);
+        self.tree.write(batch)?;
+        if let Kind::Meta(meta) = &self.kind {
+            meta.publish();
+        }
+        Ok(responses)
+    }
+
+    fn dump(&self) -> Result<Vec<u8>> {
+        let pairs: Vec<KvPair> = self.tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)).collect::<Result<_>>()?;
+        encode(&pairs)
+    }
+
+    fn install(&mut self, meta: &SnapshotMeta<NodeId, openraft::BasicNode>, data: Vec<u8>) -> Result<()> {
+        let pairs: Vec<KvPair> = decode(&data)?;
+        let mut batch = WriteBatch::default();
+        for kv in self.tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)) {
+            batch.delete(kv?.0);
+        }
+        for (k, v) in pairs {
+            batch.put(k, v);
+        }
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        batch.put(APPLIED, encode(&self.applied)?);
+        batch.put(MEMBERSHIP, encode(&self.membership)?);
+        self.tree.write(batch)?;
+        store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &StoredSnapshot { meta: meta.clone(), data })?;
+        self.reload()
+    }
+}
+
+fn store_snapshot(engine: &dyn KvEngine, snapshots: &dyn KvTree, snapshot: &StoredSnapshot) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    batch.put(CURRENT_SNAPSHOT, encode(snapshot)?);
+    snapshots.write(batch)?;
+    // Logs up to the snapshot may be purged next: the snapshot must be durable first.
+    engine.flush()
+}
+
+fn sm_err(e: Error) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+/// A snapshot taken when openraft asked for a builder: the copy is made on the state
+/// machine's task, between two applies, so it is consistent with `applied`.
+pub struct SnapshotBuilder {
+    snapshot: Result<StoredSnapshot>,
+    engine: Arc<dyn KvEngine>,
+    snapshots: Arc<dyn KvTree>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let stored = std::mem::replace(&mut self.snapshot, Err(Error::Storage("snapshot already built".into())));
+        let stored = stored.map_err(|e| StorageIOError::read_state_machine(&e))?;
+        store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &stored).map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), &e))?;
+        Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, Membership)> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.apply_entries(entries.into_iter().collect()).map_err(sm_err)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        self.snapshot_count += 1;
+        let snapshot = self.dump().map(|data| {
+            let snapshot_id = match self.applied {
+                Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.snapshot_count),
+                None => format!("none-{}", self.snapshot_count),
+            };
+            StoredSnapshot {
+                meta: SnapshotMeta { last_log_id: self.applied, last_membership: self.membership.clone(), snapshot_id },
+                data,
+            }
+        });
+        SnapshotBuilder { snapshot, engine: self.engine.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        self.install(meta, snapshot.into_inner())
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let stored: Option<StoredSnapshot> = self
+            .snapshots
+            .get(CURRENT_SNAPSHOT)
+            .and_then(|b| b.map(|b| decode(&b)).transpose())
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
