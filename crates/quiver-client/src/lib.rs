@@ -1,1 +1,220 @@
+//! Rust client for Quiver.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use quiver_client::{Client, Consistency, FeatureSelection, OnlineRequest, Value};
+//!
+//! # async fn example() -> Result<(), quiver_client::Error> {
+//! let client = Client::connect("http://127.0.0.1:7070").await?;
+//!
+//! // Write one row of the `driver_stats` feature set.
+//! let row = BTreeMap::from([
+//!     ("driver_id".to_string(), Value::Int64(1001)),
+//!     ("event_timestamp".to_string(), Value::Timestamp(1_764_000_000_000_000)),
+//!     ("conv_rate".to_string(), Value::Float64(0.87)),
+//! ]);
+//! client.write("rides", "driver_stats", vec![row]).await?;
+//!
+//! // Read the latest vector for two drivers.
+//! let answer = client
+//!     .get_online(OnlineRequest {
+//!         project: "rides".into(),
+//!         features: FeatureSelection::Vector("driver_model_v1".into()),
+//!         entities: vec![
+//!             BTreeMap::from([("driver_id".to_string(), Value::Int64(1001))]),
+//!             BTreeMap::from([("driver_id".to_string(), Value::Int64(1002))]),
+//!         ],
+//!         consistency: Consistency::Linearizable,
+//!     })
+//!     .await?;
+//! for (name, value) in answer.features.iter().zip(&answer.rows[0]) {
+//!     println!("{name} = {} ({:?})", value.value, value.status);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+mod error;
+
+use std::collections::BTreeMap;
+
+use quiver_proto::v1;
+use quiver_proto::v1::admin_service_client::AdminServiceClient;
+use quiver_proto::v1::feature_service_client::FeatureServiceClient;
+use quiver_proto::v1::registry_service_client::RegistryServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+pub use error::{Error, Result};
+pub use quiver_core::registry::{Change, Project};
+pub use quiver_core::row::{Freshness, InputRow};
+pub use quiver_core::spec::Definitions;
+pub use quiver_core::{Value, ValueType};
+pub use quiver_proto::v1::{ApplyResponse, StatusResponse};
+
+/// Largest message the client sends or accepts.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// A connection to one Quiver node. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    endpoint: String,
+    features: FeatureServiceClient<Channel>,
+    registry: RegistryServiceClient<Channel>,
+    admin: AdminServiceClient<Channel>,
+}
+
+/// Which features a read asks for.
+#[derive(Debug, Clone)]
+pub enum FeatureSelection {
+    /// A feature vector declared in the registry.
+    Vector(String),
+    /// `set:feature`, `set@2:feature` or `set:*` references, possibly from several sets.
+    Refs(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read (a read-index round).
+    #[default]
+    Linearizable,
+    /// Whatever the replica has applied; cheaper, may lag.
+    Stale,
+}
+
+#[derive(Debug, Clone)]
+pub struct OnlineRequest {
+    pub project: String,
+    pub features: FeatureSelection,
+    /// One map of join-key values per entity.
+    pub entities: Vec<BTreeMap<String, Value>>,
+    pub consistency: Consistency,
+}
+
+/// One value of an online answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureValue {
+    /// `Value::Null` unless the status is `Present`.
+    pub value: Value,
+    /// Event time of the stored row, microseconds; `None` when not found.
+    pub event_ts: Option<i64>,
+    pub status: Freshness,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineFeatures {
+    /// Column names, `set:feature`.
+    pub features: Vec<String>,
+    /// One row per requested entity, in request order; values in `features` order.
+    pub rows: Vec<Vec<FeatureValue>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub rows_written: u64,
+}
+
+impl Client {
+    /// Connects to a node, e.g. `http://127.0.0.1:7070` (the scheme may be omitted).
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Client> {
+        let mut endpoint = endpoint.into();
+        if !endpoint.contains("://") {
+            endpoint = format!("http://{endpoint}");
+        }
+        let transport = |e: &dyn std::fmt::Display| Error::Transport { endpoint: endpoint.clone(), message: e.to_string() };
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| transport(&e))?
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| transport(&e))?;
+        Ok(Client {
+            features: FeatureServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            registry: RegistryServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel),
+            endpoint,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Applies definitions: idempotent, all-or-nothing; says what changed.
+    pub async fn apply(&self, defs: &Definitions) -> Result<ApplyResponse> {
+        let reply = self.registry.clone().apply(quiver_proto::definitions_to_proto(defs)).await;
+        Ok(reply.map_err(Error::from)?.into_inner())
+    }
+
+    pub async fn projects(&self) -> Result<Vec<String>> {
+        let reply = self.registry.clone().list_projects(v1::ListProjectsRequest {}).await;
+        Ok(reply.map_err(Error::from)?.into_inner().projects)
+    }
+
+    /// Everything a project declares, every feature-set version included.
+    pub async fn project(&self, name: &str) -> Result<Project> {
+        let reply = self.registry.clone().get_project(v1::GetProjectRequest { project: name.into() }).await;
+        Ok(quiver_proto::project_from_proto(reply.map_err(Error::from)?.into_inner())?)
+    }
+
+    /// Writes rows of one feature set (`name` or `name@version`). The node validates the
+    /// whole batch first: one bad row rejects the batch and nothing is written.
+    pub async fn write(&self, project: &str, feature_set: &str, rows: Vec<InputRow>) -> Result<WriteOutcome> {
+        let request = v1::WriteFeaturesRequest {
+            project: project.into(),
+            feature_set: feature_set.into(),
+            rows: rows.into_iter().map(|r| v1::Row { fields: quiver_proto::fields_to_proto(r) }).collect(),
+        };
+        let reply = self.features.clone().write_features(request).await.map_err(Error::from)?.into_inner();
+        Ok(WriteOutcome { rows_written: reply.rows_written })
+    }
+
+    /// Reads the latest values of features for entities.
+    pub async fn get_online(&self, request: OnlineRequest) -> Result<OnlineFeatures> {
+        let features = Some(match request.features {
+            FeatureSelection::Vector(v) => v1::get_online_features_request::Features::Vector(v),
+            FeatureSelection::Refs(refs) => v1::get_online_features_request::Features::Refs(v1::FeatureRefs { refs }),
+        });
+        let consistency = match request.consistency {
+            Consistency::Linearizable => v1::Consistency::Linearizable,
+            Consistency::Stale => v1::Consistency::Stale,
+        };
+        let proto = v1::GetOnlineFeaturesRequest {
+            project: request.project,
+            features,
+            entities: request
+                .entities
+                .into_iter()
+                .map(|keys| v1::EntityKey { keys: quiver_proto::fields_to_proto(keys) })
+                .collect(),
+            consistency: consistency as i32,
+        };
+        let reply = self.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner();
+        let rows = reply
+            .results
+            .into_iter()
+            .map(|r| r.values.into_iter().map(feature_value).collect())
+            .collect();
+        Ok(OnlineFeatures { features: reply.features, rows })
+    }
+
+    /// The node's view of the cluster: nodes, groups, leaders, indexes.
+    pub async fn status(&self) -> Result<StatusResponse> {
+        Ok(self.admin.clone().status(v1::StatusRequest {}).await.map_err(Error::from)?.into_inner())
+    }
+}
+
+fn feature_value(v: v1::FeatureValue) -> FeatureValue {
+    let status = match v1::Status::try_from(v.status).unwrap_or(v1::Status::NotFound) {
+        v1::Status::Present => Freshness::Present,
+        v1::Status::NotFound => Freshness::NotFound,
+        v1::Status::Expired => Freshness::Expired,
+    };
+    FeatureValue {
+        value: v.value.map(quiver_proto::value_from_proto).unwrap_or_default(),
+        event_ts: (status != Freshness::NotFound).then_some(v.event_timestamp_micros),
+        status,
+    }
+}

@@ -413,6 +413,13 @@ impl FeatureSet {
         self.features.iter().map(|f| f.name.as_str()).collect()
     }
 
+    /// The error for a row (numbered from 1) carrying a field this set does not declare.
+    pub fn unknown_field(&self, row: usize, field: &str) -> Error {
+        let reason =
+            format!("unknown feature (feature set {} has: {})", self.versioned_name(), self.feature_names().join(", "));
+        Error::row(row, field, reason)
+    }
+
     /// `name@version`, the form that names one version everywhere.
     pub fn versioned_name(&self) -> String {
         format!("{}@{}", self.name, self.version)

@@ -35,7 +35,8 @@ pub fn validate_rows(entity: &Entity, fs: &FeatureSet, rows: Vec<InputRow>) -> R
     rows.into_iter().enumerate().map(|(i, row)| validate_row(entity, fs, i + 1, row)).collect()
 }
 
-fn validate_row(entity: &Entity, fs: &FeatureSet, n: usize, mut row: InputRow) -> Result<ValidatedRow> {
+/// Checks one row, numbered `n` from 1 in its input.
+pub fn validate_row(entity: &Entity, fs: &FeatureSet, n: usize, mut row: InputRow) -> Result<ValidatedRow> {
     let key = entity_key_from(&entity.join_keys, |name| row.remove(name), |field, why| Error::row(n, field, why))?;
     let ts_col = &fs.timestamp_column;
     let event_ts = match row.remove(ts_col) {
@@ -48,9 +49,7 @@ fn validate_row(entity: &Entity, fs: &FeatureSet, n: usize, mut row: InputRow) -
     };
     let mut values = vec![Value::Null; fs.features.len()];
     for (field, value) in row {
-        let i = fs.feature_index(&field).ok_or_else(|| {
-            Error::row(n, &field, format!("unknown feature (feature set {} has: {})", fs.versioned_name(), fs.feature_names().join(", ")))
-        })?;
+        let i = fs.feature_index(&field).ok_or_else(|| fs.unknown_field(n, &field))?;
         values[i] = value.conform(fs.features[i].ty).map_err(|e| Error::row(n, &field, e))?;
     }
     Ok(ValidatedRow { key, event_ts, values })

@@ -1,5 +1,6 @@
 //! Definitions as users write them (`quiverctl apply -f FILE`): the input of a registry apply.
-//! Unknown fields are rejected so that a typo never silently drops a setting.
+//! Unknown fields are rejected so that a typo never silently drops a setting. No
+//! `skip_serializing_if` here: these types also travel in bincode, which needs every field.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ use crate::ValueType;
 #[serde(deny_unknown_fields)]
 pub struct Definitions {
     pub project: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub entities: Vec<EntitySpec>,
@@ -24,7 +25,7 @@ pub struct Definitions {
 pub struct EntitySpec {
     pub name: String,
     pub join_keys: Vec<JoinKey>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub description: String,
 }
 
@@ -46,11 +47,11 @@ pub struct FeatureSetSpec {
     /// `7d`, `12h`, …; absent or `0` means values never expire.
     #[serde(default)]
     pub ttl: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub owner: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub description: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub tags: Vec<String>,
     pub features: Vec<FeatureSpec>,
 }
@@ -61,9 +62,9 @@ pub struct FeatureSpec {
     pub name: String,
     #[serde(rename = "type")]
     pub ty: ValueType,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub description: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub tags: Vec<String>,
 }
 
@@ -73,6 +74,6 @@ pub struct VectorSpec {
     pub name: String,
     /// `set:feature`, `set@2:feature` or `set:*`.
     pub features: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub description: String,
 }

@@ -110,3 +110,23 @@ async fn shard_apply_keeps_the_newest_event_and_replays_harmlessly() {
     let sm = StateMachine::open(engine, 7, Kind::Shard).unwrap();
     assert_eq!(value_of(&sm, 2), Some((5, Value::Float64(5.0))));
 }
+
+#[test]
+fn meta_commands_survive_the_log_encoding() {
+    use crate::meta::MetaCommand;
+    let defs = quiver_core::spec::Definitions {
+        project: "p".into(),
+        entities: vec![quiver_core::spec::EntitySpec {
+            name: "e".into(),
+            join_keys: vec![quiver_core::spec::JoinKey { name: "k".into(), ty: quiver_core::ValueType::Int64 }],
+            description: String::new(),
+        }],
+        ..Default::default()
+    };
+    let request = Request { leader_time: 1, command: Command::Meta(MetaCommand::ApplyDefinitions(defs.clone())) };
+    let decoded: Request = crate::codec::decode(&crate::codec::encode(&request).unwrap()).unwrap();
+    match decoded.command {
+        Command::Meta(MetaCommand::ApplyDefinitions(d)) => assert_eq!(d, defs),
+        other => panic!("decoded into {other:?}"),
+    }
+}

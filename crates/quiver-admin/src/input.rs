@@ -1,0 +1,208 @@
+//! Reading what users give `quiverctl`: definition files, row files (JSON lines or CSV,
+//! typed by the feature set's schema) and `--entity name=value` arguments.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use quiver_core::key::parse_key_text;
+use quiver_core::registry::{Entity, FeatureSet};
+use quiver_core::row::InputRow;
+use quiver_core::spec::{Definitions, JoinKey};
+use quiver_core::{Error, Value, ValueType};
+
+pub fn read_definitions(path: &Path) -> Result<Definitions> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_definitions(&text).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn parse_definitions(text: &str) -> Result<Definitions> {
+    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
+    rejoin_split_descriptions(&mut doc);
+    Ok(serde_yaml_ng::from_value(doc)?)
+}
+
+/// In a flow mapping such as `{name: trips, description: trips per day, 30-day mean}` YAML
+/// reads the text after the comma as a key with no value. Such keys right after a
+/// `description` are put back into it, so the natural way of writing a feature works;
+/// any other unknown key still fails with serde's message naming it.
+fn rejoin_split_descriptions(doc: &mut serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value as Y;
+    let Some(sets) = doc.get_mut("feature_sets").and_then(Y::as_sequence_mut) else { return };
+    for features in sets.iter_mut().filter_map(|s| s.get_mut("features")).filter_map(Y::as_sequence_mut) {
+        for feature in features.iter_mut().filter_map(Y::as_mapping_mut) {
+            let Some(Y::String(mut description)) = feature.get("description").cloned() else { continue };
+            let stray: Vec<Y> = feature
+                .iter()
+                .skip_while(|(k, _)| k.as_str() != Some("description"))
+                .skip(1)
+                .take_while(|(_, v)| v.is_null())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in stray.iter().filter_map(|k| k.as_str().map(|s| (k, s.to_string()))) {
+                description = format!("{description}, {}", key.1);
+                feature.remove(key.0);
+            }
+            feature.insert(Y::from("description"), Y::String(description));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RowFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// A header line, then one row per line.
+    Csv,
+}
+
+impl RowFormat {
+    /// From the file name (`.csv` → CSV, anything else → JSON lines), unless given.
+    pub fn for_path(path: &str, explicit: Option<RowFormat>) -> RowFormat {
+        explicit.unwrap_or(if path.ends_with(".csv") { RowFormat::Csv } else { RowFormat::Jsonl })
+    }
+}
+
+/// The type of every column a row of `fs` may carry.
+fn column_types(entity: &Entity, fs: &FeatureSet) -> HashMap<String, ValueType> {
+    let mut types: HashMap<_, _> = entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
+    types.insert(fs.timestamp_column.clone(), ValueType::Timestamp);
+    types.extend(fs.features.iter().map(|f| (f.name.clone(), f.ty)));
+    types
+}
+
+/// Parses every row of `reader`, converting values to the schema's types. Rows are
+/// numbered from 1; the first bad one fails the whole input.
+pub fn parse_rows(reader: impl Read, format: RowFormat, entity: &Entity, fs: &FeatureSet) -> Result<Vec<InputRow>, Error> {
+    let types = column_types(entity, fs);
+    match format {
+        RowFormat::Jsonl => parse_jsonl(reader, &types, fs),
+        RowFormat::Csv => parse_csv(reader, &types, fs),
+    }
+}
+
+fn parse_jsonl(reader: impl Read, types: &HashMap<String, ValueType>, fs: &FeatureSet) -> Result<Vec<InputRow>, Error> {
+    let mut rows = Vec::new();
+    for line in BufReader::new(reader).lines() {
+        let n = rows.len() + 1;
+        let line = line.map_err(|e| Error::InvalidArgument(format!("reading row {n}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&line).map_err(|e| Error::row(n, "", format!("not a JSON object: {e}")))?;
+        let row = object
+            .into_iter()
+            .map(|(field, json)| {
+                let ty = types.get(&field).ok_or_else(|| fs.unknown_field(n, &field))?;
+                let value = Value::from_json(&json, *ty).map_err(|e| Error::row(n, &field, e))?;
+                Ok((field, value))
+            })
+            .collect::<Result<InputRow, Error>>()?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn parse_csv(reader: impl Read, types: &HashMap<String, ValueType>, fs: &FeatureSet) -> Result<Vec<InputRow>, Error> {
+    let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
+    let headers = csv.headers().map_err(|e| Error::InvalidArgument(format!("CSV header: {e}")))?.clone();
+    let columns: Vec<(String, ValueType)> = headers
+        .iter()
+        .map(|h| types.get(h).map(|t| (h.to_string(), *t)).ok_or_else(|| fs.unknown_field(1, h)))
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::new();
+    for record in csv.records() {
+        let n = rows.len() + 1;
+        let record = record.map_err(|e| Error::row(n, "", format!("malformed CSV: {e}")))?;
+        let row = columns
+            .iter()
+            .zip(record.iter())
+            .map(|((name, ty), text)| Ok((name.clone(), Value::parse_text(text, *ty).map_err(|e| Error::row(n, name, e))?)))
+            .collect::<Result<InputRow, Error>>()?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Parses `--entity driver_id=1001,region=eu` arguments with the types of `join_keys`.
+pub fn parse_entities(args: &[String], join_keys: &[JoinKey]) -> Result<Vec<BTreeMap<String, Value>>, Error> {
+    args.iter()
+        .enumerate()
+        .map(|(i, text)| {
+            parse_key_text(text)?
+                .into_iter()
+                .map(|(name, value)| {
+                    let bad = |reason: String| Error::InvalidEntityKey { entity: i + 1, key: name.clone(), reason };
+                    let key = join_keys.iter().find(|k| k.name == name).ok_or_else(|| {
+                        let known: Vec<_> = join_keys.iter().map(|k| k.name.as_str()).collect();
+                        bad(format!("not a join key of the requested features (they use: {})", known.join(", ")))
+                    })?;
+                    Ok((name.clone(), Value::parse_text(&value, key.ty).map_err(bad)?))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_core::registry::Registry;
+
+    fn schema() -> (Entity, FeatureSet) {
+        let defs = parse_definitions(include_str!("../../../examples/rides.yaml")).unwrap();
+        let mut reg = Registry::default();
+        reg.apply(&defs, 0).unwrap();
+        let p = reg.project("rides").unwrap();
+        (p.entity("driver").unwrap().clone(), p.feature_set("driver_stats", None).unwrap().clone())
+    }
+
+    #[test]
+    fn the_issue_example_with_a_comma_in_a_flow_description_applies() {
+        let yaml = "project: rides\nentities:\n  - name: driver\n    join_keys: [{name: driver_id, type: int64}]\n\
+            feature_sets:\n  - name: driver_stats\n    entity: driver\n    timestamp: event_timestamp\n    ttl: 7d\n\
+            \x20   features:\n      - {name: avg_daily_trips, type: int64, description: trips per day, 30-day mean}\n\
+            \x20     - {name: city, type: string, tags: [pii]}\n";
+        let defs = parse_definitions(yaml).unwrap();
+        assert_eq!(defs.feature_sets[0].features[0].description, "trips per day, 30-day mean");
+        assert_eq!(defs.feature_sets[0].features[1].tags, vec!["pii"]);
+        let typo = yaml.replace("tags: [pii]", "tag: [pii]");
+        assert!(parse_definitions(&typo).unwrap_err().to_string().contains("tag"));
+    }
+
+    #[test]
+    fn the_example_csv_parses_with_typed_values() {
+        let (e, fs) = schema();
+        let rows = parse_rows(include_str!("../../../examples/driver_stats.csv").as_bytes(), RowFormat::Csv, &e, &fs).unwrap();
+        assert_eq!(rows.len(), 30);
+        assert_eq!(rows[0]["driver_id"], Value::Int64(1001));
+        assert!(matches!(rows[0]["event_timestamp"], Value::Timestamp(_)));
+        assert!(matches!(rows[0]["conv_rate"], Value::Float64(_)));
+    }
+
+    #[test]
+    fn bad_inputs_name_row_and_field() {
+        let (e, fs) = schema();
+        let jsonl = "{\"driver_id\":1,\"event_timestamp\":5}\n{\"driver_id\":1,\"event_timestamp\":5,\"conv_rate\":\"high\"}\n";
+        let err = parse_rows(jsonl.as_bytes(), RowFormat::Jsonl, &e, &fs).unwrap_err().to_string();
+        assert!(err.contains("row 2") && err.contains("conv_rate") && err.contains("float64"), "{err}");
+        let csv = "driver_id,event_timestamp,conv_rate\n1,2026-01-01T00:00:00Z,0.5\n2,2026-01-01T00:00:00Z\n";
+        let err = parse_rows(csv.as_bytes(), RowFormat::Csv, &e, &fs).unwrap_err().to_string();
+        assert!(err.contains("row 2"), "{err}");
+        let csv = "driver_id,event_timestamp,speed\n1,5,0.5\n";
+        let err = parse_rows(csv.as_bytes(), RowFormat::Csv, &e, &fs).unwrap_err().to_string();
+        assert!(err.contains("speed") && err.contains("unknown feature"), "{err}");
+    }
+
+    #[test]
+    fn entity_arguments_take_their_join_key_types() {
+        let (e, _) = schema();
+        let parsed = parse_entities(&["driver_id=1001".into()], &e.join_keys).unwrap();
+        assert_eq!(parsed[0]["driver_id"], Value::Int64(1001));
+        let err = parse_entities(&["driver_id=x".into()], &e.join_keys).unwrap_err().to_string();
+        assert!(err.contains("entity 1") && err.contains("int64"), "{err}");
+        assert!(parse_entities(&["rider_id=1".into()], &e.join_keys).is_err());
+    }
+}

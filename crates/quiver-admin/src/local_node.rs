@@ -1,0 +1,160 @@
+//! A `quiver-node` child process on loopback ports, for the demo, end-to-end tests and
+//! benchmarks. Faults are real: `kill_9` sends SIGKILL, `pause` SIGSTOP.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use quiver_client::Client;
+
+pub struct LocalNode {
+    child: Option<Child>,
+    bin: PathBuf,
+    data_dir: PathBuf,
+    listen: String,
+    http: String,
+    extra: Vec<String>,
+    log: PathBuf,
+}
+
+/// The `quiver-node` binary: `$QUIVER_NODE_BIN`, else beside the running executable
+/// (or one level up, for test binaries in `target/*/deps`).
+pub fn node_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("QUIVER_NODE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("locating the running executable")?;
+    let dirs = exe.ancestors().skip(1).take(2);
+    for dir in dirs {
+        let candidate = dir.join("quiver-node");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "quiver-node not found beside {}; build it (cargo build --bins) or set QUIVER_NODE_BIN",
+        exe.display()
+    )
+}
+
+/// A loopback address with a port nobody listens on right now.
+pub fn free_addr() -> Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+impl LocalNode {
+    /// Starts a node on `data_dir` with fresh ports and waits until it serves.
+    /// `extra` are more `quiver-node` flags.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Result<LocalNode> {
+        let mut node = LocalNode {
+            child: None,
+            bin: node_binary()?,
+            data_dir: data_dir.to_path_buf(),
+            listen: free_addr()?,
+            http: free_addr()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: data_dir.with_extension("log"),
+        };
+        node.spawn()?;
+        node.wait_ready(Duration::from_secs(30)).await?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let child = Command::new(&self.bin)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", &self.listen, "--http", &self.http])
+            .args(&self.extra)
+            .env_remove("QUIVER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    pub fn http_addr(&self) -> &str {
+        &self.http
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub async fn client(&self) -> Result<Client> {
+        Ok(Client::connect(self.endpoint()).await?)
+    }
+
+    /// Waits until the node answers and every group it hosts has a leader.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("quiver-node exited with {status}; see {}", self.log.display());
+            }
+            if let Ok(client) = Client::connect(self.endpoint()).await
+                && let Ok(status) = client.status().await
+                && status.groups.len() > 1
+                && status.groups.iter().all(|g| g.has_leader)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("quiver-node not ready after {timeout:?}; see {}", self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill_9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for a graceful exit; says whether the node exited cleanly.
+    pub fn terminate(&mut self) -> Result<bool> {
+        let Some(mut child) = self.child.take() else { return Ok(true) };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        if !status.success() {
+            child.kill()?;
+        }
+        Ok(child.wait()?.success())
+    }
+
+    /// Starts the node again on the same data directory and ports.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill_9()?;
+        self.spawn()?;
+        self.wait_ready(Duration::from_secs(30)).await
+    }
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

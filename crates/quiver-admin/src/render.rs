@@ -1,0 +1,188 @@
+//! How `quiverctl` prints answers: aligned tables for people, JSON for scripts.
+
+use std::collections::BTreeMap;
+
+use quiver_client::{FeatureValue, Freshness, OnlineFeatures, Project, StatusResponse, Value};
+use quiver_core::time::{format_timestamp, format_ttl};
+
+/// Left-aligned columns separated by two spaces, with a header line.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let padded: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out += &line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn cell(v: &FeatureValue) -> String {
+    match v.status {
+        Freshness::Present => v.value.to_string(),
+        Freshness::NotFound => "-".into(),
+        Freshness::Expired => "(expired)".into(),
+    }
+}
+
+/// `quiverctl get --format table`: one line per entity, join keys then features.
+pub fn online_table(entities: &[BTreeMap<String, Value>], answer: &OnlineFeatures) -> String {
+    let key_names: Vec<&str> = entities.first().map(|e| e.keys().map(String::as_str).collect()).unwrap_or_default();
+    let headers: Vec<&str> = key_names.iter().copied().chain(answer.features.iter().map(String::as_str)).collect();
+    let rows: Vec<Vec<String>> = entities
+        .iter()
+        .zip(&answer.rows)
+        .map(|(keys, values)| keys.values().map(Value::to_string).chain(values.iter().map(cell)).collect())
+        .collect();
+    table(&headers, &rows)
+}
+
+/// `quiverctl get --format json`: one object per entity, join keys first, then each
+/// feature reference with its value (null when absent or expired).
+pub fn online_json(entities: &[BTreeMap<String, Value>], answer: &OnlineFeatures) -> String {
+    let mut out = String::new();
+    for (keys, values) in entities.iter().zip(&answer.rows) {
+        let fields = keys
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_json()))
+            .chain(answer.features.iter().zip(values).map(|(f, v)| (f.as_str(), v.value.to_json())));
+        let parts: Vec<String> =
+            fields.map(|(k, v)| format!("{}:{}", serde_json::Value::from(k), v)).collect();
+        out += &format!("{{{}}}\n", parts.join(","));
+    }
+    out
+}
+
+pub fn project_listing(p: &Project) -> String {
+    let mut out = format!("project {}{}\n\n", p.name, if p.description.is_empty() { String::new() } else { format!(" — {}", p.description) });
+    let entities: Vec<Vec<String>> = p
+        .entities
+        .values()
+        .map(|e| vec![e.name.clone(), e.join_keys.iter().map(|k| format!("{}:{}", k.name, k.ty)).collect::<Vec<_>>().join(", ")])
+        .collect();
+    out += &table(&["ENTITY", "JOIN KEYS"], &entities);
+    let sets: Vec<Vec<String>> = p
+        .feature_sets
+        .values()
+        .filter_map(|versions| versions.last())
+        .map(|fs| {
+            vec![
+                fs.name.clone(),
+                fs.version.to_string(),
+                fs.entity.clone(),
+                fs.features.len().to_string(),
+                format_ttl(fs.ttl_secs),
+                fs.owner.clone(),
+            ]
+        })
+        .collect();
+    out += "\n";
+    out += &table(&["FEATURE SET", "VERSION", "ENTITY", "FEATURES", "TTL", "OWNER"], &sets);
+    let vectors: Vec<Vec<String>> = p.vectors.values().map(|v| vec![v.name.clone(), v.features.join(", ")]).collect();
+    out += "\n";
+    out += &table(&["VECTOR", "FEATURES"], &vectors);
+    out
+}
+
+pub fn describe_feature_set(p: &Project, name: &str) -> quiver_core::Result<String> {
+    let fs = p.feature_set_by_ref(name)?;
+    let versions: Vec<String> = p.feature_sets[&fs.name].iter().map(|v| v.version.to_string()).collect();
+    let mut out = format!(
+        "feature set  {}\nversion      {} (versions: {})\nentity       {}\ntimestamp    {}\nttl          {}\nowner        {}\ndescription  {}\ntags         {}\ncreated      {}\nupdated      {}\n\n",
+        fs.name,
+        fs.version,
+        versions.join(", "),
+        fs.entity,
+        fs.timestamp_column,
+        format_ttl(fs.ttl_secs),
+        fs.owner,
+        fs.description,
+        fs.tags.join(", "),
+        format_timestamp(fs.created_at),
+        format_timestamp(fs.updated_at),
+    );
+    let rows: Vec<Vec<String>> = fs
+        .features
+        .iter()
+        .map(|f| vec![f.name.clone(), f.ty.to_string(), f.tags.join(","), f.description.clone()])
+        .collect();
+    out += &table(&["FEATURE", "TYPE", "TAGS", "DESCRIPTION"], &rows);
+    Ok(out)
+}
+
+pub fn describe_entity(p: &Project, name: &str) -> quiver_core::Result<String> {
+    let e = p.entity(name)?;
+    let mut out = format!("entity       {}\ndescription  {}\n\n", e.name, e.description);
+    let keys: Vec<Vec<String>> = e.join_keys.iter().map(|k| vec![k.name.clone(), k.ty.to_string()]).collect();
+    out += &table(&["JOIN KEY", "TYPE"], &keys);
+    let sets: Vec<String> =
+        p.feature_sets.values().filter_map(|v| v.last()).filter(|fs| fs.entity == e.name).map(|fs| fs.versioned_name()).collect();
+    out += &format!("\nfeature sets: {}\n", sets.join(", "));
+    Ok(out)
+}
+
+pub fn describe_vector(p: &Project, name: &str) -> quiver_core::Result<String> {
+    let v = p.vector(name)?;
+    let mut out = format!("feature vector  {}\ndescription     {}\n\n", v.name, v.description);
+    let rows: Vec<Vec<String>> = p
+        .resolve(&v.features)?
+        .into_iter()
+        .map(|f| vec![f.reference, f.ty.to_string(), format!("{}@{}", f.set, f.version)])
+        .collect();
+    out += &table(&["FEATURE", "TYPE", "FROM"], &rows);
+    Ok(out)
+}
+
+pub fn status_table(s: &StatusResponse) -> String {
+    let mut out = format!("node {} (quiver {})\n\n", s.node_id, s.version);
+    let nodes: Vec<Vec<String>> = s
+        .nodes
+        .iter()
+        .map(|n| vec![n.id.to_string(), n.address.clone(), if n.up { "up" } else { "down" }.into()])
+        .collect();
+    out += &table(&["NODE", "ADDRESS", "STATE"], &nodes);
+    let groups: Vec<Vec<String>> = s
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.group_id.to_string(),
+                g.kind.clone(),
+                if g.has_leader { g.leader_id.to_string() } else { "none".into() },
+                g.voters.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                g.term.to_string(),
+                g.applied_index.to_string(),
+                g.committed_index.to_string(),
+                g.state.clone(),
+                if g.kind == "shard" { format!("{:016x}-{:016x}", g.range_start, g.range_end) } else { String::new() },
+            ]
+        })
+        .collect();
+    out += "\n";
+    out += &table(&["GROUP", "KIND", "LEADER", "VOTERS", "TERM", "APPLIED", "COMMITTED", "STATE", "HASH RANGE"], &groups);
+    out
+}
+
+pub fn status_json(s: &StatusResponse) -> String {
+    let nodes: Vec<_> = s.nodes.iter().map(|n| serde_json::json!({"id": n.id, "address": n.address, "up": n.up})).collect();
+    let groups: Vec<_> = s
+        .groups
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "group_id": g.group_id, "kind": g.kind, "leader": g.has_leader.then_some(g.leader_id),
+                "voters": g.voters, "term": g.term, "applied_index": g.applied_index,
+                "committed_index": g.committed_index, "last_log_index": g.last_log_index, "state": g.state,
+                "range_start": g.range_start, "range_end": g.range_end,
+            })
+        })
+        .collect();
+    serde_json::json!({"node_id": s.node_id, "version": s.version, "nodes": nodes, "groups": groups}).to_string()
+}
