@@ -1,1 +1,130 @@
+//! `quiverctl` as a user types it, against a real node.
 
+use quiver_tests::{LocalNode, quiverctl};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_is_idempotent_and_versions_incompatible_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &[]).await.unwrap();
+    let ep = node.endpoint();
+    let rides = format!("{EXAMPLES}/rides.yaml");
+    let first = quiverctl(&ep, &["apply", "-f", &rides], None);
+    assert!(first.success, "{}", first.stderr);
+    assert!(first.stdout.contains("feature set driver_stats: created"), "{}", first.stdout);
+    let again = quiverctl(&ep, &["apply", "-f", &rides], None);
+    assert!(again.success && again.stdout.contains("no changes"), "{}", again.stdout);
+
+    let text = std::fs::read_to_string(&rides).unwrap();
+    let compatible = dir.path().join("compatible.yaml");
+    std::fs::write(&compatible, text.replace("      - {name: city, type: string, tags: [pii]}", "      - {name: city, type: string, tags: [pii]}\n      - {name: rating, type: float32}")).unwrap();
+    let out = quiverctl(&ep, &["apply", "-f", compatible.to_str().unwrap()], None);
+    assert!(out.stdout.contains("feature set driver_stats: updated in place"), "{}", out.stdout);
+    let incompatible = dir.path().join("incompatible.yaml");
+    std::fs::write(&incompatible, text.replace("{name: conv_rate, type: float64", "{name: conv_rate, type: float32")).unwrap();
+    let out = quiverctl(&ep, &["apply", "-f", incompatible.to_str().unwrap()], None);
+    assert!(out.stdout.contains("created driver_stats@2"), "{}", out.stdout);
+
+    let describe = quiverctl(&ep, &["describe", "feature-set", "driver_stats"], None);
+    assert!(describe.stdout.contains("versions: 1, 2") && describe.stdout.contains("float32"), "{}", describe.stdout);
+    let v1 = quiverctl(&ep, &["describe", "feature-set", "driver_stats@1"], None);
+    assert!(v1.stdout.contains("rating") && v1.stdout.contains("pii"), "{}", v1.stdout);
+    let entity = quiverctl(&ep, &["describe", "entity", "driver"], None);
+    assert!(entity.stdout.contains("driver_id") && entity.stdout.contains("int64"));
+    let vector = quiverctl(&ep, &["describe", "vector", "driver_model_v2"], None);
+    assert!(vector.stdout.contains("driver_ratings:num_ratings"), "{}", vector.stdout);
+    let list = quiverctl(&ep, &["list"], None);
+    assert!(list.stdout.contains("driver_model_v1") && list.stdout.contains("ml-platform@example.com"));
+    let missing = quiverctl(&ep, &["describe", "vector", "nope"], None);
+    assert!(!missing.success && missing.stderr.contains("unknown feature vector 'nope'"), "{}", missing.stderr);
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, text.replace("entity: driver\n    timestamp: rated_at", "entity: rider\n    timestamp: rated_at")).unwrap();
+    let out = quiverctl(&ep, &["apply", "-f", broken.to_str().unwrap()], None);
+    assert!(!out.success && out.stderr.contains("unknown entity 'rider'"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_get_from_files_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &[]).await.unwrap();
+    let ep = node.endpoint();
+    assert!(quiverctl(&ep, &["apply", "-f", &format!("{EXAMPLES}/rides.yaml")], None).success);
+
+    let now = quiver_core::time::format_timestamp(quiver_tests::now_micros());
+    let csv = format!("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n1001,{now},0.5,0.25,12,Lisbon\n1002,{now},0.75,,3,Porto\n");
+    let file = dir.path().join("rows.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", file.to_str().unwrap()], None);
+    assert!(out.success && out.stdout.contains("pushed 2 rows"), "{} {}", out.stdout, out.stderr);
+
+    let jsonl = format!("{{\"driver_id\": 1003, \"event_timestamp\": \"{now}\", \"conv_rate\": 0.1, \"city\": \"Faro\"}}\n");
+    let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", "-"], Some(&jsonl));
+    assert!(out.success, "{}", out.stderr);
+
+    let out = quiverctl(
+        &ep,
+        &["get", "--features", "driver_stats:conv_rate,driver_stats:acc_rate", "--entity", "driver_id=1002", "--entity", "driver_id=1003", "--entity", "driver_id=5", "--format", "json"],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"driver_id":1002,"driver_stats:conv_rate":0.75,"driver_stats:acc_rate":null}"#,
+            r#"{"driver_id":1003,"driver_stats:conv_rate":0.1,"driver_stats:acc_rate":null}"#,
+            r#"{"driver_id":5,"driver_stats:conv_rate":null,"driver_stats:acc_rate":null}"#,
+        ]
+    );
+    let table = quiverctl(&ep, &["get", "--vector", "driver_model_v1", "--entity", "driver_id=1001"], None);
+    assert!(table.success, "{}", table.stderr);
+    let row: Vec<&str> = table.stdout.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, vec!["1001", "0.5", "0.25", "12"]);
+
+    // One unparseable value anywhere rejects the file, naming row and field; nothing is written.
+    let bad = format!("{csv}1004,{now},abc,0.1,1,Braga\n");
+    std::fs::write(&file, bad).unwrap();
+    let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", file.to_str().unwrap()], None);
+    assert!(!out.success && out.stderr.contains("row 3") && out.stderr.contains("conv_rate"), "{}", out.stderr);
+    let ragged = format!("{csv}1004,{now}\n");
+    std::fs::write(&file, ragged).unwrap();
+    let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", file.to_str().unwrap()], None);
+    assert!(!out.success && out.stderr.contains("row 3"), "{}", out.stderr);
+    let missing_ts = "{\"driver_id\": 1004, \"conv_rate\": 0.1}\n";
+    let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", "-"], Some(missing_ts));
+    assert!(!out.success && out.stderr.contains("event_timestamp"), "{}", out.stderr);
+    let after = quiverctl(&ep, &["get", "--features", "driver_stats:conv_rate", "--entity", "driver_id=1004", "--format", "json"], None);
+    assert_eq!(after.stdout.trim(), r#"{"driver_id":1004,"driver_stats:conv_rate":null}"#);
+
+    let bad_key = quiverctl(&ep, &["get", "--vector", "driver_model_v1", "--entity", "driver_id=abc"], None);
+    assert!(!bad_key.success && bad_key.stderr.contains("driver_id"), "{}", bad_key.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_group_with_its_leader_and_project_defaults_follow_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--shards", "4"]).await.unwrap();
+    let ep = node.endpoint();
+    let out = quiverctl(&ep, &["status", "--format", "json"], None);
+    assert!(out.success, "{}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 5, "meta group plus 4 shards");
+    assert!(groups.iter().all(|g| g["leader"] == 1 && g["applied_index"].as_u64().unwrap() >= 1));
+    assert_eq!(status["nodes"][0]["up"], true);
+    let table = quiverctl(&ep, &["status"], None);
+    assert!(table.stdout.contains("LEADER") && table.stdout.contains("meta"));
+
+    let none = quiverctl(&ep, &["list"], None);
+    assert!(none.stdout.contains("no projects yet"));
+    assert!(quiverctl(&ep, &["apply", "-f", &format!("{EXAMPLES}/rides.yaml")], None).success);
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "project: fraud\nentities:\n  - name: card\n    join_keys: [{name: card_id, type: string}]\n").unwrap();
+    assert!(quiverctl(&ep, &["apply", "-f", other.to_str().unwrap()], None).success);
+    let ambiguous = quiverctl(&ep, &["describe", "entity", "driver"], None);
+    assert!(!ambiguous.success && ambiguous.stderr.contains("--project"), "{}", ambiguous.stderr);
+    let chosen = quiverctl(&ep, &["--project", "fraud", "describe", "entity", "card"], None);
+    assert!(chosen.success && chosen.stdout.contains("card_id"));
+}

@@ -1,1 +1,83 @@
+//! Helpers for end-to-end tests: real `quiver-node` processes on loopback ports, the
+//! example definitions, and `quiverctl` runs. Build the binaries first (`cargo build --bins`).
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub use quiver_admin::local_node::{LocalNode, binary};
+use quiver_client::{Client, Consistency, FeatureSelection, InputRow, OnlineFeatures, OnlineRequest, Value};
+
+pub const RIDES: &str = include_str!("../../examples/rides.yaml");
+
+/// Starts a node on `dir` and applies the example `rides` definitions.
+pub async fn node_with_rides(dir: &Path, extra: &[&str]) -> (LocalNode, Client) {
+    let node = LocalNode::start(&dir.join("node"), extra).await.expect("node starts");
+    let client = node.client().await.expect("client connects");
+    let defs = quiver_admin::input::parse_definitions(RIDES).expect("example definitions parse");
+    client.apply(&defs).await.expect("definitions apply");
+    (node, client)
+}
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// A `driver_stats` row.
+pub fn driver_row(id: i64, ts: i64, conv_rate: f64, trips: i64) -> InputRow {
+    BTreeMap::from([
+        ("driver_id".to_string(), Value::Int64(id)),
+        ("event_timestamp".to_string(), Value::Timestamp(ts)),
+        ("conv_rate".to_string(), Value::Float64(conv_rate)),
+        ("acc_rate".to_string(), Value::Float64(conv_rate / 2.0)),
+        ("avg_daily_trips".to_string(), Value::Int64(trips)),
+        ("city".to_string(), Value::String(format!("city-{id}"))),
+    ])
+}
+
+pub fn driver_key(id: i64) -> BTreeMap<String, Value> {
+    BTreeMap::from([("driver_id".to_string(), Value::Int64(id))])
+}
+
+/// Every `driver_stats` feature of the given drivers, linearizably.
+pub async fn read_drivers(client: &Client, ids: impl IntoIterator<Item = i64>) -> OnlineFeatures {
+    client
+        .get_online(OnlineRequest {
+            project: "rides".into(),
+            features: FeatureSelection::Refs(vec!["driver_stats:*".into()]),
+            entities: ids.into_iter().map(driver_key).collect(),
+            consistency: Consistency::Linearizable,
+        })
+        .await
+        .expect("read succeeds")
+}
+
+pub struct CliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `quiverctl --endpoint ENDPOINT ARGS…`, feeding `stdin` if given.
+pub fn quiverctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CliOutput {
+    let mut child = Command::new(binary("quiverctl").expect("quiverctl is built"))
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("QUIVER_PROJECT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("quiverctl starts");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    input.write_all(stdin.unwrap_or_default().as_bytes()).expect("stdin accepts input");
+    drop(input);
+    let out = child.wait_with_output().expect("quiverctl finishes");
+    CliOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

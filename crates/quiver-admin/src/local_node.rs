@@ -19,24 +19,20 @@ pub struct LocalNode {
     log: PathBuf,
 }
 
-/// The `quiver-node` binary: `$QUIVER_NODE_BIN`, else beside the running executable
-/// (or one level up, for test binaries in `target/*/deps`).
-pub fn node_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("QUIVER_NODE_BIN") {
-        return Ok(PathBuf::from(path));
+/// A Quiver binary (`quiver-node`, `quiverctl`): from `$QUIVER_BIN_DIR`, else beside the
+/// running executable (or one level up, for test binaries in `target/*/deps`).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("QUIVER_BIN_DIR") {
+        return Ok(PathBuf::from(dir).join(name));
     }
     let exe = std::env::current_exe().context("locating the running executable")?;
-    let dirs = exe.ancestors().skip(1).take(2);
-    for dir in dirs {
-        let candidate = dir.join("quiver-node");
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join(name);
         if candidate.is_file() {
             return Ok(candidate);
         }
     }
-    bail!(
-        "quiver-node not found beside {}; build it (cargo build --bins) or set QUIVER_NODE_BIN",
-        exe.display()
-    )
+    bail!("{name} not found beside {}; build it (cargo build --bins) or set QUIVER_BIN_DIR", exe.display())
 }
 
 /// A loopback address with a port nobody listens on right now.
@@ -51,7 +47,7 @@ impl LocalNode {
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Result<LocalNode> {
         let mut node = LocalNode {
             child: None,
-            bin: node_binary()?,
+            bin: binary("quiver-node")?,
             data_dir: data_dir.to_path_buf(),
             listen: free_addr()?,
             http: free_addr()?,

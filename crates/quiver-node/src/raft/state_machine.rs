@@ -51,7 +51,7 @@ impl StateMachine {
     pub fn open(engine: Arc<dyn KvEngine>, group: u64, kind: Kind) -> Result<StateMachine> {
         let tree = engine.tree(&format!("group-{group}-state"))?;
         let snapshots = engine.tree(&format!("group-{group}-snapshot"))?;
-        let applied = tree.get(APPLIED)?.map(|b| decode(&b)).transpose()?;
+        let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
         let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
         let mut sm = StateMachine { engine, tree, snapshots, kind, applied, membership, snapshot_count: 0 };
         sm.reload()?;

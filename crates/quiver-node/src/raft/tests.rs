@@ -107,8 +107,9 @@ async fn shard_apply_keeps_the_newest_event_and_replays_harmlessly() {
 
     // Reopening finds the applied state on disk.
     drop(sm);
-    let sm = StateMachine::open(engine, 7, Kind::Shard).unwrap();
+    let mut sm = StateMachine::open(engine, 7, Kind::Shard).unwrap();
     assert_eq!(value_of(&sm, 2), Some((5, Value::Float64(5.0))));
+    assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(2));
 }
 
 #[test]
@@ -130,3 +131,4 @@ fn meta_commands_survive_the_log_encoding() {
         other => panic!("decoded into {other:?}"),
     }
 }
+
