@@ -18,11 +18,19 @@ async fn apply_is_idempotent_and_versions_incompatible_changes() {
 
     let text = std::fs::read_to_string(&rides).unwrap();
     let compatible = dir.path().join("compatible.yaml");
-    std::fs::write(&compatible, text.replace("      - {name: city, type: string, tags: [pii]}", "      - {name: city, type: string, tags: [pii]}\n      - {name: rating, type: float32}")).unwrap();
+    std::fs::write(
+        &compatible,
+        text.replace(
+            "      - {name: city, type: string, tags: [pii]}",
+            "      - {name: city, type: string, tags: [pii]}\n      - {name: rating, type: float32}",
+        ),
+    )
+    .unwrap();
     let out = quiverctl(&ep, &["apply", "-f", compatible.to_str().unwrap()], None);
     assert!(out.stdout.contains("feature set driver_stats: updated in place"), "{}", out.stdout);
     let incompatible = dir.path().join("incompatible.yaml");
-    std::fs::write(&incompatible, text.replace("{name: conv_rate, type: float64", "{name: conv_rate, type: float32")).unwrap();
+    std::fs::write(&incompatible, text.replace("{name: conv_rate, type: float64", "{name: conv_rate, type: float32"))
+        .unwrap();
     let out = quiverctl(&ep, &["apply", "-f", incompatible.to_str().unwrap()], None);
     assert!(out.stdout.contains("created driver_stats@2"), "{}", out.stdout);
 
@@ -40,7 +48,11 @@ async fn apply_is_idempotent_and_versions_incompatible_changes() {
     assert!(!missing.success && missing.stderr.contains("unknown feature vector 'nope'"), "{}", missing.stderr);
 
     let broken = dir.path().join("broken.yaml");
-    std::fs::write(&broken, text.replace("entity: driver\n    timestamp: rated_at", "entity: rider\n    timestamp: rated_at")).unwrap();
+    std::fs::write(
+        &broken,
+        text.replace("entity: driver\n    timestamp: rated_at", "entity: rider\n    timestamp: rated_at"),
+    )
+    .unwrap();
     let out = quiverctl(&ep, &["apply", "-f", broken.to_str().unwrap()], None);
     assert!(!out.success && out.stderr.contains("unknown entity 'rider'"), "{}", out.stderr);
 }
@@ -53,19 +65,34 @@ async fn push_and_get_from_files_and_stdin() {
     assert!(quiverctl(&ep, &["apply", "-f", &format!("{EXAMPLES}/rides.yaml")], None).success);
 
     let now = quiver_core::time::format_timestamp(quiver_tests::now_micros());
-    let csv = format!("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n1001,{now},0.5,0.25,12,Lisbon\n1002,{now},0.75,,3,Porto\n");
+    let csv = format!(
+        "driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n1001,{now},0.5,0.25,12,Lisbon\n1002,{now},0.75,,3,Porto\n"
+    );
     let file = dir.path().join("rows.csv");
     std::fs::write(&file, &csv).unwrap();
     let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", file.to_str().unwrap()], None);
     assert!(out.success && out.stdout.contains("pushed 2 rows"), "{} {}", out.stdout, out.stderr);
 
-    let jsonl = format!("{{\"driver_id\": 1003, \"event_timestamp\": \"{now}\", \"conv_rate\": 0.1, \"city\": \"Faro\"}}\n");
+    let jsonl =
+        format!("{{\"driver_id\": 1003, \"event_timestamp\": \"{now}\", \"conv_rate\": 0.1, \"city\": \"Faro\"}}\n");
     let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", "-"], Some(&jsonl));
     assert!(out.success, "{}", out.stderr);
 
     let out = quiverctl(
         &ep,
-        &["get", "--features", "driver_stats:conv_rate,driver_stats:acc_rate", "--entity", "driver_id=1002", "--entity", "driver_id=1003", "--entity", "driver_id=5", "--format", "json"],
+        &[
+            "get",
+            "--features",
+            "driver_stats:conv_rate,driver_stats:acc_rate",
+            "--entity",
+            "driver_id=1002",
+            "--entity",
+            "driver_id=1003",
+            "--entity",
+            "driver_id=5",
+            "--format",
+            "json",
+        ],
         None,
     );
     assert!(out.success, "{}", out.stderr);
@@ -95,7 +122,11 @@ async fn push_and_get_from_files_and_stdin() {
     let missing_ts = "{\"driver_id\": 1004, \"conv_rate\": 0.1}\n";
     let out = quiverctl(&ep, &["push", "--feature-set", "driver_stats", "-"], Some(missing_ts));
     assert!(!out.success && out.stderr.contains("event_timestamp"), "{}", out.stderr);
-    let after = quiverctl(&ep, &["get", "--features", "driver_stats:conv_rate", "--entity", "driver_id=1004", "--format", "json"], None);
+    let after = quiverctl(
+        &ep,
+        &["get", "--features", "driver_stats:conv_rate", "--entity", "driver_id=1004", "--format", "json"],
+        None,
+    );
     assert_eq!(after.stdout.trim(), r#"{"driver_id":1004,"driver_stats:conv_rate":null}"#);
 
     let bad_key = quiverctl(&ep, &["get", "--vector", "driver_model_v1", "--entity", "driver_id=abc"], None);
@@ -121,7 +152,11 @@ async fn status_shows_every_group_with_its_leader_and_project_defaults_follow_th
     assert!(none.stdout.contains("no projects yet"));
     assert!(quiverctl(&ep, &["apply", "-f", &format!("{EXAMPLES}/rides.yaml")], None).success);
     let other = dir.path().join("other.yaml");
-    std::fs::write(&other, "project: fraud\nentities:\n  - name: card\n    join_keys: [{name: card_id, type: string}]\n").unwrap();
+    std::fs::write(
+        &other,
+        "project: fraud\nentities:\n  - name: card\n    join_keys: [{name: card_id, type: string}]\n",
+    )
+    .unwrap();
     assert!(quiverctl(&ep, &["apply", "-f", other.to_str().unwrap()], None).success);
     let ambiguous = quiverctl(&ep, &["describe", "entity", "driver"], None);
     assert!(!ambiguous.success && ambiguous.stderr.contains("--project"), "{}", ambiguous.stderr);

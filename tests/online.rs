@@ -10,6 +10,9 @@ use quiver_core::row::MAX_ROWS_PER_WRITE;
 use quiver_core::time::MICROS_PER_SEC;
 use quiver_tests::{driver_key, driver_row, node_with_rides, now_micros, read_drivers};
 
+/// (project, feature set, rows, the error expected).
+type BadWrite = (&'static str, &'static str, Vec<quiver_client::InputRow>, fn(&E) -> bool);
+
 fn server_error(result: Result<impl std::fmt::Debug, Error>) -> E {
     match result {
         Err(Error::Server(e)) => e,
@@ -57,7 +60,10 @@ async fn a_vector_joins_feature_sets_and_stale_reads_answer_too() {
     let dir = tempfile::tempdir().unwrap();
     let (_node, client) = node_with_rides(dir.path(), &[]).await;
     let now = now_micros();
-    client.write("rides", "driver_stats", (1..=20).map(|id| driver_row(id, now, id as f64, id)).collect()).await.unwrap();
+    client
+        .write("rides", "driver_stats", (1..=20).map(|id| driver_row(id, now, id as f64, id)).collect())
+        .await
+        .unwrap();
     let ratings = vec![BTreeMap::from([
         ("driver_id".to_string(), Value::Int64(3)),
         ("rated_at".to_string(), Value::Timestamp(now)),
@@ -86,7 +92,10 @@ async fn a_vector_joins_feature_sets_and_stale_reads_answer_too() {
             ]
         );
         let values: Vec<Value> = answer.rows[0].iter().map(|v| v.value.clone()).collect();
-        assert_eq!(values, vec![Value::Float64(3.0), Value::Float64(1.5), Value::Int64(3), Value::Float64(4.8), Value::Int64(12)]);
+        assert_eq!(
+            values,
+            vec![Value::Float64(3.0), Value::Float64(1.5), Value::Int64(3), Value::Float64(4.8), Value::Int64(12)]
+        );
         assert_eq!(answer.rows[1][3].status, Freshness::NotFound, "driver 4 has no ratings");
         assert_eq!(answer.rows[1][0].value, Value::Float64(4.0));
     }
@@ -107,25 +116,40 @@ async fn every_bad_write_is_refused_with_its_error_and_changes_nothing() {
         };
         vec![good(2), row]
     };
-    let cases: Vec<(&str, &str, Vec<_>, fn(&E) -> bool)> = vec![
+    let cases: Vec<BadWrite> = vec![
         ("nope", "driver_stats", vec![good(1)], |e| matches!(e, E::UnknownProject(p) if p == "nope")),
         ("rides", "driver_statz", vec![good(1)], |e| matches!(e, E::UnknownFeatureSet(s) if s == "driver_statz")),
         ("rides", "driver_stats@9", vec![good(1)], |e| matches!(e, E::UnknownFeatureSet(_))),
-        ("rides", "driver_stats", with("speed", Some(Value::Float64(1.0))), |e| {
-            matches!(e, E::InvalidRow { row: 2, field, reason } if field == "speed" && reason.contains("unknown feature"))
-        }),
-        ("rides", "driver_stats", with("conv_rate", Some(Value::String("high".into()))), |e| {
-            matches!(e, E::InvalidRow { row: 2, field, reason } if field == "conv_rate" && reason.contains("expected float64"))
-        }),
-        ("rides", "driver_stats", with("driver_id", None), |e| {
-            matches!(e, E::InvalidRow { row: 2, field, .. } if field == "driver_id")
-        }),
-        ("rides", "driver_stats", with("event_timestamp", None), |e| {
-            matches!(e, E::InvalidRow { row: 2, field, .. } if field == "event_timestamp")
-        }),
-        ("rides", "driver_stats", with("driver_id", Some(Value::String("1".into()))), |e| {
-            matches!(e, E::InvalidRow { row: 2, field, .. } if field == "driver_id")
-        }),
+        (
+            "rides",
+            "driver_stats",
+            with("speed", Some(Value::Float64(1.0))),
+            |e| matches!(e, E::InvalidRow { row: 2, field, reason } if field == "speed" && reason.contains("unknown feature")),
+        ),
+        (
+            "rides",
+            "driver_stats",
+            with("conv_rate", Some(Value::String("high".into()))),
+            |e| matches!(e, E::InvalidRow { row: 2, field, reason } if field == "conv_rate" && reason.contains("expected float64")),
+        ),
+        (
+            "rides",
+            "driver_stats",
+            with("driver_id", None),
+            |e| matches!(e, E::InvalidRow { row: 2, field, .. } if field == "driver_id"),
+        ),
+        (
+            "rides",
+            "driver_stats",
+            with("event_timestamp", None),
+            |e| matches!(e, E::InvalidRow { row: 2, field, .. } if field == "event_timestamp"),
+        ),
+        (
+            "rides",
+            "driver_stats",
+            with("driver_id", Some(Value::String("1".into()))),
+            |e| matches!(e, E::InvalidRow { row: 2, field, .. } if field == "driver_id"),
+        ),
     ];
     for (project, set, rows, expected) in cases {
         let err = server_error(client.write(project, set, rows).await);
@@ -147,7 +171,12 @@ async fn every_bad_read_is_refused_with_its_error() {
         let client = client.clone();
         async move {
             client
-                .get_online(OnlineRequest { project: "rides".into(), features, entities, consistency: Consistency::Linearizable })
+                .get_online(OnlineRequest {
+                    project: "rides".into(),
+                    features,
+                    entities,
+                    consistency: Consistency::Linearizable,
+                })
                 .await
         }
     };
@@ -186,7 +215,8 @@ async fn an_incompatible_change_creates_a_version_and_the_old_one_stays_readable
     let (_node, client) = node_with_rides(dir.path(), &[]).await;
     let now = now_micros();
     client.write("rides", "driver_stats", vec![driver_row(1, now, 0.5, 7)]).await.unwrap();
-    let changed = quiver_tests::RIDES.replace("{name: avg_daily_trips, type: int64", "{name: avg_daily_trips, type: float64");
+    let changed =
+        quiver_tests::RIDES.replace("{name: avg_daily_trips, type: int64", "{name: avg_daily_trips, type: float64");
     let reply = client.apply(&quiver_admin::input::parse_definitions(&changed).unwrap()).await.unwrap();
     assert!(reply.changes.iter().any(|c| c.name == "driver_stats" && c.action == "new_version" && c.version == 2));
     let mut v2_row = driver_row(1, now, 0.25, 0);
@@ -195,7 +225,10 @@ async fn an_incompatible_change_creates_a_version_and_the_old_one_stays_readable
     let answer = client
         .get_online(OnlineRequest {
             project: "rides".into(),
-            features: FeatureSelection::Refs(vec!["driver_stats@1:avg_daily_trips".into(), "driver_stats:avg_daily_trips".into()]),
+            features: FeatureSelection::Refs(vec![
+                "driver_stats@1:avg_daily_trips".into(),
+                "driver_stats:avg_daily_trips".into(),
+            ]),
             entities: vec![driver_key(1)],
             consistency: Consistency::Linearizable,
         })

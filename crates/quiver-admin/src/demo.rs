@@ -44,7 +44,9 @@ pub async fn run() -> Result<()> {
     .await?;
     print!("{table}");
 
-    println!("\n$ quiverctl get --features driver_stats:conv_rate,driver_stats:city --entity driver_id=1001 --format json");
+    println!(
+        "\n$ quiverctl get --features driver_stats:conv_rate,driver_stats:city --entity driver_id=1001 --format json"
+    );
     let json = crate::get(
         &client,
         "rides",

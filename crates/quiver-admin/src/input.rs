@@ -74,7 +74,12 @@ fn column_types(entity: &Entity, fs: &FeatureSet) -> HashMap<String, ValueType> 
 
 /// Parses every row of `reader`, converting values to the schema's types. Rows are
 /// numbered from 1; the first bad one fails the whole input.
-pub fn parse_rows(reader: impl Read, format: RowFormat, entity: &Entity, fs: &FeatureSet) -> Result<Vec<InputRow>, Error> {
+pub fn parse_rows(
+    reader: impl Read,
+    format: RowFormat,
+    entity: &Entity,
+    fs: &FeatureSet,
+) -> Result<Vec<InputRow>, Error> {
     let types = column_types(entity, fs);
     match format {
         RowFormat::Jsonl => parse_jsonl(reader, &types, fs),
@@ -119,7 +124,9 @@ fn parse_csv(reader: impl Read, types: &HashMap<String, ValueType>, fs: &Feature
         let row = columns
             .iter()
             .zip(record.iter())
-            .map(|((name, ty), text)| Ok((name.clone(), Value::parse_text(text, *ty).map_err(|e| Error::row(n, name, e))?)))
+            .map(|((name, ty), text)| {
+                Ok((name.clone(), Value::parse_text(text, *ty).map_err(|e| Error::row(n, name, e))?))
+            })
             .collect::<Result<InputRow, Error>>()?;
         rows.push(row);
     }
@@ -175,7 +182,8 @@ mod tests {
     #[test]
     fn the_example_csv_parses_with_typed_values() {
         let (e, fs) = schema();
-        let rows = parse_rows(include_str!("../../../examples/driver_stats.csv").as_bytes(), RowFormat::Csv, &e, &fs).unwrap();
+        let rows =
+            parse_rows(include_str!("../../../examples/driver_stats.csv").as_bytes(), RowFormat::Csv, &e, &fs).unwrap();
         assert_eq!(rows.len(), 30);
         assert_eq!(rows[0]["driver_id"], Value::Int64(1001));
         assert!(matches!(rows[0]["event_timestamp"], Value::Timestamp(_)));
@@ -185,7 +193,8 @@ mod tests {
     #[test]
     fn bad_inputs_name_row_and_field() {
         let (e, fs) = schema();
-        let jsonl = "{\"driver_id\":1,\"event_timestamp\":5}\n{\"driver_id\":1,\"event_timestamp\":5,\"conv_rate\":\"high\"}\n";
+        let jsonl =
+            "{\"driver_id\":1,\"event_timestamp\":5}\n{\"driver_id\":1,\"event_timestamp\":5,\"conv_rate\":\"high\"}\n";
         let err = parse_rows(jsonl.as_bytes(), RowFormat::Jsonl, &e, &fs).unwrap_err().to_string();
         assert!(err.contains("row 2") && err.contains("conv_rate") && err.contains("float64"), "{err}");
         let csv = "driver_id,event_timestamp,conv_rate\n1,2026-01-01T00:00:00Z,0.5\n2,2026-01-01T00:00:00Z\n";

@@ -257,7 +257,8 @@ async fn get(
     consistency: Consistency,
 ) -> Result<String> {
     let registry = client.project(project).await?;
-    let entities: Vec<BTreeMap<String, Value>> = input::parse_entities(entity_args, &join_keys_for(&registry, &features)?)?;
+    let entities: Vec<BTreeMap<String, Value>> =
+        input::parse_entities(entity_args, &join_keys_for(&registry, &features)?)?;
     let request = OnlineRequest { project: project.into(), features, entities: entities.clone(), consistency };
     let answer = client.get_online(request).await?;
     Ok(match format {

@@ -53,19 +53,27 @@ pub fn online_json(entities: &[BTreeMap<String, Value>], answer: &OnlineFeatures
             .iter()
             .map(|(k, v)| (k.as_str(), v.to_json()))
             .chain(answer.features.iter().zip(values).map(|(f, v)| (f.as_str(), v.value.to_json())));
-        let parts: Vec<String> =
-            fields.map(|(k, v)| format!("{}:{}", serde_json::Value::from(k), v)).collect();
+        let parts: Vec<String> = fields.map(|(k, v)| format!("{}:{}", serde_json::Value::from(k), v)).collect();
         out += &format!("{{{}}}\n", parts.join(","));
     }
     out
 }
 
 pub fn project_listing(p: &Project) -> String {
-    let mut out = format!("project {}{}\n\n", p.name, if p.description.is_empty() { String::new() } else { format!(" — {}", p.description) });
+    let mut out = format!(
+        "project {}{}\n\n",
+        p.name,
+        if p.description.is_empty() { String::new() } else { format!(" — {}", p.description) }
+    );
     let entities: Vec<Vec<String>> = p
         .entities
         .values()
-        .map(|e| vec![e.name.clone(), e.join_keys.iter().map(|k| format!("{}:{}", k.name, k.ty)).collect::<Vec<_>>().join(", ")])
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                e.join_keys.iter().map(|k| format!("{}:{}", k.name, k.ty)).collect::<Vec<_>>().join(", "),
+            ]
+        })
         .collect();
     out += &table(&["ENTITY", "JOIN KEYS"], &entities);
     let sets: Vec<Vec<String>> = p
@@ -122,8 +130,13 @@ pub fn describe_entity(p: &Project, name: &str) -> quiver_core::Result<String> {
     let mut out = format!("entity       {}\ndescription  {}\n\n", e.name, e.description);
     let keys: Vec<Vec<String>> = e.join_keys.iter().map(|k| vec![k.name.clone(), k.ty.to_string()]).collect();
     out += &table(&["JOIN KEY", "TYPE"], &keys);
-    let sets: Vec<String> =
-        p.feature_sets.values().filter_map(|v| v.last()).filter(|fs| fs.entity == e.name).map(|fs| fs.versioned_name()).collect();
+    let sets: Vec<String> = p
+        .feature_sets
+        .values()
+        .filter_map(|v| v.last())
+        .filter(|fs| fs.entity == e.name)
+        .map(|fs| fs.versioned_name())
+        .collect();
     out += &format!("\nfeature sets: {}\n", sets.join(", "));
     Ok(out)
 }
@@ -166,12 +179,14 @@ pub fn status_table(s: &StatusResponse) -> String {
         })
         .collect();
     out += "\n";
-    out += &table(&["GROUP", "KIND", "LEADER", "VOTERS", "TERM", "APPLIED", "COMMITTED", "STATE", "HASH RANGE"], &groups);
+    out +=
+        &table(&["GROUP", "KIND", "LEADER", "VOTERS", "TERM", "APPLIED", "COMMITTED", "STATE", "HASH RANGE"], &groups);
     out
 }
 
 pub fn status_json(s: &StatusResponse) -> String {
-    let nodes: Vec<_> = s.nodes.iter().map(|n| serde_json::json!({"id": n.id, "address": n.address, "up": n.up})).collect();
+    let nodes: Vec<_> =
+        s.nodes.iter().map(|n| serde_json::json!({"id": n.id, "address": n.address, "up": n.up})).collect();
     let groups: Vec<_> = s
         .groups
         .iter()

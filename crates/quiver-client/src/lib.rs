@@ -120,7 +120,8 @@ impl Client {
         if !endpoint.contains("://") {
             endpoint = format!("http://{endpoint}");
         }
-        let transport = |e: &dyn std::fmt::Display| Error::Transport { endpoint: endpoint.clone(), message: e.to_string() };
+        let transport =
+            |e: &dyn std::fmt::Display| Error::Transport { endpoint: endpoint.clone(), message: e.to_string() };
         let channel = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
@@ -192,11 +193,7 @@ impl Client {
             consistency: consistency as i32,
         };
         let reply = self.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner();
-        let rows = reply
-            .results
-            .into_iter()
-            .map(|r| r.values.into_iter().map(feature_value).collect())
-            .collect();
+        let rows = reply.results.into_iter().map(|r| r.values.into_iter().map(feature_value).collect()).collect();
         Ok(OnlineFeatures { features: reply.features, rows })
     }
 

@@ -66,9 +66,9 @@ pub fn entity_key_from(
 pub fn parse_key_text(text: &str) -> Result<BTreeMap<String, String>> {
     text.split(',')
         .map(|pair| {
-            let (name, value) = pair.split_once('=').ok_or_else(|| {
-                Error::InvalidArgument(format!("entity '{text}': expected name=value[,name=value]"))
-            })?;
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| Error::InvalidArgument(format!("entity '{text}': expected name=value[,name=value]")))?;
             Ok((name.trim().to_string(), value.trim().to_string()))
         })
         .collect()

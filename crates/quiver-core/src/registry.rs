@@ -247,7 +247,10 @@ impl Project {
                 None => fs.features.iter().enumerate().for_each(|(i, f)| push(i, f)),
                 Some(name) => {
                     let index = fs.feature_index(name).ok_or_else(|| {
-                        Error::UnknownFeature(format!("{prefix}:{name} (the set has: {})", fs.feature_names().join(", ")))
+                        Error::UnknownFeature(format!(
+                            "{prefix}:{name} (the set has: {})",
+                            fs.feature_names().join(", ")
+                        ))
                     })?;
                     push(index, &fs.features[index]);
                 }
@@ -456,9 +459,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "{what} name '{name}' must be 1-128 letters, digits, '_' or '-' (not starting with '-')"
-        )))
+        Err(invalid(format!("{what} name '{name}' must be 1-128 letters, digits, '_' or '-' (not starting with '-')")))
     }
 }
 
@@ -576,8 +577,12 @@ mod tests {
         let mut reg = Registry::default();
         reg.apply(&defs("a=float64,b=int64", "driver_stats:*"), 1).unwrap();
         let project = reg.project("rides").unwrap();
-        let refs: Vec<_> =
-            project.resolve(&project.vector("v1").unwrap().features).unwrap().into_iter().map(|r| r.reference).collect();
+        let refs: Vec<_> = project
+            .resolve(&project.vector("v1").unwrap().features)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.reference)
+            .collect();
         assert_eq!(refs, vec!["driver_stats:a", "driver_stats:b"]);
         assert!(matches!(project.resolve(&["nope:a".into()]), Err(Error::UnknownFeatureSet(_))));
         assert!(matches!(project.resolve(&["driver_stats".into()]), Err(Error::InvalidArgument(_))));

@@ -154,8 +154,16 @@ mod tests {
             (row(&[("driver_id", Value::Int64(1))]), "ts", "missing"),
             (row(&[("driver_id", Value::String("x".into())), ("ts", Value::Int64(1))]), "driver_id", "expected int64"),
             (row(&[("driver_id", Value::Int64(1)), ("ts", Value::Float64(1.0))]), "ts", "expected timestamp"),
-            (row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1)), ("rate", Value::String("x".into()))]), "rate", "expected float64"),
-            (row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1)), ("speed", Value::Int64(1))]), "speed", "unknown feature"),
+            (
+                row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1)), ("rate", Value::String("x".into()))]),
+                "rate",
+                "expected float64",
+            ),
+            (
+                row(&[("driver_id", Value::Int64(1)), ("ts", Value::Int64(1)), ("speed", Value::Int64(1))]),
+                "speed",
+                "unknown feature",
+            ),
         ];
         for (bad, field, reason) in cases {
             let err = validate_rows(&e, &fs, vec![good.clone(), bad]).unwrap_err();

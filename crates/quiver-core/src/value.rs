@@ -71,13 +71,10 @@ impl FromStr for ValueType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        ValueType::ALL
-            .into_iter()
-            .find(|t| t.name() == compact)
-            .ok_or_else(|| {
-                let names: Vec<_> = ValueType::ALL.iter().map(|t| t.name()).collect();
-                format!("unknown type '{s}' (expected one of {})", names.join(", "))
-            })
+        ValueType::ALL.into_iter().find(|t| t.name() == compact).ok_or_else(|| {
+            let names: Vec<_> = ValueType::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown type '{s}' (expected one of {})", names.join(", "))
+        })
     }
 }
 
@@ -208,19 +205,13 @@ impl Value {
             (ValueType::Timestamp, J::Number(_)) => Value::Timestamp(int(json)?),
             (ValueType::Timestamp, J::String(s)) => Value::Timestamp(parse_timestamp(s)?),
             (ValueType::Float32List, J::Array(items)) => Value::Float32List(
-                items
-                    .iter()
-                    .map(|i| i.as_f64().map(|f| f as f32).ok_or_else(mismatch))
-                    .collect::<Result<_, _>>()?,
+                items.iter().map(|i| i.as_f64().map(|f| f as f32).ok_or_else(mismatch)).collect::<Result<_, _>>()?,
             ),
             (ValueType::Int64List, J::Array(items)) => {
                 Value::Int64List(items.iter().map(int).collect::<Result<_, _>>()?)
             }
             (ValueType::StringList, J::Array(items)) => Value::StringList(
-                items
-                    .iter()
-                    .map(|i| i.as_str().map(str::to_string).ok_or_else(mismatch))
-                    .collect::<Result<_, _>>()?,
+                items.iter().map(|i| i.as_str().map(str::to_string).ok_or_else(mismatch)).collect::<Result<_, _>>()?,
             ),
             _ => return Err(mismatch()),
         })
@@ -281,10 +272,7 @@ mod tests {
             Value::from_json(&json!("1970-01-01T00:00:01Z"), ValueType::Timestamp).unwrap(),
             Value::Timestamp(1_000_000)
         );
-        assert_eq!(
-            Value::from_json(&json!([1, 2]), ValueType::Int64List).unwrap(),
-            Value::Int64List(vec![1, 2])
-        );
+        assert_eq!(Value::from_json(&json!([1, 2]), ValueType::Int64List).unwrap(), Value::Int64List(vec![1, 2]));
         assert_eq!(Value::from_json(&json!(null), ValueType::Bool).unwrap(), Value::Null);
     }
 
@@ -293,10 +281,7 @@ mod tests {
         assert_eq!(Value::parse_text("42", ValueType::Int64).unwrap(), Value::Int64(42));
         assert_eq!(Value::parse_text("", ValueType::Int64).unwrap(), Value::Null);
         assert!(Value::parse_text("4x2", ValueType::Int64).unwrap_err().contains("'4x2'"));
-        assert_eq!(
-            Value::parse_text("[0.5, 1]", ValueType::Float32List).unwrap(),
-            Value::Float32List(vec![0.5, 1.0])
-        );
+        assert_eq!(Value::parse_text("[0.5, 1]", ValueType::Float32List).unwrap(), Value::Float32List(vec![0.5, 1.0]));
     }
 
     #[test]

@@ -68,11 +68,21 @@ fn join_key_from_proto(k: v1::JoinKey) -> Result<JoinKey> {
 }
 
 fn feature_to_proto(f: &FeatureSpec) -> v1::Feature {
-    v1::Feature { name: f.name.clone(), r#type: f.ty.to_string(), description: f.description.clone(), tags: f.tags.clone() }
+    v1::Feature {
+        name: f.name.clone(),
+        r#type: f.ty.to_string(),
+        description: f.description.clone(),
+        tags: f.tags.clone(),
+    }
 }
 
 fn feature_from_proto(f: v1::Feature) -> Result<FeatureSpec> {
-    Ok(FeatureSpec { ty: parse_type("feature", &f.name, &f.r#type)?, name: f.name, description: f.description, tags: f.tags })
+    Ok(FeatureSpec {
+        ty: parse_type("feature", &f.name, &f.r#type)?,
+        name: f.name,
+        description: f.description,
+        tags: f.tags,
+    })
 }
 
 pub fn definitions_to_proto(d: &Definitions) -> v1::ApplyRequest {
@@ -329,7 +339,11 @@ mod tests {
                     tags: vec!["pii".into()],
                 }],
             }],
-            feature_vectors: vec![VectorSpec { name: "v".into(), features: vec!["s:*".into()], description: String::new() }],
+            feature_vectors: vec![VectorSpec {
+                name: "v".into(),
+                features: vec!["s:*".into()],
+                description: String::new(),
+            }],
         };
         assert_eq!(definitions_from_proto(definitions_to_proto(&defs)).unwrap(), defs);
     }
@@ -352,7 +366,12 @@ mod tests {
                 owner: String::new(),
                 description: String::new(),
                 tags: vec![],
-                features: vec![FeatureSpec { name: "f".into(), ty: ValueType::Bool, description: String::new(), tags: vec![] }],
+                features: vec![FeatureSpec {
+                    name: "f".into(),
+                    ty: ValueType::Bool,
+                    description: String::new(),
+                    tags: vec![],
+                }],
             }],
             ..Default::default()
         };

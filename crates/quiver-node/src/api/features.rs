@@ -12,8 +12,8 @@ use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
 use quiver_proto::v1::get_online_features_request::Features;
 use quiver_proto::v1::{
-    Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, Status as ValueStatus,
-    WriteFeaturesRequest, WriteFeaturesResponse,
+    Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse,
+    Status as ValueStatus, WriteFeaturesRequest, WriteFeaturesResponse,
 };
 use quiver_proto::{fields_from_proto, value_to_proto};
 use tonic::{Request, Response, Status};
@@ -24,6 +24,9 @@ use crate::meta::MetaState;
 use crate::node::Node;
 use crate::raft::{Command, now_micros};
 use crate::shard::{ShardCommand, ShardRow, TableRef, read_row};
+
+/// A key placed on its shard: (shard id, encoded entity key).
+type ShardKey = (u64, Vec<u8>);
 
 /// The most entity keys one online read may ask for.
 pub const MAX_ENTITIES_PER_READ: usize = 10_000;
@@ -91,7 +94,9 @@ impl FeatureApi {
         let features = project.resolve(&refs)?;
         if req.entities.len() > MAX_ENTITIES_PER_READ {
             let n = req.entities.len();
-            return Err(CoreError::TooLarge(format!("{n} entities in one read; the limit is {MAX_ENTITIES_PER_READ}")).into());
+            return Err(
+                CoreError::TooLarge(format!("{n} entities in one read; the limit is {MAX_ENTITIES_PER_READ}")).into()
+            );
         }
         // Each feature set version read once per entity, whatever number of its features is asked for.
         let mut tables: Vec<(&FeatureSet, TableRef)> = Vec::new();
@@ -141,7 +146,7 @@ impl FeatureApi {
         project: &Project,
         tables: &[(&FeatureSet, TableRef)],
         entities: Vec<quiver_proto::v1::EntityKey>,
-    ) -> Result<Vec<Vec<(u64, Vec<u8>)>>> {
+    ) -> Result<Vec<Vec<ShardKey>>> {
         entities
             .into_iter()
             .enumerate()
@@ -151,8 +156,13 @@ impl FeatureApi {
                     .iter()
                     .map(|(fs, _)| {
                         let entity = project.entity(&fs.entity)?;
-                        let bad = |key: &str, reason: String| CoreError::InvalidEntityKey { entity: i + 1, key: key.into(), reason };
-                        let key = encode_entity_key(&entity_key_from(&entity.join_keys, |k| fields.get(k).cloned(), bad)?);
+                        let bad = |key: &str, reason: String| CoreError::InvalidEntityKey {
+                            entity: i + 1,
+                            key: key.into(),
+                            reason,
+                        };
+                        let key =
+                            encode_entity_key(&entity_key_from(&entity.join_keys, |k| fields.get(k).cloned(), bad)?);
                         let shard = state.shard_map.shard_for(key_hash(&key))?.id;
                         Ok((shard, key))
                     })

@@ -10,7 +10,11 @@ use axum::routing::get;
 
 use crate::node::Node;
 
-pub async fn serve(node: Arc<Node>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let app = Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(node);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("http server: {e}");

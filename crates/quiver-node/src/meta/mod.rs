@@ -39,7 +39,10 @@ pub enum MetaCommand {
     ApplyDefinitions(Definitions),
     /// Lays out the first shard map; refused once a map exists, so replays and racing
     /// bootstraps change nothing.
-    Bootstrap { nodes: Vec<NodeInfo>, shard_map: ShardMap },
+    Bootstrap {
+        nodes: Vec<NodeInfo>,
+        shard_map: ShardMap,
+    },
 }
 
 /// Readers' handle on the latest applied meta state.

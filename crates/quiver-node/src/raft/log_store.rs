@@ -97,7 +97,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Bound::Excluded(entry_key(*i)),
             Bound::Unbounded => Bound::Included(entry_key(u64::MAX)),
         };
-        self.tree.scan((start, end)).map(|kv| kv.and_then(|(_, v)| decode(&v)).map_err(read_err)).collect()
+        self.tree.scan((start, end)).map(|kv| kv.and_then(|(_, v)| decode(&v))).collect::<Result<_>>().map_err(read_err)
     }
 }
 

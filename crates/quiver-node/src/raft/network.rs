@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::BasicNode;
 use quiver_proto::v1::RaftMessage;
 use quiver_proto::v1::raft_service_client::RaftServiceClient;
 use serde::Serialize;
@@ -79,7 +79,8 @@ impl PeerClient {
         let channel = self.channel.clone().map_err(|e| RPCError::Unreachable(Unreachable::new(&Msg(e))))?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = RaftMessage { group_id: self.group, payload, error: Vec::new() };
-        let mut client = RaftServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+        let mut client =
+            RaftServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
         let call = async {
             match rpc {
                 Rpc::Append => client.append_entries(msg).await,
@@ -88,12 +89,15 @@ impl PeerClient {
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
-            Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(format!("node {} timed out", self.target))))),
+            Err(_) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&Msg(format!("node {} timed out", self.target)))));
+            }
             Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
             Ok(Ok(reply)) => reply.into_inner(),
         };
         if !reply.error.is_empty() {
-            let err: RaftError<NodeId, E> = decode(&reply.error).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let err: RaftError<NodeId, E> =
+                decode(&reply.error).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             return Err(RPCError::RemoteError(RemoteError::new(self.target, err)));
         }
         decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))

@@ -85,13 +85,9 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(request) => match (&mut self.kind, &request.command) {
                     (Kind::Meta(meta), Command::Meta(cmd)) => meta.apply(cmd, request.leader_time, &mut batch)?,
-                    (Kind::Shard, Command::Shard(cmd)) => shard::apply(
-                        self.tree.as_ref(),
-                        &mut rows,
-                        entry.log_id.index,
-                        request.leader_time,
-                        cmd,
-                    )?,
+                    (Kind::Shard, Command::Shard(cmd)) => {
+                        shard::apply(self.tree.as_ref(), &mut rows, entry.log_id.index, request.leader_time, cmd)?
+                    }
                     _ => Response::Rejected(quiver_core::Error::Internal(
                         "command sent to a group of the wrong kind".into(),
                     )),
@@ -110,7 +106,8 @@ impl StateMachine {
     }
 
     fn dump(&self) -> Result<Vec<u8>> {
-        let pairs: Vec<KvPair> = self.tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)).collect::<Result<_>>()?;
+        let pairs: Vec<KvPair> =
+            self.tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)).collect::<Result<_>>()?;
         encode(&pairs)
     }
 
@@ -157,7 +154,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let stored = std::mem::replace(&mut self.snapshot, Err(Error::Storage("snapshot already built".into())));
         let stored = stored.map_err(|e| StorageIOError::read_state_machine(&e))?;
-        store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &stored).map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), &e))?;
+        store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &stored)
+            .map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), &e))?;
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }

@@ -131,4 +131,3 @@ fn meta_commands_survive_the_log_encoding() {
         other => panic!("decoded into {other:?}"),
     }
 }
-

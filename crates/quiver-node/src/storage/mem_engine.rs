@@ -51,7 +51,10 @@ impl KvTree for MemTree {
         Ok(())
     }
 
-    fn scan(&self, range: (Bound<Vec<u8>>, Bound<Vec<u8>>)) -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_> {
+    fn scan(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    ) -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_> {
         Box::new(self.collect(range).into_iter().map(Ok))
     }
 

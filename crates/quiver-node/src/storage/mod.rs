@@ -27,7 +27,8 @@ pub trait KvTree: Send + Sync + 'static {
     /// Applies every operation of `batch` or none of them.
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Pairs with keys in `range`, in key order.
-    fn scan(&self, range: (Bound<Vec<u8>>, Bound<Vec<u8>>)) -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_>;
+    fn scan(&self, range: (Bound<Vec<u8>>, Bound<Vec<u8>>))
+    -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_>;
     /// Pairs whose keys start with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair>> + '_>;
 }

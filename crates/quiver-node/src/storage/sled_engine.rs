@@ -59,7 +59,10 @@ impl KvTree for SledTree {
         self.0.apply_batch(b).map_err(storage_err)
     }
 
-    fn scan(&self, range: (Bound<Vec<u8>>, Bound<Vec<u8>>)) -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_> {
+    fn scan(
+        &self,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    ) -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_> {
         Box::new(self.0.range::<Vec<u8>, _>(range).map(pair))
     }
 
