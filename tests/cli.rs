@@ -163,3 +163,44 @@ async fn status_shows_every_group_with_its_leader_and_project_defaults_follow_th
     let chosen = quiverctl(&ep, &["--project", "fraud", "describe", "entity", "card"], None);
     assert!(chosen.success && chosen.stdout.contains("card_id"));
 }
+
+/// A plain HTTP/1.0 GET over loopback; returns the status line and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_are_served_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = quiver_tests::node_with_rides(dir.path(), &[]).await;
+    client
+        .write("rides", "driver_stats", vec![quiver_tests::driver_row(1, quiver_tests::now_micros(), 0.5, 1)])
+        .await
+        .unwrap();
+    let (status, body) = http_get(node.http_addr(), "/health");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (status, metrics) = http_get(node.http_addr(), "/metrics");
+    assert!(status.contains("200"));
+    assert!(metrics.contains("quiver_rows_written_total 1"), "{metrics}");
+    assert!(metrics.contains("quiver_requests_total{code=\"ok\",method=\"WriteFeatures\"} 1"), "{metrics}");
+    assert!(metrics.contains("quiver_raft_current_leader{group=\"0\"} 1"));
+}
+
+#[test]
+fn the_demo_runs_the_main_job_end_to_end() {
+    let out = std::process::Command::new(quiver_tests::binary("quiverctl").unwrap()).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("feature set driver_stats: created"), "{stdout}");
+    assert!(stdout.contains("pushed 15 rows"), "{stdout}");
+    let vector_rows = stdout.lines().filter(|l| l.starts_with("100")).count();
+    assert_eq!(vector_rows, 5, "one line per driver:\n{stdout}");
+    assert!(stdout.contains(r#""driver_stats:city":"Lisbon""#), "{stdout}");
+}
