@@ -4,6 +4,7 @@
 //! Everything here is deterministic so that Raft state machines can call it during `apply`
 //! and property tests can exercise it exhaustively.
 
+pub mod asof;
 pub mod error;
 pub mod key;
 pub mod registry;

@@ -1,0 +1,241 @@
+//! The point-in-time ("as-of") join: for each training example, the feature value that was
+//! known at the example's time and no later, so that training never sees the future.
+//!
+//! The rule matches the online store's: last writer wins by `(event time, ingestion order)`,
+//! and a TTL keeps a value fresh while `event_ts > t - ttl`, the bound `row::is_expired` uses.
+//! Both inputs are sorted once by key and time and swept together, so the cost is
+//! O((n + m) log(n + m)) rather than one scan of the events per spine row.
+
+use crate::key::key_hash;
+
+/// One spine row: the encoded entity key and the time the training example is "as of" (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpineRow<'a> {
+    pub key: &'a [u8],
+    pub ts: i64,
+}
+
+/// One feature event: encoded entity key, event time (µs), and ingestion order (larger = ingested later; unique).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRow<'a> {
+    pub key: &'a [u8],
+    pub ts: i64,
+    pub seq: u64,
+}
+
+/// For each spine row (in input order), the index into `events` of the matching event, or None.
+///
+/// The match for `(k, t)` is the event of key `k` with the greatest `(ts, seq)` such that
+/// `ts <= t` and, when `ttl_micros > 0`, `ts > t - ttl_micros` (saturating). A `ttl_micros`
+/// of 0 or less sets no lower bound. Inputs need not be sorted.
+pub fn asof_join(spine: &[SpineRow<'_>], events: &[EventRow<'_>], ttl_micros: i64) -> Vec<Option<usize>> {
+    let mut spine_order: Vec<usize> = (0..spine.len()).collect();
+    spine_order.sort_unstable_by(|&a, &b| (spine[a].key, spine[a].ts).cmp(&(spine[b].key, spine[b].ts)));
+    let mut event_order: Vec<usize> = (0..events.len()).collect();
+    event_order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&events[a], &events[b]);
+        (a.key, a.ts, a.seq).cmp(&(b.key, b.ts, b.seq))
+    });
+
+    let mut out = vec![None; spine.len()];
+    let mut next = 0;
+    // The last event passed so far. Events arrive in (key, ts, seq) order, so for the current
+    // spine row it is the greatest (ts, seq) with ts <= t, provided its key is the row's key.
+    let mut best: Option<usize> = None;
+    for &s in &spine_order {
+        let SpineRow { key, ts: t } = spine[s];
+        // Comparing (key, ts) as a pair also skips every event of a smaller key.
+        while let Some(&e) = event_order.get(next) {
+            if (events[e].key, events[e].ts) > (key, t) {
+                break;
+            }
+            best = Some(e);
+            next += 1;
+        }
+        // Only the best can pass the TTL: every other candidate is no newer.
+        out[s] = best.filter(|&e| events[e].key == key && is_fresh(events[e].ts, t, ttl_micros));
+    }
+    out
+}
+
+fn is_fresh(event_ts: i64, t: i64, ttl_micros: i64) -> bool {
+    ttl_micros <= 0 || event_ts > t.saturating_sub(ttl_micros)
+}
+
+/// Partition of a key among `partitions` (stable across processes): xxh3 of the key modulo partitions.
+///
+/// # Panics
+/// If `partitions` is 0: there is no partition to return.
+pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
+    assert!(partitions > 0, "partition_of needs at least one partition");
+    // The remainder is below `partitions`, so it fits in u32.
+    (key_hash(key) % u64::from(partitions)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The specification, one spine row at a time against every event.
+    fn naive(spine: &[SpineRow<'_>], events: &[EventRow<'_>], ttl_micros: i64) -> Vec<Option<usize>> {
+        let mut answers = Vec::new();
+        for s in spine {
+            let mut best: Option<usize> = None;
+            for (i, e) in events.iter().enumerate() {
+                if e.key != s.key || e.ts > s.ts {
+                    continue;
+                }
+                if ttl_micros > 0 && e.ts <= s.ts.saturating_sub(ttl_micros) {
+                    continue;
+                }
+                match best {
+                    Some(b) if (events[b].ts, events[b].seq) > (e.ts, e.seq) => {}
+                    _ => best = Some(i),
+                }
+            }
+            answers.push(best);
+        }
+        answers
+    }
+
+    // "a" is a prefix of "ab" and "" sorts first, so byte order between keys gets exercised.
+    // Spine rows may use the last key, which no event has.
+    const KEYS: [&[u8]; 5] = [b"a", b"ab", b"b", b"", b"no-events"];
+    const EVENT_KEYS: usize = 4;
+
+    fn spine(rows: &[(usize, i64)]) -> Vec<SpineRow<'static>> {
+        rows.iter().map(|&(k, ts)| SpineRow { key: KEYS[k], ts }).collect()
+    }
+
+    fn events(rows: &[(usize, i64, u64)]) -> Vec<EventRow<'static>> {
+        rows.iter().map(|&(k, ts, seq)| EventRow { key: KEYS[k], ts, seq }).collect()
+    }
+
+    /// Events with unique ingestion orders that are unrelated to their input positions.
+    fn arb_events(ts: impl Strategy<Value = i64> + Clone) -> impl Strategy<Value = Vec<(usize, i64, u64)>> {
+        proptest::collection::vec((0..EVENT_KEYS, ts), 0..16).prop_flat_map(|rows| {
+            let seqs: Vec<u64> = (0..rows.len() as u64).collect();
+            Just(seqs)
+                .prop_shuffle()
+                .prop_map(move |seqs| rows.iter().zip(seqs).map(|(&(k, ts), seq)| (k, ts, seq)).collect::<Vec<_>>())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Spine times start before any event time, so some rows precede all data.
+        #[test]
+        fn matches_the_naive_model(
+            spine_rows in proptest::collection::vec((0..KEYS.len(), -10i64..20), 0..12),
+            event_rows in arb_events(-5i64..20),
+            ttl in prop::sample::select(vec![0i64, 1, 3, 10]),
+        ) {
+            let (s, e) = (spine(&spine_rows), events(&event_rows));
+            prop_assert_eq!(asof_join(&s, &e, ttl), naive(&s, &e, ttl));
+        }
+
+        #[test]
+        fn matches_the_naive_model_at_extreme_times(
+            spine_rows in proptest::collection::vec((0..KEYS.len(), extreme_ts()), 0..12),
+            event_rows in arb_events(extreme_ts()),
+            ttl in prop::sample::select(vec![0i64, 1, 3, i64::MAX - 1, i64::MAX]),
+        ) {
+            let (s, e) = (spine(&spine_rows), events(&event_rows));
+            prop_assert_eq!(asof_join(&s, &e, ttl), naive(&s, &e, ttl));
+        }
+    }
+
+    fn extreme_ts() -> impl Strategy<Value = i64> + Clone {
+        prop::sample::select(vec![i64::MIN, i64::MIN + 1, i64::MIN + 2, -1, 0, 1, i64::MAX - 2, i64::MAX - 1, i64::MAX])
+    }
+
+    #[test]
+    fn ties_go_to_the_event_ingested_last() {
+        let e = events(&[(0, 5, 2), (0, 5, 9), (0, 5, 4)]);
+        assert_eq!(asof_join(&spine(&[(0, 5), (0, 6)]), &e, 0), vec![Some(1), Some(1)]);
+    }
+
+    #[test]
+    fn a_later_event_time_beats_a_later_ingestion() {
+        let e = events(&[(0, 7, 1), (0, 3, 2)]);
+        assert_eq!(asof_join(&spine(&[(0, 8)]), &e, 0), vec![Some(0)]);
+    }
+
+    #[test]
+    fn an_event_exactly_at_the_spine_time_matches() {
+        let e = events(&[(0, 4, 0), (0, 10, 1), (0, 11, 2)]);
+        assert_eq!(asof_join(&spine(&[(0, 10)]), &e, 0), vec![Some(1)]);
+    }
+
+    #[test]
+    fn the_ttl_bound_is_exclusive() {
+        let s = spine(&[(0, 100)]);
+        assert_eq!(asof_join(&s, &events(&[(0, 90, 0)]), 10), vec![None], "exactly ttl old is expired");
+        assert_eq!(asof_join(&s, &events(&[(0, 91, 0)]), 10), vec![Some(0)], "one µs later is fresh");
+    }
+
+    #[test]
+    fn an_expired_latest_event_does_not_fall_back_to_an_older_one() {
+        let e = events(&[(0, 10, 0), (0, 50, 1)]);
+        assert_eq!(asof_join(&spine(&[(0, 55), (0, 100)]), &e, 20), vec![Some(1), None]);
+    }
+
+    #[test]
+    fn ttl_zero_reaches_back_forever() {
+        let e = events(&[(0, i64::MIN, 0)]);
+        assert_eq!(asof_join(&spine(&[(0, i64::MAX)]), &e, 0), vec![Some(0)]);
+    }
+
+    #[test]
+    fn keys_match_exactly_not_by_prefix() {
+        // KEYS[0] = "a" is a prefix of KEYS[1] = "ab".
+        let e = events(&[(1, 1, 0)]);
+        assert_eq!(asof_join(&spine(&[(0, 5), (1, 5)]), &e, 0), vec![None, Some(0)]);
+    }
+
+    #[test]
+    fn spine_rows_keep_their_input_order() {
+        let s = spine(&[(2, 9), (0, 3), (4, 9), (0, 1), (2, 9), (0, 8)]);
+        let e = events(&[(0, 7, 3), (2, 2, 0), (0, 2, 1), (0, 0, 2)]);
+        assert_eq!(asof_join(&s, &e, 0), vec![Some(1), Some(2), None, Some(3), Some(1), Some(0)]);
+    }
+
+    #[test]
+    fn empty_inputs() {
+        assert_eq!(asof_join(&[], &[], 0), vec![]);
+        assert_eq!(asof_join(&[], &events(&[(0, 1, 0)]), 5), vec![]);
+        assert_eq!(asof_join(&spine(&[(0, 1), (1, 2)]), &[], 5), vec![None, None]);
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_panic() {
+        // The bound saturates at i64::MIN, so an event at exactly i64::MIN is never fresh under a TTL,
+        // as in `row::is_expired`.
+        let s = spine(&[(0, i64::MIN), (0, i64::MAX), (0, 0)]);
+        let e = events(&[(0, i64::MIN, 0), (0, i64::MAX, 1)]);
+        assert_eq!(asof_join(&s, &e, i64::MAX), vec![None, Some(1), None]);
+        assert_eq!(asof_join(&s, &e, 1), vec![None, Some(1), None]);
+        assert_eq!(asof_join(&s, &e, 0), vec![Some(0), Some(1), Some(0)]);
+    }
+
+    #[test]
+    fn partitions_are_the_key_hash_modulo_the_count() {
+        for key in KEYS {
+            for n in [1, 2, 7, 64, u32::MAX] {
+                let p = partition_of(key, n);
+                assert!(p < n);
+                assert_eq!(u64::from(p), key_hash(key) % u64::from(n));
+            }
+        }
+        // Pinned so that a change of hash, which would reshuffle every stored partition, is noticed.
+        assert_eq!(partition_of(b"driver:1001", 1000), 518);
+    }
+
+    #[test]
+    #[should_panic(expected = "at least one partition")]
+    fn zero_partitions_is_a_caller_bug() {
+        partition_of(b"a", 0);
+    }
+}
