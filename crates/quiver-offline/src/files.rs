@@ -1,0 +1,101 @@
+//! Parquet files of the offline store: where they go, how they are written, how they are
+//! read back, and the manifest entry that makes one visible.
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
+use bytes::Bytes;
+use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::schema::SEQ_COLUMN;
+use crate::store::OfflineStore;
+
+pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A committed Parquet file: what the manifest in the meta group lists. A file on the
+/// store that no manifest lists is invisible (an ingest that failed or has not committed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Relative to the offline store's location.
+    pub path: String,
+    /// Days since the Unix epoch of every event in the file.
+    pub day: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub min_seq: u64,
+    pub max_seq: u64,
+}
+
+/// `project/set/v{version}/{yyyy-mm-dd}/{name}.parquet`.
+pub fn data_path(project: &str, set: &str, version: u32, day: i64, name: &str) -> String {
+    let date = chrono_day(day);
+    format!("{project}/{set}/v{version}/{date}/{name}.parquet")
+}
+
+fn chrono_day(day: i64) -> String {
+    let ts = quiver_core::time::format_timestamp(day * MICROS_PER_DAY);
+    ts.get(..10).unwrap_or(&ts).to_string()
+}
+
+pub fn day_of(ts: i64) -> i64 {
+    ts.div_euclid(MICROS_PER_DAY)
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// Writes one batch (in file schema, sequence column included) to `path`; returns its
+/// manifest entry. The batch's timestamp column is `ts_index`.
+pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, ts_index: usize) -> Result<DataFile> {
+    let writer = BufWriter::new(store.object_store(), store.path(path));
+    let mut parquet = AsyncArrowWriter::try_new(writer, batch.schema(), Some(writer_properties()))?;
+    parquet.write(batch).await?;
+    let bytes = parquet.bytes_written() as u64;
+    parquet.close().await?;
+    let ts = batch.column(ts_index).as_primitive::<TimestampMicrosecondType>().values();
+    let (min_ts, max_ts) = (ts.iter().min().copied().unwrap_or_default(), ts.iter().max().copied().unwrap_or_default());
+    let seq = batch.column_by_name(SEQ_COLUMN).map(|c| c.as_primitive::<UInt64Type>().values().clone());
+    let min_seq = seq.as_ref().and_then(|s| s.iter().min().copied()).unwrap_or_default();
+    let max_seq = seq.as_ref().and_then(|s| s.iter().max().copied()).unwrap_or_default();
+    Ok(DataFile {
+        path: path.to_string(),
+        day: day_of(min_ts),
+        rows: batch.num_rows() as u64,
+        bytes,
+        min_ts,
+        max_ts,
+        min_seq,
+        max_seq,
+    })
+}
+
+/// Reads Parquet bytes into batches, keeping only the named columns (all when `None`).
+pub fn read_parquet(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
+    let builder = match columns {
+        Some(names) => {
+            let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+            builder.with_projection(mask)
+        }
+        None => builder,
+    };
+    Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Reads a committed file of the store.
+pub async fn read_file(store: &OfflineStore, file: &DataFile, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+    read_parquet(store.get(&file.path).await?, columns)
+}

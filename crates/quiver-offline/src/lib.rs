@@ -1,0 +1,13 @@
+//! Quiver's offline store: every row ever ingested, as Parquet files on an object store
+//! (a local directory or any S3-compatible service), listed by a manifest that the meta
+//! Raft group holds, and the point-in-time retrieval that builds training sets from it.
+
+pub mod convert;
+pub mod error;
+pub mod files;
+pub mod ingest;
+pub mod retrieval;
+pub mod schema;
+pub mod store;
+
+pub use error::{Error, Result};
