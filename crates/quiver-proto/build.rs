@@ -4,8 +4,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-env-changed=PROTOC");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["types", "registry", "features", "admin", "raft"].map(|name| root.join(format!("quiver/v1/{name}.proto")));
+    let files = ["types", "registry", "features", "admin", "raft", "offline"]
+        .map(|name| root.join(format!("quiver/v1/{name}.proto")));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: real `quiver-node` processes on loopback ports, the
 //! example definitions, and `quiverctl` runs. Build the binaries first (`cargo build --bins`).
 
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +15,12 @@ pub const RIDES: &str = include_str!("../../examples/rides.yaml");
 
 /// Starts a node on `dir` and applies the example `rides` definitions.
 pub async fn node_with_rides(dir: &Path, extra: &[&str]) -> (LocalNode, Client) {
-    let node = LocalNode::start(&dir.join("node"), extra).await.expect("node starts");
+    node_with_rides_env(dir, extra, &[]).await
+}
+
+/// `node_with_rides` with extra environment variables for the node.
+pub async fn node_with_rides_env(dir: &Path, extra: &[&str], env: &[(String, String)]) -> (LocalNode, Client) {
+    let node = LocalNode::start_with_env(&dir.join("node"), extra, env).await.expect("node starts");
     let client = node.client().await.expect("client connects");
     let defs = quiver_admin::input::parse_definitions(RIDES).expect("example definitions parse");
     client.apply(&defs).await.expect("definitions apply");

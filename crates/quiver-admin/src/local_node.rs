@@ -16,6 +16,7 @@ pub struct LocalNode {
     listen: String,
     http: String,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
@@ -45,6 +46,11 @@ impl LocalNode {
     /// Starts a node on `data_dir` with fresh ports and waits until it serves.
     /// `extra` are more `quiver-node` flags.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Result<LocalNode> {
+        LocalNode::start_with_env(data_dir, extra, &[]).await
+    }
+
+    /// Like `start`, with extra environment variables for the node process.
+    pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Result<LocalNode> {
         let mut node = LocalNode {
             child: None,
             bin: binary("quiver-node")?,
@@ -52,6 +58,7 @@ impl LocalNode {
             listen: free_addr()?,
             http: free_addr()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             log: data_dir.with_extension("log"),
         };
         node.spawn()?;
@@ -71,6 +78,7 @@ impl LocalNode {
             .args(["--listen", &self.listen, "--http", &self.http])
             .args(&self.extra)
             .env_remove("QUIVER_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

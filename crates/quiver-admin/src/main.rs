@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use quiver_admin::input::{self, RowFormat};
 use quiver_admin::render;
-use quiver_client::{Client, Consistency, FeatureSelection, OnlineRequest, Project, Value};
+use quiver_client::{
+    Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, Project, SpineFormat, Value,
+};
 use quiver_core::row::validate_row;
 use quiver_core::spec::JoinKey;
 
@@ -50,6 +52,33 @@ enum Cmd {
         /// Rows per write request.
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+    },
+    /// Ingest a Parquet or CSV file, a directory of them, or an s3:// URL into the offline
+    /// store; the latest row per entity also goes online. Local paths are read by the node.
+    Ingest {
+        #[arg(long)]
+        feature_set: String,
+        path: String,
+    },
+    /// Build a point-in-time-correct training set from a spine of entity keys and times.
+    History {
+        /// Comma-separated references: set:feature, set@2:feature, set:*.
+        #[arg(long, conflicts_with = "vector", required_unless_present = "vector")]
+        features: Option<String>,
+        #[arg(long)]
+        vector: Option<String>,
+        /// Parquet or CSV file with the join keys, a time column and any labels.
+        #[arg(long)]
+        spine: PathBuf,
+        /// The spine's time column.
+        #[arg(long, default_value = "event_timestamp")]
+        timestamp_column: String,
+        /// Where to write the training set (Parquet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Name columns `feature` instead of `set:feature` where unambiguous.
+        #[arg(long)]
+        short_names: bool,
     },
     /// Read the latest feature values for entities.
     Get {
@@ -127,11 +156,7 @@ async fn run(cli: Cli) -> Result<()> {
             push(&client, &project, &feature_set, &file, RowFormat::for_path(&file, format), batch_size).await
         }
         Cmd::Get { features, vector, entities, format, consistency } => {
-            let selection = match (vector, features) {
-                (Some(v), _) => FeatureSelection::Vector(v),
-                (None, Some(f)) => FeatureSelection::Refs(f.split(',').map(|s| s.trim().to_string()).collect()),
-                (None, None) => bail!("give --features or --vector"),
-            };
+            let selection = selection(vector, features)?;
             let consistency = match consistency {
                 ReadConsistency::Linearizable => Consistency::Linearizable,
                 ReadConsistency::Stale => Consistency::Stale,
@@ -139,6 +164,15 @@ async fn run(cli: Cli) -> Result<()> {
             let project = project_name(&client, cli.project).await?;
             print!("{}", get(&client, &project, selection, &entities, format, consistency).await?);
             Ok(())
+        }
+        Cmd::Ingest { feature_set, path } => {
+            let project = project_name(&client, cli.project).await?;
+            ingest(&client, &project, &feature_set, &path).await
+        }
+        Cmd::History { features, vector, spine, timestamp_column, out, short_names } => {
+            let project = project_name(&client, cli.project).await?;
+            let selection = selection(vector, features)?;
+            history(&client, &project, selection, &spine, &timestamp_column, &out, short_names).await
         }
         Cmd::Status { format } => {
             let status = client.status().await?;
@@ -150,6 +184,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Demo => unreachable!("handled above"),
     }
+}
+
+fn selection(vector: Option<String>, features: Option<String>) -> Result<FeatureSelection> {
+    Ok(match (vector, features) {
+        (Some(v), _) => FeatureSelection::Vector(v),
+        (None, Some(f)) => FeatureSelection::Refs(f.split(',').map(|s| s.trim().to_string()).collect()),
+        (None, None) => bail!("give --features or --vector"),
+    })
 }
 
 /// The chosen project, or the only one there is.
@@ -265,4 +307,87 @@ async fn get(
         Format::Table => render::online_table(&entities, &answer),
         Format::Json => render::online_json(&entities, &answer),
     })
+}
+
+async fn ingest(client: &Client, project: &str, feature_set: &str, path: &str) -> Result<()> {
+    // The node reads the path: make a local one absolute so it means the same there.
+    let path = if path.starts_with("s3://") {
+        path.to_string()
+    } else {
+        std::fs::canonicalize(path).with_context(|| format!("reading {path}"))?.display().to_string()
+    };
+    let started = Instant::now();
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = client
+        .ingest(project, feature_set, &path, |p| {
+            bar.set_length(p.total_bytes);
+            bar.set_position(p.bytes);
+            bar.set_message(format!("{} rows, {}/{} files", p.rows, p.files_done, p.files_total));
+        })
+        .await;
+    bar.finish_and_clear();
+    let report = report?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for duplicate in &report.duplicates {
+        println!("already ingested, nothing added: {duplicate}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if report.files_written == 0 && !report.duplicates.is_empty() {
+        println!("nothing added: every source was ingested before");
+        return Ok(());
+    }
+    println!(
+        "ingested {} rows ({} bytes) from {} source file(s) into {feature_set}: {} Parquet file(s) committed in {secs:.2}s ({:.0} rows/s)",
+        report.rows,
+        report.bytes,
+        report.files_done,
+        report.files_written,
+        report.rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+async fn history(
+    client: &Client,
+    project: &str,
+    features: FeatureSelection,
+    spine: &std::path::Path,
+    timestamp_column: &str,
+    out: &std::path::Path,
+    short_names: bool,
+) -> Result<()> {
+    let spine_format = match spine.extension().and_then(|e| e.to_str()) {
+        Some("csv") => SpineFormat::Csv,
+        Some("parquet" | "pq") => SpineFormat::Parquet,
+        _ => bail!("spine {}: expected a .csv or .parquet file", spine.display()),
+    };
+    let bytes = std::fs::read(spine).with_context(|| format!("reading {}", spine.display()))?;
+    let started = Instant::now();
+    let request = HistoricalRequest {
+        project: project.into(),
+        features,
+        spine: bytes,
+        spine_format,
+        timestamp_column: Some(timestamp_column.into()),
+        short_names,
+    };
+    let batch = client.historical(request).await?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+    writer.write(&batch)?;
+    writer.close()?;
+    print!("{}", render::batch_preview(&batch, 5)?);
+    println!(
+        "wrote {} rows x {} columns to {} in {:.2}s",
+        batch.num_rows(),
+        batch.num_columns(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

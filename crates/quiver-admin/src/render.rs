@@ -201,3 +201,22 @@ pub fn status_json(s: &StatusResponse) -> String {
         .collect();
     serde_json::json!({"node_id": s.node_id, "version": s.version, "nodes": nodes, "groups": groups}).to_string()
 }
+
+/// The first `limit` rows of a batch as a table, with a line saying how many there are.
+pub fn batch_preview(batch: &arrow_array::RecordBatch, limit: usize) -> anyhow::Result<String> {
+    let options = arrow_cast::display::FormatOptions::default().with_null("null");
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = batch.schema();
+    let headers: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let rows: Vec<Vec<String>> =
+        (0..batch.num_rows().min(limit)).map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect()).collect();
+    let mut out = table(&headers, &rows);
+    if batch.num_rows() > limit {
+        out += &format!("... {} more rows\n", batch.num_rows() - limit);
+    }
+    Ok(out)
+}

@@ -41,15 +41,17 @@ use std::collections::BTreeMap;
 use quiver_proto::v1;
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use quiver_proto::v1::feature_service_client::FeatureServiceClient;
+use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+pub use arrow_array::RecordBatch;
 pub use error::{Error, Result};
 pub use quiver_core::registry::{Change, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
-pub use quiver_proto::v1::{ApplyResponse, StatusResponse};
+pub use quiver_proto::v1::{ApplyResponse, IngestProgress, StatusResponse};
 
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -61,6 +63,7 @@ pub struct Client {
     features: FeatureServiceClient<Channel>,
     registry: RegistryServiceClient<Channel>,
     admin: AdminServiceClient<Channel>,
+    offline: OfflineServiceClient<Channel>,
 }
 
 /// Which features a read asks for.
@@ -108,6 +111,26 @@ pub struct OnlineFeatures {
     pub rows: Vec<Vec<FeatureValue>>,
 }
 
+/// A point-in-time training-set request.
+#[derive(Debug, Clone)]
+pub struct HistoricalRequest {
+    pub project: String,
+    pub features: FeatureSelection,
+    /// The spine file's bytes: join keys, a time column, and any other columns (labels).
+    pub spine: Vec<u8>,
+    pub spine_format: SpineFormat,
+    /// The spine's time column; `event_timestamp` when `None`.
+    pub timestamp_column: Option<String>,
+    /// Name columns `feature` instead of `set:feature` where unambiguous.
+    pub short_names: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpineFormat {
+    Csv,
+    Parquet,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub rows_written: u64,
@@ -134,7 +157,10 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             registry: RegistryServiceClient::new(channel.clone()),
-            admin: AdminServiceClient::new(channel),
+            admin: AdminServiceClient::new(channel.clone()),
+            offline: OfflineServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             endpoint,
         })
     }
@@ -195,6 +221,62 @@ impl Client {
         let reply = self.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner();
         let rows = reply.results.into_iter().map(|r| r.values.into_iter().map(feature_value).collect()).collect();
         Ok(OnlineFeatures { features: reply.features, rows })
+    }
+
+    /// Ingests a Parquet or CSV file, a directory of them, or an `s3://` URL. The node reads
+    /// the path itself. `progress` sees each update; the last one is returned.
+    pub async fn ingest(
+        &self,
+        project: &str,
+        feature_set: &str,
+        path: &str,
+        mut progress: impl FnMut(&IngestProgress),
+    ) -> Result<IngestProgress> {
+        let request = v1::IngestRequest { project: project.into(), feature_set: feature_set.into(), path: path.into() };
+        let mut stream = self.offline.clone().ingest(request).await.map_err(Error::from)?.into_inner();
+        let mut last = None;
+        while let Some(update) = stream.message().await.map_err(Error::from)? {
+            progress(&update);
+            last = Some(update);
+        }
+        last.filter(|p| p.done).ok_or_else(|| Error::Rpc(tonic::Status::aborted("ingest ended without a final report")))
+    }
+
+    /// Builds a point-in-time-correct training set: every spine row, in order, with its
+    /// columns, then one column per feature and one event-time column per feature set.
+    pub async fn historical(&self, request: HistoricalRequest) -> Result<RecordBatch> {
+        let features = Some(match request.features {
+            FeatureSelection::Vector(v) => v1::historical_request::Features::Vector(v),
+            FeatureSelection::Refs(refs) => v1::historical_request::Features::Refs(v1::FeatureRefList { refs }),
+        });
+        let proto = v1::HistoricalRequest {
+            project: request.project,
+            features,
+            spine: request.spine,
+            spine_format: match request.spine_format {
+                SpineFormat::Csv => "csv".into(),
+                SpineFormat::Parquet => "parquet".into(),
+            },
+            timestamp_column: request.timestamp_column.unwrap_or_default(),
+            short_names: request.short_names,
+        };
+        let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
+        let mut ipc = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(Error::from)? {
+            ipc.extend_from_slice(&chunk.data);
+        }
+        let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+            .map_err(|e| Error::Rpc(tonic::Status::data_loss(format!("answer is not Arrow IPC: {e}"))))?;
+        let schema = reader.schema();
+        let mut batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Rpc(tonic::Status::data_loss(format!("answer is not Arrow IPC: {e}"))))?;
+        // The node answers with one batch; an empty stream is an empty answer.
+        match batches.len() {
+            0 => Ok(RecordBatch::new_empty(schema)),
+            1 => Ok(batches.remove(0)),
+            n => Err(Error::Rpc(tonic::Status::data_loss(format!("answer held {n} batches; expected one")))),
+        }
     }
 
     /// The node's view of the cluster: nodes, groups, leaders, indexes.

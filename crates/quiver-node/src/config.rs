@@ -24,6 +24,11 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Shards laid out when the cluster is first initialised; ignored afterwards.
     pub shards: u64,
+    /// Where Parquet files go: a directory, `s3://bucket/prefix`, or `memory://`;
+    /// defaults to `<data_dir>/offline`.
+    pub offline_store: Option<String>,
+    /// Endpoint and credentials for an `s3://` offline store (else the `AWS_*` variables).
+    pub s3: quiver_offline::store::S3Settings,
     pub raft: RaftConfig,
 }
 
@@ -48,6 +53,8 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 7080)),
             advertise: None,
             shards: 8,
+            offline_store: None,
+            s3: Default::default(),
             raft: RaftConfig::default(),
         }
     }
@@ -68,6 +75,10 @@ impl Default for RaftConfig {
 impl Config {
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
         toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))
+    }
+
+    pub fn offline_location(&self) -> String {
+        self.offline_store.clone().unwrap_or_else(|| self.data_dir.join("offline").display().to_string())
     }
 
     pub fn advertise_addr(&self) -> String {

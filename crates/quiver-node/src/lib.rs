@@ -10,6 +10,7 @@ pub mod error;
 pub mod meta;
 pub mod metrics;
 pub mod node;
+pub mod offline;
 pub mod raft;
 pub mod shard;
 pub mod storage;

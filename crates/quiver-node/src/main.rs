@@ -32,6 +32,9 @@ struct Args {
     /// Number of shards laid out on first start [default: 8]
     #[arg(long, env = "QUIVER_SHARDS")]
     shards: Option<u64>,
+    /// Offline store: a directory or s3://bucket/prefix [default: <data-dir>/offline]
+    #[arg(long, env = "QUIVER_OFFLINE_STORE")]
+    offline_store: Option<String>,
 }
 
 impl Args {
@@ -60,6 +63,9 @@ impl Args {
         }
         if let Some(v) = self.shards {
             config.shards = v;
+        }
+        if self.offline_store.is_some() {
+            config.offline_store = self.offline_store;
         }
         config.validate()?;
         Ok(config)

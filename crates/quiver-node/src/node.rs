@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::error::{ClientWriteError, RaftError};
+use quiver_core::key::{encode_entity_key, key_hash};
+use quiver_core::row::ValidatedRow;
 use quiver_core::shard_map::{META_GROUP, ShardMap};
+use quiver_offline::files::DataFile;
+use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -20,6 +24,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerPool};
 use crate::raft::state_machine::{Kind, StateMachine};
 use crate::raft::{Command, NodeId, Raft, Request, Response, now_micros};
+use crate::shard::{ShardCommand, ShardRow, TableRef};
 use crate::storage::{KvEngine, KvTree, SledEngine};
 
 /// One Raft group open on this node.
@@ -58,6 +63,7 @@ pub struct Node {
     pub groups: Arc<Groups>,
     pub meta: MetaView,
     pub metrics: Metrics,
+    pub offline: OfflineStore,
     engine: Arc<dyn KvEngine>,
     pool: PeerPool,
     raft_config: Arc<openraft::Config>,
@@ -72,7 +78,10 @@ impl Node {
         std::fs::create_dir_all(&online).map_err(|e| Error::io(format!("creating {}", online.display()), e))?;
         let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(&online)?);
         let (meta_machine, meta) = MetaMachine::new();
+        let offline =
+            OfflineStore::open(&config.offline_location(), &config.s3).map_err(|e| Error::Config(e.to_string()))?;
         let node = Arc::new(Node {
+            offline,
             id: config.node_id,
             raft_config: Arc::new(config.openraft()?),
             config,
@@ -198,6 +207,37 @@ impl Node {
             }
             Err(e) => Err(Error::Raft(format!("group {group}: {e}"))),
         }
+    }
+
+    /// Writes validated rows of one table to the online shards, grouped by shard and
+    /// proposed in parallel; returns the log index each shard gave its part.
+    pub async fn put_rows(&self, table: &TableRef, rows: Vec<ValidatedRow>) -> Result<HashMap<u64, u64>> {
+        let state = self.meta.borrow().clone();
+        let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
+        for row in rows {
+            let key = encode_entity_key(&row.key);
+            let shard = state.shard_map.shard_for(key_hash(&key))?.id;
+            by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
+        }
+        let writes = by_shard.into_iter().map(|(shard, rows)| {
+            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows });
+            async move { self.write(shard, command).await.map(|(_, index)| (shard, index)) }
+        });
+        Ok(futures::future::try_join_all(writes).await?.into_iter().collect())
+    }
+
+    /// Reserves `count` ingestion sequence numbers from the meta group; returns the first.
+    pub async fn reserve_seq(&self, count: u64) -> Result<u64> {
+        match self.write(META_GROUP, Command::Meta(MetaCommand::ReserveSeq { count })).await? {
+            (Response::Seq(start), _) => Ok(start),
+            (other, _) => Err(Error::Raft(format!("unexpected answer to a sequence reservation: {other:?}"))),
+        }
+    }
+
+    /// Commits written files to the manifest; false when `source` was committed before.
+    pub async fn commit_files(&self, table: &TableRef, files: Vec<DataFile>, source: &str) -> Result<bool> {
+        let command = MetaCommand::CommitFiles { table: table.clone(), files, source: source.to_string() };
+        Ok(!matches!(self.write(META_GROUP, Command::Meta(command)).await?.0, Response::Duplicate))
     }
 
     /// Waits until reads of `group` on this node reflect every write acknowledged before the call.

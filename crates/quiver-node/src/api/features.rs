@@ -1,7 +1,6 @@
 //! The online data path: validated writes grouped by shard and proposed to each shard's
 //! Raft group; reads checked for leadership (read index) and served from the shard's tree.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::future::try_join_all;
@@ -22,8 +21,8 @@ use super::observed;
 use crate::error::Result;
 use crate::meta::MetaState;
 use crate::node::Node;
-use crate::raft::{Command, now_micros};
-use crate::shard::{ShardCommand, ShardRow, TableRef, read_row};
+use crate::raft::now_micros;
+use crate::shard::{TableRef, read_row};
 
 /// A key placed on its shard: (shard id, encoded entity key).
 type ShardKey = (u64, Vec<u8>);
@@ -66,18 +65,7 @@ impl FeatureApi {
         // Validation covers the whole request before anything is proposed.
         let rows = validate_rows(entity, fs, input)?;
         let rows_written = rows.len() as u64;
-        let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
-        for row in rows {
-            let key = encode_entity_key(&row.key);
-            let shard = state.shard_map.shard_for(key_hash(&key))?.id;
-            by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
-        }
-        let table = table_of(project, fs);
-        let writes = by_shard.into_iter().map(|(shard, rows)| {
-            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows });
-            async move { self.node.write(shard, command).await.map(|(_, index)| (shard, index)) }
-        });
-        let shard_log_index: HashMap<u64, u64> = try_join_all(writes).await?.into_iter().collect();
+        let shard_log_index = self.node.put_rows(&table_of(project, fs), rows).await?;
         self.node.metrics.rows_written.inc_by(rows_written);
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }

@@ -4,6 +4,7 @@
 mod admin;
 mod features;
 mod http;
+mod offline;
 mod registry;
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use quiver_proto::v1::admin_service_server::AdminServiceServer;
 use quiver_proto::v1::feature_service_server::FeatureServiceServer;
+use quiver_proto::v1::offline_service_server::OfflineServiceServer;
 use quiver_proto::v1::raft_service_server::RaftServiceServer;
 use quiver_proto::v1::registry_service_server::RegistryServiceServer;
 use tonic::{Response, Status};
@@ -45,6 +47,10 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
         )
         .add_service(RegistryServiceServer::new(registry::RegistryApi { node: node.clone() }))
         .add_service(AdminServiceServer::new(admin::AdminApi { node: node.clone() }))
+        .add_service(
+            OfflineServiceServer::new(offline::OfflineApi { node: node.clone() })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(
             RaftServiceServer::new(RaftRpc { groups: node.groups.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -4,18 +4,20 @@
 //! `Arc<MetaState>` published through a watch channel; each apply persists it as one value
 //! next to the applied log id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quiver_core::registry::Registry;
 use quiver_core::shard_map::ShardMap;
 use quiver_core::spec::Definitions;
+use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::codec::{decode, encode};
 use crate::error::Result;
 use crate::raft::Response;
+use crate::shard::TableRef;
 use crate::storage::{KvTree, WriteBatch};
 
 const STATE: &[u8] = b"\x01meta-state";
@@ -25,6 +27,13 @@ pub struct MetaState {
     pub registry: Registry,
     pub shard_map: ShardMap,
     pub nodes: BTreeMap<u64, NodeInfo>,
+    /// The offline store's manifest: committed Parquet files per feature set version.
+    pub manifest: BTreeMap<TableRef, Vec<DataFile>>,
+    /// Sources already committed per table (content hashes, export ranges): a second
+    /// commit of the same source adds nothing.
+    pub sources: BTreeSet<(TableRef, String)>,
+    /// Next unreserved ingestion sequence number.
+    pub next_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +51,17 @@ pub enum MetaCommand {
     Bootstrap {
         nodes: Vec<NodeInfo>,
         shard_map: ShardMap,
+    },
+    /// Reserves `count` ingestion sequence numbers.
+    ReserveSeq {
+        count: u64,
+    },
+    /// Makes written files visible. `source` names what they came from; committing the
+    /// same source twice is refused as a duplicate, so retries never double data.
+    CommitFiles {
+        table: TableRef,
+        files: Vec<DataFile>,
+        source: String,
     },
 }
 
@@ -77,6 +97,18 @@ impl MetaMachine {
                 Ok(changes) => Response::Applied(changes),
                 Err(e) => return Ok(Response::Rejected(e)),
             },
+            MetaCommand::ReserveSeq { count } => {
+                let start = self.state.next_seq;
+                self.state.next_seq = start.saturating_add(*count);
+                Response::Seq(start)
+            }
+            MetaCommand::CommitFiles { table, files, source } => {
+                if !self.state.sources.insert((table.clone(), source.clone())) {
+                    return Ok(Response::Duplicate);
+                }
+                self.state.manifest.entry(table.clone()).or_default().extend(files.iter().cloned());
+                Response::Done
+            }
             MetaCommand::Bootstrap { nodes, shard_map } => {
                 if !self.state.shard_map.shards.is_empty() {
                     return Ok(Response::Done);

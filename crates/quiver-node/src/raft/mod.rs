@@ -51,6 +51,10 @@ pub enum Response {
     Written {
         rows: u64,
     },
+    /// The first of a reserved range of ingestion sequence numbers.
+    Seq(u64),
+    /// The files were committed before (same source): nothing was added.
+    Duplicate,
 }
 
 /// Wall-clock microseconds; only leaders and read paths call this, never `apply`.

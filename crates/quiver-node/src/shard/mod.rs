@@ -18,7 +18,7 @@ use crate::storage::{KvTree, WriteBatch};
 const ROW: u8 = 0x02;
 
 /// One version of one feature set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TableRef {
     pub project: String,
     pub set: String,

@@ -1,0 +1,165 @@
+//! Historical retrieval requests: read the spine, find the feature set versions and their
+//! manifest files, run the point-in-time join, answer with Arrow IPC.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema};
+use bytes::Bytes;
+use quiver_core::{Error as CoreError, Value, ValueType};
+use quiver_offline::convert::values_to_array;
+use quiver_offline::files::read_parquet;
+use quiver_offline::retrieval::{Source, point_in_time};
+use quiver_offline::schema::to_utc_micros;
+
+use crate::error::{Error, Result};
+use crate::meta::MetaState;
+use crate::node::Node;
+use crate::shard::TableRef;
+
+/// A feature set version and the (feature index, output name) pairs asked of it.
+type SetColumns = (String, u32, Vec<(usize, String)>);
+
+pub struct HistoryRequest {
+    pub project: String,
+    pub refs: FeatureChoice,
+    pub spine: Bytes,
+    pub spine_format: String,
+    pub timestamp_column: String,
+    pub short_names: bool,
+}
+
+pub enum FeatureChoice {
+    Vector(String),
+    Refs(Vec<String>),
+}
+
+fn offline_err(e: quiver_offline::Error) -> Error {
+    Error::from(e.into_core())
+}
+
+/// Reads the spine: Parquet as it is; CSV with join keys typed by their entities, the
+/// time column as timestamps and every other column kept as text.
+fn read_spine(req: &HistoryRequest, key_types: &BTreeMap<String, ValueType>) -> Result<RecordBatch> {
+    match req.spine_format.as_str() {
+        "parquet" => {
+            let batches = read_parquet(req.spine.clone(), None)
+                .map_err(|e| CoreError::InvalidArgument(format!("spine: not a readable Parquet file: {e}")))?;
+            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
+            Ok(arrow_select::concat::concat_batches(&schema, &batches)
+                .map_err(|e| CoreError::Internal(e.to_string()))?)
+        }
+        "csv" => {
+            let mut reader = csv_reader(&req.spine);
+            let headers =
+                reader.headers().map_err(|e| CoreError::InvalidArgument(format!("spine CSV header: {e}")))?.clone();
+            let types: Vec<ValueType> = headers
+                .iter()
+                .map(|h| {
+                    if h == req.timestamp_column {
+                        ValueType::Timestamp
+                    } else {
+                        key_types.get(h).copied().unwrap_or(ValueType::String)
+                    }
+                })
+                .collect();
+            let mut values: Vec<Vec<Value>> = vec![Vec::new(); headers.len()];
+            for (i, record) in reader.records().enumerate() {
+                let record = record.map_err(|e| CoreError::row(i + 1, "", format!("spine: malformed CSV: {e}")))?;
+                for (c, (text, ty)) in record.iter().zip(&types).enumerate() {
+                    let value = match ty {
+                        ValueType::String => Value::String(text.to_string()),
+                        ty => Value::parse_text(text, *ty)
+                            .map_err(|e| CoreError::row(i + 1, &headers[c], format!("spine: {e}")))?,
+                    };
+                    values[c].push(value);
+                }
+            }
+            let fields: Vec<Field> = headers
+                .iter()
+                .zip(&types)
+                .map(|(h, t)| Field::new(h, quiver_offline::schema::arrow_type(*t), true))
+                .collect();
+            let columns: Vec<ArrayRef> = values.iter().zip(&types).map(|(v, t)| values_to_array(v, *t)).collect();
+            Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                .map_err(|e| CoreError::Internal(e.to_string()))?)
+        }
+        other => Err(CoreError::InvalidArgument(format!("spine format '{other}': use csv or parquet")).into()),
+    }
+}
+
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes)
+}
+
+/// Output column names: `set:feature`, or `feature` when asked and no other set uses it.
+fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) -> Vec<String> {
+    refs.iter()
+        .map(|f| {
+            let name = f.reference.rsplit(':').next().unwrap_or(&f.reference).to_string();
+            let unique = refs.iter().filter(|g| g.reference.rsplit(':').next() == Some(name.as_str())).count() == 1;
+            if short && unique { name } else { f.reference.clone() }
+        })
+        .collect()
+}
+
+pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
+    let state: Arc<MetaState> = node.meta.borrow().clone();
+    let project = state.registry.project(&req.project)?;
+    let refs = match &req.refs {
+        FeatureChoice::Vector(v) => project.vector(v)?.features.clone(),
+        FeatureChoice::Refs(r) => r.clone(),
+    };
+    let resolved = project.resolve(&refs)?;
+    let names = output_names(&resolved, req.short_names);
+    // Group features by feature set version, in order of first appearance.
+    let mut groups: Vec<SetColumns> = Vec::new();
+    for (f, name) in resolved.iter().zip(names) {
+        match groups.iter_mut().find(|(s, v, _)| *s == f.set && *v == f.version) {
+            Some(group) => group.2.push((f.index, name)),
+            None => groups.push((f.set.clone(), f.version, vec![(f.index, name)])),
+        }
+    }
+    let mut key_types = BTreeMap::new();
+    for (set, version, _) in &groups {
+        let fs = project.feature_set(set, Some(*version))?;
+        for k in &project.entity(&fs.entity)?.join_keys {
+            key_types.insert(k.name.clone(), k.ty);
+        }
+    }
+    let spine = read_spine(&req, &key_types)?;
+    let ts_column = spine.column_by_name(&req.timestamp_column).ok_or_else(|| {
+        CoreError::InvalidArgument(format!(
+            "the spine has no column '{}'; name its time column with --timestamp-column",
+            req.timestamp_column
+        ))
+    })?;
+    let spine_ts = to_utc_micros(ts_column)
+        .map_err(|e| CoreError::InvalidArgument(format!("spine column '{}' {e}", req.timestamp_column)))?;
+    let spine_ts = spine_ts.as_primitive::<TimestampMicrosecondType>().clone();
+    if let Some(row) = (0..spine_ts.len()).find(|i| arrow_array::Array::is_null(&spine_ts, *i)) {
+        return Err(CoreError::row(row + 1, &req.timestamp_column, "spine timestamp is missing").into());
+    }
+    let mut sources = Vec::new();
+    for (set, version, features) in groups {
+        let fs = project.feature_set(&set, Some(version))?;
+        let table = TableRef { project: project.name.clone(), set, version };
+        let files = state.manifest.get(&table).cloned().unwrap_or_default();
+        sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
+    }
+    point_in_time(&node.offline, &spine, &spine_ts, &sources).await.map_err(offline_err)
+}
+
+/// The answer as one Arrow IPC stream.
+pub fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut writer =
+        arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| Error::Codec(e.to_string()))?;
+    writer.write(batch).map_err(|e| Error::Codec(e.to_string()))?;
+    writer.finish().map_err(|e| Error::Codec(e.to_string()))?;
+    drop(writer);
+    Ok(out)
+}

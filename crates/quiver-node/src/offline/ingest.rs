@@ -1,0 +1,254 @@
+//! Batch ingestion. Every source is read and checked before anything is written, so a bad
+//! row anywhere rejects the request and changes nothing. Then, per source: reserve sequence
+//! numbers, write one Parquet file per event day, commit them to the manifest under the
+//! source's content hash (a second ingest of the same content adds nothing), and upsert the
+//! latest row per entity into the online shards.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quiver_core::Error as CoreError;
+use quiver_core::key::encode_entity_key;
+use quiver_core::registry::{Entity, FeatureSet};
+use quiver_core::row::ValidatedRow;
+use quiver_offline::convert::array_value;
+use quiver_offline::files::{data_path, write_file};
+use quiver_offline::ingest::{SourceFormat, SourceRows, day_batches, read_source};
+use quiver_offline::schema::columns;
+use quiver_offline::store::OfflineStore;
+use quiver_proto::v1::IngestProgress;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::shard::TableRef;
+
+/// Rows per online upsert command.
+const UPSERT_CHUNK: usize = 10_000;
+
+/// One input file, local to the node or in an S3 bucket.
+struct SourceFile {
+    name: String,
+    size: u64,
+    location: Location,
+}
+
+enum Location {
+    Local(PathBuf),
+    Remote(OfflineStore, String),
+}
+
+impl SourceFile {
+    async fn read(&self) -> Result<Bytes> {
+        match &self.location {
+            Location::Local(path) => {
+                let data =
+                    tokio::fs::read(path).await.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                Ok(Bytes::from(data))
+            }
+            Location::Remote(store, rel) => store.get(rel).await.map_err(|e| Error::from(e.into_core())),
+        }
+    }
+
+    fn format(&self) -> Result<SourceFormat> {
+        SourceFormat::of(&self.name)
+            .ok_or_else(|| CoreError::InvalidArgument(format!("{}: not a .parquet or .csv file", self.name)).into())
+    }
+}
+
+/// The files `path` names: one file, the Parquet/CSV files of a directory, or an s3:// URL
+/// of an object or a prefix.
+async fn list_sources(node: &Node, path: &str) -> Result<Vec<SourceFile>> {
+    let mut sources = Vec::new();
+    if let Some(rest) = path.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let store =
+            OfflineStore::open(&format!("s3://{bucket}"), &node.config.s3).map_err(|e| Error::from(e.into_core()))?;
+        let listed = if SourceFormat::of(key).is_some() {
+            vec![(key.to_string(), 0)]
+        } else {
+            store.list(key).await.map_err(|e| Error::from(e.into_core()))?
+        };
+        for (rel, size) in listed.into_iter().filter(|(rel, _)| SourceFormat::of(rel).is_some()) {
+            sources.push(SourceFile {
+                name: format!("s3://{bucket}/{rel}"),
+                size,
+                location: Location::Remote(store.clone(), rel),
+            });
+        }
+    } else {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| CoreError::InvalidArgument(format!("{path}: {e} (the node reads local paths itself)")))?;
+        let files = if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::io(format!("listing {path}"), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| SourceFormat::of(&p.display().to_string()).is_some())
+                .collect();
+            entries.sort();
+            entries
+        } else {
+            vec![PathBuf::from(path)]
+        };
+        for file in files {
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or_default();
+            sources.push(SourceFile { name: file.display().to_string(), size, location: Location::Local(file) });
+        }
+    }
+    if sources.is_empty() {
+        return Err(CoreError::InvalidArgument(format!("no Parquet or CSV files at {path}")).into());
+    }
+    Ok(sources)
+}
+
+fn in_source(name: &str, e: quiver_offline::Error) -> Error {
+    match e.into_core() {
+        CoreError::Internal(m) => Error::Core(CoreError::Internal(m)),
+        user => Error::Core(CoreError::InvalidArgument(format!("{name}: {user}"))),
+    }
+}
+
+/// Content hash naming a source: the same bytes ingested twice are detected.
+fn content_hash(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+pub async fn run(
+    node: Arc<Node>,
+    project: String,
+    feature_set: String,
+    path: String,
+    progress: mpsc::Sender<IngestProgress>,
+) -> Result<IngestProgress> {
+    let state = node.meta.borrow().clone();
+    let registry = state.registry.project(&project)?;
+    let fs = registry.feature_set_by_ref(&feature_set)?.clone();
+    let entity = registry.entity(&fs.entity)?.clone();
+    let table = TableRef { project: project.clone(), set: fs.name.clone(), version: fs.version };
+    let sources = list_sources(&node, &path).await?;
+    let mut report = IngestProgress {
+        total_bytes: sources.iter().map(|s| s.size).sum(),
+        files_total: sources.len() as u64,
+        ..Default::default()
+    };
+
+    // Pass 1: check everything; nothing is written unless every source is good.
+    let mut warnings = std::collections::BTreeSet::new();
+    for source in &sources {
+        let bytes = source.read().await?;
+        let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
+        warnings.extend(
+            rows.ignored
+                .iter()
+                .map(|c| format!("{}: column '{c}' is not in {} and was ignored", source.name, fs.versioned_name())),
+        );
+    }
+    report.warnings = warnings.into_iter().collect();
+
+    // Pass 2: write, commit, upsert, one source at a time.
+    for source in &sources {
+        let bytes = source.read().await?;
+        let hash = content_hash(&bytes);
+        let size = bytes.len() as u64;
+        let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
+        let committed = write_and_commit(&node, &table, &entity, &fs, &rows, &hash).await?;
+        if committed.is_none() {
+            report.duplicates.push(source.name.clone());
+        }
+        report.files_written += committed.unwrap_or_default();
+        // Upserting again after a duplicate is harmless (last writer wins) and repairs an
+        // online store that missed it when an earlier ingest stopped after its commit.
+        upsert_latest(&node, &table, &entity, &fs, &rows).await?;
+        if committed.is_some() {
+            report.rows += rows.rows as u64;
+        }
+        report.bytes += size;
+        report.files_done += 1;
+        let _ = progress.send(report.clone()).await;
+    }
+    report.done = true;
+    Ok(report)
+}
+
+/// Writes the per-day files of one source and commits them; `None` when the source was
+/// committed before (the files just written are removed again).
+async fn write_and_commit(
+    node: &Node,
+    table: &TableRef,
+    entity: &Entity,
+    fs: &FeatureSet,
+    rows: &SourceRows,
+    hash: &str,
+) -> Result<Option<u64>> {
+    let source = format!("ingest:{hash}");
+    if node.meta.borrow().sources.contains(&(table.clone(), source.clone())) {
+        return Ok(None);
+    }
+    let first_seq = node.reserve_seq(rows.rows as u64).await?;
+    let ts_index = entity.join_keys.len();
+    let mut files = Vec::new();
+    for (day, batch) in day_batches(rows, entity, fs, first_seq).map_err(|e| Error::from(e.into_core()))? {
+        let name = format!("{}-{first_seq}", &hash[..16]);
+        let path = data_path(&table.project, &table.set, table.version, day, &name);
+        files.push(write_file(&node.offline, &path, &batch, ts_index).await.map_err(|e| Error::from(e.into_core()))?);
+    }
+    let count = files.len() as u64;
+    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    if node.commit_files(table, files, &source).await? {
+        Ok(Some(count))
+    } else {
+        for path in paths {
+            let _ = node.offline.delete(&path).await;
+        }
+        Ok(None)
+    }
+}
+
+/// Proposes the latest row of each entity in `rows` to the online shards.
+async fn upsert_latest(
+    node: &Node,
+    table: &TableRef,
+    entity: &Entity,
+    fs: &FeatureSet,
+    rows: &SourceRows,
+) -> Result<()> {
+    let cols = columns(entity, fs);
+    let keys = entity.join_keys.len();
+    let ts = rows.columns[keys].as_ref();
+    let mut latest: HashMap<Vec<u8>, (i64, usize)> = HashMap::new();
+    for row in 0..rows.rows {
+        let key: Vec<_> = (0..keys).map(|c| array_value(rows.columns[c].as_ref(), row, cols[c].1)).collect();
+        let event_ts = match array_value(ts, row, quiver_core::ValueType::Timestamp) {
+            quiver_core::Value::Timestamp(t) => t,
+            _ => continue,
+        };
+        // Later rows win ties, as later writes do online.
+        let entry = latest.entry(encode_entity_key(&key)).or_insert((event_ts, row));
+        if (event_ts, row) >= *entry {
+            *entry = (event_ts, row);
+        }
+    }
+    let mut winners: Vec<usize> = latest.into_values().map(|(_, row)| row).collect();
+    winners.sort_unstable();
+    for chunk in winners.chunks(UPSERT_CHUNK) {
+        let batch: Vec<ValidatedRow> = chunk
+            .iter()
+            .map(|&row| {
+                let value = |c: usize| array_value(rows.columns[c].as_ref(), row, cols[c].1);
+                let event_ts = match value(keys) {
+                    quiver_core::Value::Timestamp(t) => t,
+                    _ => 0,
+                };
+                ValidatedRow {
+                    key: (0..keys).map(value).collect(),
+                    event_ts,
+                    values: (keys + 1..cols.len()).map(value).collect(),
+                }
+            })
+            .collect();
+        node.put_rows(table, batch).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The node's offline jobs: batch ingestion into the offline store (and the online shards),
+//! and point-in-time retrieval from it.
+
+pub mod history;
+pub mod ingest;

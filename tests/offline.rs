@@ -1,0 +1,240 @@
+//! The offline store end to end, against a local directory and against a real S3-compatible
+//! server over HTTP: ingestion (CSV, Parquet, s3:// sources), duplicate detection, bad files,
+//! point-in-time training sets and online/offline parity.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, SpineFormat, Value};
+use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
+use quiver_offline::store::OfflineStore;
+use quiver_tests::s3::S3Server;
+use quiver_tests::{driver_key, node_with_rides_env, now_micros};
+
+const HOUR: i64 = 3600 * MICROS_PER_SEC;
+
+/// Three events per driver, hours apart, ending an hour ago: (driver, ts, conv_rate, trips).
+fn events(now: i64) -> Vec<(i64, i64, f64, i64)> {
+    let mut out = Vec::new();
+    for driver in 1..=6 {
+        for k in 0..3 {
+            out.push((driver, now - (4 - k) * HOUR, driver as f64 + k as f64 / 10.0, driver * 10 + k));
+        }
+    }
+    out
+}
+
+fn csv_of(rows: &[(i64, i64, f64, i64)]) -> String {
+    let mut csv = String::from("event_timestamp,driver_id,conv_rate,acc_rate,avg_daily_trips,city,unused\n");
+    for (d, ts, rate, trips) in rows {
+        csv += &format!("{},{d},{rate},0.5,{trips},city-{d},x\n", format_timestamp(*ts));
+    }
+    csv
+}
+
+fn parquet_of(rows: &[(i64, i64, f64, i64)]) -> Vec<u8> {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("city", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("city-{}", r.0))))),
+        ("avg_daily_trips", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3)))),
+        ("acc_rate", Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| 0.5)))),
+        ("conv_rate", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        ("driver_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("event_timestamp", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+/// A training set for `spine` rows of (driver, ts): (conv_rate, trips) per row.
+async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<(Option<f64>, Option<i64>)> {
+    let mut csv = String::from("driver_id,event_timestamp,label\n");
+    for (d, ts) in spine {
+        csv += &format!("{d},{},{}\n", format_timestamp(*ts), d % 2);
+    }
+    let batch = client
+        .historical(HistoricalRequest {
+            project: "rides".into(),
+            features: FeatureSelection::Refs(vec![
+                "driver_stats:conv_rate".into(),
+                "driver_stats:avg_daily_trips".into(),
+            ]),
+            spine: csv.into_bytes(),
+            spine_format: SpineFormat::Csv,
+            timestamp_column: None,
+            short_names: true,
+        })
+        .await
+        .unwrap();
+    let names: Vec<_> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(
+        names,
+        vec!["driver_id", "event_timestamp", "label", "conv_rate", "avg_daily_trips", "driver_stats:event_timestamp"]
+    );
+    assert_eq!(batch.num_rows(), spine.len(), "every spine row is kept");
+    let ids = batch.column(0).as_primitive::<Int64Type>();
+    assert!(spine.iter().enumerate().all(|(i, (d, _))| ids.value(i) == *d), "in the spine's order");
+    let rate = batch.column(3).as_primitive::<Float64Type>();
+    let trips = batch.column(4).as_primitive::<Int64Type>();
+    (0..batch.num_rows())
+        .map(|i| ((!rate.is_null(i)).then(|| rate.value(i)), (!trips.is_null(i)).then(|| trips.value(i))))
+        .collect()
+}
+
+/// What the point-in-time rule says, computed by hand from `rows`.
+fn expected(rows: &[(i64, i64, f64, i64)], spine: &[(i64, i64)]) -> Vec<(Option<f64>, Option<i64>)> {
+    let ttl = 7 * 24 * HOUR;
+    spine
+        .iter()
+        .map(|(d, t)| {
+            let best = rows.iter().filter(|r| r.0 == *d && r.1 <= *t && r.1 > t - ttl).max_by_key(|r| r.1);
+            (best.map(|r| r.2), best.map(|r| r.3))
+        })
+        .collect()
+}
+
+async fn online(client: &Client, driver: i64) -> (Value, Value) {
+    let answer = client
+        .get_online(OnlineRequest {
+            project: "rides".into(),
+            features: FeatureSelection::Refs(vec![
+                "driver_stats:conv_rate".into(),
+                "driver_stats:avg_daily_trips".into(),
+            ]),
+            entities: vec![driver_key(driver)],
+            consistency: Consistency::Linearizable,
+        })
+        .await
+        .unwrap();
+    (answer.rows[0][0].value.clone(), answer.rows[0][1].value.clone())
+}
+
+async fn ingest(client: &Client, path: &str) -> Result<quiver_client::IngestProgress, quiver_client::Error> {
+    client.ingest("rides", "driver_stats", path, |_| {}).await
+}
+
+/// The whole suite against one node; `source` turns a file name and its bytes into a path
+/// the node can ingest (a local file, or an object on the S3 server).
+async fn suite(client: &Client, dir: &std::path::Path, source: &dyn Fn(&str, &[u8]) -> String) {
+    let now = now_micros();
+    let rows = events(now);
+    let (csv_rows, parquet_rows) = rows.split_at(9);
+    let spine: Vec<(i64, i64)> =
+        (0..=7).flat_map(|d| [(d, now - 5 * HOUR), (d, now - 3 * HOUR - 1), (d, now - 3 * HOUR), (d, now)]).collect();
+    assert!(history(client, &spine).await.iter().all(|r| *r == (None, None)), "nothing ingested yet");
+
+    let csv = source("first.csv", csv_of(csv_rows).as_bytes());
+    let report = ingest(client, &csv).await.unwrap();
+    assert_eq!((report.rows, report.files_done), (9, 1));
+    assert!(report.warnings.iter().any(|w| w.contains("'unused'")), "{:?}", report.warnings);
+    let parquet = source("second.parquet", &parquet_of(parquet_rows));
+    assert_eq!(ingest(client, &parquet).await.unwrap().rows, 9);
+    assert_eq!(history(client, &spine).await, expected(&rows, &spine));
+
+    // The same content again adds nothing.
+    let again = ingest(client, &csv).await.unwrap();
+    assert_eq!((again.rows, again.files_written, again.duplicates.len()), (0, 0, 1));
+    assert_eq!(history(client, &spine).await, expected(&rows, &spine));
+
+    // Online/offline parity: `get` equals the last row `history` gives for a spine at now.
+    let at_now: Vec<(i64, i64)> = (1..=6).map(|d| (d, now_micros())).collect();
+    for ((d, _), (rate, trips)) in at_now.iter().zip(history(client, &at_now).await) {
+        assert_eq!(
+            online(client, *d).await,
+            (Value::Float64(rate.unwrap()), Value::Int64(trips.unwrap())),
+            "driver {d}"
+        );
+    }
+
+    // Bad files are refused whole, naming what is wrong, and change nothing.
+    let mistyped = csv_of(&[(9, now, 0.5, 1)]).replace(",0.5,1,", ",high,1,");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("mistyped.csv", mistyped.into_bytes(), "row 1, field 'acc_rate'"),
+        ("missing.csv", b"driver_id,event_timestamp\n9,2026-01-01T00:00:00Z\n".to_vec(), "missing column 'conv_rate'"),
+        ("ragged.csv", format!("{}9,{}\n", csv_of(&[(9, now, 0.5, 1)]), format_timestamp(now)).into_bytes(), "row 2"),
+        ("truncated.parquet", parquet_of(&[(9, now, 0.5, 1)])[..100].to_vec(), "not a readable Parquet file"),
+        ("wrong-type.parquet", parquet_of(&[(9, now, 0.5, 1)]), "has type"),
+    ];
+    for (name, bytes, message) in cases {
+        let bytes = if name == "wrong-type.parquet" { retyped_parquet(now) } else { bytes };
+        let err = ingest(client, &source(name, &bytes)).await.unwrap_err().to_string();
+        assert!(err.contains(message) && err.contains(name), "{name}: {err}");
+    }
+    assert_eq!(online(client, 9).await, (Value::Null, Value::Null));
+    assert_eq!(history(client, &spine).await, expected(&rows, &spine));
+    let _ = dir;
+}
+
+/// A file whose conv_rate column holds strings.
+fn retyped_parquet(now: i64) -> Vec<u8> {
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("driver_id", Arc::new(Int64Array::from(vec![9]))),
+        ("event_timestamp", Arc::new(TimestampMicrosecondArray::from(vec![now]))),
+        ("conv_rate", Arc::new(StringArray::from(vec!["high"]))),
+        ("acc_rate", Arc::new(Float64Array::from(vec![0.5]))),
+        ("avg_daily_trips", Arc::new(Int64Array::from(vec![1]))),
+        ("city", Arc::new(StringArray::from(vec!["x"]))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_store_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let files = dir.path().join("inputs");
+    std::fs::create_dir(&files).unwrap();
+    let source = |name: &str, bytes: &[u8]| {
+        let path = files.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    suite(&client, dir.path(), &source).await;
+    let parquet_files = walk(&dir.path().join("node/offline"));
+    assert!(parquet_files.iter().all(|p| p.ends_with(".parquet")) && parquet_files.len() >= 2, "{parquet_files:?}");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_store_on_an_s3_compatible_server() {
+    let s3 = S3Server::start(&["quiver", "inputs"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &["--offline-store", "s3://quiver/offline"], &s3.env()).await;
+    let inputs = OfflineStore::open("s3://inputs", &s3.settings()).unwrap();
+    let handle = tokio::runtime::Handle::current();
+    let source = |name: &str, bytes: &[u8]| {
+        let (inputs, bytes, name) = (inputs.clone(), bytes::Bytes::copy_from_slice(bytes), name.to_string());
+        std::thread::scope(|s| s.spawn(|| handle.block_on(inputs.put(&format!("drops/{name}"), bytes))).join())
+            .unwrap()
+            .unwrap();
+        format!("s3://inputs/drops/{name}")
+    };
+    suite(&client, dir.path(), &source).await;
+    let stored = OfflineStore::open("s3://quiver/offline", &s3.settings()).unwrap().list("rides").await.unwrap();
+    assert!(stored.len() >= 2 && stored.iter().all(|(p, _)| p.ends_with(".parquet")), "{stored:?}");
+    assert!(!dir.path().join("node/offline").exists(), "nothing went to the local directory");
+    drop(node);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
