@@ -96,6 +96,11 @@ impl LocalNode {
         &self.http
     }
 
+    /// The process id while the node runs (for reading its memory use, or signalling it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log
     }
