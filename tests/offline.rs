@@ -167,8 +167,15 @@ async fn suite(client: &Client, dir: &std::path::Path, source: &dyn Fn(&str, &[u
     }
     assert_eq!(online(client, 9).await, (Value::Null, Value::Null));
     assert_eq!(history(client, &spine).await, expected(&rows, &spine));
+
+    // Ingested rows upserted online are not exported back: the offline store holds each once.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let stored: u64 = client.files("rides", "driver_stats").await.unwrap().iter().map(|f| f.rows).sum();
+    assert_eq!(stored, rows.len() as u64);
     let _ = dir;
 }
+
+const FAST_EXPORT: &str = "[workers]\nexport_interval_ms = 100\n";
 
 /// A file whose conv_rate column holds strings.
 fn retyped_parquet(now: i64) -> Vec<u8> {
@@ -191,7 +198,9 @@ fn retyped_parquet(now: i64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_store_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, FAST_EXPORT).unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
     let files = dir.path().join("inputs");
     std::fs::create_dir(&files).unwrap();
     let source = |name: &str, bytes: &[u8]| {
@@ -209,7 +218,10 @@ async fn offline_store_on_a_local_directory() {
 async fn offline_store_on_an_s3_compatible_server() {
     let s3 = S3Server::start(&["quiver", "inputs"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (node, client) = node_with_rides_env(dir.path(), &["--offline-store", "s3://quiver/offline"], &s3.env()).await;
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, FAST_EXPORT).unwrap();
+    let args = ["--offline-store", "s3://quiver/offline", "--config", config.to_str().unwrap()];
+    let (node, client) = node_with_rides_env(dir.path(), &args, &s3.env()).await;
     let inputs = OfflineStore::open("s3://inputs", &s3.settings()).unwrap();
     let handle = tokio::runtime::Handle::current();
     let source = |name: &str, bytes: &[u8]| {

@@ -118,11 +118,7 @@ impl LocalNode {
             {
                 bail!("quiver-node exited with {status}; see {}", self.log.display());
             }
-            if let Ok(client) = Client::connect(self.endpoint()).await
-                && let Ok(status) = client.status().await
-                && status.groups.len() > 1
-                && status.groups.iter().all(|g| g.has_leader)
-            {
+            if self.healthy().await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -130,6 +126,39 @@ impl LocalNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Replaces the extra environment for the next (re)start.
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
+    }
+
+    /// Waits for the process to end by itself (a crash point, a fatal error).
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("quiver-node still running after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `GET /health` answers 200: every group assigned to the node has a leader.
+    async fn healthy(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&self.http).await else { return false };
+        let request = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.http);
+        let mut response = Vec::new();
+        stream.write_all(request.as_bytes()).await.is_ok()
+            && stream.read_to_end(&mut response).await.is_ok()
+            && response.starts_with(b"HTTP/1.0 200")
     }
 
     /// SIGKILL: no shutdown, no flush.

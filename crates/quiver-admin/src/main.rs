@@ -80,6 +80,11 @@ enum Cmd {
         #[arg(long)]
         short_names: bool,
     },
+    /// List the committed offline Parquet files of a feature set.
+    Files {
+        #[arg(long)]
+        feature_set: String,
+    },
     /// Read the latest feature values for entities.
     Get {
         /// Comma-separated references: set:feature, set@2:feature, set:*.
@@ -173,6 +178,26 @@ async fn run(cli: Cli) -> Result<()> {
             let project = project_name(&client, cli.project).await?;
             let selection = selection(vector, features)?;
             history(&client, &project, selection, &spine, &timestamp_column, &out, short_names).await
+        }
+        Cmd::Files { feature_set } => {
+            let project = project_name(&client, cli.project).await?;
+            let files = client.files(&project, &feature_set).await?;
+            let rows: Vec<Vec<String>> = files
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.path.clone(),
+                        f.rows.to_string(),
+                        f.bytes.to_string(),
+                        quiver_core::time::format_timestamp(f.min_ts_micros),
+                        quiver_core::time::format_timestamp(f.max_ts_micros),
+                    ]
+                })
+                .collect();
+            print!("{}", render::table(&["PATH", "ROWS", "BYTES", "FIRST EVENT", "LAST EVENT"], &rows));
+            let total: u64 = files.iter().map(|f| f.rows).sum();
+            println!("{} files, {total} rows", files.len());
+            Ok(())
         }
         Cmd::Status { format } => {
             let status = client.status().await?;

@@ -51,7 +51,7 @@ pub use quiver_core::registry::{Change, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
-pub use quiver_proto::v1::{ApplyResponse, IngestProgress, StatusResponse};
+pub use quiver_proto::v1::{ApplyResponse, DataFileInfo, IngestProgress, StatusResponse};
 
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -277,6 +277,12 @@ impl Client {
             1 => Ok(batches.remove(0)),
             n => Err(Error::Rpc(tonic::Status::data_loss(format!("answer held {n} batches; expected one")))),
         }
+    }
+
+    /// The committed offline files of a feature set (`name` or `name@version`).
+    pub async fn files(&self, project: &str, feature_set: &str) -> Result<Vec<DataFileInfo>> {
+        let request = v1::ListFilesRequest { project: project.into(), feature_set: feature_set.into() };
+        Ok(self.offline.clone().list_files(request).await.map_err(Error::from)?.into_inner().files)
     }
 
     /// The node's view of the cluster: nodes, groups, leaders, indexes.

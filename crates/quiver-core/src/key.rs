@@ -29,6 +29,42 @@ pub fn encode_entity_key(key: &[Value]) -> Vec<u8> {
     out
 }
 
+/// Reads back an encoded key with the types of `join_keys` (the inverse of `encode_entity_key`).
+pub fn decode_entity_key(encoded: &[u8], join_keys: &[JoinKey]) -> Result<EntityKey> {
+    let bad = || Error::Internal(format!("malformed entity key {encoded:02x?}"));
+    let mut bytes = encoded;
+    let mut key = Vec::with_capacity(join_keys.len());
+    for k in join_keys {
+        let (&tag, rest) = bytes.split_first().ok_or_else(bad)?;
+        let (value, rest) = match tag {
+            1 => {
+                let (raw, rest) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+                let v = (u64::from_be_bytes(*raw) ^ (1 << 63)) as i64;
+                let value = match k.ty {
+                    crate::ValueType::Int32 => Value::Int32(i32::try_from(v).map_err(|_| bad())?),
+                    _ => Value::Int64(v),
+                };
+                (value, rest)
+            }
+            2 | 3 => {
+                let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+                let len = u32::from_be_bytes(*len) as usize;
+                let (data, rest) = (rest.get(..len).ok_or_else(bad)?, &rest[len..]);
+                let value = if tag == 2 {
+                    Value::String(String::from_utf8(data.to_vec()).map_err(|_| bad())?)
+                } else {
+                    Value::Bytes(data.to_vec())
+                };
+                (value, rest)
+            }
+            _ => return Err(bad()),
+        };
+        key.push(value);
+        bytes = rest;
+    }
+    if bytes.is_empty() { Ok(key) } else { Err(bad()) }
+}
+
 fn int(out: &mut Vec<u8>, v: i64) {
     out.push(1);
     out.extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes());
@@ -95,6 +131,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn keys_decode_to_what_was_encoded(a: i64, b in ".{0,12}", c: i32, d: Vec<u8>) {
+            use crate::ValueType as T;
+            let keys = [("a", T::Int64), ("b", T::String), ("c", T::Int32), ("d", T::Bytes)]
+                .map(|(name, ty)| JoinKey { name: name.into(), ty });
+            let key = vec![Value::Int64(a), Value::String(b), Value::Int32(c), Value::Bytes(d)];
+            prop_assert_eq!(decode_entity_key(&encode_entity_key(&key), &keys).unwrap(), key);
+        }
+
         #[test]
         fn integer_encoding_preserves_order(a: i64, b: i64) {
             let ea = encode_entity_key(&[Value::Int64(a)]);

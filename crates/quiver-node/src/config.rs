@@ -30,6 +30,22 @@ pub struct Config {
     /// Endpoint and credentials for an `s3://` offline store (else the `AWS_*` variables).
     pub s3: quiver_offline::store::S3Settings,
     pub raft: RaftConfig,
+    pub workers: WorkerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// How often shard leaders export written rows to the offline store.
+    pub export_interval_ms: u64,
+    /// Rows per export file (at most).
+    pub export_batch_rows: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { export_interval_ms: 1000, export_batch_rows: 100_000 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +72,7 @@ impl Default for Config {
             offline_store: None,
             s3: Default::default(),
             raft: RaftConfig::default(),
+            workers: WorkerConfig::default(),
         }
     }
 }
@@ -108,6 +125,9 @@ impl Config {
                 "raft.election_timeout_max_ms ({}) must exceed raft.election_timeout_min_ms ({})",
                 r.election_timeout_max_ms, r.election_timeout_min_ms
             ));
+        }
+        if self.workers.export_interval_ms == 0 || self.workers.export_batch_rows == 0 {
+            return bad("workers.export_interval_ms and workers.export_batch_rows must be 1 or more".into());
         }
         if r.snapshot_every == 0 {
             return bad("raft.snapshot_every must be 1 or more".into());

@@ -7,6 +7,7 @@ pub mod api;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod meta;
 pub mod metrics;
 pub mod node;
@@ -14,6 +15,7 @@ pub mod offline;
 pub mod raft;
 pub mod shard;
 pub mod storage;
+pub mod workers;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::meta::{MetaCommand, MetaMachine, MetaState, MetaView, NodeInfo};
+use crate::meta::{ExportRange, MetaCommand, MetaMachine, MetaState, MetaView, NodeInfo};
 use crate::metrics::Metrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerPool};
@@ -99,6 +99,8 @@ impl Node {
         }
         tokio::spawn(node.clone().run_placement());
         tokio::spawn(node.clone().bootstrap_shards());
+        let every = Duration::from_millis(node.config.workers.export_interval_ms);
+        crate::workers::spawn(node.clone(), "export", every, crate::workers::export::round);
         Ok(node)
     }
 
@@ -211,7 +213,9 @@ impl Node {
 
     /// Writes validated rows of one table to the online shards, grouped by shard and
     /// proposed in parallel; returns the log index each shard gave its part.
-    pub async fn put_rows(&self, table: &TableRef, rows: Vec<ValidatedRow>) -> Result<HashMap<u64, u64>> {
+    /// `export` queues the rows for the offline store: true for online writes, false for
+    /// rows that come from the offline store (ingest, materialization).
+    pub async fn put_rows(&self, table: &TableRef, rows: Vec<ValidatedRow>, export: bool) -> Result<HashMap<u64, u64>> {
         let state = self.meta.borrow().clone();
         let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
         for row in rows {
@@ -220,7 +224,7 @@ impl Node {
             by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
         }
         let writes = by_shard.into_iter().map(|(shard, rows)| {
-            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows });
+            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export });
             async move { self.write(shard, command).await.map(|(_, index)| (shard, index)) }
         });
         Ok(futures::future::try_join_all(writes).await?.into_iter().collect())
@@ -234,9 +238,15 @@ impl Node {
         }
     }
 
-    /// Commits written files to the manifest; false when `source` was committed before.
-    pub async fn commit_files(&self, table: &TableRef, files: Vec<DataFile>, source: &str) -> Result<bool> {
-        let command = MetaCommand::CommitFiles { table: table.clone(), files, source: source.to_string() };
+    /// Commits written files to the manifest in one step; false when their source (or
+    /// export range) was committed before.
+    pub async fn commit_files(
+        &self,
+        files: Vec<(TableRef, DataFile)>,
+        source: (TableRef, String),
+        export: Option<ExportRange>,
+    ) -> Result<bool> {
+        let command = MetaCommand::CommitFiles { files, source, export };
         Ok(!matches!(self.write(META_GROUP, Command::Meta(command)).await?.0, Response::Duplicate))
     }
 

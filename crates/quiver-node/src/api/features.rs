@@ -65,7 +65,7 @@ impl FeatureApi {
         // Validation covers the whole request before anything is proposed.
         let rows = validate_rows(entity, fs, input)?;
         let rows_written = rows.len() as u64;
-        let shard_log_index = self.node.put_rows(&table_of(project, fs), rows).await?;
+        let shard_log_index = self.node.put_rows(&table_of(project, fs), rows, true).await?;
         self.node.metrics.rows_written.inc_by(rows_written);
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }

@@ -8,7 +8,9 @@ use std::time::Instant;
 use futures::Stream;
 use quiver_proto::v1::historical_request::Features;
 use quiver_proto::v1::offline_service_server::OfflineService;
-use quiver_proto::v1::{ArrowChunk, HistoricalRequest, IngestProgress, IngestRequest};
+use quiver_proto::v1::{
+    ArrowChunk, DataFileInfo, HistoricalRequest, IngestProgress, IngestRequest, ListFilesRequest, ListFilesResponse,
+};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -16,6 +18,7 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::offline::history::{self, FeatureChoice, HistoryRequest};
 use crate::offline::ingest;
+use crate::shard::TableRef;
 
 /// Bytes of Arrow IPC per streamed message.
 const CHUNK_BYTES: usize = 4 << 20;
@@ -97,5 +100,30 @@ impl OfflineService for OfflineApi {
             .map(|(i, c)| Ok(ArrowChunk { data: c.to_vec(), rows: if i == 0 { rows as u64 } else { 0 } }))
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
+    async fn list_files(&self, request: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {
+        super::observed(&self.node, "ListFiles", async {
+            let req = request.into_inner();
+            let state = self.node.meta.borrow().clone();
+            let fs = state.registry.project(&req.project)?.feature_set_by_ref(&req.feature_set)?;
+            let table = TableRef { project: req.project.clone(), set: fs.name.clone(), version: fs.version };
+            let files = state
+                .manifest
+                .get(&table)
+                .into_iter()
+                .flatten()
+                .map(|f| DataFileInfo {
+                    path: f.path.clone(),
+                    day: f.day,
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    min_ts_micros: f.min_ts,
+                    max_ts_micros: f.max_ts,
+                })
+                .collect();
+            Ok(ListFilesResponse { files })
+        })
+        .await
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use quiver_core::registry::Registry;
 use quiver_core::shard_map::ShardMap;
+use quiver_core::row::WriteSeq;
 use quiver_core::spec::Definitions;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,16 @@ pub struct MetaState {
     pub sources: BTreeSet<(TableRef, String)>,
     /// Next unreserved ingestion sequence number.
     pub next_seq: u64,
+    /// Per shard, the last queued row already committed to the offline store by export.
+    pub export_marks: BTreeMap<u64, WriteSeq>,
+}
+
+/// A range of a shard's export queue, committed with the files written from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRange {
+    pub shard: u64,
+    pub from: WriteSeq,
+    pub through: WriteSeq,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,13 +67,10 @@ pub enum MetaCommand {
     ReserveSeq {
         count: u64,
     },
-    /// Makes written files visible. `source` names what they came from; committing the
-    /// same source twice is refused as a duplicate, so retries never double data.
-    CommitFiles {
-        table: TableRef,
-        files: Vec<DataFile>,
-        source: String,
-    },
+    /// Makes written files visible, all or none. `source` names what they came from;
+    /// committing the same source (or an export range at or below the shard's mark)
+    /// twice is refused as a duplicate, so retries never double data.
+    CommitFiles { files: Vec<(TableRef, DataFile)>, source: (TableRef, String), export: Option<ExportRange> },
 }
 
 /// Readers' handle on the latest applied meta state.
@@ -102,11 +110,18 @@ impl MetaMachine {
                 self.state.next_seq = start.saturating_add(*count);
                 Response::Seq(start)
             }
-            MetaCommand::CommitFiles { table, files, source } => {
-                if !self.state.sources.insert((table.clone(), source.clone())) {
+            MetaCommand::CommitFiles { files, source, export } => {
+                let exported = export.is_some_and(|r| self.state.export_marks.get(&r.shard).is_some_and(|m| *m >= r.from));
+                if exported || self.state.sources.contains(source) {
                     return Ok(Response::Duplicate);
                 }
-                self.state.manifest.entry(table.clone()).or_default().extend(files.iter().cloned());
+                self.state.sources.insert(source.clone());
+                if let Some(r) = export {
+                    self.state.export_marks.insert(r.shard, r.through);
+                }
+                for (table, file) in files {
+                    self.state.manifest.entry(table.clone()).or_default().push(file.clone());
+                }
                 Response::Done
             }
             MetaCommand::Bootstrap { nodes, shard_map } => {

@@ -196,7 +196,8 @@ async fn write_and_commit(
     }
     let count = files.len() as u64;
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    if node.commit_files(table, files, &source).await? {
+    let files = files.into_iter().map(|f| (table.clone(), f)).collect();
+    if node.commit_files(files, (table.clone(), source), None).await? {
         Ok(Some(count))
     } else {
         for path in paths {
@@ -248,7 +249,7 @@ async fn upsert_latest(
                 }
             })
             .collect();
-        node.put_rows(table, batch).await?;
+        node.put_rows(table, batch, false).await?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use super::{Command, NodeId, Response, TypeConfig};
 use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
 use crate::meta::MetaMachine;
-use crate::shard::{self, StoredRowCache};
+use crate::shard::{self, PendingWrites};
 use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
 /// Keys below this byte hold Raft bookkeeping; data keys start at or above it.
@@ -73,7 +73,7 @@ impl StateMachine {
 
     fn apply_entries(&mut self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
         let mut batch = WriteBatch::default();
-        let mut rows = StoredRowCache::default();
+        let mut rows = PendingWrites::default();
         let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
             self.applied = Some(entry.log_id);

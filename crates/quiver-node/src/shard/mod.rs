@@ -3,6 +3,9 @@
 //!
 //! Row keys: `0x02 | project | set | version | entity key`, each string length-prefixed,
 //! so one feature set's rows are contiguous and no two tables share a key.
+//!
+//! Every written row is also queued for the offline store under `0x03 | log index | position`
+//! (write order); the export worker drains the queue and `ExportAck` trims it.
 
 use std::collections::HashMap;
 
@@ -16,6 +19,7 @@ use crate::raft::Response;
 use crate::storage::{KvTree, WriteBatch};
 
 const ROW: u8 = 0x02;
+const QUEUE: u8 = 0x03;
 
 /// One version of one feature set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,7 +39,43 @@ pub struct ShardRow {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardCommand {
-    Put { table: TableRef, rows: Vec<ShardRow> },
+    /// Upserts rows (last writer wins); `export` also queues them for the offline store.
+    Put { table: TableRef, rows: Vec<ShardRow>, export: bool },
+    /// The queue through `through` is in the offline store: drop it.
+    ExportAck { through: WriteSeq },
+}
+
+/// A written row waiting for export to the offline store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedRow {
+    pub table: TableRef,
+    pub row: ShardRow,
+}
+
+fn queue_key(seq: WriteSeq) -> Vec<u8> {
+    let mut key = Vec::with_capacity(13);
+    key.push(QUEUE);
+    key.extend_from_slice(&seq.log_index.to_be_bytes());
+    key.extend_from_slice(&seq.pos.to_be_bytes());
+    key
+}
+
+fn queue_seq(key: &[u8]) -> Option<WriteSeq> {
+    let log_index = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    let pos = u32::from_be_bytes(key.get(9..13)?.try_into().ok()?);
+    Some(WriteSeq { log_index, pos })
+}
+
+/// Up to `limit` queued rows, oldest first.
+pub fn read_queue(tree: &dyn KvTree, limit: usize) -> Result<Vec<(WriteSeq, QueuedRow)>> {
+    tree.scan_prefix(&[QUEUE])
+        .take(limit)
+        .map(|kv| {
+            let (k, v) = kv?;
+            let seq = queue_seq(&k).ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
+            Ok((seq, decode(&v)?))
+        })
+        .collect()
 }
 
 pub fn row_key(table: &TableRef, entity_key: &[u8]) -> Vec<u8> {
@@ -54,13 +94,15 @@ pub fn read_row(tree: &dyn KvTree, table: &TableRef, entity_key: &[u8]) -> Resul
     tree.get(&row_key(table, entity_key))?.map(|b| decode(&b)).transpose()
 }
 
-/// Rows written earlier in the same `apply` call, which the tree does not hold yet.
+/// Writes of one `apply` call, which the tree does not hold yet: later entries of the
+/// same call must see the rows earlier ones wrote.
 #[derive(Default)]
-pub struct StoredRowCache {
+pub struct PendingWrites {
     rows: HashMap<Vec<u8>, StoredRow>,
+    other: WriteBatch,
 }
 
-impl StoredRowCache {
+impl PendingWrites {
     /// The stored version of `key`: last written in this call, else in the tree.
     fn version(&self, tree: &dyn KvTree, key: &[u8]) -> Result<Option<(i64, WriteSeq)>> {
         if let Some(row) = self.rows.get(key) {
@@ -74,21 +116,39 @@ impl StoredRowCache {
         for (key, row) in self.rows {
             batch.put(key, encode(&row)?);
         }
+        for (key, value) in self.other.into_ops() {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
         Ok(())
     }
 }
 
 pub fn apply(
     tree: &dyn KvTree,
-    cache: &mut StoredRowCache,
+    cache: &mut PendingWrites,
     log_index: u64,
     leader_time: i64,
     cmd: &ShardCommand,
 ) -> Result<Response> {
-    let ShardCommand::Put { table, rows } = cmd;
+    let (table, rows, export) = match cmd {
+        ShardCommand::Put { table, rows, export } => (table, rows, *export),
+        ShardCommand::ExportAck { through } => {
+            let range = (std::ops::Bound::Included(vec![QUEUE]), std::ops::Bound::Included(queue_key(*through)));
+            for kv in tree.scan(range) {
+                cache.other.delete(kv?.0);
+            }
+            return Ok(Response::Done);
+        }
+    };
     for (pos, row) in rows.iter().enumerate() {
         let key = row_key(table, &row.key);
         let seq = WriteSeq { log_index, pos: pos as u32 };
+        if export {
+            cache.other.put(queue_key(seq), encode(&QueuedRow { table: table.clone(), row: row.clone() })?);
+        }
         let newer = match cache.version(tree, &key)? {
             Some(old) => supersedes((row.event_ts, seq), old),
             None => true,

@@ -1,0 +1,107 @@
+//! Export: rows written online reach the offline store. On each shard this node leads:
+//! read the oldest queued rows → write Parquet files with names fixed by the queue range →
+//! commit them to the manifest together with the shard's export mark (the point of no
+//! return) → `ExportAck` through Raft trims the queue.
+//!
+//! A crash anywhere loses nothing (the queue is trimmed only after the commit) and
+//! duplicates nothing (a range at or below the mark is never committed again; a commit whose
+//! ack was lost is acknowledged on the next round without writing anything).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quiver_core::Value;
+use quiver_core::key::decode_entity_key;
+use quiver_core::row::WriteSeq;
+use quiver_offline::convert::values_to_array;
+use quiver_offline::files::{data_path, write_file};
+use quiver_offline::ingest::{SourceRows, day_batches};
+use quiver_offline::schema::columns;
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::meta::ExportRange;
+use crate::node::{Group, Node};
+use crate::raft::Command;
+use crate::shard::{QueuedRow, ShardCommand, TableRef, read_queue};
+
+pub async fn round(node: Arc<Node>) -> Result<()> {
+    let batch_rows = node.config.workers.export_batch_rows;
+    for group in node.groups.all() {
+        if group.id != quiver_core::shard_map::META_GROUP && node.leader_of(group.id) == Some(node.id) {
+            while export_once(&node, &group, batch_rows).await? == batch_rows {}
+        }
+    }
+    Ok(())
+}
+
+/// Exports up to `limit` queued rows of one shard; returns how many it handled.
+pub async fn export_once(node: &Node, group: &Group, limit: usize) -> Result<usize> {
+    let queue = read_queue(group.data.as_ref(), limit)?;
+    let (Some((from, _)), Some((through, _))) = (queue.first(), queue.last()) else { return Ok(0) };
+    let (from, through) = (*from, *through);
+    let mark = node.meta.borrow().export_marks.get(&group.id).copied();
+    if let Some(mark) = mark.filter(|m| *m >= from) {
+        // Committed before, but the acknowledgement was lost: trim without writing again.
+        ack(node, group.id, mark).await?;
+        return Ok(queue.iter().filter(|(seq, _)| *seq <= mark).count());
+    }
+    let mut by_table: BTreeMap<TableRef, Vec<QueuedRow>> = BTreeMap::new();
+    for (_, queued) in queue.iter().cloned() {
+        by_table.entry(queued.table.clone()).or_default().push(queued);
+    }
+    let first_seq = node.reserve_seq(queue.len() as u64).await?;
+    let state = node.meta.borrow().clone();
+    let mut files = Vec::new();
+    let mut next_seq = first_seq;
+    for (table, rows) in &by_table {
+        let project = state.registry.project(&table.project)?;
+        let fs = project.feature_set(&table.set, Some(table.version))?;
+        let entity = project.entity(&fs.entity)?;
+        let source = source_rows(entity, fs, rows)?;
+        let name = format!("export-s{}-{}-{}", group.id, from.log_index, from.pos);
+        for (day, batch) in day_batches(&source, entity, fs, next_seq).map_err(|e| Error::from(e.into_core()))? {
+            let path = data_path(&table.project, &table.set, table.version, day, &name);
+            let file = write_file(&node.offline, &path, &batch, entity.join_keys.len())
+                .await
+                .map_err(|e| Error::from(e.into_core()))?;
+            files.push((table.clone(), file));
+        }
+        next_seq += rows.len() as u64;
+    }
+    failpoint::hit("export-after-write");
+    let Some(first_table) = by_table.keys().next().cloned() else { return Ok(0) };
+    let source = (first_table, format!("export:s{}:{}-{}", group.id, from.log_index, from.pos));
+    let range = ExportRange { shard: group.id, from, through };
+    node.commit_files(files, source, Some(range)).await?;
+    failpoint::hit("export-after-commit");
+    ack(node, group.id, through).await?;
+    failpoint::hit("export-after-ack");
+    Ok(queue.len())
+}
+
+async fn ack(node: &Node, shard: u64, through: WriteSeq) -> Result<()> {
+    node.write(shard, Command::Shard(ShardCommand::ExportAck { through })).await.map(drop)
+}
+
+/// Queued rows of one table as columns in the feature set's order.
+fn source_rows(
+    entity: &quiver_core::registry::Entity,
+    fs: &quiver_core::registry::FeatureSet,
+    rows: &[QueuedRow],
+) -> Result<SourceRows> {
+    let cols = columns(entity, fs);
+    let mut values: Vec<Vec<Value>> = vec![Vec::with_capacity(rows.len()); cols.len()];
+    for queued in rows {
+        let key = decode_entity_key(&queued.row.key, &entity.join_keys)?;
+        let mut row = key.into_iter().chain([Value::Timestamp(queued.row.event_ts)]);
+        for column in values.iter_mut().take(entity.join_keys.len() + 1) {
+            column.push(row.next().unwrap_or_default());
+        }
+        for (i, column) in values.iter_mut().skip(entity.join_keys.len() + 1).enumerate() {
+            column.push(queued.row.values.get(i).cloned().unwrap_or_default());
+        }
+    }
+    let columns = values.iter().zip(&cols).map(|(v, (_, ty, _))| values_to_array(v, *ty)).collect();
+    Ok(SourceRows { columns, rows: rows.len(), ignored: Vec::new() })
+}
