@@ -49,6 +49,8 @@ async fn check_history(client: &Client, ts: i64) {
             spine_format: quiver_client::SpineFormat::Csv,
             timestamp_column: None,
             short_names: false,
+            save_as: None,
+            spine_name: String::new(),
         })
         .await
         .unwrap();

@@ -68,6 +68,8 @@ async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<(Option<f64>, Opt
             spine_format: SpineFormat::Csv,
             timestamp_column: None,
             short_names: true,
+            save_as: None,
+            spine_name: String::new(),
         })
         .await
         .unwrap();
@@ -249,4 +251,89 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+async fn quiet_history(
+    client: &Client,
+    spine_csv: String,
+    save_as: Option<&str>,
+) -> Result<RecordBatch, quiver_client::Error> {
+    client
+        .historical(HistoricalRequest {
+            project: "rides".into(),
+            features: FeatureSelection::Vector("driver_model_v1".into()),
+            spine: spine_csv.into_bytes(),
+            spine_format: SpineFormat::Csv,
+            timestamp_column: None,
+            short_names: false,
+            save_as: save_as.map(str::to_string),
+            spine_name: "spine.csv".into(),
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_training_set_records_its_lineage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let now = now_micros();
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, csv_of(&events(now))).unwrap();
+    ingest(&client, input.to_str().unwrap()).await.unwrap();
+    let spine =
+        format!("driver_id,event_timestamp\n1,{}\n2,{}\n", format_timestamp(now), format_timestamp(now - 2 * HOUR));
+    let answer = quiet_history(&client, spine.clone(), Some("train_v1")).await.unwrap();
+    let datasets = client.datasets("rides").await.unwrap();
+    assert_eq!(datasets.len(), 1);
+    let d = &datasets[0];
+    assert_eq!(
+        (d.name.as_str(), d.rows, d.vector.as_str(), d.spine.as_str()),
+        ("train_v1", 2, "driver_model_v1", "spine.csv")
+    );
+    assert_eq!(d.feature_sets, vec!["driver_stats@1"]);
+    assert_eq!(d.features.len(), 3);
+    assert_eq!((d.spine_from_micros, d.spine_to_micros), (now - 2 * HOUR, now));
+    // The stored file holds the same rows as the answer.
+    let stored = std::fs::read(dir.path().join("node/offline").join(&d.path)).unwrap();
+    let stored = quiver_offline::files::read_parquet(bytes::Bytes::from(stored), None).unwrap();
+    assert_eq!(stored[0].num_rows(), answer.num_rows());
+    assert_eq!(stored[0].column(2), answer.column(2));
+    let err = quiet_history(&client, spine, Some("train_v1")).await.unwrap_err().to_string();
+    assert!(err.contains("dataset 'train_v1' exists"), "{err}");
+    assert_eq!(client.datasets("rides").await.unwrap().len(), 1);
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialize_fills_the_online_store_after_an_ingest_died_before_its_upsert() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![("QUIVER_FAILPOINT".to_string(), "ingest-after-commit".to_string())];
+    let (mut node, client) = node_with_rides_env(dir.path(), &[], &env).await;
+    let now = now_micros();
+    let rows = events(now);
+    let input = dir.path().join("rows.csv");
+    std::fs::write(&input, csv_of(&rows)).unwrap();
+    assert!(ingest(&client, input.to_str().unwrap()).await.is_err(), "the node died mid-ingest");
+    node.wait_for_exit(std::time::Duration::from_secs(10)).await.unwrap();
+    node.set_env(Vec::new());
+    node.restart().await.unwrap();
+    let client = node.client().await.unwrap();
+    assert_eq!(online(&client, 1).await, (Value::Null, Value::Null), "committed offline, never upserted online");
+
+    let window = (Some(now - 24 * HOUR), None);
+    let report = client.materialize("rides", "driver_stats", window, |_| {}).await.unwrap();
+    assert_eq!((report.rows_read, report.entities_written), (rows.len() as u64, 6));
+    let at_now: Vec<(i64, i64)> = (1..=6).map(|d| (d, now_micros())).collect();
+    let offline = history(&client, &at_now).await;
+    for ((d, _), (rate, trips)) in at_now.iter().zip(&offline) {
+        assert_eq!(online(&client, *d).await, (Value::Float64(rate.unwrap()), Value::Int64(trips.unwrap())));
+    }
+    // Idempotent, and never replaces a newer online value.
+    client.write("rides", "driver_stats", vec![quiver_tests::driver_row(1, now_micros(), 0.99, 99)]).await.unwrap();
+    client.materialize("rides", "driver_stats", window, |_| {}).await.unwrap();
+    assert_eq!(online(&client, 1).await, (Value::Float64(0.99), Value::Int64(99)));
+    assert_eq!(online(&client, 2).await, (Value::Float64(offline[1].0.unwrap()), Value::Int64(offline[1].1.unwrap())));
+    // A window before every event loads nothing.
+    let empty = client.materialize("rides", "driver_stats", (None, Some(now - 24 * HOUR)), |_| {}).await.unwrap();
+    assert_eq!(empty.entities_written, 0);
 }

@@ -37,8 +37,11 @@ enum Cmd {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
-    /// List what a project declares (every project when none is chosen).
-    List,
+    /// List what a project declares (every project when none is chosen), or its datasets.
+    List {
+        #[arg(value_enum)]
+        what: Option<Listing>,
+    },
     /// Show one entity, feature set (NAME or NAME@VERSION) or feature vector.
     Describe { kind: Kind, name: String },
     /// Write rows of a feature set from a JSON-lines or CSV file ('-' reads stdin).
@@ -79,6 +82,19 @@ enum Cmd {
         /// Name columns `feature` instead of `set:feature` where unambiguous.
         #[arg(long)]
         short_names: bool,
+        /// Also store the training set in the offline store under this name, with its lineage.
+        #[arg(long)]
+        save_as: Option<String>,
+    },
+    /// Load the latest offline row per entity (event time in [start, end)) into the online store.
+    Materialize {
+        #[arg(long)]
+        feature_set: String,
+        /// RFC 3339 time or integer microseconds.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
     },
     /// List the committed offline Parquet files of a feature set.
     Files {
@@ -115,6 +131,13 @@ enum Kind {
     FeatureSet,
     Entity,
     Vector,
+    Dataset,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Listing {
+    /// Saved training datasets and their lineage.
+    Datasets,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -145,13 +168,28 @@ async fn run(cli: Cli) -> Result<()> {
     let client = Client::connect(&cli.endpoint).await?;
     match cli.command {
         Cmd::Apply { file } => apply(&client, &file).await,
-        Cmd::List => list(&client, cli.project).await,
+        Cmd::List { what: None } => list(&client, cli.project).await,
+        Cmd::List { what: Some(Listing::Datasets) } => {
+            let project = project_name(&client, cli.project).await?;
+            print!("{}", render::dataset_listing(&client.datasets(&project).await?));
+            Ok(())
+        }
         Cmd::Describe { kind, name } => {
             let project = client.project(&project_name(&client, cli.project).await?).await?;
             let text = match kind {
                 Kind::FeatureSet => render::describe_feature_set(&project, &name),
                 Kind::Entity => render::describe_entity(&project, &name),
                 Kind::Vector => render::describe_vector(&project, &name),
+                Kind::Dataset => {
+                    let datasets = client.datasets(&project.name).await?;
+                    let dataset = datasets.iter().find(|d| d.name == name).ok_or_else(|| {
+                        quiver_core::Error::InvalidArgument(format!(
+                            "unknown dataset '{name}' in project {}",
+                            project.name
+                        ))
+                    })?;
+                    Ok(render::describe_dataset(dataset))
+                }
             }?;
             print!("{text}");
             Ok(())
@@ -174,10 +212,29 @@ async fn run(cli: Cli) -> Result<()> {
             let project = project_name(&client, cli.project).await?;
             ingest(&client, &project, &feature_set, &path).await
         }
-        Cmd::History { features, vector, spine, timestamp_column, out, short_names } => {
+        Cmd::History { features, vector, spine, timestamp_column, out, short_names, save_as } => {
             let project = project_name(&client, cli.project).await?;
             let selection = selection(vector, features)?;
-            history(&client, &project, selection, &spine, &timestamp_column, &out, short_names).await
+            let spine = SpineArg { path: spine, timestamp_column };
+            history(&client, &project, selection, &spine, &out, short_names, save_as).await
+        }
+        Cmd::Materialize { feature_set, start, end } => {
+            let project = project_name(&client, cli.project).await?;
+            let parse = |t: Option<String>| -> Result<Option<i64>> {
+                t.map(|t| quiver_core::time::parse_timestamp(&t).map_err(|e| anyhow::anyhow!("--start/--end: {e}")))
+                    .transpose()
+            };
+            let window = (parse(start)?, parse(end)?);
+            let started = Instant::now();
+            let report = client.materialize(&project, &feature_set, window, |_| {}).await?;
+            println!(
+                "materialized {feature_set}: read {} rows from {} files, wrote the latest of {} entities online in {:.2}s",
+                report.rows_read,
+                report.files_done,
+                report.entities_written,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
         }
         Cmd::Files { feature_set } => {
             let project = project_name(&client, cli.project).await?;
@@ -377,15 +434,22 @@ async fn ingest(client: &Client, project: &str, feature_set: &str, path: &str) -
     Ok(())
 }
 
+/// The spine file of a history request and its time column.
+struct SpineArg {
+    path: PathBuf,
+    timestamp_column: String,
+}
+
 async fn history(
     client: &Client,
     project: &str,
     features: FeatureSelection,
-    spine: &std::path::Path,
-    timestamp_column: &str,
+    spine_arg: &SpineArg,
     out: &std::path::Path,
     short_names: bool,
+    save_as: Option<String>,
 ) -> Result<()> {
+    let (spine, timestamp_column) = (spine_arg.path.as_path(), spine_arg.timestamp_column.as_str());
     let spine_format = match spine.extension().and_then(|e| e.to_str()) {
         Some("csv") => SpineFormat::Csv,
         Some("parquet" | "pq") => SpineFormat::Parquet,
@@ -400,6 +464,8 @@ async fn history(
         spine_format,
         timestamp_column: Some(timestamp_column.into()),
         short_names,
+        save_as: save_as.clone(),
+        spine_name: spine.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
     let batch = client.historical(request).await?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
@@ -407,6 +473,9 @@ async fn history(
     writer.write(&batch)?;
     writer.close()?;
     print!("{}", render::batch_preview(&batch, 5)?);
+    if let Some(name) = save_as {
+        println!("saved as dataset {name} (quiverctl describe dataset {name})");
+    }
     println!(
         "wrote {} rows x {} columns to {} in {:.2}s",
         batch.num_rows(),

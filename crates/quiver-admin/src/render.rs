@@ -220,3 +220,36 @@ pub fn batch_preview(batch: &arrow_array::RecordBatch, limit: usize) -> anyhow::
     }
     Ok(out)
 }
+
+pub fn dataset_listing(datasets: &[quiver_client::Dataset]) -> String {
+    let rows: Vec<Vec<String>> = datasets
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.rows.to_string(),
+                d.feature_sets.join(", "),
+                d.spine.clone(),
+                format_timestamp(d.created_at_micros),
+            ]
+        })
+        .collect();
+    table(&["DATASET", "ROWS", "FEATURE SETS", "SPINE", "CREATED"], &rows)
+}
+
+pub fn describe_dataset(d: &quiver_client::Dataset) -> String {
+    format!(
+        "dataset       {}\npath          {}\nrows          {}\nbytes         {}\nvector        {}\nfeature sets  {}\nfeatures      {}\nspine         {}\nspine times   {} .. {}\ncreated       {}\n",
+        d.name,
+        d.path,
+        d.rows,
+        d.bytes,
+        if d.vector.is_empty() { "-" } else { &d.vector },
+        d.feature_sets.join(", "),
+        d.features.join(", "),
+        d.spine,
+        format_timestamp(d.spine_from_micros),
+        format_timestamp(d.spine_to_micros),
+        format_timestamp(d.created_at_micros),
+    )
+}

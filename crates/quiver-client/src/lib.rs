@@ -51,7 +51,7 @@ pub use quiver_core::registry::{Change, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
-pub use quiver_proto::v1::{ApplyResponse, DataFileInfo, IngestProgress, StatusResponse};
+pub use quiver_proto::v1::{ApplyResponse, DataFileInfo, Dataset, IngestProgress, MaterializeProgress, StatusResponse};
 
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -123,6 +123,10 @@ pub struct HistoricalRequest {
     pub timestamp_column: Option<String>,
     /// Name columns `feature` instead of `set:feature` where unambiguous.
     pub short_names: bool,
+    /// Also store the answer as a training dataset of this name, with its lineage.
+    pub save_as: Option<String>,
+    /// Where the spine came from, recorded in a saved dataset's lineage.
+    pub spine_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +263,8 @@ impl Client {
             },
             timestamp_column: request.timestamp_column.unwrap_or_default(),
             short_names: request.short_names,
+            save_as: request.save_as.unwrap_or_default(),
+            spine_name: request.spine_name,
         };
         let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
         let mut ipc = Vec::new();
@@ -277,6 +283,37 @@ impl Client {
             1 => Ok(batches.remove(0)),
             n => Err(Error::Rpc(tonic::Status::data_loss(format!("answer held {n} batches; expected one")))),
         }
+    }
+
+    /// Training datasets saved in a project, with their lineage.
+    pub async fn datasets(&self, project: &str) -> Result<Vec<Dataset>> {
+        let request = v1::ListDatasetsRequest { project: project.into() };
+        Ok(self.offline.clone().list_datasets(request).await.map_err(Error::from)?.into_inner().datasets)
+    }
+
+    /// Loads the latest offline row per entity with event time in `[start, end)` (µs; `None`
+    /// is unbounded) into the online store. Idempotent.
+    pub async fn materialize(
+        &self,
+        project: &str,
+        feature_set: &str,
+        window: (Option<i64>, Option<i64>),
+        mut progress: impl FnMut(&MaterializeProgress),
+    ) -> Result<MaterializeProgress> {
+        let request = v1::MaterializeRequest {
+            project: project.into(),
+            feature_set: feature_set.into(),
+            start_micros: window.0.unwrap_or_default(),
+            end_micros: window.1.unwrap_or_default(),
+        };
+        let mut stream = self.offline.clone().materialize(request).await.map_err(Error::from)?.into_inner();
+        let mut last = None;
+        while let Some(update) = stream.message().await.map_err(Error::from)? {
+            progress(&update);
+            last = Some(update);
+        }
+        last.filter(|p| p.done)
+            .ok_or_else(|| Error::Rpc(tonic::Status::aborted("materialize ended without a final report")))
     }
 
     /// The committed offline files of a feature set (`name` or `name@version`).

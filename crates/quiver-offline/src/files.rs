@@ -57,14 +57,20 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes one batch (in file schema, sequence column included) to `path`; returns its
-/// manifest entry. The batch's timestamp column is `ts_index`.
-pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, ts_index: usize) -> Result<DataFile> {
+/// Writes any batch to `path` as Parquet (multipart upload on S3); returns the bytes written.
+pub async fn write_batch(store: &OfflineStore, path: &str, batch: &RecordBatch) -> Result<u64> {
     let writer = BufWriter::new(store.object_store(), store.path(path));
     let mut parquet = AsyncArrowWriter::try_new(writer, batch.schema(), Some(writer_properties()))?;
     parquet.write(batch).await?;
     let bytes = parquet.bytes_written() as u64;
     parquet.close().await?;
+    Ok(bytes)
+}
+
+/// Writes one batch (in file schema, sequence column included) to `path`; returns its
+/// manifest entry. The batch's timestamp column is `ts_index`.
+pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, ts_index: usize) -> Result<DataFile> {
+    let bytes = write_batch(store, path, batch).await?;
     let ts = batch.column(ts_index).as_primitive::<TimestampMicrosecondType>().values();
     let (min_ts, max_ts) = (ts.iter().min().copied().unwrap_or_default(), ts.iter().max().copied().unwrap_or_default());
     let seq = batch.column_by_name(SEQ_COLUMN).map(|c| c.as_primitive::<UInt64Type>().values().clone());

@@ -9,7 +9,9 @@ use futures::Stream;
 use quiver_proto::v1::historical_request::Features;
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
-    ArrowChunk, DataFileInfo, HistoricalRequest, IngestProgress, IngestRequest, ListFilesRequest, ListFilesResponse,
+    ArrowChunk, DataFileInfo, Dataset as ProtoDataset, HistoricalRequest, IngestProgress, IngestRequest,
+    ListDatasetsRequest, ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress,
+    MaterializeRequest,
 };
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -17,7 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Error;
 use crate::node::Node;
 use crate::offline::history::{self, FeatureChoice, HistoryRequest};
-use crate::offline::ingest;
+use crate::offline::{ingest, materialize};
 use crate::shard::TableRef;
 
 /// Bytes of Arrow IPC per streamed message.
@@ -33,6 +35,30 @@ fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> S
     Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
+/// Runs a long job on its own task, streaming its progress reports and then its final one.
+/// Progress is forwarded on the job's task, so the final report is always the last message.
+fn stream_job<P, F, Fut>(node: Arc<Node>, method: &'static str, job: F) -> Streamed<P>
+where
+    P: Send + 'static,
+    F: FnOnce(mpsc::Sender<P>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<P, Error>> + Send,
+{
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let (progress_tx, mut progress_rx) = mpsc::channel::<P>(16);
+        let forward = async {
+            while let Some(p) = progress_rx.recv().await {
+                let _ = tx.send(Ok(p)).await;
+            }
+        };
+        let (result, ()) = tokio::join!(job(progress_tx), forward);
+        finish(&node, method, started, &result);
+        let _ = tx.send(result.map_err(Status::from)).await;
+    });
+    channel_stream(rx)
+}
+
 fn finish<T>(node: &Node, method: &str, started: Instant, result: &Result<T, Error>) {
     let code = match result {
         Ok(_) => "ok",
@@ -45,26 +71,58 @@ fn finish<T>(node: &Node, method: &str, started: Instant, result: &Result<T, Err
 impl OfflineService for OfflineApi {
     type IngestStream = Streamed<IngestProgress>;
     type GetHistoricalFeaturesStream = Streamed<ArrowChunk>;
+    type MaterializeStream = Streamed<MaterializeProgress>;
 
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<Self::IngestStream>, Status> {
         let req = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
         let node = self.node.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let (progress_tx, mut progress_rx) = mpsc::channel::<IngestProgress>(16);
-            let forward = async {
-                while let Some(p) = progress_rx.recv().await {
-                    let _ = tx.send(Ok(p)).await;
-                }
-            };
-            // Progress is forwarded on this task, so the final report is always the last message.
-            let (result, ()) =
-                tokio::join!(ingest::run(node.clone(), req.project, req.feature_set, req.path, progress_tx), forward);
-            finish(&node, "Ingest", started, &result);
-            let _ = tx.send(result.map_err(Status::from)).await;
-        });
-        Ok(Response::new(channel_stream(rx)))
+        Ok(Response::new(stream_job(self.node.clone(), "Ingest", move |progress| {
+            ingest::run(node, req.project, req.feature_set, req.path, progress)
+        })))
+    }
+
+    async fn materialize(
+        &self,
+        request: Request<MaterializeRequest>,
+    ) -> Result<Response<Self::MaterializeStream>, Status> {
+        let req = request.into_inner();
+        let node = self.node.clone();
+        let bound = |t: i64| (t != 0).then_some(t);
+        let window = (bound(req.start_micros), bound(req.end_micros));
+        Ok(Response::new(stream_job(self.node.clone(), "Materialize", move |progress| {
+            materialize::run(node, req.project, req.feature_set, window, progress)
+        })))
+    }
+
+    async fn list_datasets(
+        &self,
+        request: Request<ListDatasetsRequest>,
+    ) -> Result<Response<ListDatasetsResponse>, Status> {
+        super::observed(&self.node, "ListDatasets", async {
+            let project = request.into_inner().project;
+            let state = self.node.meta.borrow().clone();
+            state.registry.project(&project)?;
+            let datasets = state
+                .datasets
+                .values()
+                .filter(|d| d.project == project)
+                .map(|d| ProtoDataset {
+                    name: d.name.clone(),
+                    path: d.path.clone(),
+                    vector: d.vector.clone().unwrap_or_default(),
+                    features: d.features.clone(),
+                    feature_sets: d.feature_sets.clone(),
+                    spine: d.spine.clone(),
+                    rows: d.rows,
+                    bytes: d.bytes,
+                    spine_from_micros: d.spine_from,
+                    spine_to_micros: d.spine_to,
+                    created_at_micros: d.created_at,
+                })
+                .collect();
+            Ok(ListDatasetsResponse { datasets })
+        })
+        .await
     }
 
     async fn get_historical_features(
@@ -88,6 +146,8 @@ impl OfflineService for OfflineApi {
                 req.timestamp_column
             },
             short_names: req.short_names,
+            save_as: (!req.save_as.is_empty()).then_some(req.save_as),
+            spine_name: req.spine_name,
         };
         let started = Instant::now();
         let result =

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quiver_core::registry::Registry;
-use quiver_core::shard_map::ShardMap;
 use quiver_core::row::WriteSeq;
+use quiver_core::shard_map::ShardMap;
 use quiver_core::spec::Definitions;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,26 @@ pub struct MetaState {
     pub next_seq: u64,
     /// Per shard, the last queued row already committed to the offline store by export.
     pub export_marks: BTreeMap<u64, WriteSeq>,
+    /// Saved training datasets by (project, name), with their lineage.
+    pub datasets: BTreeMap<(String, String), Dataset>,
+}
+
+/// A training set stored in the offline store, and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub project: String,
+    pub name: String,
+    pub path: String,
+    pub vector: Option<String>,
+    pub features: Vec<String>,
+    /// `set@version` of every feature set joined.
+    pub feature_sets: Vec<String>,
+    pub spine: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub spine_from: i64,
+    pub spine_to: i64,
+    pub created_at: i64,
 }
 
 /// A range of a shard's export queue, committed with the files written from it.
@@ -63,6 +83,8 @@ pub enum MetaCommand {
         nodes: Vec<NodeInfo>,
         shard_map: ShardMap,
     },
+    /// Records a saved training dataset; refused when the name is taken.
+    SaveDataset(Dataset),
     /// Reserves `count` ingestion sequence numbers.
     ReserveSeq {
         count: u64,
@@ -70,7 +92,11 @@ pub enum MetaCommand {
     /// Makes written files visible, all or none. `source` names what they came from;
     /// committing the same source (or an export range at or below the shard's mark)
     /// twice is refused as a duplicate, so retries never double data.
-    CommitFiles { files: Vec<(TableRef, DataFile)>, source: (TableRef, String), export: Option<ExportRange> },
+    CommitFiles {
+        files: Vec<(TableRef, DataFile)>,
+        source: (TableRef, String),
+        export: Option<ExportRange>,
+    },
 }
 
 /// Readers' handle on the latest applied meta state.
@@ -105,13 +131,23 @@ impl MetaMachine {
                 Ok(changes) => Response::Applied(changes),
                 Err(e) => return Ok(Response::Rejected(e)),
             },
+            MetaCommand::SaveDataset(dataset) => {
+                let key = (dataset.project.clone(), dataset.name.clone());
+                if self.state.datasets.contains_key(&key) {
+                    let taken = format!("dataset '{}' exists in project {}; pick another name", key.1, key.0);
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));
+                }
+                self.state.datasets.insert(key, Dataset { created_at: leader_time, ..dataset.clone() });
+                Response::Done
+            }
             MetaCommand::ReserveSeq { count } => {
                 let start = self.state.next_seq;
                 self.state.next_seq = start.saturating_add(*count);
                 Response::Seq(start)
             }
             MetaCommand::CommitFiles { files, source, export } => {
-                let exported = export.is_some_and(|r| self.state.export_marks.get(&r.shard).is_some_and(|m| *m >= r.from));
+                let exported =
+                    export.is_some_and(|r| self.state.export_marks.get(&r.shard).is_some_and(|m| *m >= r.from));
                 if exported || self.state.sources.contains(source) {
                     return Ok(Response::Duplicate);
                 }

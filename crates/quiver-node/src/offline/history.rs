@@ -9,15 +9,17 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use bytes::Bytes;
+use quiver_core::shard_map::META_GROUP;
 use quiver_core::{Error as CoreError, Value, ValueType};
 use quiver_offline::convert::values_to_array;
-use quiver_offline::files::read_parquet;
+use quiver_offline::files::{read_parquet, write_batch};
 use quiver_offline::retrieval::{Source, point_in_time};
 use quiver_offline::schema::to_utc_micros;
 
 use crate::error::{Error, Result};
-use crate::meta::MetaState;
+use crate::meta::{Dataset, MetaCommand, MetaState};
 use crate::node::Node;
+use crate::raft::Command;
 use crate::shard::TableRef;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
@@ -30,6 +32,10 @@ pub struct HistoryRequest {
     pub spine_format: String,
     pub timestamp_column: String,
     pub short_names: bool,
+    /// Store the answer as a training dataset of this name.
+    pub save_as: Option<String>,
+    /// The spine's file name, for the dataset's lineage.
+    pub spine_name: String,
 }
 
 pub enum FeatureChoice {
@@ -107,6 +113,53 @@ fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) ->
 }
 
 pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
+    let (batch, lineage) = join(node, &req).await?;
+    if let Some(name) = &req.save_as {
+        save(node, &req, name, &batch, lineage).await?;
+    }
+    Ok(batch)
+}
+
+/// What a saved dataset records about how it was made.
+struct Lineage {
+    features: Vec<String>,
+    feature_sets: Vec<String>,
+    spine_from: i64,
+    spine_to: i64,
+}
+
+async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch, lineage: Lineage) -> Result<()> {
+    if node.meta.borrow().datasets.contains_key(&(req.project.clone(), name.to_string())) {
+        return Err(CoreError::InvalidArgument(format!(
+            "dataset '{name}' exists in project {}; pick another name",
+            req.project
+        ))
+        .into());
+    }
+    let path = format!("datasets/{}/{name}.parquet", req.project);
+    let bytes = write_batch(&node.offline, &path, batch).await.map_err(offline_err)?;
+    let dataset = Dataset {
+        project: req.project.clone(),
+        name: name.to_string(),
+        path,
+        vector: match &req.refs {
+            FeatureChoice::Vector(v) => Some(v.clone()),
+            FeatureChoice::Refs(_) => None,
+        },
+        features: lineage.features,
+        feature_sets: lineage.feature_sets,
+        spine: req.spine_name.clone(),
+        rows: batch.num_rows() as u64,
+        bytes,
+        spine_from: lineage.spine_from,
+        spine_to: lineage.spine_to,
+        created_at: 0,
+    };
+    node.write(META_GROUP, Command::Meta(MetaCommand::SaveDataset(dataset))).await?;
+    Ok(())
+}
+
+async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage)> {
     let state: Arc<MetaState> = node.meta.borrow().clone();
     let project = state.registry.project(&req.project)?;
     let refs = match &req.refs {
@@ -130,7 +183,7 @@ pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
             key_types.insert(k.name.clone(), k.ty);
         }
     }
-    let spine = read_spine(&req, &key_types)?;
+    let spine = read_spine(req, &key_types)?;
     let ts_column = spine.column_by_name(&req.timestamp_column).ok_or_else(|| {
         CoreError::InvalidArgument(format!(
             "the spine has no column '{}'; name its time column with --timestamp-column",
@@ -143,6 +196,12 @@ pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
     if let Some(row) = (0..spine_ts.len()).find(|i| arrow_array::Array::is_null(&spine_ts, *i)) {
         return Err(CoreError::row(row + 1, &req.timestamp_column, "spine timestamp is missing").into());
     }
+    let lineage = Lineage {
+        features: resolved.iter().map(|f| f.reference.clone()).collect(),
+        feature_sets: groups.iter().map(|(s, v, _)| format!("{s}@{v}")).collect(),
+        spine_from: spine_ts.values().iter().min().copied().unwrap_or_default(),
+        spine_to: spine_ts.values().iter().max().copied().unwrap_or_default(),
+    };
     let mut sources = Vec::new();
     for (set, version, features) in groups {
         let fs = project.feature_set(&set, Some(version))?;
@@ -150,7 +209,8 @@ pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
         let files = state.manifest.get(&table).cloned().unwrap_or_default();
         sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
     }
-    point_in_time(&node.offline, &spine, &spine_ts, &sources).await.map_err(offline_err)
+    let batch = point_in_time(&node.offline, &spine, &spine_ts, &sources).await.map_err(offline_err)?;
+    Ok((batch, lineage))
 }
 
 /// The answer as one Arrow IPC stream.

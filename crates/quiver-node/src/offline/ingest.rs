@@ -154,6 +154,7 @@ pub async fn run(
         let size = bytes.len() as u64;
         let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
         let committed = write_and_commit(&node, &table, &entity, &fs, &rows, &hash).await?;
+        crate::failpoint::hit("ingest-after-commit");
         if committed.is_none() {
             report.duplicates.push(source.name.clone());
         }
