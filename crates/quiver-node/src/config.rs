@@ -40,11 +40,23 @@ pub struct WorkerConfig {
     pub export_interval_ms: u64,
     /// Rows per export file (at most).
     pub export_batch_rows: usize,
+    /// How often the metadata leader looks for small files to compact.
+    pub compaction_interval_ms: u64,
+    /// A feature set's day is compacted once it has this many files.
+    pub compaction_min_files: usize,
+    /// How long replaced files stay in the store before they are deleted.
+    pub compaction_grace_ms: u64,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { export_interval_ms: 1000, export_batch_rows: 100_000 }
+        WorkerConfig {
+            export_interval_ms: 1000,
+            export_batch_rows: 100_000,
+            compaction_interval_ms: 30_000,
+            compaction_min_files: 4,
+            compaction_grace_ms: 600_000,
+        }
     }
 }
 
@@ -126,8 +138,12 @@ impl Config {
                 r.election_timeout_max_ms, r.election_timeout_min_ms
             ));
         }
-        if self.workers.export_interval_ms == 0 || self.workers.export_batch_rows == 0 {
-            return bad("workers.export_interval_ms and workers.export_batch_rows must be 1 or more".into());
+        let w = &self.workers;
+        if w.export_interval_ms == 0 || w.export_batch_rows == 0 || w.compaction_interval_ms == 0 {
+            return bad("workers.export_interval_ms, export_batch_rows and compaction_interval_ms must be 1 or more".into());
+        }
+        if w.compaction_min_files < 2 {
+            return bad(format!("workers.compaction_min_files = {} must be 2 or more", w.compaction_min_files));
         }
         if r.snapshot_every == 0 {
             return bad("raft.snapshot_every must be 1 or more".into());

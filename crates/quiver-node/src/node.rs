@@ -101,6 +101,8 @@ impl Node {
         tokio::spawn(node.clone().bootstrap_shards());
         let every = Duration::from_millis(node.config.workers.export_interval_ms);
         crate::workers::spawn(node.clone(), "export", every, crate::workers::export::round);
+        let every = Duration::from_millis(node.config.workers.compaction_interval_ms);
+        crate::workers::spawn(node.clone(), "compaction", every, crate::workers::compaction::round);
         Ok(node)
     }
 

@@ -39,6 +39,9 @@ pub struct MetaState {
     pub export_marks: BTreeMap<u64, WriteSeq>,
     /// Saved training datasets by (project, name), with their lineage.
     pub datasets: BTreeMap<(String, String), Dataset>,
+    /// Files replaced by compaction: (path, when), deleted from the store after a grace
+    /// period so that retrievals already reading them can finish.
+    pub garbage: Vec<(String, i64)>,
 }
 
 /// A training set stored in the offline store, and where it came from.
@@ -85,6 +88,11 @@ pub enum MetaCommand {
     },
     /// Records a saved training dataset; refused when the name is taken.
     SaveDataset(Dataset),
+    /// Swaps files for their compacted replacement in one step; refused when any of them
+    /// is no longer listed (another compaction got there first).
+    ReplaceFiles { table: TableRef, remove: Vec<String>, add: DataFile },
+    /// The garbage files were deleted from the store.
+    ForgetGarbage { paths: Vec<String> },
     /// Reserves `count` ingestion sequence numbers.
     ReserveSeq {
         count: u64,
@@ -138,6 +146,20 @@ impl MetaMachine {
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));
                 }
                 self.state.datasets.insert(key, Dataset { created_at: leader_time, ..dataset.clone() });
+                Response::Done
+            }
+            MetaCommand::ReplaceFiles { table, remove, add } => {
+                let files = self.state.manifest.entry(table.clone()).or_default();
+                if !remove.iter().all(|p| files.iter().any(|f| &f.path == p)) {
+                    return Ok(Response::Duplicate);
+                }
+                files.retain(|f| !remove.contains(&f.path));
+                files.push(add.clone());
+                self.state.garbage.extend(remove.iter().map(|p| (p.clone(), leader_time)));
+                Response::Done
+            }
+            MetaCommand::ForgetGarbage { paths } => {
+                self.state.garbage.retain(|(p, _)| !paths.contains(p));
                 Response::Done
             }
             MetaCommand::ReserveSeq { count } => {

@@ -1,6 +1,7 @@
 //! Background work. Each worker is a named loop with an interval; what it does in one round
 //! is a plain async function that tests and operators can reason about step by step.
 
+pub mod compaction;
 pub mod export;
 
 use std::future::Future;

@@ -1,0 +1,115 @@
+//! Compaction, run by the metadata leader: when a feature set version has many files for
+//! one day, merge them into one file sorted by (entity-key hash, event time, sequence) and
+//! swap it in with one manifest commit. Replaced files are deleted after a grace period.
+//!
+//! Rows, sequence numbers and values are carried over unchanged, so retrieval answers the
+//! same before and after. A crash before the commit leaves an unlisted file (rewritten
+//! under the same name next time); after it, only garbage waiting for its grace period.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
+use arrow_array::{RecordBatch, UInt32Array};
+use quiver_core::key::{encode_entity_key, key_hash};
+use quiver_core::shard_map::META_GROUP;
+use quiver_offline::convert::array_value;
+use quiver_offline::files::{DataFile, data_path, read_file, write_file};
+use quiver_offline::schema::{SEQ_COLUMN, columns};
+
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::meta::MetaCommand;
+use crate::node::Node;
+use crate::raft::{Command, now_micros};
+use crate::shard::TableRef;
+
+pub async fn round(node: Arc<Node>) -> Result<()> {
+    if node.leader_of(META_GROUP) != Some(node.id) {
+        return Ok(());
+    }
+    let state = node.meta.borrow().clone();
+    let min_files = node.config.workers.compaction_min_files;
+    for (table, files) in &state.manifest {
+        let mut days: std::collections::BTreeMap<i64, Vec<&DataFile>> = std::collections::BTreeMap::new();
+        for f in files {
+            days.entry(f.day).or_default().push(f);
+        }
+        for (day, group) in days.into_iter().filter(|(_, g)| g.len() >= min_files) {
+            compact(&node, table, day, &group).await?;
+        }
+    }
+    collect_garbage(&node).await
+}
+
+fn offline(e: quiver_offline::Error) -> Error {
+    Error::from(e.into_core())
+}
+
+async fn compact(node: &Node, table: &TableRef, day: i64, files: &[&DataFile]) -> Result<()> {
+    let state = node.meta.borrow().clone();
+    let project = state.registry.project(&table.project)?;
+    let fs = project.feature_set(&table.set, Some(table.version))?;
+    let entity = project.entity(&fs.entity)?;
+    let mut batches = Vec::new();
+    for file in files {
+        batches.extend(read_file(&node.offline, file, None).await.map_err(offline)?);
+    }
+    let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(()) };
+    let merged = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::Storage(e.to_string()))?;
+    let sorted = sort_rows(&merged, entity, fs)?;
+    let (min_seq, max_seq) = (files.iter().map(|f| f.min_seq).min(), files.iter().map(|f| f.max_seq).max());
+    let name = format!("compact-{}-{}", min_seq.unwrap_or_default(), max_seq.unwrap_or_default());
+    let path = data_path(&table.project, &table.set, table.version, day, &name);
+    let file = write_file(&node.offline, &path, &sorted, entity.join_keys.len()).await.map_err(offline)?;
+    failpoint::hit("compaction-after-write");
+    let remove = files.iter().map(|f| f.path.clone()).collect();
+    node.write(META_GROUP, Command::Meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file })).await?;
+    failpoint::hit("compaction-after-commit");
+    tracing::info!(table = ?table, day, files = files.len(), rows = sorted.num_rows(), "compacted");
+    Ok(())
+}
+
+/// Rows ordered by (entity-key hash, event time, sequence).
+fn sort_rows(
+    batch: &RecordBatch,
+    entity: &quiver_core::registry::Entity,
+    fs: &quiver_core::registry::FeatureSet,
+) -> Result<RecordBatch> {
+    let cols = columns(entity, fs);
+    let keys = entity.join_keys.len();
+    let ts = batch.column(keys).as_primitive::<TimestampMicrosecondType>();
+    let seq = batch
+        .column_by_name(SEQ_COLUMN)
+        .ok_or_else(|| Error::Storage(format!("a file of {} lacks {SEQ_COLUMN}", fs.versioned_name())))?
+        .as_primitive::<UInt64Type>();
+    let mut order: Vec<(u64, i64, u64, u32)> = (0..batch.num_rows())
+        .map(|row| {
+            let key: Vec<_> = (0..keys).map(|c| array_value(batch.column(c).as_ref(), row, cols[c].1)).collect();
+            (key_hash(&encode_entity_key(&key)), ts.value(row), seq.value(row), row as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let indices = UInt32Array::from_iter_values(order.into_iter().map(|(_, _, _, row)| row));
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Storage(e.to_string()))
+}
+
+/// Deletes replaced files whose grace period is over, then forgets them.
+async fn collect_garbage(node: &Node) -> Result<()> {
+    let grace = i64::try_from(node.config.workers.compaction_grace_ms).unwrap_or(i64::MAX).saturating_mul(1000);
+    let cutoff = now_micros().saturating_sub(grace);
+    let due: Vec<String> = node.meta.borrow().garbage.iter().filter(|(_, at)| *at <= cutoff).map(|(p, _)| p.clone()).collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    for path in &due {
+        node.offline.delete(path).await.map_err(offline)?;
+    }
+    node.write(META_GROUP, Command::Meta(MetaCommand::ForgetGarbage { paths: due })).await.map(drop)
+}
