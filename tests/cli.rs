@@ -200,7 +200,10 @@ fn the_demo_runs_the_main_job_end_to_end() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("feature set driver_stats: created"), "{stdout}");
     assert!(stdout.contains("pushed 15 rows"), "{stdout}");
-    let vector_rows = stdout.lines().filter(|l| l.starts_with("100")).count();
+    let vector_rows = stdout.lines().filter(|l| l.starts_with("100") && !l.contains("2026-11")).count();
     assert_eq!(vector_rows, 5, "one line per driver:\n{stdout}");
     assert!(stdout.contains(r#""driver_stats:city":"Lisbon""#), "{stdout}");
+    assert!(stdout.contains("ingested 160 rows"), "{stdout}");
+    assert!(stdout.contains("wrote 6 rows x 7 columns"), "{stdout}");
+    assert!(stdout.contains("saved as dataset demo_train"), "{stdout}");
 }

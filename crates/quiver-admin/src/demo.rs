@@ -11,6 +11,8 @@ use crate::Format;
 use quiver_admin::input::RowFormat as InputFormat;
 
 const DEFINITIONS: &str = include_str!("../../../examples/rides.yaml");
+const HISTORY: &[u8] = include_bytes!("../../../examples/driver_stats.parquet");
+const SPINE: &str = include_str!("../../../examples/driver_spine.csv");
 
 pub async fn run() -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
@@ -57,6 +59,20 @@ pub async fn run() -> Result<()> {
     )
     .await?;
     print!("{json}");
+
+    let history_path = dir.path().join("driver_stats.parquet");
+    std::fs::write(&history_path, HISTORY)?;
+    println!("\n$ quiverctl ingest --feature-set driver_stats examples/driver_stats.parquet");
+    crate::ingest(&client, "rides", "driver_stats", &history_path.display().to_string()).await?;
+
+    let spine = crate::SpineArg { path: dir.path().join("driver_spine.csv"), timestamp_column: "event_timestamp".into() };
+    std::fs::write(&spine.path, SPINE)?;
+    let out = dir.path().join("train.parquet");
+    println!(
+        "\n$ quiverctl history --vector driver_model_v1 --spine examples/driver_spine.csv --out train.parquet --save-as demo_train"
+    );
+    let vector = FeatureSelection::Vector("driver_model_v1".into());
+    crate::history(&client, "rides", vector, &spine, &out, false, Some("demo_train".into())).await?;
 
     node.terminate()?;
     tokio::time::sleep(Duration::from_millis(10)).await;

@@ -472,7 +472,7 @@ async fn history(
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
     writer.write(&batch)?;
     writer.close()?;
-    print!("{}", render::batch_preview(&batch, 5)?);
+    print!("{}", render::batch_preview(&batch, 10)?);
     if let Some(name) = save_as {
         println!("saved as dataset {name} (quiverctl describe dataset {name})");
     }
