@@ -65,7 +65,8 @@ pub async fn run() -> Result<()> {
     println!("\n$ quiverctl ingest --feature-set driver_stats examples/driver_stats.parquet");
     crate::ingest(&client, "rides", "driver_stats", &history_path.display().to_string()).await?;
 
-    let spine = crate::SpineArg { path: dir.path().join("driver_spine.csv"), timestamp_column: "event_timestamp".into() };
+    let spine =
+        crate::SpineArg { path: dir.path().join("driver_spine.csv"), timestamp_column: "event_timestamp".into() };
     std::fs::write(&spine.path, SPINE)?;
     let out = dir.path().join("train.parquet");
     println!(

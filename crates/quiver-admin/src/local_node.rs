@@ -173,8 +173,8 @@ impl LocalNode {
     /// SIGTERM, then waits for a graceful exit; says whether the node exited cleanly.
     pub fn terminate(&mut self) -> Result<bool> {
         let Some(mut child) = self.child.take() else { return Ok(true) };
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
-        if !status.success() {
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if !sent.is_ok_and(|s| s.success()) {
             child.kill()?;
         }
         Ok(child.wait()?.success())

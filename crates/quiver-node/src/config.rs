@@ -140,7 +140,9 @@ impl Config {
         }
         let w = &self.workers;
         if w.export_interval_ms == 0 || w.export_batch_rows == 0 || w.compaction_interval_ms == 0 {
-            return bad("workers.export_interval_ms, export_batch_rows and compaction_interval_ms must be 1 or more".into());
+            return bad(
+                "workers.export_interval_ms, export_batch_rows and compaction_interval_ms must be 1 or more".into()
+            );
         }
         if w.compaction_min_files < 2 {
             return bad(format!("workers.compaction_min_files = {} must be 2 or more", w.compaction_min_files));

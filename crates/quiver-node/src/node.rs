@@ -91,7 +91,7 @@ impl Node {
             engine,
             pool: PeerPool::default(),
         });
-        let (meta_group, fresh) = node.open_group(META_GROUP, Kind::Meta(meta_machine)).await?;
+        let (meta_group, fresh) = node.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
         if fresh {
             let me = BTreeMap::from([(node.id, BasicNode { addr: node.config.advertise_addr() })]);
             info!(node = node.id, "first start: initialising a single-node cluster");

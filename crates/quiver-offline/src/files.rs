@@ -1,16 +1,28 @@
 //! Parquet files of the offline store: where they go, how they are written, how they are
 //! read back, and the manifest entry that makes one visible.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use bytes::Bytes;
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::buffered::BufWriter;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -62,9 +74,9 @@ pub async fn write_batch(store: &OfflineStore, path: &str, batch: &RecordBatch) 
     let writer = BufWriter::new(store.object_store(), store.path(path));
     let mut parquet = AsyncArrowWriter::try_new(writer, batch.schema(), Some(writer_properties()))?;
     parquet.write(batch).await?;
-    let bytes = parquet.bytes_written() as u64;
-    parquet.close().await?;
-    Ok(bytes)
+    // `finish` writes the footer and completes the upload; the count then covers the file.
+    parquet.finish().await?;
+    Ok(parquet.bytes_written() as u64)
 }
 
 /// Writes one batch (in file schema, sequence column included) to `path`; returns its
@@ -101,7 +113,76 @@ pub fn read_parquet(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<Record
     Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Reads a committed file of the store.
-pub async fn read_file(store: &OfflineStore, file: &DataFile, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    read_parquet(store.get(&file.path).await?, columns)
+/// Event times a reader needs: row groups whose `column` statistics fall outside `[lo, hi]`
+/// are skipped.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeWindow<'a> {
+    pub column: &'a str,
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// Reads ranges of one object — the footer, then the row groups and columns a query needs —
+/// rather than the whole file.
+struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move {
+            self.store.get_range(&self.path, range).await.map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let size = self.size;
+            let reader = ParquetMetaDataReader::new().with_prefetch_hint(Some(64 * 1024));
+            Ok(Arc::new(reader.load_and_finish(&mut *self, size).await?))
+        })
+    }
+}
+
+/// Reads a committed file: only `columns` (all when `None`), and with a `window`, only the
+/// row groups that can hold events in it. The same window always selects the same rows, so
+/// row positions agree between two reads of a file.
+pub async fn read_file(
+    store: &OfflineStore,
+    file: &DataFile,
+    columns: Option<&[&str]>,
+    window: Option<TimeWindow<'_>>,
+) -> Result<Vec<RecordBatch>> {
+    let reader = ObjectReader { store: store.object_store(), path: store.path(&file.path), size: file.bytes };
+    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(64 * 1024);
+    if let Some(names) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    if let Some(w) = window {
+        let groups = row_groups_in(builder.metadata(), w);
+        builder = builder.with_row_groups(groups);
+    }
+    Ok(builder.build()?.try_collect().await?)
+}
+
+fn row_groups_in(meta: &ParquetMetaData, w: TimeWindow<'_>) -> Vec<usize> {
+    let column = meta.file_metadata().schema_descr().columns().iter().position(|c| c.name() == w.column);
+    (0..meta.num_row_groups())
+        .filter(|&i| {
+            let stats = column.and_then(|c| meta.row_group(i).column(c).statistics());
+            match stats {
+                Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(min), Some(max)) => *max >= w.lo && *min <= w.hi,
+                    _ => true,
+                },
+                _ => true,
+            }
+        })
+        .collect()
 }

@@ -21,7 +21,7 @@ use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
 use crate::convert::array_value;
-use crate::files::{DataFile, read_file};
+use crate::files::{DataFile, TimeWindow, read_file};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
 use crate::store::OfflineStore;
 
@@ -114,9 +114,10 @@ async fn join_source(
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Ok(empty_answer(source, spine.num_rows()));
     };
-    // Only files that can hold an event in (lo - ttl, hi].
-    let files: Vec<&DataFile> =
-        source.files.iter().filter(|f| f.min_ts <= hi && (ttl <= 0 || f.max_ts > lo.saturating_sub(ttl))).collect();
+    // Only files, and row groups within them, that can hold an event in (lo - ttl, hi].
+    let first = if ttl > 0 { lo.saturating_sub(ttl).saturating_add(1) } else { i64::MIN };
+    let window = TimeWindow { column: &source.fs.timestamp_column, lo: first, hi };
+    let files: Vec<&DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).collect();
 
     // Pass 1: keys, event times and sequence numbers.
     let key_names: Vec<&str> = source.entity.join_keys.iter().map(|k| k.name.as_str()).collect();
@@ -129,7 +130,7 @@ async fn join_source(
     let mut event_loc: Vec<(u32, u32)> = Vec::new();
     for (file_no, file) in files.iter().enumerate() {
         let mut row_in_file = 0u32;
-        for batch in read_file(store, file, Some(&pass1)).await? {
+        for batch in read_file(store, file, Some(&pass1), Some(window)).await? {
             let keys: Vec<(&dyn Array, ValueType)> = source
                 .entity
                 .join_keys
@@ -169,7 +170,7 @@ async fn join_source(
         rows.sort_unstable();
         rows.dedup();
         let file = files[*file_no as usize];
-        let batches = read_file(store, file, Some(&names)).await?;
+        let batches = read_file(store, file, Some(&names), Some(window)).await?;
         let batch = arrow_select::concat::concat_batches(
             &batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty())),
             &batches,

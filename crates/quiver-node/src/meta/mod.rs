@@ -90,9 +90,15 @@ pub enum MetaCommand {
     SaveDataset(Dataset),
     /// Swaps files for their compacted replacement in one step; refused when any of them
     /// is no longer listed (another compaction got there first).
-    ReplaceFiles { table: TableRef, remove: Vec<String>, add: DataFile },
+    ReplaceFiles {
+        table: TableRef,
+        remove: Vec<String>,
+        add: DataFile,
+    },
     /// The garbage files were deleted from the store.
-    ForgetGarbage { paths: Vec<String> },
+    ForgetGarbage {
+        paths: Vec<String>,
+    },
     /// Reserves `count` ingestion sequence numbers.
     ReserveSeq {
         count: u64,

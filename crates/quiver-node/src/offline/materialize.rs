@@ -49,7 +49,7 @@ pub async fn run(
     let mut report = MaterializeProgress { files_total: files.len() as u64, ..Default::default() };
     let mut latest: HashMap<Vec<u8>, (i64, u64, ValidatedRow)> = HashMap::new();
     for file in &files {
-        for batch in read_file(&node.offline, file, None).await.map_err(|e| Error::from(e.into_core()))? {
+        for batch in read_file(&node.offline, file, None, None).await.map_err(|e| Error::from(e.into_core()))? {
             let ts = batch.column(keys).as_primitive::<TimestampMicrosecondType>();
             let seq = batch
                 .column_by_name(SEQ_COLUMN)

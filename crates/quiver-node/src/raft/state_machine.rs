@@ -27,7 +27,7 @@ type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 
 /// What a group holds: the registry and cluster metadata, or a range of online rows.
 pub enum Kind {
-    Meta(MetaMachine),
+    Meta(Box<MetaMachine>),
     Shard,
 }
 

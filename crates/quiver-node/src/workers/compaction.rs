@@ -53,7 +53,7 @@ async fn compact(node: &Node, table: &TableRef, day: i64, files: &[&DataFile]) -
     let entity = project.entity(&fs.entity)?;
     let mut batches = Vec::new();
     for file in files {
-        batches.extend(read_file(&node.offline, file, None).await.map_err(offline)?);
+        batches.extend(read_file(&node.offline, file, None, None).await.map_err(offline)?);
     }
     let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(()) };
     let merged = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::Storage(e.to_string()))?;
@@ -64,7 +64,8 @@ async fn compact(node: &Node, table: &TableRef, day: i64, files: &[&DataFile]) -
     let file = write_file(&node.offline, &path, &sorted, entity.join_keys.len()).await.map_err(offline)?;
     failpoint::hit("compaction-after-write");
     let remove = files.iter().map(|f| f.path.clone()).collect();
-    node.write(META_GROUP, Command::Meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file })).await?;
+    node.write(META_GROUP, Command::Meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file }))
+        .await?;
     failpoint::hit("compaction-after-commit");
     tracing::info!(table = ?table, day, files = files.len(), rows = sorted.num_rows(), "compacted");
     Ok(())
@@ -104,7 +105,8 @@ fn sort_rows(
 async fn collect_garbage(node: &Node) -> Result<()> {
     let grace = i64::try_from(node.config.workers.compaction_grace_ms).unwrap_or(i64::MAX).saturating_mul(1000);
     let cutoff = now_micros().saturating_sub(grace);
-    let due: Vec<String> = node.meta.borrow().garbage.iter().filter(|(_, at)| *at <= cutoff).map(|(p, _)| p.clone()).collect();
+    let due: Vec<String> =
+        node.meta.borrow().garbage.iter().filter(|(_, at)| *at <= cutoff).map(|(p, _)| p.clone()).collect();
     if due.is_empty() {
         return Ok(());
     }

@@ -1,0 +1,53 @@
+"""DuckDB's as-of join over the Parquet files that quiver-bench offline ingests into Quiver.
+
+It gives Quiver's point-in-time retrieval a well-known yardstick: same files, same spine, same
+semantics (the latest feature row at or before each spine time, null when older than the TTL,
+every spine row kept). quiver-bench runs it after stopping its node; it is also runnable alone:
+
+    python3 bench/duckdb_asof.py 'DATA_DIR/*.parquet' SPINE.parquet TTL_SECONDS
+
+Prints one JSON object: seconds (the join, materialized), peak_kib (this process's peak
+resident memory, interpreter included), rows, matched (rows with a fresh feature row), threads.
+"""
+
+import json
+import resource
+import sys
+import time
+
+import duckdb
+
+
+def quoted(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    data, spine, ttl_secs = quoted(sys.argv[1]), quoted(sys.argv[2]), int(sys.argv[3])
+    con = duckdb.connect()
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({data})").fetchall()]
+    features = [c for c in columns if c not in ("driver_id", "event_timestamp")]
+    # ASOF cannot take the TTL as a second inequality, so a stale match is nulled afterwards;
+    # a WHERE would drop the spine row instead.
+    fresh = f"epoch_us(f.event_timestamp) > epoch_us(s.event_timestamp) - {ttl_secs * 1_000_000}"
+    picked = ", ".join(f'CASE WHEN {fresh} THEN f."{c}" END AS "{c}"' for c in features)
+    query = f"""
+        CREATE TABLE training AS
+        SELECT s.*, {picked}, CASE WHEN {fresh} THEN f.event_timestamp END AS feature_ts
+        FROM read_parquet({spine}) s
+        ASOF LEFT JOIN read_parquet({data}) f
+          ON s.driver_id = f.driver_id AND s.event_timestamp >= f.event_timestamp
+    """
+    started = time.perf_counter()
+    con.execute(query)
+    rows, matched = con.execute("SELECT count(*), count(feature_ts) FROM training").fetchone()
+    seconds = time.perf_counter() - started
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "peak_kib": peak_kib, "rows": rows, "matched": matched, "threads": threads}))
+
+
+if __name__ == "__main__":
+    main()
