@@ -27,6 +27,8 @@ def main():
         sys.exit(__doc__)
     data, spine, ttl_secs = quoted(sys.argv[1]), quoted(sys.argv[2]), int(sys.argv[3])
     con = duckdb.connect()
+    # The progress bar of long queries would be printed into the JSON on stdout.
+    con.execute("SET enable_progress_bar = false")
     columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({data})").fetchall()]
     features = [c for c in columns if c not in ("driver_id", "event_timestamp")]
     # ASOF cannot take the TTL as a second inequality, so a stale match is nulled afterwards;

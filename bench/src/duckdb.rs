@@ -40,7 +40,11 @@ pub fn asof_join(data_glob: &str, spine: &Path, ttl_secs: u64) -> Result<Figures
     if !out.status.success() {
         bail!("duckdb_asof.py exited with {}", out.status);
     }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading duckdb_asof.py's JSON")?;
+    // The figures are the last line; anything DuckDB printed before it is not ours.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let json: serde_json::Value =
+        serde_json::from_str(last).with_context(|| format!("reading duckdb_asof.py's JSON from {stdout:?}"))?;
     let number = |name: &str| json[name].as_u64().with_context(|| format!("duckdb_asof.py printed no '{name}'"));
     Ok(Figures {
         seconds: json["seconds"].as_f64().context("duckdb_asof.py printed no 'seconds'")?,

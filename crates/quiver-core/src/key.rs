@@ -16,17 +16,34 @@ pub fn encode_entity_key(key: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
     for value in key {
         match value {
-            // int32 and int64 encode alike so that widening a key never moves it.
-            Value::Int32(v) => int(&mut out, (*v).into()),
-            Value::Int64(v) => int(&mut out, *v),
-            Value::String(s) => bytes(&mut out, 2, s.as_bytes()),
-            Value::Bytes(b) => bytes(&mut out, 3, b),
+            Value::Int32(v) => encode_key_part(&mut out, KeyPart::Int((*v).into())),
+            Value::Int64(v) => encode_key_part(&mut out, KeyPart::Int(*v)),
+            Value::String(s) => encode_key_part(&mut out, KeyPart::String(s)),
+            Value::Bytes(b) => encode_key_part(&mut out, KeyPart::Bytes(b)),
             // Join keys are validated before encoding; other types never reach here, but
             // still get a distinct, stable form rather than a panic.
             other => bytes(&mut out, 0xff, format!("{other:?}").as_bytes()),
         }
     }
     out
+}
+
+/// One join-key value, borrowed: lets columnar callers encode keys without building `Value`s.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyPart<'a> {
+    /// int32 and int64 encode alike, so that widening a key never moves it.
+    Int(i64),
+    String(&'a str),
+    Bytes(&'a [u8]),
+}
+
+/// Appends one key value in the canonical encoding; a key is its parts in join-key order.
+pub fn encode_key_part(out: &mut Vec<u8>, part: KeyPart<'_>) {
+    match part {
+        KeyPart::Int(v) => int(out, v),
+        KeyPart::String(s) => bytes(out, 2, s.as_bytes()),
+        KeyPart::Bytes(b) => bytes(out, 3, b),
+    }
 }
 
 /// Reads back an encoded key with the types of `join_keys` (the inverse of `encode_entity_key`).

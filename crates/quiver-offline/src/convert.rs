@@ -93,9 +93,43 @@ pub fn array_value(array: &dyn Array, row: usize, ty: ValueType) -> Value {
     }
 }
 
+/// Appends the canonical key encoding of `array[row]` (a join-key column of type `ty`),
+/// straight from Arrow, with no `Value` in between.
+pub fn encode_key_cell(out: &mut Vec<u8>, array: &dyn Array, row: usize, ty: ValueType) {
+    use quiver_core::key::{KeyPart, encode_key_part};
+    let part = match ty {
+        ValueType::Int32 => KeyPart::Int(array.as_primitive::<Int32Type>().value(row).into()),
+        ValueType::Int64 => KeyPart::Int(array.as_primitive::<Int64Type>().value(row)),
+        ValueType::String => KeyPart::String(array.as_string::<i32>().value(row)),
+        ValueType::Bytes => KeyPart::Bytes(array.as_binary::<i32>().value(row)),
+        // Only the join-key types above reach here (the registry refuses others).
+        other => {
+            let value = array_value(array, row, other);
+            out.extend_from_slice(&quiver_core::key::encode_entity_key(&[value]));
+            return;
+        }
+    };
+    encode_key_part(out, part);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_encode_from_arrow_as_from_values() {
+        for (ty, value) in [
+            (ValueType::Int32, Value::Int32(-7)),
+            (ValueType::Int64, Value::Int64(1 << 40)),
+            (ValueType::String, Value::String("eu-west".into())),
+            (ValueType::Bytes, Value::Bytes(vec![0, 9])),
+        ] {
+            let array = values_to_array(std::slice::from_ref(&value), ty);
+            let mut out = Vec::new();
+            encode_key_cell(&mut out, array.as_ref(), 0, ty);
+            assert_eq!(out, quiver_core::key::encode_entity_key(&[value]));
+        }
+    }
 
     #[test]
     fn every_type_round_trips_through_arrow() {

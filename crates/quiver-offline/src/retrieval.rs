@@ -6,7 +6,7 @@
 //! of the files that can match (pruned by the manifest's time bounds) and runs the as-of
 //! kernel; the second reads feature columns only of files that matched and gathers them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -14,13 +14,12 @@ use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, new_null_array};
 use arrow_schema::{Field, Schema};
 use quiver_core::asof::{EventRow, SpineRow, asof_join};
-use quiver_core::key::encode_entity_key;
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::time::MICROS_PER_SEC;
 use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
-use crate::convert::array_value;
+use crate::convert::encode_key_cell;
 use crate::files::{DataFile, TimeWindow, read_file};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
 use crate::store::OfflineStore;
@@ -43,8 +42,9 @@ struct Keys {
 
 impl Keys {
     fn push_row(&mut self, columns: &[(&dyn Array, ValueType)], row: usize) {
-        let values: Vec<_> = columns.iter().map(|(a, ty)| array_value(*a, row, *ty)).collect();
-        self.bytes.extend_from_slice(&encode_entity_key(&values));
+        for (array, ty) in columns {
+            encode_key_cell(&mut self.bytes, *array, row, *ty);
+        }
         self.ends.push(self.bytes.len());
     }
 
@@ -165,7 +165,7 @@ async fn join_source(
     }
     let names: Vec<&str> = source.features.iter().map(|(i, _)| source.fs.features[*i].name.as_str()).collect();
     let mut taken: Vec<Vec<ArrayRef>> = Vec::new(); // per matched file, per feature
-    let mut slot: BTreeMap<(u32, u32), (usize, usize)> = BTreeMap::new();
+    let mut slot: HashMap<(u32, u32), (usize, usize)> = HashMap::with_capacity(matches.len());
     for (file_no, rows) in &mut wanted {
         rows.sort_unstable();
         rows.dedup();

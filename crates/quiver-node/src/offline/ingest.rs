@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use bytes::Bytes;
 use quiver_core::Error as CoreError;
-use quiver_core::key::encode_entity_key;
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::row::ValidatedRow;
-use quiver_offline::convert::array_value;
+use quiver_offline::convert::{array_value, encode_key_cell};
 use quiver_offline::files::{data_path, write_file};
 use quiver_offline::ingest::{SourceFormat, SourceRows, day_batches, read_source};
 use quiver_offline::schema::columns;
@@ -220,14 +220,15 @@ async fn upsert_latest(
     let keys = entity.join_keys.len();
     let ts = rows.columns[keys].as_ref();
     let mut latest: HashMap<Vec<u8>, (i64, usize)> = HashMap::new();
+    let ts = ts.as_primitive::<arrow_array::types::TimestampMicrosecondType>();
     for row in 0..rows.rows {
-        let key: Vec<_> = (0..keys).map(|c| array_value(rows.columns[c].as_ref(), row, cols[c].1)).collect();
-        let event_ts = match array_value(ts, row, quiver_core::ValueType::Timestamp) {
-            quiver_core::Value::Timestamp(t) => t,
-            _ => continue,
-        };
+        let mut key = Vec::with_capacity(16);
+        for (c, (_, ty, _)) in cols.iter().enumerate().take(keys) {
+            encode_key_cell(&mut key, rows.columns[c].as_ref(), row, *ty);
+        }
+        let event_ts = ts.value(row);
         // Later rows win ties, as later writes do online.
-        let entry = latest.entry(encode_entity_key(&key)).or_insert((event_ts, row));
+        let entry = latest.entry(key).or_insert((event_ts, row));
         if (event_ts, row) >= *entry {
             *entry = (event_ts, row);
         }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{RecordBatch, UInt32Array};
-use quiver_core::key::{encode_entity_key, key_hash};
+use quiver_core::key::key_hash;
 use quiver_core::shard_map::META_GROUP;
-use quiver_offline::convert::array_value;
+use quiver_offline::convert::encode_key_cell;
 use quiver_offline::files::{DataFile, data_path, read_file, write_file};
 use quiver_offline::schema::{SEQ_COLUMN, columns};
 
@@ -86,8 +86,11 @@ fn sort_rows(
         .as_primitive::<UInt64Type>();
     let mut order: Vec<(u64, i64, u64, u32)> = (0..batch.num_rows())
         .map(|row| {
-            let key: Vec<_> = (0..keys).map(|c| array_value(batch.column(c).as_ref(), row, cols[c].1)).collect();
-            (key_hash(&encode_entity_key(&key)), ts.value(row), seq.value(row), row as u32)
+            let mut key = Vec::with_capacity(16);
+            for (c, (_, ty, _)) in cols.iter().enumerate().take(keys) {
+                encode_key_cell(&mut key, batch.column(c).as_ref(), row, *ty);
+            }
+            (key_hash(&key), ts.value(row), seq.value(row), row as u32)
         })
         .collect();
     order.sort_unstable();
