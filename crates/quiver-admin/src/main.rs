@@ -467,7 +467,12 @@ async fn history(
         save_as: save_as.clone(),
         spine_name: spine.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let batch = client.historical(request).await?;
+    let spinner =
+        indicatif::ProgressBar::new_spinner().with_message(format!("joining {} spine bytes", request.spine.len()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let batch = client.historical(request).await;
+    spinner.finish_and_clear();
+    let batch = batch?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
     writer.write(&batch)?;
