@@ -66,6 +66,23 @@ impl LocalNode {
         Ok(node)
     }
 
+    /// Starts a node on fixed addresses without waiting for it: members of a new cluster
+    /// only become ready together (see `wait_ready`).
+    pub fn spawn_at(data_dir: &Path, listen: &str, http: &str, extra: &[&str]) -> Result<LocalNode> {
+        let mut node = LocalNode {
+            child: None,
+            bin: binary("quiver-node")?,
+            data_dir: data_dir.to_path_buf(),
+            listen: listen.to_string(),
+            http: http.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            log: data_dir.with_extension("log"),
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
     fn spawn(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -53,6 +53,9 @@ pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
 pub use quiver_proto::v1::{ApplyResponse, DataFileInfo, Dataset, IngestProgress, MaterializeProgress, StatusResponse};
 
+/// How many times a call is tried while leaders move (see `Client::redirected`).
+const REDIRECT_ATTEMPTS: usize = 20;
+
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
@@ -173,10 +176,48 @@ impl Client {
         &self.endpoint
     }
 
+    /// Runs `call`, following `NotLeader` answers to the node they name: the cluster
+    /// redirects rather than proxies. While a leader is being elected (no hint, or a hint
+    /// naming a node that is down) it backs off and asks this node again. Bounded: after
+    /// `REDIRECT_ATTEMPTS` tries the last answer is returned. Only answers that guarantee
+    /// the call was not applied are retried, so a write is never applied twice.
+    async fn redirected<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut target = self.clone();
+        let mut backoff = std::time::Duration::from_millis(50);
+        for _ in 1..REDIRECT_ATTEMPTS {
+            let leader = match call(target.clone()).await {
+                Err(Error::Server(quiver_core::Error::NotLeader { leader, .. })) => leader,
+                other => return other,
+            };
+            match leader {
+                Some(addr) if addr != target.endpoint.trim_start_matches("http://") => {
+                    if let Ok(next) = Client::connect(addr).await {
+                        target = next;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            // No reachable leader yet: wait for the election, then ask this node again.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_millis(500));
+            target = self.clone();
+        }
+        call(target).await
+    }
+
     /// Applies definitions: idempotent, all-or-nothing; says what changed.
     pub async fn apply(&self, defs: &Definitions) -> Result<ApplyResponse> {
-        let reply = self.registry.clone().apply(quiver_proto::definitions_to_proto(defs)).await;
-        Ok(reply.map_err(Error::from)?.into_inner())
+        let request = quiver_proto::definitions_to_proto(defs);
+        self.redirected(|c| {
+            let request = request.clone();
+            async move { Ok(c.registry.clone().apply(request).await.map_err(Error::from)?.into_inner()) }
+        })
+        .await
     }
 
     pub async fn projects(&self) -> Result<Vec<String>> {
@@ -198,7 +239,12 @@ impl Client {
             feature_set: feature_set.into(),
             rows: rows.into_iter().map(|r| v1::Row { fields: quiver_proto::fields_to_proto(r) }).collect(),
         };
-        let reply = self.features.clone().write_features(request).await.map_err(Error::from)?.into_inner();
+        let reply = self
+            .redirected(|c| {
+                let request = request.clone();
+                async move { Ok(c.features.clone().write_features(request).await.map_err(Error::from)?.into_inner()) }
+            })
+            .await?;
         Ok(WriteOutcome { rows_written: reply.rows_written })
     }
 
@@ -222,7 +268,12 @@ impl Client {
                 .collect(),
             consistency: consistency as i32,
         };
-        let reply = self.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner();
+        let reply = self
+            .redirected(|c| {
+                let proto = proto.clone();
+                async move { Ok(c.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner()) }
+            })
+            .await?;
         let rows = reply.results.into_iter().map(|r| r.values.into_iter().map(feature_value).collect()).collect();
         Ok(OnlineFeatures { features: reply.features, rows })
     }

@@ -2,6 +2,7 @@
 //! environment variables and flags (see `main.rs`), then validated with messages that
 //! name the setting at fault.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub struct Config {
     pub http: SocketAddr,
     /// Address peers and clients use to reach this node; defaults to `listen`.
     pub advertise: Option<String>,
+    /// Addresses of the members that form a new cluster together, this node's among them;
+    /// node ids follow the list's order (1, 2, 3…). Empty: a single-node cluster.
+    pub initial_cluster: Vec<String>,
     /// Shards laid out when the cluster is first initialised; ignored afterwards.
     pub shards: u64,
     /// Where Parquet files go: a directory, `s3://bucket/prefix`, or `memory://`;
@@ -80,6 +84,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             http: SocketAddr::from(([127, 0, 0, 1], 7080)),
             advertise: None,
+            initial_cluster: Vec::new(),
             shards: 8,
             offline_store: None,
             s3: Default::default(),
@@ -108,6 +113,32 @@ impl Config {
 
     pub fn offline_location(&self) -> String {
         self.offline_store.clone().unwrap_or_else(|| self.data_dir.join("offline").display().to_string())
+    }
+
+    /// The members a new cluster starts with, by node id: the `initial_cluster` list, or
+    /// this node alone.
+    pub fn initial_members(&self) -> Result<BTreeMap<u64, String>> {
+        if self.initial_cluster.is_empty() {
+            return Ok(BTreeMap::from([(self.node_id, self.advertise_addr())]));
+        }
+        Ok(self.initial_cluster.iter().enumerate().map(|(i, addr)| (i as u64 + 1, addr.clone())).collect())
+    }
+
+    /// With an initial cluster, a node's id is its place in the list; it must be there.
+    pub fn resolve_node_id(&mut self) -> Result<()> {
+        if self.initial_cluster.is_empty() {
+            return Ok(());
+        }
+        let me = self.advertise_addr();
+        let position = self.initial_cluster.iter().position(|a| *a == me).ok_or_else(|| {
+            Error::Config(format!(
+                "this node's address {me} is not in initial_cluster ({}); give the same list to every member \
+                 and set --listen or --advertise to this node's entry",
+                self.initial_cluster.join(",")
+            ))
+        })?;
+        self.node_id = position as u64 + 1;
+        Ok(())
     }
 
     pub fn advertise_addr(&self) -> String {

@@ -29,6 +29,10 @@ struct Args {
     /// Address others reach this node at [default: the listen address]
     #[arg(long, env = "QUIVER_ADVERTISE")]
     advertise: Option<String>,
+    /// Comma-separated addresses of the members forming a new cluster (this node's included);
+    /// every member gets the same list
+    #[arg(long, env = "QUIVER_INITIAL_CLUSTER", value_delimiter = ',')]
+    initial_cluster: Vec<String>,
     /// Number of shards laid out on first start [default: 8]
     #[arg(long, env = "QUIVER_SHARDS")]
     shards: Option<u64>,
@@ -67,6 +71,10 @@ impl Args {
         if self.offline_store.is_some() {
             config.offline_store = self.offline_store;
         }
+        if !self.initial_cluster.is_empty() {
+            config.initial_cluster = self.initial_cluster;
+        }
+        config.resolve_node_id()?;
         config.validate()?;
         Ok(config)
     }

@@ -92,10 +92,13 @@ impl Node {
             pool: PeerPool::default(),
         });
         let (meta_group, fresh) = node.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
-        if fresh {
-            let me = BTreeMap::from([(node.id, BasicNode { addr: node.config.advertise_addr() })]);
-            info!(node = node.id, "first start: initialising a single-node cluster");
-            meta_group.raft.initialize(me).await.map_err(|e| Error::Raft(e.to_string()))?;
+        // On a first start the first member initialises the meta group with every initial
+        // member as a voter; the others wait for it. Later starts reopen what is on disk.
+        let members = node.config.initial_members()?;
+        if fresh && members.keys().next() == Some(&node.id) {
+            let voters: BTreeMap<_, _> = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+            info!(node = node.id, voters = voters.len(), "first start: initialising the cluster");
+            meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
         }
         tokio::spawn(node.clone().run_placement());
         tokio::spawn(node.clone().bootstrap_shards());
@@ -128,8 +131,13 @@ impl Node {
                 return;
             }
             if self.leader_of(META_GROUP) == Some(self.id) {
-                let nodes = vec![NodeInfo { id: self.id, addr: self.config.advertise_addr() }];
-                let cmd = ShardMap::uniform(self.config.shards, &[self.id])
+                let nodes: Vec<NodeInfo> = match self.config.initial_members() {
+                    Ok(m) => m.into_iter().map(|(id, addr)| NodeInfo { id, addr }).collect(),
+                    Err(e) => return warn!("laying out shards: {e}"),
+                };
+                // Up to three replicas per shard, on the first members.
+                let replicas: Vec<u64> = nodes.iter().map(|n| n.id).take(3).collect();
+                let cmd = ShardMap::uniform(self.config.shards, &replicas)
                     .map_err(Error::from)
                     .map(|shard_map| MetaCommand::Bootstrap { nodes, shard_map });
                 match cmd {
