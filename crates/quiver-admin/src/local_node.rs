@@ -178,6 +178,16 @@ impl LocalNode {
             && response.starts_with(b"HTTP/1.0 200")
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, …) to the node process.
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.pid().context("the node is not running")?;
+        let status = Command::new("kill").args([format!("-{name}"), pid.to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -{name} {pid} failed");
+        }
+        Ok(())
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill_9(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {

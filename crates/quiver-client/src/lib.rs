@@ -156,6 +156,8 @@ impl Client {
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(5))
+            // A node that stopped answering (paused, partitioned) fails calls instead of hanging them.
+            .timeout(std::time::Duration::from_secs(30))
             .connect()
             .await
             .map_err(|e| transport(&e))?;
