@@ -75,6 +75,11 @@ async fn three_nodes_form_one_cluster_and_replicate_every_group() {
         assert_eq!(g.voters, vec![1, 2, 3], "group {}", g.group_id);
         assert!(g.has_leader, "group {}", g.group_id);
     }
+    // The meta group's leader reports how far each replica is behind it.
+    let meta_leader = status.groups[0].leader_id as usize;
+    let from_leader = nodes[meta_leader - 1].client().await.unwrap().status().await.unwrap();
+    let replicas: Vec<u64> = from_leader.groups[0].replicas.iter().map(|r| r.node_id).collect();
+    assert_eq!(replicas, vec![1, 2, 3], "{from_leader:?}");
     // Any node takes requests: followers redirect to the leader.
     let defs = quiver_admin::input::parse_definitions(RIDES).unwrap();
     nodes[2].client().await.unwrap().apply(&defs).await.unwrap();

@@ -40,14 +40,13 @@ async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<Option<f64>> {
     }
     let batch = client
         .historical(HistoricalRequest {
-            project: "rides".into(),
-            features: FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
-            spine: text.into_bytes(),
-            spine_format: SpineFormat::Csv,
-            timestamp_column: None,
             short_names: true,
-            save_as: None,
-            spine_name: String::new(),
+            ..HistoricalRequest::new(
+                "rides",
+                FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
+                text.into_bytes(),
+                SpineFormat::Csv,
+            )
         })
         .await
         .unwrap();

@@ -42,16 +42,12 @@ async fn check_history(client: &Client, ts: i64) {
         csv += &format!("{id},{}\n", quiver_core::time::format_timestamp(ts + 1));
     }
     let batch = client
-        .historical(quiver_client::HistoricalRequest {
-            project: "rides".into(),
-            features: quiver_client::FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
-            spine: csv.into_bytes(),
-            spine_format: quiver_client::SpineFormat::Csv,
-            timestamp_column: None,
-            short_names: false,
-            save_as: None,
-            spine_name: String::new(),
-        })
+        .historical(quiver_client::HistoricalRequest::new(
+            "rides",
+            quiver_client::FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
+            csv.into_bytes(),
+            quiver_client::SpineFormat::Csv,
+        ))
         .await
         .unwrap();
     use arrow_array::cast::AsArray;

@@ -59,17 +59,13 @@ async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<(Option<f64>, Opt
     }
     let batch = client
         .historical(HistoricalRequest {
-            project: "rides".into(),
-            features: FeatureSelection::Refs(vec![
-                "driver_stats:conv_rate".into(),
-                "driver_stats:avg_daily_trips".into(),
-            ]),
-            spine: csv.into_bytes(),
-            spine_format: SpineFormat::Csv,
-            timestamp_column: None,
             short_names: true,
-            save_as: None,
-            spine_name: String::new(),
+            ..HistoricalRequest::new(
+                "rides",
+                FeatureSelection::Refs(vec!["driver_stats:conv_rate".into(), "driver_stats:avg_daily_trips".into()]),
+                csv.into_bytes(),
+                SpineFormat::Csv,
+            )
         })
         .await
         .unwrap();
@@ -260,14 +256,14 @@ async fn quiet_history(
 ) -> Result<RecordBatch, quiver_client::Error> {
     client
         .historical(HistoricalRequest {
-            project: "rides".into(),
-            features: FeatureSelection::Vector("driver_model_v1".into()),
-            spine: spine_csv.into_bytes(),
-            spine_format: SpineFormat::Csv,
-            timestamp_column: None,
-            short_names: false,
             save_as: save_as.map(str::to_string),
             spine_name: "spine.csv".into(),
+            ..HistoricalRequest::new(
+                "rides",
+                FeatureSelection::Vector("driver_model_v1".into()),
+                spine_csv.into_bytes(),
+                SpineFormat::Csv,
+            )
         })
         .await
 }

@@ -10,20 +10,43 @@ mod online;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// The benchmark project: one feature set of 8 float64 and 2 int64 features per driver.
+pub const DEFINITIONS: &str = "
+project: bench
+entities:
+  - name: driver
+    join_keys: [{name: driver_id, type: int64}]
+feature_sets:
+  - name: driver_stats
+    entity: driver
+    timestamp: event_timestamp
+    ttl: 30d
+    features:
+      - {name: f0, type: float64}
+      - {name: f1, type: float64}
+      - {name: f2, type: float64}
+      - {name: f3, type: float64}
+      - {name: f4, type: float64}
+      - {name: f5, type: float64}
+      - {name: f6, type: float64}
+      - {name: f7, type: float64}
+      - {name: i0, type: int64}
+      - {name: i1, type: int64}
+feature_vectors:
+  - name: all
+    features: ['driver_stats:*']
+";
+
 #[derive(Parser)]
-#[command(about = "Measures Quiver on a single node and prints figures", args_conflicts_with_subcommands = true)]
+#[command(about = "Measures Quiver on a single node and prints figures")]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    // Without a subcommand the online benchmark runs, as before subcommands existed:
-    // `.ci/run` and the README invoke `quiver-bench [--quick]`.
-    #[command(flatten)]
-    online: online::Args,
+    command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Online write throughput and read latency (the default).
+    /// Online write throughput and read latency.
     Online(online::Args),
     /// Batch ingestion and point-in-time retrieval, beside DuckDB's as-of join.
     Offline(offline::Args),
@@ -31,10 +54,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        None => online::run(cli.online).await,
-        Some(Command::Online(args)) => online::run(args).await,
-        Some(Command::Offline(args)) => offline::run(args).await,
+    match Cli::parse().command {
+        Command::Online(args) => online::run(args).await,
+        Command::Offline(args) => offline::run(args).await,
     }
 }

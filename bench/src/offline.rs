@@ -15,32 +15,6 @@ use quiver_core::time::{format_ttl, parse_ttl};
 
 use crate::{datagen, duckdb};
 
-const DEFINITIONS: &str = "
-project: bench
-entities:
-  - name: driver
-    join_keys: [{name: driver_id, type: int64}]
-feature_sets:
-  - name: driver_stats
-    entity: driver
-    timestamp: event_timestamp
-    ttl: 30d
-    features:
-      - {name: f0, type: float64}
-      - {name: f1, type: float64}
-      - {name: f2, type: float64}
-      - {name: f3, type: float64}
-      - {name: f4, type: float64}
-      - {name: f5, type: float64}
-      - {name: f6, type: float64}
-      - {name: f7, type: float64}
-      - {name: i0, type: int64}
-      - {name: i1, type: int64}
-feature_vectors:
-  - name: all
-    features: ['driver_stats:*']
-";
-
 /// The event-time column the answer carries for `driver_stats`: null where nothing matched.
 const MATCHED_TS_COLUMN: &str = "driver_stats:event_timestamp";
 
@@ -109,7 +83,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut node = LocalNode::start(&root.join("node"), &[]).await?;
     let pid = node.pid().context("the node is not running")?;
     let client = node.client().await?;
-    let defs = parse_definitions(DEFINITIONS)?;
+    let defs = parse_definitions(crate::DEFINITIONS)?;
     let ttl_secs = parse_ttl(defs.feature_sets[0].ttl.as_deref().unwrap_or_default())?;
     client.apply(&defs).await?;
 

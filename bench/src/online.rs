@@ -13,31 +13,6 @@ use quiver_client::{Client, Consistency, FeatureSelection, InputRow, OnlineReque
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const DEFINITIONS: &str = "
-project: bench
-entities:
-  - name: driver
-    join_keys: [{name: driver_id, type: int64}]
-feature_sets:
-  - name: driver_stats
-    entity: driver
-    timestamp: ts
-    features:
-      - {name: f0, type: float64}
-      - {name: f1, type: float64}
-      - {name: f2, type: float64}
-      - {name: f3, type: float64}
-      - {name: f4, type: float64}
-      - {name: f5, type: float64}
-      - {name: f6, type: float64}
-      - {name: f7, type: float64}
-      - {name: i0, type: int64}
-      - {name: i1, type: int64}
-feature_vectors:
-  - name: all
-    features: ['driver_stats:*']
-";
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Entities loaded before the read benchmarks.
@@ -65,12 +40,13 @@ fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
     row.insert("i0".into(), Value::Int64(rng.random_range(0..1000)));
     row.insert("i1".into(), Value::Int64(rng.random_range(0..1000)));
     row.insert("driver_id".into(), Value::Int64(id));
-    row.insert("ts".into(), Value::Timestamp(ts));
+    row.insert("event_timestamp".into(), Value::Timestamp(ts));
     row
 }
 
 async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(u64, f64)> {
-    let ts = 1_764_000_000_000_000;
+    // Fresh events: older than the feature set's TTL, reads would measure "expired" answers.
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
     let ids: Vec<i64> = (0..entities).collect();
     let chunks: Vec<Vec<i64>> = ids.chunks(batch).map(<[i64]>::to_vec).collect();
     let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter().enumerate().collect::<Vec<_>>()));
@@ -153,7 +129,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let node = LocalNode::start(&dir.path().join("node"), &[]).await?;
     let client = node.client().await?;
-    client.apply(&quiver_admin::input::parse_definitions(DEFINITIONS)?).await?;
+    client.apply(&quiver_admin::input::parse_definitions(crate::DEFINITIONS)?).await?;
     println!("quiver-bench: single node, 8 shards, data in {}", dir.path().display());
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 

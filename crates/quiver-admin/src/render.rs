@@ -174,14 +174,22 @@ pub fn status_table(s: &StatusResponse) -> String {
                 g.applied_index.to_string(),
                 g.committed_index.to_string(),
                 g.state.clone(),
+                lags(g),
                 if g.kind == "shard" { format!("{:016x}-{:016x}", g.range_start, g.range_end) } else { String::new() },
             ]
         })
         .collect();
     out += "\n";
-    out +=
-        &table(&["GROUP", "KIND", "LEADER", "VOTERS", "TERM", "APPLIED", "COMMITTED", "STATE", "HASH RANGE"], &groups);
+    let headers = ["GROUP", "KIND", "LEADER", "VOTERS", "TERM", "APPLIED", "COMMITTED", "STATE", "LAG", "HASH RANGE"];
+    out += &table(&headers, &groups);
     out
+}
+
+/// `node:entries` behind the leader, for each replica (known on the leader only).
+fn lags(g: &quiver_client::GroupStatus) -> String {
+    let lags: Vec<String> =
+        g.replicas.iter().filter(|r| r.node_id != g.leader_id).map(|r| format!("{}:{}", r.node_id, r.lag)).collect();
+    if lags.is_empty() { "-".into() } else { lags.join(",") }
 }
 
 pub fn status_json(s: &StatusResponse) -> String {
@@ -196,6 +204,9 @@ pub fn status_json(s: &StatusResponse) -> String {
                 "voters": g.voters, "term": g.term, "applied_index": g.applied_index,
                 "committed_index": g.committed_index, "last_log_index": g.last_log_index, "state": g.state,
                 "range_start": g.range_start, "range_end": g.range_end,
+                "replicas": g.replicas.iter().map(|r| serde_json::json!({
+                    "node_id": r.node_id, "matched_index": r.matched_index, "lag": r.lag,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -51,7 +51,9 @@ pub use quiver_core::registry::{Change, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
-pub use quiver_proto::v1::{ApplyResponse, DataFileInfo, Dataset, IngestProgress, MaterializeProgress, StatusResponse};
+pub use quiver_proto::v1::{
+    ApplyResponse, DataFileInfo, Dataset, GroupStatus, IngestProgress, MaterializeProgress, StatusResponse,
+};
 
 /// How many times a call is tried while leaders move (see `Client::redirected`).
 const REDIRECT_ATTEMPTS: usize = 20;
@@ -130,6 +132,22 @@ pub struct HistoricalRequest {
     pub save_as: Option<String>,
     /// Where the spine came from, recorded in a saved dataset's lineage.
     pub spine_name: String,
+}
+
+impl HistoricalRequest {
+    /// A request with the defaults: time column `event_timestamp`, `set:feature` names, not saved.
+    pub fn new(project: &str, features: FeatureSelection, spine: Vec<u8>, spine_format: SpineFormat) -> Self {
+        HistoricalRequest {
+            project: project.into(),
+            features,
+            spine,
+            spine_format,
+            timestamp_column: None,
+            short_names: false,
+            save_as: None,
+            spine_name: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

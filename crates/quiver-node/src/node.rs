@@ -271,6 +271,59 @@ impl Node {
         }
     }
 
+    /// The meta log index that covers every registry change acknowledged so far, from the
+    /// metadata leader (this node, or asked over gRPC).
+    pub async fn meta_read_index(&self) -> Result<u64> {
+        let group = self.group(META_GROUP)?;
+        if self.leader_of(META_GROUP) == Some(self.id) {
+            self.linearize(&group).await?;
+            return Ok(group.raft.metrics().borrow().last_applied.map_or(0, |l| l.index));
+        }
+        let leader = group.raft.metrics().borrow().current_leader;
+        let addr = leader
+            .and_then(|id| self.meta.borrow().nodes.get(&id).map(|n| n.addr.clone()))
+            .ok_or_else(|| quiver_core::Error::Unavailable("the meta group has no leader".into()))?;
+        let channel = self.pool.channel(&addr).map_err(Error::Raft)?;
+        let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
+        let reply = client
+            .meta_read_index(quiver_proto::v1::MetaReadIndexRequest {})
+            .await
+            .map_err(|s| Error::Raft(format!("meta read index from {addr}: {}", s.message())))?;
+        Ok(reply.into_inner().index)
+    }
+
+    /// The meta state once this node has applied everything the metadata leader acknowledged.
+    pub async fn caught_up_meta(&self) -> Result<Arc<MetaState>> {
+        let index = self.meta_read_index().await?;
+        let group = self.group(META_GROUP)?;
+        let waited =
+            group.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(index), "meta catch-up").await;
+        waited.map_err(|e| quiver_core::Error::Unavailable(format!("catching up with the registry: {e}")))?;
+        Ok(self.meta.borrow().clone())
+    }
+
+    /// Runs `check` on the applied meta state. When it fails for a name the registry does
+    /// not know, the state may just be behind the metadata leader: catch up to the leader's
+    /// read index and check once more, so a definition acknowledged through any node is
+    /// seen here too.
+    pub async fn current_meta(&self, check: impl Fn(&MetaState) -> Result<()>) -> Result<Arc<MetaState>> {
+        let state = self.meta.borrow().clone();
+        match check(&state) {
+            Err(Error::Core(
+                quiver_core::Error::UnknownProject(_)
+                | quiver_core::Error::UnknownEntity(_)
+                | quiver_core::Error::UnknownFeatureSet(_)
+                | quiver_core::Error::UnknownFeature(_)
+                | quiver_core::Error::UnknownVector(_),
+            )) => {
+                let state = self.caught_up_meta().await?;
+                check(&state)?;
+                Ok(state)
+            }
+            other => other.map(|()| state),
+        }
+    }
+
     /// Stops every group and flushes the engine.
     pub async fn shutdown(&self) {
         for group in self.groups.all() {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use quiver_core::shard_map::META_GROUP;
 use quiver_proto::v1::admin_service_server::AdminService;
-use quiver_proto::v1::{GroupStatus, NodeStatus, StatusRequest, StatusResponse};
+use quiver_proto::v1::{
+    GroupStatus, MetaReadIndexRequest, MetaReadIndexResponse, NodeStatus, ReplicaLag, StatusRequest, StatusResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::observed;
@@ -17,6 +19,19 @@ pub struct AdminApi {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    async fn meta_read_index(
+        &self,
+        _: Request<MetaReadIndexRequest>,
+    ) -> std::result::Result<Response<MetaReadIndexResponse>, Status> {
+        observed(&self.node, "MetaReadIndex", async {
+            if self.node.leader_of(META_GROUP) != Some(self.node.id) {
+                return Err(quiver_core::Error::NotLeader { group: META_GROUP, leader: None }.into());
+            }
+            Ok(MetaReadIndexResponse { index: self.node.meta_read_index().await? })
+        })
+        .await
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> std::result::Result<Response<StatusResponse>, Status> {
         observed(&self.node, "Status", async {
             let state = self.node.meta.borrow().clone();
@@ -61,6 +76,20 @@ impl AdminApi {
             range_start: range.0,
             range_end: range.1,
             state: format!("{:?}", m.state),
+            replicas: replica_lags(&m),
         })
     }
+}
+
+/// Lag of each replica behind the leader's last log index (only the leader knows it).
+fn replica_lags(m: &openraft::RaftMetrics<crate::raft::NodeId, openraft::BasicNode>) -> Vec<ReplicaLag> {
+    let last = m.last_log_index.unwrap_or_default();
+    m.replication
+        .iter()
+        .flatten()
+        .map(|(id, matched)| {
+            let matched_index = matched.map(|l| l.index);
+            ReplicaLag { node_id: *id, matched_index, lag: last.saturating_sub(matched_index.unwrap_or_default()) }
+        })
+        .collect()
 }

@@ -57,7 +57,14 @@ fn table_of(project: &Project, fs: &FeatureSet) -> TableRef {
 
 impl FeatureApi {
     async fn write(&self, req: WriteFeaturesRequest) -> Result<WriteFeaturesResponse> {
-        let state = self.node.meta.borrow().clone();
+        let state = self
+            .node
+            .current_meta(|s| {
+                let project = s.registry.project(&req.project)?;
+                project.entity(&project.feature_set_by_ref(&req.feature_set)?.entity)?;
+                Ok(())
+            })
+            .await?;
         let project = state.registry.project(&req.project)?;
         let fs = project.feature_set_by_ref(&req.feature_set)?;
         let entity = project.entity(&fs.entity)?;
@@ -71,7 +78,18 @@ impl FeatureApi {
     }
 
     async fn read(&self, req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
-        let state = self.node.meta.borrow().clone();
+        let state = self
+            .node
+            .current_meta(|s| {
+                let project = s.registry.project(&req.project)?;
+                match &req.features {
+                    Some(Features::Vector(name)) => project.resolve(&project.vector(name)?.features).map(drop)?,
+                    Some(Features::Refs(r)) => project.resolve(&r.refs).map(drop)?,
+                    None => {}
+                }
+                Ok(())
+            })
+            .await?;
         let project = state.registry.project(&req.project)?;
         let linearizable = req.consistency() == Consistency::Linearizable;
         let refs = match req.features {

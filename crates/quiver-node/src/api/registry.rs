@@ -37,7 +37,7 @@ impl RegistryService for RegistryApi {
 
     async fn list_projects(&self, _: Request<ListProjectsRequest>) -> Result<Response<ListProjectsResponse>, Status> {
         observed(&self.node, "ListProjects", async {
-            let state = self.node.meta.borrow().clone();
+            let state = self.node.caught_up_meta().await?;
             Ok(ListProjectsResponse { projects: state.registry.projects.keys().cloned().collect() })
         })
         .await
@@ -45,8 +45,9 @@ impl RegistryService for RegistryApi {
 
     async fn get_project(&self, request: Request<GetProjectRequest>) -> Result<Response<GetProjectResponse>, Status> {
         observed(&self.node, "GetProject", async {
-            let state = self.node.meta.borrow().clone();
-            Ok(project_to_proto(state.registry.project(&request.into_inner().project)?))
+            let name = request.into_inner().project;
+            let state = self.node.current_meta(|s| s.registry.project(&name).map(drop).map_err(Into::into)).await?;
+            Ok(project_to_proto(state.registry.project(&name)?))
         })
         .await
     }

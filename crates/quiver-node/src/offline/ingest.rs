@@ -122,7 +122,13 @@ pub async fn run(
     path: String,
     progress: mpsc::Sender<IngestProgress>,
 ) -> Result<IngestProgress> {
-    let state = node.meta.borrow().clone();
+    let state = node
+        .current_meta(|s| {
+            let p = s.registry.project(&project)?;
+            p.entity(&p.feature_set_by_ref(&feature_set)?.entity)?;
+            Ok(())
+        })
+        .await?;
     let registry = state.registry.project(&project)?;
     let fs = registry.feature_set_by_ref(&feature_set)?.clone();
     let entity = registry.entity(&fs.entity)?.clone();
