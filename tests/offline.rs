@@ -43,6 +43,10 @@ fn parquet_of(rows: &[(i64, i64, f64, i64)]) -> Vec<u8> {
         ("driver_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
         ("event_timestamp", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)))),
     ];
+    to_parquet(columns)
+}
+
+fn to_parquet(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     let batch = RecordBatch::try_from_iter(columns).unwrap();
     let mut out = Vec::new();
     let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
@@ -185,12 +189,7 @@ fn retyped_parquet(now: i64) -> Vec<u8> {
         ("avg_daily_trips", Arc::new(Int64Array::from(vec![1]))),
         ("city", Arc::new(StringArray::from(vec!["x"]))),
     ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let mut out = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
-    out
+    to_parquet(columns)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
