@@ -118,10 +118,6 @@ impl LocalNode {
         self.child.as_ref().map(Child::id)
     }
 
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
     pub async fn client(&self) -> Result<Client> {
         Ok(Client::connect(self.endpoint()).await?)
     }

@@ -6,8 +6,6 @@
 //! Both inputs are sorted once by key and time and swept together, so the cost is
 //! O((n + m) log(n + m)) rather than one scan of the events per spine row.
 
-use crate::key::key_hash;
-
 /// One spine row: the encoded entity key and the time the training example is "as of" (µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpineRow<'a> {
@@ -60,16 +58,6 @@ pub fn asof_join(spine: &[SpineRow<'_>], events: &[EventRow<'_>], ttl_micros: i6
 
 fn is_fresh(event_ts: i64, t: i64, ttl_micros: i64) -> bool {
     ttl_micros <= 0 || event_ts > t.saturating_sub(ttl_micros)
-}
-
-/// Partition of a key among `partitions` (stable across processes): xxh3 of the key modulo partitions.
-///
-/// # Panics
-/// If `partitions` is 0: there is no partition to return.
-pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
-    assert!(partitions > 0, "partition_of needs at least one partition");
-    // The remainder is below `partitions`, so it fits in u32.
-    (key_hash(key) % u64::from(partitions)) as u32
 }
 
 #[cfg(test)]
@@ -218,24 +206,5 @@ mod tests {
         assert_eq!(asof_join(&s, &e, i64::MAX), vec![None, Some(1), None]);
         assert_eq!(asof_join(&s, &e, 1), vec![None, Some(1), None]);
         assert_eq!(asof_join(&s, &e, 0), vec![Some(0), Some(1), Some(0)]);
-    }
-
-    #[test]
-    fn partitions_are_the_key_hash_modulo_the_count() {
-        for key in KEYS {
-            for n in [1, 2, 7, 64, u32::MAX] {
-                let p = partition_of(key, n);
-                assert!(p < n);
-                assert_eq!(u64::from(p), key_hash(key) % u64::from(n));
-            }
-        }
-        // Pinned so that a change of hash, which would reshuffle every stored partition, is noticed.
-        assert_eq!(partition_of(b"driver:1001", 1000), 518);
-    }
-
-    #[test]
-    #[should_panic(expected = "at least one partition")]
-    fn zero_partitions_is_a_caller_bug() {
-        partition_of(b"a", 0);
     }
 }
