@@ -24,9 +24,9 @@ async fn settle(client: &Client, expected: u64) {
     assert_eq!(offline_rows(client).await, expected, "no row exported twice");
 }
 
-fn config(dir: &std::path::Path) -> String {
+fn config(dir: &std::path::Path, export_interval_ms: u64) -> String {
     let path = dir.join("quiver.toml");
-    std::fs::write(&path, "[workers]\nexport_interval_ms = 100\n").unwrap();
+    std::fs::write(&path, format!("[workers]\nexport_interval_ms = {export_interval_ms}\n")).unwrap();
     path.display().to_string()
 }
 
@@ -60,7 +60,7 @@ async fn check_history(client: &Client, ts: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_rows_reach_the_offline_store_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let config = config(dir.path(), 100);
     let (_node, client) = node_with_rides_env(dir.path(), &["--config", &config], &[]).await;
     let ts = now_micros();
     push(&client, ts).await;
@@ -73,11 +73,15 @@ async fn pushed_rows_reach_the_offline_store_exactly_once() {
 
 async fn crash_at(point: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let env = vec![("QUIVER_FAILPOINT".to_string(), point.to_string())];
-    let (mut node, client): (LocalNode, Client) = node_with_rides_env(dir.path(), &["--config", &config], &env).await;
+    // Rows are pushed and acknowledged while no export runs; then the node restarts with
+    // the crash point armed and dies in its first export.
+    let config = config(dir.path(), 3_600_000);
+    let (mut node, client): (LocalNode, Client) = node_with_rides_env(dir.path(), &["--config", &config], &[]).await;
     let ts = now_micros();
     push(&client, ts).await;
+    self::config(dir.path(), 100);
+    node.set_env(vec![("QUIVER_FAILPOINT".to_string(), point.to_string())]);
+    node.respawn().unwrap();
     let status = node.wait_for_exit(Duration::from_secs(30)).await.unwrap();
     assert!(!status.success(), "the node died at {point}");
     node.set_env(Vec::new());

@@ -205,9 +205,15 @@ impl LocalNode {
 
     /// Starts the node again on the same data directory and ports.
     pub async fn restart(&mut self) -> Result<()> {
-        self.kill_9()?;
-        self.spawn()?;
+        self.respawn()?;
         self.wait_ready(Duration::from_secs(30)).await
+    }
+
+    /// Kills the node if it runs and starts it again without waiting for it, for a restart
+    /// that is expected to die at a crash point before it is ready.
+    pub fn respawn(&mut self) -> Result<()> {
+        self.kill_9()?;
+        self.spawn()
     }
 }
 
