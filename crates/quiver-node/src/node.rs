@@ -306,7 +306,8 @@ impl Node {
     /// not know, the state may just be behind the metadata leader: catch up to the leader's
     /// read index and check once more, so a definition acknowledged through any node is
     /// seen here too.
-    pub async fn current_meta(&self, check: impl Fn(&MetaState) -> Result<()>) -> Result<Arc<MetaState>> {
+    /// Returns the state the check passed on, with what the check computed from it.
+    pub async fn current_meta<T>(&self, check: impl Fn(&MetaState) -> Result<T>) -> Result<(Arc<MetaState>, T)> {
         let state = self.meta.borrow().clone();
         match check(&state) {
             Err(Error::Core(
@@ -317,10 +318,10 @@ impl Node {
                 | quiver_core::Error::UnknownVector(_),
             )) => {
                 let state = self.caught_up_meta().await?;
-                check(&state)?;
-                Ok(state)
+                let checked = check(&state)?;
+                Ok((state, checked))
             }
-            other => other.map(|()| state),
+            other => other.map(|checked| (state, checked)),
         }
     }
 

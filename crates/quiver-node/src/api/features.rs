@@ -57,7 +57,7 @@ fn table_of(project: &Project, fs: &FeatureSet) -> TableRef {
 
 impl FeatureApi {
     async fn write(&self, req: WriteFeaturesRequest) -> Result<WriteFeaturesResponse> {
-        let state = self
+        let (state, ()) = self
             .node
             .current_meta(|s| {
                 let project = s.registry.project(&req.project)?;
@@ -78,26 +78,23 @@ impl FeatureApi {
     }
 
     async fn read(&self, req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
-        let state = self
+        let (state, features) = self
             .node
             .current_meta(|s| {
                 let project = s.registry.project(&req.project)?;
-                match &req.features {
-                    Some(Features::Vector(name)) => project.resolve(&project.vector(name)?.features).map(drop)?,
-                    Some(Features::Refs(r)) => project.resolve(&r.refs).map(drop)?,
-                    None => {}
-                }
-                Ok(())
+                let features = match &req.features {
+                    Some(Features::Vector(name)) => project.resolve(&project.vector(name)?.features)?,
+                    Some(Features::Refs(r)) => project.resolve(&r.refs)?,
+                    None => {
+                        let what = "name a feature vector or feature references";
+                        return Err(CoreError::InvalidArgument(what.into()).into());
+                    }
+                };
+                Ok(features)
             })
             .await?;
         let project = state.registry.project(&req.project)?;
         let linearizable = req.consistency() == Consistency::Linearizable;
-        let refs = match req.features {
-            Some(Features::Vector(name)) => project.vector(&name)?.features.clone(),
-            Some(Features::Refs(r)) => r.refs,
-            None => return Err(CoreError::InvalidArgument("name a feature vector or feature references".into()).into()),
-        };
-        let features = project.resolve(&refs)?;
         if req.entities.len() > MAX_ENTITIES_PER_READ {
             let n = req.entities.len();
             return Err(

@@ -46,7 +46,8 @@ impl RegistryService for RegistryApi {
     async fn get_project(&self, request: Request<GetProjectRequest>) -> Result<Response<GetProjectResponse>, Status> {
         observed(&self.node, "GetProject", async {
             let name = request.into_inner().project;
-            let state = self.node.current_meta(|s| s.registry.project(&name).map(drop).map_err(Into::into)).await?;
+            let (state, ()) =
+                self.node.current_meta(|s| s.registry.project(&name).map(drop).map_err(Into::into)).await?;
             Ok(project_to_proto(state.registry.project(&name)?))
         })
         .await

@@ -122,7 +122,7 @@ pub async fn run(
     path: String,
     progress: mpsc::Sender<IngestProgress>,
 ) -> Result<IngestProgress> {
-    let state = node
+    let (state, ()) = node
         .current_meta(|s| {
             let p = s.registry.project(&project)?;
             p.entity(&p.feature_set_by_ref(&feature_set)?.entity)?;
