@@ -11,6 +11,7 @@ pub mod registry;
 pub mod row;
 pub mod shard_map;
 pub mod spec;
+pub mod stats;
 pub mod time;
 pub mod value;
 
