@@ -35,8 +35,10 @@
 //! ```
 
 mod error;
+mod routing;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use quiver_proto::v1;
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
@@ -44,6 +46,8 @@ use quiver_proto::v1::feature_service_client::FeatureServiceClient;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::routing::Router;
 
 pub use arrow_array::RecordBatch;
 pub use error::{Error, Result};
@@ -61,10 +65,13 @@ const REDIRECT_ATTEMPTS: usize = 20;
 /// Largest message the client sends or accepts.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// A connection to one Quiver node. Cheap to clone; clones share the connection.
+/// A connection to a Quiver cluster through one of its nodes. Online reads and writes are
+/// routed to the shards' leaders (see `routing`); other calls go to that node and follow
+/// its redirects. Cheap to clone; clones share connections and caches.
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
+    router: Arc<Router>,
     features: FeatureServiceClient<Channel>,
     registry: RegistryServiceClient<Channel>,
     admin: AdminServiceClient<Channel>,
@@ -114,6 +121,9 @@ pub struct OnlineFeatures {
     pub features: Vec<String>,
     /// One row per requested entity, in request order; values in `features` order.
     pub rows: Vec<Vec<FeatureValue>>,
+    /// Stale reads: an upper bound on the answer's age in milliseconds (the largest of the
+    /// replicas that answered); 0 for linearizable reads.
+    pub staleness_bound_ms: u64,
 }
 
 /// A point-in-time training-set request.
@@ -180,6 +190,7 @@ impl Client {
             .await
             .map_err(|e| transport(&e))?;
         Ok(Client {
+            router: Arc::new(Router::new(&endpoint, channel.clone())),
             features: FeatureServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -251,51 +262,111 @@ impl Client {
         Ok(quiver_proto::project_from_proto(reply.map_err(Error::from)?.into_inner())?)
     }
 
-    /// Writes rows of one feature set (`name` or `name@version`). The node validates the
-    /// whole batch first: one bad row rejects the batch and nothing is written.
+    /// Writes rows of one feature set (`name` or `name@version`). The whole batch is
+    /// validated first: one bad row rejects the batch and nothing is written. Rows are sent
+    /// to their shards' leaders in parallel; each shard applies its part atomically.
     pub async fn write(&self, project: &str, feature_set: &str, rows: Vec<InputRow>) -> Result<WriteOutcome> {
-        let request = v1::WriteFeaturesRequest {
+        let request_id = self.router.request_id();
+        let make = |rows: Vec<InputRow>| v1::WriteFeaturesRequest {
             project: project.into(),
             feature_set: feature_set.into(),
             rows: rows.into_iter().map(|r| v1::Row { fields: quiver_proto::fields_to_proto(r) }).collect(),
+            route: None,
+            request_id: request_id.clone(),
         };
-        let reply = self
-            .redirected(|c| {
-                let request = request.clone();
-                async move { Ok(c.features.clone().write_features(request).await.map_err(Error::from)?.into_inner()) }
+        let hashes = self.router.with_project(project, |p| routing::row_hashes(p, feature_set, &rows)).await;
+        let Some(hashes) = hashes else {
+            // Not routable here (unknown names, a bad row): the node validates and says why.
+            let request = make(rows);
+            let reply = self
+                .redirected(|c| {
+                    let request = request.clone();
+                    async move { Ok(c.features.clone().write_features(request).await.map_err(Error::from)?.into_inner()) }
+                })
+                .await?;
+            return Ok(WriteOutcome { rows_written: reply.rows_written });
+        };
+        let parts = self.router.split(hashes.into_iter().zip(rows).collect()).await?;
+        let sends = parts.into_iter().map(|(shard, rows)| {
+            let mut request = make(rows);
+            // Each part has its own id, the same on every retry of that part.
+            request.request_id.extend_from_slice(&shard.to_be_bytes());
+            self.router.send(shard, true, move |channel, route| {
+                let request = v1::WriteFeaturesRequest { route: Some(route), ..request.clone() };
+                async move {
+                    let mut client = FeatureServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES);
+                    Ok(client.write_features(request).await.map_err(Error::from)?.into_inner().rows_written)
+                }
             })
-            .await?;
-        Ok(WriteOutcome { rows_written: reply.rows_written })
+        });
+        let written = futures::future::try_join_all(sends).await?;
+        Ok(WriteOutcome { rows_written: written.into_iter().sum() })
     }
 
-    /// Reads the latest values of features for entities.
+    /// Reads the latest values of features for entities. Entities are grouped by shard
+    /// and each group is asked of its shard's leader (linearizable) or of any replica
+    /// (stale), in parallel.
     pub async fn get_online(&self, request: OnlineRequest) -> Result<OnlineFeatures> {
-        let features = Some(match request.features {
-            FeatureSelection::Vector(v) => v1::get_online_features_request::Features::Vector(v),
-            FeatureSelection::Refs(refs) => v1::get_online_features_request::Features::Refs(v1::FeatureRefs { refs }),
-        });
         let consistency = match request.consistency {
             Consistency::Linearizable => v1::Consistency::Linearizable,
             Consistency::Stale => v1::Consistency::Stale,
         };
-        let proto = v1::GetOnlineFeaturesRequest {
-            project: request.project,
-            features,
-            entities: request
-                .entities
+        let features = Some(match &request.features {
+            FeatureSelection::Vector(v) => v1::get_online_features_request::Features::Vector(v.clone()),
+            FeatureSelection::Refs(refs) => {
+                v1::get_online_features_request::Features::Refs(v1::FeatureRefs { refs: refs.clone() })
+            }
+        });
+        let make = |entities: Vec<BTreeMap<String, Value>>| v1::GetOnlineFeaturesRequest {
+            project: request.project.clone(),
+            features: features.clone(),
+            entities: entities
                 .into_iter()
                 .map(|keys| v1::EntityKey { keys: quiver_proto::fields_to_proto(keys) })
                 .collect(),
             consistency: consistency as i32,
+            route: None,
         };
-        let reply = self
-            .redirected(|c| {
-                let proto = proto.clone();
-                async move { Ok(c.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner()) }
+        let hashes = self
+            .router
+            .with_project(&request.project, |p| {
+                let refs = match &request.features {
+                    FeatureSelection::Vector(v) => p.vector(v).ok()?.features.clone(),
+                    FeatureSelection::Refs(refs) => refs.clone(),
+                };
+                routing::entity_hashes(p, &refs, &request.entities)
             })
-            .await?;
-        let rows = reply.results.into_iter().map(|r| r.values.into_iter().map(feature_value).collect()).collect();
-        Ok(OnlineFeatures { features: reply.features, rows })
+            .await;
+        let Some(hashes) = hashes.filter(|h| !h.is_empty()) else {
+            let proto = make(request.entities);
+            let reply = self
+                .redirected(|c| {
+                    let proto = proto.clone();
+                    async move { Ok(c.features.clone().get_online_features(proto).await.map_err(Error::from)?.into_inner()) }
+                })
+                .await?;
+            return Ok(online_features(vec![(0..reply.results.len()).collect()], vec![reply]));
+        };
+        let count = request.entities.len();
+        let indexed = hashes.into_iter().zip(request.entities.into_iter().enumerate()).collect();
+        let parts = self.router.split(indexed).await?;
+        let positions: Vec<Vec<usize>> =
+            parts.iter().map(|(_, items)| items.iter().map(|(i, _)| *i).collect()).collect();
+        let leader_only = request.consistency == Consistency::Linearizable;
+        let reads = parts.into_iter().map(|(shard, items)| {
+            let proto = make(items.into_iter().map(|(_, keys)| keys).collect());
+            self.router.send(shard, leader_only, move |channel, route| {
+                let proto = v1::GetOnlineFeaturesRequest { route: Some(route), ..proto.clone() };
+                async move {
+                    let mut client = FeatureServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+                    Ok(client.get_online_features(proto).await.map_err(Error::from)?.into_inner())
+                }
+            })
+        });
+        let replies = futures::future::try_join_all(reads).await?;
+        let answer = online_features(positions, replies);
+        debug_assert_eq!(answer.rows.len(), count);
+        Ok(answer)
     }
 
     /// Ingests a Parquet or CSV file, a directory of them, or an `s3://` URL. The node reads
@@ -397,6 +468,23 @@ impl Client {
     pub async fn status(&self) -> Result<StatusResponse> {
         Ok(self.admin.clone().status(v1::StatusRequest {}).await.map_err(Error::from)?.into_inner())
     }
+}
+
+/// Puts the parts' answers back in request order: `positions[i]` are the request indexes of
+/// the entities part `i` answered.
+fn online_features(positions: Vec<Vec<usize>>, replies: Vec<v1::GetOnlineFeaturesResponse>) -> OnlineFeatures {
+    let count = positions.iter().map(Vec::len).sum();
+    let mut rows = vec![Vec::new(); count];
+    let mut features = Vec::new();
+    let mut staleness_bound_ms = 0;
+    for (positions, reply) in positions.into_iter().zip(replies) {
+        staleness_bound_ms = staleness_bound_ms.max(reply.staleness_bound_ms);
+        features = reply.features;
+        for (i, result) in positions.into_iter().zip(reply.results) {
+            rows[i] = result.values.into_iter().map(feature_value).collect();
+        }
+    }
+    OnlineFeatures { features, rows, staleness_bound_ms }
 }
 
 fn feature_value(v: v1::FeatureValue) -> FeatureValue {

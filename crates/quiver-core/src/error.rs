@@ -34,8 +34,16 @@ pub enum Error {
     NotLeader { group: u64, leader: Option<String> },
     #[error("shard {0} is not hosted here")]
     ShardNotFound(u64),
-    #[error("busy: {0}")]
-    Busy(String),
+    /// The request named a shard epoch other than the one this node has applied: the
+    /// shard's range or replicas changed; refresh the shard map.
+    #[error("shard {shard} is at epoch {}.{}; refresh the shard map", current.version, current.conf_ver)]
+    EpochMismatch { shard: u64, current: crate::shard_map::Epoch },
+    /// The request was sent to a shard whose range does not hold one of its keys.
+    #[error("entity {entity} does not belong to shard {shard}; refresh the shard map")]
+    KeyNotInShard { shard: u64, entity: usize },
+    /// Too much work in flight; retry after the given pause.
+    #[error("busy: {reason}; retry after {retry_after_ms} ms")]
+    Busy { reason: String, retry_after_ms: u64 },
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -58,8 +66,10 @@ impl Error {
             Error::TooLarge(_) => "Q1204",
             Error::NotLeader { .. } => "Q2001",
             Error::ShardNotFound(_) => "Q2002",
-            Error::Busy(_) => "Q2003",
+            Error::Busy { .. } => "Q2003",
             Error::Unavailable(_) => "Q2004",
+            Error::EpochMismatch { .. } => "Q2005",
+            Error::KeyNotInShard { .. } => "Q2006",
             Error::Internal(_) => "Q9001",
         }
     }
@@ -67,6 +77,18 @@ impl Error {
     /// True for errors that name bad input: retrying the same request cannot succeed.
     pub fn is_user_error(&self) -> bool {
         self.code().starts_with("Q1")
+    }
+
+    /// True for routing errors a client resolves by refreshing its shard map and retrying:
+    /// the request was refused before anything was proposed.
+    pub fn is_routing(&self) -> bool {
+        matches!(
+            self,
+            Error::NotLeader { .. }
+                | Error::ShardNotFound(_)
+                | Error::EpochMismatch { .. }
+                | Error::KeyNotInShard { .. }
+        )
     }
 
     pub fn row(row: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -12,6 +12,9 @@ use crate::{Error, Result, Value, ValueType};
 /// The most rows one write request may carry; larger inputs are sent in several batches.
 pub const MAX_ROWS_PER_WRITE: usize = 100_000;
 
+/// The most entity keys one online read may ask for.
+pub const MAX_ENTITIES_PER_READ: usize = 10_000;
+
 /// A row as written: field name → value.
 pub type InputRow = BTreeMap<String, Value>;
 

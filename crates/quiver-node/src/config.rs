@@ -26,6 +26,9 @@ pub struct Config {
     /// Addresses of the members that form a new cluster together, this node's among them;
     /// node ids follow the list's order (1, 2, 3…). Empty: a single-node cluster.
     pub initial_cluster: Vec<String>,
+    /// Address of any member of a running cluster to join on the first start (the
+    /// cluster hands out the node id); ignored once this node has an identity.
+    pub join: Option<String>,
     /// Shards laid out when the cluster is first initialised; ignored afterwards.
     pub shards: u64,
     /// Where Parquet files go: a directory, `s3://bucket/prefix`, or `memory://`;
@@ -50,6 +53,8 @@ pub struct WorkerConfig {
     pub compaction_min_files: usize,
     /// How long replaced files stay in the store before they are deleted.
     pub compaction_grace_ms: u64,
+    /// How often the metadata leader plans replica moves and shard leaders carry them out.
+    pub placement_interval_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +65,7 @@ impl Default for WorkerConfig {
             compaction_interval_ms: 30_000,
             compaction_min_files: 4,
             compaction_grace_ms: 600_000,
+            placement_interval_ms: 500,
         }
     }
 }
@@ -85,6 +91,7 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 7080)),
             advertise: None,
             initial_cluster: Vec::new(),
+            join: None,
             shards: 8,
             offline_store: None,
             s3: Default::default(),
@@ -153,6 +160,11 @@ impl Config {
         if self.shards == 0 || self.shards > 4096 {
             return bad(format!("shards = {} must be between 1 and 4096", self.shards));
         }
+        if self.join.is_some() && !self.initial_cluster.is_empty() {
+            return bad(
+                "give either join (to enter a running cluster) or initial_cluster (to form one), not both".into()
+            );
+        }
         if self.listen == self.http {
             return bad(format!("listen and http are both {}; give them different ports", self.listen));
         }
@@ -170,10 +182,12 @@ impl Config {
             ));
         }
         let w = &self.workers;
-        if w.export_interval_ms == 0 || w.export_batch_rows == 0 || w.compaction_interval_ms == 0 {
-            return bad(
-                "workers.export_interval_ms, export_batch_rows and compaction_interval_ms must be 1 or more".into()
-            );
+        if [w.export_interval_ms, w.export_batch_rows as u64, w.compaction_interval_ms, w.placement_interval_ms]
+            .contains(&0)
+        {
+            return bad("workers.export_interval_ms, export_batch_rows, compaction_interval_ms and \
+                        placement_interval_ms must be 1 or more"
+                .into());
         }
         if w.compaction_min_files < 2 {
             return bad(format!("workers.compaction_min_files = {} must be 2 or more", w.compaction_min_files));

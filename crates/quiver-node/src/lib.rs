@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod identity;
 pub mod meta;
 pub mod metrics;
 pub mod node;

@@ -33,6 +33,9 @@ struct Args {
     /// every member gets the same list
     #[arg(long, env = "QUIVER_INITIAL_CLUSTER", value_delimiter = ',')]
     initial_cluster: Vec<String>,
+    /// Address of any member of a running cluster to join (first start only)
+    #[arg(long, env = "QUIVER_JOIN", conflicts_with = "initial_cluster")]
+    join: Option<String>,
     /// Number of shards laid out on first start [default: 8]
     #[arg(long, env = "QUIVER_SHARDS")]
     shards: Option<u64>,
@@ -73,6 +76,9 @@ impl Args {
         }
         if !self.initial_cluster.is_empty() {
             config.initial_cluster = self.initial_cluster;
+        }
+        if self.join.is_some() {
+            config.join = self.join;
         }
         config.resolve_node_id()?;
         config.validate()?;

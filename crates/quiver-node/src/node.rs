@@ -1,23 +1,27 @@
 //! One Quiver node: the sled engine, the Raft groups it hosts and how they come to be.
 //!
 //! Every node opens the meta group. Shard groups are opened only when the applied meta
-//! state lists this node as a replica; the first replica initialises a new group.
+//! state lists this node as a replica (and closed, their data dropped, once it no longer
+//! does); at a shard's first epoch its first replica initialises the group.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::error::{ClientWriteError, RaftError};
 use quiver_core::key::{encode_entity_key, key_hash};
 use quiver_core::row::ValidatedRow;
-use quiver_core::shard_map::{META_GROUP, ShardMap};
+use quiver_core::shard_map::{Epoch, META_GROUP, ShardMap};
 use quiver_offline::files::DataFile;
 use quiver_offline::store::OfflineStore;
+use quiver_proto::v1::ShardRoute;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::identity::Identity;
 use crate::meta::{ExportRange, MetaCommand, MetaMachine, MetaState, MetaView, NodeInfo};
 use crate::metrics::Metrics;
 use crate::raft::log_store::LogStore;
@@ -27,12 +31,76 @@ use crate::raft::{Command, NodeId, Raft, Request, Response, now_micros};
 use crate::shard::{ShardCommand, ShardRow, TableRef};
 use crate::storage::{KvEngine, KvTree, SledEngine};
 
+/// Proposals a group takes at once before answering `Busy`.
+const MAX_INFLIGHT_PROPOSALS: usize = 1024;
+
 /// One Raft group open on this node.
 pub struct Group {
     pub id: u64,
     pub raft: Raft,
     /// The state machine's tree, for direct reads after a read-index check.
     pub data: Arc<dyn KvTree>,
+    /// Leader time of the newest applied command: bounds how stale a follower's read is.
+    applied_time: Arc<AtomicI64>,
+    inflight: AtomicUsize,
+}
+
+impl Group {
+    /// Proposes a command (this node must lead the group) and waits until it is applied;
+    /// returns the state machine's answer and the entry's log index.
+    pub async fn propose(&self, command: Command) -> Result<(Response, u64)> {
+        let group = self.id;
+        let _slot = InflightSlot::take(&self.inflight, group)?;
+        let request = Request { leader_time: now_micros(), command };
+        match self.raft.client_write(request).await {
+            Ok(reply) => match reply.data {
+                Response::Rejected(e) => Err(e.into()),
+                other => Ok((other, reply.log_id.index)),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(quiver_core::Error::NotLeader { group, leader: f.leader_node.map(|n| n.addr) }.into())
+            }
+            Err(e) => Err(Error::Raft(format!("group {group}: {e}"))),
+        }
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// An upper bound, in milliseconds, on how old a read served here without a read
+    /// index can be: on the leader, the time since a quorum last acknowledged it; on a
+    /// follower, the time since the newest command it applied was accepted.
+    pub fn staleness_bound_ms(&self, me: NodeId) -> u64 {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(me)
+            && let Some(ms) = m.millis_since_quorum_ack
+        {
+            return ms;
+        }
+        let applied = self.applied_time.load(Ordering::Relaxed);
+        u64::try_from((now_micros() - applied) / 1000).unwrap_or(0)
+    }
+}
+
+/// A place among a group's in-flight proposals, given back on drop.
+struct InflightSlot<'a>(&'a AtomicUsize);
+
+impl<'a> InflightSlot<'a> {
+    fn take(counter: &'a AtomicUsize, group: u64) -> Result<InflightSlot<'a>> {
+        if counter.fetch_add(1, Ordering::AcqRel) >= MAX_INFLIGHT_PROPOSALS {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            let reason = format!("group {group} has {MAX_INFLIGHT_PROPOSALS} proposals in flight");
+            return Err(quiver_core::Error::Busy { reason, retry_after_ms: 20 }.into());
+        }
+        Ok(InflightSlot(counter))
+    }
+}
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The groups open on this node, by group id.
@@ -55,6 +123,10 @@ impl Groups {
     fn insert(&self, group: Arc<Group>) {
         self.map.write().unwrap_or_else(|p| p.into_inner()).insert(group.id, group);
     }
+
+    fn remove(&self, id: u64) -> Option<Arc<Group>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).remove(&id)
+    }
 }
 
 pub struct Node {
@@ -65,15 +137,16 @@ pub struct Node {
     pub metrics: Metrics,
     pub offline: OfflineStore,
     engine: Arc<dyn KvEngine>,
-    pool: PeerPool,
+    pub(crate) pool: PeerPool,
     raft_config: Arc<openraft::Config>,
 }
 
 impl Node {
     /// Opens the data directory and the meta group, initialising a single-node cluster on
     /// the first start. Shard groups follow in the background (see `run_placement`).
-    pub async fn start(config: Config) -> Result<Arc<Node>> {
+    pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         config.validate()?;
+        let identity = Identity::establish(&mut config).await?;
         let online = config.data_dir.join("online");
         std::fs::create_dir_all(&online).map_err(|e| Error::io(format!("creating {}", online.display()), e))?;
         let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(&online)?);
@@ -93,15 +166,19 @@ impl Node {
         });
         let (meta_group, fresh) = node.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
         // On a first start the first member initialises the meta group with every initial
-        // member as a voter; the others wait for it. Later starts reopen what is on disk.
+        // member as a voter; the others, and nodes that join, wait to be added. Later
+        // starts reopen what is on disk.
         let members = node.config.initial_members()?;
-        if fresh && members.keys().next() == Some(&node.id) {
+        if fresh && !identity.joined && members.keys().next() == Some(&node.id) {
             let voters: BTreeMap<_, _> = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
             info!(node = node.id, voters = voters.len(), "first start: initialising the cluster");
             meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
         }
-        tokio::spawn(node.clone().run_placement());
+        tokio::spawn(node.clone().run_hosting());
         tokio::spawn(node.clone().bootstrap_shards());
+        let every = Duration::from_millis(node.config.workers.placement_interval_ms);
+        crate::workers::spawn(node.clone(), "scheduler", every, crate::workers::scheduler::round);
+        crate::workers::spawn(node.clone(), "replicas", every, crate::workers::replicas::round);
         let every = Duration::from_millis(node.config.workers.export_interval_ms);
         crate::workers::spawn(node.clone(), "export", every, crate::workers::export::round);
         let every = Duration::from_millis(node.config.workers.compaction_interval_ms);
@@ -114,12 +191,12 @@ impl Node {
         let log = LogStore::open(self.engine.clone(), id)?;
         let fresh = log.is_empty()?;
         let sm = StateMachine::open(self.engine.clone(), id, kind)?;
-        let data = sm.data();
+        let (data, applied_time) = (sm.data(), sm.applied_time());
         let network = NetworkFactory { group: id, pool: self.pool.clone() };
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
             .await
             .map_err(|e| Error::Raft(format!("starting group {id}: {e}")))?;
-        let group = Arc::new(Group { id, raft, data });
+        let group = Arc::new(Group { id, raft, data, applied_time, inflight: AtomicUsize::new(0) });
         self.groups.insert(group.clone());
         Ok((group, fresh))
     }
@@ -132,7 +209,7 @@ impl Node {
             }
             if self.leader_of(META_GROUP) == Some(self.id) {
                 let nodes: Vec<NodeInfo> = match self.config.initial_members() {
-                    Ok(m) => m.into_iter().map(|(id, addr)| NodeInfo { id, addr }).collect(),
+                    Ok(m) => m.into_iter().map(|(id, addr)| NodeInfo { id, addr, draining: false }).collect(),
                     Err(e) => return warn!("laying out shards: {e}"),
                 };
                 // Up to three replicas per shard, on the first members.
@@ -152,13 +229,15 @@ impl Node {
         }
     }
 
-    /// Opens every shard group the meta state assigns to this node, as assignments appear.
-    async fn run_placement(self: Arc<Self>) {
+    /// Keeps the shard groups open here in step with the meta state: opens the ones
+    /// assigned to this node as assignments appear, closes (and drops) the ones it no
+    /// longer hosts once their move is confirmed.
+    async fn run_hosting(self: Arc<Self>) {
         let mut view = self.meta.clone();
         loop {
             let state = view.borrow_and_update().clone();
-            if let Err(e) = self.open_assigned(&state).await {
-                warn!("opening assigned shards: {e}");
+            if let Err(e) = self.host_assigned(&state).await {
+                warn!("opening or closing shard groups: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -168,21 +247,37 @@ impl Node {
         }
     }
 
-    async fn open_assigned(&self, state: &MetaState) -> Result<()> {
+    async fn host_assigned(&self, state: &MetaState) -> Result<()> {
         for shard in &state.shard_map.shards {
-            if !shard.replicas.contains(&self.id) || self.groups.get(shard.id).is_some() {
-                continue;
+            let hosted = self.groups.get(shard.id).is_some();
+            if shard.hosted_by(self.id) && !hosted {
+                let (group, fresh) = self.open_group(shard.id, Kind::Shard).await?;
+                // Only a shard's first membership is initialised; replicas added later are
+                // brought in by the shard's leader.
+                if fresh && shard.epoch.conf_ver == 1 && shard.replicas.first() == Some(&self.id) {
+                    let members: BTreeMap<_, _> = shard
+                        .replicas
+                        .iter()
+                        .filter_map(|id| state.nodes.get(id).map(|n| (*id, BasicNode { addr: n.addr.clone() })))
+                        .collect();
+                    group.raft.initialize(members).await.map_err(|e| Error::Raft(e.to_string()))?;
+                }
+                info!(shard = shard.id, "opened shard group");
+            } else if !shard.hosted_by(self.id) && hosted {
+                self.close_group(shard.id).await?;
+                info!(shard = shard.id, "shard moved away: closed its group and dropped its data");
             }
-            let (group, fresh) = self.open_group(shard.id, Kind::Shard).await?;
-            if fresh && shard.replicas.first() == Some(&self.id) {
-                let members: BTreeMap<_, _> = shard
-                    .replicas
-                    .iter()
-                    .filter_map(|id| state.nodes.get(id).map(|n| (*id, BasicNode { addr: n.addr.clone() })))
-                    .collect();
-                group.raft.initialize(members).await.map_err(|e| Error::Raft(e.to_string()))?;
-            }
-            info!(shard = shard.id, "opened shard group");
+        }
+        Ok(())
+    }
+
+    /// Stops a group and deletes its log, state and snapshots from the engine.
+    async fn close_group(&self, id: u64) -> Result<()> {
+        if let Some(group) = self.groups.remove(id) {
+            group.raft.shutdown().await.map_err(|e| Error::Raft(format!("stopping group {id}: {e}")))?;
+        }
+        for part in ["log", "state", "snapshot"] {
+            self.engine.drop_tree(&format!("group-{id}-{part}"))?;
         }
         Ok(())
     }
@@ -192,13 +287,13 @@ impl Node {
     }
 
     pub fn leader_of(&self, group: u64) -> Option<NodeId> {
-        self.groups.get(group).and_then(|g| g.raft.metrics().borrow().current_leader)
+        self.groups.get(group).and_then(|g| g.leader())
     }
 
     /// True once the meta group and every shard assigned here have a leader.
     pub fn is_ready(&self) -> bool {
         let state = self.meta.borrow().clone();
-        let assigned = state.shard_map.shards.iter().filter(|s| s.replicas.contains(&self.id));
+        let assigned = state.shard_map.shards.iter().filter(|s| s.hosted_by(self.id));
         !state.shard_map.shards.is_empty()
             && self.leader_of(META_GROUP).is_some()
             && assigned.into_iter().all(|s| self.leader_of(s.id).is_some())
@@ -207,25 +302,71 @@ impl Node {
     /// Proposes a command to a group this node leads and waits until it is applied;
     /// returns the state machine's answer and the entry's log index.
     pub async fn write(&self, group: u64, command: Command) -> Result<(Response, u64)> {
-        let g = self.group(group)?;
-        let request = Request { leader_time: now_micros(), command };
-        match g.raft.client_write(request).await {
-            Ok(reply) => match reply.data {
-                Response::Rejected(e) => Err(e.into()),
-                other => Ok((other, reply.log_id.index)),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(quiver_core::Error::NotLeader { group, leader: f.leader_node.map(|n| n.addr) }.into())
+        self.group(group)?.propose(command).await
+    }
+
+    /// Proposes a metadata command wherever the metadata leader is: here, or forwarded to
+    /// it. Retried through elections (for a bounded time) only when it was refused before
+    /// being proposed, or the leader could not be reached; every meta command is
+    /// idempotent or refused as a duplicate on replay, except that a retried
+    /// `SaveDataset` may report its own name as taken.
+    pub async fn write_meta(&self, command: MetaCommand) -> Result<Response> {
+        let deadline = Instant::now() + self.config.election_timeout() * 6;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let group = self.group(META_GROUP)?;
+            let metrics = group.raft.metrics().borrow().clone();
+            let result = match metrics.current_leader {
+                Some(id) if id == self.id => group.propose(Command::Meta(command.clone())).await.map(|(r, _)| r),
+                Some(id) => match metrics.membership_config.membership().get_node(&id) {
+                    Some(node) => self.forward_meta(&node.addr, &command).await,
+                    None => Err(quiver_core::Error::Unavailable(format!("no address for meta leader {id}")).into()),
+                },
+                None => Err(quiver_core::Error::Unavailable("the meta group has no leader".into()).into()),
+            };
+            match result {
+                Err(Error::Core(
+                    quiver_core::Error::NotLeader { .. }
+                    | quiver_core::Error::Unavailable(_)
+                    | quiver_core::Error::Busy { .. },
+                )) if Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
             }
-            Err(e) => Err(Error::Raft(format!("group {group}: {e}"))),
         }
+    }
+
+    async fn forward_meta(&self, addr: &str, command: &MetaCommand) -> Result<Response> {
+        let channel = self.pool.channel(addr).map_err(Error::Raft)?;
+        let mut client = quiver_proto::v1::raft_service_client::RaftServiceClient::new(channel);
+        let payload = crate::codec::encode(&Command::Meta(command.clone()))?;
+        let message = quiver_proto::v1::RaftMessage { group_id: META_GROUP, payload, error: Vec::new() };
+        let reply = client
+            .propose(message)
+            .await
+            .map_err(|s| {
+                quiver_core::Error::Unavailable(format!("forwarding to the meta leader at {addr}: {}", s.message()))
+            })?
+            .into_inner();
+        let answer: std::result::Result<Response, quiver_core::Error> = crate::codec::decode(&reply.payload)?;
+        Ok(answer?)
     }
 
     /// Writes validated rows of one table to the online shards, grouped by shard and
     /// proposed in parallel; returns the log index each shard gave its part.
     /// `export` queues the rows for the offline store: true for online writes, false for
     /// rows that come from the offline store (ingest, materialization).
-    pub async fn put_rows(&self, table: &TableRef, rows: Vec<ValidatedRow>, export: bool) -> Result<HashMap<u64, u64>> {
+    /// A `request` id makes the write apply at most once per shard (each shard's part
+    /// carries the id with the shard's number appended).
+    pub async fn put_rows(
+        &self,
+        table: &TableRef,
+        rows: Vec<ValidatedRow>,
+        export: bool,
+        request: Option<Vec<u8>>,
+    ) -> Result<HashMap<u64, u64>> {
         let state = self.meta.borrow().clone();
         let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
         for row in rows {
@@ -234,17 +375,46 @@ impl Node {
             by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
         }
         let writes = by_shard.into_iter().map(|(shard, rows)| {
-            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export });
+            let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
+            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export, request });
             async move { self.write(shard, command).await.map(|(_, index)| (shard, index)) }
         });
         Ok(futures::future::try_join_all(writes).await?.into_iter().collect())
     }
 
+    /// Refuses a request a routing client sent here for shard `route`, when this node's
+    /// view differs from the client's: an unknown shard or one not hosted here, another
+    /// epoch, a key outside the shard's range, or (for `leader_only` requests) a shard this
+    /// node does not lead. Nothing has been proposed when it refuses.
+    pub async fn check_route(&self, route: &ShardRoute, hashes: &[u64], leader_only: bool) -> Result<()> {
+        let sent = Epoch { version: route.version, conf_ver: route.conf_ver };
+        let mut state = self.meta.borrow().clone();
+        let mut shard = state.shard_map.shard(route.shard_id)?.clone();
+        if (sent.version, sent.conf_ver) > (shard.epoch.version, shard.epoch.conf_ver) {
+            // The client saw a newer map than this node has applied: catch up first.
+            state = self.caught_up_meta().await?;
+            shard = state.shard_map.shard(route.shard_id)?.clone();
+        }
+        if shard.epoch != sent {
+            return Err(quiver_core::Error::EpochMismatch { shard: shard.id, current: shard.epoch }.into());
+        }
+        let group = self.group(shard.id)?;
+        if let Some(i) = hashes.iter().position(|h| !(shard.start..=shard.end).contains(h)) {
+            return Err(quiver_core::Error::KeyNotInShard { shard: shard.id, entity: i + 1 }.into());
+        }
+        let leader = group.leader();
+        if leader_only && leader != Some(self.id) {
+            let addr = leader.and_then(|id| state.nodes.get(&id)).map(|n| n.addr.clone());
+            return Err(quiver_core::Error::NotLeader { group: shard.id, leader: addr }.into());
+        }
+        Ok(())
+    }
+
     /// Reserves `count` ingestion sequence numbers from the meta group; returns the first.
     pub async fn reserve_seq(&self, count: u64) -> Result<u64> {
-        match self.write(META_GROUP, Command::Meta(MetaCommand::ReserveSeq { count })).await? {
-            (Response::Seq(start), _) => Ok(start),
-            (other, _) => Err(Error::Raft(format!("unexpected answer to a sequence reservation: {other:?}"))),
+        match self.write_meta(MetaCommand::ReserveSeq { count }).await? {
+            Response::Seq(start) => Ok(start),
+            other => Err(Error::Raft(format!("unexpected answer to a sequence reservation: {other:?}"))),
         }
     }
 
@@ -257,7 +427,7 @@ impl Node {
         export: Option<ExportRange>,
     ) -> Result<bool> {
         let command = MetaCommand::CommitFiles { files, source, export };
-        Ok(!matches!(self.write(META_GROUP, Command::Meta(command)).await?.0, Response::Duplicate))
+        Ok(!matches!(self.write_meta(command).await?, Response::Duplicate))
     }
 
     /// Waits until reads of `group` on this node reflect every write acknowledged before the call.

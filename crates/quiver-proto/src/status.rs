@@ -16,8 +16,11 @@ pub fn status_from_error(err: &Error) -> Status {
         | Error::InvalidEntityKey { .. }
         | Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::TooLarge(_) => Code::ResourceExhausted,
-        Error::NotLeader { .. } | Error::ShardNotFound(_) => Code::FailedPrecondition,
-        Error::Busy(_) | Error::Unavailable(_) => Code::Unavailable,
+        Error::NotLeader { .. }
+        | Error::ShardNotFound(_)
+        | Error::EpochMismatch { .. }
+        | Error::KeyNotInShard { .. } => Code::FailedPrecondition,
+        Error::Busy { .. } | Error::Unavailable(_) => Code::Unavailable,
         Error::Internal(_) => Code::Internal,
     };
     let details = serde_json::to_vec(err).unwrap_or_default();

@@ -5,13 +5,17 @@ use std::sync::Arc;
 use quiver_core::shard_map::META_GROUP;
 use quiver_proto::v1::admin_service_server::AdminService;
 use quiver_proto::v1::{
-    GroupStatus, MetaReadIndexRequest, MetaReadIndexResponse, NodeStatus, ReplicaLag, StatusRequest, StatusResponse,
+    GetShardMapRequest, GetShardMapResponse, GroupStatus, JoinRequest, JoinResponse, MetaReadIndexRequest,
+    MetaReadIndexResponse, NodeAddress, NodeStatus, RemoveNodeRequest, RemoveNodeResponse, ReplicaLag, ShardInfo,
+    StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::observed;
 use crate::error::{Error, Result};
+use crate::meta::MetaCommand;
 use crate::node::{Group, Node};
+use crate::raft::Response as RaftResponse;
 
 pub struct AdminApi {
     pub node: Arc<Node>,
@@ -28,6 +32,63 @@ impl AdminService for AdminApi {
                 return Err(quiver_core::Error::NotLeader { group: META_GROUP, leader: None }.into());
             }
             Ok(MetaReadIndexResponse { index: self.node.meta_read_index().await? })
+        })
+        .await
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> std::result::Result<Response<JoinResponse>, Status> {
+        observed(&self.node, "Join", async {
+            let addr = request.into_inner().address;
+            if addr.is_empty() {
+                return Err(quiver_core::Error::InvalidArgument("a joining node must give its address".into()).into());
+            }
+            match self.node.write_meta(MetaCommand::AddNode { addr }).await? {
+                RaftResponse::NodeId(node_id) => Ok(JoinResponse { node_id }),
+                other => Err(Error::Raft(format!("unexpected answer to a join: {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> std::result::Result<Response<RemoveNodeResponse>, Status> {
+        observed(&self.node, "RemoveNode", async {
+            let id = request.into_inner().node_id;
+            let state = self.node.caught_up_meta().await?;
+            if state.nodes.get(&id).is_some_and(|n| !n.draining) && state.active_nodes().len() == 1 {
+                let last = format!("node {id} is the cluster's last active node; it cannot be drained");
+                return Err(quiver_core::Error::InvalidArgument(last).into());
+            }
+            self.node.write_meta(MetaCommand::DrainNode { id }).await?;
+            Ok(RemoveNodeResponse {})
+        })
+        .await
+    }
+
+    async fn get_shard_map(
+        &self,
+        _: Request<GetShardMapRequest>,
+    ) -> std::result::Result<Response<GetShardMapResponse>, Status> {
+        observed(&self.node, "GetShardMap", async {
+            let state = self.node.meta.borrow().clone();
+            let shards = state
+                .shard_map
+                .shards
+                .iter()
+                .map(|s| ShardInfo {
+                    shard_id: s.id,
+                    start: s.start,
+                    end: s.end,
+                    version: s.epoch.version,
+                    conf_ver: s.epoch.conf_ver,
+                    replicas: s.replicas.clone(),
+                    leader_hint: self.node.leader_of(s.id),
+                })
+                .collect();
+            let nodes = state.nodes.values().map(|n| NodeAddress { id: n.id, address: n.addr.clone() }).collect();
+            Ok(GetShardMapResponse { shards, nodes })
         })
         .await
     }
@@ -49,7 +110,16 @@ impl AdminService for AdminApi {
                         .as_ref()
                         .and_then(|m| m.replication.as_ref())
                         .is_some_and(|r| r.get(&n.id).is_some_and(Option::is_some));
-                    NodeStatus { id: n.id, address: n.addr.clone(), up: n.id == self.node.id || replicating }
+                    NodeStatus {
+                        id: n.id,
+                        address: n.addr.clone(),
+                        up: n.id == self.node.id || replicating,
+                        draining: n.draining,
+                        replicas: state.shard_map.shards.iter().filter(|s| s.replicas.contains(&n.id)).count() as u32,
+                        meta_voter: meta_metrics
+                            .as_ref()
+                            .is_some_and(|m| m.membership_config.membership().voter_ids().any(|v| v == n.id)),
+                    }
                 })
                 .collect();
             Ok(StatusResponse { node_id: self.node.id, version: env!("CARGO_PKG_VERSION").into(), nodes, groups })

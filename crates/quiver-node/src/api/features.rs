@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
 use quiver_core::registry::{FeatureSet, Project};
-use quiver_core::row::{Freshness, StoredRow, is_expired, validate_rows};
+use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, is_expired, validate_rows};
 use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
 use quiver_proto::v1::get_online_features_request::Features;
@@ -26,9 +26,6 @@ use crate::shard::{TableRef, read_row};
 
 /// A key placed on its shard: (shard id, encoded entity key).
 type ShardKey = (u64, Vec<u8>);
-
-/// The most entity keys one online read may ask for.
-pub const MAX_ENTITIES_PER_READ: usize = 10_000;
 
 pub struct FeatureApi {
     pub node: Arc<Node>,
@@ -71,8 +68,13 @@ impl FeatureApi {
         let input = req.rows.into_iter().map(|r| fields_from_proto(r.fields)).collect();
         // Validation covers the whole request before anything is proposed.
         let rows = validate_rows(entity, fs, input)?;
+        if let Some(route) = &req.route {
+            let hashes: Vec<u64> = rows.iter().map(|r| key_hash(&encode_entity_key(&r.key))).collect();
+            self.node.check_route(route, &hashes, true).await?;
+        }
         let rows_written = rows.len() as u64;
-        let shard_log_index = self.node.put_rows(&table_of(project, fs), rows, true).await?;
+        let request = (!req.request_id.is_empty()).then_some(req.request_id);
+        let shard_log_index = self.node.put_rows(&table_of(project, fs), rows, true, request).await?;
         self.node.metrics.rows_written.inc_by(rows_written);
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }
@@ -117,13 +119,20 @@ impl FeatureApi {
             })
             .collect::<Result<_, CoreError>>()?;
         let lookups = self.entity_keys(&state, project, &tables, req.entities)?;
-        if linearizable {
-            let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, _)| *shard).collect();
-            shards.sort_unstable();
-            shards.dedup();
-            let groups = shards.into_iter().map(|s| self.node.group(s)).collect::<Result<Vec<_>>>()?;
-            try_join_all(groups.iter().map(|g| self.node.linearize(g))).await?;
+        if let Some(route) = &req.route {
+            let hashes: Vec<u64> = lookups.iter().flat_map(|keys| keys.iter().map(|(_, key)| key_hash(key))).collect();
+            self.node.check_route(route, &hashes, linearizable).await?;
         }
+        let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, _)| *shard).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let groups = shards.into_iter().map(|s| self.node.group(s)).collect::<Result<Vec<_>>>()?;
+        let staleness_bound_ms = if linearizable {
+            try_join_all(groups.iter().map(|g| self.node.linearize(g))).await?;
+            0
+        } else {
+            groups.iter().map(|g| g.staleness_bound_ms(self.node.id)).max().unwrap_or(0)
+        };
         let now = now_micros();
         let mut results = Vec::with_capacity(lookups.len());
         for keys in lookups {
@@ -139,7 +148,12 @@ impl FeatureApi {
                 .collect();
             results.push(EntityResult { values });
         }
-        Ok(GetOnlineFeaturesResponse { features: features.into_iter().map(|f| f.reference).collect(), results })
+        Ok(GetOnlineFeaturesResponse {
+            features: features.into_iter().map(|f| f.reference).collect(),
+            results,
+            served_by: self.node.id,
+            staleness_bound_ms,
+        })
     }
 
     /// For each requested entity, the (shard, encoded key) of each table.

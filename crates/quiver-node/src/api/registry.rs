@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use quiver_core::shard_map::META_GROUP;
 use quiver_proto::v1::registry_service_server::RegistryService;
 use quiver_proto::v1::{
     ApplyRequest, ApplyResponse, GetProjectRequest, GetProjectResponse, ListProjectsRequest, ListProjectsResponse,
@@ -14,7 +13,7 @@ use super::observed;
 use crate::error::Error;
 use crate::meta::MetaCommand;
 use crate::node::Node;
-use crate::raft::{Command, Response as RaftResponse};
+use crate::raft::Response as RaftResponse;
 
 pub struct RegistryApi {
     pub node: Arc<Node>,
@@ -25,7 +24,7 @@ impl RegistryService for RegistryApi {
     async fn apply(&self, request: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
         observed(&self.node, "Apply", async {
             let defs = definitions_from_proto(request.into_inner())?;
-            let (response, _) = self.node.write(META_GROUP, Command::Meta(MetaCommand::ApplyDefinitions(defs))).await?;
+            let response = self.node.write_meta(MetaCommand::ApplyDefinitions(defs)).await?;
             let RaftResponse::Applied(changes) = response else {
                 return Err(Error::Raft(format!("unexpected answer to a registry apply: {response:?}")));
             };

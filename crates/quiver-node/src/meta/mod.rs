@@ -39,6 +39,8 @@ pub struct MetaState {
     pub export_marks: BTreeMap<u64, WriteSeq>,
     /// Saved training datasets by (project, name), with their lineage.
     pub datasets: BTreeMap<(String, String), Dataset>,
+    /// Node ids are never reused: the next one a joining node gets.
+    pub next_node_id: u64,
     /// Files replaced by compaction: (path, when), deleted from the store after a grace
     /// period so that retrievals already reading them can finish.
     pub garbage: Vec<(String, i64)>,
@@ -75,6 +77,15 @@ pub struct NodeInfo {
     pub id: u64,
     /// The gRPC address other nodes and clients reach it at.
     pub addr: String,
+    /// Being drained by `quiverctl node remove`: its replicas move away, then it leaves.
+    pub draining: bool,
+}
+
+impl MetaState {
+    /// Nodes that may receive replicas and meta votes.
+    pub fn active_nodes(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| !n.draining).map(|n| n.id).collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +110,30 @@ pub enum MetaCommand {
     ForgetGarbage {
         paths: Vec<String>,
     },
+    /// A node joins: answers its id, the same one again for an address already known.
+    AddNode {
+        addr: String,
+    },
+    /// Starts moving every replica away from a node before it leaves.
+    DrainNode {
+        id: u64,
+    },
+    /// Forgets a drained node; refused while it still hosts a replica.
+    ForgetNode {
+        id: u64,
+    },
+    /// The scheduler's decision: shard `shard` moves to `replicas`. Refused unless the
+    /// shard is still at `conf_ver` and no move of it is under way.
+    SetReplicas {
+        shard: u64,
+        replicas: Vec<u64>,
+        conf_ver: u64,
+    },
+    /// The shard's leader confirms its Raft group now has these voters.
+    SetVoters {
+        shard: u64,
+        voters: Vec<u64>,
+    },
     /// Reserves `count` ingestion sequence numbers.
     ReserveSeq {
         count: u64,
@@ -111,6 +146,10 @@ pub enum MetaCommand {
         source: (TableRef, String),
         export: Option<ExportRange>,
     },
+}
+
+fn unknown_node(id: u64) -> quiver_core::Error {
+    quiver_core::Error::InvalidArgument(format!("no node with id {id} in the cluster"))
 }
 
 /// Readers' handle on the latest applied meta state.
@@ -194,6 +233,55 @@ impl MetaMachine {
                 }
                 self.state.shard_map = shard_map.clone();
                 self.state.nodes = nodes.iter().map(|n| (n.id, n.clone())).collect();
+                self.state.next_node_id = nodes.iter().map(|n| n.id + 1).max().unwrap_or(1);
+                Response::Done
+            }
+            MetaCommand::AddNode { addr } => {
+                if let Some(known) = self.state.nodes.values().find(|n| &n.addr == addr) {
+                    return Ok(Response::NodeId(known.id));
+                }
+                let id = self.state.next_node_id.max(1);
+                self.state.next_node_id = id + 1;
+                self.state.nodes.insert(id, NodeInfo { id, addr: addr.clone(), draining: false });
+                Response::NodeId(id)
+            }
+            MetaCommand::DrainNode { id } => match self.state.nodes.get_mut(id) {
+                Some(node) => {
+                    node.draining = true;
+                    Response::Done
+                }
+                None => return Ok(Response::Rejected(unknown_node(*id))),
+            },
+            MetaCommand::ForgetNode { id } => {
+                if !self.state.nodes.contains_key(id) {
+                    return Ok(Response::Done);
+                }
+                if self.state.shard_map.shards.iter().any(|s| s.hosted_by(*id)) {
+                    let busy = format!("node {id} still hosts replicas; drain it first");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(busy)));
+                }
+                self.state.nodes.remove(id);
+                Response::Done
+            }
+            MetaCommand::SetReplicas { shard, replicas, conf_ver } => {
+                let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard) else {
+                    return Ok(Response::Rejected(quiver_core::Error::ShardNotFound(*shard)));
+                };
+                if s.epoch.conf_ver != *conf_ver || s.moving() {
+                    return Ok(Response::Rejected(quiver_core::Error::EpochMismatch {
+                        shard: *shard,
+                        current: s.epoch,
+                    }));
+                }
+                s.replicas = replicas.clone();
+                s.epoch.conf_ver += 1;
+                Response::Done
+            }
+            MetaCommand::SetVoters { shard, voters } => {
+                let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard) else {
+                    return Ok(Response::Rejected(quiver_core::Error::ShardNotFound(*shard)));
+                };
+                s.voters = voters.clone();
                 Response::Done
             }
         };

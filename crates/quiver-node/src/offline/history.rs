@@ -9,7 +9,6 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use bytes::Bytes;
-use quiver_core::shard_map::META_GROUP;
 use quiver_core::{Error as CoreError, Value, ValueType};
 use quiver_offline::convert::values_to_array;
 use quiver_offline::files::{read_parquet, write_batch};
@@ -19,7 +18,6 @@ use quiver_offline::schema::to_utc_micros;
 use crate::error::{Error, Result};
 use crate::meta::{Dataset, MetaCommand, MetaState};
 use crate::node::Node;
-use crate::raft::Command;
 use crate::shard::TableRef;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
@@ -155,7 +153,7 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
         spine_to: lineage.spine_to,
         created_at: 0,
     };
-    node.write(META_GROUP, Command::Meta(MetaCommand::SaveDataset(dataset))).await?;
+    node.write_meta(MetaCommand::SaveDataset(dataset)).await?;
     Ok(())
 }
 

@@ -257,7 +257,7 @@ async fn upsert_latest(
                 }
             })
             .collect();
-        node.put_rows(table, batch, false).await?;
+        node.put_rows(table, batch, false, None).await?;
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ pub async fn run(
     }
     let rows: Vec<ValidatedRow> = latest.into_values().map(|(_, _, row)| row).collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
-        node.put_rows(&table, chunk.to_vec(), false).await?;
+        node.put_rows(&table, chunk.to_vec(), false, None).await?;
         report.entities_written += chunk.len() as u64;
     }
     report.done = true;

@@ -53,8 +53,11 @@ pub enum Response {
     },
     /// The first of a reserved range of ingestion sequence numbers.
     Seq(u64),
-    /// The files were committed before (same source): nothing was added.
+    /// The files were committed before (same source), or the write's request id was
+    /// applied before: nothing was added.
     Duplicate,
+    /// The id of a node that joined.
+    NodeId(u64),
 }
 
 /// Wall-clock microseconds; only leaders and read paths call this, never `apply`.

@@ -10,7 +10,9 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
+use crate::error::Error;
 use crate::node::Groups;
+use crate::raft::Command;
 
 pub struct RaftRpc {
     pub groups: Arc<Groups>,
@@ -53,5 +55,20 @@ impl RaftService for RaftRpc {
         let msg = request.into_inner();
         let (raft, req) = self.open(&msg)?;
         reply(msg.group_id, raft.install_snapshot(req).await)
+    }
+
+    /// The answer always travels in `payload`, as a `Result` whose error is the core error
+    /// the proposer would have seen, so forwarding is transparent to the caller.
+    async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = request.into_inner();
+        let answer = match self.groups.get(msg.group_id) {
+            Some(group) => match decode::<Command>(&msg.payload) {
+                Ok(command) => group.propose(command).await.map(|(response, _)| response).map_err(Error::into_core),
+                Err(e) => Err(e.into_core()),
+            },
+            None => Err(quiver_core::Error::ShardNotFound(msg.group_id)),
+        };
+        let payload = encode(&answer)?;
+        Ok(Response::new(RaftMessage { group_id: msg.group_id, payload, error: Vec::new() }))
     }
 }

@@ -5,6 +5,7 @@
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
@@ -20,6 +21,8 @@ use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 /// Keys below this byte hold Raft bookkeeping; data keys start at or above it.
 const APPLIED: &[u8] = b"\x00applied";
 const MEMBERSHIP: &[u8] = b"\x00membership";
+/// The leader time of the newest applied command: how fresh a stale read is.
+const APPLIED_TIME: &[u8] = b"\x00applied-time";
 const CURRENT_SNAPSHOT: &[u8] = b"current";
 
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -38,6 +41,7 @@ pub struct StateMachine {
     kind: Kind,
     applied: Option<LogId<NodeId>>,
     membership: Membership,
+    applied_time: Arc<AtomicI64>,
     snapshot_count: u64,
 }
 
@@ -53,7 +57,16 @@ impl StateMachine {
         let snapshots = engine.tree(&format!("group-{group}-snapshot"))?;
         let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
         let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
-        let mut sm = StateMachine { engine, tree, snapshots, kind, applied, membership, snapshot_count: 0 };
+        let mut sm = StateMachine {
+            engine,
+            tree,
+            snapshots,
+            kind,
+            applied,
+            membership,
+            applied_time: Arc::default(),
+            snapshot_count: 0,
+        };
         sm.reload()?;
         Ok(sm)
     }
@@ -63,8 +76,15 @@ impl StateMachine {
         self.tree.clone()
     }
 
+    /// The leader time of the newest applied command (0 before any), kept current by `apply`.
+    pub fn applied_time(&self) -> Arc<AtomicI64> {
+        self.applied_time.clone()
+    }
+
     /// Refreshes in-memory views after the tree changed wholesale (open, snapshot install).
     fn reload(&mut self) -> Result<()> {
+        let time = self.tree.get(APPLIED_TIME)?.map(|b| decode::<i64>(&b)).transpose()?.unwrap_or(0);
+        self.applied_time.store(time, Ordering::Relaxed);
         if let Kind::Meta(meta) = &mut self.kind {
             meta.load(self.tree.as_ref())?;
         }
@@ -75,8 +95,12 @@ impl StateMachine {
         let mut batch = WriteBatch::default();
         let mut rows = PendingWrites::default();
         let mut responses = Vec::with_capacity(entries.len());
+        let mut newest_time = None;
         for entry in entries {
             self.applied = Some(entry.log_id);
+            if let EntryPayload::Normal(request) = &entry.payload {
+                newest_time = Some(request.leader_time);
+            }
             let response = match entry.payload {
                 EntryPayload::Blank => Response::Done,
                 EntryPayload::Membership(m) => {
@@ -98,7 +122,13 @@ impl StateMachine {
         rows.flush_into(&mut batch)?;
         batch.put(APPLIED, encode(&self.applied)?);
         batch.put(MEMBERSHIP, encode(&self.membership)?);
+        if let Some(time) = newest_time {
+            batch.put(APPLIED_TIME, encode(&time)?);
+        }
         self.tree.write(batch)?;
+        if let Some(time) = newest_time {
+            self.applied_time.store(time, Ordering::Relaxed);
+        }
         if let Kind::Meta(meta) = &self.kind {
             meta.publish();
         }

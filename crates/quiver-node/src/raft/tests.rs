@@ -68,7 +68,7 @@ fn put(index: u64, rows: &[(i64, i64, f64)]) -> Entry<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(Request {
             leader_time: 0,
-            command: Command::Shard(ShardCommand::Put { table: table(), rows, export: true }),
+            command: Command::Shard(ShardCommand::Put { table: table(), rows, export: true, request: None }),
         }),
     }
 }

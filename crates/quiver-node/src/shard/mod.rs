@@ -6,8 +6,11 @@
 //!
 //! Every written row is also queued for the offline store under `0x03 | log index | position`
 //! (write order); the export worker drains the queue and `ExportAck` trims it.
+//!
+//! Request ids of writes are kept under `0x04 | id` (with an expiry index
+//! `0x05 | time | id`) for `REQUEST_ID_TTL_MICROS`, so a retried write applies at most once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use quiver_core::Value;
 use quiver_core::row::{StoredRow, WriteSeq, supersedes};
@@ -20,6 +23,13 @@ use crate::storage::{KvTree, WriteBatch};
 
 const ROW: u8 = 0x02;
 const QUEUE: u8 = 0x03;
+const REQUEST: u8 = 0x04;
+const REQUEST_EXPIRY: u8 = 0x05;
+
+/// How long a write's request id is remembered.
+pub const REQUEST_ID_TTL_MICROS: i64 = 600_000_000;
+/// Expired request ids dropped per write, so cleanup cost stays bounded per entry.
+const EXPIRED_PER_WRITE: usize = 16;
 
 /// One version of one feature set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -40,7 +50,8 @@ pub struct ShardRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardCommand {
     /// Upserts rows (last writer wins); `export` also queues them for the offline store.
-    Put { table: TableRef, rows: Vec<ShardRow>, export: bool },
+    /// A `request` id seen before makes the write a no-op answered `Duplicate`.
+    Put { table: TableRef, rows: Vec<ShardRow>, export: bool, request: Option<Vec<u8>> },
     /// The queue through `through` is in the offline store: drop it.
     ExportAck { through: WriteSeq },
 }
@@ -99,6 +110,8 @@ pub fn read_row(tree: &dyn KvTree, table: &TableRef, entity_key: &[u8]) -> Resul
 #[derive(Default)]
 pub struct PendingWrites {
     rows: HashMap<Vec<u8>, StoredRow>,
+    /// Request ids recorded in this call.
+    requests: HashSet<Vec<u8>>,
     other: WriteBatch,
 }
 
@@ -133,8 +146,8 @@ pub fn apply(
     leader_time: i64,
     cmd: &ShardCommand,
 ) -> Result<Response> {
-    let (table, rows, export) = match cmd {
-        ShardCommand::Put { table, rows, export } => (table, rows, *export),
+    let (table, rows, export, request) = match cmd {
+        ShardCommand::Put { table, rows, export, request } => (table, rows, *export, request),
         ShardCommand::ExportAck { through } => {
             let range = (std::ops::Bound::Included(vec![QUEUE]), std::ops::Bound::Included(queue_key(*through)));
             for kv in tree.scan(range) {
@@ -143,6 +156,11 @@ pub fn apply(
             return Ok(Response::Done);
         }
     };
+    if let Some(id) = request
+        && !remember_request(tree, cache, id, leader_time)?
+    {
+        return Ok(Response::Duplicate);
+    }
     for (pos, row) in rows.iter().enumerate() {
         let key = row_key(table, &row.key);
         let seq = WriteSeq { log_index, pos: pos as u32 };
@@ -159,4 +177,66 @@ pub fn apply(
         }
     }
     Ok(Response::Written { rows: rows.len() as u64 })
+}
+
+/// Records request id `id` at `leader_time`; false when it was seen before. Also forgets
+/// a few expired ids (deterministic: it depends only on the tree and the entry's time).
+fn remember_request(tree: &dyn KvTree, cache: &mut PendingWrites, id: &[u8], leader_time: i64) -> Result<bool> {
+    let key = [&[REQUEST][..], id].concat();
+    if cache.requests.contains(&key) || tree.get(&key)?.is_some() {
+        return Ok(false);
+    }
+    let cutoff = leader_time.saturating_sub(REQUEST_ID_TTL_MICROS);
+    for kv in tree.scan_prefix(&[REQUEST_EXPIRY]).take(EXPIRED_PER_WRITE) {
+        let (expiry_key, _) = kv?;
+        let at = expiry_key.get(1..9).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes).unwrap_or(i64::MAX);
+        if at >= cutoff {
+            break;
+        }
+        cache.other.delete([&[REQUEST][..], &expiry_key[9..]].concat());
+        cache.other.delete(expiry_key);
+    }
+    cache.other.put([&[REQUEST_EXPIRY][..], &leader_time.to_be_bytes(), id].concat(), Vec::new());
+    cache.other.put(key.clone(), leader_time.to_be_bytes().to_vec());
+    cache.requests.insert(key);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::KvEngine;
+    use crate::storage::MemEngine;
+
+    fn put(request: &[u8]) -> ShardCommand {
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let rows = vec![ShardRow { key: b"k".to_vec(), event_ts: 1, values: vec![Value::Int64(1)] }];
+        ShardCommand::Put { table, rows, export: true, request: Some(request.to_vec()) }
+    }
+
+    fn apply_one(tree: &dyn KvTree, index: u64, time: i64, cmd: &ShardCommand) -> Response {
+        let mut cache = PendingWrites::default();
+        let response = apply(tree, &mut cache, index, time, cmd).unwrap();
+        let mut batch = WriteBatch::default();
+        cache.flush_into(&mut batch).unwrap();
+        tree.write(batch).unwrap();
+        response
+    }
+
+    #[test]
+    fn a_request_id_applies_once_until_it_expires() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("t").unwrap();
+        assert!(matches!(apply_one(tree.as_ref(), 1, 0, &put(b"a")), Response::Written { rows: 1 }));
+        assert!(matches!(apply_one(tree.as_ref(), 2, 1, &put(b"a")), Response::Duplicate));
+        assert_eq!(read_queue(tree.as_ref(), 10).unwrap().len(), 1, "the duplicate queued nothing");
+        // A later write forgets ids older than the TTL, so "a" may be used again.
+        let later = REQUEST_ID_TTL_MICROS + 10;
+        assert!(matches!(apply_one(tree.as_ref(), 3, later, &put(b"b")), Response::Written { .. }));
+        assert!(matches!(apply_one(tree.as_ref(), 4, later, &put(b"a")), Response::Written { .. }));
+        // Two entries with one id in the same apply call: the second is the duplicate.
+        let mut cache = PendingWrites::default();
+        assert!(matches!(apply(tree.as_ref(), &mut cache, 5, later, &put(b"c")).unwrap(), Response::Written { .. }));
+        assert!(matches!(apply(tree.as_ref(), &mut cache, 6, later, &put(b"c")).unwrap(), Response::Duplicate));
+    }
 }

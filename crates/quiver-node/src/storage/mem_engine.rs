@@ -22,6 +22,11 @@ impl KvEngine for MemEngine {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    fn drop_tree(&self, name: &str) -> Result<()> {
+        self.trees.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        Ok(())
+    }
 }
 
 #[derive(Default)]

@@ -20,6 +20,8 @@ pub trait KvEngine: Send + Sync + 'static {
     fn tree(&self, name: &str) -> Result<Arc<dyn KvTree>>;
     /// Returns once every write made before the call is on stable storage.
     fn flush(&self) -> Result<()>;
+    /// Deletes the tree called `name` and everything in it (nothing if it does not exist).
+    fn drop_tree(&self, name: &str) -> Result<()>;
 }
 
 pub trait KvTree: Send + Sync + 'static {
@@ -76,6 +78,9 @@ mod tests {
         tree.write(batch).unwrap();
         assert_eq!(tree.get(b"a1").unwrap(), None);
         assert!(engine.tree("other").unwrap().get(b"a2").unwrap().is_none(), "trees are separate");
+        engine.drop_tree("t").unwrap();
+        engine.drop_tree("never-opened").unwrap();
+        assert!(engine.tree("t").unwrap().get(b"a2").unwrap().is_none(), "a dropped tree comes back empty");
     }
 
     #[test]

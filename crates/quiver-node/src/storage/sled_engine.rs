@@ -35,6 +35,10 @@ impl KvEngine for SledEngine {
     fn flush(&self) -> Result<()> {
         self.db.flush().map(drop).map_err(storage_err)
     }
+
+    fn drop_tree(&self, name: &str) -> Result<()> {
+        self.db.drop_tree(name).map(drop).map_err(storage_err)
+    }
 }
 
 struct SledTree(sled::Tree);

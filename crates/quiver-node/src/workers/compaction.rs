@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::meta::MetaCommand;
 use crate::node::Node;
-use crate::raft::{Command, now_micros};
+use crate::raft::now_micros;
 use crate::shard::TableRef;
 
 pub async fn round(node: Arc<Node>) -> Result<()> {
@@ -64,8 +64,7 @@ async fn compact(node: &Node, table: &TableRef, day: i64, files: &[&DataFile]) -
     let file = write_file(&node.offline, &path, &sorted, entity.join_keys.len()).await.map_err(offline)?;
     failpoint::hit("compaction-after-write");
     let remove = files.iter().map(|f| f.path.clone()).collect();
-    node.write(META_GROUP, Command::Meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file }))
-        .await?;
+    node.write_meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file }).await?;
     failpoint::hit("compaction-after-commit");
     tracing::info!(table = ?table, day, files = files.len(), rows = sorted.num_rows(), "compacted");
     Ok(())
@@ -116,5 +115,5 @@ async fn collect_garbage(node: &Node) -> Result<()> {
     for path in &due {
         node.offline.delete(path).await.map_err(offline)?;
     }
-    node.write(META_GROUP, Command::Meta(MetaCommand::ForgetGarbage { paths: due })).await.map(drop)
+    node.write_meta(MetaCommand::ForgetGarbage { paths: due }).await.map(drop)
 }

@@ -3,6 +3,8 @@
 
 pub mod compaction;
 pub mod export;
+pub mod replicas;
+pub mod scheduler;
 
 use std::future::Future;
 use std::sync::Arc;
