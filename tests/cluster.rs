@@ -11,13 +11,18 @@ use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros};
 const READY: Duration = Duration::from_secs(60);
 
 async fn form_cluster(dir: &std::path::Path) -> Vec<LocalNode> {
+    form_cluster_env(dir, &[]).await
+}
+
+/// `form_cluster` with extra environment variables for every node.
+async fn form_cluster_env(dir: &std::path::Path, env: &[(String, String)]) -> Vec<LocalNode> {
     let listen: Vec<String> = (0..3).map(|_| free_addr().unwrap()).collect();
     let http: Vec<String> = (0..3).map(|_| free_addr().unwrap()).collect();
     let initial = listen.join(",");
     let mut nodes: Vec<LocalNode> = (0..3)
         .map(|i| {
             let args = ["--initial-cluster", initial.as_str(), "--shards", "4"];
-            LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), &listen[i], &http[i], &args).unwrap()
+            LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), &listen[i], &http[i], &args, env).unwrap()
         })
         .collect();
     for node in &mut nodes {
@@ -163,4 +168,170 @@ async fn a_paused_leader_never_serves_a_stale_linearizable_read() {
     }
     replica_has(&resumed, 0..8, |_| 2.0).await;
     nodes[paused].wait_ready(READY).await.unwrap();
+}
+
+/// Waits until the cluster, as `client`'s node sees it, has placed every shard on three
+/// of `nodes`, balanced, with no move under way; returns the replica count per node.
+async fn placement_settles(client: &Client, nodes: &[u64]) -> Vec<usize> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let map = client.shard_map().await.unwrap();
+        let status = client.status().await.unwrap();
+        let settled = map.shards.iter().all(|s| s.replicas.len() == 3 && s.replicas.iter().all(|r| nodes.contains(r)))
+            && status.groups.iter().filter(|g| g.kind == "shard").all(|g| {
+                let mut voters = g.voters.clone();
+                voters.sort_unstable();
+                let mut replicas = map.shards.iter().find(|s| s.shard_id == g.group_id).unwrap().replicas.clone();
+                replicas.sort_unstable();
+                voters == replicas
+            })
+            && status.nodes.iter().map(|n| n.id).collect::<Vec<_>>() == nodes;
+        let loads: Vec<usize> =
+            nodes.iter().map(|n| map.shards.iter().filter(|s| s.replicas.contains(n)).count()).collect();
+        if settled && loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1 {
+            return loads;
+        }
+        assert!(Instant::now() < deadline, "placement did not settle on {nodes:?}: {map:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_receives_replicas_and_a_removed_node_is_drained_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = form_cluster(dir.path()).await;
+    let first = nodes[0].client().await.unwrap();
+    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    write_one_by_one(&first, 0..40, |id| id as f64).await;
+
+    // Node 4 joins through node 2 and, once placement is balanced, holds a third of the
+    // twelve replicas (four shards, three each) with the data in them.
+    let (listen, http) = (free_addr().unwrap(), free_addr().unwrap());
+    let join = nodes[1].endpoint();
+    let mut joined = LocalNode::spawn_at(
+        &dir.path().join("node4"),
+        &listen,
+        &http,
+        &["--join", join.trim_start_matches("http://")],
+        &[],
+    )
+    .unwrap();
+    joined.wait_ready(READY).await.unwrap();
+    let loads = placement_settles(&first, &[1, 2, 3, 4]).await;
+    assert_eq!(loads.iter().sum::<usize>(), 12);
+    assert_eq!(loads[3], 3, "the new node's share: {loads:?}");
+    let newcomer = joined.client().await.unwrap();
+    for id in 0..40 {
+        assert_eq!(conv_rate(&newcomer, id, Consistency::Linearizable).await, Some(Value::Float64(id as f64)));
+    }
+
+    // Removing node 1 (it formed the cluster) drains it: its replicas move away before it
+    // leaves, so nothing is lost when its process is then killed.
+    let endpoint = nodes[1].endpoint();
+    let out = tokio::task::spawn_blocking(move || quiver_tests::quiverctl(&endpoint, &["node", "remove", "1"], None))
+        .await
+        .unwrap();
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("drained and removed"), "{}", out.stdout);
+    let second = nodes[1].client().await.unwrap();
+    let loads = placement_settles(&second, &[2, 3, 4]).await;
+    assert_eq!(loads, vec![4, 4, 4]);
+    let meta = second.status().await.unwrap();
+    let mut meta_voters = meta.groups[0].voters.clone();
+    meta_voters.sort_unstable();
+    assert_eq!(meta_voters, vec![2, 3, 4], "the meta group's voters left node 1 too");
+    nodes[0].kill_9().unwrap();
+    for id in 0..40 {
+        assert_eq!(conv_rate(&second, id, Consistency::Linearizable).await, Some(Value::Float64(id as f64)));
+    }
+    write_one_by_one(&newcomer, 40..50, |id| id as f64).await;
+    replica_has(&newcomer, 0..50, |id| id as f64).await;
+}
+
+/// Offline rows of `driver_stats` in the manifest, as `client`'s node sees it.
+async fn offline_rows(client: &Client) -> u64 {
+    client.files("rides", "driver_stats").await.unwrap().iter().map(|f| f.rows).sum()
+}
+
+/// Waits until the node that was metadata leader has died at the crash point, and
+/// returns its index in `nodes`.
+async fn crashed(nodes: &mut [LocalNode], marker: &std::path::Path) -> usize {
+    let deadline = Instant::now() + READY;
+    loop {
+        if marker.exists() {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if node.wait_for_exit(Duration::ZERO).await.is_ok() {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "the crash point was never reached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Whichever node commits files to the manifest as metadata leader dies right after
+    // the commit, before answering; the marker file makes it happen once.
+    let marker = dir.path().join("crashed-once");
+    let env = [
+        ("QUIVER_FAILPOINT".to_string(), "meta-after-commit".to_string()),
+        ("QUIVER_FAILPOINT_ONCE".to_string(), marker.display().to_string()),
+    ];
+    let mut nodes = form_cluster_env(dir.path(), &env).await;
+    let first = nodes[0].client().await.unwrap();
+    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+
+    // An ingest through a node that is not the metadata leader: its commit is forwarded,
+    // the leader dies after applying it, the forwarder retries through the new leader and
+    // learns the files are already there.
+    let meta_leader = first.status().await.unwrap().groups[0].leader_id as usize;
+    let via = meta_leader % 3;
+    let ts = now_micros() - 3_600_000_000;
+    let mut csv = String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n");
+    for id in 0..1000 {
+        csv += &format!("{id},{ts},{},0.5,{id},c\n", id as f64);
+    }
+    let input = dir.path().join("drivers.csv");
+    std::fs::write(&input, csv).unwrap();
+    let client = nodes[via].client().await.unwrap();
+    let report = client.ingest("rides", "driver_stats", input.to_str().unwrap(), |_| {}).await.unwrap();
+    assert_eq!(report.rows, 1000);
+    let dead = crashed(&mut nodes, &marker).await;
+    assert_eq!(dead + 1, meta_leader, "the metadata leader was the one to die");
+    assert_eq!(offline_rows(&client).await, 1000, "every ingested row committed once");
+    // And the committed files are there to read.
+    let spine = format!("driver_id,event_timestamp\n0,{t}\n499,{t}\n999,{t}\n", t = ts + 1);
+    let request = quiver_client::HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
+        spine.into_bytes(),
+        quiver_client::SpineFormat::Csv,
+    );
+    let history = client.historical(request).await.unwrap();
+    let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
+    assert_eq!(trips.values().to_vec(), vec![0, 499, 999]);
+    for id in [0, 499, 999] {
+        assert_eq!(conv_rate(&client, id, Consistency::Linearizable).await, Some(Value::Float64(id as f64)));
+    }
+    nodes[dead].restart().await.unwrap();
+
+    // An export: rows pushed online are committed to the manifest by shard leaders; the
+    // metadata leader dies after one such commit. Exports carry on and nothing doubles.
+    std::fs::remove_file(&marker).unwrap();
+    let rows = (1000..1300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let dead = crashed(&mut nodes, &marker).await;
+    let survivor = nodes[(dead + 1) % 3].client().await.unwrap();
+    let deadline = Instant::now() + READY;
+    while offline_rows(&survivor).await < 1300 {
+        assert!(Instant::now() < deadline, "export stalled at {} rows", offline_rows(&survivor).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nodes[dead].restart().await.unwrap();
+    // A few more export rounds, with the dead node back: still exactly once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(offline_rows(&survivor).await, 1300, "no exported row committed twice");
 }

@@ -68,7 +68,13 @@ impl LocalNode {
 
     /// Starts a node on fixed addresses without waiting for it: members of a new cluster
     /// only become ready together (see `wait_ready`).
-    pub fn spawn_at(data_dir: &Path, listen: &str, http: &str, extra: &[&str]) -> Result<LocalNode> {
+    pub fn spawn_at(
+        data_dir: &Path,
+        listen: &str,
+        http: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Result<LocalNode> {
         let mut node = LocalNode {
             child: None,
             bin: binary("quiver-node")?,
@@ -76,7 +82,7 @@ impl LocalNode {
             listen: listen.to_string(),
             http: http.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
+            env: env.to_vec(),
             log: data_dir.with_extension("log"),
         };
         node.spawn()?;

@@ -122,8 +122,32 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Cluster membership.
+    Node {
+        #[command(subcommand)]
+        action: NodeCmd,
+    },
+    /// Show the shard map: hash ranges, epochs, replicas and leaders.
+    Shards {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Start a throwaway node, apply the examples, push rows and read a feature vector.
     Demo,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Drain a node (its replicas move to the other nodes), then remove it from the cluster;
+    /// waits until it is gone unless --no-wait.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long, e.g. 10m.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -264,7 +288,44 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Node { action: NodeCmd::Remove { id, no_wait, timeout } } => {
+            remove_node(&client, id, no_wait, timeout).await
+        }
+        Cmd::Shards { format } => {
+            let map = client.shard_map().await?;
+            match format {
+                Format::Table => print!("{}", render::shard_map_table(&map)),
+                Format::Json => println!("{}", render::shard_map_json(&map)),
+            }
+            Ok(())
+        }
         Cmd::Demo => unreachable!("handled above"),
+    }
+}
+
+/// Starts draining node `id` and follows it until the node has left the cluster.
+async fn remove_node(client: &Client, id: u64, no_wait: bool, timeout: std::time::Duration) -> Result<()> {
+    client.remove_node(id).await?;
+    if no_wait {
+        println!("node {id} is draining; `quiverctl status` shows its replicas leaving");
+        return Ok(());
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let status = client.status().await?;
+        let Some(node) = status.nodes.iter().find(|n| n.id == id) else {
+            spinner.finish_and_clear();
+            println!("node {id} drained and removed; it can be stopped");
+            return Ok(());
+        };
+        spinner.set_message(format!("draining node {id}: {} replicas left", node.replicas));
+        if std::time::Instant::now() > deadline {
+            spinner.finish_and_clear();
+            bail!("node {id} still holds {} replicas after {timeout:?}; it keeps draining", node.replicas);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 

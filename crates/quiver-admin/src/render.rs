@@ -158,9 +158,18 @@ pub fn status_table(s: &StatusResponse) -> String {
     let nodes: Vec<Vec<String>> = s
         .nodes
         .iter()
-        .map(|n| vec![n.id.to_string(), n.address.clone(), if n.up { "up" } else { "down" }.into()])
+        .map(|n| {
+            let state = match (n.up, n.draining) {
+                (true, false) => "up",
+                (true, true) => "up, draining",
+                (false, false) => "down",
+                (false, true) => "down, draining",
+            };
+            let meta = if n.meta_voter { "voter" } else { "learner" };
+            vec![n.id.to_string(), n.address.clone(), state.into(), n.replicas.to_string(), meta.into()]
+        })
         .collect();
-    out += &table(&["NODE", "ADDRESS", "STATE"], &nodes);
+    out += &table(&["NODE", "ADDRESS", "STATE", "REPLICAS", "META"], &nodes);
     let groups: Vec<Vec<String>> = s
         .groups
         .iter()
@@ -193,8 +202,16 @@ fn lags(g: &quiver_client::GroupStatus) -> String {
 }
 
 pub fn status_json(s: &StatusResponse) -> String {
-    let nodes: Vec<_> =
-        s.nodes.iter().map(|n| serde_json::json!({"id": n.id, "address": n.address, "up": n.up})).collect();
+    let nodes: Vec<_> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id, "address": n.address, "up": n.up, "draining": n.draining,
+                "replicas": n.replicas, "meta_voter": n.meta_voter,
+            })
+        })
+        .collect();
     let groups: Vec<_> = s
         .groups
         .iter()
@@ -211,6 +228,39 @@ pub fn status_json(s: &StatusResponse) -> String {
         })
         .collect();
     serde_json::json!({"node_id": s.node_id, "version": s.version, "nodes": nodes, "groups": groups}).to_string()
+}
+
+pub fn shard_map_table(map: &quiver_client::ShardMap) -> String {
+    let addr = |id: u64| map.nodes.iter().find(|n| n.id == id).map_or_else(|| "?".into(), |n| n.address.clone());
+    let rows: Vec<Vec<String>> = map
+        .shards
+        .iter()
+        .map(|s| {
+            vec![
+                s.shard_id.to_string(),
+                format!("{:016x}-{:016x}", s.start, s.end),
+                format!("{}.{}", s.version, s.conf_ver),
+                s.replicas.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                s.leader_hint.map_or_else(|| "unknown".into(), |id| format!("{id} ({})", addr(id))),
+            ]
+        })
+        .collect();
+    table(&["SHARD", "HASH RANGE", "EPOCH", "REPLICAS", "LEADER"], &rows)
+}
+
+pub fn shard_map_json(map: &quiver_client::ShardMap) -> String {
+    let shards: Vec<_> = map
+        .shards
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "shard_id": s.shard_id, "start": s.start, "end": s.end, "version": s.version,
+                "conf_ver": s.conf_ver, "replicas": s.replicas, "leader": s.leader_hint,
+            })
+        })
+        .collect();
+    let nodes: Vec<_> = map.nodes.iter().map(|n| serde_json::json!({"id": n.id, "address": n.address})).collect();
+    serde_json::json!({"shards": shards, "nodes": nodes}).to_string()
 }
 
 /// The first `limit` rows of a batch as a table, with a line saying how many there are.

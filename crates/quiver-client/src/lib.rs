@@ -56,7 +56,8 @@ pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
 pub use quiver_proto::v1::{
-    ApplyResponse, DataFileInfo, Dataset, GroupStatus, IngestProgress, MaterializeProgress, StatusResponse,
+    ApplyResponse, DataFileInfo, Dataset, GetShardMapResponse as ShardMap, GroupStatus, IngestProgress,
+    MaterializeProgress, StatusResponse,
 };
 
 /// How many times a call is tried while leaders move (see `Client::redirected`).
@@ -462,6 +463,18 @@ impl Client {
     pub async fn files(&self, project: &str, feature_set: &str) -> Result<Vec<DataFileInfo>> {
         let request = v1::ListFilesRequest { project: project.into(), feature_set: feature_set.into() };
         Ok(self.offline.clone().list_files(request).await.map_err(Error::from)?.into_inner().files)
+    }
+
+    /// Drains node `id`: the metadata leader moves its replicas to the other nodes, then
+    /// removes it from the cluster. Returns once the drain is recorded; watch `status`.
+    pub async fn remove_node(&self, id: u64) -> Result<()> {
+        self.admin.clone().remove_node(v1::RemoveNodeRequest { node_id: id }).await.map_err(Error::from)?;
+        Ok(())
+    }
+
+    /// The shard map as the node knows it: ranges, epochs, replicas, leader hints.
+    pub async fn shard_map(&self) -> Result<ShardMap> {
+        Ok(self.admin.clone().get_shard_map(v1::GetShardMapRequest {}).await.map_err(Error::from)?.into_inner())
     }
 
     /// The node's view of the cluster: nodes, groups, leaders, indexes.

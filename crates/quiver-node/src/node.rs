@@ -51,11 +51,19 @@ impl Group {
     pub async fn propose(&self, command: Command) -> Result<(Response, u64)> {
         let group = self.id;
         let _slot = InflightSlot::take(&self.inflight, group)?;
+        let commits_files = matches!(command, Command::Meta(MetaCommand::CommitFiles { .. }));
         let request = Request { leader_time: now_micros(), command };
         match self.raft.client_write(request).await {
             Ok(reply) => match reply.data {
                 Response::Rejected(e) => Err(e.into()),
-                other => Ok((other, reply.log_id.index)),
+                other => {
+                    if commits_files && other == Response::Done {
+                        // Committed and applied, not yet answered: the metadata leader's
+                        // worst moment to die.
+                        crate::failpoint::hit("meta-after-commit");
+                    }
+                    Ok((other, reply.log_id.index))
+                }
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(quiver_core::Error::NotLeader { group, leader: f.leader_node.map(|n| n.addr) }.into())
@@ -139,6 +147,8 @@ pub struct Node {
     engine: Arc<dyn KvEngine>,
     pub(crate) pool: PeerPool,
     raft_config: Arc<openraft::Config>,
+    started_at: i64,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Node {
@@ -163,6 +173,8 @@ impl Node {
             metrics: Metrics::new(),
             engine,
             pool: PeerPool::default(),
+            started_at: now_micros(),
+            requests: Default::default(),
         });
         let (meta_group, fresh) = node.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
         // On a first start the first member initialises the meta group with every initial
@@ -305,52 +317,82 @@ impl Node {
         self.group(group)?.propose(command).await
     }
 
-    /// Proposes a metadata command wherever the metadata leader is: here, or forwarded to
-    /// it. Retried through elections (for a bounded time) only when it was refused before
-    /// being proposed, or the leader could not be reached; every meta command is
-    /// idempotent or refused as a duplicate on replay, except that a retried
-    /// `SaveDataset` may report its own name as taken.
+    /// Proposes a metadata command wherever the metadata leader is: here, or forwarded.
     pub async fn write_meta(&self, command: MetaCommand) -> Result<Response> {
+        self.propose_anywhere(META_GROUP, Command::Meta(command)).await.map(|(response, _)| response)
+    }
+
+    /// Proposes a command to group `group_id` wherever its leader is: here, or forwarded
+    /// to it (internal work only — metadata writes, ingest and materialization upserts;
+    /// client requests are routed by the client). Retried through elections for a bounded
+    /// time only when it was refused before being proposed or the leader could not be
+    /// reached. Every command sent this way is idempotent or refused as a duplicate on
+    /// replay (rows: last writer wins, not queued for export), except that a retried
+    /// `SaveDataset` may report its own name as taken.
+    pub async fn propose_anywhere(&self, group_id: u64, command: Command) -> Result<(Response, u64)> {
         let deadline = Instant::now() + self.config.election_timeout() * 6;
         let mut pause = Duration::from_millis(20);
+        let mut hint: Option<String> = None;
+        let mut attempt = 0usize;
         loop {
-            let group = self.group(META_GROUP)?;
-            let metrics = group.raft.metrics().borrow().clone();
-            let result = match metrics.current_leader {
-                Some(id) if id == self.id => group.propose(Command::Meta(command.clone())).await.map(|(r, _)| r),
-                Some(id) => match metrics.membership_config.membership().get_node(&id) {
-                    Some(node) => self.forward_meta(&node.addr, &command).await,
-                    None => Err(quiver_core::Error::Unavailable(format!("no address for meta leader {id}")).into()),
-                },
-                None => Err(quiver_core::Error::Unavailable("the meta group has no leader".into()).into()),
-            };
-            match result {
-                Err(Error::Core(
-                    quiver_core::Error::NotLeader { .. }
-                    | quiver_core::Error::Unavailable(_)
-                    | quiver_core::Error::Busy { .. },
-                )) if Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
+            let result = match (self.groups.get(group_id), hint.take()) {
+                (_, Some(addr)) => self.forward(&addr, group_id, &command).await,
+                (Some(group), None) => {
+                    let metrics = group.raft.metrics().borrow().clone();
+                    match metrics.current_leader {
+                        Some(id) if id == self.id => group.propose(command.clone()).await,
+                        Some(id) => match metrics.membership_config.membership().get_node(&id) {
+                            Some(node) => self.forward(&node.addr, group_id, &command).await,
+                            None => Err(quiver_core::Error::Unavailable(format!("no address for leader {id}")).into()),
+                        },
+                        None => Err(quiver_core::Error::Unavailable(format!("group {group_id} has no leader")).into()),
+                    }
                 }
-                other => return other,
+                // Not hosted here: ask its replicas in turn; they name the leader.
+                (None, None) => {
+                    let state = self.meta.borrow().clone();
+                    let replicas = &state.shard_map.shard(group_id)?.replicas;
+                    let addr = replicas.get(attempt % replicas.len().max(1)).and_then(|id| state.nodes.get(id));
+                    match addr {
+                        Some(node) => self.forward(&node.addr, group_id, &command).await,
+                        None => Err(quiver_core::Error::ShardNotFound(group_id).into()),
+                    }
+                }
+            };
+            let retry = match &result {
+                Err(Error::Core(quiver_core::Error::NotLeader { leader, .. })) => {
+                    hint = leader.clone();
+                    true
+                }
+                Err(Error::Core(
+                    quiver_core::Error::Unavailable(_)
+                    | quiver_core::Error::Busy { .. }
+                    | quiver_core::Error::ShardNotFound(_),
+                )) => true,
+                _ => false,
+            };
+            if !retry || Instant::now() >= deadline {
+                return result;
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            attempt += 1;
         }
     }
 
-    async fn forward_meta(&self, addr: &str, command: &MetaCommand) -> Result<Response> {
+    async fn forward(&self, addr: &str, group_id: u64, command: &Command) -> Result<(Response, u64)> {
         let channel = self.pool.channel(addr).map_err(Error::Raft)?;
         let mut client = quiver_proto::v1::raft_service_client::RaftServiceClient::new(channel);
-        let payload = crate::codec::encode(&Command::Meta(command.clone()))?;
-        let message = quiver_proto::v1::RaftMessage { group_id: META_GROUP, payload, error: Vec::new() };
-        let reply = client
-            .propose(message)
-            .await
-            .map_err(|s| {
-                quiver_core::Error::Unavailable(format!("forwarding to the meta leader at {addr}: {}", s.message()))
-            })?
-            .into_inner();
-        let answer: std::result::Result<Response, quiver_core::Error> = crate::codec::decode(&reply.payload)?;
+        let payload = crate::codec::encode(command)?;
+        let message = quiver_proto::v1::RaftMessage { group_id, payload, error: Vec::new() };
+        let unreachable = |s: tonic::Status| {
+            quiver_core::Error::Unavailable(format!(
+                "forwarding to the leader of group {group_id} at {addr}: {}",
+                s.message()
+            ))
+        };
+        let reply = client.propose(message).await.map_err(unreachable)?.into_inner();
+        let answer: std::result::Result<(Response, u64), quiver_core::Error> = crate::codec::decode(&reply.payload)?;
         Ok(answer?)
     }
 
@@ -367,6 +409,9 @@ impl Node {
         export: bool,
         request: Option<Vec<u8>>,
     ) -> Result<HashMap<u64, u64>> {
+        // Queued rows must not be queued twice when a forwarded part is retried: without a
+        // caller's id, the node makes one.
+        let request = request.or_else(|| export.then(|| self.own_request_id()));
         let state = self.meta.borrow().clone();
         let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
         for row in rows {
@@ -377,7 +422,7 @@ impl Node {
         let writes = by_shard.into_iter().map(|(shard, rows)| {
             let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
             let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export, request });
-            async move { self.write(shard, command).await.map(|(_, index)| (shard, index)) }
+            async move { self.propose_anywhere(shard, command).await.map(|(_, index)| (shard, index)) }
         });
         Ok(futures::future::try_join_all(writes).await?.into_iter().collect())
     }
@@ -408,6 +453,12 @@ impl Node {
             return Err(quiver_core::Error::NotLeader { group: shard.id, leader: addr }.into());
         }
         Ok(())
+    }
+
+    /// A request id no other request of any node uses: node id, start time, counter.
+    fn own_request_id(&self) -> Vec<u8> {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        [self.id.to_be_bytes(), self.started_at.to_be_bytes(), n.to_be_bytes()].concat()
     }
 
     /// Reserves `count` ingestion sequence numbers from the meta group; returns the first.

@@ -205,13 +205,24 @@ async fn write_and_commit(
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     let files = files.into_iter().map(|f| (table.clone(), f)).collect();
     if node.commit_files(files, (table.clone(), source), None).await? {
-        Ok(Some(count))
-    } else {
-        for path in paths {
-            let _ = node.offline.delete(&path).await;
-        }
-        Ok(None)
+        return Ok(Some(count));
     }
+    // Refused as a duplicate. If the files listed are these very ones, it was this
+    // commit, retried after its answer was lost (a metadata leader died): it counts.
+    // Otherwise the source came in before, and the files just written are removed
+    // (never one the manifest lists).
+    let state = node.caught_up_meta().await?;
+    let listed = |p: &String| {
+        state.manifest.get(table).is_some_and(|files| files.iter().any(|f| &f.path == p))
+            || state.garbage.iter().any(|(g, _)| g == p)
+    };
+    if paths.iter().all(listed) {
+        return Ok(Some(count));
+    }
+    for path in paths.iter().filter(|p| !listed(p)) {
+        let _ = node.offline.delete(path).await;
+    }
+    Ok(None)
 }
 
 /// Proposes the latest row of each entity in `rows` to the online shards.

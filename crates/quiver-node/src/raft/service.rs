@@ -63,7 +63,7 @@ impl RaftService for RaftRpc {
         let msg = request.into_inner();
         let answer = match self.groups.get(msg.group_id) {
             Some(group) => match decode::<Command>(&msg.payload) {
-                Ok(command) => group.propose(command).await.map(|(response, _)| response).map_err(Error::into_core),
+                Ok(command) => group.propose(command).await.map_err(Error::into_core),
                 Err(e) => Err(e.into_core()),
             },
             None => Err(quiver_core::Error::ShardNotFound(msg.group_id)),

@@ -40,7 +40,9 @@ pub async fn export_once(node: &Node, group: &Group, limit: usize) -> Result<usi
     let queue = read_queue(group.data.as_ref(), limit)?;
     let (Some((from, _)), Some((through, _))) = (queue.first(), queue.last()) else { return Ok(0) };
     let (from, through) = (*from, *through);
-    let mark = node.meta.borrow().export_marks.get(&group.id).copied();
+    // The mark as the metadata leader knows it: a commit made by a previous leader of this
+    // shard must be seen here, or its files would be written again under the same names.
+    let mark = node.caught_up_meta().await?.export_marks.get(&group.id).copied();
     if let Some(mark) = mark.filter(|m| *m >= from) {
         // Committed before, but the acknowledgement was lost: trim without writing again.
         ack(node, group.id, mark).await?;
