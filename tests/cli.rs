@@ -207,3 +207,31 @@ fn the_demo_runs_the_main_job_end_to_end() {
     assert!(stdout.contains("wrote 6 rows x 7 columns"), "{stdout}");
     assert!(stdout.contains("saved as dataset demo_train"), "{stdout}");
 }
+
+/// A metric's value for one group, from the `/metrics` text.
+fn group_gauge(metrics: &str, name: &str, group: u64) -> u64 {
+    let prefix = format!("{name}{{group=\"{group}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_linearizable_reads_share_read_index_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = quiver_tests::node_with_rides(dir.path(), &["--shards", "1"]).await;
+    let now = quiver_tests::now_micros();
+    client.write("rides", "driver_stats", vec![quiver_tests::driver_row(7, now, 0.5, 1)]).await.unwrap();
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let client = client.clone();
+        reads.spawn(async move { quiver_tests::read_drivers(&client, [7]).await });
+    }
+    while let Some(answer) = reads.join_next().await {
+        let answer = answer.unwrap();
+        assert_eq!(answer.rows[0][0].value, quiver_client::Value::Float64(0.5), "every read sees the write");
+    }
+    let (_, metrics) = http_get(node.http_addr(), "/metrics");
+    let served = group_gauge(&metrics, "quiver_raft_linearizable_reads", 1);
+    let rounds = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
+    assert!(served >= 200, "{metrics}");
+    assert!(rounds > 0 && rounds < served, "{rounds} rounds for {served} reads");
+}

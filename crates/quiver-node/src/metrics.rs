@@ -17,6 +17,8 @@ pub struct Metrics {
     raft_applied: IntGaugeVec,
     raft_leader: IntGaugeVec,
     raft_term: IntGaugeVec,
+    linearizable_reads: IntGaugeVec,
+    read_index_rounds: IntGaugeVec,
 }
 
 impl Metrics {
@@ -42,6 +44,11 @@ impl Metrics {
             raft_applied: gauge("raft_applied_index", "last applied log index per group")?,
             raft_leader: gauge("raft_current_leader", "node id of each group's leader (0 when unknown)")?,
             raft_term: gauge("raft_term", "current term per group")?,
+            linearizable_reads: gauge("raft_linearizable_reads", "linearizable reads per group since start")?,
+            read_index_rounds: gauge(
+                "raft_read_index_rounds",
+                "read-index rounds per group since start (concurrent linearizable reads share one)",
+            )?,
         };
         let r = &metrics.registry;
         r.register(Box::new(metrics.requests.clone()))?;
@@ -50,6 +57,8 @@ impl Metrics {
         r.register(Box::new(metrics.raft_applied.clone()))?;
         r.register(Box::new(metrics.raft_leader.clone()))?;
         r.register(Box::new(metrics.raft_term.clone()))?;
+        r.register(Box::new(metrics.linearizable_reads.clone()))?;
+        r.register(Box::new(metrics.read_index_rounds.clone()))?;
         Ok(metrics)
     }
 
@@ -67,6 +76,9 @@ impl Metrics {
             self.raft_applied.with_label_values(&[&label]).set(m.last_applied.map_or(0, |l| l.index) as i64);
             self.raft_leader.with_label_values(&[&label]).set(m.current_leader.unwrap_or(0) as i64);
             self.raft_term.with_label_values(&[&label]).set(m.current_term as i64);
+            let (reads, rounds) = g.read_index_counts();
+            self.linearizable_reads.with_label_values(&[&label]).set(reads as i64);
+            self.read_index_rounds.with_label_values(&[&label]).set(rounds as i64);
         }
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

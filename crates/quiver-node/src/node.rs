@@ -26,6 +26,7 @@ use crate::meta::{ExportRange, MetaCommand, MetaMachine, MetaState, MetaView, No
 use crate::metrics::Metrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerPool};
+use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::{Kind, StateMachine};
 use crate::raft::{Command, NodeId, Raft, Request, Response, now_micros};
 use crate::shard::{ShardCommand, ShardRow, TableRef};
@@ -43,6 +44,7 @@ pub struct Group {
     /// Leader time of the newest applied command: bounds how stale a follower's read is.
     applied_time: Arc<AtomicI64>,
     inflight: AtomicUsize,
+    read_index: Arc<ReadIndex>,
 }
 
 impl Group {
@@ -70,6 +72,11 @@ impl Group {
             }
             Err(e) => Err(Error::Raft(format!("group {group}: {e}"))),
         }
+    }
+
+    /// Linearizable reads served by this group here, and the read-index rounds they took.
+    pub fn read_index_counts(&self) -> (u64, u64) {
+        self.read_index.counts()
     }
 
     pub fn leader(&self) -> Option<NodeId> {
@@ -208,7 +215,8 @@ impl Node {
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
             .await
             .map_err(|e| Error::Raft(format!("starting group {id}: {e}")))?;
-        let group = Arc::new(Group { id, raft, data, applied_time, inflight: AtomicUsize::new(0) });
+        let group =
+            Arc::new(Group { id, raft, data, applied_time, inflight: AtomicUsize::new(0), read_index: Arc::default() });
         self.groups.insert(group.clone());
         Ok((group, fresh))
     }
@@ -483,7 +491,7 @@ impl Node {
 
     /// Waits until reads of `group` on this node reflect every write acknowledged before the call.
     pub async fn linearize(&self, group: &Group) -> Result<()> {
-        match group.raft.ensure_linearizable().await {
+        match group.read_index.wait(&group.raft).await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
                 Err(quiver_core::Error::NotLeader { group: group.id, leader: f.leader_node.map(|n| n.addr) }.into())

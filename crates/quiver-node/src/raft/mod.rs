@@ -3,6 +3,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod read_index;
 pub mod service;
 pub mod state_machine;
 

@@ -1,0 +1,75 @@
+//! Linearizable reads share read-index rounds. A round (confirm leadership with a quorum,
+//! then wait until the state machine has applied the read index) serves every read that
+//! arrived before it started; reads arriving meanwhile wait for the next round, which
+//! starts as soon as this one ends. So under load one quorum round-trip serves many reads,
+//! and no read is answered by a round that began before it arrived.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tokio::sync::oneshot;
+
+use super::{NodeId, Raft};
+
+type RoundError = RaftError<NodeId, CheckIsLeaderError<NodeId, openraft::BasicNode>>;
+type Waiter = oneshot::Sender<Result<(), RoundError>>;
+
+#[derive(Default)]
+pub struct ReadIndex {
+    state: Mutex<Batch>,
+    reads: AtomicU64,
+    rounds: AtomicU64,
+}
+
+#[derive(Default)]
+struct Batch {
+    running: bool,
+    waiting: Vec<Waiter>,
+}
+
+impl ReadIndex {
+    /// Returns once reads of `raft`'s state machine reflect every write acknowledged
+    /// before the call.
+    pub async fn wait(self: &Arc<Self>, raft: &Raft) -> Result<(), RoundError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut batch = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            batch.waiting.push(tx);
+            !std::mem::replace(&mut batch.running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().run(raft.clone()));
+        }
+        // The sender is dropped only if the rounds' task died: fall back to a round of our own.
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => raft.ensure_linearizable().await.map(drop),
+        }
+    }
+
+    /// Linearizable reads asked for, and read-index rounds run for them, since the start.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.reads.load(Ordering::Relaxed), self.rounds.load(Ordering::Relaxed))
+    }
+
+    /// Runs rounds until no read is waiting.
+    async fn run(self: Arc<Self>, raft: Raft) {
+        loop {
+            let waiting = {
+                let mut batch = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if batch.waiting.is_empty() {
+                    batch.running = false;
+                    return;
+                }
+                std::mem::take(&mut batch.waiting)
+            };
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+            let result = raft.ensure_linearizable().await.map(drop);
+            for waiter in waiting {
+                let _ = waiter.send(result.clone());
+            }
+        }
+    }
+}
