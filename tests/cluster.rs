@@ -16,19 +16,7 @@ async fn form_cluster(dir: &std::path::Path) -> Vec<LocalNode> {
 
 /// `form_cluster` with extra environment variables for every node.
 async fn form_cluster_env(dir: &std::path::Path, env: &[(String, String)]) -> Vec<LocalNode> {
-    let listen: Vec<String> = (0..3).map(|_| free_addr().unwrap()).collect();
-    let http: Vec<String> = (0..3).map(|_| free_addr().unwrap()).collect();
-    let initial = listen.join(",");
-    let mut nodes: Vec<LocalNode> = (0..3)
-        .map(|i| {
-            let args = ["--initial-cluster", initial.as_str(), "--shards", "4"];
-            LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), &listen[i], &http[i], &args, env).unwrap()
-        })
-        .collect();
-    for node in &mut nodes {
-        node.wait_ready(READY).await.unwrap();
-    }
-    nodes
+    LocalNode::start_cluster(dir, 3, &["--shards", "4"], env, READY).await.unwrap()
 }
 
 /// One driver's conv_rate as `node` answers it.

@@ -66,6 +66,29 @@ impl LocalNode {
         Ok(node)
     }
 
+    /// Starts `count` nodes under `dir` (`node1`, `node2`…) that form one cluster from the
+    /// same `--initial-cluster` list, and waits until every one is ready.
+    pub async fn start_cluster(
+        dir: &Path,
+        count: usize,
+        extra: &[&str],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<LocalNode>> {
+        let listen: Vec<String> = (0..count).map(|_| free_addr()).collect::<Result<_>>()?;
+        let initial = listen.join(",");
+        let mut args = vec!["--initial-cluster", initial.as_str()];
+        args.extend_from_slice(extra);
+        let mut nodes = Vec::with_capacity(count);
+        for (i, addr) in listen.iter().enumerate() {
+            nodes.push(LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), addr, &free_addr()?, &args, env)?);
+        }
+        for node in &mut nodes {
+            node.wait_ready(timeout).await?;
+        }
+        Ok(nodes)
+    }
+
     /// Starts a node on fixed addresses without waiting for it: members of a new cluster
     /// only become ready together (see `wait_ready`).
     pub fn spawn_at(

@@ -25,9 +25,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{Error, Result};
 
 /// Tries per request part before the last error is returned.
-const ATTEMPTS: usize = 30;
+const ATTEMPTS: usize = 50;
 /// Longest pause between tries while a shard elects a leader or a node is unreachable.
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// What a part is sent with: the shard and the epoch the client knows.
 pub(crate) type Route = v1::ShardRoute;
