@@ -89,28 +89,55 @@ async fn sigkill_of_the_leader_keeps_every_acknowledged_write_and_the_node_catch
     let mut nodes = form_cluster(dir.path()).await;
     let client = nodes[0].client().await.unwrap();
     client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
-    write_one_by_one(&client, 0..60, |id| id as f64).await;
 
+    // Four writers keep writing new drivers, one row per request, through the kill; each
+    // remembers which writes were acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4i64 {
+        let (client, stop) = (client.clone(), stop.clone());
+        writers.spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut id = w;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let row = driver_row(id, now_micros(), id as f64, id);
+                if client.write("rides", "driver_stats", vec![row]).await.is_ok() {
+                    acknowledged.push(id);
+                }
+                id += 4;
+            }
+            acknowledged
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let status = client.status().await.unwrap();
-    let leader = status.groups.iter().find(|g| g.group_id == 0).map(|g| g.leader_id).unwrap();
+    let leader = status.groups.iter().find(|g| g.group_id == 1).map(|g| g.leader_id).unwrap();
     let victim = (leader - 1) as usize;
     nodes[victim].kill_9().unwrap();
     let survivor = (victim + 1) % 3;
     nodes[survivor].wait_ready(READY).await.unwrap();
     let client = nodes[survivor].client().await.unwrap();
+    // Writes resume: new drivers are acknowledged after the kill.
+    write_one_by_one(&client, 100_000..100_020, |id| id as f64).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    while let Some(ids) = writers.join_next().await {
+        acknowledged.extend(ids.unwrap());
+    }
+    assert!(acknowledged.len() > 20, "the writers made progress: {}", acknowledged.len());
 
     // Every acknowledged write is there, read linearizably through the new leaders.
-    for id in 0..60 {
+    for id in acknowledged.iter().copied().chain(100_000..100_020) {
         assert_eq!(
             conv_rate(&client, id, Consistency::Linearizable).await,
             Some(Value::Float64(id as f64)),
             "driver {id}"
         );
     }
-    // Writes go on without the dead node, and it catches up when it returns.
-    write_one_by_one(&client, 60..80, |id| id as f64).await;
+    // The killed node catches up when it returns.
     nodes[victim].restart().await.unwrap();
-    replica_has(&nodes[victim].client().await.unwrap(), 0..80, |id| id as f64).await;
+    let all = acknowledged.into_iter().chain(100_000..100_020).collect::<Vec<_>>();
+    replica_has(&nodes[victim].client().await.unwrap(), all.into_iter(), |id| id as f64).await;
 }
 
 /// Waits until `client`'s node sees a leader other than `not` for every group.
