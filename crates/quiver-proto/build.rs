@@ -4,7 +4,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-env-changed=PROTOC");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["types", "registry", "features", "admin", "raft", "offline"]
+    let files = ["types", "registry", "features", "admin", "raft", "offline", "monitoring"]
         .map(|name| root.join(format!("quiver/v1/{name}.proto")));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -153,9 +153,60 @@ pub fn parse_entities(args: &[String], join_keys: &[JoinKey]) -> Result<Vec<BTre
         .collect()
 }
 
+/// A time given as RFC 3339, a date (`2026-11-28`, midnight UTC) or integer microseconds.
+pub fn parse_time(text: &str) -> Result<i64> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros()).unwrap_or_default());
+    }
+    quiver_core::time::parse_timestamp(text).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// A statistics window: `FROM..TO` (offline rows by event time; either side may be left
+/// out), `dataset:NAME`, or `serving[:FROM..TO]` (values served online).
+pub fn parse_window(spec: &str) -> Result<quiver_client::StatsWindow> {
+    use quiver_client::StatsWindow;
+    let range = |text: &str| -> Result<(Option<i64>, Option<i64>)> {
+        let (from, to) = text.split_once("..").with_context(|| {
+            format!("'{text}': expected FROM..TO (dates, RFC 3339 times or µs; a side may be empty)")
+        })?;
+        let side = |t: &str| if t.trim().is_empty() { Ok(None) } else { parse_time(t).map(Some) };
+        Ok((side(from)?, side(to)?))
+    };
+    if let Some(name) = spec.strip_prefix("dataset:") {
+        return Ok(StatsWindow::Dataset(name.to_string()));
+    }
+    if spec == "serving" {
+        return Ok(StatsWindow::Serving { from: None, to: None });
+    }
+    if let Some(rest) = spec.strip_prefix("serving:") {
+        let (from, to) = range(rest)?;
+        return Ok(StatsWindow::Serving { from, to });
+    }
+    let (from, to) = range(spec)?;
+    Ok(StatsWindow::Offline { from, to })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_parse_ranges_datasets_and_serving() {
+        use quiver_client::StatsWindow;
+        let day = 86_400_000_000;
+        let nov1 = parse_time("2026-11-01").unwrap();
+        assert_eq!(parse_time("2026-11-02T00:00:00Z").unwrap(), nov1 + day);
+        assert_eq!(
+            parse_window("2026-11-01..2026-11-02").unwrap(),
+            StatsWindow::Offline { from: Some(nov1), to: Some(nov1 + day) }
+        );
+        assert_eq!(parse_window("..").unwrap(), StatsWindow::Offline { from: None, to: None });
+        assert_eq!(parse_window("dataset:train").unwrap(), StatsWindow::Dataset("train".into()));
+        assert_eq!(parse_window("serving").unwrap(), StatsWindow::Serving { from: None, to: None });
+        assert_eq!(parse_window("serving:2026-11-01..").unwrap(), StatsWindow::Serving { from: Some(nov1), to: None });
+        assert!(parse_window("yesterday").unwrap_err().to_string().contains("FROM..TO"));
+        assert!(parse_window("2026-13-01..").is_err());
+    }
     use quiver_core::registry::Registry;
 
     fn schema() -> (Entity, FeatureSet) {

@@ -122,6 +122,37 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Statistics of every feature of a feature set, merged from recorded summaries.
+    Stats {
+        #[arg(long)]
+        feature_set: String,
+        /// Event times from (a date, RFC 3339 or µs).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Instead of --from/--to: FROM..TO, dataset:NAME or serving[:FROM..TO].
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        window: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Drift of each feature between a reference and a current window: PSI, KS,
+    /// Jensen–Shannon, Hellinger, TVD and a status.
+    Drift {
+        #[arg(long, required_unless_present = "vector", conflicts_with = "vector")]
+        feature_set: Option<String>,
+        #[arg(long)]
+        vector: Option<String>,
+        /// FROM..TO, dataset:NAME or serving[:FROM..TO].
+        #[arg(long)]
+        reference: String,
+        /// FROM..TO or serving[:FROM..TO].
+        #[arg(long)]
+        current: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Cluster membership.
     Node {
         #[command(subcommand)]
@@ -290,6 +321,37 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Node { action: NodeCmd::Remove { id, no_wait, timeout } } => {
             remove_node(&client, id, no_wait, timeout).await
+        }
+        Cmd::Stats { feature_set, from, to, window, format } => {
+            let project = project_name(&client, cli.project).await?;
+            let window = match window {
+                Some(spec) => input::parse_window(&spec)?,
+                None => quiver_client::StatsWindow::Offline {
+                    from: from.as_deref().map(input::parse_time).transpose()?,
+                    to: to.as_deref().map(input::parse_time).transpose()?,
+                },
+            };
+            let stats = client.statistics(&project, &feature_set, &window).await?;
+            match format {
+                Format::Table => print!("{}", render::statistics_table(&stats)),
+                Format::Json => println!("{}", render::statistics_json(&stats)),
+            }
+            Ok(())
+        }
+        Cmd::Drift { feature_set, vector, reference, current, format } => {
+            let project = project_name(&client, cli.project).await?;
+            let target = match (feature_set, vector) {
+                (Some(s), _) => quiver_client::DriftTarget::FeatureSet(s),
+                (None, Some(v)) => quiver_client::DriftTarget::Vector(v),
+                (None, None) => bail!("give --feature-set or --vector"),
+            };
+            let (reference, current) = (input::parse_window(&reference)?, input::parse_window(&current)?);
+            let report = client.drift(&project, &target, &reference, &current).await?;
+            match format {
+                Format::Table => print!("{}", render::drift_table(&report)),
+                Format::Json => println!("{}", render::drift_json(&report)),
+            }
+            Ok(())
         }
         Cmd::Shards { format } => {
             let map = client.shard_map().await?;

@@ -314,3 +314,106 @@ pub fn describe_dataset(d: &quiver_client::Dataset) -> String {
         format_timestamp(d.created_at_micros),
     )
 }
+
+fn number(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.abs() >= 1e6 || (x != 0.0 && x.abs() < 1e-3) => format!("{x:.3e}"),
+        Some(x) => format!("{x:.4}"),
+        None => "-".into(),
+    }
+}
+
+fn quantile(f: &quiver_client::FeatureStatistics, q: f64) -> Option<f64> {
+    f.quantiles.iter().find(|x| (x.q - q).abs() < 1e-9).map(|x| x.value)
+}
+
+pub fn statistics_table(s: &quiver_client::Statistics) -> String {
+    let mut out = format!("{}@{}: {} rows over {} days\n", s.feature_set, s.version, s.rows, s.days);
+    let rows: Vec<Vec<String>> = s
+        .features
+        .iter()
+        .map(|f| {
+            let top = f.top_values.iter().take(3).map(|t| format!("{}:{}", t.value, t.count)).collect::<Vec<_>>();
+            vec![
+                f.feature.clone(),
+                f.r#type.clone(),
+                f.count.to_string(),
+                f.nulls.to_string(),
+                f.distinct.to_string(),
+                number(f.min),
+                number(f.mean),
+                number(f.stddev),
+                number(quantile(f, 0.5)),
+                number(quantile(f, 0.99)),
+                number(f.max),
+                if top.is_empty() { "-".into() } else { top.join(" ") },
+            ]
+        })
+        .collect();
+    let headers =
+        ["FEATURE", "TYPE", "COUNT", "NULLS", "DISTINCT", "MIN", "MEAN", "STDDEV", "P50", "P99", "MAX", "TOP"];
+    out += &table(&headers, &rows);
+    out
+}
+
+pub fn statistics_json(s: &quiver_client::Statistics) -> String {
+    let features: Vec<_> = s
+        .features
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "feature": f.feature, "type": f.r#type, "count": f.count, "nulls": f.nulls,
+                "distinct": f.distinct, "min": f.min, "max": f.max, "mean": f.mean, "stddev": f.stddev,
+                "quantiles": f.quantiles.iter().map(|q| serde_json::json!({"q": q.q, "value": q.value})).collect::<Vec<_>>(),
+                "histogram": f.histogram.iter()
+                    .map(|b| serde_json::json!({"lower": b.lower, "upper": b.upper, "count": b.count}))
+                    .collect::<Vec<_>>(),
+                "top_values": f.top_values.iter()
+                    .map(|t| serde_json::json!({"value": t.value, "count": t.count}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "feature_set": s.feature_set, "version": s.version, "rows": s.rows, "days": s.days, "features": features,
+    })
+    .to_string()
+}
+
+pub fn drift_table(r: &quiver_client::DriftReport) -> String {
+    let rows: Vec<Vec<String>> = r
+        .features
+        .iter()
+        .map(|f| {
+            let metric = |v: f64| if f.error.is_empty() { format!("{v:.4}") } else { "-".into() };
+            vec![
+                f.feature.clone(),
+                metric(f.psi),
+                f.ks.map_or_else(|| "-".into(), |k| format!("{k:.4}")),
+                metric(f.js_distance),
+                metric(f.hellinger),
+                metric(f.tvd),
+                format!("{}/{}", f.reference_count, f.current_count),
+                if f.error.is_empty() { f.status.clone() } else { format!("{} ({})", f.status, f.error) },
+            ]
+        })
+        .collect();
+    let headers = ["FEATURE", "PSI", "KS", "JS", "HELLINGER", "TVD", "REF/CUR", "STATUS"];
+    format!("{}overall: {}\n", table(&headers, &rows), r.status)
+}
+
+pub fn drift_json(r: &quiver_client::DriftReport) -> String {
+    let features: Vec<_> = r
+        .features
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "feature": f.feature, "psi": f.psi, "ks": f.ks, "js_distance": f.js_distance,
+                "hellinger": f.hellinger, "tvd": f.tvd, "status": f.status,
+                "error": (!f.error.is_empty()).then_some(&f.error),
+                "reference_count": f.reference_count, "current_count": f.current_count,
+            })
+        })
+        .collect();
+    serde_json::json!({"status": r.status, "features": features}).to_string()
+}

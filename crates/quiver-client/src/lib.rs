@@ -56,7 +56,8 @@ pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::{Value, ValueType};
 pub use quiver_proto::v1::{
-    ApplyResponse, DataFileInfo, Dataset, GetShardMapResponse as ShardMap, GroupStatus, IngestProgress,
+    ApplyResponse, DataFileInfo, Dataset, FeatureDrift, FeatureStatistics, GetDriftResponse as DriftReport,
+    GetShardMapResponse as ShardMap, GetStatisticsResponse as Statistics, GroupStatus, IngestProgress,
     MaterializeProgress, StatusResponse,
 };
 
@@ -159,6 +160,41 @@ impl HistoricalRequest {
             spine_name: String::new(),
         }
     }
+}
+
+/// What statistics describe. Times are microseconds, `[from, to)` in whole UTC days;
+/// `None` leaves a side open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsWindow {
+    /// Offline rows by event time.
+    Offline { from: Option<i64>, to: Option<i64> },
+    /// A saved training dataset.
+    Dataset(String),
+    /// Values served online, by time served.
+    Serving { from: Option<i64>, to: Option<i64> },
+}
+
+impl StatsWindow {
+    fn to_proto(&self) -> v1::Window {
+        use v1::window::Source;
+        let range = |from: &Option<i64>, to: &Option<i64>| v1::TimeRange {
+            from_micros: from.unwrap_or_default(),
+            to_micros: to.unwrap_or_default(),
+        };
+        let source = match self {
+            StatsWindow::Offline { from, to } => Source::Offline(range(from, to)),
+            StatsWindow::Dataset(name) => Source::Dataset(name.clone()),
+            StatsWindow::Serving { from, to } => Source::Serving(range(from, to)),
+        };
+        v1::Window { source: Some(source) }
+    }
+}
+
+/// What a drift report compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftTarget {
+    FeatureSet(String),
+    Vector(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,6 +511,45 @@ impl Client {
     /// The shard map as the node knows it: ranges, epochs, replicas, leader hints.
     pub async fn shard_map(&self) -> Result<ShardMap> {
         Ok(self.admin.clone().get_shard_map(v1::GetShardMapRequest {}).await.map_err(Error::from)?.into_inner())
+    }
+
+    /// Statistics of every feature of a feature set (`name` or `name@version`) over a window,
+    /// merged from recorded summaries.
+    pub async fn statistics(&self, project: &str, feature_set: &str, window: &StatsWindow) -> Result<Statistics> {
+        let request = v1::GetStatisticsRequest {
+            project: project.into(),
+            feature_set: feature_set.into(),
+            window: Some(window.to_proto()),
+        };
+        let mut client = v1::monitoring_service_client::MonitoringServiceClient::new(self.admin_channel());
+        Ok(client.get_statistics(request).await.map_err(Error::from)?.into_inner())
+    }
+
+    /// Per feature drift metrics (PSI, KS, Jensen–Shannon, Hellinger, TVD) and status between
+    /// a reference and a current window.
+    pub async fn drift(
+        &self,
+        project: &str,
+        target: &DriftTarget,
+        reference: &StatsWindow,
+        current: &StatsWindow,
+    ) -> Result<DriftReport> {
+        let target = match target {
+            DriftTarget::FeatureSet(s) => v1::get_drift_request::Target::FeatureSet(s.clone()),
+            DriftTarget::Vector(v) => v1::get_drift_request::Target::Vector(v.clone()),
+        };
+        let request = v1::GetDriftRequest {
+            project: project.into(),
+            target: Some(target),
+            reference: Some(reference.to_proto()),
+            current: Some(current.to_proto()),
+        };
+        let mut client = v1::monitoring_service_client::MonitoringServiceClient::new(self.admin_channel());
+        Ok(client.get_drift(request).await.map_err(Error::from)?.into_inner())
+    }
+
+    fn admin_channel(&self) -> Channel {
+        self.router.seed_channel()
     }
 
     /// The node's view of the cluster: nodes, groups, leaders, indexes.

@@ -81,6 +81,11 @@ impl Router {
         }
     }
 
+    /// The channel to the node the client was connected to.
+    pub(crate) fn seed_channel(&self) -> Channel {
+        self.seed_channel.clone()
+    }
+
     /// A fresh request id: unique per client and request.
     pub(crate) fn request_id(&self) -> Vec<u8> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);

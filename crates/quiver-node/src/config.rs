@@ -55,6 +55,8 @@ pub struct WorkerConfig {
     pub compaction_grace_ms: u64,
     /// How often the metadata leader plans replica moves and shard leaders carry them out.
     pub placement_interval_ms: u64,
+    /// How often the metadata leader summarizes new offline files.
+    pub statistics_interval_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -66,6 +68,7 @@ impl Default for WorkerConfig {
             compaction_min_files: 4,
             compaction_grace_ms: 600_000,
             placement_interval_ms: 500,
+            statistics_interval_ms: 1000,
         }
     }
 }
@@ -182,11 +185,16 @@ impl Config {
             ));
         }
         let w = &self.workers;
-        if [w.export_interval_ms, w.export_batch_rows as u64, w.compaction_interval_ms, w.placement_interval_ms]
-            .contains(&0)
-        {
-            return bad("workers.export_interval_ms, export_batch_rows, compaction_interval_ms and \
-                        placement_interval_ms must be 1 or more"
+        let every = [
+            w.export_interval_ms,
+            w.export_batch_rows as u64,
+            w.compaction_interval_ms,
+            w.placement_interval_ms,
+            w.statistics_interval_ms,
+        ];
+        if every.contains(&0) {
+            return bad("workers.export_interval_ms, export_batch_rows, compaction_interval_ms, \
+                        placement_interval_ms and statistics_interval_ms must be 1 or more"
                 .into());
         }
         if w.compaction_min_files < 2 {

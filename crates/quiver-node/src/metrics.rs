@@ -14,6 +14,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pub rows_written: IntCounter,
+    pub rows_summarized: IntCounter,
     raft_applied: IntGaugeVec,
     raft_leader: IntGaugeVec,
     raft_term: IntGaugeVec,
@@ -41,6 +42,10 @@ impl Metrics {
                 &["method"],
             )?,
             rows_written: IntCounter::new("rows_written_total", "feature rows acknowledged by writes")?,
+            rows_summarized: IntCounter::new(
+                "rows_summarized_total",
+                "offline rows summarized by the statistics worker",
+            )?,
             raft_applied: gauge("raft_applied_index", "last applied log index per group")?,
             raft_leader: gauge("raft_current_leader", "node id of each group's leader (0 when unknown)")?,
             raft_term: gauge("raft_term", "current term per group")?,
@@ -54,6 +59,7 @@ impl Metrics {
         r.register(Box::new(metrics.requests.clone()))?;
         r.register(Box::new(metrics.latency.clone()))?;
         r.register(Box::new(metrics.rows_written.clone()))?;
+        r.register(Box::new(metrics.rows_summarized.clone()))?;
         r.register(Box::new(metrics.raft_applied.clone()))?;
         r.register(Box::new(metrics.raft_leader.clone()))?;
         r.register(Box::new(metrics.raft_term.clone()))?;

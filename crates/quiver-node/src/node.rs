@@ -202,6 +202,8 @@ impl Node {
         crate::workers::spawn(node.clone(), "export", every, crate::workers::export::round);
         let every = Duration::from_millis(node.config.workers.compaction_interval_ms);
         crate::workers::spawn(node.clone(), "compaction", every, crate::workers::compaction::round);
+        let every = Duration::from_millis(node.config.workers.statistics_interval_ms);
+        crate::workers::spawn(node.clone(), "statistics", every, crate::workers::statistics::round);
         Ok(node)
     }
 

@@ -8,6 +8,7 @@ pub mod files;
 pub mod ingest;
 pub mod retrieval;
 pub mod schema;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};

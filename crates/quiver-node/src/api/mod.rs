@@ -4,6 +4,7 @@
 mod admin;
 mod features;
 mod http;
+mod monitoring;
 mod offline;
 mod registry;
 
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use quiver_proto::v1::admin_service_server::AdminServiceServer;
 use quiver_proto::v1::feature_service_server::FeatureServiceServer;
+use quiver_proto::v1::monitoring_service_server::MonitoringServiceServer;
 use quiver_proto::v1::offline_service_server::OfflineServiceServer;
 use quiver_proto::v1::raft_service_server::RaftServiceServer;
 use quiver_proto::v1::registry_service_server::RegistryServiceServer;
@@ -47,6 +49,7 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
         )
         .add_service(RegistryServiceServer::new(registry::RegistryApi { node: node.clone() }))
         .add_service(AdminServiceServer::new(admin::AdminApi { node: node.clone() }))
+        .add_service(MonitoringServiceServer::new(monitoring::MonitoringApi { node: node.clone() }))
         .add_service(
             OfflineServiceServer::new(offline::OfflineApi { node: node.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

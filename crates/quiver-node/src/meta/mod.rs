@@ -2,7 +2,10 @@
 //!
 //! The state is small and read on every request, so it lives in memory as an immutable
 //! `Arc<MetaState>` published through a watch channel; each apply persists it as one value
-//! next to the applied log id.
+//! next to the applied log id. Feature statistics are kept under their own keys of the
+//! same tree (see `stats`).
+
+pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -97,8 +100,27 @@ pub enum MetaCommand {
         nodes: Vec<NodeInfo>,
         shard_map: ShardMap,
     },
-    /// Records a saved training dataset; refused when the name is taken.
-    SaveDataset(Dataset),
+    /// Records a saved training dataset and its feature statistics; refused when the name
+    /// is taken.
+    SaveDataset {
+        dataset: Dataset,
+        stats: stats::Summaries,
+    },
+    /// Statistics of one committed offline file (same file again: the same summaries).
+    RecordFileStats {
+        table: TableRef,
+        day: i64,
+        path: String,
+        stats: stats::Summaries,
+    },
+    /// Statistics of values a node served online since its last report.
+    RecordServingStats {
+        table: TableRef,
+        day: i64,
+        node: u64,
+        seq: u64,
+        stats: stats::Summaries,
+    },
     /// Swaps files for their compacted replacement in one step; refused when any of them
     /// is no longer listed (another compaction got there first).
     ReplaceFiles {
@@ -184,14 +206,24 @@ impl MetaMachine {
                 Ok(changes) => Response::Applied(changes),
                 Err(e) => return Ok(Response::Rejected(e)),
             },
-            MetaCommand::SaveDataset(dataset) => {
+            MetaCommand::SaveDataset { dataset, stats } => {
                 let key = (dataset.project.clone(), dataset.name.clone());
                 if self.state.datasets.contains_key(&key) {
                     let taken = format!("dataset '{}' exists in project {}; pick another name", key.1, key.0);
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));
                 }
+                batch.put(stats::dataset_key(&key.0, &key.1), encode(stats)?);
                 self.state.datasets.insert(key, Dataset { created_at: leader_time, ..dataset.clone() });
                 Response::Done
+            }
+            // Statistics do not touch the in-memory state: only their own keys.
+            MetaCommand::RecordFileStats { table, day, path, stats } => {
+                batch.put(stats::file_key(table, *day, path), encode(stats)?);
+                return Ok(Response::Done);
+            }
+            MetaCommand::RecordServingStats { table, day, node, seq, stats } => {
+                batch.put(stats::serving_key(table, *day, *node, *seq), encode(stats)?);
+                return Ok(Response::Done);
             }
             MetaCommand::ReplaceFiles { table, remove, add } => {
                 let files = self.state.manifest.entry(table.clone()).or_default();

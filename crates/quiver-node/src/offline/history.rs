@@ -16,6 +16,7 @@ use quiver_offline::retrieval::{Source, point_in_time};
 use quiver_offline::schema::to_utc_micros;
 
 use crate::error::{Error, Result};
+use crate::meta::stats::Summaries;
 use crate::meta::{Dataset, MetaCommand, MetaState};
 use crate::node::Node;
 use crate::shard::TableRef;
@@ -121,6 +122,8 @@ pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
 /// What a saved dataset records about how it was made.
 struct Lineage {
     features: Vec<String>,
+    /// Output column, the `set:feature` its statistics are kept under, and its type.
+    columns: Vec<(String, String, ValueType)>,
     feature_sets: Vec<String>,
     spine_from: i64,
     spine_to: i64,
@@ -153,7 +156,11 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
         spine_to: lineage.spine_to,
         created_at: 0,
     };
-    node.write_meta(MetaCommand::SaveDataset(dataset)).await?;
+    let typed: Vec<(String, ValueType)> = lineage.columns.iter().map(|(c, _, ty)| (c.clone(), *ty)).collect();
+    let summaries = quiver_offline::stats::summarize(std::slice::from_ref(batch), &typed).map_err(offline_err)?;
+    let columns = lineage.columns.into_iter().zip(summaries).map(|((_, key, _), (_, s))| (key, s)).collect();
+    let stats = Summaries { rows: batch.num_rows() as u64, columns };
+    node.write_meta(MetaCommand::SaveDataset { dataset, stats }).await?;
     Ok(())
 }
 
@@ -168,7 +175,7 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     let names = output_names(&resolved, req.short_names);
     // Group features by feature set version, in order of first appearance.
     let mut groups: Vec<SetColumns> = Vec::new();
-    for (f, name) in resolved.iter().zip(names) {
+    for (f, name) in resolved.iter().zip(names.iter().cloned()) {
         match groups.iter_mut().find(|(s, v, _)| *s == f.set && *v == f.version) {
             Some(group) => group.2.push((f.index, name)),
             None => groups.push((f.set.clone(), f.version, vec![(f.index, name)])),
@@ -196,6 +203,14 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     }
     let lineage = Lineage {
         features: resolved.iter().map(|f| f.reference.clone()).collect(),
+        columns: resolved
+            .iter()
+            .zip(&names)
+            .map(|(f, name)| {
+                let feature = f.reference.rsplit(':').next().unwrap_or_default();
+                (name.clone(), format!("{}:{feature}", f.set), f.ty)
+            })
+            .collect(),
         feature_sets: groups.iter().map(|(s, v, _)| format!("{s}@{v}")).collect(),
         spine_from: spine_ts.values().iter().min().copied().unwrap_or_default(),
         spine_to: spine_ts.values().iter().max().copied().unwrap_or_default(),

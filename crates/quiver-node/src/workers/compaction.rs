@@ -30,10 +30,15 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
     }
     let state = node.meta.borrow().clone();
     let min_files = node.config.workers.compaction_min_files;
+    let meta = node.group(META_GROUP)?;
     for (table, files) in &state.manifest {
         let mut days: std::collections::BTreeMap<i64, Vec<&DataFile>> = std::collections::BTreeMap::new();
         for f in files {
-            days.entry(f.day).or_default().push(f);
+            // A file joins a compaction only once its statistics are recorded: statistics
+            // are kept per source file, and a compacted file is never summarized again.
+            if crate::workers::statistics::summarized(meta.data.as_ref(), table, f)? {
+                days.entry(f.day).or_default().push(f);
+            }
         }
         for (day, group) in days.into_iter().filter(|(_, g)| g.len() >= min_files) {
             compact(&node, table, day, &group).await?;

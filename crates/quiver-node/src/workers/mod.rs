@@ -5,6 +5,7 @@ pub mod compaction;
 pub mod export;
 pub mod replicas;
 pub mod scheduler;
+pub mod statistics;
 
 use std::future::Future;
 use std::sync::Arc;
