@@ -140,3 +140,39 @@ async fn statistics_match_exact_computation_and_drift_finds_the_shifted_days() {
     let err = client.drift("rides", &target, &StatsWindow::Dataset("missing".into()), &days(0, 1)).await.unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_served_online_are_summarized_for_drift_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[workers]\nserving_sample_rate = 1.0\nserving_flush_ms = 100\n").unwrap();
+    let (_node, client) = node_with_rides(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    // Fresh rows online (the example TTL is a day), then one read per entity, every read sampled.
+    let now = quiver_tests::now_micros();
+    let rows = (0..50).map(|id| quiver_tests::driver_row(id, now - 1_000_000, id as f64 / 50.0, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    for id in 0..30 {
+        quiver_tests::read_drivers(&client, [id]).await;
+    }
+    let serving = StatsWindow::Serving { from: None, to: None };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let stats = client.statistics("rides", "driver_stats", &serving).await.unwrap();
+        if stats.rows >= 30 {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "serving statistics did not arrive: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stats.rows, 30, "one sampled read per entity read");
+    let conv = stats.features.iter().find(|f| f.feature == "conv_rate").unwrap();
+    assert_eq!(conv.count, 30);
+    assert_eq!((conv.min, conv.max), (Some(0.0), Some(29.0 / 50.0)));
+    // Drift reports take serving windows on either side: a window against itself is no drift.
+    let report = client
+        .drift("rides", &DriftTarget::FeatureSet("driver_stats".into()), &serving.clone(), &serving)
+        .await
+        .unwrap();
+    let conv = report.features.iter().find(|f| f.feature == "driver_stats:conv_rate").unwrap();
+    assert_eq!((conv.status.as_str(), conv.psi), ("ok", 0.0), "{conv:?}");
+}

@@ -57,6 +57,10 @@ pub struct WorkerConfig {
     pub placement_interval_ms: u64,
     /// How often the metadata leader summarizes new offline files.
     pub statistics_interval_ms: u64,
+    /// Share of online reads whose served values are summarized (serving logs), 0 to 1.
+    pub serving_sample_rate: f64,
+    /// How often a node records its serving-log summaries in the meta group.
+    pub serving_flush_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -69,6 +73,8 @@ impl Default for WorkerConfig {
             compaction_grace_ms: 600_000,
             placement_interval_ms: 500,
             statistics_interval_ms: 1000,
+            serving_sample_rate: 0.01,
+            serving_flush_ms: 60_000,
         }
     }
 }
@@ -191,14 +197,18 @@ impl Config {
             w.compaction_interval_ms,
             w.placement_interval_ms,
             w.statistics_interval_ms,
+            w.serving_flush_ms,
         ];
         if every.contains(&0) {
             return bad("workers.export_interval_ms, export_batch_rows, compaction_interval_ms, \
-                        placement_interval_ms and statistics_interval_ms must be 1 or more"
+                        placement_interval_ms, statistics_interval_ms and serving_flush_ms must be 1 or more"
                 .into());
         }
         if w.compaction_min_files < 2 {
             return bad(format!("workers.compaction_min_files = {} must be 2 or more", w.compaction_min_files));
+        }
+        if !(0.0..=1.0).contains(&w.serving_sample_rate) {
+            return bad(format!("workers.serving_sample_rate = {} must be between 0 and 1", w.serving_sample_rate));
         }
         if r.snapshot_every == 0 {
             return bad("raft.snapshot_every must be 1 or more".into());

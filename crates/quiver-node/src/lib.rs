@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod node;
 pub mod offline;
 pub mod raft;
+pub mod serving_log;
 pub mod shard;
 pub mod storage;
 pub mod workers;

@@ -151,6 +151,7 @@ pub struct Node {
     pub meta: MetaView,
     pub metrics: Metrics,
     pub offline: OfflineStore,
+    pub serving: crate::serving_log::ServingLog,
     engine: Arc<dyn KvEngine>,
     pub(crate) pool: PeerPool,
     raft_config: Arc<openraft::Config>,
@@ -172,6 +173,7 @@ impl Node {
             OfflineStore::open(&config.offline_location(), &config.s3).map_err(|e| Error::Config(e.to_string()))?;
         let node = Arc::new(Node {
             offline,
+            serving: crate::serving_log::ServingLog::new(config.workers.serving_sample_rate),
             id: config.node_id,
             raft_config: Arc::new(config.openraft()?),
             config,
@@ -204,6 +206,8 @@ impl Node {
         crate::workers::spawn(node.clone(), "compaction", every, crate::workers::compaction::round);
         let every = Duration::from_millis(node.config.workers.statistics_interval_ms);
         crate::workers::spawn(node.clone(), "statistics", every, crate::workers::statistics::round);
+        let every = Duration::from_millis(node.config.workers.serving_flush_ms);
+        crate::workers::spawn(node.clone(), "serving-log", every, crate::serving_log::flush);
         Ok(node)
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
-use quiver_core::registry::{FeatureSet, Project};
+use quiver_core::registry::{FeatureSet, Project, ResolvedFeature};
 use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, is_expired, validate_rows};
 use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::meta::MetaState;
 use crate::node::Node;
 use crate::raft::now_micros;
+use crate::serving_log::Served;
 use crate::shard::{TableRef, read_row};
 
 /// A key placed on its shard: (shard id, encoded entity key).
@@ -134,6 +135,7 @@ impl FeatureApi {
             groups.iter().map(|g| g.staleness_bound_ms(self.node.id)).max().unwrap_or(0)
         };
         let now = now_micros();
+        let sampled = self.node.serving.sample();
         let mut results = Vec::with_capacity(lookups.len());
         for keys in lookups {
             let rows: Vec<Option<StoredRow>> = tables
@@ -146,6 +148,9 @@ impl FeatureApi {
                 .zip(&column_table)
                 .map(|(f, &t)| answer(rows[t].as_ref(), f.index, tables[t].0.ttl_secs, now))
                 .collect();
+            if sampled {
+                self.log_served(&features, &column_table, &tables, &rows, now);
+            }
             results.push(EntityResult { values });
         }
         Ok(GetOnlineFeaturesResponse {
@@ -154,6 +159,24 @@ impl FeatureApi {
             served_by: self.node.id,
             staleness_bound_ms,
         })
+    }
+
+    /// Adds the fresh values served to one entity to the serving log.
+    fn log_served(
+        &self,
+        features: &[ResolvedFeature],
+        column_table: &[usize],
+        tables: &[(&FeatureSet, TableRef)],
+        rows: &[Option<StoredRow>],
+        now: i64,
+    ) {
+        let served = features.iter().zip(column_table).filter_map(|(f, &t)| {
+            let (fs, table) = &tables[t];
+            let row = rows[t].as_ref().filter(|r| !is_expired(r.event_ts, fs.ttl_secs, now))?;
+            let value = row.values.get(f.index)?;
+            Some(Served { table, feature: fs.features.get(f.index)?.name.as_str(), value, ty: f.ty })
+        });
+        self.node.serving.record(now, served);
     }
 
     /// For each requested entity, the (shard, encoded key) of each table.
