@@ -45,7 +45,7 @@ impl ServingLog {
 
     /// Whether the next read is in the sample.
     pub fn sample(&self) -> bool {
-        self.every != 0 && self.reads.fetch_add(1, Ordering::Relaxed) % self.every == 0
+        self.every != 0 && self.reads.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every)
     }
 
     /// Adds the values one sampled read served at `now` (µs); one call per entity answered.
