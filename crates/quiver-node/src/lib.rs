@@ -17,6 +17,7 @@ pub mod raft;
 pub mod serving_log;
 pub mod shard;
 pub mod storage;
+pub mod ui;
 pub mod workers;
 
 pub use config::Config;

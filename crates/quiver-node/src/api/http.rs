@@ -1,4 +1,5 @@
-//! `/health` (200 once every group here has a leader, 503 before) and `/metrics`.
+//! `/health` (200 once every group here has a leader, 503 before), `/metrics`, and the
+//! dashboard under `/ui`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let app = Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(node);
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(crate::ui::routes())
+        .with_state(node);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("http server: {e}");
     }

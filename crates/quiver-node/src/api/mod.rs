@@ -1,10 +1,10 @@
 //! The node's network faces: gRPC (features, registry, admin, Raft) on `listen`, and HTTP
 //! (`/health`, `/metrics`) on `http`.
 
-mod admin;
+pub(crate) mod admin;
 mod features;
 mod http;
-mod monitoring;
+pub(crate) mod monitoring;
 mod offline;
 mod registry;
 

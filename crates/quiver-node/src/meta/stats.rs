@@ -98,6 +98,21 @@ pub fn merged(
     Ok((Summaries { rows, columns: merged.into_iter().collect() }, days.len() as u32))
 }
 
+/// The days of `table` that have records from `origin`, in order.
+pub fn days(tree: &dyn KvTree, table: &TableRef, origin: Origin) -> Result<Vec<i64>> {
+    let prefix = table_prefix(if origin == Origin::Offline { FILE } else { SERVING }, table);
+    let mut days = Vec::new();
+    for kv in tree.scan_prefix(&prefix) {
+        let (key, _) = kv?;
+        let bytes: [u8; 8] = key[prefix.len()..prefix.len() + 8].try_into().unwrap_or_default();
+        let day = (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64;
+        if days.last() != Some(&day) {
+            days.push(day);
+        }
+    }
+    Ok(days)
+}
+
 pub fn merge_into(into: &mut BTreeMap<String, FeatureSummary>, columns: Vec<(String, FeatureSummary)>) -> Result<()> {
     for (name, summary) in columns {
         match into.get_mut(&name) {

@@ -1,0 +1,279 @@
+//! The dashboard on the node's HTTP port: the catalog (projects, entities, feature sets
+//! with owners, tags and versions, vectors, datasets and their lineage), per-feature
+//! statistics with histograms, drift over time with the thresholds drawn, and cluster
+//! health. Server-rendered HTML with inline SVG; it reads the same merged summaries as
+//! `GetStatistics`, never raw data.
+
+mod html;
+mod svg;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use quiver_core::shard_map::META_GROUP;
+use quiver_core::stats::{DriftThresholds, FeatureSummary, drift};
+use quiver_core::time::format_timestamp;
+
+use crate::error::Result;
+use crate::meta::stats::{self, Origin};
+use crate::node::Node;
+use crate::shard::TableRef;
+use html::{escape, page, segment, table};
+
+const DAY_MICROS: i64 = 86_400_000_000;
+/// Days at the start of a feature set's history that drift over time is measured against.
+const REFERENCE_DAYS: usize = 7;
+/// Days shown in drift over time.
+const RECENT_DAYS: usize = 30;
+
+type Page = (StatusCode, Html<String>);
+
+pub fn routes() -> axum::Router<Arc<Node>> {
+    axum::Router::new()
+        .route("/ui", axum::routing::get(catalog))
+        .route("/ui/cluster", axum::routing::get(cluster))
+        .route("/ui/feature-sets/{project}/{set}", axum::routing::get(feature_set))
+}
+
+fn respond(title: &str, body: Result<String>) -> Page {
+    match body {
+        Ok(body) => (StatusCode::OK, Html(page(title, &body))),
+        Err(e) => {
+            let code = if e.code().starts_with("Q1") { StatusCode::NOT_FOUND } else { StatusCode::SERVICE_UNAVAILABLE };
+            (code, Html(page(title, &format!("<p class=\"drift\">{}</p>", escape(&e.to_string())))))
+        }
+    }
+}
+
+fn date(day: i64) -> String {
+    format_timestamp(day * DAY_MICROS).chars().take(10).collect()
+}
+
+async fn catalog(State(node): State<Arc<Node>>) -> Page {
+    respond("Catalog", catalog_body(&node).await)
+}
+
+async fn catalog_body(node: &Node) -> Result<String> {
+    let state = node.caught_up_meta().await?;
+    let mut out = String::new();
+    if state.registry.projects.is_empty() {
+        out.push_str("<p class=\"muted\">No project yet: <code>quiverctl apply -f definitions.yaml</code>.</p>");
+    }
+    for project in state.registry.projects.values() {
+        let p = escape(&project.name);
+        out += &format!("<h2>Project {p}</h2><p class=\"muted\">{}</p>", escape(&project.description));
+        let entities: Vec<Vec<String>> = project
+            .entities
+            .values()
+            .map(|e| {
+                let keys: Vec<String> = e.join_keys.iter().map(|k| format!("{} ({})", k.name, k.ty.name())).collect();
+                vec![escape(&e.name), escape(&keys.join(", ")), escape(&e.description)]
+            })
+            .collect();
+        out += &format!("<h3>Entities</h3>{}", table(&["entity", "join keys", "description"], &entities));
+        let sets: Vec<Vec<String>> = project
+            .feature_sets
+            .values()
+            .filter_map(|versions| versions.last().map(|fs| (fs, versions.len())))
+            .map(|(fs, versions)| {
+                let link = format!("/ui/feature-sets/{}/{}", segment(&project.name), segment(&fs.name));
+                vec![
+                    format!("<a href=\"{link}\">{}</a>", escape(&fs.name)),
+                    format!("v{} ({versions} in all)", fs.version),
+                    escape(&fs.entity),
+                    escape(&fs.owner),
+                    escape(&fs.tags.join(", ")),
+                    fs.features.len().to_string(),
+                    escape(&fs.description),
+                ]
+            })
+            .collect();
+        let headers = ["feature set", "version", "entity", "owner", "tags", "features", "description"];
+        out += &format!("<h3>Feature sets</h3>{}", table(&headers, &sets));
+        let vectors: Vec<Vec<String>> = project
+            .vectors
+            .values()
+            .map(|v| vec![escape(&v.name), escape(&v.features.join(", ")), escape(&v.description)])
+            .collect();
+        out += &format!("<h3>Feature vectors</h3>{}", table(&["vector", "features", "description"], &vectors));
+        let datasets: Vec<Vec<String>> = state
+            .datasets
+            .values()
+            .filter(|d| d.project == project.name)
+            .map(|d| {
+                vec![
+                    escape(&d.name),
+                    escape(d.vector.as_deref().unwrap_or("-")),
+                    escape(&d.feature_sets.join(", ")),
+                    escape(&d.spine),
+                    d.rows.to_string(),
+                    format!("{} – {}", format_timestamp(d.spine_from), format_timestamp(d.spine_to)),
+                    escape(&d.path),
+                ]
+            })
+            .collect();
+        let headers = ["dataset", "vector", "built from (lineage)", "spine", "rows", "spine times", "path"];
+        out += &format!("<h3>Training datasets</h3>{}", table(&headers, &datasets));
+    }
+    Ok(out)
+}
+
+async fn cluster(State(node): State<Arc<Node>>) -> Page {
+    respond("Cluster", cluster_body(&node).await)
+}
+
+async fn cluster_body(node: &Node) -> Result<String> {
+    let status = crate::api::admin::cluster_status(node).await?;
+    let nodes: Vec<Vec<String>> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let state = if n.up { "<span class=\"ok\">up</span>" } else { "<span class=\"down\">down</span>" };
+            let draining = if n.draining { " (draining)" } else { "" };
+            let vote = if n.meta_voter { "voter" } else { "learner" };
+            vec![
+                n.id.to_string(),
+                escape(&n.address),
+                format!("{state}{draining}"),
+                n.replicas.to_string(),
+                vote.into(),
+            ]
+        })
+        .collect();
+    let groups: Vec<Vec<String>> = status
+        .groups
+        .iter()
+        .map(|g| {
+            let lag: Vec<String> = g.replicas.iter().map(|r| format!("{}:{}", r.node_id, r.lag)).collect();
+            vec![
+                g.group_id.to_string(),
+                escape(&g.kind),
+                if g.has_leader { g.leader_id.to_string() } else { "<span class=\"down\">none</span>".into() },
+                escape(&format!("{:?}", g.voters)),
+                g.applied_index.to_string(),
+                g.committed_index.to_string(),
+                escape(&if lag.is_empty() { "-".to_string() } else { lag.join(", ") }),
+            ]
+        })
+        .collect();
+    Ok(format!(
+        "<p>As seen by node {} (quiver {}).</p><h2>Nodes</h2>{}<h2>Groups on this node</h2>{}",
+        status.node_id,
+        escape(&status.version),
+        table(&["node", "address", "state", "replicas", "meta"], &nodes),
+        table(&["group", "kind", "leader", "voters", "applied", "committed", "replica lag"], &groups)
+    ))
+}
+
+async fn feature_set(State(node): State<Arc<Node>>, Path((project, set)): Path<(String, String)>) -> Page {
+    let title = format!("Feature set {set}");
+    respond(&title, feature_set_body(&node, &project, &set).await)
+}
+
+async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<String> {
+    let state = node.caught_up_meta().await?;
+    let fs = state.registry.project(project)?.feature_set(set, None)?;
+    let table_ref = TableRef { project: project.to_string(), set: fs.name.clone(), version: fs.version };
+    let tree = node.group(META_GROUP)?.data.clone();
+    let days = stats::days(tree.as_ref(), &table_ref, Origin::Offline)?;
+    let (all, _) = stats::merged(tree.as_ref(), &table_ref, Origin::Offline, (i64::MIN / 2, i64::MAX / 2))?;
+    let mut out = format!(
+        "<p>{} · v{} · entity {} · owner {} · tags {} · {} rows over {} days</p>",
+        escape(project),
+        fs.version,
+        escape(&fs.entity),
+        escape(&fs.owner),
+        escape(&fs.tags.join(", ")),
+        all.rows,
+        days.len()
+    );
+    let by_name: BTreeMap<String, FeatureSummary> = all.columns.into_iter().collect();
+    out.push_str("<h2>Statistics</h2>");
+    let rows: Vec<Vec<String>> = fs
+        .features
+        .iter()
+        .map(|f| {
+            let s = by_name.get(&f.name).cloned().unwrap_or_else(|| FeatureSummary::new(f.ty));
+            let n = |v: Option<f64>| v.map_or_else(|| "-".into(), |x| format!("{x:.4}"));
+            let top: Vec<String> = s.top_values().iter().take(3).map(|(v, c)| format!("{v}: {c}")).collect();
+            vec![
+                escape(&f.name),
+                f.ty.name().into(),
+                s.count().to_string(),
+                s.nulls().to_string(),
+                s.distinct().to_string(),
+                n(s.min()),
+                n(s.mean()),
+                n(s.stddev()),
+                n(s.quantile(0.5)),
+                n(s.max()),
+                escape(&top.join(", ")),
+            ]
+        })
+        .collect();
+    let headers = ["feature", "type", "count", "nulls", "distinct", "min", "mean", "stddev", "median", "max", "top"];
+    out += &table(&headers, &rows);
+    for f in &fs.features {
+        let Some(s) = by_name.get(&f.name) else { continue };
+        // Categorical features: their most frequent values; the others: 20 bins over the range.
+        let top: Vec<(String, u64)> = s.top_values().into_iter().take(12).collect();
+        let bins: Vec<(f64, f64, u64)> = if top.is_empty() {
+            s.histogram(20).into_iter().map(|b| (b.lower, b.upper, b.count)).collect()
+        } else {
+            top.iter().enumerate().map(|(i, (_, c))| (i as f64, i as f64 + 1.0, *c)).collect()
+        };
+        let names: Vec<String> = top.into_iter().map(|(v, _)| v).collect();
+        let chart = svg::histogram(&f.name, &bins, &names);
+        out += &format!("<div class=\"card\"><b>{}</b><br>{chart}</div>", escape(&f.name));
+    }
+    out += &drift_over_time(tree.as_ref(), &table_ref, fs, &days)?;
+    Ok(out)
+}
+
+/// PSI of each recent day against the first days of the history, per feature.
+fn drift_over_time(
+    tree: &dyn crate::storage::KvTree,
+    table_ref: &TableRef,
+    fs: &quiver_core::registry::FeatureSet,
+    days: &[i64],
+) -> Result<String> {
+    let mut out = String::from("<h2>Drift over time</h2>");
+    let (Some(first), Some(last)) = (days.first(), days.get(REFERENCE_DAYS.min(days.len()).saturating_sub(1))) else {
+        out.push_str("<p class=\"muted\">No statistics yet.</p>");
+        return Ok(out);
+    };
+    let reference: BTreeMap<String, FeatureSummary> =
+        stats::merged(tree, table_ref, Origin::Offline, (*first, last + 1))?.0.columns.into_iter().collect();
+    let recent = &days[days.len().saturating_sub(RECENT_DAYS)..];
+    let mut series: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for day in recent {
+        let current = stats::merged(tree, table_ref, Origin::Offline, (*day, day + 1))?.0.columns;
+        for (name, summary) in current {
+            if let Some(metrics) = reference.get(&name).and_then(|r| drift(r, &summary).ok()) {
+                series.entry(name).or_default().push((date(*day), metrics.psi));
+            }
+        }
+    }
+    let t = DriftThresholds::default().psi;
+    out += &format!(
+        "<p class=\"muted\">PSI of each day against the first {} days ({} – {}); dashed lines: warning {} and drift {}.</p>",
+        REFERENCE_DAYS.min(days.len()),
+        date(*first),
+        date(*last),
+        t.warning,
+        t.drift
+    );
+    for f in &fs.features {
+        if let Some(points) = series.get(&f.name) {
+            out += &format!(
+                "<div class=\"card\"><b>{}</b><br>{}</div>",
+                escape(&f.name),
+                svg::drift_line(&f.name, points, t.warning, t.drift)
+            );
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,86 @@
+//! The dashboard in a real headless browser (Debian's `chromium`, which `.ci/run` installs):
+//! every page loads, shows the expected names and draws its charts; a screenshot of each
+//! is saved under `target/dashboard/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use quiver_client::StatsWindow;
+use quiver_tests::node_with_rides;
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok())
+}
+
+/// Runs headless chromium on `url` with `args`; returns its standard output.
+fn browse(browser: &str, url: &str, args: &[&str]) -> String {
+    let out = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1800"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium failed on {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_page_renders_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var_os("CI").is_none(), "chromium is missing; .ci/run installs it");
+        eprintln!("SKIPPED: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides(dir.path(), &[]).await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/driver_stats.parquet");
+    client.ingest("rides", "driver_stats", example.to_str().unwrap(), |_| {}).await.unwrap();
+    let spine = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/driver_spine.csv")).unwrap();
+    let mut request = quiver_client::HistoricalRequest::new(
+        "rides",
+        quiver_client::FeatureSelection::Vector("driver_model_v1".into()),
+        spine,
+        quiver_client::SpineFormat::Csv,
+    );
+    request.save_as = Some("training_2026_11".into());
+    client.historical(request).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = StatsWindow::Offline { from: None, to: None };
+    while client.statistics("rides", "driver_stats", &all).await.unwrap().rows == 0 {
+        assert!(Instant::now() < deadline, "statistics never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let base = format!("http://{}", node.http_addr());
+    let pages = [
+        ("catalog", "/ui", vec!["driver_stats", "driver_model_v1", "training_2026_11", "driver_id (int64)"]),
+        (
+            "feature-set",
+            "/ui/feature-sets/rides/driver_stats",
+            vec!["conv_rate", "avg_daily_trips", "class=\"histogram\"", "class=\"drift\"", "Drift over time"],
+        ),
+        ("cluster", "/ui/cluster", vec!["Nodes", "meta", "shard", "voter"]),
+    ];
+    for (name, path, expected) in pages {
+        let url = format!("{base}{path}");
+        let dom = browse(browser, &url, &["--dump-dom"]);
+        for text in expected {
+            assert!(dom.contains(text), "{path} lacks {text}:\n{dom}");
+        }
+        let shot = screenshots().join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&shot);
+        browse(browser, &url, &[&format!("--screenshot={}", shot.display())]);
+        let png = std::fs::read(&shot).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} is not a real screenshot", shot.display());
+    }
+    // A page for a feature set that does not exist says so.
+    let missing = browse(browser, &format!("{base}/ui/feature-sets/rides/nope"), &["--dump-dom"]);
+    assert!(missing.contains("unknown feature set"), "{missing}");
+}
