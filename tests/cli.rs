@@ -164,17 +164,6 @@ async fn status_shows_every_group_with_its_leader_and_project_defaults_follow_th
     assert!(chosen.success && chosen.stdout.contains("card_id"));
 }
 
-/// A plain HTTP/1.0 GET over loopback; returns the status line and body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_are_served_over_http() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,10 +172,10 @@ async fn health_and_metrics_are_served_over_http() {
         .write("rides", "driver_stats", vec![quiver_tests::driver_row(1, quiver_tests::now_micros(), 0.5, 1)])
         .await
         .unwrap();
-    let (status, body) = http_get(node.http_addr(), "/health");
+    let (status, body) = quiver_tests::http_get(node.http_addr(), "/health");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("\"status\":\"ok\""), "{body}");
-    let (status, metrics) = http_get(node.http_addr(), "/metrics");
+    let (status, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
     assert!(status.contains("200"));
     assert!(metrics.contains("quiver_rows_written_total 1"), "{metrics}");
     assert!(metrics.contains("quiver_requests_total{code=\"ok\",method=\"WriteFeatures\"} 1"), "{metrics}");
@@ -229,7 +218,7 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
         let answer = answer.unwrap();
         assert_eq!(answer.rows[0][0].value, quiver_client::Value::Float64(0.5), "every read sees the write");
     }
-    let (_, metrics) = http_get(node.http_addr(), "/metrics");
+    let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
     let served = group_gauge(&metrics, "quiver_raft_linearizable_reads", 1);
     let rounds = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
     assert!(served >= 200, "{metrics}");

@@ -57,10 +57,30 @@ async fn every_dashboard_page_renders_in_a_real_browser() {
         assert!(Instant::now() < deadline, "statistics never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A monitor comparing the last ten years of offline rows with the training set.
+    let mut defs = quiver_admin::input::parse_definitions(quiver_tests::RIDES).unwrap();
+    let stats = defs.feature_sets.iter_mut().find(|f| f.name == "driver_stats").unwrap();
+    stats.monitoring = Some(quiver_core::spec::MonitoringSpec {
+        reference: Some("dataset:training_2026_11".into()),
+        window: Some("3650d".into()),
+        ..Default::default()
+    });
+    client.apply(&defs).await.unwrap();
 
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !quiver_tests::http_get(node.http_addr(), "/ui").1.contains("<td>driver_stats</td><td>20") {
+        assert!(Instant::now() < deadline, "the monitor never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let catalog = quiver_tests::http_get(node.http_addr(), "/ui").1;
+    assert!(!catalog.contains("driver_stats:conv_rate (invalid"), "the monitor compared real statistics:\n{catalog}");
     let base = format!("http://{}", node.http_addr());
     let pages = [
-        ("catalog", "/ui", vec!["driver_stats", "driver_model_v1", "training_2026_11", "driver_id (int64)"]),
+        (
+            "catalog",
+            "/ui",
+            vec!["driver_stats", "driver_model_v1", "training_2026_11", "driver_id (int64)", "Recent monitor results"],
+        ),
         (
             "feature-set",
             "/ui/feature-sets/rides/driver_stats",

@@ -155,23 +155,14 @@ pub fn parse_entities(args: &[String], join_keys: &[JoinKey]) -> Result<Vec<BTre
 
 /// A time given as RFC 3339, a date (`2026-11-28`, midnight UTC) or integer microseconds.
 pub fn parse_time(text: &str) -> Result<i64> {
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-        return Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros()).unwrap_or_default());
-    }
-    quiver_core::time::parse_timestamp(text).map_err(|e| anyhow::anyhow!(e))
+    quiver_core::time::parse_time_or_date(text).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// A statistics window: `FROM..TO` (offline rows by event time; either side may be left
 /// out), `dataset:NAME`, or `serving[:FROM..TO]` (values served online).
 pub fn parse_window(spec: &str) -> Result<quiver_client::StatsWindow> {
     use quiver_client::StatsWindow;
-    let range = |text: &str| -> Result<(Option<i64>, Option<i64>)> {
-        let (from, to) = text.split_once("..").with_context(|| {
-            format!("'{text}': expected FROM..TO (dates, RFC 3339 times or µs; a side may be empty)")
-        })?;
-        let side = |t: &str| if t.trim().is_empty() { Ok(None) } else { parse_time(t).map(Some) };
-        Ok((side(from)?, side(to)?))
-    };
+    let range = |text: &str| quiver_core::time::parse_range(text).map_err(|e| anyhow::anyhow!(e));
     if let Some(name) = spec.strip_prefix("dataset:") {
         return Ok(StatsWindow::Dataset(name.to_string()));
     }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, VectorSpec};
+use crate::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, MonitoringSpec, VectorSpec};
 use crate::time::parse_ttl;
 use crate::{Error, Result, ValueType};
 
@@ -50,6 +50,7 @@ pub struct FeatureSet {
     pub tags: Vec<String>,
     /// Stored rows keep values in this order; compatible updates only append.
     pub features: Vec<FeatureSpec>,
+    pub monitoring: Option<MonitoringSpec>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -330,6 +331,9 @@ impl Project {
             }
         }
         check_name("timestamp column", &spec.timestamp)?;
+        if let Some(m) = &spec.monitoring {
+            m.validate().map_err(|e| invalid(format!("feature set {name}: {e}")))?;
+        }
         let ttl_secs = match &spec.ttl {
             Some(t) => parse_ttl(t).map_err(|e| invalid(format!("feature set {name}: {e}")))?,
             None => 0,
@@ -344,6 +348,7 @@ impl Project {
             description: spec.description.clone(),
             tags: spec.tags.clone(),
             features: spec.features.clone(),
+            monitoring: spec.monitoring.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -363,6 +368,7 @@ impl Project {
         merged.owner = candidate.owner;
         merged.description = candidate.description;
         merged.tags = candidate.tags;
+        merged.monitoring = candidate.monitoring;
         for f in &candidate.features {
             match merged.features.iter_mut().find(|m| m.name == f.name) {
                 Some(m) => *m = f.clone(),
@@ -502,6 +508,7 @@ mod tests {
                 description: String::new(),
                 tags: vec![],
                 features,
+                monitoring: None,
             }],
             feature_vectors: vec![VectorSpec {
                 name: "v1".into(),
@@ -513,6 +520,28 @@ mod tests {
 
     fn actions(changes: &[Change]) -> Vec<Action> {
         changes.iter().map(|c| c.action.clone()).collect()
+    }
+
+    #[test]
+    fn monitoring_is_validated_and_updates_in_place() {
+        let mut reg = Registry::default();
+        reg.apply(&defs("conv=float64", "driver_stats:*"), 1).unwrap();
+        let mut with = defs("conv=float64", "driver_stats:*");
+        let monitoring = crate::spec::MonitoringSpec { reference: Some("dataset:train".into()), ..Default::default() };
+        with.feature_sets[0].monitoring = Some(monitoring.clone());
+        let changes = reg.apply(&with, 2).unwrap();
+        assert_eq!(changes.iter().find(|c| c.name == "driver_stats").unwrap().action, Action::Updated);
+        let fs = reg.project("rides").unwrap().feature_set("driver_stats", None).unwrap();
+        assert_eq!((fs.version, fs.monitoring.as_ref()), (1, Some(&monitoring)));
+        for bad in [
+            crate::spec::MonitoringSpec { reference: Some("last week".into()), ..Default::default() },
+            crate::spec::MonitoringSpec { every: Some("often".into()), ..Default::default() },
+        ] {
+            let mut d = defs("conv=float64", "driver_stats:*");
+            d.feature_sets[0].monitoring = Some(bad);
+            let err = reg.apply(&d, 3).unwrap_err().to_string();
+            assert!(err.contains("monitoring"), "{err}");
+        }
     }
 
     #[test]

@@ -124,6 +124,7 @@ mod tests {
             description: String::new(),
             tags: vec![],
             features: vec![feature("rate", ValueType::Float64), feature("trips", ValueType::Int64)],
+            monitoring: None,
             created_at: 0,
             updated_at: 0,
         };

@@ -15,6 +15,23 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
         .map_err(|e| format!("'{text}' is neither an RFC 3339 time nor integer microseconds ({e})"))
 }
 
+/// A time given as RFC 3339, a date (`2026-11-28`, midnight UTC) or integer microseconds.
+pub fn parse_time_or_date(text: &str) -> Result<i64, String> {
+    match chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        Ok(date) => Ok(date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros()).unwrap_or_default()),
+        Err(_) => parse_timestamp(text),
+    }
+}
+
+/// `FROM..TO` with times as in `parse_time_or_date`; either side may be left out.
+pub fn parse_range(text: &str) -> Result<(Option<i64>, Option<i64>), String> {
+    let (from, to) = text
+        .split_once("..")
+        .ok_or_else(|| format!("'{text}': expected FROM..TO (dates, RFC 3339 times or µs; a side may be empty)"))?;
+    let side = |t: &str| if t.trim().is_empty() { Ok(None) } else { parse_time_or_date(t).map(Some) };
+    Ok((side(from)?, side(to)?))
+}
+
 /// Formats microseconds since the epoch as RFC 3339 UTC, e.g. `2026-11-28T10:00:00Z`.
 pub fn format_timestamp(micros: i64) -> String {
     match chrono::DateTime::from_timestamp_micros(micros) {

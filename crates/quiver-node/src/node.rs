@@ -206,6 +206,7 @@ impl Node {
         crate::workers::spawn(node.clone(), "compaction", every, crate::workers::compaction::round);
         let every = Duration::from_millis(node.config.workers.statistics_interval_ms);
         crate::workers::spawn(node.clone(), "statistics", every, crate::workers::statistics::round);
+        crate::workers::spawn(node.clone(), "monitors", every, crate::workers::monitors::round);
         let every = Duration::from_millis(node.config.workers.serving_flush_ms);
         crate::workers::spawn(node.clone(), "serving-log", every, crate::serving_log::flush);
         Ok(node)

@@ -163,6 +163,7 @@ mod tests {
                 description: String::new(),
                 tags: vec![],
                 features: vec![feature("rate", ValueType::Float64), feature("city", ValueType::String)],
+                monitoring: None,
             }],
             ..Default::default()
         };

@@ -36,6 +36,7 @@ fn schema(ttl: Option<&str>) -> (Entity, FeatureSet) {
                 description: String::new(),
                 tags: vec![],
             }],
+            monitoring: None,
         }],
         ..Default::default()
     };

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use quiver_core::registry::{Action, Change, Entity, FeatureSet, FeatureVector, ObjectKind, Project};
-use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, VectorSpec};
+use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, MonitoringSpec, VectorSpec};
+use quiver_core::stats::{DriftThresholds, Threshold};
 use quiver_core::time::format_ttl;
 use quiver_core::{Error, Result, Value, ValueType};
 
@@ -85,6 +86,43 @@ fn feature_from_proto(f: v1::Feature) -> Result<FeatureSpec> {
     })
 }
 
+fn monitoring_to_proto(m: &MonitoringSpec) -> v1::Monitoring {
+    let t = |t: Threshold| Some(v1::Threshold { warning: t.warning, drift: t.drift });
+    let d = &m.thresholds;
+    v1::Monitoring {
+        reference: m.reference.clone().unwrap_or_default(),
+        window: m.window.clone().unwrap_or_default(),
+        every: m.every.clone().unwrap_or_default(),
+        thresholds: Some(v1::DriftThresholds {
+            psi: t(d.psi),
+            ks: t(d.ks),
+            js_distance: t(d.js_distance),
+            hellinger: t(d.hellinger),
+            tvd: t(d.tvd),
+        }),
+    }
+}
+
+/// Thresholds left out keep their defaults.
+fn monitoring_from_proto(m: v1::Monitoring) -> MonitoringSpec {
+    let text = |s: String| (!s.is_empty()).then_some(s);
+    let mut thresholds = DriftThresholds::default();
+    if let Some(p) = m.thresholds {
+        for (slot, given) in [
+            (&mut thresholds.psi, p.psi),
+            (&mut thresholds.ks, p.ks),
+            (&mut thresholds.js_distance, p.js_distance),
+            (&mut thresholds.hellinger, p.hellinger),
+            (&mut thresholds.tvd, p.tvd),
+        ] {
+            if let Some(t) = given {
+                *slot = Threshold { warning: t.warning, drift: t.drift };
+            }
+        }
+    }
+    MonitoringSpec { reference: text(m.reference), window: text(m.window), every: text(m.every), thresholds }
+}
+
 pub fn definitions_to_proto(d: &Definitions) -> v1::ApplyRequest {
     v1::ApplyRequest {
         project: d.project.clone(),
@@ -111,6 +149,7 @@ pub fn definitions_to_proto(d: &Definitions) -> v1::ApplyRequest {
                 description: f.description.clone(),
                 tags: f.tags.clone(),
                 features: f.features.iter().map(feature_to_proto).collect(),
+                monitoring: f.monitoring.as_ref().map(monitoring_to_proto),
                 ..Default::default()
             })
             .collect(),
@@ -155,6 +194,7 @@ pub fn definitions_from_proto(r: v1::ApplyRequest) -> Result<Definitions> {
                     owner: f.owner,
                     description: f.description,
                     tags: f.tags,
+                    monitoring: f.monitoring.map(monitoring_from_proto),
                 })
             })
             .collect::<Result<_>>()?,
@@ -214,6 +254,7 @@ pub fn project_to_proto(p: &Project) -> v1::GetProjectResponse {
                         description: f.description.clone(),
                         tags: f.tags.clone(),
                         features: f.features.iter().map(feature_to_proto).collect(),
+                        monitoring: f.monitoring.as_ref().map(monitoring_to_proto),
                         created_at_micros: f.created_at,
                         updated_at_micros: f.updated_at,
                     })
@@ -265,6 +306,7 @@ pub fn project_from_proto(p: v1::GetProjectResponse) -> Result<Project> {
                     owner: f.owner,
                     description: f.description,
                     tags: f.tags,
+                    monitoring: f.monitoring.map(monitoring_from_proto),
                     created_at: f.created_at_micros,
                     updated_at: f.updated_at_micros,
                 })
@@ -338,6 +380,15 @@ mod tests {
                     description: "x".into(),
                     tags: vec!["pii".into()],
                 }],
+                monitoring: Some(MonitoringSpec {
+                    reference: Some("dataset:train".into()),
+                    window: Some("2d".into()),
+                    every: None,
+                    thresholds: DriftThresholds {
+                        psi: Threshold { warning: 0.2, drift: 0.3 },
+                        ..DriftThresholds::default()
+                    },
+                }),
             }],
             feature_vectors: vec![VectorSpec {
                 name: "v".into(),
@@ -372,6 +423,7 @@ mod tests {
                     description: String::new(),
                     tags: vec![],
                 }],
+                monitoring: Some(MonitoringSpec { reference: Some("2026-11-01..".into()), ..Default::default() }),
             }],
             ..Default::default()
         };

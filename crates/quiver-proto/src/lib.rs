@@ -10,4 +10,6 @@ mod convert;
 mod status;
 
 pub use convert::*;
+/// Encoding and decoding of the generated messages.
+pub use prost::Message;
 pub use status::{error_from_status, status_from_error};

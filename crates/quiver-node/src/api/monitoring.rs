@@ -104,7 +104,11 @@ fn table_of(project: &Project, set_ref: &str) -> Result<TableRef> {
 }
 
 /// Drift of one feature between two summaries; a side without values is reported, not failed.
-fn feature_drift(name: String, reference: Option<&FeatureSummary>, current: Option<&FeatureSummary>) -> FeatureDrift {
+fn feature_drift(
+    name: String,
+    (reference, current): (Option<&FeatureSummary>, Option<&FeatureSummary>),
+    thresholds: &DriftThresholds,
+) -> FeatureDrift {
     let counts = (reference.map_or(0, |s| s.count()), current.map_or(0, |s| s.count()));
     let mut answer =
         FeatureDrift { feature: name, reference_count: counts.0, current_count: counts.1, ..Default::default() };
@@ -114,7 +118,7 @@ fn feature_drift(name: String, reference: Option<&FeatureSummary>, current: Opti
     };
     match metrics {
         Ok(m) => {
-            answer.status = status_name(status(&m, &DriftThresholds::default())).into();
+            answer.status = status_name(status(&m, thresholds)).into();
             (answer.psi, answer.ks, answer.js_distance, answer.hellinger, answer.tvd) =
                 (m.psi, m.ks, m.js_distance, m.hellinger, m.tvd);
         }
@@ -172,32 +176,37 @@ impl MonitoringApi {
             return Err(CoreError::InvalidArgument("give both a reference and a current window".into()).into());
         };
         let meta = self.node.group(quiver_core::shard_map::META_GROUP)?;
-        let mut windows: BTreeMap<TableRef, (ByFeature, ByFeature)> = BTreeMap::new();
-        let mut features = Vec::new();
-        for f in project.resolve(&refs)? {
-            let table = TableRef { project: project.name.clone(), set: f.set.clone(), version: f.version };
-            if !windows.contains_key(&table) {
-                let r = window_summaries(meta.data.as_ref(), &table, reference)?.0.columns.into_iter().collect();
-                let c = window_summaries(meta.data.as_ref(), &table, current)?.0.columns.into_iter().collect();
-                windows.insert(table.clone(), (r, c));
-            }
-            let (r, c) = &windows[&table];
-            let name = f.reference.rsplit(':').next().unwrap_or_default().to_string();
-            features.push(feature_drift(format!("{}:{name}", f.set), r.get(&name), c.get(&name)));
-        }
-        let worst = features
-            .iter()
-            .map(|f| match f.status.as_str() {
-                "drift" => 3,
-                "warning" => 2,
-                "ok" => 1,
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        let status = ["unknown", "ok", "warning", "drift"][worst].to_string();
-        Ok(GetDriftResponse { features, status })
+        drift_report(meta.data.as_ref(), project, &refs, (reference, current))
     }
+}
+
+/// Drift of each feature of `refs` between two windows, with each feature set's own
+/// thresholds (or the defaults), and the worst status over them.
+pub fn drift_report(
+    tree: &dyn KvTree,
+    project: &Project,
+    refs: &[String],
+    (reference, current): (&Window, &Window),
+) -> Result<GetDriftResponse> {
+    let mut windows: BTreeMap<TableRef, (ByFeature, ByFeature)> = BTreeMap::new();
+    let mut features = Vec::new();
+    for f in project.resolve(refs)? {
+        let table = TableRef { project: project.name.clone(), set: f.set.clone(), version: f.version };
+        if !windows.contains_key(&table) {
+            let r = window_summaries(tree, &table, reference)?.0.columns.into_iter().collect();
+            let c = window_summaries(tree, &table, current)?.0.columns.into_iter().collect();
+            windows.insert(table.clone(), (r, c));
+        }
+        let fs = project.feature_set(&f.set, Some(f.version))?;
+        let thresholds = fs.monitoring.as_ref().map(|m| m.thresholds).unwrap_or_default();
+        let (r, c) = &windows[&table];
+        let name = f.reference.rsplit(':').next().unwrap_or_default().to_string();
+        features.push(feature_drift(format!("{}:{name}", f.set), (r.get(&name), c.get(&name)), &thresholds));
+    }
+    let rank = |s: &str| ["unknown", "ok", "warning", "drift"].iter().position(|x| *x == s).unwrap_or(0);
+    let worst = features.iter().map(|f| rank(&f.status)).max().unwrap_or(0);
+    let status = ["unknown", "ok", "warning", "drift"][worst].to_string();
+    Ok(GetDriftResponse { features, status })
 }
 
 #[tonic::async_trait]

@@ -113,6 +113,12 @@ pub enum MetaCommand {
         path: String,
         stats: stats::Summaries,
     },
+    /// A monitor's drift report (protobuf `GetDriftResponse`) at `at`.
+    RecordMonitorRun {
+        table: TableRef,
+        at: i64,
+        report: Vec<u8>,
+    },
     /// Statistics of values a node served online since its last report.
     RecordServingStats {
         table: TableRef,
@@ -219,6 +225,10 @@ impl MetaMachine {
             // Statistics do not touch the in-memory state: only their own keys.
             MetaCommand::RecordFileStats { table, day, path, stats } => {
                 batch.put(stats::file_key(table, *day, path), encode(stats)?);
+                return Ok(Response::Done);
+            }
+            MetaCommand::RecordMonitorRun { table, at, report } => {
+                batch.put(stats::monitor_key(table, *at), report.clone());
                 return Ok(Response::Done);
             }
             MetaCommand::RecordServingStats { table, day, node, seq, stats } => {

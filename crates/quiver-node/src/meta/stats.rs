@@ -5,6 +5,7 @@
 //! - `0x10 | table | day | file path`  summaries of one offline file
 //! - `0x11 | table | day | node | seq` summaries of a sample of values served online
 //! - `0x12 | project | dataset name`   summaries of a saved training dataset
+//! - `0x13 | table | time`             a monitor's drift report (protobuf `GetDriftResponse`)
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use crate::storage::KvTree;
 const FILE: u8 = 0x10;
 const SERVING: u8 = 0x11;
 const DATASET: u8 = 0x12;
+const MONITOR: u8 = 0x13;
 
 /// Summaries of some rows, by column name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -65,6 +67,27 @@ pub fn serving_key(table: &TableRef, day: i64, node: u64, seq: u64) -> Vec<u8> {
     key.extend_from_slice(&node.to_be_bytes());
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+pub fn monitor_key(table: &TableRef, at: i64) -> Vec<u8> {
+    let mut key = table_prefix(MONITOR, table);
+    key.extend_from_slice(&day_bytes(at));
+    key
+}
+
+/// The latest `limit` monitor runs of `table`, newest first: (time, encoded report).
+pub fn monitor_runs(tree: &dyn KvTree, table: &TableRef, limit: usize) -> Result<Vec<(i64, Vec<u8>)>> {
+    let prefix = table_prefix(MONITOR, table);
+    let end = [prefix.as_slice(), &[0xff; 9]].concat();
+    tree.scan((std::ops::Bound::Included(prefix.clone()), std::ops::Bound::Excluded(end)))
+        .rev()
+        .take(limit)
+        .map(|kv| {
+            let (key, value) = kv?;
+            let bytes: [u8; 8] = key[prefix.len()..prefix.len() + 8].try_into().unwrap_or_default();
+            Ok(((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64, value))
+        })
+        .collect()
 }
 
 pub fn dataset_key(project: &str, name: &str) -> Vec<u8> {

@@ -117,6 +117,16 @@ async fn catalog_body(node: &Node) -> Result<String> {
             .collect();
         let headers = ["dataset", "vector", "built from (lineage)", "spine", "rows", "spine times", "path"];
         out += &format!("<h3>Training datasets</h3>{}", table(&headers, &datasets));
+        let tree = node.group(META_GROUP)?.data.clone();
+        let mut runs = Vec::new();
+        for fs in project.feature_sets.values().filter_map(|v| v.last()) {
+            let table_ref = TableRef { project: project.name.clone(), set: fs.name.clone(), version: fs.version };
+            runs.extend(run_rows(tree.as_ref(), &table_ref, 1)?);
+        }
+        out += &format!(
+            "<h3>Recent monitor results</h3>{}",
+            table(&["feature set", "run at", "status", "features not ok"], &runs)
+        );
     }
     Ok(out)
 }
@@ -230,6 +240,54 @@ async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<Strin
         out += &format!("<div class=\"card\"><b>{}</b><br>{chart}</div>", escape(&f.name));
     }
     out += &drift_over_time(tree.as_ref(), &table_ref, fs, &days)?;
+    out += &monitor_section(tree.as_ref(), &table_ref, fs)?;
+    Ok(out)
+}
+
+/// Rows of recorded monitor runs: time, status, and the features not ok.
+fn run_rows(tree: &dyn crate::storage::KvTree, table_ref: &TableRef, limit: usize) -> Result<Vec<Vec<String>>> {
+    use quiver_proto::Message;
+    let mut rows = Vec::new();
+    for (at, bytes) in stats::monitor_runs(tree, table_ref, limit)? {
+        let report = quiver_proto::v1::GetDriftResponse::decode(bytes.as_slice()).unwrap_or_default();
+        let flagged: Vec<String> = report
+            .features
+            .iter()
+            .filter(|f| f.status != "ok")
+            .map(|f| {
+                let detail = if f.error.is_empty() { format!("PSI {:.3}", f.psi) } else { f.error.clone() };
+                format!("<span class=\"{}\">{}</span> ({})", escape(&f.status), escape(&f.feature), escape(&detail))
+            })
+            .collect();
+        rows.push(vec![
+            escape(&table_ref.set),
+            format_timestamp(at),
+            format!("<span class=\"{s}\">{s}</span>", s = escape(&report.status)),
+            if flagged.is_empty() { "-".into() } else { flagged.join("<br>") },
+        ]);
+    }
+    Ok(rows)
+}
+
+fn monitor_section(
+    tree: &dyn crate::storage::KvTree,
+    table_ref: &TableRef,
+    fs: &quiver_core::registry::FeatureSet,
+) -> Result<String> {
+    let mut out = String::from("<h2>Monitor</h2>");
+    let Some(m) = fs.monitoring.as_ref().filter(|m| m.reference.is_some()) else {
+        out.push_str("<p class=\"muted\">No monitor: add a <code>monitoring:</code> block with a reference.</p>");
+        return Ok(out);
+    };
+    out += &format!(
+        "<p>Reference <code>{}</code>, window {}, every {}; PSI warning {} / drift {}.</p>",
+        escape(m.reference.as_deref().unwrap_or_default()),
+        escape(m.window.as_deref().unwrap_or("1d")),
+        escape(m.every.as_deref().unwrap_or("1h")),
+        m.thresholds.psi.warning,
+        m.thresholds.psi.drift
+    );
+    out += &table(&["feature set", "run at", "status", "features not ok"], &run_rows(tree, table_ref, 10)?);
     Ok(out)
 }
 

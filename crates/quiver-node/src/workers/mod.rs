@@ -3,6 +3,7 @@
 
 pub mod compaction;
 pub mod export;
+pub mod monitors;
 pub mod replicas;
 pub mod scheduler;
 pub mod statistics;
