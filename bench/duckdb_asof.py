@@ -7,7 +7,8 @@ every spine row kept). quiver-bench runs it after stopping its node; it is also 
     python3 bench/duckdb_asof.py 'DATA_DIR/*.parquet' SPINE.parquet TTL_SECONDS
 
 Prints one JSON object: seconds (the join, materialized), peak_kib (this process's peak
-resident memory, interpreter included), rows, matched (rows with a fresh feature row), threads.
+resident memory, interpreter included), rows, matched (rows with a fresh feature row), threads,
+version (DuckDB's).
 """
 
 import json
@@ -48,7 +49,8 @@ def main():
     seconds = time.perf_counter() - started
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"seconds": seconds, "peak_kib": peak_kib, "rows": rows, "matched": matched, "threads": threads}))
+    print(json.dumps({"seconds": seconds, "peak_kib": peak_kib, "rows": rows, "matched": matched, "threads": threads,
+                      "version": duckdb.__version__}))
 
 
 if __name__ == "__main__":

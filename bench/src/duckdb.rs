@@ -16,6 +16,7 @@ pub struct Figures {
     pub rows: u64,
     pub matched: u64,
     pub threads: u64,
+    pub version: String,
 }
 
 /// Whether `python3` can import `duckdb`.
@@ -52,5 +53,6 @@ pub fn asof_join(data_glob: &str, spine: &Path, ttl_secs: u64) -> Result<Figures
         rows: number("rows")?,
         matched: number("matched")?,
         threads: number("threads")?,
+        version: json["version"].as_str().unwrap_or("?").to_string(),
     })
 }

@@ -1,11 +1,15 @@
 //! `quiver-bench`: starts a real `quiver-node` (from the same target directory) on a temp
-//! directory, loads a deterministic data set through the Rust client and prints figures.
+//! directory, loads a deterministic data set through the Rust client and prints figures;
+//! measures a Redis server with the same data as a yardstick; and prints `bench/run.sh`'s table.
 //! It never asserts on time; `--quick` runs in seconds so CI keeps it compiling and working.
 
 mod datagen;
 mod duckdb;
 mod offline;
 mod online;
+mod output;
+mod redis;
+mod table;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -38,7 +42,7 @@ feature_vectors:
 ";
 
 #[derive(Parser)]
-#[command(about = "Measures Quiver on a single node and prints figures")]
+#[command(about = "Measures Quiver (beside Redis and DuckDB) and prints figures")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,8 +52,12 @@ struct Cli {
 enum Command {
     /// Online write throughput and read latency.
     Online(online::Args),
-    /// Batch ingestion and point-in-time retrieval, beside DuckDB's as-of join.
+    /// Batch ingestion, point-in-time retrieval beside DuckDB's as-of join, materialization.
     Offline(offline::Args),
+    /// Loads the online data set into a running Redis and reads it with redis-benchmark.
+    Redis(redis::Args),
+    /// Prints one table, medians over runs, from the `--format json` outputs in a directory.
+    Table(table::Args),
 }
 
 #[tokio::main]
@@ -57,5 +65,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Online(args) => online::run(args).await,
         Command::Offline(args) => offline::run(args).await,
+        Command::Redis(args) => redis::run(args),
+        Command::Table(args) => table::run(args),
     }
 }

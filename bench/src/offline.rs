@@ -1,6 +1,8 @@
 //! The offline benchmark: generates a deterministic data set as Parquet, ingests it into a
 //! release node, builds a point-in-time training set for a spine, then runs DuckDB's as-of
-//! join on the same files, so that Quiver's figures come with a well-known yardstick.
+//! join on the same files, so that Quiver's figures come with a well-known yardstick. It also
+//! materializes the ingested rows into the online store. Peak memory is measured per phase
+//! where Linux allows resetting a process's high-water mark, else over the node's life.
 
 use std::path::Path;
 use std::time::Instant;
@@ -12,7 +14,9 @@ use quiver_admin::input::parse_definitions;
 use quiver_admin::local_node::LocalNode;
 use quiver_client::{FeatureSelection, HistoricalRequest, SpineFormat};
 use quiver_core::time::{format_ttl, parse_ttl};
+use serde_json::json;
 
+use crate::output::{Format, Out, mib, peak_kib, reset_peak};
 use crate::{datagen, duckdb};
 
 /// The event-time column the answer carries for `driver_stats`: null where nothing matched.
@@ -33,18 +37,9 @@ pub struct Args {
     /// Seconds in all, for CI: 20k feature rows, a 2k-row spine.
     #[arg(long, conflicts_with = "size")]
     quick: bool,
-}
-
-/// Peak resident memory of a process over its life so far (Linux `VmHWM`), KiB.
-fn peak_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).with_context(|| format!("no VmHWM in {path}"))?;
-    Ok(line.trim().trim_end_matches("kB").trim().parse()?)
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
+    /// `json`: the figures as one JSON object on stdout, the text on stderr.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 fn dir_bytes(dir: &Path) -> Result<u64> {
@@ -61,24 +56,26 @@ pub async fn run(args: Args) -> Result<()> {
         (false, Size::Small) => ("small", 1_000_000, 100_000),
         (false, Size::Full) => ("full", 10_000_000, 1_000_000),
     };
+    let out = Out::new(args.format);
     // The node reads the source files itself: it needs absolute paths.
     let dir = tempfile::tempdir()?;
     let root = dir.path().canonicalize()?;
     let (data, spine) = (root.join("data"), root.join("spine.parquet"));
     std::fs::create_dir(&data)?;
-    println!("quiver-bench offline ({name}): single node, data in {}", root.display());
-    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    out.say(format!("quiver-bench offline ({name}): single node, data in {}", root.display()));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    out.say(format!("machine: {cores} cores"));
 
     let started = Instant::now();
     datagen::write_features(&data, rows)?;
     datagen::write_spine(&spine, spine_rows)?;
-    println!(
+    out.say(format!(
         "\ngenerate: {rows} feature rows x 10 features over {} entities and 90 days, {spine_rows}-row spine: \
          {:.2} s, {:.1} MiB of Parquet",
         datagen::ENTITIES,
         started.elapsed().as_secs_f64(),
         dir_bytes(&data)? as f64 / f64::from(1 << 20)
-    );
+    ));
 
     let mut node = LocalNode::start(&root.join("node"), &[]).await?;
     let pid = node.pid().context("the node is not running")?;
@@ -90,15 +87,30 @@ pub async fn run(args: Args) -> Result<()> {
     let data_path = data.to_str().context("the temp dir's path is not UTF-8")?;
     let started = Instant::now();
     let report = client.ingest("bench", "driver_stats", data_path, |_| {}).await?;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "ingest: {} rows from {} files ({} offline files written): {secs:.2} s, {:.0} rows/s",
+    let ingest_secs = started.elapsed().as_secs_f64();
+    out.say(format!(
+        "ingest: {} rows from {} files ({} offline files written): {ingest_secs:.2} s, {:.0} rows/s",
         report.rows,
         report.files_total,
         report.files_written,
-        report.rows as f64 / secs
-    );
-    let peak_before = peak_kib(pid)?;
+        report.rows as f64 / ingest_secs
+    ));
+    // The statistics worker summarizes committed files in the background, during the ingest
+    // and after it; waiting for it here also keeps it from running beside the retrieval.
+    let all = quiver_client::StatsWindow::Offline { from: None, to: None };
+    while client.statistics("bench", "driver_stats", &all).await?.rows < report.rows {
+        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "statistics never caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stats_secs = started.elapsed().as_secs_f64();
+    out.say(format!(
+        "statistics: every ingested row summarized {:.2} s after the ingest ended; {:.0} rows/s from the ingest's start",
+        stats_secs - ingest_secs,
+        report.rows as f64 / stats_secs
+    ));
+    let ingest_peak = peak_kib(pid)?;
+    // VmHWM is the peak over the node's life unless it can be reset between phases.
+    let per_phase = reset_peak(pid);
 
     let request = HistoricalRequest {
         project: "bench".into(),
@@ -115,61 +127,91 @@ pub async fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let training = client.historical(request).await?;
     let quiver_secs = started.elapsed().as_secs_f64();
-    let peak_after = peak_kib(pid)?;
+    let retrieval_peak = peak_kib(pid)?;
     let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
-    println!(
+    out.say(format!(
         "retrieval: {spine_rows}-row spine x 10 features, ttl {}, {files} offline files: {quiver_secs:.2} s, \
          {} rows out, {} matched",
         format_ttl(ttl_secs),
         training.num_rows(),
         matched.map_or("?".into(), |m| m.to_string())
-    );
-    // VmHWM is the peak over the node's life: if retrieval did not raise it, ingest set it.
-    println!(
-        "node peak memory (VmHWM): {:.0} MiB after ingest, {:.0} MiB after retrieval",
-        mib(peak_before),
-        mib(peak_after)
-    );
+    ));
     if training.num_rows() != spine_rows {
-        println!("warning: {} output rows for a {spine_rows}-row spine", training.num_rows());
+        out.say(format!("warning: {} output rows for a {spine_rows}-row spine", training.num_rows()));
     }
+    let training_rows = training.num_rows();
     drop(training);
+
+    reset_peak(pid);
+    let started = Instant::now();
+    let progress = client.materialize("bench", "driver_stats", (None, None), |_| {}).await?;
+    let materialize_secs = started.elapsed().as_secs_f64();
+    let materialize_peak = peak_kib(pid)?;
+    out.say(format!(
+        "materialize: {} offline rows read, {} entities written to the online store: {materialize_secs:.2} s, \
+         {:.0} rows/s",
+        progress.rows_read,
+        progress.entities_written,
+        progress.rows_read as f64 / materialize_secs
+    ));
+    out.say(format!(
+        "node peak memory (VmHWM{}): ingest {:.0} MiB, retrieval {:.0} MiB, materialize {:.0} MiB",
+        if per_phase { ", reset between phases" } else { ", over the node's life: no reset allowed" },
+        mib(ingest_peak),
+        mib(retrieval_peak),
+        mib(materialize_peak)
+    ));
     // Stopped so that DuckDB has the machine to itself.
     node.terminate()?;
 
     let duck = if duckdb::available() {
         let glob = format!("{data_path}/*.parquet");
         let d = duckdb::asof_join(&glob, &spine, ttl_secs)?;
-        println!(
-            "duckdb ({} threads): {:.2} s, {} rows out, {} matched, peak memory {:.0} MiB",
+        out.say(format!(
+            "duckdb {} ({} threads): {:.2} s, {} rows out, {} matched, peak memory {:.0} MiB",
+            d.version,
             d.threads,
             d.seconds,
             d.rows,
             d.matched,
             mib(d.peak_kib)
-        );
+        ));
         if matched.is_some_and(|m| m as u64 != d.matched) {
-            println!("warning: Quiver and DuckDB matched different numbers of spine rows");
+            out.say("warning: Quiver and DuckDB matched different numbers of spine rows");
         }
         Some(d)
     } else {
-        println!("duckdb: skipped, python3 cannot import duckdb (to compare: pip install duckdb)");
+        out.say("duckdb: skipped, python3 cannot import duckdb (to compare: pip install duckdb)");
         None
     };
 
-    println!("\npoint-in-time retrieval, {name}: {rows} feature rows, {spine_rows}-row spine");
-    println!(
+    out.say(format!("\npoint-in-time retrieval, {name}: {rows} feature rows, {spine_rows}-row spine"));
+    out.say(format!(
         "{:>9} {:>9} {:>14} {:>16} {:>16}",
         "quiver s", "duckdb s", "quiver/duckdb", "quiver peak MiB", "duckdb peak MiB"
-    );
+    ));
     let cell = |v: Option<f64>, decimals: usize| v.map_or("-".into(), |v| format!("{v:.decimals$}"));
-    println!(
+    out.say(format!(
         "{:>9.2} {:>9} {:>14} {:>16.0} {:>16}",
         quiver_secs,
         cell(duck.as_ref().map(|d| d.seconds), 2),
         cell(duck.as_ref().map(|d| quiver_secs / d.seconds), 2),
-        mib(peak_after),
+        mib(retrieval_peak),
         cell(duck.as_ref().map(|d| mib(d.peak_kib)), 0)
-    );
+    ));
+    out.figures(&json!({
+        "kind": "offline", "size": name, "rows": rows, "spine_rows": spine_rows, "cores": cores,
+        "peak_per_phase": per_phase,
+        "ingest": {"rows": report.rows, "secs": ingest_secs, "rows_per_sec": report.rows as f64 / ingest_secs,
+                   "peak_mib": mib(ingest_peak)},
+        "statistics": {"lag_secs": stats_secs - ingest_secs, "rows_per_sec": report.rows as f64 / stats_secs},
+        "retrieval": {"secs": quiver_secs, "peak_mib": mib(retrieval_peak), "rows": training_rows,
+                      "matched": matched, "files": files},
+        "materialize": {"rows_read": progress.rows_read, "entities_written": progress.entities_written,
+                        "secs": materialize_secs, "rows_per_sec": progress.rows_read as f64 / materialize_secs,
+                        "peak_mib": mib(materialize_peak)},
+        "duckdb": duck.as_ref().map(|d| json!({"version": d.version, "threads": d.threads, "secs": d.seconds,
+                                               "peak_mib": mib(d.peak_kib), "rows": d.rows, "matched": d.matched})),
+    }));
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! `--nodes 3` it runs on a cluster of three local node processes (every shard on three
 //! replicas), reads both linearizably and stale, and times failovers: the leader of a shard
 //! is killed with SIGKILL while a client writes to it, until a write is acknowledged again.
+//! Push throughput is measured after the reads (which so see a settled store), at several
+//! batch sizes, with `--writers` clients writing fresh rows for random entities in a closed loop.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +17,9 @@ use quiver_admin::local_node::LocalNode;
 use quiver_client::{Client, Consistency, FeatureSelection, InputRow, OnlineRequest, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::output::{Format, Out};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,24 +32,50 @@ pub struct Args {
     /// Concurrent writers.
     #[arg(long, default_value_t = 4)]
     writers: usize,
-    /// Seconds per read benchmark.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    /// Seconds per read and per push benchmark.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
     /// Concurrent readers, comma-separated.
-    #[arg(long, default_value = "1,16")]
+    #[arg(long, default_value = "1,16,64")]
     concurrency: String,
+    /// Rows per write request of the push benchmark (after the load), comma-separated.
+    #[arg(long, default_value = "1,100,1000")]
+    push_batches: String,
     /// 1: the embedded single-node default; 3: a cluster of local processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     nodes: u8,
     /// With --nodes 3: how many shard leaders are killed, one after another, to time failover.
     #[arg(long, default_value_t = 3)]
     failovers: usize,
-    /// A few seconds in all: 5,000 entities, 1 s per read benchmark, one failover.
+    /// A few seconds in all: 5,000 entities, 0.5 s per read and push benchmark, one failover.
     #[arg(long)]
     quick: bool,
+    /// `json`: the figures as one JSON object on stdout, the text on stderr.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
-fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
+/// Comma-separated counts, as `--concurrency` and `--push-batches` take them.
+fn counts(list: &str) -> Result<Vec<usize>> {
+    list.split(',').map(|n| n.trim().parse().with_context(|| format!("{n:?} is not a count"))).collect()
+}
+
+fn now_micros() -> Result<i64> {
+    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64)
+}
+
+/// Rows per load chunk of `redis`, `--batch`'s default: both stores then hold the same values.
+pub const LOAD_BATCH: usize = 1_000;
+
+/// The rows of load chunk `n` (the entities `ids`): each chunk has its own seed, so the data
+/// set does not depend on which writer takes which chunk.
+pub fn chunk_rows(n: usize, ids: &[i64], ts: i64) -> Vec<InputRow> {
+    let mut rng = StdRng::seed_from_u64(n as u64);
+    ids.iter().map(|id| row(&mut rng, *id, ts)).collect()
+}
+
+/// One driver's row: `f0`..`f7` float64 in [0, 1), `i0`, `i1` int64 in [0, 1000).
+pub fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
     let mut row: InputRow = (0..8).map(|i| (format!("f{i}"), Value::Float64(rng.random()))).collect();
     row.insert("i0".into(), Value::Int64(rng.random_range(0..1000)));
     row.insert("i1".into(), Value::Int64(rng.random_range(0..1000)));
@@ -55,7 +86,7 @@ fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
 
 async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(u64, f64)> {
     // Fresh events: older than the feature set's TTL, reads would measure "expired" answers.
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+    let ts = now_micros()?;
     let ids: Vec<i64> = (0..entities).collect();
     let chunks: Vec<Vec<i64>> = ids.chunks(batch).map(<[i64]>::to_vec).collect();
     let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter().enumerate().collect::<Vec<_>>()));
@@ -67,8 +98,7 @@ async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> R
                 let mut written = 0;
                 loop {
                     let Some((n, ids)) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop() else { break };
-                    let mut rng = StdRng::seed_from_u64(n as u64);
-                    let rows = ids.iter().map(|id| row(&mut rng, *id, ts)).collect();
+                    let rows = chunk_rows(n, &ids, ts);
                     written += client.write("bench", "driver_stats", rows).await?.rows_written;
                 }
                 anyhow::Ok(written)
@@ -82,6 +112,45 @@ async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> R
     Ok((total, started.elapsed().as_secs_f64()))
 }
 
+struct PushFigures {
+    rows: u64,
+    secs: f64,
+    /// Per write request, µs.
+    hist: Histogram<u64>,
+}
+
+/// `writers` clients each write `batch` fresh rows of consecutive entities from a random
+/// start, one request after another, for `secs`.
+async fn push(client: &Client, entities: i64, batch: usize, writers: usize, secs: f64) -> Result<PushFigures> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|worker| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(1_000 + worker as u64);
+                let mut hist = Histogram::<u64>::new(3)?;
+                let mut written = 0;
+                while Instant::now() < deadline {
+                    let (start, ts) = (rng.random_range(0..entities), now_micros()?);
+                    let rows = (0..batch as i64).map(|i| row(&mut rng, (start + i) % entities, ts)).collect();
+                    let t = Instant::now();
+                    written += client.write("bench", "driver_stats", rows).await?.rows_written;
+                    hist.record(t.elapsed().as_micros() as u64)?;
+                }
+                anyhow::Ok((written, hist))
+            })
+        })
+        .collect();
+    let (mut rows, mut hist) = (0, Histogram::<u64>::new(3)?);
+    for t in tasks {
+        let (written, h) = t.await??;
+        rows += written;
+        hist.add(h)?;
+    }
+    Ok(PushFigures { rows, secs: started.elapsed().as_secs_f64(), hist })
+}
+
 struct ReadFigures {
     ops: u64,
     secs: f64,
@@ -93,9 +162,9 @@ async fn read_loop(
     entities: i64,
     (per_request, consistency): (usize, Consistency),
     concurrency: usize,
-    secs: u64,
+    secs: f64,
 ) -> Result<ReadFigures> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|worker| {
@@ -131,7 +200,8 @@ async fn read_loop(
 }
 
 /// Kills the leader of the shard that holds driver 0 while a client writes that driver in
-/// a loop; returns the time from the kill to the first acknowledged write after it. The
+/// a loop; returns the time from the kill to the acknowledgement of the first write sent
+/// after the node was dead (one sent before could be acknowledged just after the kill). The
 /// killed node is restarted and caught up before returning.
 async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> {
     let hash = quiver_core::key::key_hash(&quiver_core::key::encode_entity_key(&[Value::Int64(0)]));
@@ -146,9 +216,9 @@ async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> 
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+                let (ts, sent) = (now_micros()?, Instant::now());
                 if client.write("bench", "driver_stats", vec![row(&mut rng, 0, ts)]).await.is_ok() {
-                    acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(Instant::now());
+                    acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((sent, Instant::now()));
                 }
             }
             anyhow::Ok(())
@@ -157,11 +227,13 @@ async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Instant::now();
     victim.kill_9()?;
+    let dead = Instant::now();
     let deadline = killed + Duration::from_secs(60);
     let resumed = loop {
-        let first = acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter().copied().find(|t| *t > killed);
-        if let Some(t) = first {
-            break t;
+        let first =
+            acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter().find(|(sent, _)| *sent >= dead).copied();
+        if let Some((_, acked)) = first {
+            break acked;
         }
         anyhow::ensure!(Instant::now() < deadline, "no write acknowledged within 60 s of the kill");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -175,9 +247,11 @@ async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> 
 pub async fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.entities = 5_000;
-        args.seconds = 1;
+        args.seconds = 0.5;
         args.failovers = 1;
     }
+    let (concurrency, push_batches) = (counts(&args.concurrency)?, counts(&args.push_batches)?);
+    let out = Out::new(args.format);
     let dir = tempfile::tempdir()?;
     let mut nodes = match args.nodes {
         1 => vec![LocalNode::start(&dir.path().join("node"), &[]).await?],
@@ -186,48 +260,70 @@ pub async fn run(mut args: Args) -> Result<()> {
     let client = nodes[0].client().await?;
     client.apply(&quiver_admin::input::parse_definitions(crate::DEFINITIONS)?).await?;
     let shape = if args.nodes == 1 { "single node".to_string() } else { format!("{} nodes", args.nodes) };
-    println!("quiver-bench: {shape}, 8 shards with {} replicas each, data in {}", args.nodes, dir.path().display());
-    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    out.say(format!(
+        "quiver-bench: {shape}, 8 shards with {} replicas each, data in {}",
+        args.nodes,
+        dir.path().display()
+    ));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    out.say(format!("machine: {cores} cores"));
 
     let (rows, secs) = load(&client, args.entities, args.batch, args.writers).await?;
-    println!(
-        "\nwrite: {rows} rows x 10 features, batches of {}, {} writers: {secs:.2} s, {:.0} rows/s",
+    out.say(format!(
+        "\nload: {rows} rows x 10 features, batches of {}, {} writers: {secs:.2} s, {:.0} rows/s",
         args.batch,
         args.writers,
         rows as f64 / secs
-    );
+    ));
+    let load = json!({"rows": rows, "batch": args.batch, "writers": args.writers, "secs": secs,
+                      "rows_per_sec": rows as f64 / secs});
 
-    println!("\nonline reads (vector of 10 features, {} s each):", args.seconds);
-    println!(
+    out.say(format!("\nonline reads (vector of 10 features, {} s each):", args.seconds));
+    out.say(format!(
         "{:<13} {:<10} {:>11} {:>12} {:>9} {:>9} {:>10}",
         "consistency", "entities", "concurrency", "requests/s", "p50 us", "p99 us", "p99.9 us"
-    );
+    ));
+    let mut reads = Vec::new();
     for (name, consistency) in [("linearizable", Consistency::Linearizable), ("stale", Consistency::Stale)] {
         for per_request in [1usize, 100] {
-            for concurrency in args.concurrency.split(',').map(str::trim).map(str::parse::<usize>) {
-                let concurrency = concurrency?;
+            for &concurrency in &concurrency {
                 let f =
                     read_loop(&client, args.entities, (per_request, consistency), concurrency, args.seconds).await?;
-                println!(
-                    "{:<13} {:<10} {:>11} {:>12.0} {:>9} {:>9} {:>10}",
-                    name,
-                    per_request,
-                    concurrency,
-                    f.ops as f64 / f.secs,
-                    f.hist.value_at_quantile(0.5),
-                    f.hist.value_at_quantile(0.99),
-                    f.hist.value_at_quantile(0.999),
-                );
+                let rate = f.ops as f64 / f.secs;
+                let [p50, p99, p999] = [0.5, 0.99, 0.999].map(|q| f.hist.value_at_quantile(q));
+                out.say(format!(
+                    "{name:<13} {per_request:<10} {concurrency:>11} {rate:>12.0} {p50:>9} {p99:>9} {p999:>10}"
+                ));
+                reads.push(json!({"consistency": name, "entities": per_request, "concurrency": concurrency,
+                                  "requests": f.ops, "secs": f.secs, "requests_per_sec": rate,
+                                  "p50_us": p50, "p99_us": p99, "p999_us": p999}));
             }
         }
     }
 
-    if args.nodes > 1 {
-        println!("\nfailover (SIGKILL of a shard leader -> first acknowledged write to that shard):");
+    out.say(format!("\npush (fresh rows for random entities, {} writers, {} s each):", args.writers, args.seconds));
+    out.say(format!("{:>6} {:>10} {:>12} {:>9} {:>9}", "batch", "rows", "rows/s", "p50 us", "p99 us"));
+    let mut pushes = Vec::new();
+    for batch in push_batches {
+        let f = push(&client, args.entities, batch, args.writers, args.seconds).await?;
+        let (p50, p99) = (f.hist.value_at_quantile(0.5), f.hist.value_at_quantile(0.99));
+        out.say(format!("{batch:>6} {:>10} {:>12.0} {p50:>9} {p99:>9}", f.rows, f.rows as f64 / f.secs));
+        pushes.push(json!({"batch": batch, "writers": args.writers, "rows": f.rows, "requests": f.hist.len(),
+                           "secs": f.secs, "rows_per_sec": f.rows as f64 / f.secs, "p50_us": p50, "p99_us": p99}));
+    }
+
+    let mut failovers = Vec::new();
+    if args.nodes > 1 && args.failovers > 0 {
+        out.say("\nfailover (SIGKILL of a shard leader -> first acknowledged write to that shard):");
         for round in 1..=args.failovers {
             let took = failover(&mut nodes, &client).await?;
-            println!("  round {round}: {} ms", took.as_millis());
+            out.say(format!("  round {round}: {} ms", took.as_millis()));
+            failovers.push(took.as_secs_f64() * 1e3);
         }
     }
+    out.figures(&json!({
+        "kind": "online", "nodes": args.nodes, "entities": args.entities, "seconds": args.seconds, "cores": cores,
+        "load": load, "push": pushes, "reads": reads, "failover_ms": failovers,
+    }));
     Ok(())
 }
