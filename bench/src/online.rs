@@ -207,8 +207,15 @@ async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> 
     let hash = quiver_core::key::key_hash(&quiver_core::key::encode_entity_key(&[Value::Int64(0)]));
     let map = client.shard_map().await?;
     let shard = map.shards.iter().find(|s| s.start <= hash && hash <= s.end).context("no shard for driver 0")?;
-    let leader = shard.leader_hint.context("the shard has no known leader")?;
-    let victim = nodes.get_mut(leader as usize - 1).context("leader is not a local node")?;
+    // The node that says it leads the shard (a hint from another node may be a term old).
+    let mut leader = None;
+    for (i, node) in nodes.iter().enumerate() {
+        let status = node.client().await?.status().await?;
+        if status.groups.iter().any(|g| g.group_id == shard.shard_id && g.state == "Leader") {
+            leader = Some(i);
+        }
+    }
+    let victim = nodes.get_mut(leader.context("no node leads the shard")?).context("leader is not a local node")?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acks = Arc::new(std::sync::Mutex::new(Vec::new()));
     let writer = {
