@@ -17,9 +17,6 @@ use crate::node::Node;
 use crate::shard::TableRef;
 use crate::storage::KvTree;
 
-/// Files summarized per round, so one round stays short.
-const FILES_PER_ROUND: usize = 32;
-
 /// Compaction writes files named `compact-…`; their rows were summarized in their sources.
 fn is_compacted(file: &DataFile) -> bool {
     file.path.rsplit('/').next().is_some_and(|name| name.starts_with("compact-"))
@@ -36,7 +33,6 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
     }
     let state = node.meta.borrow().clone();
     let meta = node.group(META_GROUP)?;
-    let mut budget = FILES_PER_ROUND;
     for (table, files) in &state.manifest {
         let Ok(fs) =
             state.registry.project(&table.project).and_then(|p| p.feature_set(&table.set, Some(table.version)))
@@ -46,7 +42,8 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
         let columns: Vec<_> = fs.features.iter().map(|f| (f.name.clone(), f.ty)).collect();
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
         for file in files {
-            if budget == 0 {
+            // Every pending file in one round, as long as this node still leads.
+            if node.leader_of(META_GROUP) != Some(node.id) {
                 return Ok(());
             }
             if summarized(meta.data.as_ref(), table, file)? {
@@ -59,7 +56,6 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
             let stats = Summaries { rows: file.rows, columns: summaries };
             let path = file.path.clone();
             node.write_meta(MetaCommand::RecordFileStats { table: table.clone(), day: file.day, path, stats }).await?;
-            budget -= 1;
         }
     }
     Ok(())
