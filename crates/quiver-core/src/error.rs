@@ -79,18 +79,6 @@ impl Error {
         self.code().starts_with("Q1")
     }
 
-    /// True for routing errors a client resolves by refreshing its shard map and retrying:
-    /// the request was refused before anything was proposed.
-    pub fn is_routing(&self) -> bool {
-        matches!(
-            self,
-            Error::NotLeader { .. }
-                | Error::ShardNotFound(_)
-                | Error::EpochMismatch { .. }
-                | Error::KeyNotInShard { .. }
-        )
-    }
-
     pub fn row(row: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidRow { row, field: field.into(), reason: reason.into() }
     }
