@@ -87,10 +87,13 @@ impl Group {
     /// index can be: on the leader, the time since a quorum last acknowledged it; on a
     /// follower, the time since the newest command it applied was accepted.
     pub fn staleness_bound_ms(&self, me: NodeId) -> u64 {
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader == Some(me)
-            && let Some(ms) = m.millis_since_quorum_ack
-        {
+        // Read the two fields under the borrow: a stale read should not copy the whole metrics.
+        let quorum_ack = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.millis_since_quorum_ack.filter(|_| m.current_leader == Some(me))
+        };
+        if let Some(ms) = quorum_ack {
             return ms;
         }
         let applied = self.applied_time.load(Ordering::Relaxed);
