@@ -224,3 +224,24 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
     assert!(served >= 200, "{metrics}");
     assert!(rounds > 0 && rounds < served, "{rounds} rounds for {served} reads");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_linearizable_reads_ride_the_leader_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = quiver_tests::node_with_rides(dir.path(), &["--shards", "1"]).await;
+    let now = quiver_tests::now_micros();
+    client.write("rides", "driver_stats", vec![quiver_tests::driver_row(7, now, 0.5, 1)]).await.unwrap();
+    let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
+    let rounds_before = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
+    // One after another, so without the lease every read would need a round of its own.
+    for i in 0..100u32 {
+        let value = quiver_client::Value::Float64(0.5 + f64::from(i));
+        let row = quiver_tests::driver_row(7, now + i64::from(i), 0.5 + f64::from(i), 1);
+        client.write("rides", "driver_stats", vec![row]).await.unwrap();
+        let answer = quiver_tests::read_drivers(&client, [7]).await;
+        assert_eq!(answer.rows[0][0].value, value, "read {i} sees the write before it");
+    }
+    let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
+    let rounds = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1) - rounds_before;
+    assert!(rounds < 50, "{rounds} read-index rounds for 100 sequential reads");
+}

@@ -163,6 +163,8 @@ async fn a_paused_leader_never_serves_a_stale_linearizable_read() {
     write_one_by_one(&first, 0..8, |_| 1.0).await;
     let leader = first.status().await.unwrap().groups[0].leader_id;
     let paused = (leader - 1) as usize;
+    // A linearizable read just before the pause leaves the leader holding a read lease.
+    assert_eq!(conv_rate(&first, 0, Consistency::Linearizable).await, Some(Value::Float64(1.0)));
     nodes[paused].signal("STOP").unwrap();
 
     // The majority elects new leaders and takes a newer value for every driver.

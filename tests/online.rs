@@ -238,3 +238,28 @@ async fn an_incompatible_change_creates_a_version_and_the_old_one_stays_readable
     assert_eq!(answer.rows[0][0].value, Value::Int64(7));
     assert_eq!(answer.rows[0][1].value, Value::Float64(7.5));
 }
+
+/// `GetOnlineFeatures` requests answered so far, from the node's `/metrics`.
+fn online_reads(node: &quiver_admin::local_node::LocalNode) -> u64 {
+    let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
+    let prefix = "quiver_requests_total{code=\"ok\",method=\"GetOnlineFeatures\"} ";
+    metrics.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_across_shards_of_one_node_is_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides(dir.path(), &["--shards", "8"]).await;
+    let now = now_micros();
+    let rows: Vec<_> = (0..64).map(|id| driver_row(id, now, id as f64, 1)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let shards = client.shard_map().await.unwrap().shards.len();
+    assert_eq!(shards, 8);
+    let before = online_reads(&node);
+    let answer = read_drivers(&client, 0..64).await;
+    assert_eq!(online_reads(&node) - before, 1, "64 entities over {shards} shards in one request");
+    let i = answer.features.iter().position(|f| f == "driver_stats:conv_rate").unwrap();
+    for (id, row) in answer.rows.iter().enumerate() {
+        assert_eq!(row[i].value, Value::Float64(id as f64), "driver {id} in its place");
+    }
+}

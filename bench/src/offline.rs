@@ -123,16 +123,18 @@ pub async fn run(args: Args) -> Result<()> {
         spine_name: spine.display().to_string(),
     };
     // Compaction may merge the ingested files in the background: say what retrieval read.
-    let files = client.files("bench", "driver_stats").await?.len();
+    let listed = client.files("bench", "driver_stats").await?;
+    let (files, stored) = (listed.len(), listed.iter().map(|f| f.bytes).sum::<u64>());
     let started = Instant::now();
     let training = client.historical(request).await?;
     let quiver_secs = started.elapsed().as_secs_f64();
     let retrieval_peak = peak_kib(pid)?;
     let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
     out.say(format!(
-        "retrieval: {spine_rows}-row spine x 10 features, ttl {}, {files} offline files: {quiver_secs:.2} s, \
-         {} rows out, {} matched",
+        "retrieval: {spine_rows}-row spine x 10 features, ttl {}, {files} offline files ({:.1} MiB): \
+         {quiver_secs:.2} s, {} rows out, {} matched",
         format_ttl(ttl_secs),
+        stored as f64 / f64::from(1 << 20),
         training.num_rows(),
         matched.map_or("?".into(), |m| m.to_string())
     ));

@@ -340,9 +340,42 @@ impl Client {
         Ok(WriteOutcome { rows_written: written.into_iter().sum() })
     }
 
-    /// Reads the latest values of features for entities. Entities are grouped by shard
-    /// and each group is asked of its shard's leader (linearizable) or of any replica
-    /// (stale), in parallel.
+    /// Reads the parts one node serves: in one request, or when that fails (a leader moved,
+    /// the map changed), shard by shard with the router's retries. Returns each reply with
+    /// the request positions of its entities.
+    async fn read_node(
+        &self,
+        addr: String,
+        parts: Vec<(u64, Vec<ReadItem>)>,
+        leader_only: bool,
+        make: &impl Fn(Vec<v1::EntityKey>) -> v1::GetOnlineFeaturesRequest,
+    ) -> Result<Vec<(Vec<usize>, v1::GetOnlineFeaturesResponse)>> {
+        if parts.len() > 1 {
+            let shards: Vec<u64> = parts.iter().map(|(shard, _)| *shard).collect();
+            let items = parts.iter().flat_map(|(_, items)| items);
+            let positions = items.clone().map(|(i, _)| *i).collect();
+            let proto = make(items.map(|(_, key)| key.clone()).collect());
+            let once = self.router.send_once(&addr, &shards, leader_only, |channel, routes| {
+                get_online_features(channel, v1::GetOnlineFeaturesRequest { routes, ..proto })
+            });
+            if let Ok(reply) = once.await {
+                return Ok(vec![(positions, reply)]);
+            }
+        }
+        let reads = parts.into_iter().map(|(shard, items)| {
+            let (positions, keys): (Vec<usize>, Vec<v1::EntityKey>) = items.into_iter().unzip();
+            let proto = make(keys);
+            let read = self.router.send(shard, leader_only, move |channel, route| {
+                get_online_features(channel, v1::GetOnlineFeaturesRequest { routes: vec![route], ..proto.clone() })
+            });
+            async move { Ok((positions, read.await?)) }
+        });
+        futures::future::try_join_all(reads).await
+    }
+
+    /// Reads the latest values of features for entities. Entities are grouped by shard,
+    /// each group bound for its shard's leader (linearizable) or any replica (stale); the
+    /// groups bound for one node go in one request, and the nodes are asked in parallel.
     pub async fn get_online(&self, request: OnlineRequest) -> Result<OnlineFeatures> {
         let consistency = match request.consistency {
             Consistency::Linearizable => v1::Consistency::Linearizable,
@@ -354,15 +387,12 @@ impl Client {
                 v1::get_online_features_request::Features::Refs(v1::FeatureRefs { refs: refs.clone() })
             }
         });
-        let make = |entities: Vec<BTreeMap<String, Value>>| v1::GetOnlineFeaturesRequest {
+        let make = |entities: Vec<v1::EntityKey>| v1::GetOnlineFeaturesRequest {
             project: request.project.clone(),
             features: features.clone(),
-            entities: entities
-                .into_iter()
-                .map(|keys| v1::EntityKey { keys: quiver_proto::fields_to_proto(keys) })
-                .collect(),
+            entities,
             consistency: consistency as i32,
-            route: None,
+            routes: Vec::new(),
         };
         let hashes = self
             .router
@@ -374,8 +404,13 @@ impl Client {
                 routing::entity_hashes(p, &refs, &request.entities)
             })
             .await;
+        let entities: Vec<v1::EntityKey> = request
+            .entities
+            .into_iter()
+            .map(|keys| v1::EntityKey { keys: quiver_proto::fields_to_proto(keys) })
+            .collect();
         let Some(hashes) = hashes.filter(|h| !h.is_empty()) else {
-            let proto = make(request.entities);
+            let proto = make(entities);
             let reply = self
                 .redirected(|c| {
                     let proto = proto.clone();
@@ -384,23 +419,14 @@ impl Client {
                 .await?;
             return Ok(online_features(vec![(0..reply.results.len()).collect()], vec![reply]));
         };
-        let count = request.entities.len();
-        let indexed = hashes.into_iter().zip(request.entities.into_iter().enumerate()).collect();
+        let count = entities.len();
+        let indexed = hashes.into_iter().zip(entities.into_iter().enumerate()).collect();
         let parts = self.router.split(indexed).await?;
-        let positions: Vec<Vec<usize>> =
-            parts.iter().map(|(_, items)| items.iter().map(|(i, _)| *i).collect()).collect();
         let leader_only = request.consistency == Consistency::Linearizable;
-        let reads = parts.into_iter().map(|(shard, items)| {
-            let proto = make(items.into_iter().map(|(_, keys)| keys).collect());
-            self.router.send(shard, leader_only, move |channel, route| {
-                let proto = v1::GetOnlineFeaturesRequest { route: Some(route), ..proto.clone() };
-                async move {
-                    let mut client = FeatureServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
-                    Ok(client.get_online_features(proto).await.map_err(Error::from)?.into_inner())
-                }
-            })
-        });
-        let replies = futures::future::try_join_all(reads).await?;
+        let nodes = self.router.by_node(parts, leader_only).await?;
+        let reads = nodes.into_iter().map(|(addr, parts)| self.read_node(addr, parts, leader_only, &make));
+        let (positions, replies): (Vec<_>, Vec<_>) =
+            futures::future::try_join_all(reads).await?.into_iter().flatten().unzip();
         let answer = online_features(positions, replies);
         debug_assert_eq!(answer.rows.len(), count);
         Ok(answer)
@@ -560,6 +586,17 @@ impl Client {
 
 /// Puts the parts' answers back in request order: `positions[i]` are the request indexes of
 /// the entities part `i` answered.
+/// A part of a read: (position in the request, entity key).
+type ReadItem = (usize, v1::EntityKey);
+
+async fn get_online_features(
+    channel: Channel,
+    proto: v1::GetOnlineFeaturesRequest,
+) -> Result<v1::GetOnlineFeaturesResponse> {
+    let mut client = FeatureServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    Ok(client.get_online_features(proto).await.map_err(Error::from)?.into_inner())
+}
+
 fn online_features(positions: Vec<Vec<usize>>, replies: Vec<v1::GetOnlineFeaturesResponse>) -> OnlineFeatures {
     let count = positions.iter().map(Vec::len).sum();
     let mut rows = vec![Vec::new(); count];

@@ -1,7 +1,8 @@
 //! Client-side routing. The client keeps a copy of the shard map (hash ranges, epochs,
 //! replicas, leader hints) and of the registry entries it needs to hash entity keys, splits
 //! a request by shard and sends each part, in parallel, straight to the node that can
-//! answer it: the shard's leader, or for stale reads any replica. Routing errors come back
+//! answer it: the shard's leader, or for stale reads any replica; a read's parts bound for
+//! the same node go in one request. Routing errors come back
 //! typed and are handled here, bounded: `NotLeader` follows the hint, `EpochMismatch`,
 //! `ShardNotFound` and `KeyNotInShard` refresh the map, `Busy` waits as told, and an
 //! unreachable node is retried on another replica after a pause.
@@ -203,6 +204,53 @@ impl Router {
             (Some(addr), _) => addr,
             (None, _) => self.seed.clone(),
         }
+    }
+
+    /// Groups shard parts by the node the first try of each goes to, so that a read of many
+    /// entities costs one request per node rather than one per shard.
+    pub(crate) async fn by_node<T>(
+        &self,
+        parts: Vec<(u64, Vec<T>)>,
+        leader_only: bool,
+    ) -> Result<Vec<(String, Vec<(u64, Vec<T>)>)>> {
+        let table = self.current_table().await?;
+        let mut groups: Vec<(String, Vec<(u64, Vec<T>)>)> = Vec::new();
+        for (shard, items) in parts {
+            let addr = table.shard(shard).map(|s| self.target(&table, s, leader_only, 0)).unwrap_or_default();
+            match groups.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, group)) => group.push((shard, items)),
+                None => groups.push((addr, vec![(shard, items)])),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// One try at `addr` for the parts of several shards at once, with a route for each;
+    /// on failure the caller falls back to `send`, shard by shard.
+    pub(crate) async fn send_once<T, Fut>(
+        &self,
+        addr: &str,
+        shards: &[u64],
+        leader_only: bool,
+        call: impl FnOnce(Channel, Vec<Route>) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        let table = self.current_table().await?;
+        let routes = shards
+            .iter()
+            .map(|&id| {
+                let shard = table.shard(id).ok_or(Error::Server(quiver_core::Error::ShardNotFound(id)))?;
+                Ok(Route { shard_id: id, version: shard.version, conf_ver: shard.conf_ver })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let answer = call(self.channel(addr)?, routes).await?;
+        if leader_only {
+            let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
+            leaders.extend(shards.iter().map(|&id| (id, addr.to_string())));
+        }
+        Ok(answer)
     }
 
     /// Sends one shard's part until it is answered or the tries run out.

@@ -46,22 +46,27 @@ fn asof_kernel(c: &mut Criterion) {
         let keys: Vec<Vec<u8>> = (0..entities as i64).map(|id| encode_entity_key(&[Value::Int64(id)])).collect();
         let mut draw = numbers(entities);
         let mut next = move |below: u64| draw.next().unwrap_or_default() % below;
-        let event_rows: Vec<EventRow<'_>> = (0..events)
-            .map(|seq| EventRow {
-                key: &keys[next(entities) as usize],
-                ts: next(90 * DAY as u64) as i64,
-                seq: seq as u64,
-            })
-            .collect();
-        let spine_rows: Vec<SpineRow<'_>> = (0..spine)
-            .map(|_| SpineRow { key: &keys[next(entities) as usize], ts: next(90 * DAY as u64) as i64 })
-            .collect();
+        // (entity index, time) draws, joined once on encoded keys and once on dense ids.
+        let event_draws: Vec<(usize, i64)> =
+            (0..events).map(|_| (next(entities) as usize, next(90 * DAY as u64) as i64)).collect();
+        let spine_draws: Vec<(usize, i64)> =
+            (0..spine).map(|_| (next(entities) as usize, next(90 * DAY as u64) as i64)).collect();
+        let event_rows: Vec<EventRow<&[u8]>> =
+            event_draws.iter().zip(0..).map(|(&(k, ts), seq)| EventRow { key: keys[k].as_slice(), ts, seq }).collect();
+        let spine_rows: Vec<SpineRow<&[u8]>> =
+            spine_draws.iter().map(|&(k, ts)| SpineRow { key: keys[k].as_slice(), ts }).collect();
         group.throughput(Throughput::Elements((events + spine) as u64));
-        group.bench_with_input(
-            BenchmarkId::new("rows", format!("{events}_events_{spine}_spine")),
-            &(spine_rows, event_rows),
-            |b, (spine_rows, event_rows)| b.iter(|| asof_join(black_box(spine_rows), black_box(event_rows), 30 * DAY)),
-        );
+        let size = format!("{events}_events_{spine}_spine");
+        group.bench_with_input(BenchmarkId::new("byte_keys", &size), &(spine_rows, event_rows), |b, (s, e)| {
+            b.iter(|| asof_join(black_box(s), black_box(e), 30 * DAY))
+        });
+        // Retrieval joins on dense ids of the spine's keys.
+        let event_ids: Vec<EventRow<u32>> =
+            event_draws.iter().zip(0..).map(|(&(k, ts), seq)| EventRow { key: k as u32, ts, seq }).collect();
+        let spine_ids: Vec<SpineRow<u32>> = spine_draws.iter().map(|&(k, ts)| SpineRow { key: k as u32, ts }).collect();
+        group.bench_with_input(BenchmarkId::new("dense_ids", &size), &(spine_ids, event_ids), |b, (s, e)| {
+            b.iter(|| asof_join(black_box(s), black_box(e), 30 * DAY))
+        });
     }
     group.finish();
 }

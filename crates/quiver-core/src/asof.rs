@@ -6,17 +6,18 @@
 //! Both inputs are sorted once by key and time and swept together, so the cost is
 //! O((n + m) log(n + m)) rather than one scan of the events per spine row.
 
-/// One spine row: the encoded entity key and the time the training example is "as of" (µs).
+/// One spine row: the entity's key (any ordered key: encoded bytes, or a dense id) and the
+/// time the training example is "as of" (µs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpineRow<'a> {
-    pub key: &'a [u8],
+pub struct SpineRow<K> {
+    pub key: K,
     pub ts: i64,
 }
 
-/// One feature event: encoded entity key, event time (µs), and ingestion order (larger = ingested later; unique).
+/// One feature event: entity key, event time (µs), and ingestion order (larger = ingested later; unique).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventRow<'a> {
-    pub key: &'a [u8],
+pub struct EventRow<K> {
+    pub key: K,
     pub ts: i64,
     pub seq: u64,
 }
@@ -26,32 +27,30 @@ pub struct EventRow<'a> {
 /// The match for `(k, t)` is the event of key `k` with the greatest `(ts, seq)` such that
 /// `ts <= t` and, when `ttl_micros > 0`, `ts > t - ttl_micros` (saturating). A `ttl_micros`
 /// of 0 or less sets no lower bound. Inputs need not be sorted.
-pub fn asof_join(spine: &[SpineRow<'_>], events: &[EventRow<'_>], ttl_micros: i64) -> Vec<Option<usize>> {
-    let mut spine_order: Vec<usize> = (0..spine.len()).collect();
-    spine_order.sort_unstable_by(|&a, &b| (spine[a].key, spine[a].ts).cmp(&(spine[b].key, spine[b].ts)));
-    let mut event_order: Vec<usize> = (0..events.len()).collect();
-    event_order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (&events[a], &events[b]);
-        (a.key, a.ts, a.seq).cmp(&(b.key, b.ts, b.seq))
-    });
+pub fn asof_join<K: Ord + Copy>(spine: &[SpineRow<K>], events: &[EventRow<K>], ttl_micros: i64) -> Vec<Option<usize>> {
+    // Sorted copies rather than sorted indices: the sweep then reads memory in order.
+    let mut spine_order: Vec<(K, i64, usize)> = spine.iter().enumerate().map(|(i, s)| (s.key, s.ts, i)).collect();
+    spine_order.sort_unstable();
+    let mut event_order: Vec<(K, i64, u64, usize)> =
+        events.iter().enumerate().map(|(i, e)| (e.key, e.ts, e.seq, i)).collect();
+    event_order.sort_unstable();
 
     let mut out = vec![None; spine.len()];
     let mut next = 0;
     // The last event passed so far. Events arrive in (key, ts, seq) order, so for the current
     // spine row it is the greatest (ts, seq) with ts <= t, provided its key is the row's key.
-    let mut best: Option<usize> = None;
-    for &s in &spine_order {
-        let SpineRow { key, ts: t } = spine[s];
+    let mut best: Option<(K, i64, usize)> = None;
+    for &(key, t, s) in &spine_order {
         // Comparing (key, ts) as a pair also skips every event of a smaller key.
-        while let Some(&e) = event_order.get(next) {
-            if (events[e].key, events[e].ts) > (key, t) {
+        while let Some(&(k, ts, _, e)) = event_order.get(next) {
+            if (k, ts) > (key, t) {
                 break;
             }
-            best = Some(e);
+            best = Some((k, ts, e));
             next += 1;
         }
         // Only the best can pass the TTL: every other candidate is no newer.
-        out[s] = best.filter(|&e| events[e].key == key && is_fresh(events[e].ts, t, ttl_micros));
+        out[s] = best.filter(|&(k, ts, _)| k == key && is_fresh(ts, t, ttl_micros)).map(|(_, _, e)| e);
     }
     out
 }
@@ -66,7 +65,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The specification, one spine row at a time against every event.
-    fn naive(spine: &[SpineRow<'_>], events: &[EventRow<'_>], ttl_micros: i64) -> Vec<Option<usize>> {
+    fn naive(spine: &[SpineRow<&[u8]>], events: &[EventRow<&[u8]>], ttl_micros: i64) -> Vec<Option<usize>> {
         let mut answers = Vec::new();
         for s in spine {
             let mut best: Option<usize> = None;
@@ -92,11 +91,11 @@ mod tests {
     const KEYS: [&[u8]; 5] = [b"a", b"ab", b"b", b"", b"no-events"];
     const EVENT_KEYS: usize = 4;
 
-    fn spine(rows: &[(usize, i64)]) -> Vec<SpineRow<'static>> {
+    fn spine(rows: &[(usize, i64)]) -> Vec<SpineRow<&'static [u8]>> {
         rows.iter().map(|&(k, ts)| SpineRow { key: KEYS[k], ts }).collect()
     }
 
-    fn events(rows: &[(usize, i64, u64)]) -> Vec<EventRow<'static>> {
+    fn events(rows: &[(usize, i64, u64)]) -> Vec<EventRow<&'static [u8]>> {
         rows.iter().map(|&(k, ts, seq)| EventRow { key: KEYS[k], ts, seq }).collect()
     }
 
@@ -192,7 +191,7 @@ mod tests {
 
     #[test]
     fn empty_inputs() {
-        assert_eq!(asof_join(&[], &[], 0), vec![]);
+        assert_eq!(asof_join::<&[u8]>(&[], &[], 0), vec![]);
         assert_eq!(asof_join(&[], &events(&[(0, 1, 0)]), 5), vec![]);
         assert_eq!(asof_join(&spine(&[(0, 1), (1, 2)]), &[], 5), vec![None, None]);
     }

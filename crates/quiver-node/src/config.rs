@@ -89,6 +89,9 @@ pub struct RaftConfig {
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot, for slow followers.
     pub logs_to_keep: u64,
+    /// Linearizable reads within half the shortest election timeout of a confirmed
+    /// leadership skip the quorum round (a lease; relies on clocks ticking at similar rates).
+    pub lease_reads: bool,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for RaftConfig {
             election_timeout_max_ms: 1000,
             snapshot_every: 10_000,
             logs_to_keep: 1_000,
+            lease_reads: true,
         }
     }
 }
@@ -228,6 +232,12 @@ impl Config {
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(format!("raft: {e}")))
+    }
+
+    /// How long a confirmed leadership serves linearizable reads without another round.
+    pub fn read_lease(&self) -> Duration {
+        let r = &self.raft;
+        if r.lease_reads { Duration::from_millis(r.election_timeout_min_ms / 2) } else { Duration::ZERO }
     }
 
     pub fn election_timeout(&self) -> Duration {

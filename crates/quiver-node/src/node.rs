@@ -225,8 +225,14 @@ impl Node {
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm)
             .await
             .map_err(|e| Error::Raft(format!("starting group {id}: {e}")))?;
-        let group =
-            Arc::new(Group { id, raft, data, applied_time, inflight: AtomicUsize::new(0), read_index: Arc::default() });
+        let group = Arc::new(Group {
+            id,
+            raft,
+            data,
+            applied_time,
+            inflight: AtomicUsize::new(0),
+            read_index: Arc::new(ReadIndex::new(self.config.read_lease())),
+        });
         self.groups.insert(group.clone());
         Ok((group, fresh))
     }

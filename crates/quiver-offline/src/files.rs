@@ -8,17 +8,17 @@ use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use bytes::Bytes;
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
@@ -64,7 +64,7 @@ pub fn day_of(ts: i64) -> i64 {
 
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
         .build()
 }
@@ -102,22 +102,33 @@ pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, t
 
 /// Reads Parquet bytes into batches, keeping only the named columns (all when `None`).
 pub fn read_parquet(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024);
-    let builder = match columns {
-        Some(names) => {
-            let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-            builder.with_projection(mask)
-        }
-        None => builder,
-    };
+    let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, None);
     Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Narrows a reader to the named columns and to the row groups `window` can match.
+fn select<T>(
+    builder: ArrowReaderBuilder<T>,
+    columns: Option<&[&str]>,
+    window: Option<&TimeWindow>,
+) -> ArrowReaderBuilder<T> {
+    let mut builder = builder.with_batch_size(64 * 1024);
+    if let Some(names) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    if let Some(w) = window {
+        let groups = row_groups_in(builder.metadata(), w);
+        builder = builder.with_row_groups(groups);
+    }
+    builder
 }
 
 /// Event times a reader needs: row groups whose `column` statistics fall outside `[lo, hi]`
 /// are skipped.
-#[derive(Debug, Clone, Copy)]
-pub struct TimeWindow<'a> {
-    pub column: &'a str,
+#[derive(Debug, Clone)]
+pub struct TimeWindow {
+    pub column: String,
     pub lo: i64,
     pub hi: i64,
 }
@@ -149,6 +160,11 @@ impl AsyncFileReader for ObjectReader {
     }
 }
 
+/// Files up to this size are fetched whole, with one request: the footer and the column
+/// chunks of a small file would otherwise cost a request each (a GET each on S3, a blocking
+/// task each on a local disk). Larger files are read by ranges, only what a query needs.
+const WHOLE_FILE_BYTES: u64 = 16 << 20;
+
 /// Reads a committed file: only `columns` (all when `None`), and with a `window`, only the
 /// row groups that can hold events in it. The same window always selects the same rows, so
 /// row positions agree between two reads of a file.
@@ -156,22 +172,55 @@ pub async fn read_file(
     store: &OfflineStore,
     file: &DataFile,
     columns: Option<&[&str]>,
-    window: Option<TimeWindow<'_>>,
+    window: Option<&TimeWindow>,
+) -> Result<Vec<RecordBatch>> {
+    if file.bytes <= WHOLE_FILE_BYTES {
+        let bytes = store.get(&file.path).await?;
+        let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, window);
+        return Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?);
+    }
+    read_ranges(store, file, columns, window).await
+}
+
+async fn read_ranges(
+    store: &OfflineStore,
+    file: &DataFile,
+    columns: Option<&[&str]>,
+    window: Option<&TimeWindow>,
 ) -> Result<Vec<RecordBatch>> {
     let reader = ObjectReader { store: store.object_store(), path: store.path(&file.path), size: file.bytes };
-    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(64 * 1024);
-    if let Some(names) = columns {
-        let mask = ProjectionMask::columns(builder.parquet_schema(), names.iter().copied());
-        builder = builder.with_projection(mask);
-    }
-    if let Some(w) = window {
-        let groups = row_groups_in(builder.metadata(), w);
-        builder = builder.with_row_groups(groups);
-    }
+    let builder = select(ParquetRecordBatchStreamBuilder::new(reader).await?, columns, window);
     Ok(builder.build()?.try_collect().await?)
 }
 
-fn row_groups_in(meta: &ParquetMetaData, w: TimeWindow<'_>) -> Vec<usize> {
+/// Reads `files` (the named columns, the row groups `window` selects) on as many tasks as
+/// there are cores, yielding each file's batches in the order of `files`.
+pub fn read_files(
+    store: &OfflineStore,
+    files: &[DataFile],
+    columns: Vec<String>,
+    window: &TimeWindow,
+) -> impl Stream<Item = Result<Vec<RecordBatch>>> + use<> {
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let columns = Arc::new(columns);
+    let reads: Vec<_> = files
+        .iter()
+        .map(|file| {
+            let (store, file, columns, window) = (store.clone(), file.clone(), columns.clone(), window.clone());
+            async move {
+                // A task per file: Parquet decoding is CPU work, and a task can run on another core.
+                let task = tokio::spawn(async move {
+                    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+                    read_file(&store, &file, Some(&names), Some(&window)).await
+                });
+                task.await.map_err(|e| quiver_core::Error::Internal(format!("reading a file: {e}")))?
+            }
+        })
+        .collect();
+    futures::stream::iter(reads).buffered(parallel)
+}
+
+fn row_groups_in(meta: &ParquetMetaData, w: &TimeWindow) -> Vec<usize> {
     let column = meta.file_metadata().schema_descr().columns().iter().position(|c| c.name() == w.column);
     (0..meta.num_row_groups())
         .filter(|&i| {
@@ -185,4 +234,35 @@ fn row_groups_in(meta: &ParquetMetaData, w: TimeWindow<'_>) -> Vec<usize> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, TimestampMicrosecondArray, UInt64Array};
+
+    /// Both ways of reading a file (whole, and by ranges for large files) select the same
+    /// columns and row groups.
+    #[tokio::test]
+    async fn whole_and_ranged_reads_agree() {
+        let store = OfflineStore::open("memory://", &Default::default()).unwrap();
+        // Three row groups of 128 Ki rows, one day apart.
+        let rows = 3 * 128 * 1024;
+        let ts: Vec<i64> = (0..rows as i64).map(|i| (i / (128 * 1024)) * MICROS_PER_DAY + i).collect();
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from_iter_values(0..rows as i64)) as _),
+            ("ts", Arc::new(TimestampMicrosecondArray::from(ts)) as _),
+            (SEQ_COLUMN, Arc::new(UInt64Array::from_iter_values(0..rows as u64)) as _),
+        ])
+        .unwrap();
+        let file = write_file(&store, "t/day.parquet", &batch, 1).await.unwrap();
+        let window = TimeWindow { column: "ts".into(), lo: MICROS_PER_DAY, hi: MICROS_PER_DAY + rows as i64 };
+        for (columns, window) in [(None, None), (Some(&["id"][..]), Some(&window))] {
+            let whole = read_file(&store, &file, columns, window).await.unwrap();
+            let ranged = read_ranges(&store, &file, columns, window).await.unwrap();
+            assert_eq!(whole, ranged);
+            let read: usize = whole.iter().map(RecordBatch::num_rows).sum();
+            assert_eq!(read, if window.is_some() { 128 * 1024 } else { rows }, "the window keeps one row group");
+        }
+    }
 }

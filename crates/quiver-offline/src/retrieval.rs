@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, new_null_array};
@@ -20,7 +22,7 @@ use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
 use crate::convert::encode_key_cell;
-use crate::files::{DataFile, TimeWindow, read_file};
+use crate::files::{DataFile, TimeWindow, read_files};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
 use crate::store::OfflineStore;
 
@@ -42,15 +44,19 @@ struct Keys {
 
 impl Keys {
     fn push_row(&mut self, columns: &[(&dyn Array, ValueType)], row: usize) {
-        for (array, ty) in columns {
-            encode_key_cell(&mut self.bytes, *array, row, *ty);
-        }
+        encode_row_key(&mut self.bytes, columns, row);
         self.ends.push(self.bytes.len());
     }
 
     fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.bytes[start..self.ends[i]]
+    }
+}
+
+fn encode_row_key(out: &mut Vec<u8>, columns: &[(&dyn Array, ValueType)], row: usize) {
+    for (array, ty) in columns {
+        encode_key_cell(out, *array, row, *ty);
     }
 }
 
@@ -102,6 +108,17 @@ pub async fn point_in_time(
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
+/// The events pass 1 keeps: those of a spine key inside the time window, as columns.
+#[derive(Default)]
+struct Events {
+    /// Dense id of the spine key.
+    key: Vec<u32>,
+    ts: Vec<i64>,
+    seq: Vec<u64>,
+    /// (index in the file list, row within the rows the window selects in that file).
+    loc: Vec<(u32, u32)>,
+}
+
 async fn join_source(
     store: &OfflineStore,
     spine: &RecordBatch,
@@ -116,61 +133,82 @@ async fn join_source(
     };
     // Only files, and row groups within them, that can hold an event in (lo - ttl, hi].
     let first = if ttl > 0 { lo.saturating_sub(ttl).saturating_add(1) } else { i64::MIN };
-    let window = TimeWindow { column: &source.fs.timestamp_column, lo: first, hi };
-    let files: Vec<&DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).collect();
+    let window = TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi };
+    let files: Vec<DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
+
+    // Dense ids of the spine's distinct keys: the join then compares integers, and an event
+    // of a key the spine does not hold is dropped as soon as it is read.
+    let mut ids: HashMap<&[u8], u32> = HashMap::new();
+    let spine_rows: Vec<SpineRow<u32>> = (0..spine.num_rows())
+        .map(|i| {
+            let next = ids.len() as u32;
+            SpineRow { key: *ids.entry(spine_keys.get(i)).or_insert(next), ts: spine_ts.value(i) }
+        })
+        .collect();
 
     // Pass 1: keys, event times and sequence numbers.
-    let key_names: Vec<&str> = source.entity.join_keys.iter().map(|k| k.name.as_str()).collect();
-    let mut pass1: Vec<&str> = key_names.clone();
-    pass1.push(&source.fs.timestamp_column);
-    pass1.push(SEQ_COLUMN);
-    let mut event_keys = Keys::default();
-    let mut event_ts = Vec::new();
-    let mut event_seq = Vec::new();
-    let mut event_loc: Vec<(u32, u32)> = Vec::new();
-    for (file_no, file) in files.iter().enumerate() {
+    let mut pass1: Vec<String> = source.entity.join_keys.iter().map(|k| k.name.clone()).collect();
+    pass1.push(source.fs.timestamp_column.clone());
+    pass1.push(SEQ_COLUMN.to_string());
+    let mut events = Events::default();
+    let mut scratch = Vec::new();
+    let mut reads = read_files(store, &files, pass1, &window);
+    let mut file_no = 0u32;
+    while let Some(batches) = reads.next().await {
         let mut row_in_file = 0u32;
-        for batch in read_file(store, file, Some(&pass1), Some(window)).await? {
+        for batch in batches? {
+            let path = &files[file_no as usize].path;
             let keys: Vec<(&dyn Array, ValueType)> = source
                 .entity
                 .join_keys
                 .iter()
                 .map(|k| batch.column_by_name(&k.name).map(|c| (c.as_ref(), k.ty)))
                 .collect::<Option<_>>()
-                .ok_or_else(|| CoreError::Internal(format!("file {} lacks a join key column", file.path)))?;
-            let ts =
-                column(&batch, &source.fs.timestamp_column, &file.path)?.as_primitive::<TimestampMicrosecondType>();
-            let seq = column(&batch, SEQ_COLUMN, &file.path)?.as_primitive::<UInt64Type>();
+                .ok_or_else(|| CoreError::Internal(format!("file {path} lacks a join key column")))?;
+            let ts = column(&batch, &source.fs.timestamp_column, path)?.as_primitive::<TimestampMicrosecondType>();
+            let seq = column(&batch, SEQ_COLUMN, path)?.as_primitive::<UInt64Type>();
             for row in 0..batch.num_rows() {
-                event_keys.push_row(&keys, row);
-                event_ts.push(ts.value(row));
-                event_seq.push(seq.value(row));
-                event_loc.push((file_no as u32, row_in_file));
+                let (t, at) = (ts.value(row), (file_no, row_in_file));
                 row_in_file += 1;
+                if t < first || t > hi {
+                    continue;
+                }
+                scratch.clear();
+                encode_row_key(&mut scratch, &keys, row);
+                if let Some(&id) = ids.get(scratch.as_slice()) {
+                    events.key.push(id);
+                    events.ts.push(t);
+                    events.seq.push(seq.value(row));
+                    events.loc.push(at);
+                }
             }
         }
+        file_no += 1;
     }
-    let spine_rows: Vec<SpineRow> =
-        (0..spine.num_rows()).map(|i| SpineRow { key: spine_keys.get(i), ts: spine_ts.value(i) }).collect();
-    let events: Vec<EventRow> =
-        (0..event_ts.len()).map(|i| EventRow { key: event_keys.get(i), ts: event_ts[i], seq: event_seq[i] }).collect();
-    let matches = asof_join(&spine_rows, &events, ttl);
-    drop(events);
+    drop(reads);
+    let event_rows: Vec<EventRow<u32>> =
+        (0..events.ts.len()).map(|i| EventRow { key: events.key[i], ts: events.ts[i], seq: events.seq[i] }).collect();
+    let matches = asof_join(&spine_rows, &event_rows, ttl);
+    drop(event_rows);
 
     // Pass 2: gather matched feature values, file by file.
     let mut wanted: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for m in matches.iter().flatten() {
-        let (file, row) = event_loc[*m];
+        let (file, row) = events.loc[*m];
         wanted.entry(file).or_default().push(row);
     }
-    let names: Vec<&str> = source.features.iter().map(|(i, _)| source.fs.features[*i].name.as_str()).collect();
-    let mut taken: Vec<Vec<ArrayRef>> = Vec::new(); // per matched file, per feature
-    let mut slot: HashMap<(u32, u32), (usize, usize)> = HashMap::with_capacity(matches.len());
-    for (file_no, rows) in &mut wanted {
+    for rows in wanted.values_mut() {
         rows.sort_unstable();
         rows.dedup();
-        let file = files[*file_no as usize];
-        let batches = read_file(store, file, Some(&names), Some(window)).await?;
+    }
+    let names: Vec<String> = source.features.iter().map(|(i, _)| source.fs.features[*i].name.clone()).collect();
+    let matched_files: Vec<DataFile> = wanted.keys().map(|&f| files[f as usize].clone()).collect();
+    let mut reads = read_files(store, &matched_files, names, &window);
+    let mut taken: Vec<Vec<ArrayRef>> = Vec::new(); // per matched file, per feature
+    let mut slot: HashMap<(u32, u32), (usize, usize)> = HashMap::with_capacity(matches.len());
+    for (file_no, rows) in &wanted {
+        let batches = reads.next().await.unwrap_or_else(|| Ok(Vec::new()))?;
+        let path = &files[*file_no as usize].path;
         let batch = arrow_select::concat::concat_batches(
             &batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty())),
             &batches,
@@ -180,8 +218,7 @@ async fn join_source(
             .features
             .iter()
             .map(|(i, _)| {
-                let name = &source.fs.features[*i].name;
-                let c = column(&batch, name, &file.path)?;
+                let c = column(&batch, &source.fs.features[*i].name, path)?;
                 Ok(arrow_select::take::take(c.as_ref(), &indices, None)?)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -196,10 +233,11 @@ async fn join_source(
         let mut arrays: Vec<&dyn Array> = taken.iter().map(|t| t[f].as_ref()).collect();
         arrays.push(null.as_ref());
         let null_slot = (arrays.len() - 1, 0);
-        let picks: Vec<(usize, usize)> = matches.iter().map(|m| m.map_or(null_slot, |e| slot[&event_loc[e]])).collect();
+        let picks: Vec<(usize, usize)> =
+            matches.iter().map(|m| m.map_or(null_slot, |e| slot[&events.loc[e]])).collect();
         columns.push(arrow_select::interleave::interleave(&arrays, &picks)?);
     }
-    let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| event_ts[e])).collect();
+    let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| events.ts[e])).collect();
     let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
     Ok((columns, ts))
 }

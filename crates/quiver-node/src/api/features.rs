@@ -1,6 +1,7 @@
 //! The online data path: validated writes grouped by shard and proposed to each shard's
 //! Raft group; reads checked for leadership (read index) and served from the shard's tree.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::try_join_all;
@@ -11,7 +12,7 @@ use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
 use quiver_proto::v1::get_online_features_request::Features;
 use quiver_proto::v1::{
-    Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse,
+    Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, ShardRoute,
     Status as ValueStatus, WriteFeaturesRequest, WriteFeaturesResponse,
 };
 use quiver_proto::{fields_from_proto, value_to_proto};
@@ -120,9 +121,8 @@ impl FeatureApi {
             })
             .collect::<Result<_, CoreError>>()?;
         let lookups = self.entity_keys(&state, project, &tables, req.entities)?;
-        if let Some(route) = &req.route {
-            let hashes: Vec<u64> = lookups.iter().flat_map(|keys| keys.iter().map(|(_, key)| key_hash(key))).collect();
-            self.node.check_route(route, &hashes, linearizable).await?;
+        if !req.routes.is_empty() {
+            self.check_routes(&state, &req.routes, &lookups, linearizable).await?;
         }
         let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, _)| *shard).collect();
         shards.sort_unstable();
@@ -159,6 +159,30 @@ impl FeatureApi {
             served_by: self.node.id,
             staleness_bound_ms,
         })
+    }
+
+    /// Checks a routed read: every shard its entities fall in (by this node's map) must be
+    /// named with the epoch this node knows, and served here as the read requires.
+    async fn check_routes(
+        &self,
+        state: &MetaState,
+        routes: &[ShardRoute],
+        lookups: &[Vec<ShardKey>],
+        linearizable: bool,
+    ) -> Result<()> {
+        let mut by_shard: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for (shard, key) in lookups.iter().flatten() {
+            by_shard.entry(*shard).or_default().push(key_hash(key));
+        }
+        for (shard, hashes) in by_shard {
+            let Some(route) = routes.iter().find(|r| r.shard_id == shard) else {
+                // The client's map puts these keys elsewhere: it is out of date.
+                let current = state.shard_map.shard(shard)?.epoch;
+                return Err(CoreError::EpochMismatch { shard, current }.into());
+            };
+            self.node.check_route(route, &hashes, linearizable).await?;
+        }
+        Ok(())
     }
 
     /// Adds the fresh values served to one entity to the serving log.
