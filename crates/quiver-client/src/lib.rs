@@ -346,7 +346,7 @@ impl Client {
     async fn read_node(
         &self,
         addr: String,
-        parts: Vec<(u64, Vec<ReadItem>)>,
+        parts: routing::Parts<ReadItem>,
         leader_only: bool,
         make: &impl Fn(Vec<v1::EntityKey>) -> v1::GetOnlineFeaturesRequest,
     ) -> Result<Vec<(Vec<usize>, v1::GetOnlineFeaturesResponse)>> {

@@ -33,6 +33,9 @@ const MAX_BACKOFF: Duration = Duration::from_millis(200);
 /// What a part is sent with: the shard and the epoch the client knows.
 pub(crate) type Route = v1::ShardRoute;
 
+/// Request parts by shard: (shard id, the items bound for it).
+pub(crate) type Parts<T> = Vec<(u64, Vec<T>)>;
+
 #[derive(Default)]
 struct Table {
     /// Sorted by range start.
@@ -158,7 +161,7 @@ impl Router {
     }
 
     /// Groups items by the shard owning their key hash, in first-seen order of shards.
-    pub(crate) async fn split<T>(&self, items: Vec<(u64, T)>) -> Result<Vec<(u64, Vec<T>)>> {
+    pub(crate) async fn split<T>(&self, items: Vec<(u64, T)>) -> Result<Parts<T>> {
         let table = self.current_table().await?;
         let mut parts: BTreeMap<u64, Vec<T>> = BTreeMap::new();
         for (hash, item) in items {
@@ -208,13 +211,9 @@ impl Router {
 
     /// Groups shard parts by the node the first try of each goes to, so that a read of many
     /// entities costs one request per node rather than one per shard.
-    pub(crate) async fn by_node<T>(
-        &self,
-        parts: Vec<(u64, Vec<T>)>,
-        leader_only: bool,
-    ) -> Result<Vec<(String, Vec<(u64, Vec<T>)>)>> {
+    pub(crate) async fn by_node<T>(&self, parts: Parts<T>, leader_only: bool) -> Result<Vec<(String, Parts<T>)>> {
         let table = self.current_table().await?;
-        let mut groups: Vec<(String, Vec<(u64, Vec<T>)>)> = Vec::new();
+        let mut groups: Vec<(String, Parts<T>)> = Vec::new();
         for (shard, items) in parts {
             let addr = table.shard(shard).map(|s| self.target(&table, s, leader_only, 0)).unwrap_or_default();
             match groups.iter_mut().find(|(a, _)| *a == addr) {
