@@ -30,6 +30,10 @@ const ATTEMPTS: usize = 50;
 /// Longest pause between tries while a shard elects a leader or a node is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Connections the client keeps to each node: one HTTP/2 connection is read and written by
+/// one task on each side, which caps concurrent requests at what one core can frame.
+const CONNECTIONS_PER_NODE: usize = 4;
+
 /// What a part is sent with: the shard and the epoch the client knows.
 pub(crate) type Route = v1::ShardRoute;
 
@@ -64,7 +68,8 @@ pub(crate) struct Router {
     /// Leader addresses learned from `NotLeader` answers, by shard; newer than the map's hints.
     leaders: Mutex<HashMap<u64, String>>,
     projects: RwLock<HashMap<String, Arc<Project>>>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Vec<Channel>>>,
+    next_channel: AtomicU64,
 }
 
 impl Router {
@@ -82,6 +87,7 @@ impl Router {
             leaders: Mutex::default(),
             projects: RwLock::default(),
             channels: Mutex::default(),
+            next_channel: AtomicU64::new(0),
         }
     }
 
@@ -173,19 +179,23 @@ impl Router {
         Ok(parts.into_iter().collect())
     }
 
+    /// One of the connections to `addr`, in turn.
     fn channel(&self, addr: &str) -> Result<Channel> {
+        let turn = self.next_channel.fetch_add(1, Ordering::Relaxed) as usize;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
+        if let Some(pool) = channels.get(addr) {
+            return Ok(pool[turn % pool.len()].clone());
         }
         let transport = |e: &dyn std::fmt::Display| Error::Transport { endpoint: addr.into(), message: e.to_string() };
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
+            .timeout(Duration::from_secs(10));
+        // Each lazy channel is a connection of its own.
+        let pool: Vec<Channel> = (0..CONNECTIONS_PER_NODE).map(|_| endpoint.connect_lazy()).collect();
+        let channel = pool[turn % pool.len()].clone();
+        channels.insert(addr.to_string(), pool);
         Ok(channel)
     }
 
