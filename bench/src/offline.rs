@@ -16,7 +16,7 @@ use quiver_client::{FeatureSelection, HistoricalRequest, SpineFormat};
 use quiver_core::time::{format_ttl, parse_ttl};
 use serde_json::json;
 
-use crate::output::{Format, Out, mib, peak_kib, reset_peak};
+use crate::output::{Format, Out, mib, peak_kib, reset_peak, resident_kib};
 use crate::{datagen, duckdb};
 
 /// The event-time column the answer carries for `driver_stats`: null where nothing matched.
@@ -125,6 +125,8 @@ pub async fn run(args: Args) -> Result<()> {
     // Compaction may merge the ingested files in the background: say what retrieval read.
     let listed = client.files("bench", "driver_stats").await?;
     let (files, stored) = (listed.len(), listed.iter().map(|f| f.bytes).sum::<u64>());
+    // What the node holds before (the sled cache, the ingest's leftovers) is not the join's.
+    let resident_before = resident_kib(pid)?;
     let started = Instant::now();
     let training = client.historical(request).await?;
     let quiver_secs = started.elapsed().as_secs_f64();
@@ -157,10 +159,12 @@ pub async fn run(args: Args) -> Result<()> {
         progress.rows_read as f64 / materialize_secs
     ));
     out.say(format!(
-        "node peak memory (VmHWM{}): ingest {:.0} MiB, retrieval {:.0} MiB, materialize {:.0} MiB",
+        "node peak memory (VmHWM{}): ingest {:.0} MiB, retrieval {:.0} MiB ({:.0} MiB resident before it), \
+         materialize {:.0} MiB",
         if per_phase { ", reset between phases" } else { ", over the node's life: no reset allowed" },
         mib(ingest_peak),
         mib(retrieval_peak),
+        mib(resident_before),
         mib(materialize_peak)
     ));
     // Stopped so that DuckDB has the machine to itself.
@@ -207,7 +211,8 @@ pub async fn run(args: Args) -> Result<()> {
         "ingest": {"rows": report.rows, "secs": ingest_secs, "rows_per_sec": report.rows as f64 / ingest_secs,
                    "peak_mib": mib(ingest_peak)},
         "statistics": {"lag_secs": stats_secs - ingest_secs, "rows_per_sec": report.rows as f64 / stats_secs},
-        "retrieval": {"secs": quiver_secs, "peak_mib": mib(retrieval_peak), "rows": training_rows,
+        "retrieval": {"secs": quiver_secs, "peak_mib": mib(retrieval_peak),
+                      "added_mib": mib(retrieval_peak.saturating_sub(resident_before)), "rows": training_rows,
                       "matched": matched, "files": files},
         "materialize": {"rows_read": progress.rows_read, "entities_written": progress.entities_written,
                         "secs": materialize_secs, "rows_per_sec": progress.rows_read as f64 / materialize_secs,

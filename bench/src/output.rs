@@ -34,13 +34,22 @@ impl Out {
     }
 }
 
-/// Peak resident memory of a process (Linux `VmHWM`), KiB: over its life, or since the last
+/// A process's peak resident memory (Linux `VmHWM`), KiB: over its life, or since the last
 /// `reset_peak`.
 pub fn peak_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now (Linux `VmRSS`), KiB.
+pub fn resident_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     use anyhow::Context;
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).with_context(|| format!("no VmHWM in {path}"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix(field)).with_context(|| format!("no {field} in {path}"))?;
     Ok(line.trim().trim_end_matches("kB").trim().parse()?)
 }
 

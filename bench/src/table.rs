@@ -261,7 +261,9 @@ pub fn run(args: Args) -> Result<()> {
             ratio(q, d),
         );
         let (q, d) = (top(&["retrieval", "peak_mib"]), top(&["duckdb", "peak_mib"]));
-        t.row("  peak memory MiB", whole(q), whole(d), ratio(q, d));
+        t.row("  peak memory MiB (the node's whole resident set)", whole(q), whole(d), ratio(q, d));
+        let q = top(&["retrieval", "added_mib"]);
+        t.row("  memory the retrieval added to the node's, MiB", whole(q), whole(d), ratio(q, d));
         duckdb_version = duckdb_version.or_else(|| runs.iter().find_map(|r| r["duckdb"]["version"].as_str()));
     }
 
