@@ -193,25 +193,34 @@ async fn read_ranges(
     Ok(builder.build()?.try_collect().await?)
 }
 
-/// Reads `files` (the named columns, the row groups `window` selects) on as many tasks as
-/// there are cores, yielding each file's batches in the order of `files`.
-pub fn read_files(
+/// Reads `files` (the named columns, the row groups `window` selects) and runs `then` on
+/// each one's batches, on as many tasks as there are cores; yields the results in the order
+/// of `files`. `then` gets the file's position in `files`.
+pub fn read_files<T, F>(
     store: &OfflineStore,
     files: &[DataFile],
     columns: Vec<String>,
     window: &TimeWindow,
-) -> impl Stream<Item = Result<Vec<RecordBatch>>> + use<> {
+    then: F,
+) -> impl Stream<Item = Result<T>> + use<T, F>
+where
+    T: Send + 'static,
+    F: Fn(usize, &DataFile, Vec<RecordBatch>) -> Result<T> + Send + Sync + 'static,
+{
     let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let columns = Arc::new(columns);
+    let (columns, then) = (Arc::new(columns), Arc::new(then));
     let reads: Vec<_> = files
         .iter()
-        .map(|file| {
-            let (store, file, columns, window) = (store.clone(), file.clone(), columns.clone(), window.clone());
+        .enumerate()
+        .map(|(i, file)| {
+            let (store, file, window) = (store.clone(), file.clone(), window.clone());
+            let (columns, then) = (columns.clone(), then.clone());
             async move {
-                // A task per file: Parquet decoding is CPU work, and a task can run on another core.
+                // A task per file: decoding is CPU work, and a task can run on another core.
                 let task = tokio::spawn(async move {
                     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-                    read_file(&store, &file, Some(&names), Some(&window)).await
+                    let batches = read_file(&store, &file, Some(&names), Some(&window)).await?;
+                    then(i, &file, batches)
                 });
                 task.await.map_err(|e| quiver_core::Error::Internal(format!("reading a file: {e}")))?
             }

@@ -6,10 +6,11 @@
 //! of the files that can match (pruned by the manifest's time bounds) and runs the as-of
 //! kernel; the second reads feature columns only of files that matched and gathers them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
@@ -115,8 +116,54 @@ struct Events {
     key: Vec<u32>,
     ts: Vec<i64>,
     seq: Vec<u64>,
-    /// (index in the file list, row within the rows the window selects in that file).
+    /// Row within the rows the window selects in the file; with `Events::loc`, the file.
+    row: Vec<u32>,
+    /// (index in the file list, row) of every event, once the files are put together.
     loc: Vec<(u32, u32)>,
+}
+
+/// What pass 1 keeps of a file, decided on the file's own task: events of a spine key
+/// (by dense id) inside the time window.
+struct EventFilter {
+    ids: HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
+    keys: Vec<(String, ValueType)>,
+    ts_column: String,
+    first: i64,
+    hi: i64,
+}
+
+impl EventFilter {
+    fn events(&self, path: &str, batches: Vec<RecordBatch>) -> Result<Events> {
+        let mut out = Events::default();
+        let mut scratch = Vec::new();
+        let mut row_in_file = 0u32;
+        for batch in batches {
+            let keys: Vec<(&dyn Array, ValueType)> = self
+                .keys
+                .iter()
+                .map(|(name, ty)| batch.column_by_name(name).map(|c| (c.as_ref(), *ty)))
+                .collect::<Option<_>>()
+                .ok_or_else(|| CoreError::Internal(format!("file {path} lacks a join key column")))?;
+            let ts = column(&batch, &self.ts_column, path)?.as_primitive::<TimestampMicrosecondType>();
+            let seq = column(&batch, SEQ_COLUMN, path)?.as_primitive::<UInt64Type>();
+            for row in 0..batch.num_rows() {
+                let (t, at) = (ts.value(row), row_in_file);
+                row_in_file += 1;
+                if t < self.first || t > self.hi {
+                    continue;
+                }
+                scratch.clear();
+                encode_row_key(&mut scratch, &keys, row);
+                if let Some(&id) = self.ids.get(scratch.as_slice()) {
+                    out.key.push(id);
+                    out.ts.push(t);
+                    out.seq.push(seq.value(row));
+                    out.row.push(at);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 async fn join_source(
@@ -138,51 +185,38 @@ async fn join_source(
 
     // Dense ids of the spine's distinct keys: the join then compares integers, and an event
     // of a key the spine does not hold is dropped as soon as it is read.
-    let mut ids: HashMap<&[u8], u32> = HashMap::new();
-    let spine_rows: Vec<SpineRow<u32>> = (0..spine.num_rows())
-        .map(|i| {
-            let next = ids.len() as u32;
-            SpineRow { key: *ids.entry(spine_keys.get(i)).or_insert(next), ts: spine_ts.value(i) }
-        })
-        .collect();
+    let mut ids: HashMap<Vec<u8>, u32, Xxh3DefaultBuilder> = HashMap::default();
+    let mut spine_rows: Vec<SpineRow<u32>> = Vec::with_capacity(spine.num_rows());
+    for i in 0..spine.num_rows() {
+        let key = spine_keys.get(i);
+        let id = match ids.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = ids.len() as u32;
+                ids.insert(key.to_vec(), id);
+                id
+            }
+        };
+        spine_rows.push(SpineRow { key: id, ts: spine_ts.value(i) });
+    }
+    drop(spine_keys);
 
     // Pass 1: keys, event times and sequence numbers.
-    let mut pass1: Vec<String> = source.entity.join_keys.iter().map(|k| k.name.clone()).collect();
+    let keys: Vec<(String, ValueType)> = source.entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
+    let mut pass1: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
     pass1.push(source.fs.timestamp_column.clone());
     pass1.push(SEQ_COLUMN.to_string());
+    let filter = EventFilter { ids, keys, ts_column: source.fs.timestamp_column.clone(), first, hi };
+    let mut reads =
+        read_files(store, &files, pass1, &window, move |_, file, batches| filter.events(&file.path, batches));
     let mut events = Events::default();
-    let mut scratch = Vec::new();
-    let mut reads = read_files(store, &files, pass1, &window);
     let mut file_no = 0u32;
-    while let Some(batches) = reads.next().await {
-        let mut row_in_file = 0u32;
-        for batch in batches? {
-            let path = &files[file_no as usize].path;
-            let keys: Vec<(&dyn Array, ValueType)> = source
-                .entity
-                .join_keys
-                .iter()
-                .map(|k| batch.column_by_name(&k.name).map(|c| (c.as_ref(), k.ty)))
-                .collect::<Option<_>>()
-                .ok_or_else(|| CoreError::Internal(format!("file {path} lacks a join key column")))?;
-            let ts = column(&batch, &source.fs.timestamp_column, path)?.as_primitive::<TimestampMicrosecondType>();
-            let seq = column(&batch, SEQ_COLUMN, path)?.as_primitive::<UInt64Type>();
-            for row in 0..batch.num_rows() {
-                let (t, at) = (ts.value(row), (file_no, row_in_file));
-                row_in_file += 1;
-                if t < first || t > hi {
-                    continue;
-                }
-                scratch.clear();
-                encode_row_key(&mut scratch, &keys, row);
-                if let Some(&id) = ids.get(scratch.as_slice()) {
-                    events.key.push(id);
-                    events.ts.push(t);
-                    events.seq.push(seq.value(row));
-                    events.loc.push(at);
-                }
-            }
-        }
+    while let Some(file_events) = reads.next().await {
+        let file_events = file_events?;
+        events.loc.extend(file_events.row.iter().map(|&row| (file_no, row)));
+        events.key.extend(file_events.key);
+        events.ts.extend(file_events.ts);
+        events.seq.extend(file_events.seq);
         file_no += 1;
     }
     drop(reads);
@@ -191,50 +225,59 @@ async fn join_source(
     let matches = asof_join(&spine_rows, &event_rows, ttl);
     drop(event_rows);
 
-    // Pass 2: gather matched feature values, file by file.
-    let mut wanted: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    // Pass 2: gather matched feature values, file by file: the rows each file must give,
+    // sorted, so that a match finds its place by binary search.
+    let mut wanted: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
     for m in matches.iter().flatten() {
         let (file, row) = events.loc[*m];
-        wanted.entry(file).or_default().push(row);
+        wanted[file as usize].push(row);
     }
-    for rows in wanted.values_mut() {
+    for rows in &mut wanted {
         rows.sort_unstable();
         rows.dedup();
     }
+    let read: Vec<usize> = (0..files.len()).filter(|&f| !wanted[f].is_empty()).collect();
     let names: Vec<String> = source.features.iter().map(|(i, _)| source.fs.features[*i].name.clone()).collect();
-    let matched_files: Vec<DataFile> = wanted.keys().map(|&f| files[f as usize].clone()).collect();
-    let mut reads = read_files(store, &matched_files, names, &window);
-    let mut taken: Vec<Vec<ArrayRef>> = Vec::new(); // per matched file, per feature
-    let mut slot: HashMap<(u32, u32), (usize, usize)> = HashMap::with_capacity(matches.len());
-    for (file_no, rows) in &wanted {
-        let batches = reads.next().await.unwrap_or_else(|| Ok(Vec::new()))?;
-        let path = &files[*file_no as usize].path;
-        let batch = arrow_select::concat::concat_batches(
-            &batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty())),
-            &batches,
-        )?;
-        let indices = arrow_array::UInt32Array::from(rows.clone());
-        let per_feature = source
-            .features
-            .iter()
-            .map(|(i, _)| {
-                let c = column(&batch, &source.fs.features[*i].name, path)?;
-                Ok(arrow_select::take::take(c.as_ref(), &indices, None)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (pos, row) in rows.iter().enumerate() {
-            slot.insert((*file_no, *row), (taken.len(), pos));
+    let matched_files: Vec<DataFile> = read.iter().map(|&f| files[f].clone()).collect();
+    let rows_of: Arc<Vec<Vec<u32>>> = Arc::new(read.iter().map(|&f| wanted[f].clone()).collect());
+    let take_rows = {
+        let names = names.clone();
+        move |i: usize, file: &DataFile, batches: Vec<RecordBatch>| -> Result<Vec<ArrayRef>> {
+            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
+            let batch = arrow_select::concat::concat_batches(&schema, &batches)?;
+            let indices = arrow_array::UInt32Array::from(rows_of[i].clone());
+            names
+                .iter()
+                .map(|name| Ok(arrow_select::take::take(column(&batch, name, &file.path)?.as_ref(), &indices, None)?))
+                .collect()
         }
+    };
+    let mut reads = read_files(store, &matched_files, names, &window, take_rows);
+    // Per file read, per feature: the wanted rows' values; and where each file's are.
+    let mut taken: Vec<Vec<ArrayRef>> = Vec::with_capacity(read.len());
+    let mut taken_at: Vec<usize> = vec![usize::MAX; files.len()];
+    for &file_no in &read {
+        let per_feature = reads.next().await.ok_or(CoreError::Internal("a file read went missing".into()))??;
+        taken_at[file_no] = taken.len();
         taken.push(per_feature);
     }
+    drop(reads);
+    let null_slot = (taken.len(), 0);
+    let picks: Vec<(usize, usize)> = matches
+        .iter()
+        .map(|m| {
+            m.map_or(null_slot, |e| {
+                let (file, row) = events.loc[e];
+                let rows = &wanted[file as usize];
+                (taken_at[file as usize], rows.binary_search(&row).unwrap_or_default())
+            })
+        })
+        .collect();
     let mut columns = Vec::with_capacity(source.features.len());
     for (f, (i, _)) in source.features.iter().enumerate() {
         let null = new_null_array(&arrow_type(source.fs.features[*i].ty), 1);
         let mut arrays: Vec<&dyn Array> = taken.iter().map(|t| t[f].as_ref()).collect();
         arrays.push(null.as_ref());
-        let null_slot = (arrays.len() - 1, 0);
-        let picks: Vec<(usize, usize)> =
-            matches.iter().map(|m| m.map_or(null_slot, |e| slot[&events.loc[e]])).collect();
         columns.push(arrow_select::interleave::interleave(&arrays, &picks)?);
     }
     let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| events.ts[e])).collect();
