@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use quiver_core::Value;
 use quiver_core::ValueType;
-use quiver_core::asof::{EventRow, SpineRow, asof_join};
+use quiver_core::asof::{EventRow, SpineRow, asof_join, asof_join_dense};
 use quiver_core::key::{encode_entity_key, key_hash};
 use quiver_core::stats::FeatureSummary;
 
@@ -64,8 +64,11 @@ fn asof_kernel(c: &mut Criterion) {
         let event_ids: Vec<EventRow<u32>> =
             event_draws.iter().zip(0..).map(|(&(k, ts), seq)| EventRow { key: k as u32, ts, seq }).collect();
         let spine_ids: Vec<SpineRow<u32>> = spine_draws.iter().map(|&(k, ts)| SpineRow { key: k as u32, ts }).collect();
-        group.bench_with_input(BenchmarkId::new("dense_ids", &size), &(spine_ids, event_ids), |b, (s, e)| {
+        group.bench_with_input(BenchmarkId::new("dense_ids", &size), &(&spine_ids, &event_ids), |b, (s, e)| {
             b.iter(|| asof_join(black_box(s), black_box(e), 30 * DAY))
+        });
+        group.bench_with_input(BenchmarkId::new("dense_packed", &size), &(spine_ids, event_ids), |b, (s, e)| {
+            b.iter(|| asof_join_dense(black_box(s), black_box(e), 30 * DAY))
         });
     }
     group.finish();

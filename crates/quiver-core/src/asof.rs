@@ -34,20 +34,56 @@ pub fn asof_join<K: Ord + Copy>(spine: &[SpineRow<K>], events: &[EventRow<K>], t
     let mut event_order: Vec<(K, i64, u64, usize)> =
         events.iter().enumerate().map(|(i, e)| (e.key, e.ts, e.seq, i)).collect();
     event_order.sort_unstable();
+    sweep(spine.len(), spine_order.into_iter(), event_order.into_iter().map(|(k, ts, _, e)| (k, ts, e)), ttl_micros)
+}
 
-    let mut out = vec![None; spine.len()];
-    let mut next = 0;
+/// `asof_join` for dense integer keys, as retrieval numbers the spine's keys: sorts 16-byte
+/// packed (key, time, position) words, half the memory and about half the time of tuples.
+pub fn asof_join_dense(spine: &[SpineRow<u32>], events: &[EventRow<u32>], ttl_micros: i64) -> Vec<Option<usize>> {
+    if u32::try_from(spine.len().max(events.len())).is_err() {
+        return asof_join(spine, events, ttl_micros);
+    }
+    let mut spine_order: Vec<u128> = spine.iter().enumerate().map(|(i, s)| pack(s.key, s.ts, i)).collect();
+    spine_order.sort_unstable();
+    let mut event_order: Vec<u128> = events.iter().enumerate().map(|(i, e)| pack(e.key, e.ts, i)).collect();
+    event_order.sort_unstable();
+    // Events of equal key and time go by ingestion order, not by position.
+    for run in event_order.chunk_by_mut(|a, b| a >> 32 == b >> 32).filter(|run| run.len() > 1) {
+        run.sort_unstable_by_key(|&p| events[unpack(p).2].seq);
+    }
+    sweep(spine.len(), spine_order.into_iter().map(unpack), event_order.into_iter().map(unpack), ttl_micros)
+}
+
+/// key (32 bits) | time with its sign bit flipped, so unsigned order is time order (64) | position (32).
+fn pack(key: u32, ts: i64, position: usize) -> u128 {
+    (u128::from(key) << 96) | (u128::from((ts as u64) ^ (1 << 63)) << 32) | position as u128
+}
+
+fn unpack(word: u128) -> (u32, i64, usize) {
+    ((word >> 96) as u32, (((word >> 32) as u64) ^ (1 << 63)) as i64, (word & 0xffff_ffff) as usize)
+}
+
+/// The merge of spine rows and events, both in (key, time) order (events ties by ingestion
+/// order): for each spine position, the event position that matches it.
+fn sweep<K: Ord + Copy>(
+    spine_len: usize,
+    spine: impl Iterator<Item = (K, i64, usize)>,
+    events: impl Iterator<Item = (K, i64, usize)>,
+    ttl_micros: i64,
+) -> Vec<Option<usize>> {
+    let mut out = vec![None; spine_len];
+    let mut events = events.peekable();
     // The last event passed so far. Events arrive in (key, ts, seq) order, so for the current
     // spine row it is the greatest (ts, seq) with ts <= t, provided its key is the row's key.
     let mut best: Option<(K, i64, usize)> = None;
-    for &(key, t, s) in &spine_order {
+    for (key, t, s) in spine {
         // Comparing (key, ts) as a pair also skips every event of a smaller key.
-        while let Some(&(k, ts, _, e)) = event_order.get(next) {
+        while let Some(&(k, ts, e)) = events.peek() {
             if (k, ts) > (key, t) {
                 break;
             }
             best = Some((k, ts, e));
-            next += 1;
+            events.next();
         }
         // Only the best can pass the TTL: every other candidate is no newer.
         out[s] = best.filter(|&(k, ts, _)| k == key && is_fresh(ts, t, ttl_micros)).map(|(_, _, e)| e);
@@ -121,6 +157,20 @@ mod tests {
         ) {
             let (s, e) = (spine(&spine_rows), events(&event_rows));
             prop_assert_eq!(asof_join(&s, &e, ttl), naive(&s, &e, ttl));
+        }
+
+        /// The dense-key join agrees with the model on the same rows (key i as id i).
+        #[test]
+        fn the_dense_join_matches_the_naive_model(
+            spine_rows in proptest::collection::vec((0..KEYS.len(), extreme_ts()), 0..12),
+            event_rows in arb_events(prop_oneof![extreme_ts(), -5i64..20]),
+            ttl in prop::sample::select(vec![0i64, 1, 3, 10, i64::MAX]),
+        ) {
+            let (s, e) = (spine(&spine_rows), events(&event_rows));
+            let s_ids: Vec<SpineRow<u32>> = spine_rows.iter().map(|&(k, ts)| SpineRow { key: k as u32, ts }).collect();
+            let e_ids: Vec<EventRow<u32>> =
+                event_rows.iter().map(|&(k, ts, seq)| EventRow { key: k as u32, ts, seq }).collect();
+            prop_assert_eq!(asof_join_dense(&s_ids, &e_ids, ttl), naive(&s, &e, ttl));
         }
 
         #[test]

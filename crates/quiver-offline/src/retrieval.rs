@@ -16,7 +16,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, new_null_array};
 use arrow_schema::{Field, Schema};
-use quiver_core::asof::{EventRow, SpineRow, asof_join};
+use quiver_core::asof::{EventRow, SpineRow, asof_join_dense};
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::time::MICROS_PER_SEC;
 use quiver_core::{Error as CoreError, ValueType};
@@ -222,7 +222,7 @@ async fn join_source(
     drop(reads);
     let event_rows: Vec<EventRow<u32>> =
         (0..events.ts.len()).map(|i| EventRow { key: events.key[i], ts: events.ts[i], seq: events.seq[i] }).collect();
-    let matches = asof_join(&spine_rows, &event_rows, ttl);
+    let matches = asof_join_dense(&spine_rows, &event_rows, ttl);
     drop(event_rows);
 
     // Pass 2: gather matched feature values, file by file: the rows each file must give,
