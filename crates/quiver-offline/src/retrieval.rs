@@ -36,33 +36,18 @@ pub struct Source<'a> {
     pub features: Vec<(usize, String)>,
 }
 
-/// Encoded entity keys, back to back, so millions of them cost two allocations.
-#[derive(Default)]
-struct Keys {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Keys {
-    fn push_row(&mut self, columns: &[(&dyn Array, ValueType)], row: usize) {
-        encode_row_key(&mut self.bytes, columns, row);
-        self.ends.push(self.bytes.len());
-    }
-
-    fn get(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
-    }
-}
-
 fn encode_row_key(out: &mut Vec<u8>, columns: &[(&dyn Array, ValueType)], row: usize) {
     for (array, ty) in columns {
         encode_key_cell(out, *array, row, *ty);
     }
 }
 
-/// The spine's key columns for `entity`, cast to the join-key types.
-fn spine_keys(spine: &RecordBatch, entity: &Entity) -> Result<Keys> {
+/// Dense ids of the spine's distinct keys of `entity`, by encoded key: the join then compares
+/// integers, and an event of a key the spine does not hold is dropped as soon as it is read.
+type KeyIds = HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>;
+
+/// The key id of every spine row, and the ids. Key columns are cast to the join-key types.
+fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyIds)> {
     let mut columns = Vec::new();
     for k in &entity.join_keys {
         let column = spine.column_by_name(&k.name).ok_or_else(|| {
@@ -77,14 +62,24 @@ fn spine_keys(spine: &RecordBatch, entity: &Entity) -> Result<Keys> {
         columns.push((cast, k.ty));
     }
     let refs: Vec<(&dyn Array, ValueType)> = columns.iter().map(|(a, t)| (a.as_ref(), *t)).collect();
-    let mut keys = Keys::default();
+    let (mut row_ids, mut ids, mut key) = (Vec::with_capacity(spine.num_rows()), KeyIds::default(), Vec::new());
     for row in 0..spine.num_rows() {
         if let Some((k, _)) = entity.join_keys.iter().zip(&refs).find(|(_, (a, _))| a.is_null(row)) {
             return Err(CoreError::row(row + 1, &k.name, "join key is missing in the spine").into());
         }
-        keys.push_row(&refs, row);
+        key.clear();
+        encode_row_key(&mut key, &refs, row);
+        let id = match ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = ids.len() as u32;
+                ids.insert(key.clone(), id);
+                id
+            }
+        };
+        row_ids.push(id);
     }
-    Ok(keys)
+    Ok((row_ids, ids))
 }
 
 /// Joins every source onto the spine. `spine_ts` is the spine's time column, already µs UTC.
@@ -109,23 +104,10 @@ pub async fn point_in_time(
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
-/// The events pass 1 keeps: those of a spine key inside the time window, as columns.
-#[derive(Default)]
-struct Events {
-    /// Dense id of the spine key.
-    key: Vec<u32>,
-    ts: Vec<i64>,
-    seq: Vec<u64>,
-    /// Row within the rows the window selects in the file; with `Events::loc`, the file.
-    row: Vec<u32>,
-    /// (index in the file list, row) of every event, once the files are put together.
-    loc: Vec<(u32, u32)>,
-}
-
 /// What pass 1 keeps of a file, decided on the file's own task: events of a spine key
-/// (by dense id) inside the time window.
+/// (by dense id) inside the time window, each with its row among those the window selects.
 struct EventFilter {
-    ids: HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
+    ids: KeyIds,
     keys: Vec<(String, ValueType)>,
     ts_column: String,
     first: i64,
@@ -133,8 +115,8 @@ struct EventFilter {
 }
 
 impl EventFilter {
-    fn events(&self, path: &str, batches: Vec<RecordBatch>) -> Result<Events> {
-        let mut out = Events::default();
+    fn events(&self, path: &str, batches: Vec<RecordBatch>) -> Result<Vec<(EventRow<u32>, u32)>> {
+        let mut out = Vec::new();
         let mut scratch = Vec::new();
         let mut row_in_file = 0u32;
         for batch in batches {
@@ -155,10 +137,7 @@ impl EventFilter {
                 scratch.clear();
                 encode_row_key(&mut scratch, &keys, row);
                 if let Some(&id) = self.ids.get(scratch.as_slice()) {
-                    out.key.push(id);
-                    out.ts.push(t);
-                    out.seq.push(seq.value(row));
-                    out.row.push(at);
+                    out.push((EventRow { key: id, ts: t, seq: seq.value(row) }, at));
                 }
             }
         }
@@ -172,7 +151,7 @@ async fn join_source(
     spine_ts: &TimestampMicrosecondArray,
     source: &Source<'_>,
 ) -> Result<(Vec<ArrayRef>, ArrayRef)> {
-    let spine_keys = spine_keys(spine, source.entity)?;
+    let (spine_ids, ids) = spine_key_ids(spine, source.entity)?;
     let ttl = i64::try_from(source.fs.ttl_secs).unwrap_or(i64::MAX).saturating_mul(MICROS_PER_SEC);
     let (lo, hi) = (spine_ts.values().iter().min().copied(), spine_ts.values().iter().max().copied());
     let (Some(lo), Some(hi)) = (lo, hi) else {
@@ -183,23 +162,8 @@ async fn join_source(
     let window = TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi };
     let files: Vec<DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
 
-    // Dense ids of the spine's distinct keys: the join then compares integers, and an event
-    // of a key the spine does not hold is dropped as soon as it is read.
-    let mut ids: HashMap<Vec<u8>, u32, Xxh3DefaultBuilder> = HashMap::default();
-    let mut spine_rows: Vec<SpineRow<u32>> = Vec::with_capacity(spine.num_rows());
-    for i in 0..spine.num_rows() {
-        let key = spine_keys.get(i);
-        let id = match ids.get(key) {
-            Some(&id) => id,
-            None => {
-                let id = ids.len() as u32;
-                ids.insert(key.to_vec(), id);
-                id
-            }
-        };
-        spine_rows.push(SpineRow { key: id, ts: spine_ts.value(i) });
-    }
-    drop(spine_keys);
+    let spine_rows: Vec<SpineRow<u32>> =
+        spine_ids.iter().zip(spine_ts.values().iter()).map(|(&key, &ts)| SpineRow { key, ts }).collect();
 
     // Pass 1: keys, event times and sequence numbers.
     let keys: Vec<(String, ValueType)> = source.entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
@@ -209,27 +173,24 @@ async fn join_source(
     let filter = EventFilter { ids, keys, ts_column: source.fs.timestamp_column.clone(), first, hi };
     let mut reads =
         read_files(store, &files, pass1, &window, move |_, file, batches| filter.events(&file.path, batches));
-    let mut events = Events::default();
+    // Every kept event, and where it is: (index in the file list, row in the file).
+    let (mut events, mut loc) = (Vec::new(), Vec::new());
     let mut file_no = 0u32;
     while let Some(file_events) = reads.next().await {
-        let file_events = file_events?;
-        events.loc.extend(file_events.row.iter().map(|&row| (file_no, row)));
-        events.key.extend(file_events.key);
-        events.ts.extend(file_events.ts);
-        events.seq.extend(file_events.seq);
+        for (event, row) in file_events? {
+            events.push(event);
+            loc.push((file_no, row));
+        }
         file_no += 1;
     }
     drop(reads);
-    let event_rows: Vec<EventRow<u32>> =
-        (0..events.ts.len()).map(|i| EventRow { key: events.key[i], ts: events.ts[i], seq: events.seq[i] }).collect();
-    let matches = asof_join_dense(&spine_rows, &event_rows, ttl);
-    drop(event_rows);
+    let matches = asof_join_dense(&spine_rows, &events, ttl);
 
     // Pass 2: gather matched feature values, file by file: the rows each file must give,
     // sorted, so that a match finds its place by binary search.
     let mut wanted: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
     for m in matches.iter().flatten() {
-        let (file, row) = events.loc[*m];
+        let (file, row) = loc[*m];
         wanted[file as usize].push(row);
     }
     for rows in &mut wanted {
@@ -267,7 +228,7 @@ async fn join_source(
         .iter()
         .map(|m| {
             m.map_or(null_slot, |e| {
-                let (file, row) = events.loc[e];
+                let (file, row) = loc[e];
                 let rows = &wanted[file as usize];
                 (taken_at[file as usize], rows.binary_search(&row).unwrap_or_default())
             })
@@ -280,7 +241,7 @@ async fn join_source(
         arrays.push(null.as_ref());
         columns.push(arrow_select::interleave::interleave(&arrays, &picks)?);
     }
-    let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| events.ts[e])).collect();
+    let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| events[e].ts)).collect();
     let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
     Ok((columns, ts))
 }

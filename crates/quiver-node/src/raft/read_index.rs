@@ -12,6 +12,7 @@
 //! far was applied here (this leader answers a write after applying it, and the first round
 //! of its term applied everything committed before it). Time is the monotonic clock, so a
 //! paused process wakes up with its lease expired.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
