@@ -15,6 +15,33 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Entities that have feature rows: `driver_id` 0..ENTITIES.
+/// The benchmark project: one feature set of 8 float64 and 2 int64 features per driver.
+pub const DEFINITIONS: &str = "
+project: bench
+entities:
+  - name: driver
+    join_keys: [{name: driver_id, type: int64}]
+feature_sets:
+  - name: driver_stats
+    entity: driver
+    timestamp: event_timestamp
+    ttl: 30d
+    features:
+      - {name: f0, type: float64}
+      - {name: f1, type: float64}
+      - {name: f2, type: float64}
+      - {name: f3, type: float64}
+      - {name: f4, type: float64}
+      - {name: f5, type: float64}
+      - {name: f6, type: float64}
+      - {name: f7, type: float64}
+      - {name: i0, type: int64}
+      - {name: i1, type: int64}
+feature_vectors:
+  - name: all
+    features: ['driver_stats:*']
+";
+
 pub const ENTITIES: i64 = 100_000;
 /// Share of spine rows whose `driver_id` (ENTITIES and above) has no feature rows.
 const UNKNOWN_SHARE: f64 = 0.01;

@@ -14,33 +14,6 @@ mod table;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-/// The benchmark project: one feature set of 8 float64 and 2 int64 features per driver.
-pub const DEFINITIONS: &str = "
-project: bench
-entities:
-  - name: driver
-    join_keys: [{name: driver_id, type: int64}]
-feature_sets:
-  - name: driver_stats
-    entity: driver
-    timestamp: event_timestamp
-    ttl: 30d
-    features:
-      - {name: f0, type: float64}
-      - {name: f1, type: float64}
-      - {name: f2, type: float64}
-      - {name: f3, type: float64}
-      - {name: f4, type: float64}
-      - {name: f5, type: float64}
-      - {name: f6, type: float64}
-      - {name: f7, type: float64}
-      - {name: i0, type: int64}
-      - {name: i1, type: int64}
-feature_vectors:
-  - name: all
-    features: ['driver_stats:*']
-";
-
 #[derive(Parser)]
 #[command(about = "Measures Quiver (beside Redis and DuckDB) and prints figures")]
 struct Cli {

@@ -80,7 +80,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut node = LocalNode::start(&root.join("node"), &[]).await?;
     let pid = node.pid().context("the node is not running")?;
     let client = node.client().await?;
-    let defs = parse_definitions(crate::DEFINITIONS)?;
+    let defs = parse_definitions(crate::datagen::DEFINITIONS)?;
     let ttl_secs = parse_ttl(defs.feature_sets[0].ttl.as_deref().unwrap_or_default())?;
     client.apply(&defs).await?;
 

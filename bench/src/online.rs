@@ -265,7 +265,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         n => LocalNode::start_cluster(dir.path(), n.into(), &[], &[], Duration::from_secs(60)).await?,
     };
     let client = nodes[0].client().await?;
-    client.apply(&quiver_admin::input::parse_definitions(crate::DEFINITIONS)?).await?;
+    client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
     let shape = if args.nodes == 1 { "single node".to_string() } else { format!("{} nodes", args.nodes) };
     out.say(format!(
         "quiver-bench: {shape}, 8 shards with {} replicas each, data in {}",

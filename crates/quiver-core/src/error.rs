@@ -37,7 +37,7 @@ pub enum Error {
     /// The request named a shard epoch other than the one this node has applied: the
     /// shard's range or replicas changed; refresh the shard map.
     #[error("shard {shard} is at epoch {}.{}; refresh the shard map", current.version, current.conf_ver)]
-    EpochMismatch { shard: u64, current: crate::shard_map::Epoch },
+    EpochMismatch { shard: u64, current: crate::epoch::Epoch },
     /// The request was sent to a shard whose range does not hold one of its keys.
     #[error("entity {entity} does not belong to shard {shard}; refresh the shard map")]
     KeyNotInShard { shard: u64, entity: usize },

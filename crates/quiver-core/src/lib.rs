@@ -5,6 +5,7 @@
 //! and property tests can exercise it exhaustively.
 
 pub mod asof;
+pub mod epoch;
 pub mod error;
 pub mod key;
 pub mod registry;
@@ -12,6 +13,7 @@ pub mod row;
 pub mod shard_map;
 pub mod spec;
 pub mod stats;
+pub mod table;
 pub mod time;
 pub mod value;
 

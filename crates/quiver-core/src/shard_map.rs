@@ -2,19 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::epoch::Epoch;
 use crate::{Error, Result};
 
 /// Raft group 0 is the meta group; shards are groups 1..=N.
 pub const META_GROUP: u64 = 0;
-
-/// `version` changes when a shard's range changes (split/merge); `conf_ver` when its
-/// replicas change. A request carrying an older epoch is refused, so a stale client
-/// never writes to a shard that no longer owns the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Epoch {
-    pub version: u64,
-    pub conf_ver: u64,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {

@@ -3,6 +3,18 @@
 use crate::{Error, Result};
 
 pub const MICROS_PER_SEC: i64 = 1_000_000;
+pub const DAY_MICROS: i64 = 86_400 * MICROS_PER_SEC;
+
+/// The UTC day (days since the epoch) that `micros` falls in; times before 1970 too.
+pub fn day_of(micros: i64) -> i64 {
+    micros.div_euclid(DAY_MICROS)
+}
+
+/// Day `day` (days since the epoch) as `yyyy-mm-dd`.
+pub fn format_day(day: i64) -> String {
+    let ts = format_timestamp(day.saturating_mul(DAY_MICROS));
+    ts.get(..10).unwrap_or(&ts).to_string()
+}
 
 /// Parses an RFC 3339 string (any offset) or an integer count of microseconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {

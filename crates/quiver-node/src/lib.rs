@@ -1,19 +1,28 @@
 //! The Quiver node: a Raft-replicated, sharded online feature store over sled.
 //!
-//! Follow a request by module name: `api` receives it, `node` finds the Raft group,
-//! `raft` replicates it, `meta` and `shard` apply it, `storage` keeps it.
+//! Follow a request by module name: `api` receives it, `node` hands it the parts it needs
+//! (`groups`, `meta_reader`, `proposer`), `raft` replicates what `command` carries, `meta`
+//! and `shard` apply it, `storage` keeps it under the keys of `keyspace`. `server` assembles
+//! a node and starts the `workers`. docs/architecture.md has the whole picture.
 
 pub mod api;
 pub mod codec;
+pub mod command;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod groups;
+pub mod hosting;
 pub mod identity;
+pub mod keyspace;
 pub mod meta;
+pub mod meta_reader;
 pub mod metrics;
 pub mod node;
 pub mod offline;
+pub mod proposer;
 pub mod raft;
+pub mod server;
 pub mod serving_log;
 pub mod shard;
 pub mod storage;
@@ -23,3 +32,4 @@ pub mod workers;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use node::Node;
+pub use server::start;

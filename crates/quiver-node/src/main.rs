@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use quiver_node::{Config, Node};
+use quiver_node::Config;
 
 #[derive(Parser, Debug)]
 #[command(name = "quiver-node", version, about = "Runs a Quiver feature-store node")]
@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Args::parse().into_config()?;
     tracing::info!(node = config.node_id, listen = %config.listen, http = %config.http, data_dir = %config.data_dir.display(), "starting");
-    let node = Node::start(config).await?;
+    let node = quiver_node::start(config).await?;
     quiver_node::api::serve(node.clone(), shutdown_signal()).await?;
     node.shutdown().await;
     tracing::info!("stopped");

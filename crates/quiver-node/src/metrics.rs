@@ -6,7 +6,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::node::Groups;
+use crate::groups::Groups;
 
 #[derive(Clone)]
 pub struct Metrics {

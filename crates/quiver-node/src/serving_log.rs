@@ -1,5 +1,5 @@
 //! Serving logs: a sample of the values online reads return, summarized in memory per
-//! feature set version and day, and recorded in the meta group by the `serving` worker, so
+//! feature set version and day, and recorded in the meta group by the `serving_stats` worker, so
 //! what models saw in production can be compared with what they were trained on.
 
 use std::collections::BTreeMap;
@@ -8,15 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use quiver_core::Value;
 use quiver_core::stats::FeatureSummary;
+use quiver_core::table::TableRef;
+use quiver_core::time::day_of;
 
-use crate::error::Result;
-use crate::meta::MetaCommand;
 use crate::meta::stats::Summaries;
-use crate::node::Node;
-use crate::raft::now_micros;
-use crate::shard::TableRef;
-
-const DAY_MICROS: i64 = 86_400_000_000;
 
 /// Summaries gathered since the last flush, by (table, day).
 type Pending = BTreeMap<(TableRef, i64), (u64, BTreeMap<String, FeatureSummary>)>;
@@ -50,7 +45,7 @@ impl ServingLog {
 
     /// Adds the values one sampled read served at `now` (µs); one call per entity answered.
     pub fn record<'a>(&self, now: i64, values: impl IntoIterator<Item = Served<'a>>) {
-        let day = now.div_euclid(DAY_MICROS);
+        let day = day_of(now);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut counted = std::collections::BTreeSet::new();
         for served in values {
@@ -65,7 +60,7 @@ impl ServingLog {
     }
 
     /// Puts back summaries a flush could not record.
-    fn restore(&self, table: TableRef, day: i64, stats: Summaries) {
+    pub fn restore(&self, table: TableRef, day: i64, stats: Summaries) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let (rows, features) = pending.entry((table, day)).or_default();
         *rows += stats.rows;
@@ -84,30 +79,10 @@ impl ServingLog {
     }
 }
 
-/// Records what this node gathered since the last flush; a record that cannot be written
-/// is put back to be tried again.
-pub async fn flush(node: std::sync::Arc<Node>) -> Result<()> {
-    for (table, day, stats) in node.serving.drain() {
-        // Node id and time make the record's key unique, so records never overwrite each other.
-        let command = MetaCommand::RecordServingStats {
-            table: table.clone(),
-            day,
-            node: node.id,
-            seq: now_micros() as u64,
-            stats,
-        };
-        if let Err(e) = node.write_meta(command.clone()).await {
-            if let MetaCommand::RecordServingStats { stats, .. } = command {
-                node.serving.restore(table, day, stats);
-            }
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use quiver_core::time::DAY_MICROS;
+
     use super::*;
 
     #[test]

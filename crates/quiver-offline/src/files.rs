@@ -23,13 +23,12 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
+use quiver_core::time::{day_of, format_day};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::schema::SEQ_COLUMN;
 use crate::store::OfflineStore;
-
-pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// A committed Parquet file: what the manifest in the meta group lists. A file on the
 /// store that no manifest lists is invisible (an ingest that failed or has not committed).
@@ -49,17 +48,8 @@ pub struct DataFile {
 
 /// `project/set/v{version}/{yyyy-mm-dd}/{name}.parquet`.
 pub fn data_path(project: &str, set: &str, version: u32, day: i64, name: &str) -> String {
-    let date = chrono_day(day);
+    let date = format_day(day);
     format!("{project}/{set}/v{version}/{date}/{name}.parquet")
-}
-
-fn chrono_day(day: i64) -> String {
-    let ts = quiver_core::time::format_timestamp(day * MICROS_PER_DAY);
-    ts.get(..10).unwrap_or(&ts).to_string()
-}
-
-pub fn day_of(ts: i64) -> i64 {
-    ts.div_euclid(MICROS_PER_DAY)
 }
 
 fn writer_properties() -> WriterProperties {
@@ -249,6 +239,7 @@ fn row_groups_in(meta: &ParquetMetaData, w: &TimeWindow) -> Vec<usize> {
 mod tests {
     use super::*;
     use arrow_array::{Int64Array, TimestampMicrosecondArray, UInt64Array};
+    use quiver_core::time::DAY_MICROS;
 
     /// Both ways of reading a file (whole, and by ranges for large files) select the same
     /// columns and row groups.
@@ -257,7 +248,7 @@ mod tests {
         let store = OfflineStore::open("memory://", &Default::default()).unwrap();
         // Three row groups of 128 Ki rows, one day apart.
         let rows = 3 * 128 * 1024;
-        let ts: Vec<i64> = (0..rows as i64).map(|i| (i / (128 * 1024)) * MICROS_PER_DAY + i).collect();
+        let ts: Vec<i64> = (0..rows as i64).map(|i| (i / (128 * 1024)) * DAY_MICROS + i).collect();
         let batch = RecordBatch::try_from_iter([
             ("id", Arc::new(Int64Array::from_iter_values(0..rows as i64)) as _),
             ("ts", Arc::new(TimestampMicrosecondArray::from(ts)) as _),
@@ -265,7 +256,7 @@ mod tests {
         ])
         .unwrap();
         let file = write_file(&store, "t/day.parquet", &batch, 1).await.unwrap();
-        let window = TimeWindow { column: "ts".into(), lo: MICROS_PER_DAY, hi: MICROS_PER_DAY + rows as i64 };
+        let window = TimeWindow { column: "ts".into(), lo: DAY_MICROS, hi: DAY_MICROS + rows as i64 };
         for (columns, window) in [(None, None), (Some(&["id"][..]), Some(&window))] {
             let whole = read_file(&store, &file, columns, window).await.unwrap();
             let ranged = read_ranges(&store, &file, columns, window).await.unwrap();

@@ -8,11 +8,12 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use bytes::Bytes;
 use quiver_core::registry::{Entity, FeatureSet};
+use quiver_core::time::day_of;
 use quiver_core::{Error as CoreError, Value};
 
 use crate::Result;
 use crate::convert::values_to_array;
-use crate::files::{day_of, read_parquet};
+use crate::files::read_parquet;
 use crate::schema::{columns, conform, file_schema};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,10 @@ pub mod v1 {
     tonic::include_proto!("quiver.v1");
 }
 
+/// Largest gRPC message a node or client accepts: a write of
+/// `quiver_core::row::MAX_ROWS_PER_WRITE` wide rows, or a large spine, fits.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 mod convert;
 mod status;
 

@@ -11,11 +11,12 @@ use quiver_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::observed;
+use super::observed::observed;
+use crate::command::MetaCommand;
+use crate::command::Response as RaftResponse;
 use crate::error::{Error, Result};
-use crate::meta::MetaCommand;
-use crate::node::{Group, Node};
-use crate::raft::Response as RaftResponse;
+use crate::groups::Group;
+use crate::node::Node;
 
 pub struct AdminApi {
     pub node: Arc<Node>,
@@ -28,10 +29,10 @@ impl AdminService for AdminApi {
         _: Request<MetaReadIndexRequest>,
     ) -> std::result::Result<Response<MetaReadIndexResponse>, Status> {
         observed(&self.node, "MetaReadIndex", async {
-            if self.node.leader_of(META_GROUP) != Some(self.node.id) {
+            if self.node.groups.leader_of(META_GROUP) != Some(self.node.id) {
                 return Err(quiver_core::Error::NotLeader { group: META_GROUP, leader: None }.into());
             }
-            Ok(MetaReadIndexResponse { index: self.node.meta_read_index().await? })
+            Ok(MetaReadIndexResponse { index: self.node.meta.read_index().await? })
         })
         .await
     }
@@ -42,7 +43,7 @@ impl AdminService for AdminApi {
             if addr.is_empty() {
                 return Err(quiver_core::Error::InvalidArgument("a joining node must give its address".into()).into());
             }
-            match self.node.write_meta(MetaCommand::AddNode { addr }).await? {
+            match self.node.proposer.write_meta(MetaCommand::AddNode { addr }).await? {
                 RaftResponse::NodeId(node_id) => Ok(JoinResponse { node_id }),
                 other => Err(Error::Raft(format!("unexpected answer to a join: {other:?}"))),
             }
@@ -56,12 +57,12 @@ impl AdminService for AdminApi {
     ) -> std::result::Result<Response<RemoveNodeResponse>, Status> {
         observed(&self.node, "RemoveNode", async {
             let id = request.into_inner().node_id;
-            let state = self.node.caught_up_meta().await?;
+            let state = self.node.meta.caught_up().await?;
             if state.nodes.get(&id).is_some_and(|n| !n.draining) && state.active_nodes().len() == 1 {
                 let last = format!("node {id} is the cluster's last active node; it cannot be drained");
                 return Err(quiver_core::Error::InvalidArgument(last).into());
             }
-            self.node.write_meta(MetaCommand::DrainNode { id }).await?;
+            self.node.proposer.write_meta(MetaCommand::DrainNode { id }).await?;
             Ok(RemoveNodeResponse {})
         })
         .await
@@ -72,7 +73,7 @@ impl AdminService for AdminApi {
         _: Request<GetShardMapRequest>,
     ) -> std::result::Result<Response<GetShardMapResponse>, Status> {
         observed(&self.node, "GetShardMap", async {
-            let state = self.node.meta.borrow().clone();
+            let state = self.node.meta.latest();
             let shards = state
                 .shard_map
                 .shards
@@ -84,7 +85,7 @@ impl AdminService for AdminApi {
                     version: s.epoch.version,
                     conf_ver: s.epoch.conf_ver,
                     replicas: s.replicas.clone(),
-                    leader_hint: self.node.leader_of(s.id),
+                    leader_hint: self.node.groups.leader_of(s.id),
                 })
                 .collect();
             let nodes = state.nodes.values().map(|n| NodeAddress { id: n.id, address: n.addr.clone() }).collect();
@@ -101,7 +102,7 @@ impl AdminService for AdminApi {
 /// The node's view of the cluster: every node (up/down, address, replicas, meta vote) and
 /// every group open here with its leader, indexes and replica lag.
 pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
-    let state = node.meta.borrow().clone();
+    let state = node.meta.latest();
     let mut groups = Vec::new();
     for g in node.groups.all() {
         groups.push(group_status(&g, &state).await?);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::try_join_all;
+use quiver_core::epoch::Epoch;
 use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
 use quiver_core::registry::{FeatureSet, Project, ResolvedFeature};
 use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, is_expired, validate_rows};
@@ -18,13 +19,14 @@ use quiver_proto::v1::{
 use quiver_proto::{fields_from_proto, value_to_proto};
 use tonic::{Request, Response, Status};
 
-use super::observed;
+use super::observed::observed;
 use crate::error::Result;
 use crate::meta::MetaState;
 use crate::node::Node;
 use crate::raft::now_micros;
 use crate::serving_log::Served;
-use crate::shard::{TableRef, read_row};
+use crate::shard::read_row;
+use quiver_core::table::TableRef;
 
 /// A key placed on its shard: (shard id, encoded entity key).
 type ShardKey = (u64, Vec<u8>);
@@ -50,15 +52,12 @@ impl FeatureService for FeatureApi {
     }
 }
 
-fn table_of(project: &Project, fs: &FeatureSet) -> TableRef {
-    TableRef { project: project.name.clone(), set: fs.name.clone(), version: fs.version }
-}
-
 impl FeatureApi {
     async fn write(&self, req: WriteFeaturesRequest) -> Result<WriteFeaturesResponse> {
         let (state, ()) = self
             .node
-            .current_meta(|s| {
+            .meta
+            .current(|s| {
                 let project = s.registry.project(&req.project)?;
                 project.entity(&project.feature_set_by_ref(&req.feature_set)?.entity)?;
                 Ok(())
@@ -72,11 +71,12 @@ impl FeatureApi {
         let rows = validate_rows(entity, fs, input)?;
         if let Some(route) = &req.route {
             let hashes: Vec<u64> = rows.iter().map(|r| key_hash(&encode_entity_key(&r.key))).collect();
-            self.node.check_route(route, &hashes, true).await?;
+            self.check_route(route, &hashes, true).await?;
         }
         let rows_written = rows.len() as u64;
         let request = (!req.request_id.is_empty()).then_some(req.request_id);
-        let shard_log_index = self.node.put_rows(&table_of(project, fs), rows, true, request).await?;
+        let shard_log_index =
+            self.node.proposer.put_rows(&TableRef::new(&project.name, fs), rows, true, request).await?;
         self.node.metrics.rows_written.inc_by(rows_written);
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }
@@ -84,7 +84,8 @@ impl FeatureApi {
     async fn read(&self, req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
         let (state, features) = self
             .node
-            .current_meta(|s| {
+            .meta
+            .current(|s| {
                 let project = s.registry.project(&req.project)?;
                 let features = match &req.features {
                     Some(Features::Vector(name)) => project.resolve(&project.vector(name)?.features)?,
@@ -114,7 +115,7 @@ impl FeatureApi {
                 Ok(match tables.iter().position(|(t, _)| t.name == fs.name && t.version == fs.version) {
                     Some(i) => i,
                     None => {
-                        tables.push((fs, table_of(project, fs)));
+                        tables.push((fs, TableRef::new(&project.name, fs)));
                         tables.len() - 1
                     }
                 })
@@ -127,9 +128,9 @@ impl FeatureApi {
         let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, _)| *shard).collect();
         shards.sort_unstable();
         shards.dedup();
-        let groups = shards.into_iter().map(|s| self.node.group(s)).collect::<Result<Vec<_>>>()?;
+        let groups = shards.into_iter().map(|s| self.node.groups.group(s)).collect::<Result<Vec<_>>>()?;
         let staleness_bound_ms = if linearizable {
-            try_join_all(groups.iter().map(|g| self.node.linearize(g))).await?;
+            try_join_all(groups.iter().map(|g| g.linearize())).await?;
             0
         } else {
             groups.iter().map(|g| g.staleness_bound_ms(self.node.id)).max().unwrap_or(0)
@@ -141,7 +142,7 @@ impl FeatureApi {
             let rows: Vec<Option<StoredRow>> = tables
                 .iter()
                 .zip(&keys)
-                .map(|((_, table), (shard, key))| read_row(self.node.group(*shard)?.data.as_ref(), table, key))
+                .map(|((_, table), (shard, key))| read_row(self.node.groups.group(*shard)?.data.as_ref(), table, key))
                 .collect::<Result<_>>()?;
             let values = features
                 .iter()
@@ -180,7 +181,35 @@ impl FeatureApi {
                 let current = state.shard_map.shard(shard)?.epoch;
                 return Err(CoreError::EpochMismatch { shard, current }.into());
             };
-            self.node.check_route(route, &hashes, linearizable).await?;
+            self.check_route(route, &hashes, linearizable).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a request a routing client sent here for shard `route`, when this node's
+    /// view differs from the client's: an unknown shard or one not hosted here, another
+    /// epoch, a key outside the shard's range, or (for `leader_only` requests) a shard this
+    /// node does not lead. Nothing has been proposed when it refuses.
+    async fn check_route(&self, route: &ShardRoute, hashes: &[u64], leader_only: bool) -> Result<()> {
+        let sent = Epoch { version: route.version, conf_ver: route.conf_ver };
+        let mut state = self.node.meta.latest();
+        let mut shard = state.shard_map.shard(route.shard_id)?.clone();
+        if (sent.version, sent.conf_ver) > (shard.epoch.version, shard.epoch.conf_ver) {
+            // The client saw a newer map than this node has applied: catch up first.
+            state = self.node.meta.caught_up().await?;
+            shard = state.shard_map.shard(route.shard_id)?.clone();
+        }
+        if shard.epoch != sent {
+            return Err(quiver_core::Error::EpochMismatch { shard: shard.id, current: shard.epoch }.into());
+        }
+        let group = self.node.groups.group(shard.id)?;
+        if let Some(i) = hashes.iter().position(|h| !(shard.start..=shard.end).contains(h)) {
+            return Err(quiver_core::Error::KeyNotInShard { shard: shard.id, entity: i + 1 }.into());
+        }
+        let leader = group.leader();
+        if leader_only && leader != Some(self.node.id) {
+            let addr = leader.and_then(|id| state.nodes.get(&id)).map(|n| n.addr.clone());
+            return Err(quiver_core::Error::NotLeader { group: shard.id, leader: addr }.into());
         }
         Ok(())
     }

@@ -5,28 +5,24 @@ pub(crate) mod admin;
 mod features;
 mod http;
 pub(crate) mod monitoring;
+mod observed;
 mod offline;
 mod registry;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
+use quiver_proto::MAX_MESSAGE_BYTES;
 use quiver_proto::v1::admin_service_server::AdminServiceServer;
 use quiver_proto::v1::feature_service_server::FeatureServiceServer;
 use quiver_proto::v1::monitoring_service_server::MonitoringServiceServer;
 use quiver_proto::v1::offline_service_server::OfflineServiceServer;
 use quiver_proto::v1::raft_service_server::RaftServiceServer;
 use quiver_proto::v1::registry_service_server::RegistryServiceServer;
-use tonic::{Response, Status};
-use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::raft::service::RaftRpc;
-
-/// Largest gRPC message accepted: a write of `MAX_ROWS_PER_WRITE` wide rows fits.
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Serves gRPC and HTTP until `shutdown` resolves.
 pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
@@ -77,26 +73,5 @@ fn tokio_stream_from(
             stream
         });
         Some((conn, listener))
-    })
-}
-
-/// Runs one request handler inside a tracing span, counting and timing it.
-async fn observed<T>(
-    node: &Node,
-    method: &'static str,
-    handler: impl Future<Output = Result<T>>,
-) -> std::result::Result<Response<T>, Status> {
-    let started = Instant::now();
-    let result = handler.instrument(tracing::info_span!("rpc", method)).await;
-    let code = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.code(),
-    };
-    node.metrics.observe(method, started, code);
-    result.map(Response::new).map_err(|e| {
-        if !matches!(&e, Error::Core(c) if c.is_user_error()) {
-            tracing::warn!(method, "request failed: {e}");
-        }
-        Status::from(e)
     })
 }

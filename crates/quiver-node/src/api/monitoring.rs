@@ -16,12 +16,12 @@ use quiver_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::observed;
+use super::observed::observed;
 use crate::error::Result;
 use crate::meta::stats::{self, Origin, Summaries};
 use crate::node::Node;
-use crate::shard::TableRef;
 use crate::storage::KvTree;
+use quiver_core::table::TableRef;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
@@ -100,7 +100,7 @@ fn feature_statistics(name: &str, s: &FeatureSummary) -> FeatureStatistics {
 
 fn table_of(project: &Project, set_ref: &str) -> Result<TableRef> {
     let fs = project.feature_set_by_ref(set_ref)?;
-    Ok(TableRef { project: project.name.clone(), set: fs.name.clone(), version: fs.version })
+    Ok(TableRef::new(&project.name, fs))
 }
 
 /// Drift of one feature between two summaries; a side without values is reported, not failed.
@@ -140,10 +140,10 @@ fn status_name(s: DriftStatus) -> &'static str {
 
 impl MonitoringApi {
     async fn statistics(&self, req: GetStatisticsRequest) -> Result<GetStatisticsResponse> {
-        let state = self.node.caught_up_meta().await?;
+        let state = self.node.meta.caught_up().await?;
         let project = state.registry.project(&req.project)?;
         let table = table_of(project, &req.feature_set)?;
-        let meta = self.node.group(quiver_core::shard_map::META_GROUP)?;
+        let meta = self.node.groups.group(quiver_core::shard_map::META_GROUP)?;
         let window = req.window.unwrap_or(Window { source: Some(window::Source::Offline(TimeRange::default())) });
         let (summaries, days) = window_summaries(meta.data.as_ref(), &table, &window)?;
         let fs = project.feature_set(&table.set, Some(table.version))?;
@@ -165,7 +165,7 @@ impl MonitoringApi {
     }
 
     async fn drift(&self, req: GetDriftRequest) -> Result<GetDriftResponse> {
-        let state = self.node.caught_up_meta().await?;
+        let state = self.node.meta.caught_up().await?;
         let project = state.registry.project(&req.project)?;
         let refs = match &req.target {
             Some(get_drift_request::Target::FeatureSet(set)) => vec![format!("{set}:*")],
@@ -175,7 +175,7 @@ impl MonitoringApi {
         let (Some(reference), Some(current)) = (&req.reference, &req.current) else {
             return Err(CoreError::InvalidArgument("give both a reference and a current window".into()).into());
         };
-        let meta = self.node.group(quiver_core::shard_map::META_GROUP)?;
+        let meta = self.node.groups.group(quiver_core::shard_map::META_GROUP)?;
         drift_report(meta.data.as_ref(), project, &refs, (reference, current))
     }
 }
@@ -191,13 +191,13 @@ pub fn drift_report(
     let mut windows: BTreeMap<TableRef, (ByFeature, ByFeature)> = BTreeMap::new();
     let mut features = Vec::new();
     for f in project.resolve(refs)? {
-        let table = TableRef { project: project.name.clone(), set: f.set.clone(), version: f.version };
+        let fs = project.feature_set(&f.set, Some(f.version))?;
+        let table = TableRef::new(&project.name, fs);
         if !windows.contains_key(&table) {
             let r = window_summaries(tree, &table, reference)?.0.columns.into_iter().collect();
             let c = window_summaries(tree, &table, current)?.0.columns.into_iter().collect();
             windows.insert(table.clone(), (r, c));
         }
-        let fs = project.feature_set(&f.set, Some(f.version))?;
         let thresholds = fs.monitoring.as_ref().map(|m| m.thresholds).unwrap_or_default();
         let (r, c) = &windows[&table];
         let name = f.reference.rsplit(':').next().unwrap_or_default().to_string();

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::offline::history::{self, FeatureChoice, HistoryRequest};
 use crate::offline::{ingest, materialize};
-use crate::shard::TableRef;
+use quiver_core::table::TableRef;
 
 /// Bytes of Arrow IPC per streamed message.
 const CHUNK_BYTES: usize = 4 << 20;
@@ -98,9 +98,9 @@ impl OfflineService for OfflineApi {
         &self,
         request: Request<ListDatasetsRequest>,
     ) -> Result<Response<ListDatasetsResponse>, Status> {
-        super::observed(&self.node, "ListDatasets", async {
+        super::observed::observed(&self.node, "ListDatasets", async {
             let project = request.into_inner().project;
-            let state = self.node.meta.borrow().clone();
+            let state = self.node.meta.latest();
             state.registry.project(&project)?;
             let datasets = state
                 .datasets
@@ -163,11 +163,11 @@ impl OfflineService for OfflineApi {
     }
 
     async fn list_files(&self, request: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {
-        super::observed(&self.node, "ListFiles", async {
+        super::observed::observed(&self.node, "ListFiles", async {
             let req = request.into_inner();
-            let state = self.node.meta.borrow().clone();
+            let state = self.node.meta.latest();
             let fs = state.registry.project(&req.project)?.feature_set_by_ref(&req.feature_set)?;
-            let table = TableRef { project: req.project.clone(), set: fs.name.clone(), version: fs.version };
+            let table = TableRef::new(&req.project, fs);
             let files = state
                 .manifest
                 .get(&table)

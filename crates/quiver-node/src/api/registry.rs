@@ -9,11 +9,11 @@ use quiver_proto::v1::{
 use quiver_proto::{change_to_proto, definitions_from_proto, project_to_proto};
 use tonic::{Request, Response, Status};
 
-use super::observed;
+use super::observed::observed;
+use crate::command::MetaCommand;
+use crate::command::Response as RaftResponse;
 use crate::error::Error;
-use crate::meta::MetaCommand;
 use crate::node::Node;
-use crate::raft::Response as RaftResponse;
 
 pub struct RegistryApi {
     pub node: Arc<Node>,
@@ -24,7 +24,7 @@ impl RegistryService for RegistryApi {
     async fn apply(&self, request: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
         observed(&self.node, "Apply", async {
             let defs = definitions_from_proto(request.into_inner())?;
-            let response = self.node.write_meta(MetaCommand::ApplyDefinitions(defs)).await?;
+            let response = self.node.proposer.write_meta(MetaCommand::ApplyDefinitions(defs)).await?;
             let RaftResponse::Applied(changes) = response else {
                 return Err(Error::Raft(format!("unexpected answer to a registry apply: {response:?}")));
             };
@@ -36,7 +36,7 @@ impl RegistryService for RegistryApi {
 
     async fn list_projects(&self, _: Request<ListProjectsRequest>) -> Result<Response<ListProjectsResponse>, Status> {
         observed(&self.node, "ListProjects", async {
-            let state = self.node.caught_up_meta().await?;
+            let state = self.node.meta.caught_up().await?;
             Ok(ListProjectsResponse { projects: state.registry.projects.keys().cloned().collect() })
         })
         .await
@@ -46,7 +46,7 @@ impl RegistryService for RegistryApi {
         observed(&self.node, "GetProject", async {
             let name = request.into_inner().project;
             let (state, ()) =
-                self.node.current_meta(|s| s.registry.project(&name).map(drop).map_err(Into::into)).await?;
+                self.node.meta.current(|s| s.registry.project(&name).map(drop).map_err(Into::into)).await?;
             Ok(project_to_proto(state.registry.project(&name)?))
         })
         .await

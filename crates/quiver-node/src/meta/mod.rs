@@ -2,29 +2,36 @@
 //!
 //! The state is small and read on every request, so it lives in memory as an immutable
 //! `Arc<MetaState>` published through a watch channel; each apply persists it as one value
-//! next to the applied log id. Feature statistics are kept under their own keys of the
-//! same tree (see `stats`).
+//! next to the applied log id, once per applied batch and only when it changed. What
+//! grows without bound (committed ingest sources, statistics) is kept under keys of its
+//! own in the same tree (see `keyspace`), so a meta write costs the same after a year.
 
+pub mod records;
 pub mod stats;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use quiver_core::registry::Registry;
 use quiver_core::row::WriteSeq;
 use quiver_core::shard_map::ShardMap;
-use quiver_core::spec::Definitions;
+use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::codec::{decode, encode};
+use crate::command::{MetaCommand, Response};
 use crate::error::Result;
-use crate::raft::Response;
-use crate::shard::TableRef;
+use crate::keyspace;
+pub use crate::meta::records::{Dataset, ExportRange, NodeInfo};
 use crate::storage::{KvTree, WriteBatch};
 
-const STATE: &[u8] = b"\x01meta-state";
+/// How long a committed ingest source (content hash) is remembered: the same content
+/// ingested again within this time adds nothing.
+pub const SOURCE_RETENTION_MICROS: i64 = 365 * quiver_core::time::DAY_MICROS;
+/// Expired sources forgotten per commit, so cleanup cost stays bounded per entry.
+const EXPIRED_PER_COMMIT: usize = 16;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaState {
@@ -33,9 +40,6 @@ pub struct MetaState {
     pub nodes: BTreeMap<u64, NodeInfo>,
     /// The offline store's manifest: committed Parquet files per feature set version.
     pub manifest: BTreeMap<TableRef, Vec<DataFile>>,
-    /// Sources already committed per table (content hashes, export ranges): a second
-    /// commit of the same source adds nothing.
-    pub sources: BTreeSet<(TableRef, String)>,
     /// Next unreserved ingestion sequence number.
     pub next_seq: u64,
     /// Per shard, the last queued row already committed to the offline store by export.
@@ -49,131 +53,11 @@ pub struct MetaState {
     pub garbage: Vec<(String, i64)>,
 }
 
-/// A training set stored in the offline store, and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dataset {
-    pub project: String,
-    pub name: String,
-    pub path: String,
-    pub vector: Option<String>,
-    pub features: Vec<String>,
-    /// `set@version` of every feature set joined.
-    pub feature_sets: Vec<String>,
-    pub spine: String,
-    pub rows: u64,
-    pub bytes: u64,
-    pub spine_from: i64,
-    pub spine_to: i64,
-    pub created_at: i64,
-}
-
-/// A range of a shard's export queue, committed with the files written from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportRange {
-    pub shard: u64,
-    pub from: WriteSeq,
-    pub through: WriteSeq,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub id: u64,
-    /// The gRPC address other nodes and clients reach it at.
-    pub addr: String,
-    /// Being drained by `quiverctl node remove`: its replicas move away, then it leaves.
-    pub draining: bool,
-}
-
 impl MetaState {
     /// Nodes that may receive replicas and meta votes.
     pub fn active_nodes(&self) -> Vec<u64> {
         self.nodes.values().filter(|n| !n.draining).map(|n| n.id).collect()
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum MetaCommand {
-    ApplyDefinitions(Definitions),
-    /// Lays out the first shard map; refused once a map exists, so replays and racing
-    /// bootstraps change nothing.
-    Bootstrap {
-        nodes: Vec<NodeInfo>,
-        shard_map: ShardMap,
-    },
-    /// Records a saved training dataset and its feature statistics; refused when the name
-    /// is taken.
-    SaveDataset {
-        dataset: Dataset,
-        stats: stats::Summaries,
-    },
-    /// Statistics of one committed offline file (same file again: the same summaries).
-    RecordFileStats {
-        table: TableRef,
-        day: i64,
-        path: String,
-        stats: stats::Summaries,
-    },
-    /// A monitor's drift report (protobuf `GetDriftResponse`) at `at`.
-    RecordMonitorRun {
-        table: TableRef,
-        at: i64,
-        report: Vec<u8>,
-    },
-    /// Statistics of values a node served online since its last report.
-    RecordServingStats {
-        table: TableRef,
-        day: i64,
-        node: u64,
-        seq: u64,
-        stats: stats::Summaries,
-    },
-    /// Swaps files for their compacted replacement in one step; refused when any of them
-    /// is no longer listed (another compaction got there first).
-    ReplaceFiles {
-        table: TableRef,
-        remove: Vec<String>,
-        add: DataFile,
-    },
-    /// The garbage files were deleted from the store.
-    ForgetGarbage {
-        paths: Vec<String>,
-    },
-    /// A node joins: answers its id, the same one again for an address already known.
-    AddNode {
-        addr: String,
-    },
-    /// Starts moving every replica away from a node before it leaves.
-    DrainNode {
-        id: u64,
-    },
-    /// Forgets a drained node; refused while it still hosts a replica.
-    ForgetNode {
-        id: u64,
-    },
-    /// The scheduler's decision: shard `shard` moves to `replicas`. Refused unless the
-    /// shard is still at `conf_ver` and no move of it is under way.
-    SetReplicas {
-        shard: u64,
-        replicas: Vec<u64>,
-        conf_ver: u64,
-    },
-    /// The shard's leader confirms its Raft group now has these voters.
-    SetVoters {
-        shard: u64,
-        voters: Vec<u64>,
-    },
-    /// Reserves `count` ingestion sequence numbers.
-    ReserveSeq {
-        count: u64,
-    },
-    /// Makes written files visible, all or none. `source` names what they came from;
-    /// committing the same source (or an export range at or below the shard's mark)
-    /// twice is refused as a duplicate, so retries never double data.
-    CommitFiles {
-        files: Vec<(TableRef, DataFile)>,
-        source: (TableRef, String),
-        export: Option<ExportRange>,
-    },
 }
 
 fn unknown_node(id: u64) -> quiver_core::Error {
@@ -186,27 +70,51 @@ pub type MetaView = watch::Receiver<Arc<MetaState>>;
 pub struct MetaMachine {
     state: MetaState,
     tx: watch::Sender<Arc<MetaState>>,
+    /// The in-memory state changed since it was last persisted and published.
+    changed: bool,
+    /// Sources committed by entries of the batch being applied (not in the tree yet).
+    pending_sources: HashSet<Vec<u8>>,
 }
 
 impl MetaMachine {
     pub fn new() -> (MetaMachine, MetaView) {
         let (tx, rx) = watch::channel(Arc::new(MetaState::default()));
-        (MetaMachine { state: MetaState::default(), tx }, rx)
+        let machine = MetaMachine { state: MetaState::default(), tx, changed: false, pending_sources: HashSet::new() };
+        (machine, rx)
     }
 
     pub fn load(&mut self, tree: &dyn KvTree) -> Result<()> {
-        self.state = tree.get(STATE)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        self.state = tree.get(keyspace::META_STATE)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        self.changed = true;
         self.publish();
         Ok(())
     }
 
-    pub fn publish(&self) {
-        if **self.tx.borrow() != self.state {
-            self.tx.send_replace(Arc::new(self.state.clone()));
+    /// Adds the state to `batch` when the entries applied since the last call changed it.
+    pub fn persist(&self, batch: &mut WriteBatch) -> Result<()> {
+        if self.changed {
+            batch.put(keyspace::META_STATE, encode(&self.state)?);
         }
+        Ok(())
     }
 
-    pub fn apply(&mut self, cmd: &MetaCommand, leader_time: i64, batch: &mut WriteBatch) -> Result<Response> {
+    /// Shows readers the state once its batch is written.
+    pub fn publish(&mut self) {
+        if std::mem::take(&mut self.changed) {
+            self.tx.send_replace(Arc::new(self.state.clone()));
+        }
+        self.pending_sources.clear();
+    }
+
+    /// Applies one command: data keys go to `batch`; `tree` is read for what this batch has
+    /// not written yet.
+    pub fn apply(
+        &mut self,
+        tree: &dyn KvTree,
+        cmd: &MetaCommand,
+        leader_time: i64,
+        batch: &mut WriteBatch,
+    ) -> Result<Response> {
         let response = match cmd {
             MetaCommand::ApplyDefinitions(defs) => match self.state.registry.apply(defs, leader_time) {
                 Ok(changes) => Response::Applied(changes),
@@ -218,21 +126,21 @@ impl MetaMachine {
                     let taken = format!("dataset '{}' exists in project {}; pick another name", key.1, key.0);
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));
                 }
-                batch.put(stats::dataset_key(&key.0, &key.1), encode(stats)?);
+                batch.put(keyspace::dataset_stats(&key.0, &key.1), encode(stats)?);
                 self.state.datasets.insert(key, Dataset { created_at: leader_time, ..dataset.clone() });
                 Response::Done
             }
             // Statistics do not touch the in-memory state: only their own keys.
             MetaCommand::RecordFileStats { table, day, path, stats } => {
-                batch.put(stats::file_key(table, *day, path), encode(stats)?);
+                batch.put(keyspace::file_stats(table, *day, path), encode(stats)?);
                 return Ok(Response::Done);
             }
             MetaCommand::RecordMonitorRun { table, at, report } => {
-                batch.put(stats::monitor_key(table, *at), report.clone());
+                batch.put(keyspace::monitor_run(table, *at), report.clone());
                 return Ok(Response::Done);
             }
             MetaCommand::RecordServingStats { table, day, node, seq, stats } => {
-                batch.put(stats::serving_key(table, *day, *node, *seq), encode(stats)?);
+                batch.put(keyspace::serving_stats(table, *day, *node, *seq), encode(stats)?);
                 return Ok(Response::Done);
             }
             MetaCommand::ReplaceFiles { table, remove, add } => {
@@ -255,14 +163,20 @@ impl MetaMachine {
                 Response::Seq(start)
             }
             MetaCommand::CommitFiles { files, source, export } => {
-                let exported =
-                    export.is_some_and(|r| self.state.export_marks.get(&r.shard).is_some_and(|m| *m >= r.from));
-                if exported || self.state.sources.contains(source) {
-                    return Ok(Response::Duplicate);
-                }
-                self.state.sources.insert(source.clone());
-                if let Some(r) = export {
-                    self.state.export_marks.insert(r.shard, r.through);
+                // An export range is deduplicated by its shard's mark; any other source by
+                // its key, remembered for SOURCE_RETENTION_MICROS.
+                match export {
+                    Some(r) => {
+                        if self.state.export_marks.get(&r.shard).is_some_and(|m| *m >= r.from) {
+                            return Ok(Response::Duplicate);
+                        }
+                        self.state.export_marks.insert(r.shard, r.through);
+                    }
+                    None => {
+                        if !self.remember_source(tree, &source.0, &source.1, leader_time, batch)? {
+                            return Ok(Response::Duplicate);
+                        }
+                    }
                 }
                 for (table, file) in files {
                     self.state.manifest.entry(table.clone()).or_default().push(file.clone());
@@ -327,7 +241,126 @@ impl MetaMachine {
                 Response::Done
             }
         };
-        batch.put(STATE, encode(&self.state)?);
+        self.changed = true;
         Ok(response)
+    }
+
+    /// Records source `source` of `table` at `leader_time`; false when it was committed
+    /// before. Also forgets a few expired sources (deterministic: it depends only on the
+    /// tree and the entry's time).
+    fn remember_source(
+        &mut self,
+        tree: &dyn KvTree,
+        table: &TableRef,
+        source: &str,
+        leader_time: i64,
+        batch: &mut WriteBatch,
+    ) -> Result<bool> {
+        let key = keyspace::source(table, source);
+        if self.pending_sources.contains(&key) || tree.get(&key)?.is_some() {
+            return Ok(false);
+        }
+        let cutoff = leader_time.saturating_sub(SOURCE_RETENTION_MICROS);
+        for kv in tree.scan_prefix(&[keyspace::SOURCE_EXPIRY]).take(EXPIRED_PER_COMMIT) {
+            let (expiry_key, _) = kv?;
+            match keyspace::split_expiry(&expiry_key) {
+                Some((at, expired)) if at < cutoff => {
+                    batch.delete(expired.to_vec());
+                    batch.delete(expiry_key.clone());
+                }
+                _ => break,
+            }
+        }
+        batch.put(keyspace::expiry(keyspace::SOURCE_EXPIRY, leader_time, &key), Vec::new());
+        batch.put(key.clone(), leader_time.to_be_bytes().to_vec());
+        self.pending_sources.insert(key);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_core::row::WriteSeq;
+
+    use super::*;
+    use crate::storage::{KvEngine, MemEngine};
+
+    fn file(path: &str) -> DataFile {
+        DataFile { path: path.into(), day: 0, rows: 1, bytes: 1, min_ts: 0, max_ts: 0, min_seq: 0, max_seq: 0 }
+    }
+
+    fn table() -> TableRef {
+        TableRef { project: "p".into(), set: "s".into(), version: 1 }
+    }
+
+    /// Applies one command as the state machine does: a batch, written, then published.
+    fn apply(machine: &mut MetaMachine, tree: &dyn KvTree, at: i64, cmd: MetaCommand) -> Response {
+        let mut batch = WriteBatch::default();
+        let response = machine.apply(tree, &cmd, at, &mut batch).unwrap();
+        machine.persist(&mut batch).unwrap();
+        tree.write(batch).unwrap();
+        machine.publish();
+        response
+    }
+
+    fn commit(path: &str, source: &str, export: Option<ExportRange>) -> MetaCommand {
+        MetaCommand::CommitFiles { files: vec![(table(), file(path))], source: (table(), source.into()), export }
+    }
+
+    #[test]
+    fn an_ingest_source_commits_once_until_it_is_forgotten() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, view) = MetaMachine::new();
+        assert_eq!(apply(&mut machine, tree.as_ref(), 10, commit("a", "ingest:x", None)), Response::Done);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 20, commit("b", "ingest:x", None)), Response::Duplicate);
+        assert_eq!(view.borrow().manifest[&table()].len(), 1, "the duplicate listed nothing");
+        // Two commits of one source in the same batch: the second is the duplicate.
+        let mut batch = WriteBatch::default();
+        let first = machine.apply(tree.as_ref(), &commit("c", "ingest:y", None), 30, &mut batch).unwrap();
+        let second = machine.apply(tree.as_ref(), &commit("d", "ingest:y", None), 30, &mut batch).unwrap();
+        assert_eq!((first, second), (Response::Done, Response::Duplicate));
+        machine.persist(&mut batch).unwrap();
+        tree.write(batch).unwrap();
+        machine.publish();
+        // A commit past the retention forgets "x", which may then be committed again.
+        let later = 10 + SOURCE_RETENTION_MICROS + 1;
+        assert_eq!(apply(&mut machine, tree.as_ref(), later, commit("e", "ingest:z", None)), Response::Done);
+        assert_eq!(apply(&mut machine, tree.as_ref(), later, commit("f", "ingest:x", None)), Response::Done);
+        assert_eq!(view.borrow().manifest[&table()].len(), 4);
+    }
+
+    /// One export round followed by compaction of its file into the day's compacted file.
+    fn export_round(machine: &mut MetaMachine, tree: &dyn KvTree, round: u64) -> Response {
+        let seq = WriteSeq { log_index: round, pos: 0 };
+        let new = format!("f{round}");
+        let range = ExportRange { shard: 1, from: seq, through: seq };
+        let committed = apply(machine, tree, round as i64, commit(&new, &format!("export:{round}"), Some(range)));
+        let remove = if round == 1 { vec![new] } else { vec!["c".to_string(), new] };
+        let replace = MetaCommand::ReplaceFiles { table: table(), remove: remove.clone(), add: file("c") };
+        assert_eq!(apply(machine, tree, round as i64, replace), Response::Done);
+        apply(machine, tree, round as i64, MetaCommand::ForgetGarbage { paths: remove });
+        committed
+    }
+
+    #[test]
+    fn export_rounds_leave_nothing_behind_but_their_mark() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, view) = MetaMachine::new();
+        for round in 1..=100 {
+            assert_eq!(export_round(&mut machine, tree.as_ref(), round), Response::Done);
+        }
+        // A replayed range is refused by the mark, not by a remembered source.
+        let seq = WriteSeq { log_index: 50, pos: 0 };
+        let replay = commit("g", "export:50", Some(ExportRange { shard: 1, from: seq, through: seq }));
+        assert_eq!(apply(&mut machine, tree.as_ref(), 101, replay), Response::Duplicate);
+        let keys = tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)).count();
+        assert_eq!(keys, 1, "only the meta state is stored");
+        // The state does not grow with the rounds: what one round adds, compaction takes away.
+        let size = encode(&**view.borrow()).unwrap().len();
+        assert_eq!(export_round(&mut machine, tree.as_ref(), 101), Response::Done);
+        assert_eq!(encode(&**view.borrow()).unwrap().len(), size);
+        assert_eq!(view.borrow().export_marks[&1], WriteSeq { log_index: 101, pos: 0 });
     }
 }

@@ -15,11 +15,12 @@ use quiver_offline::files::{read_parquet, write_batch};
 use quiver_offline::retrieval::{Source, point_in_time};
 use quiver_offline::schema::to_utc_micros;
 
+use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::meta::stats::Summaries;
-use crate::meta::{Dataset, MetaCommand, MetaState};
+use crate::meta::{Dataset, MetaState};
 use crate::node::Node;
-use crate::shard::TableRef;
+use quiver_core::table::TableRef;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);
@@ -130,7 +131,7 @@ struct Lineage {
 }
 
 async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch, lineage: Lineage) -> Result<()> {
-    if node.meta.borrow().datasets.contains_key(&(req.project.clone(), name.to_string())) {
+    if node.meta.latest().datasets.contains_key(&(req.project.clone(), name.to_string())) {
         return Err(CoreError::InvalidArgument(format!(
             "dataset '{name}' exists in project {}; pick another name",
             req.project
@@ -160,12 +161,12 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
     let summaries = quiver_offline::stats::summarize(std::slice::from_ref(batch), &typed).map_err(offline_err)?;
     let columns = lineage.columns.into_iter().zip(summaries).map(|((_, key, _), (_, s))| (key, s)).collect();
     let stats = Summaries { rows: batch.num_rows() as u64, columns };
-    node.write_meta(MetaCommand::SaveDataset { dataset, stats }).await?;
+    node.proposer.write_meta(MetaCommand::SaveDataset { dataset, stats }).await?;
     Ok(())
 }
 
 async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage)> {
-    let state: Arc<MetaState> = node.meta.borrow().clone();
+    let state: Arc<MetaState> = node.meta.latest();
     let project = state.registry.project(&req.project)?;
     let refs = match &req.refs {
         FeatureChoice::Vector(v) => project.vector(v)?.features.clone(),
@@ -218,7 +219,7 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     let mut sources = Vec::new();
     for (set, version, features) in groups {
         let fs = project.feature_set(&set, Some(version))?;
-        let table = TableRef { project: project.name.clone(), set, version };
+        let table = TableRef::new(&project.name, fs);
         let files = state.manifest.get(&table).cloned().unwrap_or_default();
         sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
     }

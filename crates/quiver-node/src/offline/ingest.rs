@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::shard::TableRef;
+use quiver_core::table::TableRef;
 
 /// Rows per online upsert command.
 const UPSERT_CHUNK: usize = 10_000;
@@ -123,7 +123,8 @@ pub async fn run(
     progress: mpsc::Sender<IngestProgress>,
 ) -> Result<IngestProgress> {
     let (state, ()) = node
-        .current_meta(|s| {
+        .meta
+        .current(|s| {
             let p = s.registry.project(&project)?;
             p.entity(&p.feature_set_by_ref(&feature_set)?.entity)?;
             Ok(())
@@ -132,7 +133,7 @@ pub async fn run(
     let registry = state.registry.project(&project)?;
     let fs = registry.feature_set_by_ref(&feature_set)?.clone();
     let entity = registry.entity(&fs.entity)?.clone();
-    let table = TableRef { project: project.clone(), set: fs.name.clone(), version: fs.version };
+    let table = TableRef::new(&project, &fs);
     let sources = list_sources(&node, &path).await?;
     let mut report = IngestProgress {
         total_bytes: sources.iter().map(|s| s.size).sum(),
@@ -190,10 +191,10 @@ async fn write_and_commit(
     hash: &str,
 ) -> Result<Option<u64>> {
     let source = format!("ingest:{hash}");
-    if node.meta.borrow().sources.contains(&(table.clone(), source.clone())) {
+    if node.meta.has_source(table, &source)? {
         return Ok(None);
     }
-    let first_seq = node.reserve_seq(rows.rows as u64).await?;
+    let first_seq = node.proposer.reserve_seq(rows.rows as u64).await?;
     let ts_index = entity.join_keys.len();
     let mut files = Vec::new();
     for (day, batch) in day_batches(rows, entity, fs, first_seq).map_err(|e| Error::from(e.into_core()))? {
@@ -204,14 +205,14 @@ async fn write_and_commit(
     let count = files.len() as u64;
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     let files = files.into_iter().map(|f| (table.clone(), f)).collect();
-    if node.commit_files(files, (table.clone(), source), None).await? {
+    if node.proposer.commit_files(files, (table.clone(), source), None).await? {
         return Ok(Some(count));
     }
     // Refused as a duplicate. If the files listed are these very ones, it was this
     // commit, retried after its answer was lost (a metadata leader died): it counts.
     // Otherwise the source came in before, and the files just written are removed
     // (never one the manifest lists).
-    let state = node.caught_up_meta().await?;
+    let state = node.meta.caught_up().await?;
     let listed = |p: &String| {
         state.manifest.get(table).is_some_and(|files| files.iter().any(|f| &f.path == p))
             || state.garbage.iter().any(|(g, _)| g == p)
@@ -268,7 +269,7 @@ async fn upsert_latest(
                 }
             })
             .collect();
-        node.put_rows(table, batch, false, None).await?;
+        node.proposer.put_rows(table, batch, false, None).await?;
     }
     Ok(())
 }

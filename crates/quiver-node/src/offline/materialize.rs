@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::shard::TableRef;
+use quiver_core::table::TableRef;
 
 const UPSERT_CHUNK: usize = 10_000;
 
@@ -30,11 +30,11 @@ pub async fn run(
     window: (Option<i64>, Option<i64>),
     progress: mpsc::Sender<MaterializeProgress>,
 ) -> Result<MaterializeProgress> {
-    let state = node.meta.borrow().clone();
+    let state = node.meta.latest();
     let registry = state.registry.project(&project)?;
     let fs = registry.feature_set_by_ref(&feature_set)?;
     let entity = registry.entity(&fs.entity)?;
-    let table = TableRef { project: project.clone(), set: fs.name.clone(), version: fs.version };
+    let table = TableRef::new(&project, fs);
     let (start, end) = (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX));
     let files: Vec<_> = state
         .manifest
@@ -76,7 +76,7 @@ pub async fn run(
     }
     let rows: Vec<ValidatedRow> = latest.into_values().map(|(_, _, row)| row).collect();
     for chunk in rows.chunks(UPSERT_CHUNK) {
-        node.put_rows(&table, chunk.to_vec(), false, None).await?;
+        node.proposer.put_rows(&table, chunk.to_vec(), false, None).await?;
         report.entities_written += chunk.len() as u64;
     }
     report.done = true;

@@ -12,12 +12,9 @@ use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 use super::{NodeId, TypeConfig};
 use crate::codec::{decode, encode};
 use crate::error::Result;
+use crate::keyspace::{LOG_COMMITTED as COMMITTED, LOG_ENTRY as ENTRY, LOG_PURGED as PURGED, LOG_VOTE as VOTE};
+use crate::keyspace::{TreePart, log_entry as entry_key, tree_name};
 use crate::storage::{KvEngine, KvTree, WriteBatch};
-
-const ENTRY: u8 = b'e';
-const VOTE: &[u8] = b"v";
-const COMMITTED: &[u8] = b"c";
-const PURGED: &[u8] = b"p";
 
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 
@@ -27,16 +24,9 @@ pub struct LogStore {
     tree: Arc<dyn KvTree>,
 }
 
-fn entry_key(index: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9);
-    key.push(ENTRY);
-    key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
 impl LogStore {
     pub fn open(engine: Arc<dyn KvEngine>, group: u64) -> Result<LogStore> {
-        let tree = engine.tree(&format!("group-{group}-log"))?;
+        let tree = engine.tree(&tree_name(group, TreePart::Log))?;
         Ok(LogStore { engine, tree })
     }
 

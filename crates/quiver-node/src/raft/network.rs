@@ -79,8 +79,9 @@ impl PeerClient {
         let channel = self.channel.clone().map_err(|e| RPCError::Unreachable(Unreachable::new(&Msg(e))))?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = RaftMessage { group_id: self.group, payload, error: Vec::new() };
-        let mut client =
-            RaftServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+        let mut client = RaftServiceClient::new(channel)
+            .max_decoding_message_size(quiver_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(quiver_proto::MAX_MESSAGE_BYTES);
         let call = async {
             match rpc {
                 Rpc::Append => client.append_entries(msg).await,

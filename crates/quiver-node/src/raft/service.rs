@@ -10,9 +10,9 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
+use crate::command::Command;
 use crate::error::Error;
-use crate::node::Groups;
-use crate::raft::Command;
+use crate::groups::Groups;
 
 pub struct RaftRpc {
     pub groups: Arc<Groups>,

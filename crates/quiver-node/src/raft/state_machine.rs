@@ -11,19 +11,14 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, Snapsho
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use super::{Command, NodeId, Response, TypeConfig};
+use super::{NodeId, TypeConfig};
 use crate::codec::{decode, encode};
+use crate::command::{Command, Response};
 use crate::error::{Error, Result};
+use crate::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SNAPSHOT_CURRENT, TreePart, tree_name};
 use crate::meta::MetaMachine;
 use crate::shard::{self, PendingWrites};
 use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
-
-/// Keys below this byte hold Raft bookkeeping; data keys start at or above it.
-const APPLIED: &[u8] = b"\x00applied";
-const MEMBERSHIP: &[u8] = b"\x00membership";
-/// The leader time of the newest applied command: how fresh a stale read is.
-const APPLIED_TIME: &[u8] = b"\x00applied-time";
-const CURRENT_SNAPSHOT: &[u8] = b"current";
 
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
@@ -53,8 +48,8 @@ struct StoredSnapshot {
 
 impl StateMachine {
     pub fn open(engine: Arc<dyn KvEngine>, group: u64, kind: Kind) -> Result<StateMachine> {
-        let tree = engine.tree(&format!("group-{group}-state"))?;
-        let snapshots = engine.tree(&format!("group-{group}-snapshot"))?;
+        let tree = engine.tree(&tree_name(group, TreePart::State))?;
+        let snapshots = engine.tree(&tree_name(group, TreePart::Snapshot))?;
         let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
         let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
         let mut sm = StateMachine {
@@ -108,7 +103,9 @@ impl StateMachine {
                     Response::Done
                 }
                 EntryPayload::Normal(request) => match (&mut self.kind, &request.command) {
-                    (Kind::Meta(meta), Command::Meta(cmd)) => meta.apply(cmd, request.leader_time, &mut batch)?,
+                    (Kind::Meta(meta), Command::Meta(cmd)) => {
+                        meta.apply(self.tree.as_ref(), cmd, request.leader_time, &mut batch)?
+                    }
                     (Kind::Shard, Command::Shard(cmd)) => {
                         shard::apply(self.tree.as_ref(), &mut rows, entry.log_id.index, request.leader_time, cmd)?
                     }
@@ -120,6 +117,9 @@ impl StateMachine {
             responses.push(response);
         }
         rows.flush_into(&mut batch)?;
+        if let Kind::Meta(meta) = &self.kind {
+            meta.persist(&mut batch)?;
+        }
         batch.put(APPLIED, encode(&self.applied)?);
         batch.put(MEMBERSHIP, encode(&self.membership)?);
         if let Some(time) = newest_time {
@@ -129,7 +129,7 @@ impl StateMachine {
         if let Some(time) = newest_time {
             self.applied_time.store(time, Ordering::Relaxed);
         }
-        if let Kind::Meta(meta) = &self.kind {
+        if let Kind::Meta(meta) = &mut self.kind {
             meta.publish();
         }
         Ok(responses)
@@ -162,7 +162,7 @@ impl StateMachine {
 
 fn store_snapshot(engine: &dyn KvEngine, snapshots: &dyn KvTree, snapshot: &StoredSnapshot) -> Result<()> {
     let mut batch = WriteBatch::default();
-    batch.put(CURRENT_SNAPSHOT, encode(snapshot)?);
+    batch.put(SNAPSHOT_CURRENT, encode(snapshot)?);
     snapshots.write(batch)?;
     // Logs up to the snapshot may be purged next: the snapshot must be durable first.
     engine.flush()
@@ -236,7 +236,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
         let stored: Option<StoredSnapshot> = self
             .snapshots
-            .get(CURRENT_SNAPSHOT)
+            .get(SNAPSHOT_CURRENT)
             .and_then(|b| b.map(|b| decode(&b)).transpose())
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))

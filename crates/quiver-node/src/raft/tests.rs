@@ -7,12 +7,14 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, StorageError};
 use quiver_core::Value;
+use quiver_core::table::TableRef;
 use tempfile::TempDir;
 
 use super::log_store::LogStore;
 use super::state_machine::{Kind, StateMachine};
-use super::{Command, NodeId, Request, TypeConfig};
-use crate::shard::{ShardCommand, ShardRow, TableRef, read_row};
+use super::{NodeId, TypeConfig};
+use crate::command::{Command, Request, ShardCommand, ShardRow};
+use crate::shard::read_row;
 use crate::storage::{KvEngine, MemEngine, SledEngine};
 
 struct SledBuilder;
@@ -114,7 +116,7 @@ async fn shard_apply_keeps_the_newest_event_and_replays_harmlessly() {
 
 #[test]
 fn meta_commands_survive_the_log_encoding() {
-    use crate::meta::MetaCommand;
+    use crate::command::MetaCommand;
     let defs = quiver_core::spec::Definitions {
         project: "p".into(),
         entities: vec![quiver_core::spec::EntitySpec {

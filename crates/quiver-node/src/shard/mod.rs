@@ -1,60 +1,31 @@
 //! Shard groups: the latest row of each (feature set version, entity) in a range of the
 //! entity-hash space.
 //!
-//! Row keys: `0x02 | project | set | version | entity key`, each string length-prefixed,
-//! so one feature set's rows are contiguous and no two tables share a key.
+//! Rows are keyed by table and entity key (`keyspace::row`), so one feature set's rows are
+//! contiguous and no two tables share a key.
 //!
-//! Every written row is also queued for the offline store under `0x03 | log index | position`
-//! (write order); the export worker drains the queue and `ExportAck` trims it.
+//! Every written row is also queued for the offline store in write order
+//! (`keyspace::queue`); the export worker drains the queue and `ExportAck` trims it.
 //!
-//! Request ids of writes are kept under `0x04 | id` (with an expiry index
-//! `0x05 | time | id`) for `REQUEST_ID_TTL_MICROS`, so a retried write applies at most once.
+//! Request ids of writes are kept (with an expiry index) for `REQUEST_ID_TTL_MICROS`, so a
+//! retried write applies at most once.
 
 use std::collections::{HashMap, HashSet};
 
-use quiver_core::Value;
 use quiver_core::row::{StoredRow, WriteSeq, supersedes};
+use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
+use crate::command::{Response, ShardCommand, ShardRow};
 use crate::error::Result;
-use crate::raft::Response;
+use crate::keyspace::{self, QUEUE, REQUEST_EXPIRY};
 use crate::storage::{KvTree, WriteBatch};
-
-const ROW: u8 = 0x02;
-const QUEUE: u8 = 0x03;
-const REQUEST: u8 = 0x04;
-const REQUEST_EXPIRY: u8 = 0x05;
 
 /// How long a write's request id is remembered.
 pub const REQUEST_ID_TTL_MICROS: i64 = 600_000_000;
 /// Expired request ids dropped per write, so cleanup cost stays bounded per entry.
 const EXPIRED_PER_WRITE: usize = 16;
-
-/// One version of one feature set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TableRef {
-    pub project: String,
-    pub set: String,
-    pub version: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardRow {
-    /// Canonical entity-key encoding (`quiver_core::key::encode_entity_key`).
-    pub key: Vec<u8>,
-    pub event_ts: i64,
-    pub values: Vec<Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ShardCommand {
-    /// Upserts rows (last writer wins); `export` also queues them for the offline store.
-    /// A `request` id seen before makes the write a no-op answered `Duplicate`.
-    Put { table: TableRef, rows: Vec<ShardRow>, export: bool, request: Option<Vec<u8>> },
-    /// The queue through `through` is in the offline store: drop it.
-    ExportAck { through: WriteSeq },
-}
 
 /// A written row waiting for export to the offline store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,46 +34,21 @@ pub struct QueuedRow {
     pub row: ShardRow,
 }
 
-fn queue_key(seq: WriteSeq) -> Vec<u8> {
-    let mut key = Vec::with_capacity(13);
-    key.push(QUEUE);
-    key.extend_from_slice(&seq.log_index.to_be_bytes());
-    key.extend_from_slice(&seq.pos.to_be_bytes());
-    key
-}
-
-fn queue_seq(key: &[u8]) -> Option<WriteSeq> {
-    let log_index = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
-    let pos = u32::from_be_bytes(key.get(9..13)?.try_into().ok()?);
-    Some(WriteSeq { log_index, pos })
-}
-
 /// Up to `limit` queued rows, oldest first.
 pub fn read_queue(tree: &dyn KvTree, limit: usize) -> Result<Vec<(WriteSeq, QueuedRow)>> {
     tree.scan_prefix(&[QUEUE])
         .take(limit)
         .map(|kv| {
             let (k, v) = kv?;
-            let seq = queue_seq(&k).ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
+            let seq = keyspace::queue_seq(&k)
+                .ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
             Ok((seq, decode(&v)?))
         })
         .collect()
 }
 
-pub fn row_key(table: &TableRef, entity_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(16 + table.project.len() + table.set.len() + entity_key.len());
-    key.push(ROW);
-    for part in [&table.project, &table.set] {
-        key.extend_from_slice(&(part.len() as u16).to_be_bytes());
-        key.extend_from_slice(part.as_bytes());
-    }
-    key.extend_from_slice(&table.version.to_be_bytes());
-    key.extend_from_slice(entity_key);
-    key
-}
-
 pub fn read_row(tree: &dyn KvTree, table: &TableRef, entity_key: &[u8]) -> Result<Option<StoredRow>> {
-    tree.get(&row_key(table, entity_key))?.map(|b| decode(&b)).transpose()
+    tree.get(&keyspace::row(table, entity_key))?.map(|b| decode(&b)).transpose()
 }
 
 /// Writes of one `apply` call, which the tree does not hold yet: later entries of the
@@ -149,7 +95,7 @@ pub fn apply(
     let (table, rows, export, request) = match cmd {
         ShardCommand::Put { table, rows, export, request } => (table, rows, *export, request),
         ShardCommand::ExportAck { through } => {
-            let range = (std::ops::Bound::Included(vec![QUEUE]), std::ops::Bound::Included(queue_key(*through)));
+            let range = (std::ops::Bound::Included(vec![QUEUE]), std::ops::Bound::Included(keyspace::queue(*through)));
             for kv in tree.scan(range) {
                 cache.other.delete(kv?.0);
             }
@@ -162,10 +108,10 @@ pub fn apply(
         return Ok(Response::Duplicate);
     }
     for (pos, row) in rows.iter().enumerate() {
-        let key = row_key(table, &row.key);
+        let key = keyspace::row(table, &row.key);
         let seq = WriteSeq { log_index, pos: pos as u32 };
         if export {
-            cache.other.put(queue_key(seq), encode(&QueuedRow { table: table.clone(), row: row.clone() })?);
+            cache.other.put(keyspace::queue(seq), encode(&QueuedRow { table: table.clone(), row: row.clone() })?);
         }
         let newer = match cache.version(tree, &key)? {
             Some(old) => supersedes((row.event_ts, seq), old),
@@ -182,21 +128,22 @@ pub fn apply(
 /// Records request id `id` at `leader_time`; false when it was seen before. Also forgets
 /// a few expired ids (deterministic: it depends only on the tree and the entry's time).
 fn remember_request(tree: &dyn KvTree, cache: &mut PendingWrites, id: &[u8], leader_time: i64) -> Result<bool> {
-    let key = [&[REQUEST][..], id].concat();
+    let key = keyspace::request(id);
     if cache.requests.contains(&key) || tree.get(&key)?.is_some() {
         return Ok(false);
     }
     let cutoff = leader_time.saturating_sub(REQUEST_ID_TTL_MICROS);
     for kv in tree.scan_prefix(&[REQUEST_EXPIRY]).take(EXPIRED_PER_WRITE) {
         let (expiry_key, _) = kv?;
-        let at = expiry_key.get(1..9).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes).unwrap_or(i64::MAX);
-        if at >= cutoff {
-            break;
+        match keyspace::split_expiry(&expiry_key) {
+            Some((at, expired)) if at < cutoff => {
+                cache.other.delete(keyspace::request(expired));
+                cache.other.delete(expiry_key.clone());
+            }
+            _ => break,
         }
-        cache.other.delete([&[REQUEST][..], &expiry_key[9..]].concat());
-        cache.other.delete(expiry_key);
     }
-    cache.other.put([&[REQUEST_EXPIRY][..], &leader_time.to_be_bytes(), id].concat(), Vec::new());
+    cache.other.put(keyspace::expiry(REQUEST_EXPIRY, leader_time, id), Vec::new());
     cache.other.put(key.clone(), leader_time.to_be_bytes().to_vec());
     cache.requests.insert(key);
     Ok(true)
@@ -204,9 +151,10 @@ fn remember_request(tree: &dyn KvTree, cache: &mut PendingWrites, id: &[u8], lea
 
 #[cfg(test)]
 mod tests {
+    use quiver_core::Value;
+
     use super::*;
-    use crate::storage::KvEngine;
-    use crate::storage::MemEngine;
+    use crate::storage::{KvEngine, MemEngine};
 
     fn put(request: &[u8]) -> ShardCommand {
         let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{KvEngine, KvPair, KvTree, WriteBatch};
+use super::kv::{KvEngine, KvPair, KvTree, WriteBatch};
 use crate::error::Result;
 
 #[derive(Default)]

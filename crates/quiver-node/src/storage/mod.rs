@@ -2,61 +2,18 @@
 //! and an explicit flush. Raft code sees only these traits, so sled can be replaced (or an
 //! in-memory engine used in tests) without touching it.
 
+mod kv;
 mod mem_engine;
 mod sled_engine;
 
-use std::ops::Bound;
-use std::sync::Arc;
-
+pub use kv::{KvEngine, KvPair, KvTree, WriteBatch};
 pub use mem_engine::MemEngine;
 pub use sled_engine::SledEngine;
 
-use crate::error::Result;
-
-pub type KvPair = (Vec<u8>, Vec<u8>);
-
-pub trait KvEngine: Send + Sync + 'static {
-    /// Opens (creating if needed) the tree called `name`.
-    fn tree(&self, name: &str) -> Result<Arc<dyn KvTree>>;
-    /// Returns once every write made before the call is on stable storage.
-    fn flush(&self) -> Result<()>;
-    /// Deletes the tree called `name` and everything in it (nothing if it does not exist).
-    fn drop_tree(&self, name: &str) -> Result<()>;
-}
-
-pub trait KvTree: Send + Sync + 'static {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Applies every operation of `batch` or none of them.
-    fn write(&self, batch: WriteBatch) -> Result<()>;
-    /// Pairs with keys in `range`, in key order.
-    fn scan(&self, range: (Bound<Vec<u8>>, Bound<Vec<u8>>))
-    -> Box<dyn DoubleEndedIterator<Item = Result<KvPair>> + '_>;
-    /// Pairs whose keys start with `prefix`, in key order.
-    fn scan_prefix(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair>> + '_>;
-}
-
-/// Puts and deletes applied together by `KvTree::write`.
-#[derive(Default, Debug)]
-pub struct WriteBatch {
-    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-}
-
-impl WriteBatch {
-    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push((key.into(), Some(value.into())));
-    }
-
-    pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
-        self.ops.push((key.into(), None));
-    }
-
-    pub fn into_ops(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.ops
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::ops::Bound;
+
     use super::*;
 
     fn exercise(engine: &dyn KvEngine) {

@@ -4,7 +4,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{KvEngine, KvPair, KvTree, WriteBatch};
+use super::kv::{KvEngine, KvPair, KvTree, WriteBatch};
 use crate::error::{Error, Result};
 
 pub struct SledEngine {

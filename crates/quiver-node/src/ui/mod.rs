@@ -20,8 +20,8 @@ use quiver_core::time::format_timestamp;
 use crate::error::Result;
 use crate::meta::stats::{self, Origin};
 use crate::node::Node;
-use crate::shard::TableRef;
 use html::{escape, page, segment, table};
+use quiver_core::table::TableRef;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 /// Days at the start of a feature set's history that drift over time is measured against.
@@ -57,7 +57,7 @@ async fn catalog(State(node): State<Arc<Node>>) -> Page {
 }
 
 async fn catalog_body(node: &Node) -> Result<String> {
-    let state = node.caught_up_meta().await?;
+    let state = node.meta.caught_up().await?;
     let mut out = String::new();
     if state.registry.projects.is_empty() {
         out.push_str("<p class=\"muted\">No project yet: <code>quiverctl apply -f definitions.yaml</code>.</p>");
@@ -117,10 +117,10 @@ async fn catalog_body(node: &Node) -> Result<String> {
             .collect();
         let headers = ["dataset", "vector", "built from (lineage)", "spine", "rows", "spine times", "path"];
         out += &format!("<h3>Training datasets</h3>{}", table(&headers, &datasets));
-        let tree = node.group(META_GROUP)?.data.clone();
+        let tree = node.groups.group(META_GROUP)?.data.clone();
         let mut runs = Vec::new();
         for fs in project.feature_sets.values().filter_map(|v| v.last()) {
-            let table_ref = TableRef { project: project.name.clone(), set: fs.name.clone(), version: fs.version };
+            let table_ref = TableRef::new(&project.name, fs);
             runs.extend(run_rows(tree.as_ref(), &table_ref, 1)?);
         }
         out += &format!(
@@ -184,10 +184,10 @@ async fn feature_set(State(node): State<Arc<Node>>, Path((project, set)): Path<(
 }
 
 async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<String> {
-    let state = node.caught_up_meta().await?;
+    let state = node.meta.caught_up().await?;
     let fs = state.registry.project(project)?.feature_set(set, None)?;
-    let table_ref = TableRef { project: project.to_string(), set: fs.name.clone(), version: fs.version };
-    let tree = node.group(META_GROUP)?.data.clone();
+    let table_ref = TableRef::new(project, fs);
+    let tree = node.groups.group(META_GROUP)?.data.clone();
     let days = stats::days(tree.as_ref(), &table_ref, Origin::Offline)?;
     let (all, _) = stats::merged(tree.as_ref(), &table_ref, Origin::Offline, (i64::MIN / 2, i64::MAX / 2))?;
     let mut out = format!(

@@ -6,8 +6,6 @@
 //! same before and after. A crash before the commit leaves an unlisted file (rewritten
 //! under the same name next time); after it, only garbage waiting for its grace period.
 
-use std::sync::Arc;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{RecordBatch, UInt32Array};
@@ -17,20 +15,20 @@ use quiver_offline::convert::encode_key_cell;
 use quiver_offline::files::{DataFile, data_path, read_file, write_file};
 use quiver_offline::schema::{SEQ_COLUMN, columns};
 
+use super::Context;
+use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::meta::MetaCommand;
-use crate::node::Node;
 use crate::raft::now_micros;
-use crate::shard::TableRef;
+use quiver_core::table::TableRef;
 
-pub async fn round(node: Arc<Node>) -> Result<()> {
-    if node.leader_of(META_GROUP) != Some(node.id) {
+pub async fn round(context: Context) -> Result<()> {
+    if !context.groups.leads(META_GROUP) {
         return Ok(());
     }
-    let state = node.meta.borrow().clone();
-    let min_files = node.config.workers.compaction_min_files;
-    let meta = node.group(META_GROUP)?;
+    let state = context.meta.latest();
+    let min_files = context.config.compaction_min_files;
+    let meta = context.groups.group(META_GROUP)?;
     for (table, files) in &state.manifest {
         let mut days: std::collections::BTreeMap<i64, Vec<&DataFile>> = std::collections::BTreeMap::new();
         for f in files {
@@ -41,24 +39,24 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
             }
         }
         for (day, group) in days.into_iter().filter(|(_, g)| g.len() >= min_files) {
-            compact(&node, table, day, &group).await?;
+            compact(&context, table, day, &group).await?;
         }
     }
-    collect_garbage(&node).await
+    collect_garbage(&context).await
 }
 
 fn offline(e: quiver_offline::Error) -> Error {
     Error::from(e.into_core())
 }
 
-async fn compact(node: &Node, table: &TableRef, day: i64, files: &[&DataFile]) -> Result<()> {
-    let state = node.meta.borrow().clone();
+async fn compact(context: &Context, table: &TableRef, day: i64, files: &[&DataFile]) -> Result<()> {
+    let state = context.meta.latest();
     let project = state.registry.project(&table.project)?;
     let fs = project.feature_set(&table.set, Some(table.version))?;
     let entity = project.entity(&fs.entity)?;
     let mut batches = Vec::new();
     for file in files {
-        batches.extend(read_file(&node.offline, file, None, None).await.map_err(offline)?);
+        batches.extend(read_file(&context.offline, file, None, None).await.map_err(offline)?);
     }
     let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(()) };
     let merged = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::Storage(e.to_string()))?;
@@ -66,10 +64,10 @@ async fn compact(node: &Node, table: &TableRef, day: i64, files: &[&DataFile]) -
     let (min_seq, max_seq) = (files.iter().map(|f| f.min_seq).min(), files.iter().map(|f| f.max_seq).max());
     let name = format!("compact-{}-{}", min_seq.unwrap_or_default(), max_seq.unwrap_or_default());
     let path = data_path(&table.project, &table.set, table.version, day, &name);
-    let file = write_file(&node.offline, &path, &sorted, entity.join_keys.len()).await.map_err(offline)?;
+    let file = write_file(&context.offline, &path, &sorted, entity.join_keys.len()).await.map_err(offline)?;
     failpoint::hit("compaction-after-write");
     let remove = files.iter().map(|f| f.path.clone()).collect();
-    node.write_meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file }).await?;
+    context.proposer.write_meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file }).await?;
     failpoint::hit("compaction-after-commit");
     tracing::info!(table = ?table, day, files = files.len(), rows = sorted.num_rows(), "compacted");
     Ok(())
@@ -109,16 +107,16 @@ fn sort_rows(
 }
 
 /// Deletes replaced files whose grace period is over, then forgets them.
-async fn collect_garbage(node: &Node) -> Result<()> {
-    let grace = i64::try_from(node.config.workers.compaction_grace_ms).unwrap_or(i64::MAX).saturating_mul(1000);
+async fn collect_garbage(context: &Context) -> Result<()> {
+    let grace = i64::try_from(context.config.compaction_grace_ms).unwrap_or(i64::MAX).saturating_mul(1000);
     let cutoff = now_micros().saturating_sub(grace);
     let due: Vec<String> =
-        node.meta.borrow().garbage.iter().filter(|(_, at)| *at <= cutoff).map(|(p, _)| p.clone()).collect();
+        context.meta.latest().garbage.iter().filter(|(_, at)| *at <= cutoff).map(|(p, _)| p.clone()).collect();
     if due.is_empty() {
         return Ok(());
     }
     for path in &due {
-        node.offline.delete(path).await.map_err(offline)?;
+        context.offline.delete(path).await.map_err(offline)?;
     }
-    node.write_meta(MetaCommand::ForgetGarbage { paths: due }).await.map(drop)
+    context.proposer.write_meta(MetaCommand::ForgetGarbage { paths: due }).await.map(drop)
 }

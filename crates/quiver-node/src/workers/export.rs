@@ -8,7 +8,6 @@
 //! ack was lost is acknowledged on the next round without writing anything).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use quiver_core::Value;
 use quiver_core::key::decode_entity_key;
@@ -18,42 +17,45 @@ use quiver_offline::files::{data_path, write_file};
 use quiver_offline::ingest::{SourceRows, day_batches};
 use quiver_offline::schema::columns;
 
+use super::Context;
+use crate::command::Command;
+use crate::command::ShardCommand;
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::groups::Group;
 use crate::meta::ExportRange;
-use crate::node::{Group, Node};
-use crate::raft::Command;
-use crate::shard::{QueuedRow, ShardCommand, TableRef, read_queue};
+use crate::shard::{QueuedRow, read_queue};
+use quiver_core::table::TableRef;
 
-pub async fn round(node: Arc<Node>) -> Result<()> {
-    let batch_rows = node.config.workers.export_batch_rows;
-    for group in node.groups.all() {
-        if group.id != quiver_core::shard_map::META_GROUP && node.leader_of(group.id) == Some(node.id) {
-            while export_once(&node, &group, batch_rows).await? == batch_rows {}
+pub async fn round(context: Context) -> Result<()> {
+    let batch_rows = context.config.export_batch_rows;
+    for group in context.groups.all() {
+        if group.id != quiver_core::shard_map::META_GROUP && context.groups.leads(group.id) {
+            while export_once(&context, &group, batch_rows).await? == batch_rows {}
         }
     }
     Ok(())
 }
 
 /// Exports up to `limit` queued rows of one shard; returns how many it handled.
-pub async fn export_once(node: &Node, group: &Group, limit: usize) -> Result<usize> {
+pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Result<usize> {
     let queue = read_queue(group.data.as_ref(), limit)?;
     let (Some((from, _)), Some((through, _))) = (queue.first(), queue.last()) else { return Ok(0) };
     let (from, through) = (*from, *through);
     // The mark as the metadata leader knows it: a commit made by a previous leader of this
     // shard must be seen here, or its files would be written again under the same names.
-    let mark = node.caught_up_meta().await?.export_marks.get(&group.id).copied();
+    let mark = context.meta.caught_up().await?.export_marks.get(&group.id).copied();
     if let Some(mark) = mark.filter(|m| *m >= from) {
         // Committed before, but the acknowledgement was lost: trim without writing again.
-        ack(node, group.id, mark).await?;
+        ack(context, group.id, mark).await?;
         return Ok(queue.iter().filter(|(seq, _)| *seq <= mark).count());
     }
     let mut by_table: BTreeMap<TableRef, Vec<QueuedRow>> = BTreeMap::new();
     for (_, queued) in queue.iter().cloned() {
         by_table.entry(queued.table.clone()).or_default().push(queued);
     }
-    let first_seq = node.reserve_seq(queue.len() as u64).await?;
-    let state = node.meta.borrow().clone();
+    let first_seq = context.proposer.reserve_seq(queue.len() as u64).await?;
+    let state = context.meta.latest();
     let mut files = Vec::new();
     let mut next_seq = first_seq;
     for (table, rows) in &by_table {
@@ -64,7 +66,7 @@ pub async fn export_once(node: &Node, group: &Group, limit: usize) -> Result<usi
         let name = format!("export-s{}-{}-{}", group.id, from.log_index, from.pos);
         for (day, batch) in day_batches(&source, entity, fs, next_seq).map_err(|e| Error::from(e.into_core()))? {
             let path = data_path(&table.project, &table.set, table.version, day, &name);
-            let file = write_file(&node.offline, &path, &batch, entity.join_keys.len())
+            let file = write_file(&context.offline, &path, &batch, entity.join_keys.len())
                 .await
                 .map_err(|e| Error::from(e.into_core()))?;
             files.push((table.clone(), file));
@@ -75,15 +77,15 @@ pub async fn export_once(node: &Node, group: &Group, limit: usize) -> Result<usi
     let Some(first_table) = by_table.keys().next().cloned() else { return Ok(0) };
     let source = (first_table, format!("export:s{}:{}-{}", group.id, from.log_index, from.pos));
     let range = ExportRange { shard: group.id, from, through };
-    node.commit_files(files, source, Some(range)).await?;
+    context.proposer.commit_files(files, source, Some(range)).await?;
     failpoint::hit("export-after-commit");
-    ack(node, group.id, through).await?;
+    ack(context, group.id, through).await?;
     failpoint::hit("export-after-ack");
     Ok(queue.len())
 }
 
-async fn ack(node: &Node, shard: u64, through: WriteSeq) -> Result<()> {
-    node.write(shard, Command::Shard(ShardCommand::ExportAck { through })).await.map(drop)
+async fn ack(context: &Context, shard: u64, through: WriteSeq) -> Result<()> {
+    context.proposer.propose(shard, Command::Shard(ShardCommand::ExportAck { through })).await.map(drop)
 }
 
 /// Queued rows of one table as columns in the feature set's order.

@@ -1,23 +1,46 @@
 //! Background work. Each worker is a named loop with an interval; what it does in one round
-//! is a plain async function that tests and operators can reason about step by step.
+//! is a plain async function of the parts of the node it needs (`Context`), which tests
+//! and operators can reason about step by step.
 
 pub mod compaction;
 pub mod export;
 pub mod monitors;
 pub mod replicas;
 pub mod scheduler;
+pub mod serving_stats;
 pub mod statistics;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::node::Node;
+use quiver_offline::store::OfflineStore;
+
+use crate::config::WorkerConfig;
+use crate::groups::Groups;
+use crate::meta_reader::MetaReader;
+use crate::metrics::Metrics;
+use crate::proposer::Proposer;
+use crate::raft::NodeId;
+use crate::serving_log::ServingLog;
+
+/// The parts of a node that workers use.
+#[derive(Clone)]
+pub struct Context {
+    pub me: NodeId,
+    pub config: WorkerConfig,
+    pub groups: Arc<Groups>,
+    pub meta: MetaReader,
+    pub proposer: Arc<Proposer>,
+    pub offline: OfflineStore,
+    pub metrics: Metrics,
+    pub serving: Arc<ServingLog>,
+}
 
 /// Runs `round` every `interval` until the process ends, logging failures.
-pub fn spawn<F, Fut>(node: Arc<Node>, name: &'static str, interval: Duration, round: F)
+pub fn spawn<F, Fut>(context: Context, name: &'static str, interval: Duration, round: F)
 where
-    F: Fn(Arc<Node>) -> Fut + Send + 'static,
+    F: Fn(Context) -> Fut + Send + 'static,
     Fut: Future<Output = crate::error::Result<()>> + Send,
 {
     tokio::spawn(async move {
@@ -25,7 +48,7 @@ where
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(e) = round(node.clone()).await {
+            if let Err(e) = round(context.clone()).await {
                 tracing::warn!(worker = name, "round failed: {e}");
             }
         }

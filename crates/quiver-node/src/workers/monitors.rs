@@ -3,33 +3,31 @@
 //! drift report is recorded in the meta group (newest shown by the dashboard). When a run
 //! is due is read from the last recorded run, so a new metadata leader keeps the schedule.
 
-use std::sync::Arc;
-
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::spec::MonitorReference;
 use quiver_proto::Message;
 use quiver_proto::v1::{TimeRange, Window, window};
 
+use super::Context;
 use crate::api::monitoring::drift_report;
+use crate::command::MetaCommand;
 use crate::error::Result;
-use crate::meta::MetaCommand;
 use crate::meta::stats::monitor_runs;
-use crate::node::Node;
 use crate::raft::now_micros;
-use crate::shard::TableRef;
+use quiver_core::table::TableRef;
 
-pub async fn round(node: Arc<Node>) -> Result<()> {
-    if node.leader_of(META_GROUP) != Some(node.id) {
+pub async fn round(context: Context) -> Result<()> {
+    if !context.groups.leads(META_GROUP) {
         return Ok(());
     }
-    let state = node.meta.borrow().clone();
-    let tree = node.group(META_GROUP)?.data.clone();
+    let state = context.meta.latest();
+    let tree = context.groups.group(META_GROUP)?.data.clone();
     let now = now_micros();
     for project in state.registry.projects.values() {
         for fs in project.feature_sets.values().filter_map(|versions| versions.last()) {
             let Some(monitoring) = &fs.monitoring else { continue };
             let Some(reference) = monitoring.reference()? else { continue };
-            let table = TableRef { project: project.name.clone(), set: fs.name.clone(), version: fs.version };
+            let table = TableRef::new(&project.name, fs);
             let every = monitoring.every_secs()? as i64 * 1_000_000;
             if monitor_runs(tree.as_ref(), &table, 1)?.first().is_some_and(|(at, _)| now - at < every) {
                 continue;
@@ -61,7 +59,10 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
                 },
             };
             tracing::info!(set = %fs.name, status = %report.status, "monitor ran");
-            node.write_meta(MetaCommand::RecordMonitorRun { table, at: now, report: report.encode_to_vec() }).await?;
+            context
+                .proposer
+                .write_meta(MetaCommand::RecordMonitorRun { table, at: now, report: report.encode_to_vec() })
+                .await?;
         }
     }
     Ok(())

@@ -4,24 +4,23 @@
 //! voters in the meta group, after which removed replicas close their copy.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
 use quiver_core::shard_map::META_GROUP;
 use tracing::info;
 
+use super::Context;
+use crate::command::MetaCommand;
 use crate::error::{Error, Result};
-use crate::meta::MetaCommand;
-use crate::node::Node;
 
 /// How long a leader waits for a new replica to catch up before trying again next round.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-pub async fn round(node: Arc<Node>) -> Result<()> {
-    let state = node.meta.borrow().clone();
-    for group in node.groups.all() {
-        if group.id == META_GROUP || group.leader() != Some(node.id) {
+pub async fn round(context: Context) -> Result<()> {
+    let state = context.meta.latest();
+    for group in context.groups.all() {
+        if group.id == META_GROUP || group.leader() != Some(context.me) {
             continue;
         }
         let Ok(shard) = state.shard_map.shard(group.id) else { continue };
@@ -49,7 +48,7 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
         confirmed.sort_unstable();
         let now: Vec<u64> = want.into_iter().collect();
         if confirmed != now {
-            node.write_meta(MetaCommand::SetVoters { shard: group.id, voters: now }).await?;
+            context.proposer.write_meta(MetaCommand::SetVoters { shard: group.id, voters: now }).await?;
         }
     }
     Ok(())

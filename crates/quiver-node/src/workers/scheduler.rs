@@ -5,37 +5,41 @@
 //! between rounds, so a new metadata leader carries on where the old one stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use openraft::{BasicNode, ChangeMembers};
 use quiver_core::shard_map::{META_GROUP, REPLICAS, Shard};
 use tracing::info;
 
+use super::Context;
+use crate::command::MetaCommand;
 use crate::error::{Error, Result};
-use crate::meta::{MetaCommand, MetaState};
-use crate::node::{Group, Node};
+use crate::groups::Group;
+use crate::meta::MetaState;
 
 /// A learner this many entries or fewer behind the leader is caught up enough to vote.
 const CAUGHT_UP_ENTRIES: u64 = 100;
 
-pub async fn round(node: Arc<Node>) -> Result<()> {
-    if node.leader_of(META_GROUP) != Some(node.id) {
+pub async fn round(context: Context) -> Result<()> {
+    if !context.groups.leads(META_GROUP) {
         return Ok(());
     }
-    let state = node.meta.borrow().clone();
+    let state = context.meta.latest();
     if state.shard_map.shards.is_empty() {
         return Ok(());
     }
-    let meta = node.group(META_GROUP)?;
+    let meta = context.groups.group(META_GROUP)?;
     follow_and_vote(&meta, &state).await?;
     if !state.shard_map.shards.iter().any(Shard::moving)
         && let Some(step) = state.shard_map.next_move(&state.active_nodes())
     {
         let conf_ver = state.shard_map.shard(step.shard)?.epoch.conf_ver;
         info!(shard = step.shard, replicas = ?step.replicas, "placement: moving a replica");
-        node.write_meta(MetaCommand::SetReplicas { shard: step.shard, replicas: step.replicas, conf_ver }).await?;
+        context
+            .proposer
+            .write_meta(MetaCommand::SetReplicas { shard: step.shard, replicas: step.replicas, conf_ver })
+            .await?;
     }
-    forget_drained(&node, &meta, &state).await
+    forget_drained(&context, &meta, &state).await
 }
 
 fn raft_err(e: impl std::fmt::Display) -> Error {
@@ -75,7 +79,7 @@ async fn follow_and_vote(meta: &Group, state: &MetaState) -> Result<()> {
 
 /// A draining node that hosts no replica and no longer votes leaves the meta group and
 /// the node list.
-async fn forget_drained(node: &Node, meta: &Group, state: &MetaState) -> Result<()> {
+async fn forget_drained(context: &Context, meta: &Group, state: &MetaState) -> Result<()> {
     let membership = meta.raft.metrics().borrow().membership_config.membership().clone();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     for n in state.nodes.values().filter(|n| n.draining) {
@@ -86,7 +90,7 @@ async fn forget_drained(node: &Node, meta: &Group, state: &MetaState) -> Result<
             let gone = ChangeMembers::RemoveNodes(BTreeSet::from([n.id]));
             meta.raft.change_membership(gone, false).await.map_err(raft_err)?;
         }
-        node.write_meta(MetaCommand::ForgetNode { id: n.id }).await?;
+        context.proposer.write_meta(MetaCommand::ForgetNode { id: n.id }).await?;
         info!(node = n.id, "drained node removed from the cluster");
     }
     Ok(())

@@ -4,18 +4,16 @@
 //! Files made by compaction hold rows already summarized in their sources, and compaction
 //! waits for its sources' statistics, so nothing is counted twice or missed.
 
-use std::sync::Arc;
-
 use quiver_core::shard_map::META_GROUP;
 use quiver_offline::files::{DataFile, read_file};
 use quiver_offline::stats::summarize;
 
+use super::Context;
+use crate::command::MetaCommand;
 use crate::error::{Error, Result};
-use crate::meta::MetaCommand;
 use crate::meta::stats::{self, Summaries};
-use crate::node::Node;
-use crate::shard::TableRef;
 use crate::storage::KvTree;
+use quiver_core::table::TableRef;
 
 /// Compaction writes files named `compact-…`; their rows were summarized in their sources.
 fn is_compacted(file: &DataFile) -> bool {
@@ -27,12 +25,12 @@ pub fn summarized(tree: &dyn KvTree, table: &TableRef, file: &DataFile) -> Resul
     Ok(is_compacted(file) || stats::has_file(tree, table, file.day, &file.path)?)
 }
 
-pub async fn round(node: Arc<Node>) -> Result<()> {
-    if node.leader_of(META_GROUP) != Some(node.id) {
+pub async fn round(context: Context) -> Result<()> {
+    if !context.groups.leads(META_GROUP) {
         return Ok(());
     }
-    let state = node.meta.borrow().clone();
-    let meta = node.group(META_GROUP)?;
+    let state = context.meta.latest();
+    let meta = context.groups.group(META_GROUP)?;
     for (table, files) in &state.manifest {
         let Ok(fs) =
             state.registry.project(&table.project).and_then(|p| p.feature_set(&table.set, Some(table.version)))
@@ -43,19 +41,22 @@ pub async fn round(node: Arc<Node>) -> Result<()> {
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
         for file in files {
             // Every pending file in one round, as long as this node still leads.
-            if node.leader_of(META_GROUP) != Some(node.id) {
+            if !context.groups.leads(META_GROUP) {
                 return Ok(());
             }
             if summarized(meta.data.as_ref(), table, file)? {
                 continue;
             }
             let offline = |e: quiver_offline::Error| Error::from(e.into_core());
-            let batches = read_file(&node.offline, file, Some(&names), None).await.map_err(offline)?;
+            let batches = read_file(&context.offline, file, Some(&names), None).await.map_err(offline)?;
             let summaries = summarize(&batches, &columns).map_err(offline)?;
-            node.metrics.rows_summarized.inc_by(file.rows);
+            context.metrics.rows_summarized.inc_by(file.rows);
             let stats = Summaries { rows: file.rows, columns: summaries };
             let path = file.path.clone();
-            node.write_meta(MetaCommand::RecordFileStats { table: table.clone(), day: file.day, path, stats }).await?;
+            context
+                .proposer
+                .write_meta(MetaCommand::RecordFileStats { table: table.clone(), day: file.day, path, stats })
+                .await?;
         }
     }
     Ok(())

@@ -1,0 +1,32 @@
+//! What every request handler runs inside: a tracing span, a count and a latency by method
+//! and outcome code, and the typed error turned into a gRPC status.
+
+use std::future::Future;
+use std::time::Instant;
+
+use tonic::{Response, Status};
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// Runs one request handler inside a tracing span, counting and timing it.
+pub async fn observed<T>(
+    node: &Node,
+    method: &'static str,
+    handler: impl Future<Output = Result<T>>,
+) -> std::result::Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = handler.instrument(tracing::info_span!("rpc", method)).await;
+    let code = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    node.metrics.observe(method, started, code);
+    result.map(Response::new).map_err(|e| {
+        if !matches!(&e, Error::Core(c) if c.is_user_error()) {
+            tracing::warn!(method, "request failed: {e}");
+        }
+        Status::from(e)
+    })
+}

@@ -1,0 +1,151 @@
+//! What Raft log entries carry and what applying them answers: the commands of the meta
+//! group and of shard groups. A leaf module: the Raft plumbing, the state machines and the
+//! node all use these types, and none of them is imported here.
+
+use quiver_core::Value;
+use quiver_core::registry::Change;
+use quiver_core::row::WriteSeq;
+use quiver_core::shard_map::ShardMap;
+use quiver_core::spec::Definitions;
+use quiver_core::table::TableRef;
+use quiver_offline::files::DataFile;
+use serde::{Deserialize, Serialize};
+
+use crate::meta::records::{Dataset, ExportRange, NodeInfo};
+use crate::meta::stats::Summaries;
+
+/// A log entry's payload. The leader stamps its clock into it, so `apply` never reads a
+/// clock and every replica computes the same state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub leader_time: i64,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Meta(MetaCommand),
+    Shard(ShardCommand),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub enum Response {
+    #[default]
+    Done,
+    /// A registry apply: what it changed.
+    Applied(Vec<Change>),
+    /// The command was valid Raft-wise but refused by the state machine; nothing changed.
+    Rejected(quiver_core::Error),
+    Written {
+        rows: u64,
+    },
+    /// The first of a reserved range of ingestion sequence numbers.
+    Seq(u64),
+    /// The files were committed before (same source), or the write's request id was
+    /// applied before: nothing was added.
+    Duplicate,
+    /// The id of a node that joined.
+    NodeId(u64),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaCommand {
+    ApplyDefinitions(Definitions),
+    /// Lays out the first shard map; refused once a map exists, so replays and racing
+    /// bootstraps change nothing.
+    Bootstrap {
+        nodes: Vec<NodeInfo>,
+        shard_map: ShardMap,
+    },
+    /// Records a saved training dataset and its feature statistics; refused when the name
+    /// is taken.
+    SaveDataset {
+        dataset: Dataset,
+        stats: Summaries,
+    },
+    /// Statistics of one committed offline file (same file again: the same summaries).
+    RecordFileStats {
+        table: TableRef,
+        day: i64,
+        path: String,
+        stats: Summaries,
+    },
+    /// A monitor's drift report (protobuf `GetDriftResponse`) at `at`.
+    RecordMonitorRun {
+        table: TableRef,
+        at: i64,
+        report: Vec<u8>,
+    },
+    /// Statistics of values a node served online since its last report.
+    RecordServingStats {
+        table: TableRef,
+        day: i64,
+        node: u64,
+        seq: u64,
+        stats: Summaries,
+    },
+    /// Swaps files for their compacted replacement in one step; refused when any of them
+    /// is no longer listed (another compaction got there first).
+    ReplaceFiles {
+        table: TableRef,
+        remove: Vec<String>,
+        add: DataFile,
+    },
+    /// The garbage files were deleted from the store.
+    ForgetGarbage {
+        paths: Vec<String>,
+    },
+    /// A node joins: answers its id, the same one again for an address already known.
+    AddNode {
+        addr: String,
+    },
+    /// Starts moving every replica away from a node before it leaves.
+    DrainNode {
+        id: u64,
+    },
+    /// Forgets a drained node; refused while it still hosts a replica.
+    ForgetNode {
+        id: u64,
+    },
+    /// The scheduler's decision: shard `shard` moves to `replicas`. Refused unless the
+    /// shard is still at `conf_ver` and no move of it is under way.
+    SetReplicas {
+        shard: u64,
+        replicas: Vec<u64>,
+        conf_ver: u64,
+    },
+    /// The shard's leader confirms its Raft group now has these voters.
+    SetVoters {
+        shard: u64,
+        voters: Vec<u64>,
+    },
+    /// Reserves `count` ingestion sequence numbers.
+    ReserveSeq {
+        count: u64,
+    },
+    /// Makes written files visible, all or none. `source` names what they came from;
+    /// committing the same source (or an export range at or below the shard's mark)
+    /// twice is refused as a duplicate, so retries never double data.
+    CommitFiles {
+        files: Vec<(TableRef, DataFile)>,
+        source: (TableRef, String),
+        export: Option<ExportRange>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardRow {
+    /// Canonical entity-key encoding (`quiver_core::key::encode_entity_key`).
+    pub key: Vec<u8>,
+    pub event_ts: i64,
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardCommand {
+    /// Upserts rows (last writer wins); `export` also queues them for the offline store.
+    /// A `request` id seen before makes the write a no-op answered `Duplicate`.
+    Put { table: TableRef, rows: Vec<ShardRow>, export: bool, request: Option<Vec<u8>> },
+    /// The queue through `through` is in the offline store: drop it.
+    ExportAck { through: WriteSeq },
+}

@@ -1,0 +1,100 @@
+//! Which Raft groups this node hosts: the meta group always; a shard group while the
+//! applied meta state lists this node as one of its replicas. Groups are opened as
+//! assignments appear and closed, their data dropped, once a move away is confirmed; at a
+//! shard's first epoch its first replica initialises the group.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::groups::{Group, Groups};
+use crate::keyspace::{TreePart, tree_name};
+use crate::meta::{MetaState, MetaView};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{NetworkFactory, PeerPool};
+use crate::raft::read_index::ReadIndex;
+use crate::raft::state_machine::{Kind, StateMachine};
+use crate::raft::{NodeId, Raft};
+use crate::storage::KvEngine;
+
+pub struct Hosting {
+    pub me: NodeId,
+    pub engine: Arc<dyn KvEngine>,
+    pub pool: PeerPool,
+    pub raft_config: Arc<openraft::Config>,
+    /// How long a read-index round lets a leader serve linearizable reads.
+    pub read_lease: Duration,
+    pub groups: Arc<Groups>,
+}
+
+impl Hosting {
+    /// Opens group `id` with its log and state machine; says whether it had no state yet.
+    pub async fn open_group(&self, id: u64, kind: Kind) -> Result<(Arc<Group>, bool)> {
+        let log = LogStore::open(self.engine.clone(), id)?;
+        let fresh = log.is_empty()?;
+        let sm = StateMachine::open(self.engine.clone(), id, kind)?;
+        let (data, applied_time) = (sm.data(), sm.applied_time());
+        let network = NetworkFactory { group: id, pool: self.pool.clone() };
+        let raft = Raft::new(self.me, self.raft_config.clone(), network, log, sm)
+            .await
+            .map_err(|e| Error::Raft(format!("starting group {id}: {e}")))?;
+        let group = Arc::new(Group::new(id, raft, data, applied_time, ReadIndex::new(self.read_lease)));
+        self.groups.insert(group.clone());
+        Ok((group, fresh))
+    }
+
+    /// Keeps the shard groups open here in step with the meta state, until the meta
+    /// state's sender is gone.
+    pub async fn run(self, mut view: MetaView) {
+        loop {
+            let state = view.borrow_and_update().clone();
+            if let Err(e) = self.host_assigned(&state).await {
+                warn!("opening or closing shard groups: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            if view.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn host_assigned(&self, state: &MetaState) -> Result<()> {
+        for shard in &state.shard_map.shards {
+            let hosted = self.groups.get(shard.id).is_some();
+            if shard.hosted_by(self.me) && !hosted {
+                let (group, fresh) = self.open_group(shard.id, Kind::Shard).await?;
+                // Only a shard's first membership is initialised; replicas added later are
+                // brought in by the shard's leader.
+                if fresh && shard.epoch.conf_ver == 1 && shard.replicas.first() == Some(&self.me) {
+                    let members: BTreeMap<_, _> = shard
+                        .replicas
+                        .iter()
+                        .filter_map(|id| state.nodes.get(id).map(|n| (*id, BasicNode { addr: n.addr.clone() })))
+                        .collect();
+                    group.raft.initialize(members).await.map_err(|e| Error::Raft(e.to_string()))?;
+                }
+                info!(shard = shard.id, "opened shard group");
+            } else if !shard.hosted_by(self.me) && hosted {
+                self.close_group(shard.id).await?;
+                info!(shard = shard.id, "shard moved away: closed its group and dropped its data");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a group and deletes its log, state and snapshots from the engine.
+    async fn close_group(&self, id: u64) -> Result<()> {
+        if let Some(group) = self.groups.remove(id) {
+            group.raft.shutdown().await.map_err(|e| Error::Raft(format!("stopping group {id}: {e}")))?;
+        }
+        for part in TreePart::ALL {
+            self.engine.drop_tree(&tree_name(id, part))?;
+        }
+        Ok(())
+    }
+}

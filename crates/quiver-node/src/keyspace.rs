@@ -1,0 +1,237 @@
+//! Every key a node writes, in one place. Each Raft group `G` owns three trees of the
+//! engine; a key space is a one-byte prefix within a tree, so spaces never overlap and each
+//! scans in order by itself.
+//!
+//! `group-G-log` (the Raft log, `raft::log_store`):
+//! - `e | index`                        a log entry (big-endian index: scans run in log order)
+//! - `v`, `c`, `p`                      the vote, the committed log id, the last purged log id
+//!
+//! `group-G-snapshot`:
+//! - `current`                          the latest snapshot with its metadata
+//!
+//! `group-G-state` (the state machine), Raft bookkeeping below every data key:
+//! - `0x00 applied`, `0x00 membership`, `0x00 applied-time`
+//!
+//! then, in the meta group:
+//! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
+//! - `0x06 | table | source`            a committed ingest source (content hash): no double commit
+//! - `0x07 | time | source key`         when that source is forgotten
+//! - `0x10 | table | day | file path`   statistics of one offline file
+//! - `0x11 | table | day | node | seq`  statistics of a sample of values served online
+//! - `0x12 | project | dataset name`    statistics of a saved training dataset
+//! - `0x13 | table | time`              a monitor's drift report
+//!
+//! and in shard groups:
+//! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
+//! - `0x03 | log index | position`      a written row queued for export, in write order
+//! - `0x04 | request id`                a write's request id (applies at most once)
+//! - `0x05 | time | request id`         when that id expires
+//!
+//! In the meta group's spaces, strings are u32-length-prefixed and days or times are
+//! big-endian with the sign bit flipped, so they sort as numbers.
+
+use quiver_core::row::WriteSeq;
+use quiver_core::table::TableRef;
+
+pub const LOG_ENTRY: u8 = b'e';
+pub const LOG_VOTE: &[u8] = b"v";
+pub const LOG_COMMITTED: &[u8] = b"c";
+pub const LOG_PURGED: &[u8] = b"p";
+
+pub const SNAPSHOT_CURRENT: &[u8] = b"current";
+
+pub const APPLIED: &[u8] = b"\x00applied";
+pub const MEMBERSHIP: &[u8] = b"\x00membership";
+pub const APPLIED_TIME: &[u8] = b"\x00applied-time";
+
+pub const META_STATE: &[u8] = b"\x01meta-state";
+const SOURCE: u8 = 0x06;
+pub const SOURCE_EXPIRY: u8 = 0x07;
+const FILE_STATS: u8 = 0x10;
+const SERVING_STATS: u8 = 0x11;
+const DATASET_STATS: u8 = 0x12;
+const MONITOR_RUN: u8 = 0x13;
+
+pub const ROW: u8 = 0x02;
+pub const QUEUE: u8 = 0x03;
+pub const REQUEST: u8 = 0x04;
+pub const REQUEST_EXPIRY: u8 = 0x05;
+
+/// The names of a group's three trees.
+pub fn tree_name(group: u64, part: TreePart) -> String {
+    let part = match part {
+        TreePart::Log => "log",
+        TreePart::State => "state",
+        TreePart::Snapshot => "snapshot",
+    };
+    format!("group-{group}-{part}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreePart {
+    Log,
+    State,
+    Snapshot,
+}
+
+impl TreePart {
+    pub const ALL: [TreePart; 3] = [TreePart::Log, TreePart::State, TreePart::Snapshot];
+}
+
+pub fn log_entry(index: u64) -> Vec<u8> {
+    [&[LOG_ENTRY][..], &index.to_be_bytes()].concat()
+}
+
+pub fn queue(seq: WriteSeq) -> Vec<u8> {
+    [&[QUEUE][..], &seq.log_index.to_be_bytes(), &seq.pos.to_be_bytes()].concat()
+}
+
+/// The write position a `queue` key was made from.
+pub fn queue_seq(key: &[u8]) -> Option<WriteSeq> {
+    let log_index = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    let pos = u32::from_be_bytes(key.get(9..13)?.try_into().ok()?);
+    Some(WriteSeq { log_index, pos })
+}
+
+pub fn row(table: &TableRef, entity_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + table.project.len() + table.set.len() + entity_key.len());
+    key.push(ROW);
+    for part in [&table.project, &table.set] {
+        key.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    key.extend_from_slice(&table.version.to_be_bytes());
+    key.extend_from_slice(entity_key);
+    key
+}
+
+pub fn request(id: &[u8]) -> Vec<u8> {
+    [&[REQUEST][..], id].concat()
+}
+
+/// A key of an expiry index (`REQUEST_EXPIRY`, `SOURCE_EXPIRY`): `space | at | what`.
+/// Times here are never negative (leader clocks), so plain big-endian sorts them.
+pub fn expiry(space: u8, at: i64, what: &[u8]) -> Vec<u8> {
+    [&[space][..], &at.to_be_bytes(), what].concat()
+}
+
+/// The time and the expiring key an `expiry` key was made from.
+pub fn split_expiry(key: &[u8]) -> Option<(i64, &[u8])> {
+    let at = i64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    Some((at, &key[9..]))
+}
+
+fn push_str(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    key.extend_from_slice(s.as_bytes());
+}
+
+/// Days and times order as unsigned big-endian numbers once the sign bit is flipped.
+fn signed_bytes(value: i64) -> [u8; 8] {
+    ((value as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn signed_from(bytes: &[u8]) -> Option<i64> {
+    Some((u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?) ^ (1 << 63)) as i64)
+}
+
+fn table_prefix(space: u8, table: &TableRef) -> Vec<u8> {
+    let mut key = vec![space];
+    push_str(&mut key, &table.project);
+    push_str(&mut key, &table.set);
+    key.extend_from_slice(&table.version.to_be_bytes());
+    key
+}
+
+pub fn source(table: &TableRef, source: &str) -> Vec<u8> {
+    let mut key = table_prefix(SOURCE, table);
+    key.extend_from_slice(source.as_bytes());
+    key
+}
+
+/// Where a record of statistics comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Offline,
+    Serving,
+}
+
+/// The prefix of every statistics record of `table` from `origin`; a day follows it.
+pub fn stats_prefix(origin: Origin, table: &TableRef) -> Vec<u8> {
+    table_prefix(if origin == Origin::Offline { FILE_STATS } else { SERVING_STATS }, table)
+}
+
+/// The day of a key under `stats_prefix` of length `prefix_len`.
+pub fn stats_day(key: &[u8], prefix_len: usize) -> Option<i64> {
+    signed_from(key.get(prefix_len..)?)
+}
+
+/// The smallest key of `day` under a statistics prefix.
+pub fn stats_day_start(prefix: &[u8], day: i64) -> Vec<u8> {
+    [prefix, &signed_bytes(day)].concat()
+}
+
+pub fn file_stats(table: &TableRef, day: i64, path: &str) -> Vec<u8> {
+    [stats_day_start(&stats_prefix(Origin::Offline, table), day), path.as_bytes().to_vec()].concat()
+}
+
+pub fn serving_stats(table: &TableRef, day: i64, node: u64, seq: u64) -> Vec<u8> {
+    let start = stats_day_start(&stats_prefix(Origin::Serving, table), day);
+    [start.as_slice(), &node.to_be_bytes(), &seq.to_be_bytes()].concat()
+}
+
+pub fn dataset_stats(project: &str, name: &str) -> Vec<u8> {
+    let mut key = vec![DATASET_STATS];
+    push_str(&mut key, project);
+    push_str(&mut key, name);
+    key
+}
+
+pub fn monitor_runs(table: &TableRef) -> Vec<u8> {
+    table_prefix(MONITOR_RUN, table)
+}
+
+pub fn monitor_run(table: &TableRef, at: i64) -> Vec<u8> {
+    [monitor_runs(table), signed_bytes(at).to_vec()].concat()
+}
+
+/// The time of a key under `monitor_runs` of length `prefix_len`.
+pub fn monitor_run_time(key: &[u8], prefix_len: usize) -> Option<i64> {
+    signed_from(key.get(prefix_len..)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_times_sort_as_numbers_and_round_trip() {
+        let times = [i64::MIN, -86_400, -1, 0, 1, 86_400, i64::MAX];
+        let keys: Vec<_> = times.iter().map(|t| signed_bytes(*t)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for t in times {
+            assert_eq!(signed_from(&signed_bytes(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn spaces_do_not_overlap() {
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let firsts = [
+            META_STATE[0],
+            source(&table, "x")[0],
+            row(&table, b"k")[0],
+            queue(WriteSeq { log_index: 0, pos: 0 })[0],
+            request(b"r")[0],
+            expiry(REQUEST_EXPIRY, 0, b"r")[0],
+            expiry(SOURCE_EXPIRY, 0, b"s")[0],
+            file_stats(&table, 0, "f")[0],
+            serving_stats(&table, 0, 1, 1)[0],
+            dataset_stats("p", "d")[0],
+            monitor_run(&table, 0)[0],
+        ];
+        let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
+        assert_eq!(distinct.len(), firsts.len());
+        assert!(firsts.iter().all(|b| *b > APPLIED[0]), "bookkeeping sorts below every data key");
+    }
+}

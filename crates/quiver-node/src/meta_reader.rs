@@ -1,0 +1,98 @@
+//! Reads of the meta state: the latest this node applied, or — when a caller must see
+//! every change acknowledged anywhere (read-your-writes through any node) — the state once
+//! this node has caught up with the metadata leader's read index.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_core::shard_map::META_GROUP;
+use quiver_core::table::TableRef;
+
+use crate::error::{Error, Result};
+use crate::groups::Groups;
+use crate::keyspace;
+use crate::meta::{MetaState, MetaView};
+use crate::raft::network::PeerPool;
+
+#[derive(Clone)]
+pub struct MetaReader {
+    groups: Arc<Groups>,
+    view: MetaView,
+    pool: PeerPool,
+}
+
+impl MetaReader {
+    pub fn new(groups: Arc<Groups>, view: MetaView, pool: PeerPool) -> MetaReader {
+        MetaReader { groups, view, pool }
+    }
+
+    /// The meta state this node applied last (may lag the metadata leader).
+    pub fn latest(&self) -> Arc<MetaState> {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that wakes on every newly applied meta state.
+    pub fn watch(&self) -> MetaView {
+        self.view.clone()
+    }
+
+    /// The meta log index that covers every change acknowledged so far, from the metadata
+    /// leader (this node, or asked over gRPC).
+    pub async fn read_index(&self) -> Result<u64> {
+        let group = self.groups.group(META_GROUP)?;
+        if self.groups.leads(META_GROUP) {
+            group.linearize().await?;
+            return Ok(group.raft.metrics().borrow().last_applied.map_or(0, |l| l.index));
+        }
+        let leader = group.leader();
+        let addr = leader
+            .and_then(|id| self.latest().nodes.get(&id).map(|n| n.addr.clone()))
+            .ok_or_else(|| quiver_core::Error::Unavailable("the meta group has no leader".into()))?;
+        let channel = self.pool.channel(&addr).map_err(Error::Raft)?;
+        let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
+        let reply = client
+            .meta_read_index(quiver_proto::v1::MetaReadIndexRequest {})
+            .await
+            .map_err(|s| Error::Raft(format!("meta read index from {addr}: {}", s.message())))?;
+        Ok(reply.into_inner().index)
+    }
+
+    /// The meta state once this node has applied everything the metadata leader acknowledged.
+    pub async fn caught_up(&self) -> Result<Arc<MetaState>> {
+        let index = self.read_index().await?;
+        let group = self.groups.group(META_GROUP)?;
+        let waited =
+            group.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(index), "meta catch-up").await;
+        waited.map_err(|e| quiver_core::Error::Unavailable(format!("catching up with the registry: {e}")))?;
+        Ok(self.latest())
+    }
+
+    /// True when source `source` of `table` was committed (as applied here: a lagging node
+    /// may say false, and the commit itself refuses the duplicate).
+    pub fn has_source(&self, table: &TableRef, source: &str) -> Result<bool> {
+        Ok(self.groups.group(META_GROUP)?.data.get(&keyspace::source(table, source))?.is_some())
+    }
+
+    /// Runs `check` on the applied meta state. When it fails for a name the registry does
+    /// not know, the state may just be behind the metadata leader: catch up to the leader's
+    /// read index and check once more, so a definition acknowledged through any node is
+    /// seen here too.
+    /// Returns the state the check passed on, with what the check computed from it.
+    pub async fn current<T>(&self, check: impl Fn(&MetaState) -> Result<T>) -> Result<(Arc<MetaState>, T)> {
+        let state = self.latest();
+        match check(&state) {
+            Err(Error::Core(
+                quiver_core::Error::UnknownProject(_)
+                | quiver_core::Error::UnknownEntity(_)
+                | quiver_core::Error::UnknownFeatureSet(_)
+                | quiver_core::Error::UnknownFeature(_)
+                | quiver_core::Error::UnknownVector(_),
+            )) => {
+                let state = self.caught_up().await?;
+                let checked = check(&state)?;
+                Ok((state, checked))
+            }
+            other => other.map(|checked| (state, checked)),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Proposals to Raft groups from this node: to a group it leads, or forwarded to wherever
+//! the group's leader is (internal work only — metadata writes, ingest and materialization
+//! upserts, export; client requests are routed by the client).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use quiver_core::key::{encode_entity_key, key_hash};
+use quiver_core::row::ValidatedRow;
+use quiver_core::shard_map::META_GROUP;
+use quiver_core::table::TableRef;
+use quiver_offline::files::DataFile;
+
+use crate::command::{Command, MetaCommand, Response, ShardCommand, ShardRow};
+use crate::error::{Error, Result};
+use crate::groups::Groups;
+use crate::meta::ExportRange;
+use crate::meta_reader::MetaReader;
+use crate::raft::network::PeerPool;
+use crate::raft::{NodeId, now_micros};
+
+pub struct Proposer {
+    me: NodeId,
+    groups: Arc<Groups>,
+    meta: MetaReader,
+    pool: PeerPool,
+    /// How long a proposal is retried through elections.
+    retry_for: Duration,
+    started_at: i64,
+    requests: AtomicU64,
+}
+
+impl Proposer {
+    pub fn new(groups: Arc<Groups>, meta: MetaReader, pool: PeerPool, retry_for: Duration) -> Proposer {
+        let me = groups.me();
+        Proposer { me, groups, meta, pool, retry_for, started_at: now_micros(), requests: AtomicU64::new(0) }
+    }
+
+    /// Proposes a command to a group this node leads and waits until it is applied;
+    /// returns the state machine's answer and the entry's log index.
+    pub async fn propose(&self, group: u64, command: Command) -> Result<(Response, u64)> {
+        self.groups.group(group)?.propose(command).await
+    }
+
+    /// Proposes a metadata command wherever the metadata leader is: here, or forwarded.
+    pub async fn write_meta(&self, command: MetaCommand) -> Result<Response> {
+        self.propose_anywhere(META_GROUP, Command::Meta(command)).await.map(|(response, _)| response)
+    }
+
+    /// Proposes a command to group `group_id` wherever its leader is: here, or forwarded
+    /// to it (internal work only — metadata writes, ingest and materialization upserts;
+    /// client requests are routed by the client). Retried through elections for a bounded
+    /// time only when it was refused before being proposed or the leader could not be
+    /// reached. Every command sent this way is idempotent or refused as a duplicate on
+    /// replay (rows: last writer wins, not queued for export), except that a retried
+    /// `SaveDataset` may report its own name as taken.
+    pub async fn propose_anywhere(&self, group_id: u64, command: Command) -> Result<(Response, u64)> {
+        let deadline = Instant::now() + self.retry_for;
+        let mut pause = Duration::from_millis(20);
+        let mut hint: Option<String> = None;
+        let mut attempt = 0usize;
+        loop {
+            let result = match (self.groups.get(group_id), hint.take()) {
+                (_, Some(addr)) => self.forward(&addr, group_id, &command).await,
+                (Some(group), None) => {
+                    let metrics = group.raft.metrics().borrow().clone();
+                    match metrics.current_leader {
+                        Some(id) if id == self.me => group.propose(command.clone()).await,
+                        Some(id) => match metrics.membership_config.membership().get_node(&id) {
+                            Some(node) => self.forward(&node.addr, group_id, &command).await,
+                            None => Err(quiver_core::Error::Unavailable(format!("no address for leader {id}")).into()),
+                        },
+                        None => Err(quiver_core::Error::Unavailable(format!("group {group_id} has no leader")).into()),
+                    }
+                }
+                // Not hosted here: ask its replicas in turn; they name the leader.
+                (None, None) => {
+                    let state = self.meta.latest();
+                    let replicas = &state.shard_map.shard(group_id)?.replicas;
+                    let addr = replicas.get(attempt % replicas.len().max(1)).and_then(|id| state.nodes.get(id));
+                    match addr {
+                        Some(node) => self.forward(&node.addr, group_id, &command).await,
+                        None => Err(quiver_core::Error::ShardNotFound(group_id).into()),
+                    }
+                }
+            };
+            let retry = match &result {
+                Err(Error::Core(quiver_core::Error::NotLeader { leader, .. })) => {
+                    hint = leader.clone();
+                    true
+                }
+                Err(Error::Core(
+                    quiver_core::Error::Unavailable(_)
+                    | quiver_core::Error::Busy { .. }
+                    | quiver_core::Error::ShardNotFound(_),
+                )) => true,
+                _ => false,
+            };
+            if !retry || Instant::now() >= deadline {
+                return result;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            attempt += 1;
+        }
+    }
+
+    async fn forward(&self, addr: &str, group_id: u64, command: &Command) -> Result<(Response, u64)> {
+        let channel = self.pool.channel(addr).map_err(Error::Raft)?;
+        let mut client = quiver_proto::v1::raft_service_client::RaftServiceClient::new(channel);
+        let payload = crate::codec::encode(command)?;
+        let message = quiver_proto::v1::RaftMessage { group_id, payload, error: Vec::new() };
+        let unreachable = |s: tonic::Status| {
+            quiver_core::Error::Unavailable(format!(
+                "forwarding to the leader of group {group_id} at {addr}: {}",
+                s.message()
+            ))
+        };
+        let reply = client.propose(message).await.map_err(unreachable)?.into_inner();
+        let answer: std::result::Result<(Response, u64), quiver_core::Error> = crate::codec::decode(&reply.payload)?;
+        Ok(answer?)
+    }
+
+    /// Writes validated rows of one table to the online shards, grouped by shard and
+    /// proposed in parallel; returns the log index each shard gave its part.
+    /// `export` queues the rows for the offline store: true for online writes, false for
+    /// rows that come from the offline store (ingest, materialization).
+    /// A `request` id makes the write apply at most once per shard (each shard's part
+    /// carries the id with the shard's number appended).
+    pub async fn put_rows(
+        &self,
+        table: &TableRef,
+        rows: Vec<ValidatedRow>,
+        export: bool,
+        request: Option<Vec<u8>>,
+    ) -> Result<HashMap<u64, u64>> {
+        // Queued rows must not be queued twice when a forwarded part is retried: without a
+        // caller's id, the node makes one.
+        let request = request.or_else(|| export.then(|| self.own_request_id()));
+        let state = self.meta.latest();
+        let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
+        for row in rows {
+            let key = encode_entity_key(&row.key);
+            let shard = state.shard_map.shard_for(key_hash(&key))?.id;
+            by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
+        }
+        let writes = by_shard.into_iter().map(|(shard, rows)| {
+            let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
+            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export, request });
+            async move { self.propose_anywhere(shard, command).await.map(|(_, index)| (shard, index)) }
+        });
+        Ok(futures::future::try_join_all(writes).await?.into_iter().collect())
+    }
+
+    /// A request id no other request of any node uses: node id, start time, counter.
+    fn own_request_id(&self) -> Vec<u8> {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        [self.me.to_be_bytes(), self.started_at.to_be_bytes(), n.to_be_bytes()].concat()
+    }
+
+    /// Reserves `count` ingestion sequence numbers from the meta group; returns the first.
+    pub async fn reserve_seq(&self, count: u64) -> Result<u64> {
+        match self.write_meta(MetaCommand::ReserveSeq { count }).await? {
+            Response::Seq(start) => Ok(start),
+            other => Err(Error::Raft(format!("unexpected answer to a sequence reservation: {other:?}"))),
+        }
+    }
+
+    /// Commits written files to the manifest in one step; false when their source (or
+    /// export range) was committed before.
+    pub async fn commit_files(
+        &self,
+        files: Vec<(TableRef, DataFile)>,
+        source: (TableRef, String),
+        export: Option<ExportRange>,
+    ) -> Result<bool> {
+        let command = MetaCommand::CommitFiles { files, source, export };
+        Ok(!matches!(self.write_meta(command).await?, Response::Duplicate))
+    }
+}

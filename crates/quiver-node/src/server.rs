@@ -1,0 +1,131 @@
+//! Where a node is assembled: the engine, the meta group, the parts services use, and the
+//! background workers, each given the parts it needs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use quiver_core::shard_map::{META_GROUP, ShardMap};
+use quiver_offline::store::OfflineStore;
+use tracing::{info, warn};
+
+use crate::command::{Command, MetaCommand};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::groups::Groups;
+use crate::hosting::Hosting;
+use crate::identity::Identity;
+use crate::meta::{MetaMachine, NodeInfo};
+use crate::meta_reader::MetaReader;
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::proposer::Proposer;
+use crate::raft::network::PeerPool;
+use crate::raft::state_machine::Kind;
+use crate::serving_log::ServingLog;
+use crate::storage::{KvEngine, SledEngine};
+use crate::workers::{self, Context};
+
+/// Opens the data directory and the meta group, initialising a single-node cluster on the
+/// first start, and starts the workers. Shard groups follow in the background.
+pub async fn start(mut config: Config) -> Result<Arc<Node>> {
+    config.validate()?;
+    let identity = Identity::establish(&mut config).await?;
+    let online = config.data_dir.join("online");
+    std::fs::create_dir_all(&online).map_err(|e| Error::io(format!("creating {}", online.display()), e))?;
+    let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(&online)?);
+    let offline =
+        OfflineStore::open(&config.offline_location(), &config.s3).map_err(|e| Error::Config(e.to_string()))?;
+    let me = config.node_id;
+    let groups = Arc::new(Groups::new(me));
+    let pool = PeerPool::default();
+    let (meta_machine, view) = MetaMachine::new();
+    let meta = MetaReader::new(groups.clone(), view, pool.clone());
+    let proposer = Arc::new(Proposer::new(groups.clone(), meta.clone(), pool.clone(), config.election_timeout() * 6));
+    let hosting = Hosting {
+        me,
+        engine: engine.clone(),
+        pool,
+        raft_config: Arc::new(config.openraft()?),
+        read_lease: config.read_lease(),
+        groups: groups.clone(),
+    };
+    let (meta_group, fresh) = hosting.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
+    // On a first start the first member initialises the meta group with every initial
+    // member as a voter; the others, and nodes that join, wait to be added. Later starts
+    // reopen what is on disk.
+    let members = config.initial_members()?;
+    if fresh && !identity.joined && members.keys().next() == Some(&me) {
+        let voters: BTreeMap<_, _> = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+        info!(node = me, voters = voters.len(), "first start: initialising the cluster");
+        meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
+    }
+    tokio::spawn(hosting.run(meta.watch()));
+    tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
+    let node = Arc::new(Node {
+        id: me,
+        serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
+        config,
+        groups,
+        meta,
+        proposer,
+        metrics: Metrics::new(),
+        offline,
+        engine,
+    });
+    start_workers(&node);
+    Ok(node)
+}
+
+fn start_workers(node: &Node) {
+    let context = Context {
+        me: node.id,
+        config: node.config.workers.clone(),
+        groups: node.groups.clone(),
+        meta: node.meta.clone(),
+        proposer: node.proposer.clone(),
+        offline: node.offline.clone(),
+        metrics: node.metrics.clone(),
+        serving: node.serving.clone(),
+    };
+    let ms = Duration::from_millis;
+    let config = &node.config.workers;
+    let every = ms(config.placement_interval_ms);
+    workers::spawn(context.clone(), "scheduler", every, workers::scheduler::round);
+    workers::spawn(context.clone(), "replicas", every, workers::replicas::round);
+    workers::spawn(context.clone(), "export", ms(config.export_interval_ms), workers::export::round);
+    workers::spawn(context.clone(), "compaction", ms(config.compaction_interval_ms), workers::compaction::round);
+    let every = ms(config.statistics_interval_ms);
+    workers::spawn(context.clone(), "statistics", every, workers::statistics::round);
+    workers::spawn(context.clone(), "monitors", every, workers::monitors::round);
+    workers::spawn(context, "serving-log", ms(config.serving_flush_ms), workers::serving_stats::flush);
+}
+
+/// Lays out the first shard map once this node leads the meta group of a new cluster.
+async fn bootstrap_shards(config: Config, meta: MetaReader, groups: Arc<Groups>, proposer: Arc<Proposer>) {
+    loop {
+        if !meta.latest().shard_map.shards.is_empty() {
+            return;
+        }
+        if groups.leads(META_GROUP) {
+            let nodes: Vec<NodeInfo> = match config.initial_members() {
+                Ok(m) => m.into_iter().map(|(id, addr)| NodeInfo { id, addr, draining: false }).collect(),
+                Err(e) => return warn!("laying out shards: {e}"),
+            };
+            // Up to three replicas per shard, on the first members.
+            let replicas: Vec<u64> = nodes.iter().map(|n| n.id).take(3).collect();
+            let cmd = ShardMap::uniform(config.shards, &replicas)
+                .map_err(Error::from)
+                .map(|shard_map| MetaCommand::Bootstrap { nodes, shard_map });
+            match cmd {
+                Ok(cmd) => match proposer.propose(META_GROUP, Command::Meta(cmd)).await {
+                    Ok(_) => info!(shards = config.shards, "shard map laid out"),
+                    Err(e) => warn!("laying out shards: {e}"),
+                },
+                Err(e) => return warn!("laying out shards: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
