@@ -7,6 +7,7 @@ use quiver_core::registry::Change;
 use quiver_core::row::WriteSeq;
 use quiver_core::shard_map::ShardMap;
 use quiver_core::spec::Definitions;
+use quiver_core::stats::DriftReport;
 use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
@@ -70,11 +71,11 @@ pub enum MetaCommand {
         path: String,
         stats: Summaries,
     },
-    /// A monitor's drift report (protobuf `GetDriftResponse`) at `at`.
+    /// A monitor's drift report at `at`.
     RecordMonitorRun {
         table: TableRef,
         at: i64,
-        report: Vec<u8>,
+        report: DriftReport,
     },
     /// Statistics of values a node served online since its last report.
     RecordServingStats {

@@ -18,6 +18,7 @@ pub mod keyspace;
 pub mod meta;
 pub mod meta_reader;
 pub mod metrics;
+pub mod monitoring;
 pub mod node;
 pub mod offline;
 pub mod proposer;

@@ -190,9 +190,23 @@ pub fn tvd(p: &[f64], q: &[f64]) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriftStatus {
+    /// Not computed: a side had no values, or could not be read. Ranks below every other.
+    Unknown,
     Ok,
     Warning,
     Drift,
+}
+
+impl DriftStatus {
+    /// The lowercase name users see: `unknown`, `ok`, `warning`, `drift`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftStatus::Unknown => "unknown",
+            DriftStatus::Ok => "ok",
+            DriftStatus::Warning => "warning",
+            DriftStatus::Drift => "drift",
+        }
+    }
 }
 
 /// The levels of one metric at which a feature is reported as warning and as drifted.

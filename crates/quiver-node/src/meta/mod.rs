@@ -136,7 +136,7 @@ impl MetaMachine {
                 return Ok(Response::Done);
             }
             MetaCommand::RecordMonitorRun { table, at, report } => {
-                batch.put(keyspace::monitor_run(table, *at), report.clone());
+                batch.put(keyspace::monitor_run(table, *at), encode(report)?);
                 return Ok(Response::Done);
             }
             MetaCommand::RecordServingStats { table, day, node, seq, stats } => {

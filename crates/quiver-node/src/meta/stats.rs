@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use quiver_core::stats::FeatureSummary;
+use quiver_core::stats::{DriftReport, FeatureDrift, FeatureSummary};
 use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,8 @@ pub struct Summaries {
     pub columns: Vec<(String, FeatureSummary)>,
 }
 
-/// The latest `limit` monitor runs of `table`, newest first: (time, encoded report).
-pub fn monitor_runs(tree: &dyn KvTree, table: &TableRef, limit: usize) -> Result<Vec<(i64, Vec<u8>)>> {
+/// The latest `limit` monitor runs of `table`, newest first.
+pub fn monitor_runs(tree: &dyn KvTree, table: &TableRef, limit: usize) -> Result<Vec<(i64, DriftReport)>> {
     let prefix = keyspace::monitor_runs(table);
     let end = [prefix.as_slice(), &[0xff; 9]].concat();
     tree.scan((Bound::Included(prefix.clone()), Bound::Excluded(end)))
@@ -31,7 +31,11 @@ pub fn monitor_runs(tree: &dyn KvTree, table: &TableRef, limit: usize) -> Result
         .take(limit)
         .map(|kv| {
             let (key, value) = kv?;
-            Ok((keyspace::monitor_run_time(&key, prefix.len()).unwrap_or_default(), value))
+            // Runs recorded before reports had their own encoding still count for the schedule.
+            let report = decode(&value).unwrap_or_else(|e| {
+                DriftReport::new(vec![FeatureDrift::failed("*".into(), format!("unreadable report: {e}"))])
+            });
+            Ok((keyspace::monitor_run_time(&key, prefix.len()).unwrap_or_default(), report))
         })
         .collect()
 }

@@ -14,16 +14,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use quiver_core::shard_map::META_GROUP;
-use quiver_core::stats::{DriftThresholds, FeatureSummary, drift};
-use quiver_core::time::format_timestamp;
+use quiver_core::stats::{DriftStatus, DriftThresholds, FeatureSummary, drift};
+use quiver_core::table::TableRef;
+use quiver_core::time::{format_day, format_timestamp};
 
 use crate::error::Result;
 use crate::meta::stats::{self, Origin};
 use crate::node::Node;
 use html::{escape, page, segment, table};
-use quiver_core::table::TableRef;
 
-const DAY_MICROS: i64 = 86_400_000_000;
 /// Days at the start of a feature set's history that drift over time is measured against.
 const REFERENCE_DAYS: usize = 7;
 /// Days shown in drift over time.
@@ -46,10 +45,6 @@ fn respond(title: &str, body: Result<String>) -> Page {
             (code, Html(page(title, &format!("<p class=\"drift\">{}</p>", escape(&e.to_string())))))
         }
     }
-}
-
-fn date(day: i64) -> String {
-    format_timestamp(day * DAY_MICROS).chars().take(10).collect()
 }
 
 async fn catalog(State(node): State<Arc<Node>>) -> Page {
@@ -246,23 +241,26 @@ async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<Strin
 
 /// Rows of recorded monitor runs: time, status, and the features not ok.
 fn run_rows(tree: &dyn crate::storage::KvTree, table_ref: &TableRef, limit: usize) -> Result<Vec<Vec<String>>> {
-    use quiver_proto::Message;
     let mut rows = Vec::new();
-    for (at, bytes) in stats::monitor_runs(tree, table_ref, limit)? {
-        let report = quiver_proto::v1::GetDriftResponse::decode(bytes.as_slice()).unwrap_or_default();
+    for (at, report) in stats::monitor_runs(tree, table_ref, limit)? {
         let flagged: Vec<String> = report
             .features
             .iter()
-            .filter(|f| f.status != "ok")
+            .filter(|f| f.status != DriftStatus::Ok)
             .map(|f| {
-                let detail = if f.error.is_empty() { format!("PSI {:.3}", f.psi) } else { f.error.clone() };
-                format!("<span class=\"{}\">{}</span> ({})", escape(&f.status), escape(&f.feature), escape(&detail))
+                let detail = match (&f.error, &f.metrics) {
+                    (Some(error), _) => error.clone(),
+                    (None, Some(m)) => format!("PSI {:.3}", m.psi),
+                    (None, None) => String::new(),
+                };
+                let status = f.status.name();
+                format!("<span class=\"{status}\">{}</span> ({})", escape(&f.feature), escape(&detail))
             })
             .collect();
         rows.push(vec![
             escape(&table_ref.set),
             format_timestamp(at),
-            format!("<span class=\"{s}\">{s}</span>", s = escape(&report.status)),
+            format!("<span class=\"{s}\">{s}</span>", s = report.status.name()),
             if flagged.is_empty() { "-".into() } else { flagged.join("<br>") },
         ]);
     }
@@ -311,7 +309,7 @@ fn drift_over_time(
         let current = stats::merged(tree, table_ref, Origin::Offline, (*day, day + 1))?.0.columns;
         for (name, summary) in current {
             if let Some(metrics) = reference.get(&name).and_then(|r| drift(r, &summary).ok()) {
-                series.entry(name).or_default().push((date(*day), metrics.psi));
+                series.entry(name).or_default().push((format_day(*day), metrics.psi));
             }
         }
     }
@@ -319,8 +317,8 @@ fn drift_over_time(
     out += &format!(
         "<p class=\"muted\">PSI of each day against the first {} days ({} – {}); dashed lines: warning {} and drift {}.</p>",
         REFERENCE_DAYS.min(days.len()),
-        date(*first),
-        date(*last),
+        format_day(*first),
+        format_day(*last),
         t.warning,
         t.drift
     );

@@ -5,16 +5,16 @@
 
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::spec::MonitorReference;
-use quiver_proto::Message;
-use quiver_proto::v1::{TimeRange, Window, window};
+use quiver_core::stats::{DriftReport, FeatureDrift, TimeRange, Window};
+use quiver_core::table::TableRef;
+use quiver_core::time::MICROS_PER_SEC;
 
 use super::Context;
-use crate::api::monitoring::drift_report;
 use crate::command::MetaCommand;
 use crate::error::Result;
 use crate::meta::stats::monitor_runs;
+use crate::monitoring::drift_report;
 use crate::raft::now_micros;
-use quiver_core::table::TableRef;
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {
@@ -28,41 +28,23 @@ pub async fn round(context: Context) -> Result<()> {
             let Some(monitoring) = &fs.monitoring else { continue };
             let Some(reference) = monitoring.reference()? else { continue };
             let table = TableRef::new(&project.name, fs);
-            let every = monitoring.every_secs()? as i64 * 1_000_000;
+            let every = monitoring.every_secs()? as i64 * MICROS_PER_SEC;
             if monitor_runs(tree.as_ref(), &table, 1)?.first().is_some_and(|(at, _)| now - at < every) {
                 continue;
             }
-            let reference = Window {
-                source: Some(match reference {
-                    MonitorReference::Dataset(name) => window::Source::Dataset(name),
-                    MonitorReference::Range(from, to) => window::Source::Offline(TimeRange {
-                        from_micros: from.unwrap_or_default(),
-                        to_micros: to.unwrap_or_default(),
-                    }),
-                }),
+            let reference = match reference {
+                MonitorReference::Dataset(name) => Window::Dataset(name),
+                MonitorReference::Range(from, to) => Window::Offline(TimeRange { from, to }),
             };
-            let since = now - monitoring.window_secs()? as i64 * 1_000_000;
-            let current =
-                Window { source: Some(window::Source::Offline(TimeRange { from_micros: since, to_micros: now })) };
+            let since = now - monitoring.window_secs()? as i64 * MICROS_PER_SEC;
+            let current = Window::Offline(TimeRange { from: Some(since), to: Some(now) });
             let refs = [format!("{}@{}:*", fs.name, fs.version)];
             // A reference that cannot be read (a dataset not saved yet) is a recorded outcome too.
-            let report = match drift_report(tree.as_ref(), project, &refs, (&reference, &current)) {
-                Ok(report) => report,
-                Err(e) => quiver_proto::v1::GetDriftResponse {
-                    status: "unknown".into(),
-                    features: vec![quiver_proto::v1::FeatureDrift {
-                        feature: format!("{}:*", fs.name),
-                        status: "unknown".into(),
-                        error: e.to_string(),
-                        ..Default::default()
-                    }],
-                },
-            };
-            tracing::info!(set = %fs.name, status = %report.status, "monitor ran");
-            context
-                .proposer
-                .write_meta(MetaCommand::RecordMonitorRun { table, at: now, report: report.encode_to_vec() })
-                .await?;
+            let report = drift_report(tree.as_ref(), project, &refs, (&reference, &current)).unwrap_or_else(|e| {
+                DriftReport::new(vec![FeatureDrift::failed(format!("{}:*", fs.name), e.to_string())])
+            });
+            tracing::info!(set = %fs.name, status = report.status.name(), "monitor ran");
+            context.proposer.write_meta(MetaCommand::RecordMonitorRun { table, at: now, report }).await?;
         }
     }
     Ok(())
