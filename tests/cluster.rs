@@ -352,3 +352,55 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(offline_rows(&survivor).await, 1300, "no exported row committed twice");
 }
+
+/// A node whose meta group applies slowly (`QUIVER_DELAY`) still answers with every change
+/// committed before the request, through whichever node: the file list, training sets,
+/// materialization and the dataset list read the meta state once caught up with the
+/// metadata leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_answers_offline_requests_with_every_committed_change() {
+    let dir = tempfile::tempdir().unwrap();
+    // One offline store for the cluster, as in any deployment (each node's own by default).
+    let shared = dir.path().join("offline").display().to_string();
+    let extra = ["--shards", "4", "--offline-store", shared.as_str()];
+    let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
+    let first = nodes[0].client().await.unwrap();
+    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    let meta_leader = first.status().await.unwrap().groups[0].leader_id as usize;
+    let lagging = meta_leader % 3;
+    nodes[lagging].set_env(vec![("QUIVER_DELAY".into(), "meta-apply:1500".into())]);
+    nodes[lagging].restart().await.unwrap();
+    let leader = nodes[meta_leader - 1].client().await.unwrap();
+    let follower = nodes[lagging].client().await.unwrap();
+
+    let ts = now_micros() - 3_600_000_000;
+    let mut csv = String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n");
+    for id in 0..100 {
+        csv += &format!("{id},{ts},{},0.5,{id},c\n", id as f64);
+    }
+    let input = dir.path().join("drivers.csv");
+    std::fs::write(&input, csv).unwrap();
+    leader.ingest("rides", "driver_stats", input.to_str().unwrap(), |_| {}).await.unwrap();
+    assert_eq!(offline_rows(&follower).await, 100, "the file list holds the ingest just acknowledged");
+
+    let spine = format!("driver_id,event_timestamp\n0,{t}\n42,{t}\n99,{t}\n", t = ts + 1);
+    let request = |save_as: Option<&str>| quiver_client::HistoricalRequest {
+        save_as: save_as.map(str::to_string),
+        ..quiver_client::HistoricalRequest::new(
+            "rides",
+            FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
+            spine.clone().into_bytes(),
+            quiver_client::SpineFormat::Csv,
+        )
+    };
+    let history = follower.historical(request(None)).await.unwrap();
+    let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
+    assert_eq!(trips.iter().collect::<Vec<_>>(), vec![Some(0), Some(42), Some(99)], "the training set sees it");
+
+    let materialized = follower.materialize("rides", "driver_stats", (None, None), |_| {}).await.unwrap();
+    assert_eq!(materialized.rows_read, 100, "materialization reads the committed files");
+
+    leader.historical(request(Some("lagging_train"))).await.unwrap();
+    let datasets = follower.datasets("rides").await.unwrap();
+    assert!(datasets.iter().any(|d| d.name == "lagging_train"), "{datasets:?}");
+}

@@ -1,8 +1,9 @@
-//! Crash points for fault tests: with `QUIVER_FAILPOINT=name` the node aborts — as abruptly
-//! as `kill -9` — when it reaches the point called `name`. With `QUIVER_FAILPOINT_ONCE=FILE`
-//! as well, only the first process of a cluster to reach it aborts: it creates FILE first,
-//! and no process fires while FILE exists. Unset, a point costs one comparison with a value
-//! read once.
+//! Fault points for tests. Crash points: with `QUIVER_FAILPOINT=name` the node aborts — as
+//! abruptly as `kill -9` — when it reaches the point called `name`. With
+//! `QUIVER_FAILPOINT_ONCE=FILE` as well, only the first process of a cluster to reach it
+//! aborts: it creates FILE first, and no process fires while FILE exists. Delay points: with
+//! `QUIVER_DELAY=name:MS` the node waits MS milliseconds each time it reaches `name` (a slow
+//! disk or a busy replica). Unset, a point costs one comparison with a value read once.
 
 use std::sync::OnceLock;
 
@@ -12,6 +13,19 @@ struct Armed {
 }
 
 static ACTIVE: OnceLock<Option<Armed>> = OnceLock::new();
+static DELAY: OnceLock<Option<(String, std::time::Duration)>> = OnceLock::new();
+
+/// Waits at delay point `name` when `QUIVER_DELAY` names it.
+pub async fn delay(name: &str) {
+    let delay = DELAY.get_or_init(|| {
+        let value = std::env::var("QUIVER_DELAY").ok()?;
+        let (point, ms) = value.split_once(':')?;
+        Some((point.to_string(), std::time::Duration::from_millis(ms.parse().ok()?)))
+    });
+    if let Some((_, pause)) = delay.as_ref().filter(|(point, _)| point == name) {
+        tokio::time::sleep(*pause).await;
+    }
+}
 
 pub fn hit(name: &str) {
     let armed = ACTIVE.get_or_init(|| {

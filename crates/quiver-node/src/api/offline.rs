@@ -100,7 +100,8 @@ impl OfflineService for OfflineApi {
     ) -> Result<Response<ListDatasetsResponse>, Status> {
         super::observed::observed(&self.node, "ListDatasets", async {
             let project = request.into_inner().project;
-            let state = self.node.meta.latest();
+            // Read-your-writes through any node: a dataset saved through another is listed.
+            let state = self.node.meta.caught_up().await?;
             state.registry.project(&project)?;
             let datasets = state
                 .datasets
@@ -165,7 +166,7 @@ impl OfflineService for OfflineApi {
     async fn list_files(&self, request: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {
         super::observed::observed(&self.node, "ListFiles", async {
             let req = request.into_inner();
-            let state = self.node.meta.latest();
+            let state = self.node.meta.caught_up().await?;
             let fs = state.registry.project(&req.project)?.feature_set_by_ref(&req.feature_set)?;
             let table = TableRef::new(&req.project, fs);
             let files = state

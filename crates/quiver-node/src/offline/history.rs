@@ -131,7 +131,7 @@ struct Lineage {
 }
 
 async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch, lineage: Lineage) -> Result<()> {
-    if node.meta.latest().datasets.contains_key(&(req.project.clone(), name.to_string())) {
+    if node.meta.caught_up().await?.datasets.contains_key(&(req.project.clone(), name.to_string())) {
         return Err(CoreError::InvalidArgument(format!(
             "dataset '{name}' exists in project {}; pick another name",
             req.project
@@ -166,7 +166,8 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
 }
 
 async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage)> {
-    let state: Arc<MetaState> = node.meta.latest();
+    // Every file committed before the request, through any node, takes part.
+    let state: Arc<MetaState> = node.meta.caught_up().await?;
     let project = state.registry.project(&req.project)?;
     let refs = match &req.refs {
         FeatureChoice::Vector(v) => project.vector(v)?.features.clone(),

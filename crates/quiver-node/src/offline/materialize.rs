@@ -30,7 +30,8 @@ pub async fn run(
     window: (Option<i64>, Option<i64>),
     progress: mpsc::Sender<MaterializeProgress>,
 ) -> Result<MaterializeProgress> {
-    let state = node.meta.latest();
+    // Every file committed before the request, through any node, is materialized.
+    let state = node.meta.caught_up().await?;
     let registry = state.registry.project(&project)?;
     let fs = registry.feature_set_by_ref(&feature_set)?;
     let entity = registry.entity(&fs.entity)?;

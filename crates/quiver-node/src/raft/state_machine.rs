@@ -202,6 +202,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if matches!(self.kind, Kind::Meta(_)) {
+            crate::failpoint::delay("meta-apply").await;
+        }
         self.apply_entries(entries.into_iter().collect()).map_err(sm_err)
     }
 
