@@ -39,5 +39,7 @@ if [ "${1:-}" = "--build-only" ]; then
     exit 0
 fi
 echo "== cluster"
-docker-compose -f deploy/docker-compose.yml -p "${QUIVER_COMPOSE_PROJECT:-quiver}" up -d
-echo "nodes: http://127.0.0.1:7071, :7072, :7073 (gRPC); health on :7081, :7082, :7083"
+# Compose v2 (a docker plugin) or v1 (docker-compose), whichever is installed.
+if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+"${compose[@]}" -f deploy/docker-compose.yml -p "${QUIVER_COMPOSE_PROJECT:-quiver}" up -d
+echo "nodes: http://127.0.0.1:7071, :7072, :7073 (gRPC); health on :7081, :7082, :7083 (loopback only)"

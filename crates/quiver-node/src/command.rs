@@ -100,6 +100,11 @@ pub enum MetaCommand {
     AddNode {
         addr: String,
     },
+    /// A node tells the address clients reach it at.
+    SetClientAddr {
+        id: u64,
+        addr: String,
+    },
     /// Starts moving every replica away from a node before it leaves.
     DrainNode {
         id: u64,

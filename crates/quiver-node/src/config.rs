@@ -21,8 +21,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// HTTP address for `/health` and `/metrics`.
     pub http: SocketAddr,
-    /// Address peers and clients use to reach this node; defaults to `listen`.
+    /// Address peers use to reach this node (Raft, forwarding); defaults to `listen`.
     pub advertise: Option<String>,
+    /// Address clients use to reach this node, handed out in shard maps and leader hints
+    /// (as etcd's advertise-client-urls); defaults to `advertise`. Set it when clients
+    /// reach the node by another name than its peers do (a published container port).
+    pub advertise_client: Option<String>,
     /// Addresses of the members that form a new cluster together, this node's among them;
     /// node ids follow the list's order (1, 2, 3…). Empty: a single-node cluster.
     pub initial_cluster: Vec<String>,
@@ -102,6 +106,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             http: SocketAddr::from(([127, 0, 0, 1], 7080)),
             advertise: None,
+            advertise_client: None,
             initial_cluster: Vec::new(),
             join: None,
             shards: 8,
@@ -163,6 +168,10 @@ impl Config {
 
     pub fn advertise_addr(&self) -> String {
         self.advertise.clone().unwrap_or_else(|| self.listen.to_string())
+    }
+
+    pub fn client_addr(&self) -> String {
+        self.advertise_client.clone().unwrap_or_else(|| self.advertise_addr())
     }
 
     pub fn validate(&self) -> Result<()> {

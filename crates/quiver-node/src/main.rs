@@ -26,9 +26,12 @@ struct Args {
     /// HTTP address for /health and /metrics [default: 127.0.0.1:7080]
     #[arg(long, env = "QUIVER_HTTP")]
     http: Option<SocketAddr>,
-    /// Address others reach this node at [default: the listen address]
+    /// Address peers reach this node at [default: the listen address]
     #[arg(long, env = "QUIVER_ADVERTISE")]
     advertise: Option<String>,
+    /// Address clients reach this node at, when not the one peers use [default: --advertise]
+    #[arg(long, env = "QUIVER_ADVERTISE_CLIENT")]
+    advertise_client: Option<String>,
     /// Comma-separated addresses of the members forming a new cluster (this node's included);
     /// every member gets the same list
     #[arg(long, env = "QUIVER_INITIAL_CLUSTER", value_delimiter = ',')]
@@ -67,6 +70,9 @@ impl Args {
         }
         if self.advertise.is_some() {
             config.advertise = self.advertise;
+        }
+        if self.advertise_client.is_some() {
+            config.advertise_client = self.advertise_client;
         }
         if let Some(v) = self.shards {
             config.shards = v;

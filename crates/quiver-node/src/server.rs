@@ -63,6 +63,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     }
     tokio::spawn(hosting.run(meta.watch()));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
+    tokio::spawn(advertise_to_clients(me, config.client_addr(), meta.clone(), proposer.clone()));
     let node = Arc::new(Node {
         id: me,
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
@@ -110,7 +111,10 @@ async fn bootstrap_shards(config: Config, meta: MetaReader, groups: Arc<Groups>,
         }
         if groups.leads(META_GROUP) {
             let nodes: Vec<NodeInfo> = match config.initial_members() {
-                Ok(m) => m.into_iter().map(|(id, addr)| NodeInfo { id, addr, draining: false }).collect(),
+                Ok(m) => m
+                    .into_iter()
+                    .map(|(id, addr)| NodeInfo { id, client_addr: addr.clone(), addr, draining: false })
+                    .collect(),
                 Err(e) => return warn!("laying out shards: {e}"),
             };
             // Up to three replicas per shard, on the first members.
@@ -127,5 +131,22 @@ async fn bootstrap_shards(config: Config, meta: MetaReader, groups: Arc<Groups>,
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records the address clients reach this node at, once the node is listed, whenever it
+/// differs from the one recorded (first start, or a restart with another address).
+async fn advertise_to_clients(me: u64, addr: String, meta: MetaReader, proposer: Arc<Proposer>) {
+    loop {
+        if let Some(node) = meta.latest().nodes.get(&me) {
+            if node.client_addr == addr {
+                return;
+            }
+            let command = MetaCommand::SetClientAddr { id: me, addr: addr.clone() };
+            if let Err(e) = proposer.write_meta(command).await {
+                warn!("recording the client address {addr}: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -88,7 +88,8 @@ impl AdminService for AdminApi {
                     leader_hint: self.node.groups.leader_of(s.id),
                 })
                 .collect();
-            let nodes = state.nodes.values().map(|n| NodeAddress { id: n.id, address: n.addr.clone() }).collect();
+            let nodes =
+                state.nodes.values().map(|n| NodeAddress { id: n.id, address: n.client_addr.clone() }).collect();
             Ok(GetShardMapResponse { shards, nodes })
         })
         .await
@@ -119,7 +120,7 @@ pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
                 .is_some_and(|r| r.get(&n.id).is_some_and(Option::is_some));
             NodeStatus {
                 id: n.id,
-                address: n.addr.clone(),
+                address: n.client_addr.clone(),
                 up: n.id == node.id || replicating,
                 draining: n.draining,
                 replicas: state.shard_map.shards.iter().filter(|s| s.replicas.contains(&n.id)).count() as u32,

@@ -23,10 +23,22 @@ pub async fn observed<T>(
         Err(e) => e.code(),
     };
     node.metrics.observe(method, started, code);
-    result.map(Response::new).map_err(|e| {
+    result.map(Response::new).map_err(|e| for_clients(node, e)).map_err(|e| {
         if !matches!(&e, Error::Core(c) if c.is_user_error()) {
             tracing::warn!(method, "request failed: {e}");
         }
         Status::from(e)
     })
+}
+
+/// A leader hint names the leader as peers reach it: clients get its client address.
+fn for_clients(node: &Node, error: Error) -> Error {
+    match error {
+        Error::Core(quiver_core::Error::NotLeader { group, leader: Some(peer) }) => {
+            let state = node.meta.latest();
+            let client = state.nodes.values().find(|n| n.addr == peer).map_or(peer, |n| n.client_addr.clone());
+            quiver_core::Error::NotLeader { group, leader: Some(client) }.into()
+        }
+        other => other,
+    }
 }

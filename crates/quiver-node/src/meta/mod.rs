@@ -198,9 +198,17 @@ impl MetaMachine {
                 }
                 let id = self.state.next_node_id.max(1);
                 self.state.next_node_id = id + 1;
-                self.state.nodes.insert(id, NodeInfo { id, addr: addr.clone(), draining: false });
+                let node = NodeInfo { id, addr: addr.clone(), client_addr: addr.clone(), draining: false };
+                self.state.nodes.insert(id, node);
                 Response::NodeId(id)
             }
+            MetaCommand::SetClientAddr { id, addr } => match self.state.nodes.get_mut(id) {
+                Some(node) => {
+                    node.client_addr = addr.clone();
+                    Response::Done
+                }
+                None => return Ok(Response::Rejected(unknown_node(*id))),
+            },
             MetaCommand::DrainNode { id } => match self.state.nodes.get_mut(id) {
                 Some(node) => {
                     node.draining = true;

@@ -32,8 +32,10 @@ pub struct ExportRange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub id: u64,
-    /// The gRPC address other nodes and clients reach it at.
+    /// The gRPC address other nodes reach it at.
     pub addr: String,
+    /// The gRPC address clients reach it at (often the same).
+    pub client_addr: String,
     /// Being drained by `quiverctl node remove`: its replicas move away, then it leaves.
     pub draining: bool,
 }
