@@ -77,7 +77,7 @@ impl OfflineService for OfflineApi {
         let req = request.into_inner();
         let node = self.node.clone();
         Ok(Response::new(stream_job(self.node.clone(), "Ingest", move |progress| {
-            ingest::run(node, req.project, req.feature_set, req.path, progress)
+            ingest::ingest_path(node, req.project, req.feature_set, req.path, progress)
         })))
     }
 
@@ -90,7 +90,7 @@ impl OfflineService for OfflineApi {
         let bound = |t: i64| (t != 0).then_some(t);
         let window = (bound(req.start_micros), bound(req.end_micros));
         Ok(Response::new(stream_job(self.node.clone(), "Materialize", move |progress| {
-            materialize::run(node, req.project, req.feature_set, window, progress)
+            materialize::materialize_online(node, req.project, req.feature_set, window, progress)
         })))
     }
 
@@ -151,8 +151,9 @@ impl OfflineService for OfflineApi {
             spine_name: req.spine_name,
         };
         let started = Instant::now();
-        let result =
-            history::run(&self.node, request).await.and_then(|batch| Ok((batch.num_rows(), history::to_ipc(&batch)?)));
+        let result = history::build_training_set(&self.node, request)
+            .await
+            .and_then(|batch| Ok((batch.num_rows(), history::to_ipc(&batch)?)));
         finish(&self.node, "GetHistoricalFeatures", started, &result);
         let (rows, ipc) = result?;
         let chunks: Vec<Result<ArrowChunk, Status>> = ipc

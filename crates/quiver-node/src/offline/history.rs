@@ -112,7 +112,9 @@ fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) ->
         .collect()
 }
 
-pub async fn run(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
+/// Joins the spine with every feature asked for, point in time, and saves the answer as a
+/// dataset when asked.
+pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
     let (batch, lineage) = join(node, &req).await?;
     if let Some(name) = &req.save_as {
         save(node, &req, name, &batch, lineage).await?;

@@ -115,7 +115,9 @@ fn content_hash(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
-pub async fn run(
+/// Ingests every file under `path` (a file, a directory, or an `s3://` prefix) into
+/// `feature_set`, reporting progress per file.
+pub async fn ingest_path(
     node: Arc<Node>,
     project: String,
     feature_set: String,

@@ -23,7 +23,9 @@ use quiver_core::table::TableRef;
 
 const UPSERT_CHUNK: usize = 10_000;
 
-pub async fn run(
+/// Upserts the latest offline row of each entity with event time in `window` into the
+/// online store (idempotent: last writer wins).
+pub async fn materialize_online(
     node: Arc<Node>,
     project: String,
     feature_set: String,
