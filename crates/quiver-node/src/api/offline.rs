@@ -9,8 +9,8 @@ use futures::Stream;
 use quiver_proto::v1::historical_request::Features;
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
-    ArrowChunk, DataFileInfo, Dataset as ProtoDataset, HistoricalRequest, IngestProgress, IngestRequest,
-    ListDatasetsRequest, ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress,
+    ArrowChunk, DataFileInfo, Dataset as ProtoDataset, HistoricalRequest, HistoryProgress, IngestProgress,
+    IngestRequest, ListDatasetsRequest, ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress,
     MaterializeRequest,
 };
 use tokio::sync::mpsc;
@@ -24,6 +24,8 @@ use quiver_core::table::TableRef;
 
 /// Bytes of Arrow IPC per streamed message.
 const CHUNK_BYTES: usize = 4 << 20;
+/// How often a training set being computed reports progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct OfflineApi {
     pub node: Arc<Node>,
@@ -150,18 +152,46 @@ impl OfflineService for OfflineApi {
             save_as: (!req.save_as.is_empty()).then_some(req.save_as),
             spine_name: req.spine_name,
         };
-        let started = Instant::now();
-        let result = history::build_training_set(&self.node, request)
-            .await
-            .and_then(|batch| Ok((batch.num_rows(), history::to_ipc(&batch)?)));
-        finish(&self.node, "GetHistoricalFeatures", started, &result);
-        let (rows, ipc) = result?;
-        let chunks: Vec<Result<ArrowChunk, Status>> = ipc
-            .chunks(CHUNK_BYTES)
-            .enumerate()
-            .map(|(i, c)| Ok(ArrowChunk { data: c.to_vec(), rows: if i == 0 { rows as u64 } else { 0 } }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+        let node = self.node.clone();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            // On a task of its own, so the progress beats go out while it computes.
+            let mut work = tokio::spawn(async move {
+                let batch = history::build_training_set(&node, request).await;
+                (batch.and_then(|b| Ok((b.num_rows(), history::to_ipc(&b)?))), node)
+            });
+            let mut beat = tokio::time::interval(PROGRESS_EVERY);
+            beat.tick().await;
+            let (result, node) = loop {
+                tokio::select! {
+                    joined = &mut work => match joined {
+                        Ok(done) => break done,
+                        Err(e) => return drop(tx.send(Err(Status::internal(format!("training set task: {e}")))).await),
+                    },
+                    _ = beat.tick() => {
+                        let progress = HistoryProgress { elapsed_ms: started.elapsed().as_millis() as u64 };
+                        if tx.send(Ok(ArrowChunk { progress: Some(progress), ..Default::default() })).await.is_err() {
+                            // The client is gone: stop the work too.
+                            return work.abort();
+                        }
+                    }
+                }
+            };
+            finish(&node, "GetHistoricalFeatures", started, &result);
+            match result {
+                Ok((rows, ipc)) => {
+                    for (i, data) in ipc.chunks(CHUNK_BYTES).enumerate() {
+                        let rows = if i == 0 { rows as u64 } else { 0 };
+                        if tx.send(Ok(ArrowChunk { data: data.to_vec(), rows, progress: None })).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => drop(tx.send(Err(Status::from(e))).await),
+            }
+        });
+        Ok(Response::new(channel_stream(rx)))
     }
 
     async fn list_files(&self, request: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {

@@ -115,6 +115,7 @@ fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) ->
 /// Joins the spine with every feature asked for, point in time, and saves the answer as a
 /// dataset when asked.
 pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
+    crate::failpoint::delay("training-set").await;
     let (batch, lineage) = join(node, &req).await?;
     if let Some(name) = &req.save_as {
         save(node, &req, name, &batch, lineage).await?;
