@@ -51,6 +51,7 @@ use crate::routing::Router;
 
 pub use arrow_array::RecordBatch;
 pub use error::{Error, Result};
+pub use quiver_core::offline::SpineFormat;
 pub use quiver_core::registry::{Change, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::spec::Definitions;
@@ -195,12 +196,6 @@ impl StatsWindow {
 pub enum DriftTarget {
     FeatureSet(String),
     Vector(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpineFormat {
-    Csv,
-    Parquet,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,16 +451,13 @@ impl Client {
     pub async fn historical(&self, request: HistoricalRequest) -> Result<RecordBatch> {
         let features = Some(match request.features {
             FeatureSelection::Vector(v) => v1::historical_request::Features::Vector(v),
-            FeatureSelection::Refs(refs) => v1::historical_request::Features::Refs(v1::FeatureRefList { refs }),
+            FeatureSelection::Refs(refs) => v1::historical_request::Features::Refs(v1::FeatureRefs { refs }),
         });
         let proto = v1::HistoricalRequest {
             project: request.project,
             features,
             spine: request.spine,
-            spine_format: match request.spine_format {
-                SpineFormat::Csv => "csv".into(),
-                SpineFormat::Parquet => "parquet".into(),
-            },
+            spine_format: quiver_proto::spine_format_to_proto(request.spine_format),
             timestamp_column: request.timestamp_column.unwrap_or_default(),
             short_names: request.short_names,
             save_as: request.save_as.unwrap_or_default(),

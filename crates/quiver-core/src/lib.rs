@@ -7,6 +7,7 @@
 pub mod asof;
 pub mod error;
 pub mod key;
+pub mod offline;
 pub mod registry;
 pub mod row;
 pub mod shard_map;
