@@ -457,7 +457,7 @@ impl Client {
             project: request.project,
             features,
             spine: request.spine,
-            spine_format: quiver_proto::spine_format_to_proto(request.spine_format),
+            spine_format: quiver_proto::spine_format_to_proto(request.spine_format) as i32,
             timestamp_column: request.timestamp_column.unwrap_or_default(),
             short_names: request.short_names,
             save_as: request.save_as.unwrap_or_default(),

@@ -12,6 +12,7 @@ mod drift;
 mod embedding;
 mod moments;
 mod numeric;
+mod report;
 mod sketch_image;
 mod summary;
 #[cfg(test)]
@@ -24,4 +25,7 @@ pub use drift::{
 pub use embedding::{EmbeddingStats, MAX_EMBEDDING_DIMS};
 pub use moments::Moments;
 pub use numeric::{HistogramBin, NumericStats};
+pub use report::{
+    DriftReport, DriftTarget, FeatureDrift, FeatureStatistics, Quantile, Statistics, StatsWindow, TopValue,
+};
 pub use summary::FeatureSummary;

@@ -2,10 +2,16 @@
 //! Conversions from the wire are fallible where a peer may send a name or value this
 //! version does not know.
 
+mod cluster;
+mod monitoring;
 mod offline;
+mod online;
 mod registry;
 mod values;
 
+pub use cluster::*;
+pub use monitoring::*;
 pub use offline::*;
+pub use online::*;
 pub use registry::*;
 pub use values::*;

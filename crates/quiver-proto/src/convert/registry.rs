@@ -158,13 +158,15 @@ pub fn definitions_from_proto(r: v1::ApplyRequest) -> Result<Definitions> {
     })
 }
 
+const OBJECT_KINDS: [(ObjectKind, &str); 4] = [
+    (ObjectKind::Project, "project"),
+    (ObjectKind::Entity, "entity"),
+    (ObjectKind::FeatureSet, "feature_set"),
+    (ObjectKind::Vector, "vector"),
+];
+
 pub fn change_to_proto(c: &Change) -> v1::Change {
-    let kind = match c.kind {
-        ObjectKind::Project => "project",
-        ObjectKind::Entity => "entity",
-        ObjectKind::FeatureSet => "feature_set",
-        ObjectKind::Vector => "vector",
-    };
+    let kind = OBJECT_KINDS.iter().find(|(k, _)| *k == c.kind).map_or("", |(_, name)| name);
     let (action, version) = match c.action {
         Action::Created => ("created", 0),
         Action::Updated => ("updated", 0),
@@ -172,6 +174,21 @@ pub fn change_to_proto(c: &Change) -> v1::Change {
         Action::Unchanged => ("unchanged", 0),
     };
     v1::Change { kind: kind.into(), name: c.name.clone(), action: action.into(), version, summary: c.to_string() }
+}
+
+/// The summary is left out: `Change` displays it.
+pub fn change_from_proto(c: v1::Change) -> Result<Change> {
+    let unknown = |what: &str, value: &str| Error::Internal(format!("change of {}: unknown {what} '{value}'", c.name));
+    let kind = OBJECT_KINDS.iter().find(|(_, name)| *name == c.kind).map(|(k, _)| *k);
+    let kind = kind.ok_or_else(|| unknown("kind", &c.kind))?;
+    let action = match c.action.as_str() {
+        "created" => Action::Created,
+        "updated" => Action::Updated,
+        "new_version" => Action::NewVersion(c.version),
+        "unchanged" => Action::Unchanged,
+        other => return Err(unknown("action", other)),
+    };
+    Ok(Change { kind, name: c.name, action })
 }
 
 pub fn project_to_proto(p: &Project) -> v1::GetProjectResponse {
@@ -328,6 +345,18 @@ mod tests {
             }],
         };
         assert_eq!(definitions_from_proto(definitions_to_proto(&defs)).unwrap(), defs);
+    }
+
+    #[test]
+    fn changes_round_trip_and_unknown_actions_are_refused() {
+        let kinds = [ObjectKind::Project, ObjectKind::Entity, ObjectKind::FeatureSet, ObjectKind::Vector];
+        let actions = [Action::Created, Action::Updated, Action::NewVersion(3), Action::Unchanged];
+        for (kind, action) in kinds.into_iter().zip(actions) {
+            let change = Change { kind, name: "n".into(), action };
+            assert_eq!(change_from_proto(change_to_proto(&change)).unwrap(), change);
+        }
+        let odd = v1::Change { kind: "entity".into(), action: "renamed".into(), ..Default::default() };
+        assert!(change_from_proto(odd).unwrap_err().to_string().contains("renamed"));
     }
 
     #[test]
