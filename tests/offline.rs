@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, SpineFormat, Value};
+use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, Spine, Value};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 use quiver_offline::store::OfflineStore;
 use quiver_tests::s3::S3Server;
@@ -67,8 +67,7 @@ async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<(Option<f64>, Opt
             ..HistoricalRequest::new(
                 "rides",
                 FeatureSelection::Refs(vec!["driver_stats:conv_rate".into(), "driver_stats:avg_daily_trips".into()]),
-                csv.into_bytes(),
-                SpineFormat::Csv,
+                Spine::Csv(csv.into_bytes()),
             )
         })
         .await
@@ -260,8 +259,7 @@ async fn quiet_history(
             ..HistoricalRequest::new(
                 "rides",
                 FeatureSelection::Vector("driver_model_v1".into()),
-                spine_csv.into_bytes(),
-                SpineFormat::Csv,
+                Spine::Csv(spine_csv.into_bytes()),
             )
         })
         .await
@@ -282,12 +280,12 @@ async fn a_saved_training_set_records_its_lineage() {
     assert_eq!(datasets.len(), 1);
     let d = &datasets[0];
     assert_eq!(
-        (d.name.as_str(), d.rows, d.vector.as_str(), d.spine.as_str()),
-        ("train_v1", 2, "driver_model_v1", "spine.csv")
+        (d.name.as_str(), d.rows, d.vector.as_deref(), d.spine.as_str()),
+        ("train_v1", 2, Some("driver_model_v1"), "spine.csv")
     );
     assert_eq!(d.feature_sets, vec!["driver_stats@1"]);
     assert_eq!(d.features.len(), 3);
-    assert_eq!((d.spine_from_micros, d.spine_to_micros), (now - 2 * HOUR, now));
+    assert_eq!((d.spine_from, d.spine_to), (now - 2 * HOUR, now));
     // The stored file holds the same rows as the answer.
     let stored = std::fs::read(dir.path().join("node/offline").join(&d.path)).unwrap();
     let stored = quiver_offline::files::read_parquet(bytes::Bytes::from(stored), None).unwrap();

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use quiver_admin::input::{self, RowFormat};
 use quiver_admin::render;
 use quiver_client::{
-    Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, Project, SpineFormat, Value,
+    Action, Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, Project, Spine, Value,
 };
 use quiver_core::row::validate_row;
 use quiver_core::spec::JoinKey;
@@ -301,8 +301,8 @@ async fn run(cli: Cli) -> Result<()> {
                         f.path.clone(),
                         f.rows.to_string(),
                         f.bytes.to_string(),
-                        quiver_core::time::format_timestamp(f.min_ts_micros),
-                        quiver_core::time::format_timestamp(f.max_ts_micros),
+                        quiver_core::time::format_timestamp(f.min_ts),
+                        quiver_core::time::format_timestamp(f.max_ts),
                     ]
                 })
                 .collect();
@@ -315,7 +315,7 @@ async fn run(cli: Cli) -> Result<()> {
             let status = client.status().await?;
             match format {
                 Format::Table => print!("{}", render::status_table(&status)),
-                Format::Json => println!("{}", render::status_json(&status)),
+                Format::Json => println!("{}", render::json(&status)?),
             }
             Ok(())
         }
@@ -334,7 +334,7 @@ async fn run(cli: Cli) -> Result<()> {
             let stats = client.statistics(&project, &feature_set, &window).await?;
             match format {
                 Format::Table => print!("{}", render::statistics_table(&stats)),
-                Format::Json => println!("{}", render::statistics_json(&stats)),
+                Format::Json => println!("{}", render::json(&stats)?),
             }
             Ok(())
         }
@@ -349,7 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
             let report = client.drift(&project, &target, &reference, &current).await?;
             match format {
                 Format::Table => print!("{}", render::drift_table(&report)),
-                Format::Json => println!("{}", render::drift_json(&report)),
+                Format::Json => println!("{}", render::json(&report)?),
             }
             Ok(())
         }
@@ -357,7 +357,7 @@ async fn run(cli: Cli) -> Result<()> {
             let map = client.shard_map().await?;
             match format {
                 Format::Table => print!("{}", render::shard_map_table(&map)),
-                Format::Json => println!("{}", render::shard_map_json(&map)),
+                Format::Json => println!("{}", render::json(&map)?),
             }
             Ok(())
         }
@@ -414,13 +414,12 @@ async fn project_name(client: &Client, chosen: Option<String>) -> Result<String>
 
 async fn apply(client: &Client, file: &std::path::Path) -> Result<()> {
     let defs = input::read_definitions(file)?;
-    let reply = client.apply(&defs).await?;
-    for change in &reply.changes {
-        if change.action != "unchanged" {
-            println!("{}", change.summary);
-        }
+    let changes = client.apply(&defs).await?;
+    let changed: Vec<_> = changes.iter().filter(|c| c.action != Action::Unchanged).collect();
+    for change in &changed {
+        println!("{change}");
     }
-    if reply.changed {
+    if !changed.is_empty() {
         println!("applied {} to project {}", file.display(), defs.project);
     } else {
         println!("no changes: project {} already matches {}", defs.project, file.display());
@@ -510,7 +509,7 @@ async fn get(
     let answer = client.get_online(request).await?;
     Ok(match format {
         Format::Table => render::online_table(&entities, &answer),
-        Format::Json => render::online_json(&entities, &answer),
+        Format::Json => render::online_json(&entities, &answer)?,
     })
 }
 
@@ -573,25 +572,23 @@ async fn history(
     save_as: Option<String>,
 ) -> Result<()> {
     let (spine, timestamp_column) = (spine_arg.path.as_path(), spine_arg.timestamp_column.as_str());
-    let spine_format = match spine.extension().and_then(|e| e.to_str()) {
-        Some("csv") => SpineFormat::Csv,
-        Some("parquet" | "pq") => SpineFormat::Parquet,
+    let as_spine = match spine.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Spine::Csv,
+        Some("parquet" | "pq") => Spine::Parquet,
         _ => bail!("spine {}: expected a .csv or .parquet file", spine.display()),
     };
     let bytes = std::fs::read(spine).with_context(|| format!("reading {}", spine.display()))?;
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!("joining {} spine bytes", bytes.len()));
     let started = Instant::now();
     let request = HistoricalRequest {
         project: project.into(),
         features,
-        spine: bytes,
-        spine_format,
+        spine: as_spine(bytes),
         timestamp_column: Some(timestamp_column.into()),
         short_names,
         save_as: save_as.clone(),
         spine_name: spine.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
-    let spinner =
-        indicatif::ProgressBar::new_spinner().with_message(format!("joining {} spine bytes", request.spine.len()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
     let batch = client.historical(request).await;
     spinner.finish_and_clear();

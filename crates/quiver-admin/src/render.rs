@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use quiver_client::{FeatureValue, Freshness, OnlineFeatures, Project, StatusResponse, Value};
+use quiver_client::{
+    ClusterMap, ClusterStatus, Dataset, DriftReport, FeatureStatistics, FeatureValue, Freshness, GroupKind,
+    GroupStatus, OnlineFeatures, Project, Statistics, Value, drift_status_name,
+};
 use quiver_core::time::{format_timestamp, format_ttl};
+use serde::Serialize;
 
 /// Left-aligned columns separated by two spaces, with a header line.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -44,19 +48,40 @@ pub fn online_table(entities: &[BTreeMap<String, Value>], answer: &OnlineFeature
     table(&headers, &rows)
 }
 
-/// `quiverctl get --format json`: one object per entity, join keys first, then each
+/// The JSON form of an answer (`--format json`): the same for every command.
+pub fn json(answer: &impl Serialize) -> serde_json::Result<String> {
+    serde_json::to_string(answer)
+}
+
+/// `quiverctl get --format json`: one line per entity, see [`EntityLine`].
+pub fn online_json(entities: &[BTreeMap<String, Value>], answer: &OnlineFeatures) -> serde_json::Result<String> {
+    let lines = entities
+        .iter()
+        .zip(&answer.rows)
+        .map(|(keys, values)| json(&EntityLine { keys, features: &answer.features, values }).map(|line| line + "\n"));
+    lines.collect()
+}
+
+/// One entity of an online answer as one JSON object: its join keys first, then each
 /// feature reference with its value (null when absent or expired).
-pub fn online_json(entities: &[BTreeMap<String, Value>], answer: &OnlineFeatures) -> String {
-    let mut out = String::new();
-    for (keys, values) in entities.iter().zip(&answer.rows) {
-        let fields = keys
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.to_json()))
-            .chain(answer.features.iter().zip(values).map(|(f, v)| (f.as_str(), v.value.to_json())));
-        let parts: Vec<String> = fields.map(|(k, v)| format!("{}:{}", serde_json::Value::from(k), v)).collect();
-        out += &format!("{{{}}}\n", parts.join(","));
+struct EntityLine<'a> {
+    keys: &'a BTreeMap<String, Value>,
+    features: &'a [String],
+    values: &'a [FeatureValue],
+}
+
+impl Serialize for EntityLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.keys.len() + self.features.len()))?;
+        for (name, value) in self.keys {
+            map.serialize_entry(name, &value.to_json())?;
+        }
+        for (name, value) in self.features.iter().zip(self.values) {
+            map.serialize_entry(name, &value.value.to_json())?;
+        }
+        map.end()
     }
-    out
 }
 
 pub fn project_listing(p: &Project) -> String {
@@ -153,7 +178,7 @@ pub fn describe_vector(p: &Project, name: &str) -> quiver_core::Result<String> {
     Ok(out)
 }
 
-pub fn status_table(s: &StatusResponse) -> String {
+pub fn status_table(s: &ClusterStatus) -> String {
     let mut out = format!("node {} (quiver {})\n\n", s.node_id, s.version);
     let nodes: Vec<Vec<String>> = s
         .nodes
@@ -176,15 +201,15 @@ pub fn status_table(s: &StatusResponse) -> String {
         .map(|g| {
             vec![
                 g.group_id.to_string(),
-                g.kind.clone(),
-                if g.has_leader { g.leader_id.to_string() } else { "none".into() },
+                kind_name(g.kind).into(),
+                g.leader.map_or_else(|| "none".into(), |id| id.to_string()),
                 g.voters.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
                 g.term.to_string(),
                 g.applied_index.to_string(),
                 g.committed_index.to_string(),
                 g.state.clone(),
                 lags(g),
-                if g.kind == "shard" { format!("{:016x}-{:016x}", g.range_start, g.range_end) } else { String::new() },
+                if g.kind == GroupKind::Shard { hash_range(g.range_start, g.range_end) } else { String::new() },
             ]
         })
         .collect();
@@ -194,73 +219,41 @@ pub fn status_table(s: &StatusResponse) -> String {
     out
 }
 
+fn kind_name(kind: GroupKind) -> &'static str {
+    match kind {
+        GroupKind::Meta => "meta",
+        GroupKind::Shard => "shard",
+    }
+}
+
+fn hash_range(start: u64, end: u64) -> String {
+    format!("{start:016x}-{end:016x}")
+}
+
 /// `node:entries` behind the leader, for each replica (known on the leader only).
-fn lags(g: &quiver_client::GroupStatus) -> String {
+fn lags(g: &GroupStatus) -> String {
     let lags: Vec<String> =
-        g.replicas.iter().filter(|r| r.node_id != g.leader_id).map(|r| format!("{}:{}", r.node_id, r.lag)).collect();
+        g.replicas.iter().filter(|r| Some(r.node_id) != g.leader).map(|r| format!("{}:{}", r.node_id, r.lag)).collect();
     if lags.is_empty() { "-".into() } else { lags.join(",") }
 }
 
-pub fn status_json(s: &StatusResponse) -> String {
-    let nodes: Vec<_> = s
-        .nodes
-        .iter()
-        .map(|n| {
-            serde_json::json!({
-                "id": n.id, "address": n.address, "up": n.up, "draining": n.draining,
-                "replicas": n.replicas, "meta_voter": n.meta_voter,
-            })
-        })
-        .collect();
-    let groups: Vec<_> = s
-        .groups
-        .iter()
-        .map(|g| {
-            serde_json::json!({
-                "group_id": g.group_id, "kind": g.kind, "leader": g.has_leader.then_some(g.leader_id),
-                "voters": g.voters, "term": g.term, "applied_index": g.applied_index,
-                "committed_index": g.committed_index, "last_log_index": g.last_log_index, "state": g.state,
-                "range_start": g.range_start, "range_end": g.range_end,
-                "replicas": g.replicas.iter().map(|r| serde_json::json!({
-                    "node_id": r.node_id, "matched_index": r.matched_index, "lag": r.lag,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    serde_json::json!({"node_id": s.node_id, "version": s.version, "nodes": nodes, "groups": groups}).to_string()
-}
-
-pub fn shard_map_table(map: &quiver_client::ShardMap) -> String {
-    let addr = |id: u64| map.nodes.iter().find(|n| n.id == id).map_or_else(|| "?".into(), |n| n.address.clone());
+pub fn shard_map_table(map: &ClusterMap) -> String {
     let rows: Vec<Vec<String>> = map
+        .shard_map
         .shards
         .iter()
         .map(|s| {
+            let leader = map.leaders.get(&s.id).map(|id| format!("{id} ({})", map.leader_address(s).unwrap_or("?")));
             vec![
-                s.shard_id.to_string(),
-                format!("{:016x}-{:016x}", s.start, s.end),
-                format!("{}.{}", s.version, s.conf_ver),
+                s.id.to_string(),
+                hash_range(s.start, s.end),
+                format!("{}.{}", s.epoch.version, s.epoch.conf_ver),
                 s.replicas.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
-                s.leader_hint.map_or_else(|| "unknown".into(), |id| format!("{id} ({})", addr(id))),
+                leader.unwrap_or_else(|| "unknown".into()),
             ]
         })
         .collect();
     table(&["SHARD", "HASH RANGE", "EPOCH", "REPLICAS", "LEADER"], &rows)
-}
-
-pub fn shard_map_json(map: &quiver_client::ShardMap) -> String {
-    let shards: Vec<_> = map
-        .shards
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "shard_id": s.shard_id, "start": s.start, "end": s.end, "version": s.version,
-                "conf_ver": s.conf_ver, "replicas": s.replicas, "leader": s.leader_hint,
-            })
-        })
-        .collect();
-    let nodes: Vec<_> = map.nodes.iter().map(|n| serde_json::json!({"id": n.id, "address": n.address})).collect();
-    serde_json::json!({"shards": shards, "nodes": nodes}).to_string()
 }
 
 /// The first `limit` rows of a batch as a table, with a line saying how many there are.
@@ -282,7 +275,7 @@ pub fn batch_preview(batch: &arrow_array::RecordBatch, limit: usize) -> anyhow::
     Ok(out)
 }
 
-pub fn dataset_listing(datasets: &[quiver_client::Dataset]) -> String {
+pub fn dataset_listing(datasets: &[Dataset]) -> String {
     let rows: Vec<Vec<String>> = datasets
         .iter()
         .map(|d| {
@@ -291,27 +284,27 @@ pub fn dataset_listing(datasets: &[quiver_client::Dataset]) -> String {
                 d.rows.to_string(),
                 d.feature_sets.join(", "),
                 d.spine.clone(),
-                format_timestamp(d.created_at_micros),
+                format_timestamp(d.created_at),
             ]
         })
         .collect();
     table(&["DATASET", "ROWS", "FEATURE SETS", "SPINE", "CREATED"], &rows)
 }
 
-pub fn describe_dataset(d: &quiver_client::Dataset) -> String {
+pub fn describe_dataset(d: &Dataset) -> String {
     format!(
         "dataset       {}\npath          {}\nrows          {}\nbytes         {}\nvector        {}\nfeature sets  {}\nfeatures      {}\nspine         {}\nspine times   {} .. {}\ncreated       {}\n",
         d.name,
         d.path,
         d.rows,
         d.bytes,
-        if d.vector.is_empty() { "-" } else { &d.vector },
+        d.vector.as_deref().unwrap_or("-"),
         d.feature_sets.join(", "),
         d.features.join(", "),
         d.spine,
-        format_timestamp(d.spine_from_micros),
-        format_timestamp(d.spine_to_micros),
-        format_timestamp(d.created_at_micros),
+        format_timestamp(d.spine_from),
+        format_timestamp(d.spine_to),
+        format_timestamp(d.created_at),
     )
 }
 
@@ -323,11 +316,11 @@ fn number(v: Option<f64>) -> String {
     }
 }
 
-fn quantile(f: &quiver_client::FeatureStatistics, q: f64) -> Option<f64> {
+fn quantile(f: &FeatureStatistics, q: f64) -> Option<f64> {
     f.quantiles.iter().find(|x| (x.q - q).abs() < 1e-9).map(|x| x.value)
 }
 
-pub fn statistics_table(s: &quiver_client::Statistics) -> String {
+pub fn statistics_table(s: &Statistics) -> String {
     let mut out = format!("{}@{}: {} rows over {} days\n", s.feature_set, s.version, s.rows, s.days);
     let rows: Vec<Vec<String>> = s
         .features
@@ -336,7 +329,7 @@ pub fn statistics_table(s: &quiver_client::Statistics) -> String {
             let top = f.top_values.iter().take(3).map(|t| format!("{}:{}", t.value, t.count)).collect::<Vec<_>>();
             vec![
                 f.feature.clone(),
-                f.r#type.clone(),
+                f.value_type.to_string(),
                 f.count.to_string(),
                 f.nulls.to_string(),
                 f.distinct.to_string(),
@@ -356,64 +349,27 @@ pub fn statistics_table(s: &quiver_client::Statistics) -> String {
     out
 }
 
-pub fn statistics_json(s: &quiver_client::Statistics) -> String {
-    let features: Vec<_> = s
-        .features
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "feature": f.feature, "type": f.r#type, "count": f.count, "nulls": f.nulls,
-                "distinct": f.distinct, "min": f.min, "max": f.max, "mean": f.mean, "stddev": f.stddev,
-                "quantiles": f.quantiles.iter().map(|q| serde_json::json!({"q": q.q, "value": q.value})).collect::<Vec<_>>(),
-                "histogram": f.histogram.iter()
-                    .map(|b| serde_json::json!({"lower": b.lower, "upper": b.upper, "count": b.count}))
-                    .collect::<Vec<_>>(),
-                "top_values": f.top_values.iter()
-                    .map(|t| serde_json::json!({"value": t.value, "count": t.count}))
-                    .collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "feature_set": s.feature_set, "version": s.version, "rows": s.rows, "days": s.days, "features": features,
-    })
-    .to_string()
-}
-
-pub fn drift_table(r: &quiver_client::DriftReport) -> String {
+pub fn drift_table(r: &DriftReport) -> String {
     let rows: Vec<Vec<String>> = r
         .features
         .iter()
         .map(|f| {
-            let metric = |v: f64| if f.error.is_empty() { format!("{v:.4}") } else { "-".into() };
+            let metric = |pick: fn(&quiver_client::DriftMetrics) -> Option<f64>| {
+                f.metrics.as_ref().and_then(pick).map_or_else(|| "-".into(), |v| format!("{v:.4}"))
+            };
+            let status = drift_status_name(f.status);
             vec![
                 f.feature.clone(),
-                metric(f.psi),
-                f.ks.map_or_else(|| "-".into(), |k| format!("{k:.4}")),
-                metric(f.js_distance),
-                metric(f.hellinger),
-                metric(f.tvd),
+                metric(|m| Some(m.psi)),
+                metric(|m| m.ks),
+                metric(|m| Some(m.js_distance)),
+                metric(|m| Some(m.hellinger)),
+                metric(|m| Some(m.tvd)),
                 format!("{}/{}", f.reference_count, f.current_count),
-                if f.error.is_empty() { f.status.clone() } else { format!("{} ({})", f.status, f.error) },
+                f.error.as_ref().map_or_else(|| status.to_string(), |e| format!("{status} ({e})")),
             ]
         })
         .collect();
     let headers = ["FEATURE", "PSI", "KS", "JS", "HELLINGER", "TVD", "REF/CUR", "STATUS"];
-    format!("{}overall: {}\n", table(&headers, &rows), r.status)
-}
-
-pub fn drift_json(r: &quiver_client::DriftReport) -> String {
-    let features: Vec<_> = r
-        .features
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "feature": f.feature, "psi": f.psi, "ks": f.ks, "js_distance": f.js_distance,
-                "hellinger": f.hellinger, "tvd": f.tvd, "status": f.status,
-                "error": (!f.error.is_empty()).then_some(&f.error),
-                "reference_count": f.reference_count, "current_count": f.current_count,
-            })
-        })
-        .collect();
-    serde_json::json!({"status": r.status, "features": features}).to_string()
+    format!("{}overall: {}\n", table(&headers, &rows), drift_status_name(r.status))
 }

@@ -26,6 +26,7 @@ pub use embedding::{EmbeddingStats, MAX_EMBEDDING_DIMS};
 pub use moments::Moments;
 pub use numeric::{HistogramBin, NumericStats};
 pub use report::{
-    DriftReport, DriftTarget, FeatureDrift, FeatureStatistics, Quantile, Statistics, StatsWindow, TopValue,
+    DRIFT_STATUSES, DriftReport, DriftTarget, FeatureDrift, FeatureStatistics, Quantile, Statistics, StatsWindow,
+    TopValue, drift_status_name,
 };
 pub use summary::FeatureSummary;

@@ -130,12 +130,23 @@ pub struct FeatureDrift {
     pub current_count: u64,
 }
 
-/// A missing status reads `"unknown"`, as on the wire and in `quiverctl drift`.
-fn status_or_unknown<S: Serializer>(status: &Option<DriftStatus>, s: S) -> Result<S::Ok, S::Error> {
+/// Every status a drift report can give, `None` being unknown.
+pub const DRIFT_STATUSES: [Option<DriftStatus>; 4] =
+    [None, Some(DriftStatus::Ok), Some(DriftStatus::Warning), Some(DriftStatus::Drift)];
+
+/// A drift status by name, as on the wire and in `quiverctl drift`: `ok`, `warning`,
+/// `drift`, or `unknown` when nothing could be compared.
+pub fn drift_status_name(status: Option<DriftStatus>) -> &'static str {
     match status {
-        Some(status) => status.serialize(s),
-        None => s.serialize_str("unknown"),
+        Some(DriftStatus::Ok) => "ok",
+        Some(DriftStatus::Warning) => "warning",
+        Some(DriftStatus::Drift) => "drift",
+        None => "unknown",
     }
+}
+
+fn status_or_unknown<S: Serializer>(status: &Option<DriftStatus>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(drift_status_name(*status))
 }
 
 #[cfg(test)]

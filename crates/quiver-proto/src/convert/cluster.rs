@@ -75,6 +75,11 @@ pub fn cluster_map_from_proto(m: v1::GetShardMapResponse) -> ClusterMap {
     }
 }
 
+/// What a routed request says of the shard it was sent for: its id and the epoch known.
+pub fn shard_route_to_proto(shard: &Shard) -> v1::ShardRoute {
+    v1::ShardRoute { shard_id: shard.id, version: shard.epoch.version, conf_ver: shard.epoch.conf_ver }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +106,7 @@ mod tests {
         assert_eq!(map.leader_address(first), Some("b:1"));
         assert_eq!(map.leader_address(map.shard_map.shard(2).unwrap()), None);
         assert_eq!(map.replica_addresses(first), ["b:1"]);
+        assert_eq!(shard_route_to_proto(first), v1::ShardRoute { shard_id: 1, version: 1, conf_ver: 11 });
     }
 
     #[test]

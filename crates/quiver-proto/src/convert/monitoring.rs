@@ -1,8 +1,8 @@
 //! Statistics and drift: windows, targets and reports.
 
 use quiver_core::stats::{
-    DriftMetrics, DriftReport, DriftStatus, DriftTarget, FeatureDrift, FeatureStatistics, HistogramBin, Quantile,
-    Statistics, StatsWindow, TopValue,
+    DRIFT_STATUSES, DriftMetrics, DriftReport, DriftStatus, DriftTarget, FeatureDrift, FeatureStatistics, HistogramBin,
+    Quantile, Statistics, StatsWindow, TopValue, drift_status_name,
 };
 use quiver_core::{Error, Result};
 
@@ -63,13 +63,8 @@ fn feature_statistics_from_proto(f: v1::FeatureStatistics) -> Result<FeatureStat
 
 /// `ok`, `warning`, `drift`, or `unknown` (`None`: nothing could be compared).
 fn drift_status_from_proto(status: &str) -> Result<Option<DriftStatus>> {
-    match status {
-        "ok" => Ok(Some(DriftStatus::Ok)),
-        "warning" => Ok(Some(DriftStatus::Warning)),
-        "drift" => Ok(Some(DriftStatus::Drift)),
-        "unknown" => Ok(None),
-        other => Err(Error::Internal(format!("unknown drift status '{other}'"))),
-    }
+    let known = DRIFT_STATUSES.into_iter().find(|s| drift_status_name(*s) == status);
+    known.ok_or_else(|| Error::Internal(format!("unknown drift status '{status}'")))
 }
 
 pub fn drift_report_from_proto(r: v1::GetDriftResponse) -> Result<DriftReport> {

@@ -51,6 +51,14 @@ pub fn fields_to_proto(fields: BTreeMap<String, Value>) -> HashMap<String, v1::V
     fields.into_iter().map(|(k, v)| (k, value_to_proto(v))).collect()
 }
 
+pub fn row_to_proto(row: BTreeMap<String, Value>) -> v1::Row {
+    v1::Row { fields: fields_to_proto(row) }
+}
+
+pub fn entity_key_to_proto(keys: BTreeMap<String, Value>) -> v1::EntityKey {
+    v1::EntityKey { keys: fields_to_proto(keys) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
