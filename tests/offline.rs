@@ -55,19 +55,38 @@ fn to_parquet(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     out
 }
 
-/// A training set for `spine` rows of (driver, ts): (conv_rate, trips) per row.
+/// A training set for `spine` rows of (driver, ts), the spine sent as CSV: (conv_rate, trips) per row.
 async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<(Option<f64>, Option<i64>)> {
     let mut csv = String::from("driver_id,event_timestamp,label\n");
     for (d, ts) in spine {
         csv += &format!("{d},{},{}\n", format_timestamp(*ts), d % 2);
     }
+    joined(client, spine, Spine::Csv(csv.into_bytes())).await
+}
+
+/// The same spine as Arrow record batches, split in two.
+fn spine_batches(spine: &[(i64, i64)]) -> Spine {
+    let batch = |rows: &[(i64, i64)]| {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("driver_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+            ("event_timestamp", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)))),
+            ("label", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| (r.0 % 2).to_string())))),
+        ];
+        RecordBatch::try_from_iter(columns).unwrap()
+    };
+    let (first, second) = spine.split_at(spine.len() / 2);
+    Spine::Batches(vec![batch(first), batch(second)])
+}
+
+/// The training set for `spine`, sent as `sent`: (conv_rate, trips) per row.
+async fn joined(client: &Client, spine: &[(i64, i64)], sent: Spine) -> Vec<(Option<f64>, Option<i64>)> {
     let batch = client
         .historical(HistoricalRequest {
             short_names: true,
             ..HistoricalRequest::new(
                 "rides",
                 FeatureSelection::Refs(vec!["driver_stats:conv_rate".into(), "driver_stats:avg_daily_trips".into()]),
-                Spine::Csv(csv.into_bytes()),
+                sent,
             )
         })
         .await
@@ -136,6 +155,7 @@ async fn suite(client: &Client, dir: &std::path::Path, source: &dyn Fn(&str, &[u
     let parquet = source("second.parquet", &parquet_of(parquet_rows));
     assert_eq!(ingest(client, &parquet).await.unwrap().rows, 9);
     assert_eq!(history(client, &spine).await, expected(&rows, &spine));
+    assert_eq!(joined(client, &spine, spine_batches(&spine)).await, expected(&rows, &spine), "a spine of batches");
 
     // The same content again adds nothing.
     let again = ingest(client, &csv).await.unwrap();
