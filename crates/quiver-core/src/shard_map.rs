@@ -16,6 +16,7 @@ pub struct Epoch {
     pub conf_ver: u64,
 }
 
+/// One shard: a range of the entity-hash space, its replicas and its epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     pub id: u64,
@@ -58,6 +59,7 @@ pub struct Move {
 /// Replicas per shard when enough nodes are active.
 pub const REPLICAS: usize = 3;
 
+/// Which shard owns which range of the entity-hash space.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ShardMap {
     /// Sorted by `start`, covering the whole hash space without gaps.
