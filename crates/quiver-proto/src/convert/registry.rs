@@ -158,15 +158,20 @@ pub fn definitions_from_proto(r: v1::ApplyRequest) -> Result<Definitions> {
     })
 }
 
-const OBJECT_KINDS: [(ObjectKind, &str); 4] = [
-    (ObjectKind::Project, "project"),
-    (ObjectKind::Entity, "entity"),
-    (ObjectKind::FeatureSet, "feature_set"),
-    (ObjectKind::Vector, "vector"),
-];
+const OBJECT_KINDS: [ObjectKind; 4] =
+    [ObjectKind::Project, ObjectKind::Entity, ObjectKind::FeatureSet, ObjectKind::Vector];
+
+fn object_kind_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Project => "project",
+        ObjectKind::Entity => "entity",
+        ObjectKind::FeatureSet => "feature_set",
+        ObjectKind::Vector => "vector",
+    }
+}
 
 pub fn change_to_proto(c: &Change) -> v1::Change {
-    let kind = OBJECT_KINDS.iter().find(|(k, _)| *k == c.kind).map_or("", |(_, name)| name);
+    let kind = object_kind_name(c.kind);
     let (action, version) = match c.action {
         Action::Created => ("created", 0),
         Action::Updated => ("updated", 0),
@@ -179,7 +184,7 @@ pub fn change_to_proto(c: &Change) -> v1::Change {
 /// The summary is left out: `Change` displays it.
 pub fn change_from_proto(c: v1::Change) -> Result<Change> {
     let unknown = |what: &str, value: &str| Error::Internal(format!("change of {}: unknown {what} '{value}'", c.name));
-    let kind = OBJECT_KINDS.iter().find(|(_, name)| *name == c.kind).map(|(k, _)| *k);
+    let kind = OBJECT_KINDS.into_iter().find(|k| object_kind_name(*k) == c.kind);
     let kind = kind.ok_or_else(|| unknown("kind", &c.kind))?;
     let action = match c.action.as_str() {
         "created" => Action::Created,
@@ -349,9 +354,8 @@ mod tests {
 
     #[test]
     fn changes_round_trip_and_unknown_actions_are_refused() {
-        let kinds = [ObjectKind::Project, ObjectKind::Entity, ObjectKind::FeatureSet, ObjectKind::Vector];
         let actions = [Action::Created, Action::Updated, Action::NewVersion(3), Action::Unchanged];
-        for (kind, action) in kinds.into_iter().zip(actions) {
+        for (kind, action) in OBJECT_KINDS.into_iter().zip(actions) {
             let change = Change { kind, name: "n".into(), action };
             assert_eq!(change_from_proto(change_to_proto(&change)).unwrap(), change);
         }
