@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use quiver_admin::local_node::free_addr;
-use quiver_client::{Client, Consistency, FeatureSelection, Freshness, OnlineRequest, Value};
+use quiver_client::{Client, Consistency, FeatureSelection, Freshness, GroupKind, OnlineRequest, Value};
 use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros};
 
 const READY: Duration = Duration::from_secs(60);
@@ -66,10 +66,10 @@ async fn three_nodes_form_one_cluster_and_replicate_every_group() {
     assert_eq!(status.groups.len(), 5, "meta group and four shards on every node");
     for g in &status.groups {
         assert_eq!(g.voters, vec![1, 2, 3], "group {}", g.group_id);
-        assert!(g.has_leader, "group {}", g.group_id);
+        assert!(g.leader.is_some(), "group {}", g.group_id);
     }
     // The meta group's leader reports how far each replica is behind it.
-    let meta_leader = status.groups[0].leader_id as usize;
+    let meta_leader = status.groups[0].leader.unwrap() as usize;
     let from_leader = nodes[meta_leader - 1].client().await.unwrap().status().await.unwrap();
     let replicas: Vec<u64> = from_leader.groups[0].replicas.iter().map(|r| r.node_id).collect();
     assert_eq!(replicas, vec![1, 2, 3], "{from_leader:?}");
@@ -111,7 +111,7 @@ async fn sigkill_of_the_leader_keeps_every_acknowledged_write_and_the_node_catch
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = client.status().await.unwrap();
-    let leader = status.groups.iter().find(|g| g.group_id == 1).map(|g| g.leader_id).unwrap();
+    let leader = status.groups.iter().find(|g| g.group_id == 1).and_then(|g| g.leader).unwrap();
     let victim = (leader - 1) as usize;
     nodes[victim].kill_9().unwrap();
     let survivor = (victim + 1) % 3;
@@ -145,7 +145,7 @@ async fn leaders_move_away_from(client: &Client, not: u64) {
     let deadline = Instant::now() + READY;
     loop {
         if let Ok(status) = client.status().await
-            && status.groups.iter().all(|g| g.has_leader && g.leader_id != not)
+            && status.groups.iter().all(|g| g.leader.is_some_and(|l| l != not))
         {
             return;
         }
@@ -161,7 +161,7 @@ async fn a_paused_leader_never_serves_a_stale_linearizable_read() {
     let first = nodes[0].client().await.unwrap();
     first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
     write_one_by_one(&first, 0..8, |_| 1.0).await;
-    let leader = first.status().await.unwrap().groups[0].leader_id;
+    let leader = first.status().await.unwrap().groups[0].leader.unwrap();
     let paused = (leader - 1) as usize;
     // A linearizable read just before the pause leaves the leader holding a read lease.
     assert_eq!(conv_rate(&first, 0, Consistency::Linearizable).await, Some(Value::Float64(1.0)));
@@ -194,17 +194,18 @@ async fn placement_settles(client: &Client, nodes: &[u64]) -> Vec<usize> {
     loop {
         let map = client.shard_map().await.unwrap();
         let status = client.status().await.unwrap();
-        let settled = map.shards.iter().all(|s| s.replicas.len() == 3 && s.replicas.iter().all(|r| nodes.contains(r)))
-            && status.groups.iter().filter(|g| g.kind == "shard").all(|g| {
+        let shards = &map.shard_map.shards;
+        let settled = shards.iter().all(|s| s.replicas.len() == 3 && s.replicas.iter().all(|r| nodes.contains(r)))
+            && status.groups.iter().filter(|g| g.kind == GroupKind::Shard).all(|g| {
                 let mut voters = g.voters.clone();
                 voters.sort_unstable();
-                let mut replicas = map.shards.iter().find(|s| s.shard_id == g.group_id).unwrap().replicas.clone();
+                let mut replicas = shards.iter().find(|s| s.id == g.group_id).unwrap().replicas.clone();
                 replicas.sort_unstable();
                 voters == replicas
             })
             && status.nodes.iter().map(|n| n.id).collect::<Vec<_>>() == nodes;
         let loads: Vec<usize> =
-            nodes.iter().map(|n| map.shards.iter().filter(|s| s.replicas.contains(n)).count()).collect();
+            nodes.iter().map(|n| shards.iter().filter(|s| s.replicas.contains(n)).count()).collect();
         if settled && loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1 {
             return loads;
         }
@@ -304,7 +305,7 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     // An ingest through a node that is not the metadata leader: its commit is forwarded,
     // the leader dies after applying it, the forwarder retries through the new leader and
     // learns the files are already there.
-    let meta_leader = first.status().await.unwrap().groups[0].leader_id as usize;
+    let meta_leader = first.status().await.unwrap().groups[0].leader.unwrap() as usize;
     let via = meta_leader % 3;
     let ts = now_micros() - 3_600_000_000;
     let mut csv = String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n");
@@ -324,8 +325,7 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     let request = quiver_client::HistoricalRequest::new(
         "rides",
         FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
-        spine.into_bytes(),
-        quiver_client::SpineFormat::Csv,
+        quiver_client::Spine::Csv(spine.into_bytes()),
     );
     let history = client.historical(request).await.unwrap();
     let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
@@ -366,7 +366,7 @@ async fn a_lagging_follower_answers_offline_requests_with_every_committed_change
     let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
     let first = nodes[0].client().await.unwrap();
     first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
-    let meta_leader = first.status().await.unwrap().groups[0].leader_id as usize;
+    let meta_leader = first.status().await.unwrap().groups[0].leader.unwrap() as usize;
     let lagging = meta_leader % 3;
     nodes[lagging].set_env(vec![("QUIVER_DELAY".into(), "meta-apply:1500".into())]);
     nodes[lagging].restart().await.unwrap();
@@ -389,8 +389,7 @@ async fn a_lagging_follower_answers_offline_requests_with_every_committed_change
         ..quiver_client::HistoricalRequest::new(
             "rides",
             FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
-            spine.clone().into_bytes(),
-            quiver_client::SpineFormat::Csv,
+            quiver_client::Spine::Csv(spine.clone().into_bytes()),
         )
     };
     let history = follower.historical(request(None)).await.unwrap();

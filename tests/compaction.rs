@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use quiver_client::{Client, FeatureSelection, HistoricalRequest, SpineFormat};
+use quiver_client::{Client, FeatureSelection, HistoricalRequest, Spine};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 use quiver_tests::{LocalNode, node_with_rides_env, now_micros};
 
@@ -44,8 +44,7 @@ async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<Option<f64>> {
             ..HistoricalRequest::new(
                 "rides",
                 FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
-                text.into_bytes(),
-                SpineFormat::Csv,
+                Spine::Csv(text.into_bytes()),
             )
         })
         .await

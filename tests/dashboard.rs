@@ -46,8 +46,7 @@ async fn every_dashboard_page_renders_in_a_real_browser() {
     let mut request = quiver_client::HistoricalRequest::new(
         "rides",
         quiver_client::FeatureSelection::Vector("driver_model_v1".into()),
-        spine,
-        quiver_client::SpineFormat::Csv,
+        quiver_client::Spine::Csv(spine),
     );
     request.save_as = Some("training_2026_11".into());
     client.historical(request).await.unwrap();

@@ -45,8 +45,7 @@ async fn check_history(client: &Client, ts: i64) {
         .historical(quiver_client::HistoricalRequest::new(
             "rides",
             quiver_client::FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
-            csv.into_bytes(),
-            quiver_client::SpineFormat::Csv,
+            quiver_client::Spine::Csv(csv.into_bytes()),
         ))
         .await
         .unwrap();

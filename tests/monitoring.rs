@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use quiver_client::{Client, DriftTarget, StatsWindow};
+use quiver_client::{Client, DriftStatus, DriftTarget, StatsWindow};
 use quiver_tests::node_with_rides;
 
 const DAY: i64 = 86_400_000_000;
@@ -105,14 +105,15 @@ async fn statistics_match_exact_computation_and_drift_finds_the_shifted_days() {
     let target = DriftTarget::FeatureSet("driver_stats".into());
     let same = client.drift("rides", &target, &days(0, 1), &days(1, 2)).await.unwrap();
     let conv_same = same.features.iter().find(|f| f.feature == "driver_stats:conv_rate").unwrap();
-    assert_eq!(conv_same.status, "ok", "{conv_same:?}");
+    assert_eq!(conv_same.status, DriftStatus::Ok, "{conv_same:?}");
     let shifted = client.drift("rides", &target, &days(0, 2), &days(2, 4)).await.unwrap();
     let conv_shift = shifted.features.iter().find(|f| f.feature == "driver_stats:conv_rate").unwrap();
-    assert_eq!(conv_shift.status, "drift", "{conv_shift:?}");
-    assert!(conv_shift.psi > 0.25 && conv_shift.ks.unwrap() > 0.3, "{conv_shift:?}");
+    assert_eq!(conv_shift.status, DriftStatus::Drift, "{conv_shift:?}");
+    let metrics = conv_shift.metrics.unwrap();
+    assert!(metrics.psi > 0.25 && metrics.ks.unwrap() > 0.3, "{conv_shift:?}");
     let city_shift = shifted.features.iter().find(|f| f.feature == "driver_stats:city").unwrap();
-    assert_eq!(city_shift.status, "ok");
-    assert_eq!(shifted.status, "drift");
+    assert_eq!(city_shift.status, DriftStatus::Ok);
+    assert_eq!(shifted.status, DriftStatus::Drift);
 
     // A training dataset is a reference too: its statistics are recorded when it is saved.
     let mut spine = String::from("driver_id,event_timestamp\n");
@@ -122,8 +123,7 @@ async fn statistics_match_exact_computation_and_drift_finds_the_shifted_days() {
     let mut request = quiver_client::HistoricalRequest::new(
         "rides",
         quiver_client::FeatureSelection::Refs(vec!["driver_stats:*".into()]),
-        spine.into_bytes(),
-        quiver_client::SpineFormat::Csv,
+        quiver_client::Spine::Csv(spine.into_bytes()),
     );
     request.save_as = Some("train".into());
     client.historical(request).await.unwrap();
@@ -132,7 +132,7 @@ async fn statistics_match_exact_computation_and_drift_finds_the_shifted_days() {
     assert_eq!(dataset_stats.rows, PER_DAY as u64);
     let vs_training = client.drift("rides", &target, &trained, &days(2, 4)).await.unwrap();
     let conv_train = vs_training.features.iter().find(|f| f.feature == "driver_stats:conv_rate").unwrap();
-    assert_eq!(conv_train.status, "drift", "{conv_train:?}");
+    assert_eq!(conv_train.status, DriftStatus::Drift, "{conv_train:?}");
 
     // Bad requests name what is wrong.
     let err = client.statistics("rides", "nope", &days(0, 1)).await.unwrap_err();
@@ -174,5 +174,5 @@ async fn values_served_online_are_summarized_for_drift_reports() {
         .await
         .unwrap();
     let conv = report.features.iter().find(|f| f.feature == "driver_stats:conv_rate").unwrap();
-    assert_eq!((conv.status.as_str(), conv.psi), ("ok", 0.0), "{conv:?}");
+    assert_eq!((conv.status, conv.metrics.map(|m| m.psi)), (DriftStatus::Ok, Some(0.0)), "{conv:?}");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, SpineFormat, Value};
+use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, Spine, Value};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 use quiver_offline::store::OfflineStore;
 use quiver_tests::s3::S3Server;
@@ -55,20 +55,38 @@ fn to_parquet(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     out
 }
 
-/// A training set for `spine` rows of (driver, ts): (conv_rate, trips) per row.
+/// A training set for `spine` rows of (driver, ts), the spine sent as CSV: (conv_rate, trips) per row.
 async fn history(client: &Client, spine: &[(i64, i64)]) -> Vec<(Option<f64>, Option<i64>)> {
     let mut csv = String::from("driver_id,event_timestamp,label\n");
     for (d, ts) in spine {
         csv += &format!("{d},{},{}\n", format_timestamp(*ts), d % 2);
     }
+    joined(client, spine, Spine::Csv(csv.into_bytes())).await
+}
+
+/// The same spine as Arrow record batches, split in two.
+fn spine_batches(spine: &[(i64, i64)]) -> Spine {
+    let batch = |rows: &[(i64, i64)]| {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("driver_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+            ("event_timestamp", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)))),
+            ("label", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| (r.0 % 2).to_string())))),
+        ];
+        RecordBatch::try_from_iter(columns).unwrap()
+    };
+    let (first, second) = spine.split_at(spine.len() / 2);
+    Spine::Batches(vec![batch(first), batch(second)])
+}
+
+/// The training set for `spine`, sent as `sent`: (conv_rate, trips) per row.
+async fn joined(client: &Client, spine: &[(i64, i64)], sent: Spine) -> Vec<(Option<f64>, Option<i64>)> {
     let batch = client
         .historical(HistoricalRequest {
             short_names: true,
             ..HistoricalRequest::new(
                 "rides",
                 FeatureSelection::Refs(vec!["driver_stats:conv_rate".into(), "driver_stats:avg_daily_trips".into()]),
-                csv.into_bytes(),
-                SpineFormat::Csv,
+                sent,
             )
         })
         .await
@@ -137,6 +155,7 @@ async fn suite(client: &Client, dir: &std::path::Path, source: &dyn Fn(&str, &[u
     let parquet = source("second.parquet", &parquet_of(parquet_rows));
     assert_eq!(ingest(client, &parquet).await.unwrap().rows, 9);
     assert_eq!(history(client, &spine).await, expected(&rows, &spine));
+    assert_eq!(joined(client, &spine, spine_batches(&spine)).await, expected(&rows, &spine), "a spine of batches");
 
     // The same content again adds nothing.
     let again = ingest(client, &csv).await.unwrap();
@@ -260,8 +279,7 @@ async fn quiet_history(
             ..HistoricalRequest::new(
                 "rides",
                 FeatureSelection::Vector("driver_model_v1".into()),
-                spine_csv.into_bytes(),
-                SpineFormat::Csv,
+                Spine::Csv(spine_csv.into_bytes()),
             )
         })
         .await
@@ -282,12 +300,12 @@ async fn a_saved_training_set_records_its_lineage() {
     assert_eq!(datasets.len(), 1);
     let d = &datasets[0];
     assert_eq!(
-        (d.name.as_str(), d.rows, d.vector.as_str(), d.spine.as_str()),
-        ("train_v1", 2, "driver_model_v1", "spine.csv")
+        (d.name.as_str(), d.rows, d.vector.as_deref(), d.spine.as_str()),
+        ("train_v1", 2, Some("driver_model_v1"), "spine.csv")
     );
     assert_eq!(d.feature_sets, vec!["driver_stats@1"]);
     assert_eq!(d.features.len(), 3);
-    assert_eq!((d.spine_from_micros, d.spine_to_micros), (now - 2 * HOUR, now));
+    assert_eq!((d.spine_from, d.spine_to), (now - 2 * HOUR, now));
     // The stored file holds the same rows as the answer.
     let stored = std::fs::read(dir.path().join("node/offline").join(&d.path)).unwrap();
     let stored = quiver_offline::files::read_parquet(bytes::Bytes::from(stored), None).unwrap();

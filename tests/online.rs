@@ -218,7 +218,7 @@ async fn an_incompatible_change_creates_a_version_and_the_old_one_stays_readable
     let changed =
         quiver_tests::RIDES.replace("{name: avg_daily_trips, type: int64", "{name: avg_daily_trips, type: float64");
     let reply = client.apply(&quiver_admin::input::parse_definitions(&changed).unwrap()).await.unwrap();
-    assert!(reply.changes.iter().any(|c| c.name == "driver_stats" && c.action == "new_version" && c.version == 2));
+    assert!(reply.iter().any(|c| c.name == "driver_stats" && c.action == quiver_client::Action::NewVersion(2)));
     let mut v2_row = driver_row(1, now, 0.25, 0);
     v2_row.insert("avg_daily_trips".into(), Value::Float64(7.5));
     client.write("rides", "driver_stats", vec![v2_row]).await.unwrap();
@@ -253,7 +253,7 @@ async fn a_read_across_shards_of_one_node_is_one_request() {
     let now = now_micros();
     let rows: Vec<_> = (0..64).map(|id| driver_row(id, now, id as f64, 1)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
-    let shards = client.shard_map().await.unwrap().shards.len();
+    let shards = client.shard_map().await.unwrap().shard_map.shards.len();
     assert_eq!(shards, 8);
     let before = online_reads(&node);
     let answer = read_drivers(&client, 0..64).await;

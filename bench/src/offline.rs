@@ -12,7 +12,7 @@ use arrow_array::Array;
 use clap::ValueEnum;
 use quiver_admin::input::parse_definitions;
 use quiver_admin::local_node::LocalNode;
-use quiver_client::{FeatureSelection, HistoricalRequest, SpineFormat};
+use quiver_client::{FeatureSelection, HistoricalRequest, Spine};
 use quiver_core::time::{format_ttl, parse_ttl};
 use serde_json::json;
 
@@ -115,8 +115,7 @@ pub async fn run(args: Args) -> Result<()> {
     let request = HistoricalRequest {
         project: "bench".into(),
         features: FeatureSelection::Vector("all".into()),
-        spine: std::fs::read(&spine)?,
-        spine_format: SpineFormat::Parquet,
+        spine: Spine::Parquet(std::fs::read(&spine)?),
         timestamp_column: None,
         short_names: true,
         save_as: None,

@@ -10,20 +10,22 @@
 //! Writes carry request ids (random per client, a counter per request, the shard per
 //! part), so a part retried after a timeout is applied at most once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
+use quiver_core::cluster::ClusterMap;
 use quiver_core::registry::Project;
+use quiver_core::shard_map::Shard;
 use quiver_proto::v1;
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
+use crate::table::{self, Parts, Table};
 
 /// Tries per request part before the last error is returned.
 const ATTEMPTS: usize = 50;
@@ -36,27 +38,6 @@ const CONNECTIONS_PER_NODE: usize = 4;
 
 /// What a part is sent with: the shard and the epoch the client knows.
 pub(crate) type Route = v1::ShardRoute;
-
-/// Request parts by shard: (shard id, the items bound for it).
-pub(crate) type Parts<T> = Vec<(u64, Vec<T>)>;
-
-#[derive(Default)]
-struct Table {
-    /// Sorted by range start.
-    shards: Vec<v1::ShardInfo>,
-    nodes: HashMap<u64, String>,
-}
-
-impl Table {
-    fn shard_for(&self, hash: u64) -> Option<&v1::ShardInfo> {
-        let i = self.shards.partition_point(|s| s.start <= hash);
-        self.shards.get(i.checked_sub(1)?).filter(|s| hash <= s.end)
-    }
-
-    fn shard(&self, id: u64) -> Option<&v1::ShardInfo> {
-        self.shards.iter().find(|s| s.shard_id == id)
-    }
-}
 
 pub(crate) struct Router {
     /// The node the client was connected to (`host:port`): asked for the map and the registry.
@@ -91,11 +72,6 @@ impl Router {
         }
     }
 
-    /// The channel to the node the client was connected to.
-    pub(crate) fn seed_channel(&self) -> Channel {
-        self.seed_channel.clone()
-    }
-
     /// A fresh request id: unique per client and request.
     pub(crate) fn request_id(&self) -> Vec<u8> {
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
@@ -110,13 +86,13 @@ impl Router {
     /// from another node it named; leader hints learned since are dropped for the map's.
     async fn refresh(&self) -> Result<Arc<Table>> {
         let mut channels = vec![self.seed_channel.clone()];
-        let others: Vec<String> = self.table().nodes.values().filter(|a| **a != self.seed).cloned().collect();
-        channels.extend(others.iter().filter_map(|a| self.channel(a).ok()));
+        let table = self.table();
+        channels.extend(table.addresses().filter(|a| *a != self.seed).filter_map(|a| self.channel(a).ok()));
         let mut last = None;
         for channel in channels {
             let mut admin = AdminServiceClient::new(channel);
             match tokio::time::timeout(Duration::from_secs(2), admin.get_shard_map(v1::GetShardMapRequest {})).await {
-                Ok(Ok(reply)) => return Ok(self.install(reply.into_inner())),
+                Ok(Ok(reply)) => return Ok(self.install(quiver_proto::cluster_map_from_proto(reply.into_inner()))),
                 Ok(Err(status)) => last = Some(Error::from(status)),
                 Err(_) => last = Some(Error::Transport { endpoint: self.seed.clone(), message: "timed out".into() }),
             }
@@ -124,11 +100,9 @@ impl Router {
         Err(last.unwrap_or_else(|| Error::Server(quiver_core::Error::Unavailable("no node to ask".into()))))
     }
 
-    fn install(&self, reply: v1::GetShardMapResponse) -> Arc<Table> {
-        let mut shards = reply.shards;
-        shards.sort_by_key(|s| s.start);
-        let nodes = reply.nodes.into_iter().map(|n| (n.id, n.address)).collect();
-        let table = Arc::new(Table { shards, nodes });
+    /// Makes `map` the routing table; what was learned of leaders before is older than it.
+    fn install(&self, map: ClusterMap) -> Arc<Table> {
+        let table = Arc::new(Table::new(map));
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = table.clone();
         self.leaders.lock().unwrap_or_else(|p| p.into_inner()).clear();
         table
@@ -136,7 +110,7 @@ impl Router {
 
     async fn current_table(&self) -> Result<Arc<Table>> {
         let table = self.table();
-        if table.shards.is_empty() { self.refresh().await } else { Ok(table) }
+        if table.is_empty() { self.refresh().await } else { Ok(table) }
     }
 
     /// The project's registry entries, cached; `fresh` asks the node again.
@@ -166,17 +140,9 @@ impl Router {
         None
     }
 
-    /// Groups items by the shard owning their key hash, in first-seen order of shards.
+    /// Groups items by the shard owning their key hash (see `Table::split`).
     pub(crate) async fn split<T>(&self, items: Vec<(u64, T)>) -> Result<Parts<T>> {
-        let table = self.current_table().await?;
-        let mut parts: BTreeMap<u64, Vec<T>> = BTreeMap::new();
-        for (hash, item) in items {
-            let shard = table.shard_for(hash).ok_or_else(|| {
-                Error::Server(quiver_core::Error::Internal(format!("the shard map has no shard for hash {hash:#x}")))
-            })?;
-            parts.entry(shard.shard_id).or_default().push(item);
-        }
-        Ok(parts.into_iter().collect())
+        self.current_table().await?.split(items)
     }
 
     /// One of the connections to `addr`, in turn.
@@ -199,39 +165,22 @@ impl Router {
         Ok(channel)
     }
 
-    /// Where a part for `shard` goes on try `attempt`: the leader (learned or hinted), or
-    /// for reads that need no leader the seed when it hosts a replica; after failures, the
-    /// other replicas in turn.
-    fn target(&self, table: &Table, shard: &v1::ShardInfo, leader_only: bool, attempt: usize) -> String {
-        let learned = self.leaders.lock().unwrap_or_else(|p| p.into_inner()).get(&shard.shard_id).cloned();
-        let hinted = shard.leader_hint.and_then(|id| table.nodes.get(&id).cloned());
-        let replicas: Vec<String> = shard.replicas.iter().filter_map(|id| table.nodes.get(id).cloned()).collect();
-        let preferred = if leader_only {
-            learned.or(hinted)
-        } else {
-            replicas.iter().find(|a| **a == self.seed).cloned().or(learned).or(hinted)
-        };
-        match (preferred, attempt) {
-            (Some(addr), 0) => addr,
-            _ if !replicas.is_empty() => replicas[attempt % replicas.len()].clone(),
-            (Some(addr), _) => addr,
-            (None, _) => self.seed.clone(),
-        }
+    /// Where a part for `shard` goes on try `attempt` (see `Table::target`).
+    fn target(&self, table: &Table, shard: &Shard, leader_only: bool, attempt: usize) -> String {
+        let learned = self.leaders.lock().unwrap_or_else(|p| p.into_inner()).get(&shard.id).cloned();
+        table.target(shard, learned.as_deref(), &self.seed, leader_only, attempt)
     }
 
-    /// Groups shard parts by the node the first try of each goes to, so that a read of many
-    /// entities costs one request per node rather than one per shard.
+    /// Records the node that answered for a shard as its leader, until the next map.
+    fn learn_leader(&self, shard: u64, addr: String) {
+        self.leaders.lock().unwrap_or_else(|p| p.into_inner()).insert(shard, addr);
+    }
+
+    /// Groups shard parts by the node the first try of each goes to.
     pub(crate) async fn by_node<T>(&self, parts: Parts<T>, leader_only: bool) -> Result<Vec<(String, Parts<T>)>> {
         let table = self.current_table().await?;
-        let mut groups: Vec<(String, Parts<T>)> = Vec::new();
-        for (shard, items) in parts {
-            let addr = table.shard(shard).map(|s| self.target(&table, s, leader_only, 0)).unwrap_or_default();
-            match groups.iter_mut().find(|(a, _)| *a == addr) {
-                Some((_, group)) => group.push((shard, items)),
-                None => groups.push((addr, vec![(shard, items)])),
-            }
-        }
-        Ok(groups)
+        let addr_of = |shard| table.shard(shard).map(|s| self.target(&table, s, leader_only, 0)).unwrap_or_default();
+        Ok(table::by_node(parts, addr_of))
     }
 
     /// One try at `addr` for the parts of several shards at once, with a route for each;
@@ -250,14 +199,12 @@ impl Router {
         let routes = shards
             .iter()
             .map(|&id| {
-                let shard = table.shard(id).ok_or(Error::Server(quiver_core::Error::ShardNotFound(id)))?;
-                Ok(Route { shard_id: id, version: shard.version, conf_ver: shard.conf_ver })
+                Ok(quiver_proto::shard_route_to_proto(table.shard(id).ok_or(quiver_core::Error::ShardNotFound(id))?))
             })
             .collect::<Result<Vec<_>>>()?;
         let answer = call(self.channel(addr)?, routes).await?;
         if leader_only {
-            let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
-            leaders.extend(shards.iter().map(|&id| (id, addr.to_string())));
+            shards.iter().for_each(|&id| self.learn_leader(id, addr.to_string()));
         }
         Ok(answer)
     }
@@ -273,17 +220,16 @@ impl Router {
         let mut attempt = 0;
         let mut last = None;
         // Nodes that did not answer during this send: hints naming them are stale.
-        let mut unreachable = std::collections::HashSet::new();
+        let mut unreachable = HashSet::new();
         for _ in 0..ATTEMPTS {
             let Some(shard) = table.shard(shard_id).cloned() else {
                 return Err(Error::Server(quiver_core::Error::ShardNotFound(shard_id)));
             };
             let addr = self.target(&table, &shard, leader_only, attempt);
-            let route = Route { shard_id, version: shard.version, conf_ver: shard.conf_ver };
-            let error = match call(self.channel(&addr)?, route).await {
+            let error = match call(self.channel(&addr)?, quiver_proto::shard_route_to_proto(&shard)).await {
                 Ok(answer) => {
                     if leader_only {
-                        self.leaders.lock().unwrap_or_else(|p| p.into_inner()).insert(shard_id, addr);
+                        self.learn_leader(shard_id, addr);
                     }
                     return Ok(answer);
                 }
@@ -293,7 +239,7 @@ impl Router {
                 Some(quiver_core::Error::NotLeader { leader: Some(hint), .. })
                     if *hint != addr && !unreachable.contains(hint) =>
                 {
-                    self.leaders.lock().unwrap_or_else(|p| p.into_inner()).insert(shard_id, hint.clone());
+                    self.learn_leader(shard_id, hint.clone());
                     attempt = 0;
                 }
                 Some(quiver_core::Error::EpochMismatch { .. })
@@ -330,6 +276,7 @@ fn electing_or_unreachable(error: &Error) -> bool {
     use tonic::Code;
     match error {
         Error::Transport { .. } => true,
+        Error::Arrow(_) => false,
         Error::Rpc(s) => {
             matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown)
         }
@@ -337,43 +284,88 @@ fn electing_or_unreachable(error: &Error) -> bool {
     }
 }
 
-/// The shard-map hash of each row's entity key, or `None` when a row cannot be keyed
-/// (the node then reports the problem with the whole request).
-pub(crate) fn row_hashes(project: &Project, feature_set: &str, rows: &[crate::InputRow]) -> Option<Vec<u64>> {
-    let fs = project.feature_set_by_ref(feature_set).ok()?;
-    let entity = project.entity(&fs.entity).ok()?;
-    // The whole batch is validated as the node would, so that a bad row is reported for
-    // the whole request before any shard's part is written.
-    let validated = quiver_core::row::validate_rows(entity, fs, rows.to_vec()).ok()?;
-    Some(validated.iter().map(|r| key_hash(&encode_entity_key(&r.key))).collect())
-}
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
 
-/// The hash of each entity of a read, when every feature read belongs to one entity (so
-/// one shard answers each entity) and the read is within limits; `None` otherwise.
-pub(crate) fn entity_hashes(
-    project: &Project,
-    refs: &[String],
-    entities: &[BTreeMap<String, quiver_core::Value>],
-) -> Option<Vec<u64>> {
-    if entities.len() > quiver_core::row::MAX_ENTITIES_PER_READ {
-        return None;
+    use quiver_core::Error as CoreError;
+
+    use super::*;
+    use crate::table::tests::cluster;
+
+    /// A router whose seed is nowhere: these tests never send, their calls answer themselves.
+    fn router(map: ClusterMap) -> Router {
+        let router = Router::new("http://n1:7070", Endpoint::from_static("http://127.0.0.1:9").connect_lazy());
+        router.install(map);
+        router
     }
-    let features = project.resolve(refs).ok()?;
-    let mut entity_names = features.iter().map(|f| project.feature_set(&f.set, Some(f.version)).map(|fs| &fs.entity));
-    let first = entity_names.next()?.ok()?;
-    if !entity_names.all(|e| e.is_ok_and(|e| e == first)) {
-        return None;
+
+    fn leader_of(router: &Router, shard: u64) -> String {
+        let table = router.table();
+        router.target(&table, table.shard(shard).unwrap(), true, 0)
     }
-    let entity = project.entity(first).ok()?;
-    entities
-        .iter()
-        .map(|keys| {
-            let key = entity_key_from(
-                &entity.join_keys,
-                |k| keys.get(k).cloned(),
-                |_, r| quiver_core::Error::InvalidArgument(r),
-            );
-            key.ok().map(|k| key_hash(&encode_entity_key(&k)))
-        })
-        .collect()
+
+    #[tokio::test]
+    async fn a_new_map_brings_its_epochs_and_hints_and_drops_the_leaders_learned_before() {
+        let router = router(cluster([Some(2), None, None, None], 1));
+        assert_eq!(leader_of(&router, 1), "n2:7070");
+        router.learn_leader(1, "n3:7070".into());
+        assert_eq!(leader_of(&router, 1), "n3:7070");
+        router.install(cluster([Some(1), None, None, None], 2));
+        assert_eq!(leader_of(&router, 1), "n1:7070");
+        let table = router.current_table().await.unwrap();
+        assert_eq!(quiver_proto::shard_route_to_proto(table.shard(1).unwrap()).version, 2);
+    }
+
+    #[tokio::test]
+    async fn a_not_leader_answer_is_followed_to_its_hint_which_is_remembered() {
+        let router = router(cluster([Some(2), None, None, None], 7));
+        let calls = AtomicUsize::new(0);
+        let answer = router
+            .send(1, true, |_, route| {
+                let first = calls.fetch_add(1, Ordering::Relaxed) == 0;
+                async move {
+                    if first {
+                        Err(Error::Server(CoreError::NotLeader { group: 1, leader: Some("n3:7070".into()) }))
+                    } else {
+                        Ok(route)
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!((answer.shard_id, answer.version), (1, 7), "sent with the shard's epoch");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(leader_of(&router, 1), "n3:7070");
+    }
+
+    #[tokio::test]
+    async fn busy_is_waited_out_and_other_errors_come_back_at_once() {
+        let router = router(cluster([Some(2), None, None, None], 1));
+        let calls = AtomicUsize::new(0);
+        let busy_once = router.send(1, true, |_, _| {
+            let first = calls.fetch_add(1, Ordering::Relaxed) == 0;
+            async move {
+                match first {
+                    true => Err(Error::Server(CoreError::Busy { reason: "full".into(), retry_after_ms: 1 })),
+                    false => Ok(()),
+                }
+            }
+        });
+        busy_once.await.unwrap();
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 2);
+        let refused = router.send(1, true, |_, _| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err::<(), _>(Error::Server(CoreError::InvalidArgument("bad row".into()))) }
+        });
+        assert!(matches!(refused.await, Err(Error::Server(CoreError::InvalidArgument(_)))));
+        assert_eq!(calls.load(Ordering::Relaxed), 1, "a refusal is not retried");
+    }
+
+    #[tokio::test]
+    async fn every_request_gets_an_id_of_its_own() {
+        let router = router(ClusterMap::default());
+        let ids: HashSet<Vec<u8>> = (0..100).map(|_| router.request_id()).collect();
+        assert_eq!(ids.len(), 100);
+    }
 }

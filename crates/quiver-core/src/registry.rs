@@ -17,6 +17,7 @@ pub struct Registry {
     pub projects: BTreeMap<String, Project>,
 }
 
+/// Everything a project declares: entities, every feature-set version, feature vectors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub name: String,

@@ -94,8 +94,11 @@ pub fn is_expired(event_ts: i64, ttl_secs: u64, now: i64) -> bool {
 /// The answer for one feature of one entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Freshness {
+    /// A row within the feature set's TTL.
     Present,
+    /// No row for this entity.
     NotFound,
+    /// A row older than the TTL: its value reads as null.
     Expired,
 }
 

@@ -8,6 +8,7 @@ use crate::{Error, Result};
 /// Raft group 0 is the meta group; shards are groups 1..=N.
 pub const META_GROUP: u64 = 0;
 
+/// One shard: a range of the entity-hash space, its replicas and its epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     pub id: u64,
@@ -50,6 +51,7 @@ pub struct Move {
 /// Replicas per shard when enough nodes are active.
 pub const REPLICAS: usize = 3;
 
+/// Which shard owns which range of the entity-hash space.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ShardMap {
     /// Sorted by `start`, covering the whole hash space without gaps.

@@ -10,6 +10,14 @@ pub fn day_of(micros: i64) -> i64 {
     micros.div_euclid(DAY_MICROS)
 }
 
+/// The whole UTC days covering the time range `[from, to)`, as `[first, end)` day numbers;
+/// an open side is unbounded.
+pub fn day_range(from: Option<i64>, to: Option<i64>) -> (i64, i64) {
+    let first = from.map_or(i64::MIN / 2, day_of);
+    let end = to.map_or(i64::MAX / 2, |t| day_of(t.saturating_add(DAY_MICROS - 1)));
+    (first, end)
+}
+
 /// Day `day` (days since the epoch) as `yyyy-mm-dd`.
 pub fn format_day(day: i64) -> String {
     let ts = format_timestamp(day.saturating_mul(DAY_MICROS));
@@ -74,6 +82,15 @@ pub fn format_ttl(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_ranges_cover_the_range_and_open_sides_are_unbounded() {
+        assert_eq!(day_range(Some(DAY_MICROS + 1), Some(3 * DAY_MICROS + 1)), (1, 4));
+        assert_eq!(day_range(Some(DAY_MICROS), Some(3 * DAY_MICROS)), (1, 3));
+        assert_eq!(day_range(Some(-1), Some(0)), (-1, 0));
+        let open = day_range(None, None);
+        assert!(open.0 < -1_000_000 && open.1 > 1_000_000);
+    }
 
     #[test]
     fn timestamps_parse_from_rfc3339_with_offsets_and_from_micros() {

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use quiver_core::Error as CoreError;
 use quiver_core::registry::Project;
-use quiver_core::stats::{DriftReport, FeatureDrift, FeatureSummary, Window};
+use quiver_core::stats::{DriftReport, FeatureDrift, FeatureSummary, StatsWindow};
 use quiver_core::table::TableRef;
+use quiver_core::time::day_range;
 
 use crate::error::Result;
 use crate::meta::stats::{self, Origin, Summaries};
@@ -19,11 +20,11 @@ type ByFeature = BTreeMap<String, FeatureSummary>;
 
 /// Summaries of one feature set version's features over `window`, with the number of days
 /// that had any.
-pub fn window_summaries(tree: &dyn KvTree, table: &TableRef, window: &Window) -> Result<(Summaries, u32)> {
+pub fn window_summaries(tree: &dyn KvTree, table: &TableRef, window: &StatsWindow) -> Result<(Summaries, u32)> {
     match window {
-        Window::Offline(range) => stats::merged(tree, table, Origin::Offline, range.days()),
-        Window::Serving(range) => stats::merged(tree, table, Origin::Serving, range.days()),
-        Window::Dataset(name) => {
+        StatsWindow::Offline { from, to } => stats::merged(tree, table, Origin::Offline, day_range(*from, *to)),
+        StatsWindow::Serving { from, to } => stats::merged(tree, table, Origin::Serving, day_range(*from, *to)),
+        StatsWindow::Dataset(name) => {
             let dataset = stats::dataset(tree, &table.project, name)?.ok_or_else(|| {
                 CoreError::InvalidArgument(format!("no dataset '{name}' in project {}", table.project))
             })?;
@@ -49,7 +50,7 @@ pub fn drift_report(
     tree: &dyn KvTree,
     project: &Project,
     refs: &[String],
-    (reference, current): (&Window, &Window),
+    (reference, current): (&StatsWindow, &StatsWindow),
 ) -> Result<DriftReport> {
     let mut windows: BTreeMap<TableRef, (ByFeature, ByFeature)> = BTreeMap::new();
     let mut features = Vec::new();

@@ -11,11 +11,9 @@ pub mod v1 {
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 mod convert;
-mod monitoring;
 mod status;
 
 pub use convert::*;
-pub use monitoring::*;
 /// Encoding and decoding of the generated messages.
 pub use prost::Message;
 pub use status::{error_from_status, status_from_error};

@@ -198,6 +198,9 @@ pub enum DriftStatus {
 }
 
 impl DriftStatus {
+    /// Every status, from the least to the most severe.
+    pub const ALL: [DriftStatus; 4] = [DriftStatus::Unknown, DriftStatus::Ok, DriftStatus::Warning, DriftStatus::Drift];
+
     /// The lowercase name users see: `unknown`, `ok`, `warning`, `drift`.
     pub fn name(self) -> &'static str {
         match self {

@@ -25,5 +25,7 @@ pub use drift::{
 pub use embedding::{EmbeddingStats, MAX_EMBEDDING_DIMS};
 pub use moments::Moments;
 pub use numeric::{HistogramBin, NumericStats};
-pub use report::{DriftReport, FeatureDrift, TimeRange, Window};
+pub use report::{
+    DriftReport, DriftTarget, FeatureDrift, FeatureStatistics, Quantile, Statistics, StatsWindow, TopValue,
+};
 pub use summary::FeatureSummary;

@@ -1,51 +1,171 @@
-//! What a drift query or a monitor run concludes: the windows compared, each feature's
-//! metrics and status, and the worst status over them. Nodes store monitor runs in this
-//! form; the API maps it to its messages.
+//! What the monitoring API asks and answers: the window statistics describe, the target of
+//! a drift report, and the statistics and drift reports themselves. Nodes store monitor
+//! runs as `DriftReport`s; the API maps these types to its messages.
 
 use serde::{Deserialize, Serialize};
 
 use super::drift::{DriftMetrics, DriftStatus, DriftThresholds, drift, status};
+use super::numeric::HistogramBin;
 use super::summary::FeatureSummary;
-use crate::time::{DAY_MICROS, day_of};
+use crate::ValueType;
 
-/// A half-open time range `[from, to)` in µs; an open side is unbounded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimeRange {
-    pub from: Option<i64>,
-    pub to: Option<i64>,
+/// What statistics describe. Times are microseconds, `[from, to)` in whole UTC days; `None`
+/// leaves a side open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsWindow {
+    /// Offline rows, by event time.
+    Offline {
+        /// Start, inclusive.
+        from: Option<i64>,
+        /// End, exclusive.
+        to: Option<i64>,
+    },
+    /// A saved training dataset.
+    Dataset(String),
+    /// Values served online, by time served.
+    Serving {
+        /// Start, inclusive.
+        from: Option<i64>,
+        /// End, exclusive.
+        to: Option<i64>,
+    },
 }
 
-impl TimeRange {
-    /// The whole UTC days covering the range, as `[first, end)` day numbers.
-    pub fn days(&self) -> (i64, i64) {
-        let from = self.from.map_or(i64::MIN / 2, day_of);
-        let to = self.to.map_or(i64::MAX / 2, |t| day_of(t.saturating_add(DAY_MICROS - 1)));
-        (from, to)
+/// What a drift report compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriftTarget {
+    /// Every feature of a feature set (`name` or `name@version`).
+    FeatureSet(String),
+    /// The features of a feature vector.
+    Vector(String),
+}
+
+/// Statistics of every feature of a feature set version over a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Statistics {
+    /// The feature set's name.
+    pub feature_set: String,
+    /// Its version.
+    pub version: u32,
+    /// Rows summarized.
+    pub rows: u64,
+    /// Days with any statistics in the window (0 for a dataset).
+    pub days: u32,
+    /// One entry per feature, in declaration order.
+    pub features: Vec<FeatureStatistics>,
+}
+
+/// Statistics of one feature. Numbers describe the values, list lengths for lists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureStatistics {
+    /// The feature's name.
+    pub feature: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    /// Non-null values.
+    pub count: u64,
+    /// Null values.
+    pub nulls: u64,
+    /// Estimated distinct values.
+    pub distinct: u64,
+    /// Smallest value, for numeric features.
+    pub min: Option<f64>,
+    /// Largest value.
+    pub max: Option<f64>,
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Standard deviation.
+    pub stddev: Option<f64>,
+    /// Estimated quantiles.
+    pub quantiles: Vec<Quantile>,
+    /// Equal-width histogram.
+    pub histogram: Vec<HistogramBin>,
+    /// Most frequent values of strings and bools, most frequent first.
+    pub top_values: Vec<TopValue>,
+}
+
+/// Quantiles, histogram bins and top values statistics show per feature.
+const QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
+const HISTOGRAM_BINS: usize = 20;
+const TOP_VALUES: usize = 10;
+
+impl FeatureStatistics {
+    /// What statistics show of feature `name`'s merged summary.
+    pub fn from_summary(name: &str, s: &FeatureSummary) -> FeatureStatistics {
+        FeatureStatistics {
+            feature: name.to_string(),
+            value_type: s.value_type(),
+            count: s.count(),
+            nulls: s.nulls(),
+            distinct: s.distinct(),
+            min: s.min(),
+            max: s.max(),
+            mean: s.mean(),
+            stddev: s.stddev(),
+            quantiles: QUANTILES.iter().filter_map(|q| s.quantile(*q).map(|value| Quantile { q: *q, value })).collect(),
+            histogram: s.histogram(HISTOGRAM_BINS),
+            top_values: s
+                .top_values()
+                .into_iter()
+                .take(TOP_VALUES)
+                .map(|(value, count)| TopValue { value, count })
+                .collect(),
+        }
     }
 }
 
-/// The rows whose statistics are compared.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Window {
-    /// Offline rows with event times in the range.
-    Offline(TimeRange),
-    /// The sample of values served online in the range.
-    Serving(TimeRange),
-    /// A saved training dataset.
-    Dataset(String),
+/// The value below which a share `q` of the values fall.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quantile {
+    /// Between 0 and 1.
+    pub q: f64,
+    /// The estimated quantile.
+    pub value: f64,
 }
 
-/// The drift of one feature between two windows.
+/// A frequent value and how often it occurs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopValue {
+    /// The value, as text.
+    pub value: String,
+    /// Its estimated count.
+    pub count: u64,
+}
+
+/// Drift of every feature of a target between a reference and a current window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// One entry per feature.
+    pub features: Vec<FeatureDrift>,
+    /// The worst status over the features; `Unknown` when none could be compared.
+    pub status: DriftStatus,
+}
+
+impl DriftReport {
+    /// The report of `features`, with the worst status over them.
+    pub fn new(features: Vec<FeatureDrift>) -> DriftReport {
+        let status = features.iter().map(|f| f.status).max().unwrap_or(DriftStatus::Unknown);
+        DriftReport { features, status }
+    }
+}
+
+/// Drift of one feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureDrift {
     /// `set:feature`.
     pub feature: String,
-    pub reference_count: u64,
-    pub current_count: u64,
-    /// `None` when the two sides could not be compared (see `error`).
+    /// PSI, KS, Jensen–Shannon, Hellinger, TVD; `None` when the sides could not be compared
+    /// (`error` says why).
     pub metrics: Option<DriftMetrics>,
+    /// The metrics against the feature set's thresholds; `Unknown` without metrics.
     pub status: DriftStatus,
+    /// Why the feature could not be compared.
     pub error: Option<String>,
+    /// Values in the reference window.
+    pub reference_count: u64,
+    /// Values in the current window.
+    pub current_count: u64,
 }
 
 impl FeatureDrift {
@@ -65,33 +185,13 @@ impl FeatureDrift {
             Ok(m) => (Some(m), status(&m, thresholds), None),
             Err(e) => (None, DriftStatus::Unknown, Some(e)),
         };
-        FeatureDrift { feature, reference_count: counts.0, current_count: counts.1, metrics, status, error }
+        FeatureDrift { feature, metrics, status, error, reference_count: counts.0, current_count: counts.1 }
     }
 
     /// A feature whose windows could not be read at all.
     pub fn failed(feature: String, error: String) -> FeatureDrift {
-        FeatureDrift {
-            feature,
-            reference_count: 0,
-            current_count: 0,
-            metrics: None,
-            status: DriftStatus::Unknown,
-            error: Some(error),
-        }
-    }
-}
-
-/// Drift of some features and the worst status over them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftReport {
-    pub status: DriftStatus,
-    pub features: Vec<FeatureDrift>,
-}
-
-impl DriftReport {
-    pub fn new(features: Vec<FeatureDrift>) -> DriftReport {
-        let status = features.iter().map(|f| f.status).max().unwrap_or(DriftStatus::Unknown);
-        DriftReport { status, features }
+        let status = DriftStatus::Unknown;
+        FeatureDrift { feature, metrics: None, status, error: Some(error), reference_count: 0, current_count: 0 }
     }
 }
 
@@ -109,15 +209,14 @@ mod tests {
     }
 
     #[test]
-    fn days_cover_the_range_and_open_sides_are_unbounded() {
-        let range = TimeRange { from: Some(DAY_MICROS + 1), to: Some(3 * DAY_MICROS + 1) };
-        assert_eq!(range.days(), (1, 4));
-        let exact = TimeRange { from: Some(DAY_MICROS), to: Some(3 * DAY_MICROS) };
-        assert_eq!(exact.days(), (1, 3));
-        let before_1970 = TimeRange { from: Some(-1), to: Some(0) };
-        assert_eq!(before_1970.days(), (-1, 0));
-        let open = TimeRange::default().days();
-        assert!(open.0 < -1_000_000 && open.1 > 1_000_000);
+    fn a_feature_without_metrics_reads_as_unknown_with_its_error() {
+        let report = DriftReport::new(vec![FeatureDrift::failed("s:f".into(), "no statistics on one side".into())]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["status"], "unknown");
+        assert_eq!(json["features"][0]["error"], "no statistics on one side");
+        assert!(json["features"][0]["metrics"].is_null(), "{json}");
+        let back: DriftReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl AdminService for AdminApi {
                     version: s.epoch.version,
                     conf_ver: s.epoch.conf_ver,
                     replicas: s.replicas.clone(),
+                    voters: s.voters.clone(),
                     leader_hint: self.node.groups.leader_of(s.id),
                 })
                 .collect();

@@ -14,7 +14,7 @@ use quiver_proto::v1::feature_service_server::FeatureService;
 use quiver_proto::v1::get_online_features_request::Features;
 use quiver_proto::v1::{
     Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, ShardRoute,
-    Status as ValueStatus, WriteFeaturesRequest, WriteFeaturesResponse,
+    WriteFeaturesRequest, WriteFeaturesResponse,
 };
 use quiver_proto::{fields_from_proto, value_to_proto};
 use tonic::{Request, Response, Status};
@@ -271,10 +271,6 @@ fn answer(row: Option<&StoredRow>, index: usize, ttl_secs: u64, now: i64) -> Fea
         Some(r) if is_expired(r.event_ts, ttl_secs, now) => (Freshness::Expired, Value::Null, r.event_ts),
         Some(r) => (Freshness::Present, r.values.get(index).cloned().unwrap_or_default(), r.event_ts),
     };
-    let status = match status {
-        Freshness::Present => ValueStatus::Present,
-        Freshness::NotFound => ValueStatus::NotFound,
-        Freshness::Expired => ValueStatus::Expired,
-    };
+    let status = quiver_proto::freshness_to_proto(status);
     FeatureValue { value: Some(value_to_proto(value)), event_timestamp_micros: ts, status: status as i32 }
 }

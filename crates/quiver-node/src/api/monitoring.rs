@@ -7,13 +7,13 @@ use std::sync::Arc;
 use quiver_core::Error as CoreError;
 use quiver_core::registry::Project;
 use quiver_core::shard_map::META_GROUP;
-use quiver_core::stats::{FeatureSummary, TimeRange, Window};
+use quiver_core::stats::{FeatureStatistics, FeatureSummary, Statistics, StatsWindow};
 use quiver_core::table::TableRef;
 use quiver_proto::v1::monitoring_service_server::MonitoringService;
 use quiver_proto::v1::{
     GetDriftRequest, GetDriftResponse, GetStatisticsRequest, GetStatisticsResponse, get_drift_request,
 };
-use quiver_proto::{drift_report_to_proto, feature_statistics_to_proto, window_from_proto};
+use quiver_proto::{drift_report_to_proto, statistics_to_proto, stats_window_from_proto};
 use tonic::{Request, Response, Status};
 
 use super::observed::observed;
@@ -37,8 +37,8 @@ impl MonitoringApi {
         let table = table_of(project, &req.feature_set)?;
         let meta = self.node.groups.group(META_GROUP)?;
         let window = match &req.window {
-            Some(w) => window_from_proto(w)?,
-            None => Window::Offline(TimeRange::default()),
+            Some(w) => stats_window_from_proto(w)?,
+            None => StatsWindow::Offline { from: None, to: None },
         };
         let (summaries, days) = window_summaries(meta.data.as_ref(), &table, &window)?;
         let fs = project.feature_set(&table.set, Some(table.version))?;
@@ -46,20 +46,14 @@ impl MonitoringApi {
         let features = fs
             .features
             .iter()
-            .map(|f| {
-                feature_statistics_to_proto(
-                    &f.name,
-                    &by_name.get(&f.name).cloned().unwrap_or_else(|| FeatureSummary::new(f.ty)),
-                )
+            .map(|f| match by_name.get(&f.name) {
+                Some(summary) => FeatureStatistics::from_summary(&f.name, summary),
+                None => FeatureStatistics::from_summary(&f.name, &FeatureSummary::new(f.ty)),
             })
             .collect();
-        Ok(GetStatisticsResponse {
-            feature_set: table.set,
-            version: table.version,
-            rows: summaries.rows,
-            days,
-            features,
-        })
+        let statistics =
+            Statistics { feature_set: table.set, version: table.version, rows: summaries.rows, days, features };
+        Ok(statistics_to_proto(&statistics))
     }
 
     async fn drift(&self, req: GetDriftRequest) -> Result<GetDriftResponse> {
@@ -73,7 +67,7 @@ impl MonitoringApi {
         let (Some(reference), Some(current)) = (&req.reference, &req.current) else {
             return Err(CoreError::InvalidArgument("give both a reference and a current window".into()).into());
         };
-        let windows = (&window_from_proto(reference)?, &window_from_proto(current)?);
+        let windows = (&stats_window_from_proto(reference)?, &stats_window_from_proto(current)?);
         let meta = self.node.groups.group(META_GROUP)?;
         Ok(drift_report_to_proto(&drift_report(meta.data.as_ref(), project, &refs, windows)?))
     }

@@ -142,7 +142,7 @@ impl OfflineService for OfflineApi {
             project: req.project,
             refs,
             spine: req.spine.into(),
-            spine_format: req.spine_format,
+            spine_format: quiver_proto::spine_format_from_proto(req.spine_format).map_err(Error::from)?,
             timestamp_column: if req.timestamp_column.is_empty() {
                 "event_timestamp".into()
             } else {

@@ -9,6 +9,7 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use bytes::Bytes;
+use quiver_core::offline::SpineFormat;
 use quiver_core::{Error as CoreError, Value, ValueType};
 use quiver_offline::convert::values_to_array;
 use quiver_offline::files::{read_parquet, write_batch};
@@ -29,7 +30,7 @@ pub struct HistoryRequest {
     pub project: String,
     pub refs: FeatureChoice,
     pub spine: Bytes,
-    pub spine_format: String,
+    pub spine_format: SpineFormat,
     pub timestamp_column: String,
     pub short_names: bool,
     /// Store the answer as a training dataset of this name.
@@ -50,15 +51,15 @@ fn offline_err(e: quiver_offline::Error) -> Error {
 /// Reads the spine: Parquet as it is; CSV with join keys typed by their entities, the
 /// time column as timestamps and every other column kept as text.
 fn read_spine(req: &HistoryRequest, key_types: &BTreeMap<String, ValueType>) -> Result<RecordBatch> {
-    match req.spine_format.as_str() {
-        "parquet" => {
+    match req.spine_format {
+        SpineFormat::Parquet => {
             let batches = read_parquet(req.spine.clone(), None)
                 .map_err(|e| CoreError::InvalidArgument(format!("spine: not a readable Parquet file: {e}")))?;
             let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
             Ok(arrow_select::concat::concat_batches(&schema, &batches)
                 .map_err(|e| CoreError::Internal(e.to_string()))?)
         }
-        "csv" => {
+        SpineFormat::Csv => {
             let mut reader = csv_reader(&req.spine);
             let headers =
                 reader.headers().map_err(|e| CoreError::InvalidArgument(format!("spine CSV header: {e}")))?.clone();
@@ -93,7 +94,6 @@ fn read_spine(req: &HistoryRequest, key_types: &BTreeMap<String, ValueType>) -> 
             Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                 .map_err(|e| CoreError::Internal(e.to_string()))?)
         }
-        other => Err(CoreError::InvalidArgument(format!("spine format '{other}': use csv or parquet")).into()),
     }
 }
 

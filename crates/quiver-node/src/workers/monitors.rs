@@ -5,7 +5,7 @@
 
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::spec::MonitorReference;
-use quiver_core::stats::{DriftReport, FeatureDrift, TimeRange, Window};
+use quiver_core::stats::{DriftReport, FeatureDrift, StatsWindow};
 use quiver_core::table::TableRef;
 use quiver_core::time::MICROS_PER_SEC;
 
@@ -33,11 +33,11 @@ pub async fn round(context: Context) -> Result<()> {
                 continue;
             }
             let reference = match reference {
-                MonitorReference::Dataset(name) => Window::Dataset(name),
-                MonitorReference::Range(from, to) => Window::Offline(TimeRange { from, to }),
+                MonitorReference::Dataset(name) => StatsWindow::Dataset(name),
+                MonitorReference::Range(from, to) => StatsWindow::Offline { from, to },
             };
             let since = now - monitoring.window_secs()? as i64 * MICROS_PER_SEC;
-            let current = Window::Offline(TimeRange { from: Some(since), to: Some(now) });
+            let current = StatsWindow::Offline { from: Some(since), to: Some(now) };
             let refs = [format!("{}@{}:*", fs.name, fs.version)];
             // A reference that cannot be read (a dataset not saved yet) is a recorded outcome too.
             let report = drift_report(tree.as_ref(), project, &refs, (&reference, &current)).unwrap_or_else(|e| {

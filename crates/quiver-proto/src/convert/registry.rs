@@ -1,60 +1,12 @@
-//! Conversions between wire messages and core types. Conversions from the wire are
-//! fallible: a peer may send a type name or value this version does not know.
-
-use std::collections::BTreeMap;
+//! Registry definitions, projects and apply changes.
 
 use quiver_core::registry::{Action, Change, Entity, FeatureSet, FeatureVector, ObjectKind, Project};
 use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, MonitoringSpec, VectorSpec};
 use quiver_core::stats::{DriftThresholds, Threshold};
 use quiver_core::time::format_ttl;
-use quiver_core::{Error, Result, Value, ValueType};
+use quiver_core::{Error, Result, ValueType};
 
 use crate::v1;
-use crate::v1::value::Kind;
-
-pub fn value_to_proto(value: Value) -> v1::Value {
-    let kind = match value {
-        Value::Null => None,
-        Value::Bool(v) => Some(Kind::BoolValue(v)),
-        Value::Int32(v) => Some(Kind::Int32Value(v)),
-        Value::Int64(v) => Some(Kind::Int64Value(v)),
-        Value::Float32(v) => Some(Kind::Float32Value(v)),
-        Value::Float64(v) => Some(Kind::Float64Value(v)),
-        Value::String(v) => Some(Kind::StringValue(v)),
-        Value::Bytes(v) => Some(Kind::BytesValue(v)),
-        Value::Timestamp(v) => Some(Kind::TimestampMicros(v)),
-        Value::Float32List(values) => Some(Kind::Float32List(v1::Float32List { values })),
-        Value::Int64List(values) => Some(Kind::Int64List(v1::Int64List { values })),
-        Value::StringList(values) => Some(Kind::StringList(v1::StringList { values })),
-    };
-    v1::Value { kind }
-}
-
-pub fn value_from_proto(value: v1::Value) -> Value {
-    match value.kind {
-        None => Value::Null,
-        Some(Kind::BoolValue(v)) => Value::Bool(v),
-        Some(Kind::Int32Value(v)) => Value::Int32(v),
-        Some(Kind::Int64Value(v)) => Value::Int64(v),
-        Some(Kind::Float32Value(v)) => Value::Float32(v),
-        Some(Kind::Float64Value(v)) => Value::Float64(v),
-        Some(Kind::StringValue(v)) => Value::String(v),
-        Some(Kind::BytesValue(v)) => Value::Bytes(v),
-        Some(Kind::TimestampMicros(v)) => Value::Timestamp(v),
-        Some(Kind::Float32List(l)) => Value::Float32List(l.values),
-        Some(Kind::Int64List(l)) => Value::Int64List(l.values),
-        Some(Kind::StringList(l)) => Value::StringList(l.values),
-    }
-}
-
-/// Named values (a row, an entity key) from the wire.
-pub fn fields_from_proto(fields: std::collections::HashMap<String, v1::Value>) -> BTreeMap<String, Value> {
-    fields.into_iter().map(|(k, v)| (k, value_from_proto(v))).collect()
-}
-
-pub fn fields_to_proto(fields: BTreeMap<String, Value>) -> std::collections::HashMap<String, v1::Value> {
-    fields.into_iter().map(|(k, v)| (k, value_to_proto(v))).collect()
-}
 
 fn parse_type(what: &str, name: &str, ty: &str) -> Result<ValueType> {
     ty.parse().map_err(|e| Error::InvalidDefinition(format!("{what} {name}: {e}")))
@@ -206,13 +158,20 @@ pub fn definitions_from_proto(r: v1::ApplyRequest) -> Result<Definitions> {
     })
 }
 
-pub fn change_to_proto(c: &Change) -> v1::Change {
-    let kind = match c.kind {
+const OBJECT_KINDS: [ObjectKind; 4] =
+    [ObjectKind::Project, ObjectKind::Entity, ObjectKind::FeatureSet, ObjectKind::Vector];
+
+fn object_kind_name(kind: ObjectKind) -> &'static str {
+    match kind {
         ObjectKind::Project => "project",
         ObjectKind::Entity => "entity",
         ObjectKind::FeatureSet => "feature_set",
         ObjectKind::Vector => "vector",
-    };
+    }
+}
+
+pub fn change_to_proto(c: &Change) -> v1::Change {
+    let kind = object_kind_name(c.kind);
     let (action, version) = match c.action {
         Action::Created => ("created", 0),
         Action::Updated => ("updated", 0),
@@ -220,6 +179,21 @@ pub fn change_to_proto(c: &Change) -> v1::Change {
         Action::Unchanged => ("unchanged", 0),
     };
     v1::Change { kind: kind.into(), name: c.name.clone(), action: action.into(), version, summary: c.to_string() }
+}
+
+/// The summary is left out: `Change` displays it.
+pub fn change_from_proto(c: v1::Change) -> Result<Change> {
+    let unknown = |what: &str, value: &str| Error::Internal(format!("change of {}: unknown {what} '{value}'", c.name));
+    let kind = OBJECT_KINDS.into_iter().find(|k| object_kind_name(*k) == c.kind);
+    let kind = kind.ok_or_else(|| unknown("kind", &c.kind))?;
+    let action = match c.action.as_str() {
+        "created" => Action::Created,
+        "updated" => Action::Updated,
+        "new_version" => Action::NewVersion(c.version),
+        "unchanged" => Action::Unchanged,
+        other => return Err(unknown("action", other)),
+    };
+    Ok(Change { kind, name: c.name, action })
 }
 
 pub fn project_to_proto(p: &Project) -> v1::GetProjectResponse {
@@ -336,27 +310,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_round_trip() {
-        let values = [
-            Value::Null,
-            Value::Bool(true),
-            Value::Int32(-3),
-            Value::Int64(1 << 40),
-            Value::Float32(0.5),
-            Value::Float64(-2.25),
-            Value::String("eu".into()),
-            Value::Bytes(vec![0, 255]),
-            Value::Timestamp(1_700_000_000_000_000),
-            Value::Float32List(vec![0.1, 0.2]),
-            Value::Int64List(vec![1, 2]),
-            Value::StringList(vec!["a".into()]),
-        ];
-        for v in values {
-            assert_eq!(value_from_proto(value_to_proto(v.clone())), v);
-        }
-    }
-
-    #[test]
     fn definitions_round_trip() {
         let defs = Definitions {
             project: "rides".into(),
@@ -397,6 +350,17 @@ mod tests {
             }],
         };
         assert_eq!(definitions_from_proto(definitions_to_proto(&defs)).unwrap(), defs);
+    }
+
+    #[test]
+    fn changes_round_trip_and_unknown_actions_are_refused() {
+        let actions = [Action::Created, Action::Updated, Action::NewVersion(3), Action::Unchanged];
+        for (kind, action) in OBJECT_KINDS.into_iter().zip(actions) {
+            let change = Change { kind, name: "n".into(), action };
+            assert_eq!(change_from_proto(change_to_proto(&change)).unwrap(), change);
+        }
+        let odd = v1::Change { kind: "entity".into(), action: "renamed".into(), ..Default::default() };
+        assert!(change_from_proto(odd).unwrap_err().to_string().contains("renamed"));
     }
 
     #[test]

@@ -3,16 +3,18 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use quiver_admin::input::RowFormat;
 use quiver_admin::local_node::LocalNode;
+use quiver_admin::render::format::Format;
 use quiver_client::{Consistency, FeatureSelection};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 
-use crate::Format;
-use quiver_admin::input::RowFormat as InputFormat;
+use crate::commands::offline::{self, SpineArg};
+use crate::commands::{online, registry};
 
-const DEFINITIONS: &str = include_str!("../../../examples/rides.yaml");
-const HISTORY: &[u8] = include_bytes!("../../../examples/driver_stats.parquet");
-const SPINE: &str = include_str!("../../../examples/driver_spine.csv");
+const DEFINITIONS: &str = include_str!("../../../../examples/rides.yaml");
+const HISTORY: &[u8] = include_bytes!("../../../../examples/driver_stats.parquet");
+const SPINE: &str = include_str!("../../../../examples/driver_spine.csv");
 
 pub async fn run() -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
@@ -25,17 +27,17 @@ pub async fn run() -> Result<()> {
     let defs_path = dir.path().join("rides.yaml");
     std::fs::write(&defs_path, DEFINITIONS)?;
     println!("$ quiverctl apply -f examples/rides.yaml");
-    crate::apply(&client, &defs_path).await?;
+    registry::apply(&client, &defs_path).await?;
 
     // Event times relative to now, so the 7-day TTL keeps them fresh.
     let rows_path = dir.path().join("driver_stats.csv");
     std::fs::write(&rows_path, example_rows(now_micros()))?;
     println!("\n$ quiverctl push --feature-set driver_stats driver_stats.csv");
-    crate::push(&client, "rides", "driver_stats", &rows_path.display().to_string(), InputFormat::Csv, 1000).await?;
+    online::push(&client, "rides", "driver_stats", &rows_path.display().to_string(), RowFormat::Csv, 1000).await?;
 
     let entities: Vec<String> = (1001..=1005).map(|id| format!("driver_id={id}")).collect();
     println!("\n$ quiverctl get --vector driver_model_v1 --entity driver_id=1001 ... --entity driver_id=1005");
-    let table = crate::get(
+    let table = online::get(
         &client,
         "rides",
         FeatureSelection::Vector("driver_model_v1".into()),
@@ -49,7 +51,7 @@ pub async fn run() -> Result<()> {
     println!(
         "\n$ quiverctl get --features driver_stats:conv_rate,driver_stats:city --entity driver_id=1001 --format json"
     );
-    let json = crate::get(
+    let json = online::get(
         &client,
         "rides",
         FeatureSelection::Refs(vec!["driver_stats:conv_rate".into(), "driver_stats:city".into()]),
@@ -63,17 +65,16 @@ pub async fn run() -> Result<()> {
     let history_path = dir.path().join("driver_stats.parquet");
     std::fs::write(&history_path, HISTORY)?;
     println!("\n$ quiverctl ingest --feature-set driver_stats examples/driver_stats.parquet");
-    crate::ingest(&client, "rides", "driver_stats", &history_path.display().to_string()).await?;
+    offline::ingest(&client, "rides", "driver_stats", &history_path.display().to_string()).await?;
 
-    let spine =
-        crate::SpineArg { path: dir.path().join("driver_spine.csv"), timestamp_column: "event_timestamp".into() };
+    let spine = SpineArg { path: dir.path().join("driver_spine.csv"), timestamp_column: "event_timestamp".into() };
     std::fs::write(&spine.path, SPINE)?;
     let out = dir.path().join("train.parquet");
     println!(
         "\n$ quiverctl history --vector driver_model_v1 --spine examples/driver_spine.csv --out train.parquet --save-as demo_train"
     );
     let vector = FeatureSelection::Vector("driver_model_v1".into());
-    crate::history(&client, "rides", vector, &spine, &out, false, Some("demo_train".into())).await?;
+    offline::history(&client, "rides", vector, &spine, &out, false, Some("demo_train".into())).await?;
 
     node.terminate()?;
     tokio::time::sleep(Duration::from_millis(10)).await;

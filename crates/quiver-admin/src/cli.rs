@@ -1,0 +1,202 @@
+//! What `quiverctl` accepts: global options, commands and their arguments.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use quiver_admin::input::RowFormat;
+use quiver_admin::render::format::Format;
+use quiver_client::FeatureSelection;
+
+#[derive(Parser)]
+#[command(name = "quiverctl", version, about = "Command-line client and admin tool for Quiver")]
+pub struct Cli {
+    /// gRPC endpoint of a Quiver node.
+    #[arg(long, global = true, env = "QUIVER_ENDPOINT", default_value = "http://127.0.0.1:7070")]
+    pub endpoint: String,
+    /// Project to work in; may be left out when only one project exists.
+    #[arg(long, global = true, env = "QUIVER_PROJECT")]
+    pub project: Option<String>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Apply definitions from a YAML file (idempotent).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List what a project declares (every project when none is chosen), or its datasets.
+    List {
+        #[arg(value_enum)]
+        what: Option<Listing>,
+    },
+    /// Show one entity, feature set (NAME or NAME@VERSION) or feature vector.
+    Describe { kind: Kind, name: String },
+    /// Write rows of a feature set from a JSON-lines or CSV file ('-' reads stdin).
+    Push {
+        #[arg(long)]
+        feature_set: String,
+        file: String,
+        /// Input format; by default from the file name (.csv, else JSON lines).
+        #[arg(long, value_enum)]
+        format: Option<RowFormat>,
+        /// Rows per write request.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+    },
+    /// Ingest a Parquet or CSV file, a directory of them, or an s3:// URL into the offline
+    /// store; the latest row per entity also goes online. Local paths are read by the node.
+    Ingest {
+        #[arg(long)]
+        feature_set: String,
+        path: String,
+    },
+    /// Build a point-in-time-correct training set from a spine of entity keys and times.
+    History {
+        /// Comma-separated references: set:feature, set@2:feature, set:*.
+        #[arg(long, conflicts_with = "vector", required_unless_present = "vector")]
+        features: Option<String>,
+        #[arg(long)]
+        vector: Option<String>,
+        /// Parquet or CSV file with the join keys, a time column and any labels.
+        #[arg(long)]
+        spine: PathBuf,
+        /// The spine's time column.
+        #[arg(long, default_value = "event_timestamp")]
+        timestamp_column: String,
+        /// Where to write the training set (Parquet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Name columns `feature` instead of `set:feature` where unambiguous.
+        #[arg(long)]
+        short_names: bool,
+        /// Also store the training set in the offline store under this name, with its lineage.
+        #[arg(long)]
+        save_as: Option<String>,
+    },
+    /// Load the latest offline row per entity (event time in [start, end)) into the online store.
+    Materialize {
+        #[arg(long)]
+        feature_set: String,
+        /// RFC 3339 time or integer microseconds.
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+    },
+    /// List the committed offline Parquet files of a feature set.
+    Files {
+        #[arg(long)]
+        feature_set: String,
+    },
+    /// Read the latest feature values for entities.
+    Get {
+        /// Comma-separated references: set:feature, set@2:feature, set:*.
+        #[arg(long, conflicts_with = "vector", required_unless_present = "vector")]
+        features: Option<String>,
+        /// A feature vector name.
+        #[arg(long)]
+        vector: Option<String>,
+        /// Join keys of one entity, e.g. driver_id=1001 or driver_id=1001,region=eu; repeat for more.
+        #[arg(long = "entity", required = true)]
+        entities: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[arg(long, value_enum, default_value_t = ReadConsistency::Linearizable)]
+        consistency: ReadConsistency,
+    },
+    /// Show the node, the cluster's nodes and every Raft group with its leader and indexes.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Statistics of every feature of a feature set, merged from recorded summaries.
+    Stats {
+        #[arg(long)]
+        feature_set: String,
+        /// Event times from (a date, RFC 3339 or µs).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Instead of --from/--to: FROM..TO, dataset:NAME or serving[:FROM..TO].
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        window: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Drift of each feature between a reference and a current window: PSI, KS,
+    /// Jensen–Shannon, Hellinger, TVD and a status.
+    Drift {
+        #[arg(long, required_unless_present = "vector", conflicts_with = "vector")]
+        feature_set: Option<String>,
+        #[arg(long)]
+        vector: Option<String>,
+        /// FROM..TO, dataset:NAME or serving[:FROM..TO].
+        #[arg(long)]
+        reference: String,
+        /// FROM..TO or serving[:FROM..TO].
+        #[arg(long)]
+        current: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Cluster membership.
+    Node {
+        #[command(subcommand)]
+        action: NodeCmd,
+    },
+    /// Show the shard map: hash ranges, epochs, replicas and leaders.
+    Shards {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Start a throwaway node, apply the examples, push rows and read a feature vector.
+    Demo,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Drain a node (its replicas move to the other nodes), then remove it from the cluster;
+    /// waits until it is gone unless --no-wait.
+    Remove {
+        id: u64,
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long, e.g. 10m.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Kind {
+    FeatureSet,
+    Entity,
+    Vector,
+    Dataset,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Listing {
+    /// Saved training datasets and their lineage.
+    Datasets,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReadConsistency {
+    Linearizable,
+    Stale,
+}
+
+/// The features of `--vector NAME` or `--features a:x,b:y`.
+pub fn selection(vector: Option<String>, features: Option<String>) -> Result<FeatureSelection> {
+    Ok(match (vector, features) {
+        (Some(v), _) => FeatureSelection::Vector(v),
+        (None, Some(f)) => FeatureSelection::Refs(f.split(',').map(|s| s.trim().to_string()).collect()),
+        (None, None) => bail!("give --features or --vector"),
+    })
+}

@@ -1,0 +1,121 @@
+//! The connection to a cluster: the node it was opened on, the routing state shared by its
+//! clones, and the redirect loop of calls that must reach the metadata leader.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_proto::v1::admin_service_client::AdminServiceClient;
+use quiver_proto::v1::feature_service_client::FeatureServiceClient;
+use quiver_proto::v1::monitoring_service_client::MonitoringServiceClient;
+use quiver_proto::v1::offline_service_client::OfflineServiceClient;
+use quiver_proto::v1::registry_service_client::RegistryServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, Result};
+use crate::routing::Router;
+
+/// How many times a call is tried while leaders move (see `Client::redirected`).
+const REDIRECT_ATTEMPTS: usize = 20;
+
+/// Largest message the client sends or accepts.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// A connection to a Quiver cluster through one of its nodes.
+///
+/// Online reads and writes are split by shard and sent straight to the nodes that hold them
+/// (see the crate docs); other calls go to the node connected to, which forwards what
+/// only the metadata leader can do. Cheap to clone: clones share connections and caches,
+/// so one client can serve a whole program.
+///
+/// ```no_run
+/// # async fn example() -> quiver_client::Result<()> {
+/// let client = quiver_client::Client::connect("http://127.0.0.1:7070").await?;
+/// println!("connected to {}", client.endpoint());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    endpoint: String,
+    pub(crate) router: Arc<Router>,
+    pub(crate) features: FeatureServiceClient<Channel>,
+    pub(crate) registry: RegistryServiceClient<Channel>,
+    pub(crate) admin: AdminServiceClient<Channel>,
+    pub(crate) offline: OfflineServiceClient<Channel>,
+    pub(crate) monitoring: MonitoringServiceClient<Channel>,
+}
+
+impl Client {
+    /// Connects to a node, e.g. `http://127.0.0.1:7070` (the scheme may be left out).
+    /// Fails with [`Error::Transport`] when the node cannot be reached within 5 seconds.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Client> {
+        let mut endpoint = endpoint.into();
+        if !endpoint.contains("://") {
+            endpoint = format!("http://{endpoint}");
+        }
+        let transport =
+            |e: &dyn std::fmt::Display| Error::Transport { endpoint: endpoint.clone(), message: e.to_string() };
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| transport(&e))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            // A node that stopped answering (paused, partitioned) fails calls instead of hanging them.
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await
+            .map_err(|e| transport(&e))?;
+        Ok(Client {
+            router: Arc::new(Router::new(&endpoint, channel.clone())),
+            features: FeatureServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            registry: RegistryServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel.clone()),
+            monitoring: MonitoringServiceClient::new(channel.clone()),
+            offline: OfflineServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            endpoint,
+        })
+    }
+
+    /// The node connected to, as a URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Runs `call`, following `NotLeader` answers to the node they name: the cluster
+    /// redirects rather than proxies. While a leader is being elected (no hint, or a hint
+    /// naming a node that is down) it backs off and asks this node again. Bounded: after
+    /// `REDIRECT_ATTEMPTS` tries the last answer is returned. Only answers that guarantee
+    /// the call was not applied are retried, so a write is never applied twice.
+    pub(crate) async fn redirected<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut target = self.clone();
+        let mut backoff = Duration::from_millis(50);
+        for _ in 1..REDIRECT_ATTEMPTS {
+            let leader = match call(target.clone()).await {
+                Err(Error::Server(quiver_core::Error::NotLeader { leader, .. })) => leader,
+                other => return other,
+            };
+            match leader {
+                Some(addr) if addr != target.endpoint.trim_start_matches("http://") => {
+                    if let Ok(next) = Client::connect(addr).await {
+                        target = next;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            // No reachable leader yet: wait for the election, then ask this node again.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+            target = self.clone();
+        }
+        call(target).await
+    }
+}

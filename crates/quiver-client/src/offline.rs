@@ -1,0 +1,120 @@
+//! The offline store: batch ingestion, point-in-time training sets, saved datasets,
+//! materialization into the online store, and the manifest.
+
+use arrow_array::RecordBatch;
+use quiver_core::offline::{DataFile, Dataset, IngestProgress, MaterializeProgress};
+use quiver_proto::v1;
+use tonic::Streaming;
+
+use crate::arrow_data::{batch_from_ipc, spine_bytes};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::types::HistoricalRequest;
+
+impl Client {
+    /// Ingests a Parquet or CSV file, a directory of them, or an `s3://` URL into the offline
+    /// store; the latest row per entity also goes online. The node reads the path itself, so
+    /// a local path must be one on the node's machine. All or nothing: one bad row rejects
+    /// the whole request. The same content ingested twice adds nothing (see
+    /// [`IngestProgress::duplicates`]). `progress` sees each update; the last one is returned.
+    pub async fn ingest(
+        &self,
+        project: &str,
+        feature_set: &str,
+        path: &str,
+        progress: impl FnMut(&IngestProgress),
+    ) -> Result<IngestProgress> {
+        let request = v1::IngestRequest { project: project.into(), feature_set: feature_set.into(), path: path.into() };
+        let stream = self.offline.clone().ingest(request).await.map_err(Error::from)?.into_inner();
+        let last = follow(stream, quiver_proto::ingest_progress_from_proto, progress).await?;
+        last.filter(|p| p.done).ok_or_else(|| Error::Rpc(tonic::Status::aborted("ingest ended without a final report")))
+    }
+
+    /// Builds a point-in-time-correct training set: every spine row, in order, with its
+    /// columns, then one column per feature (the latest value with event time at or before
+    /// the row's time and within the TTL, else null) and one event-time column per feature set.
+    ///
+    /// ```no_run
+    /// use quiver_client::{Client, FeatureSelection, HistoricalRequest, Spine};
+    ///
+    /// # async fn example(client: Client) -> quiver_client::Result<()> {
+    /// let spine = std::fs::read("examples/driver_spine.csv").expect("the example spine");
+    /// let mut request =
+    ///     HistoricalRequest::new("rides", FeatureSelection::Vector("driver_model_v1".into()), Spine::Csv(spine));
+    /// request.save_as = Some("train_v1".into()); // also kept in the offline store, with its lineage
+    /// let training = client.historical(request).await?;
+    /// println!("{} rows x {} columns", training.num_rows(), training.num_columns());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn historical(&self, request: HistoricalRequest) -> Result<RecordBatch> {
+        let (spine, format) = spine_bytes(request.spine)?;
+        let proto = v1::HistoricalRequest {
+            project: request.project,
+            features: Some(quiver_proto::historical_selection_to_proto(request.features)),
+            spine,
+            spine_format: quiver_proto::spine_format_to_proto(format) as i32,
+            timestamp_column: request.timestamp_column.unwrap_or_default(),
+            short_names: request.short_names,
+            save_as: request.save_as.unwrap_or_default(),
+            spine_name: request.spine_name,
+        };
+        let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
+        let mut ipc = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(Error::from)? {
+            ipc.extend_from_slice(&chunk.data);
+        }
+        batch_from_ipc(ipc)
+    }
+
+    /// Training datasets saved in a project, with their lineage.
+    pub async fn datasets(&self, project: &str) -> Result<Vec<Dataset>> {
+        let request = v1::ListDatasetsRequest { project: project.into() };
+        let reply = self.offline.clone().list_datasets(request).await.map_err(Error::from)?.into_inner();
+        Ok(reply.datasets.into_iter().map(quiver_proto::dataset_from_proto).collect())
+    }
+
+    /// Loads the latest offline row per entity with event time in `[start, end)` (µs; `None`
+    /// is unbounded) into the online store. Idempotent. `progress` sees each update; the
+    /// last one is returned.
+    pub async fn materialize(
+        &self,
+        project: &str,
+        feature_set: &str,
+        window: (Option<i64>, Option<i64>),
+        progress: impl FnMut(&MaterializeProgress),
+    ) -> Result<MaterializeProgress> {
+        let request = v1::MaterializeRequest {
+            project: project.into(),
+            feature_set: feature_set.into(),
+            start_micros: window.0.unwrap_or_default(),
+            end_micros: window.1.unwrap_or_default(),
+        };
+        let stream = self.offline.clone().materialize(request).await.map_err(Error::from)?.into_inner();
+        let last = follow(stream, quiver_proto::materialize_progress_from_proto, progress).await?;
+        last.filter(|p| p.done)
+            .ok_or_else(|| Error::Rpc(tonic::Status::aborted("materialize ended without a final report")))
+    }
+
+    /// The committed offline files of a feature set (`name` or `name@version`).
+    pub async fn files(&self, project: &str, feature_set: &str) -> Result<Vec<DataFile>> {
+        let request = v1::ListFilesRequest { project: project.into(), feature_set: feature_set.into() };
+        let reply = self.offline.clone().list_files(request).await.map_err(Error::from)?.into_inner();
+        Ok(reply.files.into_iter().map(quiver_proto::data_file_from_proto).collect())
+    }
+}
+
+/// Shows every report of a job's stream to `progress`; the last one, if any.
+async fn follow<P, T>(
+    mut stream: Streaming<P>,
+    convert: impl Fn(P) -> T,
+    mut progress: impl FnMut(&T),
+) -> Result<Option<T>> {
+    let mut last = None;
+    while let Some(update) = stream.message().await.map_err(Error::from)? {
+        let update = convert(update);
+        progress(&update);
+        last = Some(update);
+    }
+    Ok(last)
+}

@@ -1,0 +1,75 @@
+//! The client's own request and answer types; everything else it speaks is a quiver-core
+//! type, re-exported at the crate root.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use quiver_core::Value;
+use quiver_core::online::{Consistency, FeatureSelection};
+
+/// An online read: the latest values of some features for some entities.
+#[derive(Debug, Clone)]
+pub struct OnlineRequest {
+    /// The project the features belong to.
+    pub project: String,
+    /// The features to read.
+    pub features: FeatureSelection,
+    /// One map of join-key values per entity, e.g. `{"driver_id": Int64(1001)}`.
+    pub entities: Vec<BTreeMap<String, Value>>,
+    /// Linearizable (the default) or stale.
+    pub consistency: Consistency,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Rows accepted, all of them when the write succeeds.
+    pub rows_written: u64,
+}
+
+/// The entities and times a training set is built for, with any other columns (labels),
+/// kept as they are. It needs the join keys of the features' entities and a time column.
+#[derive(Debug, Clone)]
+pub enum Spine {
+    /// A CSV file's bytes. Join keys are typed by their entities, the time column read as
+    /// RFC 3339 or integer microseconds, every other column kept as text.
+    Csv(Vec<u8>),
+    /// A Parquet file's bytes, read with its own schema.
+    Parquet(Vec<u8>),
+    /// Arrow record batches of one schema, sent to the node as one Parquet file.
+    Batches(Vec<RecordBatch>),
+}
+
+/// A point-in-time training-set request.
+#[derive(Debug, Clone)]
+pub struct HistoricalRequest {
+    /// The project the features belong to.
+    pub project: String,
+    /// The features to join.
+    pub features: FeatureSelection,
+    /// The spine: join keys, a time column, and any other columns.
+    pub spine: Spine,
+    /// The spine's time column; `event_timestamp` when `None`.
+    pub timestamp_column: Option<String>,
+    /// Name columns `feature` instead of `set:feature` where unambiguous.
+    pub short_names: bool,
+    /// Also store the answer as a training dataset of this name, with its lineage.
+    pub save_as: Option<String>,
+    /// Where the spine came from, recorded in a saved dataset's lineage.
+    pub spine_name: String,
+}
+
+impl HistoricalRequest {
+    /// A request with the defaults: time column `event_timestamp`, `set:feature` names, not saved.
+    pub fn new(project: &str, features: FeatureSelection, spine: Spine) -> Self {
+        HistoricalRequest {
+            project: project.into(),
+            features,
+            spine,
+            timestamp_column: None,
+            short_names: false,
+            save_as: None,
+            spine_name: String::new(),
+        }
+    }
+}

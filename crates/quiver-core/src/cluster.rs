@@ -1,0 +1,113 @@
+//! The cluster as one node sees it: its nodes, the Raft groups open there with their leaders
+//! and indexes, and the shard map with leader hints and node addresses.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::shard_map::{Shard, ShardMap};
+
+/// A node's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: u64,
+    /// Its Quiver version.
+    pub version: String,
+    /// Every member of the cluster.
+    pub nodes: Vec<NodeStatus>,
+    /// Every Raft group open on the answering node: the meta group, then its shards.
+    pub groups: Vec<GroupStatus>,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: u64,
+    /// gRPC address, `host:port`.
+    pub address: String,
+    /// The answering node itself, or seen replicating by the metadata leader.
+    pub up: bool,
+    /// Being drained by `quiverctl node remove`: its replicas move to the others.
+    pub draining: bool,
+    /// Shard replicas assigned to it.
+    pub replicas: u32,
+    /// Whether it votes in the meta group.
+    pub meta_voter: bool,
+}
+
+/// What a Raft group holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupKind {
+    /// Group 0: the registry, the shard map, the manifest.
+    Meta,
+    /// A range of the entity-hash space and its rows.
+    Shard,
+}
+
+/// One Raft group as the answering node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupStatus {
+    /// 0 for the meta group; shards are 1..=N.
+    pub group_id: u64,
+    /// Meta group or shard.
+    pub kind: GroupKind,
+    /// The leader's node id; `None` while the group elects one.
+    pub leader: Option<u64>,
+    /// Node ids of the voters.
+    pub voters: Vec<u64>,
+    /// Raft term.
+    pub term: u64,
+    /// Last log index applied by the answering node.
+    pub applied_index: u64,
+    /// Last log index known committed.
+    pub committed_index: u64,
+    /// Last log index in the answering node's log.
+    pub last_log_index: u64,
+    /// The answering node's role in the group (`Leader`, `Follower`, `Candidate`, `Learner`).
+    pub state: String,
+    /// A shard's hash range, inclusive; 0 and 0 for the meta group.
+    pub range_start: u64,
+    /// See `range_start`.
+    pub range_end: u64,
+    /// On the group's leader: how far each replica is behind; empty elsewhere.
+    pub replicas: Vec<ReplicaLag>,
+}
+
+/// How far one replica is behind its group's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReplicaLag {
+    /// The replica's node.
+    pub node_id: u64,
+    /// Last log index the replica is known to hold; `None` when unknown.
+    pub matched_index: Option<u64>,
+    /// Log entries behind the leader's last one.
+    pub lag: u64,
+}
+
+/// The shard map as one node knows it: which shard owns which hash range, at which epoch,
+/// on which replicas; the leader that node last saw for each shard; every node's address.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ClusterMap {
+    /// Shards sorted by range start, covering the hash space.
+    #[serde(flatten)]
+    pub shard_map: ShardMap,
+    /// Shard id → the node id that led it when last seen; a hint, not a promise.
+    pub leaders: BTreeMap<u64, u64>,
+    /// Node id → gRPC address, `host:port`.
+    pub nodes: BTreeMap<u64, String>,
+}
+
+impl ClusterMap {
+    /// The address of the node a shard's leader hint names, when both are known.
+    pub fn leader_address(&self, shard: &Shard) -> Option<&str> {
+        self.leaders.get(&shard.id).and_then(|id| self.nodes.get(id)).map(String::as_str)
+    }
+
+    /// The addresses of a shard's replicas that have one, in replica order.
+    pub fn replica_addresses(&self, shard: &Shard) -> Vec<&str> {
+        shard.replicas.iter().filter_map(|id| self.nodes.get(id)).map(String::as_str).collect()
+    }
+}

@@ -1,0 +1,17 @@
+//! Conversions between wire messages and Quiver's own types, one module per API area.
+//! Conversions from the wire are fallible where a peer may send a name or value this
+//! version does not know.
+
+mod cluster;
+mod monitoring;
+mod offline;
+mod online;
+mod registry;
+mod values;
+
+pub use cluster::*;
+pub use monitoring::*;
+pub use offline::*;
+pub use online::*;
+pub use registry::*;
+pub use values::*;
