@@ -350,3 +350,32 @@ async fn materialize_fills_the_online_store_after_an_ingest_died_before_its_upse
     let empty = client.materialize("rides", "driver_stats", (None, Some(now - 24 * HOUR)), |_| {}).await.unwrap();
     assert_eq!(empty.entities_written, 0);
 }
+
+/// A training set that takes longer than the client's silence timeout still arrives: the
+/// node reports progress while it computes, so only silence fails a call, not duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_set_slower_than_the_silence_timeout_arrives_with_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = [("QUIVER_DELAY".to_string(), "training-set:4000".to_string())];
+    let (_node, client) = node_with_rides_env(dir.path(), &[], &slow).await;
+    let now = now_micros();
+    let rows = events(now);
+    let path = dir.path().join("events.csv");
+    std::fs::write(&path, csv_of(&rows)).unwrap();
+    ingest(&client, path.to_str().unwrap()).await.unwrap();
+    let client = client.with_silence_timeout(std::time::Duration::from_millis(1500));
+    let spine = [(1, now), (2, now)];
+    let csv = spine.iter().fold(String::from("driver_id,event_timestamp\n"), |csv, (d, ts)| {
+        csv + &format!("{d},{}\n", format_timestamp(*ts))
+    });
+    let mut reports = Vec::new();
+    let request = HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
+        Spine::Csv(csv.into_bytes()),
+    );
+    let batch = client.historical_with_progress(request, |spent| reports.push(spent)).await.unwrap();
+    assert_eq!(batch.num_rows(), 2);
+    assert!(reports.len() >= 3, "progress while the node computed: {reports:?}");
+    assert!(reports.windows(2).all(|w| w[0] <= w[1]), "{reports:?}");
+}

@@ -18,8 +18,10 @@ use crate::routing::Router;
 /// How many times a call is tried while leaders move (see `Client::redirected`).
 const REDIRECT_ATTEMPTS: usize = 20;
 
-/// Largest message the client sends or accepts.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
+pub(crate) use quiver_proto::MAX_MESSAGE_BYTES;
+
+/// How long a streamed answer may be silent before the call fails, unless set otherwise.
+const SILENCE: Duration = Duration::from_secs(30);
 
 /// A connection to a Quiver cluster through one of its nodes.
 ///
@@ -38,6 +40,8 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
+    /// How long a streamed answer may go without a message.
+    pub(crate) silence: Duration,
     pub(crate) router: Arc<Router>,
     pub(crate) features: FeatureServiceClient<Channel>,
     pub(crate) registry: RegistryServiceClient<Channel>,
@@ -77,7 +81,17 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             endpoint,
+            silence: SILENCE,
         })
+    }
+
+    /// How long a long job's answer (ingest, training set, materialization) may go without
+    /// a message from the node before the call fails; 30 s by default. Nodes report
+    /// progress about every second, so a job never fails for taking long, only for
+    /// falling silent (a paused or partitioned node).
+    pub fn with_silence_timeout(mut self, silence: Duration) -> Client {
+        self.silence = silence;
+        self
     }
 
     /// The node connected to, as a URL.

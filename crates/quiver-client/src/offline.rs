@@ -1,6 +1,8 @@
 //! The offline store: batch ingestion, point-in-time training sets, saved datasets,
 //! materialization into the online store, and the manifest.
 
+use std::time::Duration;
+
 use arrow_array::RecordBatch;
 use quiver_core::offline::{DataFile, Dataset, IngestProgress, MaterializeProgress};
 use quiver_proto::v1;
@@ -26,7 +28,7 @@ impl Client {
     ) -> Result<IngestProgress> {
         let request = v1::IngestRequest { project: project.into(), feature_set: feature_set.into(), path: path.into() };
         let stream = self.offline.clone().ingest(request).await.map_err(Error::from)?.into_inner();
-        let last = follow(stream, quiver_proto::ingest_progress_from_proto, progress).await?;
+        let last = self.follow(stream, quiver_proto::ingest_progress_from_proto, progress).await?;
         last.filter(|p| p.done).ok_or_else(|| Error::Rpc(tonic::Status::aborted("ingest ended without a final report")))
     }
 
@@ -48,6 +50,16 @@ impl Client {
     /// # }
     /// ```
     pub async fn historical(&self, request: HistoricalRequest) -> Result<RecordBatch> {
+        self.historical_with_progress(request, |_| {}).await
+    }
+
+    /// [`Client::historical`], calling `progress` with the time the node has spent on the
+    /// answer each time it reports (about every second while it computes).
+    pub async fn historical_with_progress(
+        &self,
+        request: HistoricalRequest,
+        mut progress: impl FnMut(Duration),
+    ) -> Result<RecordBatch> {
         let (spine, format) = spine_bytes(request.spine)?;
         let proto = v1::HistoricalRequest {
             project: request.project,
@@ -61,7 +73,10 @@ impl Client {
         };
         let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
         let mut ipc = Vec::new();
-        while let Some(chunk) = stream.message().await.map_err(Error::from)? {
+        while let Some(chunk) = self.next_message(&mut stream).await? {
+            if let Some(p) = chunk.progress {
+                progress(Duration::from_millis(p.elapsed_ms));
+            }
             ipc.extend_from_slice(&chunk.data);
         }
         batch_from_ipc(ipc)
@@ -91,7 +106,7 @@ impl Client {
             end_micros: window.1.unwrap_or_default(),
         };
         let stream = self.offline.clone().materialize(request).await.map_err(Error::from)?.into_inner();
-        let last = follow(stream, quiver_proto::materialize_progress_from_proto, progress).await?;
+        let last = self.follow(stream, quiver_proto::materialize_progress_from_proto, progress).await?;
         last.filter(|p| p.done)
             .ok_or_else(|| Error::Rpc(tonic::Status::aborted("materialize ended without a final report")))
     }
@@ -104,17 +119,32 @@ impl Client {
     }
 }
 
-/// Shows every report of a job's stream to `progress`; the last one, if any.
-async fn follow<P, T>(
-    mut stream: Streaming<P>,
-    convert: impl Fn(P) -> T,
-    mut progress: impl FnMut(&T),
-) -> Result<Option<T>> {
-    let mut last = None;
-    while let Some(update) = stream.message().await.map_err(Error::from)? {
-        let update = convert(update);
-        progress(&update);
-        last = Some(update);
+impl Client {
+    /// Shows every report of a job's stream to `progress`; the last one, if any.
+    async fn follow<P, T>(
+        &self,
+        mut stream: Streaming<P>,
+        convert: impl Fn(P) -> T,
+        mut progress: impl FnMut(&T),
+    ) -> Result<Option<T>> {
+        let mut last = None;
+        while let Some(update) = self.next_message(&mut stream).await? {
+            let update = convert(update);
+            progress(&update);
+            last = Some(update);
+        }
+        Ok(last)
     }
-    Ok(last)
+
+    /// The stream's next message, or an error once the node has been silent for longer than
+    /// the client's silence timeout.
+    async fn next_message<P>(&self, stream: &mut Streaming<P>) -> Result<Option<P>> {
+        match tokio::time::timeout(self.silence, stream.message()).await {
+            Ok(message) => Ok(message?),
+            Err(_) => {
+                let silent = format!("no word from {} for {:?}", self.endpoint(), self.silence);
+                Err(Error::Rpc(tonic::Status::deadline_exceeded(silent)))
+            }
+        }
+    }
 }

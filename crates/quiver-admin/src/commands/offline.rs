@@ -84,7 +84,10 @@ pub async fn history(
         spine_name: spine.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
     };
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let batch = client.historical(request).await;
+    let joining = spinner.message();
+    let batch = client
+        .historical_with_progress(request, |spent| spinner.set_message(format!("{joining}: {}s", spent.as_secs())))
+        .await;
     spinner.finish_and_clear();
     let batch = batch?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
