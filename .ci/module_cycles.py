@@ -8,7 +8,8 @@ followed to the module that defines X, so importing a re-exported name does not 
 importing the module that re-exports it. Declaring a child (`mod b;` or `mod b { .. }`) is not an import; an inline module (such as
 `mod tests { .. }`) is a module of its own.
 
-Usage: python3 .ci/module_cycles.py [CRATE_SRC_DIR ...]   (default: every crates/*/src)
+Usage: python3 .ci/module_cycles.py [CRATE_SRC_DIR ...]   (default: every crates/*/src and
+bench/src; a crate's lib.rs and main.rs trees are checked apart)
 """
 
 import re
@@ -61,13 +62,9 @@ def expand_use_tree(tree):
 
 
 class Crate:
-    def __init__(self, src):
-        self.src = Path(src)
+    def __init__(self, root):
         self.files = {}  # module path (tuple) -> text
-        root = self.src / "lib.rs"
-        if not root.exists():
-            root = self.src / "main.rs"
-        self._load((), root)
+        self._load((), Path(root))
         self.reexports = {m: self._reexports(m) for m in self.files}
 
     def _load(self, module, path):
@@ -195,11 +192,12 @@ def name(crate, module):
 def main(argv):
     root = Path(__file__).resolve().parent.parent
     srcs = argv or sorted(str(p) for p in root.glob("crates/*/src")) + [str(root / "bench/src")]
+    # A crate's library and its binary are separate module trees.
+    roots = [r for src in srcs for r in (Path(src) / "lib.rs", Path(src) / "main.rs") if r.exists()]
     failed = False
-    for src in srcs:
-        crate_dir = Path(src).parent
-        crate = crate_dir.name.replace("-", "_")
-        c = Crate(src)
+    for path in roots:
+        crate = path.parent.parent.name.replace("-", "_") + ("" if path.name == "lib.rs" else " (bin)")
+        c = Crate(path)
         graph = c.edges()
         for comp in sccs(graph):
             failed = True
