@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::online::FeatureSelection;
 use crate::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, MonitoringSpec, VectorSpec};
 use crate::time::parse_ttl;
 use crate::{Error, Result, ValueType};
@@ -224,6 +225,19 @@ impl Project {
 
     pub fn vector(&self, name: &str) -> Result<&FeatureVector> {
         self.vectors.get(name).ok_or_else(|| Error::UnknownVector(name.to_string()))
+    }
+
+    /// The feature references `selection` names: a vector's, or the references themselves.
+    pub fn feature_refs(&self, selection: &FeatureSelection) -> Result<Vec<String>> {
+        match selection {
+            FeatureSelection::Vector(name) => Ok(self.vector(name)?.features.clone()),
+            FeatureSelection::Refs(refs) => Ok(refs.clone()),
+        }
+    }
+
+    /// Every feature `selection` names, resolved (see [`Project::resolve`]).
+    pub fn select(&self, selection: &FeatureSelection) -> Result<Vec<ResolvedFeature>> {
+        self.resolve(&self.feature_refs(selection)?)
     }
 
     /// Resolves feature references (with `set:*` expanded) in the order given.

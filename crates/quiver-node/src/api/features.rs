@@ -11,12 +11,11 @@ use quiver_core::registry::{FeatureSet, Project, ResolvedFeature};
 use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, is_expired, validate_rows};
 use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
-use quiver_proto::v1::get_online_features_request::Features;
 use quiver_proto::v1::{
     Consistency, EntityResult, FeatureValue, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, ShardRoute,
     WriteFeaturesRequest, WriteFeaturesResponse,
 };
-use quiver_proto::{fields_from_proto, value_to_proto};
+use quiver_proto::{fields_from_proto, online_selection_from_proto, value_to_proto};
 use tonic::{Request, Response, Status};
 
 use super::observed::observed;
@@ -81,23 +80,10 @@ impl FeatureApi {
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }
 
-    async fn read(&self, req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
-        let (state, features) = self
-            .node
-            .meta
-            .current(|s| {
-                let project = s.registry.project(&req.project)?;
-                let features = match &req.features {
-                    Some(Features::Vector(name)) => project.resolve(&project.vector(name)?.features)?,
-                    Some(Features::Refs(r)) => project.resolve(&r.refs)?,
-                    None => {
-                        let what = "name a feature vector or feature references";
-                        return Err(CoreError::InvalidArgument(what.into()).into());
-                    }
-                };
-                Ok(features)
-            })
-            .await?;
+    async fn read(&self, mut req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
+        let selection = online_selection_from_proto(req.features.take())?;
+        let (state, features) =
+            self.node.meta.current(|s| Ok(s.registry.project(&req.project)?.select(&selection)?)).await?;
         let project = state.registry.project(&req.project)?;
         let linearizable = req.consistency() == Consistency::Linearizable;
         if req.entities.len() > MAX_ENTITIES_PER_READ {

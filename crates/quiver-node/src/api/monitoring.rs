@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quiver_core::Error as CoreError;
+use quiver_core::online::FeatureSelection;
 use quiver_core::registry::Project;
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::stats::{FeatureStatistics, FeatureSummary, Statistics, StatsWindow};
@@ -59,11 +60,12 @@ impl MonitoringApi {
     async fn drift(&self, req: GetDriftRequest) -> Result<GetDriftResponse> {
         let state = self.node.meta.caught_up().await?;
         let project = state.registry.project(&req.project)?;
-        let refs = match &req.target {
-            Some(get_drift_request::Target::FeatureSet(set)) => vec![format!("{set}:*")],
-            Some(get_drift_request::Target::Vector(v)) => project.vector(v)?.features.clone(),
+        let selection = match &req.target {
+            Some(get_drift_request::Target::FeatureSet(set)) => FeatureSelection::Refs(vec![format!("{set}:*")]),
+            Some(get_drift_request::Target::Vector(v)) => FeatureSelection::Vector(v.clone()),
             None => return Err(CoreError::InvalidArgument("name a feature set or a feature vector".into()).into()),
         };
+        let refs = project.feature_refs(&selection)?;
         let (Some(reference), Some(current)) = (&req.reference, &req.current) else {
             return Err(CoreError::InvalidArgument("give both a reference and a current window".into()).into());
         };

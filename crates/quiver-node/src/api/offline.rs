@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::Stream;
-use quiver_proto::v1::historical_request::Features;
+use quiver_proto::historical_selection_from_proto;
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
     ArrowChunk, DataFileInfo, Dataset as ProtoDataset, HistoricalRequest, HistoryProgress, IngestProgress,
@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::node::Node;
-use crate::offline::history::{self, FeatureChoice, HistoryRequest};
+use crate::offline::history::{self, HistoryRequest};
 use crate::offline::{ingest, materialize};
 use quiver_core::table::TableRef;
 
@@ -133,14 +133,10 @@ impl OfflineService for OfflineApi {
         request: Request<HistoricalRequest>,
     ) -> Result<Response<Self::GetHistoricalFeaturesStream>, Status> {
         let req = request.into_inner();
-        let refs = match req.features {
-            Some(Features::Vector(v)) => FeatureChoice::Vector(v),
-            Some(Features::Refs(r)) => FeatureChoice::Refs(r.refs),
-            None => return Err(Status::invalid_argument("name a feature vector or feature references")),
-        };
+        let selection = historical_selection_from_proto(req.features).map_err(Error::from)?;
         let request = HistoryRequest {
             project: req.project,
-            refs,
+            selection,
             spine: req.spine.into(),
             spine_format: quiver_proto::spine_format_from_proto(req.spine_format).map_err(Error::from)?,
             timestamp_column: if req.timestamp_column.is_empty() {

@@ -10,6 +10,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use bytes::Bytes;
 use quiver_core::offline::SpineFormat;
+use quiver_core::online::FeatureSelection;
 use quiver_core::{Error as CoreError, Value, ValueType};
 use quiver_offline::convert::values_to_array;
 use quiver_offline::files::{read_parquet, write_batch};
@@ -28,7 +29,7 @@ type SetColumns = (String, u32, Vec<(usize, String)>);
 
 pub struct HistoryRequest {
     pub project: String,
-    pub refs: FeatureChoice,
+    pub selection: FeatureSelection,
     pub spine: Bytes,
     pub spine_format: SpineFormat,
     pub timestamp_column: String,
@@ -37,11 +38,6 @@ pub struct HistoryRequest {
     pub save_as: Option<String>,
     /// The spine's file name, for the dataset's lineage.
     pub spine_name: String,
-}
-
-pub enum FeatureChoice {
-    Vector(String),
-    Refs(Vec<String>),
 }
 
 fn offline_err(e: quiver_offline::Error) -> Error {
@@ -147,9 +143,9 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
         project: req.project.clone(),
         name: name.to_string(),
         path,
-        vector: match &req.refs {
-            FeatureChoice::Vector(v) => Some(v.clone()),
-            FeatureChoice::Refs(_) => None,
+        vector: match &req.selection {
+            FeatureSelection::Vector(v) => Some(v.clone()),
+            FeatureSelection::Refs(_) => None,
         },
         features: lineage.features,
         feature_sets: lineage.feature_sets,
@@ -172,11 +168,7 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     // Every file committed before the request, through any node, takes part.
     let state: Arc<MetaState> = node.meta.caught_up().await?;
     let project = state.registry.project(&req.project)?;
-    let refs = match &req.refs {
-        FeatureChoice::Vector(v) => project.vector(v)?.features.clone(),
-        FeatureChoice::Refs(r) => r.clone(),
-    };
-    let resolved = project.resolve(&refs)?;
+    let resolved = project.select(&req.selection)?;
     let names = output_names(&resolved, req.short_names);
     // Group features by feature set version, in order of first appearance.
     let mut groups: Vec<SetColumns> = Vec::new();

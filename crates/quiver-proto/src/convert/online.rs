@@ -2,6 +2,7 @@
 
 use quiver_core::online::{Consistency, FeatureSelection, FeatureValue, OnlineFeatures};
 use quiver_core::row::Freshness;
+use quiver_core::{Error, Result};
 
 use crate::convert::values::value_from_proto;
 use crate::v1;
@@ -16,6 +17,30 @@ pub fn online_selection_to_proto(selection: FeatureSelection) -> get_online_feat
 }
 
 /// The features of a point-in-time retrieval.
+/// The features an online read names; a read naming none is refused.
+pub fn online_selection_from_proto(
+    features: Option<get_online_features_request::Features>,
+) -> Result<FeatureSelection> {
+    match features {
+        Some(get_online_features_request::Features::Vector(v)) => Ok(FeatureSelection::Vector(v)),
+        Some(get_online_features_request::Features::Refs(r)) => Ok(FeatureSelection::Refs(r.refs)),
+        None => Err(no_selection()),
+    }
+}
+
+/// The features a training set names; a request naming none is refused.
+pub fn historical_selection_from_proto(features: Option<historical_request::Features>) -> Result<FeatureSelection> {
+    match features {
+        Some(historical_request::Features::Vector(v)) => Ok(FeatureSelection::Vector(v)),
+        Some(historical_request::Features::Refs(r)) => Ok(FeatureSelection::Refs(r.refs)),
+        None => Err(no_selection()),
+    }
+}
+
+fn no_selection() -> Error {
+    Error::InvalidArgument("name a feature vector or feature references".into())
+}
+
 pub fn historical_selection_to_proto(selection: FeatureSelection) -> historical_request::Features {
     match selection {
         FeatureSelection::Vector(v) => historical_request::Features::Vector(v),
