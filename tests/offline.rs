@@ -5,13 +5,16 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{
+    Array, ArrayRef, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampNanosecondArray,
+};
 use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, SpineFormat, Value};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 use quiver_offline::store::OfflineStore;
 use quiver_tests::s3::S3Server;
-use quiver_tests::{driver_key, node_with_rides_env, now_micros};
+use quiver_tests::{driver_key, node_with_rides_env, now_micros, quiverctl};
 
 const HOUR: i64 = 3600 * MICROS_PER_SEC;
 
@@ -331,4 +334,88 @@ async fn materialize_fills_the_online_store_after_an_ingest_died_before_its_upse
     // A window before every event loads nothing.
     let empty = client.materialize("rides", "driver_stats", (None, Some(now - 24 * HOUR)), |_| {}).await.unwrap();
     assert_eq!(empty.entities_written, 0);
+}
+
+/// Reads a Parquet file `quiverctl history --out` wrote.
+fn read_out(path: &std::path::Path) -> RecordBatch {
+    let mut batches =
+        quiver_offline::files::read_parquet(bytes::Bytes::from(std::fs::read(path).unwrap()), None).unwrap();
+    assert_eq!(batches.len(), 1, "a small training set is one batch");
+    batches.remove(0)
+}
+
+/// `driver_stats` rows whose event time column is `Timestamp(ns, zone)`, as pandas and pyarrow
+/// write time-zone-aware (or naive) columns.
+fn zoned_parquet(rows: &[(i64, i64, f64, i64)], zone: Option<&str>) -> Vec<u8> {
+    let nanos = TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.1 * 1_000));
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("driver_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("event_timestamp", Arc::new(nanos.with_timezone_opt(zone))),
+        ("conv_rate", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        ("acc_rate", Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| 0.5)))),
+        ("avg_daily_trips", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3)))),
+        ("city", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("city-{}", r.0))))),
+    ];
+    to_parquet(columns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_time_zones_offsets_and_naive_times_work_for_ingest_and_spines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let ep = node.endpoint();
+    let now = now_micros();
+    let zones = [Some("UTC"), Some("Europe/Amsterdam"), Some("America/New_York"), Some("+02:00"), None];
+    // Driver d's one event, 30 minutes before the spine's time (µs apart, so each is exact).
+    let event = |d: i64| now - 1800 * MICROS_PER_SEC - d;
+    for (i, zone) in zones.iter().enumerate() {
+        let d = i as i64 + 1;
+        let file = dir.path().join(format!("zone-{d}.parquet"));
+        std::fs::write(&file, zoned_parquet(&[(d, event(d), d as f64, d)], *zone)).unwrap();
+        let out = quiverctl(
+            &ep,
+            &["--project", "rides", "ingest", "--feature-set", "driver_stats", file.to_str().unwrap()],
+            None,
+        );
+        assert!(out.success, "zone {zone:?}: {}", out.stderr);
+    }
+
+    let drivers = zones.len() as i64;
+    let spine_times = TimestampNanosecondArray::from_iter_values((1..=drivers).map(|_| now * 1_000));
+    let spine: Vec<(&str, ArrayRef)> = vec![
+        ("driver_id", Arc::new(Int64Array::from_iter_values(1..=drivers))),
+        ("event_timestamp", Arc::new(spine_times.with_timezone("UTC"))),
+        ("clicks", Arc::new(Int32Array::from_iter_values((1..=drivers).map(|d| d as i32 * 10)))),
+        ("score", Arc::new(Float32Array::from_iter_values((1..=drivers).map(|d| d as f32 / 4.0)))),
+        ("signup", Arc::new(Date32Array::from_iter_values((1..=drivers).map(|d| 20_000 + d as i32)))),
+    ];
+    let spine_file = dir.path().join("spine.parquet");
+    std::fs::write(&spine_file, to_parquet(spine.clone())).unwrap();
+    let out_file = dir.path().join("train.parquet");
+    let args = [
+        "--project",
+        "rides",
+        "history",
+        "--features",
+        "driver_stats:conv_rate",
+        "--spine",
+        spine_file.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    let out = quiverctl(&ep, &args, None);
+    assert!(out.success, "{}", out.stderr);
+    let train = read_out(&out_file);
+    let rates = train.column_by_name("driver_stats:conv_rate").unwrap().as_primitive::<Float64Type>();
+    let found =
+        train.column_by_name("driver_stats:event_timestamp").unwrap().as_primitive::<TimestampMicrosecondType>();
+    for d in 1..=drivers {
+        let row = d as usize - 1;
+        assert_eq!((rates.value(row), found.value(row)), (d as f64, event(d)), "zone {:?}", zones[row]);
+    }
+    // The spine's own columns come back exactly as they were, types included.
+    for (name, column) in &spine {
+        assert_eq!(train.column_by_name(name).unwrap(), column, "{name}");
+    }
+    drop(node);
 }
