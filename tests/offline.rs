@@ -10,6 +10,7 @@ use arrow_array::{
     Array, ArrayRef, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, TimestampNanosecondArray,
 };
+use arrow_schema::DataType;
 use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, SpineFormat, Value};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 use quiver_offline::store::OfflineStore;
@@ -417,5 +418,56 @@ async fn named_time_zones_offsets_and_naive_times_work_for_ingest_and_spines() {
     for (name, column) in &spine {
         assert_eq!(train.column_by_name(name).unwrap(), column, "{name}");
     }
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_spine_labels_keep_the_types_a_reader_infers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let now = now_micros();
+    client.write("rides", "driver_stats", vec![quiver_tests::driver_row(1, now - HOUR, 0.5, 3)]).await.unwrap();
+    let t = format_timestamp(now);
+    let spine = format!(
+        "driver_id,event_timestamp,trips,rating,churned,segment\n1,{t},3,4.5,true,gold\n2,{t},-7,1e-3,false,\n1,{t},,2,FALSE,12\n"
+    );
+    let spine_file = dir.path().join("spine.csv");
+    std::fs::write(&spine_file, spine).unwrap();
+    let out_file = dir.path().join("train.parquet");
+    let args = [
+        "--project",
+        "rides",
+        "history",
+        "--vector",
+        "driver_model_v1",
+        "--spine",
+        spine_file.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    let out = quiverctl(&node.endpoint(), &args, None);
+    assert!(out.success, "{}", out.stderr);
+    let train = read_out(&out_file);
+    let types: Vec<(String, DataType)> = ["driver_id", "trips", "rating", "churned", "segment"]
+        .iter()
+        .map(|n| (n.to_string(), train.schema().field_with_name(n).unwrap().data_type().clone()))
+        .collect();
+    let expected = [
+        ("driver_id", DataType::Int64),
+        ("trips", DataType::Int64),
+        ("rating", DataType::Float64),
+        ("churned", DataType::Boolean),
+        ("segment", DataType::Utf8),
+    ];
+    assert_eq!(types, expected.map(|(n, t)| (n.to_string(), t)));
+    let trips: Vec<Option<i64>> = train.column_by_name("trips").unwrap().as_primitive::<Int64Type>().iter().collect();
+    assert_eq!(trips, vec![Some(3), Some(-7), None]);
+    let rating: Vec<Option<f64>> =
+        train.column_by_name("rating").unwrap().as_primitive::<Float64Type>().iter().collect();
+    assert_eq!(rating, vec![Some(4.5), Some(0.001), Some(2.0)]);
+    let churned: Vec<Option<bool>> = train.column_by_name("churned").unwrap().as_boolean().iter().collect();
+    assert_eq!(churned, vec![Some(true), Some(false), Some(false)]);
+    let segment: Vec<Option<&str>> = train.column_by_name("segment").unwrap().as_string::<i32>().iter().collect();
+    assert_eq!(segment, vec![Some("gold"), None, Some("12")]);
     drop(node);
 }
