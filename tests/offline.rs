@@ -471,3 +471,45 @@ async fn csv_spine_labels_keep_the_types_a_reader_infers() {
     assert_eq!(segment, vec![Some("gold"), None, Some("12")]);
     drop(node);
 }
+
+/// `9999-12-31T23:59:59Z`: a row stamped so would win every later write by event time.
+const END_OF_TIME: i64 = 253_402_300_799 * MICROS_PER_SEC;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_and_materialize_refuse_rows_further_ahead_than_the_allowed_skew() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    // A node that allows any skew takes the far-future row into its offline store.
+    std::fs::write(&config, "[ingest]\nmax_future_ms = 9223372036854775807\n").unwrap();
+    let (mut node, client) = node_with_rides_env(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
+    let now = now_micros();
+    let early = dir.path().join("early.csv");
+    std::fs::write(&early, csv_of(&[(1, now - HOUR, 0.1, 1), (2, END_OF_TIME, 0.2, 2)])).unwrap();
+    ingest(&client, early.to_str().unwrap()).await.unwrap();
+
+    // With the default skew of one day, the same kind of row is refused, the file whole.
+    std::fs::write(&config, "").unwrap();
+    node.restart().await.unwrap();
+    let client = node.client().await.unwrap();
+    let files_before = client.files("rides", "driver_stats").await.unwrap();
+    let late = dir.path().join("late.csv");
+    std::fs::write(&late, csv_of(&[(3, now - HOUR, 0.3, 3), (4, END_OF_TIME, 0.4, 4)])).unwrap();
+    let err = ingest(&client, late.to_str().unwrap()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("late.csv") && err.contains("row 2, field 'event_timestamp'") && err.contains("9999-12-31"),
+        "{err}"
+    );
+    assert_eq!(client.files("rides", "driver_stats").await.unwrap(), files_before, "nothing committed");
+    assert_eq!(online(&client, 3).await, (Value::Null, Value::Null), "nothing upserted");
+    let ahead = dir.path().join("ahead.csv");
+    std::fs::write(&ahead, csv_of(&[(3, now + 12 * HOUR, 0.3, 3)])).unwrap();
+    assert_eq!(ingest(&client, ahead.to_str().unwrap()).await.unwrap().rows, 1, "within the skew");
+    assert_eq!(online(&client, 3).await, (Value::Float64(0.3), Value::Int64(3)));
+
+    // Materializing a window that holds the far-future row is refused; one before it is not.
+    let err = client.materialize("rides", "driver_stats", (None, None), |_| {}).await.unwrap_err().to_string();
+    assert!(err.contains("field 'event_timestamp'") && err.contains("9999-12-31"), "{err}");
+    let before = client.materialize("rides", "driver_stats", (None, Some(now + 24 * HOUR)), |_| {}).await.unwrap();
+    assert_eq!(before.entities_written, 2);
+    drop(node);
+}

@@ -345,6 +345,12 @@ pub(crate) fn row_hashes(project: &Project, feature_set: &str, rows: &[crate::In
     // The whole batch is validated as the node would, so that a bad row is reported for
     // the whole request before any shard's part is written.
     let validated = quiver_core::row::validate_rows(entity, fs, rows.to_vec()).ok()?;
+    // A row stamped ahead of this clock may be past the node's allowed skew, which only the
+    // node knows: it then checks the whole request, numbering rows as they were given.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();
+    if validated.iter().any(|r| i64::try_from(now).is_ok_and(|now| r.event_ts > now)) {
+        return None;
+    }
     Some(validated.iter().map(|r| key_hash(&encode_entity_key(&r.key))).collect())
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::raft::now_micros;
 use crate::shard::TableRef;
 
 /// Rows per online upsert command.
@@ -145,6 +146,8 @@ pub async fn run(
     for source in &sources {
         let bytes = source.read().await?;
         let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
+        rows.check_event_times(&entity, &fs, now_micros(), node.config.ingest.max_future())
+            .map_err(|e| in_source(&source.name, e))?;
         warnings.extend(
             rows.ignored
                 .iter()
