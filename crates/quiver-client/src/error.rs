@@ -8,9 +8,10 @@ pub enum Error {
     /// The node could not be reached.
     #[error("cannot reach {endpoint}: {message}")]
     Transport { endpoint: String, message: String },
-    /// The node answered with a Quiver error.
+    /// The node answered with a Quiver error. Not also given as the error's source, which
+    /// would print its message a second time in an error chain (`{:#}`).
     #[error("{} [{}]", .0, .0.code())]
-    Server(#[from] quiver_core::Error),
+    Server(quiver_core::Error),
     /// A gRPC failure that carries no Quiver error (a proxy, a broken connection).
     #[error("rpc failed: {0}")]
     Rpc(tonic::Status),
@@ -32,6 +33,12 @@ impl Error {
             Error::Server(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<quiver_core::Error> for Error {
+    fn from(e: quiver_core::Error) -> Error {
+        Error::Server(e)
     }
 }
 
