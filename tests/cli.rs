@@ -274,4 +274,11 @@ async fn an_error_is_printed_once_with_its_code_once() {
     assert!(!out.success);
     let message = "invalid argument: the spine has no column 'event_timestamp'";
     assert_eq!((out.stderr.matches(message).count(), out.stderr.matches("Q1203").count()), (1, 1), "{}", out.stderr);
+
+    // One that quiverctl finds itself, before sending anything, shows its code the same way.
+    let rows = "{\"driver_id\": 1, \"event_timestamp\": 5, \"conv_rate\": \"high\"}\n";
+    let out = quiverctl(&ep, &["--project", "rides", "push", "--feature-set", "driver_stats", "-"], Some(rows));
+    assert!(!out.success);
+    assert!(out.stderr.contains("row 1, field 'conv_rate'"), "{}", out.stderr);
+    assert!(out.stderr.trim_end().ends_with("[Q1201]") && out.stderr.matches("Q1201").count() == 1, "{}", out.stderr);
 }
