@@ -36,6 +36,22 @@ impl Error {
     }
 }
 
+/// The client's own codes; a server error keeps the node's code.
+pub const CATALOGUE: &[quiver_core::error::CodeEntry] = &[
+    quiver_core::error::CodeEntry {
+        code: "C0001",
+        variant: "Transport",
+        meaning: "The client could not reach the node.",
+        action: "Check `--endpoint` (`QUIVER_ENDPOINT`) and that the node runs: `GET /health` on its HTTP port.",
+    },
+    quiver_core::error::CodeEntry {
+        code: "C0002",
+        variant: "Rpc",
+        meaning: "A gRPC call failed without a Quiver error (a proxy, a broken connection, a timeout).",
+        action: "Retry; check the network path to the node.",
+    },
+];
+
 impl From<quiver_core::Error> for Error {
     fn from(e: quiver_core::Error) -> Error {
         Error::Server(e)
@@ -48,5 +64,22 @@ impl From<tonic::Status> for Error {
             Some(e) => Error::Server(e),
             None => Error::Rpc(status),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_matches_the_codes_and_the_doc() {
+        let examples = [
+            Error::Transport { endpoint: "http://127.0.0.1:7070".into(), message: "refused".into() },
+            Error::Rpc(tonic::Status::unavailable("proxy down")),
+        ];
+        let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
+        let doc = include_str!("../../../docs/error-codes.md");
+        quiver_core::error::check_catalogue(CATALOGUE, &examples, doc).unwrap_or_else(|e| panic!("{e}"));
+        assert!(CATALOGUE.iter().all(|e| e.code.starts_with('C')));
     }
 }

@@ -34,7 +34,7 @@
 //! # }
 //! ```
 
-mod error;
+pub mod error;
 mod routing;
 
 use std::collections::BTreeMap;
