@@ -245,3 +245,40 @@ async fn sequential_linearizable_reads_ride_the_leader_lease() {
     let rounds = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1) - rounds_before;
     assert!(rounds < 50, "{rounds} read-index rounds for 100 sequential reads");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_is_printed_once_with_its_code_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &[]).await.unwrap();
+    let ep = node.endpoint();
+    let twice = dir.path().join("twice.yaml");
+    std::fs::write(
+        &twice,
+        "project: p\nentities:\n  - name: e\n    join_keys: [{name: id, type: int64}]\nfeature_sets:\n  - name: s\n    \
+         entity: e\n    timestamp: ts\n    features:\n      - {name: a, type: int64}\n      - {name: a, type: int64}\n",
+    )
+    .unwrap();
+    let out = quiverctl(&ep, &["apply", "-f", twice.to_str().unwrap()], None);
+    assert!(!out.success);
+    let message = "invalid definition: feature of s 'a' is declared twice";
+    assert_eq!(out.stderr.trim_end(), format!("error: {message} [Q1101]"), "{}", out.stderr);
+    assert_eq!((out.stderr.matches(message).count(), out.stderr.matches("Q1101").count()), (1, 1), "{}", out.stderr);
+
+    // An invalid argument the node refuses: a spine without the time column.
+    assert!(quiverctl(&ep, &["apply", "-f", &format!("{EXAMPLES}/rides.yaml")], None).success);
+    let spine = dir.path().join("spine.csv");
+    std::fs::write(&spine, "driver_id,at\n1,2026-11-18T03:00:00Z\n").unwrap();
+    let out_file = dir.path().join("train.parquet");
+    let args = ["--project", "rides", "history", "--vector", "driver_model_v1", "--spine", spine.to_str().unwrap()];
+    let out = quiverctl(&ep, &[&args[..], &["--out", out_file.to_str().unwrap()]].concat(), None);
+    assert!(!out.success);
+    let message = "invalid argument: the spine has no column 'event_timestamp'";
+    assert_eq!((out.stderr.matches(message).count(), out.stderr.matches("Q1203").count()), (1, 1), "{}", out.stderr);
+
+    // One that quiverctl finds itself, before sending anything, shows its code the same way.
+    let rows = "{\"driver_id\": 1, \"event_timestamp\": 5, \"conv_rate\": \"high\"}\n";
+    let out = quiverctl(&ep, &["--project", "rides", "push", "--feature-set", "driver_stats", "-"], Some(rows));
+    assert!(!out.success);
+    assert!(out.stderr.contains("row 1, field 'conv_rate'"), "{}", out.stderr);
+    assert!(out.stderr.trim_end().ends_with("[Q1201]") && out.stderr.matches("Q1201").count() == 1, "{}", out.stderr);
+}

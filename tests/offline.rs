@@ -5,13 +5,17 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{
+    Array, ArrayRef, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampNanosecondArray,
+};
+use arrow_schema::DataType;
 use quiver_client::{Client, Consistency, FeatureSelection, HistoricalRequest, OnlineRequest, Spine, Value};
 use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
 use quiver_offline::store::OfflineStore;
 use quiver_tests::s3::S3Server;
-use quiver_tests::{driver_key, node_with_rides_env, now_micros};
+use quiver_tests::{driver_key, node_with_rides_env, now_micros, quiverctl};
 
 const HOUR: i64 = 3600 * MICROS_PER_SEC;
 
@@ -378,4 +382,181 @@ async fn a_training_set_slower_than_the_silence_timeout_arrives_with_progress() 
     assert_eq!(batch.num_rows(), 2);
     assert!(reports.len() >= 3, "progress while the node computed: {reports:?}");
     assert!(reports.windows(2).all(|w| w[0] <= w[1]), "{reports:?}");
+}
+
+/// Reads a Parquet file `quiverctl history --out` wrote.
+fn read_out(path: &std::path::Path) -> RecordBatch {
+    let mut batches =
+        quiver_offline::files::read_parquet(bytes::Bytes::from(std::fs::read(path).unwrap()), None).unwrap();
+    assert_eq!(batches.len(), 1, "a small training set is one batch");
+    batches.remove(0)
+}
+
+/// `driver_stats` rows whose event time column is `Timestamp(ns, zone)`, as pandas and pyarrow
+/// write time-zone-aware (or naive) columns.
+fn zoned_parquet(rows: &[(i64, i64, f64, i64)], zone: Option<&str>) -> Vec<u8> {
+    let nanos = TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.1 * 1_000));
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("driver_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("event_timestamp", Arc::new(nanos.with_timezone_opt(zone))),
+        ("conv_rate", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        ("acc_rate", Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| 0.5)))),
+        ("avg_daily_trips", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3)))),
+        ("city", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("city-{}", r.0))))),
+    ];
+    to_parquet(columns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_time_zones_offsets_and_naive_times_work_for_ingest_and_spines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let ep = node.endpoint();
+    let now = now_micros();
+    let zones = [Some("UTC"), Some("Europe/Amsterdam"), Some("America/New_York"), Some("+02:00"), None];
+    // Driver d's one event, 30 minutes before the spine's time (µs apart, so each is exact).
+    let event = |d: i64| now - 1800 * MICROS_PER_SEC - d;
+    for (i, zone) in zones.iter().enumerate() {
+        let d = i as i64 + 1;
+        let file = dir.path().join(format!("zone-{d}.parquet"));
+        std::fs::write(&file, zoned_parquet(&[(d, event(d), d as f64, d)], *zone)).unwrap();
+        let out = quiverctl(
+            &ep,
+            &["--project", "rides", "ingest", "--feature-set", "driver_stats", file.to_str().unwrap()],
+            None,
+        );
+        assert!(out.success, "zone {zone:?}: {}", out.stderr);
+    }
+
+    let drivers = zones.len() as i64;
+    let spine_times = TimestampNanosecondArray::from_iter_values((1..=drivers).map(|_| now * 1_000));
+    let spine: Vec<(&str, ArrayRef)> = vec![
+        ("driver_id", Arc::new(Int64Array::from_iter_values(1..=drivers))),
+        ("event_timestamp", Arc::new(spine_times.with_timezone("UTC"))),
+        ("clicks", Arc::new(Int32Array::from_iter_values((1..=drivers).map(|d| d as i32 * 10)))),
+        ("score", Arc::new(Float32Array::from_iter_values((1..=drivers).map(|d| d as f32 / 4.0)))),
+        ("signup", Arc::new(Date32Array::from_iter_values((1..=drivers).map(|d| 20_000 + d as i32)))),
+    ];
+    let spine_file = dir.path().join("spine.parquet");
+    std::fs::write(&spine_file, to_parquet(spine.clone())).unwrap();
+    let out_file = dir.path().join("train.parquet");
+    let args = [
+        "--project",
+        "rides",
+        "history",
+        "--features",
+        "driver_stats:conv_rate",
+        "--spine",
+        spine_file.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    let out = quiverctl(&ep, &args, None);
+    assert!(out.success, "{}", out.stderr);
+    let train = read_out(&out_file);
+    let rates = train.column_by_name("driver_stats:conv_rate").unwrap().as_primitive::<Float64Type>();
+    let found =
+        train.column_by_name("driver_stats:event_timestamp").unwrap().as_primitive::<TimestampMicrosecondType>();
+    for d in 1..=drivers {
+        let row = d as usize - 1;
+        assert_eq!((rates.value(row), found.value(row)), (d as f64, event(d)), "zone {:?}", zones[row]);
+    }
+    // The spine's own columns come back exactly as they were, types included.
+    for (name, column) in &spine {
+        assert_eq!(train.column_by_name(name).unwrap(), column, "{name}");
+    }
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_spine_labels_keep_the_types_a_reader_infers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let now = now_micros();
+    client.write("rides", "driver_stats", vec![quiver_tests::driver_row(1, now - HOUR, 0.5, 3)]).await.unwrap();
+    let t = format_timestamp(now);
+    let spine = format!(
+        "driver_id,event_timestamp,trips,rating,churned,segment\n1,{t},3,4.5,true,gold\n2,{t},-7,1e-3,false,\n1,{t},,2,FALSE,12\n"
+    );
+    let spine_file = dir.path().join("spine.csv");
+    std::fs::write(&spine_file, spine).unwrap();
+    let out_file = dir.path().join("train.parquet");
+    let args = [
+        "--project",
+        "rides",
+        "history",
+        "--vector",
+        "driver_model_v1",
+        "--spine",
+        spine_file.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    let out = quiverctl(&node.endpoint(), &args, None);
+    assert!(out.success, "{}", out.stderr);
+    let train = read_out(&out_file);
+    let types: Vec<(String, DataType)> = ["driver_id", "trips", "rating", "churned", "segment"]
+        .iter()
+        .map(|n| (n.to_string(), train.schema().field_with_name(n).unwrap().data_type().clone()))
+        .collect();
+    let expected = [
+        ("driver_id", DataType::Int64),
+        ("trips", DataType::Int64),
+        ("rating", DataType::Float64),
+        ("churned", DataType::Boolean),
+        ("segment", DataType::Utf8),
+    ];
+    assert_eq!(types, expected.map(|(n, t)| (n.to_string(), t)));
+    let trips: Vec<Option<i64>> = train.column_by_name("trips").unwrap().as_primitive::<Int64Type>().iter().collect();
+    assert_eq!(trips, vec![Some(3), Some(-7), None]);
+    let rating: Vec<Option<f64>> =
+        train.column_by_name("rating").unwrap().as_primitive::<Float64Type>().iter().collect();
+    assert_eq!(rating, vec![Some(4.5), Some(0.001), Some(2.0)]);
+    let churned: Vec<Option<bool>> = train.column_by_name("churned").unwrap().as_boolean().iter().collect();
+    assert_eq!(churned, vec![Some(true), Some(false), Some(false)]);
+    let segment: Vec<Option<&str>> = train.column_by_name("segment").unwrap().as_string::<i32>().iter().collect();
+    assert_eq!(segment, vec![Some("gold"), None, Some("12")]);
+    drop(node);
+}
+
+/// `9999-12-31T23:59:59Z`: a row stamped so would win every later write by event time.
+const END_OF_TIME: i64 = 253_402_300_799 * MICROS_PER_SEC;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_and_materialize_refuse_rows_further_ahead_than_the_allowed_skew() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    // A node that allows any skew takes the far-future row into its offline store.
+    std::fs::write(&config, "[ingest]\nmax_future_ms = 9223372036854775807\n").unwrap();
+    let (mut node, client) = node_with_rides_env(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
+    let now = now_micros();
+    let early = dir.path().join("early.csv");
+    std::fs::write(&early, csv_of(&[(1, now - HOUR, 0.1, 1), (2, END_OF_TIME, 0.2, 2)])).unwrap();
+    ingest(&client, early.to_str().unwrap()).await.unwrap();
+
+    // With the default skew of one day, the same kind of row is refused, the file whole.
+    std::fs::write(&config, "").unwrap();
+    node.restart().await.unwrap();
+    let client = node.client().await.unwrap();
+    let files_before = client.files("rides", "driver_stats").await.unwrap();
+    let late = dir.path().join("late.csv");
+    std::fs::write(&late, csv_of(&[(3, now - HOUR, 0.3, 3), (4, END_OF_TIME, 0.4, 4)])).unwrap();
+    let err = ingest(&client, late.to_str().unwrap()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("late.csv") && err.contains("row 2, field 'event_timestamp'") && err.contains("9999-12-31"),
+        "{err}"
+    );
+    assert_eq!(client.files("rides", "driver_stats").await.unwrap(), files_before, "nothing committed");
+    assert_eq!(online(&client, 3).await, (Value::Null, Value::Null), "nothing upserted");
+    let ahead = dir.path().join("ahead.csv");
+    std::fs::write(&ahead, csv_of(&[(3, now + 12 * HOUR, 0.3, 3)])).unwrap();
+    assert_eq!(ingest(&client, ahead.to_str().unwrap()).await.unwrap().rows, 1, "within the skew");
+    assert_eq!(online(&client, 3).await, (Value::Float64(0.3), Value::Int64(3)));
+
+    // Materializing a window that holds the far-future row is refused; one before it is not.
+    let err = client.materialize("rides", "driver_stats", (None, None), |_| {}).await.unwrap_err().to_string();
+    assert!(err.contains("field 'event_timestamp'") && err.contains("9999-12-31"), "{err}");
+    let before = client.materialize("rides", "driver_stats", (None, Some(now + 24 * HOUR)), |_| {}).await.unwrap();
+    assert_eq!(before.entities_written, 2);
+    drop(node);
 }

@@ -263,3 +263,38 @@ async fn a_read_across_shards_of_one_node_is_one_request() {
         assert_eq!(row[i].value, Value::Float64(id as f64), "driver {id} in its place");
     }
 }
+
+/// `9999-12-31T23:59:59Z`: a row stamped so would win every later write by event time.
+const END_OF_TIME: i64 = 253_402_300_799 * MICROS_PER_SEC;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_stamped_further_ahead_than_the_allowed_skew_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides(dir.path(), &[]).await;
+    let now = now_micros();
+    client.write("rides", "driver_stats", vec![driver_row(1, now, 0.5, 1)]).await.unwrap();
+    let hour = 3600 * MICROS_PER_SEC;
+    let batch = vec![driver_row(2, now + hour, 0.2, 1), driver_row(1, END_OF_TIME, 0.9, 1)];
+    let err = server_error(client.write("rides", "driver_stats", batch).await);
+    match &err {
+        E::InvalidRow { row: 2, field, reason } if field == "event_timestamp" => {
+            assert!(reason.contains("9999-12-31T23:59:59Z") && reason.contains("future"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(conv_rate(&client, 1).await.1, Value::Float64(0.5), "driver 1 unchanged");
+    assert_eq!(conv_rate(&client, 2).await.0, Freshness::NotFound, "nothing of the request stored");
+
+    // Within the default skew of one day, a row from a clock running ahead is taken.
+    client.write("rides", "driver_stats", vec![driver_row(1, now + 12 * hour, 0.7, 1)]).await.unwrap();
+    assert_eq!(conv_rate(&client, 1).await.1, Value::Float64(0.7));
+
+    // quiverctl names the row and field too.
+    let jsonl = format!(
+        "{{\"driver_id\": 3, \"event_timestamp\": {now}, \"conv_rate\": 0.3}}\n\
+         {{\"driver_id\": 3, \"event_timestamp\": \"9999-12-31T23:59:59Z\", \"conv_rate\": 0.4}}\n"
+    );
+    let out = quiver_tests::quiverctl(&node.endpoint(), &["push", "--feature-set", "driver_stats", "-"], Some(&jsonl));
+    assert!(!out.success && out.stderr.contains("row 2, field 'event_timestamp'"), "{}", out.stderr);
+    assert_eq!(conv_rate(&client, 3).await.0, Freshness::NotFound);
+}

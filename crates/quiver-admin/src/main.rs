@@ -15,7 +15,10 @@ use crate::commands::{cluster, demo, offline, online, registry, stats};
 async fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli).await {
-        eprintln!("error: {e:#}");
+        // Errors found here before any request show their code as the node's errors do.
+        let local = e.chain().find_map(|c| c.downcast_ref::<quiver_core::Error>());
+        let code = local.map(|c| format!(" [{}]", c.code())).unwrap_or_default();
+        eprintln!("error: {e:#}{code}");
         std::process::exit(1);
     }
 }

@@ -15,9 +15,10 @@ pub enum Error {
         /// What the connection attempt said.
         message: String,
     },
-    /// The node answered with a Quiver error.
+    /// The node answered with a Quiver error. Not also given as the error's source, which
+    /// would print its message a second time in an error chain (`{:#}`).
     #[error("{} [{}]", .0, .0.code())]
-    Server(#[from] quiver_core::Error),
+    Server(quiver_core::Error),
     /// A gRPC failure that carries no Quiver error (a proxy, a broken connection).
     #[error("rpc failed: {0}")]
     Rpc(tonic::Status),
@@ -46,11 +47,50 @@ impl Error {
     }
 }
 
+/// The client's own codes; a server error keeps the node's code.
+pub const CATALOGUE: &[quiver_core::error::CodeEntry] = &[
+    quiver_core::error::CodeEntry {
+        code: "C0001",
+        variant: "Transport",
+        meaning: "The client could not reach the node.",
+        action: "Check `--endpoint` (`QUIVER_ENDPOINT`) and that the node runs: `GET /health` on its HTTP port.",
+    },
+    quiver_core::error::CodeEntry {
+        code: "C0002",
+        variant: "Rpc",
+        meaning: "A gRPC call failed without a Quiver error (a proxy, a broken connection, a timeout).",
+        action: "Retry; check the network path to the node.",
+    },
+];
+
+impl From<quiver_core::Error> for Error {
+    fn from(e: quiver_core::Error) -> Error {
+        Error::Server(e)
+    }
+}
+
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Error {
         match quiver_proto::error_from_status(&status) {
             Some(e) => Error::Server(e),
             None => Error::Rpc(status),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_matches_the_codes_and_the_doc() {
+        let examples = [
+            Error::Transport { endpoint: "http://127.0.0.1:7070".into(), message: "refused".into() },
+            Error::Rpc(tonic::Status::unavailable("proxy down")),
+        ];
+        let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
+        let doc = include_str!("../../../docs/error-codes.md");
+        quiver_core::error::check_catalogue(CATALOGUE, &examples, doc).unwrap_or_else(|e| panic!("{e}"));
+        assert!(CATALOGUE.iter().all(|e| e.code.starts_with('C')));
     }
 }

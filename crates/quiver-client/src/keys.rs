@@ -18,6 +18,12 @@ pub(crate) fn row_hashes(project: &Project, feature_set: &str, rows: &[InputRow]
     // The whole batch is validated as the node would, so that a bad row is reported for
     // the whole request before any shard's part is written.
     let validated = validate_rows(entity, fs, rows.to_vec()).ok()?;
+    // A row stamped ahead of this clock may be past the node's allowed skew, which only the
+    // node knows: it then checks the whole request, numbering rows as they were given.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();
+    if validated.iter().any(|r| i64::try_from(now).is_ok_and(|now| r.event_ts > now)) {
+        return None;
+    }
     Some(validated.iter().map(|r| key_hash(&encode_entity_key(&r.key))).collect())
 }
 
@@ -31,11 +37,7 @@ pub(crate) fn entity_hashes(
     if entities.len() > MAX_ENTITIES_PER_READ {
         return None;
     }
-    let features = match selection {
-        FeatureSelection::Vector(v) => project.resolve(&project.vector(v).ok()?.features),
-        FeatureSelection::Refs(refs) => project.resolve(refs),
-    };
-    let features = features.ok()?;
+    let features = project.select(selection).ok()?;
     let mut entity_names = features.iter().map(|f| project.feature_set(&f.set, Some(f.version)).map(|fs| &fs.entity));
     let first = entity_names.next()?.ok()?;
     if !entity_names.all(|e| e.is_ok_and(|e| e == first)) {

@@ -107,7 +107,7 @@
 mod arrow_data;
 mod client;
 mod cluster;
-mod error;
+pub mod error;
 mod keys;
 mod monitoring;
 mod offline;

@@ -82,4 +82,267 @@ impl Error {
     pub fn row(row: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidRow { row, field: field.into(), reason: reason.into() }
     }
+
+    /// One error of every variant, with sample fields: for tests that must cover every code
+    /// (the catalogue's, the gRPC round trip's).
+    pub fn examples() -> Vec<Error> {
+        use crate::shard_map::Epoch;
+        vec![
+            Error::UnknownProject("rides".into()),
+            Error::UnknownEntity("rider".into()),
+            Error::UnknownFeatureSet("driver_stats@3".into()),
+            Error::UnknownFeature("driver_stats:speed".into()),
+            Error::UnknownVector("driver_model_v9".into()),
+            Error::InvalidDefinition("feature of s 'a' is declared twice".into()),
+            Error::row(3, "conv_rate", "'high' is not a valid float64"),
+            Error::InvalidEntityKey { entity: 2, key: "driver_id".into(), reason: "'x' is not a valid int64".into() },
+            Error::InvalidArgument("the spine has no column 'event_timestamp'".into()),
+            Error::TooLarge("100001 rows in one write; the limit is 100000, split the input".into()),
+            Error::NotLeader { group: 3, leader: Some("127.0.0.1:7071".into()) },
+            Error::ShardNotFound(4),
+            Error::Busy { reason: "too many writes in flight".into(), retry_after_ms: 50 },
+            Error::Unavailable("[N3003] no leader for group 2".into()),
+            Error::EpochMismatch { shard: 5, current: Epoch { version: 2, conf_ver: 3 } },
+            Error::KeyNotInShard { shard: 6, entity: 1 },
+            Error::Internal("[N3001] storage: disk full".into()),
+        ]
+    }
+}
+
+/// One stable error code: what it means and what the user should do. Each crate lists its
+/// codes in a `CATALOGUE`; `docs/error-codes.md` shows them, and tests keep both equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeEntry {
+    pub code: &'static str,
+    /// The variant of the crate's error enum that has the code.
+    pub variant: &'static str,
+    pub meaning: &'static str,
+    pub action: &'static str,
+}
+
+const RETRIED: &str = "Nothing: the client refreshes its shard map or follows the leader and retries, \
+    bounded. If it persists, `quiverctl status` shows groups without a leader or nodes down.";
+
+/// The codes of [`Error`]: `Q1…` bad requests (retrying the same one cannot succeed),
+/// `Q2…` routing and availability (retry), `Q9…` faults inside the node.
+pub const CATALOGUE: &[CodeEntry] = &[
+    CodeEntry {
+        code: "Q1001",
+        variant: "UnknownProject",
+        meaning: "The request names a project that has no definitions.",
+        action: "Check the name with `quiverctl list`; pick one with `--project` or `QUIVER_PROJECT`.",
+    },
+    CodeEntry {
+        code: "Q1002",
+        variant: "UnknownEntity",
+        meaning: "A definition or request names an entity the project does not declare.",
+        action: "Check the name with `quiverctl list`, or declare it under `entities:` and apply.",
+    },
+    CodeEntry {
+        code: "Q1003",
+        variant: "UnknownFeatureSet",
+        meaning: "The project has no feature set of that name (or no such version, `name@N`).",
+        action: "Check the name and versions with `quiverctl list` and `quiverctl describe feature-set`.",
+    },
+    CodeEntry {
+        code: "Q1004",
+        variant: "UnknownFeature",
+        meaning: "A feature reference, or a column of a row, is not a feature of its feature set.",
+        action: "Check it with `quiverctl describe feature-set`; a new feature is added by applying the \
+            definition with it.",
+    },
+    CodeEntry {
+        code: "Q1005",
+        variant: "UnknownVector",
+        meaning: "The project has no feature vector of that name.",
+        action: "Check the name with `quiverctl list`, or define it under `feature_vectors:` and apply.",
+    },
+    CodeEntry {
+        code: "Q1101",
+        variant: "InvalidDefinition",
+        meaning: "A definition cannot be applied (a bad name, type or TTL, a duplicate, changed join \
+            keys); nothing of the file was applied.",
+        action: "Fix the definition the message names and apply the file again.",
+    },
+    CodeEntry {
+        code: "Q1201",
+        variant: "InvalidRow",
+        meaning: "A row does not fit its feature set: a missing join key or event time, a wrong type, \
+            an unparseable value, an event time too far in the future. The whole request was refused \
+            and nothing was stored.",
+        action: "Fix the named row (counted from 1) and field, and send the whole input again.",
+    },
+    CodeEntry {
+        code: "Q1202",
+        variant: "InvalidEntityKey",
+        meaning: "An entity key of a read does not fit its entity: a join key missing, unknown or of \
+            the wrong type.",
+        action: "Give every join key of the features read, typed as `quiverctl describe entity` shows.",
+    },
+    CodeEntry {
+        code: "Q1203",
+        variant: "InvalidArgument",
+        meaning: "An argument or input file cannot be used: a bad path, format or option, a missing or \
+            mistyped column, a spine without its time column.",
+        action: "Fix the argument or file the message names.",
+    },
+    CodeEntry {
+        code: "Q1204",
+        variant: "TooLarge",
+        meaning: "The request exceeds a limit (rows per write, entities per read).",
+        action: "Split it into requests under the limit the message gives.",
+    },
+    CodeEntry {
+        code: "Q2001",
+        variant: "NotLeader",
+        meaning: "The node is not the leader of the group that must serve the request.",
+        action: RETRIED,
+    },
+    CodeEntry {
+        code: "Q2002",
+        variant: "ShardNotFound",
+        meaning: "The node does not host the shard the request was sent to.",
+        action: RETRIED,
+    },
+    CodeEntry {
+        code: "Q2003",
+        variant: "Busy",
+        meaning: "The node has too much work in flight.",
+        action: "Retry after the pause the message gives (the client does, bounded); send less at once if \
+            it persists.",
+    },
+    CodeEntry {
+        code: "Q2004",
+        variant: "Unavailable",
+        meaning: "The node cannot serve the request now: a group without a leader or quorum, Raft \
+            replication failed, or the node is stopping.",
+        action: "Retry later; `quiverctl status` and `GET /health` show groups without a leader and nodes down.",
+    },
+    CodeEntry {
+        code: "Q2005",
+        variant: "EpochMismatch",
+        meaning: "The request was routed by a shard epoch the node no longer has: the shard's range or \
+            replicas changed.",
+        action: RETRIED,
+    },
+    CodeEntry {
+        code: "Q2006",
+        variant: "KeyNotInShard",
+        meaning: "An entity was sent to a shard whose hash range does not hold it (a stale shard map).",
+        action: RETRIED,
+    },
+    CodeEntry {
+        code: "Q9001",
+        variant: "Internal",
+        meaning: "A fault inside the node; the message starts with the node's own code (`N…`, `O…`).",
+        action: "Look that code up below and in the node's log (`QUIVER_LOG=debug` for more); report it if it \
+            persists.",
+    },
+];
+
+/// A catalogue as the Markdown table `docs/error-codes.md` holds.
+pub fn catalogue_table(catalogue: &[CodeEntry]) -> String {
+    let mut table = String::from("| code | variant | meaning | what to do |\n|---|---|---|---|\n");
+    for e in catalogue {
+        table += &format!("| {} | `{}` | {} | {} |\n", e.code, e.variant, e.meaning, e.action);
+    }
+    table
+}
+
+/// Checks a crate's catalogue against its error enum and the documentation: codes unique and
+/// of the crate's one letter, every example's `(Debug text, code)` under its variant, every
+/// entry shown by an example, and `doc` holding the catalogue's table. For each crate's tests.
+pub fn check_catalogue(catalogue: &[CodeEntry], examples: &[(String, &str)], doc: &str) -> Result<(), String> {
+    let mut codes: Vec<&str> = catalogue.iter().map(|e| e.code).collect();
+    codes.sort_unstable();
+    if let Some(w) = codes.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("code {} is listed twice", w[0]));
+    }
+    let letter = |code: &str| code.chars().next();
+    if let Some(other) = catalogue.iter().find(|e| letter(e.code) != letter(catalogue[0].code)) {
+        return Err(format!("{} does not start with the crate's letter of {}", other.code, catalogue[0].code));
+    }
+    for (debug, code) in examples {
+        let variant: String = debug.chars().take_while(char::is_ascii_alphanumeric).collect();
+        match catalogue.iter().find(|e| e.variant == variant) {
+            Some(e) if e.code == *code => {}
+            Some(e) => return Err(format!("{variant} has code {code}; the catalogue says {}", e.code)),
+            None => return Err(format!("{variant} ({code}) is missing from the catalogue")),
+        }
+    }
+    if let Some(e) = catalogue.iter().find(|e| !examples.iter().any(|(_, code)| *code == e.code)) {
+        return Err(format!("no example of {} ({}): a variant that no longer exists?", e.variant, e.code));
+    }
+    let table = catalogue_table(catalogue);
+    if !doc.contains(&table) {
+        return Err(format!("docs/error-codes.md must hold this table, as it is:\n{table}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = include_str!("../../../docs/error-codes.md");
+
+    /// Every variant of `Error`, by name, as serde knows them.
+    fn variants() -> Vec<String> {
+        let err = serde_json::from_str::<Error>("\"?\"").unwrap_err().to_string();
+        let listed = err.split("expected one of").nth(1).unwrap_or_default();
+        listed.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_catalogue_has_every_variant_once_and_matches_the_codes_and_the_doc() {
+        let mut names = variants();
+        assert!(names.len() > 10, "{names:?}");
+        names.sort();
+        let mut listed: Vec<String> = CATALOGUE.iter().map(|e| e.variant.to_string()).collect();
+        listed.sort();
+        assert_eq!(listed, names, "one catalogue entry per variant");
+        let mut examples: Vec<String> = Error::examples()
+            .iter()
+            .map(|e| format!("{e:?}").chars().take_while(char::is_ascii_alphanumeric).collect())
+            .collect();
+        examples.sort();
+        assert_eq!(examples, names, "one example per variant");
+        let examples: Vec<(String, &str)> = Error::examples().iter().map(|e| (format!("{e:?}"), e.code())).collect();
+        check_catalogue(CATALOGUE, &examples, DOC).unwrap_or_else(|e| panic!("{e}"));
+        assert!(CATALOGUE.iter().all(|e| e.code.starts_with('Q')));
+    }
+
+    #[test]
+    fn no_code_is_documented_twice_across_crates() {
+        let mut codes: Vec<&str> = DOC
+            .lines()
+            .filter_map(|l| l.strip_prefix("| ")?.split(" |").next())
+            .filter(|c| c.len() == 5 && c[1..].bytes().all(|b| b.is_ascii_digit()))
+            .collect();
+        let all = codes.len();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all, "{codes:?}");
+        for letter in ["Q", "N", "O", "C"] {
+            assert!(codes.iter().any(|c| c.starts_with(letter)), "no {letter} codes in the doc");
+        }
+    }
+
+    #[test]
+    fn the_check_finds_a_duplicate_a_wrong_code_and_a_stale_doc() {
+        let entry = |code, variant| CodeEntry { code, variant, meaning: "m", action: "a" };
+        let catalogue = [entry("Q0001", "A"), entry("Q0002", "B")];
+        let examples = vec![("A(1)".to_string(), "Q0001"), ("B { x: 1 }".to_string(), "Q0002")];
+        let doc = catalogue_table(&catalogue);
+        assert_eq!(check_catalogue(&catalogue, &examples, &doc), Ok(()));
+        let twice = [entry("Q0001", "A"), entry("Q0001", "B")];
+        assert!(check_catalogue(&twice, &examples, &doc).unwrap_err().contains("twice"));
+        let wrong = vec![("A(1)".to_string(), "Q0002"), ("B".to_string(), "Q0002")];
+        assert!(check_catalogue(&catalogue, &wrong, &doc).unwrap_err().contains("A has code Q0002"));
+        assert!(check_catalogue(&catalogue, &examples[..1], &doc).unwrap_err().contains("no example of B"));
+        let stale = doc.replace("| m |", "| old |");
+        assert!(check_catalogue(&catalogue, &examples, &stale).unwrap_err().contains("must hold this table"));
+        let mixed = [entry("Q0001", "A"), entry("N0002", "B")];
+        assert!(check_catalogue(&mixed, &examples, &doc).unwrap_err().contains("letter"));
+    }
 }

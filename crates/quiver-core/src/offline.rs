@@ -7,7 +7,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpineFormat {
     /// A header line, then one row per line. Join keys are typed by their entities, the
-    /// time column read as timestamps, every other column kept as text.
+    /// time column read as timestamps, every other column typed as a CSV reader infers it.
     Csv,
     /// A Parquet file, read with its own schema.
     Parquet,

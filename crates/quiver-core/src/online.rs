@@ -2,16 +2,8 @@
 //! be, and each value with its event time and freshness.
 
 use crate::Value;
+pub use crate::registry::FeatureSelection;
 use crate::row::Freshness;
-
-/// Which features a read or a training set asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FeatureSelection {
-    /// A feature vector declared in the registry.
-    Vector(String),
-    /// `set:feature`, `set@2:feature` or `set:*` references, possibly from several sets.
-    Refs(Vec<String>),
-}
 
 /// What an online read must reflect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -8,7 +8,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::online::FeatureSelection;
 use crate::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, MonitoringSpec, VectorSpec};
 use crate::time::parse_ttl;
 use crate::{Error, Result, ValueType};
@@ -193,6 +192,15 @@ impl Registry {
         }
         Ok(changes)
     }
+}
+
+/// Which features a read or a training set asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeatureSelection {
+    /// A feature vector declared in the registry.
+    Vector(String),
+    /// `set:feature`, `set@2:feature` or `set:*` references, possibly from several sets.
+    Refs(Vec<String>),
 }
 
 impl Project {

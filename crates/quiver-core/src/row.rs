@@ -1,12 +1,13 @@
 //! Feature rows: validation of incoming rows, the stored form, last-writer-wins and TTL.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::key::{EntityKey, entity_key_from};
 use crate::registry::{Entity, FeatureSet};
-use crate::time::MICROS_PER_SEC;
+use crate::time::{MICROS_PER_SEC, format_timestamp};
 use crate::{Error, Result, Value, ValueType};
 
 /// The most rows one write request may carry; larger inputs are sent in several batches.
@@ -56,6 +57,27 @@ pub fn validate_row(entity: &Entity, fs: &FeatureSet, n: usize, mut row: InputRo
         values[i] = value.conform(fs.features[i].ty).map_err(|e| Error::row(n, &field, e))?;
     }
     Ok(ValidatedRow { key, event_ts, values })
+}
+
+/// Refuses an event time more than `max_future` ahead of `now` (µs): such a row would win
+/// every later write of its entity by event time until its time came. `row` numbers it (from
+/// 1) in its input and `field` is its event-time column. Pure: the caller reads the clock.
+pub fn check_event_time(row: usize, field: &str, event_ts: i64, now: i64, max_future: Duration) -> Result<()> {
+    let skew = i64::try_from(max_future.as_micros()).unwrap_or(i64::MAX);
+    if event_ts <= now.saturating_add(skew) {
+        return Ok(());
+    }
+    Err(Error::row(
+        row,
+        field,
+        format!(
+            "event time {} is in the future, more than {} after the server's clock ({}); \
+             a sentinel date or a time in the wrong unit?",
+            format_timestamp(event_ts),
+            humantime::format_duration(max_future),
+            format_timestamp(now)
+        ),
+    ))
 }
 
 /// Where a row sits in the total write order: the Raft log index of its batch and its
@@ -197,6 +219,31 @@ mod tests {
         assert!(!is_expired(now - 60 * MICROS_PER_SEC + 1, 60, now));
         assert!(is_expired(now - 60 * MICROS_PER_SEC, 60, now));
         assert!(!is_expired(i64::MIN, 0, now), "ttl 0 never expires");
+    }
+
+    #[test]
+    fn event_times_beyond_the_allowed_skew_are_refused_naming_row_and_field() {
+        let now = 1_767_225_600 * MICROS_PER_SEC;
+        let day = Duration::from_secs(86_400);
+        let day_us = 86_400 * MICROS_PER_SEC;
+        for ok in [i64::MIN, 0, now, now + day_us] {
+            assert_eq!(check_event_time(1, "ts", ok, now, day), Ok(()), "{ok}");
+        }
+        let end_of_time = 253_402_300_799 * MICROS_PER_SEC;
+        for bad in [now + day_us + 1, end_of_time, i64::MAX] {
+            match check_event_time(4, "ts", bad, now, day) {
+                Err(Error::InvalidRow { row: 4, field, reason }) => {
+                    assert_eq!(field, "ts");
+                    assert!(reason.contains(&format_timestamp(bad)) && reason.contains("1day"), "{reason}");
+                }
+                other => panic!("{bad}: unexpected {other:?}"),
+            }
+        }
+        let zero = Duration::ZERO;
+        assert!(
+            check_event_time(1, "ts", now, now, zero).is_ok() && check_event_time(1, "ts", now + 1, now, zero).is_err()
+        );
+        assert_eq!(check_event_time(1, "ts", end_of_time, now, Duration::MAX), Ok(()), "no overflow at any skew");
     }
 
     fn seq(log_index: u64, pos: u32) -> WriteSeq {

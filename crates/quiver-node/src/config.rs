@@ -42,6 +42,27 @@ pub struct Config {
     pub s3: quiver_offline::store::S3Settings,
     pub raft: RaftConfig,
     pub workers: WorkerConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How far ahead of this node's clock an event time may be, for clocks that run ahead;
+    /// pushed, ingested and materialized rows stamped later are refused.
+    pub max_future_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_future_ms: 86_400_000 }
+    }
+}
+
+impl IngestConfig {
+    pub fn max_future(&self) -> Duration {
+        Duration::from_millis(self.max_future_ms)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +135,7 @@ impl Default for Config {
             s3: Default::default(),
             raft: RaftConfig::default(),
             workers: WorkerConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -262,6 +284,9 @@ mod tests {
     fn toml_overrides_defaults_and_rejects_unknown_keys() {
         let c = Config::from_toml("shards = 4\n[raft]\nsnapshot_every = 50\n", "test").unwrap();
         assert_eq!((c.shards, c.raft.snapshot_every, c.node_id), (4, 50, 1));
+        assert_eq!(c.ingest.max_future(), Duration::from_secs(86_400), "one day unless set");
+        let c = Config::from_toml("[ingest]\nmax_future_ms = 60000\n", "test").unwrap();
+        assert_eq!(c.ingest.max_future(), Duration::from_secs(60));
         let err = Config::from_toml("shard = 4\n", "quiver.toml").unwrap_err().to_string();
         assert!(err.contains("quiver.toml") && err.contains("shard"), "{err}");
     }

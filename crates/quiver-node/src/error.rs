@@ -2,6 +2,7 @@
 //! the node adds its own for storage, encoding, Raft and configuration.
 
 use quiver_core::Error as CoreError;
+use quiver_core::error::CodeEntry;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -49,8 +50,64 @@ impl Error {
     }
 }
 
+/// The node's own codes. A client sees them inside `Q9001 Internal` or `Q2004 Unavailable`
+/// messages (`[N3001] storage: …`), and in the node's log.
+pub const CATALOGUE: &[CodeEntry] = &[
+    CodeEntry {
+        code: "N3001",
+        variant: "Storage",
+        meaning: "The node's local store (sled) failed, or stored data is not as expected.",
+        action: "Check the data directory's disk (space, permissions) and the node's log.",
+    },
+    CodeEntry {
+        code: "N3002",
+        variant: "Codec",
+        meaning: "Encoding or decoding stored data or an answer failed.",
+        action: "Report it with the node's log: it means a bug or damaged data.",
+    },
+    CodeEntry {
+        code: "N3003",
+        variant: "Raft",
+        meaning: "Raft replication failed (no quorum, a leader change during the request); sent as \
+            `Q2004 Unavailable`.",
+        action: "Retry; `quiverctl status` shows nodes down and groups without a leader.",
+    },
+    CodeEntry {
+        code: "N3004",
+        variant: "Config",
+        meaning: "The node's configuration is not valid; the node does not start.",
+        action: "Fix the setting the message names (flag, `QUIVER_*` variable or TOML key).",
+    },
+    CodeEntry {
+        code: "N3005",
+        variant: "Io",
+        meaning: "A file operation of the node failed, such as reading an ingest path.",
+        action: "Check the path the message names and its permissions on the node's machine.",
+    },
+];
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
         quiver_proto::status_from_error(&e.into_core())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_matches_the_codes_and_the_doc() {
+        let examples = [
+            Error::Storage("disk full".into()),
+            Error::Codec("bad row".into()),
+            Error::Raft("no quorum".into()),
+            Error::Config("shards = 0".into()),
+            Error::io("reading x.csv", std::io::Error::other("denied")),
+        ];
+        let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
+        let doc = include_str!("../../../docs/error-codes.md");
+        quiver_core::error::check_catalogue(CATALOGUE, &examples, doc).unwrap_or_else(|e| panic!("{e}"));
+        assert!(CATALOGUE.iter().all(|e| e.code.starts_with('N')));
     }
 }

@@ -1,5 +1,7 @@
 //! The offline crate's error enum; each variant has a stable code.
 
+use quiver_core::error::CodeEntry;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,35 @@ pub enum Error {
     #[error("offline store location '{location}': {reason}")]
     Location { location: String, reason: String },
 }
+
+/// The offline store's own codes. A client sees them inside `Q9001 Internal` messages
+/// (`[O4001] object store: …`), and in the node's log.
+pub const CATALOGUE: &[CodeEntry] = &[
+    CodeEntry {
+        code: "O4001",
+        variant: "Store",
+        meaning: "The offline store (a directory or S3) refused or failed a request.",
+        action: "Check the store's location, its credentials (`[s3]` or `AWS_*`) and that it can be reached.",
+    },
+    CodeEntry {
+        code: "O4002",
+        variant: "Parquet",
+        meaning: "A Parquet file of the offline store could not be read or written.",
+        action: "Check the store's files and the node's log; report it if the file was written by Quiver.",
+    },
+    CodeEntry {
+        code: "O4003",
+        variant: "Arrow",
+        meaning: "An Arrow operation on offline data failed (a cast, a concatenation).",
+        action: "Report it with the node's log and the input that caused it.",
+    },
+    CodeEntry {
+        code: "O4004",
+        variant: "Location",
+        meaning: "The offline store location cannot be used (a bad URL or scheme).",
+        action: "Give a directory, `s3://bucket/prefix` or `memory://` as `--offline-store`.",
+    },
+];
 
 impl Error {
     pub fn code(&self) -> &'static str {
@@ -34,5 +65,24 @@ impl Error {
             Error::Core(e) => e,
             other => quiver_core::Error::Internal(format!("[{}] {other}", other.code())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_matches_the_codes_and_the_doc() {
+        let examples = [
+            Error::Store(object_store::Error::Generic { store: "S3", source: "refused".into() }),
+            Error::Parquet(parquet::errors::ParquetError::General("bad footer".into())),
+            Error::Arrow(arrow_schema::ArrowError::CastError("x".into())),
+            Error::Location { location: "ftp://x".into(), reason: "unsupported scheme".into() },
+        ];
+        let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
+        let doc = include_str!("../../../docs/error-codes.md");
+        quiver_core::error::check_catalogue(CATALOGUE, &examples, doc).unwrap_or_else(|e| panic!("{e}"));
+        assert!(CATALOGUE.iter().all(|e| e.code.starts_with('O')));
     }
 }

@@ -2,12 +2,14 @@
 //! checked whole before anything is written, and split into per-day files.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use bytes::Bytes;
 use quiver_core::registry::{Entity, FeatureSet};
+use quiver_core::row::check_event_time;
 use quiver_core::time::day_of;
 use quiver_core::{Error as CoreError, Value};
 
@@ -42,6 +44,18 @@ pub struct SourceRows {
     pub rows: usize,
     /// Input columns that the feature set does not declare.
     pub ignored: Vec<String>,
+}
+
+impl SourceRows {
+    /// Refuses the source if an event time is more than `max_future` ahead of `now`, naming
+    /// the first such row (see `quiver_core::row::check_event_time`).
+    pub fn check_event_times(&self, entity: &Entity, fs: &FeatureSet, now: i64, max_future: Duration) -> Result<()> {
+        let times = self.columns[entity.join_keys.len()].as_primitive::<TimestampMicrosecondType>();
+        for (i, &t) in times.values().iter().enumerate() {
+            check_event_time(i + 1, &fs.timestamp_column, t, now, max_future)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads and checks a whole source. Any bad column or row fails it, naming the fault.

@@ -50,4 +50,14 @@ mod tests {
         assert_eq!(error_from_status(&status), Some(err));
         assert_eq!(error_from_status(&Status::unavailable("down")), None);
     }
+
+    #[test]
+    fn every_error_variant_round_trips_with_its_code() {
+        for err in Error::examples() {
+            let status = status_from_error(&err);
+            assert_eq!(error_from_status(&status).as_ref(), Some(&err));
+            assert_eq!(status.metadata().get("quiver-code").and_then(|v| v.to_str().ok()), Some(err.code()));
+            assert_eq!(status.message(), format!("[{}] {err}", err.code()));
+        }
+    }
 }

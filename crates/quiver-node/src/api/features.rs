@@ -8,7 +8,7 @@ use futures::future::try_join_all;
 use quiver_core::epoch::Epoch;
 use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
 use quiver_core::registry::{FeatureSet, Project, ResolvedFeature};
-use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, is_expired, validate_rows};
+use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, check_event_time, is_expired, validate_rows};
 use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
 use quiver_proto::v1::{
@@ -68,6 +68,10 @@ impl FeatureApi {
         let input = req.rows.into_iter().map(|r| fields_from_proto(r.fields)).collect();
         // Validation covers the whole request before anything is proposed.
         let rows = validate_rows(entity, fs, input)?;
+        let (now, skew) = (now_micros(), self.node.config.ingest.max_future());
+        for (i, row) in rows.iter().enumerate() {
+            check_event_time(i + 1, &fs.timestamp_column, row.event_ts, now, skew)?;
+        }
         if let Some(route) = &req.route {
             let hashes: Vec<u64> = rows.iter().map(|r| key_hash(&encode_entity_key(&r.key))).collect();
             self.check_route(route, &hashes, true).await?;

@@ -4,18 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{Field, Schema};
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use quiver_core::offline::SpineFormat;
 use quiver_core::online::FeatureSelection;
-use quiver_core::{Error as CoreError, Value, ValueType};
-use quiver_offline::convert::values_to_array;
-use quiver_offline::files::{read_parquet, write_batch};
+use quiver_core::{Error as CoreError, ValueType};
+use quiver_offline::files::write_batch;
 use quiver_offline::retrieval::{Source, point_in_time};
-use quiver_offline::schema::to_utc_micros;
+use quiver_offline::spine::{Spine, read_spine};
 
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
@@ -42,59 +38,6 @@ pub struct HistoryRequest {
 
 fn offline_err(e: quiver_offline::Error) -> Error {
     Error::from(e.into_core())
-}
-
-/// Reads the spine: Parquet as it is; CSV with join keys typed by their entities, the
-/// time column as timestamps and every other column kept as text.
-fn read_spine(req: &HistoryRequest, key_types: &BTreeMap<String, ValueType>) -> Result<RecordBatch> {
-    match req.spine_format {
-        SpineFormat::Parquet => {
-            let batches = read_parquet(req.spine.clone(), None)
-                .map_err(|e| CoreError::InvalidArgument(format!("spine: not a readable Parquet file: {e}")))?;
-            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
-            Ok(arrow_select::concat::concat_batches(&schema, &batches)
-                .map_err(|e| CoreError::Internal(e.to_string()))?)
-        }
-        SpineFormat::Csv => {
-            let mut reader = csv_reader(&req.spine);
-            let headers =
-                reader.headers().map_err(|e| CoreError::InvalidArgument(format!("spine CSV header: {e}")))?.clone();
-            let types: Vec<ValueType> = headers
-                .iter()
-                .map(|h| {
-                    if h == req.timestamp_column {
-                        ValueType::Timestamp
-                    } else {
-                        key_types.get(h).copied().unwrap_or(ValueType::String)
-                    }
-                })
-                .collect();
-            let mut values: Vec<Vec<Value>> = vec![Vec::new(); headers.len()];
-            for (i, record) in reader.records().enumerate() {
-                let record = record.map_err(|e| CoreError::row(i + 1, "", format!("spine: malformed CSV: {e}")))?;
-                for (c, (text, ty)) in record.iter().zip(&types).enumerate() {
-                    let value = match ty {
-                        ValueType::String => Value::String(text.to_string()),
-                        ty => Value::parse_text(text, *ty)
-                            .map_err(|e| CoreError::row(i + 1, &headers[c], format!("spine: {e}")))?,
-                    };
-                    values[c].push(value);
-                }
-            }
-            let fields: Vec<Field> = headers
-                .iter()
-                .zip(&types)
-                .map(|(h, t)| Field::new(h, quiver_offline::schema::arrow_type(*t), true))
-                .collect();
-            let columns: Vec<ArrayRef> = values.iter().zip(&types).map(|(v, t)| values_to_array(v, *t)).collect();
-            Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-                .map_err(|e| CoreError::Internal(e.to_string()))?)
-        }
-    }
-}
-
-fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes)
 }
 
 /// Output column names: `set:feature`, or `feature` when asked and no other set uses it.
@@ -185,19 +128,8 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
             key_types.insert(k.name.clone(), k.ty);
         }
     }
-    let spine = read_spine(req, &key_types)?;
-    let ts_column = spine.column_by_name(&req.timestamp_column).ok_or_else(|| {
-        CoreError::InvalidArgument(format!(
-            "the spine has no column '{}'; name its time column with --timestamp-column",
-            req.timestamp_column
-        ))
-    })?;
-    let spine_ts = to_utc_micros(ts_column)
-        .map_err(|e| CoreError::InvalidArgument(format!("spine column '{}' {e}", req.timestamp_column)))?;
-    let spine_ts = spine_ts.as_primitive::<TimestampMicrosecondType>().clone();
-    if let Some(row) = (0..spine_ts.len()).find(|i| arrow_array::Array::is_null(&spine_ts, *i)) {
-        return Err(CoreError::row(row + 1, &req.timestamp_column, "spine timestamp is missing").into());
-    }
+    let Spine { batch: spine, times: spine_ts } =
+        read_spine(req.spine.clone(), req.spine_format, &req.timestamp_column, &key_types).map_err(offline_err)?;
     let lineage = Lineage {
         features: resolved.iter().map(|f| f.reference.clone()).collect(),
         columns: resolved

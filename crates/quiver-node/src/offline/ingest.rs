@@ -13,6 +13,7 @@ use bytes::Bytes;
 use quiver_core::Error as CoreError;
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::row::ValidatedRow;
+use quiver_core::table::TableRef;
 use quiver_offline::convert::{array_value, encode_key_cell};
 use quiver_offline::files::{data_path, write_file};
 use quiver_offline::ingest::{SourceFormat, SourceRows, day_batches, read_source};
@@ -23,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use quiver_core::table::TableRef;
+use crate::raft::now_micros;
 
 /// Rows per online upsert command.
 const UPSERT_CHUNK: usize = 10_000;
@@ -148,6 +149,8 @@ pub async fn ingest_path(
     for source in &sources {
         let bytes = source.read().await?;
         let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
+        rows.check_event_times(&entity, &fs, now_micros(), node.config.ingest.max_future())
+            .map_err(|e| in_source(&source.name, e))?;
         warnings.extend(
             rows.ignored
                 .iter()

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
-use quiver_core::Value;
 use quiver_core::key::encode_entity_key;
-use quiver_core::row::ValidatedRow;
+use quiver_core::row::{ValidatedRow, check_event_time};
+use quiver_core::table::TableRef;
+use quiver_core::{Error as CoreError, Value};
 use quiver_offline::convert::array_value;
 use quiver_offline::files::read_file;
 use quiver_offline::schema::{SEQ_COLUMN, columns};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use quiver_core::table::TableRef;
+use crate::raft::now_micros;
 
 const UPSERT_CHUNK: usize = 10_000;
 
@@ -51,7 +52,9 @@ pub async fn materialize_online(
     let keys = entity.join_keys.len();
     let mut report = MaterializeProgress { files_total: files.len() as u64, ..Default::default() };
     let mut latest: HashMap<Vec<u8>, (i64, u64, ValidatedRow)> = HashMap::new();
+    let (now, skew) = (now_micros(), node.config.ingest.max_future());
     for file in &files {
+        let mut file_rows = 0;
         for batch in read_file(&node.offline, file, None, None).await.map_err(|e| Error::from(e.into_core()))? {
             let ts = batch.column(keys).as_primitive::<TimestampMicrosecondType>();
             let seq = batch
@@ -63,6 +66,8 @@ pub async fn materialize_online(
                 if t < start || t >= end {
                     continue;
                 }
+                check_event_time(file_rows + row + 1, &fs.timestamp_column, t, now, skew)
+                    .map_err(|e| CoreError::InvalidArgument(format!("offline file {}: {e}", file.path)))?;
                 let value = |c: usize| array_value(batch.column(c).as_ref(), row, cols[c].1);
                 let key: Vec<Value> = (0..keys).map(value).collect();
                 let encoded = encode_entity_key(&key);
@@ -72,6 +77,7 @@ pub async fn materialize_online(
                 let values = (keys + 1..cols.len()).map(value).collect();
                 latest.insert(encoded, (t, s, ValidatedRow { key, event_ts: t, values }));
             }
+            file_rows += batch.num_rows();
             report.rows_read += batch.num_rows() as u64;
         }
         report.files_done += 1;
