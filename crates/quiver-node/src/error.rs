@@ -35,6 +35,12 @@ impl Error {
         }
     }
 
+    /// True while a group elects a leader or its leader is out of reach: the same request
+    /// may succeed a moment later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Core(CoreError::Unavailable(_) | CoreError::NotLeader { .. } | CoreError::Busy { .. }))
+    }
+
     /// What a client is told: its own errors as they are, the node's troubles as
     /// internal or unavailable, with the node's code in the message.
     pub fn into_core(self) -> CoreError {

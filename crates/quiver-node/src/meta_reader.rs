@@ -3,7 +3,7 @@
 //! this node has caught up with the metadata leader's read index.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::table::TableRef;
@@ -19,11 +19,13 @@ pub struct MetaReader {
     groups: Arc<Groups>,
     view: MetaView,
     pool: PeerPool,
+    /// How long catching up waits through an election of the meta group.
+    retry_for: Duration,
 }
 
 impl MetaReader {
-    pub fn new(groups: Arc<Groups>, view: MetaView, pool: PeerPool) -> MetaReader {
-        MetaReader { groups, view, pool }
+    pub fn new(groups: Arc<Groups>, view: MetaView, pool: PeerPool, retry_for: Duration) -> MetaReader {
+        MetaReader { groups, view, pool, retry_for }
     }
 
     /// The meta state this node applied last (may lag the metadata leader).
@@ -37,8 +39,23 @@ impl MetaReader {
     }
 
     /// The meta log index that covers every change acknowledged so far, from the metadata
-    /// leader (this node, or asked over gRPC).
+    /// leader (this node, or asked over gRPC). While the meta group elects a leader (none
+    /// known, or the one known does not answer) it asks again, for a bounded time.
     pub async fn read_index(&self) -> Result<u64> {
+        let deadline = Instant::now() + self.retry_for;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.read_index_once().await {
+                Err(e) if Instant::now() < deadline && e.is_transient() => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn read_index_once(&self) -> Result<u64> {
         let group = self.groups.group(META_GROUP)?;
         if self.groups.leads(META_GROUP) {
             group.linearize().await?;
@@ -53,7 +70,7 @@ impl MetaReader {
         let reply = client
             .meta_read_index(quiver_proto::v1::MetaReadIndexRequest {})
             .await
-            .map_err(|s| Error::Raft(format!("meta read index from {addr}: {}", s.message())))?;
+            .map_err(|s| quiver_core::Error::Unavailable(format!("meta read index from {addr}: {}", s.message())))?;
         Ok(reply.into_inner().index)
     }
 

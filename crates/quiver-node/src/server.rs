@@ -41,8 +41,10 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let groups = Arc::new(Groups::new(me));
     let pool = PeerPool::default();
     let (meta_machine, view) = MetaMachine::new();
-    let meta = MetaReader::new(groups.clone(), view, pool.clone());
-    let proposer = Arc::new(Proposer::new(groups.clone(), meta.clone(), pool.clone(), config.election_timeout() * 6));
+    // Proposals and catch-ups wait through a few elections before giving up.
+    let retry_for = config.election_timeout() * 6;
+    let meta = MetaReader::new(groups.clone(), view, pool.clone(), retry_for);
+    let proposer = Arc::new(Proposer::new(groups.clone(), meta.clone(), pool.clone(), retry_for));
     let hosting = Hosting {
         me,
         engine: engine.clone(),
