@@ -1,7 +1,7 @@
 //! What the offline store's API takes and answers: spine formats, ingest and materialize
 //! progress, manifest files and saved training datasets.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a spine's bytes are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub struct DataFile {
 }
 
 /// A training set saved in the offline store, with what it was built from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dataset {
     /// The name given with `save_as`.
     pub name: String,

@@ -3,6 +3,7 @@
 //! node all use these types, and none of them is imported here.
 
 use quiver_core::Value;
+use quiver_core::offline::Dataset;
 use quiver_core::registry::Change;
 use quiver_core::row::WriteSeq;
 use quiver_core::shard_map::ShardMap;
@@ -12,7 +13,7 @@ use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::records::{Dataset, ExportRange, NodeInfo};
+use crate::meta::records::{ExportRange, NodeInfo};
 use crate::meta::stats::Summaries;
 
 /// A log entry's payload. The leader stamps its clock into it, so `apply` never reads a
@@ -61,6 +62,7 @@ pub enum MetaCommand {
     /// Records a saved training dataset and its feature statistics; refused when the name
     /// is taken.
     SaveDataset {
+        project: String,
         dataset: Dataset,
         stats: Summaries,
     },

@@ -46,6 +46,20 @@ pub struct DataFile {
     pub max_seq: u64,
 }
 
+impl DataFile {
+    /// What users are shown of a committed file.
+    pub fn info(&self) -> quiver_core::offline::DataFile {
+        quiver_core::offline::DataFile {
+            path: self.path.clone(),
+            day: self.day,
+            rows: self.rows,
+            bytes: self.bytes,
+            min_ts: self.min_ts,
+            max_ts: self.max_ts,
+        }
+    }
+}
+
 /// `project/set/v{version}/{yyyy-mm-dd}/{name}.parquet`.
 pub fn data_path(project: &str, set: &str, version: u32, day: i64, name: &str) -> String {
     let date = format_day(day);

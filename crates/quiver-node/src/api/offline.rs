@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::Stream;
-use quiver_proto::historical_selection_from_proto;
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
-    ArrowChunk, DataFileInfo, Dataset as ProtoDataset, HistoricalRequest, HistoryProgress, IngestProgress,
-    IngestRequest, ListDatasetsRequest, ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress,
-    MaterializeRequest,
+    ArrowChunk, HistoricalRequest, HistoryProgress, IngestProgress, IngestRequest, ListDatasetsRequest,
+    ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress, MaterializeRequest,
 };
+use quiver_proto::{data_file_to_proto, dataset_to_proto, historical_selection_from_proto};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
@@ -105,24 +104,8 @@ impl OfflineService for OfflineApi {
             // Read-your-writes through any node: a dataset saved through another is listed.
             let state = self.node.meta.caught_up().await?;
             state.registry.project(&project)?;
-            let datasets = state
-                .datasets
-                .values()
-                .filter(|d| d.project == project)
-                .map(|d| ProtoDataset {
-                    name: d.name.clone(),
-                    path: d.path.clone(),
-                    vector: d.vector.clone().unwrap_or_default(),
-                    features: d.features.clone(),
-                    feature_sets: d.feature_sets.clone(),
-                    spine: d.spine.clone(),
-                    rows: d.rows,
-                    bytes: d.bytes,
-                    spine_from_micros: d.spine_from,
-                    spine_to_micros: d.spine_to,
-                    created_at_micros: d.created_at,
-                })
-                .collect();
+            let datasets =
+                state.datasets.iter().filter(|((p, _), _)| *p == project).map(|(_, d)| dataset_to_proto(d)).collect();
             Ok(ListDatasetsResponse { datasets })
         })
         .await
@@ -196,20 +179,8 @@ impl OfflineService for OfflineApi {
             let state = self.node.meta.caught_up().await?;
             let fs = state.registry.project(&req.project)?.feature_set_by_ref(&req.feature_set)?;
             let table = TableRef::new(&req.project, fs);
-            let files = state
-                .manifest
-                .get(&table)
-                .into_iter()
-                .flatten()
-                .map(|f| DataFileInfo {
-                    path: f.path.clone(),
-                    day: f.day,
-                    rows: f.rows,
-                    bytes: f.bytes,
-                    min_ts_micros: f.min_ts,
-                    max_ts_micros: f.max_ts,
-                })
-                .collect();
+            let files =
+                state.manifest.get(&table).into_iter().flatten().map(|f| data_file_to_proto(&f.info())).collect();
             Ok(ListFilesResponse { files })
         })
         .await

@@ -12,6 +12,7 @@ pub mod stats;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use quiver_core::offline::Dataset;
 use quiver_core::registry::Registry;
 use quiver_core::row::WriteSeq;
 use quiver_core::shard_map::ShardMap;
@@ -24,7 +25,7 @@ use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
 use crate::error::Result;
 use crate::keyspace;
-pub use crate::meta::records::{Dataset, ExportRange, NodeInfo};
+pub use crate::meta::records::{ExportRange, NodeInfo};
 use crate::storage::{KvTree, WriteBatch};
 
 /// How long a committed ingest source (content hash) is remembered: the same content
@@ -120,8 +121,8 @@ impl MetaMachine {
                 Ok(changes) => Response::Applied(changes),
                 Err(e) => return Ok(Response::Rejected(e)),
             },
-            MetaCommand::SaveDataset { dataset, stats } => {
-                let key = (dataset.project.clone(), dataset.name.clone());
+            MetaCommand::SaveDataset { project, dataset, stats } => {
+                let key = (project.clone(), dataset.name.clone());
                 if self.state.datasets.contains_key(&key) {
                     let taken = format!("dataset '{}' exists in project {}; pick another name", key.1, key.0);
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));

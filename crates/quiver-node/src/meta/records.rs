@@ -3,24 +3,6 @@
 use quiver_core::row::WriteSeq;
 use serde::{Deserialize, Serialize};
 
-/// A training set stored in the offline store, and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dataset {
-    pub project: String,
-    pub name: String,
-    pub path: String,
-    pub vector: Option<String>,
-    pub features: Vec<String>,
-    /// `set@version` of every feature set joined.
-    pub feature_sets: Vec<String>,
-    pub spine: String,
-    pub rows: u64,
-    pub bytes: u64,
-    pub spine_from: i64,
-    pub spine_to: i64,
-    pub created_at: i64,
-}
-
 /// A range of a shard's export queue, committed with the files written from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRange {

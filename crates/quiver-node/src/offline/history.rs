@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
-use quiver_core::offline::SpineFormat;
+use quiver_core::offline::{Dataset, SpineFormat};
 use quiver_core::online::FeatureSelection;
 use quiver_core::{Error as CoreError, ValueType};
 use quiver_offline::files::write_batch;
@@ -15,8 +15,8 @@ use quiver_offline::spine::{Spine, read_spine};
 
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
+use crate::meta::MetaState;
 use crate::meta::stats::Summaries;
-use crate::meta::{Dataset, MetaState};
 use crate::node::Node;
 use quiver_core::table::TableRef;
 
@@ -83,7 +83,6 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
     let path = format!("datasets/{}/{name}.parquet", req.project);
     let bytes = write_batch(&node.offline, &path, batch).await.map_err(offline_err)?;
     let dataset = Dataset {
-        project: req.project.clone(),
         name: name.to_string(),
         path,
         vector: match &req.selection {
@@ -103,7 +102,7 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
     let summaries = quiver_offline::stats::summarize(std::slice::from_ref(batch), &typed).map_err(offline_err)?;
     let columns = lineage.columns.into_iter().zip(summaries).map(|((_, key, _), (_, s))| (key, s)).collect();
     let stats = Summaries { rows: batch.num_rows() as u64, columns };
-    node.proposer.write_meta(MetaCommand::SaveDataset { dataset, stats }).await?;
+    node.proposer.write_meta(MetaCommand::SaveDataset { project: req.project.clone(), dataset, stats }).await?;
     Ok(())
 }
 

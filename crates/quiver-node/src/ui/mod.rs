@@ -96,9 +96,9 @@ async fn catalog_body(node: &Node) -> Result<String> {
         out += &format!("<h3>Feature vectors</h3>{}", table(&["vector", "features", "description"], &vectors));
         let datasets: Vec<Vec<String>> = state
             .datasets
-            .values()
-            .filter(|d| d.project == project.name)
-            .map(|d| {
+            .iter()
+            .filter(|((p, _), _)| *p == project.name)
+            .map(|(_, d)| {
                 vec![
                     escape(&d.name),
                     escape(d.vector.as_deref().unwrap_or("-")),

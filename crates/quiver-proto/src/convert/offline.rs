@@ -58,6 +58,33 @@ pub fn data_file_from_proto(f: v1::DataFileInfo) -> DataFile {
     }
 }
 
+pub fn data_file_to_proto(f: &DataFile) -> v1::DataFileInfo {
+    v1::DataFileInfo {
+        path: f.path.clone(),
+        day: f.day,
+        rows: f.rows,
+        bytes: f.bytes,
+        min_ts_micros: f.min_ts,
+        max_ts_micros: f.max_ts,
+    }
+}
+
+pub fn dataset_to_proto(d: &Dataset) -> v1::Dataset {
+    v1::Dataset {
+        name: d.name.clone(),
+        path: d.path.clone(),
+        vector: d.vector.clone().unwrap_or_default(),
+        features: d.features.clone(),
+        feature_sets: d.feature_sets.clone(),
+        spine: d.spine.clone(),
+        rows: d.rows,
+        bytes: d.bytes,
+        spine_from_micros: d.spine_from,
+        spine_to_micros: d.spine_to,
+        created_at_micros: d.created_at,
+    }
+}
+
 /// An empty vector name means the dataset was built from feature references.
 pub fn dataset_from_proto(d: v1::Dataset) -> Dataset {
     Dataset {
