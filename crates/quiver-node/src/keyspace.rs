@@ -14,6 +14,7 @@
 //!
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
+//! - `0x01 meta-format`                 the layout version that value was written in
 //! - `0x06 | table | source`            a committed ingest source (content hash): no double commit
 //! - `0x07 | time | source key`         when that source is forgotten
 //! - `0x10 | table | day | file path`   statistics of one offline file
@@ -45,6 +46,7 @@ pub const MEMBERSHIP: &[u8] = b"\x00membership";
 pub const APPLIED_TIME: &[u8] = b"\x00applied-time";
 
 pub const META_STATE: &[u8] = b"\x01meta-state";
+pub const META_FORMAT: &[u8] = b"\x01meta-format";
 const SOURCE: u8 = 0x06;
 pub const SOURCE_EXPIRY: u8 = 0x07;
 const FILE_STATS: u8 = 0x10;

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keyspace;
 pub use crate::meta::records::{ExportRange, NodeInfo};
 use crate::storage::{KvTree, WriteBatch};
@@ -31,6 +31,9 @@ use crate::storage::{KvTree, WriteBatch};
 /// How long a committed ingest source (content hash) is remembered: the same content
 /// ingested again within this time adds nothing.
 pub const SOURCE_RETENTION_MICROS: i64 = 365 * quiver_core::time::DAY_MICROS;
+/// The layout of the persisted `MetaState`: bump it with every change to the state's
+/// types, so a node never misreads a state written by another version.
+const STATE_FORMAT: u32 = 2;
 /// Expired sources forgotten per commit, so cleanup cost stays bounded per entry.
 const EXPIRED_PER_COMMIT: usize = 16;
 
@@ -84,8 +87,22 @@ impl MetaMachine {
         (machine, rx)
     }
 
+    /// Reads the persisted state; refuses one written in another layout than this build's
+    /// rather than misreading it.
     pub fn load(&mut self, tree: &dyn KvTree) -> Result<()> {
-        self.state = tree.get(keyspace::META_STATE)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        let format = tree.get(keyspace::META_FORMAT)?.map(|b| decode::<u32>(&b)).transpose()?;
+        self.state = match (tree.get(keyspace::META_STATE)?, format) {
+            (None, _) => MetaState::default(),
+            (Some(bytes), Some(STATE_FORMAT)) => decode(&bytes)?,
+            (Some(_), found) => {
+                let found = found.map_or_else(|| "an older one".to_string(), |f| f.to_string());
+                return Err(Error::Config(format!(
+                    "this data dir's cluster metadata is in layout {found}, but this quiver-node reads \
+                     layout {STATE_FORMAT}: it was written by another version of Quiver; start it with \
+                     the version that wrote it, or start this one on an empty data dir"
+                )));
+            }
+        };
         self.changed = true;
         self.publish();
         Ok(())
@@ -95,6 +112,7 @@ impl MetaMachine {
     pub fn persist(&self, batch: &mut WriteBatch) -> Result<()> {
         if self.changed {
             batch.put(keyspace::META_STATE, encode(&self.state)?);
+            batch.put(keyspace::META_FORMAT, encode(&STATE_FORMAT)?);
         }
         Ok(())
     }
@@ -353,6 +371,27 @@ mod tests {
     }
 
     #[test]
+    fn a_state_in_another_layout_is_refused_and_this_layout_reloads() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, _view) = MetaMachine::new();
+        apply(&mut machine, tree.as_ref(), 1, commit("a", "ingest:x", None));
+        let (mut reloaded, view) = MetaMachine::new();
+        reloaded.load(tree.as_ref()).unwrap();
+        assert_eq!(view.borrow().manifest[&table()].len(), 1);
+        for stored in [None, Some(STATE_FORMAT + 1)] {
+            let mut batch = WriteBatch::default();
+            match stored {
+                Some(f) => batch.put(keyspace::META_FORMAT, encode(&f).unwrap()),
+                None => batch.delete(keyspace::META_FORMAT),
+            }
+            tree.write(batch).unwrap();
+            let err = MetaMachine::new().0.load(tree.as_ref()).unwrap_err().to_string();
+            assert!(err.contains("another version of Quiver") && err.contains("empty data dir"), "{err}");
+        }
+    }
+
+    #[test]
     fn export_rounds_leave_nothing_behind_but_their_mark() {
         let engine = MemEngine::default();
         let tree = engine.tree("meta").unwrap();
@@ -365,7 +404,7 @@ mod tests {
         let replay = commit("g", "export:50", Some(ExportRange { shard: 1, from: seq, through: seq }));
         assert_eq!(apply(&mut machine, tree.as_ref(), 101, replay), Response::Duplicate);
         let keys = tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)).count();
-        assert_eq!(keys, 1, "only the meta state is stored");
+        assert_eq!(keys, 2, "only the meta state and its layout are stored");
         // The state does not grow with the rounds: what one round adds, compaction takes away.
         let size = encode(&**view.borrow()).unwrap().len();
         assert_eq!(export_round(&mut machine, tree.as_ref(), 101), Response::Done);
