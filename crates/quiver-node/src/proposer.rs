@@ -86,18 +86,13 @@ impl Proposer {
                     }
                 }
             };
-            let retry = match &result {
-                Err(Error::Core(quiver_core::Error::NotLeader { leader, .. })) => {
-                    hint = leader.clone();
-                    true
-                }
-                Err(Error::Core(
-                    quiver_core::Error::Unavailable(_)
-                    | quiver_core::Error::Busy { .. }
-                    | quiver_core::Error::ShardNotFound(_),
-                )) => true,
-                _ => false,
-            };
+            if let Err(Error::Core(quiver_core::Error::NotLeader { leader, .. })) = &result {
+                hint = leader.clone();
+            }
+            // A shard not hosted where it was asked for is being moved: ask again too.
+            let retry = result
+                .as_ref()
+                .is_err_and(|e| e.is_transient() || matches!(e, Error::Core(quiver_core::Error::ShardNotFound(_))));
             if !retry || Instant::now() >= deadline {
                 return result;
             }
