@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use quiver_admin::input::RowFormat;
 use quiver_admin::render::format::Format;
 use quiver_client::FeatureSelection;
@@ -149,10 +149,17 @@ pub enum Cmd {
         #[command(subcommand)]
         action: NodeCmd,
     },
-    /// Show the shard map: hash ranges, epochs, replicas and leaders.
+    /// Show the shard map: hash ranges, epochs, replicas and leaders, and shard operations
+    /// under way and recently ended.
     Shards {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Change the shard map of a running cluster: each command says what it will do and
+    /// follows the operation to its end unless --no-wait.
+    Shard {
+        #[command(subcommand)]
+        action: ShardCmd,
     },
     /// Start a throwaway node, apply the examples, push rows and read a feature vector.
     Demo,
@@ -164,12 +171,48 @@ pub enum NodeCmd {
     /// waits until it is gone unless --no-wait.
     Remove {
         id: u64,
-        #[arg(long)]
-        no_wait: bool,
-        /// Give up waiting after this long, e.g. 10m.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
+        #[command(flatten)]
+        wait: Wait,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ShardCmd {
+    /// Move leadership of shard ID to node --to, one of its voters; reads and writes go on.
+    TransferLeader {
+        id: u64,
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Move shard ID's replica on node --from to node --to (added as a learner, caught up,
+    /// made a voter, then the old replica is dropped).
+    Move {
+        id: u64,
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Spread replicas and leaders evenly over the active nodes, now.
+    Rebalance {
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+/// How a command that starts background work waits for it.
+#[derive(Args, Clone, Copy)]
+pub struct Wait {
+    /// Return once the work is recorded; `quiverctl shards` or `status` follow it.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long, e.g. 2m (the work goes on).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -8,8 +8,9 @@ use clap::Parser;
 use quiver_admin::input::RowFormat;
 use quiver_client::{Client, Consistency};
 
-use crate::cli::{Cli, Cmd, Listing, NodeCmd, ReadConsistency};
+use crate::cli::{Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd};
 use crate::commands::{cluster, demo, offline, online, registry, stats};
+use quiver_client::OpKind;
 
 #[tokio::main]
 async fn main() {
@@ -59,8 +60,14 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Files { feature_set } => offline::files(&client, &project().await?, &feature_set).await,
         Cmd::Status { format } => cluster::status(&client, format).await,
         Cmd::Shards { format } => cluster::shards(&client, format).await,
-        Cmd::Node { action: NodeCmd::Remove { id, no_wait, timeout } } => {
-            cluster::remove_node(&client, id, no_wait, timeout).await
+        Cmd::Node { action: NodeCmd::Remove { id, wait } } => cluster::remove_node(&client, id, wait).await,
+        Cmd::Shard { action } => {
+            let (kind, wait) = match action {
+                ShardCmd::TransferLeader { id, to, wait } => (OpKind::TransferLeader { shard: id, to }, wait),
+                ShardCmd::Move { id, from, to, wait } => (OpKind::MoveReplica { shard: id, from, to }, wait),
+                ShardCmd::Rebalance { wait } => (OpKind::Rebalance, wait),
+            };
+            cluster::shard_operation(&client, kind, wait).await
         }
         Cmd::Stats { feature_set, from, to, window, format } => {
             let window = stats::window(from, to, window)?;

@@ -1,6 +1,10 @@
-//! Cluster administration: status, the shard map, and removing a node.
+//! Cluster administration: status, the shard map, removing a node, and shard operations
+//! (leadership transfers, replica moves, rebalancing) started and followed to their end.
+
+use std::time::{Duration, Instant};
 
 use quiver_core::cluster::{ClusterMap, ClusterStatus};
+use quiver_core::shard_ops::{FinishedOp, OpKind, ShardOp};
 use quiver_proto::v1;
 
 use crate::client::Client;
@@ -18,7 +22,47 @@ impl Client {
     /// and node addresses.
     pub async fn shard_map(&self) -> Result<ClusterMap> {
         let reply = self.admin.clone().get_shard_map(v1::GetShardMapRequest {}).await.map_err(Error::from)?;
-        Ok(quiver_proto::cluster_map_from_proto(reply.into_inner()))
+        Ok(quiver_proto::cluster_map_from_proto(reply.into_inner())?)
+    }
+
+    /// Records a shard operation; the cluster carries it out in the background. Refused,
+    /// with what is wrong and nothing changed, when it cannot be done (an unknown shard or
+    /// node, a transfer to a node that is not a voter, a move to a node that already holds
+    /// a replica, a shard another operation is busy with). Follow it with
+    /// [`Client::wait_for_operation`] or [`Client::shard_map`].
+    pub async fn start_shard_operation(&self, kind: OpKind) -> Result<ShardOp> {
+        let request = quiver_proto::op_kind_to_proto(&kind);
+        let reply = self.admin.clone().start_shard_operation(request).await.map_err(Error::from)?.into_inner();
+        let empty = || quiver_core::Error::Internal("a started shard operation came back empty".into());
+        let op = reply.operation.ok_or_else(empty)?;
+        Ok(quiver_proto::shard_op_from_proto(op)?)
+    }
+
+    /// Waits until operation `id` ends and says how; `progress` is called with the shard
+    /// map at every look. Gives up after `timeout` (the operation goes on).
+    pub async fn wait_for_operation(
+        &self,
+        id: u64,
+        timeout: Duration,
+        mut progress: impl FnMut(&ClusterMap),
+    ) -> Result<FinishedOp> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let map = self.shard_map().await?;
+            progress(&map);
+            match map.operation(id) {
+                Some(Some(ended)) => return Ok(ended.clone()),
+                Some(None) => {}
+                None => {
+                    let unknown = format!("the cluster knows no shard operation {id}");
+                    return Err(quiver_core::Error::InvalidArgument(unknown).into());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!("shard operation {id} still under way after {timeout:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Drains node `id`: the metadata leader moves its replicas to the other nodes, then

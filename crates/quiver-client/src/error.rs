@@ -25,15 +25,19 @@ pub enum Error {
     /// Arrow data could not be encoded for a request (a spine) or decoded from an answer.
     #[error("arrow data: {0}")]
     Arrow(String),
+    /// A wait the caller set a limit on ran past it; what was waited for goes on.
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 impl Error {
-    /// Stable code: the node's code for server errors, `C0001`–`C0003` for the client's own.
+    /// Stable code: the node's code for server errors, `C0001`–`C0004` for the client's own.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Transport { .. } => "C0001",
             Error::Rpc(_) => "C0002",
             Error::Arrow(_) => "C0003",
+            Error::Timeout(_) => "C0004",
             Error::Server(e) => e.code(),
         }
     }
@@ -61,6 +65,18 @@ pub const CATALOGUE: &[quiver_core::error::CodeEntry] = &[
         meaning: "A gRPC call failed without a Quiver error (a proxy, a broken connection, a timeout).",
         action: "Retry; check the network path to the node.",
     },
+    quiver_core::error::CodeEntry {
+        code: "C0003",
+        variant: "Arrow",
+        meaning: "Arrow data could not be encoded for a request (a spine) or decoded from an answer.",
+        action: "Check the spine's columns and types; a decoding failure of an answer is a bug to report.",
+    },
+    quiver_core::error::CodeEntry {
+        code: "C0004",
+        variant: "Timeout",
+        meaning: "A wait the caller limited (following a shard operation) ran past its limit; the work goes on.",
+        action: "Follow it further with `quiverctl shards`, or wait with a longer `--timeout`.",
+    },
 ];
 
 impl From<quiver_core::Error> for Error {
@@ -87,6 +103,8 @@ mod tests {
         let examples = [
             Error::Transport { endpoint: "http://127.0.0.1:7070".into(), message: "refused".into() },
             Error::Rpc(tonic::Status::unavailable("proxy down")),
+            Error::Arrow("column 'ts' is not a timestamp".into()),
+            Error::Timeout("shard operation 3 still under way after 60s".into()),
         ];
         let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
         let doc = include_str!("../../../docs/error-codes.md");

@@ -127,6 +127,7 @@ pub use quiver_core::online::{Consistency, FeatureSelection, FeatureValue, Onlin
 pub use quiver_core::registry::{Action, Change, ObjectKind, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::shard_map::{Epoch, Shard, ShardMap};
+pub use quiver_core::shard_ops::{FinishedOp, OpKind, Outcome, ShardOp};
 pub use quiver_core::spec::Definitions;
 pub use quiver_core::stats::{
     DriftMetrics, DriftReport, DriftStatus, DriftTarget, FeatureDrift, FeatureStatistics, HistogramBin, Quantile,

@@ -92,7 +92,7 @@ impl Router {
         for channel in channels {
             let mut admin = AdminServiceClient::new(channel);
             match tokio::time::timeout(Duration::from_secs(2), admin.get_shard_map(v1::GetShardMapRequest {})).await {
-                Ok(Ok(reply)) => return Ok(self.install(quiver_proto::cluster_map_from_proto(reply.into_inner()))),
+                Ok(Ok(reply)) => return Ok(self.install(quiver_proto::cluster_map_from_proto(reply.into_inner())?)),
                 Ok(Err(status)) => last = Some(Error::from(status)),
                 Err(_) => last = Some(Error::Transport { endpoint: self.seed.clone(), message: "timed out".into() }),
             }
@@ -276,7 +276,7 @@ fn electing_or_unreachable(error: &Error) -> bool {
     use tonic::Code;
     match error {
         Error::Transport { .. } => true,
-        Error::Arrow(_) => false,
+        Error::Arrow(_) | Error::Timeout(_) => false,
         Error::Rpc(s) => {
             matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown)
         }

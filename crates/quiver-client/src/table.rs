@@ -103,12 +103,14 @@ pub(crate) mod tests {
                 replicas: if id == 4 { vec![3] } else { vec![1, 2, 3] },
                 voters: vec![1, 2, 3],
                 epoch: Epoch { version, conf_ver: 1 },
+                leader: leaders[id as usize - 1],
+                leader_term: 0,
             })
             .collect();
         ClusterMap {
             shard_map: ShardMap { shards },
-            leaders: (1..=4).zip(leaders).filter_map(|(s, l)| Some((s, l?))).collect(),
             nodes: (1..=3).map(|n| (n, format!("n{n}:7070"))).collect(),
+            ..ClusterMap::default()
         }
     }
 

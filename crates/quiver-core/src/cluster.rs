@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::shard_map::{Shard, ShardMap};
+use crate::shard_ops::{FinishedOp, ShardOp};
 
 /// A node's view of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -88,22 +89,34 @@ pub struct ReplicaLag {
 }
 
 /// The shard map as one node knows it: which shard owns which hash range, at which epoch,
-/// on which replicas; the leader that node last saw for each shard; every node's address.
+/// on which replicas, with the leader that node last saw for each shard (`Shard::leader`, a
+/// hint, not a promise); every node's address; shard operations in flight and ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ClusterMap {
     /// Shards sorted by range start, covering the hash space.
     #[serde(flatten)]
     pub shard_map: ShardMap,
-    /// Shard id → the node id that led it when last seen; a hint, not a promise.
-    pub leaders: BTreeMap<u64, u64>,
     /// Node id → gRPC address, `host:port`.
     pub nodes: BTreeMap<u64, String>,
+    /// Shard operations in flight, oldest first.
+    pub operations: Vec<ShardOp>,
+    /// The last operations that ended, oldest first.
+    pub finished: Vec<FinishedOp>,
 }
 
 impl ClusterMap {
     /// The address of the node a shard's leader hint names, when both are known.
     pub fn leader_address(&self, shard: &Shard) -> Option<&str> {
-        self.leaders.get(&shard.id).and_then(|id| self.nodes.get(id)).map(String::as_str)
+        shard.leader.and_then(|id| self.nodes.get(&id)).map(String::as_str)
+    }
+
+    /// Operation `id`: `Some(None)` while in flight, `Some(Some(ended))` once it ended,
+    /// `None` when this map knows nothing of it.
+    pub fn operation(&self, id: u64) -> Option<Option<&FinishedOp>> {
+        if self.operations.iter().any(|op| op.id == id) {
+            return Some(None);
+        }
+        self.finished.iter().find(|f| f.op.id == id).map(Some)
     }
 
     /// The addresses of a shard's replicas that have one, in replica order.

@@ -23,6 +23,10 @@ pub struct Shard {
     /// leave it out.
     pub voters: Vec<u64>,
     pub epoch: Epoch,
+    /// The node that last reported leading the group, and the Raft term it led in: a hint
+    /// for clients and the input of leader placement; a report of an older term is ignored.
+    pub leader: Option<u64>,
+    pub leader_term: u64,
 }
 
 impl Shard {
@@ -40,16 +44,6 @@ impl Shard {
         sorted(&self.replicas) != sorted(&self.voters)
     }
 }
-
-/// A scheduling decision: the replica set shard `shard` should have next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Move {
-    pub shard: u64,
-    pub replicas: Vec<u64>,
-}
-
-/// Replicas per shard when enough nodes are active.
-pub const REPLICAS: usize = 3;
 
 /// Which shard owns which range of the entity-hash space.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -73,6 +67,8 @@ impl ShardMap {
                 replicas: replicas.to_vec(),
                 voters: replicas.to_vec(),
                 epoch: Epoch { version: 1, conf_ver: 1 },
+                leader: None,
+                leader_term: 0,
             })
             .collect();
         Ok(ShardMap { shards })
@@ -89,53 +85,6 @@ impl ShardMap {
 
     pub fn shard(&self, id: u64) -> Result<&Shard> {
         self.shards.iter().find(|s| s.id == id).ok_or(Error::ShardNotFound(id))
-    }
-
-    /// The next step toward placement over the `active` nodes: every shard on
-    /// `min(REPLICAS, active)` distinct active nodes, and replica counts per node within
-    /// one of each other. One shard changes by one replica at a time, so a move never
-    /// leaves a shard without a quorum of caught-up members; `None` when placement is done.
-    pub fn next_move(&self, active: &[u64]) -> Option<Move> {
-        let target = REPLICAS.min(active.len());
-        let mut load: std::collections::BTreeMap<u64, usize> = active.iter().map(|id| (*id, 0)).collect();
-        for r in self.shards.iter().flat_map(|s| &s.replicas) {
-            if let Some(n) = load.get_mut(r) {
-                *n += 1;
-            }
-        }
-        let least_loaded = |exclude: &[u64]| {
-            load.iter().filter(|(id, _)| !exclude.contains(id)).min_by_key(|(id, n)| (**n, **id)).map(|(id, _)| *id)
-        };
-        for shard in &self.shards {
-            let mut replicas = shard.replicas.clone();
-            // A replica on a draining or removed node: replace it, or drop it when no
-            // other active node is free and the shard keeps at least one replica.
-            if let Some(i) = replicas.iter().position(|r| !load.contains_key(r)) {
-                match least_loaded(&replicas) {
-                    Some(to) => replicas[i] = to,
-                    None if replicas.len() > 1 => drop(replicas.remove(i)),
-                    None => continue,
-                }
-                return Some(Move { shard: shard.id, replicas });
-            }
-            if replicas.len() < target {
-                replicas.extend(least_loaded(&replicas));
-                return Some(Move { shard: shard.id, replicas });
-            }
-            if replicas.len() > target {
-                let busiest = replicas.iter().copied().max_by_key(|r| (load[r], *r))?;
-                replicas.retain(|r| *r != busiest);
-                return Some(Move { shard: shard.id, replicas });
-            }
-        }
-        let (&most, &high) = load.iter().max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))?;
-        let (&fewest, &low) = load.iter().min_by_key(|(id, n)| (**n, **id))?;
-        if high <= low + 1 {
-            return None;
-        }
-        let shard = self.shards.iter().find(|s| s.replicas.contains(&most) && !s.replicas.contains(&fewest))?;
-        let replicas = shard.replicas.iter().map(|r| if *r == most { fewest } else { *r }).collect();
-        Some(Move { shard: shard.id, replicas })
     }
 }
 
@@ -157,74 +106,7 @@ mod tests {
         assert!(ShardMap::uniform(0, &[1]).is_err());
     }
 
-    /// Applies moves until placement is done, as the scheduler and shard leaders would.
-    fn settle(map: &mut ShardMap, active: &[u64]) -> usize {
-        let mut moves = 0;
-        while let Some(m) = map.next_move(active) {
-            let shard = map.shards.iter_mut().find(|s| s.id == m.shard).unwrap();
-            shard.replicas = m.replicas.clone();
-            shard.voters = m.replicas;
-            moves += 1;
-            assert!(moves < 1000, "placement does not converge");
-        }
-        moves
-    }
-
-    fn loads(map: &ShardMap, nodes: &[u64]) -> Vec<usize> {
-        nodes.iter().map(|n| map.shards.iter().filter(|s| s.replicas.contains(n)).count()).collect()
-    }
-
-    #[test]
-    fn a_new_node_receives_replicas_until_balanced() {
-        let mut map = ShardMap::uniform(8, &[1, 2, 3]).unwrap();
-        assert_eq!(map.next_move(&[1, 2, 3]), None, "three nodes, three replicas: nothing to do");
-        let moves = settle(&mut map, &[1, 2, 3, 4]);
-        assert_eq!(moves, 6);
-        assert_eq!(loads(&map, &[1, 2, 3, 4]), vec![6, 6, 6, 6]);
-        assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
-    }
-
-    #[test]
-    fn a_single_node_cluster_grows_to_three_replicas() {
-        let mut map = ShardMap::uniform(4, &[1]).unwrap();
-        settle(&mut map, &[1, 2]);
-        assert!(map.shards.iter().all(|s| s.replicas.len() == 2));
-        settle(&mut map, &[1, 2, 3]);
-        assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
-    }
-
-    #[test]
-    fn a_draining_node_is_emptied_and_replicas_stay_distinct() {
-        let mut map = ShardMap::uniform(8, &[1, 2, 3]).unwrap();
-        settle(&mut map, &[1, 2, 3, 4]);
-        settle(&mut map, &[1, 2, 4]);
-        assert_eq!(loads(&map, &[3]), vec![0]);
-        for s in &map.shards {
-            let mut r = s.replicas.clone();
-            r.dedup();
-            assert_eq!(r.len(), 3, "shard {} replicas {:?}", s.id, s.replicas);
-        }
-        // Fewer active nodes than replicas: the drained node's replicas are dropped.
-        settle(&mut map, &[1, 2]);
-        assert!(map.shards.iter().all(|s| s.replicas.len() == 2 && !s.replicas.contains(&4)));
-    }
-
     proptest! {
-        #[test]
-        fn placement_always_converges_to_balance(shards in 1u64..24, nodes in 1u64..7, drained in 0u64..3) {
-            let all: Vec<u64> = (1..=nodes + drained).collect();
-            let mut map = ShardMap::uniform(shards, &all[..all.len().min(3)]).unwrap();
-            settle(&mut map, &all);
-            let active: Vec<u64> = (drained + 1..=nodes + drained).collect();
-            settle(&mut map, &active);
-            let l = loads(&map, &active);
-            prop_assert!(l.iter().max().unwrap() - l.iter().min().unwrap() <= 1, "loads {:?}", l);
-            for s in &map.shards {
-                prop_assert_eq!(s.replicas.len(), REPLICAS.min(active.len()));
-                prop_assert!(s.replicas.iter().all(|r| active.contains(r)));
-            }
-        }
-
         #[test]
         fn every_hash_has_exactly_its_shard(hash: u64, count in 1u64..64) {
             let map = ShardMap::uniform(count, &[1]).unwrap();

@@ -7,6 +7,7 @@ use quiver_core::offline::Dataset;
 use quiver_core::registry::Change;
 use quiver_core::row::WriteSeq;
 use quiver_core::shard_map::ShardMap;
+use quiver_core::shard_ops::{OpKind, Outcome};
 use quiver_core::spec::Definitions;
 use quiver_core::stats::DriftReport;
 use quiver_core::table::TableRef;
@@ -48,6 +49,8 @@ pub enum Response {
     Duplicate,
     /// The id of a node that joined.
     NodeId(u64),
+    /// The id of a shard operation that started.
+    OpId(u64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,7 +119,7 @@ pub enum MetaCommand {
         id: u64,
     },
     /// The scheduler's decision: shard `shard` moves to `replicas`. Refused unless the
-    /// shard is still at `conf_ver` and no move of it is under way.
+    /// shard is still at `conf_ver`, no move of it is under way and no operation is busy with it.
     SetReplicas {
         shard: u64,
         replicas: Vec<u64>,
@@ -126,6 +129,23 @@ pub enum MetaCommand {
     SetVoters {
         shard: u64,
         voters: Vec<u64>,
+    },
+    /// Node `leader` says it leads these shards, each in a term; a report of an older term
+    /// than the one recorded changes nothing.
+    ReportLeader {
+        leader: u64,
+        terms: Vec<(u64, u64)>,
+    },
+    /// Records a shard operation; refused, with what is wrong, when it cannot be carried
+    /// out (`OpKind::check`).
+    StartOp {
+        kind: OpKind,
+        requested: bool,
+    },
+    /// An operation ended; the same id again changes nothing.
+    FinishOp {
+        id: u64,
+        outcome: Outcome,
     },
     /// Reserves `count` ingestion sequence numbers.
     ReserveSeq {

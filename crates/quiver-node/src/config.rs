@@ -43,6 +43,21 @@ pub struct Config {
     pub raft: RaftConfig,
     pub workers: WorkerConfig,
     pub ingest: IngestConfig,
+    pub sharding: ShardingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardingConfig {
+    /// The metadata leader moves shard leaderships until they are spread evenly over the
+    /// nodes; off, they move only on `quiverctl shard rebalance` or `transfer-leader`.
+    pub balance_leaders: bool,
+}
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        ShardingConfig { balance_leaders: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,6 +151,7 @@ impl Default for Config {
             raft: RaftConfig::default(),
             workers: WorkerConfig::default(),
             ingest: IngestConfig::default(),
+            sharding: ShardingConfig::default(),
         }
     }
 }

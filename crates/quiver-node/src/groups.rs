@@ -2,7 +2,7 @@
 //! staleness) and the table of them by id.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -26,6 +26,9 @@ pub struct Group {
     applied_time: Arc<AtomicI64>,
     inflight: AtomicUsize,
     read_index: Arc<ReadIndex>,
+    /// The node leadership is being handed to (0: none); meanwhile this leader takes no
+    /// proposals and no linearizable reads, which would renew its voters' leases.
+    transferring_to: AtomicU64,
 }
 
 impl Group {
@@ -36,13 +39,41 @@ impl Group {
         applied_time: Arc<AtomicI64>,
         read_index: ReadIndex,
     ) -> Group {
-        Group { id, raft, data, applied_time, inflight: AtomicUsize::new(0), read_index: Arc::new(read_index) }
+        Group {
+            id,
+            raft,
+            data,
+            applied_time,
+            inflight: AtomicUsize::new(0),
+            read_index: Arc::new(read_index),
+            transferring_to: AtomicU64::new(0),
+        }
+    }
+
+    /// Holds proposals and linearizable reads (answered `Busy`) and ends the read lease
+    /// until the returned guard is dropped: the first step of a leadership transfer.
+    pub fn hold_for_transfer(&self, to: NodeId) -> TransferHold<'_> {
+        self.transferring_to.store(to, Ordering::Release);
+        self.read_index.revoke();
+        TransferHold(self)
+    }
+
+    /// `Busy` while leadership is being handed over.
+    fn check_not_transferring(&self) -> Result<()> {
+        match self.transferring_to.load(Ordering::Acquire) {
+            0 => Ok(()),
+            to => {
+                let reason = format!("leadership of group {} is moving to node {to}", self.id);
+                Err(quiver_core::Error::Busy { reason, retry_after_ms: 100 }.into())
+            }
+        }
     }
 
     /// Proposes a command (this node must lead the group) and waits until it is applied;
     /// returns the state machine's answer and the entry's log index.
     pub async fn propose(&self, command: Command) -> Result<(Response, u64)> {
         let group = self.id;
+        self.check_not_transferring()?;
         let _slot = InflightSlot::take(&self.inflight, group)?;
         let commits_files = matches!(command, Command::Meta(MetaCommand::CommitFiles { .. }));
         let request = Request { leader_time: now_micros(), command };
@@ -67,6 +98,7 @@ impl Group {
 
     /// Waits until reads of this group here reflect every write acknowledged before the call.
     pub async fn linearize(&self) -> Result<()> {
+        self.check_not_transferring()?;
         match self.read_index.wait(&self.raft).await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -100,6 +132,15 @@ impl Group {
         }
         let applied = self.applied_time.load(Ordering::Relaxed);
         u64::try_from((now_micros() - applied) / 1000).unwrap_or(0)
+    }
+}
+
+/// Proposals and linearizable reads held by a leadership transfer; released on drop.
+pub struct TransferHold<'a>(&'a Group);
+
+impl Drop for TransferHold<'_> {
+    fn drop(&mut self) {
+        self.0.transferring_to.store(0, Ordering::Release);
     }
 }
 

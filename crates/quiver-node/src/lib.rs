@@ -27,6 +27,7 @@ pub mod server;
 pub mod serving_log;
 pub mod shard;
 pub mod storage;
+pub mod transfer;
 pub mod ui;
 pub mod workers;
 

@@ -45,6 +45,9 @@ struct Args {
     /// Offline store: a directory or s3://bucket/prefix [default: <data-dir>/offline]
     #[arg(long, env = "QUIVER_OFFLINE_STORE")]
     offline_store: Option<String>,
+    /// Spread shard leaders evenly over the nodes by itself [default: true]
+    #[arg(long, env = "QUIVER_BALANCE_LEADERS")]
+    balance_leaders: Option<bool>,
 }
 
 impl Args {
@@ -85,6 +88,9 @@ impl Args {
         }
         if self.join.is_some() {
             config.join = self.join;
+        }
+        if let Some(v) = self.balance_leaders {
+            config.sharding.balance_leaders = v;
         }
         config.resolve_node_id()?;
         config.validate()?;

@@ -48,7 +48,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let hosting = Hosting {
         me,
         engine: engine.clone(),
-        pool,
+        pool: pool.clone(),
         raft_config: Arc::new(config.openraft()?),
         read_lease: config.read_lease(),
         groups: groups.clone(),
@@ -77,14 +77,16 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         offline,
         engine,
     });
-    start_workers(&node);
+    start_workers(&node, pool);
     Ok(node)
 }
 
-fn start_workers(node: &Node) {
+fn start_workers(node: &Node, pool: PeerPool) {
     let context = Context {
         me: node.id,
         config: node.config.workers.clone(),
+        sharding: node.config.sharding.clone(),
+        pool,
         groups: node.groups.clone(),
         meta: node.meta.clone(),
         proposer: node.proposer.clone(),

@@ -1,6 +1,6 @@
 //! Cluster status and the shard map.
 
-use quiver_client::{ClusterMap, ClusterStatus, GroupKind, GroupStatus};
+use quiver_client::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, Outcome};
 
 use super::format::table;
 
@@ -63,23 +63,51 @@ fn lags(g: &GroupStatus) -> String {
     if lags.is_empty() { "-".into() } else { lags.join(",") }
 }
 
+/// Finished operations `quiverctl shards` lists, newest last.
+const FINISHED_SHOWN: usize = 5;
+
 pub fn shard_map_table(map: &ClusterMap) -> String {
+    let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let rows: Vec<Vec<String>> = map
         .shard_map
         .shards
         .iter()
         .map(|s| {
-            let leader = map.leaders.get(&s.id).map(|id| format!("{id} ({})", map.leader_address(s).unwrap_or("?")));
+            let leader = s.leader.map(|id| format!("{id} ({})", map.leader_address(s).unwrap_or("?")));
+            let replicas =
+                if s.moving() { format!("{} (voters {})", ids(&s.replicas), ids(&s.voters)) } else { ids(&s.replicas) };
             vec![
                 s.id.to_string(),
                 hash_range(s.start, s.end),
                 format!("{}.{}", s.epoch.version, s.epoch.conf_ver),
-                s.replicas.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                replicas,
                 leader.unwrap_or_else(|| "unknown".into()),
             ]
         })
         .collect();
-    table(&["SHARD", "HASH RANGE", "EPOCH", "REPLICAS", "LEADER"], &rows)
+    let mut out = table(&["SHARD", "HASH RANGE", "EPOCH", "REPLICAS", "LEADER"], &rows);
+    let in_flight: Vec<Vec<String>> = map
+        .operations
+        .iter()
+        .map(|op| vec![op.id.to_string(), "under way".into(), origin(op.requested).into(), op.kind.to_string()])
+        .collect();
+    let finished = map.finished.iter().rev().take(FINISHED_SHOWN).rev().map(|f| {
+        let state = match &f.outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Failed(why) => format!("failed: {why}"),
+        };
+        vec![f.op.id.to_string(), state, origin(f.op.requested).into(), f.op.kind.to_string()]
+    });
+    let ops: Vec<Vec<String>> = finished.chain(in_flight).collect();
+    if !ops.is_empty() {
+        out += "\n";
+        out += &table(&["OPERATION", "STATE", "BY", "WHAT"], &ops);
+    }
+    out
+}
+
+fn origin(requested: bool) -> &'static str {
+    if requested { "operator" } else { "placement" }
 }
 
 #[cfg(test)]
@@ -135,6 +163,33 @@ mod tests {
             ],
         });
         assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn the_shard_map_shows_moves_and_operations() {
+        use quiver_client::{FinishedOp, OpKind, ShardMap, ShardOp};
+        let mut shard_map = ShardMap::uniform(2, &[1, 2]).unwrap();
+        shard_map.shards[0].leader = Some(2);
+        shard_map.shards[1].replicas = vec![1, 3];
+        let op = |id, kind| ShardOp { id, kind, started_at: 0, requested: id == 7 };
+        let map = ClusterMap {
+            shard_map,
+            nodes: [(2, "127.0.0.1:7071".to_string())].into(),
+            operations: vec![op(7, OpKind::TransferLeader { shard: 1, to: 1 })],
+            finished: vec![FinishedOp {
+                op: op(6, OpKind::Rebalance),
+                finished_at: 0,
+                outcome: Outcome::Failed("no way".into()),
+            }],
+        };
+        let text = shard_map_table(&map);
+        assert!(text.contains("2 (127.0.0.1:7071)") && text.contains("1,3 (voters 1,2)"), "{text}");
+        let ops: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("OPERATION")).skip(1).collect();
+        assert!(
+            ops[0].starts_with("6 ") && ops[0].contains("failed: no way") && ops[0].contains("placement"),
+            "{text}"
+        );
+        assert!(ops[1].contains("under way") && ops[1].contains("transfer leadership of shard 1 to node 1"), "{text}");
     }
 
     #[test]

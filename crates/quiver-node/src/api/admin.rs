@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use quiver_core::cluster::ClusterMap;
 use quiver_core::shard_map::META_GROUP;
 use quiver_proto::v1::admin_service_server::AdminService;
 use quiver_proto::v1::{
     GetShardMapRequest, GetShardMapResponse, GroupStatus, JoinRequest, JoinResponse, MetaReadIndexRequest,
-    MetaReadIndexResponse, NodeAddress, NodeStatus, RemoveNodeRequest, RemoveNodeResponse, ReplicaLag, ShardInfo,
-    StatusRequest, StatusResponse,
+    MetaReadIndexResponse, NodeStatus, RemoveNodeRequest, RemoveNodeResponse, ReplicaLag, ShardOperationRequest,
+    ShardOperationResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -74,24 +75,37 @@ impl AdminService for AdminApi {
     ) -> std::result::Result<Response<GetShardMapResponse>, Status> {
         observed(&self.node, "GetShardMap", async {
             let state = self.node.meta.latest();
-            let shards = state
-                .shard_map
-                .shards
-                .iter()
-                .map(|s| ShardInfo {
-                    shard_id: s.id,
-                    start: s.start,
-                    end: s.end,
-                    version: s.epoch.version,
-                    conf_ver: s.epoch.conf_ver,
-                    replicas: s.replicas.clone(),
-                    voters: s.voters.clone(),
-                    leader_hint: self.node.groups.leader_of(s.id),
-                })
-                .collect();
-            let nodes =
-                state.nodes.values().map(|n| NodeAddress { id: n.id, address: n.client_addr.clone() }).collect();
-            Ok(GetShardMapResponse { shards, nodes })
+            let mut shard_map = state.shard_map.clone();
+            // The leader this node sees beats the last one reported to the meta group.
+            for s in &mut shard_map.shards {
+                s.leader = self.node.groups.leader_of(s.id).or(s.leader);
+            }
+            let map = ClusterMap {
+                shard_map,
+                nodes: state.nodes.values().map(|n| (n.id, n.client_addr.clone())).collect(),
+                operations: state.ops.clone(),
+                finished: state.finished_ops.iter().cloned().collect(),
+            };
+            Ok(quiver_proto::cluster_map_to_proto(&map))
+        })
+        .await
+    }
+
+    async fn start_shard_operation(
+        &self,
+        request: Request<ShardOperationRequest>,
+    ) -> std::result::Result<Response<ShardOperationResponse>, Status> {
+        observed(&self.node, "StartShardOperation", async {
+            let kind = quiver_proto::op_kind_from_proto(request.into_inner())?;
+            let id = match self.node.proposer.write_meta(MetaCommand::StartOp { kind, requested: true }).await? {
+                RaftResponse::OpId(id) => id,
+                other => return Err(Error::Raft(format!("unexpected answer to a shard operation: {other:?}"))),
+            };
+            let state = self.node.meta.caught_up().await?;
+            let finished = state.finished_ops.iter().map(|f| &f.op);
+            let op = state.ops.iter().chain(finished).find(|op| op.id == id);
+            let op = op.ok_or_else(|| Error::Raft(format!("operation {id} is not in the caught-up meta state")))?;
+            Ok(ShardOperationResponse { operation: Some(quiver_proto::shard_op_to_proto(op)) })
         })
         .await
     }

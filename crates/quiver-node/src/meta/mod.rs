@@ -9,13 +9,14 @@
 pub mod records;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use quiver_core::offline::Dataset;
 use quiver_core::registry::Registry;
 use quiver_core::row::WriteSeq;
 use quiver_core::shard_map::ShardMap;
+use quiver_core::shard_ops::{FinishedOp, OpKind, ShardOp};
 use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
@@ -33,9 +34,11 @@ use crate::storage::{KvTree, WriteBatch};
 pub const SOURCE_RETENTION_MICROS: i64 = 365 * quiver_core::time::DAY_MICROS;
 /// The layout of the persisted `MetaState`: bump it with every change to the state's
 /// types, so a node never misreads a state written by another version.
-const STATE_FORMAT: u32 = 2;
+const STATE_FORMAT: u32 = 3;
 /// Expired sources forgotten per commit, so cleanup cost stays bounded per entry.
 const EXPIRED_PER_COMMIT: usize = 16;
+/// Finished shard operations kept for `quiverctl shards` and for clients following one.
+const FINISHED_OPS_KEPT: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaState {
@@ -55,6 +58,11 @@ pub struct MetaState {
     /// Files replaced by compaction: (path, when), deleted from the store after a grace
     /// period so that retrievals already reading them can finish.
     pub garbage: Vec<(String, i64)>,
+    /// Shard operations in flight, oldest first.
+    pub ops: Vec<ShardOp>,
+    /// The last `FINISHED_OPS_KEPT` operations that ended, oldest first.
+    pub finished_ops: VecDeque<FinishedOp>,
+    pub next_op_id: u64,
 }
 
 impl MetaState {
@@ -247,10 +255,11 @@ impl MetaMachine {
                 Response::Done
             }
             MetaCommand::SetReplicas { shard, replicas, conf_ver } => {
+                let busy = self.state.ops.iter().any(|op| op.kind.shard() == Some(*shard));
                 let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard) else {
                     return Ok(Response::Rejected(quiver_core::Error::ShardNotFound(*shard)));
                 };
-                if s.epoch.conf_ver != *conf_ver || s.moving() {
+                if s.epoch.conf_ver != *conf_ver || s.moving() || busy {
                     return Ok(Response::Rejected(quiver_core::Error::EpochMismatch {
                         shard: *shard,
                         current: s.epoch,
@@ -267,9 +276,59 @@ impl MetaMachine {
                 s.voters = voters.clone();
                 Response::Done
             }
+            MetaCommand::ReportLeader { leader, terms } => {
+                let mut changed = false;
+                for (shard, term) in terms {
+                    let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard) else { continue };
+                    if *term > s.leader_term {
+                        (s.leader, s.leader_term) = (Some(*leader), *term);
+                        changed = true;
+                    }
+                }
+                // Only a change is worth persisting.
+                if !changed {
+                    return Ok(Response::Done);
+                }
+                Response::Done
+            }
+            MetaCommand::StartOp { kind, requested } => match self.start_op(kind, *requested, leader_time) {
+                Ok(id) => Response::OpId(id),
+                Err(e) => return Ok(Response::Rejected(e)),
+            },
+            MetaCommand::FinishOp { id, outcome } => {
+                let Some(i) = self.state.ops.iter().position(|op| op.id == *id) else {
+                    return Ok(Response::Done);
+                };
+                let op = self.state.ops.remove(i);
+                self.state.finished_ops.push_back(FinishedOp {
+                    op,
+                    finished_at: leader_time,
+                    outcome: outcome.clone(),
+                });
+                while self.state.finished_ops.len() > FINISHED_OPS_KEPT {
+                    self.state.finished_ops.pop_front();
+                }
+                Response::Done
+            }
         };
         self.changed = true;
         Ok(response)
+    }
+
+    /// Records a shard operation after checking it against the state; a replica move starts
+    /// at once (the shard's leader carries it out, see `workers::replicas`).
+    fn start_op(&mut self, kind: &OpKind, requested: bool, leader_time: i64) -> quiver_core::Result<u64> {
+        kind.check(&self.state.shard_map, &self.state.active_nodes(), &self.state.ops)?;
+        if let OpKind::MoveReplica { shard, from, to } = kind
+            && let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard)
+        {
+            s.replicas = s.replicas.iter().map(|r| if r == from { *to } else { *r }).collect();
+            s.epoch.conf_ver += 1;
+        }
+        let id = self.state.next_op_id.max(1);
+        self.state.next_op_id = id + 1;
+        self.state.ops.push(ShardOp { id, kind: kind.clone(), started_at: leader_time, requested });
+        Ok(id)
     }
 
     /// Records source `source` of `table` at `leader_time`; false when it was committed
@@ -389,6 +448,26 @@ mod tests {
             let err = MetaMachine::new().0.load(tree.as_ref()).unwrap_err().to_string();
             assert!(err.contains("another version of Quiver") && err.contains("empty data dir"), "{err}");
         }
+    }
+
+    #[test]
+    fn leader_reports_of_an_older_term_change_nothing() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, view) = MetaMachine::new();
+        let shard_map = ShardMap::uniform(2, &[1, 2]).unwrap();
+        apply(&mut machine, tree.as_ref(), 1, MetaCommand::Bootstrap { nodes: vec![], shard_map });
+        let report = |leader, terms: Vec<(u64, u64)>| MetaCommand::ReportLeader { leader, terms };
+        apply(&mut machine, tree.as_ref(), 2, report(2, vec![(1, 5), (2, 3), (9, 1)]));
+        apply(&mut machine, tree.as_ref(), 3, report(1, vec![(1, 4), (2, 4)]));
+        let leaders =
+            |v: &MetaView| v.borrow().shard_map.shards.iter().map(|s| (s.leader, s.leader_term)).collect::<Vec<_>>();
+        assert_eq!(leaders(&view), vec![(Some(2), 5), (Some(1), 4)]);
+        // The same report again is not even persisted.
+        let mut batch = WriteBatch::default();
+        machine.apply(tree.as_ref(), &report(2, vec![(1, 5)]), 4, &mut batch).unwrap();
+        machine.persist(&mut batch).unwrap();
+        assert!(batch.into_ops().is_empty(), "an unchanged state is not written again");
     }
 
     #[test]

@@ -71,6 +71,11 @@ impl ReadIndex {
         }
     }
 
+    /// Ends the lease: reads need a round again (leadership is about to move).
+    pub fn revoke(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).lease_until = None;
+    }
+
     /// Linearizable reads asked for, and read-index rounds run for them, since the start.
     pub fn counts(&self) -> (u64, u64) {
         (self.reads.load(Ordering::Relaxed), self.rounds.load(Ordering::Relaxed))

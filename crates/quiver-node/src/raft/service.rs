@@ -71,4 +71,14 @@ impl RaftService for RaftRpc {
         let payload = encode(&answer)?;
         Ok(Response::new(RaftMessage { group_id: msg.group_id, payload, error: Vec::new() }))
     }
+
+    async fn campaign(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = request.into_inner();
+        let group = self
+            .groups
+            .get(msg.group_id)
+            .ok_or_else(|| Status::not_found(format!("group {} is not hosted on this node", msg.group_id)))?;
+        group.raft.trigger().elect().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(RaftMessage { group_id: msg.group_id, payload: Vec::new(), error: Vec::new() }))
+    }
 }

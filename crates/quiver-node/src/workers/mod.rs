@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use quiver_offline::store::OfflineStore;
 
-use crate::config::WorkerConfig;
+use crate::config::{ShardingConfig, WorkerConfig};
 use crate::groups::Groups;
 use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
 use crate::proposer::Proposer;
 use crate::raft::NodeId;
+use crate::raft::network::PeerPool;
 use crate::serving_log::ServingLog;
 
 /// The parts of a node that workers use.
@@ -29,6 +30,10 @@ use crate::serving_log::ServingLog;
 pub struct Context {
     pub me: NodeId,
     pub config: WorkerConfig,
+    pub sharding: ShardingConfig,
+    /// Connections to other nodes, for what is not a proposal (a leadership transfer's
+    /// campaign call).
+    pub pool: PeerPool,
     pub groups: Arc<Groups>,
     pub meta: MetaReader,
     pub proposer: Arc<Proposer>,

@@ -1,55 +1,113 @@
-//! Shard leaders carry out the scheduler's moves: when the meta state assigns a shard
-//! other replicas than its Raft voters, its leader adds the new ones as learners, waits
-//! for them to catch up, changes the voters (joint consensus), then confirms the new
-//! voters in the meta group, after which removed replicas close their copy.
+//! Shard leaders keep the meta group told and carry out what it decided, each round:
+//! - they report that they lead (with their term), so clients get leader hints and the
+//!   leader placement rule sees where leaders are;
+//! - they hand leadership over when an operation asks for it (see `transfer`);
+//! - when the meta state assigns a shard other replicas than its Raft voters, they add the
+//!   new ones as learners, wait for them to catch up, change the voters (joint consensus),
+//!   then confirm the new voters in the meta group, after which removed replicas close
+//!   their copy.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
-use quiver_core::shard_map::META_GROUP;
-use tracing::info;
+use quiver_core::shard_map::{META_GROUP, Shard};
+use quiver_core::shard_ops::{OpKind, Outcome};
+use tracing::{info, warn};
 
 use super::Context;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
+use crate::groups::Group;
+use crate::meta::MetaState;
+use crate::transfer::transfer_leadership;
 
 /// How long a leader waits for a new replica to catch up before trying again next round.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
 pub async fn round(context: Context) -> Result<()> {
     let state = context.meta.latest();
-    for group in context.groups.all() {
-        if group.id == META_GROUP || group.leader() != Some(context.me) {
-            continue;
+    let led: Vec<_> = context
+        .groups
+        .all()
+        .into_iter()
+        .filter(|g| g.id != META_GROUP && g.leader() == Some(context.me))
+        .filter_map(|g| Some((state.shard_map.shard(g.id).ok()?, g)))
+        .collect();
+    report_leadership(&context, &led).await?;
+    for (shard, group) in led {
+        if !hand_over(&context, &group, &state).await? {
+            change_replicas(&context, &group, shard, &state).await?;
         }
-        let Ok(shard) = state.shard_map.shard(group.id) else { continue };
-        let raft_err = |e: String| Error::Raft(format!("shard {} membership: {e}", group.id));
-        let membership = group.raft.metrics().borrow().membership_config.membership().clone();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let want: BTreeSet<u64> = shard.replicas.iter().copied().collect();
-        if voters != want || membership.get_joint_config().len() > 1 {
-            for id in want.iter().filter(|id| membership.get_node(id).is_none()) {
-                let addr = state
-                    .nodes
-                    .get(id)
-                    .map(|n| n.addr.clone())
-                    .ok_or_else(|| raft_err(format!("node {id} unknown")))?;
-                info!(shard = group.id, node = id, "adding a replica; waiting for it to catch up");
-                tokio::time::timeout(CATCH_UP, group.raft.add_learner(*id, BasicNode { addr }, true))
-                    .await
-                    .map_err(|_| raft_err(format!("node {id} did not catch up within {CATCH_UP:?}")))?
-                    .map_err(|e| raft_err(e.to_string()))?;
-            }
-            info!(shard = group.id, voters = ?want, "changing the shard's voters");
-            group.raft.change_membership(want.clone(), false).await.map_err(|e| raft_err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Tells the meta group, in one entry, which shards this node leads where it does not
+/// know it yet.
+async fn report_leadership(context: &Context, led: &[(&Shard, Arc<Group>)]) -> Result<()> {
+    let terms: Vec<(u64, u64)> = led
+        .iter()
+        .map(|(shard, group)| (shard, group.raft.metrics().borrow().current_term))
+        .filter(|(shard, term)| shard.leader != Some(context.me) || shard.leader_term != *term)
+        .map(|(shard, term)| (shard.id, term))
+        .collect();
+    if !terms.is_empty() {
+        context.proposer.write_meta(MetaCommand::ReportLeader { leader: context.me, terms }).await?;
+    }
+    Ok(())
+}
+
+/// Carries out a transfer of this shard's leadership, when one is asked for; true when
+/// leadership moved away.
+async fn hand_over(context: &Context, group: &Group, state: &MetaState) -> Result<bool> {
+    let transfer = state.ops.iter().find_map(|op| match op.kind {
+        OpKind::TransferLeader { shard, to } if shard == group.id && to != context.me => Some((op.id, to)),
+        _ => None,
+    });
+    let Some((id, to)) = transfer else { return Ok(false) };
+    let voters: BTreeSet<u64> = group.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+    let addr = state.nodes.get(&to).map(|n| n.addr.clone());
+    let (Some(addr), true) = (addr, voters.contains(&to)) else {
+        let why = format!("node {to} is no longer a voter of shard {}", group.id);
+        context.proposer.write_meta(MetaCommand::FinishOp { id, outcome: Outcome::Failed(why) }).await?;
+        return Ok(false);
+    };
+    info!(shard = group.id, to, "handing leadership over");
+    match transfer_leadership(group, to, &addr, &context.pool).await {
+        Ok(()) => Ok(true),
+        // Tried again next round, until the operation's deadline.
+        Err(e) => {
+            warn!("{e}");
+            Ok(false)
         }
-        let mut confirmed = shard.voters.clone();
-        confirmed.sort_unstable();
-        let now: Vec<u64> = want.into_iter().collect();
-        if confirmed != now {
-            context.proposer.write_meta(MetaCommand::SetVoters { shard: group.id, voters: now }).await?;
+    }
+}
+
+async fn change_replicas(context: &Context, group: &Group, shard: &Shard, state: &MetaState) -> Result<()> {
+    let raft_err = |e: String| Error::Raft(format!("shard {} membership: {e}", group.id));
+    let membership = group.raft.metrics().borrow().membership_config.membership().clone();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let want: BTreeSet<u64> = shard.replicas.iter().copied().collect();
+    if voters != want || membership.get_joint_config().len() > 1 {
+        for id in want.iter().filter(|id| membership.get_node(id).is_none()) {
+            let addr =
+                state.nodes.get(id).map(|n| n.addr.clone()).ok_or_else(|| raft_err(format!("node {id} unknown")))?;
+            info!(shard = group.id, node = id, "adding a replica; waiting for it to catch up");
+            tokio::time::timeout(CATCH_UP, group.raft.add_learner(*id, BasicNode { addr }, true))
+                .await
+                .map_err(|_| raft_err(format!("node {id} did not catch up within {CATCH_UP:?}")))?
+                .map_err(|e| raft_err(e.to_string()))?;
         }
+        info!(shard = group.id, voters = ?want, "changing the shard's voters");
+        group.raft.change_membership(want.clone(), false).await.map_err(|e| raft_err(e.to_string()))?;
+    }
+    let mut confirmed = shard.voters.clone();
+    confirmed.sort_unstable();
+    let now: Vec<u64> = want.into_iter().collect();
+    if confirmed != now {
+        context.proposer.write_meta(MetaCommand::SetVoters { shard: group.id, voters: now }).await?;
     }
     Ok(())
 }

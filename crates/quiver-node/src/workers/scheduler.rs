@@ -1,13 +1,17 @@
 //! The metadata leader's scheduler: every node follows the meta log, up to three active
-//! nodes vote in it, shards get their replicas on active nodes in balance (one move at a
-//! time, carried out by the shard's leader, see `replicas`), and a drained node leaves once
-//! it hosts nothing. Decisions go through the meta group; nothing here is remembered
-//! between rounds, so a new metadata leader carries on where the old one stopped.
+//! nodes vote in it, shard operations in flight are followed to their end, shards get their
+//! replicas on active nodes in balance and their leaders spread (one step at a time, by the
+//! rules of `quiver_core::placement`, carried out by the shard's leader, see `replicas`),
+//! and a drained node leaves once it hosts nothing. Decisions go through the meta group;
+//! nothing here is remembered between rounds, so a new metadata leader carries on where
+//! the old one stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::{BasicNode, ChangeMembers};
-use quiver_core::shard_map::{META_GROUP, REPLICAS, Shard};
+use quiver_core::placement::{REPLICAS, next_leader_transfer, next_move};
+use quiver_core::shard_map::{META_GROUP, Shard};
+use quiver_core::shard_ops::{OpKind, Outcome, ShardOp};
 use tracing::info;
 
 use super::Context;
@@ -15,9 +19,12 @@ use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::meta::MetaState;
+use crate::raft::now_micros;
 
 /// A learner this many entries or fewer behind the leader is caught up enough to vote.
 const CAUGHT_UP_ENTRIES: u64 = 100;
+/// A leadership transfer not done by then has failed; the old leader goes on leading.
+const TRANSFER_DEADLINE_MICROS: i64 = 30_000_000;
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {
@@ -29,17 +36,72 @@ pub async fn round(context: Context) -> Result<()> {
     }
     let meta = context.groups.group(META_GROUP)?;
     follow_and_vote(&meta, &state).await?;
-    if !state.shard_map.shards.iter().any(Shard::moving)
-        && let Some(step) = state.shard_map.next_move(&state.active_nodes())
-    {
+    for op in &state.ops {
+        if let Some(outcome) = outcome(op, &state) {
+            info!(op = op.id, kind = %op.kind, ?outcome, "shard operation ended");
+            context.proposer.write_meta(MetaCommand::FinishOp { id: op.id, outcome }).await?;
+        }
+    }
+    place(&context, &state).await?;
+    forget_drained(&context, &meta, &state).await
+}
+
+/// How operation `op` ended, or `None` while it is under way.
+fn outcome(op: &ShardOp, state: &MetaState) -> Option<Outcome> {
+    let shard = |id| state.shard_map.shard(id).ok();
+    match op.kind {
+        OpKind::TransferLeader { shard: id, to } => match shard(id) {
+            None => Some(Outcome::Failed(format!("shard {id} no longer exists"))),
+            Some(s) if s.leader == Some(to) => Some(Outcome::Done),
+            Some(_) if now_micros() - op.started_at > TRANSFER_DEADLINE_MICROS => Some(Outcome::Failed(format!(
+                "node {to} did not take over within {} s; the old leader goes on leading",
+                TRANSFER_DEADLINE_MICROS / 1_000_000
+            ))),
+            Some(_) => None,
+        },
+        OpKind::MoveReplica { shard: id, to, .. } => match shard(id) {
+            None => Some(Outcome::Failed(format!("shard {id} no longer exists"))),
+            Some(s) if s.moving() => None,
+            Some(s) if s.voters.contains(&to) => Some(Outcome::Done),
+            Some(s) => Some(Outcome::Failed(format!("shard {id} ended on nodes {:?}", s.voters))),
+        },
+        OpKind::Rebalance => {
+            let alone = state.ops.iter().all(|o| o.kind == OpKind::Rebalance);
+            let active = state.active_nodes();
+            // Leaders still unreported (a shard electing one) could not be placed yet.
+            let done = alone
+                && state.shard_map.shards.iter().all(|s| s.leader.is_some() && !s.moving())
+                && next_move(&state.shard_map, &active).is_none()
+                && next_leader_transfer(&state.shard_map, &active).is_none();
+            done.then_some(Outcome::Done)
+        }
+    }
+}
+
+/// One placement step, when nothing else is under way: a replica move first, then (when
+/// leaders are balanced by themselves, or a rebalance was asked for) a leadership transfer.
+async fn place(context: &Context, state: &MetaState) -> Result<()> {
+    let busy = state.ops.iter().any(|op| op.kind != OpKind::Rebalance);
+    if busy || state.shard_map.shards.iter().any(Shard::moving) {
+        return Ok(());
+    }
+    let active = state.active_nodes();
+    if let Some(step) = next_move(&state.shard_map, &active) {
         let conf_ver = state.shard_map.shard(step.shard)?.epoch.conf_ver;
         info!(shard = step.shard, replicas = ?step.replicas, "placement: moving a replica");
-        context
-            .proposer
-            .write_meta(MetaCommand::SetReplicas { shard: step.shard, replicas: step.replicas, conf_ver })
-            .await?;
+        let command = MetaCommand::SetReplicas { shard: step.shard, replicas: step.replicas, conf_ver };
+        context.proposer.write_meta(command).await?;
+        return Ok(());
     }
-    forget_drained(&context, &meta, &state).await
+    let asked = state.ops.iter().any(|op| op.kind == OpKind::Rebalance);
+    if (context.sharding.balance_leaders || asked)
+        && let Some(t) = next_leader_transfer(&state.shard_map, &active)
+    {
+        info!(shard = t.shard, to = t.to, "placement: moving a leadership");
+        let kind = OpKind::TransferLeader { shard: t.shard, to: t.to };
+        context.proposer.write_meta(MetaCommand::StartOp { kind, requested: false }).await?;
+    }
+    Ok(())
 }
 
 fn raft_err(e: impl std::fmt::Display) -> Error {

@@ -2,6 +2,7 @@
 
 use quiver_core::cluster::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, NodeStatus, ReplicaLag};
 use quiver_core::shard_map::{Epoch, Shard, ShardMap};
+use quiver_core::shard_ops::{FinishedOp, OpKind, Outcome, ShardOp};
 use quiver_core::{Error, Result};
 
 use crate::v1;
@@ -52,9 +53,43 @@ fn group_status_from_proto(g: v1::GroupStatus) -> Result<GroupStatus> {
     })
 }
 
+pub fn cluster_map_to_proto(map: &ClusterMap) -> v1::GetShardMapResponse {
+    let shards = map
+        .shard_map
+        .shards
+        .iter()
+        .map(|s| v1::ShardInfo {
+            shard_id: s.id,
+            start: s.start,
+            end: s.end,
+            version: s.epoch.version,
+            conf_ver: s.epoch.conf_ver,
+            replicas: s.replicas.clone(),
+            leader_hint: s.leader,
+            voters: s.voters.clone(),
+        })
+        .collect();
+    v1::GetShardMapResponse {
+        shards,
+        nodes: map.nodes.iter().map(|(id, address)| v1::NodeAddress { id: *id, address: address.clone() }).collect(),
+        operations: map.operations.iter().map(shard_op_to_proto).collect(),
+        finished: map
+            .finished
+            .iter()
+            .map(|f| v1::FinishedShardOperation {
+                operation: Some(shard_op_to_proto(&f.op)),
+                finished_at_micros: f.finished_at,
+                error: match &f.outcome {
+                    Outcome::Done => String::new(),
+                    Outcome::Failed(why) => why.clone(),
+                },
+            })
+            .collect(),
+    }
+}
+
 /// Shards come out sorted by range start, as a `ShardMap` keeps them.
-pub fn cluster_map_from_proto(m: v1::GetShardMapResponse) -> ClusterMap {
-    let leaders = m.shards.iter().filter_map(|s| Some((s.shard_id, s.leader_hint?))).collect();
+pub fn cluster_map_from_proto(m: v1::GetShardMapResponse) -> Result<ClusterMap> {
     let mut shards: Vec<Shard> = m
         .shards
         .into_iter()
@@ -65,14 +100,70 @@ pub fn cluster_map_from_proto(m: v1::GetShardMapResponse) -> ClusterMap {
             replicas: s.replicas,
             voters: s.voters,
             epoch: Epoch { version: s.version, conf_ver: s.conf_ver },
+            leader: s.leader_hint,
+            leader_term: 0,
         })
         .collect();
     shards.sort_by_key(|s| s.start);
-    ClusterMap {
+    let finished = m
+        .finished
+        .into_iter()
+        .map(|f| {
+            let outcome = if f.error.is_empty() { Outcome::Done } else { Outcome::Failed(f.error) };
+            Ok(FinishedOp {
+                op: shard_op_from_proto(f.operation.unwrap_or_default())?,
+                finished_at: f.finished_at_micros,
+                outcome,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(ClusterMap {
         shard_map: ShardMap { shards },
-        leaders,
         nodes: m.nodes.into_iter().map(|n| (n.id, n.address)).collect(),
+        operations: m.operations.into_iter().map(shard_op_from_proto).collect::<Result<_>>()?,
+        finished,
+    })
+}
+
+pub fn shard_op_to_proto(op: &ShardOp) -> v1::ShardOperation {
+    v1::ShardOperation {
+        id: op.id,
+        request: Some(op_kind_to_proto(&op.kind)),
+        started_at_micros: op.started_at,
+        requested: op.requested,
+        description: op.kind.to_string(),
     }
+}
+
+pub fn shard_op_from_proto(op: v1::ShardOperation) -> Result<ShardOp> {
+    Ok(ShardOp {
+        id: op.id,
+        kind: op_kind_from_proto(op.request.unwrap_or_default())?,
+        started_at: op.started_at_micros,
+        requested: op.requested,
+    })
+}
+
+pub fn op_kind_to_proto(kind: &OpKind) -> v1::ShardOperationRequest {
+    use v1::shard_operation_request::Operation;
+    let operation = match *kind {
+        OpKind::TransferLeader { shard, to } => Operation::TransferLeader(v1::TransferLeader { shard_id: shard, to }),
+        OpKind::MoveReplica { shard, from, to } => {
+            Operation::MoveReplica(v1::MoveReplica { shard_id: shard, from, to })
+        }
+        OpKind::Rebalance => Operation::Rebalance(v1::Rebalance {}),
+    };
+    v1::ShardOperationRequest { operation: Some(operation) }
+}
+
+pub fn op_kind_from_proto(request: v1::ShardOperationRequest) -> Result<OpKind> {
+    use v1::shard_operation_request::Operation;
+    Ok(match request.operation {
+        Some(Operation::TransferLeader(t)) => OpKind::TransferLeader { shard: t.shard_id, to: t.to },
+        Some(Operation::MoveReplica(m)) => OpKind::MoveReplica { shard: m.shard_id, from: m.from, to: m.to },
+        Some(Operation::Rebalance(_)) => OpKind::Rebalance,
+        None => return Err(Error::InvalidArgument("a shard operation request names no operation".into())),
+    })
 }
 
 /// What a routed request says of the shard it was sent for: its id and the epoch known.
@@ -99,7 +190,9 @@ mod tests {
         let map = cluster_map_from_proto(v1::GetShardMapResponse {
             shards: vec![shard(2, 100, u64::MAX, None), shard(1, 0, 99, Some(2))],
             nodes: vec![v1::NodeAddress { id: 2, address: "b:1".into() }],
-        });
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(map.shard_map.shards.iter().map(|s| s.id).collect::<Vec<_>>(), [1, 2]);
         let first = map.shard_map.shard_for(50).unwrap();
         assert_eq!((first.epoch, &first.voters), (Epoch { version: 1, conf_ver: 11 }, &vec![1]));
@@ -107,6 +200,29 @@ mod tests {
         assert_eq!(map.leader_address(map.shard_map.shard(2).unwrap()), None);
         assert_eq!(map.replica_addresses(first), ["b:1"]);
         assert_eq!(shard_route_to_proto(first), v1::ShardRoute { shard_id: 1, version: 1, conf_ver: 11 });
+    }
+
+    #[test]
+    fn shard_operations_round_trip_and_an_empty_request_is_refused() {
+        let op = |id, kind| ShardOp { id, kind, started_at: 5, requested: id % 2 == 0 };
+        let map = ClusterMap {
+            shard_map: ShardMap::uniform(2, &[1, 2]).unwrap(),
+            nodes: [(1, "a:1".to_string())].into(),
+            operations: vec![op(3, OpKind::TransferLeader { shard: 1, to: 2 }), op(4, OpKind::Rebalance)],
+            finished: vec![
+                FinishedOp {
+                    op: op(1, OpKind::MoveReplica { shard: 2, from: 1, to: 3 }),
+                    finished_at: 9,
+                    outcome: Outcome::Done,
+                },
+                FinishedOp { op: op(2, OpKind::Rebalance), finished_at: 9, outcome: Outcome::Failed("why".into()) },
+            ],
+        };
+        let wire = cluster_map_to_proto(&map);
+        assert_eq!(wire.operations[0].description, "transfer leadership of shard 1 to node 2");
+        assert_eq!(cluster_map_from_proto(wire).unwrap(), map);
+        let err = op_kind_from_proto(v1::ShardOperationRequest::default()).unwrap_err();
+        assert!(err.to_string().contains("names no operation"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! Operations on the shard map that take time: asked for by an operator (`quiverctl shard
+//! ...`) or by the placement rule, recorded in the meta group when they start and when they
+//! finish, and carried out in the background by the nodes concerned. Because the record is
+//! in the meta group, a new metadata leader sees every operation in flight and follows it to
+//! its end.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::shard_map::ShardMap;
+use crate::{Error, Result};
+
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpKind {
+    /// Leadership of `shard` moves to node `to`, one of its voters.
+    TransferLeader { shard: u64, to: u64 },
+    /// One replica of `shard` moves from node `from` to node `to`.
+    MoveReplica { shard: u64, from: u64, to: u64 },
+    /// Replicas and leaders spread over the active nodes by the placement rules, until
+    /// neither has a step left.
+    Rebalance,
+}
+
+impl OpKind {
+    /// The shard the operation works on; `None` for cluster-wide ones.
+    pub fn shard(&self) -> Option<u64> {
+        match self {
+            OpKind::TransferLeader { shard, .. } | OpKind::MoveReplica { shard, .. } => Some(*shard),
+            OpKind::Rebalance => None,
+        }
+    }
+
+    /// Refuses an operation that cannot be carried out on `map` as it is: an unknown shard
+    /// or node, a transfer to a node that is not a voter, a move to a node that already
+    /// holds a replica or from one that holds none, or a shard another operation is busy with.
+    pub fn check(&self, map: &ShardMap, active: &[u64], in_flight: &[ShardOp]) -> Result<()> {
+        let invalid = |m: String| Err(Error::InvalidArgument(m));
+        if let Some(busy) = in_flight.iter().find(|op| op.kind.shard().is_some() && op.kind.shard() == self.shard()) {
+            return invalid(format!(
+                "shard {} is busy: operation {} ({}) is under way",
+                busy.kind.shard().unwrap_or(0),
+                busy.id,
+                busy.kind
+            ));
+        }
+        if *self == OpKind::Rebalance {
+            return match in_flight.iter().find(|op| op.kind == OpKind::Rebalance) {
+                Some(op) => invalid(format!("a rebalance is already under way (operation {})", op.id)),
+                None => Ok(()),
+            };
+        }
+        let shard = map.shard(self.shard().unwrap_or_default()).map_err(|_| {
+            Error::InvalidArgument(format!("no shard {} in the shard map", self.shard().unwrap_or_default()))
+        })?;
+        if shard.moving() {
+            return invalid(format!("shard {} is busy: a replica is moving", shard.id));
+        }
+        let known = |node: &u64, role: &str| match active.contains(node) {
+            true => Ok(()),
+            false => Err(Error::InvalidArgument(format!("{role} node {node} is not an active node of the cluster"))),
+        };
+        match self {
+            OpKind::TransferLeader { to, .. } => {
+                known(to, "target")?;
+                if !shard.voters.contains(to) {
+                    return invalid(format!(
+                        "node {to} is not a voter of shard {}; its voters are {:?}",
+                        shard.id, shard.voters
+                    ));
+                }
+                Ok(())
+            }
+            OpKind::MoveReplica { from, to, .. } => {
+                if !shard.replicas.contains(from) {
+                    return invalid(format!(
+                        "node {from} holds no replica of shard {}; its replicas are {:?}",
+                        shard.id, shard.replicas
+                    ));
+                }
+                known(to, "target")?;
+                if shard.replicas.contains(to) {
+                    return invalid(format!("node {to} already holds a replica of shard {}", shard.id));
+                }
+                Ok(())
+            }
+            OpKind::Rebalance => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpKind::TransferLeader { shard, to } => write!(f, "transfer leadership of shard {shard} to node {to}"),
+            OpKind::MoveReplica { shard, from, to } => {
+                write!(f, "move the replica of shard {shard} on node {from} to node {to}")
+            }
+            OpKind::Rebalance => f.write_str("rebalance replicas and leaders over the active nodes"),
+        }
+    }
+}
+
+/// An operation in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOp {
+    pub id: u64,
+    pub kind: OpKind,
+    /// When it was recorded (µs since the epoch, the metadata leader's clock).
+    pub started_at: i64,
+    /// Asked for by an operator, rather than by the placement rules.
+    pub requested: bool,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    /// It could not finish; what was done is undone or harmless (a transfer that did not
+    /// happen leaves the old leader leading).
+    Failed(String),
+}
+
+/// An operation that ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedOp {
+    pub op: ShardOp,
+    pub finished_at: i64,
+    pub outcome: Outcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(id: u64, kind: OpKind) -> ShardOp {
+        ShardOp { id, kind, started_at: 0, requested: true }
+    }
+
+    #[test]
+    fn bad_operations_are_refused_with_what_is_wrong() {
+        let mut map = ShardMap::uniform(4, &[1, 2, 3]).unwrap();
+        let active = [1, 2, 3, 4];
+        let refused = |kind: OpKind, map: &ShardMap, in_flight: &[ShardOp]| {
+            kind.check(map, &active, in_flight).unwrap_err().to_string()
+        };
+        let transfer = |shard, to| OpKind::TransferLeader { shard, to };
+        let mv = |shard, from, to| OpKind::MoveReplica { shard, from, to };
+        assert!(refused(transfer(9, 2), &map, &[]).contains("no shard 9"));
+        assert!(refused(transfer(1, 7), &map, &[]).contains("node 7 is not an active node"));
+        assert!(refused(transfer(1, 4), &map, &[]).contains("not a voter of shard 1"));
+        assert!(refused(mv(1, 1, 2), &map, &[]).contains("already holds a replica"));
+        assert!(refused(mv(1, 4, 2), &map, &[]).contains("node 4 holds no replica"));
+        assert!(refused(mv(1, 1, 5), &map, &[]).contains("node 5 is not an active node"));
+        let busy = [op(3, transfer(1, 2))];
+        assert!(refused(mv(1, 1, 4), &map, &busy).contains("operation 3"));
+        assert!(refused(OpKind::Rebalance, &map, &[op(5, OpKind::Rebalance)]).contains("already under way"));
+        map.shards[1].replicas = vec![1, 2, 4];
+        assert!(refused(transfer(2, 2), &map, &[]).contains("a replica is moving"));
+        // What is valid passes, on another shard than a busy one.
+        assert_eq!(mv(1, 1, 4).check(&map, &active, &[op(3, transfer(3, 2))]), Ok(()));
+        assert_eq!(transfer(1, 3).check(&map, &active, &[op(4, OpKind::Rebalance)]), Ok(()));
+    }
+}

@@ -1,0 +1,252 @@
+//! Shard operations on real `quiver-node` processes, started with `quiverctl shard ...` as
+//! an operator would: leadership transfers under load, replica moves through kill -9,
+//! rebalancing, and refusals of what cannot be done.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use quiver_client::{Client, ClusterMap, Consistency, FeatureSelection, Freshness, OnlineRequest, Value};
+use quiver_core::key::{encode_entity_key, key_hash};
+use quiver_proto::v1::feature_service_client::FeatureServiceClient;
+use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros, quiverctl};
+
+const READY: Duration = Duration::from_secs(60);
+
+async fn cluster(dir: &std::path::Path, count: usize, shards: &str, env: &[(String, String)]) -> Vec<LocalNode> {
+    let nodes = LocalNode::start_cluster(dir, count, &["--shards", shards], env, READY).await.unwrap();
+    let client = nodes[0].client().await.unwrap();
+    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    nodes
+}
+
+/// The shard driver `id` lives in.
+fn shard_of(map: &ClusterMap, id: i64) -> u64 {
+    let hash = key_hash(&encode_entity_key(&[Value::Int64(id)]));
+    map.shard_map.shard_for(hash).unwrap().id
+}
+
+/// Shards led by each of `nodes`, as the map reports them.
+fn leader_counts(map: &ClusterMap, nodes: &[u64]) -> Vec<usize> {
+    nodes.iter().map(|n| map.shard_map.shards.iter().filter(|s| s.leader == Some(*n)).count()).collect()
+}
+
+/// Waits until `done` holds for the shard map as `client`'s node sees it.
+async fn map_until(client: &Client, what: &str, done: impl Fn(&ClusterMap) -> bool) -> ClusterMap {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(map) = client.shard_map().await
+            && done(&map)
+        {
+            return map;
+        }
+        assert!(Instant::now() < deadline, "{what}: {:#?}", client.shard_map().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs quiverctl off the async threads, so the writers keep going meanwhile.
+async fn ctl(endpoint: String, args: Vec<String>) -> quiver_tests::CliOutput {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        quiverctl(&endpoint, &args, None)
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A driver's conv_rate, read linearizably by whatever node the client routes to.
+async fn conv_rate(client: &Client, id: i64) -> Option<Value> {
+    let request = OnlineRequest {
+        project: "rides".into(),
+        features: FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
+        entities: vec![driver_key(id)],
+        consistency: Consistency::Linearizable,
+    };
+    let answer = client.get_online(request).await.unwrap();
+    let value = &answer.rows[0][0];
+    (value.status == Freshness::Present).then(|| value.value.clone())
+}
+
+/// A linearizable read of driver `id` sent to one node and no other (no routing, no
+/// retries): what that node alone answers.
+async fn pinned_read(endpoint: &str, id: i64) -> Option<f64> {
+    let mut client = FeatureServiceClient::connect(endpoint.to_string()).await.ok()?;
+    let request = quiver_proto::v1::GetOnlineFeaturesRequest {
+        project: "rides".into(),
+        features: Some(quiver_proto::online_selection_to_proto(FeatureSelection::Refs(vec![
+            "driver_stats:conv_rate".into(),
+        ]))),
+        entities: vec![quiver_proto::entity_key_to_proto(driver_key(id))],
+        consistency: quiver_proto::consistency_to_proto(Consistency::Linearizable) as i32,
+        routes: Vec::new(),
+    };
+    let reply = client.get_online_features(request).await.ok()?.into_inner();
+    let answer = quiver_proto::online_features_from_proto(reply);
+    match &answer.rows[0][0].value {
+        Value::Float64(v) => Some(*v),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_spread_by_themselves_and_move_under_load_without_a_lost_write_or_a_stale_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3, "4", &[]).await;
+    let client = nodes[0].client().await.unwrap();
+    // Every shard starts led by the first node; the placement rule spreads them.
+    let map = map_until(&client, "leaders spread", |m| {
+        m.shard_map.shards.iter().all(|s| s.leader.is_some()) && leader_counts(m, &[1, 2, 3]).iter().all(|c| *c <= 2)
+    })
+    .await;
+    let shard = shard_of(&map, 1);
+    let old = map.shard_map.shard(shard).unwrap().leader.unwrap();
+    let new = if old == 3 { 1 } else { old + 1 };
+
+    // One writer raises driver 1's value; others write new drivers. Each remembers what
+    // was acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let counter = {
+        let (client, stop, acked) = (client.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let row = driver_row(1, now_micros(), n as f64, 1);
+                if client.write("rides", "driver_stats", vec![row]).await.is_ok() {
+                    acked.fetch_max(n, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..2i64 {
+        let (client, stop) = (client.clone(), stop.clone());
+        writers.spawn(async move {
+            let mut written = Vec::new();
+            let mut id = 1000 + w;
+            while !stop.load(Ordering::Relaxed) {
+                if client
+                    .write("rides", "driver_stats", vec![driver_row(id, now_micros(), id as f64, id)])
+                    .await
+                    .is_ok()
+                {
+                    written.push(id);
+                }
+                id += 2;
+            }
+            written
+        });
+    }
+    // A reader pinned on the old leader: whatever it answers must include every write
+    // acknowledged before the read began.
+    let reader = {
+        let (endpoint, stop, acked) = (nodes[old as usize - 1].endpoint(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let (mut answered, mut refused) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let before = acked.load(Ordering::SeqCst);
+                match pinned_read(&endpoint, 1).await {
+                    Some(v) => {
+                        assert!(v >= before as f64, "stale read on the old leader: {v} < acknowledged {before}");
+                        answered += 1;
+                    }
+                    None => refused += 1,
+                }
+            }
+            (answered, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = shard.to_string();
+    let to = new.to_string();
+    let out = ctl(nodes[2].endpoint(), args(&["shard", "transfer-leader", &id, "--to", &to])).await;
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("shard {shard} is led by node {old}")), "{}", out.stdout);
+    assert!(out.stdout.contains("done"), "{}", out.stdout);
+    map_until(&client, "the new leader in the map", |m| m.shard_map.shard(shard).unwrap().leader == Some(new)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    counter.await.unwrap();
+    let (answered, refused) = reader.await.unwrap();
+    assert!(
+        answered > 0 && refused > 0,
+        "the pinned reader was answered before and refused after: {answered}/{refused}"
+    );
+    let mut written = Vec::new();
+    while let Some(ids) = writers.join_next().await {
+        written.extend(ids.unwrap());
+    }
+    assert!(written.len() > 10, "the writers made progress: {}", written.len());
+    // Nothing acknowledged is lost, through the new leader.
+    let last = acked.load(Ordering::SeqCst);
+    assert_eq!(conv_rate(&client, 1).await, Some(Value::Float64(last as f64)));
+    for id in written {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_spreads_the_leaders_an_operator_left_on_one_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_balance = [("QUIVER_BALANCE_LEADERS".to_string(), "false".to_string())];
+    let nodes = cluster(dir.path(), 3, "8", &no_balance).await;
+    let client = nodes[0].client().await.unwrap();
+    let map = map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    // With balancing off, leaders stay where the groups started: on the first node.
+    assert_eq!(leader_counts(&map, &[1, 2, 3]), vec![8, 0, 0]);
+
+    let out = ctl(nodes[1].endpoint(), args(&["shard", "rebalance"])).await;
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("leaders per node 1:8 2:0 3:0"), "{}", out.stdout);
+    let map = client.shard_map().await.unwrap();
+    let counts = leader_counts(&map, &[1, 2, 3]);
+    assert!(counts.iter().all(|c| *c <= 3), "no node leads over ⌈8/3⌉ shards: {counts:?}\n{}\n{map:#?}", out.stdout);
+    assert_eq!(counts.iter().sum::<usize>(), 8);
+    // The transfers were recorded as the placement rule's, the rebalance as the operator's.
+    let shards = quiverctl(&nodes[0].endpoint(), &["shards"], None).stdout;
+    assert!(shards.contains("rebalance replicas and leaders") && shards.contains("operator"), "{shards}");
+    assert!(shards.contains("transfer leadership") && shards.contains("placement"), "{shards}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_shard_operations_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_balance = [("QUIVER_BALANCE_LEADERS".to_string(), "false".to_string())];
+    let nodes = cluster(dir.path(), 3, "2", &no_balance).await;
+    let client = nodes[0].client().await.unwrap();
+    let before =
+        map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let meta_leader = client.status().await.unwrap().groups[0].leader.unwrap();
+    let endpoint = nodes[meta_leader as usize - 1].endpoint();
+    let refused = |list: &[&str], why: &str| {
+        let out = quiverctl(&endpoint, list, None);
+        assert!(!out.success && out.stderr.contains(why), "{list:?}: {}{}", out.stdout, out.stderr);
+    };
+    refused(&["shard", "transfer-leader", "9", "--to", "2"], "no shard 9");
+    refused(&["shard", "transfer-leader", "1", "--to", "7"], "node 7 is not an active node");
+    refused(&["shard", "move", "1", "--from", "1", "--to", "2"], "node 2 already holds a replica");
+    refused(&["shard", "move", "1", "--from", "5", "--to", "4"], "node 5 holds no replica of shard 1");
+    refused(&["shard", "move", "1", "--from", "1", "--to", "4"], "node 4 is not an active node");
+
+    // A shard busy with one operation refuses a second: a transfer to a paused node stays
+    // under way.
+    let leader = before.shard_map.shard(2).unwrap().leader.unwrap();
+    let target = (1..=3).find(|n| *n != leader && *n != meta_leader).unwrap();
+    nodes[target as usize - 1].signal("STOP").unwrap();
+    let to = target.to_string();
+    let started = quiverctl(&endpoint, &["shard", "transfer-leader", "2", "--to", &to, "--no-wait"], None);
+    assert!(started.success && started.stdout.contains("started"), "{}{}", started.stdout, started.stderr);
+    refused(&["shard", "transfer-leader", "2", "--to", &leader.to_string()], "shard 2 is busy");
+    nodes[target as usize - 1].signal("CONT").unwrap();
+    let after = client.shard_map().await.unwrap();
+    let layout =
+        |m: &ClusterMap| m.shard_map.shards.iter().map(|s| (s.id, s.replicas.clone(), s.epoch)).collect::<Vec<_>>();
+    assert_eq!(layout(&after), layout(&before), "refused operations changed nothing");
+    assert_eq!(after.operations.len(), 1, "only the transfer is under way: {:?}", after.operations);
+}
