@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinSet;
+
 use quiver_client::{Client, ClusterMap, Consistency, FeatureSelection, Freshness, OnlineRequest, Value};
 use quiver_core::key::{encode_entity_key, key_hash};
 use quiver_proto::v1::feature_service_client::FeatureServiceClient;
@@ -57,6 +59,36 @@ async fn ctl(endpoint: String, args: Vec<String>) -> quiver_tests::CliOutput {
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+/// `count` writers of new drivers (`first + w`, stepping by `count`), through `clients` in
+/// turn, until `stop`; each returns the drivers whose write was acknowledged.
+fn spawn_writers(clients: &[Client], count: i64, first: i64, stop: &Arc<AtomicBool>) -> JoinSet<Vec<i64>> {
+    let mut writers = JoinSet::new();
+    for w in 0..count {
+        let (client, stop) = (clients[w as usize % clients.len()].clone(), stop.clone());
+        writers.spawn(async move {
+            let mut written = Vec::new();
+            let mut id = first + w;
+            while !stop.load(Ordering::Relaxed) {
+                let row = driver_row(id, now_micros(), id as f64, id);
+                if client.write("rides", "driver_stats", vec![row]).await.is_ok() {
+                    written.push(id);
+                }
+                id += count;
+            }
+            written
+        });
+    }
+    writers
+}
+
+async fn acknowledged(mut writers: JoinSet<Vec<i64>>) -> Vec<i64> {
+    let mut written = Vec::new();
+    while let Some(ids) = writers.join_next().await {
+        written.extend(ids.unwrap());
+    }
+    written
 }
 
 /// A driver's conv_rate, read linearizably by whatever node the client routes to.
@@ -124,25 +156,7 @@ async fn leaders_spread_by_themselves_and_move_under_load_without_a_lost_write_o
             }
         })
     };
-    let mut writers = tokio::task::JoinSet::new();
-    for w in 0..2i64 {
-        let (client, stop) = (client.clone(), stop.clone());
-        writers.spawn(async move {
-            let mut written = Vec::new();
-            let mut id = 1000 + w;
-            while !stop.load(Ordering::Relaxed) {
-                if client
-                    .write("rides", "driver_stats", vec![driver_row(id, now_micros(), id as f64, id)])
-                    .await
-                    .is_ok()
-                {
-                    written.push(id);
-                }
-                id += 2;
-            }
-            written
-        });
-    }
+    let writers = spawn_writers(std::slice::from_ref(&client), 2, 1000, &stop);
     // A reader pinned on the old leader: whatever it answers must include every write
     // acknowledged before the read began.
     let reader = {
@@ -178,10 +192,7 @@ async fn leaders_spread_by_themselves_and_move_under_load_without_a_lost_write_o
         answered > 0 && refused > 0,
         "the pinned reader was answered before and refused after: {answered}/{refused}"
     );
-    let mut written = Vec::new();
-    while let Some(ids) = writers.join_next().await {
-        written.extend(ids.unwrap());
-    }
+    let written = acknowledged(writers).await;
     assert!(written.len() > 10, "the writers made progress: {}", written.len());
     // Nothing acknowledged is lost, through the new leader.
     let last = acked.load(Ordering::SeqCst);
@@ -249,4 +260,70 @@ async fn impossible_shard_operations_are_refused_and_change_nothing() {
         |m: &ClusterMap| m.shard_map.shards.iter().map(|s| (s.id, s.replicas.clone(), s.epoch)).collect::<Vec<_>>();
     assert_eq!(layout(&after), layout(&before), "refused operations changed nothing");
     assert_eq!(after.operations.len(), 1, "only the transfer is under way: {:?}", after.operations);
+}
+
+/// Waits until every shard has three replicas, none moves, no operation is under way and
+/// replicas are balanced over `nodes`.
+async fn placement_settles(client: &Client, nodes: &[u64]) -> ClusterMap {
+    map_until(client, "placement settles", |m| {
+        let loads: Vec<usize> =
+            nodes.iter().map(|n| m.shard_map.shards.iter().filter(|s| s.replicas.contains(n)).count()).collect();
+        m.operations.is_empty()
+            && m.shard_map.shards.iter().all(|s| s.replicas.len() == 3 && !s.moving() && s.leader.is_some())
+            && loads.iter().max() == loads.iter().min()
+    })
+    .await
+}
+
+/// Moves a replica of a shard to the node that lacks one (not the metadata leader), kills
+/// `victim(map, shard, metadata leader)` with SIGKILL right after the move is recorded, and
+/// waits until the move is done, asking a surviving node; the victim is restarted after.
+/// (Done means the shard's voters are its new replicas, the target among them.)
+async fn move_through_a_kill(nodes: &mut [LocalNode], victim: impl Fn(&ClusterMap, u64, u64) -> u64) {
+    let all: Vec<u64> = (1..=nodes.len() as u64).collect();
+    let map = placement_settles(&nodes[0].client().await.unwrap(), &all).await;
+    let meta_leader = nodes[0].client().await.unwrap().status().await.unwrap().groups[0].leader.unwrap();
+    let (shard, from, to) = map
+        .shard_map
+        .shards
+        .iter()
+        .find_map(|s| {
+            let to = all.iter().copied().find(|n| !s.replicas.contains(n))?;
+            (to != meta_leader).then(|| (s.id, s.replicas[0], to))
+        })
+        .unwrap();
+    let kill = victim(&map, shard, meta_leader) as usize - 1;
+    let (id, from_arg, to_arg) = (shard.to_string(), from.to_string(), to.to_string());
+    let out = quiverctl(
+        &nodes[kill].endpoint(),
+        &["shard", "move", &id, "--from", &from_arg, "--to", &to_arg, "--no-wait"],
+        None,
+    );
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    nodes[kill].kill_9().unwrap();
+    let survivor = nodes[(kill + 1) % nodes.len()].client().await.unwrap();
+    let op: u64 = out.stdout.split("operation ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+    let ended = survivor.wait_for_operation(op, Duration::from_secs(120), |_| {}).await.unwrap();
+    assert_eq!(ended.outcome, quiver_client::Outcome::Done, "{ended:?}");
+    let now = survivor.shard_map().await.unwrap();
+    assert!(now.finished.iter().any(|f| f.op.id == op && f.op.requested), "the operator's move: {now:?}");
+    nodes[kill].restart().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_move_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), 4, "4", &[]).await;
+    let clients = [nodes[0].client().await.unwrap(), nodes[1].client().await.unwrap()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(&clients, 4, 0, &stop);
+    move_through_a_kill(&mut nodes, |map, shard, _| map.shard_map.shard(shard).unwrap().leader.unwrap()).await;
+    move_through_a_kill(&mut nodes, |_, _, meta_leader| meta_leader).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = acknowledged(writers).await;
+    assert!(written.len() > 20, "the writers made progress: {}", written.len());
+    let client = nodes[2].client().await.unwrap();
+    for id in written {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
 }

@@ -47,6 +47,10 @@ pub struct Args {
     /// With --nodes 3: how many shard leaders are killed, one after another, to time failover.
     #[arg(long, default_value_t = 3)]
     failovers: usize,
+    /// With --nodes 3: every shard led by the first node (balancing off), instead of
+    /// leaders spread evenly.
+    #[arg(long)]
+    one_leader: bool,
     /// A few seconds in all: 5,000 entities, 0.5 s per read and push benchmark, one failover.
     #[arg(long)]
     quick: bool,
@@ -199,14 +203,89 @@ async fn read_loop(
     Ok(ReadFigures { ops: hist.len(), secs: started.elapsed().as_secs_f64(), hist })
 }
 
+/// Waits until every shard has a known leader and, unless `one_leader`, leaders are
+/// spread (no node over ⌈shards / nodes⌉); returns the shards each node leads.
+async fn settle_leaders(client: &Client, nodes: u64, one_leader: bool) -> Result<Vec<usize>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let map = client.shard_map().await?;
+        let shards = &map.shard_map.shards;
+        let counts: Vec<usize> = (1..=nodes).map(|n| shards.iter().filter(|s| s.leader == Some(n)).count()).collect();
+        let spread = counts.iter().all(|c| *c <= shards.len().div_ceil(nodes as usize));
+        if shards.iter().all(|s| s.leader.is_some()) && (one_leader || spread) {
+            return Ok(counts);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "leaders did not settle in 60 s: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The shard that holds driver 0, which `failover` and `transfer` time.
+async fn driver0_shard(client: &Client) -> Result<quiver_client::Shard> {
+    let hash = quiver_core::key::key_hash(&quiver_core::key::encode_entity_key(&[Value::Int64(0)]));
+    Ok(client.shard_map().await?.shard_map.shard_for(hash)?.clone())
+}
+
+/// A client writing driver 0 in a loop, one row per request, noting when each
+/// acknowledged write was sent and acknowledged.
+struct Driver0Writer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acks: Arc<std::sync::Mutex<Vec<(Instant, Instant)>>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Driver0Writer {
+    fn start(client: &Client) -> Driver0Writer {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (client, flag, list) = (client.clone(), stop.clone(), acks.clone());
+        let task = tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let (ts, sent) = (now_micros()?, Instant::now());
+                if client.write("bench", "driver_stats", vec![row(&mut rng, 0, ts)]).await.is_ok() {
+                    list.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((sent, Instant::now()));
+                }
+            }
+            anyhow::Ok(())
+        });
+        Driver0Writer { stop, acks, task }
+    }
+
+    /// Waits for the first write sent at or after `since` to be acknowledged (60 s at most).
+    async fn first_ack_sent_after(&self, since: Instant) -> Result<Instant> {
+        let deadline = since + Duration::from_secs(60);
+        loop {
+            let first = {
+                let acks = self.acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                acks.iter().find(|(sent, _)| *sent >= since).map(|(_, acked)| *acked)
+            };
+            if let Some(acked) = first {
+                return Ok(acked);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no write acknowledged within 60 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The longest time between two acknowledgements in a row.
+    fn longest_gap(&self) -> Result<Duration> {
+        let acks = self.acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(acks.windows(2).map(|w| w[1].1 - w[0].1).max().unwrap_or_default())
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await?
+    }
+}
+
 /// Kills the leader of the shard that holds driver 0 while a client writes that driver in
 /// a loop; returns the time from the kill to the acknowledgement of the first write sent
 /// after the node was dead (one sent before could be acknowledged just after the kill). The
 /// killed node is restarted and caught up before returning.
 async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> {
-    let hash = quiver_core::key::key_hash(&quiver_core::key::encode_entity_key(&[Value::Int64(0)]));
-    let map = client.shard_map().await?;
-    let shard = map.shard_map.shard_for(hash)?;
+    let shard = driver0_shard(client).await?;
     // The node that says it leads the shard (a hint from another node may be a term old).
     let mut leader = None;
     for (i, node) in nodes.iter().enumerate() {
@@ -216,39 +295,35 @@ async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> 
         }
     }
     let victim = nodes.get_mut(leader.context("no node leads the shard")?).context("leader is not a local node")?;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acks = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let writer = {
-        let (client, stop, acks) = (client.clone(), stop.clone(), acks.clone());
-        tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (ts, sent) = (now_micros()?, Instant::now());
-                if client.write("bench", "driver_stats", vec![row(&mut rng, 0, ts)]).await.is_ok() {
-                    acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((sent, Instant::now()));
-                }
-            }
-            anyhow::Ok(())
-        })
-    };
+    let writer = Driver0Writer::start(client);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Instant::now();
     victim.kill_9()?;
-    let dead = Instant::now();
-    let deadline = killed + Duration::from_secs(60);
-    let resumed = loop {
-        let first =
-            acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter().find(|(sent, _)| *sent >= dead).copied();
-        if let Some((_, acked)) = first {
-            break acked;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no write acknowledged within 60 s of the kill");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.await??;
+    let resumed = writer.first_ack_sent_after(Instant::now()).await?;
+    writer.stop().await?;
     victim.restart().await?;
     Ok(resumed - killed)
+}
+
+/// Hands leadership of driver 0's shard to another of its voters (`quiverctl shard
+/// transfer-leader`'s operation) while a client writes that driver in a loop; returns the
+/// operation's time (start to done) and the longest pause between two acknowledged writes,
+/// which spans the last write the old leader acknowledged and the first the new one did.
+async fn transfer(client: &Client) -> Result<(Duration, Duration)> {
+    let shard = driver0_shard(client).await?;
+    let leader = shard.leader.context("the shard has no known leader")?;
+    let to = *shard.voters.iter().find(|v| **v != leader).context("the shard has one voter")?;
+    let writer = Driver0Writer::start(client);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let op = client.start_shard_operation(quiver_client::OpKind::TransferLeader { shard: shard.id, to }).await?;
+    let ended = client.wait_for_operation(op.id, Duration::from_secs(60), |_| {}).await?;
+    let took = started.elapsed();
+    anyhow::ensure!(ended.outcome == quiver_client::Outcome::Done, "the transfer failed: {:?}", ended.outcome);
+    writer.first_ack_sent_after(Instant::now()).await?;
+    let gap = writer.longest_gap()?;
+    writer.stop().await?;
+    Ok((took, gap))
 }
 
 pub async fn run(mut args: Args) -> Result<()> {
@@ -260,11 +335,17 @@ pub async fn run(mut args: Args) -> Result<()> {
     let (concurrency, push_batches) = (counts(&args.concurrency)?, counts(&args.push_batches)?);
     let out = Out::new(args.format);
     let dir = tempfile::tempdir()?;
+    let leaders = if args.one_leader { "one node" } else { "spread" };
+    let balance = ["--balance-leaders", if args.one_leader { "false" } else { "true" }];
     let mut nodes = match args.nodes {
         1 => vec![LocalNode::start(&dir.path().join("node"), &[]).await?],
-        n => LocalNode::start_cluster(dir.path(), n.into(), &[], &[], Duration::from_secs(60)).await?,
+        n => LocalNode::start_cluster(dir.path(), n.into(), &balance, &[], Duration::from_secs(60)).await?,
     };
     let client = nodes[0].client().await?;
+    if args.nodes > 1 {
+        let counts = settle_leaders(&client, args.nodes.into(), args.one_leader).await?;
+        out.say(format!("shard leaders per node: {counts:?} ({leaders})"));
+    }
     client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
     let shape = if args.nodes == 1 { "single node".to_string() } else { format!("{} nodes", args.nodes) };
     out.say(format!(
@@ -328,9 +409,18 @@ pub async fn run(mut args: Args) -> Result<()> {
             failovers.push(took.as_secs_f64() * 1e3);
         }
     }
+    let mut transfers = Vec::new();
+    if args.nodes > 1 && args.failovers > 0 {
+        out.say("\nleadership transfer (operation start -> done; longest pause between acknowledged writes):");
+        for round in 1..=args.failovers {
+            let (took, gap) = transfer(&client).await?;
+            out.say(format!("  round {round}: {} ms, writes paused {} ms", took.as_millis(), gap.as_millis()));
+            transfers.push(json!({"op_ms": took.as_secs_f64() * 1e3, "write_pause_ms": gap.as_secs_f64() * 1e3}));
+        }
+    }
     out.figures(&json!({
-        "kind": "online", "nodes": args.nodes, "entities": args.entities, "seconds": args.seconds, "cores": cores,
-        "load": load, "push": pushes, "reads": reads, "failover_ms": failovers,
+        "kind": "online", "nodes": args.nodes, "leaders": leaders, "entities": args.entities, "seconds": args.seconds,
+        "cores": cores, "load": load, "push": pushes, "reads": reads, "failover_ms": failovers, "transfers": transfers,
     }));
     Ok(())
 }

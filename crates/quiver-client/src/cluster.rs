@@ -10,6 +10,9 @@ use quiver_proto::v1;
 use crate::client::Client;
 use crate::error::{Error, Result};
 
+/// How long an operation id the node does not know yet is waited for.
+const UNSEEN_GRACE: Duration = Duration::from_secs(10);
+
 impl Client {
     /// The connected node's view of the cluster: every node, and every Raft group it hosts
     /// with its leader, indexes and (on leaders) replica lag.
@@ -39,26 +42,28 @@ impl Client {
     }
 
     /// Waits until operation `id` ends and says how; `progress` is called with the shard
-    /// map at every look. Gives up after `timeout` (the operation goes on).
+    /// map at every look. Gives up after `timeout` (the operation goes on). A node that has
+    /// not applied the operation's start yet is given a few seconds to.
     pub async fn wait_for_operation(
         &self,
         id: u64,
         timeout: Duration,
         mut progress: impl FnMut(&ClusterMap),
     ) -> Result<FinishedOp> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         loop {
             let map = self.shard_map().await?;
             progress(&map);
             match map.operation(id) {
                 Some(Some(ended)) => return Ok(ended.clone()),
                 Some(None) => {}
+                None if started.elapsed() < UNSEEN_GRACE => {}
                 None => {
                     let unknown = format!("the cluster knows no shard operation {id}");
                     return Err(quiver_core::Error::InvalidArgument(unknown).into());
                 }
             }
-            if Instant::now() > deadline {
+            if started.elapsed() > timeout {
                 return Err(Error::Timeout(format!("shard operation {id} still under way after {timeout:?}")));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
