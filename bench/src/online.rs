@@ -310,13 +310,23 @@ async fn failover(nodes: &mut [LocalNode], client: &Client) -> Result<Duration> 
 /// operation's time (start to done) and the longest pause between two acknowledged writes,
 /// which spans the last write the old leader acknowledged and the first the new one did.
 async fn transfer(client: &Client) -> Result<(Duration, Duration)> {
-    let shard = driver0_shard(client).await?;
-    let leader = shard.leader.context("the shard has no known leader")?;
-    let to = *shard.voters.iter().find(|v| **v != leader).context("the shard has one voter")?;
     let writer = Driver0Writer::start(client);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let op = client.start_shard_operation(quiver_client::OpKind::TransferLeader { shard: shard.id, to }).await?;
+    // The placement rule may be moving leaders (after a failover): start once it is not.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (op, started) = loop {
+        let shard = driver0_shard(client).await?;
+        let leader = shard.leader.context("the shard has no known leader")?;
+        let to = *shard.voters.iter().find(|v| **v != leader).context("the shard has one voter")?;
+        let started = Instant::now();
+        match client.start_shard_operation(quiver_client::OpKind::TransferLeader { shard: shard.id, to }).await {
+            Ok(op) => break (op, started),
+            Err(e) if e.to_string().contains("busy") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let ended = client.wait_for_operation(op.id, Duration::from_secs(60), |_| {}).await?;
     let took = started.elapsed();
     anyhow::ensure!(ended.outcome == quiver_client::Outcome::Done, "the transfer failed: {:?}", ended.outcome);
