@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use quiver_admin::local_node::free_addr;
 use quiver_client::{Client, Consistency, FeatureSelection, Freshness, GroupKind, OnlineRequest, Value};
-use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros};
+use quiver_tests::{LocalNode, RIDES, crashed, driver_key, driver_row, now_micros};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -271,23 +271,6 @@ async fn offline_rows(client: &Client) -> u64 {
     client.files("rides", "driver_stats").await.unwrap().iter().map(|f| f.rows).sum()
 }
 
-/// Waits until the node that was metadata leader has died at the crash point, and
-/// returns its index in `nodes`.
-async fn crashed(nodes: &mut [LocalNode], marker: &std::path::Path) -> usize {
-    let deadline = Instant::now() + READY;
-    loop {
-        if marker.exists() {
-            for (i, node) in nodes.iter_mut().enumerate() {
-                if node.wait_for_exit(Duration::ZERO).await.is_ok() {
-                    return i;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "the crash point was never reached");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,7 +300,7 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     let client = nodes[via].client().await.unwrap();
     let report = client.ingest("rides", "driver_stats", input.to_str().unwrap(), |_| {}).await.unwrap();
     assert_eq!(report.rows, 1000);
-    let dead = crashed(&mut nodes, &marker).await;
+    let dead = crashed(&mut nodes, &marker, READY).await;
     assert_eq!(dead + 1, meta_leader, "the metadata leader was the one to die");
     assert_eq!(offline_rows(&client).await, 1000, "every ingested row committed once");
     // And the committed files are there to read.
@@ -340,7 +323,7 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     std::fs::remove_file(&marker).unwrap();
     let rows = (1000..1300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
-    let dead = crashed(&mut nodes, &marker).await;
+    let dead = crashed(&mut nodes, &marker, READY).await;
     let survivor = nodes[(dead + 1) % 3].client().await.unwrap();
     let deadline = Instant::now() + READY;
     while offline_rows(&survivor).await < 1300 {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use quiver_client::{Client, ClusterMap, Consistency, FeatureSelection, Freshness, OnlineRequest, Value};
+use quiver_client::{
+    Client, ClusterMap, Consistency, FeatureSelection, Freshness, OnlineRequest, OpKind, Outcome, Value,
+};
 use quiver_core::key::{encode_entity_key, key_hash};
 use quiver_proto::v1::feature_service_client::FeatureServiceClient;
 use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros, quiverctl};
@@ -209,12 +211,20 @@ async fn rebalance_spreads_the_leaders_an_operator_left_on_one_node() {
     let nodes = cluster(dir.path(), 3, "8", &no_balance).await;
     let client = nodes[0].client().await.unwrap();
     let map = map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
-    // With balancing off, leaders stay where the groups started: on the first node.
-    assert_eq!(leader_counts(&map, &[1, 2, 3]), vec![8, 0, 0]);
+    // With balancing off, leaders stay where the groups elected them: mostly on the first
+    // node, which initialises every group; the others are brought there.
+    for shard in map.shard_map.shards.iter().filter(|s| s.leader != Some(1)) {
+        let op = client.start_shard_operation(OpKind::TransferLeader { shard: shard.id, to: 1 }).await.unwrap();
+        let ended = client.wait_for_operation(op.id, READY, |_| {}).await.unwrap();
+        assert_eq!(ended.outcome, Outcome::Done);
+    }
+    let map = map_until(&client, "every leader on node 1", |m| leader_counts(m, &[1]) == [8]).await;
+    let before = leader_counts(&map, &[1, 2, 3]);
 
     let out = ctl(nodes[1].endpoint(), args(&["shard", "rebalance"])).await;
     assert!(out.success, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("leaders per node 1:8 2:0 3:0"), "{}", out.stdout);
+    let plan = format!("leaders per node 1:{} 2:{} 3:{}", before[0], before[1], before[2]);
+    assert!(out.stdout.contains(&plan), "{}", out.stdout);
     let map = client.shard_map().await.unwrap();
     let counts = leader_counts(&map, &[1, 2, 3]);
     assert!(counts.iter().all(|c| *c <= 3), "no node leads over ⌈8/3⌉ shards: {counts:?}\n{}\n{map:#?}", out.stdout);
@@ -304,7 +314,7 @@ async fn move_through_a_kill(nodes: &mut [LocalNode], victim: impl Fn(&ClusterMa
     let survivor = nodes[(kill + 1) % nodes.len()].client().await.unwrap();
     let op: u64 = out.stdout.split("operation ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
     let ended = survivor.wait_for_operation(op, Duration::from_secs(120), |_| {}).await.unwrap();
-    assert_eq!(ended.outcome, quiver_client::Outcome::Done, "{ended:?}");
+    assert_eq!(ended.outcome, Outcome::Done, "{ended:?}");
     let now = survivor.shard_map().await.unwrap();
     assert!(now.finished.iter().any(|f| f.op.id == op && f.op.requested), "the operator's move: {now:?}");
     nodes[kill].restart().await.unwrap();
@@ -325,5 +335,135 @@ async fn a_replica_move_finishes_through_kill_9_of_the_shard_leader_and_of_the_m
     let client = nodes[2].client().await.unwrap();
     for id in written {
         assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+}
+
+/// Every shard's range in map order: adjacent, from 0 to the top of the hash space.
+fn assert_covers_the_hash_space(map: &ClusterMap) {
+    let shards = &map.shard_map.shards;
+    assert_eq!(shards.first().map(|s| s.start), Some(0));
+    assert_eq!(shards.last().map(|s| s.end), Some(u64::MAX));
+    for pair in shards.windows(2) {
+        assert_eq!(pair[0].end.checked_add(1), Some(pair[1].start), "{map:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_under_writes_and_linearizable_reads_loses_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3, "2", &[]).await;
+    let client = nodes[0].client().await.unwrap();
+    // Drivers 0..300 are written once and must read the same throughout.
+    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let before =
+        map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(&[client.clone(), nodes[1].client().await.unwrap()], 3, 10_000, &stop);
+    let mut readers = JoinSet::new();
+    for r in 0..2i64 {
+        let (client, stop) = (nodes[r as usize].client().await.unwrap(), stop.clone());
+        readers.spawn(async move {
+            let mut reads = 0;
+            let mut id = r;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+                reads += 1;
+                id = (id + 7) % 300;
+            }
+            reads
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = ctl(nodes[2].endpoint(), args(&["shard", "split", "1"])).await;
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("shard 1 holds") && out.stdout.contains("done"), "{}", out.stdout);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = acknowledged(writers).await;
+    while let Some(reads) = readers.join_next().await {
+        assert!(reads.unwrap() > 0, "every reader read");
+    }
+    assert!(written.len() > 10, "the writers made progress: {}", written.len());
+
+    // One more shard: the parent kept the lower half, the child took the upper one, both at
+    // a new epoch version, on the same replicas.
+    let after = client.shard_map().await.unwrap();
+    assert_eq!(after.shard_map.shards.len(), before.shard_map.shards.len() + 1);
+    assert_covers_the_hash_space(&after);
+    let (old, parent) = (before.shard_map.shard(1).unwrap(), after.shard_map.shard(1).unwrap());
+    let child = after.shard_map.shards.iter().find(|s| s.start == parent.end + 1).unwrap();
+    assert_eq!((parent.start, child.end), (old.start, old.end));
+    assert_eq!(child.start, old.start + (old.end - old.start) / 2 + 1, "split at the middle by default");
+    assert_eq!((parent.epoch.version, child.epoch.version), (old.epoch.version + 1, old.epoch.version + 1));
+    assert_eq!(child.replicas, old.replicas);
+    for id in written.into_iter().chain(0..300) {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+    assert!((0..300).any(|id| shard_of(&after, id) == child.id), "the child holds some of the drivers read");
+    // Every replica hosts the child.
+    map_until(&client, "the child has a leader", |m| m.shard_map.shard(child.id).unwrap().leader.is_some()).await;
+    for node in &nodes {
+        let status = node.client().await.unwrap().status().await.unwrap();
+        assert!(
+            status.groups.iter().any(|g| g.group_id == child.id),
+            "node {} hosts shard {}",
+            status.node_id,
+            child.id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shard leader that applied the split dies before recording it in the shard map.
+    let marker = dir.path().join("crashed-once");
+    let env = [
+        ("QUIVER_FAILPOINT".to_string(), "split-before-commit".to_string()),
+        ("QUIVER_FAILPOINT_ONCE".to_string(), marker.display().to_string()),
+    ];
+    let mut nodes = cluster(dir.path(), 3, "2", &env).await;
+    let client = nodes[0].client().await.unwrap();
+    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(
+        &[client.clone(), nodes[1].client().await.unwrap(), nodes[2].client().await.unwrap()],
+        3,
+        10_000,
+        &stop,
+    );
+
+    let out = quiverctl(&nodes[0].endpoint(), &["shard", "split", "1", "--no-wait"], None);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let dead = quiver_tests::crashed(&mut nodes, &marker, READY).await;
+    let survivor = nodes[(dead + 1) % 3].client().await.unwrap();
+    let map = map_until(&survivor, "the split recorded by the next leader", |m| m.shard_map.shards.len() == 3).await;
+    assert_covers_the_hash_space(&map);
+    nodes[dead].set_env(Vec::new());
+    nodes[dead].restart().await.unwrap();
+
+    // The metadata leader dies right after the second split is recorded as started.
+    let meta_leader = survivor.status().await.unwrap().groups[0].leader.unwrap() as usize - 1;
+    let other = (meta_leader + 1) % 3;
+    let out = quiverctl(&nodes[other].endpoint(), &["shard", "split", "2", "--no-wait"], None);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    nodes[meta_leader].kill_9().unwrap();
+    let survivor = nodes[other].client().await.unwrap();
+    let map =
+        map_until(&survivor, "the second split done", |m| m.shard_map.shards.len() == 4 && m.operations.is_empty())
+            .await;
+    assert_covers_the_hash_space(&map);
+    assert!(map.finished.iter().filter(|f| f.outcome == Outcome::Done).count() >= 2, "{:?}", map.finished);
+    nodes[meta_leader].restart().await.unwrap();
+
+    stop.store(true, Ordering::Relaxed);
+    let written = acknowledged(writers).await;
+    assert!(written.len() > 10, "the writers made progress: {}", written.len());
+    for id in written.into_iter().chain(0..300) {
+        assert_eq!(conv_rate(&survivor, id).await, Some(Value::Float64(id as f64)), "driver {id}");
     }
 }

@@ -99,3 +99,20 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
+
+/// Waits until a node has died at a crash point (`QUIVER_FAILPOINT` with
+/// `QUIVER_FAILPOINT_ONCE=marker`), and returns its index in `nodes`.
+pub async fn crashed(nodes: &mut [LocalNode], marker: &Path, timeout: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if marker.exists() {
+            for (i, node) in nodes.iter_mut().enumerate() {
+                if node.wait_for_exit(std::time::Duration::ZERO).await.is_ok() {
+                    return i;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the crash point was never reached");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

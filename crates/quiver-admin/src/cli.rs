@@ -197,11 +197,33 @@ pub enum ShardCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Split shard ID's hash range in two: it keeps the lower part, a new shard on the same
+    /// replicas takes the upper part (from --at, by default the middle of the range).
+    Split {
+        id: u64,
+        /// First hash of the upper part, decimal or 0x-hex.
+        #[arg(long, value_parser = parse_hash)]
+        at: Option<u64>,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Spread replicas and leaders evenly over the active nodes, now.
     Rebalance {
         #[command(flatten)]
         wait: Wait,
     },
+}
+
+fn parse_hash(text: &str) -> std::result::Result<u64, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match parsed {
+        Ok(0) => Err("0 is the start of the hash space: no shard can be split there".into()),
+        Ok(hash) => Ok(hash),
+        Err(e) => Err(format!("{text:?} is not a 64-bit hash (decimal or 0x-hex): {e}")),
+    }
 }
 
 /// How a command that starts background work waits for it.

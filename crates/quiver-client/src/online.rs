@@ -11,6 +11,7 @@ use crate::client::{Client, MAX_MESSAGE_BYTES};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::reassemble::{PartAnswer, reassemble};
+use crate::routing::{RESPLITS, range_changed};
 use crate::table::Parts;
 use crate::types::{OnlineRequest, WriteOutcome};
 
@@ -62,21 +63,31 @@ impl Client {
                 .await?;
             return Ok(WriteOutcome { rows_written: reply.rows_written });
         };
-        let parts = self.router.split(hashes.into_iter().zip(rows).collect()).await?;
-        let sends = parts.into_iter().map(|(shard, rows)| {
-            let mut request = make(rows);
-            // Each part has its own id, the same on every retry of that part.
-            request.request_id.extend_from_slice(&shard.to_be_bytes());
-            self.router.send(shard, true, move |channel, route| {
-                let request = v1::WriteFeaturesRequest { route: Some(route), ..request.clone() };
-                async move {
-                    let mut client = FeatureServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES);
-                    Ok(client.write_features(request).await.map_err(Error::from)?.into_inner().rows_written)
-                }
-            })
-        });
-        let written = futures::future::try_join_all(sends).await?;
-        Ok(WriteOutcome { rows_written: written.into_iter().sum() })
+        let hashed: Vec<(u64, InputRow)> = hashes.into_iter().zip(rows).collect();
+        let mut splits = 0;
+        loop {
+            let parts = self.router.split(hashed.clone()).await?;
+            let sends = parts.into_iter().map(|(shard, rows)| {
+                let mut request = make(rows);
+                // Each part has its own id, the same on every retry of that part.
+                request.request_id.extend_from_slice(&shard.to_be_bytes());
+                self.router.send(shard, true, move |channel, route| {
+                    let request = v1::WriteFeaturesRequest { route: Some(route), ..request.clone() };
+                    async move {
+                        let mut client =
+                            FeatureServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES);
+                        Ok(client.write_features(request).await.map_err(Error::from)?.into_inner().rows_written)
+                    }
+                })
+            });
+            // A part refused for a range that changed was not applied; the others, sent again
+            // with the same ids, apply once.
+            match futures::future::try_join_all(sends).await {
+                Ok(written) => return Ok(WriteOutcome { rows_written: written.into_iter().sum() }),
+                Err(e) if range_changed(&e) && splits < RESPLITS => splits += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Reads the latest values of features for entities: one row per entity, in request
@@ -130,12 +141,19 @@ impl Client {
             return Ok(quiver_proto::online_features_from_proto(reply));
         };
         let count = entities.len();
-        let indexed = hashes.into_iter().zip(entities.into_iter().enumerate()).collect();
-        let parts = self.router.split(indexed).await?;
+        let indexed: Vec<(u64, ReadItem)> = hashes.into_iter().zip(entities.into_iter().enumerate()).collect();
         let leader_only = consistency == Consistency::Linearizable;
-        let nodes = self.router.by_node(parts, leader_only).await?;
-        let reads = nodes.into_iter().map(|(addr, parts)| self.read_node(addr, parts, leader_only, &make));
-        let answers = futures::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        let mut splits = 0;
+        let answers = loop {
+            let parts = self.router.split(indexed.clone()).await?;
+            let nodes = self.router.by_node(parts, leader_only).await?;
+            let reads = nodes.into_iter().map(|(addr, parts)| self.read_node(addr, parts, leader_only, &make));
+            match futures::future::try_join_all(reads).await {
+                Ok(answers) => break answers.into_iter().flatten().collect(),
+                Err(e) if range_changed(&e) && splits < RESPLITS => splits += 1,
+                Err(e) => return Err(e),
+            }
+        };
         let answer = reassemble(answers);
         debug_assert_eq!(answer.rows.len(), count);
         Ok(answer)

@@ -4,7 +4,8 @@
 //! answer it: the shard's leader, or for stale reads any replica; a read's parts bound for
 //! the same node go in one request. Routing errors come back
 //! typed and are handled here, bounded: `NotLeader` follows the hint, `EpochMismatch`,
-//! `ShardNotFound` and `KeyNotInShard` refresh the map, `Busy` waits as told, and an
+//! `ShardNotFound` and `KeyNotInShard` refresh the map (and when the shard's range changed,
+//! a split, the request is split by shard again), `Busy` waits as told, and an
 //! unreachable node is retried on another replica after a pause.
 //!
 //! Writes carry request ids (random per client, a counter per request, the shard per
@@ -245,7 +246,15 @@ impl Router {
                 Some(quiver_core::Error::EpochMismatch { .. })
                 | Some(quiver_core::Error::ShardNotFound(_))
                 | Some(quiver_core::Error::KeyNotInShard { .. }) => {
-                    table = self.refresh().await.unwrap_or(table);
+                    let fresh = self.refresh().await.unwrap_or(table);
+                    // The shard's range changed (a split): the caller splits its items again.
+                    if fresh.shard(shard_id).map(|s| s.epoch.version) != Some(shard.epoch.version) {
+                        return Err(error);
+                    }
+                    // The same map again: the node is ahead of the one the map came from.
+                    table = fresh;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Some(quiver_core::Error::Busy { retry_after_ms, .. }) => {
                     tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
@@ -270,6 +279,18 @@ impl Router {
         Err(last.unwrap_or_else(|| Error::Server(quiver_core::Error::Unavailable(format!("shard {shard_id}")))))
     }
 }
+
+/// True when a request was refused because a shard's range changed since its parts were
+/// made: they are made again from the fresh map (at most `RESPLITS` times).
+pub(crate) fn range_changed(error: &Error) -> bool {
+    matches!(
+        error.server_error(),
+        Some(quiver_core::Error::EpochMismatch { .. } | quiver_core::Error::KeyNotInShard { .. })
+    )
+}
+
+/// How many times a request is split again by a fresh map after a shard's range changed.
+pub(crate) const RESPLITS: usize = 5;
 
 /// True when no leader answered: an election is under way, or the node could not be reached.
 fn electing_or_unreachable(error: &Error) -> bool {

@@ -21,13 +21,19 @@ pub enum OpKind {
     /// Replicas and leaders spread over the active nodes by the placement rules, until
     /// neither has a step left.
     Rebalance,
+    /// `shard` keeps the hashes below `at`; a new shard `child`, on the same replicas,
+    /// takes `at` and above. In a request, `at` 0 asks for the middle of the range and
+    /// `child` is 0: both are settled when the operation starts.
+    Split { shard: u64, at: u64, child: u64 },
 }
 
 impl OpKind {
     /// The shard the operation works on; `None` for cluster-wide ones.
     pub fn shard(&self) -> Option<u64> {
         match self {
-            OpKind::TransferLeader { shard, .. } | OpKind::MoveReplica { shard, .. } => Some(*shard),
+            OpKind::TransferLeader { shard, .. } | OpKind::MoveReplica { shard, .. } | OpKind::Split { shard, .. } => {
+                Some(*shard)
+            }
             OpKind::Rebalance => None,
         }
     }
@@ -85,7 +91,28 @@ impl OpKind {
                 }
                 Ok(())
             }
+            OpKind::Split { at, .. } => {
+                if !(shard.start < *at && *at <= shard.end) {
+                    return invalid(format!(
+                        "split point {at:#018x} is not inside shard {}'s range {:#018x}..={:#018x} (it must be above its start)",
+                        shard.id, shard.start, shard.end
+                    ));
+                }
+                Ok(())
+            }
             OpKind::Rebalance => Ok(()),
+        }
+    }
+
+    /// A split request made concrete for `map`: the middle of the range when `at` is 0, and
+    /// `child` the id given. Other operations are returned as they are.
+    pub fn settle(self, map: &ShardMap, child: u64) -> OpKind {
+        match self {
+            OpKind::Split { shard, at, .. } => {
+                let middle = map.shard(shard).map(|s| s.start + (s.end - s.start) / 2 + 1).unwrap_or_default();
+                OpKind::Split { shard, at: if at == 0 { middle } else { at }, child }
+            }
+            other => other,
         }
     }
 }
@@ -98,6 +125,9 @@ impl fmt::Display for OpKind {
                 write!(f, "move the replica of shard {shard} on node {from} to node {to}")
             }
             OpKind::Rebalance => f.write_str("rebalance replicas and leaders over the active nodes"),
+            OpKind::Split { shard, at, child } => {
+                write!(f, "split shard {shard} at {at:#018x}: shard {child} takes the upper part")
+            }
         }
     }
 }
@@ -156,6 +186,14 @@ mod tests {
         let busy = [op(3, transfer(1, 2))];
         assert!(refused(mv(1, 1, 4), &map, &busy).contains("operation 3"));
         assert!(refused(OpKind::Rebalance, &map, &[op(5, OpKind::Rebalance)]).contains("already under way"));
+        let split = |at| OpKind::Split { shard: 1, at, child: 9 };
+        let first = map.shards[0].clone();
+        assert!(refused(split(first.start), &map, &[]).contains("not inside shard 1's range"));
+        assert!(refused(split(first.end + 1), &map, &[]).contains("not inside shard 1's range"));
+        assert_eq!(split(first.end).check(&map, &active, &[]), Ok(()));
+        let middle = OpKind::Split { shard: 1, at: 0, child: 0 }.settle(&map, 9);
+        assert_eq!(middle, split(first.start + (first.end - first.start) / 2 + 1));
+        assert_eq!(middle.check(&map, &active, &[]), Ok(()));
         map.shards[1].replicas = vec![1, 2, 4];
         assert!(refused(transfer(2, 2), &map, &[]).contains("a replica is moving"));
         // What is valid passes, on another shard than a busy one.

@@ -142,6 +142,15 @@ pub enum MetaCommand {
         kind: OpKind,
         requested: bool,
     },
+    /// Shard `shard` applied its split at `at` into `child`: the map gets the child (the
+    /// upper part, on the same replicas) and both epochs' versions move on; operation `op`
+    /// ends. The same split again changes nothing.
+    CommitSplit {
+        op: u64,
+        shard: u64,
+        at: u64,
+        child: u64,
+    },
     /// An operation ended; the same id again changes nothing.
     FinishOp {
         id: u64,
@@ -176,4 +185,9 @@ pub enum ShardCommand {
     Put { table: TableRef, rows: Vec<ShardRow>, export: bool, request: Option<Vec<u8>> },
     /// The queue through `through` is in the offline store: drop it.
     ExportAck { through: WriteSeq },
+    /// Splits the shard's range `start..=end` at `at`: it keeps `start..at`, and the new
+    /// shard `child` is created on every replica from this replica's rows in `at..=end`
+    /// (`shard::split`). Applied again, it changes nothing; refused when the shard holds
+    /// another range.
+    Split { start: u64, end: u64, at: u64, child: u64 },
 }

@@ -11,6 +11,7 @@ use crate::command::{Command, MetaCommand, Request, Response};
 use crate::error::{Error, Result};
 use crate::raft::read_index::ReadIndex;
 use crate::raft::{NodeId, Raft, now_micros};
+use crate::shard::Range;
 use crate::storage::KvTree;
 
 /// Proposals a group takes at once before answering `Busy`.
@@ -22,6 +23,9 @@ pub struct Group {
     pub raft: Raft,
     /// The state machine's tree, for direct reads after a read-index check.
     pub data: Arc<dyn KvTree>,
+    /// A shard's hash range as applied here (`None` for the meta group); a read checks its
+    /// key against it after reading.
+    pub range: Option<Arc<Range>>,
     /// Leader time of the newest applied command: bounds how stale a follower's read is.
     applied_time: Arc<AtomicI64>,
     inflight: AtomicUsize,
@@ -35,7 +39,7 @@ impl Group {
     pub fn new(
         id: u64,
         raft: Raft,
-        data: Arc<dyn KvTree>,
+        (data, range): (Arc<dyn KvTree>, Option<Arc<Range>>),
         applied_time: Arc<AtomicI64>,
         read_index: ReadIndex,
     ) -> Group {
@@ -43,6 +47,7 @@ impl Group {
             id,
             raft,
             data,
+            range,
             applied_time,
             inflight: AtomicUsize::new(0),
             read_index: Arc::new(read_index),

@@ -19,7 +19,11 @@ use crate::raft::network::{NetworkFactory, PeerPool};
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::{Kind, StateMachine};
 use crate::raft::{NodeId, Raft};
+use crate::shard::Range;
 use crate::storage::KvEngine;
+
+/// How often a shard waiting to be opened is looked at again.
+const RETRY: Duration = Duration::from_millis(200);
 
 pub struct Hosting {
     pub me: NodeId,
@@ -37,40 +41,59 @@ impl Hosting {
         let log = LogStore::open(self.engine.clone(), id)?;
         let fresh = log.is_empty()?;
         let sm = StateMachine::open(self.engine.clone(), id, kind)?;
-        let (data, applied_time) = (sm.data(), sm.applied_time());
+        let (data, range, applied_time) = (sm.data(), sm.range(), sm.applied_time());
         let network = NetworkFactory { group: id, pool: self.pool.clone() };
         let raft = Raft::new(self.me, self.raft_config.clone(), network, log, sm)
             .await
             .map_err(|e| Error::Raft(format!("starting group {id}: {e}")))?;
-        let group = Arc::new(Group::new(id, raft, data, applied_time, ReadIndex::new(self.read_lease)));
+        let group = Arc::new(Group::new(id, raft, (data, range), applied_time, ReadIndex::new(self.read_lease)));
         self.groups.insert(group.clone());
         Ok((group, fresh))
     }
 
     /// Keeps the shard groups open here in step with the meta state, until the meta
-    /// state's sender is gone.
+    /// state's sender is gone. Looks again every `RETRY` while a shard waits to be opened.
     pub async fn run(self, mut view: MetaView) {
         loop {
             let state = view.borrow_and_update().clone();
-            if let Err(e) = self.host_assigned(&state).await {
-                warn!("opening or closing shard groups: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            if view.changed().await.is_err() {
+            let waiting = match self.host_assigned(&state).await {
+                Ok(waiting) => waiting,
+                Err(e) => {
+                    warn!("opening or closing shard groups: {e}");
+                    true
+                }
+            };
+            let changed = view.changed();
+            if waiting {
+                if let Ok(Err(_)) = tokio::time::timeout(RETRY, changed).await {
+                    return;
+                }
+            } else if changed.await.is_err() {
                 return;
             }
         }
     }
 
-    async fn host_assigned(&self, state: &MetaState) -> Result<()> {
+    /// Opens and closes groups as `state` assigns them; true when a shard waits to be opened.
+    async fn host_assigned(&self, state: &MetaState) -> Result<bool> {
+        let mut waiting = false;
         for shard in &state.shard_map.shards {
             let hosted = self.groups.get(shard.id).is_some();
             if shard.hosted_by(self.me) && !hosted {
-                let (group, fresh) = self.open_group(shard.id, Kind::Shard).await?;
+                // A shard made by a split opens once no group here still owns part of its
+                // range, that is once this node's parent replica applied the split (and so
+                // seeded it), or caught up past it (then the child's leader sends a snapshot).
+                if self.overlapped(shard.start, shard.end) {
+                    waiting = true;
+                    continue;
+                }
+                let first_layout = shard.epoch.version == 1;
+                let initial = first_layout.then_some((shard.start, shard.end));
+                let kind = Kind::Shard { range: Arc::new(Range::new(shard.id, None)), initial };
+                let (group, fresh) = self.open_group(shard.id, kind).await?;
                 // Only a shard's first membership is initialised; replicas added later are
-                // brought in by the shard's leader.
-                if fresh && shard.epoch.conf_ver == 1 && shard.replicas.first() == Some(&self.me) {
+                // brought in by the shard's leader, and a split's child starts from its seed.
+                if fresh && first_layout && shard.epoch.conf_ver == 1 && shard.replicas.first() == Some(&self.me) {
                     let members: BTreeMap<_, _> = shard
                         .replicas
                         .iter()
@@ -84,7 +107,12 @@ impl Hosting {
                 info!(shard = shard.id, "shard moved away: closed its group and dropped its data");
             }
         }
-        Ok(())
+        Ok(waiting)
+    }
+
+    /// True when a shard group open here owns part of `start..=end`.
+    fn overlapped(&self, start: u64, end: u64) -> bool {
+        self.groups.all().iter().filter_map(|g| g.range.as_ref()?.get()).any(|(s, e)| s <= end && start <= e)
     }
 
     /// Stops a group and deletes its log, state and snapshots from the engine.

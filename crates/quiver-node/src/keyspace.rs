@@ -11,6 +11,7 @@
 //!
 //! `group-G-state` (the state machine), Raft bookkeeping below every data key:
 //! - `0x00 applied`, `0x00 membership`, `0x00 applied-time`
+//! - `0x00 range`                       a shard's hash range, as its log last changed it
 //!
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
@@ -44,6 +45,7 @@ pub const SNAPSHOT_CURRENT: &[u8] = b"current";
 pub const APPLIED: &[u8] = b"\x00applied";
 pub const MEMBERSHIP: &[u8] = b"\x00membership";
 pub const APPLIED_TIME: &[u8] = b"\x00applied-time";
+pub const SHARD_RANGE: &[u8] = b"\x00range";
 
 pub const META_STATE: &[u8] = b"\x01meta-state";
 pub const META_FORMAT: &[u8] = b"\x01meta-format";
@@ -105,6 +107,16 @@ pub fn row(table: &TableRef, entity_key: &[u8]) -> Vec<u8> {
     key.extend_from_slice(&table.version.to_be_bytes());
     key.extend_from_slice(entity_key);
     key
+}
+
+/// The entity key a `row` key ends with.
+pub fn row_entity_key(key: &[u8]) -> Option<&[u8]> {
+    let mut at = 1;
+    for _ in 0..2 {
+        let len = u16::from_be_bytes(key.get(at..at + 2)?.try_into().ok()?) as usize;
+        at += 2 + len;
+    }
+    key.get(at + size_of::<u32>()..)
 }
 
 pub fn request(id: &[u8]) -> Vec<u8> {
@@ -235,5 +247,12 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());
         assert!(firsts.iter().all(|b| *b > APPLIED[0]), "bookkeeping sorts below every data key");
+    }
+
+    #[test]
+    fn a_row_key_gives_back_its_entity_key() {
+        let table = TableRef { project: "proj".into(), set: "s".into(), version: 7 };
+        assert_eq!(row_entity_key(&row(&table, b"\x01entity")), Some(&b"\x01entity"[..]));
+        assert_eq!(row_entity_key(&[ROW, 0, 9]), None, "a cut key is not read past its end");
     }
 }

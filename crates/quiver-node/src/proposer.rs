@@ -123,7 +123,9 @@ impl Proposer {
     /// `export` queues the rows for the offline store: true for online writes, false for
     /// rows that come from the offline store (ingest, materialization).
     /// A `request` id makes the write apply at most once per shard (each shard's part
-    /// carries the id with the shard's number appended).
+    /// carries the id with the shard's number appended). A part refused because its shard
+    /// no longer owns some of its keys (a split this node's map does not show yet) was not
+    /// applied: it is grouped again by a newer map and sent again, for a bounded time.
     pub async fn put_rows(
         &self,
         table: &TableRef,
@@ -134,19 +136,40 @@ impl Proposer {
         // Queued rows must not be queued twice when a forwarded part is retried: without a
         // caller's id, the node makes one.
         let request = request.or_else(|| export.then(|| self.own_request_id()));
-        let state = self.meta.latest();
-        let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
-        for row in rows {
-            let key = encode_entity_key(&row.key);
-            let shard = state.shard_map.shard_for(key_hash(&key))?.id;
-            by_shard.entry(shard).or_default().push(ShardRow { key, event_ts: row.event_ts, values: row.values });
+        let mut pending: Vec<ShardRow> = rows
+            .into_iter()
+            .map(|row| ShardRow { key: encode_entity_key(&row.key), event_ts: row.event_ts, values: row.values })
+            .collect();
+        let mut written = HashMap::new();
+        let deadline = Instant::now() + self.retry_for;
+        loop {
+            let state = self.meta.latest();
+            let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
+            for row in pending.drain(..) {
+                by_shard.entry(state.shard_map.shard_for(key_hash(&row.key))?.id).or_default().push(row);
+            }
+            let writes = by_shard.into_iter().map(|(shard, rows)| {
+                let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
+                let command = ShardCommand::Put { table: table.clone(), rows: rows.clone(), export, request };
+                async move { (shard, rows, self.propose_anywhere(shard, Command::Shard(command)).await) }
+            });
+            let mut moved = None;
+            for (shard, rows, result) in futures::future::join_all(writes).await {
+                match result {
+                    Ok((_, index)) => drop(written.insert(shard, index)),
+                    Err(Error::Core(e @ quiver_core::Error::KeyNotInShard { .. })) => {
+                        pending.extend(rows);
+                        moved = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(e) = moved else { return Ok(written) };
+            if Instant::now() >= deadline {
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let writes = by_shard.into_iter().map(|(shard, rows)| {
-            let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
-            let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export, request });
-            async move { self.propose_anywhere(shard, command).await.map(|(_, index)| (shard, index)) }
-        });
-        Ok(futures::future::try_join_all(writes).await?.into_iter().collect())
     }
 
     /// A request id no other request of any node uses: node id, start time, counter.

@@ -67,6 +67,9 @@ pub async fn shard_operation(client: &Client, kind: OpKind, wait: Wait) -> Resul
     match ended?.outcome {
         Outcome::Done => {
             println!("operation {} done in {:.1?}: {}", op.id, started.elapsed(), op.kind);
+            if let OpKind::Split { .. } = op.kind {
+                print!("{}", render::cluster::shard_map_table(&client.shard_map().await?));
+            }
             Ok(())
         }
         Outcome::Failed(why) => bail!("operation {} failed: {why}", op.id),
@@ -87,6 +90,10 @@ async fn plan(client: &Client, kind: &OpKind) -> Result<String> {
             None => format!("shard {id} is unknown"),
         },
         OpKind::Rebalance => format!("leaders per node {}", leader_counts(&map)),
+        OpKind::Split { shard: id, .. } => match shard(id) {
+            Some(s) => format!("shard {id} holds {:#018x}..={:#018x}", s.start, s.end),
+            None => format!("shard {id} is unknown"),
+        },
     })
 }
 
@@ -100,6 +107,10 @@ fn progress(kind: &OpKind, map: &ClusterMap) -> String {
         }
         OpKind::MoveReplica { shard: id, .. } => match shard(id) {
             Some(s) => format!("shard {id}: replicas {:?}, voters {:?}", s.replicas, s.voters),
+            None => format!("shard {id}: gone"),
+        },
+        OpKind::Split { shard: id, .. } => match shard(id) {
+            Some(s) => format!("shard {id}: {:#018x}..={:#018x}, epoch {}", s.start, s.end, s.epoch.version),
             None => format!("shard {id}: gone"),
         },
         OpKind::Rebalance => {

@@ -128,11 +128,19 @@ impl FeatureApi {
         let now = now_micros();
         let sampled = self.node.serving.sample();
         let mut results = Vec::with_capacity(lookups.len());
-        for keys in lookups {
+        for (i, keys) in lookups.into_iter().enumerate() {
             let rows: Vec<Option<StoredRow>> = tables
                 .iter()
                 .zip(&keys)
-                .map(|((_, table), (shard, key))| read_row(self.node.groups.group(*shard)?.data.as_ref(), table, key))
+                .map(|((_, table), (shard, key))| {
+                    let group = self.node.groups.group(*shard)?;
+                    let row = read_row(group.data.as_ref(), table, key)?;
+                    // Checked after the read: a split shrinks the range before it moves rows.
+                    if let Some(range) = &group.range {
+                        range.check(key, i + 1)?;
+                    }
+                    Ok(row)
+                })
                 .collect::<Result<_>>()?;
             let values = features
                 .iter()
@@ -183,12 +191,13 @@ impl FeatureApi {
     async fn check_route(&self, route: &ShardRoute, hashes: &[u64], leader_only: bool) -> Result<()> {
         let sent = Epoch { version: route.version, conf_ver: route.conf_ver };
         let mut state = self.node.meta.latest();
-        let mut shard = state.shard_map.shard(route.shard_id)?.clone();
-        if (sent.version, sent.conf_ver) > (shard.epoch.version, shard.epoch.conf_ver) {
-            // The client saw a newer map than this node has applied: catch up first.
+        let known = state.shard_map.shard(route.shard_id).ok().map(|s| (s.epoch.version, s.epoch.conf_ver));
+        if known.is_none_or(|known| (sent.version, sent.conf_ver) > known) {
+            // The client saw a newer map than this node has applied (a shard it does not
+            // know yet, a newer epoch): catch up first.
             state = self.node.meta.caught_up().await?;
-            shard = state.shard_map.shard(route.shard_id)?.clone();
         }
+        let shard = state.shard_map.shard(route.shard_id)?.clone();
         if shard.epoch != sent {
             return Err(quiver_core::Error::EpochMismatch { shard: shard.id, current: shard.epoch }.into());
         }

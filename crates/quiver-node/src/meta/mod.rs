@@ -15,8 +15,8 @@ use std::sync::Arc;
 use quiver_core::offline::Dataset;
 use quiver_core::registry::Registry;
 use quiver_core::row::WriteSeq;
-use quiver_core::shard_map::ShardMap;
-use quiver_core::shard_ops::{FinishedOp, OpKind, ShardOp};
+use quiver_core::shard_map::{Shard, ShardMap};
+use quiver_core::shard_ops::{FinishedOp, OpKind, Outcome, ShardOp};
 use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,8 @@ pub struct MetaState {
     /// The last `FINISHED_OPS_KEPT` operations that ended, oldest first.
     pub finished_ops: VecDeque<FinishedOp>,
     pub next_op_id: u64,
+    /// Shard ids are never reused: the next one a split gives its child.
+    pub next_shard_id: u64,
 }
 
 impl MetaState {
@@ -296,18 +298,26 @@ impl MetaMachine {
                 Err(e) => return Ok(Response::Rejected(e)),
             },
             MetaCommand::FinishOp { id, outcome } => {
-                let Some(i) = self.state.ops.iter().position(|op| op.id == *id) else {
+                if !self.finish_op(*id, outcome.clone(), leader_time) {
                     return Ok(Response::Done);
-                };
-                let op = self.state.ops.remove(i);
-                self.state.finished_ops.push_back(FinishedOp {
-                    op,
-                    finished_at: leader_time,
-                    outcome: outcome.clone(),
-                });
-                while self.state.finished_ops.len() > FINISHED_OPS_KEPT {
-                    self.state.finished_ops.pop_front();
                 }
+                Response::Done
+            }
+            MetaCommand::CommitSplit { op, shard, at, child } => {
+                let map = &mut self.state.shard_map;
+                if map.shards.iter().any(|s| s.id == *child) {
+                    return Ok(Response::Done);
+                }
+                let Some(i) = map.shards.iter().position(|s| s.id == *shard && s.start < *at && *at <= s.end) else {
+                    let gone = format!("shard {shard} has no range to split at {at:#018x}");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(gone)));
+                };
+                let parent = &mut map.shards[i];
+                parent.epoch.version += 1;
+                let upper = Shard { id: *child, start: *at, leader: None, leader_term: 0, ..parent.clone() };
+                parent.end = at - 1;
+                map.shards.insert(i + 1, upper);
+                self.finish_op(*op, Outcome::Done, leader_time);
                 Response::Done
             }
         };
@@ -318,8 +328,14 @@ impl MetaMachine {
     /// Records a shard operation after checking it against the state; a replica move starts
     /// at once (the shard's leader carries it out, see `workers::replicas`).
     fn start_op(&mut self, kind: &OpKind, requested: bool, leader_time: i64) -> quiver_core::Result<u64> {
+        let highest = self.state.shard_map.shards.iter().map(|s| s.id).max().unwrap_or(0);
+        let child = self.state.next_shard_id.max(highest + 1);
+        let kind = kind.clone().settle(&self.state.shard_map, child);
         kind.check(&self.state.shard_map, &self.state.active_nodes(), &self.state.ops)?;
-        if let OpKind::MoveReplica { shard, from, to } = kind
+        if let OpKind::Split { .. } = kind {
+            self.state.next_shard_id = child + 1;
+        }
+        if let OpKind::MoveReplica { shard, from, to } = &kind
             && let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard)
         {
             s.replicas = s.replicas.iter().map(|r| if r == from { *to } else { *r }).collect();
@@ -327,8 +343,19 @@ impl MetaMachine {
         }
         let id = self.state.next_op_id.max(1);
         self.state.next_op_id = id + 1;
-        self.state.ops.push(ShardOp { id, kind: kind.clone(), started_at: leader_time, requested });
+        self.state.ops.push(ShardOp { id, kind, started_at: leader_time, requested });
         Ok(id)
+    }
+
+    /// Moves operation `id` to the ended ones; false when it is not under way.
+    fn finish_op(&mut self, id: u64, outcome: Outcome, leader_time: i64) -> bool {
+        let Some(i) = self.state.ops.iter().position(|op| op.id == id) else { return false };
+        let op = self.state.ops.remove(i);
+        self.state.finished_ops.push_back(FinishedOp { op, finished_at: leader_time, outcome });
+        while self.state.finished_ops.len() > FINISHED_OPS_KEPT {
+            self.state.finished_ops.pop_front();
+        }
+        true
     }
 
     /// Records source `source` of `table` at `leader_time`; false when it was committed

@@ -32,7 +32,8 @@ impl LogStore {
 
     /// True when this group has never been initialised nor received anything on this node.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.tree.get(VOTE)?.is_none() && self.tree.scan_prefix(&[ENTRY]).next().is_none())
+        let seeded = self.tree.get(PURGED)?.is_some();
+        Ok(!seeded && self.tree.get(VOTE)?.is_none() && self.tree.scan_prefix(&[ENTRY]).next().is_none())
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {

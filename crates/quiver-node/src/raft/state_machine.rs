@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeId, TypeConfig};
 use crate::codec::{decode, encode};
-use crate::command::{Command, Response};
+use crate::command::{Command, Response, ShardCommand};
 use crate::error::{Error, Result};
-use crate::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SNAPSHOT_CURRENT, TreePart, tree_name};
+use crate::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
 use crate::meta::MetaMachine;
-use crate::shard::{self, PendingWrites};
+use crate::shard::split::{self, SplitAt};
+use crate::shard::{self, PendingWrites, Range};
 use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -26,7 +27,12 @@ type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 /// What a group holds: the registry and cluster metadata, or a range of online rows.
 pub enum Kind {
     Meta(Box<MetaMachine>),
-    Shard,
+    /// `range` is kept current by the state machine; `initial` is recorded when the tree
+    /// holds no range yet (a shard of the first layout: every replica opens it the same).
+    Shard {
+        range: Arc<Range>,
+        initial: Option<(u64, u64)>,
+    },
 }
 
 pub struct StateMachine {
@@ -52,6 +58,13 @@ impl StateMachine {
         let snapshots = engine.tree(&tree_name(group, TreePart::Snapshot))?;
         let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
         let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        if let Kind::Shard { initial: Some(range), .. } = &kind
+            && tree.get(SHARD_RANGE)?.is_none()
+        {
+            let mut batch = WriteBatch::default();
+            batch.put(SHARD_RANGE, encode(&Some(*range))?);
+            tree.write(batch)?;
+        }
         let mut sm = StateMachine {
             engine,
             tree,
@@ -71,6 +84,14 @@ impl StateMachine {
         self.tree.clone()
     }
 
+    /// A shard's range, kept current by `apply`; `None` for the meta group.
+    pub fn range(&self) -> Option<Arc<Range>> {
+        match &self.kind {
+            Kind::Shard { range, .. } => Some(range.clone()),
+            Kind::Meta(_) => None,
+        }
+    }
+
     /// The leader time of the newest applied command (0 before any), kept current by `apply`.
     pub fn applied_time(&self) -> Arc<AtomicI64> {
         self.applied_time.clone()
@@ -80,8 +101,9 @@ impl StateMachine {
     fn reload(&mut self) -> Result<()> {
         let time = self.tree.get(APPLIED_TIME)?.map(|b| decode::<i64>(&b)).transpose()?.unwrap_or(0);
         self.applied_time.store(time, Ordering::Relaxed);
-        if let Kind::Meta(meta) = &mut self.kind {
-            meta.load(self.tree.as_ref())?;
+        match &mut self.kind {
+            Kind::Meta(meta) => meta.load(self.tree.as_ref())?,
+            Kind::Shard { range, .. } => range.set(split::stored_range(self.tree.as_ref())?),
         }
         Ok(())
     }
@@ -92,6 +114,25 @@ impl StateMachine {
         let mut responses = Vec::with_capacity(entries.len());
         let mut newest_time = None;
         for entry in entries {
+            if let EntryPayload::Normal(request) = &entry.payload
+                && let Command::Shard(ShardCommand::Split { start, end, at, child }) = request.command
+            {
+                // A split reads the tree: it must hold every entry before it.
+                self.write_applied(std::mem::take(&mut batch), std::mem::take(&mut rows), newest_time.take())?;
+                self.applied = Some(entry.log_id);
+                newest_time = Some(request.leader_time);
+                let Kind::Shard { range, .. } = &self.kind else {
+                    let wrong = quiver_core::Error::Internal("a split sent to the meta group".into());
+                    responses.push(Response::Rejected(wrong));
+                    continue;
+                };
+                let split = SplitAt { start, end, at, child };
+                let (engine, tree, time) = (self.engine.as_ref(), self.tree.as_ref(), request.leader_time);
+                let (response, parent) = split::apply(engine, tree, range, &self.membership, time, &split)?;
+                batch = parent;
+                responses.push(response);
+                continue;
+            }
             self.applied = Some(entry.log_id);
             if let EntryPayload::Normal(request) = &entry.payload {
                 newest_time = Some(request.leader_time);
@@ -106,8 +147,9 @@ impl StateMachine {
                     (Kind::Meta(meta), Command::Meta(cmd)) => {
                         meta.apply(self.tree.as_ref(), cmd, request.leader_time, &mut batch)?
                     }
-                    (Kind::Shard, Command::Shard(cmd)) => {
-                        shard::apply(self.tree.as_ref(), &mut rows, entry.log_id.index, request.leader_time, cmd)?
+                    (Kind::Shard { range, .. }, Command::Shard(cmd)) => {
+                        let (index, time) = (entry.log_id.index, request.leader_time);
+                        shard::apply(self.tree.as_ref(), &mut rows, range, index, time, cmd)?
                     }
                     _ => Response::Rejected(quiver_core::Error::Internal(
                         "command sent to a group of the wrong kind".into(),
@@ -116,6 +158,16 @@ impl StateMachine {
             };
             responses.push(response);
         }
+        self.write_applied(batch, rows, newest_time)?;
+        if let Kind::Meta(meta) = &mut self.kind {
+            meta.publish();
+        }
+        Ok(responses)
+    }
+
+    /// Writes what the entries applied so far changed, with the applied id and membership,
+    /// in one batch.
+    fn write_applied(&mut self, mut batch: WriteBatch, rows: PendingWrites, newest_time: Option<i64>) -> Result<()> {
         rows.flush_into(&mut batch)?;
         if let Kind::Meta(meta) = &self.kind {
             meta.persist(&mut batch)?;
@@ -129,10 +181,7 @@ impl StateMachine {
         if let Some(time) = newest_time {
             self.applied_time.store(time, Ordering::Relaxed);
         }
-        if let Kind::Meta(meta) = &mut self.kind {
-            meta.publish();
-        }
-        Ok(responses)
+        Ok(())
     }
 
     fn dump(&self) -> Result<Vec<u8>> {

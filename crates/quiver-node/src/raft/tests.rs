@@ -13,8 +13,10 @@ use tempfile::TempDir;
 use super::log_store::LogStore;
 use super::state_machine::{Kind, StateMachine};
 use super::{NodeId, TypeConfig};
+use crate::command::Response;
 use crate::command::{Command, Request, ShardCommand, ShardRow};
-use crate::shard::read_row;
+use crate::shard::split::seed_log_id;
+use crate::shard::{Range, read_row};
 use crate::storage::{KvEngine, MemEngine, SledEngine};
 
 struct SledBuilder;
@@ -37,9 +39,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine> for MemBuilder {
     }
 }
 
+/// A shard of the first layout, owning the whole hash space.
+fn shard_kind() -> Kind {
+    Kind::Shard { range: Arc::new(Range::new(7, None)), initial: Some((0, u64::MAX)) }
+}
+
 fn stores(engine: Arc<dyn KvEngine>) -> (LogStore, StateMachine) {
     let log = LogStore::open(engine.clone(), 1).expect("log store opens");
-    let sm = StateMachine::open(engine, 1, Kind::Shard).expect("state machine opens");
+    let sm = StateMachine::open(engine, 1, shard_kind()).expect("state machine opens");
     (log, sm)
 }
 
@@ -66,13 +73,7 @@ fn put(index: u64, rows: &[(i64, i64, f64)]) -> Entry<TypeConfig> {
             values: vec![Value::Float64(*v)],
         })
         .collect();
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Request {
-            leader_time: 0,
-            command: Command::Shard(ShardCommand::Put { table: table(), rows, export: true, request: None }),
-        }),
-    }
+    entry(index, ShardCommand::Put { table: table(), rows, export: true, request: None })
 }
 
 fn value_of(sm: &StateMachine, key: i64) -> Option<(i64, Value)> {
@@ -84,7 +85,7 @@ fn value_of(sm: &StateMachine, key: i64) -> Option<(i64, Value)> {
 async fn shard_apply_keeps_the_newest_event_and_replays_harmlessly() {
     let dir = TempDir::new().unwrap();
     let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(dir.path()).unwrap());
-    let mut sm = StateMachine::open(engine.clone(), 7, Kind::Shard).unwrap();
+    let mut sm = StateMachine::open(engine.clone(), 7, shard_kind()).unwrap();
     // Same entity three times in one batch and across batches: newest event time wins,
     // the later write wins a tie, an older event never replaces a newer one.
     let entries = vec![put(1, &[(1, 10, 1.0), (1, 20, 2.0), (1, 20, 3.0)]), put(2, &[(1, 15, 9.0), (2, 5, 5.0)])];
@@ -100,7 +101,7 @@ async fn shard_apply_keeps_the_newest_event_and_replays_harmlessly() {
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
     let other_dir = TempDir::new().unwrap();
     let other_engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(other_dir.path()).unwrap());
-    let mut other = StateMachine::open(other_engine, 7, Kind::Shard).unwrap();
+    let mut other = StateMachine::open(other_engine, 7, shard_kind()).unwrap();
     other.apply(vec![put(1, &[(3, 1, 1.0)])]).await.unwrap();
     other.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
     assert_eq!(value_of(&other, 1), Some((20, Value::Float64(3.0))));
@@ -109,9 +110,64 @@ async fn shard_apply_keeps_the_newest_event_and_replays_harmlessly() {
 
     // Reopening finds the applied state on disk.
     drop(sm);
-    let mut sm = StateMachine::open(engine, 7, Kind::Shard).unwrap();
+    let mut sm = StateMachine::open(engine, 7, shard_kind()).unwrap();
     assert_eq!(value_of(&sm, 2), Some((5, Value::Float64(5.0))));
     assert_eq!(sm.applied_state().await.unwrap().0.map(|l| l.index), Some(2));
+}
+
+fn entry(index: u64, command: ShardCommand) -> Entry<TypeConfig> {
+    let request = Request { leader_time: index as i64, command: Command::Shard(command) };
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(request) }
+}
+
+fn hash_of(id: i64) -> u64 {
+    quiver_core::key::key_hash(&quiver_core::key::encode_entity_key(&[Value::Int64(id)]))
+}
+
+#[tokio::test]
+async fn a_split_seeds_the_child_from_the_parent_and_replays_harmlessly() {
+    let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+    let mut parent = StateMachine::open(engine.clone(), 7, shard_kind()).unwrap();
+    let rows: Vec<(i64, i64, f64)> = (0..200).map(|id| (id, 10, id as f64)).collect();
+    let at = 1 << 63;
+    let split = ShardCommand::Split { start: 0, end: u64::MAX, at, child: 9 };
+    // A write, the split and a write of a key the parent kept, in one apply call.
+    let kept = (0..200).find(|id| hash_of(*id) < at).unwrap();
+    let moved = (0..200).find(|id| hash_of(*id) >= at).unwrap();
+    let answers =
+        parent.apply(vec![put(1, &rows), entry(2, split.clone()), put(3, &[(kept, 20, -1.0)])]).await.unwrap();
+    assert_eq!(answers[1], Response::Done);
+    assert!(matches!(answers[2], Response::Written { rows: 1 }));
+    assert_eq!(parent.range().unwrap().get(), Some((0, at - 1)));
+    // The parent kept its half; a write of a key it gave away is refused whole.
+    assert_eq!(value_of(&parent, kept), Some((20, Value::Float64(-1.0))));
+    assert_eq!(value_of(&parent, moved), None);
+    let refused = parent.apply(vec![put(4, &[(kept, 30, 1.0), (moved, 30, 1.0)])]).await.unwrap();
+    assert_eq!(refused[0], Response::Rejected(quiver_core::Error::KeyNotInShard { shard: 7, entity: 2 }));
+    assert_eq!(value_of(&parent, kept), Some((20, Value::Float64(-1.0))), "nothing of it applied");
+
+    // The child starts where its seed left it: the upper half's rows, applied at the seed.
+    let child_kind = Kind::Shard { range: Arc::new(Range::new(9, None)), initial: None };
+    let mut child = StateMachine::open(engine.clone(), 9, child_kind).unwrap();
+    assert_eq!(child.range().unwrap().get(), Some((at, u64::MAX)));
+    assert_eq!(child.applied_state().await.unwrap().0, Some(seed_log_id()));
+    for id in 0..200 {
+        let expected = (hash_of(id) >= at).then_some((10, Value::Float64(id as f64)));
+        assert_eq!(value_of(&child, id), expected, "driver {id} in the child");
+    }
+    let mut log = LogStore::open(engine.clone(), 9).unwrap();
+    let state = openraft::storage::RaftLogStorage::get_log_state(&mut log).await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(seed_log_id()), "the child's log starts after its seed");
+
+    // The child takes a write; replaying the split in the parent leaves both as they are.
+    child.apply(vec![put(1, &[(moved, 40, 4.0)])]).await.unwrap();
+    let replay = parent.apply(vec![entry(2, split)]).await.unwrap();
+    assert_eq!(replay[0], Response::Done);
+    assert_eq!(value_of(&child, moved), Some((40, Value::Float64(4.0))), "the child is not seeded twice");
+    assert_eq!(value_of(&parent, kept), Some((20, Value::Float64(-1.0))));
+    // Another range than the shard holds is refused.
+    let other = ShardCommand::Split { start: 5, end: 6, at: 6, child: 10 };
+    assert!(matches!(parent.apply(vec![entry(5, other)]).await.unwrap()[0], Response::Rejected(_)));
 }
 
 #[test]

@@ -9,9 +9,18 @@
 //!
 //! Request ids of writes are kept (with an expiry index) for `REQUEST_ID_TTL_MICROS`, so a
 //! retried write applies at most once.
+//!
+//! A shard owns a range of the entity-hash space (`keyspace::SHARD_RANGE`), changed only by
+//! entries of its own log (`split`): a write with a key outside it is refused whole, and a
+//! read checks it after reading (see `Range`), so neither a write nor a read ever lands on a
+//! shard that gave the key away, whatever the shard map the sender used.
+
+pub mod split;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
 
+use quiver_core::key::key_hash;
 use quiver_core::row::{StoredRow, WriteSeq, supersedes};
 use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
@@ -26,6 +35,42 @@ use crate::storage::{KvTree, WriteBatch};
 pub const REQUEST_ID_TTL_MICROS: i64 = 600_000_000;
 /// Expired request ids dropped per write, so cleanup cost stays bounded per entry.
 const EXPIRED_PER_WRITE: usize = 16;
+
+/// The hash range a shard group applies and serves, as its log last set it; `None` for a
+/// group created by a split whose data has not arrived yet (it owns nothing until then).
+/// Shared by the state machine, which changes it, and the read path, which checks a key
+/// after reading its row: a split shrinks the range before deleting the rows it gives away,
+/// so a row read while its key was still covered was still there.
+pub struct Range {
+    pub shard: u64,
+    bounds: RwLock<Option<(u64, u64)>>,
+}
+
+impl Range {
+    pub fn new(shard: u64, bounds: Option<(u64, u64)>) -> Range {
+        Range { shard, bounds: RwLock::new(bounds) }
+    }
+
+    pub fn get(&self) -> Option<(u64, u64)> {
+        *self.bounds.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set(&self, bounds: Option<(u64, u64)>) {
+        *self.bounds.write().unwrap_or_else(|p| p.into_inner()) = bounds;
+    }
+
+    pub fn covers(&self, hash: u64) -> bool {
+        self.get().is_some_and(|(start, end)| (start..=end).contains(&hash))
+    }
+
+    /// `KeyNotInShard` for entity `position` (from 1) when its key is outside the range.
+    pub fn check(&self, key: &[u8], position: usize) -> std::result::Result<(), quiver_core::Error> {
+        match self.covers(key_hash(key)) {
+            true => Ok(()),
+            false => Err(quiver_core::Error::KeyNotInShard { shard: self.shard, entity: position }),
+        }
+    }
+}
 
 /// A written row waiting for export to the offline store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,9 +130,12 @@ impl PendingWrites {
     }
 }
 
+/// Applies a write or an export acknowledgement (a split is applied by `split::apply`, which
+/// needs the tree to hold every earlier entry first).
 pub fn apply(
     tree: &dyn KvTree,
     cache: &mut PendingWrites,
+    owned: &Range,
     log_index: u64,
     leader_time: i64,
     cmd: &ShardCommand,
@@ -101,7 +149,15 @@ pub fn apply(
             }
             return Ok(Response::Done);
         }
+        ShardCommand::Split { .. } => {
+            return Err(crate::error::Error::Storage("a split is applied on its own".into()));
+        }
     };
+    // Sent with an older shard map: refused whole, before its request id is remembered, so
+    // the retry with a fresh map applies.
+    if let Some(e) = rows.iter().enumerate().find_map(|(i, row)| owned.check(&row.key, i + 1).err()) {
+        return Ok(Response::Rejected(e));
+    }
     if let Some(id) = request
         && !remember_request(tree, cache, id, leader_time)?
     {
@@ -162,9 +218,13 @@ mod tests {
         ShardCommand::Put { table, rows, export: true, request: Some(request.to_vec()) }
     }
 
+    fn everything() -> Range {
+        Range::new(1, Some((0, u64::MAX)))
+    }
+
     fn apply_one(tree: &dyn KvTree, index: u64, time: i64, cmd: &ShardCommand) -> Response {
         let mut cache = PendingWrites::default();
-        let response = apply(tree, &mut cache, index, time, cmd).unwrap();
+        let response = apply(tree, &mut cache, &everything(), index, time, cmd).unwrap();
         let mut batch = WriteBatch::default();
         cache.flush_into(&mut batch).unwrap();
         tree.write(batch).unwrap();
@@ -184,7 +244,28 @@ mod tests {
         assert!(matches!(apply_one(tree.as_ref(), 4, later, &put(b"a")), Response::Written { .. }));
         // Two entries with one id in the same apply call: the second is the duplicate.
         let mut cache = PendingWrites::default();
-        assert!(matches!(apply(tree.as_ref(), &mut cache, 5, later, &put(b"c")).unwrap(), Response::Written { .. }));
-        assert!(matches!(apply(tree.as_ref(), &mut cache, 6, later, &put(b"c")).unwrap(), Response::Duplicate));
+        let all = everything();
+        assert!(matches!(
+            apply(tree.as_ref(), &mut cache, &all, 5, later, &put(b"c")).unwrap(),
+            Response::Written { .. }
+        ));
+        assert!(matches!(apply(tree.as_ref(), &mut cache, &all, 6, later, &put(b"c")).unwrap(), Response::Duplicate));
+    }
+
+    #[test]
+    fn a_write_with_a_key_outside_the_range_is_refused_whole() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("t").unwrap();
+        let hash = key_hash(b"k");
+        let elsewhere = Range::new(4, Some((hash.wrapping_add(1), hash.wrapping_add(1))));
+        let mut cache = PendingWrites::default();
+        let refused = apply(tree.as_ref(), &mut cache, &elsewhere, 1, 0, &put(b"a")).unwrap();
+        assert_eq!(refused, Response::Rejected(quiver_core::Error::KeyNotInShard { shard: 4, entity: 1 }));
+        let mut batch = WriteBatch::default();
+        cache.flush_into(&mut batch).unwrap();
+        assert!(batch.into_ops().is_empty(), "nothing of it is written, not even its request id");
+        // The same request to the shard that owns the key applies.
+        assert!(matches!(apply_one(tree.as_ref(), 2, 0, &put(b"a")), Response::Written { rows: 1 }));
+        assert!(!Range::new(5, None).covers(hash), "a split child without its data owns nothing");
     }
 }

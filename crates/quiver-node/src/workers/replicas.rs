@@ -2,6 +2,8 @@
 //! - they report that they lead (with their term), so clients get leader hints and the
 //!   leader placement rule sees where leaders are;
 //! - they hand leadership over when an operation asks for it (see `transfer`);
+//! - they split their shard when an operation asks for it: one entry in the shard's log
+//!   (`shard::split`), then the split is committed to the shard map (`CommitSplit`);
 //! - when the meta state assigns a shard other replicas than its Raft voters, they add the
 //!   new ones as learners, wait for them to catch up, change the voters (joint consensus),
 //!   then confirm the new voters in the meta group, after which removed replicas close
@@ -17,7 +19,7 @@ use quiver_core::shard_ops::{OpKind, Outcome};
 use tracing::{info, warn};
 
 use super::Context;
-use crate::command::MetaCommand;
+use crate::command::{Command, MetaCommand, Response, ShardCommand};
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::meta::MetaState;
@@ -38,9 +40,30 @@ pub async fn round(context: Context) -> Result<()> {
     report_leadership(&context, &led).await?;
     for (shard, group) in led {
         if !hand_over(&context, &group, &state).await? {
+            split(&context, &group, shard, &state).await?;
             change_replicas(&context, &group, shard, &state).await?;
         }
     }
+    Ok(())
+}
+
+/// Carries out a split of this shard, when one is asked for. Proposing the split again
+/// after a crash or a change of leader is harmless: applied twice, it changes nothing.
+async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaState) -> Result<()> {
+    let asked = state.ops.iter().find_map(|op| match op.kind {
+        OpKind::Split { shard: id, at, child } if id == group.id => Some((op.id, at, child)),
+        _ => None,
+    });
+    let Some((op, at, child)) = asked else { return Ok(()) };
+    info!(shard = group.id, at = format!("{at:#018x}"), child, "splitting");
+    let command = ShardCommand::Split { start: shard.start, end: shard.end, at, child };
+    let (response, _) = group.propose(Command::Shard(command)).await?;
+    if let Response::Rejected(e) = response {
+        let outcome = Outcome::Failed(e.to_string());
+        return context.proposer.write_meta(MetaCommand::FinishOp { id: op, outcome }).await.map(drop);
+    }
+    crate::failpoint::hit("split-before-commit");
+    context.proposer.write_meta(MetaCommand::CommitSplit { op, shard: group.id, at, child }).await?;
     Ok(())
 }
 

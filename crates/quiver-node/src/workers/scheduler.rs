@@ -65,6 +65,10 @@ fn outcome(op: &ShardOp, state: &MetaState) -> Option<Outcome> {
             Some(s) if s.voters.contains(&to) => Some(Outcome::Done),
             Some(s) => Some(Outcome::Failed(format!("shard {id} ended on nodes {:?}", s.voters))),
         },
+        // A split ends when its shard's leader commits it (`CommitSplit`).
+        OpKind::Split { shard: id, .. } => {
+            shard(id).is_none().then(|| Outcome::Failed(format!("shard {id} no longer exists")))
+        }
         OpKind::Rebalance => {
             let alone = state.ops.iter().all(|o| o.kind == OpKind::Rebalance);
             let active = state.active_nodes();

@@ -152,6 +152,7 @@ pub fn op_kind_to_proto(kind: &OpKind) -> v1::ShardOperationRequest {
             Operation::MoveReplica(v1::MoveReplica { shard_id: shard, from, to })
         }
         OpKind::Rebalance => Operation::Rebalance(v1::Rebalance {}),
+        OpKind::Split { shard, at, child } => Operation::Split(v1::SplitShard { shard_id: shard, at, child }),
     };
     v1::ShardOperationRequest { operation: Some(operation) }
 }
@@ -162,6 +163,7 @@ pub fn op_kind_from_proto(request: v1::ShardOperationRequest) -> Result<OpKind> 
         Some(Operation::TransferLeader(t)) => OpKind::TransferLeader { shard: t.shard_id, to: t.to },
         Some(Operation::MoveReplica(m)) => OpKind::MoveReplica { shard: m.shard_id, from: m.from, to: m.to },
         Some(Operation::Rebalance(_)) => OpKind::Rebalance,
+        Some(Operation::Split(s)) => OpKind::Split { shard: s.shard_id, at: s.at, child: s.child },
         None => return Err(Error::InvalidArgument("a shard operation request names no operation".into())),
     })
 }
@@ -208,7 +210,11 @@ mod tests {
         let map = ClusterMap {
             shard_map: ShardMap::uniform(2, &[1, 2]).unwrap(),
             nodes: [(1, "a:1".to_string())].into(),
-            operations: vec![op(3, OpKind::TransferLeader { shard: 1, to: 2 }), op(4, OpKind::Rebalance)],
+            operations: vec![
+                op(3, OpKind::TransferLeader { shard: 1, to: 2 }),
+                op(4, OpKind::Rebalance),
+                op(5, OpKind::Split { shard: 2, at: 1 << 63, child: 3 }),
+            ],
             finished: vec![
                 FinishedOp {
                     op: op(1, OpKind::MoveReplica { shard: 2, from: 1, to: 3 }),

@@ -1,0 +1,138 @@
+//! A split: one entry in the parent shard's log (`ShardCommand::Split`), applied by every
+//! replica from its own data at that index, with no copy over the network.
+//!
+//! Each replica creates the child group's trees as if the child's log had been purged up
+//! to `seed_log_id()`, with a state machine that has applied it: the child's rows, the
+//! request ids of recent writes (a write retried after the split is still applied once),
+//! its range, and the parent's Raft membership. Every replica holding the same seed, the
+//! child elects a leader by itself. A replica without the seed (its parent replica caught up
+//! past the split from a snapshot) starts the child empty, and the child's leader, whose
+//! log starts after the seed, sends it a snapshot.
+//!
+//! The child is written first, its applied id last, and only while it has none: replaying
+//! the entry after a crash, or after the child started taking writes, never overwrites it.
+//! Then the parent's range shrinks (readers check it after reading) and its batch deletes
+//! the rows it gave away, with its new range and applied id.
+
+use openraft::{CommittedLeaderId, LogId, StoredMembership};
+
+use super::Range;
+use crate::codec::{decode, encode};
+use crate::command::Response;
+use crate::error::Result;
+use crate::keyspace::{
+    self, APPLIED, APPLIED_TIME, LOG_PURGED, MEMBERSHIP, REQUEST, REQUEST_EXPIRY, ROW, SHARD_RANGE, TreePart, tree_name,
+};
+use crate::raft::NodeId;
+use crate::storage::{KvEngine, KvTree, WriteBatch};
+
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+
+/// Rows written to the child per batch while seeding it.
+const SEED_CHUNK: usize = 10_000;
+
+/// Where a split child's log and state machine start: the first log id of a group.
+pub fn seed_log_id() -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(0, 0), 0)
+}
+
+/// The split asked for: the range the parent should hold, the point, the child's id.
+pub struct SplitAt {
+    pub start: u64,
+    pub end: u64,
+    pub at: u64,
+    pub child: u64,
+}
+
+/// Applies a split to the parent's tree `tree` (which holds every earlier entry) owning
+/// `owned`, at the leader time `time`. Seeds the child, shrinks `owned`, and returns the
+/// answer with the parent's batch (deletions and new range), to be written with the
+/// applied id.
+pub fn apply(
+    engine: &dyn KvEngine,
+    tree: &dyn KvTree,
+    owned: &Range,
+    membership: &Membership,
+    time: i64,
+    split: &SplitAt,
+) -> Result<(Response, WriteBatch)> {
+    let SplitAt { start, end, at, child } = *split;
+    if !(start < at && at <= end) {
+        let why = format!("split point {at:#x} is outside {start:#x}..={end:#x}");
+        return Ok((Response::Rejected(quiver_core::Error::InvalidArgument(why)), WriteBatch::default()));
+    }
+    let kept = (start, at - 1);
+    let current = owned.get();
+    if current != Some((start, end)) && current != Some(kept) {
+        let why = format!("shard {} holds {current:?}, not the range {start}..={end} to split", owned.shard);
+        return Ok((Response::Rejected(quiver_core::Error::InvalidArgument(why)), WriteBatch::default()));
+    }
+    let moves = |key: &[u8]| keyspace::row_entity_key(key).is_some_and(|k| quiver_core::key::key_hash(k) >= at);
+    seed_child(engine, tree, membership, time, (at, end, child), &moves)?;
+    owned.set(Some(kept));
+    let mut batch = WriteBatch::default();
+    for kv in tree.scan_prefix(&[ROW]) {
+        let (key, _) = kv?;
+        if moves(&key) {
+            batch.delete(key);
+        }
+    }
+    batch.put(SHARD_RANGE, encode(&Some(kept))?);
+    Ok((Response::Done, batch))
+}
+
+/// Writes the child's trees from the parent's, unless the child already has a state.
+fn seed_child(
+    engine: &dyn KvEngine,
+    parent: &dyn KvTree,
+    membership: &Membership,
+    time: i64,
+    (start, end, child): (u64, u64, u64),
+    moves: &dyn Fn(&[u8]) -> bool,
+) -> Result<()> {
+    let state = engine.tree(&tree_name(child, TreePart::State))?;
+    if state.get(APPLIED)?.is_some() {
+        return Ok(());
+    }
+    for part in TreePart::ALL {
+        clear(engine.tree(&tree_name(child, part))?.as_ref())?;
+    }
+    let seed = seed_log_id();
+    let mut log = WriteBatch::default();
+    log.put(LOG_PURGED, encode(&seed)?);
+    engine.tree(&tree_name(child, TreePart::Log))?.write(log)?;
+    let mut batch = WriteBatch::default();
+    let mut pending = 0;
+    for space in [ROW, REQUEST, REQUEST_EXPIRY] {
+        for kv in parent.scan_prefix(&[space]) {
+            let (key, value) = kv?;
+            if space != ROW || moves(&key) {
+                batch.put(key, value);
+                pending += 1;
+            }
+            if pending == SEED_CHUNK {
+                state.write(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+    }
+    batch.put(SHARD_RANGE, encode(&Some((start, end)))?);
+    batch.put(MEMBERSHIP, encode(&StoredMembership::new(Some(seed), membership.membership().clone()))?);
+    batch.put(APPLIED_TIME, encode(&time)?);
+    batch.put(APPLIED, encode(&Some(seed))?);
+    state.write(batch)?;
+    engine.flush()
+}
+
+fn clear(tree: &dyn KvTree) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    for kv in tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)) {
+        batch.delete(kv?.0);
+    }
+    tree.write(batch)
+}
+
+/// The range stored in a shard's state tree, if any.
+pub fn stored_range(tree: &dyn KvTree) -> Result<Option<(u64, u64)>> {
+    Ok(tree.get(SHARD_RANGE)?.map(|b| decode::<Option<(u64, u64)>>(&b)).transpose()?.flatten())
+}
