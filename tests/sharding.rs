@@ -467,3 +467,46 @@ async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata
         assert_eq!(conv_rate(&survivor, id).await, Some(Value::Float64(id as f64)), "driver {id}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_restores_one_shard_with_every_row_under_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3, "2", &[]).await;
+    let client = nodes[0].client().await.unwrap();
+    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let before = map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(&[client.clone(), nodes[1].client().await.unwrap()], 3, 10_000, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let out = ctl(nodes[2].endpoint(), args(&["shard", "merge", "2", "1"])).await;
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("merge shard 2 into shard 1") && out.stdout.contains("done"), "{}", out.stdout);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = acknowledged(writers).await;
+    assert!(written.len() > 10, "the writers made progress: {}", written.len());
+
+    let after = client.shard_map().await.unwrap();
+    assert_eq!(after.shard_map.shards.len(), 1);
+    assert_covers_the_hash_space(&after);
+    let merged = &after.shard_map.shards[0];
+    let versions = before.shard_map.shards.iter().map(|s| s.epoch.version).max().unwrap();
+    assert_eq!((merged.id, merged.epoch.version), (1, versions + 1));
+    for id in written.into_iter().chain(0..300) {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+    // Every node let the merged-away shard go.
+    for node in &nodes {
+        let client = node.client().await.unwrap();
+        let deadline = Instant::now() + READY;
+        while client.status().await.unwrap().groups.iter().any(|g| g.group_id == 2) {
+            assert!(Instant::now() < deadline, "shard 2 still open on {}", client.endpoint());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // What cannot be merged is refused.
+    let out = quiverctl(&nodes[0].endpoint(), &["shard", "merge", "1", "2"], None);
+    assert!(!out.success && out.stderr.contains("no shard 2"), "{}", out.stderr);
+}

@@ -207,6 +207,14 @@ pub enum ShardCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Merge two neighbouring shards on the same replicas into one (the inverse of split):
+    /// the lower one takes over the upper one's range and rows.
+    Merge {
+        first: u64,
+        second: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Spread replicas and leaders evenly over the active nodes, now.
     Rebalance {
         #[command(flatten)]

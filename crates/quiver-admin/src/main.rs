@@ -66,6 +66,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ShardCmd::TransferLeader { id, to, wait } => (OpKind::TransferLeader { shard: id, to }, wait),
                 ShardCmd::Move { id, from, to, wait } => (OpKind::MoveReplica { shard: id, from, to }, wait),
                 ShardCmd::Rebalance { wait } => (OpKind::Rebalance, wait),
+                ShardCmd::Merge { first, second, wait } => (OpKind::Merge { left: first, right: second }, wait),
                 ShardCmd::Split { id, at, wait } => (OpKind::Split { shard: id, at: at.unwrap_or(0), child: 0 }, wait),
             };
             cluster::shard_operation(&client, kind, wait).await

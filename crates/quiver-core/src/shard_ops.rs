@@ -25,31 +25,37 @@ pub enum OpKind {
     /// takes `at` and above. In a request, `at` 0 asks for the middle of the range and
     /// `child` is 0: both are settled when the operation starts.
     Split { shard: u64, at: u64, child: u64 },
+    /// `left` takes over the range of `right`, the shard just above it on the same
+    /// replicas, and `right` is gone: the inverse of a split.
+    Merge { left: u64, right: u64 },
 }
 
 impl OpKind {
-    /// The shard the operation works on; `None` for cluster-wide ones.
-    pub fn shard(&self) -> Option<u64> {
+    /// The shards the operation works on; none for cluster-wide ones.
+    pub fn shards(&self) -> Vec<u64> {
         match self {
             OpKind::TransferLeader { shard, .. } | OpKind::MoveReplica { shard, .. } | OpKind::Split { shard, .. } => {
-                Some(*shard)
+                vec![*shard]
             }
-            OpKind::Rebalance => None,
+            OpKind::Merge { left, right } => vec![*left, *right],
+            OpKind::Rebalance => Vec::new(),
         }
     }
 
     /// Refuses an operation that cannot be carried out on `map` as it is: an unknown shard
     /// or node, a transfer to a node that is not a voter, a move to a node that already
-    /// holds a replica or from one that holds none, or a shard another operation is busy with.
+    /// holds a replica or from one that holds none, a split point outside the range, a merge
+    /// of shards that are not neighbours on the same replicas, or a shard another operation
+    /// is busy with.
     pub fn check(&self, map: &ShardMap, active: &[u64], in_flight: &[ShardOp]) -> Result<()> {
         let invalid = |m: String| Err(Error::InvalidArgument(m));
-        if let Some(busy) = in_flight.iter().find(|op| op.kind.shard().is_some() && op.kind.shard() == self.shard()) {
-            return invalid(format!(
-                "shard {} is busy: operation {} ({}) is under way",
-                busy.kind.shard().unwrap_or(0),
-                busy.id,
-                busy.kind
-            ));
+        for op in in_flight {
+            if let Some(busy) = op.kind.shards().into_iter().find(|s| self.shards().contains(s)) {
+                return invalid(format!("shard {busy} is busy: operation {} ({}) is under way", op.id, op.kind));
+            }
+        }
+        if let OpKind::Merge { left, right } = *self {
+            return check_merge(map, left, right);
         }
         if *self == OpKind::Rebalance {
             return match in_flight.iter().find(|op| op.kind == OpKind::Rebalance) {
@@ -57,9 +63,8 @@ impl OpKind {
                 None => Ok(()),
             };
         }
-        let shard = map.shard(self.shard().unwrap_or_default()).map_err(|_| {
-            Error::InvalidArgument(format!("no shard {} in the shard map", self.shard().unwrap_or_default()))
-        })?;
+        let id = self.shards().first().copied().unwrap_or_default();
+        let shard = known_shard(map, id)?;
         if shard.moving() {
             return invalid(format!("shard {} is busy: a replica is moving", shard.id));
         }
@@ -100,7 +105,7 @@ impl OpKind {
                 }
                 Ok(())
             }
-            OpKind::Rebalance => Ok(()),
+            OpKind::Rebalance | OpKind::Merge { .. } => Ok(()),
         }
     }
 
@@ -112,9 +117,44 @@ impl OpKind {
                 let middle = map.shard(shard).map(|s| s.start + (s.end - s.start) / 2 + 1).unwrap_or_default();
                 OpKind::Split { shard, at: if at == 0 { middle } else { at }, child }
             }
+            // Either order names the same merge.
+            OpKind::Merge { left, right } => {
+                let start = |id| map.shard(id).map(|s| s.start).unwrap_or_default();
+                if start(left) <= start(right) { OpKind::Merge { left, right } } else { OpKind::Merge { left: right, right: left } }
+            }
             other => other,
         }
     }
+}
+
+fn known_shard(map: &ShardMap, id: u64) -> Result<&crate::shard_map::Shard> {
+    map.shard(id).map_err(|_| Error::InvalidArgument(format!("no shard {id} in the shard map")))
+}
+
+fn check_merge(map: &ShardMap, left: u64, right: u64) -> Result<()> {
+    let invalid = |m: String| Err(Error::InvalidArgument(m));
+    if left == right {
+        return invalid(format!("shard {left} cannot be merged with itself"));
+    }
+    let (l, r) = (known_shard(map, left)?, known_shard(map, right)?);
+    if l.end.checked_add(1) != Some(r.start) {
+        return invalid(format!("shards {left} and {right} are not adjacent: only neighbouring ranges merge"));
+    }
+    let sorted = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    if let Some(moving) = [l, r].into_iter().find(|s| s.moving()) {
+        return invalid(format!("shard {} is busy: a replica is moving", moving.id));
+    }
+    if sorted(&l.replicas) != sorted(&r.replicas) {
+        return invalid(format!(
+            "shards {left} and {right} are not on the same nodes ({:?} and {:?}): move a replica first",
+            l.replicas, r.replicas
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for OpKind {
@@ -128,6 +168,7 @@ impl fmt::Display for OpKind {
             OpKind::Split { shard, at, child } => {
                 write!(f, "split shard {shard} at {at:#018x}: shard {child} takes the upper part")
             }
+            OpKind::Merge { left, right } => write!(f, "merge shard {right} into shard {left}"),
         }
     }
 }
@@ -194,8 +235,19 @@ mod tests {
         let middle = OpKind::Split { shard: 1, at: 0, child: 0 }.settle(&map, 9);
         assert_eq!(middle, split(first.start + (first.end - first.start) / 2 + 1));
         assert_eq!(middle.check(&map, &active, &[]), Ok(()));
+        let merge = |left, right| OpKind::Merge { left, right };
+        assert!(refused(merge(1, 3), &map, &[]).contains("not adjacent"));
+        assert!(refused(merge(2, 2), &map, &[]).contains("with itself"));
+        assert!(refused(merge(4, 5), &map, &[]).contains("no shard 5"));
+        assert_eq!(merge(2, 1).settle(&map, 0), merge(1, 2), "either order names the same merge");
+        assert_eq!(merge(1, 2).check(&map, &active, &[]), Ok(()));
+        assert!(refused(merge(1, 2), &map, &[op(8, split(first.end))]).contains("operation 8"));
+        assert!(refused(transfer(3, 2), &map, &[op(8, merge(2, 3))]).contains("shard 3 is busy"));
         map.shards[1].replicas = vec![1, 2, 4];
         assert!(refused(transfer(2, 2), &map, &[]).contains("a replica is moving"));
+        assert!(refused(merge(1, 2), &map, &[]).contains("a replica is moving"));
+        map.shards[1].voters = vec![1, 2, 4];
+        assert!(refused(merge(1, 2), &map, &[]).contains("not on the same nodes"));
         // What is valid passes, on another shard than a busy one.
         assert_eq!(mv(1, 1, 4).check(&map, &active, &[op(3, transfer(3, 2))]), Ok(()));
         assert_eq!(transfer(1, 3).check(&map, &active, &[op(4, OpKind::Rebalance)]), Ok(()));

@@ -151,6 +151,13 @@ pub enum MetaCommand {
         at: u64,
         child: u64,
     },
+    /// Shard `left` grew over the range of `right`, its neighbour above: `right` leaves the
+    /// map, `left` moves to a new epoch version; operation `op` ends. Again, nothing changes.
+    CommitMerge {
+        op: u64,
+        left: u64,
+        right: u64,
+    },
     /// An operation ended; the same id again changes nothing.
     FinishOp {
         id: u64,
@@ -190,4 +197,13 @@ pub enum ShardCommand {
     /// (`shard::split`). Applied again, it changes nothing; refused when the shard holds
     /// another range.
     Split { start: u64, end: u64, at: u64, child: u64 },
+    /// The first step of a merge, in the upper shard's log: it owns nothing from here on
+    /// (no write, no read), and its rows stay as they are to be absorbed.
+    Freeze,
+    /// Rows and request ids of a frozen neighbour, as its stored key-value pairs: written
+    /// unless the shard already owns a row's key (so a replay after `Grow` changes nothing).
+    Absorb { pairs: Vec<(Vec<u8>, Vec<u8>)> },
+    /// The last step of a merge: the shard's range grows over `start..=end`, the range of
+    /// the neighbour just above it, whose rows it has absorbed.
+    Grow { start: u64, end: u64 },
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use quiver_core::shard_map::META_GROUP;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -105,6 +106,13 @@ impl Hosting {
             } else if !shard.hosted_by(self.me) && hosted {
                 self.close_group(shard.id).await?;
                 info!(shard = shard.id, "shard moved away: closed its group and dropped its data");
+            }
+        }
+        // A shard the map no longer has was merged into its neighbour, which holds its rows.
+        for group in self.groups.all() {
+            if group.id != META_GROUP && state.shard_map.shard(group.id).is_err() {
+                self.close_group(group.id).await?;
+                info!(shard = group.id, "shard merged away: closed its group and dropped its data");
             }
         }
         Ok(waiting)

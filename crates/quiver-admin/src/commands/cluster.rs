@@ -67,7 +67,7 @@ pub async fn shard_operation(client: &Client, kind: OpKind, wait: Wait) -> Resul
     match ended?.outcome {
         Outcome::Done => {
             println!("operation {} done in {:.1?}: {}", op.id, started.elapsed(), op.kind);
-            if let OpKind::Split { .. } = op.kind {
+            if let OpKind::Split { .. } | OpKind::Merge { .. } = op.kind {
                 print!("{}", render::cluster::shard_map_table(&client.shard_map().await?));
             }
             Ok(())
@@ -94,6 +94,7 @@ async fn plan(client: &Client, kind: &OpKind) -> Result<String> {
             Some(s) => format!("shard {id} holds {:#018x}..={:#018x}", s.start, s.end),
             None => format!("shard {id} is unknown"),
         },
+        OpKind::Merge { .. } => format!("the map has {} shards", map.shard_map.shards.len()),
     })
 }
 
@@ -112,6 +113,10 @@ fn progress(kind: &OpKind, map: &ClusterMap) -> String {
         OpKind::Split { shard: id, .. } => match shard(id) {
             Some(s) => format!("shard {id}: {:#018x}..={:#018x}, epoch {}", s.start, s.end, s.epoch.version),
             None => format!("shard {id}: gone"),
+        },
+        OpKind::Merge { left, right } => match shard(right) {
+            Some(_) => format!("shard {right} freezing, shard {left} absorbing its rows"),
+            None => format!("shard {right} merged into shard {left}"),
         },
         OpKind::Rebalance => {
             let moving = map.shard_map.shards.iter().filter(|s| s.moving()).count();

@@ -303,6 +303,24 @@ impl MetaMachine {
                 }
                 Response::Done
             }
+            MetaCommand::CommitMerge { op, left, right } => {
+                let map = &mut self.state.shard_map;
+                let Some(r) = map.shards.iter().position(|s| s.id == *right) else {
+                    return Ok(Response::Done);
+                };
+                let below = r.checked_sub(1).filter(|l| map.shards[*l].id == *left);
+                let Some(l) = below else {
+                    let odd = format!("shard {left} is not the neighbour below shard {right}");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(odd)));
+                };
+                let upper = map.shards.remove(r);
+                let lower = &mut map.shards[l];
+                lower.end = upper.end;
+                lower.epoch.version = lower.epoch.version.max(upper.epoch.version) + 1;
+                self.state.export_marks.remove(right);
+                self.finish_op(*op, Outcome::Done, leader_time);
+                Response::Done
+            }
             MetaCommand::CommitSplit { op, shard, at, child } => {
                 let map = &mut self.state.shard_map;
                 if map.shards.iter().any(|s| s.id == *child) {

@@ -168,7 +168,7 @@ impl StateMachine {
     /// Writes what the entries applied so far changed, with the applied id and membership,
     /// in one batch.
     fn write_applied(&mut self, mut batch: WriteBatch, rows: PendingWrites, newest_time: Option<i64>) -> Result<()> {
-        rows.flush_into(&mut batch)?;
+        let new_range = rows.flush_into(&mut batch)?;
         if let Kind::Meta(meta) = &self.kind {
             meta.persist(&mut batch)?;
         }
@@ -180,6 +180,9 @@ impl StateMachine {
         self.tree.write(batch)?;
         if let Some(time) = newest_time {
             self.applied_time.store(time, Ordering::Relaxed);
+        }
+        if let (Some(bounds), Kind::Shard { range, .. }) = (new_range, &self.kind) {
+            range.set(bounds);
         }
         Ok(())
     }

@@ -170,6 +170,48 @@ async fn a_split_seeds_the_child_from_the_parent_and_replays_harmlessly() {
     assert!(matches!(parent.apply(vec![entry(5, other)]).await.unwrap()[0], Response::Rejected(_)));
 }
 
+#[tokio::test]
+async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
+    let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+    let at = 1 << 63;
+    let kind = |id, range| Kind::Shard { range: Arc::new(Range::new(id, None)), initial: Some(range) };
+    let mut lower = StateMachine::open(engine.clone(), 1, kind(1, (0, at - 1))).unwrap();
+    let mut upper = StateMachine::open(engine.clone(), 2, kind(2, (at, u64::MAX))).unwrap();
+    let (low, high): (Vec<i64>, Vec<i64>) = (0..100).partition(|id| hash_of(*id) < at);
+    let rows = |ids: &[i64]| ids.iter().map(|id| (*id, 10, *id as f64)).collect::<Vec<_>>();
+    lower.apply(vec![put(1, &rows(&low))]).await.unwrap();
+    upper.apply(vec![put(1, &rows(&high))]).await.unwrap();
+
+    // Frozen, the upper shard takes no write.
+    let answers = upper.apply(vec![entry(2, ShardCommand::Freeze), put(3, &[(high[0], 20, 0.0)])]).await.unwrap();
+    assert_eq!(answers[0], Response::Done);
+    assert!(matches!(answers[1], Response::Rejected(quiver_core::Error::KeyNotInShard { shard: 2, .. })));
+    assert_eq!(upper.range().unwrap().get(), None);
+
+    // The lower shard absorbs the upper one's pairs and grows over its range.
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = crate::shard::merge::CARRIED
+        .iter()
+        .flat_map(|space| upper.data().scan_prefix(&[*space]).collect::<Vec<_>>())
+        .collect::<crate::error::Result<_>>()
+        .unwrap();
+    let absorb = ShardCommand::Absorb { pairs };
+    let grow = ShardCommand::Grow { start: at, end: u64::MAX };
+    let answers = lower.apply(vec![entry(2, absorb.clone()), entry(3, grow.clone())]).await.unwrap();
+    assert_eq!(answers, vec![Response::Done, Response::Done]);
+    assert_eq!(lower.range().unwrap().get(), Some((0, u64::MAX)));
+    for id in 0..100 {
+        assert_eq!(value_of(&lower, id), Some((10, Value::Float64(id as f64))), "driver {id}");
+    }
+    // A newer write, then the steps again (a new leader): nothing is overwritten.
+    lower.apply(vec![put(4, &[(high[0], 30, -1.0)])]).await.unwrap();
+    let again = lower.apply(vec![entry(5, absorb), entry(6, grow)]).await.unwrap();
+    assert_eq!(again, vec![Response::Done, Response::Done]);
+    assert_eq!(value_of(&lower, high[0]), Some((30, Value::Float64(-1.0))));
+    // Growing over a range that is not the neighbour's is refused.
+    let far = ShardCommand::Grow { start: 5, end: 6 };
+    assert!(matches!(lower.apply(vec![entry(7, far)]).await.unwrap()[0], Response::Rejected(_)));
+}
+
 #[test]
 fn meta_commands_survive_the_log_encoding() {
     use crate::command::MetaCommand;

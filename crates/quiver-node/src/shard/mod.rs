@@ -11,10 +11,11 @@
 //! retried write applies at most once.
 //!
 //! A shard owns a range of the entity-hash space (`keyspace::SHARD_RANGE`), changed only by
-//! entries of its own log (`split`): a write with a key outside it is refused whole, and a
+//! entries of its own log (`split`, `merge`): a write with a key outside it is refused whole, and a
 //! read checks it after reading (see `Range`), so neither a write nor a read ever lands on a
 //! shard that gave the key away, whatever the shard map the sender used.
 
+pub mod merge;
 pub mod split;
 
 use std::collections::{HashMap, HashSet};
@@ -60,15 +61,29 @@ impl Range {
     }
 
     pub fn covers(&self, hash: u64) -> bool {
-        self.get().is_some_and(|(start, end)| (start..=end).contains(&hash))
+        covered(self.get(), hash)
     }
 
     /// `KeyNotInShard` for entity `position` (from 1) when its key is outside the range.
     pub fn check(&self, key: &[u8], position: usize) -> std::result::Result<(), quiver_core::Error> {
-        match self.covers(key_hash(key)) {
-            true => Ok(()),
-            false => Err(quiver_core::Error::KeyNotInShard { shard: self.shard, entity: position }),
-        }
+        check_key(self.shard, self.get(), key, position)
+    }
+}
+
+fn covered(bounds: Option<(u64, u64)>, hash: u64) -> bool {
+    bounds.is_some_and(|(start, end)| (start..=end).contains(&hash))
+}
+
+/// `KeyNotInShard` for entity `position` (from 1) of shard `shard` when its key is outside `bounds`.
+fn check_key(
+    shard: u64,
+    bounds: Option<(u64, u64)>,
+    key: &[u8],
+    position: usize,
+) -> std::result::Result<(), quiver_core::Error> {
+    match covered(bounds, key_hash(key)) {
+        true => Ok(()),
+        false => Err(quiver_core::Error::KeyNotInShard { shard, entity: position }),
     }
 }
 
@@ -104,6 +119,9 @@ pub struct PendingWrites {
     /// Request ids recorded in this call.
     requests: HashSet<Vec<u8>>,
     other: WriteBatch,
+    /// The range set by this call (`merge`), published once the batch is written: a range
+    /// that grows must not be read before the rows it gained are in the tree.
+    range: Option<Option<(u64, u64)>>,
 }
 
 impl PendingWrites {
@@ -116,7 +134,16 @@ impl PendingWrites {
         Ok(stored.map(|row| (row.event_ts, row.seq)))
     }
 
-    pub fn flush_into(self, batch: &mut WriteBatch) -> Result<()> {
+    /// The shard's range as this call's entries see it.
+    fn bounds(&self, owned: &Range) -> Option<(u64, u64)> {
+        self.range.unwrap_or_else(|| owned.get())
+    }
+
+    /// Adds the call's writes to `batch`; returns the range to publish once it is written.
+    pub fn flush_into(self, batch: &mut WriteBatch) -> Result<Option<Option<(u64, u64)>>> {
+        if let Some(range) = self.range {
+            batch.put(keyspace::SHARD_RANGE, encode(&range)?);
+        }
         for (key, row) in self.rows {
             batch.put(key, encode(&row)?);
         }
@@ -126,11 +153,11 @@ impl PendingWrites {
                 None => batch.delete(key),
             }
         }
-        Ok(())
+        Ok(self.range)
     }
 }
 
-/// Applies a write or an export acknowledgement (a split is applied by `split::apply`, which
+/// Applies a write, an export acknowledgement or a step of a merge (a split is applied by `split::apply`, which
 /// needs the tree to hold every earlier entry first).
 pub fn apply(
     tree: &dyn KvTree,
@@ -149,13 +176,17 @@ pub fn apply(
             }
             return Ok(Response::Done);
         }
+        ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. } => {
+            return merge::apply(cache, owned, cmd);
+        }
         ShardCommand::Split { .. } => {
             return Err(crate::error::Error::Storage("a split is applied on its own".into()));
         }
     };
     // Sent with an older shard map: refused whole, before its request id is remembered, so
     // the retry with a fresh map applies.
-    if let Some(e) = rows.iter().enumerate().find_map(|(i, row)| owned.check(&row.key, i + 1).err()) {
+    let bounds = cache.bounds(owned);
+    if let Some(e) = rows.iter().enumerate().find_map(|(i, row)| check_key(owned.shard, bounds, &row.key, i + 1).err()) {
         return Ok(Response::Rejected(e));
     }
     if let Some(id) = request

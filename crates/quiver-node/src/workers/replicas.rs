@@ -4,6 +4,8 @@
 //! - they hand leadership over when an operation asks for it (see `transfer`);
 //! - they split their shard when an operation asks for it: one entry in the shard's log
 //!   (`shard::split`), then the split is committed to the shard map (`CommitSplit`);
+//! - they take their part in a merge (`shard::merge`): the upper shard freezes, the lower
+//!   one absorbs its rows, grows over its range and commits the merge (`CommitMerge`);
 //! - when the meta state assigns a shard other replicas than its Raft voters, they add the
 //!   new ones as learners, wait for them to catch up, change the voters (joint consensus),
 //!   then confirm the new voters in the meta group, after which removed replicas close
@@ -19,7 +21,9 @@ use quiver_core::shard_ops::{OpKind, Outcome};
 use tracing::{info, warn};
 
 use super::Context;
-use crate::command::{Command, MetaCommand, Response, ShardCommand};
+use crate::command::{Command, MetaCommand, ShardCommand};
+use crate::shard::merge::CARRIED;
+use crate::shard::read_queue;
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::meta::MetaState;
@@ -41,6 +45,7 @@ pub async fn round(context: Context) -> Result<()> {
     for (shard, group) in led {
         if !hand_over(&context, &group, &state).await? {
             split(&context, &group, shard, &state).await?;
+            merge(&context, &group, &state).await?;
             change_replicas(&context, &group, shard, &state).await?;
         }
     }
@@ -57,10 +62,8 @@ async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaStat
     let Some((op, at, child)) = asked else { return Ok(()) };
     info!(shard = group.id, at = format!("{at:#018x}"), child, "splitting");
     let command = ShardCommand::Split { start: shard.start, end: shard.end, at, child };
-    let (response, _) = group.propose(Command::Shard(command)).await?;
-    if let Response::Rejected(e) = response {
-        let outcome = Outcome::Failed(e.to_string());
-        return context.proposer.write_meta(MetaCommand::FinishOp { id: op, outcome }).await.map(drop);
+    if !propose_step(context, group, op, command).await? {
+        return Ok(());
     }
     crate::failpoint::hit("split-before-commit");
     context.proposer.write_meta(MetaCommand::CommitSplit { op, shard: group.id, at, child }).await?;
@@ -105,6 +108,69 @@ async fn hand_over(context: &Context, group: &Group, state: &MetaState) -> Resul
             warn!("{e}");
             Ok(false)
         }
+    }
+}
+
+/// Rows and request ids per `Absorb` entry of a merge.
+const ABSORB_CHUNK: usize = 1_000;
+
+/// Carries out this shard's part of a merge, when one is asked for: the upper shard
+/// freezes; the lower one, once its replica here of the upper one is frozen and exported
+/// (else next round), absorbs its rows, grows over its range and commits the merge.
+/// Every step may run again after a crash or a change of leader: it changes nothing twice.
+async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()> {
+    let asked = state.ops.iter().find_map(|op| match op.kind {
+        OpKind::Merge { left, right } if left == group.id || right == group.id => Some((op.id, left, right)),
+        _ => None,
+    });
+    let Some((op, left, right)) = asked else { return Ok(()) };
+    if group.id == right {
+        if group.range.as_ref().is_some_and(|r| r.get().is_some()) {
+            info!(shard = right, into = left, "freezing for a merge");
+            propose_step(context, group, op, ShardCommand::Freeze).await?;
+        }
+        return Ok(());
+    }
+    let Some(upper) = context.groups.get(right) else { return Ok(()) };
+    let frozen = upper.range.as_ref().is_some_and(|r| r.get().is_none());
+    if !frozen || !read_queue(upper.data.as_ref(), 1)?.is_empty() {
+        return Ok(());
+    }
+    let upper_range = state.shard_map.shard(right)?;
+    info!(shard = left, from = right, "absorbing a frozen neighbour");
+    let mut pairs = Vec::new();
+    for space in CARRIED {
+        for kv in upper.data.scan_prefix(&[space]) {
+            pairs.push(kv?);
+            if pairs.len() == ABSORB_CHUNK {
+                let chunk = std::mem::take(&mut pairs);
+                if !propose_step(context, group, op, ShardCommand::Absorb { pairs: chunk }).await? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let (start, end) = (upper_range.start, upper_range.end);
+    for step in [ShardCommand::Absorb { pairs }, ShardCommand::Grow { start, end }] {
+        if !propose_step(context, group, op, step).await? {
+            return Ok(());
+        }
+    }
+    context.proposer.write_meta(MetaCommand::CommitMerge { op, left, right }).await?;
+    Ok(())
+}
+
+/// Proposes a step of operation `op` to `group`, led here; false when the shard refused it
+/// for good, and the operation was ended as failed.
+async fn propose_step(context: &Context, group: &Group, op: u64, step: ShardCommand) -> Result<bool> {
+    match group.propose(Command::Shard(step)).await {
+        Ok(_) => Ok(true),
+        Err(Error::Core(e)) if !Error::Core(e.clone()).is_transient() => {
+            let outcome = Outcome::Failed(e.to_string());
+            context.proposer.write_meta(MetaCommand::FinishOp { id: op, outcome }).await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

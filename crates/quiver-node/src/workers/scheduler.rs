@@ -69,6 +69,11 @@ fn outcome(op: &ShardOp, state: &MetaState) -> Option<Outcome> {
         OpKind::Split { shard: id, .. } => {
             shard(id).is_none().then(|| Outcome::Failed(format!("shard {id} no longer exists")))
         }
+        // A merge ends when the lower shard's leader commits it (`CommitMerge`).
+        OpKind::Merge { left, right } => match (shard(left), shard(right)) {
+            (Some(_), Some(_)) => None,
+            _ => Some(Outcome::Failed(format!("shard {left} or {right} no longer exists"))),
+        },
         OpKind::Rebalance => {
             let alone = state.ops.iter().all(|o| o.kind == OpKind::Rebalance);
             let active = state.active_nodes();

@@ -153,6 +153,7 @@ pub fn op_kind_to_proto(kind: &OpKind) -> v1::ShardOperationRequest {
         }
         OpKind::Rebalance => Operation::Rebalance(v1::Rebalance {}),
         OpKind::Split { shard, at, child } => Operation::Split(v1::SplitShard { shard_id: shard, at, child }),
+        OpKind::Merge { left, right } => Operation::Merge(v1::MergeShards { left, right }),
     };
     v1::ShardOperationRequest { operation: Some(operation) }
 }
@@ -164,6 +165,7 @@ pub fn op_kind_from_proto(request: v1::ShardOperationRequest) -> Result<OpKind> 
         Some(Operation::MoveReplica(m)) => OpKind::MoveReplica { shard: m.shard_id, from: m.from, to: m.to },
         Some(Operation::Rebalance(_)) => OpKind::Rebalance,
         Some(Operation::Split(s)) => OpKind::Split { shard: s.shard_id, at: s.at, child: s.child },
+        Some(Operation::Merge(m)) => OpKind::Merge { left: m.left, right: m.right },
         None => return Err(Error::InvalidArgument("a shard operation request names no operation".into())),
     })
 }
@@ -214,6 +216,7 @@ mod tests {
                 op(3, OpKind::TransferLeader { shard: 1, to: 2 }),
                 op(4, OpKind::Rebalance),
                 op(5, OpKind::Split { shard: 2, at: 1 << 63, child: 3 }),
+                op(6, OpKind::Merge { left: 2, right: 3 }),
             ],
             finished: vec![
                 FinishedOp {
