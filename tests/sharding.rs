@@ -475,7 +475,8 @@ async fn a_merge_restores_one_shard_with_every_row_under_writes() {
     let client = nodes[0].client().await.unwrap();
     let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
-    let before = map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let before =
+        map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&[client.clone(), nodes[1].client().await.unwrap()], 3, 10_000, &stop);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -120,7 +120,11 @@ impl OpKind {
             // Either order names the same merge.
             OpKind::Merge { left, right } => {
                 let start = |id| map.shard(id).map(|s| s.start).unwrap_or_default();
-                if start(left) <= start(right) { OpKind::Merge { left, right } } else { OpKind::Merge { left: right, right: left } }
+                if start(left) <= start(right) {
+                    OpKind::Merge { left, right }
+                } else {
+                    OpKind::Merge { left: right, right: left }
+                }
             }
             other => other,
         }

@@ -257,7 +257,7 @@ impl MetaMachine {
                 Response::Done
             }
             MetaCommand::SetReplicas { shard, replicas, conf_ver } => {
-                let busy = self.state.ops.iter().any(|op| op.kind.shard() == Some(*shard));
+                let busy = self.state.ops.iter().any(|op| op.kind.shards().contains(shard));
                 let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard) else {
                     return Ok(Response::Rejected(quiver_core::Error::ShardNotFound(*shard)));
                 };
@@ -343,13 +343,23 @@ impl MetaMachine {
         Ok(response)
     }
 
-    /// Records a shard operation after checking it against the state; a replica move starts
-    /// at once (the shard's leader carries it out, see `workers::replicas`).
+    /// Records a shard operation after checking it against the state; an operator's request
+    /// ends the placement rule's operations on the same shards. A replica move starts at once
+    /// (the shard's leader carries it out, see `workers::replicas`).
     fn start_op(&mut self, kind: &OpKind, requested: bool, leader_time: i64) -> quiver_core::Result<u64> {
         let highest = self.state.shard_map.shards.iter().map(|s| s.id).max().unwrap_or(0);
         let child = self.state.next_shard_id.max(highest + 1);
         let kind = kind.clone().settle(&self.state.shard_map, child);
-        kind.check(&self.state.shard_map, &self.state.active_nodes(), &self.state.ops)?;
+        // An operator's request goes before the placement rule's own steps on its shards.
+        let overlaps = |op: &ShardOp| op.kind.shards().iter().any(|s| kind.shards().contains(s));
+        let (preempted, others): (Vec<ShardOp>, Vec<ShardOp>) =
+            self.state.ops.iter().cloned().partition(|op| requested && !op.requested && overlaps(op));
+        kind.check(&self.state.shard_map, &self.state.active_nodes(), &others)?;
+        let id = self.state.next_op_id.max(1);
+        for op in preempted {
+            let outcome = Outcome::Failed(format!("preempted by operation {id}, asked for by an operator"));
+            self.finish_op(op.id, outcome, leader_time);
+        }
         if let OpKind::Split { .. } = kind {
             self.state.next_shard_id = child + 1;
         }
@@ -359,7 +369,6 @@ impl MetaMachine {
             s.replicas = s.replicas.iter().map(|r| if r == from { *to } else { *r }).collect();
             s.epoch.conf_ver += 1;
         }
-        let id = self.state.next_op_id.max(1);
         self.state.next_op_id = id + 1;
         self.state.ops.push(ShardOp { id, kind, started_at: leader_time, requested });
         Ok(id)
@@ -513,6 +522,31 @@ mod tests {
         machine.apply(tree.as_ref(), &report(2, vec![(1, 5)]), 4, &mut batch).unwrap();
         machine.persist(&mut batch).unwrap();
         assert!(batch.into_ops().is_empty(), "an unchanged state is not written again");
+    }
+
+    #[test]
+    fn an_operators_request_goes_before_the_placement_rules_own_step() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, view) = MetaMachine::new();
+        let nodes =
+            (1..=3).map(|id| NodeInfo { id, addr: id.to_string(), client_addr: id.to_string(), draining: false });
+        let shard_map = ShardMap::uniform(2, &[1, 2, 3]).unwrap();
+        apply(&mut machine, tree.as_ref(), 1, MetaCommand::Bootstrap { nodes: nodes.collect(), shard_map });
+        let start = |kind, requested| MetaCommand::StartOp { kind, requested };
+        let placement = start(OpKind::TransferLeader { shard: 1, to: 2 }, false);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 2, placement.clone()), Response::OpId(1));
+        // The placement rule's second step on a busy shard is refused; an operator's is not.
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 3, placement), Response::Rejected(_)));
+        let split = start(OpKind::Split { shard: 1, at: 0, child: 0 }, true);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 4, split.clone()), Response::OpId(2));
+        let state = view.borrow().clone();
+        assert_eq!(state.ops.iter().map(|op| op.id).collect::<Vec<_>>(), [2]);
+        assert!(
+            matches!(&state.finished_ops[0].outcome, Outcome::Failed(why) if why.contains("preempted by operation 2"))
+        );
+        // An operator's operation is never preempted.
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 5, split), Response::Rejected(_)));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::command::{Command, Response, ShardCommand};
 use crate::error::{Error, Result};
 use crate::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
 use crate::meta::MetaMachine;
+use crate::shard::merge;
 use crate::shard::split::{self, SplitAt};
 use crate::shard::{self, PendingWrites, Range};
 use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
@@ -147,6 +148,12 @@ impl StateMachine {
                     (Kind::Meta(meta), Command::Meta(cmd)) => {
                         meta.apply(self.tree.as_ref(), cmd, request.leader_time, &mut batch)?
                     }
+                    (
+                        Kind::Shard { range, .. },
+                        Command::Shard(
+                            cmd @ (ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. }),
+                        ),
+                    ) => merge::apply(&mut rows, range, cmd)?,
                     (Kind::Shard { range, .. }, Command::Shard(cmd)) => {
                         let (index, time) = (entry.log_id.index, request.leader_time);
                         shard::apply(self.tree.as_ref(), &mut rows, range, index, time, cmd)?

@@ -157,8 +157,8 @@ impl PendingWrites {
     }
 }
 
-/// Applies a write, an export acknowledgement or a step of a merge (a split is applied by `split::apply`, which
-/// needs the tree to hold every earlier entry first).
+/// Applies a write or an export acknowledgement. A split is applied by `split::apply` (it
+/// needs the tree to hold every earlier entry first), the steps of a merge by `merge::apply`.
 pub fn apply(
     tree: &dyn KvTree,
     cache: &mut PendingWrites,
@@ -176,17 +176,15 @@ pub fn apply(
             }
             return Ok(Response::Done);
         }
-        ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. } => {
-            return merge::apply(cache, owned, cmd);
-        }
-        ShardCommand::Split { .. } => {
-            return Err(crate::error::Error::Storage("a split is applied on its own".into()));
+        ShardCommand::Split { .. } | ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. } => {
+            return Err(crate::error::Error::Storage("splits and merges are applied by their own modules".into()));
         }
     };
     // Sent with an older shard map: refused whole, before its request id is remembered, so
     // the retry with a fresh map applies.
     let bounds = cache.bounds(owned);
-    if let Some(e) = rows.iter().enumerate().find_map(|(i, row)| check_key(owned.shard, bounds, &row.key, i + 1).err()) {
+    if let Some(e) = rows.iter().enumerate().find_map(|(i, row)| check_key(owned.shard, bounds, &row.key, i + 1).err())
+    {
         return Ok(Response::Rejected(e));
     }
     if let Some(id) = request

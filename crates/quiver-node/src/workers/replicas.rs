@@ -12,6 +12,7 @@
 //!   their copy.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +23,12 @@ use tracing::{info, warn};
 
 use super::Context;
 use crate::command::{Command, MetaCommand, ShardCommand};
-use crate::shard::merge::CARRIED;
-use crate::shard::read_queue;
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::meta::MetaState;
+use crate::shard::merge::CARRIED;
+use crate::shard::read_queue;
+use crate::storage::KvTree;
 use crate::transfer::transfer_leadership;
 
 /// How long a leader waits for a new replica to catch up before trying again next round.
@@ -138,26 +140,32 @@ async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()
     }
     let upper_range = state.shard_map.shard(right)?;
     info!(shard = left, from = right, "absorbing a frozen neighbour");
-    let mut pairs = Vec::new();
     for space in CARRIED {
-        for kv in upper.data.scan_prefix(&[space]) {
-            pairs.push(kv?);
-            if pairs.len() == ABSORB_CHUNK {
-                let chunk = std::mem::take(&mut pairs);
-                if !propose_step(context, group, op, ShardCommand::Absorb { pairs: chunk }).await? {
-                    return Ok(());
-                }
+        let mut after = None;
+        loop {
+            let pairs = chunk_after(upper.data.as_ref(), space, after.as_deref())?;
+            let Some((last, _)) = pairs.last() else { break };
+            after = Some(last.clone());
+            if !propose_step(context, group, op, ShardCommand::Absorb { pairs }).await? {
+                return Ok(());
             }
         }
     }
-    let (start, end) = (upper_range.start, upper_range.end);
-    for step in [ShardCommand::Absorb { pairs }, ShardCommand::Grow { start, end }] {
-        if !propose_step(context, group, op, step).await? {
-            return Ok(());
-        }
+    let grow = ShardCommand::Grow { start: upper_range.start, end: upper_range.end };
+    if !propose_step(context, group, op, grow).await? {
+        return Ok(());
     }
     context.proposer.write_meta(MetaCommand::CommitMerge { op, left, right }).await?;
     Ok(())
+}
+
+/// Up to `ABSORB_CHUNK` pairs of key space `space`, after key `after` (from the start).
+fn chunk_after(tree: &dyn KvTree, space: u8, after: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let from = match after {
+        Some(key) => Bound::Excluded(key.to_vec()),
+        None => Bound::Included(vec![space]),
+    };
+    tree.scan((from, Bound::Excluded(vec![space + 1]))).take(ABSORB_CHUNK).collect()
 }
 
 /// Proposes a step of operation `op` to `group`, led here; false when the shard refused it
