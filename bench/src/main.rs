@@ -9,6 +9,7 @@ mod offline;
 mod online;
 mod output;
 mod redis;
+mod split;
 mod table;
 
 use anyhow::Result;
@@ -27,6 +28,8 @@ enum Command {
     Online(online::Args),
     /// Batch ingestion, point-in-time retrieval beside DuckDB's as-of join, materialization.
     Offline(offline::Args),
+    /// A shard holding many rows split in two while writers write: its time, and the writes'.
+    Split(split::Args),
     /// Loads the online data set into a running Redis and reads it with redis-benchmark.
     Redis(redis::Args),
     /// Prints one table, medians over runs, from the `--format json` outputs in a directory.
@@ -43,6 +46,7 @@ async fn main() -> Result<()> {
         Command::Online(args) => online::run(args).await,
         Command::Offline(args) => offline::run(args).await,
         Command::Redis(args) => redis::run(args),
+        Command::Split(args) => split::run(args).await,
         Command::Table(args) => table::run(args),
     }
 }

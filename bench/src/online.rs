@@ -88,7 +88,7 @@ pub fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
     row
 }
 
-async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(u64, f64)> {
+pub async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(u64, f64)> {
     // Fresh events: older than the feature set's TTL, reads would measure "expired" answers.
     let ts = now_micros()?;
     let ids: Vec<i64> = (0..entities).collect();
@@ -116,26 +116,34 @@ async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> R
     Ok((total, started.elapsed().as_secs_f64()))
 }
 
-struct PushFigures {
-    rows: u64,
-    secs: f64,
+pub struct PushFigures {
+    pub rows: u64,
+    pub secs: f64,
     /// Per write request, µs.
-    hist: Histogram<u64>,
+    pub hist: Histogram<u64>,
+}
+
+/// Says when a closed loop of requests should stop.
+pub type Until = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The end of a loop that runs for `secs`.
+pub fn for_secs(secs: f64) -> Until {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    Arc::new(move || Instant::now() >= deadline)
 }
 
 /// `writers` clients each write `batch` fresh rows of consecutive entities from a random
-/// start, one request after another, for `secs`.
-async fn push(client: &Client, entities: i64, batch: usize, writers: usize, secs: f64) -> Result<PushFigures> {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+/// start, one request after another, until `until` says so.
+pub async fn push(client: &Client, entities: i64, batch: usize, writers: usize, until: Until) -> Result<PushFigures> {
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)
         .map(|worker| {
-            let client = client.clone();
+            let (client, until) = (client.clone(), until.clone());
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(1_000 + worker as u64);
                 let mut hist = Histogram::<u64>::new(3)?;
                 let mut written = 0;
-                while Instant::now() < deadline {
+                while !until() {
                     let (start, ts) = (rng.random_range(0..entities), now_micros()?);
                     let rows = (0..batch as i64).map(|i| row(&mut rng, (start + i) % entities, ts)).collect();
                     let t = Instant::now();
@@ -403,7 +411,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     out.say(format!("{:>6} {:>10} {:>12} {:>9} {:>9}", "batch", "rows", "rows/s", "p50 us", "p99 us"));
     let mut pushes = Vec::new();
     for batch in push_batches {
-        let f = push(&client, args.entities, batch, args.writers, args.seconds).await?;
+        let f = push(&client, args.entities, batch, args.writers, for_secs(args.seconds)).await?;
         let (p50, p99) = (f.hist.value_at_quantile(0.5), f.hist.value_at_quantile(0.99));
         out.say(format!("{batch:>6} {:>10} {:>12.0} {p50:>9} {p99:>9}", f.rows, f.rows as f64 / f.secs));
         pushes.push(json!({"batch": batch, "writers": args.writers, "rows": f.rows, "requests": f.hist.len(),
