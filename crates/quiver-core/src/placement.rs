@@ -24,6 +24,20 @@ pub struct Transfer {
     pub to: u64,
 }
 
+/// Where to split a shard holding `start..=end` whose keys hash to `hashes` (in any order):
+/// at the median hash, so each half holds as many keys; at the middle of the range when the
+/// shard holds none. Always above `start` and at most `end`, so both halves are non-empty
+/// ranges.
+pub fn split_point(start: u64, end: u64, hashes: &mut [u64]) -> u64 {
+    let middle = start + (end - start) / 2 + 1;
+    if hashes.is_empty() {
+        return middle;
+    }
+    let half = hashes.len() / 2;
+    let (_, median, _) = hashes.select_nth_unstable(half);
+    (*median).clamp(start.saturating_add(1).min(end), end)
+}
+
 /// The next step toward placement over the `active` nodes: every shard on
 /// `min(REPLICAS, active)` distinct active nodes, and replica counts per node within one of
 /// each other. One shard changes by one replica at a time, so a move never leaves a shard
@@ -189,7 +203,32 @@ mod tests {
         assert_eq!(leader_counts(&map, &[1, 2]), vec![4, 4]);
     }
 
+    #[test]
+    fn a_shard_splits_at_its_median_key_or_its_middle() {
+        assert_eq!(split_point(0, 99, &mut []), 50);
+        // Keys crowded at the top of the range: the median follows them.
+        let mut crowded = vec![90, 91, 92, 93, 94];
+        assert_eq!(split_point(0, 99, &mut crowded), 92);
+        // The point never falls on the start, which would leave the lower half empty.
+        assert_eq!(split_point(10, 99, &mut [10, 10, 10]), 11);
+    }
+
     proptest! {
+        #[test]
+        fn a_split_point_leaves_two_ranges_and_halves_the_keys(
+            start in 0u64..1000, width in 1u64..1000, mut hashes in proptest::collection::vec(0u64..3000, 0..50),
+        ) {
+            let end = start + width;
+            hashes.retain(|h| (start..=end).contains(h));
+            let mut keys = hashes.clone();
+            let at = split_point(start, end, &mut keys);
+            prop_assert!(start < at && at <= end);
+            if hashes.iter().any(|h| *h > start) {
+                let above = hashes.iter().filter(|h| **h >= at).count();
+                prop_assert!(above * 2 >= hashes.len() - 1 || at == start + 1, "{} of {} above {}", above, hashes.len(), at);
+            }
+        }
+
         #[test]
         fn placement_always_converges_to_balance(shards in 1u64..24, nodes in 1u64..7, drained in 0u64..3) {
             let all: Vec<u64> = (1..=nodes + drained).collect();

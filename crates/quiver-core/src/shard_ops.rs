@@ -22,8 +22,9 @@ pub enum OpKind {
     /// neither has a step left.
     Rebalance,
     /// `shard` keeps the hashes below `at`; a new shard `child`, on the same replicas,
-    /// takes `at` and above. In a request, `at` 0 asks for the middle of the range and
-    /// `child` is 0: both are settled when the operation starts.
+    /// takes `at` and above. `at` 0 leaves the point to the shard's leader: the median of
+    /// its keys' hashes (`placement::split_point`). In a request `child` is 0: it is given
+    /// when the operation starts.
     Split { shard: u64, at: u64, child: u64 },
     /// `left` takes over the range of `right`, the shard just above it on the same
     /// replicas, and `right` is gone: the inverse of a split.
@@ -97,7 +98,7 @@ impl OpKind {
                 Ok(())
             }
             OpKind::Split { at, .. } => {
-                if !(shard.start < *at && *at <= shard.end) {
+                if *at != 0 && !(shard.start < *at && *at <= shard.end) {
                     return invalid(format!(
                         "split point {at:#018x} is not inside shard {}'s range {:#018x}..={:#018x} (it must be above its start)",
                         shard.id, shard.start, shard.end
@@ -109,14 +110,11 @@ impl OpKind {
         }
     }
 
-    /// A split request made concrete for `map`: the middle of the range when `at` is 0, and
-    /// `child` the id given. Other operations are returned as they are.
+    /// A request made concrete for `map`: a split gets `child` as the new shard's id, a
+    /// merge names the lower shard first. Other operations are returned as they are.
     pub fn settle(self, map: &ShardMap, child: u64) -> OpKind {
         match self {
-            OpKind::Split { shard, at, .. } => {
-                let middle = map.shard(shard).map(|s| s.start + (s.end - s.start) / 2 + 1).unwrap_or_default();
-                OpKind::Split { shard, at: if at == 0 { middle } else { at }, child }
-            }
+            OpKind::Split { shard, at, .. } => OpKind::Split { shard, at, child },
             // Either order names the same merge.
             OpKind::Merge { left, right } => {
                 let start = |id| map.shard(id).map(|s| s.start).unwrap_or_default();
@@ -169,6 +167,9 @@ impl fmt::Display for OpKind {
                 write!(f, "move the replica of shard {shard} on node {from} to node {to}")
             }
             OpKind::Rebalance => f.write_str("rebalance replicas and leaders over the active nodes"),
+            OpKind::Split { shard, at: 0, child } => {
+                write!(f, "split shard {shard} at its median key: shard {child} takes the upper part")
+            }
             OpKind::Split { shard, at, child } => {
                 write!(f, "split shard {shard} at {at:#018x}: shard {child} takes the upper part")
             }
@@ -233,12 +234,14 @@ mod tests {
         assert!(refused(OpKind::Rebalance, &map, &[op(5, OpKind::Rebalance)]).contains("already under way"));
         let split = |at| OpKind::Split { shard: 1, at, child: 9 };
         let first = map.shards[0].clone();
-        assert!(refused(split(first.start), &map, &[]).contains("not inside shard 1's range"));
+        let second = map.shards[1].clone();
+        let on_second = OpKind::Split { shard: 2, at: second.start, child: 9 };
+        assert!(refused(on_second, &map, &[]).contains("not inside shard 2's range"));
         assert!(refused(split(first.end + 1), &map, &[]).contains("not inside shard 1's range"));
         assert_eq!(split(first.end).check(&map, &active, &[]), Ok(()));
-        let middle = OpKind::Split { shard: 1, at: 0, child: 0 }.settle(&map, 9);
-        assert_eq!(middle, split(first.start + (first.end - first.start) / 2 + 1));
-        assert_eq!(middle.check(&map, &active, &[]), Ok(()));
+        let median = OpKind::Split { shard: 1, at: 0, child: 0 }.settle(&map, 9);
+        assert_eq!(median, split(0), "the point is left to the shard's leader");
+        assert_eq!(median.check(&map, &active, &[]), Ok(()));
         let merge = |left, right| OpKind::Merge { left, right };
         assert!(refused(merge(1, 3), &map, &[]).contains("not adjacent"));
         assert!(refused(merge(2, 2), &map, &[]).contains("with itself"));

@@ -335,6 +335,12 @@ impl MetaMachine {
                 let upper = Shard { id: *child, start: *at, leader: None, leader_term: 0, ..parent.clone() };
                 parent.end = at - 1;
                 map.shards.insert(i + 1, upper);
+                // The point the shard's leader chose, in the record of the operation.
+                if let Some(OpKind::Split { at: chosen, .. }) =
+                    self.state.ops.iter_mut().find(|o| o.id == *op).map(|o| &mut o.kind)
+                {
+                    *chosen = *at;
+                }
                 self.finish_op(*op, Outcome::Done, leader_time);
                 Response::Done
             }

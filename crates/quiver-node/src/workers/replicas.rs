@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use quiver_core::placement::split_point;
 use quiver_core::shard_map::{META_GROUP, Shard};
 use quiver_core::shard_ops::{OpKind, Outcome};
 use tracing::{info, warn};
@@ -25,6 +26,7 @@ use super::Context;
 use crate::command::{Command, MetaCommand, ShardCommand};
 use crate::error::{Error, Result};
 use crate::groups::Group;
+use crate::keyspace::{self, ROW};
 use crate::meta::MetaState;
 use crate::shard::merge::CARRIED;
 use crate::shard::read_queue;
@@ -62,6 +64,13 @@ async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaStat
         _ => None,
     });
     let Some((op, at, child)) = asked else { return Ok(()) };
+    let at = match group.range.as_ref().and_then(|r| r.get()) {
+        // Applied here already (a leader before this one died before committing it): the
+        // point is where the range now ends, whatever the request said.
+        Some((start, end)) if start == shard.start && end < shard.end => end + 1,
+        _ if at != 0 => at,
+        _ => median_point(group.data.as_ref(), shard.start, shard.end)?,
+    };
     info!(shard = group.id, at = format!("{at:#018x}"), child, "splitting");
     let command = ShardCommand::Split { start: shard.start, end: shard.end, at, child };
     if !propose_step(context, group, op, command).await? {
@@ -111,6 +120,17 @@ async fn hand_over(context: &Context, group: &Group, state: &MetaState) -> Resul
             Ok(false)
         }
     }
+}
+
+/// The median of the hashes of the shard's keys (`placement::split_point`).
+fn median_point(tree: &dyn KvTree, start: u64, end: u64) -> Result<u64> {
+    let mut hashes = Vec::new();
+    for kv in tree.scan_prefix(&[ROW]) {
+        if let Some(key) = keyspace::row_entity_key(&kv?.0) {
+            hashes.push(quiver_core::key::key_hash(key));
+        }
+    }
+    Ok(split_point(start, end, &mut hashes))
 }
 
 /// Rows and request ids per `Absorb` entry of a merge.
