@@ -198,7 +198,7 @@ pub enum ShardCmd {
         wait: Wait,
     },
     /// Split shard ID's hash range in two: it keeps the lower part, a new shard on the same
-    /// replicas takes the upper part (from --at, by default the middle of the range).
+    /// replicas takes the upper part (from --at, by default from the median of its keys).
     Split {
         id: u64,
         /// First hash of the upper part, decimal or 0x-hex.
