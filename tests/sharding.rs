@@ -519,3 +519,29 @@ async fn a_merge_restores_one_shard_with_every_row_under_writes() {
     let out = quiverctl(&nodes[0].endpoint(), &["shard", "merge", "1", "2"], None);
     assert!(!out.success && out.stderr.contains("no shard 2"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_over_its_row_limit_splits_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[sharding]\nsplit_above_rows = 300\nsplit_check_interval_ms = 300\n").unwrap();
+    let config = config.display().to_string();
+    let extra = ["--shards", "1", "--config", config.as_str()];
+    let nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
+    let client = nodes[0].client().await.unwrap();
+    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    let rows = (0..1000).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+
+    // 1,000 rows over a limit of 300: split at the median, then each half again.
+    let map = map_until(&client, "the shards split down to the limit", |m| {
+        m.shard_map.shards.len() >= 4 && m.operations.is_empty()
+    })
+    .await;
+    assert_covers_the_hash_space(&map);
+    let splits: Vec<_> = map.finished.iter().filter(|f| matches!(f.op.kind, OpKind::Split { .. })).collect();
+    assert!(splits.len() >= 3 && splits.iter().all(|f| !f.op.requested && f.outcome == Outcome::Done), "{splits:?}");
+    for id in 0..1000 {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+}

@@ -52,11 +52,16 @@ pub struct ShardingConfig {
     /// The metadata leader moves shard leaderships until they are spread evenly over the
     /// nodes; off, they move only on `quiverctl shard rebalance` or `transfer-leader`.
     pub balance_leaders: bool,
+    /// A shard's leader asks for a split of its shard (at the median key) once it holds
+    /// more rows than this; 0 turns automatic splits off.
+    pub split_above_rows: u64,
+    /// How often shard leaders count their rows for `split_above_rows`.
+    pub split_check_interval_ms: u64,
 }
 
 impl Default for ShardingConfig {
     fn default() -> Self {
-        ShardingConfig { balance_leaders: true }
+        ShardingConfig { balance_leaders: true, split_above_rows: 0, split_check_interval_ms: 10_000 }
     }
 }
 

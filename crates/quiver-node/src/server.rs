@@ -99,6 +99,8 @@ fn start_workers(node: &Node, pool: PeerPool) {
     let every = ms(config.placement_interval_ms);
     workers::spawn(context.clone(), "scheduler", every, workers::scheduler::round);
     workers::spawn(context.clone(), "replicas", every, workers::replicas::round);
+    let every = ms(node.config.sharding.split_check_interval_ms);
+    workers::spawn(context.clone(), "autosplit", every, workers::autosplit::round);
     workers::spawn(context.clone(), "export", ms(config.export_interval_ms), workers::export::round);
     workers::spawn(context.clone(), "compaction", ms(config.compaction_interval_ms), workers::compaction::round);
     let every = ms(config.statistics_interval_ms);

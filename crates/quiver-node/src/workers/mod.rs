@@ -2,6 +2,7 @@
 //! is a plain async function of the parts of the node it needs (`Context`), which tests
 //! and operators can reason about step by step.
 
+pub mod autosplit;
 pub mod compaction;
 pub mod export;
 pub mod monitors;
