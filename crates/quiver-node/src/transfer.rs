@@ -45,7 +45,12 @@ pub async fn transfer_leadership(group: &Group, to: NodeId, addr: &str, pool: &P
     tokio::time::sleep(lease + LEASE_MARGIN).await;
     let channel = pool.channel(addr).map_err(failed)?;
     let message = RaftMessage { group_id: group.id, payload: Vec::new(), error: Vec::new() };
-    RaftServiceClient::new(channel).campaign(message).await.map_err(|s| failed(s.message().to_string()))?;
+    // A target that does not answer (paused, cut off) must not keep this leader silent.
+    match tokio::time::timeout(lease, RaftServiceClient::new(channel).campaign(message)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(status)) => return Err(failed(status.message().to_string())),
+        Err(_) => return Err(failed(format!("it did not answer within {lease:?}"))),
+    }
     let mut metrics = raft.metrics();
     let won = async { metrics.wait_for(|m| m.current_leader == Some(to)).await.map(drop) };
     match tokio::time::timeout(lease * 2, won).await {

@@ -356,10 +356,13 @@ impl MetaMachine {
         let highest = self.state.shard_map.shards.iter().map(|s| s.id).max().unwrap_or(0);
         let child = self.state.next_shard_id.max(highest + 1);
         let kind = kind.clone().settle(&self.state.shard_map, child);
-        // An operator's request goes before the placement rule's own steps on its shards.
-        let overlaps = |op: &ShardOp| op.kind.shards().iter().any(|s| kind.shards().contains(s));
-        let (preempted, others): (Vec<ShardOp>, Vec<ShardOp>) =
-            self.state.ops.iter().cloned().partition(|op| requested && !op.requested && overlaps(op));
+        // An operator's request goes before the placement rule's leadership moves on its
+        // shards (never before a split, which may be applied in the shard already).
+        let preemptible = |op: &ShardOp| {
+            let overlaps = op.kind.shards().iter().any(|s| kind.shards().contains(s));
+            requested && !op.requested && overlaps && matches!(op.kind, OpKind::TransferLeader { .. })
+        };
+        let (preempted, others): (Vec<ShardOp>, Vec<ShardOp>) = self.state.ops.iter().cloned().partition(preemptible);
         kind.check(&self.state.shard_map, &self.state.active_nodes(), &others)?;
         let id = self.state.next_op_id.max(1);
         for op in preempted {
@@ -551,8 +554,12 @@ mod tests {
         assert!(
             matches!(&state.finished_ops[0].outcome, Outcome::Failed(why) if why.contains("preempted by operation 2"))
         );
-        // An operator's operation is never preempted.
+        // An operator's operation is never preempted, nor a split of the placement rule's.
         assert!(matches!(apply(&mut machine, tree.as_ref(), 5, split), Response::Rejected(_)));
+        let auto_split = start(OpKind::Split { shard: 2, at: 0, child: 0 }, false);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 6, auto_split), Response::OpId(3));
+        let transfer = start(OpKind::TransferLeader { shard: 2, to: 3 }, true);
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 7, transfer), Response::Rejected(_)));
     }
 
     #[test]
