@@ -27,8 +27,11 @@ use crate::groups::Group;
 use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
 
-/// How long the target has to catch up with the leader's log.
-const CATCH_UP: Duration = Duration::from_secs(5);
+/// How far behind the target may be when a transfer starts: further, it is refused at
+/// once, without holding anything (a target that is down never catches up).
+const CLOSE_ENOUGH: u64 = 100;
+/// How long the target has to catch up with the leader's log, proposals held meanwhile.
+const CATCH_UP: Duration = Duration::from_secs(1);
 /// Margin past the voters' lease before the target campaigns.
 const LEASE_MARGIN: Duration = Duration::from_millis(100);
 
@@ -38,6 +41,11 @@ pub async fn transfer_leadership(group: &Group, to: NodeId, addr: &str, pool: &P
         |why: String| Error::Raft(format!("transferring leadership of group {} to node {to}: {why}", group.id));
     let raft = &group.raft;
     let lease = Duration::from_millis(raft.config().election_timeout_max);
+    // A target far behind (or down) is refused before anything is held.
+    let behind = lag(group, to).map_err(failed)?;
+    if behind > CLOSE_ENOUGH {
+        return Err(failed(format!("it is {behind} entries behind")));
+    }
     let _hold = group.hold_for_transfer(to);
     wait_until_caught_up(group, to).await.map_err(failed)?;
     raft.runtime_config().heartbeat(false);
@@ -59,23 +67,26 @@ pub async fn transfer_leadership(group: &Group, to: NodeId, addr: &str, pool: &P
     }
 }
 
-/// Waits until `to` holds every entry of this leader's log.
+/// How many entries of this leader's log `to` does not hold yet.
+fn lag(group: &Group, to: NodeId) -> std::result::Result<u64, String> {
+    let m = group.raft.metrics().borrow().clone();
+    if m.current_leader != Some(m.id) {
+        return Err("this node no longer leads it".into());
+    }
+    let matched = m.replication.as_ref().and_then(|r| r.get(&to).copied().flatten()).map(|l| l.index);
+    Ok(m.last_log_index.unwrap_or(0).saturating_sub(matched.unwrap_or(0)) + u64::from(matched.is_none()))
+}
+
+/// Waits until `to` holds every entry of this leader's log (which takes no new ones now).
 async fn wait_until_caught_up(group: &Group, to: NodeId) -> std::result::Result<(), String> {
     let deadline = Instant::now() + CATCH_UP;
     loop {
-        let m = group.raft.metrics().borrow().clone();
-        if m.current_leader != Some(m.id) {
-            return Err("this node no longer leads it".into());
-        }
-        let matched = m.replication.as_ref().and_then(|r| r.get(&to).copied().flatten()).map(|l| l.index);
-        if matched.is_some() && matched == m.last_log_index {
+        let behind = lag(group, to)?;
+        if behind == 0 {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "it did not catch up within {CATCH_UP:?} (holds {matched:?} of {:?})",
-                m.last_log_index
-            ));
+            return Err(format!("it did not catch up within {CATCH_UP:?} ({behind} entries behind)"));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -103,8 +103,10 @@ async fn place(context: &Context, state: &MetaState) -> Result<()> {
         return Ok(());
     }
     let asked = state.ops.iter().any(|op| op.kind == OpKind::Rebalance);
+    // Leadership goes only to nodes that keep up with the meta log: not to one that is down.
+    let up = keeping_up(&*context.groups.group(META_GROUP)?, &active);
     if (context.sharding.balance_leaders || asked)
-        && let Some(t) = next_leader_transfer(&state.shard_map, &active)
+        && let Some(t) = next_leader_transfer(&state.shard_map, &up)
     {
         info!(shard = t.shard, to = t.to, "placement: moving a leadership");
         let kind = OpKind::TransferLeader { shard: t.shard, to: t.to };
@@ -115,6 +117,18 @@ async fn place(context: &Context, state: &MetaState) -> Result<()> {
 
 fn raft_err(e: impl std::fmt::Display) -> Error {
     Error::Raft(format!("meta membership: {e}"))
+}
+
+/// The nodes of `active` this metadata leader sees holding its log (to `CAUGHT_UP_ENTRIES`).
+fn keeping_up(meta: &Group, active: &[u64]) -> Vec<u64> {
+    let m = meta.raft.metrics().borrow().clone();
+    let last = m.last_log_index.unwrap_or_default();
+    let matched = |id: &u64| m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index);
+    active
+        .iter()
+        .copied()
+        .filter(|id| *id == m.id || matched(id).is_some_and(|i| i + CAUGHT_UP_ENTRIES >= last))
+        .collect()
 }
 
 /// Adds every cluster node to the meta group as a learner, and keeps its voters at up to
