@@ -24,6 +24,22 @@ async fn cluster(dir: &std::path::Path, count: usize, shards: &str, env: &[(Stri
     nodes
 }
 
+/// Three nodes, two shards, drivers 0..300 written (conv_rate = id), every leader known;
+/// the nodes, a client of the first and the shard map.
+async fn loaded_cluster(dir: &std::path::Path, env: &[(String, String)]) -> (Vec<LocalNode>, Client, ClusterMap) {
+    let nodes = cluster(dir, 3, "2", env).await;
+    let client = nodes[0].client().await.unwrap();
+    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let map = leaders_known(&client).await;
+    (nodes, client, map)
+}
+
+/// The shard map once every shard's leader is known.
+async fn leaders_known(client: &Client) -> ClusterMap {
+    map_until(client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await
+}
+
 /// The shard driver `id` lives in.
 fn shard_of(map: &ClusterMap, id: i64) -> u64 {
     let hash = key_hash(&encode_entity_key(&[Value::Int64(id)]));
@@ -210,7 +226,7 @@ async fn rebalance_spreads_the_leaders_an_operator_left_on_one_node() {
     let no_balance = [("QUIVER_BALANCE_LEADERS".to_string(), "false".to_string())];
     let nodes = cluster(dir.path(), 3, "8", &no_balance).await;
     let client = nodes[0].client().await.unwrap();
-    let map = map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let map = leaders_known(&client).await;
     // With balancing off, leaders stay where the groups elected them: mostly on the first
     // node, which initialises every group; the others are brought there.
     for shard in map.shard_map.shards.iter().filter(|s| s.leader != Some(1)) {
@@ -241,8 +257,7 @@ async fn impossible_shard_operations_are_refused_and_change_nothing() {
     let no_balance = [("QUIVER_BALANCE_LEADERS".to_string(), "false".to_string())];
     let nodes = cluster(dir.path(), 3, "2", &no_balance).await;
     let client = nodes[0].client().await.unwrap();
-    let before =
-        map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let before = leaders_known(&client).await;
     let meta_leader = client.status().await.unwrap().groups[0].leader.unwrap();
     let endpoint = nodes[meta_leader as usize - 1].endpoint();
     let refused = |list: &[&str], why: &str| {
@@ -351,13 +366,8 @@ fn assert_covers_the_hash_space(map: &ClusterMap) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_under_writes_and_linearizable_reads_loses_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = cluster(dir.path(), 3, "2", &[]).await;
-    let client = nodes[0].client().await.unwrap();
     // Drivers 0..300 are written once and must read the same throughout.
-    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
-    client.write("rides", "driver_stats", rows).await.unwrap();
-    let before =
-        map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let (nodes, client, before) = loaded_cluster(dir.path(), &[]).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&[client.clone(), nodes[1].client().await.unwrap()], 3, 10_000, &stop);
@@ -432,11 +442,7 @@ async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata
         ("QUIVER_FAILPOINT".to_string(), "split-before-commit".to_string()),
         ("QUIVER_FAILPOINT_ONCE".to_string(), marker.display().to_string()),
     ];
-    let mut nodes = cluster(dir.path(), 3, "2", &env).await;
-    let client = nodes[0].client().await.unwrap();
-    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
-    client.write("rides", "driver_stats", rows).await.unwrap();
-    map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let (mut nodes, client, _) = loaded_cluster(dir.path(), &env).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(
         &[client.clone(), nodes[1].client().await.unwrap(), nodes[2].client().await.unwrap()],
@@ -479,12 +485,7 @@ async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_restores_one_shard_with_every_row_under_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = cluster(dir.path(), 3, "2", &[]).await;
-    let client = nodes[0].client().await.unwrap();
-    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
-    client.write("rides", "driver_stats", rows).await.unwrap();
-    let before =
-        map_until(&client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await;
+    let (nodes, client, before) = loaded_cluster(dir.path(), &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&[client.clone(), nodes[1].client().await.unwrap()], 3, 10_000, &stop);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -46,7 +46,7 @@ impl Proposer {
 
     /// Proposes a metadata command wherever the metadata leader is: here, or forwarded.
     pub async fn write_meta(&self, command: MetaCommand) -> Result<Response> {
-        self.propose_anywhere(META_GROUP, Command::Meta(command)).await.map(|(response, _)| response)
+        self.propose_anywhere(META_GROUP, &Command::Meta(command)).await.map(|(response, _)| response)
     }
 
     /// Proposes a command to group `group_id` wherever its leader is: here, or forwarded
@@ -56,20 +56,20 @@ impl Proposer {
     /// reached. Every command sent this way is idempotent or refused as a duplicate on
     /// replay (rows: last writer wins, not queued for export), except that a retried
     /// `SaveDataset` may report its own name as taken.
-    pub async fn propose_anywhere(&self, group_id: u64, command: Command) -> Result<(Response, u64)> {
+    pub async fn propose_anywhere(&self, group_id: u64, command: &Command) -> Result<(Response, u64)> {
         let deadline = Instant::now() + self.retry_for;
         let mut pause = Duration::from_millis(20);
         let mut hint: Option<String> = None;
         let mut attempt = 0usize;
         loop {
             let result = match (self.groups.get(group_id), hint.take()) {
-                (_, Some(addr)) => self.forward(&addr, group_id, &command).await,
+                (_, Some(addr)) => self.forward(&addr, group_id, command).await,
                 (Some(group), None) => {
                     let metrics = group.raft.metrics().borrow().clone();
                     match metrics.current_leader {
                         Some(id) if id == self.me => group.propose(command.clone()).await,
                         Some(id) => match metrics.membership_config.membership().get_node(&id) {
-                            Some(node) => self.forward(&node.addr, group_id, &command).await,
+                            Some(node) => self.forward(&node.addr, group_id, command).await,
                             None => Err(quiver_core::Error::Unavailable(format!("no address for leader {id}")).into()),
                         },
                         None => Err(quiver_core::Error::Unavailable(format!("group {group_id} has no leader")).into()),
@@ -81,7 +81,7 @@ impl Proposer {
                     let replicas = &state.shard_map.shard(group_id)?.replicas;
                     let addr = replicas.get(attempt % replicas.len().max(1)).and_then(|id| state.nodes.get(id));
                     match addr {
-                        Some(node) => self.forward(&node.addr, group_id, &command).await,
+                        Some(node) => self.forward(&node.addr, group_id, command).await,
                         None => Err(quiver_core::Error::ShardNotFound(group_id).into()),
                     }
                 }
@@ -150,15 +150,20 @@ impl Proposer {
             }
             let writes = by_shard.into_iter().map(|(shard, rows)| {
                 let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
-                let command = ShardCommand::Put { table: table.clone(), rows: rows.clone(), export, request };
-                async move { (shard, rows, self.propose_anywhere(shard, Command::Shard(command)).await) }
+                let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export, request });
+                async move {
+                    let result = self.propose_anywhere(shard, &command).await;
+                    (shard, command, result)
+                }
             });
             let mut moved = None;
-            for (shard, rows, result) in futures::future::join_all(writes).await {
+            for (shard, command, result) in futures::future::join_all(writes).await {
                 match result {
                     Ok((_, index)) => drop(written.insert(shard, index)),
                     Err(Error::Core(e @ quiver_core::Error::KeyNotInShard { .. })) => {
-                        pending.extend(rows);
+                        if let Command::Shard(ShardCommand::Put { rows, .. }) = command {
+                            pending.extend(rows);
+                        }
                         moved = Some(e);
                     }
                     Err(e) => return Err(e),

@@ -73,8 +73,12 @@ fn lag(group: &Group, to: NodeId) -> std::result::Result<u64, String> {
     if m.current_leader != Some(m.id) {
         return Err("this node no longer leads it".into());
     }
-    let matched = m.replication.as_ref().and_then(|r| r.get(&to).copied().flatten()).map(|l| l.index);
-    Ok(m.last_log_index.unwrap_or(0).saturating_sub(matched.unwrap_or(0)) + u64::from(matched.is_none()))
+    let last = m.last_log_index.unwrap_or(0);
+    Ok(match m.replication.as_ref().and_then(|r| r.get(&to).copied().flatten()) {
+        Some(matched) => last.saturating_sub(matched.index),
+        // Nothing acknowledged yet: the whole log.
+        None => last + 1,
+    })
 }
 
 /// Waits until `to` holds every entry of this leader's log (which takes no new ones now).

@@ -27,8 +27,8 @@ use crate::serving_log::Served;
 use crate::shard::read_row;
 use quiver_core::table::TableRef;
 
-/// A key placed on its shard: (shard id, encoded entity key).
-type ShardKey = (u64, Vec<u8>);
+/// A key placed on its shard: (shard id, encoded entity key, its hash).
+type ShardKey = (u64, Vec<u8>, u64);
 
 pub struct FeatureApi {
     pub node: Arc<Node>,
@@ -115,7 +115,7 @@ impl FeatureApi {
         if !req.routes.is_empty() {
             self.check_routes(&state, &req.routes, &lookups, linearizable).await?;
         }
-        let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, _)| *shard).collect();
+        let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, ..)| *shard).collect();
         shards.sort_unstable();
         shards.dedup();
         let groups = shards.into_iter().map(|s| self.node.groups.group(s)).collect::<Result<Vec<_>>>()?;
@@ -132,12 +132,12 @@ impl FeatureApi {
             let rows: Vec<Option<StoredRow>> = tables
                 .iter()
                 .zip(&keys)
-                .map(|((_, table), (shard, key))| {
+                .map(|((_, table), (shard, key, hash))| {
                     let group = self.node.groups.group(*shard)?;
                     let row = read_row(group.data.as_ref(), table, key)?;
                     // Checked after the read: a split shrinks the range before it moves rows.
                     if let Some(range) = &group.range {
-                        range.check(key, i + 1)?;
+                        range.check(*hash, i + 1)?;
                     }
                     Ok(row)
                 })
@@ -170,8 +170,8 @@ impl FeatureApi {
         linearizable: bool,
     ) -> Result<()> {
         let mut by_shard: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        for (shard, key) in lookups.iter().flatten() {
-            by_shard.entry(*shard).or_default().push(key_hash(key));
+        for (shard, _, hash) in lookups.iter().flatten() {
+            by_shard.entry(*shard).or_default().push(*hash);
         }
         for (shard, hashes) in by_shard {
             let Some(route) = routes.iter().find(|r| r.shard_id == shard) else {
@@ -255,8 +255,8 @@ impl FeatureApi {
                         };
                         let key =
                             encode_entity_key(&entity_key_from(&entity.join_keys, |k| fields.get(k).cloned(), bad)?);
-                        let shard = state.shard_map.shard_for(key_hash(&key))?.id;
-                        Ok((shard, key))
+                        let hash = key_hash(&key);
+                        Ok((state.shard_map.shard_for(hash)?.id, key, hash))
                     })
                     .collect::<Result<Vec<_>>>()
             })

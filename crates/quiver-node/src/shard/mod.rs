@@ -64,9 +64,9 @@ impl Range {
         covered(self.get(), hash)
     }
 
-    /// `KeyNotInShard` for entity `position` (from 1) when its key is outside the range.
-    pub fn check(&self, key: &[u8], position: usize) -> std::result::Result<(), quiver_core::Error> {
-        check_key(self.shard, self.get(), key, position)
+    /// `KeyNotInShard` for entity `position` (from 1) when its key's hash is outside the range.
+    pub fn check(&self, hash: u64, position: usize) -> std::result::Result<(), quiver_core::Error> {
+        check_hash(self.shard, self.get(), hash, position)
     }
 }
 
@@ -74,14 +74,14 @@ fn covered(bounds: Option<(u64, u64)>, hash: u64) -> bool {
     bounds.is_some_and(|(start, end)| (start..=end).contains(&hash))
 }
 
-/// `KeyNotInShard` for entity `position` (from 1) of shard `shard` when its key is outside `bounds`.
-fn check_key(
+/// `KeyNotInShard` for entity `position` (from 1) of shard `shard` when `hash` is outside `bounds`.
+fn check_hash(
     shard: u64,
     bounds: Option<(u64, u64)>,
-    key: &[u8],
+    hash: u64,
     position: usize,
 ) -> std::result::Result<(), quiver_core::Error> {
-    match covered(bounds, key_hash(key)) {
+    match covered(bounds, hash) {
         true => Ok(()),
         false => Err(quiver_core::Error::KeyNotInShard { shard, entity: position }),
     }
@@ -183,7 +183,8 @@ pub fn apply(
     // Sent with an older shard map: refused whole, before its request id is remembered, so
     // the retry with a fresh map applies.
     let bounds = cache.bounds(owned);
-    if let Some(e) = rows.iter().enumerate().find_map(|(i, row)| check_key(owned.shard, bounds, &row.key, i + 1).err())
+    if let Some(e) =
+        rows.iter().enumerate().find_map(|(i, row)| check_hash(owned.shard, bounds, key_hash(&row.key), i + 1).err())
     {
         return Ok(Response::Rejected(e));
     }
