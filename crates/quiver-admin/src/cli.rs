@@ -161,8 +161,91 @@ pub enum Cmd {
         #[command(subcommand)]
         action: ShardCmd,
     },
+    /// Consistent backups of the whole cluster to a directory or s3://bucket/prefix, and
+    /// restores of them into new clusters.
+    Backup {
+        #[command(subcommand)]
+        action: BackupCmd,
+    },
     /// Start a throwaway node, apply the examples, push rows and read a feature vector.
     Demo,
+}
+
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Back up the cluster: the registry, statistics and shard map, every shard's online
+    /// rows (each at one Raft index) and the offline files, with a progress bar; writes go
+    /// on meanwhile. The catalog is written last, so a backup that dies is never complete.
+    Create {
+        /// A directory on the connected node's machine, or s3://bucket/prefix (the node's
+        /// S3 settings).
+        #[arg(long)]
+        to: String,
+        /// Store only what changed since the newest complete backup in --to.
+        #[arg(long)]
+        incremental: bool,
+        /// Copy the offline Parquet files into the backup [default: unless --to is the
+        /// offline store itself].
+        #[arg(long, conflicts_with = "no_copy_offline")]
+        copy_offline: bool,
+        /// Only list the offline files, with checksums: they stay in the offline store.
+        #[arg(long)]
+        no_copy_offline: bool,
+    },
+    /// The backups in a location, complete or not.
+    List {
+        #[arg(long)]
+        from: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// One backup: when, the Raft index each group was cut at, sizes, rows, what it builds on.
+    Describe {
+        id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Read every object of a backup and check its size and checksum; fails naming each
+    /// object that is missing or damaged.
+    Verify {
+        id: String,
+        #[arg(long)]
+        from: String,
+    },
+    /// Delete one backup (refused while an incremental backup builds on it), or with
+    /// --keep N all but the newest N complete ones and what those build on.
+    Delete {
+        #[arg(required_unless_present = "keep", conflicts_with = "keep")]
+        id: Option<String>,
+        #[arg(long)]
+        keep: Option<usize>,
+        #[arg(long)]
+        from: String,
+    },
+    /// Write a new node's data dir from a backup (checked as it is read); run it for each
+    /// member of the new cluster with the same --initial-cluster, then start the nodes.
+    Restore {
+        id: String,
+        #[arg(long)]
+        from: String,
+        /// An empty (or new) directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Comma-separated addresses of the new cluster's members, as quiver-node takes
+        /// them; empty: a single node.
+        #[arg(long, value_delimiter = ',')]
+        initial_cluster: Vec<String>,
+        /// This member's address in --initial-cluster (for a single node: the address its
+        /// peers would use) [default: 127.0.0.1:7070].
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The new cluster's offline store, where the offline files are restored
+        /// [default: <data-dir>/offline].
+        #[arg(long)]
+        offline_store: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

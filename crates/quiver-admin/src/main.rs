@@ -8,8 +8,8 @@ use clap::Parser;
 use quiver_admin::input::RowFormat;
 use quiver_client::{Client, Consistency};
 
-use crate::cli::{Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd};
-use crate::commands::{cluster, demo, offline, online, registry, stats};
+use crate::cli::{BackupCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd};
+use crate::commands::{backup, cluster, demo, offline, online, registry, stats};
 use quiver_client::OpKind;
 
 #[tokio::main]
@@ -25,9 +25,21 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    if let Cmd::Demo = cli.command {
-        return demo::run().await;
-    }
+    let cli = match cli.command {
+        Cmd::Demo => return demo::run().await,
+        Cmd::Backup { action } => match action {
+            BackupCmd::List { from, format } => return backup::list(&from, format).await,
+            BackupCmd::Describe { id, from, format } => return backup::describe(&id, &from, format).await,
+            BackupCmd::Verify { id, from } => return backup::verify(&id, &from).await,
+            BackupCmd::Delete { id, keep, from } => return backup::delete(id.as_deref(), keep, &from).await,
+            BackupCmd::Restore { id, from, data_dir, initial_cluster, advertise, offline_store } => {
+                let args = backup::RestoreArgs { id, from, data_dir, initial_cluster, advertise, offline_store };
+                return backup::restore(args).await;
+            }
+            create => Cli { command: Cmd::Backup { action: create }, ..cli },
+        },
+        command => Cli { command, ..cli },
+    };
     let client = Client::connect(&cli.endpoint).await?;
     let project = || registry::project_name(&client, cli.project.clone());
     match cli.command {
@@ -79,6 +91,10 @@ async fn run(cli: Cli) -> Result<()> {
             let target = stats::target(feature_set, vector)?;
             stats::drift(&client, &project().await?, &target, (&reference, &current), format).await
         }
-        Cmd::Demo => unreachable!("handled above"),
+        Cmd::Backup { action: BackupCmd::Create { to, incremental, copy_offline, no_copy_offline } } => {
+            let copy = (copy_offline || no_copy_offline).then_some(copy_offline);
+            backup::create(&client, &to, incremental, copy).await
+        }
+        Cmd::Demo | Cmd::Backup { .. } => unreachable!("handled above"),
     }
 }

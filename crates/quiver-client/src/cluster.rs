@@ -1,8 +1,10 @@
-//! Cluster administration: status, the shard map, removing a node, and shard operations
-//! (leadership transfers, replica moves, rebalancing) started and followed to their end.
+//! Cluster administration: status, the shard map, removing a node, shard operations
+//! (leadership transfers, replica moves, rebalancing) started and followed to their end,
+//! and backups.
 
 use std::time::{Duration, Instant};
 
+use quiver_core::backup::BackupProgress;
 use quiver_core::cluster::{ClusterMap, ClusterStatus};
 use quiver_core::shard_ops::{FinishedOp, OpKind, ShardOp};
 use quiver_proto::v1;
@@ -19,6 +21,26 @@ impl Client {
     pub async fn status(&self) -> Result<ClusterStatus> {
         let reply = self.admin.clone().status(v1::StatusRequest {}).await.map_err(Error::from)?;
         Ok(quiver_proto::cluster_status_from_proto(reply.into_inner())?)
+    }
+
+    /// Makes a consistent backup of the whole cluster in `to` (a directory on the connected
+    /// node's machine, or `s3://bucket/prefix` with the node's S3 settings): every group at
+    /// one Raft index each, the offline files listed with checksums and, unless
+    /// `copy_offline` says no (by default: unless `to` is the offline store), copied.
+    /// `incremental` stores only what changed since the newest complete backup in `to`.
+    /// Answers the last report once the backup's catalog is written.
+    pub async fn create_backup(
+        &self,
+        to: &str,
+        incremental: bool,
+        copy_offline: Option<bool>,
+        progress: impl FnMut(&BackupProgress),
+    ) -> Result<BackupProgress> {
+        let request = v1::CreateBackupRequest { to: to.into(), incremental, copy_offline };
+        let stream = self.admin.clone().create_backup(request).await.map_err(Error::from)?.into_inner();
+        let last = self.follow(stream, quiver_proto::backup_progress_from_proto, progress).await?;
+        last.filter(|p| p.done)
+            .ok_or_else(|| Error::Rpc(tonic::Status::aborted("the backup ended without a final report")))
     }
 
     /// The shard map as the connected node knows it: ranges, epochs, replicas, leader hints

@@ -121,6 +121,7 @@ mod types;
 pub use arrow_array::RecordBatch;
 pub use client::Client;
 pub use error::{Error, Result};
+pub use quiver_core::backup::{BackupProgress, BackupRecord};
 pub use quiver_core::cluster::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, NodeStatus, ReplicaLag};
 pub use quiver_core::offline::{DataFile, Dataset, IngestProgress, MaterializeProgress, SpineFormat};
 pub use quiver_core::online::{Consistency, FeatureSelection, FeatureValue, OnlineFeatures};

@@ -121,7 +121,7 @@ impl Client {
 
 impl Client {
     /// Shows every report of a job's stream to `progress`; the last one, if any.
-    async fn follow<P, T>(
+    pub(crate) async fn follow<P, T>(
         &self,
         mut stream: Streaming<P>,
         convert: impl Fn(P) -> T,

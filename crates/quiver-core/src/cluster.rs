@@ -19,6 +19,8 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// Every Raft group open on the answering node: the meta group, then its shards.
     pub groups: Vec<GroupStatus>,
+    /// The last backups that completed, newest last.
+    pub backups: Vec<crate::backup::BackupRecord>,
 }
 
 /// One member of the cluster.

@@ -7,6 +7,7 @@
 //! and property tests can exercise it exhaustively.
 
 pub mod asof;
+pub mod backup;
 pub mod cluster;
 pub mod epoch;
 pub mod error;

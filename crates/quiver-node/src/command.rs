@@ -175,6 +175,20 @@ pub enum MetaCommand {
         source: (TableRef, String),
         export: Option<ExportRange>,
     },
+    /// Backup `id` is about to cut every group: for `hold_ms` (or until `EndBackupCut`),
+    /// export commits and new splits and merges are refused `Busy`, so the shards' cuts,
+    /// taken first, and the meta group's, taken last, agree. Refused while a split or a
+    /// merge is under way, or another backup holds the cut.
+    BeginBackupCut {
+        id: String,
+        hold_ms: u64,
+    },
+    /// Backup `id` has cut every group.
+    EndBackupCut {
+        id: String,
+    },
+    /// A backup completed: kept for status and the dashboard (the last few).
+    RecordBackup(quiver_core::backup::BackupRecord),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

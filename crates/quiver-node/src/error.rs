@@ -20,6 +20,8 @@ pub enum Error {
     Config(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 impl Error {
@@ -32,6 +34,7 @@ impl Error {
             Error::Raft(_) => "N3003",
             Error::Config(_) => "N3004",
             Error::Io { .. } => "N3005",
+            Error::Backup(_) => "N3006",
         }
     }
 
@@ -90,6 +93,14 @@ pub const CATALOGUE: &[CodeEntry] = &[
         meaning: "A file operation of the node failed, such as reading an ingest path.",
         action: "Check the path the message names and its permissions on the node's machine.",
     },
+    CodeEntry {
+        code: "N3006",
+        variant: "Backup",
+        meaning: "A backup location could not be reached, or a backup's object is missing, damaged or \
+            not what its catalog says; or a restore's data dir is not empty.",
+        action: "Check the location and its credentials; `quiverctl backup verify ID` names what is \
+            wrong. Restore another backup, or into an empty data dir.",
+    },
 ];
 
 impl From<Error> for tonic::Status {
@@ -110,6 +121,7 @@ mod tests {
             Error::Raft("no quorum".into()),
             Error::Config("shards = 0".into()),
             Error::io("reading x.csv", std::io::Error::other("denied")),
+            Error::Backup("shard-3.cut is damaged".into()),
         ];
         let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
         let doc = include_str!("../../../docs/error-codes.md");

@@ -9,6 +9,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
 use crate::command::{Command, MetaCommand, Request, Response};
 use crate::error::{Error, Result};
+use crate::raft::cut::Cuts;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::{NodeId, Raft, now_micros};
 use crate::shard::Range;
@@ -26,6 +27,8 @@ pub struct Group {
     /// A shard's hash range as applied here (`None` for the meta group); a read checks its
     /// key against it after reading.
     pub range: Option<Arc<Range>>,
+    /// Consistent reads of the state tree for backups.
+    pub cuts: Arc<Cuts>,
     /// Leader time of the newest applied command: bounds how stale a follower's read is.
     applied_time: Arc<AtomicI64>,
     inflight: AtomicUsize,
@@ -39,7 +42,7 @@ impl Group {
     pub fn new(
         id: u64,
         raft: Raft,
-        (data, range): (Arc<dyn KvTree>, Option<Arc<Range>>),
+        (data, range, cuts): (Arc<dyn KvTree>, Option<Arc<Range>>, Arc<Cuts>),
         applied_time: Arc<AtomicI64>,
         read_index: ReadIndex,
     ) -> Group {
@@ -48,6 +51,7 @@ impl Group {
             raft,
             data,
             range,
+            cuts,
             applied_time,
             inflight: AtomicUsize::new(0),
             read_index: Arc::new(read_index),

@@ -29,6 +29,14 @@ fn path(data_dir: &Path) -> PathBuf {
 }
 
 impl Identity {
+    /// Writes the identity into `data_dir` (created if need be).
+    pub fn write(&self, data_dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+        let file = path(data_dir);
+        let text = toml::to_string(self).map_err(|e| Error::Config(e.to_string()))?;
+        std::fs::write(&file, text).map_err(|e| Error::io(format!("writing {}", file.display()), e))
+    }
+
     /// Reads the stored identity, or makes one on the first start; sets `config.node_id`.
     pub async fn establish(config: &mut Config) -> Result<Identity> {
         let file = path(&config.data_dir);
@@ -52,10 +60,7 @@ impl Identity {
                     Some(seed) => Identity { node_id: join(seed, &config.advertise_addr()).await?, joined: true },
                     None => Identity { node_id: config.node_id, joined: false },
                 };
-                std::fs::create_dir_all(&config.data_dir)
-                    .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-                let text = toml::to_string(&identity).map_err(|e| Error::Config(e.to_string()))?;
-                std::fs::write(&file, text).map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+                identity.write(&config.data_dir)?;
                 identity
             }
             Err(e) => return Err(Error::io(format!("reading {}", file.display()), e)),

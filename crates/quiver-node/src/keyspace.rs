@@ -1,6 +1,6 @@
-//! Every key a node writes, in one place. Each Raft group `G` owns three trees of the
-//! engine; a key space is a one-byte prefix within a tree, so spaces never overlap and each
-//! scans in order by itself.
+//! Every key a node writes, in one place. Each Raft group `G` owns three trees of the engine
+//! (four while a backup reads it); a key space is a one-byte prefix within a tree, so spaces
+//! never overlap and each scans in order by itself.
 //!
 //! `group-G-log` (the Raft log, `raft::log_store`):
 //! - `e | index`                        a log entry (big-endian index: scans run in log order)
@@ -8,6 +8,9 @@
 //!
 //! `group-G-snapshot`:
 //! - `current`                          the latest snapshot with its metadata
+//!
+//! `group-G-cut` (only while a backup reads the group, `raft::cut`):
+//! - `key`                              the value `key` of the state tree had at the cut
 //!
 //! `group-G-state` (the state machine), Raft bookkeeping below every data key:
 //! - `0x00 applied`, `0x00 membership`, `0x00 applied-time`
@@ -61,12 +64,13 @@ pub const QUEUE: u8 = 0x03;
 pub const REQUEST: u8 = 0x04;
 pub const REQUEST_EXPIRY: u8 = 0x05;
 
-/// The names of a group's three trees.
+/// The names of a group's trees.
 pub fn tree_name(group: u64, part: TreePart) -> String {
     let part = match part {
         TreePart::Log => "log",
         TreePart::State => "state",
         TreePart::Snapshot => "snapshot",
+        TreePart::Cut => "cut",
     };
     format!("group-{group}-{part}")
 }
@@ -76,10 +80,12 @@ pub enum TreePart {
     Log,
     State,
     Snapshot,
+    /// Values at an open backup cut of keys changed since (`raft::cut`); dropped when it ends.
+    Cut,
 }
 
 impl TreePart {
-    pub const ALL: [TreePart; 3] = [TreePart::Log, TreePart::State, TreePart::Snapshot];
+    pub const ALL: [TreePart; 4] = [TreePart::Log, TreePart::State, TreePart::Snapshot, TreePart::Cut];
 }
 
 pub fn log_entry(index: u64) -> Vec<u8> {

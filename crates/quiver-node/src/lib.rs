@@ -6,6 +6,7 @@
 //! a node and starts the `workers`. docs/architecture.md has the whole picture.
 
 pub mod api;
+pub mod backup;
 pub mod codec;
 pub mod command;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod server;
 pub mod serving_log;
 pub mod shard;
 pub mod storage;
+pub mod streaming;
 pub mod transfer;
 pub mod ui;
 pub mod workers;

@@ -7,6 +7,7 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_offline::store::OfflineStore;
 use tracing::warn;
 
+use crate::backup::create::Backups;
 use crate::config::Config;
 use crate::groups::Groups;
 use crate::meta_reader::MetaReader;
@@ -29,6 +30,8 @@ pub struct Node {
     pub offline: OfflineStore,
     /// A sample of the values online reads served, summarized for drift.
     pub serving: Arc<ServingLog>,
+    /// Makes backups of the whole cluster.
+    pub backups: Arc<Backups>,
     pub(crate) engine: Arc<dyn KvEngine>,
 }
 

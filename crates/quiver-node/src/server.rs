@@ -10,6 +10,7 @@ use quiver_core::shard_map::{META_GROUP, ShardMap};
 use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
+use crate::backup::create::Backups;
 use crate::command::{Command, MetaCommand};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -66,8 +67,18 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     tokio::spawn(hosting.run(meta.watch()));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
     tokio::spawn(advertise_to_clients(me, config.client_addr(), meta.clone(), proposer.clone()));
+    let backups = Arc::new(Backups {
+        groups: groups.clone(),
+        meta: meta.clone(),
+        proposer: proposer.clone(),
+        pool: pool.clone(),
+        offline: offline.clone(),
+        s3: config.s3.clone(),
+        running: tokio::sync::Mutex::new(()),
+    });
     let node = Arc::new(Node {
         id: me,
+        backups,
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
         config,
         groups,

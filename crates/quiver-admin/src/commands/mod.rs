@@ -1,5 +1,6 @@
 //! One module per command group; each fetches its answer and prints it with `render`.
 
+pub mod backup;
 pub mod cluster;
 pub mod demo;
 pub mod offline;

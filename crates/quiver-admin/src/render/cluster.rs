@@ -42,6 +42,22 @@ pub fn status_table(s: &ClusterStatus) -> String {
     out += "\n";
     let headers = ["GROUP", "KIND", "LEADER", "VOTERS", "TERM", "APPLIED", "COMMITTED", "STATE", "LAG", "HASH RANGE"];
     out += &table(&headers, &groups);
+    out += &match s.backups.last() {
+        Some(b) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let age = now.saturating_sub(std::time::Duration::from_micros(b.finished_at.max(0) as u64));
+            format!(
+                "\nlast backup: {} in {}, {} ago, {}, {} rows{}\n",
+                b.id,
+                b.location,
+                indicatif::HumanDuration(age),
+                indicatif::HumanBytes(b.bytes),
+                b.rows,
+                if b.incremental { ", incremental" } else { "" }
+            )
+        }
+        None => "\nlast backup: none\n".into(),
+    };
     out
 }
 
@@ -144,6 +160,7 @@ mod tests {
                 meta_voter: true,
             }],
             groups: vec![group(0, GroupKind::Meta, Some(1)), group(1, GroupKind::Shard, None)],
+            backups: vec![quiver_client::BackupRecord { id: "b1".into(), bytes: 2048, rows: 5, ..Default::default() }],
         }
     }
 
@@ -161,7 +178,10 @@ mod tests {
                  "committed_index": 9, "last_log_index": 10, "state": "Leader", "range_start": 0, "range_end": u64::MAX,
                  "replicas": [{"node_id": 2, "matched_index": 8, "lag": 2}]},
             ],
+            "backups": [{"id": "b1", "location": "", "finished_at": 0, "bytes": 2048, "rows": 5, "incremental": false,
+                         "scheduled": false}],
         });
+        assert!(status_table(&status()).contains("last backup: b1"), "{}", status_table(&status()));
         assert_eq!(value, expected);
     }
 

@@ -13,11 +13,15 @@ use quiver_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::observed::observed;
+use super::offline::stream_job;
+use crate::backup::create::BackupRequest;
 use crate::command::MetaCommand;
 use crate::command::Response as RaftResponse;
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::node::Node;
+use crate::streaming::Streamed;
+use quiver_proto::v1;
 
 pub struct AdminApi {
     pub node: Arc<Node>,
@@ -110,6 +114,32 @@ impl AdminService for AdminApi {
         .await
     }
 
+    type CreateBackupStream = Streamed<v1::BackupProgress>;
+
+    async fn create_backup(
+        &self,
+        request: Request<v1::CreateBackupRequest>,
+    ) -> std::result::Result<Response<Self::CreateBackupStream>, Status> {
+        let req = request.into_inner();
+        let request = BackupRequest {
+            to: req.to,
+            incremental: req.incremental,
+            copy_offline: req.copy_offline,
+            scheduled: false,
+        };
+        let backups = self.node.backups.clone();
+        Ok(Response::new(stream_job(self.node.clone(), "CreateBackup", move |tx| async move {
+            let (progress, mut reports) = tokio::sync::mpsc::channel(16);
+            let forward = async {
+                while let Some(p) = reports.recv().await {
+                    let _ = tx.send(quiver_proto::backup_progress_to_proto(&p)).await;
+                }
+            };
+            let (result, ()) = tokio::join!(backups.create(request, progress), forward);
+            result.map(|p| quiver_proto::backup_progress_to_proto(&p))
+        })))
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> std::result::Result<Response<StatusResponse>, Status> {
         observed(&self.node, "Status", cluster_status(&self.node)).await
     }
@@ -145,7 +175,8 @@ pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
             }
         })
         .collect();
-    Ok(StatusResponse { node_id: node.id, version: env!("CARGO_PKG_VERSION").into(), nodes, groups })
+    let backups = state.backups.iter().map(quiver_proto::backup_record_to_proto).collect();
+    Ok(StatusResponse { node_id: node.id, version: env!("CARGO_PKG_VERSION").into(), nodes, groups, backups })
 }
 
 async fn group_status(g: &Group, state: &crate::meta::MetaState) -> Result<GroupStatus> {

@@ -1,11 +1,9 @@
 //! Offline RPCs: ingestion with streamed progress, and historical retrieval streamed back
 //! as Arrow IPC.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::Stream;
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
     ArrowChunk, HistoricalRequest, HistoryProgress, IngestProgress, IngestRequest, ListDatasetsRequest,
@@ -19,6 +17,7 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::offline::history::{self, HistoryRequest};
 use crate::offline::{ingest, materialize};
+use crate::streaming::{Streamed, channel_stream};
 use quiver_core::table::TableRef;
 
 /// Bytes of Arrow IPC per streamed message.
@@ -30,15 +29,9 @@ pub struct OfflineApi {
     pub node: Arc<Node>,
 }
 
-type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Streamed<T> {
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
-}
-
 /// Runs a long job on its own task, streaming its progress reports and then its final one.
 /// Progress is forwarded on the job's task, so the final report is always the last message.
-fn stream_job<P, F, Fut>(node: Arc<Node>, method: &'static str, job: F) -> Streamed<P>
+pub(super) fn stream_job<P, F, Fut>(node: Arc<Node>, method: &'static str, job: F) -> Streamed<P>
 where
     P: Send + 'static,
     F: FnOnce(mpsc::Sender<P>) -> Fut + Send + 'static,

@@ -12,6 +12,7 @@ pub mod stats;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use quiver_core::backup::BackupRecord;
 use quiver_core::offline::Dataset;
 use quiver_core::registry::Registry;
 use quiver_core::row::WriteSeq;
@@ -34,11 +35,13 @@ use crate::storage::{KvTree, WriteBatch};
 pub const SOURCE_RETENTION_MICROS: i64 = 365 * quiver_core::time::DAY_MICROS;
 /// The layout of the persisted `MetaState`: bump it with every change to the state's
 /// types, so a node never misreads a state written by another version.
-const STATE_FORMAT: u32 = 3;
+pub const STATE_FORMAT: u32 = 4;
 /// Expired sources forgotten per commit, so cleanup cost stays bounded per entry.
 const EXPIRED_PER_COMMIT: usize = 16;
 /// Finished shard operations kept for `quiverctl shards` and for clients following one.
 const FINISHED_OPS_KEPT: usize = 64;
+/// Completed backups kept for status and the dashboard.
+const BACKUPS_KEPT: usize = 16;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaState {
@@ -65,12 +68,27 @@ pub struct MetaState {
     pub next_op_id: u64,
     /// Shard ids are never reused: the next one a split gives its child.
     pub next_shard_id: u64,
+    /// A backup cutting the groups, and the leader time its hold ends (`BeginBackupCut`).
+    pub backup_cut: Option<(String, i64)>,
+    /// The last `BACKUPS_KEPT` completed backups, oldest first.
+    pub backups: VecDeque<BackupRecord>,
 }
 
 impl MetaState {
     /// Nodes that may receive replicas and meta votes.
     pub fn active_nodes(&self) -> Vec<u64> {
         self.nodes.values().filter(|n| !n.draining).map(|n| n.id).collect()
+    }
+
+    /// `Busy` while a backup holds its cut at leader time `now`: `what` waits for it.
+    fn check_no_backup_cut(&self, now: i64, what: &str) -> quiver_core::Result<()> {
+        match &self.backup_cut {
+            Some((id, until)) if now < *until => Err(quiver_core::Error::Busy {
+                reason: format!("backup {id} is cutting the shards; {what} waits until it has"),
+                retry_after_ms: 200,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -196,6 +214,9 @@ impl MetaMachine {
                 // its key, remembered for SOURCE_RETENTION_MICROS.
                 match export {
                     Some(r) => {
+                        if let Err(busy) = self.state.check_no_backup_cut(leader_time, "an export") {
+                            return Ok(Response::Rejected(busy));
+                        }
                         if self.state.export_marks.get(&r.shard).is_some_and(|m| *m >= r.from) {
                             return Ok(Response::Duplicate);
                         }
@@ -293,6 +314,43 @@ impl MetaMachine {
                 }
                 Response::Done
             }
+            MetaCommand::BeginBackupCut { id, hold_ms } => {
+                let held_by_another = self.state.backup_cut.as_ref().is_some_and(|(other, _)| other != id);
+                if held_by_another
+                    && let Err(busy) = self.state.check_no_backup_cut(leader_time, &format!("backup {id}"))
+                {
+                    return Ok(Response::Rejected(busy));
+                }
+                let reshaping =
+                    self.state.ops.iter().find(|op| matches!(op.kind, OpKind::Split { .. } | OpKind::Merge { .. }));
+                if let Some(op) = reshaping {
+                    return Ok(Response::Rejected(quiver_core::Error::Busy {
+                        reason: format!(
+                            "shard operation {} ({}) is under way; a backup starts once it ends",
+                            op.id, op.kind
+                        ),
+                        retry_after_ms: 1000,
+                    }));
+                }
+                let until =
+                    leader_time.saturating_add(i64::try_from(*hold_ms).unwrap_or(i64::MAX).saturating_mul(1000));
+                self.state.backup_cut = Some((id.clone(), until));
+                Response::Done
+            }
+            MetaCommand::EndBackupCut { id } => {
+                if self.state.backup_cut.as_ref().is_none_or(|(held, _)| held != id) {
+                    return Ok(Response::Done);
+                }
+                self.state.backup_cut = None;
+                Response::Done
+            }
+            MetaCommand::RecordBackup(record) => {
+                self.state.backups.push_back(record.clone());
+                while self.state.backups.len() > BACKUPS_KEPT {
+                    self.state.backups.pop_front();
+                }
+                Response::Done
+            }
             MetaCommand::StartOp { kind, requested } => match self.start_op(kind, *requested, leader_time) {
                 Ok(id) => Response::OpId(id),
                 Err(e) => return Ok(Response::Rejected(e)),
@@ -356,6 +414,9 @@ impl MetaMachine {
         let highest = self.state.shard_map.shards.iter().map(|s| s.id).max().unwrap_or(0);
         let child = self.state.next_shard_id.max(highest + 1);
         let kind = kind.clone().settle(&self.state.shard_map, child);
+        if matches!(kind, OpKind::Split { .. } | OpKind::Merge { .. }) {
+            self.state.check_no_backup_cut(leader_time, &kind.to_string())?;
+        }
         // An operator's request goes before the placement rule's leadership moves on its
         // shards (never before a split, which may be applied in the shard already).
         let preemptible = |op: &ShardOp| {
@@ -560,6 +621,36 @@ mod tests {
         assert_eq!(apply(&mut machine, tree.as_ref(), 6, auto_split), Response::OpId(3));
         let transfer = start(OpKind::TransferLeader { shard: 2, to: 3 }, true);
         assert!(matches!(apply(&mut machine, tree.as_ref(), 7, transfer), Response::Rejected(_)));
+    }
+
+    #[test]
+    fn a_backup_cut_holds_exports_and_splits_until_it_ends_or_lapses() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, view) = MetaMachine::new();
+        let shard_map = ShardMap::uniform(2, &[1]).unwrap();
+        let nodes = vec![NodeInfo { id: 1, addr: "1".into(), client_addr: "1".into(), draining: false }];
+        apply(&mut machine, tree.as_ref(), 1, MetaCommand::Bootstrap { nodes, shard_map });
+        let begin = |id: &str| MetaCommand::BeginBackupCut { id: id.into(), hold_ms: 1 };
+        let busy = |r: Response| matches!(r, Response::Rejected(quiver_core::Error::Busy { .. }));
+        let seq = WriteSeq { log_index: 1, pos: 0 };
+        let export = commit("e", "export:1", Some(ExportRange { shard: 1, from: seq, through: seq }));
+        let split = MetaCommand::StartOp { kind: OpKind::Split { shard: 1, at: 0, child: 0 }, requested: true };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 1_000, begin("a")), Response::Done);
+        assert!(busy(apply(&mut machine, tree.as_ref(), 1_500, export.clone())), "exports wait");
+        assert!(busy(apply(&mut machine, tree.as_ref(), 1_500, split.clone())), "splits wait");
+        assert!(busy(apply(&mut machine, tree.as_ref(), 1_500, begin("b"))), "one backup cuts at a time");
+        assert_eq!(apply(&mut machine, tree.as_ref(), 1_500, commit("i", "ingest:x", None)), Response::Done);
+        // The hold lapses by itself (a backup that died), or ends when asked.
+        assert_eq!(apply(&mut machine, tree.as_ref(), 2_000, export), Response::Done);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 2_000, begin("b")), Response::Done);
+        assert_eq!(
+            apply(&mut machine, tree.as_ref(), 2_100, MetaCommand::EndBackupCut { id: "b".into() }),
+            Response::Done
+        );
+        assert!(view.borrow().backup_cut.is_none());
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 2_200, split), Response::OpId(_)));
+        assert!(busy(apply(&mut machine, tree.as_ref(), 2_300, begin("c"))), "no cut while a split is under way");
     }
 
     #[test]

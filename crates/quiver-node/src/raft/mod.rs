@@ -1,6 +1,7 @@
 //! Raft plumbing shared by every group: the type configuration, the log store, the state
 //! machine and the gRPC transport. What log entries carry is in `command`.
 
+pub mod cut;
 pub mod log_store;
 pub mod network;
 pub mod read_index;

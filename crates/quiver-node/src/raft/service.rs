@@ -9,10 +9,15 @@ use quiver_proto::v1::raft_service_server::RaftService;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::backup::format::{CutHeader, Frame};
 use crate::codec::{decode, encode};
 use crate::command::Command;
 use crate::error::Error;
 use crate::groups::Groups;
+use crate::streaming::{Streamed, channel_stream};
+
+/// State-tree pairs per frame of a backup's read.
+const CUT_CHUNK: usize = 2_000;
 
 pub struct RaftRpc {
     pub groups: Arc<Groups>,
@@ -39,6 +44,54 @@ impl RaftRpc {
 
 #[tonic::async_trait]
 impl RaftService for RaftRpc {
+    type ReadCutStream = Streamed<RaftMessage>;
+
+    async fn read_cut(&self, request: Request<RaftMessage>) -> Result<Response<Self::ReadCutStream>, Status> {
+        let group_id = request.into_inner().group_id;
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or_else(|| Status::not_found(format!("group {group_id} is not hosted on this node")))?;
+        // Every write acknowledged before the backup asked is in the cut.
+        group.linearize().await?;
+        let mut cut = group.cuts.begin(group.data.clone())?;
+        let header =
+            Frame::Header(CutHeader { group: group_id, applied: cut.applied, membership: cut.membership.clone() });
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let send = |frame: crate::error::Result<Frame>| {
+                let message = frame
+                    .and_then(|f| encode(&f))
+                    .map(|payload| RaftMessage { group_id, payload, error: Vec::new() })
+                    .map_err(Status::from);
+                tx.blocking_send(message).is_ok()
+            };
+            if !send(Ok(header)) {
+                return;
+            }
+            let mut pairs = 0u64;
+            loop {
+                match cut.next_chunk(CUT_CHUNK) {
+                    Ok(chunk) if chunk.is_empty() => {
+                        send(Ok(Frame::End { pairs }));
+                        return;
+                    }
+                    Ok(chunk) => {
+                        pairs += chunk.len() as u64;
+                        if !send(Ok(Frame::Pairs(chunk))) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(channel_stream(rx)))
+    }
+
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let msg = request.into_inner();
         let (raft, req) = self.open(&msg)?;

@@ -11,6 +11,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, Snapsho
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
 use serde::{Deserialize, Serialize};
 
+use super::cut::Cuts;
 use super::{NodeId, TypeConfig};
 use crate::codec::{decode, encode};
 use crate::command::{Command, Response, ShardCommand};
@@ -40,6 +41,7 @@ pub struct StateMachine {
     engine: Arc<dyn KvEngine>,
     tree: Arc<dyn KvTree>,
     snapshots: Arc<dyn KvTree>,
+    cuts: Arc<Cuts>,
     kind: Kind,
     applied: Option<LogId<NodeId>>,
     membership: Membership,
@@ -66,10 +68,12 @@ impl StateMachine {
             batch.put(SHARD_RANGE, encode(&Some(*range))?);
             tree.write(batch)?;
         }
+        let cuts = Arc::new(Cuts::open(engine.clone(), group)?);
         let mut sm = StateMachine {
             engine,
             tree,
             snapshots,
+            cuts,
             kind,
             applied,
             membership,
@@ -83,6 +87,11 @@ impl StateMachine {
     /// The tree reads go to (online rows of a shard); shared with the state machine.
     pub fn data(&self) -> Arc<dyn KvTree> {
         self.tree.clone()
+    }
+
+    /// Where backups open consistent reads of the tree.
+    pub fn cuts(&self) -> Arc<Cuts> {
+        self.cuts.clone()
     }
 
     /// A shard's range, kept current by `apply`; `None` for the meta group.
@@ -184,7 +193,7 @@ impl StateMachine {
         if let Some(time) = newest_time {
             batch.put(APPLIED_TIME, encode(&time)?);
         }
-        self.tree.write(batch)?;
+        self.cuts.write(self.tree.as_ref(), batch)?;
         if let Some(time) = newest_time {
             self.applied_time.store(time, Ordering::Relaxed);
         }
@@ -213,6 +222,7 @@ impl StateMachine {
         self.membership = meta.last_membership.clone();
         batch.put(APPLIED, encode(&self.applied)?);
         batch.put(MEMBERSHIP, encode(&self.membership)?);
+        self.cuts.abandon()?;
         self.tree.write(batch)?;
         store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &StoredSnapshot { meta: meta.clone(), data })?;
         self.reload()

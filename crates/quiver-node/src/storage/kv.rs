@@ -42,6 +42,11 @@ impl WriteBatch {
         self.ops.push((key.into(), None));
     }
 
+    /// The keys the batch puts or deletes, in the order given.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.ops.iter().map(|(k, _)| k.as_slice())
+    }
+
     pub fn into_ops(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         self.ops
     }

@@ -2,6 +2,7 @@
 //! Conversions from the wire are fallible where a peer may send a name or value this
 //! version does not know.
 
+mod backup;
 mod cluster;
 mod monitoring;
 mod offline;
@@ -9,6 +10,7 @@ mod online;
 mod registry;
 mod values;
 
+pub use backup::*;
 pub use cluster::*;
 pub use monitoring::*;
 pub use offline::*;

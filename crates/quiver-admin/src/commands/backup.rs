@@ -1,0 +1,152 @@
+//! Backups: `backup create` asks a node; `list`, `describe`, `verify`, `delete` and
+//! `restore` work on the backup location directly (S3 settings from the `AWS_*`
+//! variables), so they need no running cluster.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use quiver_admin::render::backup as show;
+use quiver_admin::render::format::{Format, answer};
+use quiver_client::{BackupProgress, Client};
+use quiver_node::backup::catalog;
+use quiver_node::config::Config;
+use quiver_offline::store::S3Settings;
+
+fn bar() -> ProgressBar {
+    ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} objects, {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+fn show_progress(bar: &ProgressBar, p: &BackupProgress) {
+    bar.set_length(p.objects_total);
+    bar.set_position(p.objects_done);
+    bar.set_message(format!("{}, {} rows: {}", HumanBytes(p.bytes), p.rows, p.phase));
+}
+
+/// A directory means the same to the node as here: made absolute.
+fn absolute(location: &str) -> Result<String> {
+    if location.contains("://") {
+        return Ok(location.to_string());
+    }
+    Ok(std::path::absolute(location).with_context(|| format!("the path {location}"))?.display().to_string())
+}
+
+pub async fn create(client: &Client, to: &str, incremental: bool, copy_offline: Option<bool>) -> Result<()> {
+    let to = absolute(to)?;
+    let started = Instant::now();
+    let bar = bar();
+    let done = client.create_backup(&to, incremental, copy_offline, |p| show_progress(&bar, p)).await;
+    bar.finish_and_clear();
+    let done = done?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "backup {} complete in {to}: {} rows, {} written in {secs:.1}s ({}/s)",
+        done.id,
+        done.rows,
+        HumanBytes(done.bytes),
+        HumanBytes((done.bytes as f64 / secs.max(1e-9)) as u64)
+    );
+    Ok(())
+}
+
+fn open(from: &str) -> Result<quiver_offline::store::OfflineStore> {
+    Ok(catalog::open(&absolute(from)?, &S3Settings::default())?)
+}
+
+pub async fn list(from: &str, format: Format) -> Result<()> {
+    let listed = catalog::list(&open(from)?).await?;
+    let rows: Vec<show::Listed> = listed.iter().map(show::Listed::from).collect();
+    print!("{}", answer(format, &rows, |r| show::list_table(r))?);
+    Ok(())
+}
+
+pub async fn describe(id: &str, from: &str, format: Format) -> Result<()> {
+    let catalog = catalog::find(&open(from)?, id).await?;
+    print!("{}", answer(format, &catalog, show::describe)?);
+    Ok(())
+}
+
+pub async fn verify(id: &str, from: &str) -> Result<()> {
+    let location = open(from)?;
+    let found = catalog::find(&location, id).await?;
+    // Files a backup left in the source's offline store are checked there when it opens.
+    let offline = catalog::open(&found.offline_store, &S3Settings::default()).ok();
+    let bar = bar();
+    bar.set_length(found.objects().count() as u64 + found.offline.iter().filter(|f| f.copy.is_none()).count() as u64);
+    let problems = catalog::verify(&location, &found, offline.as_ref(), |o| {
+        bar.inc(1);
+        bar.set_message(o.path.clone());
+    })
+    .await;
+    bar.finish_and_clear();
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        bail!("backup {id} failed verification: {} problem(s)", problems.len());
+    }
+    println!("backup {id} verified: every object present, sizes and checksums right ({})", HumanBytes(found.bytes()));
+    Ok(())
+}
+
+pub async fn delete(id: Option<&str>, keep: Option<usize>, from: &str) -> Result<()> {
+    let location = open(from)?;
+    let listed = catalog::list(&location).await?;
+    let gone = catalog::plan_delete(&listed, id, keep)?;
+    if gone.is_empty() {
+        println!("nothing to delete");
+    }
+    for id in gone {
+        catalog::delete(&location, &id).await?;
+        println!("deleted backup {id}");
+    }
+    Ok(())
+}
+
+pub struct RestoreArgs {
+    pub id: String,
+    pub from: String,
+    pub data_dir: std::path::PathBuf,
+    pub initial_cluster: Vec<String>,
+    pub advertise: Option<String>,
+    pub offline_store: Option<String>,
+}
+
+pub async fn restore(args: RestoreArgs) -> Result<()> {
+    let mut config = Config {
+        data_dir: args.data_dir.clone(),
+        initial_cluster: args.initial_cluster.clone(),
+        offline_store: args.offline_store.map(|s| absolute(&s)).transpose()?,
+        ..Config::default()
+    };
+    config.advertise = args.advertise;
+    let started = Instant::now();
+    let bar = bar();
+    let restored =
+        quiver_node::backup::restore::restore(&config, &absolute(&args.from)?, &args.id, |p| show_progress(&bar, p))
+            .await;
+    bar.finish_and_clear();
+    let restored = restored?;
+    println!(
+        "restored backup {} into {} as node {} in {:.1}s: {} group(s), {} rows, {} offline file(s) copied",
+        args.id,
+        args.data_dir.display(),
+        restored.node_id,
+        started.elapsed().as_secs_f64(),
+        restored.groups.len(),
+        restored.rows,
+        restored.offline_copied
+    );
+    let mut start = format!("quiver-node --data-dir {}", args.data_dir.display());
+    if !args.initial_cluster.is_empty() {
+        start += &format!(" --initial-cluster {}", args.initial_cluster.join(","));
+    }
+    if let Some(store) = &config.offline_store {
+        start += &format!(" --offline-store {store}");
+    }
+    println!("start it with: {start}");
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! Making a backup, on the node asked (or, on a schedule, the metadata leader).
+//!
+//! 1. `BeginBackupCut` in the meta group: until the cut is taken, export commits and new
+//!    splits and merges wait (`Busy`), and none is under way.
+//! 2. Every shard's leader opens a cut of its shard after a read-index round
+//!    (`RaftService.ReadCut`): every write acknowledged before the backup started is in it.
+//! 3. The metadata leader opens a cut of the meta group, then `EndBackupCut`. The meta cut
+//!    is taken last, so its export marks cover every row a shard's cut has already handed
+//!    to the offline store, and no file it lists holds a row a shard's cut lacks (exports
+//!    were held): a restored shard exports exactly the rows its queue still has.
+//! 4. The cuts stream into `.cut` objects while the cluster goes on (copy-on-write, see
+//!    `raft::cut`); each shard's range is checked against the meta cut's map.
+//! 5. The offline files the meta cut names are read (checksums) and copied.
+//! 6. The catalog is written last; then `RecordBackup` for status.
+//!
+//! A backup that dies on the way leaves objects but no catalog: it is not complete, is
+//! never restored, and the next backup gets a new id.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_core::backup::{BackupProgress, BackupRecord};
+use quiver_core::shard_map::META_GROUP;
+use quiver_offline::store::{OfflineStore, S3Settings};
+use quiver_proto::MAX_MESSAGE_BYTES;
+use quiver_proto::v1::RaftMessage;
+use quiver_proto::v1::raft_service_client::RaftServiceClient;
+use tokio::sync::mpsc;
+
+use super::catalog::{self, newest_complete};
+use super::format::{CATALOG_FORMAT, Catalog, CutHeader, Frame, GroupCut, ObjectReader, ObjectWriter, OfflineFile};
+use crate::codec::decode;
+use crate::command::{MetaCommand, Response};
+use crate::error::{Error, Result};
+use crate::groups::Groups;
+use crate::keyspace::{META_STATE, ROW, SHARD_RANGE};
+use crate::meta::MetaState;
+use crate::meta_reader::MetaReader;
+use crate::proposer::Proposer;
+use crate::raft::network::PeerPool;
+use crate::raft::now_micros;
+
+/// How long exports and splits wait for a backup to cut the groups, at most: a backup
+/// that dies meanwhile holds them no longer than this.
+const CUT_HOLD_MS: u64 = 60_000;
+/// How long a group's cut is looked for among its replicas (elections, moves).
+const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
+
+/// What a backup is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRequest {
+    /// A directory on this node's machine, or `s3://bucket/prefix`.
+    pub to: String,
+    pub incremental: bool,
+    /// `None`: copy the offline files unless `to` is the offline store itself.
+    pub copy_offline: Option<bool>,
+    pub scheduled: bool,
+}
+
+/// The parts of a node that make backups.
+pub struct Backups {
+    pub groups: Arc<Groups>,
+    pub meta: MetaReader,
+    pub proposer: Arc<Proposer>,
+    pub pool: PeerPool,
+    pub offline: OfflineStore,
+    pub s3: S3Settings,
+    /// One backup at a time from this node.
+    pub running: tokio::sync::Mutex<()>,
+}
+
+type Stream = tonic::Streaming<RaftMessage>;
+
+/// Reports progress to whoever follows the backup; one that went away misses them.
+struct Reporter {
+    progress: BackupProgress,
+    tx: mpsc::Sender<BackupProgress>,
+}
+
+impl Reporter {
+    fn send(&self) {
+        let _ = self.tx.try_send(self.progress.clone());
+    }
+
+    fn phase(&mut self, phase: String) {
+        self.progress.phase = phase;
+        self.send();
+    }
+}
+
+impl Backups {
+    /// Makes a backup; reports progress on `tx` and answers the final report.
+    pub async fn create(&self, request: BackupRequest, tx: mpsc::Sender<BackupProgress>) -> Result<BackupProgress> {
+        let _one = self.running.try_lock().map_err(|_| quiver_core::Error::Busy {
+            reason: "this node is already making a backup".into(),
+            retry_after_ms: 5000,
+        })?;
+        let location = catalog::open(&request.to, &self.s3)?;
+        // Reachable, and what is there already: found out before anything is held.
+        let parent = match request.incremental {
+            true => Some(newest_complete(&location).await?.ok_or_else(|| {
+                Error::Backup(format!("{} holds no complete backup to build on: make a full one first", request.to))
+            })?),
+            false => None,
+        };
+        catalog::list(&location).await?;
+        let started_at = now_micros();
+        let id = backup_id(started_at);
+        let copy = request.copy_offline.unwrap_or(location.location() != self.offline.location());
+        let progress = BackupProgress { id: id.clone(), ..Default::default() };
+        let mut report = Reporter { progress, tx };
+        report.phase("cutting the groups".into());
+
+        let (shards, meta) = self.cut_all(&id).await?;
+        report.progress.objects_total = shards.len() as u64 + 1;
+        let mut shard_cuts = Vec::new();
+        let mut ranges: Vec<(u64, Option<Vec<u8>>)> = Vec::new();
+        for (header, stream) in shards {
+            let group = header.group;
+            report.phase(format!("reading shard {group}"));
+            let reuse = parent.as_ref().and_then(|p| unchanged(&p.shards, &header));
+            let (cut, range) = match reuse {
+                Some(cut) => (cut, None),
+                None => {
+                    let path = format!("{id}/shard-{group}.cut");
+                    write_cut(&location, &path, header, stream, SHARD_RANGE, &mut report).await?
+                }
+            };
+            report.progress.objects_done += 1;
+            ranges.push((group, range));
+            shard_cuts.push(cut);
+        }
+        report.phase("reading the meta group".into());
+        let (meta_header, meta_stream) = meta;
+        let path = format!("{id}/meta.cut");
+        let (meta_cut, state) = write_cut(&location, &path, meta_header, meta_stream, META_STATE, &mut report).await?;
+        report.progress.objects_done += 1;
+        let state: MetaState = decode(&state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?)?;
+        check_ranges(&state, &ranges)?;
+
+        let offline = self.offline_files(&state, &location, &id, copy, parent.as_ref(), &mut report).await?;
+        let catalog = Catalog {
+            format: CATALOG_FORMAT,
+            id: id.clone(),
+            started_at,
+            finished_at: now_micros(),
+            parent: parent.map(|p| p.id),
+            nodes: state.nodes.len(),
+            meta: meta_cut,
+            shards: shard_cuts,
+            offline_store: self.offline.location().to_string(),
+            offline,
+        };
+        super::format::write_catalog(&location, &catalog).await?;
+        let record = BackupRecord {
+            id: id.clone(),
+            location: request.to.clone(),
+            finished_at: catalog.finished_at,
+            bytes: catalog.bytes(),
+            rows: catalog.rows(),
+            incremental: catalog.parent.is_some(),
+            scheduled: request.scheduled,
+        };
+        if let Err(e) = self.proposer.write_meta(MetaCommand::RecordBackup(record)).await {
+            tracing::warn!(backup = id, "recording the backup for status: {e}");
+        }
+        tracing::info!(backup = id, to = request.to, bytes = catalog.bytes(), rows = catalog.rows(), "backup complete");
+        report.progress.phase = "done".into();
+        report.progress.done = true;
+        Ok(report.progress)
+    }
+
+    /// Opens every shard's cut, then the meta group's, under the meta group's hold.
+    async fn cut_all(&self, id: &str) -> Result<(Vec<(CutHeader, Stream)>, (CutHeader, Stream))> {
+        let begin = MetaCommand::BeginBackupCut { id: id.to_string(), hold_ms: CUT_HOLD_MS };
+        if let Response::Rejected(e) = self.proposer.write_meta(begin).await? {
+            return Err(e.into());
+        }
+        let cut = async {
+            let state = self.meta.caught_up().await?;
+            let mut shards = Vec::new();
+            for shard in &state.shard_map.shards {
+                let leader_first = shard.leader.into_iter().chain(shard.replicas.iter().copied());
+                shards.push(self.open_cut(shard.id, addresses(&state, leader_first)).await?);
+            }
+            let leader_first = self.groups.leader_of(META_GROUP).into_iter().chain(state.nodes.keys().copied());
+            let meta = self.open_cut(META_GROUP, addresses(&state, leader_first)).await?;
+            Ok((shards, meta))
+        }
+        .await;
+        // The hold also lapses by itself, should this not get through.
+        if let Err(e) = self.proposer.write_meta(MetaCommand::EndBackupCut { id: id.to_string() }).await {
+            tracing::warn!(backup = id, "ending the cut: {e}");
+        }
+        cut
+    }
+
+    /// Asks the replicas at `addresses` in turn for a cut of `group`, until its leader
+    /// answers with the cut's header.
+    async fn open_cut(&self, group: u64, addresses: Vec<String>) -> Result<(CutHeader, Stream)> {
+        let deadline = Instant::now() + FIND_LEADER_FOR;
+        let mut last = String::from("no replica known");
+        loop {
+            for addr in &addresses {
+                match self.try_open_cut(group, addr).await {
+                    Ok(opened) => return Ok(opened),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(
+                    quiver_core::Error::Unavailable(format!("no leader of group {group} gave a cut: {last}")).into()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn try_open_cut(&self, group: u64, addr: &str) -> Result<(CutHeader, Stream)> {
+        let channel = self.pool.channel(addr).map_err(Error::Raft)?;
+        let mut client = RaftServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let request = RaftMessage { group_id: group, payload: Vec::new(), error: Vec::new() };
+        let status = |s: tonic::Status| Error::Raft(s.message().to_string());
+        let mut stream = client.read_cut(request).await.map_err(status)?.into_inner();
+        match stream.message().await.map_err(status)? {
+            Some(m) => match decode(&m.payload)? {
+                Frame::Header(header) => Ok((header, stream)),
+                other => Err(Error::Backup(format!("group {group}'s cut began with {other:?}"))),
+            },
+            None => Err(Error::Backup(format!("group {group}'s cut ended before its header"))),
+        }
+    }
+
+    /// Lists (with checksums) and copies the offline files `state` names.
+    async fn offline_files(
+        &self,
+        state: &MetaState,
+        location: &OfflineStore,
+        id: &str,
+        copy: bool,
+        parent: Option<&Catalog>,
+        report: &mut Reporter,
+    ) -> Result<Vec<OfflineFile>> {
+        let manifest = state.manifest.values().flatten().map(|f| f.path.clone());
+        let paths: BTreeSet<String> = manifest.chain(state.datasets.values().map(|d| d.path.clone())).collect();
+        report.progress.objects_total += paths.len() as u64;
+        report.phase(format!("{} offline files", if copy { "copying" } else { "listing" }));
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let earlier = parent.and_then(|p| p.offline.iter().find(|f| f.path == path && (f.copy.is_some() || !copy)));
+            let file = match earlier {
+                // Offline files never change once written: the earlier backup's entry holds.
+                Some(file) => file.clone(),
+                None => self.offline_file(&path, location, id, copy, report).await?,
+            };
+            report.progress.objects_done += 1;
+            report.send();
+            files.push(file);
+        }
+        Ok(files)
+    }
+
+    async fn offline_file(
+        &self,
+        path: &str,
+        location: &OfflineStore,
+        id: &str,
+        copy: bool,
+        report: &mut Reporter,
+    ) -> Result<OfflineFile> {
+        let mut reader = ObjectReader::open(&self.offline, path).await?;
+        let mut writer = match copy {
+            true => Some(ObjectWriter::create(location, &format!("{id}/offline/{path}")).await?),
+            false => None,
+        };
+        while let Some(chunk) = reader.next().await? {
+            if let Some(writer) = writer.as_mut() {
+                writer.write(&chunk).await?;
+                report.progress.bytes += chunk.len() as u64;
+            }
+        }
+        let (bytes, checksum) = reader.summary();
+        let copy = match writer {
+            Some(writer) => Some(writer.finish().await?),
+            None => None,
+        };
+        Ok(OfflineFile { path: path.to_string(), bytes, checksum, copy })
+    }
+}
+
+/// A backup id: its start time, sortable, e.g. `20261130T224001Z-123`.
+fn backup_id(micros: i64) -> String {
+    let seconds = quiver_core::time::format_timestamp(micros - micros.rem_euclid(1_000_000));
+    format!("{}-{:03}", seconds.replace(['-', ':'], ""), micros.rem_euclid(1_000_000) / 1000)
+}
+
+/// Peer addresses of `ids`, each once, in order.
+fn addresses(state: &MetaState, ids: impl Iterator<Item = u64>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    ids.filter(|id| seen.insert(*id)).filter_map(|id| state.nodes.get(&id).map(|n| n.addr.clone())).collect()
+}
+
+/// The parent's cut of a group whose state has not moved since (same applied log id).
+fn unchanged(cuts: &[GroupCut], header: &CutHeader) -> Option<GroupCut> {
+    let applied = header.applied?;
+    cuts.iter()
+        .find(|c| c.group == header.group && c.index == applied.index && c.term == applied.leader_id.term)
+        .cloned()
+}
+
+/// Streams one group's cut into an object; answers its entry and the value of `watch`.
+async fn write_cut(
+    location: &OfflineStore,
+    path: &str,
+    header: CutHeader,
+    mut stream: Stream,
+    watch: &[u8],
+    report: &mut Reporter,
+) -> Result<(GroupCut, Option<Vec<u8>>)> {
+    let group = header.group;
+    let applied = header.applied.unwrap_or_default();
+    let mut writer = ObjectWriter::create(location, path).await?;
+    writer.write_frame(&Frame::Header(header)).await?;
+    let (mut pairs, mut rows, mut watched) = (0u64, 0u64, None);
+    loop {
+        let message = stream
+            .message()
+            .await
+            .map_err(|s| Error::Backup(format!("reading group {group}'s cut: {}", s.message())))?
+            .ok_or_else(|| Error::Backup(format!("group {group}'s cut stopped before its end")))?;
+        let frame: Frame = decode(&message.payload)?;
+        match &frame {
+            Frame::Pairs(chunk) => {
+                pairs += chunk.len() as u64;
+                let new_rows = chunk.iter().filter(|(k, _)| k.first() == Some(&ROW)).count() as u64;
+                rows += new_rows;
+                report.progress.rows += new_rows;
+                if let Some((_, v)) = chunk.iter().find(|(k, _)| k.as_slice() == watch) {
+                    watched = Some(v.clone());
+                }
+            }
+            Frame::End { pairs: sent } if *sent != pairs => {
+                return Err(Error::Backup(format!("group {group}'s cut sent {pairs} pairs but counted {sent}")));
+            }
+            Frame::End { .. } => {}
+            Frame::Header(_) => return Err(Error::Backup(format!("group {group}'s cut sent a second header"))),
+        }
+        writer.write_frame(&frame).await?;
+        report.progress.bytes = report.progress.bytes.saturating_add(message.payload.len() as u64 + 4);
+        report.send();
+        if let Frame::End { .. } = frame {
+            break;
+        }
+    }
+    let object = writer.finish().await?;
+    let cut = GroupCut { group, term: applied.leader_id.term, index: applied.index, pairs, rows, object };
+    Ok((cut, watched))
+}
+
+/// Every shard's range in its cut is its range in the meta cut's map (no split or merge
+/// came between them).
+fn check_ranges(state: &MetaState, ranges: &[(u64, Option<Vec<u8>>)]) -> Result<()> {
+    for (group, stored) in ranges {
+        let Some(stored) = stored else { continue };
+        let range: Option<(u64, u64)> = decode(stored)?;
+        let shard = state.shard_map.shard(*group)?;
+        if range.is_some_and(|r| r != (shard.start, shard.end)) {
+            return Err(Error::Backup(format!(
+                "shard {group}'s range changed while the backup cut it (a split or merge): make the backup again"
+            )));
+        }
+    }
+    if state.shard_map.shards.len() != ranges.len() {
+        return Err(Error::Backup("the shard map changed while the backup cut it: make the backup again".into()));
+    }
+    Ok(())
+}

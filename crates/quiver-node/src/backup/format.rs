@@ -1,0 +1,298 @@
+//! What a backup location holds, and how its objects are written and read back.
+//!
+//! ```text
+//! <location>/<id>/meta.cut          the meta group's state tree at one applied log id
+//! <location>/<id>/shard-<n>.cut     each shard's state tree at one applied log id
+//! <location>/<id>/offline/<path>    copies of the offline store's Parquet files
+//! <location>/<id>/catalog.json      written last: a backup without it is not complete
+//! ```
+//!
+//! A `.cut` object is a sequence of frames (`u32` little-endian length, then a bincode
+//! `Frame`): one header, the tree's pairs in key order, and an end frame with their count,
+//! so a cut object that stops early is found even without its checksum. Every object is
+//! listed in the catalog with its size and xxh3-128 checksum; an incremental backup's
+//! catalog may name objects in the directory of the backup it builds on.
+
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use object_store::{ObjectStoreExt, WriteMultipart};
+use openraft::{BasicNode, LogId, StoredMembership};
+use quiver_offline::store::OfflineStore;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::codec::{decode, encode};
+use crate::error::{Error, Result};
+use crate::storage::KvPair;
+
+/// The catalog layout this build writes and reads.
+pub const CATALOG_FORMAT: u32 = 1;
+pub const CATALOG: &str = "catalog.json";
+/// A frame larger than this is damage, not data (chunks are far smaller).
+const MAX_FRAME: usize = 256 << 20;
+
+/// One frame of a `.cut` object, and of the `RaftService.ReadCut` stream it is copied from.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Frame {
+    Header(CutHeader),
+    Pairs(Vec<KvPair>),
+    End { pairs: u64 },
+}
+
+/// Which group a cut is of, and the Raft state it was taken at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CutHeader {
+    pub group: u64,
+    pub applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+}
+
+/// The record of one complete backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub format: u32,
+    pub id: String,
+    /// µs since the Unix epoch.
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// The backup this one stores only the changes of (its objects may be named here).
+    pub parent: Option<String>,
+    /// Members of the source cluster.
+    pub nodes: usize,
+    pub meta: GroupCut,
+    pub shards: Vec<GroupCut>,
+    /// The source's offline store, where files without a copy here stay.
+    pub offline_store: String,
+    pub offline: Vec<OfflineFile>,
+}
+
+/// One group's cut: the log id its state was read at, and where it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupCut {
+    pub group: u64,
+    pub term: u64,
+    pub index: u64,
+    /// State-tree pairs, and of those online rows (shards).
+    pub pairs: u64,
+    pub rows: u64,
+    pub object: Object,
+}
+
+/// An object of the backup location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    /// Relative to the location: `<id>/…`.
+    pub path: String,
+    pub bytes: u64,
+    pub checksum: String,
+}
+
+/// An offline Parquet file the meta state's manifest or a saved dataset names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfflineFile {
+    /// Relative to the offline store.
+    pub path: String,
+    pub bytes: u64,
+    pub checksum: String,
+    /// Its copy in the backup location; `None`: it stays in the source's offline store.
+    pub copy: Option<Object>,
+}
+
+impl Catalog {
+    /// Every object of the location the backup needs, its parents' included.
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        let cuts = std::iter::once(&self.meta).chain(&self.shards).map(|c| &c.object);
+        cuts.chain(self.offline.iter().filter_map(|f| f.copy.as_ref()))
+    }
+
+    /// Bytes of every object the backup needs.
+    pub fn bytes(&self) -> u64 {
+        self.objects().map(|o| o.bytes).sum()
+    }
+
+    /// Bytes stored by this backup itself (not by the ones it builds on).
+    pub fn own_bytes(&self) -> u64 {
+        self.objects().filter(|o| o.path.starts_with(&format!("{}/", self.id))).map(|o| o.bytes).sum()
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.shards.iter().map(|s| s.rows).sum()
+    }
+}
+
+pub fn catalog_path(id: &str) -> String {
+    format!("{id}/{CATALOG}")
+}
+
+pub fn checksum(hasher: &Xxh3) -> String {
+    format!("xxh3-128:{:032x}", hasher.digest128())
+}
+
+fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Backup(format!("{what}: {e}"))
+}
+
+/// Streams an object into the location, counting and hashing what it writes.
+pub struct ObjectWriter {
+    path: String,
+    upload: WriteMultipart,
+    hasher: Xxh3,
+    bytes: u64,
+}
+
+impl ObjectWriter {
+    pub async fn create(location: &OfflineStore, path: &str) -> Result<ObjectWriter> {
+        let upload = location
+            .object_store()
+            .put_multipart(&location.path(path))
+            .await
+            .map_err(|e| store_err(&format!("writing {path} in {}", location.location()), e))?;
+        Ok(ObjectWriter { path: path.to_string(), upload: WriteMultipart::new(upload), hasher: Xxh3::new(), bytes: 0 })
+    }
+
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        // At most a few parts in flight: the backup streams, it is never held whole.
+        self.upload.wait_for_capacity(4).await.map_err(|e| store_err(&format!("writing {}", self.path), e))?;
+        self.upload.write(data);
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    pub async fn write_frame(&mut self, frame: &Frame) -> Result<()> {
+        let payload = encode(frame)?;
+        let mut framed = Vec::with_capacity(payload.len() + 4);
+        framed.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        framed.extend_from_slice(&payload);
+        self.write(&framed).await
+    }
+
+    pub async fn finish(self) -> Result<Object> {
+        let path = self.path;
+        self.upload.finish().await.map_err(|e| store_err(&format!("finishing {path}"), e))?;
+        Ok(Object { path, bytes: self.bytes, checksum: checksum(&self.hasher) })
+    }
+}
+
+/// Reads an object as a stream of byte chunks, hashing them; `check` compares the total
+/// with what the catalog says once the stream is done.
+pub struct ObjectReader {
+    path: String,
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    hasher: Xxh3,
+    bytes: u64,
+}
+
+impl ObjectReader {
+    pub async fn open(location: &OfflineStore, path: &str) -> Result<ObjectReader> {
+        let got = location.object_store().get(&location.path(path)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                Error::Backup(format!("{path} is missing from {}", location.location()))
+            }
+            e => store_err(&format!("reading {path} in {}", location.location()), e),
+        })?;
+        Ok(ObjectReader { path: path.to_string(), stream: got.into_stream(), hasher: Xxh3::new(), bytes: 0 })
+    }
+
+    /// The next bytes of the object; `None` at its end.
+    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+        match self.stream.next().await {
+            Some(Ok(chunk)) => {
+                self.hasher.update(&chunk);
+                self.bytes += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+            Some(Err(e)) => Err(store_err(&format!("reading {}", self.path), e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes read and their checksum, once the whole object was read.
+    pub fn summary(&self) -> (u64, String) {
+        (self.bytes, checksum(&self.hasher))
+    }
+
+    /// Reads whatever is left and checks size and checksum against `expected`.
+    pub async fn check(mut self, expected: &Object) -> Result<()> {
+        while self.next().await?.is_some() {}
+        let found = checksum(&self.hasher);
+        if self.bytes != expected.bytes || found != expected.checksum {
+            return Err(Error::Backup(format!(
+                "{} is damaged: {} bytes with checksum {found}, the catalog says {} bytes with {}",
+                self.path, self.bytes, expected.bytes, expected.checksum
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Frames of a `.cut` object, read as they stream in.
+pub struct FrameReader {
+    reader: ObjectReader,
+    buffer: BytesMut,
+}
+
+impl FrameReader {
+    pub fn new(reader: ObjectReader) -> FrameReader {
+        FrameReader { reader, buffer: BytesMut::new() }
+    }
+
+    /// The next frame; an object that ends inside a frame is damaged.
+    pub async fn next(&mut self) -> Result<Option<Frame>> {
+        loop {
+            if self.buffer.len() >= 4 {
+                let len = u32::from_le_bytes(self.buffer[..4].try_into().unwrap_or_default()) as usize;
+                if len > MAX_FRAME {
+                    return Err(Error::Backup(format!("{} is damaged: a frame of {len} bytes", self.reader.path)));
+                }
+                if self.buffer.len() >= 4 + len {
+                    self.buffer.advance(4);
+                    let payload = self.buffer.split_to(len);
+                    return decode(&payload)
+                        .map(Some)
+                        .map_err(|e| Error::Backup(format!("{} is damaged: {e}", self.reader.path)));
+                }
+            }
+            match self.reader.next().await? {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None if self.buffer.is_empty() => return Ok(None),
+                None => return Err(Error::Backup(format!("{} ends inside a frame", self.reader.path))),
+            }
+        }
+    }
+
+    /// Checks the whole object against the catalog once every frame was read.
+    pub async fn check(self, expected: &Object) -> Result<()> {
+        self.reader.check(expected).await
+    }
+}
+
+/// Reads a catalog; `None` when the backup has none (not complete).
+pub async fn read_catalog(location: &OfflineStore, id: &str) -> Result<Option<Catalog>> {
+    let path = catalog_path(id);
+    match location.object_store().get(&location.path(&path)).await {
+        Ok(got) => {
+            let bytes = got.bytes().await.map_err(|e| store_err(&format!("reading {path}"), e))?;
+            let catalog: Catalog =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Backup(format!("{path} is damaged: {e}")))?;
+            if catalog.format != CATALOG_FORMAT {
+                return Err(Error::Backup(format!(
+                    "{path} is in catalog format {}, this build reads {CATALOG_FORMAT}",
+                    catalog.format
+                )));
+            }
+            Ok(Some(catalog))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store_err(&format!("reading {path} in {}", location.location()), e)),
+    }
+}
+
+/// Writes the catalog: the last write of a backup, which makes it complete.
+pub async fn write_catalog(location: &OfflineStore, catalog: &Catalog) -> Result<()> {
+    let json = serde_json::to_vec_pretty(catalog).map_err(|e| Error::Codec(e.to_string()))?;
+    location
+        .put(&catalog_path(&catalog.id), json.into())
+        .await
+        .map_err(|e| store_err(&format!("writing the catalog of {} in {}", catalog.id, location.location()), e))
+}
