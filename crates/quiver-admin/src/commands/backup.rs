@@ -140,7 +140,7 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         restored.rows,
         restored.offline_copied
     );
-    let mut start = format!("quiver-node --data-dir {}", args.data_dir.display());
+    let mut start = format!("quiver-node --data-dir {} --listen {}", args.data_dir.display(), restored.address);
     if !args.initial_cluster.is_empty() {
         start += &format!(" --initial-cluster {}", args.initial_cluster.join(","));
     }

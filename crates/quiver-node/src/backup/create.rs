@@ -119,6 +119,7 @@ impl Backups {
         for (header, stream) in shards {
             let group = header.group;
             report.phase(format!("reading shard {group}"));
+            crate::failpoint::delay("backup-object").await;
             let reuse = parent.as_ref().and_then(|p| unchanged(&p.shards, &header));
             let (cut, range) = match reuse {
                 Some(cut) => (cut, None),

@@ -37,6 +37,8 @@ const REPLICAS: usize = 3;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restored {
     pub node_id: u64,
+    /// The address this member is listed at: where it should listen.
+    pub address: String,
     /// Groups written to this data dir: the meta group and the shards this member holds.
     pub groups: Vec<u64>,
     pub rows: u64,
@@ -166,7 +168,8 @@ async fn write_data_dir(
     report.phase = "done".into();
     report.done = true;
     progress(&report);
-    Ok(Restored { node_id: me, groups, rows, offline_copied })
+    let address = members.get(&me).cloned().unwrap_or_default();
+    Ok(Restored { node_id: me, address, groups, rows, offline_copied })
 }
 
 /// The source's meta state made the new cluster's: its members, shards placed on them.

@@ -1,0 +1,487 @@
+//! Backups of real `quiver-node` processes, made and restored with `quiverctl backup` as an
+//! operator would: under writes, to a directory and to an S3-compatible server, from three
+//! nodes into three and into one, incremental chains, damaged backups, and a node killed
+//! while it makes one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use quiver_client::{Client, FeatureSelection, Freshness, HistoricalRequest, Spine, Value};
+use quiver_tests::s3::S3Server;
+use quiver_tests::{LocalNode, RIDES, binary, driver_row, now_micros, quiverctl, read_drivers};
+
+const READY: Duration = Duration::from_secs(60);
+const FAST_WORKERS: &str = "[workers]\nexport_interval_ms = 100\nstatistics_interval_ms = 200\n";
+
+/// Runs `quiverctl` without a node (backup commands that read the location) and with
+/// `env` (S3 settings); fails the test when it fails.
+fn ctl(args: &[&str], env: &[(String, String)]) -> String {
+    let out = ctl_result(args, env);
+    assert!(out.status.success(), "quiverctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ctl_result(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    std::process::Command::new(binary("quiverctl").unwrap())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("quiverctl runs")
+}
+
+/// `backup create`, through the node at `endpoint`; answers the new backup's id.
+fn create(endpoint: &str, to: &str, extra: &[&str]) -> String {
+    let out = quiverctl(endpoint, &[&["backup", "create", "--to", to], extra].concat(), None);
+    assert!(out.success, "backup create: {}", out.stderr);
+    let id = out.stdout.split_whitespace().nth(1).expect("the backup's id is printed").to_string();
+    assert!(out.stdout.contains("complete"), "{}", out.stdout);
+    id
+}
+
+/// The backups listed in `from`, as `(id, complete)`.
+fn listed(from: &str, env: &[(String, String)]) -> Vec<(String, bool)> {
+    let json: serde_json::Value =
+        serde_json::from_str(&ctl(&["backup", "list", "--from", from, "--format", "json"], env)).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["id"].as_str().unwrap().to_string(), b["complete"].as_bool().unwrap()))
+        .collect()
+}
+
+async fn with_rides(node: &LocalNode) -> Client {
+    let client = node.client().await.unwrap();
+    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client
+}
+
+fn config(dir: &Path) -> String {
+    let path = dir.join("quiver.toml");
+    std::fs::write(&path, FAST_WORKERS).unwrap();
+    path.display().to_string()
+}
+
+/// conv_rate of each driver as the node serves it (`None`: no row).
+async fn conv_rates(client: &Client, ids: &[i64]) -> Vec<Option<f64>> {
+    let answer = read_drivers(client, ids.iter().copied()).await;
+    let column = answer.features.iter().position(|f| f == "driver_stats:conv_rate").unwrap();
+    answer
+        .rows
+        .iter()
+        .map(|row| match (&row[column].status, &row[column].value) {
+            (Freshness::NotFound, _) => None,
+            (_, Value::Float64(v)) => Some(*v),
+            (status, other) => panic!("conv_rate {other:?} ({status:?})"),
+        })
+        .collect()
+}
+
+/// Ratings of drivers 0..40 ingested from a CSV file: offline files and statistics that
+/// only this ingest touches.
+async fn ingest_ratings(client: &Client, dir: &Path) {
+    let now = now_micros();
+    let mut csv = String::from("driver_id,rated_at,rating,num_ratings\n");
+    for id in 0..40 {
+        csv += &format!("{id},{},{},{}\n", now - 3_600_000_000 + id * 1000, 3.0 + (id % 20) as f64 / 10.0, id * 3);
+    }
+    let path = dir.join("ratings.csv");
+    std::fs::write(&path, csv).unwrap();
+    client.ingest("rides", "driver_ratings", path.to_str().unwrap(), |_| {}).await.unwrap();
+}
+
+/// A training set of drivers `ids` at time `at`.
+async fn history(client: &Client, ids: impl Iterator<Item = i64>, at: i64) -> RecordBatch {
+    let mut spine = String::from("driver_id,event_timestamp\n");
+    for id in ids {
+        spine += &format!("{id},{at}\n");
+    }
+    let request = HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Vector("driver_model_v2".into()),
+        Spine::Csv(spine.into_bytes()),
+    );
+    client.historical(request).await.unwrap()
+}
+
+/// Waits until `read` answers the same twice in a row and `ready` holds for it.
+async fn settled<T: PartialEq, F: std::future::Future<Output = T>>(
+    mut read: impl FnMut() -> F,
+    ready: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = read().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = read().await;
+        if now == last && ready(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "no settled answer within a minute");
+        last = now;
+    }
+}
+
+/// Waits until `read` answers `expected`; fails after a minute with the last answer.
+async fn eventually<T: PartialEq + std::fmt::Debug, F: std::future::Future<Output = T>>(
+    mut read: impl FnMut() -> F,
+    expected: &T,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = read().await;
+        if &now == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "expected {expected:?}, still {now:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn stats(endpoint: &str) -> String {
+    let out = quiverctl(
+        endpoint,
+        &["--project", "rides", "stats", "--feature-set", "driver_ratings", "--format", "json"],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    out.stdout
+}
+
+/// What a source looked like just before its backup, and what was written around it.
+struct Source {
+    /// Drivers 0..100 at their values before the backup (some are overwritten after it).
+    before: Vec<Option<f64>>,
+    history: RecordBatch,
+    /// The spine time of `history`.
+    at: i64,
+    stats: String,
+    /// Drivers written during the backup, with the value and whether the write was
+    /// acknowledged before the backup started.
+    during: Vec<(i64, f64, bool)>,
+    /// Drivers first written after the backup ended.
+    after: Vec<i64>,
+}
+
+/// Loads a cluster through `client`, backs it up to `to` while three writers go on, then
+/// writes more: returns the backup's id and what to compare a restore with.
+async fn backup_under_writes(
+    client: &Client,
+    endpoint: &str,
+    dir: &Path,
+    to: &str,
+    extra: &[&str],
+) -> (String, Source) {
+    let rows = (0..100).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    ingest_ratings(client, dir).await;
+    let ids: Vec<i64> = (0..100).collect();
+    let before = conv_rates(client, &ids).await;
+    // Exported rows and summarized files are in the offline store before the backup.
+    let at = now_micros() + 60_000_000;
+    let history = settled(|| history(client, 0..100, at), |h| h.num_rows() == 100).await;
+    let stats = settled(|| async { stats(endpoint) }, |s| s.contains("\"rows\":40")).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (client, stop, started) = (client.clone(), stop.clone(), started.clone());
+        writers.push(tokio::spawn(async move {
+            let mut written = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let id = 10_000 + w * 100_000 + i;
+                let value = id as f64 + 0.5;
+                let before_start = !started.load(Ordering::Acquire);
+                if client.write("rides", "driver_stats", vec![driver_row(id, now_micros(), value, 1)]).await.is_ok() {
+                    written.push((id, value, before_start && !started.load(Ordering::Acquire)));
+                }
+            }
+            written
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    started.store(true, Ordering::Release);
+    let (endpoint_owned, to_owned, extra): (String, String, Vec<String>) =
+        (endpoint.into(), to.into(), extra.iter().map(|s| s.to_string()).collect());
+    let id = tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        create(&endpoint_owned, &to_owned, &extra)
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Release);
+    let mut during = Vec::new();
+    for w in writers {
+        during.extend(w.await.unwrap());
+    }
+    assert!(during.iter().any(|(_, _, early)| *early), "some writes were acknowledged before the backup began");
+    // After the backup: new drivers, and drivers 0..50 overwritten.
+    let after: Vec<i64> = (900_000..900_050).collect();
+    let rows = after
+        .iter()
+        .map(|id| driver_row(*id, now_micros(), 1.0, 1))
+        .chain((0..50).map(|id| driver_row(id, now_micros(), -1.0, 1)));
+    client.write("rides", "driver_stats", rows.collect()).await.unwrap();
+    (id, Source { before, history, at, stats, during, after })
+}
+
+/// The restored cluster answers what the source held at the cut.
+async fn check_restored(client: &Client, endpoint: &str, source: &Source) {
+    let ids: Vec<i64> = (0..100).collect();
+    assert_eq!(conv_rates(client, &ids).await, source.before, "the rows written before the backup, as they were");
+    let during: Vec<i64> = source.during.iter().map(|(id, _, _)| *id).collect();
+    let found = conv_rates(client, &during).await;
+    for ((id, value, early), found) in source.during.iter().zip(&found) {
+        match found {
+            Some(v) => assert_eq!(v, value, "driver {id}"),
+            None => assert!(!early, "driver {id}, acknowledged before the backup began, is missing"),
+        }
+    }
+    assert!(conv_rates(client, &source.after).await.iter().all(Option::is_none), "nothing written after the backup");
+    eventually(|| history(client, 0..100, source.at), &source.history).await;
+    eventually(|| async { stats(endpoint) }, &source.stats).await;
+}
+
+/// Restores backup `id` into a new single node under `dir` and starts it there.
+/// `store` is the new offline store, if not the default.
+async fn restore_single(id: &str, from: &str, data: &Path, store: Option<&str>, env: &[(String, String)]) -> LocalNode {
+    let addr = quiver_admin::local_node::free_addr().unwrap();
+    let mut restore =
+        vec!["backup", "restore", id, "--from", from, "--data-dir", data.to_str().unwrap(), "--advertise", &addr];
+    let config = config(data.parent().unwrap());
+    let mut node_args = vec!["--config", config.as_str()];
+    if let Some(store) = store {
+        restore.extend(["--offline-store", store]);
+        node_args.extend(["--offline-store", store]);
+    }
+    let out = ctl(&restore, env);
+    assert!(out.contains("restored backup") && out.contains(&format!("--listen {addr}")), "{out}");
+    let mut node =
+        LocalNode::spawn_at(data, &addr, &quiver_admin::local_node::free_addr().unwrap(), &node_args, env).unwrap();
+    node.wait_ready(READY).await.unwrap();
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_writes_restores_the_cut_into_a_new_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let node = LocalNode::start(&dir.path().join("source"), &["--config", &config]).await.unwrap();
+    let client = with_rides(&node).await;
+    let to = dir.path().join("backups").display().to_string();
+    let (id, source) = backup_under_writes(&client, &node.endpoint(), dir.path(), &to, &[]).await;
+
+    assert_eq!(listed(&to, &[]), vec![(id.clone(), true)]);
+    let described = ctl(&["backup", "describe", &id, "--from", &to], &[]);
+    assert!(described.contains("CUT INDEX") && described.contains("full backup"), "{described}");
+    assert!(ctl(&["backup", "verify", &id, "--from", &to], &[]).contains("verified"));
+    let status = quiverctl(&node.endpoint(), &["status"], None).stdout;
+    assert!(status.contains(&format!("last backup: {id}")), "{status}");
+
+    drop(node);
+    let restored = restore_single(&id, &to, &dir.path().join("restored"), None, &[]).await;
+    check_restored(&restored.client().await.unwrap(), &restored.endpoint(), &source).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
+    let s3 = S3Server::start(&["quiver", "backups"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let args = ["--config", config.as_str(), "--offline-store", "s3://quiver/offline", "--shards", "4"];
+    std::fs::create_dir_all(dir.path().join("source")).unwrap();
+    let nodes = LocalNode::start_cluster(&dir.path().join("source"), 3, &args, &s3.env(), READY).await.unwrap();
+    let client = with_rides(&nodes[0]).await;
+    let to = "s3://backups/nightly";
+    let (id, source) = backup_under_writes(&client, &nodes[0].endpoint(), dir.path(), to, &[]).await;
+    assert!(ctl(&["backup", "verify", &id, "--from", to], &s3.env()).contains("verified"));
+    drop(nodes);
+
+    // Three new members, each restored with the same list, then started together.
+    let listen: Vec<String> = (0..3).map(|_| quiver_admin::local_node::free_addr().unwrap()).collect();
+    let initial = listen.join(",");
+    let mut restored = Vec::new();
+    for (i, addr) in listen.iter().enumerate() {
+        let data = dir.path().join(format!("restored{}", i + 1));
+        let restore = ["backup", "restore", &id, "--from", to, "--data-dir", data.to_str().unwrap()];
+        let place = ["--initial-cluster", &initial, "--advertise", addr, "--offline-store", "s3://quiver/restored"];
+        ctl(&[&restore[..], &place[..]].concat(), &s3.env());
+        let args = [
+            "--initial-cluster",
+            initial.as_str(),
+            "--config",
+            config.as_str(),
+            "--offline-store",
+            "s3://quiver/restored",
+        ];
+        restored.push(
+            LocalNode::spawn_at(&data, addr, &quiver_admin::local_node::free_addr().unwrap(), &args, &s3.env())
+                .unwrap(),
+        );
+    }
+    for node in &mut restored {
+        node.wait_ready(READY).await.unwrap();
+    }
+    check_restored(&restored[1].client().await.unwrap(), &restored[1].endpoint(), &source).await;
+    drop(restored);
+
+    let node = restore_single(&id, to, &dir.path().join("single"), Some("s3://quiver/single"), &s3.env()).await;
+    check_restored(&node.client().await.unwrap(), &node.endpoint(), &source).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_chain_restores_the_last_state_and_deletion_keeps_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let node = LocalNode::start(&dir.path().join("source"), &["--config", &config, "--shards", "4"]).await.unwrap();
+    let client = with_rides(&node).await;
+    let to = dir.path().join("backups").display().to_string();
+    let mut ids = Vec::new();
+    let mut expected = BTreeMap::new();
+    for round in 0..3i64 {
+        // Each round writes a few drivers: most shards change, some may not.
+        let rows: Vec<_> = (0..3).map(|k| (round * 10 + k, (round * 10 + k) as f64 + 0.25)).collect();
+        expected.extend(rows.iter().copied());
+        let rows = rows.iter().map(|(id, v)| driver_row(*id, now_micros(), *v, 1)).collect();
+        client.write("rides", "driver_stats", rows).await.unwrap();
+        ids.push(create(&node.endpoint(), &to, if round == 0 { &[] } else { &["--incremental"] }));
+    }
+    let described = ctl(&["backup", "describe", &ids[2], "--from", &to], &[]);
+    assert!(described.contains(&format!("builds on {}", ids[1])), "{described}");
+    // The last backup needs the earlier ones: deleting one is refused, --keep 1 keeps all.
+    let refused = ctl_result(&["backup", "delete", &ids[0], "--from", &to], &[]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("needed by"));
+    ctl(&["backup", "delete", "--keep", "1", "--from", &to], &[]);
+    assert_eq!(listed(&to, &[]).len(), 3);
+
+    drop(node);
+    let restored = restore_single(&ids[2], &to, &dir.path().join("restored"), None, &[]).await;
+    let client = restored.client().await.unwrap();
+    let ids_written: Vec<i64> = expected.keys().copied().collect();
+    let values: Vec<Option<f64>> = expected.values().map(|v| Some(*v)).collect();
+    assert_eq!(conv_rates(&client, &ids_written).await, values);
+}
+
+/// Flips one byte of `path`.
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn find_file(dir: &Path, suffix: &str) -> PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                return path;
+            }
+        }
+    }
+    panic!("no {suffix} under {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_damage_and_restore_refuses_a_damaged_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let node = LocalNode::start(&dir.path().join("source"), &["--config", &config]).await.unwrap();
+    let client = with_rides(&node).await;
+    let rows = (0..50).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    ingest_ratings(&client, dir.path()).await;
+    let backups = dir.path().join("backups");
+    let to = backups.display().to_string();
+
+    // A location that cannot be written is an error, and leaves no backup.
+    let refused = quiverctl(&node.endpoint(), &["backup", "create", "--to", "/proc/no-backups-here"], None);
+    assert!(!refused.success && refused.stderr.contains("/proc/no-backups-here"), "{}", refused.stderr);
+
+    let flipped = create(&node.endpoint(), &to, &[]);
+    let cut = find_file(&backups.join(&flipped), ".cut");
+    flip_byte(&cut);
+    let missing = create(&node.endpoint(), &to, &[]);
+    let offline = find_file(&backups.join(&missing).join("offline"), ".parquet");
+    std::fs::remove_file(&offline).unwrap();
+
+    for (id, object) in [(&flipped, &cut), (&missing, &offline)] {
+        let name = object.strip_prefix(&backups).unwrap().display().to_string();
+        let verify = ctl_result(&["backup", "verify", id, "--from", &to], &[]);
+        let stderr = String::from_utf8_lossy(&verify.stderr);
+        assert!(!verify.status.success() && stderr.contains(&name), "verify of {id} names {name}: {stderr}");
+        let target = dir.path().join(format!("restore-{id}"));
+        let restore =
+            ctl_result(&["backup", "restore", id, "--from", &to, "--data-dir", target.to_str().unwrap()], &[]);
+        assert!(!restore.status.success(), "a damaged backup is not restored");
+        assert!(!target.exists() || std::fs::read_dir(&target).unwrap().next().is_none(), "nothing left behind");
+    }
+    // A restore into a data dir that holds something is refused and changes nothing.
+    let busy = dir.path().join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("keep.txt"), "mine").unwrap();
+    let good = create(&node.endpoint(), &to, &[]);
+    let refused = ctl_result(&["backup", "restore", &good, "--from", &to, "--data-dir", busy.to_str().unwrap()], &[]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not empty"));
+    assert_eq!(std::fs::read_to_string(busy.join("keep.txt")).unwrap(), "mine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_backing_up_leaves_no_complete_backup_and_the_next_one_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let slow = [("QUIVER_DELAY".to_string(), "backup-object:400".to_string())];
+    let mut node = LocalNode::start_with_env(&dir.path().join("source"), &["--config", &config], &slow).await.unwrap();
+    let client = with_rides(&node).await;
+    let rows = (0..50).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let backups = dir.path().join("backups");
+    let to = backups.display().to_string();
+    let endpoint = node.endpoint();
+    let running = {
+        let to = to.clone();
+        std::thread::spawn(move || quiverctl(&endpoint, &["backup", "create", "--to", &to], None))
+    };
+    // Kill the node once the backup has written its first objects.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !backups.exists() || walk_count(&backups) == 0 {
+        assert!(Instant::now() < deadline, "the backup wrote nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.kill_9().unwrap();
+    assert!(!running.join().unwrap().success, "the interrupted backup is reported failed");
+    let partial = listed(&to, &[]);
+    assert_eq!(partial.len(), 1);
+    assert!(!partial[0].1, "the partial backup is not complete");
+    let out = ctl_result(
+        &["backup", "restore", &partial[0].0, "--from", &to, "--data-dir", dir.path().join("r").to_str().unwrap()],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not complete"));
+
+    node.set_env(Vec::new());
+    node.restart().await.unwrap();
+    let id = create(&node.endpoint(), &to, &[]);
+    let now = listed(&to, &[]);
+    assert_eq!(
+        now.iter().filter(|(_, complete)| *complete).map(|(i, _)| i.clone()).collect::<Vec<_>>(),
+        vec![id.clone()]
+    );
+    // Exports were held only while the groups were cut: they go on after the kill.
+    assert!(ctl(&["backup", "verify", &id, "--from", &to], &[]).contains("verified"));
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map_or(0, |entries| entries.flatten().map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 }).sum())
+}
