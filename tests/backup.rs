@@ -485,3 +485,48 @@ fn walk_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map_or(0, |entries| entries.flatten().map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { 1 }).sum())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_go_on_after_the_metadata_leader_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("nightly");
+    let config = dir.path().join("quiver.toml");
+    let schedule = format!("[backup]\nto = {:?}\nevery = \"2s\"\nkeep = 2\nfull_every = 2\n", to.display().to_string());
+    std::fs::write(&config, schedule).unwrap();
+    let mut nodes =
+        LocalNode::start_cluster(dir.path(), 3, &["--config", config.to_str().unwrap(), "--shards", "2"], &[], READY)
+            .await
+            .unwrap();
+    let client = with_rides(&nodes[0]).await;
+    client.write("rides", "driver_stats", vec![driver_row(1, now_micros(), 1.0, 1)]).await.unwrap();
+    let to = to.display().to_string();
+    let complete = |to: &str| listed(to, &[]).into_iter().filter(|(_, c)| *c).map(|(id, _)| id).collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while complete(&to).is_empty() {
+        assert!(Instant::now() < deadline, "no scheduled backup was made");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let leader = client.status().await.unwrap().groups.iter().find(|g| g.group_id == 0).and_then(|g| g.leader).unwrap();
+    let before: Vec<String> = complete(&to);
+    nodes[leader as usize - 1].kill_9().unwrap();
+    let survivor = &nodes[leader as usize % 3];
+    let client = survivor.client().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = client.status().await;
+        let newest = status.ok().and_then(|s| s.backups.last().cloned());
+        if let Some(newest) = newest.filter(|b| b.scheduled && !before.contains(&b.id) && complete(&to).contains(&b.id))
+        {
+            // Every other backup is incremental (full_every = 2), and at most `keep` remain.
+            assert!(complete(&to).len() <= 2, "{:?}", complete(&to));
+            let (_, page) = quiver_tests::http_get(survivor.http_addr(), "/ui/cluster");
+            assert!(page.contains("<h2>Backups</h2>") && page.contains(&newest.id), "{page}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled backup after the metadata leader died");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let described: Vec<String> =
+        complete(&to).iter().map(|id| ctl(&["backup", "describe", id, "--from", &to], &[])).collect();
+    assert!(described.iter().any(|d| d.contains("builds on")), "incremental backups among them: {described:?}");
+}

@@ -44,6 +44,45 @@ pub struct Config {
     pub workers: WorkerConfig,
     pub ingest: IngestConfig,
     pub sharding: ShardingConfig,
+    pub backup: BackupConfig,
+}
+
+/// Backups: how fast they write, and a schedule the metadata leader keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where scheduled backups go: a directory on the metadata leader's machine, or
+    /// `s3://bucket/prefix` (with `[s3]`); empty: no schedule.
+    pub to: String,
+    /// How often a scheduled backup is made, e.g. `6h` or `1d`.
+    pub every: String,
+    /// Complete scheduled backups kept in `to`, with what they build on; 0 keeps all.
+    pub keep: usize,
+    /// One scheduled backup in this many is full, the others incremental; 1: all full.
+    pub full_every: u32,
+    /// MiB a backup writes per second at most, so it leaves the disks and network to
+    /// normal traffic; 0: no limit.
+    pub max_mib_per_sec: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { to: String::new(), every: "1d".into(), keep: 7, full_every: 1, max_mib_per_sec: 0 }
+    }
+}
+
+impl BackupConfig {
+    /// The schedule's period, when there is a schedule.
+    pub fn every(&self) -> Result<Option<Duration>> {
+        if self.to.trim().is_empty() {
+            return Ok(None);
+        }
+        match humantime::parse_duration(self.every.trim()) {
+            Ok(every) if !every.is_zero() => Ok(Some(every)),
+            Ok(_) => Err(Error::Config("backup.every must be longer than 0".into())),
+            Err(e) => Err(Error::Config(format!("backup.every = {:?}: {e} (e.g. \"6h\", \"1d\")", self.every))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +196,7 @@ impl Default for Config {
             workers: WorkerConfig::default(),
             ingest: IngestConfig::default(),
             sharding: ShardingConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -232,6 +272,10 @@ impl Config {
         }
         if self.listen == self.http {
             return bad(format!("listen and http are both {}; give them different ports", self.listen));
+        }
+        self.backup.every()?;
+        if self.backup.full_every == 0 {
+            return bad("backup.full_every must be 1 or more (1: every scheduled backup is full)".into());
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
@@ -321,5 +365,10 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("shards"));
         assert!(Config::default().validate().is_ok());
         assert!(Config::default().openraft().is_ok());
+        let c = Config::from_toml("[backup]\nto = \"/b\"\nevery = \"soon\"\n", "t").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("backup.every"));
+        let c = Config::from_toml("[backup]\nto = \"/b\"\nevery = \"6h\"\n", "t").unwrap();
+        assert_eq!(c.backup.every().unwrap(), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(Config::default().backup.every().unwrap(), None, "no schedule without a location");
     }
 }

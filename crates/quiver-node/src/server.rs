@@ -74,6 +74,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         pool: pool.clone(),
         offline: offline.clone(),
         s3: config.s3.clone(),
+        max_bytes_per_sec: config.backup.max_mib_per_sec.saturating_mul(1 << 20),
         running: tokio::sync::Mutex::new(()),
     });
     let node = Arc::new(Node {
@@ -104,6 +105,8 @@ fn start_workers(node: &Node, pool: PeerPool) {
         offline: node.offline.clone(),
         metrics: node.metrics.clone(),
         serving: node.serving.clone(),
+        backups: node.backups.clone(),
+        backup: node.config.backup.clone(),
     };
     let ms = Duration::from_millis;
     let config = &node.config.workers;
@@ -117,7 +120,13 @@ fn start_workers(node: &Node, pool: PeerPool) {
     let every = ms(config.statistics_interval_ms);
     workers::spawn(context.clone(), "statistics", every, workers::statistics::round);
     workers::spawn(context.clone(), "monitors", every, workers::monitors::round);
-    workers::spawn(context, "serving-log", ms(config.serving_flush_ms), workers::serving_stats::flush);
+    workers::spawn(context.clone(), "serving-log", ms(config.serving_flush_ms), workers::serving_stats::flush);
+    if let Ok(Some(every)) = node.config.backup.every() {
+        // Checked often enough to keep a short schedule, rarely enough not to retry a
+        // failing one in a loop.
+        let check = every.clamp(Duration::from_secs(1), Duration::from_secs(30));
+        workers::spawn(context, "backup", check, workers::backup::round);
+    }
 }
 
 /// Lays out the first shard map once this node leads the meta group of a new cluster.

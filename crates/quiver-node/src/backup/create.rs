@@ -66,21 +66,38 @@ pub struct Backups {
     pub pool: PeerPool,
     pub offline: OfflineStore,
     pub s3: S3Settings,
+    /// Bytes a backup writes per second at most; 0: no limit.
+    pub max_bytes_per_sec: u64,
     /// One backup at a time from this node.
     pub running: tokio::sync::Mutex<()>,
 }
 
 type Stream = tonic::Streaming<RaftMessage>;
 
-/// Reports progress to whoever follows the backup; one that went away misses them.
+/// Reports progress to whoever follows the backup (one that went away misses them), and
+/// keeps the backup's writes under its rate limit.
 struct Reporter {
     progress: BackupProgress,
     tx: mpsc::Sender<BackupProgress>,
+    started: Instant,
+    max_bytes_per_sec: u64,
 }
 
 impl Reporter {
     fn send(&self) {
         let _ = self.tx.try_send(self.progress.clone());
+    }
+
+    /// Counts `bytes` written, then waits as long as the backup is ahead of its rate.
+    async fn wrote(&mut self, bytes: u64) {
+        self.progress.bytes = self.progress.bytes.saturating_add(bytes);
+        self.send();
+        if self.max_bytes_per_sec > 0 {
+            let due = Duration::from_secs_f64(self.progress.bytes as f64 / self.max_bytes_per_sec as f64);
+            if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+                tokio::time::sleep(ahead).await;
+            }
+        }
     }
 
     fn phase(&mut self, phase: String) {
@@ -109,7 +126,7 @@ impl Backups {
         let id = backup_id(started_at);
         let copy = request.copy_offline.unwrap_or(location.location() != self.offline.location());
         let progress = BackupProgress { id: id.clone(), ..Default::default() };
-        let mut report = Reporter { progress, tx };
+        let mut report = Reporter { progress, tx, started: Instant::now(), max_bytes_per_sec: self.max_bytes_per_sec };
         report.phase("cutting the groups".into());
 
         let (shards, meta) = self.cut_all(&id).await?;
@@ -278,7 +295,7 @@ impl Backups {
         while let Some(chunk) = reader.next().await? {
             if let Some(writer) = writer.as_mut() {
                 writer.write(&chunk).await?;
-                report.progress.bytes += chunk.len() as u64;
+                report.wrote(chunk.len() as u64).await;
             }
         }
         let (bytes, checksum) = reader.summary();
@@ -348,8 +365,7 @@ async fn write_cut(
             Frame::Header(_) => return Err(Error::Backup(format!("group {group}'s cut sent a second header"))),
         }
         writer.write_frame(&frame).await?;
-        report.progress.bytes = report.progress.bytes.saturating_add(message.payload.len() as u64 + 4);
-        report.send();
+        report.wrote(message.payload.len() as u64 + 4).await;
         if let Frame::End { .. } = frame {
             break;
         }

@@ -164,12 +164,45 @@ async fn cluster_body(node: &Node) -> Result<String> {
             ]
         })
         .collect();
+    let now = crate::raft::now_micros();
+    let backups: Vec<Vec<String>> = status
+        .backups
+        .iter()
+        .rev()
+        .map(|b| {
+            let age =
+                std::time::Duration::from_secs((now.saturating_sub(b.finished_at_micros) / 1_000_000).max(0) as u64);
+            let kind = match (b.incremental, b.scheduled) {
+                (false, false) => "full",
+                (true, false) => "incremental",
+                (false, true) => "full, scheduled",
+                (true, true) => "incremental, scheduled",
+            };
+            vec![
+                escape(&b.id),
+                escape(&b.location),
+                format!(
+                    "{} ({} ago)",
+                    quiver_core::time::format_timestamp(b.finished_at_micros),
+                    humantime::format_duration(age)
+                ),
+                format!("{:.1} MiB", b.bytes as f64 / (1 << 20) as f64),
+                b.rows.to_string(),
+                kind.into(),
+            ]
+        })
+        .collect();
+    let backups = match backups.is_empty() {
+        true => "<p>No backup yet: <code>quiverctl backup create --to DIR|s3://…</code>, or a <code>[backup]</code> schedule.</p>".to_string(),
+        false => table(&["backup", "location", "finished", "size", "rows", "kind"], &backups),
+    };
     Ok(format!(
-        "<p>As seen by node {} (quiver {}).</p><h2>Nodes</h2>{}<h2>Groups on this node</h2>{}",
+        "<p>As seen by node {} (quiver {}).</p><h2>Nodes</h2>{}<h2>Groups on this node</h2>{}<h2>Backups</h2>{}",
         status.node_id,
         escape(&status.version),
         table(&["node", "address", "state", "replicas", "meta"], &nodes),
-        table(&["group", "kind", "leader", "voters", "applied", "committed", "replica lag"], &groups)
+        table(&["group", "kind", "leader", "voters", "applied", "committed", "replica lag"], &groups),
+        backups
     ))
 }
 

@@ -3,6 +3,7 @@
 //! and operators can reason about step by step.
 
 pub mod autosplit;
+pub mod backup;
 pub mod compaction;
 pub mod export;
 pub mod monitors;
@@ -17,7 +18,8 @@ use std::time::Duration;
 
 use quiver_offline::store::OfflineStore;
 
-use crate::config::{ShardingConfig, WorkerConfig};
+use crate::backup::create::Backups;
+use crate::config::{BackupConfig, ShardingConfig, WorkerConfig};
 use crate::groups::Groups;
 use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
@@ -41,6 +43,8 @@ pub struct Context {
     pub offline: OfflineStore,
     pub metrics: Metrics,
     pub serving: Arc<ServingLog>,
+    pub backups: Arc<Backups>,
+    pub backup: BackupConfig,
 }
 
 /// Runs `round` every `interval` until the process ends, logging failures.
