@@ -530,3 +530,39 @@ async fn scheduled_backups_go_on_after_the_metadata_leader_is_killed() {
         complete(&to).iter().map(|id| ctl(&["backup", "describe", id, "--from", &to], &[])).collect();
     assert!(described.iter().any(|d| d.contains("builds on")), "incremental backups among them: {described:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_a_backup_lists_in_place_outlive_compaction_until_the_backup_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    let workers = "[workers]\nstatistics_interval_ms = 200\ncompaction_interval_ms = 200\ncompaction_min_files = 2\ncompaction_grace_ms = 0\n";
+    std::fs::write(&config, workers).unwrap();
+    let node = LocalNode::start(&dir.path().join("source"), &["--config", config.to_str().unwrap()]).await.unwrap();
+    let client = with_rides(&node).await;
+    ingest_ratings(&client, dir.path()).await;
+    let first = client.files("rides", "driver_ratings").await.unwrap();
+    let to = dir.path().join("backups").display().to_string();
+    let id = create(&node.endpoint(), &to, &["--no-copy-offline"]);
+    let described = ctl(&["backup", "describe", &id, "--from", &to], &[]);
+    assert!(described.contains(&format!("0 copied into the backup, {} left in", first.len())), "{described}");
+
+    // A second file of the same day: compaction replaces both, and their grace is 0.
+    let path = dir.path().join("more.csv");
+    let day_start = first[0].min_ts;
+    std::fs::write(&path, format!("driver_id,rated_at,rating,num_ratings\n99,{day_start},4.5,7\n")).unwrap();
+    client.ingest("rides", "driver_ratings", path.to_str().unwrap(), |_| {}).await.unwrap();
+    let compacted = || async {
+        let files = client.files("rides", "driver_ratings").await.unwrap();
+        files.iter().all(|f| f.path.contains("compact-"))
+    };
+    eventually(compacted, &true).await;
+    let offline = dir.path().join("source/offline");
+    let on_disk = |p: &str| offline.join(p).exists();
+    // Collection ran many times since: what the backup lists is still there, and whole.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(first.iter().all(|f| on_disk(&f.path)), "files the backup lists are kept");
+    assert!(ctl(&["backup", "verify", &id, "--from", &to], &[]).contains("verified"));
+
+    ctl(&["backup", "delete", &id, "--from", &to], &[]);
+    eventually(|| async { first.iter().any(|f| on_disk(&f.path)) }, &false).await;
+}

@@ -187,6 +187,18 @@ pub enum MetaCommand {
     EndBackupCut {
         id: String,
     },
+    /// Backup `backup` in `location` left these offline files in the offline store (it
+    /// lists them, not copies): garbage collection keeps them while the backup exists.
+    PinFiles {
+        backup: String,
+        location: String,
+        paths: Vec<String>,
+    },
+    /// Backup `backup` no longer exists: its pins on `paths` go.
+    UnpinFiles {
+        backup: String,
+        paths: Vec<String>,
+    },
     /// A backup completed: kept for status and the dashboard (the last few).
     RecordBackup(quiver_core::backup::BackupRecord),
 }

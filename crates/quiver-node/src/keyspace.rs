@@ -25,6 +25,8 @@
 //! - `0x11 | table | day | node | seq`  statistics of a sample of values served online
 //! - `0x12 | project | dataset name`    statistics of a saved training dataset
 //! - `0x13 | table | time`              a monitor's drift report
+//! - `0x14 | offline path | backup id`  a backup that left this offline file in the store
+//!                                      (kept from garbage collection); value: its location
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -58,6 +60,7 @@ const FILE_STATS: u8 = 0x10;
 const SERVING_STATS: u8 = 0x11;
 const DATASET_STATS: u8 = 0x12;
 const MONITOR_RUN: u8 = 0x13;
+const BACKUP_PIN: u8 = 0x14;
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -220,6 +223,17 @@ pub fn monitor_run_time(key: &[u8], prefix_len: usize) -> Option<i64> {
     signed_from(key.get(prefix_len..)?)
 }
 
+/// The prefix of every pin on offline file `path`; a backup id follows it.
+pub fn backup_pins(path: &str) -> Vec<u8> {
+    let mut key = vec![BACKUP_PIN];
+    push_str(&mut key, path);
+    key
+}
+
+pub fn backup_pin(path: &str, backup: &str) -> Vec<u8> {
+    [backup_pins(path), backup.as_bytes().to_vec()].concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +263,7 @@ mod tests {
             serving_stats(&table, 0, 1, 1)[0],
             dataset_stats("p", "d")[0],
             monitor_run(&table, 0)[0],
+            backup_pin("f", "b")[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());

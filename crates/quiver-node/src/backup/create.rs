@@ -158,6 +158,12 @@ impl Backups {
         check_ranges(&state, &ranges)?;
 
         let offline = self.offline_files(&state, &location, &id, copy, parent.as_ref(), &mut report).await?;
+        // Before the catalog: a complete backup's files are never collected as garbage.
+        let left: Vec<String> = offline.iter().filter(|f| f.copy.is_none()).map(|f| f.path.clone()).collect();
+        if !left.is_empty() {
+            let pin = MetaCommand::PinFiles { backup: id.clone(), location: request.to.clone(), paths: left };
+            self.proposer.write_meta(pin).await?;
+        }
         let catalog = Catalog {
             format: CATALOG_FORMAT,
             id: id.clone(),

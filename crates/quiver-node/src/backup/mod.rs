@@ -4,4 +4,5 @@
 pub mod catalog;
 pub mod create;
 pub mod format;
+pub mod pins;
 pub mod restore;

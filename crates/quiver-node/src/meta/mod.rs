@@ -344,6 +344,19 @@ impl MetaMachine {
                 self.state.backup_cut = None;
                 Response::Done
             }
+            // Pins do not touch the in-memory state: only their own keys.
+            MetaCommand::PinFiles { backup, location, paths } => {
+                for path in paths {
+                    batch.put(keyspace::backup_pin(path, backup), encode(location)?);
+                }
+                return Ok(Response::Done);
+            }
+            MetaCommand::UnpinFiles { backup, paths } => {
+                for path in paths {
+                    batch.delete(keyspace::backup_pin(path, backup));
+                }
+                return Ok(Response::Done);
+            }
             MetaCommand::RecordBackup(record) => {
                 self.state.backups.push_back(record.clone());
                 while self.state.backups.len() > BACKUPS_KEPT {

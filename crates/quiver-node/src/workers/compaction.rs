@@ -16,6 +16,7 @@ use quiver_offline::files::{DataFile, data_path, read_file, write_file};
 use quiver_offline::schema::{SEQ_COLUMN, columns};
 
 use super::Context;
+use crate::backup::pins::Holders;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -106,12 +107,26 @@ fn sort_rows(
     RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Storage(e.to_string()))
 }
 
-/// Deletes replaced files whose grace period is over, then forgets them.
+/// Deletes replaced files whose grace period is over and that no existing backup lists,
+/// then forgets them.
 async fn collect_garbage(context: &Context) -> Result<()> {
     let grace = i64::try_from(context.config.compaction_grace_ms).unwrap_or(i64::MAX).saturating_mul(1000);
     let cutoff = now_micros().saturating_sub(grace);
-    let due: Vec<String> =
-        context.meta.latest().garbage.iter().filter(|(_, at)| *at <= cutoff).map(|(p, _)| p.clone()).collect();
+    let meta = context.groups.group(META_GROUP)?;
+    let mut holders = Holders::new(meta.data.as_ref(), &context.backups.s3);
+    let mut due = Vec::new();
+    for (path, at) in context.meta.latest().garbage.iter() {
+        if *at > cutoff {
+            continue;
+        }
+        let (held, gone) = holders.of(path).await?;
+        for backup in gone {
+            context.proposer.write_meta(MetaCommand::UnpinFiles { backup, paths: vec![path.clone()] }).await?;
+        }
+        if !held {
+            due.push(path.clone());
+        }
+    }
     if due.is_empty() {
         return Ok(());
     }
