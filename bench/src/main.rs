@@ -3,6 +3,7 @@
 //! measures a Redis server with the same data as a yardstick; and prints `bench/run.sh`'s table.
 //! It never asserts on time; `--quick` runs in seconds so CI keeps it compiling and working.
 
+mod backup;
 mod datagen;
 mod duckdb;
 mod offline;
@@ -30,6 +31,9 @@ enum Command {
     Offline(offline::Args),
     /// A shard holding many rows split in two while writers write: its time, and the writes'.
     Split(split::Args),
+    /// Full and incremental backups while writers write, and a restore: times, throughput,
+    /// and the writes' throughput and latency.
+    Backup(backup::Args),
     /// Loads the online data set into a running Redis and reads it with redis-benchmark.
     Redis(redis::Args),
     /// Prints one table, medians over runs, from the `--format json` outputs in a directory.
@@ -47,6 +51,7 @@ async fn main() -> Result<()> {
         Command::Offline(args) => offline::run(args).await,
         Command::Redis(args) => redis::run(args),
         Command::Split(args) => split::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
         Command::Table(args) => table::run(args),
     }
 }

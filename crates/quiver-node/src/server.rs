@@ -71,7 +71,6 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         groups: groups.clone(),
         meta: meta.clone(),
         proposer: proposer.clone(),
-        pool: pool.clone(),
         offline: offline.clone(),
         s3: config.s3.clone(),
         max_bytes_per_sec: config.backup.max_mib_per_sec.saturating_mul(1 << 20),

@@ -32,13 +32,20 @@ impl PeerPool {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
+        let channel = PeerPool::own_channel(addr)?;
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A channel on a connection of its own: for a long stream read at its own pace, which
+    /// on a shared connection could use up the connection's flow-control window while
+    /// unread and stall the streams beside it.
+    pub fn own_channel(addr: &str) -> Result<Channel, String> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("peer address {addr}: {e}"))?
             .connect_timeout(std::time::Duration::from_millis(500))
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        Ok(endpoint.connect_lazy())
     }
 }
 

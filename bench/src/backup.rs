@@ -1,0 +1,132 @@
+//! The backup benchmark: a node with `--online` keys written online and `--offline` rows
+//! ingested from Parquet; writers push fresh rows in a closed loop, first alone, then while
+//! a full backup runs, then while an incremental one runs. Then the last backup is restored
+//! into a new data dir. It prints each backup's and the restore's time and throughput (rows
+//! and MiB per second) and the writes' throughput and latency before and during backups.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+use quiver_admin::local_node::LocalNode;
+use quiver_client::{BackupProgress, Client};
+use serde_json::json;
+
+use crate::online::{PushFigures, for_secs, load, push};
+use crate::output::{Format, Out};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Online keys written before the backups.
+    #[arg(long, default_value_t = 1_000_000)]
+    online: i64,
+    /// Offline rows ingested before the backups (the offline benchmark's data set).
+    #[arg(long, default_value_t = 10_000_000)]
+    offline: usize,
+    /// Concurrent writers, before and during the backups.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Rows per write request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Seconds of writes before the backups, the baseline.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds in all: 20,000 keys, 100,000 offline rows, 1 s of baseline.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn say_writes(out: &Out, when: &str, f: &PushFigures) -> serde_json::Value {
+    let (p50, p99) = (f.hist.value_at_quantile(0.5), f.hist.value_at_quantile(0.99));
+    let rate = f.rows as f64 / f.secs;
+    out.say(format!("{when:<24} {rate:>10.0} rows/s   p50 {p50:>7} us   p99 {p99:>7} us   ({:.1} s)", f.secs));
+    json!({"rows": f.rows, "secs": f.secs, "rows_per_sec": rate, "p50_us": p50, "p99_us": p99})
+}
+
+fn say_transfer(out: &Out, what: &str, rows: u64, bytes: u64, secs: f64) -> serde_json::Value {
+    let mib = bytes as f64 / f64::from(1 << 20);
+    out.say(format!(
+        "{what:<24} {secs:>7.2} s   {:>9.0} rows/s   {:>7.1} MiB/s   ({rows} online rows, {mib:.1} MiB)",
+        rows as f64 / secs,
+        mib / secs
+    ));
+    json!({"secs": secs, "rows": rows, "bytes": bytes, "rows_per_sec": rows as f64 / secs, "mib_per_sec": mib / secs})
+}
+
+/// Makes a backup while the writers write; answers its last report, its time, the writes'.
+async fn backup_under_writes(
+    client: &Client,
+    args: &Args,
+    to: &str,
+    incremental: bool,
+) -> Result<(BackupProgress, f64, PushFigures)> {
+    let done = Arc::new(AtomicBool::new(false));
+    let until = {
+        let done = done.clone();
+        Arc::new(move || done.load(Ordering::Relaxed))
+    };
+    let writers = {
+        let (client, keys, batch, writers) = (client.clone(), args.online, args.batch, args.writers);
+        tokio::spawn(async move { push(&client, keys, batch, writers, until).await })
+    };
+    let started = Instant::now();
+    let made = client.create_backup(to, incremental, None, |_| {}).await;
+    let secs = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let writes = writers.await??;
+    Ok((made?, secs, writes))
+}
+
+pub async fn run(mut args: Args) -> Result<()> {
+    if args.quick {
+        (args.online, args.offline, args.seconds) = (20_000, 100_000, 1.0);
+    }
+    let out = Out::new(args.format);
+    let dir = tempfile::tempdir()?;
+    let node = LocalNode::start(&dir.path().join("node"), &[]).await?;
+    let client = node.client().await?;
+    client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
+    out.say(format!("quiver-bench backup: one node, data in {}", dir.path().display()));
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    crate::datagen::write_features(&data, args.offline)?;
+    let started = Instant::now();
+    let ingested = client.ingest("bench", "driver_stats", &data.display().to_string(), |_| {}).await?;
+    out.say(format!("ingest: {} offline rows in {:.1} s", ingested.rows, started.elapsed().as_secs_f64()));
+    let (rows, secs) = load(&client, args.online, 1_000, args.writers).await?;
+    out.say(format!("load: {rows} online keys in {secs:.1} s"));
+
+    out.say(format!("\nwrites (batches of {}, {} writers):", args.batch, args.writers));
+    let before = push(&client, args.online, args.batch, args.writers, for_secs(args.seconds)).await?;
+    let before = say_writes(&out, "no backup", &before);
+    let to = dir.path().join("backups").display().to_string();
+    let (full, full_secs, writes) = backup_under_writes(&client, &args, &to, false).await?;
+    let during_full = say_writes(&out, "during a full backup", &writes);
+    let (incr, incr_secs, writes) = backup_under_writes(&client, &args, &to, true).await?;
+    let during_incr = say_writes(&out, "during an incremental", &writes);
+
+    out.say(format!(
+        "\nbackups of {} online keys and {} offline rows, to a local directory:",
+        args.online, args.offline
+    ));
+    let full_json = say_transfer(&out, "full backup", full.rows, full.bytes, full_secs);
+    let incr_json = say_transfer(&out, "incremental backup", incr.rows, incr.bytes, incr_secs);
+    drop(node);
+
+    let config = quiver_node::config::Config { data_dir: dir.path().join("restored"), ..Default::default() };
+    let started = Instant::now();
+    let mut bytes = 0;
+    let restored = quiver_node::backup::restore::restore(&config, &to, &incr.id, |p| bytes = p.bytes).await?;
+    let restore_json =
+        say_transfer(&out, "restore (incremental)", restored.rows, bytes, started.elapsed().as_secs_f64());
+    out.figures(&json!({
+        "kind": "backup", "online_keys": args.online, "offline_rows": args.offline,
+        "full": full_json, "incremental": incr_json, "restore": restore_json,
+        "writes_before": before, "writes_during_full": during_full, "writes_during_incremental": during_incr,
+    }));
+    Ok(())
+}
