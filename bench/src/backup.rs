@@ -4,8 +4,6 @@
 //! into a new data dir. It prints each backup's and the restore's time and throughput (rows
 //! and MiB per second) and the writes' throughput and latency before and during backups.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -13,7 +11,7 @@ use quiver_admin::local_node::LocalNode;
 use quiver_client::{BackupProgress, Client};
 use serde_json::json;
 
-use crate::online::{PushFigures, for_secs, load, push};
+use crate::online::{PushFigures, WriteLoad, load, say_writes};
 use crate::output::{Format, Out};
 
 #[derive(clap::Args)]
@@ -24,27 +22,13 @@ pub struct Args {
     /// Offline rows ingested before the backups (the offline benchmark's data set).
     #[arg(long, default_value_t = 10_000_000)]
     offline: usize,
-    /// Concurrent writers, before and during the backups.
-    #[arg(long, default_value_t = 4)]
-    writers: usize,
-    /// Rows per write request.
-    #[arg(long, default_value_t = 100)]
-    batch: usize,
-    /// Seconds of writes before the backups, the baseline.
-    #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
+    #[command(flatten)]
+    writes: WriteLoad,
     /// Seconds in all: 20,000 keys, 100,000 offline rows, 1 s of baseline.
     #[arg(long)]
     quick: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-fn say_writes(out: &Out, when: &str, f: &PushFigures) -> serde_json::Value {
-    let (p50, p99) = (f.hist.value_at_quantile(0.5), f.hist.value_at_quantile(0.99));
-    let rate = f.rows as f64 / f.secs;
-    out.say(format!("{when:<24} {rate:>10.0} rows/s   p50 {p50:>7} us   p99 {p99:>7} us   ({:.1} s)", f.secs));
-    json!({"rows": f.rows, "secs": f.secs, "rows_per_sec": rate, "p50_us": p50, "p99_us": p99})
 }
 
 fn say_transfer(out: &Out, what: &str, rows: u64, bytes: u64, secs: f64) -> serde_json::Value {
@@ -64,26 +48,15 @@ async fn backup_under_writes(
     to: &str,
     incremental: bool,
 ) -> Result<(BackupProgress, f64, PushFigures)> {
-    let done = Arc::new(AtomicBool::new(false));
-    let until = {
-        let done = done.clone();
-        Arc::new(move || done.load(Ordering::Relaxed))
-    };
-    let writers = {
-        let (client, keys, batch, writers) = (client.clone(), args.online, args.batch, args.writers);
-        tokio::spawn(async move { push(&client, keys, batch, writers, until).await })
-    };
     let started = Instant::now();
-    let made = client.create_backup(to, incremental, None, |_| {}).await;
-    let secs = started.elapsed().as_secs_f64();
-    done.store(true, Ordering::Relaxed);
-    let writes = writers.await??;
+    let backup = async { (client.create_backup(to, incremental, None, |_| {}).await, started.elapsed().as_secs_f64()) };
+    let ((made, secs), writes) = args.writes.beside(client, args.online, backup).await?;
     Ok((made?, secs, writes))
 }
 
 pub async fn run(mut args: Args) -> Result<()> {
     if args.quick {
-        (args.online, args.offline, args.seconds) = (20_000, 100_000, 1.0);
+        (args.online, args.offline, args.writes.seconds) = (20_000, 100_000, 1.0);
     }
     let out = Out::new(args.format);
     let dir = tempfile::tempdir()?;
@@ -97,12 +70,11 @@ pub async fn run(mut args: Args) -> Result<()> {
     let started = Instant::now();
     let ingested = client.ingest("bench", "driver_stats", &data.display().to_string(), |_| {}).await?;
     out.say(format!("ingest: {} offline rows in {:.1} s", ingested.rows, started.elapsed().as_secs_f64()));
-    let (rows, secs) = load(&client, args.online, 1_000, args.writers).await?;
+    let (rows, secs) = load(&client, args.online, 1_000, args.writes.writers).await?;
     out.say(format!("load: {rows} online keys in {secs:.1} s"));
 
-    out.say(format!("\nwrites (batches of {}, {} writers):", args.batch, args.writers));
-    let before = push(&client, args.online, args.batch, args.writers, for_secs(args.seconds)).await?;
-    let before = say_writes(&out, "no backup", &before);
+    out.say(format!("\nwrites (batches of {}, {} writers):", args.writes.batch, args.writes.writers));
+    let before = say_writes(&out, "no backup", &args.writes.alone(&client, args.online).await?);
     let to = dir.path().join("backups").display().to_string();
     let (full, full_secs, writes) = backup_under_writes(&client, &args, &to, false).await?;
     let during_full = say_writes(&out, "during a full backup", &writes);

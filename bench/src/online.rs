@@ -123,6 +123,54 @@ pub struct PushFigures {
     pub hist: Histogram<u64>,
 }
 
+/// The writers that run beside an operation being measured (a split, a backup).
+#[derive(clap::Args)]
+pub struct WriteLoad {
+    /// Concurrent writers, alone and beside the operation.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// Rows per write request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seconds of writes alone first, the baseline.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+}
+
+impl WriteLoad {
+    /// Writes to `keys` entities alone for `seconds`: the baseline.
+    pub async fn alone(&self, client: &Client, keys: i64) -> Result<PushFigures> {
+        push(client, keys, self.batch, self.writers, for_secs(self.seconds)).await
+    }
+
+    /// Writes to `keys` entities while `operation` runs; answers its outcome and the writes'.
+    pub async fn beside<T>(
+        &self,
+        client: &Client,
+        keys: i64,
+        operation: impl std::future::Future<Output = T>,
+    ) -> Result<(T, PushFigures)> {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let until: Until = {
+            let done = done.clone();
+            Arc::new(move || done.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let (client, batch, writers) = (client.clone(), self.batch, self.writers);
+        let writes = tokio::spawn(async move { push(&client, keys, batch, writers, until).await });
+        let outcome = operation.await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok((outcome, writes.await??))
+    }
+}
+
+/// Prints one line of write figures and answers them as JSON.
+pub fn say_writes(out: &Out, when: &str, f: &PushFigures) -> serde_json::Value {
+    let (p50, p99) = (f.hist.value_at_quantile(0.5), f.hist.value_at_quantile(0.99));
+    let rate = f.rows as f64 / f.secs;
+    out.say(format!("{when:<24} {rate:>10.0} rows/s   p50 {p50:>7} us   p99 {p99:>7} us   ({:.1} s)", f.secs));
+    json!({"rows": f.rows, "secs": f.secs, "rows_per_sec": rate, "p50_us": p50, "p99_us": p99})
+}
+
 /// Says when a closed loop of requests should stop.
 pub type Until = Arc<dyn Fn() -> bool + Send + Sync>;
 

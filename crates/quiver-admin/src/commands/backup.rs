@@ -88,6 +88,13 @@ pub async fn verify(id: &str, from: &str) -> Result<()> {
         }
         bail!("backup {id} failed verification: {} problem(s)", problems.len());
     }
+    let left = found.offline.iter().filter(|f| f.copy.is_none()).count();
+    if left > 0 && offline.is_none() {
+        println!(
+            "{left} offline file(s) left in {} were not checked: it cannot be opened from here",
+            found.offline_store
+        );
+    }
     println!("backup {id} verified: every object present, sizes and checksums right ({})", HumanBytes(found.bytes()));
     Ok(())
 }

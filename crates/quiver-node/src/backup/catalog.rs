@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quiver_offline::store::{OfflineStore, S3Settings};
 
-use super::format::{CATALOG, Catalog, FrameReader, Object, ObjectReader, read_catalog};
+use super::format::{self, CATALOG, Catalog, FrameReader, Object, ObjectReader, read_catalog};
 use crate::error::{Error, Result};
 
 /// Opens a backup location: a directory or `s3://bucket/prefix`.
@@ -33,7 +33,7 @@ pub async fn list(location: &OfflineStore) -> Result<Vec<Listed>> {
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     let mut complete = BTreeSet::new();
     for (path, size) in objects {
-        let Some((id, rest)) = path.split_once('/') else { continue };
+        let Some((id, rest)) = path.split_once('/').filter(|(id, _)| format::is_backup_id(id)) else { continue };
         *sizes.entry(id.to_string()).or_default() += size;
         if rest == CATALOG {
             complete.insert(id.to_string());

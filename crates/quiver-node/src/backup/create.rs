@@ -29,7 +29,9 @@ use quiver_proto::v1::raft_service_client::RaftServiceClient;
 use tokio::sync::mpsc;
 
 use super::catalog::{self, newest_complete};
-use super::format::{CATALOG_FORMAT, Catalog, CutHeader, Frame, GroupCut, ObjectReader, ObjectWriter, OfflineFile};
+use super::format::{
+    CATALOG_FORMAT, Catalog, CutHeader, Frame, GroupCut, ObjectReader, ObjectWriter, OfflineFile, backup_id,
+};
 use crate::codec::decode;
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
@@ -172,7 +174,7 @@ impl Backups {
             nodes: state.nodes.len(),
             meta: meta_cut,
             shards: shard_cuts,
-            offline_store: self.offline.location().to_string(),
+            offline_store: absolute(self.offline.location()),
             offline,
         };
         super::format::write_catalog(&location, &catalog).await?;
@@ -313,10 +315,12 @@ impl Backups {
     }
 }
 
-/// A backup id: its start time, sortable, e.g. `20261130T224001Z-123`.
-fn backup_id(micros: i64) -> String {
-    let seconds = quiver_core::time::format_timestamp(micros - micros.rem_euclid(1_000_000));
-    format!("{}-{:03}", seconds.replace(['-', ':'], ""), micros.rem_euclid(1_000_000) / 1000)
+/// A location as any process on this machine can open it: a directory made absolute.
+fn absolute(location: &str) -> String {
+    match location.contains("://") {
+        true => location.to_string(),
+        false => std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string()),
+    }
 }
 
 /// Peer addresses of `ids`, each once, in order.

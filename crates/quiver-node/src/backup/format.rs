@@ -120,6 +120,23 @@ impl Catalog {
     }
 }
 
+/// A backup's id: its start time, `20261130T224001Z-123` (sorts by time). Only directories
+/// named so are backups: a location may also hold other things (the offline store's files).
+pub fn backup_id(micros: i64) -> String {
+    let seconds = quiver_core::time::format_timestamp(micros - micros.rem_euclid(1_000_000));
+    format!("{}-{:03}", seconds.replace(['-', ':'], ""), micros.rem_euclid(1_000_000) / 1000)
+}
+
+pub fn is_backup_id(name: &str) -> bool {
+    let shape = "dddddddd_dddddd_-ddd";
+    name.len() == shape.len()
+        && name.chars().zip(shape.chars()).all(|(c, s)| match s {
+            'd' => c.is_ascii_digit(),
+            '_' => c.is_ascii_uppercase(),
+            other => c == other,
+        })
+}
+
 pub fn catalog_path(id: &str) -> String {
     format!("{id}/{CATALOG}")
 }
@@ -295,4 +312,17 @@ pub async fn write_catalog(location: &OfflineStore, catalog: &Catalog) -> Result
         .put(&catalog_path(&catalog.id), json.into())
         .await
         .map_err(|e| store_err(&format!("writing the catalog of {} in {}", catalog.id, location.location()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_sort_by_time_and_only_they_are_backups() {
+        let (a, b) = (backup_id(1_780_272_000_000_000), backup_id(1_780_272_000_123_456));
+        assert_eq!((a.as_str(), b.as_str()), ("20260601T000000Z-000", "20260601T000000Z-123"));
+        assert!(a < b && is_backup_id(&a) && is_backup_id(&b));
+        assert!(!is_backup_id("rides") && !is_backup_id("20260601T000000Z-12x"));
+    }
 }
