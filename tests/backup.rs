@@ -563,6 +563,15 @@ async fn files_a_backup_lists_in_place_outlive_compaction_until_the_backup_is_de
     assert!(first.iter().all(|f| on_disk(&f.path)), "files the backup lists are kept");
     assert!(ctl(&["backup", "verify", &id, "--from", &to], &[]).contains("verified"));
 
+    // A backup into the offline store itself lists its files in place, and is the only
+    // backup found there among the store's own files.
+    let in_store = offline.display().to_string();
+    let beside = create(&node.endpoint(), &in_store, &[]);
+    assert_eq!(listed(&in_store, &[]), vec![(beside.clone(), true)]);
+    let described = ctl(&["backup", "describe", &beside, "--from", &in_store], &[]);
+    assert!(described.contains("0 copied into the backup"), "{described}");
+    ctl(&["backup", "delete", &beside, "--from", &in_store], &[]);
+
     ctl(&["backup", "delete", &id, "--from", &to], &[]);
     eventually(|| async { first.iter().any(|f| on_disk(&f.path)) }, &false).await;
 }
