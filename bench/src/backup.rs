@@ -60,7 +60,11 @@ pub async fn run(mut args: Args) -> Result<()> {
     }
     let out = Out::new(args.format);
     let dir = tempfile::tempdir()?;
-    let node = LocalNode::start(&dir.path().join("node"), &[]).await?;
+    // Compaction would rewrite the offline files between the two backups: kept out of the
+    // way, so the incremental backup shows what it saves when they stay.
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[workers]\ncompaction_interval_ms = 86400000\n")?;
+    let node = LocalNode::start(&dir.path().join("node"), &["--config", &config.display().to_string()]).await?;
     let client = node.client().await?;
     client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
     out.say(format!("quiver-bench backup: one node, data in {}", dir.path().display()));
@@ -70,6 +74,8 @@ pub async fn run(mut args: Args) -> Result<()> {
     let started = Instant::now();
     let ingested = client.ingest("bench", "driver_stats", &data.display().to_string(), |_| {}).await?;
     out.say(format!("ingest: {} offline rows in {:.1} s", ingested.rows, started.elapsed().as_secs_f64()));
+    // Summarizing the new files would compete with the backups.
+    crate::offline::statistics_caught_up(&client, ingested.rows).await?;
     let (rows, secs) = load(&client, args.online, 1_000, args.writes.writers).await?;
     out.say(format!("load: {rows} online keys in {secs:.1} s"));
 
@@ -88,6 +94,19 @@ pub async fn run(mut args: Args) -> Result<()> {
     let full_json = say_transfer(&out, "full backup", full.rows, full.bytes, full_secs);
     let incr_json = say_transfer(&out, "incremental backup", incr.rows, incr.bytes, incr_secs);
     drop(node);
+    let location = quiver_node::backup::catalog::open(&to, &Default::default())?;
+    let catalog = quiver_node::backup::catalog::find(&location, &full.id).await?;
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let shards: u64 = catalog.shards.iter().map(|s| s.object.bytes).sum();
+    let offline: u64 = catalog.offline.iter().filter_map(|f| f.copy.as_ref()).map(|o| o.bytes).sum();
+    out.say(format!(
+        "full backup's objects: meta group {:.1} MiB, {} shards {:.1} MiB, {} offline files {:.1} MiB",
+        mib(catalog.meta.object.bytes),
+        catalog.shards.len(),
+        mib(shards),
+        catalog.offline.len(),
+        mib(offline)
+    ));
 
     let config = quiver_node::config::Config { data_dir: dir.path().join("restored"), ..Default::default() };
     let started = Instant::now();

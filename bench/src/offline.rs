@@ -50,6 +50,17 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Waits until the statistics worker has summarized `rows` offline rows of the bench set.
+pub async fn statistics_caught_up(client: &quiver_client::Client, rows: u64) -> Result<()> {
+    let started = Instant::now();
+    let all = quiver_client::StatsWindow::Offline { from: None, to: None };
+    while client.statistics("bench", "driver_stats", &all).await?.rows < rows {
+        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "statistics never caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 pub async fn run(args: Args) -> Result<()> {
     let (name, rows, spine_rows) = match (args.quick, args.size) {
         (true, _) => ("quick", 20_000, 2_000),
@@ -97,11 +108,7 @@ pub async fn run(args: Args) -> Result<()> {
     ));
     // The statistics worker summarizes committed files in the background, during the ingest
     // and after it; waiting for it here also keeps it from running beside the retrieval.
-    let all = quiver_client::StatsWindow::Offline { from: None, to: None };
-    while client.statistics("bench", "driver_stats", &all).await?.rows < report.rows {
-        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "statistics never caught up");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    statistics_caught_up(&client, report.rows).await?;
     let stats_secs = started.elapsed().as_secs_f64();
     out.say(format!(
         "statistics: every ingested row summarized {:.2} s after the ingest ended; {:.0} rows/s from the ingest's start",

@@ -374,7 +374,7 @@ async fn write_cut(
             Frame::End { .. } => {}
             Frame::Header(_) => return Err(Error::Backup(format!("group {group}'s cut sent a second header"))),
         }
-        writer.write_frame(&frame).await?;
+        writer.write_encoded_frame(&message.payload).await?;
         report.wrote(message.payload.len() as u64 + 4).await;
         if let Frame::End { .. } = frame {
             break;

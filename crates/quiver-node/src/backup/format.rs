@@ -177,10 +177,14 @@ impl ObjectWriter {
     }
 
     pub async fn write_frame(&mut self, frame: &Frame) -> Result<()> {
-        let payload = encode(frame)?;
+        self.write_encoded_frame(&encode(frame)?).await
+    }
+
+    /// Writes a frame already encoded (as `ReadCut` streams it).
+    pub async fn write_encoded_frame(&mut self, payload: &[u8]) -> Result<()> {
         let mut framed = Vec::with_capacity(payload.len() + 4);
         framed.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        framed.extend_from_slice(&payload);
+        framed.extend_from_slice(payload);
         self.write(&framed).await
     }
 
