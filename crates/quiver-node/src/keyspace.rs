@@ -25,8 +25,8 @@
 //! - `0x11 | table | day | node | seq`  statistics of a sample of values served online
 //! - `0x12 | project | dataset name`    statistics of a saved training dataset
 //! - `0x13 | table | time`              a monitor's drift report
-//! - `0x14 | offline path | backup id`  a backup that left this offline file in the store
-//!                                      (kept from garbage collection); value: its location
+//! - `0x14 | offline path | backup id`  a backup listing this file in place (kept from garbage
+//!   collection); value: the backup's location
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
