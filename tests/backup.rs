@@ -302,6 +302,9 @@ async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
     let to = "s3://backups/nightly";
     let (id, source) = backup_under_writes(&client, &nodes[0].endpoint(), dir.path(), to, &[]).await;
     assert!(ctl(&["backup", "verify", &id, "--from", to], &s3.env()).contains("verified"));
+    // A bucket that does not exist is named in the error, and nothing is held meanwhile.
+    let missing = quiverctl(&nodes[0].endpoint(), &["backup", "create", "--to", "s3://no-such-bucket/x"], None);
+    assert!(!missing.success && missing.stderr.contains("s3://no-such-bucket/x"), "{}", missing.stderr);
     drop(nodes);
 
     // Three new members, each restored with the same list, then started together.

@@ -222,6 +222,9 @@ impl Router {
         let mut last = None;
         // Nodes that did not answer during this send: hints naming them are stale.
         let mut unreachable = HashSet::new();
+        // Hints followed during this send: two nodes that each name the other (both behind
+        // an election) are waited out like an election, not bounced between.
+        let mut followed = HashSet::new();
         for _ in 0..ATTEMPTS {
             let Some(shard) = table.shard(shard_id).cloned() else {
                 return Err(Error::Server(quiver_core::Error::ShardNotFound(shard_id)));
@@ -238,7 +241,7 @@ impl Router {
             };
             match error.server_error() {
                 Some(quiver_core::Error::NotLeader { leader: Some(hint), .. })
-                    if *hint != addr && !unreachable.contains(hint) =>
+                    if *hint != addr && !unreachable.contains(hint) && followed.insert(hint.clone()) =>
                 {
                     self.learn_leader(shard_id, hint.clone());
                     attempt = 0;
