@@ -125,7 +125,8 @@ impl Backups {
         catalog::list(&location).await?;
         let started_at = now_micros();
         let id = backup_id(started_at);
-        let copy = request.copy_offline.unwrap_or(location.location() != self.offline.location());
+        let into_offline_store = absolute(location.location()) == absolute(self.offline.location());
+        let copy = request.copy_offline.unwrap_or(!into_offline_store);
         let progress = BackupProgress { id: id.clone(), ..Default::default() };
         let mut report = Reporter { progress, tx, started: Instant::now(), max_bytes_per_sec: self.max_bytes_per_sec };
         report.phase("cutting the groups".into());

@@ -103,7 +103,9 @@ async fn write_data_dir(
 ) -> Result<Restored> {
     let me = config.node_id;
     let members = config.initial_members()?;
-    let mut report = BackupProgress { id: catalog.id.clone(), ..Default::default() };
+    // Every group and file at first; the shards this member does not hold drop out below.
+    let objects_total = 1 + catalog.shards.len() as u64 + catalog.offline.len() as u64;
+    let mut report = BackupProgress { id: catalog.id.clone(), objects_total, ..Default::default() };
     let online = config.data_dir.join("online");
     std::fs::create_dir_all(&online).map_err(|e| Error::io(format!("creating {}", online.display()), e))?;
     let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(&online)?);
@@ -146,6 +148,8 @@ async fn write_data_dir(
     .await?;
     let state = state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?;
     let mut groups = vec![META_GROUP];
+    let held = catalog.shards.iter().filter(|c| state.shard_map.shard(c.group).is_ok_and(|s| s.hosted_by(me)));
+    report.objects_total = 1 + held.count() as u64 + catalog.offline.len() as u64;
     for cut in &catalog.shards {
         let shard = state.shard_map.shard(cut.group)?;
         if !shard.hosted_by(me) {
@@ -272,7 +276,6 @@ async fn restore_offline(
         false => None,
     };
     report.phase = "restoring offline files".into();
-    report.objects_total = report.objects_done + catalog.offline.len() as u64;
     progress(report);
     let mut copied = 0;
     for file in &catalog.offline {
