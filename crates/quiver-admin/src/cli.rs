@@ -14,6 +14,9 @@ pub struct Cli {
     /// gRPC endpoint of a Quiver node.
     #[arg(long, global = true, env = "QUIVER_ENDPOINT", default_value = "http://127.0.0.1:7070")]
     pub endpoint: String,
+    /// The cluster's CA (PEM): talk TLS to nodes whose certificates it signed (https://).
+    #[arg(long, global = true, env = "QUIVER_CA")]
+    pub ca: Option<PathBuf>,
     /// Project to work in; may be left out when only one project exists.
     #[arg(long, global = true, env = "QUIVER_PROJECT")]
     pub project: Option<String>,
@@ -167,8 +170,36 @@ pub enum Cmd {
         #[command(subcommand)]
         action: BackupCmd,
     },
+    /// A CA and node certificates for TLS, for a test or a small deployment.
+    Cert {
+        #[command(subcommand)]
+        action: CertCmd,
+    },
     /// Start a throwaway node, apply the examples, push rows and read a feature vector.
     Demo,
+}
+
+#[derive(Subcommand)]
+pub enum CertCmd {
+    /// Write a new CA: ca.pem (give it to nodes as --tls-ca and to clients as --ca) and
+    /// ca.key (keep it private: it signs node certificates).
+    CreateCa {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write NAME.pem and NAME.key, a certificate signed by the CA in --ca-dir for the
+    /// --host names and addresses the node is reached at (nodes present it to each other).
+    CreateNode {
+        name: String,
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// A DNS name or IP address of the node; repeat for more [default: 127.0.0.1,
+        /// localhost and NAME].
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -3,13 +3,13 @@
 mod cli;
 mod commands;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use quiver_admin::input::RowFormat;
 use quiver_client::{Client, Consistency};
 
-use crate::cli::{BackupCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd};
-use crate::commands::{backup, cluster, demo, offline, online, registry, stats};
+use crate::cli::{BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd};
+use crate::commands::{backup, cert, cluster, demo, offline, online, registry, stats};
 use quiver_client::OpKind;
 
 #[tokio::main]
@@ -27,6 +27,10 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         Cmd::Demo => return demo::run().await,
+        Cmd::Cert { action: CertCmd::CreateCa { out } } => return cert::create_ca(&out),
+        Cmd::Cert { action: CertCmd::CreateNode { name, ca_dir, out, hosts } } => {
+            return cert::create_node(&name, &ca_dir, &out, &hosts);
+        }
         Cmd::Backup { action } => match action {
             BackupCmd::List { from, format } => return backup::list(&from, format).await,
             BackupCmd::Describe { id, from, format } => return backup::describe(&id, &from, format).await,
@@ -40,7 +44,11 @@ async fn run(cli: Cli) -> Result<()> {
         },
         command => Cli { command, ..cli },
     };
-    let client = Client::connect(&cli.endpoint).await?;
+    let mut builder = Client::builder(&cli.endpoint);
+    if let Some(ca) = &cli.ca {
+        builder = builder.ca_pem(std::fs::read(ca).with_context(|| format!("reading the CA {}", ca.display()))?);
+    }
+    let client = builder.connect().await?;
     let project = || registry::project_name(&client, cli.project.clone());
     match cli.command {
         Cmd::Apply { file } => registry::apply(&client, &file).await,
@@ -95,6 +103,6 @@ async fn run(cli: Cli) -> Result<()> {
             let copy = (copy_offline || no_copy_offline).then_some(copy_offline);
             backup::create(&client, &to, incremental, copy).await
         }
-        Cmd::Demo | Cmd::Backup { .. } => unreachable!("handled above"),
+        Cmd::Demo | Cmd::Backup { .. } | Cmd::Cert { .. } => unreachable!("handled above"),
     }
 }

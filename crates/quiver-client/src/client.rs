@@ -10,7 +10,7 @@ use quiver_proto::v1::feature_service_client::FeatureServiceClient;
 use quiver_proto::v1::monitoring_service_client::MonitoringServiceClient;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
 use crate::routing::Router;
@@ -50,27 +50,63 @@ pub struct Client {
     pub(crate) monitoring: MonitoringServiceClient<Channel>,
 }
 
-impl Client {
-    /// Connects to a node, e.g. `http://127.0.0.1:7070` (the scheme may be left out).
-    /// Fails with [`Error::Transport`] when the node cannot be reached within 5 seconds.
-    pub async fn connect(endpoint: impl Into<String>) -> Result<Client> {
-        let mut endpoint = endpoint.into();
+/// How a [`Client`] connects: the node, TLS, and how long a call may take.
+///
+/// ```no_run
+/// # async fn example() -> quiver_client::Result<()> {
+/// let ca = std::fs::read("certs/ca.pem").expect("the cluster's CA");
+/// let client = quiver_client::Client::builder("https://10.0.0.1:7070").ca_pem(ca).connect().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoint: String,
+    ca: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Trusts this CA (PEM) for the nodes' certificates: every connection uses TLS.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
+        self.ca = Some(pem.into());
+        self
+    }
+
+    /// How long one call may wait for its answer before failing; 30 s by default, so that a
+    /// node that stopped answering (paused, partitioned) fails calls instead of hanging them.
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects; fails with [`Error::Transport`] when the node cannot be reached within 5
+    /// seconds, or its certificate is not trusted.
+    pub async fn connect(self) -> Result<Client> {
+        let mut endpoint = self.endpoint;
         if !endpoint.contains("://") {
-            endpoint = format!("http://{endpoint}");
+            let scheme = if self.ca.is_some() { "https" } else { "http" };
+            endpoint = format!("{scheme}://{endpoint}");
         }
         let transport =
-            |e: &dyn std::fmt::Display| Error::Transport { endpoint: endpoint.clone(), message: e.to_string() };
-        let channel = Endpoint::from_shared(endpoint.clone())
+            |e: &dyn std::error::Error| Error::Transport { endpoint: endpoint.clone(), message: with_causes(e) };
+        if endpoint.starts_with("https://") && self.ca.is_none() {
+            let why = "an https:// node needs the cluster's CA to check its certificate (ClientBuilder::ca_pem; \
+                       quiverctl --ca or QUIVER_CA)";
+            return Err(Error::Transport { endpoint, message: why.into() });
+        }
+        let tls = self.ca.map(|ca| ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)));
+        let mut builder = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
-            // A node that stopped answering (paused, partitioned) fails calls instead of hanging them.
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await
-            .map_err(|e| transport(&e))?;
+            .timeout(self.timeout);
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(tls.clone()).map_err(|e| transport(&e))?;
+        }
+        let channel = builder.connect().await.map_err(|e| transport(&e))?;
         Ok(Client {
-            router: Arc::new(Router::new(&endpoint, channel.clone())),
+            router: Arc::new(Router::new(&endpoint, channel.clone(), tls)),
             features: FeatureServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -83,6 +119,34 @@ impl Client {
             endpoint,
             silence: SILENCE,
         })
+    }
+}
+
+/// An error and its causes, `outer: inner: …`: a transport error alone says only that.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text += &format!(": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl Client {
+    /// Starts building a client of the node at `endpoint`, e.g. `https://10.0.0.1:7070`.
+    pub fn builder(endpoint: impl Into<String>) -> ClientBuilder {
+        ClientBuilder { endpoint: endpoint.into(), ca: None, timeout: Duration::from_secs(30) }
+    }
+
+    /// Connects to a node, e.g. `http://127.0.0.1:7070` (the scheme may be left out), over
+    /// plaintext; [`Client::builder`] sets TLS and timeouts.
+    /// Fails with [`Error::Transport`] when the node cannot be reached within 5 seconds.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Client> {
+        Client::builder(endpoint).connect().await
     }
 
     /// How long a long job's answer (ingest, training set, materialization) may go without

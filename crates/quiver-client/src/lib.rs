@@ -119,7 +119,7 @@ mod table;
 mod types;
 
 pub use arrow_array::RecordBatch;
-pub use client::Client;
+pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use quiver_core::backup::{BackupProgress, BackupRecord};
 pub use quiver_core::cluster::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, NodeStatus, ReplicaLag};

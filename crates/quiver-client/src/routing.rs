@@ -23,7 +23,7 @@ use quiver_core::shard_map::Shard;
 use quiver_proto::v1;
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
 use crate::table::{self, Parts, Table};
@@ -52,16 +52,19 @@ pub(crate) struct Router {
     projects: RwLock<HashMap<String, Arc<Project>>>,
     channels: Mutex<HashMap<String, Vec<Channel>>>,
     next_channel: AtomicU64,
+    /// TLS to every node, when the client was built with a CA.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Router {
-    pub(crate) fn new(seed: &str, seed_channel: Channel) -> Router {
+    pub(crate) fn new(seed: &str, seed_channel: Channel, tls: Option<ClientTlsConfig>) -> Router {
         let client_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
             .unwrap_or_default();
         Router {
-            seed: seed.trim_start_matches("http://").to_string(),
+            seed: seed.trim_start_matches("http://").trim_start_matches("https://").to_string(),
+            tls,
             seed_channel,
             client_id,
             next_request: AtomicU64::new(1),
@@ -154,11 +157,15 @@ impl Router {
             return Ok(pool[turn % pool.len()].clone());
         }
         let transport = |e: &dyn std::fmt::Display| Error::Transport { endpoint: addr.into(), message: e.to_string() };
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10));
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| transport(&e))?;
+        }
         // Each lazy channel is a connection of its own.
         let pool: Vec<Channel> = (0..CONNECTIONS_PER_NODE).map(|_| endpoint.connect_lazy()).collect();
         let channel = pool[turn % pool.len()].clone();
@@ -319,7 +326,7 @@ mod tests {
 
     /// A router whose seed is nowhere: these tests never send, their calls answer themselves.
     fn router(map: ClusterMap) -> Router {
-        let router = Router::new("http://n1:7070", Endpoint::from_static("http://127.0.0.1:9").connect_lazy());
+        let router = Router::new("http://n1:7070", Endpoint::from_static("http://127.0.0.1:9").connect_lazy(), None);
         router.install(map);
         router
     }

@@ -45,6 +45,26 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub sharding: ShardingConfig,
     pub backup: BackupConfig,
+    pub tls: TlsConfig,
+}
+
+/// TLS on the gRPC port and between nodes (see `tls`); all three or none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// This node's certificate (PEM), also presented to its peers.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// The cluster's CA (PEM): peers' certificates, and clients' when they present one, are
+    /// checked against it.
+    pub ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() || self.key.is_some() || self.ca.is_some()
+    }
 }
 
 /// Backups: how fast they write, and a schedule the metadata leader keeps.
@@ -197,6 +217,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             sharding: ShardingConfig::default(),
             backup: BackupConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -272,6 +293,12 @@ impl Config {
         }
         if self.listen == self.http {
             return bad(format!("listen and http are both {}; give them different ports", self.listen));
+        }
+        let t = &self.tls;
+        if t.enabled() && (t.cert.is_none() || t.key.is_none() || t.ca.is_none()) {
+            return bad("tls.cert, tls.key and tls.ca go together (--tls-cert, --tls-key, --tls-ca): \
+                        the node serves its certificate and checks its peers' against the cluster's CA"
+                .into());
         }
         self.backup.every()?;
         if self.backup.full_every == 0 {

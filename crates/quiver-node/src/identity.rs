@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::raft::network::PeerPool;
 
 /// How long a joining node keeps asking while the cluster is unreachable or electing.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
@@ -38,7 +39,7 @@ impl Identity {
     }
 
     /// Reads the stored identity, or makes one on the first start; sets `config.node_id`.
-    pub async fn establish(config: &mut Config) -> Result<Identity> {
+    pub async fn establish(config: &mut Config, pool: &PeerPool) -> Result<Identity> {
         let file = path(&config.data_dir);
         let identity = match std::fs::read_to_string(&file) {
             Ok(text) => {
@@ -57,7 +58,7 @@ impl Identity {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = match &config.join {
-                    Some(seed) => Identity { node_id: join(seed, &config.advertise_addr()).await?, joined: true },
+                    Some(seed) => Identity { node_id: join(pool, seed, &config.advertise_addr()).await?, joined: true },
                     None => Identity { node_id: config.node_id, joined: false },
                 };
                 identity.write(&config.data_dir)?;
@@ -71,11 +72,11 @@ impl Identity {
 }
 
 /// Asks the cluster member at `seed` to add this node (at `addr`); answers the new id.
-async fn join(seed: &str, addr: &str) -> Result<u64> {
+async fn join(pool: &PeerPool, seed: &str, addr: &str) -> Result<u64> {
     let deadline = Instant::now() + JOIN_PATIENCE;
     loop {
         let attempt = async {
-            let mut client = AdminServiceClient::connect(format!("http://{seed}")).await.map_err(|e| e.to_string())?;
+            let mut client = AdminServiceClient::new(pool.own_channel(seed)?);
             let reply = client.join(JoinRequest { address: addr.to_string() }).await.map_err(|s| s.to_string())?;
             Ok::<u64, String>(reply.into_inner().node_id)
         };
@@ -101,9 +102,10 @@ mod tests {
     async fn the_first_start_fixes_the_id_for_later_starts() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config { node_id: 5, data_dir: dir.path().to_path_buf(), ..Config::default() };
-        assert_eq!(Identity::establish(&mut config).await.unwrap(), Identity { node_id: 5, joined: false });
+        let pool = PeerPool::default();
+        assert_eq!(Identity::establish(&mut config, &pool).await.unwrap(), Identity { node_id: 5, joined: false });
         let mut again = Config { node_id: 9, data_dir: dir.path().to_path_buf(), ..Config::default() };
-        Identity::establish(&mut again).await.unwrap();
+        Identity::establish(&mut again, &pool).await.unwrap();
         assert_eq!(again.node_id, 5, "the stored id wins over the flag");
         let moved = Config {
             node_id: 2,
@@ -111,7 +113,7 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let err = Identity::establish(&mut moved.clone()).await.unwrap_err().to_string();
+        let err = Identity::establish(&mut moved.clone(), &pool).await.unwrap_err().to_string();
         assert!(err.contains("initial_cluster"), "{err}");
     }
 }

@@ -29,6 +29,7 @@ pub mod serving_log;
 pub mod shard;
 pub mod storage;
 pub mod streaming;
+pub mod tls;
 pub mod transfer;
 pub mod ui;
 pub mod workers;

@@ -45,6 +45,15 @@ struct Args {
     /// Offline store: a directory or s3://bucket/prefix [default: <data-dir>/offline]
     #[arg(long, env = "QUIVER_OFFLINE_STORE")]
     offline_store: Option<String>,
+    /// TLS: this node's certificate (PEM); with --tls-key and --tls-ca
+    #[arg(long, env = "QUIVER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS: this node's private key (PEM)
+    #[arg(long, env = "QUIVER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// TLS: the cluster's CA (PEM), which peers' and clients' certificates are checked against
+    #[arg(long, env = "QUIVER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// Spread shard leaders evenly over the nodes by itself [default: true]
     #[arg(long, env = "QUIVER_BALANCE_LEADERS")]
     balance_leaders: Option<bool>,
@@ -88,6 +97,15 @@ impl Args {
         }
         if self.join.is_some() {
             config.join = self.join;
+        }
+        if self.tls_cert.is_some() {
+            config.tls.cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            config.tls.key = self.tls_key;
+        }
+        if self.tls_ca.is_some() {
+            config.tls.ca = self.tls_ca;
         }
         if let Some(v) = self.balance_leaders {
             config.sharding.balance_leaders = v;

@@ -32,6 +32,8 @@ pub struct Node {
     pub serving: Arc<ServingLog>,
     /// Makes backups of the whole cluster.
     pub backups: Arc<Backups>,
+    /// TLS on the gRPC port, when configured.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
     pub(crate) engine: Arc<dyn KvEngine>,
 }
 

@@ -26,13 +26,16 @@ use crate::raft::network::PeerPool;
 use crate::raft::state_machine::Kind;
 use crate::serving_log::ServingLog;
 use crate::storage::{KvEngine, SledEngine};
+use crate::tls::Tls;
 use crate::workers::{self, Context};
 
 /// Opens the data directory and the meta group, initialising a single-node cluster on the
 /// first start, and starts the workers. Shard groups follow in the background.
 pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     config.validate()?;
-    let identity = Identity::establish(&mut config).await?;
+    let tls = Tls::load(&config.tls)?;
+    let pool = PeerPool::new(tls.as_ref().map(|t| t.peers.clone()));
+    let identity = Identity::establish(&mut config, &pool).await?;
     let online = config.data_dir.join("online");
     std::fs::create_dir_all(&online).map_err(|e| Error::io(format!("creating {}", online.display()), e))?;
     let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(&online)?);
@@ -40,7 +43,6 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         OfflineStore::open(&config.offline_location(), &config.s3).map_err(|e| Error::Config(e.to_string()))?;
     let me = config.node_id;
     let groups = Arc::new(Groups::new(me));
-    let pool = PeerPool::default();
     let (meta_machine, view) = MetaMachine::new();
     // Proposals and catch-ups wait through a few elections before giving up.
     let retry_for = config.election_timeout() * 6;
@@ -71,6 +73,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         groups: groups.clone(),
         meta: meta.clone(),
         proposer: proposer.clone(),
+        pool: pool.clone(),
         offline: offline.clone(),
         s3: config.s3.clone(),
         max_bytes_per_sec: config.backup.max_mib_per_sec.saturating_mul(1 << 20),
@@ -79,6 +82,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let node = Arc::new(Node {
         id: me,
         backups,
+        tls: tls.map(|t| t.server),
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
         config,
         groups,

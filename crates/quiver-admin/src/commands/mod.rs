@@ -1,6 +1,7 @@
 //! One module per command group; each fetches its answer and prints it with `render`.
 
 pub mod backup;
+pub mod cert;
 pub mod cluster;
 pub mod demo;
 pub mod offline;

@@ -37,7 +37,11 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
         let _ = rx.wait_for(|s| *s).await;
     };
     let http = tokio::spawn(http::serve(node.clone(), http_listener, stopped(stop_rx.clone())));
-    let grpc = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &node.tls {
+        server = server.tls_config(tls.clone()).map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    }
+    let grpc = server
         .tcp_nodelay(true)
         .add_service(
             FeatureServiceServer::new(features::FeatureApi { node: node.clone() })

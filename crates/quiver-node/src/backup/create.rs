@@ -65,6 +65,7 @@ pub struct Backups {
     pub groups: Arc<Groups>,
     pub meta: MetaReader,
     pub proposer: Arc<Proposer>,
+    pub pool: PeerPool,
     pub offline: OfflineStore,
     pub s3: S3Settings,
     /// Bytes a backup writes per second at most; 0: no limit.
@@ -245,7 +246,7 @@ impl Backups {
 
     async fn try_open_cut(&self, group: u64, addr: &str) -> Result<(CutHeader, Stream)> {
         // Cuts are opened together and read one after another: each on its own connection.
-        let channel = PeerPool::own_channel(addr).map_err(Error::Raft)?;
+        let channel = self.pool.own_channel(addr).map_err(Error::Raft)?;
         let mut client = RaftServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
         let request = RaftMessage { group_id: group, payload: Vec::new(), error: Vec::new() };
         let status = |s: tonic::Status| Error::Raft(s.message().to_string());

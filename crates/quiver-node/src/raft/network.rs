@@ -15,15 +15,16 @@ use quiver_proto::v1::RaftMessage;
 use quiver_proto::v1::raft_service_client::RaftServiceClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{NodeId, TypeConfig};
 use crate::codec::{decode, encode};
 
-/// Channels to peers, by address.
+/// Channels to peers, by address; over TLS when the node has it.
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerPool {
@@ -32,7 +33,7 @@ impl PeerPool {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = PeerPool::own_channel(addr)?;
+        let channel = self.own_channel(addr)?;
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -40,12 +41,21 @@ impl PeerPool {
     /// A channel on a connection of its own: for a long stream read at its own pace, which
     /// on a shared connection could use up the connection's flow-control window while
     /// unread and stall the streams beside it.
-    pub fn own_channel(addr: &str) -> Result<Channel, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    pub fn own_channel(&self, addr: &str) -> Result<Channel, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| format!("peer address {addr}: {e}"))?
             .connect_timeout(std::time::Duration::from_millis(500))
             .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| format!("TLS to {addr}: {e}"))?;
+        }
         Ok(endpoint.connect_lazy())
+    }
+
+    /// A pool whose channels use `tls`, when given.
+    pub fn new(tls: Option<ClientTlsConfig>) -> PeerPool {
+        PeerPool { channels: Arc::default(), tls }
     }
 }
 

@@ -1,0 +1,91 @@
+//! TLS on real `quiver-node` processes, with certificates made by `quiverctl cert`: clients
+//! that trust the cluster's CA are served, others are refused cleanly, and three nodes talk
+//! mutual TLS to each other.
+
+use std::path::Path;
+use std::time::Duration;
+
+use quiver_tests::{LocalNode, RIDES, binary, driver_row, now_micros};
+
+fn ctl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary("quiverctl").unwrap())
+        .args(args)
+        .env_remove("QUIVER_CA")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("quiverctl runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = ctl(args);
+    assert!(out.status.success(), "quiverctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CA and one certificate for nodes on 127.0.0.1, under `dir`; answers the node flags.
+fn certificates(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    ok(&["cert", "create-ca", "--out", dir]);
+    ok(&["cert", "create-node", "nodes", "--ca-dir", dir, "--out", dir]);
+    ["--tls-cert", "nodes.pem", "--tls-key", "nodes.key", "--tls-ca", "ca.pem"]
+        .iter()
+        .map(|s| if s.starts_with("--") { s.to_string() } else { format!("{dir}/{s}") })
+        .collect()
+}
+
+fn https(node: &LocalNode) -> String {
+    node.endpoint().replace("http://", "https://")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_node_serves_clients_that_trust_its_ca_and_refuses_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = certificates(dir.path());
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = LocalNode::start(&dir.path().join("node"), &args).await.unwrap();
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let endpoint = https(&node);
+    let defs = dir.path().join("rides.yaml");
+    std::fs::write(&defs, RIDES).unwrap();
+    let trusting = |args: &[&str]| {
+        ok(&[&["--endpoint", endpoint.as_str(), "--ca", ca.as_str(), "--project", "rides"], args].concat())
+    };
+    trusting(&["apply", "-f", defs.to_str().unwrap()]);
+    let rows = dir.path().join("rows.jsonl");
+    std::fs::write(&rows, format!("{{\"driver_id\": 7, \"event_timestamp\": {}, \"conv_rate\": 0.5}}\n", now_micros()))
+        .unwrap();
+    trusting(&["push", "--feature-set", "driver_stats", rows.to_str().unwrap()]);
+    let got = trusting(&["get", "--features", "driver_stats:conv_rate", "--entity", "driver_id=7"]);
+    assert!(got.contains("0.5"), "{got}");
+
+    // A client without the CA, or trusting another one, is refused; plaintext is not TLS.
+    let other = dir.path().join("other");
+    ok(&["cert", "create-ca", "--out", other.to_str().unwrap()]);
+    let other_ca = other.join("ca.pem").display().to_string();
+    let untrusted = ctl(&["--endpoint", &endpoint, "--ca", &other_ca, "status"]);
+    assert!(!untrusted.status.success(), "a client that trusts another CA is refused");
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"), "the certificate is named");
+    let without = ctl(&["--endpoint", &endpoint, "status"]);
+    assert!(String::from_utf8_lossy(&without.stderr).contains("needs the cluster's CA"), "the CA is asked for");
+    let plaintext = ctl(&["--endpoint", &node.endpoint(), "--ca", &ca, "status"]);
+    assert!(!plaintext.status.success(), "plaintext to the TLS port fails");
+    for out in [&untrusted, &without, &plaintext] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error:") && !stderr.contains("panicked"), "a clean error: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = certificates(dir.path());
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let nodes = LocalNode::start_cluster(dir.path(), 3, &args, &[], Duration::from_secs(60)).await.unwrap();
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let client = quiver_client::Client::builder(https(&nodes[1])).ca_pem(ca).connect().await.unwrap();
+    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    let rows = (0..50).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let read = quiver_tests::read_drivers(&client, 0..50).await;
+    assert!(read.rows.iter().all(|row| row[0].status == quiver_client::Freshness::Present), "every row is read back");
+}
