@@ -151,7 +151,12 @@ pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
     let state = node.meta.latest();
     let mut groups = Vec::new();
     for g in node.groups.all() {
-        groups.push(group_status(&g, &state).await?);
+        match group_status(&g, &state).await {
+            Ok(status) => groups.push(status),
+            // Closed meanwhile (moved or merged away): no longer a group of this node.
+            Err(_) if node.groups.get(g.id).is_none() => {}
+            Err(e) => return Err(e),
+        }
     }
     let meta_metrics = node.groups.get(META_GROUP).map(|g| g.raft.metrics().borrow().clone());
     let nodes = state
