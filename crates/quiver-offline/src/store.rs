@@ -26,6 +26,15 @@ pub struct S3Settings {
     pub secret_access_key: Option<String>,
 }
 
+/// A location as any process on this machine opens it: a directory made absolute, a URL as
+/// it is.
+pub fn absolute_location(location: &str) -> String {
+    match location.contains("://") {
+        true => location.to_string(),
+        false => std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string()),
+    }
+}
+
 #[derive(Clone)]
 pub struct OfflineStore {
     store: Arc<dyn ObjectStore>,

@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use quiver_admin::render::backup as show;
 use quiver_admin::render::format::{Format, answer};
 use quiver_client::{BackupProgress, Client};
 use quiver_node::backup::catalog;
 use quiver_node::config::Config;
-use quiver_offline::store::S3Settings;
+use quiver_offline::store::{S3Settings, absolute_location};
 
 fn bar() -> ProgressBar {
     ProgressBar::new(0).with_style(
@@ -26,16 +26,8 @@ fn show_progress(bar: &ProgressBar, p: &BackupProgress) {
     bar.set_message(format!("{}, {} rows: {}", HumanBytes(p.bytes), p.rows, p.phase));
 }
 
-/// A directory means the same to the node as here: made absolute.
-fn absolute(location: &str) -> Result<String> {
-    if location.contains("://") {
-        return Ok(location.to_string());
-    }
-    Ok(std::path::absolute(location).with_context(|| format!("the path {location}"))?.display().to_string())
-}
-
 pub async fn create(client: &Client, to: &str, incremental: bool, copy_offline: Option<bool>) -> Result<()> {
-    let to = absolute(to)?;
+    let to = absolute_location(to);
     let started = Instant::now();
     let bar = bar();
     let done = client.create_backup(&to, incremental, copy_offline, |p| show_progress(&bar, p)).await;
@@ -53,7 +45,7 @@ pub async fn create(client: &Client, to: &str, incremental: bool, copy_offline: 
 }
 
 fn open(from: &str) -> Result<quiver_offline::store::OfflineStore> {
-    Ok(catalog::open(&absolute(from)?, &S3Settings::default())?)
+    Ok(catalog::open(&absolute_location(from), &S3Settings::default())?)
 }
 
 pub async fn list(from: &str, format: Format) -> Result<()> {
@@ -126,15 +118,16 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     let mut config = Config {
         data_dir: args.data_dir.clone(),
         initial_cluster: args.initial_cluster.clone(),
-        offline_store: args.offline_store.map(|s| absolute(&s)).transpose()?,
+        offline_store: args.offline_store.map(|s| absolute_location(&s)),
         ..Config::default()
     };
     config.advertise = args.advertise;
     let started = Instant::now();
     let bar = bar();
-    let restored =
-        quiver_node::backup::restore::restore(&config, &absolute(&args.from)?, &args.id, |p| show_progress(&bar, p))
-            .await;
+    let restored = quiver_node::backup::restore::restore(&config, &absolute_location(&args.from), &args.id, |p| {
+        show_progress(&bar, p)
+    })
+    .await;
     bar.finish_and_clear();
     let restored = restored?;
     println!(

@@ -129,14 +129,12 @@ impl AdminService for AdminApi {
         };
         let backups = self.node.backups.clone();
         Ok(Response::new(stream_job(self.node.clone(), "CreateBackup", move |tx| async move {
-            let (progress, mut reports) = tokio::sync::mpsc::channel(16);
-            let forward = async {
-                while let Some(p) = reports.recv().await {
-                    let _ = tx.send(quiver_proto::backup_progress_to_proto(&p)).await;
-                }
+            // A follower too slow to take a report misses it; the next one says more.
+            let follow = move |p: &quiver_core::backup::BackupProgress| {
+                let _ = tx.try_send(quiver_proto::backup_progress_to_proto(p));
             };
-            let (result, ()) = tokio::join!(backups.create(request, progress), forward);
-            result.map(|p| quiver_proto::backup_progress_to_proto(&p))
+            let made = backups.create(request, &follow).await?;
+            Ok(quiver_proto::backup_progress_to_proto(&made))
         })))
     }
 

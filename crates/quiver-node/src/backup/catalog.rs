@@ -50,10 +50,6 @@ pub async fn list(location: &OfflineStore) -> Result<Vec<Listed>> {
     Ok(listed)
 }
 
-pub async fn newest_complete(location: &OfflineStore) -> Result<Option<Catalog>> {
-    Ok(list(location).await?.into_iter().rev().find_map(|l| l.catalog))
-}
-
 /// The catalog of backup `id`; an error says why there is none.
 pub async fn find(location: &OfflineStore, id: &str) -> Result<Catalog> {
     match read_catalog(location, id).await? {

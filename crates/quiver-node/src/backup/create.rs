@@ -22,13 +22,12 @@ use std::time::{Duration, Instant};
 
 use quiver_core::backup::{BackupProgress, BackupRecord};
 use quiver_core::shard_map::META_GROUP;
-use quiver_offline::store::{OfflineStore, S3Settings};
+use quiver_offline::store::{OfflineStore, S3Settings, absolute_location};
 use quiver_proto::MAX_MESSAGE_BYTES;
 use quiver_proto::v1::RaftMessage;
 use quiver_proto::v1::raft_service_client::RaftServiceClient;
-use tokio::sync::mpsc;
 
-use super::catalog::{self, newest_complete};
+use super::catalog;
 use super::format::{
     CATALOG_FORMAT, Catalog, CutHeader, Frame, GroupCut, ObjectReader, ObjectWriter, OfflineFile, backup_id,
 };
@@ -76,18 +75,21 @@ pub struct Backups {
 
 type Stream = tonic::Streaming<RaftMessage>;
 
-/// Reports progress to whoever follows the backup (one that went away misses them), and
-/// keeps the backup's writes under its rate limit.
-struct Reporter {
+/// Whoever follows a backup's progress; it must not block.
+pub type Follower<'a> = &'a (dyn Fn(&BackupProgress) + Send + Sync);
+
+/// Reports progress to the backup's follower, and keeps the backup's writes under its rate
+/// limit.
+struct Reporter<'a> {
     progress: BackupProgress,
-    tx: mpsc::Sender<BackupProgress>,
+    follower: Follower<'a>,
     started: Instant,
     max_bytes_per_sec: u64,
 }
 
-impl Reporter {
+impl Reporter<'_> {
     fn send(&self) {
-        let _ = self.tx.try_send(self.progress.clone());
+        (self.follower)(&self.progress);
     }
 
     /// Counts `bytes` written, then waits as long as the backup is ahead of its rate.
@@ -109,27 +111,28 @@ impl Reporter {
 }
 
 impl Backups {
-    /// Makes a backup; reports progress on `tx` and answers the final report.
-    pub async fn create(&self, request: BackupRequest, tx: mpsc::Sender<BackupProgress>) -> Result<BackupProgress> {
+    /// Makes a backup; reports progress to `follower` and answers the final report.
+    pub async fn create(&self, request: BackupRequest, follower: Follower<'_>) -> Result<BackupProgress> {
         let _one = self.running.try_lock().map_err(|_| quiver_core::Error::Busy {
             reason: "this node is already making a backup".into(),
             retry_after_ms: 5000,
         })?;
         let location = catalog::open(&request.to, &self.s3)?;
         // Reachable, and what is there already: found out before anything is held.
+        let listed = catalog::list(&location).await?;
         let parent = match request.incremental {
-            true => Some(newest_complete(&location).await?.ok_or_else(|| {
+            true => Some(listed.into_iter().rev().find_map(|l| l.catalog).ok_or_else(|| {
                 Error::Backup(format!("{} holds no complete backup to build on: make a full one first", request.to))
             })?),
             false => None,
         };
-        catalog::list(&location).await?;
         let started_at = now_micros();
         let id = backup_id(started_at);
-        let into_offline_store = absolute(location.location()) == absolute(self.offline.location());
+        let into_offline_store = absolute_location(location.location()) == absolute_location(self.offline.location());
         let copy = request.copy_offline.unwrap_or(!into_offline_store);
         let progress = BackupProgress { id: id.clone(), ..Default::default() };
-        let mut report = Reporter { progress, tx, started: Instant::now(), max_bytes_per_sec: self.max_bytes_per_sec };
+        let mut report =
+            Reporter { progress, follower, started: Instant::now(), max_bytes_per_sec: self.max_bytes_per_sec };
         report.phase("cutting the groups".into());
 
         let (shards, meta) = self.cut_all(&id).await?;
@@ -176,7 +179,7 @@ impl Backups {
             nodes: state.nodes.len(),
             meta: meta_cut,
             shards: shard_cuts,
-            offline_store: absolute(self.offline.location()),
+            offline_store: absolute_location(self.offline.location()),
             offline,
         };
         super::format::write_catalog(&location, &catalog).await?;
@@ -268,7 +271,7 @@ impl Backups {
         id: &str,
         copy: bool,
         parent: Option<&Catalog>,
-        report: &mut Reporter,
+        report: &mut Reporter<'_>,
     ) -> Result<Vec<OfflineFile>> {
         let manifest = state.manifest.values().flatten().map(|f| f.path.clone());
         let paths: BTreeSet<String> = manifest.chain(state.datasets.values().map(|d| d.path.clone())).collect();
@@ -295,7 +298,7 @@ impl Backups {
         location: &OfflineStore,
         id: &str,
         copy: bool,
-        report: &mut Reporter,
+        report: &mut Reporter<'_>,
     ) -> Result<OfflineFile> {
         let mut reader = ObjectReader::open(&self.offline, path).await?;
         let mut writer = match copy {
@@ -314,14 +317,6 @@ impl Backups {
             None => None,
         };
         Ok(OfflineFile { path: path.to_string(), bytes, checksum, copy })
-    }
-}
-
-/// A location as any process on this machine can open it: a directory made absolute.
-fn absolute(location: &str) -> String {
-    match location.contains("://") {
-        true => location.to_string(),
-        false => std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string()),
     }
 }
 
@@ -346,7 +341,7 @@ async fn write_cut(
     header: CutHeader,
     mut stream: Stream,
     watch: &[u8],
-    report: &mut Reporter,
+    report: &mut Reporter<'_>,
 ) -> Result<(GroupCut, Option<Vec<u8>>)> {
     let group = header.group;
     let applied = header.applied.unwrap_or_default();

@@ -117,12 +117,14 @@ async fn write_data_dir(
         members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
     let mut state = None;
     let mut rewrite_meta = |key: &[u8], value: Vec<u8>| -> Result<Vec<u8>> {
-        if key == META_FORMAT && decode::<u32>(&value)? != STATE_FORMAT {
-            return Err(Error::Backup(format!(
-                "the backup's metadata is in layout {}, but this build reads layout {STATE_FORMAT}: restore it \
-                 with the version of Quiver that made it",
-                decode::<u32>(&value)?
-            )));
+        if key == META_FORMAT {
+            let layout: u32 = decode(&value)?;
+            if layout != STATE_FORMAT {
+                return Err(Error::Backup(format!(
+                    "the backup's metadata is in layout {layout}, but this build reads layout {STATE_FORMAT}: \
+                     restore it with the version of Quiver that made it"
+                )));
+            }
         }
         if key != META_STATE {
             return Ok(value);
@@ -148,13 +150,15 @@ async fn write_data_dir(
     .await?;
     let state = state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?;
     let mut groups = vec![META_GROUP];
-    let held = catalog.shards.iter().filter(|c| state.shard_map.shard(c.group).is_ok_and(|s| s.hosted_by(me)));
-    report.objects_total = 1 + held.count() as u64 + catalog.offline.len() as u64;
+    let mut held = Vec::new();
     for cut in &catalog.shards {
         let shard = state.shard_map.shard(cut.group)?;
-        if !shard.hosted_by(me) {
-            continue;
+        if shard.hosted_by(me) {
+            held.push((cut, shard));
         }
+    }
+    report.objects_total = 1 + held.len() as u64 + catalog.offline.len() as u64;
+    for (cut, shard) in held {
         report.phase = format!("restoring shard {}", cut.group);
         progress(&report);
         let voters = shard.replicas.iter().filter_map(|id| voters.get(id).map(|n| (*id, n.clone()))).collect();

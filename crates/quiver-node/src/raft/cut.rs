@@ -73,7 +73,14 @@ impl Cuts {
 
     /// Ends an open cut: the tree is about to be replaced wholesale.
     pub fn abandon(&self) -> Result<()> {
-        if self.lock().take().is_some() {
+        self.end(|_| true)
+    }
+
+    /// Ends the open cut if `which` says so, dropping the values it saved.
+    fn end(&self, which: impl Fn(&Open) -> bool) -> Result<()> {
+        let mut open = self.lock();
+        if open.as_ref().is_some_and(which) {
+            *open = None;
             self.engine.drop_tree(&tree_name(self.group, TreePart::Cut))?;
         }
         Ok(())
@@ -125,10 +132,10 @@ impl Cut {
             Some(key) => Bound::Excluded(key.clone()),
             None => Bound::Unbounded,
         };
-        let live: Vec<KvPair> =
-            self.tree.scan((from.clone(), Bound::Unbounded)).take(max.max(1)).collect::<Result<_>>()?;
+        let max = max.max(1);
+        let live: Vec<KvPair> = self.tree.scan((from.clone(), Bound::Unbounded)).take(max).collect::<Result<_>>()?;
         let to = match live.last() {
-            Some((key, _)) if live.len() == max.max(1) => Bound::Included(key.clone()),
+            Some((key, _)) if live.len() == max => Bound::Included(key.clone()),
             _ => Bound::Unbounded,
         };
         let mut chunk: BTreeMap<Vec<u8>, Option<Vec<u8>>> = live.into_iter().map(|(k, v)| (k, Some(v))).collect();
@@ -146,12 +153,8 @@ impl Cut {
 
 impl Drop for Cut {
     fn drop(&mut self) {
-        let mut open = self.cuts.lock();
-        if open.as_ref().is_some_and(|o| o.number == self.number) {
-            *open = None;
-            if let Err(e) = self.cuts.engine.drop_tree(&tree_name(self.cuts.group, TreePart::Cut)) {
-                tracing::warn!(group = self.cuts.group, "dropping a backup's cut tree: {e}");
-            }
+        if let Err(e) = self.cuts.end(|o| o.number == self.number) {
+            tracing::warn!(group = self.cuts.group, "dropping a backup's cut tree: {e}");
         }
     }
 }

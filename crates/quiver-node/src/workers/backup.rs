@@ -30,8 +30,7 @@ pub async fn round(context: Context) -> Result<()> {
     let incremental = !scheduled.is_empty() && since_full + 1 < context.backup.full_every;
     let request = BackupRequest { to: to.clone(), incremental, copy_offline: None, scheduled: true };
     // Nobody follows a scheduled backup's progress.
-    let (progress, _) = tokio::sync::mpsc::channel(1);
-    let made = context.backups.create(request, progress).await?;
+    let made = context.backups.create(request, &|_| {}).await?;
     tracing::info!(backup = made.id, to, "scheduled backup made");
     if context.backup.keep > 0 {
         let location = catalog::open(&to, &context.backups.s3)?;
