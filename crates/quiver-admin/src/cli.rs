@@ -17,6 +17,10 @@ pub struct Cli {
     /// The cluster's CA (PEM): talk TLS to nodes whose certificates it signed (https://).
     #[arg(long, global = true, env = "QUIVER_CA")]
     pub ca: Option<PathBuf>,
+    /// A token for a cluster with authentication on (`token create`; a new cluster's first
+    /// member writes a cluster admin's to <data-dir>/admin.token).
+    #[arg(long, global = true, env = "QUIVER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Project to work in; may be left out when only one project exists.
     #[arg(long, global = true, env = "QUIVER_PROJECT")]
     pub project: Option<String>,
@@ -170,6 +174,11 @@ pub enum Cmd {
         #[command(subcommand)]
         action: BackupCmd,
     },
+    /// Tokens: who may read and write which project (with authentication on).
+    Token {
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
     /// A CA and node certificates for TLS, for a test or a small deployment.
     Cert {
         #[command(subcommand)]
@@ -177,6 +186,41 @@ pub enum Cmd {
     },
     /// Start a throwaway node, apply the examples, push rows and read a feature vector.
     Demo,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Issue a token with a role on the project (--project or QUIVER_PROJECT), or a cluster
+    /// admin's (--role cluster-admin); prints the token alone on its last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer (reads), writer (+ push, ingest, materialize), admin (+ apply, datasets,
+        /// the project's tokens), or cluster-admin (everything, every project).
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// How long it is valid, e.g. 30d or 12h [default: until revoked].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// May read features tagged pii.
+        #[arg(long)]
+        pii: bool,
+    },
+    /// The tokens of the project (--project), or all you administer, revoked ones too.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Revoke a token by name; every node refuses it within moments.
+    Revoke { name: String },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum TokenRole {
+    Viewer,
+    Writer,
+    Admin,
+    ClusterAdmin,
 }
 
 #[derive(Subcommand)]

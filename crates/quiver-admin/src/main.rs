@@ -6,10 +6,10 @@ mod commands;
 use anyhow::{Context, Result};
 use clap::Parser;
 use quiver_admin::input::RowFormat;
-use quiver_client::{Client, Consistency};
+use quiver_client::{Client, Consistency, NewToken, Role, Scope};
 
-use crate::cli::{BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd};
-use crate::commands::{backup, cert, cluster, demo, offline, online, registry, stats};
+use crate::cli::{BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd, TokenCmd, TokenRole};
+use crate::commands::{backup, cert, cluster, demo, offline, online, registry, stats, tokens};
 use quiver_client::OpKind;
 
 #[tokio::main]
@@ -47,6 +47,9 @@ async fn run(cli: Cli) -> Result<()> {
     let mut builder = Client::builder(&cli.endpoint);
     if let Some(ca) = &cli.ca {
         builder = builder.ca_pem(std::fs::read(ca).with_context(|| format!("reading the CA {}", ca.display()))?);
+    }
+    if let Some(token) = &cli.token {
+        builder = builder.token(token);
     }
     let client = builder.connect().await?;
     let project = || registry::project_name(&client, cli.project.clone());
@@ -103,6 +106,17 @@ async fn run(cli: Cli) -> Result<()> {
             let copy = (copy_offline || no_copy_offline).then_some(copy_offline);
             backup::create(&client, &to, incremental, copy).await
         }
+        Cmd::Token { action: TokenCmd::Create { name, role, ttl, pii } } => {
+            let (scope, role) = match role {
+                TokenRole::ClusterAdmin => (Scope::Cluster, Role::Admin),
+                TokenRole::Viewer => (Scope::Project(project().await?), Role::Viewer),
+                TokenRole::Writer => (Scope::Project(project().await?), Role::Writer),
+                TokenRole::Admin => (Scope::Project(project().await?), Role::Admin),
+            };
+            tokens::create(&client, NewToken { name, scope, role, pii, ttl }).await
+        }
+        Cmd::Token { action: TokenCmd::List { format } } => tokens::list(&client, cli.project.as_deref(), format).await,
+        Cmd::Token { action: TokenCmd::Revoke { name } } => tokens::revoke(&client, &name).await,
         Cmd::Demo | Cmd::Backup { .. } | Cmd::Cert { .. } => unreachable!("handled above"),
     }
 }

@@ -10,6 +10,9 @@ use quiver_proto::v1::feature_service_client::FeatureServiceClient;
 use quiver_proto::v1::monitoring_service_client::MonitoringServiceClient;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
@@ -40,33 +43,71 @@ const SILENCE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
+    /// How it was built: redirects connect to other nodes the same way.
+    settings: ClientBuilder,
     /// How long a streamed answer may go without a message.
     pub(crate) silence: Duration,
     pub(crate) router: Arc<Router>,
-    pub(crate) features: FeatureServiceClient<Channel>,
-    pub(crate) registry: RegistryServiceClient<Channel>,
-    pub(crate) admin: AdminServiceClient<Channel>,
-    pub(crate) offline: OfflineServiceClient<Channel>,
-    pub(crate) monitoring: MonitoringServiceClient<Channel>,
+    pub(crate) features: FeatureServiceClient<Conn>,
+    pub(crate) registry: RegistryServiceClient<Conn>,
+    pub(crate) admin: AdminServiceClient<Conn>,
+    pub(crate) offline: OfflineServiceClient<Conn>,
+    pub(crate) monitoring: MonitoringServiceClient<Conn>,
 }
 
-/// How a [`Client`] connects: the node, TLS, and how long a call may take.
+/// A connection to one node whose every call carries the client's token.
+pub(crate) type Conn = InterceptedService<Channel, Credentials>;
+
+/// The token a client sends, as `authorization: Bearer …`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// How a [`Client`] connects: the node, TLS, its token, and how long a call may take.
 ///
 /// ```no_run
 /// # async fn example() -> quiver_client::Result<()> {
 /// let ca = std::fs::read("certs/ca.pem").expect("the cluster's CA");
-/// let client = quiver_client::Client::builder("https://10.0.0.1:7070").ca_pem(ca).connect().await?;
+/// let token = std::env::var("QUIVER_TOKEN").expect("a token");
+/// let client = quiver_client::Client::builder("https://10.0.0.1:7070").ca_pem(ca).token(token).connect().await?;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     endpoint: String,
     ca: Option<Vec<u8>>,
+    token: Option<String>,
     timeout: Duration,
 }
 
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself: builders end up in logs.
+        f.debug_struct("ClientBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.ca.is_some())
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 impl ClientBuilder {
+    /// Sends this token (`quiverctl token create`) with every call.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.token = Some(token.into().trim().to_string());
+        self
+    }
+
     /// Trusts this CA (PEM) for the nodes' certificates: every connection uses TLS.
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
         self.ca = Some(pem.into());
@@ -83,6 +124,7 @@ impl ClientBuilder {
     /// Connects; fails with [`Error::Transport`] when the node cannot be reached within 5
     /// seconds, or its certificate is not trusted.
     pub async fn connect(self) -> Result<Client> {
+        let settings = self.clone();
         let mut endpoint = self.endpoint;
         if !endpoint.contains("://") {
             let scheme = if self.ca.is_some() { "https" } else { "http" };
@@ -104,9 +146,20 @@ impl ClientBuilder {
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.clone()).map_err(|e| transport(&e))?;
         }
-        let channel = builder.connect().await.map_err(|e| transport(&e))?;
+        let credentials = match &self.token {
+            Some(token) => {
+                let value = format!("Bearer {token}").parse().map_err(|_| Error::Transport {
+                    endpoint: endpoint.clone(),
+                    message: "the token has characters a header cannot carry".into(),
+                })?;
+                Credentials(Some(value))
+            }
+            None => Credentials(None),
+        };
+        let channel = InterceptedService::new(builder.connect().await.map_err(|e| transport(&e))?, credentials.clone());
         Ok(Client {
-            router: Arc::new(Router::new(&endpoint, channel.clone(), tls)),
+            settings,
+            router: Arc::new(Router::new(&endpoint, channel.clone(), tls, credentials)),
             features: FeatureServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -139,7 +192,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 impl Client {
     /// Starts building a client of the node at `endpoint`, e.g. `https://10.0.0.1:7070`.
     pub fn builder(endpoint: impl Into<String>) -> ClientBuilder {
-        ClientBuilder { endpoint: endpoint.into(), ca: None, timeout: Duration::from_secs(30) }
+        ClientBuilder { endpoint: endpoint.into(), ca: None, token: None, timeout: Duration::from_secs(30) }
     }
 
     /// Connects to a node, e.g. `http://127.0.0.1:7070` (the scheme may be left out), over
@@ -181,8 +234,9 @@ impl Client {
                 other => return other,
             };
             match leader {
-                Some(addr) if addr != target.endpoint.trim_start_matches("http://") => {
-                    if let Ok(next) = Client::connect(addr).await {
+                Some(addr) if !target.endpoint.ends_with(&format!("://{addr}")) => {
+                    let settings = ClientBuilder { endpoint: addr, ..self.settings.clone() };
+                    if let Ok(next) = settings.connect().await {
                         target = next;
                         continue;
                     }

@@ -1,11 +1,11 @@
 //! The online path: writes and reads split by shard, sent to the nodes that hold each part,
 //! in parallel, and put back together.
 
+use crate::client::Conn;
 use quiver_core::online::{Consistency, OnlineFeatures};
 use quiver_core::row::InputRow;
 use quiver_proto::v1;
 use quiver_proto::v1::feature_service_client::FeatureServiceClient;
-use tonic::transport::Channel;
 
 use crate::client::{Client, MAX_MESSAGE_BYTES};
 use crate::error::{Error, Result};
@@ -193,7 +193,7 @@ impl Client {
     }
 }
 
-async fn get_online_features(channel: Channel, proto: v1::GetOnlineFeaturesRequest) -> Result<OnlineFeatures> {
+async fn get_online_features(channel: Conn, proto: v1::GetOnlineFeaturesRequest) -> Result<OnlineFeatures> {
     let mut client = FeatureServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let reply = client.get_online_features(proto).await.map_err(Error::from)?.into_inner();
     Ok(quiver_proto::online_features_from_proto(reply))

@@ -23,7 +23,10 @@ use quiver_core::shard_map::Shard;
 use quiver_proto::v1;
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{ClientTlsConfig, Endpoint};
+
+use crate::client::{Conn, Credentials};
 
 use crate::error::{Error, Result};
 use crate::table::{self, Parts, Table};
@@ -43,21 +46,28 @@ pub(crate) type Route = v1::ShardRoute;
 pub(crate) struct Router {
     /// The node the client was connected to (`host:port`): asked for the map and the registry.
     seed: String,
-    seed_channel: Channel,
+    seed_channel: Conn,
     client_id: u64,
     next_request: AtomicU64,
     table: RwLock<Arc<Table>>,
     /// Leader addresses learned from `NotLeader` answers, by shard; newer than the map's hints.
     leaders: Mutex<HashMap<u64, String>>,
     projects: RwLock<HashMap<String, Arc<Project>>>,
-    channels: Mutex<HashMap<String, Vec<Channel>>>,
+    channels: Mutex<HashMap<String, Vec<Conn>>>,
     next_channel: AtomicU64,
     /// TLS to every node, when the client was built with a CA.
     tls: Option<ClientTlsConfig>,
+    /// The token every call carries.
+    credentials: Credentials,
 }
 
 impl Router {
-    pub(crate) fn new(seed: &str, seed_channel: Channel, tls: Option<ClientTlsConfig>) -> Router {
+    pub(crate) fn new(
+        seed: &str,
+        seed_channel: Conn,
+        tls: Option<ClientTlsConfig>,
+        credentials: Credentials,
+    ) -> Router {
         let client_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
@@ -65,6 +75,7 @@ impl Router {
         Router {
             seed: seed.trim_start_matches("http://").trim_start_matches("https://").to_string(),
             tls,
+            credentials,
             seed_channel,
             client_id,
             next_request: AtomicU64::new(1),
@@ -150,7 +161,7 @@ impl Router {
     }
 
     /// One of the connections to `addr`, in turn.
-    fn channel(&self, addr: &str) -> Result<Channel> {
+    fn channel(&self, addr: &str) -> Result<Conn> {
         let turn = self.next_channel.fetch_add(1, Ordering::Relaxed) as usize;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = channels.get(addr) {
@@ -167,7 +178,8 @@ impl Router {
             endpoint = endpoint.tls_config(tls.clone()).map_err(|e| transport(&e))?;
         }
         // Each lazy channel is a connection of its own.
-        let pool: Vec<Channel> = (0..CONNECTIONS_PER_NODE).map(|_| endpoint.connect_lazy()).collect();
+        let connect = |_| InterceptedService::new(endpoint.connect_lazy(), self.credentials.clone());
+        let pool: Vec<Conn> = (0..CONNECTIONS_PER_NODE).map(connect).collect();
         let channel = pool[turn % pool.len()].clone();
         channels.insert(addr.to_string(), pool);
         Ok(channel)
@@ -198,7 +210,7 @@ impl Router {
         addr: &str,
         shards: &[u64],
         leader_only: bool,
-        call: impl FnOnce(Channel, Vec<Route>) -> Fut,
+        call: impl FnOnce(Conn, Vec<Route>) -> Fut,
     ) -> Result<T>
     where
         Fut: Future<Output = Result<T>>,
@@ -220,7 +232,7 @@ impl Router {
     /// Sends one shard's part until it is answered or the tries run out.
     pub(crate) async fn send<T, F, Fut>(&self, shard_id: u64, leader_only: bool, call: F) -> Result<T>
     where
-        F: Fn(Channel, Route) -> Fut,
+        F: Fn(Conn, Route) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let mut backoff = Duration::from_millis(20);

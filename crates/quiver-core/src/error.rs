@@ -46,6 +46,15 @@ pub enum Error {
     Busy { reason: String, retry_after_ms: u64 },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// No token, or one the cluster does not accept (unknown, expired, revoked).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// A valid token that may not do what was asked (role, project, PII grant).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The token sent more requests than its rate allows.
+    #[error("rate limited: {reason}; retry after {retry_after_ms} ms")]
+    RateLimited { reason: String, retry_after_ms: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -70,13 +79,17 @@ impl Error {
             Error::Unavailable(_) => "Q2004",
             Error::EpochMismatch { .. } => "Q2005",
             Error::KeyNotInShard { .. } => "Q2006",
+            Error::Unauthenticated(_) => "Q3001",
+            Error::PermissionDenied(_) => "Q3002",
+            Error::RateLimited { .. } => "Q3003",
             Error::Internal(_) => "Q9001",
         }
     }
 
-    /// True for errors that name bad input: retrying the same request cannot succeed.
+    /// True for errors that name bad input or a caller's lack of rights: retrying the same
+    /// request cannot succeed (or, rate limited, not yet).
     pub fn is_user_error(&self) -> bool {
-        self.code().starts_with("Q1")
+        self.code().starts_with("Q1") || self.code().starts_with("Q3")
     }
 
     pub fn row(row: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -104,6 +117,9 @@ impl Error {
             Error::Unavailable("[N3003] no leader for group 2".into()),
             Error::EpochMismatch { shard: 5, current: Epoch { version: 2, conf_ver: 3 } },
             Error::KeyNotInShard { shard: 6, entity: 1 },
+            Error::Unauthenticated("token 'ci' expired at 2026-11-30T00:00:00Z".into()),
+            Error::PermissionDenied("token 'ci' is a viewer of project 'fraud': writing rows needs a writer".into()),
+            Error::RateLimited { reason: "token 'ci' is over 100 requests/s".into(), retry_after_ms: 10 },
             Error::Internal("[N3001] storage: disk full".into()),
         ]
     }
@@ -124,7 +140,7 @@ const RETRIED: &str = "Nothing: the client refreshes its shard map or follows th
     bounded. If it persists, `quiverctl status` shows groups without a leader or nodes down.";
 
 /// The codes of [`Error`]: `Q1…` bad requests (retrying the same one cannot succeed),
-/// `Q2…` routing and availability (retry), `Q9…` faults inside the node.
+/// `Q2…` routing and availability (retry), `Q3…` access, `Q9…` faults inside the node.
 pub const CATALOGUE: &[CodeEntry] = &[
     CodeEntry {
         code: "Q1001",
@@ -230,6 +246,29 @@ pub const CATALOGUE: &[CodeEntry] = &[
         variant: "KeyNotInShard",
         meaning: "An entity was sent to a shard whose hash range does not hold it (a stale shard map).",
         action: RETRIED,
+    },
+    CodeEntry {
+        code: "Q3001",
+        variant: "Unauthenticated",
+        meaning: "The request carried no token, or one the cluster does not accept: unknown, expired or \
+            revoked (the message says which).",
+        action: "Pass a valid token (`quiverctl --token` or `QUIVER_TOKEN`, `ClientBuilder::token`); an admin \
+            makes one with `quiverctl token create`.",
+    },
+    CodeEntry {
+        code: "Q3002",
+        variant: "PermissionDenied",
+        meaning: "The token is valid but may not do this: another project, a lower role, no PII grant for a \
+            personal feature, or a cluster admin's operation. The message names what was needed.",
+        action: "Use a token with that role on that project (`quiverctl token list` shows them), or ask an \
+            admin for one.",
+    },
+    CodeEntry {
+        code: "Q3003",
+        variant: "RateLimited",
+        meaning: "The token sent more requests per second, or bytes per request, than the node's `[limits]` \
+            allow.",
+        action: "Retry after the pause the message gives; send fewer or smaller requests, or raise the limits.",
     },
     CodeEntry {
         code: "Q9001",

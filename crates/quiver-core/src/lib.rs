@@ -6,6 +6,7 @@
 //! Everything here is deterministic so that Raft state machines can call it during `apply`
 //! and property tests can exercise it exhaustively.
 
+pub mod access;
 pub mod asof;
 pub mod backup;
 pub mod cluster;

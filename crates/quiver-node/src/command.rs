@@ -3,6 +3,7 @@
 //! node all use these types, and none of them is imported here.
 
 use quiver_core::Value;
+use quiver_core::access::{Role, Scope};
 use quiver_core::offline::Dataset;
 use quiver_core::registry::Change;
 use quiver_core::row::WriteSeq;
@@ -14,6 +15,7 @@ use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::token::TokenHash;
 use crate::meta::records::{ExportRange, NodeInfo};
 use crate::meta::stats::Summaries;
 
@@ -201,6 +203,21 @@ pub enum MetaCommand {
     },
     /// A backup completed: kept for status and the dashboard (the last few).
     RecordBackup(quiver_core::backup::BackupRecord),
+    /// Issues a token whose secret hashes to `hash`, valid for `ttl_micros` from the
+    /// leader's time (or until revoked); refused when the name was ever used.
+    CreateToken {
+        hash: TokenHash,
+        name: String,
+        scope: Scope,
+        role: Role,
+        pii: bool,
+        ttl_micros: Option<i64>,
+        created_by: String,
+    },
+    /// The token stops working on every node once applied there; its record stays.
+    RevokeToken {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -46,6 +46,40 @@ pub struct Config {
     pub sharding: ShardingConfig,
     pub backup: BackupConfig,
     pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    /// Listen on an address other machines reach without TLS and authentication. Without it
+    /// a node bound to a non-loopback address refuses to start unless both are on.
+    pub insecure: bool,
+}
+
+/// Bearer tokens (see `auth`): who may read and write which project.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Every request but `/health` needs a valid token; off, anyone who reaches the ports
+    /// may do anything (the node says so in its log).
+    pub enabled: bool,
+    /// Serve `/metrics` without a token, for a scraper that cannot send one.
+    pub open_metrics: bool,
+}
+
+/// What one caller (token) may send, so one client cannot starve the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests per second one token may send on average; 0: no limit.
+    pub requests_per_sec: u32,
+    /// Requests a token may send at once above its rate, after a quiet spell.
+    pub burst: u32,
+    /// Bytes one request may carry; 0: only the server's message limit.
+    pub max_request_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { requests_per_sec: 0, burst: 100, max_request_bytes: 0 }
+    }
 }
 
 /// TLS on the gRPC port and between nodes (see `tls`); all three or none.
@@ -218,6 +252,9 @@ impl Default for Config {
             sharding: ShardingConfig::default(),
             backup: BackupConfig::default(),
             tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -299,6 +336,14 @@ impl Config {
             return bad("tls.cert, tls.key and tls.ca go together (--tls-cert, --tls-key, --tls-ca): \
                         the node serves its certificate and checks its peers' against the cluster's CA"
                 .into());
+        }
+        let exposed = [self.listen, self.http].into_iter().find(|a| !a.ip().is_loopback());
+        if let Some(addr) = exposed.filter(|_| !self.insecure && !(t.enabled() && self.auth.enabled)) {
+            return bad(format!(
+                "refusing to listen on {addr}, which other machines reach, without TLS and authentication: give \
+                 --tls-cert, --tls-key, --tls-ca and --auth ([tls], [auth] enabled = true), or --insecure to run \
+                 open anyway"
+            ));
         }
         self.backup.every()?;
         if self.backup.full_every == 0 {
@@ -397,5 +442,20 @@ mod tests {
         let c = Config::from_toml("[backup]\nto = \"/b\"\nevery = \"6h\"\n", "t").unwrap();
         assert_eq!(c.backup.every().unwrap(), Some(Duration::from_secs(6 * 3600)));
         assert_eq!(Config::default().backup.every().unwrap(), None, "no schedule without a location");
+    }
+
+    #[test]
+    fn an_exposed_address_needs_tls_and_auth_or_insecure() {
+        let exposed = Config { listen: SocketAddr::from(([0, 0, 0, 0], 7070)), ..Config::default() };
+        let err = exposed.validate().unwrap_err().to_string();
+        assert!(err.contains("0.0.0.0:7070") && err.contains("--insecure"), "{err}");
+        let mut secured = exposed.clone();
+        secured.tls = TlsConfig { cert: Some("c".into()), key: Some("k".into()), ca: Some("a".into()) };
+        assert!(secured.validate().is_err(), "TLS alone is not enough");
+        secured.auth.enabled = true;
+        assert!(secured.validate().is_ok());
+        assert!(Config { insecure: true, ..exposed }.validate().is_ok());
+        let http = Config { http: SocketAddr::from(([10, 0, 0, 1], 7080)), ..Config::default() };
+        assert!(http.validate().is_err(), "the HTTP port counts too");
     }
 }

@@ -6,6 +6,7 @@
 //! a node and starts the `workers`. docs/architecture.md has the whole picture.
 
 pub mod api;
+pub mod auth;
 pub mod backup;
 pub mod codec;
 pub mod command;

@@ -54,6 +54,12 @@ struct Args {
     /// TLS: the cluster's CA (PEM), which peers' and clients' certificates are checked against
     #[arg(long, env = "QUIVER_TLS_CA")]
     tls_ca: Option<PathBuf>,
+    /// Require a token on every request ([auth] enabled)
+    #[arg(long, env = "QUIVER_AUTH")]
+    auth: bool,
+    /// Listen on a non-loopback address without TLS and authentication (logged loudly)
+    #[arg(long, env = "QUIVER_INSECURE")]
+    insecure: bool,
     /// Spread shard leaders evenly over the nodes by itself [default: true]
     #[arg(long, env = "QUIVER_BALANCE_LEADERS")]
     balance_leaders: Option<bool>,
@@ -107,6 +113,8 @@ impl Args {
         if self.tls_ca.is_some() {
             config.tls.ca = self.tls_ca;
         }
+        config.auth.enabled |= self.auth;
+        config.insecure |= self.insecure;
         if let Some(v) = self.balance_leaders {
             config.sharding.balance_leaders = v;
         }

@@ -7,6 +7,7 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_offline::store::OfflineStore;
 use tracing::warn;
 
+use crate::auth::Gate;
 use crate::backup::create::Backups;
 use crate::config::Config;
 use crate::groups::Groups;
@@ -32,6 +33,8 @@ pub struct Node {
     pub serving: Arc<ServingLog>,
     /// Makes backups of the whole cluster.
     pub backups: Arc<Backups>,
+    /// Who is calling, and may they.
+    pub gate: Arc<Gate>,
     /// TLS on the gRPC port, when configured.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     pub(crate) engine: Arc<dyn KvEngine>,

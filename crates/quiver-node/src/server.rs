@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use quiver_core::access::{Role, Scope};
 use quiver_core::shard_map::{META_GROUP, ShardMap};
 use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
+use crate::auth::{Gate, token};
 use crate::backup::create::Backups;
 use crate::command::{Command, MetaCommand};
 use crate::config::Config;
@@ -64,7 +66,21 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     if fresh && !identity.joined && members.keys().next() == Some(&me) {
         let voters: BTreeMap<_, _> = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
         info!(node = me, voters = voters.len(), "first start: initialising the cluster");
+        announce_bootstrap_token(&config, &token::write_bootstrap(&config.data_dir)?);
         meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
+    }
+    if let Some(secret) = token::read_bootstrap(&config.data_dir)? {
+        tokio::spawn(register_bootstrap_token(token::hash(&secret), meta.clone(), proposer.clone()));
+    }
+    match (config.auth.enabled, config.insecure) {
+        (false, true) => {
+            warn!("INSECURE: authentication is off: anyone who reaches this node may read and write everything")
+        }
+        (false, false) => info!("authentication is off (--auth turns it on); the node listens on loopback only"),
+        (true, _) => info!("authentication is on: every request needs a token"),
+    }
+    if config.insecure && !config.tls.enabled() {
+        warn!("INSECURE: no TLS: requests, answers and tokens cross the network in the clear");
     }
     tokio::spawn(hosting.run(meta.watch()));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
@@ -81,6 +97,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     });
     let node = Arc::new(Node {
         id: me,
+        gate: Arc::new(Gate::new(&config, meta.clone())),
         backups,
         tls: tls.map(|t| t.server),
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
@@ -160,6 +177,41 @@ async fn bootstrap_shards(config: Config, meta: MetaReader, groups: Arc<Groups>,
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Says once, at the cluster's first start, where the bootstrap cluster-admin token is; it
+/// is printed as well when authentication is on, as the operator needs it at once.
+fn announce_bootstrap_token(config: &Config, secret: &str) {
+    let path = token::bootstrap_path(&config.data_dir);
+    if config.auth.enabled {
+        eprintln!("cluster admin token (kept in {}; shown only now): {secret}", path.display());
+    }
+    info!(file = %path.display(), "wrote the cluster admin token");
+}
+
+/// Records the bootstrap token in the meta group once it has a leader, unless a token of
+/// its name exists already (registered before a restart, or revoked since: never again).
+async fn register_bootstrap_token(hash: token::TokenHash, meta: MetaReader, proposer: Arc<Proposer>) {
+    let command = MetaCommand::CreateToken {
+        hash,
+        name: token::BOOTSTRAP_NAME.into(),
+        scope: Scope::Cluster,
+        role: Role::Admin,
+        pii: true,
+        ttl_micros: None,
+        created_by: "bootstrap".into(),
+    };
+    loop {
+        match meta.caught_up().await {
+            Ok(state) if state.tokens.values().any(|t| t.name == token::BOOTSTRAP_NAME) => return,
+            Ok(_) => match proposer.write_meta(command.clone()).await {
+                Ok(_) => return info!("registered the cluster admin token"),
+                Err(e) => warn!("registering the cluster admin token: {e}"),
+            },
+            Err(e) => tracing::debug!("registering the cluster admin token: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -21,6 +21,9 @@ pub fn status_from_error(err: &Error) -> Status {
         | Error::EpochMismatch { .. }
         | Error::KeyNotInShard { .. } => Code::FailedPrecondition,
         Error::Busy { .. } | Error::Unavailable(_) => Code::Unavailable,
+        Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
+        Error::RateLimited { .. } => Code::ResourceExhausted,
         Error::Internal(_) => Code::Internal,
     };
     let details = serde_json::to_vec(err).unwrap_or_default();

@@ -8,3 +8,4 @@ pub mod offline;
 pub mod online;
 pub mod registry;
 pub mod stats;
+pub mod tokens;

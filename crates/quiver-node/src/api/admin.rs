@@ -12,8 +12,10 @@ use quiver_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::observed::observed;
+use super::observed::{admit, observed};
 use super::offline::stream_job;
+use super::tokens;
+use crate::auth::Call;
 use crate::backup::create::BackupRequest;
 use crate::command::MetaCommand;
 use crate::command::Response as RaftResponse;
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::node::Node;
 use crate::streaming::Streamed;
+use quiver_core::access::{Need, Principal};
 use quiver_proto::v1;
 
 pub struct AdminApi {
@@ -31,9 +34,10 @@ pub struct AdminApi {
 impl AdminService for AdminApi {
     async fn meta_read_index(
         &self,
-        _: Request<MetaReadIndexRequest>,
+        request: Request<MetaReadIndexRequest>,
     ) -> std::result::Result<Response<MetaReadIndexResponse>, Status> {
-        observed(&self.node, "MetaReadIndex", async {
+        let call = self.member("MetaReadIndex", &request)?;
+        observed(&self.node, &call, async {
             if self.node.groups.leader_of(META_GROUP) != Some(self.node.id) {
                 return Err(quiver_core::Error::NotLeader { group: META_GROUP, leader: None }.into());
             }
@@ -43,7 +47,8 @@ impl AdminService for AdminApi {
     }
 
     async fn join(&self, request: Request<JoinRequest>) -> std::result::Result<Response<JoinResponse>, Status> {
-        observed(&self.node, "Join", async {
+        let call = self.member("Join", &request)?;
+        observed(&self.node, &call, async {
             let addr = request.into_inner().address;
             if addr.is_empty() {
                 return Err(quiver_core::Error::InvalidArgument("a joining node must give its address".into()).into());
@@ -60,7 +65,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<RemoveNodeRequest>,
     ) -> std::result::Result<Response<RemoveNodeResponse>, Status> {
-        observed(&self.node, "RemoveNode", async {
+        let call = admit(&self.node, "RemoveNode", &request)?;
+        observed(&self.node, &call, async {
+            call.allow(Need::Cluster { action: "removing a node" })?;
             let id = request.into_inner().node_id;
             let state = self.node.meta.caught_up().await?;
             if state.nodes.get(&id).is_some_and(|n| !n.draining) && state.active_nodes().len() == 1 {
@@ -75,9 +82,10 @@ impl AdminService for AdminApi {
 
     async fn get_shard_map(
         &self,
-        _: Request<GetShardMapRequest>,
+        request: Request<GetShardMapRequest>,
     ) -> std::result::Result<Response<GetShardMapResponse>, Status> {
-        observed(&self.node, "GetShardMap", async {
+        let call = admit(&self.node, "GetShardMap", &request)?;
+        observed(&self.node, &call, async {
             let state = self.node.meta.latest();
             let mut shard_map = state.shard_map.clone();
             // The leader this node sees beats the last one reported to the meta group.
@@ -99,7 +107,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ShardOperationRequest>,
     ) -> std::result::Result<Response<ShardOperationResponse>, Status> {
-        observed(&self.node, "StartShardOperation", async {
+        let call = admit(&self.node, "StartShardOperation", &request)?;
+        observed(&self.node, &call, async {
+            call.allow(Need::Cluster { action: "a shard operation" })?;
             let kind = quiver_proto::op_kind_from_proto(request.into_inner())?;
             let id = match self.node.proposer.write_meta(MetaCommand::StartOp { kind, requested: true }).await? {
                 RaftResponse::OpId(id) => id,
@@ -120,6 +130,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<v1::CreateBackupRequest>,
     ) -> std::result::Result<Response<Self::CreateBackupStream>, Status> {
+        let call = admit(&self.node, "CreateBackup", &request)?;
+        call.allow(Need::Cluster { action: "a backup" })?;
         let req = request.into_inner();
         let request = BackupRequest {
             to: req.to,
@@ -138,8 +150,42 @@ impl AdminService for AdminApi {
         })))
     }
 
-    async fn status(&self, _: Request<StatusRequest>) -> std::result::Result<Response<StatusResponse>, Status> {
-        observed(&self.node, "Status", cluster_status(&self.node)).await
+    async fn status(&self, request: Request<StatusRequest>) -> std::result::Result<Response<StatusResponse>, Status> {
+        let call = admit(&self.node, "Status", &request)?;
+        observed(&self.node, &call, cluster_status(&self.node)).await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<v1::CreateTokenRequest>,
+    ) -> std::result::Result<Response<v1::CreateTokenResponse>, Status> {
+        let call = admit(&self.node, "CreateToken", &request)?;
+        observed(&self.node, &call, tokens::create(&self.node, &call, request.into_inner())).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<v1::ListTokensRequest>,
+    ) -> std::result::Result<Response<v1::ListTokensResponse>, Status> {
+        let call = admit(&self.node, "ListTokens", &request)?;
+        observed(&self.node, &call, tokens::list(&self.node, &call, request.into_inner())).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<v1::RevokeTokenRequest>,
+    ) -> std::result::Result<Response<v1::RevokeTokenResponse>, Status> {
+        let call = admit(&self.node, "RevokeToken", &request)?;
+        observed(&self.node, &call, tokens::revoke(&self.node, &call, request.into_inner())).await
+    }
+}
+
+impl AdminApi {
+    /// Admits an RPC between nodes: from a member only (`auth`), with no token.
+    fn member<T>(&self, method: &'static str, request: &Request<T>) -> std::result::Result<Call, Status> {
+        self.node.gate.member(method, request)?;
+        let from = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
+        Ok(Call { method, caller: Principal::open(), from })
     }
 }
 

@@ -18,13 +18,15 @@ use quiver_proto::v1::{
 use quiver_proto::{fields_from_proto, online_selection_from_proto, value_to_proto};
 use tonic::{Request, Response, Status};
 
-use super::observed::observed;
+use super::observed::{admit, observed};
+use crate::auth::Call;
 use crate::error::Result;
 use crate::meta::MetaState;
 use crate::node::Node;
 use crate::raft::now_micros;
 use crate::serving_log::Served;
 use crate::shard::read_row;
+use quiver_core::access::{Need, Role};
 use quiver_core::table::TableRef;
 
 /// A key placed on its shard: (shard id, encoded entity key, its hash).
@@ -40,19 +42,22 @@ impl FeatureService for FeatureApi {
         &self,
         request: Request<WriteFeaturesRequest>,
     ) -> std::result::Result<Response<WriteFeaturesResponse>, Status> {
-        observed(&self.node, "WriteFeatures", self.write(request.into_inner())).await
+        let call = admit(&self.node, "WriteFeatures", &request)?;
+        observed(&self.node, &call, self.write(&call, request.into_inner())).await
     }
 
     async fn get_online_features(
         &self,
         request: Request<GetOnlineFeaturesRequest>,
     ) -> std::result::Result<Response<GetOnlineFeaturesResponse>, Status> {
-        observed(&self.node, "GetOnlineFeatures", self.read(request.into_inner())).await
+        let call = admit(&self.node, "GetOnlineFeatures", &request)?;
+        observed(&self.node, &call, self.read(&call, request.into_inner())).await
     }
 }
 
 impl FeatureApi {
-    async fn write(&self, req: WriteFeaturesRequest) -> Result<WriteFeaturesResponse> {
+    async fn write(&self, call: &Call, req: WriteFeaturesRequest) -> Result<WriteFeaturesResponse> {
+        call.allow(Need::Project { project: &req.project, role: Role::Writer, action: "writing rows" })?;
         let (state, ()) = self
             .node
             .meta
@@ -84,11 +89,13 @@ impl FeatureApi {
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }
 
-    async fn read(&self, mut req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
+    async fn read(&self, call: &Call, mut req: GetOnlineFeaturesRequest) -> Result<GetOnlineFeaturesResponse> {
+        call.allow(Need::Project { project: &req.project, role: Role::Viewer, action: "reading online values" })?;
         let selection = online_selection_from_proto(req.features.take())?;
         let (state, features) =
             self.node.meta.current(|s| Ok(s.registry.project(&req.project)?.select(&selection)?)).await?;
         let project = state.registry.project(&req.project)?;
+        call.caller.check_pii(project, &features)?;
         let linearizable = req.consistency() == Consistency::Linearizable;
         if req.entities.len() > MAX_ENTITIES_PER_READ {
             let n = req.entities.len();

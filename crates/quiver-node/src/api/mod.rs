@@ -8,6 +8,7 @@ pub(crate) mod monitoring;
 mod observed;
 mod offline;
 mod registry;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            RaftServiceServer::new(RaftRpc { groups: node.groups.clone() })
+            RaftServiceServer::new(RaftRpc { groups: node.groups.clone(), members_only: node.tls.is_some() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

@@ -17,10 +17,12 @@ use quiver_proto::v1::{
 use quiver_proto::{drift_report_to_proto, statistics_to_proto, stats_window_from_proto};
 use tonic::{Request, Response, Status};
 
-use super::observed::observed;
+use super::observed::{admit, observed};
+use crate::auth::Call;
 use crate::error::Result;
 use crate::monitoring::{drift_report, window_summaries};
 use crate::node::Node;
+use quiver_core::access::{Need, Role};
 
 pub struct MonitoringApi {
     pub node: Arc<Node>,
@@ -32,7 +34,8 @@ fn table_of(project: &Project, set_ref: &str) -> Result<TableRef> {
 }
 
 impl MonitoringApi {
-    async fn statistics(&self, req: GetStatisticsRequest) -> Result<GetStatisticsResponse> {
+    async fn statistics(&self, call: &Call, req: GetStatisticsRequest) -> Result<GetStatisticsResponse> {
+        call.allow(Need::Project { project: &req.project, role: Role::Viewer, action: "reading statistics" })?;
         let state = self.node.meta.caught_up().await?;
         let project = state.registry.project(&req.project)?;
         let table = table_of(project, &req.feature_set)?;
@@ -43,6 +46,8 @@ impl MonitoringApi {
         };
         let (summaries, days) = window_summaries(meta.data.as_ref(), &table, &window)?;
         let fs = project.feature_set(&table.set, Some(table.version))?;
+        // Top values and histograms show personal values.
+        call.caller.check_pii_set(&project.name, fs)?;
         let by_name: BTreeMap<_, _> = summaries.columns.into_iter().collect();
         let features = fs
             .features
@@ -57,7 +62,8 @@ impl MonitoringApi {
         Ok(statistics_to_proto(&statistics))
     }
 
-    async fn drift(&self, req: GetDriftRequest) -> Result<GetDriftResponse> {
+    async fn drift(&self, call: &Call, req: GetDriftRequest) -> Result<GetDriftResponse> {
+        call.allow(Need::Project { project: &req.project, role: Role::Viewer, action: "reading drift" })?;
         let state = self.node.meta.caught_up().await?;
         let project = state.registry.project(&req.project)?;
         let selection = match &req.target {
@@ -81,13 +87,15 @@ impl MonitoringService for MonitoringApi {
         &self,
         request: Request<GetStatisticsRequest>,
     ) -> std::result::Result<Response<GetStatisticsResponse>, Status> {
-        observed(&self.node, "GetStatistics", self.statistics(request.into_inner())).await
+        let call = admit(&self.node, "GetStatistics", &request)?;
+        observed(&self.node, &call, self.statistics(&call, request.into_inner())).await
     }
 
     async fn get_drift(
         &self,
         request: Request<GetDriftRequest>,
     ) -> std::result::Result<Response<GetDriftResponse>, Status> {
-        observed(&self.node, "GetDrift", self.drift(request.into_inner())).await
+        let call = admit(&self.node, "GetDrift", &request)?;
+        observed(&self.node, &call, self.drift(&call, request.into_inner())).await
     }
 }

@@ -1,23 +1,39 @@
-//! What every request handler runs inside: a tracing span, a count and a latency by method
-//! and outcome code, and the typed error turned into a gRPC status.
+//! What every request goes through: admission (its caller and limits, `auth`), then a
+//! tracing span, a count and a latency by method and outcome code, and the typed error
+//! turned into a gRPC status.
 
 use std::future::Future;
 use std::time::Instant;
 
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::auth::Call;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
-/// Runs one request handler inside a tracing span, counting and timing it.
-pub async fn observed<T>(
+/// Admits a request (`auth::Gate::admit`); a refusal counts as the method's outcome.
+pub fn admit<T: prost::Message>(
     node: &Node,
     method: &'static str,
+    request: &Request<T>,
+) -> std::result::Result<Call, Status> {
+    let started = Instant::now();
+    node.gate.admit(method, request).map_err(|e| {
+        node.metrics.observe(method, started, e.code());
+        Status::from(e)
+    })
+}
+
+/// Runs the handler of an admitted call inside a tracing span, counting and timing it.
+pub async fn observed<T>(
+    node: &Node,
+    call: &Call,
     handler: impl Future<Output = Result<T>>,
 ) -> std::result::Result<Response<T>, Status> {
     let started = Instant::now();
-    let result = handler.instrument(tracing::info_span!("rpc", method)).await;
+    let method = call.method;
+    let result = handler.instrument(tracing::info_span!("rpc", method, caller = %call.caller.name)).await;
     let code = match &result {
         Ok(_) => "ok",
         Err(e) => e.code(),

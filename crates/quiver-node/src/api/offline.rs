@@ -13,11 +13,13 @@ use quiver_proto::{data_file_to_proto, dataset_to_proto, historical_selection_fr
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::observed::{admit, observed};
 use crate::error::Error;
 use crate::node::Node;
 use crate::offline::history::{self, HistoryRequest};
 use crate::offline::{ingest, materialize};
 use crate::streaming::{Streamed, channel_stream};
+use quiver_core::access::{Need, Role};
 use quiver_core::table::TableRef;
 
 /// Bytes of Arrow IPC per streamed message.
@@ -68,7 +70,9 @@ impl OfflineService for OfflineApi {
     type MaterializeStream = Streamed<MaterializeProgress>;
 
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<Self::IngestStream>, Status> {
+        let call = admit(&self.node, "Ingest", &request)?;
         let req = request.into_inner();
+        call.allow(Need::Project { project: &req.project, role: Role::Writer, action: "ingesting files" })?;
         let node = self.node.clone();
         Ok(Response::new(stream_job(self.node.clone(), "Ingest", move |progress| {
             ingest::ingest_path(node, req.project, req.feature_set, req.path, progress)
@@ -79,7 +83,9 @@ impl OfflineService for OfflineApi {
         &self,
         request: Request<MaterializeRequest>,
     ) -> Result<Response<Self::MaterializeStream>, Status> {
+        let call = admit(&self.node, "Materialize", &request)?;
         let req = request.into_inner();
+        call.allow(Need::Project { project: &req.project, role: Role::Writer, action: "materializing" })?;
         let node = self.node.clone();
         let bound = |t: i64| (t != 0).then_some(t);
         let window = (bound(req.start_micros), bound(req.end_micros));
@@ -92,8 +98,10 @@ impl OfflineService for OfflineApi {
         &self,
         request: Request<ListDatasetsRequest>,
     ) -> Result<Response<ListDatasetsResponse>, Status> {
-        super::observed::observed(&self.node, "ListDatasets", async {
+        let call = admit(&self.node, "ListDatasets", &request)?;
+        observed(&self.node, &call, async {
             let project = request.into_inner().project;
+            call.allow(Need::Project { project: &project, role: Role::Viewer, action: "listing datasets" })?;
             // Read-your-writes through any node: a dataset saved through another is listed.
             let state = self.node.meta.caught_up().await?;
             state.registry.project(&project)?;
@@ -108,9 +116,15 @@ impl OfflineService for OfflineApi {
         &self,
         request: Request<HistoricalRequest>,
     ) -> Result<Response<Self::GetHistoricalFeaturesStream>, Status> {
+        let call = admit(&self.node, "GetHistoricalFeatures", &request)?;
         let req = request.into_inner();
+        call.allow(Need::Project { project: &req.project, role: Role::Viewer, action: "building a training set" })?;
+        if !req.save_as.is_empty() {
+            call.allow(Need::Project { project: &req.project, role: Role::Admin, action: "saving a dataset" })?;
+        }
         let selection = historical_selection_from_proto(req.features).map_err(Error::from)?;
         let request = HistoryRequest {
+            caller: call.caller,
             project: req.project,
             selection,
             spine: req.spine.into(),
@@ -167,8 +181,10 @@ impl OfflineService for OfflineApi {
     }
 
     async fn list_files(&self, request: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {
-        super::observed::observed(&self.node, "ListFiles", async {
+        let call = admit(&self.node, "ListFiles", &request)?;
+        observed(&self.node, &call, async {
             let req = request.into_inner();
+            call.allow(Need::Project { project: &req.project, role: Role::Viewer, action: "listing files" })?;
             let state = self.node.meta.caught_up().await?;
             let fs = state.registry.project(&req.project)?.feature_set_by_ref(&req.feature_set)?;
             let table = TableRef::new(&req.project, fs);

@@ -9,11 +9,12 @@ use quiver_proto::v1::{
 use quiver_proto::{change_to_proto, definitions_from_proto, project_to_proto};
 use tonic::{Request, Response, Status};
 
-use super::observed::observed;
+use super::observed::{admit, observed};
 use crate::command::MetaCommand;
 use crate::command::Response as RaftResponse;
 use crate::error::Error;
 use crate::node::Node;
+use quiver_core::access::{Need, Role};
 
 pub struct RegistryApi {
     pub node: Arc<Node>,
@@ -22,8 +23,11 @@ pub struct RegistryApi {
 #[tonic::async_trait]
 impl RegistryService for RegistryApi {
     async fn apply(&self, request: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
-        observed(&self.node, "Apply", async {
+        let call = admit(&self.node, "Apply", &request)?;
+        observed(&self.node, &call, async {
             let defs = definitions_from_proto(request.into_inner())?;
+            let need = Need::Project { project: &defs.project, role: Role::Admin, action: "applying definitions" };
+            call.allow(need)?;
             let response = self.node.proposer.write_meta(MetaCommand::ApplyDefinitions(defs)).await?;
             let RaftResponse::Applied(changes) = response else {
                 return Err(Error::Raft(format!("unexpected answer to a registry apply: {response:?}")));
@@ -34,17 +38,25 @@ impl RegistryService for RegistryApi {
         .await
     }
 
-    async fn list_projects(&self, _: Request<ListProjectsRequest>) -> Result<Response<ListProjectsResponse>, Status> {
-        observed(&self.node, "ListProjects", async {
+    async fn list_projects(
+        &self,
+        request: Request<ListProjectsRequest>,
+    ) -> Result<Response<ListProjectsResponse>, Status> {
+        let call = admit(&self.node, "ListProjects", &request)?;
+        observed(&self.node, &call, async {
             let state = self.node.meta.caught_up().await?;
-            Ok(ListProjectsResponse { projects: state.registry.projects.keys().cloned().collect() })
+            // Only the projects the caller may see.
+            let visible = state.registry.projects.keys().filter(|p| call.caller.role_on(p).is_some());
+            Ok(ListProjectsResponse { projects: visible.cloned().collect() })
         })
         .await
     }
 
     async fn get_project(&self, request: Request<GetProjectRequest>) -> Result<Response<GetProjectResponse>, Status> {
-        observed(&self.node, "GetProject", async {
+        let call = admit(&self.node, "GetProject", &request)?;
+        observed(&self.node, &call, async {
             let name = request.into_inner().project;
+            call.allow(Need::Project { project: &name, role: Role::Viewer, action: "reading definitions" })?;
             let (state, ()) =
                 self.node.meta.current(|s| s.registry.project(&name).map(drop).map_err(Into::into)).await?;
             Ok(project_to_proto(state.registry.project(&name)?))

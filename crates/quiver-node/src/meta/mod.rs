@@ -12,6 +12,7 @@ pub mod stats;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use quiver_core::access::TokenInfo;
 use quiver_core::backup::BackupRecord;
 use quiver_core::offline::Dataset;
 use quiver_core::registry::Registry;
@@ -23,6 +24,7 @@ use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::auth::token::TokenHash;
 use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
@@ -35,7 +37,7 @@ use crate::storage::{KvTree, WriteBatch};
 pub const SOURCE_RETENTION_MICROS: i64 = 365 * quiver_core::time::DAY_MICROS;
 /// The layout of the persisted `MetaState`: bump it with every change to the state's
 /// types, so a node never misreads a state written by another version.
-pub const STATE_FORMAT: u32 = 4;
+pub const STATE_FORMAT: u32 = 5;
 /// Expired sources forgotten per commit, so cleanup cost stays bounded per entry.
 const EXPIRED_PER_COMMIT: usize = 16;
 /// Finished shard operations kept for `quiverctl shards` and for clients following one.
@@ -72,6 +74,8 @@ pub struct MetaState {
     pub backup_cut: Option<(String, i64)>,
     /// The last `BACKUPS_KEPT` completed backups, oldest first.
     pub backups: VecDeque<BackupRecord>,
+    /// Every token issued, revoked ones too, by the hash of its secret.
+    pub tokens: BTreeMap<TokenHash, TokenInfo>,
 }
 
 impl MetaState {
@@ -357,6 +361,36 @@ impl MetaMachine {
                 }
                 return Ok(Response::Done);
             }
+            MetaCommand::CreateToken { hash, name, scope, role, pii, ttl_micros, created_by } => {
+                if self.state.tokens.values().any(|t| t.name == *name) {
+                    let taken = format!(
+                        "a token named '{name}' exists (names are never reused, revoked or not); pick another name"
+                    );
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));
+                }
+                let info = TokenInfo {
+                    name: name.clone(),
+                    scope: scope.clone(),
+                    role: *role,
+                    pii: *pii,
+                    created_at: leader_time,
+                    created_by: created_by.clone(),
+                    expires_at: ttl_micros.map(|ttl| leader_time.saturating_add(ttl)),
+                    revoked_at: None,
+                };
+                self.state.tokens.insert(*hash, info);
+                Response::Done
+            }
+            MetaCommand::RevokeToken { name } => match self.state.tokens.values_mut().find(|t| t.name == *name) {
+                Some(token) => {
+                    token.revoked_at.get_or_insert(leader_time);
+                    Response::Done
+                }
+                None => {
+                    let unknown = format!("no token named '{name}' (quiverctl token list shows them)");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(unknown)));
+                }
+            },
             MetaCommand::RecordBackup(record) => {
                 self.state.backups.push_back(record.clone());
                 while self.state.backups.len() > BACKUPS_KEPT {

@@ -18,12 +18,15 @@ use crate::error::{Error, Result};
 use crate::meta::MetaState;
 use crate::meta::stats::Summaries;
 use crate::node::Node;
+use quiver_core::access::Principal;
 use quiver_core::table::TableRef;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);
 
 pub struct HistoryRequest {
+    /// Who asks: personal features need their grant.
+    pub caller: Principal,
     pub project: String,
     pub selection: FeatureSelection,
     pub spine: Bytes,
@@ -111,6 +114,7 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     let state: Arc<MetaState> = node.meta.caught_up().await?;
     let project = state.registry.project(&req.project)?;
     let resolved = project.select(&req.selection)?;
+    req.caller.check_pii(project, &resolved)?;
     let names = output_names(&resolved, req.short_names);
     // Group features by feature set version, in order of first appearance.
     let mut groups: Vec<SetColumns> = Vec::new();

@@ -2,6 +2,7 @@
 //! Conversions from the wire are fallible where a peer may send a name or value this
 //! version does not know.
 
+mod access;
 mod backup;
 mod cluster;
 mod monitoring;
@@ -10,6 +11,7 @@ mod online;
 mod registry;
 mod values;
 
+pub use access::*;
 pub use backup::*;
 pub use cluster::*;
 pub use monitoring::*;

@@ -1,0 +1,97 @@
+//! Token RPCs: a project's admin issues, lists and revokes the project's tokens; a cluster
+//! admin any token. A token's secret is made here and answered once; the meta group keeps
+//! its hash (`auth::token`).
+
+use quiver_core::Error as CoreError;
+use quiver_core::access::{Need, Role, Scope, TokenInfo};
+use quiver_proto::v1;
+
+use crate::auth::{Call, token};
+use crate::command::MetaCommand;
+use crate::error::Result;
+use crate::node::Node;
+
+/// Longest token name; names are letters, digits, `-`, `_` and `.`.
+const MAX_NAME: usize = 64;
+
+/// `PermissionDenied` unless the caller administers tokens of `scope`.
+fn allow_on(call: &Call, scope: &Scope, action: &str) -> Result<()> {
+    match scope {
+        Scope::Cluster => call.allow(Need::Cluster { action }),
+        Scope::Project(project) => call.allow(Need::Project { project, role: Role::Admin, action }),
+    }
+}
+
+pub async fn create(node: &Node, call: &Call, req: v1::CreateTokenRequest) -> Result<v1::CreateTokenResponse> {
+    let name = req.name.trim().to_string();
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(valid) {
+        return Err(CoreError::InvalidArgument(format!(
+            "token name {name:?}: 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
+        ))
+        .into());
+    }
+    let scope = quiver_proto::token_scope_from_proto(&req)?;
+    let role: Role = match (&scope, req.role.as_str()) {
+        (Scope::Cluster, "" | "admin" | "cluster-admin") => Role::Admin,
+        (Scope::Cluster, other) => {
+            let why = format!("a cluster admin token has the admin role on every project, not '{other}'");
+            return Err(CoreError::InvalidArgument(why).into());
+        }
+        (Scope::Project(_), role) => role.parse()?,
+    };
+    allow_on(call, &scope, "issuing tokens")?;
+    if let Scope::Project(project) = &scope
+        && req.pii
+        && !call.caller.reads_pii(project)
+    {
+        let why =
+            format!("token '{}' has no PII grant on project '{project}', so it cannot give one", call.caller.name);
+        return Err(CoreError::PermissionDenied(why).into());
+    }
+    let ttl_micros = match req.ttl_secs {
+        0 => None,
+        secs => Some(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000)),
+    };
+    let secret = token::generate()?;
+    let hash = token::hash(&secret);
+    let command = MetaCommand::CreateToken {
+        hash,
+        name,
+        scope,
+        role,
+        pii: req.pii,
+        ttl_micros,
+        created_by: call.caller.name.clone(),
+    };
+    node.proposer.write_meta(command).await?;
+    let state = node.meta.caught_up().await?;
+    let info = state.tokens.get(&hash).map(quiver_proto::token_info_to_proto);
+    Ok(v1::CreateTokenResponse { token: secret, info })
+}
+
+pub async fn list(node: &Node, call: &Call, req: v1::ListTokensRequest) -> Result<v1::ListTokensResponse> {
+    if !req.project.is_empty() {
+        allow_on(call, &Scope::Project(req.project.clone()), "listing tokens")?;
+    }
+    let state = node.meta.caught_up().await?;
+    let visible = |t: &&TokenInfo| match &t.scope {
+        Scope::Cluster => req.project.is_empty() && call.caller.is_cluster_admin(),
+        Scope::Project(p) => {
+            (req.project.is_empty() || *p == req.project) && call.caller.role_on(p) == Some(Role::Admin)
+        }
+    };
+    let mut tokens: Vec<&TokenInfo> = state.tokens.values().filter(visible).collect();
+    tokens.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+    Ok(v1::ListTokensResponse { tokens: tokens.into_iter().map(quiver_proto::token_info_to_proto).collect() })
+}
+
+pub async fn revoke(node: &Node, call: &Call, req: v1::RevokeTokenRequest) -> Result<v1::RevokeTokenResponse> {
+    let state = node.meta.caught_up().await?;
+    let unknown =
+        || CoreError::InvalidArgument(format!("no token named '{}' (quiverctl token list shows them)", req.name));
+    let token = state.tokens.values().find(|t| t.name == req.name).ok_or_else(unknown)?;
+    allow_on(call, &token.scope, "revoking tokens")?;
+    node.proposer.write_meta(MetaCommand::RevokeToken { name: req.name }).await?;
+    Ok(v1::RevokeTokenResponse {})
+}

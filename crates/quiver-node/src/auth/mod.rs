@@ -1,0 +1,90 @@
+//! Who is calling, and may they. With `[auth] enabled` every request carries a bearer
+//! token (`authorization: Bearer qvt_…`), looked up by its hash among the tokens the meta
+//! group records, so a revoked token stops working on a node as soon as the node applies
+//! the revocation (a heartbeat later). What each role may do is `quiver_core::access`.
+//! Every request, authenticated or not, passes the caller's `[limits]`.
+//! The RPCs between nodes take no token but a member's certificate (`member`).
+
+pub mod limits;
+pub mod member;
+pub mod token;
+
+use std::time::Instant;
+
+use quiver_core::Error as CoreError;
+use quiver_core::access::{Need, Principal};
+use tonic::{Request, Status};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::meta_reader::MetaReader;
+use limits::Limits;
+
+pub struct Gate {
+    enabled: bool,
+    /// TLS is on: the RPCs between nodes need a certificate signed by the cluster's CA.
+    member_certs: bool,
+    meta: MetaReader,
+    limits: Limits,
+}
+
+/// One admitted request: what it calls, who calls it and from where.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    pub caller: Principal,
+    pub from: String,
+}
+
+impl Call {
+    /// `PermissionDenied` unless the caller may do what `need` says.
+    pub fn allow(&self, need: Need) -> Result<()> {
+        Ok(self.caller.check(need)?)
+    }
+}
+
+impl Gate {
+    pub fn new(config: &Config, meta: MetaReader) -> Gate {
+        Gate {
+            enabled: config.auth.enabled,
+            member_certs: config.tls.enabled(),
+            meta,
+            limits: Limits::new(config.limits.clone()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The caller of a request that carries `secret` (a token, or nothing).
+    pub fn caller(&self, secret: Option<&str>) -> Result<Principal> {
+        if !self.enabled {
+            return Ok(Principal::open());
+        }
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            let how = "no token: pass one as `authorization: Bearer <token>` (quiverctl --token or QUIVER_TOKEN)";
+            return Err(CoreError::Unauthenticated(how.into()).into());
+        };
+        let state = self.meta.latest();
+        let info = state.tokens.get(&token::hash(secret)).ok_or_else(|| {
+            CoreError::Unauthenticated("the token is not one this cluster issued (mistyped, or from elsewhere)".into())
+        })?;
+        Ok(info.principal(crate::raft::now_micros())?)
+    }
+
+    /// Authenticates a request and takes it from its caller's limits.
+    pub fn admit<T: prost::Message>(&self, method: &'static str, request: &Request<T>) -> Result<Call> {
+        let from = request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let header = request.metadata().get("authorization").map(|v| v.to_str().unwrap_or_default());
+        let secret = header.map(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).unwrap_or(h));
+        let caller = self.caller(secret)?;
+        self.limits.admit(&caller.name, request.get_ref().encoded_len(), Instant::now())?;
+        Ok(Call { method, caller, from })
+    }
+
+    /// Refuses an RPC between nodes from anything but a member (`member`).
+    pub fn member<T>(&self, method: &str, request: &Request<T>) -> std::result::Result<(), Status> {
+        member::check(self.member_certs, method, request)
+    }
+}
