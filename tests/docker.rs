@@ -1,6 +1,7 @@
 //! The compose deployment, end to end: build the images with no registry, start 3 nodes and
-//! the S3 server, use it from the host with `quiverctl` (routed by the nodes' advertised
-//! client addresses), stop one container, read, bring it back and see it catch up.
+//! the S3 server with TLS and authentication, use it from the host with `quiverctl` (over
+//! TLS, with the cluster admin's token, routed by the nodes' advertised client addresses),
+//! stop one container, read, bring it back and see it catch up.
 //! Skipped with a message where no Docker engine runs — except under CI, where it fails.
 
 use std::process::{Command, Stdio};
@@ -39,12 +40,14 @@ fn container(service: &str) -> String {
     out.lines().last().unwrap_or_default().trim().to_string()
 }
 
-/// The host's `quiverctl`, talking to `service` through its published port.
+/// The host's `quiverctl`, talking to `service` through its published port, over TLS with
+/// the cluster admin's token.
 fn ctl(service: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let n = service.trim_start_matches("node");
-    let endpoint = format!("http://127.0.0.1:707{n}");
+    let endpoint = format!("https://127.0.0.1:707{n}");
     let quiverctl = quiver_admin::local_node::binary("quiverctl").expect("quiverctl is built");
-    let mut full = vec!["--endpoint", endpoint.as_str()];
+    let token = admin_token();
+    let mut full = vec!["--endpoint", endpoint.as_str(), "--ca", "deploy/secrets/ca.pem", "--token", token.as_str()];
     full.extend_from_slice(args);
     run(quiverctl.to_str().expect("a UTF-8 path"), &full, stdin)
 }
@@ -56,6 +59,21 @@ fn compose(args: &[&str]) -> (bool, String) {
     full.extend(["-f", "deploy/docker-compose.yml", "-p", PROJECT]);
     full.extend_from_slice(args);
     run(if v2 { "docker" } else { "docker-compose" }, &full, None)
+}
+
+/// The token the first member wrote into its data dir on its first start.
+fn admin_token() -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out) = run("docker", &["cp", &format!("{}:/data/admin.token", container("node1")), "-"], None);
+        // `docker cp … -` writes a tar stream: the token is the one line that starts so.
+        if let Some(token) = out.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').find(|w| w.starts_with("qvt_"))
+        {
+            return token.to_string();
+        }
+        assert!(Instant::now() < deadline, "no admin token in node1 (ok: {ok}): {out}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 struct Down;
@@ -122,6 +140,13 @@ fn compose_cluster_keeps_serving_with_a_container_stopped() {
     }
     let (ok, out) = ctl("node1", &["apply", "-f", "examples/rides.yaml"], None);
     assert!(ok, "{out}");
+    // Without a token, or over plaintext, nothing is served.
+    let (ok, out) = run(
+        quiver_admin::local_node::binary("quiverctl").unwrap().to_str().unwrap(),
+        &["--endpoint", "https://127.0.0.1:7071", "--ca", "deploy/secrets/ca.pem", "list"],
+        None,
+    );
+    assert!(!ok && out.contains("Q3001"), "{out}");
     // Every node hands out the addresses clients on the host reach, not in-network names.
     let (ok, out) = ctl("node2", &["shards", "--format", "json"], None);
     assert!(ok && out.contains("127.0.0.1:7071") && !out.contains("node1:7070"), "{out}");

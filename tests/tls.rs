@@ -88,4 +88,31 @@ async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
     client.write("rides", "driver_stats", rows).await.unwrap();
     let read = quiver_tests::read_drivers(&client, 0..50).await;
     assert!(read.rows.iter().all(|row| row[0].status == quiver_client::Freshness::Present), "every row is read back");
+
+    // Something that trusts the CA but holds no member certificate may not speak Raft or
+    // join, whatever it sends: the RPCs between nodes are for members.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(dir.path().join("ca.pem")).unwrap()));
+    let channel = tonic::transport::Endpoint::from_shared(https(&nodes[0]))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raft = quiver_proto::v1::raft_service_client::RaftServiceClient::new(channel.clone());
+    let message = quiver_proto::v1::RaftMessage { group_id: 0, payload: vec![1, 2, 3], error: vec![] };
+    for status in [
+        raft.vote(message.clone()).await.unwrap_err(),
+        raft.propose(message.clone()).await.unwrap_err(),
+        raft.append_entries(message).await.unwrap_err(),
+    ] {
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("members"), "{status:?}");
+    }
+    let mut admin = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
+    let join = admin.join(quiver_proto::v1::JoinRequest { address: "10.9.9.9:7070".into() }).await.unwrap_err();
+    assert_eq!(join.code(), tonic::Code::PermissionDenied, "{join:?}");
+    let status = client.status().await.unwrap();
+    assert_eq!(status.nodes.len(), 3, "no node was added: {:?}", status.nodes);
 }

@@ -1,0 +1,349 @@
+//! Authentication and roles on real `quiver-node` processes started with `--auth`: every
+//! role against every kind of request, the distinct refusals of missing, unknown, expired
+//! and revoked tokens, a revocation reaching every node of a cluster, personal features
+//! readable only with the grant, per-token limits, and a node that will not listen beyond
+//! loopback open.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use quiver_client::{
+    Client, Error, FeatureSelection, HistoricalRequest, NewToken, OnlineRequest, OpKind, Role, Scope, Spine,
+    StatsWindow,
+};
+use quiver_core::Error as CoreError;
+use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros};
+
+async fn client(node: &LocalNode, token: &str) -> Client {
+    Client::builder(node.endpoint()).token(token).connect().await.expect("client connects")
+}
+
+fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token")).expect("the first member wrote admin.token").trim().into()
+}
+
+async fn token(root: &Client, name: &str, project: &str, role: Role, pii: bool) -> String {
+    let new = NewToken { name: name.into(), scope: Scope::Project(project.into()), role, pii, ttl: None };
+    root.create_token(&new).await.expect("token created").0
+}
+
+fn definitions(text: &str) -> quiver_client::Definitions {
+    quiver_admin::input::parse_definitions(text).expect("definitions parse")
+}
+
+fn rates(features: &quiver_client::OnlineFeatures) -> Vec<String> {
+    features.rows.iter().map(|r| format!("{r:?}")).collect()
+}
+
+fn denied(result: &Result<(), Error>) -> bool {
+    matches!(result, Err(Error::Server(CoreError::PermissionDenied(_))))
+}
+
+/// What one kind of request needs; each runs against project `rides`.
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    Read,
+    Write,
+    History,
+    Stats,
+    Apply,
+    IssueToken,
+    ShardOperation,
+    Status,
+}
+
+async fn send(client: &Client, request: Request, n: usize) -> Result<(), Error> {
+    let features = || FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]);
+    match request {
+        Request::Read => {
+            let read = OnlineRequest {
+                project: "rides".into(),
+                features: features(),
+                entities: vec![driver_key(1)],
+                consistency: quiver_client::Consistency::Linearizable,
+            };
+            client.get_online(read).await.map(drop)
+        }
+        Request::Write => {
+            client.write("rides", "driver_stats", vec![driver_row(1, now_micros(), 0.9, 9)]).await.map(drop)
+        }
+        Request::History => {
+            let spine = Spine::Csv(format!("driver_id,event_timestamp\n1,{}\n", now_micros()).into_bytes());
+            client.historical(HistoricalRequest::new("rides", features(), spine)).await.map(drop)
+        }
+        Request::Stats => {
+            let window = StatsWindow::Offline { from: None, to: None };
+            // driver_stats has a personal feature (city): its statistics need the PII grant.
+            client.statistics("rides", "driver_ratings", &window).await.map(drop)
+        }
+        Request::Apply => client.apply(&definitions(RIDES)).await.map(drop),
+        Request::IssueToken => {
+            let new = NewToken {
+                name: format!("made-{n}"),
+                scope: Scope::Project("rides".into()),
+                role: Role::Viewer,
+                pii: false,
+                ttl: None,
+            };
+            client.create_token(&new).await.map(drop)
+        }
+        Request::ShardOperation => client.start_shard_operation(OpKind::Rebalance).await.map(drop),
+        Request::Status => client.status().await.map(drop),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_may_do_what_it_grants_on_its_own_project_and_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    root.apply(&definitions(RIDES)).await.unwrap();
+    root.apply(&definitions(&RIDES.replace("project: rides", "project: other"))).await.unwrap();
+    root.write("rides", "driver_stats", vec![driver_row(1, now_micros() - 1_000_000, 0.25, 1)]).await.unwrap();
+
+    use Request::*;
+    let requests = [Read, Write, History, Stats, Apply, IssueToken, ShardOperation, Status];
+    // Per token, which of `requests` it may make (1) or is refused (0).
+    let table: [(&str, &str, Role, [u8; 8]); 4] = [
+        ("viewer", "rides", Role::Viewer, [1, 0, 1, 1, 0, 0, 0, 1]),
+        ("writer", "rides", Role::Writer, [1, 1, 1, 1, 0, 0, 0, 1]),
+        ("owner", "rides", Role::Admin, [1, 1, 1, 1, 1, 1, 0, 1]),
+        ("stranger", "other", Role::Admin, [0, 0, 0, 0, 0, 0, 0, 1]),
+    ];
+    let mut n = 0;
+    for (name, project, role, allowed) in table {
+        let caller = client(&node, &token(&root, name, project, role, false).await).await;
+        for (request, allowed) in requests.iter().zip(allowed) {
+            n += 1;
+            let before = rates(&quiver_tests::read_drivers(&root, [1]).await);
+            let result = send(&caller, *request, n).await;
+            if allowed == 1 {
+                assert!(result.is_ok(), "{name} {request:?}: {result:?}");
+            } else {
+                assert!(denied(&result), "{name} {request:?} should be refused PermissionDenied: {result:?}");
+                let text = result.unwrap_err().to_string();
+                assert!(text.contains(&format!("token '{name}'")), "the refusal names the token: {text}");
+                assert_eq!(
+                    rates(&quiver_tests::read_drivers(&root, [1]).await),
+                    before,
+                    "a refused request changes nothing"
+                );
+            }
+        }
+    }
+    for request in requests {
+        n += 1;
+        send(&root, request, n).await.unwrap_or_else(|e| panic!("the cluster admin may {request:?}: {e}"));
+    }
+    // A project's admin sees its project's tokens only; the cluster admin sees all.
+    let rides_admin = client(&node, &token(&root, "lister", "rides", Role::Admin, false).await).await;
+    let names: Vec<String> = rides_admin.list_tokens(None).await.unwrap().into_iter().map(|t| t.name).collect();
+    assert!(names.contains(&"viewer".to_string()) && !names.contains(&"stranger".to_string()), "{names:?}");
+    assert!(!names.contains(&"admin".to_string()), "{names:?}");
+    assert!(root.list_tokens(None).await.unwrap().iter().any(|t| t.name == "stranger"));
+    let projects = client(&node, &token(&root, "other-viewer", "other", Role::Viewer, false).await).await;
+    assert_eq!(projects.projects().await.unwrap(), vec!["other".to_string()], "only the projects it may see");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_unknown_expired_and_revoked_tokens_are_each_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    let unauthenticated = |result: Result<quiver_client::ClusterStatus, Error>, says: &str| match result {
+        Err(Error::Server(CoreError::Unauthenticated(text))) => assert!(text.contains(says), "{text}"),
+        other => panic!("expected Unauthenticated saying {says:?}: {other:?}"),
+    };
+    let anonymous = Client::connect(node.endpoint()).await.unwrap();
+    unauthenticated(anonymous.status().await, "no token");
+    unauthenticated(client(&node, "qvt_0123").await.status().await, "not one this cluster issued");
+
+    let short = NewToken {
+        name: "short".into(),
+        scope: Scope::Cluster,
+        role: Role::Admin,
+        pii: false,
+        ttl: Some(Duration::from_secs(1)),
+    };
+    let (secret, info) = root.create_token(&short).await.unwrap();
+    assert!(info.expires_at.is_some());
+    let short_lived = client(&node, &secret).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while short_lived.status().await.is_ok() {
+        assert!(Instant::now() < deadline, "the token never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unauthenticated(short_lived.status().await, "expired");
+
+    let revoked = client(&node, &token(&root, "gone", "rides", Role::Viewer, false).await).await;
+    revoked.status().await.unwrap();
+    root.revoke_token("gone").await.unwrap();
+    unauthenticated(revoked.status().await, "revoked");
+    let again = NewToken {
+        name: "gone".into(),
+        scope: Scope::Project("rides".into()),
+        role: Role::Viewer,
+        pii: false,
+        ttl: None,
+    };
+    let reused = root.create_token(&again).await.unwrap_err().to_string();
+    assert!(reused.contains("never reused"), "{reused}");
+    // The bootstrap token works across a restart, and a restart writes no other.
+    let mut node = node;
+    node.restart().await.unwrap();
+    root.status().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_by_every_node_of_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = LocalNode::start_cluster(dir.path(), 3, &["--auth"], &[], Duration::from_secs(60)).await.unwrap();
+    let root = client(&nodes[0], &admin_token(&dir.path().join("node1"))).await;
+    assert!(!dir.path().join("node2/admin.token").exists(), "only the first member writes one");
+    let secret = token(&root, "ci", "rides", Role::Viewer, false).await;
+    let mut clients = Vec::new();
+    for node in &nodes {
+        let c = client(node, &secret).await;
+        // A node that has not applied the new token yet says so: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = c.status().await {
+            assert!(Instant::now() < deadline, "node never accepted the new token: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        clients.push(c);
+    }
+    root.revoke_token("ci").await.unwrap();
+    for (i, c) in clients.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match c.status().await {
+                Err(Error::Server(CoreError::Unauthenticated(text))) => {
+                    assert!(text.contains("revoked"), "{text}");
+                    break;
+                }
+                other => assert!(Instant::now() < deadline, "node {} still serves a revoked token: {other:?}", i + 1),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+const CLINIC: &str = "
+project: clinic
+entities:
+  - name: patient
+    join_keys: [{ name: patient_id, type: int64 }]
+feature_sets:
+  - name: vitals
+    entity: patient
+    timestamp: event_timestamp
+    features:
+      - { name: age, type: int64, tags: [pii] }
+      - { name: visits, type: int64 }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_features_are_read_only_with_the_grant_and_never_as_silent_nulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    root.apply(&definitions(CLINIC)).await.unwrap();
+    let row = |id: i64| {
+        std::collections::BTreeMap::from([
+            ("patient_id".to_string(), quiver_client::Value::Int64(id)),
+            ("event_timestamp".to_string(), quiver_client::Value::Timestamp(now_micros() - 1_000_000)),
+            ("age".to_string(), quiver_client::Value::Int64(40 + id)),
+            ("visits".to_string(), quiver_client::Value::Int64(id)),
+        ])
+    };
+    root.write("clinic", "vitals", (1..=3).map(row).collect()).await.unwrap();
+    let plain = client(&node, &token(&root, "analyst", "clinic", Role::Admin, false).await).await;
+    let granted = client(&node, &token(&root, "doctor", "clinic", Role::Viewer, true).await).await;
+
+    let read = |refs: &[&str]| OnlineRequest {
+        project: "clinic".into(),
+        features: FeatureSelection::Refs(refs.iter().map(|r| r.to_string()).collect()),
+        entities: vec![std::collections::BTreeMap::from([("patient_id".to_string(), quiver_client::Value::Int64(1))])],
+        consistency: quiver_client::Consistency::Linearizable,
+    };
+    let pii_denied = |result: Result<(), Error>| match result {
+        Err(Error::Server(CoreError::PermissionDenied(text))) => {
+            assert!(text.contains("vitals:age") && text.contains("analyst"), "names the feature and the token: {text}")
+        }
+        other => panic!("expected PermissionDenied naming vitals:age: {other:?}"),
+    };
+    plain.get_online(read(&["vitals:visits"])).await.expect("a feature that is not personal");
+    pii_denied(plain.get_online(read(&["vitals:age"])).await.map(drop));
+    pii_denied(plain.get_online(read(&["vitals:*"])).await.map(drop));
+    let got = granted.get_online(read(&["vitals:age"])).await.unwrap();
+    assert_eq!(got.rows[0][0].value, quiver_client::Value::Int64(41));
+
+    let spine = || Spine::Csv(format!("patient_id,event_timestamp\n1,{}\n", now_micros()).into_bytes());
+    let history = |refs: &[&str]| {
+        HistoricalRequest::new("clinic", FeatureSelection::Refs(refs.iter().map(|r| r.to_string()).collect()), spine())
+    };
+    pii_denied(plain.historical(history(&["vitals:age", "vitals:visits"])).await.map(drop));
+    assert_eq!(granted.historical(history(&["vitals:age"])).await.unwrap().num_rows(), 1);
+
+    let window = StatsWindow::Offline { from: None, to: None };
+    pii_denied(plain.statistics("clinic", "vitals", &window).await.map(drop));
+    granted.statistics("clinic", "vitals", &window).await.expect("statistics with the grant");
+    // Only a token that holds the grant may give it.
+    let give = NewToken {
+        name: "leak".into(),
+        scope: Scope::Project("clinic".into()),
+        role: Role::Viewer,
+        pii: true,
+        ttl: None,
+    };
+    assert!(denied(&plain.create_token(&give).await.map(drop)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_rate_or_size_is_refused_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("limits.toml");
+    std::fs::write(&config, "[limits]\nrequests_per_sec = 1\nburst = 2\nmax_request_bytes = 2000\n").unwrap();
+    let node =
+        LocalNode::start(&dir.path().join("node"), &["--auth", "--config", config.to_str().unwrap()]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    // The root's own bucket: a burst of two, then one a second.
+    let mut results = Vec::new();
+    for _ in 0..6 {
+        results.push(root.status().await);
+    }
+    let limited = results.iter().filter(|r| matches!(r, Err(Error::Server(CoreError::RateLimited { .. })))).count();
+    assert!(limited >= 1, "six requests at once from a token allowed two and one a second: {results:?}");
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_config = other_dir.path().join("limits.toml");
+    std::fs::write(&other_config, "[limits]\nmax_request_bytes = 2000\n").unwrap();
+    let node =
+        LocalNode::start(&other_dir.path().join("node"), &["--auth", "--config", other_config.to_str().unwrap()])
+            .await
+            .unwrap();
+    let root = client(&node, &admin_token(&other_dir.path().join("node"))).await;
+    root.apply(&definitions(RIDES)).await.unwrap();
+    let many: Vec<_> = (0..200).map(|id| driver_row(id, now_micros() - 1_000_000, 0.5, id)).collect();
+    match root.write("rides", "driver_stats", many).await {
+        Err(Error::Server(CoreError::TooLarge(text))) => assert!(text.contains("2000"), "{text}"),
+        other => panic!("a write over max_request_bytes: {other:?}"),
+    }
+    root.write("rides", "driver_stats", vec![driver_row(1, now_micros() - 1_000_000, 0.5, 1)]).await.unwrap();
+}
+
+#[test]
+fn a_node_will_not_listen_beyond_loopback_open_unless_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = quiver_tests::binary("quiver-node").unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--listen", "0.0.0.0:0", "--http", "127.0.0.1:0"])
+        .env_remove("QUIVER_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("0.0.0.0") && err.contains("--insecure"), "{err}");
+    assert!(!dir.path().join("online").exists(), "refused before touching the data dir");
+}
