@@ -103,3 +103,62 @@ async fn every_dashboard_page_renders_in_a_real_browser() {
     let missing = browse(browser, &format!("{base}/ui/feature-sets/rides/nope"), &["--dump-dom"]);
     assert!(missing.contains("unknown feature set"), "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_the_dashboard_signs_in_and_shows_personal_values_only_with_the_grant() {
+    let Some(browser) = chromium() else {
+        assert!(std::env::var_os("CI").is_none(), "chromium is missing; .ci/run installs it");
+        eprintln!("SKIPPED: no chromium on this machine (apt-get install chromium)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = quiver_tests::LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let admin = std::fs::read_to_string(dir.path().join("node/admin.token")).unwrap();
+    let root = quiver_client::Client::builder(node.endpoint()).token(admin.trim()).connect().await.unwrap();
+    root.apply(&quiver_admin::input::parse_definitions(quiver_tests::RIDES).unwrap()).await.unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/driver_stats.parquet");
+    root.ingest("rides", "driver_stats", example.to_str().unwrap(), |_| {}).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = StatsWindow::Offline { from: None, to: None };
+    while root.statistics("rides", "driver_stats", &all).await.unwrap().rows == 0 {
+        assert!(Instant::now() < deadline, "statistics never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = |name: &str, pii: bool| {
+        let new = quiver_client::NewToken {
+            name: name.into(),
+            scope: quiver_client::Scope::Project("rides".into()),
+            role: quiver_client::Role::Viewer,
+            pii,
+            ttl: None,
+        };
+        let root = root.clone();
+        async move { root.create_token(&new).await.unwrap().0 }
+    };
+    let (plain, granted) = (token("analyst", false).await, token("dispatcher", true).await);
+    let base = format!("http://{}", node.http_addr());
+    let page = "/ui/feature-sets/rides/driver_stats";
+
+    // Without a token: the sign-in form, and nothing of the page; /metrics is refused too.
+    let anonymous = browse(browser, &format!("{base}{page}"), &["--dump-dom"]);
+    assert!(anonymous.contains("Sign in") && !anonymous.contains("conv_rate"), "{anonymous}");
+    assert!(quiver_tests::http_get(node.http_addr(), "/metrics").0.contains("401"));
+    assert!(quiver_tests::http_get(node.http_addr(), "/health").0.contains("200"), "health stays open");
+    // A sign-in link (the token in the fragment) lands on the page asked for.
+    let signed_in = |token: &str| {
+        let url = format!("{base}/ui/login?next={page}#token={token}");
+        browse(browser, &url, &["--dump-dom", "--virtual-time-budget=10000"])
+    };
+    let without = signed_in(&plain);
+    assert!(without.contains("conv_rate") && without.contains("class=\"histogram\""), "{without}");
+    assert!(without.contains("not shown: driver_stats:city"), "the page names what it leaves out: {without}");
+    let with = signed_in(&granted);
+    assert!(with.contains("conv_rate") && !with.contains("not shown"), "{with}");
+    let cities = ["Lisbon", "Porto", "Braga", "Faro"];
+    assert!(cities.iter().any(|c| with.contains(c)), "the grant shows the city values: {with}");
+    assert!(!cities.iter().any(|c| without.contains(c)), "no city value without the grant: {without}");
+    let shot = screenshots().join("feature-set-without-pii-grant.png");
+    let url = format!("{base}/ui/login?next={page}#token={plain}");
+    browse(browser, &url, &[&format!("--screenshot={}", shot.display()), "--virtual-time-budget=10000"]);
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
+}

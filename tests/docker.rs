@@ -84,17 +84,14 @@ impl Drop for Down {
     }
 }
 
+/// Waits for `GET /health` over TLS on a node's published HTTP port.
 fn wait_healthy(port: u16) {
+    let ca = std::fs::read(format!("{ROOT}/deploy/secrets/ca.pem")).expect("up.sh made the CA");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let healthy = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            use std::io::{Read, Write};
-            let mut response = String::new();
-            s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_ok()
-                && s.read_to_string(&mut response).is_ok()
-                && response.starts_with("HTTP/1.0 200")
-        });
-        if healthy {
+        let addr = format!("127.0.0.1:{port}");
+        if runtime.block_on(quiver_admin::local_node::healthy(&addr, Some(&ca))) {
             return;
         }
         assert!(Instant::now() < deadline, "node on port {port} not healthy");

@@ -20,6 +20,21 @@ pub struct LocalNode {
     log: PathBuf,
 }
 
+/// Does the node whose HTTP port is `addr` answer `GET /health` with 200? Over TLS when
+/// given the cluster's CA (PEM).
+pub async fn healthy(addr: &str, ca: Option<&[u8]>) -> bool {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(2));
+    if let Some(ca) = ca {
+        match reqwest::Certificate::from_pem(ca) {
+            Ok(cert) => builder = builder.add_root_certificate(cert),
+            Err(_) => return false,
+        }
+    }
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let Ok(client) = builder.build() else { return false };
+    client.get(format!("{scheme}://{addr}/health")).send().await.is_ok_and(|r| r.status().is_success())
+}
+
 /// A Quiver binary (`quiver-node`, `quiverctl`): from `$QUIVER_BIN_DIR`, else beside the
 /// running executable (or one level up, for test binaries in `target/*/deps`).
 pub fn binary(name: &str) -> Result<PathBuf> {
@@ -192,15 +207,15 @@ impl LocalNode {
         }
     }
 
-    /// `GET /health` answers 200: every group assigned to the node has a leader.
+    /// `GET /health` answers 200: every group assigned to the node has a leader. Over TLS,
+    /// trusting the `--tls-ca` the node was started with, when it was.
     async fn healthy(&self) -> bool {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut stream) = tokio::net::TcpStream::connect(&self.http).await else { return false };
-        let request = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.http);
-        let mut response = Vec::new();
-        stream.write_all(request.as_bytes()).await.is_ok()
-            && stream.read_to_end(&mut response).await.is_ok()
-            && response.starts_with(b"HTTP/1.0 200")
+        let ca = self.extra.iter().position(|a| a == "--tls-ca").and_then(|i| self.extra.get(i + 1));
+        let ca = match ca.map(std::fs::read).transpose() {
+            Ok(ca) => ca,
+            Err(_) => return false,
+        };
+        healthy(&self.http, ca.as_deref()).await
     }
 
     /// Sends a signal by name (`STOP`, `CONT`, …) to the node process.

@@ -17,6 +17,7 @@ use crate::proposer::Proposer;
 use crate::raft::NodeId;
 use crate::serving_log::ServingLog;
 use crate::storage::KvEngine;
+use crate::tls::Tls;
 
 pub struct Node {
     pub id: NodeId,
@@ -35,8 +36,8 @@ pub struct Node {
     pub backups: Arc<Backups>,
     /// Who is calling, and may they.
     pub gate: Arc<Gate>,
-    /// TLS on the gRPC port, when configured.
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// TLS on the gRPC and HTTP ports, when configured.
+    pub tls: Option<Tls>,
     pub(crate) engine: Arc<dyn KvEngine>,
 }
 

@@ -99,7 +99,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         id: me,
         gate: Arc::new(Gate::new(&config, meta.clone())),
         backups,
-        tls: tls.map(|t| t.server),
+        tls,
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
         config,
         groups,

@@ -1,5 +1,5 @@
 //! `/health` (200 once every group here has a leader, 503 before), `/metrics`, and the
-//! dashboard under `/ui`.
+//! dashboard under `/ui`: over TLS when the node has it, behind `http_gate`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,7 +8,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 
+use super::http_gate;
 use crate::node::Node;
 
 pub async fn serve(
@@ -20,9 +24,50 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::ui::routes())
-        .with_state(node);
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        .merge(http_gate::routes())
+        .layer(axum::middleware::from_fn_with_state(node.clone(), http_gate::gate))
+        .with_state(node.clone());
+    let served = match node.tls.as_ref().map(|t| t.http.clone()) {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(acceptor) => Ok(serve_tls(listener, acceptor, app, shutdown).await),
+    };
+    if let Err(e) = served {
         tracing::error!("http server: {e}");
+    }
+}
+
+/// Each connection's TLS handshake and HTTP on a task of its own, until `shutdown`.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("http: accepting a connection: {e}");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, service) = (acceptor.clone(), TowerToHyperService::new(app.clone()));
+        tokio::spawn(async move {
+            match acceptor.accept(tcp).await {
+                Ok(tls) => {
+                    let http = auto::Builder::new(TokioExecutor::new());
+                    if let Err(e) = http.serve_connection(TokioIo::new(tls), service).await {
+                        tracing::debug!(%peer, "http connection: {e}");
+                    }
+                }
+                // A client that speaks plaintext, or does not trust the CA.
+                Err(e) => tracing::debug!(%peer, "http TLS handshake: {e}"),
+            }
+        });
     }
 }
 

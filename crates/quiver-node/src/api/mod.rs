@@ -1,9 +1,10 @@
 //! The node's network faces: gRPC (features, registry, admin, Raft) on `listen`, and HTTP
-//! (`/health`, `/metrics`) on `http`.
+//! (`/health`, `/metrics`, the dashboard) on `http`; both behind `auth` and TLS when on.
 
 pub(crate) mod admin;
 mod features;
 mod http;
+mod http_gate;
 pub(crate) mod monitoring;
 mod observed;
 mod offline;
@@ -40,7 +41,7 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
     let http = tokio::spawn(http::serve(node.clone(), http_listener, stopped(stop_rx.clone())));
     let mut server = tonic::transport::Server::builder();
     if let Some(tls) = &node.tls {
-        server = server.tls_config(tls.clone()).map_err(|e| Error::Config(format!("TLS: {e}")))?;
+        server = server.tls_config(tls.server.clone()).map_err(|e| Error::Config(format!("TLS: {e}")))?;
     }
     let grpc = server
         .tcp_nodelay(true)

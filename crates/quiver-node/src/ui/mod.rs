@@ -2,17 +2,21 @@
 //! with owners, tags and versions, vectors, datasets and their lineage), per-feature
 //! statistics with histograms, drift over time with the thresholds drawn, and cluster
 //! health. Server-rendered HTML with inline SVG; it reads the same merged summaries as
-//! `GetStatistics`, never raw data.
+//! `GetStatistics`, never raw data. Each page shows what the caller's token may read
+//! (`api::http_gate` puts the caller in the request): the projects it has a role on, and
+//! the values of personal features only with the PII grant.
 
-mod html;
+pub(crate) mod html;
 mod svg;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
+use quiver_core::access::{Need, Principal, Role, is_pii};
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::stats::{DriftStatus, DriftThresholds, FeatureSummary, drift};
 use quiver_core::table::TableRef;
@@ -41,23 +45,27 @@ fn respond(title: &str, body: Result<String>) -> Page {
     match body {
         Ok(body) => (StatusCode::OK, Html(page(title, &body))),
         Err(e) => {
-            let code = if e.code().starts_with("Q1") { StatusCode::NOT_FOUND } else { StatusCode::SERVICE_UNAVAILABLE };
+            let code = match e.code() {
+                "Q3002" => StatusCode::FORBIDDEN,
+                c if c.starts_with("Q1") => StatusCode::NOT_FOUND,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
             (code, Html(page(title, &format!("<p class=\"drift\">{}</p>", escape(&e.to_string())))))
         }
     }
 }
 
-async fn catalog(State(node): State<Arc<Node>>) -> Page {
-    respond("Catalog", catalog_body(&node).await)
+async fn catalog(State(node): State<Arc<Node>>, Extension(caller): Extension<Principal>) -> Page {
+    respond("Catalog", catalog_body(&node, &caller).await)
 }
 
-async fn catalog_body(node: &Node) -> Result<String> {
+async fn catalog_body(node: &Node, caller: &Principal) -> Result<String> {
     let state = node.meta.caught_up().await?;
     let mut out = String::new();
     if state.registry.projects.is_empty() {
         out.push_str("<p class=\"muted\">No project yet: <code>quiverctl apply -f definitions.yaml</code>.</p>");
     }
-    for project in state.registry.projects.values() {
+    for project in state.registry.projects.values().filter(|p| caller.role_on(&p.name).is_some()) {
         let p = escape(&project.name);
         out += &format!("<h2>Project {p}</h2><p class=\"muted\">{}</p>", escape(&project.description));
         let entities: Vec<Vec<String>> = project
@@ -206,12 +214,17 @@ async fn cluster_body(node: &Node) -> Result<String> {
     ))
 }
 
-async fn feature_set(State(node): State<Arc<Node>>, Path((project, set)): Path<(String, String)>) -> Page {
+async fn feature_set(
+    State(node): State<Arc<Node>>,
+    Extension(caller): Extension<Principal>,
+    Path((project, set)): Path<(String, String)>,
+) -> Page {
     let title = format!("Feature set {set}");
-    respond(&title, feature_set_body(&node, &project, &set).await)
+    respond(&title, feature_set_body(&node, &caller, &project, &set).await)
 }
 
-async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<String> {
+async fn feature_set_body(node: &Node, caller: &Principal, project: &str, set: &str) -> Result<String> {
+    caller.check(Need::Project { project, role: Role::Viewer, action: "reading statistics" })?;
     let state = node.meta.caught_up().await?;
     let fs = state.registry.project(project)?.feature_set(set, None)?;
     let table_ref = TableRef::new(project, fs);
@@ -228,11 +241,27 @@ async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<Strin
         all.rows,
         days.len()
     );
-    let by_name: BTreeMap<String, FeatureSummary> = all.columns.into_iter().collect();
+    let mut by_name: BTreeMap<String, FeatureSummary> = all.columns.into_iter().collect();
+    // Personal features' values (top values, ranges, histograms) only with the PII grant;
+    // without it the page says which features it leaves out, and why.
+    let hidden: Vec<&str> = match caller.reads_pii(project) {
+        true => Vec::new(),
+        false => fs.features.iter().filter(|f| is_pii(fs, &f.name)).map(|f| f.name.as_str()).collect(),
+    };
+    by_name.retain(|name, _| !hidden.contains(&name.as_str()));
     out.push_str("<h2>Statistics</h2>");
+    if !hidden.is_empty() {
+        out += &format!(
+            "<p class=\"drift\">Personal data (tagged pii), not shown: {}. Reading their values needs a token with \
+             the PII grant on project {}.</p>",
+            escape(&hidden.iter().map(|f| format!("{}:{f}", fs.name)).collect::<Vec<_>>().join(", ")),
+            escape(project)
+        );
+    }
     let rows: Vec<Vec<String>> = fs
         .features
         .iter()
+        .filter(|f| !hidden.contains(&f.name.as_str()))
         .map(|f| {
             let s = by_name.get(&f.name).cloned().unwrap_or_else(|| FeatureSummary::new(f.ty));
             let n = |v: Option<f64>| v.map_or_else(|| "-".into(), |x| format!("{x:.4}"));
@@ -267,7 +296,7 @@ async fn feature_set_body(node: &Node, project: &str, set: &str) -> Result<Strin
         let chart = svg::histogram(&f.name, &bins, &names);
         out += &format!("<div class=\"card\"><b>{}</b><br>{chart}</div>", escape(&f.name));
     }
-    out += &drift_over_time(tree.as_ref(), &table_ref, fs, &days)?;
+    out += &drift_over_time(tree.as_ref(), &table_ref, fs, &days, &hidden)?;
     out += &monitor_section(tree.as_ref(), &table_ref, fs)?;
     Ok(out)
 }
@@ -322,12 +351,14 @@ fn monitor_section(
     Ok(out)
 }
 
-/// PSI of each recent day against the first days of the history, per feature.
+/// PSI of each recent day against the first days of the history, per feature but the
+/// `hidden` ones.
 fn drift_over_time(
     tree: &dyn crate::storage::KvTree,
     table_ref: &TableRef,
     fs: &quiver_core::registry::FeatureSet,
     days: &[i64],
+    hidden: &[&str],
 ) -> Result<String> {
     let mut out = String::from("<h2>Drift over time</h2>");
     let (Some(first), Some(last)) = (days.first(), days.get(REFERENCE_DAYS.min(days.len()).saturating_sub(1))) else {
@@ -355,7 +386,7 @@ fn drift_over_time(
         t.warning,
         t.drift
     );
-    for f in &fs.features {
+    for f in fs.features.iter().filter(|f| !hidden.contains(&f.name.as_str())) {
         if let Some(points) = series.get(&f.name) {
             out += &format!(
                 "<div class=\"card\"><b>{}</b><br>{}</div>",

@@ -1,0 +1,136 @@
+//! Who may see the HTTP pages. `/health` is open, for probes; `/metrics` needs a token
+//! unless `[auth] open_metrics`; the dashboard needs one too, from an `authorization:
+//! Bearer` header or from the cookie the login form sets. Each page then shows what the
+//! caller's token may read (`ui`), which it finds in the request's extensions.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use quiver_core::access::Principal;
+use serde::Deserialize;
+
+use crate::node::Node;
+use crate::ui::html::{escape, page};
+
+/// The cookie that carries a dashboard user's token.
+const COOKIE: &str = "quiver_token";
+const LOGIN: &str = "/ui/login";
+
+pub fn routes() -> axum::Router<Arc<Node>> {
+    axum::Router::new().route(LOGIN, axum::routing::get(login_form).post(login))
+}
+
+/// The token a request carries: its bearer header, else the dashboard's cookie.
+fn secret(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(token) = bearer.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))) {
+        return Some(token.trim().to_string());
+    }
+    let cookies = headers.get_all(header::COOKIE).into_iter().filter_map(|v| v.to_str().ok());
+    cookies.flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
+}
+
+/// Lets a request through with its caller in the extensions, or answers why not.
+pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let open = path == "/health" || path == LOGIN || (path == "/metrics" && node.config.auth.open_metrics);
+    if open {
+        request.extensions_mut().insert(Principal::open());
+        return next.run(request).await;
+    }
+    match node.gate.caller(secret(request.headers()).as_deref()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(_) if path.starts_with("/ui") => {
+            let back = request.uri().path_and_query().map_or("/ui", |p| p.as_str());
+            let next: String = url_encode(back);
+            Redirect::to(&format!("{LOGIN}?next={next}")).into_response()
+        }
+        Err(e) => {
+            let mut response = (StatusCode::UNAUTHORIZED, format!("{}\n", e.into_core())).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// The sign-in form. A link `/ui/login#token=qvt_…` signs in at once: the page's script
+/// submits the token from the fragment, which browsers never send to a server (or a log).
+fn login_page(message: &str, next: &str) -> Html<String> {
+    let form = format!(
+        "<p>{}</p><form method=\"post\" action=\"{LOGIN}\"><input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <input type=\"password\" name=\"token\" \
+         placeholder=\"qvt_…\" size=\"72\" autofocus> <button type=\"submit\">Sign in</button></form>\
+         <p class=\"muted\">A token from <code>quiverctl token create</code>; the dashboard shows what it may read.</p>\
+         <script>const m = location.hash.match(/token=([^&]+)/); if (m) {{ const f = document.forms[0]; \
+         f.token.value = decodeURIComponent(m[1]); history.replaceState(null, '', location.pathname); f.submit(); }}\
+         </script>",
+        escape(message),
+        escape(next)
+    );
+    Html(page("Sign in", &form))
+}
+
+#[derive(Deserialize)]
+struct AfterLogin {
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a dashboard page, never another site.
+fn next_page(next: Option<&str>) -> &str {
+    next.filter(|n| n.starts_with("/ui") && !n.starts_with(LOGIN)).unwrap_or("/ui")
+}
+
+/// Percent-encodes what goes in a query parameter.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn login_form(State(node): State<Arc<Node>>, Query(q): Query<AfterLogin>) -> Response {
+    let next = next_page(q.next.as_deref());
+    if !node.gate.enabled() {
+        return Redirect::to(next).into_response();
+    }
+    login_page("This cluster needs a token.", next).into_response()
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(node): State<Arc<Node>>, Form(form): Form<Login>) -> Response {
+    let next = next_page(form.next.as_deref());
+    let token = form.token.trim();
+    match node.gate.caller(Some(token)) {
+        Ok(_) => {
+            // Never readable by scripts, never sent to another site; only over TLS when on.
+            let secure = if node.tls.is_some() { "; Secure" } else { "" };
+            let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+            let mut response = Redirect::to(next).into_response();
+            match HeaderValue::from_str(&cookie) {
+                Ok(value) => {
+                    response.headers_mut().insert(header::SET_COOKIE, value);
+                    response
+                }
+                Err(_) => {
+                    let page = login_page("That token has characters no token has.", next);
+                    (StatusCode::BAD_REQUEST, page).into_response()
+                }
+            }
+        }
+        Err(e) => (StatusCode::UNAUTHORIZED, login_page(&e.into_core().to_string(), next)).into_response(),
+    }
+}
