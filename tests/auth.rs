@@ -1,8 +1,8 @@
 //! Authentication and roles on real `quiver-node` processes started with `--auth`: every
 //! role against every kind of request, the distinct refusals of missing, unknown, expired
 //! and revoked tokens, a revocation reaching every node of a cluster, personal features
-//! readable only with the grant, per-token limits, and a node that will not listen beyond
-//! loopback open.
+//! readable only with the grant, per-token limits, the audit log through a kill -9 of the
+//! metadata leader, and a node that will not listen beyond loopback open.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -346,4 +346,89 @@ fn a_node_will_not_listen_beyond_loopback_open_unless_told_to() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("0.0.0.0") && err.contains("--insecure"), "{err}");
     assert!(!dir.path().join("online").exists(), "refused before touching the data dir");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_each_kind_of_event_and_survives_losing_the_metadata_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = LocalNode::start_cluster(dir.path(), 3, &["--auth"], &[], Duration::from_secs(60)).await.unwrap();
+    let secret = admin_token(&dir.path().join("node1"));
+    let root = client(&nodes[0], &secret).await;
+    root.apply(&definitions(CLINIC)).await.unwrap();
+    let viewer = client(&nodes[1], &token(&root, "v", "clinic", Role::Viewer, false).await).await;
+    let doctor = client(&nodes[2], &token(&root, "d", "clinic", Role::Viewer, true).await).await;
+    let row = std::collections::BTreeMap::from([
+        ("patient_id".to_string(), quiver_client::Value::Int64(1)),
+        ("event_timestamp".to_string(), quiver_client::Value::Timestamp(now_micros() - 1_000_000)),
+        ("age".to_string(), quiver_client::Value::Int64(40)),
+    ]);
+    assert!(denied(&viewer.write("clinic", "vitals", vec![row.clone()]).await.map(drop)));
+    root.write("clinic", "vitals", vec![row]).await.unwrap();
+    let read = OnlineRequest {
+        project: "clinic".into(),
+        features: FeatureSelection::Refs(vec!["vitals:age".into()]),
+        entities: vec![std::collections::BTreeMap::from([("patient_id".to_string(), quiver_client::Value::Int64(1))])],
+        consistency: quiver_client::Consistency::Linearizable,
+    };
+    doctor.get_online(read).await.unwrap();
+    root.revoke_token("v").await.unwrap();
+    assert!(Client::connect(nodes[1].endpoint()).await.unwrap().status().await.is_err());
+
+    // Each kind of event, with who, what, where from and how it ended.
+    let expected: [(&str, &str, &str); 6] = [
+        ("admin", "Apply", "ok"),
+        ("admin", "CreateToken", "ok"),
+        ("v", "WriteFeatures", "Q3002"),
+        ("d", "GetOnlineFeatures", "read personal features vitals:age"),
+        ("admin", "RevokeToken", "ok"),
+        ("unauthenticated", "Status", "Q3001"),
+    ];
+    let everything = quiver_client::AuditQuery::default();
+    let has = |entries: &[quiver_client::AuditEntry], (actor, action, says): (&str, &str, &str)| {
+        entries.iter().any(|e| {
+            e.actor == actor
+                && e.action == action
+                && (e.outcome.contains(says) || e.detail.contains(says))
+                && !e.from.is_empty()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entries = root.audit(&everything).await.unwrap();
+        if expected.iter().all(|e| has(&entries, *e)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "missing audit entries in {entries:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // kill -9 the metadata leader: every entry is still there, read through a survivor.
+    let status = root.status().await.unwrap();
+    let meta = status.groups.iter().find(|g| g.group_id == 0).and_then(|g| g.leader).expect("a meta leader");
+    nodes[meta as usize - 1].kill_9().unwrap();
+    let survivor = nodes.iter().position(|n| n.pid().is_some()).unwrap();
+    let after = client(&nodes[survivor], &secret).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        match after.audit(&everything).await {
+            Ok(entries) => break entries,
+            Err(e) => assert!(Instant::now() < deadline, "no audit log after the failover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for e in expected {
+        assert!(has(&entries, e), "{e:?} lost with the metadata leader: {entries:#?}");
+    }
+    // A project's admin reads its project's entries only; a viewer none.
+    let clinic_admin = client(&nodes[survivor], &token(&after, "ca", "clinic", Role::Admin, false).await).await;
+    let own = quiver_client::AuditQuery { project: Some("clinic".into()), ..Default::default() };
+    assert!(clinic_admin.audit(&own).await.unwrap().iter().all(|e| e.project.as_deref() == Some("clinic")));
+    assert!(denied(&clinic_admin.audit(&everything).await.map(drop)));
+    // And from the command line, as JSON.
+    let out = quiver_tests::quiverctl(
+        &nodes[survivor].endpoint(),
+        &["--token", &secret, "audit", "--actor", "d", "--format", "json"],
+        None,
+    );
+    assert!(out.success && out.stdout.contains("read personal features vitals:age"), "{}", out.stderr);
 }

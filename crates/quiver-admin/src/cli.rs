@@ -179,6 +179,21 @@ pub enum Cmd {
         #[command(subcommand)]
         action: TokenCmd,
     },
+    /// The audit log, oldest first: changes, token and cluster operations, refused requests
+    /// and reads of personal features (a project's with --project, else every project's).
+    Audit {
+        /// From this time: RFC 3339, a date, µs, or a duration ago (e.g. 1h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only what this token (by name) did.
+        #[arg(long)]
+        actor: Option<String>,
+        /// The newest this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// A CA and node certificates for TLS, for a test or a small deployment.
     Cert {
         #[command(subcommand)]

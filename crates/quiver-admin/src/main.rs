@@ -6,10 +6,10 @@ mod commands;
 use anyhow::{Context, Result};
 use clap::Parser;
 use quiver_admin::input::RowFormat;
-use quiver_client::{Client, Consistency, NewToken, Role, Scope};
+use quiver_client::{AuditQuery, Client, Consistency, NewToken, Role, Scope};
 
 use crate::cli::{BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd, TokenCmd, TokenRole};
-use crate::commands::{backup, cert, cluster, demo, offline, online, registry, stats, tokens};
+use crate::commands::{access, backup, cert, cluster, demo, offline, online, registry, stats};
 use quiver_client::OpKind;
 
 #[tokio::main]
@@ -113,10 +113,15 @@ async fn run(cli: Cli) -> Result<()> {
                 TokenRole::Writer => (Scope::Project(project().await?), Role::Writer),
                 TokenRole::Admin => (Scope::Project(project().await?), Role::Admin),
             };
-            tokens::create(&client, NewToken { name, scope, role, pii, ttl }).await
+            access::create(&client, NewToken { name, scope, role, pii, ttl }).await
         }
-        Cmd::Token { action: TokenCmd::List { format } } => tokens::list(&client, cli.project.as_deref(), format).await,
-        Cmd::Token { action: TokenCmd::Revoke { name } } => tokens::revoke(&client, &name).await,
+        Cmd::Token { action: TokenCmd::List { format } } => access::list(&client, cli.project.as_deref(), format).await,
+        Cmd::Token { action: TokenCmd::Revoke { name } } => access::revoke(&client, &name).await,
+        Cmd::Audit { since, actor, limit, format } => {
+            let since = since.map(|s| access::since(&s)).transpose()?;
+            let query = AuditQuery { project: cli.project.clone(), since, actor, limit };
+            access::audit(&client, &query, format).await
+        }
         Cmd::Demo | Cmd::Backup { .. } | Cmd::Cert { .. } => unreachable!("handled above"),
     }
 }

@@ -104,6 +104,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 mod arrow_data;
 mod client;
 mod cluster;
@@ -116,13 +117,14 @@ mod reassemble;
 mod registry;
 mod routing;
 mod table;
-mod tokens;
 mod types;
 
+pub use access::NewToken;
 pub use arrow_array::RecordBatch;
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
 pub use quiver_core::access::{Role, Scope, TokenInfo};
+pub use quiver_core::audit::{AuditEntry, AuditQuery};
 pub use quiver_core::backup::{BackupProgress, BackupRecord};
 pub use quiver_core::cluster::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, NodeStatus, ReplicaLag};
 pub use quiver_core::offline::{DataFile, Dataset, IngestProgress, MaterializeProgress, SpineFormat};
@@ -137,5 +139,4 @@ pub use quiver_core::stats::{
     Statistics, StatsWindow, TopValue,
 };
 pub use quiver_core::{Value, ValueType};
-pub use tokens::NewToken;
 pub use types::{HistoricalRequest, OnlineRequest, Spine, WriteOutcome};

@@ -143,6 +143,11 @@ impl Principal {
         Principal { name: name.into(), grant: Some((scope, role, pii)) }
     }
 
+    /// Did a token make this caller (not authentication off)?
+    pub fn is_authenticated(&self) -> bool {
+        self.grant.is_some()
+    }
+
     pub fn is_cluster_admin(&self) -> bool {
         matches!(&self.grant, None | Some((Scope::Cluster, _, _)))
     }
@@ -193,16 +198,10 @@ impl Principal {
     /// `PermissionDenied` naming the first of `features` that is personal data, unless this
     /// caller holds the PII grant on `project`.
     pub fn check_pii(&self, project: &Project, features: &[ResolvedFeature]) -> Result<()> {
-        if self.reads_pii(&project.name) {
-            return Ok(());
+        match personal(project, features)?.first() {
+            Some(first) if !self.reads_pii(&project.name) => Err(self.pii_denied(&project.name, first)),
+            _ => Ok(()),
         }
-        for f in features {
-            let set = project.feature_set(&f.set, Some(f.version))?;
-            if set.features.get(f.index).is_some_and(|spec| is_pii(set, &spec.name)) {
-                return Err(self.pii_denied(&project.name, &f.reference));
-            }
-        }
-        Ok(())
     }
 
     /// `PermissionDenied` naming the first feature of `set` that is personal data, unless this
@@ -221,6 +220,18 @@ impl Principal {
             self.name
         ))
     }
+}
+
+/// The references of those of `features` that are personal data.
+pub fn personal<'a>(project: &Project, features: &'a [ResolvedFeature]) -> Result<Vec<&'a str>> {
+    let mut found = Vec::new();
+    for f in features {
+        let set = project.feature_set(&f.set, Some(f.version))?;
+        if set.features.get(f.index).is_some_and(|spec| is_pii(set, &spec.name)) {
+            found.push(f.reference.as_str());
+        }
+    }
+    Ok(found)
 }
 
 /// Is `feature` of `set` personal data: tagged `pii` itself, or in a set so tagged?

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod asof;
+pub mod audit;
 pub mod backup;
 pub mod cluster;
 pub mod epoch;

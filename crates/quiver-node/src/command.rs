@@ -218,6 +218,14 @@ pub enum MetaCommand {
     RevokeToken {
         name: String,
     },
+    /// Audit entries `node` recorded (numbered from `first_seq`); entries older than
+    /// `retention_micros` before the leader's time are forgotten a few at a time.
+    RecordAudit {
+        node: u64,
+        first_seq: u64,
+        entries: Vec<quiver_core::audit::AuditEntry>,
+        retention_micros: i64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

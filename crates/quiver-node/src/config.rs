@@ -53,8 +53,8 @@ pub struct Config {
     pub insecure: bool,
 }
 
-/// Bearer tokens (see `auth`): who may read and write which project.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Bearer tokens (see `auth`): who may read and write which project, and the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Every request but `/health` needs a valid token; off, anyone who reaches the ports
@@ -62,6 +62,26 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// Serve `/metrics` without a token, for a scraper that cannot send one.
     pub open_metrics: bool,
+    /// How long audit log entries are kept, e.g. `365d`.
+    pub audit_retention: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { enabled: false, open_metrics: false, audit_retention: "365d".into() }
+    }
+}
+
+impl AuthConfig {
+    pub fn audit_retention(&self) -> Result<Duration> {
+        match humantime::parse_duration(self.audit_retention.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(Error::Config("auth.audit_retention must be longer than 0".into())),
+            Err(e) => {
+                Err(Error::Config(format!("auth.audit_retention = {:?}: {e} (e.g. \"365d\")", self.audit_retention)))
+            }
+        }
+    }
 }
 
 /// What one caller (token) may send, so one client cannot starve the others.
@@ -346,6 +366,7 @@ impl Config {
             ));
         }
         self.backup.every()?;
+        self.auth.audit_retention()?;
         if self.backup.full_every == 0 {
             return bad("backup.full_every must be 1 or more (1: every scheduled backup is full)".into());
         }

@@ -27,6 +27,7 @@
 //! - `0x13 | table | time`              a monitor's drift report
 //! - `0x14 | offline path | backup id`  a backup listing this file in place (kept from garbage
 //!   collection); value: the backup's location
+//! - `0x15 | time | node | seq`         an audit log entry, in time order
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -61,6 +62,7 @@ const SERVING_STATS: u8 = 0x11;
 const DATASET_STATS: u8 = 0x12;
 const MONITOR_RUN: u8 = 0x13;
 const BACKUP_PIN: u8 = 0x14;
+pub const AUDIT: u8 = 0x15;
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -232,6 +234,21 @@ pub fn backup_pins(path: &str) -> Vec<u8> {
 
 pub fn backup_pin(path: &str, backup: &str) -> Vec<u8> {
     [backup_pins(path), backup.as_bytes().to_vec()].concat()
+}
+
+/// An audit entry recorded at `at` by `node`, its `seq`-th.
+pub fn audit(at: i64, node: u64, seq: u64) -> Vec<u8> {
+    [audit_from(at), node.to_be_bytes().to_vec(), seq.to_be_bytes().to_vec()].concat()
+}
+
+/// Where audit entries at or after `at` start.
+pub fn audit_from(at: i64) -> Vec<u8> {
+    [vec![AUDIT], signed_bytes(at).to_vec()].concat()
+}
+
+/// The time of an audit entry's key.
+pub fn audit_time(key: &[u8]) -> Option<i64> {
+    signed_from(key.get(1..)?)
 }
 
 #[cfg(test)]

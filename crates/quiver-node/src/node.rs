@@ -8,6 +8,7 @@ use quiver_offline::store::OfflineStore;
 use tracing::warn;
 
 use crate::auth::Gate;
+use crate::auth::audit::AuditLog;
 use crate::backup::create::Backups;
 use crate::config::Config;
 use crate::groups::Groups;
@@ -36,6 +37,8 @@ pub struct Node {
     pub backups: Arc<Backups>,
     /// Who is calling, and may they.
     pub gate: Arc<Gate>,
+    /// What was done, by whom: recorded through the meta group.
+    pub audit: Arc<AuditLog>,
     /// TLS on the gRPC and HTTP ports, when configured.
     pub tls: Option<Tls>,
     pub(crate) engine: Arc<dyn KvEngine>,

@@ -11,6 +11,7 @@ use quiver_core::shard_map::{META_GROUP, ShardMap};
 use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
+use crate::auth::audit::AuditLog;
 use crate::auth::{Gate, token};
 use crate::backup::create::Backups;
 use crate::command::{Command, MetaCommand};
@@ -98,6 +99,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let node = Arc::new(Node {
         id: me,
         gate: Arc::new(Gate::new(&config, meta.clone())),
+        audit: AuditLog::start(me, proposer.clone(), config.auth.audit_retention()?),
         backups,
         tls,
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),

@@ -1,5 +1,6 @@
 //! One module per command group; each fetches its answer and prints it with `render`.
 
+pub mod access;
 pub mod backup;
 pub mod cert;
 pub mod cluster;
@@ -8,4 +9,3 @@ pub mod offline;
 pub mod online;
 pub mod registry;
 pub mod stats;
-pub mod tokens;

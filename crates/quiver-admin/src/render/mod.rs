@@ -1,6 +1,7 @@
 //! How `quiverctl` prints answers: aligned tables for people, JSON for scripts (`--format
 //! json`, the answer types' serde form). One module per command group.
 
+pub mod access;
 pub mod backup;
 pub mod cluster;
 pub mod format;
@@ -8,4 +9,3 @@ pub mod offline;
 pub mod online;
 pub mod registry;
 pub mod stats;
-pub mod tokens;

@@ -12,9 +12,9 @@ use quiver_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::observed::{admit, observed};
+use super::access;
+use super::observed::{admit, allowed, observed};
 use super::offline::stream_job;
-use super::tokens;
 use crate::auth::Call;
 use crate::backup::create::BackupRequest;
 use crate::command::MetaCommand;
@@ -131,8 +131,9 @@ impl AdminService for AdminApi {
         request: Request<v1::CreateBackupRequest>,
     ) -> std::result::Result<Response<Self::CreateBackupStream>, Status> {
         let call = admit(&self.node, "CreateBackup", &request)?;
-        call.allow(Need::Cluster { action: "a backup" })?;
         let req = request.into_inner();
+        let action = format!("a backup to {}", req.to);
+        allowed(&self.node, &call, Need::Cluster { action: &action }).await?;
         let request = BackupRequest {
             to: req.to,
             incremental: req.incremental,
@@ -160,7 +161,7 @@ impl AdminService for AdminApi {
         request: Request<v1::CreateTokenRequest>,
     ) -> std::result::Result<Response<v1::CreateTokenResponse>, Status> {
         let call = admit(&self.node, "CreateToken", &request)?;
-        observed(&self.node, &call, tokens::create(&self.node, &call, request.into_inner())).await
+        observed(&self.node, &call, access::create(&self.node, &call, request.into_inner())).await
     }
 
     async fn list_tokens(
@@ -168,7 +169,7 @@ impl AdminService for AdminApi {
         request: Request<v1::ListTokensRequest>,
     ) -> std::result::Result<Response<v1::ListTokensResponse>, Status> {
         let call = admit(&self.node, "ListTokens", &request)?;
-        observed(&self.node, &call, tokens::list(&self.node, &call, request.into_inner())).await
+        observed(&self.node, &call, access::list(&self.node, &call, request.into_inner())).await
     }
 
     async fn revoke_token(
@@ -176,7 +177,15 @@ impl AdminService for AdminApi {
         request: Request<v1::RevokeTokenRequest>,
     ) -> std::result::Result<Response<v1::RevokeTokenResponse>, Status> {
         let call = admit(&self.node, "RevokeToken", &request)?;
-        observed(&self.node, &call, tokens::revoke(&self.node, &call, request.into_inner())).await
+        observed(&self.node, &call, access::revoke(&self.node, &call, request.into_inner())).await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> std::result::Result<Response<v1::ListAuditResponse>, Status> {
+        let call = admit(&self.node, "ListAudit", &request)?;
+        observed(&self.node, &call, access::audit(&self.node, &call, request.into_inner())).await
     }
 }
 
@@ -185,7 +194,7 @@ impl AdminApi {
     fn member<T>(&self, method: &'static str, request: &Request<T>) -> std::result::Result<Call, Status> {
         self.node.gate.member(method, request)?;
         let from = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
-        Ok(Call { method, caller: Principal::open(), from })
+        Ok(Call::new(method, Principal::open(), from))
     }
 }
 

@@ -26,7 +26,7 @@ use crate::node::Node;
 use crate::raft::now_micros;
 use crate::serving_log::Served;
 use crate::shard::read_row;
-use quiver_core::access::{Need, Role};
+use quiver_core::access::{Need, Role, personal};
 use quiver_core::table::TableRef;
 
 /// A key placed on its shard: (shard id, encoded entity key, its hash).
@@ -96,6 +96,7 @@ impl FeatureApi {
             self.node.meta.current(|s| Ok(s.registry.project(&req.project)?.select(&selection)?)).await?;
         let project = state.registry.project(&req.project)?;
         call.caller.check_pii(project, &features)?;
+        call.record_personal_read(&self.node.audit, self.node.id, &personal(project, &features)?).await?;
         let linearizable = req.consistency() == Consistency::Linearizable;
         if req.entities.len() > MAX_ENTITIES_PER_READ {
             let n = req.entities.len();

@@ -1,6 +1,7 @@
 //! The node's network faces: gRPC (features, registry, admin, Raft) on `listen`, and HTTP
 //! (`/health`, `/metrics`, the dashboard) on `http`; both behind `auth` and TLS when on.
 
+mod access;
 pub(crate) mod admin;
 mod features;
 mod http;
@@ -9,7 +10,6 @@ pub(crate) mod monitoring;
 mod observed;
 mod offline;
 mod registry;
-mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! What every request goes through: admission (its caller and limits, `auth`), then a
-//! tracing span, a count and a latency by method and outcome code, and the typed error
-//! turned into a gRPC status.
+//! tracing span, a count and a latency by method and outcome code, the audit log for
+//! changes, refusals and reads of personal data, and the typed error turned into a gRPC
+//! status.
 
 use std::future::Future;
 use std::time::Instant;
@@ -8,11 +9,19 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use quiver_core::Error as CoreError;
+use quiver_core::access::{Need, Principal};
+
 use crate::auth::Call;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
-/// Admits a request (`auth::Gate::admit`); a refusal counts as the method's outcome.
+/// What changes the cluster or who may use it: on record whatever the outcome.
+const CHANGES: &[&str] =
+    &["Apply", "CreateToken", "RevokeToken", "RemoveNode", "StartShardOperation", "Join", "CreateBackup"];
+
+/// Admits a request (`auth::Gate::admit`); a refusal counts as the method's outcome, and
+/// one for want of a valid token goes on record.
 pub fn admit<T: prost::Message>(
     node: &Node,
     method: &'static str,
@@ -21,8 +30,42 @@ pub fn admit<T: prost::Message>(
     let started = Instant::now();
     node.gate.admit(method, request).map_err(|e| {
         node.metrics.observe(method, started, e.code());
+        if matches!(e, Error::Core(CoreError::Unauthenticated(_))) {
+            let from = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
+            let mut nobody = Principal::open();
+            nobody.name = "unauthenticated".into();
+            let call = Call::new(method, nobody, from);
+            node.audit.record_later(call.entry(node.id, None, outcome(&Err::<(), _>(&e))));
+        }
         Status::from(e)
     })
+}
+
+fn outcome<T>(result: &std::result::Result<T, &Error>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("[{}] {e}", e.code()),
+    }
+}
+
+/// Puts a change or a refusal of `call` on record. A change that happened stays answered
+/// as it was when its entry cannot be written (the node's log says so).
+async fn audited<T>(node: &Node, call: &Call, result: Result<T>) -> Result<T> {
+    let refused = matches!(&result, Err(Error::Core(CoreError::PermissionDenied(_))));
+    if refused || CHANGES.contains(&call.method) {
+        let entry = call.entry(node.id, None, outcome(&result.as_ref()));
+        if let Err(e) = node.audit.record(entry).await {
+            tracing::warn!(method = call.method, "not in the audit log: {e}");
+        }
+    }
+    result
+}
+
+/// `call.allow(need)` for handlers that answer with a stream: a refusal, or the start of
+/// a change, goes on record first.
+pub async fn allowed(node: &Node, call: &Call, need: Need<'_>) -> std::result::Result<(), Status> {
+    let result = call.allow(need);
+    audited(node, call, result).await.map_err(Status::from)
 }
 
 /// Runs the handler of an admitted call inside a tracing span, counting and timing it.
@@ -34,6 +77,7 @@ pub async fn observed<T>(
     let started = Instant::now();
     let method = call.method;
     let result = handler.instrument(tracing::info_span!("rpc", method, caller = %call.caller.name)).await;
+    let result = audited(node, call, result).await;
     let code = match &result {
         Ok(_) => "ok",
         Err(e) => e.code(),

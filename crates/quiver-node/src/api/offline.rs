@@ -13,7 +13,7 @@ use quiver_proto::{data_file_to_proto, dataset_to_proto, historical_selection_fr
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::observed::{admit, observed};
+use super::observed::{admit, allowed, observed};
 use crate::error::Error;
 use crate::node::Node;
 use crate::offline::history::{self, HistoryRequest};
@@ -72,7 +72,12 @@ impl OfflineService for OfflineApi {
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<Self::IngestStream>, Status> {
         let call = admit(&self.node, "Ingest", &request)?;
         let req = request.into_inner();
-        call.allow(Need::Project { project: &req.project, role: Role::Writer, action: "ingesting files" })?;
+        allowed(
+            &self.node,
+            &call,
+            Need::Project { project: &req.project, role: Role::Writer, action: "ingesting files" },
+        )
+        .await?;
         let node = self.node.clone();
         Ok(Response::new(stream_job(self.node.clone(), "Ingest", move |progress| {
             ingest::ingest_path(node, req.project, req.feature_set, req.path, progress)
@@ -85,7 +90,12 @@ impl OfflineService for OfflineApi {
     ) -> Result<Response<Self::MaterializeStream>, Status> {
         let call = admit(&self.node, "Materialize", &request)?;
         let req = request.into_inner();
-        call.allow(Need::Project { project: &req.project, role: Role::Writer, action: "materializing" })?;
+        allowed(
+            &self.node,
+            &call,
+            Need::Project { project: &req.project, role: Role::Writer, action: "materializing" },
+        )
+        .await?;
         let node = self.node.clone();
         let bound = |t: i64| (t != 0).then_some(t);
         let window = (bound(req.start_micros), bound(req.end_micros));
@@ -118,13 +128,16 @@ impl OfflineService for OfflineApi {
     ) -> Result<Response<Self::GetHistoricalFeaturesStream>, Status> {
         let call = admit(&self.node, "GetHistoricalFeatures", &request)?;
         let req = request.into_inner();
-        call.allow(Need::Project { project: &req.project, role: Role::Viewer, action: "building a training set" })?;
+        let project = &req.project;
+        allowed(&self.node, &call, Need::Project { project, role: Role::Viewer, action: "building a training set" })
+            .await?;
         if !req.save_as.is_empty() {
-            call.allow(Need::Project { project: &req.project, role: Role::Admin, action: "saving a dataset" })?;
+            allowed(&self.node, &call, Need::Project { project, role: Role::Admin, action: "saving a dataset" })
+                .await?;
         }
         let selection = historical_selection_from_proto(req.features).map_err(Error::from)?;
         let request = HistoryRequest {
-            caller: call.caller,
+            call,
             project: req.project,
             selection,
             spine: req.spine.into(),

@@ -5,19 +5,23 @@
 //! Every request, authenticated or not, passes the caller's `[limits]`.
 //! The RPCs between nodes take no token but a member's certificate (`member`).
 
+pub mod audit;
 pub mod limits;
 pub mod member;
 pub mod token;
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use quiver_core::Error as CoreError;
 use quiver_core::access::{Need, Principal};
+use quiver_core::audit::AuditEntry;
 use tonic::{Request, Status};
 
 use crate::config::Config;
 use crate::error::Result;
 use crate::meta_reader::MetaReader;
+use audit::AuditLog;
 use limits::Limits;
 
 pub struct Gate {
@@ -28,18 +32,56 @@ pub struct Gate {
     limits: Limits,
 }
 
-/// One admitted request: what it calls, who calls it and from where.
-#[derive(Debug, Clone)]
+/// One admitted request: what it calls, who calls it and from where, and what it asked
+/// to do (noted by `allow`, for the audit log).
+#[derive(Debug)]
 pub struct Call {
     pub method: &'static str,
     pub caller: Principal,
     pub from: String,
+    /// The project and the operation of the last `allow`.
+    subject: Mutex<(Option<String>, String)>,
 }
 
 impl Call {
+    pub fn new(method: &'static str, caller: Principal, from: String) -> Call {
+        Call { method, caller, from, subject: Mutex::default() }
+    }
+
     /// `PermissionDenied` unless the caller may do what `need` says.
     pub fn allow(&self, need: Need) -> Result<()> {
+        let subject = match need {
+            Need::Caller => (None, String::new()),
+            Need::Project { project, action, .. } => (Some(project.to_string()), action.to_string()),
+            Need::Cluster { action } => (None, action.to_string()),
+        };
+        *self.subject.lock().unwrap_or_else(|e| e.into_inner()) = subject;
         Ok(self.caller.check(need)?)
+    }
+
+    /// Puts a read of personal `features` on record in `log` (node `node`) before their
+    /// values leave the node; with authentication off every caller is anonymous: no record.
+    pub async fn record_personal_read(&self, log: &AuditLog, node: u64, features: &[&str]) -> Result<()> {
+        if features.is_empty() || !self.caller.is_authenticated() {
+            return Ok(());
+        }
+        let detail = format!("read personal features {}", features.join(", "));
+        log.record(self.entry(node, Some(detail), "ok".into())).await
+    }
+
+    /// An audit entry for this call at node `node`: `detail`, or what it asked to do.
+    pub fn entry(&self, node: u64, detail: Option<String>, outcome: String) -> AuditEntry {
+        let (project, asked) = self.subject.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        AuditEntry {
+            at: crate::raft::now_micros(),
+            actor: self.caller.name.clone(),
+            from: self.from.clone(),
+            node,
+            action: self.method.to_string(),
+            project,
+            detail: detail.unwrap_or(asked),
+            outcome,
+        }
     }
 }
 
@@ -80,7 +122,7 @@ impl Gate {
         let secret = header.map(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).unwrap_or(h));
         let caller = self.caller(secret)?;
         self.limits.admit(&caller.name, request.get_ref().encoded_len(), Instant::now())?;
-        Ok(Call { method, caller, from })
+        Ok(Call::new(method, caller, from))
     }
 
     /// Refuses an RPC between nodes from anything but a member (`member`).

@@ -391,6 +391,22 @@ impl MetaMachine {
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(unknown)));
                 }
             },
+            // Audit entries do not touch the in-memory state: only their own keys.
+            MetaCommand::RecordAudit { node, first_seq, entries, retention_micros } => {
+                let cutoff = leader_time.saturating_sub(*retention_micros);
+                let oldest = tree.scan_prefix(&[keyspace::AUDIT]).take(EXPIRED_PER_COMMIT * entries.len().max(1));
+                for kv in oldest {
+                    let (key, _) = kv?;
+                    match keyspace::audit_time(&key) {
+                        Some(at) if at < cutoff => batch.delete(key),
+                        _ => break,
+                    }
+                }
+                for (seq, entry) in (*first_seq..).zip(entries) {
+                    batch.put(keyspace::audit(entry.at, *node, seq), encode(entry)?);
+                }
+                return Ok(Response::Done);
+            }
             MetaCommand::RecordBackup(record) => {
                 self.state.backups.push_back(record.clone());
                 while self.state.backups.len() > BACKUPS_KEPT {

@@ -18,15 +18,17 @@ use crate::error::{Error, Result};
 use crate::meta::MetaState;
 use crate::meta::stats::Summaries;
 use crate::node::Node;
-use quiver_core::access::Principal;
+use quiver_core::access::personal;
+
+use crate::auth::Call;
 use quiver_core::table::TableRef;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);
 
 pub struct HistoryRequest {
-    /// Who asks: personal features need their grant.
-    pub caller: Principal,
+    /// Who asks: personal features need their grant, and their read goes on record.
+    pub call: Call,
     pub project: String,
     pub selection: FeatureSelection,
     pub spine: Bytes,
@@ -114,7 +116,8 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     let state: Arc<MetaState> = node.meta.caught_up().await?;
     let project = state.registry.project(&req.project)?;
     let resolved = project.select(&req.selection)?;
-    req.caller.check_pii(project, &resolved)?;
+    req.call.caller.check_pii(project, &resolved)?;
+    req.call.record_personal_read(&node.audit, node.id, &personal(project, &resolved)?).await?;
     let names = output_names(&resolved, req.short_names);
     // Group features by feature set version, in order of first appearance.
     let mut groups: Vec<SetColumns> = Vec::new();

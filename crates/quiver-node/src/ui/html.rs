@@ -41,6 +41,7 @@ pub fn page(title: &str, body: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · Quiver</title>\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><style>{STYLE}</style></head>\
          <body><header><a href=\"/ui\"><b>Quiver</b></a><a href=\"/ui\">Catalog</a><a href=\"/ui/cluster\">Cluster</a>\
+         <a href=\"/ui/audit\">Audit</a>\
          </header><main><h1>{}</h1>{body}</main></body></html>",
         escape(title),
         escape(title)

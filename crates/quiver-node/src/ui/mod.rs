@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use quiver_core::access::{Need, Principal, Role, is_pii};
+use quiver_core::audit::{AuditEntry, AuditQuery};
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::stats::{DriftStatus, DriftThresholds, FeatureSummary, drift};
 use quiver_core::table::TableRef;
@@ -31,6 +32,8 @@ use html::{escape, page, segment, table};
 const REFERENCE_DAYS: usize = 7;
 /// Days shown in drift over time.
 const RECENT_DAYS: usize = 30;
+/// Audit entries on the audit page.
+const AUDIT_SHOWN: usize = 200;
 
 type Page = (StatusCode, Html<String>);
 
@@ -38,6 +41,7 @@ pub fn routes() -> axum::Router<Arc<Node>> {
     axum::Router::new()
         .route("/ui", axum::routing::get(catalog))
         .route("/ui/cluster", axum::routing::get(cluster))
+        .route("/ui/audit", axum::routing::get(audit))
         .route("/ui/feature-sets/{project}/{set}", axum::routing::get(feature_set))
 }
 
@@ -211,6 +215,47 @@ async fn cluster_body(node: &Node) -> Result<String> {
         table(&["node", "address", "state", "replicas", "meta"], &nodes),
         table(&["group", "kind", "leader", "voters", "applied", "committed", "replica lag"], &groups),
         backups
+    ))
+}
+
+async fn audit(State(node): State<Arc<Node>>, Extension(caller): Extension<Principal>) -> Page {
+    respond("Audit log", audit_body(&node, &caller).await)
+}
+
+/// The newest entries first: every project's for a cluster admin, else those of the
+/// projects the caller administers.
+async fn audit_body(node: &Node, caller: &Principal) -> Result<String> {
+    let state = node.meta.caught_up().await?;
+    let tree = node.groups.group(META_GROUP)?.data.clone();
+    let query = AuditQuery { limit: AUDIT_SHOWN, ..AuditQuery::default() };
+    let projects: Vec<&String> =
+        state.registry.projects.keys().filter(|p| caller.role_on(p) == Some(Role::Admin)).collect();
+    let visible =
+        |e: &AuditEntry| caller.is_cluster_admin() || e.project.as_ref().is_some_and(|p| projects.contains(&p));
+    let entries = crate::auth::audit::read(tree.as_ref(), &query)?;
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .rev()
+        .filter(|e| visible(e))
+        .map(|e| {
+            let outcome = if e.outcome == "ok" { "<span class=\"ok\">ok</span>".into() } else { escape(&e.outcome) };
+            vec![
+                format_timestamp(e.at),
+                escape(&e.actor),
+                escape(&e.from),
+                e.node.to_string(),
+                escape(&e.action),
+                escape(e.project.as_deref().unwrap_or("-")),
+                escape(&e.detail),
+                outcome,
+            ]
+        })
+        .collect();
+    let headers = ["time", "actor", "from", "node", "action", "project", "what", "outcome"];
+    Ok(format!(
+        "<p class=\"muted\">Changes, token and cluster operations, refused requests and reads of personal features; \
+         the newest {AUDIT_SHOWN} (<code>quiverctl audit</code> reads further back).</p>{}",
+        table(&headers, &rows)
     ))
 }
 

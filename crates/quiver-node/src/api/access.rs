@@ -1,12 +1,15 @@
-//! Token RPCs: a project's admin issues, lists and revokes the project's tokens; a cluster
-//! admin any token. A token's secret is made here and answered once; the meta group keeps
-//! its hash (`auth::token`).
+//! Access RPCs. Tokens: a project's admin issues, lists and revokes the project's tokens; a
+//! cluster admin any token. A token's secret is made here and answered once; the meta
+//! group keeps its hash (`auth::token`). The audit log: a project's admin reads the
+//! project's entries; a cluster admin every entry.
 
 use quiver_core::Error as CoreError;
 use quiver_core::access::{Need, Role, Scope, TokenInfo};
 use quiver_proto::v1;
 
-use crate::auth::{Call, token};
+use quiver_core::shard_map::META_GROUP;
+
+use crate::auth::{Call, audit as audit_log, token};
 use crate::command::MetaCommand;
 use crate::error::Result;
 use crate::node::Node;
@@ -94,4 +97,17 @@ pub async fn revoke(node: &Node, call: &Call, req: v1::RevokeTokenRequest) -> Re
     allow_on(call, &token.scope, "revoking tokens")?;
     node.proposer.write_meta(MetaCommand::RevokeToken { name: req.name }).await?;
     Ok(v1::RevokeTokenResponse {})
+}
+
+pub async fn audit(node: &Node, call: &Call, req: v1::ListAuditRequest) -> Result<v1::ListAuditResponse> {
+    let query = quiver_proto::audit_query_from_proto(req);
+    match &query.project {
+        Some(project) => call.allow(Need::Project { project, role: Role::Admin, action: "reading the audit log" })?,
+        None => call.allow(Need::Cluster { action: "reading the whole audit log" })?,
+    }
+    // Entries recorded through any node up to now are applied here first.
+    node.meta.caught_up().await?;
+    let tree = node.groups.group(META_GROUP)?.data.clone();
+    let entries = audit_log::read(tree.as_ref(), &query)?;
+    Ok(v1::ListAuditResponse { entries: entries.iter().map(quiver_proto::audit_entry_to_proto).collect() })
 }

@@ -1,6 +1,7 @@
-//! Tokens: who may do what, until when.
+//! Tokens (who may do what, until when) and the audit log (what they did).
 
 use quiver_core::access::{Scope, TokenInfo};
+use quiver_core::audit::AuditEntry;
 use quiver_core::time::format_timestamp;
 
 use super::format::table;
@@ -26,4 +27,26 @@ pub fn tokens_table(tokens: &Vec<TokenInfo>) -> String {
         })
         .collect();
     table(&["NAME", "PROJECT", "ROLE", "PII", "CREATED", "BY", "STATE"], &cells)
+}
+
+pub fn audit_table(entries: &Vec<AuditEntry>) -> String {
+    if entries.is_empty() {
+        return "no audit entries match\n".into();
+    }
+    let cells: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_timestamp(e.at),
+                e.actor.clone(),
+                e.from.clone(),
+                e.node.to_string(),
+                e.action.clone(),
+                e.project.clone().unwrap_or_else(|| "-".into()),
+                e.detail.clone(),
+                e.outcome.clone(),
+            ]
+        })
+        .collect();
+    table(&["TIME", "ACTOR", "FROM", "NODE", "ACTION", "PROJECT", "WHAT", "OUTCOME"], &cells)
 }

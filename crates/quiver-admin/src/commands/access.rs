@@ -1,9 +1,9 @@
-//! `token create|list|revoke`: who may use the cluster.
+//! `token create|list|revoke` and `audit`: who may use the cluster, and what they did.
 
 use anyhow::Result;
 use quiver_admin::render;
 use quiver_admin::render::format::Format;
-use quiver_client::{Client, NewToken, Scope};
+use quiver_client::{AuditQuery, Client, NewToken, Scope};
 
 /// Issues a token and prints it alone on the last line, so a script can take it with `tail -1`.
 pub async fn create(client: &Client, token: NewToken) -> Result<()> {
@@ -21,12 +21,26 @@ pub async fn create(client: &Client, token: NewToken) -> Result<()> {
 }
 
 pub async fn list(client: &Client, project: Option<&str>, format: Format) -> Result<()> {
-    print!("{}", render::format::answer(format, &client.list_tokens(project).await?, render::tokens::tokens_table)?);
+    print!("{}", render::format::answer(format, &client.list_tokens(project).await?, render::access::tokens_table)?);
     Ok(())
 }
 
 pub async fn revoke(client: &Client, name: &str) -> Result<()> {
     client.revoke_token(name).await?;
     println!("token '{name}' revoked: every node refuses it once it has applied the revocation");
+    Ok(())
+}
+
+/// A `--since`: a duration ago (`1h`), else a time or a date.
+pub fn since(text: &str) -> Result<i64> {
+    if let Ok(ago) = humantime::parse_duration(text.trim()) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        return Ok(now.saturating_sub(ago).as_micros() as i64);
+    }
+    quiver_core::time::parse_time_or_date(text).map_err(|e| anyhow::anyhow!("--since {text:?}: {e}"))
+}
+
+pub async fn audit(client: &Client, query: &AuditQuery, format: Format) -> Result<()> {
+    print!("{}", render::format::answer(format, &client.audit(query).await?, render::access::audit_table)?);
     Ok(())
 }

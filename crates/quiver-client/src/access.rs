@@ -1,8 +1,10 @@
-//! Tokens: issue one (its secret is answered once), list them, revoke one.
+//! Access: issue a token (its secret is answered once), list them, revoke one; read the
+//! audit log.
 
 use std::time::Duration;
 
 use quiver_core::access::{Role, Scope, TokenInfo};
+use quiver_core::audit::{AuditEntry, AuditQuery};
 use quiver_proto::v1;
 
 use crate::client::Client;
@@ -49,6 +51,14 @@ impl Client {
         let request = v1::ListTokensRequest { project: project.unwrap_or_default().into() };
         let reply = self.admin.clone().list_tokens(request).await.map_err(Error::from)?.into_inner();
         Ok(reply.tokens.into_iter().map(quiver_proto::token_info_from_proto).collect::<Result<_, _>>()?)
+    }
+
+    /// Entries of the audit log that `query` asks for, oldest first: a cluster admin may
+    /// read every project's, a project's admin that project's (`query.project`).
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let request = quiver_proto::audit_query_to_proto(query);
+        let reply = self.admin.clone().list_audit(request).await.map_err(Error::from)?.into_inner();
+        Ok(reply.entries.into_iter().map(quiver_proto::audit_entry_from_proto).collect())
     }
 
     /// Revokes a token by name: every node refuses it once it has applied the revocation.

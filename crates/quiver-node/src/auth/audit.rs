@@ -1,0 +1,107 @@
+//! The node's side of the audit log: entries go to the meta group in batches (one proposal
+//! carries every entry waiting), and a request that must be on record (a change, a read of
+//! personal data) is answered only once its entry is committed. Entries about requests
+//! without a valid token are recorded without waiting, and dropped (counted) while the
+//! queue is full, so a flood of them cannot stall the node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use quiver_core::Error as CoreError;
+use quiver_core::audit::{AuditEntry, AuditQuery};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::decode;
+use crate::command::MetaCommand;
+use crate::error::{Error, Result};
+use crate::keyspace;
+use crate::proposer::Proposer;
+use crate::storage::KvTree;
+
+/// Entries waiting for the meta group, at most.
+const QUEUE: usize = 10_000;
+/// Entries in one proposal, at most.
+const BATCH: usize = 1_000;
+
+type Waiter = Option<oneshot::Sender<Result<(), CoreError>>>;
+
+pub struct AuditLog {
+    tx: mpsc::Sender<(AuditEntry, Waiter)>,
+    /// Entries dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl AuditLog {
+    /// Starts the task that writes entries of node `node` to the meta group, forgetting
+    /// entries older than `retention`.
+    pub fn start(node: u64, proposer: Arc<Proposer>, retention: std::time::Duration) -> Arc<AuditLog> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let retention_micros = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+        tokio::spawn(flush(node, proposer, retention_micros, rx));
+        Arc::new(AuditLog { tx, dropped: AtomicU64::new(0) })
+    }
+
+    /// Records `entry`, answering once the meta group has committed it.
+    pub async fn record(&self, entry: AuditEntry) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        let stopped = || Error::Core(CoreError::Unavailable("the node is stopping: no audit log".into()));
+        self.tx.send((entry, Some(done))).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?.map_err(|e| {
+            Error::Core(CoreError::Unavailable(format!("the audit log could not record the request: {e}")))
+        })
+    }
+
+    /// Records `entry` without waiting; drops it when the queue is full.
+    pub fn record_later(&self, entry: AuditEntry) {
+        if self.tx.try_send((entry, None)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn flush(
+    node: u64,
+    proposer: Arc<Proposer>,
+    retention_micros: i64,
+    mut rx: mpsc::Receiver<(AuditEntry, Waiter)>,
+) {
+    // Keys are (time, node, seq): a counter per process keeps two entries of one
+    // microsecond apart.
+    let seq = AtomicU64::new(0);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (entries, waiters): (Vec<AuditEntry>, Vec<Waiter>) = batch.into_iter().unzip();
+        let first_seq = seq.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let command = MetaCommand::RecordAudit { node, first_seq, entries, retention_micros };
+        let result = proposer.write_meta(command).await.map(drop).map_err(Error::into_core);
+        if let Err(e) = &result {
+            tracing::warn!("recording audit entries: {e}");
+        }
+        for waiter in waiters.into_iter().flatten() {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
+
+/// The entries of the meta group's `tree` that `query` asks for, oldest first.
+pub fn read(tree: &dyn KvTree, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+    let start = keyspace::audit_from(query.since.unwrap_or(i64::MIN));
+    let end = keyspace::audit_from(i64::MAX);
+    let mut found = std::collections::VecDeque::new();
+    for kv in tree.scan((std::ops::Bound::Included(start), std::ops::Bound::Included(end))) {
+        let entry: AuditEntry = decode(&kv?.1)?;
+        if query.matches(&entry) {
+            if found.len() == query.limit() {
+                found.pop_front();
+            }
+            found.push_back(entry);
+        }
+    }
+    Ok(found.into())
+}
