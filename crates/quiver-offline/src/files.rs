@@ -106,8 +106,17 @@ pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, t
 
 /// Reads Parquet bytes into batches, keeping only the named columns (all when `None`).
 pub fn read_parquet(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, None);
-    Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
+    let read = || -> Result<Vec<RecordBatch>> {
+        let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, None);
+        Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
+    };
+    // The parquet and arrow readers panic on some damaged files (fuzzing found negative
+    // column offsets in the footer, and validity bitmaps shorter than their columns): a
+    // client's file must get an error like any other unreadable one, not end the request.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Err(parquet::errors::ParquetError::General("the file is damaged: the Parquet reader failed on it".into())
+            .into())
+    })
 }
 
 /// Narrows a reader to the named columns and to the row groups `window` can match.
