@@ -10,6 +10,7 @@ mod offline;
 mod online;
 mod output;
 mod redis;
+mod security;
 mod split;
 mod table;
 
@@ -34,6 +35,8 @@ enum Command {
     /// Full and incremental backups while writers write, and a restore: times, throughput,
     /// and the writes' throughput and latency.
     Backup(backup::Args),
+    /// Online reads and pushes on one node open, with TLS, and with TLS and tokens.
+    Security(security::Args),
     /// Loads the online data set into a running Redis and reads it with redis-benchmark.
     Redis(redis::Args),
     /// Prints one table, medians over runs, from the `--format json` outputs in a directory.
@@ -52,6 +55,7 @@ async fn main() -> Result<()> {
         Command::Redis(args) => redis::run(args),
         Command::Split(args) => split::run(args).await,
         Command::Backup(args) => backup::run(args).await,
+        Command::Security(args) => security::run(args).await,
         Command::Table(args) => table::run(args),
     }
 }

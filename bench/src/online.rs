@@ -211,13 +211,13 @@ pub async fn push(client: &Client, entities: i64, batch: usize, writers: usize, 
     Ok(PushFigures { rows, secs: started.elapsed().as_secs_f64(), hist })
 }
 
-struct ReadFigures {
-    ops: u64,
-    secs: f64,
-    hist: Histogram<u64>,
+pub struct ReadFigures {
+    pub ops: u64,
+    pub secs: f64,
+    pub hist: Histogram<u64>,
 }
 
-async fn read_loop(
+pub async fn read_loop(
     client: &Client,
     entities: i64,
     (per_request, consistency): (usize, Consistency),

@@ -338,7 +338,9 @@ mod tests {
 
     /// A router whose seed is nowhere: these tests never send, their calls answer themselves.
     fn router(map: ClusterMap) -> Router {
-        let router = Router::new("http://n1:7070", Endpoint::from_static("http://127.0.0.1:9").connect_lazy(), None);
+        let seed =
+            InterceptedService::new(Endpoint::from_static("http://127.0.0.1:9").connect_lazy(), Credentials::default());
+        let router = Router::new("http://n1:7070", seed, None, Credentials::default());
         router.install(map);
         router
     }

@@ -358,7 +358,8 @@ impl Config {
                 .into());
         }
         let exposed = [self.listen, self.http].into_iter().find(|a| !a.ip().is_loopback());
-        if let Some(addr) = exposed.filter(|_| !self.insecure && !(t.enabled() && self.auth.enabled)) {
+        let secured = t.enabled() && self.auth.enabled;
+        if let Some(addr) = exposed.filter(|_| !(self.insecure || secured)) {
             return bad(format!(
                 "refusing to listen on {addr}, which other machines reach, without TLS and authentication: give \
                  --tls-cert, --tls-key, --tls-ca and --auth ([tls], [auth] enabled = true), or --insecure to run \

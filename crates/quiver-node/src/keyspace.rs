@@ -281,10 +281,18 @@ mod tests {
             dataset_stats("p", "d")[0],
             monitor_run(&table, 0)[0],
             backup_pin("f", "b")[0],
+            audit(0, 1, 1)[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());
         assert!(firsts.iter().all(|b| *b > APPLIED[0]), "bookkeeping sorts below every data key");
+    }
+
+    #[test]
+    fn audit_keys_sort_by_time_and_give_it_back() {
+        let (early, late) = (audit(-5, 9, 9), audit(3, 1, 0));
+        assert!(early < late && audit_from(-5) <= early && audit_from(3) > early);
+        assert_eq!((audit_time(&early), audit_time(&late)), (Some(-5), Some(3)));
     }
 
     #[test]

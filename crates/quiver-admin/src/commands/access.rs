@@ -21,7 +21,10 @@ pub async fn create(client: &Client, token: NewToken) -> Result<()> {
 }
 
 pub async fn list(client: &Client, project: Option<&str>, format: Format) -> Result<()> {
-    print!("{}", render::format::answer(format, &client.list_tokens(project).await?, render::access::tokens_table)?);
+    print!(
+        "{}",
+        render::format::answer(format, &client.list_tokens(project).await?, |t| render::access::tokens_table(t))?
+    );
     Ok(())
 }
 
@@ -41,6 +44,6 @@ pub fn since(text: &str) -> Result<i64> {
 }
 
 pub async fn audit(client: &Client, query: &AuditQuery, format: Format) -> Result<()> {
-    print!("{}", render::format::answer(format, &client.audit(query).await?, render::access::audit_table)?);
+    print!("{}", render::format::answer(format, &client.audit(query).await?, |e| render::access::audit_table(e))?);
     Ok(())
 }

@@ -6,7 +6,7 @@ use quiver_core::time::format_timestamp;
 
 use super::format::table;
 
-pub fn tokens_table(tokens: &Vec<TokenInfo>) -> String {
+pub fn tokens_table(tokens: &[TokenInfo]) -> String {
     if tokens.is_empty() {
         return "no tokens you administer\n".into();
     }
@@ -29,7 +29,7 @@ pub fn tokens_table(tokens: &Vec<TokenInfo>) -> String {
     table(&["NAME", "PROJECT", "ROLE", "PII", "CREATED", "BY", "STATE"], &cells)
 }
 
-pub fn audit_table(entries: &Vec<AuditEntry>) -> String {
+pub fn audit_table(entries: &[AuditEntry]) -> String {
     if entries.is_empty() {
         return "no audit entries match\n".into();
     }

@@ -27,12 +27,13 @@ pub async fn serve(
         .merge(http_gate::routes())
         .layer(axum::middleware::from_fn_with_state(node.clone(), http_gate::gate))
         .with_state(node.clone());
-    let served = match node.tls.as_ref().map(|t| t.http.clone()) {
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
-        Some(acceptor) => Ok(serve_tls(listener, acceptor, app, shutdown).await),
-    };
-    if let Err(e) = served {
-        tracing::error!("http server: {e}");
+    match node.tls.as_ref().map(|t| t.http.clone()) {
+        Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
+        None => {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!("http server: {e}");
+            }
+        }
     }
 }
 
