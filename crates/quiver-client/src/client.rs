@@ -10,10 +10,10 @@ use quiver_proto::v1::feature_service_client::FeatureServiceClient;
 use quiver_proto::v1::monitoring_service_client::MonitoringServiceClient;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+use crate::conn::{Conn, Credentials};
 
 use crate::error::{Error, Result};
 use crate::routing::Router;
@@ -53,22 +53,6 @@ pub struct Client {
     pub(crate) admin: AdminServiceClient<Conn>,
     pub(crate) offline: OfflineServiceClient<Conn>,
     pub(crate) monitoring: MonitoringServiceClient<Conn>,
-}
-
-/// A connection to one node whose every call carries the client's token.
-pub(crate) type Conn = InterceptedService<Channel, Credentials>;
-
-/// The token a client sends, as `authorization: Bearer …`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Credentials(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Credentials {
-    fn call(&mut self, mut request: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
 }
 
 /// How a [`Client`] connects: the node, TLS, its token, and how long a call may take.

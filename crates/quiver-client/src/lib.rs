@@ -108,6 +108,7 @@ mod access;
 mod arrow_data;
 mod client;
 mod cluster;
+mod conn;
 pub mod error;
 mod keys;
 mod monitoring;

@@ -1,7 +1,7 @@
 //! The online path: writes and reads split by shard, sent to the nodes that hold each part,
 //! in parallel, and put back together.
 
-use crate::client::Conn;
+use crate::conn::Conn;
 use quiver_core::online::{Consistency, OnlineFeatures};
 use quiver_core::row::InputRow;
 use quiver_proto::v1;

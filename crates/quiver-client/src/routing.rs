@@ -26,7 +26,7 @@ use quiver_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::client::{Conn, Credentials};
+use crate::conn::{Conn, Credentials};
 
 use crate::error::{Error, Result};
 use crate::table::{self, Parts, Table};
