@@ -157,6 +157,14 @@ async fn with_authentication_the_dashboard_signs_in_and_shows_personal_values_on
     let cities = ["Lisbon", "Porto", "Braga", "Faro"];
     assert!(cities.iter().any(|c| with.contains(c)), "the grant shows the city values: {with}");
     assert!(!cities.iter().any(|c| without.contains(c)), "no city value without the grant: {without}");
+    // Reading personal values on the dashboard is on record; so is a page refused.
+    let query = quiver_client::AuditQuery { actor: Some("dispatcher".into()), ..Default::default() };
+    let read = root.audit(&query).await.unwrap();
+    assert!(
+        read.iter()
+            .any(|e| e.action == "dashboard" && e.detail.contains("driver_stats:city") && e.from.contains("127.0.0.1")),
+        "{read:#?}"
+    );
     let shot = screenshots().join("feature-set-without-pii-grant.png");
     let url = format!("{base}/ui/login?next={page}#token={plain}");
     browse(browser, &url, &[&format!("--screenshot={}", shot.display()), "--virtual-time-budget=10000"]);

@@ -82,7 +82,7 @@ async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let nodes = LocalNode::start_cluster(dir.path(), 3, &args, &[], Duration::from_secs(60)).await.unwrap();
     let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
-    let client = quiver_client::Client::builder(https(&nodes[1])).ca_pem(ca).connect().await.unwrap();
+    let client = quiver_client::Client::builder(https(&nodes[1])).ca(ca).connect().await.unwrap();
     client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
     let rows = (0..50).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();

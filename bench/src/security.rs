@@ -79,7 +79,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         let mut builder =
             Client::builder(node.endpoint().replace("http://", if with_tls { "https://" } else { "http://" }));
         if with_tls {
-            builder = builder.ca_pem(std::fs::read(certs.join("ca.pem"))?);
+            builder = builder.ca(std::fs::read(certs.join("ca.pem"))?);
         }
         if with_auth {
             builder = builder.token(std::fs::read_to_string(data_dir.join("admin.token"))?);

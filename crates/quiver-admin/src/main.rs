@@ -46,7 +46,7 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let mut builder = Client::builder(&cli.endpoint);
     if let Some(ca) = &cli.ca {
-        builder = builder.ca_pem(std::fs::read(ca).with_context(|| format!("reading the CA {}", ca.display()))?);
+        builder = builder.ca(std::fs::read(ca).with_context(|| format!("reading the CA {}", ca.display()))?);
     }
     if let Some(token) = &cli.token {
         builder = builder.token(token);

@@ -61,7 +61,7 @@ pub struct Client {
 /// # async fn example() -> quiver_client::Result<()> {
 /// let ca = std::fs::read("certs/ca.pem").expect("the cluster's CA");
 /// let token = std::env::var("QUIVER_TOKEN").expect("a token");
-/// let client = quiver_client::Client::builder("https://10.0.0.1:7070").ca_pem(ca).token(token).connect().await?;
+/// let client = quiver_client::Client::builder("https://10.0.0.1:7070").ca(ca).token(token).connect().await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -93,7 +93,7 @@ impl ClientBuilder {
     }
 
     /// Trusts this CA (PEM) for the nodes' certificates: every connection uses TLS.
-    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
+    pub fn ca(mut self, pem: impl Into<Vec<u8>>) -> ClientBuilder {
         self.ca = Some(pem.into());
         self
     }
@@ -117,7 +117,7 @@ impl ClientBuilder {
         let transport =
             |e: &dyn std::error::Error| Error::Transport { endpoint: endpoint.clone(), message: with_causes(e) };
         if endpoint.starts_with("https://") && self.ca.is_none() {
-            let why = "an https:// node needs the cluster's CA to check its certificate (ClientBuilder::ca_pem; \
+            let why = "an https:// node needs the cluster's CA to check its certificate (ClientBuilder::ca; \
                        quiverctl --ca or QUIVER_CA)";
             return Err(Error::Transport { endpoint, message: why.into() });
         }

@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, env = "QUIVER_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// TLS: the cluster's CA (PEM), which peers' and clients' certificates are checked against
-    #[arg(long, env = "QUIVER_TLS_CA")]
+    #[arg(long, env = "QUIVER_TLS_CA", alias = "tls-client-ca")]
     tls_ca: Option<PathBuf>,
     /// Require a token on every request ([auth] enabled)
     #[arg(long, env = "QUIVER_AUTH")]

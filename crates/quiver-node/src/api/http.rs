@@ -2,10 +2,11 @@
 //! dashboard under `/ui`: over TLS when the node has it, behind `http_gate`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -30,6 +31,7 @@ pub async fn serve(
     match node.tls.as_ref().map(|t| t.http.clone()) {
         Some(acceptor) => serve_tls(listener, acceptor, app, shutdown).await,
         None => {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!("http server: {e}");
             }
@@ -56,7 +58,9 @@ async fn serve_tls(
                 }
             },
         };
-        let (acceptor, service) = (acceptor.clone(), TowerToHyperService::new(app.clone()));
+        // The caller's address, as `axum::serve` gives it on plaintext, for the audit log.
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let (acceptor, service) = (acceptor.clone(), TowerToHyperService::new(app));
         tokio::spawn(async move {
             match acceptor.accept(tcp).await {
                 Ok(tls) => {

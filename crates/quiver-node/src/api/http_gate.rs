@@ -1,18 +1,22 @@
 //! Who may see the HTTP pages. `/health` is open, for probes; `/metrics` needs a token
 //! unless `[auth] open_metrics`; the dashboard needs one too, from an `authorization:
 //! Bearer` header or from the cookie the login form sets. Each page then shows what the
-//! caller's token may read (`ui`), which it finds in the request's extensions.
+//! caller's token may read (`ui`), from the `Call` it finds in the request's extensions; a
+//! request without a valid token goes on the audit record.
 
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Query, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use quiver_core::access::Principal;
 use serde::Deserialize;
 
+use crate::auth::Call;
 use crate::node::Node;
 use crate::ui::html::{escape, page};
 
@@ -37,22 +41,39 @@ fn secret(headers: &HeaderMap) -> Option<String> {
 /// Lets a request through with its caller in the extensions, or answers why not.
 pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
+    let from =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".into(), |c| c.0.to_string());
+    let page = if path.starts_with("/ui") { "dashboard" } else { "http" };
     let open = path == "/health" || path == LOGIN || (path == "/metrics" && node.config.auth.open_metrics);
     if open {
-        request.extensions_mut().insert(Principal::open());
+        request.extensions_mut().insert(Arc::new(Call::new(page, Principal::open(), from)));
         return next.run(request).await;
     }
     match node.gate.caller(secret(request.headers()).as_deref()) {
         Ok(caller) => {
-            request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(Arc::new(Call::new(page, caller, from)));
             next.run(request).await
         }
-        Err(_) if path.starts_with("/ui") => {
-            let back = request.uri().path_and_query().map_or("/ui", |p| p.as_str());
-            let next: String = url_encode(back);
-            Redirect::to(&format!("{LOGIN}?next={next}")).into_response()
+        Err(e) => unauthenticated(&node, Call::new(page, unknown(), from), path, request.uri(), e),
+    }
+}
+
+/// The caller of a request without a valid token, as the audit log names it.
+fn unknown() -> Principal {
+    let mut nobody = Principal::open();
+    nobody.name = "unauthenticated".into();
+    nobody
+}
+
+/// On record (without waiting), then the sign-in form for a page, or 401.
+fn unauthenticated(node: &Node, call: Call, path: &str, uri: &axum::http::Uri, e: crate::error::Error) -> Response {
+    node.audit.record_later(call.entry(node.id, Some(format!("GET {path}")), format!("[{}] {e}", e.code())));
+    match path.starts_with("/ui") {
+        true => {
+            let back = uri.path_and_query().map_or("/ui", |p| p.as_str());
+            Redirect::to(&format!("{LOGIN}?next={}", url_encode(back))).into_response()
         }
-        Err(e) => {
+        false => {
             let mut response = (StatusCode::UNAUTHORIZED, format!("{}\n", e.into_core())).into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response

@@ -23,6 +23,7 @@ use quiver_core::stats::{DriftStatus, DriftThresholds, FeatureSummary, drift};
 use quiver_core::table::TableRef;
 use quiver_core::time::{format_day, format_timestamp};
 
+use crate::auth::Call;
 use crate::error::Result;
 use crate::meta::stats::{self, Origin};
 use crate::node::Node;
@@ -59,8 +60,8 @@ fn respond(title: &str, body: Result<String>) -> Page {
     }
 }
 
-async fn catalog(State(node): State<Arc<Node>>, Extension(caller): Extension<Principal>) -> Page {
-    respond("Catalog", catalog_body(&node, &caller).await)
+async fn catalog(State(node): State<Arc<Node>>, Extension(call): Extension<Arc<Call>>) -> Page {
+    respond("Catalog", catalog_body(&node, &call.caller).await)
 }
 
 async fn catalog_body(node: &Node, caller: &Principal) -> Result<String> {
@@ -218,8 +219,8 @@ async fn cluster_body(node: &Node) -> Result<String> {
     ))
 }
 
-async fn audit(State(node): State<Arc<Node>>, Extension(caller): Extension<Principal>) -> Page {
-    respond("Audit log", audit_body(&node, &caller).await)
+async fn audit(State(node): State<Arc<Node>>, Extension(call): Extension<Arc<Call>>) -> Page {
+    respond("Audit log", audit_body(&node, &call.caller).await)
 }
 
 /// The newest entries first: every project's for a cluster admin, else those of the
@@ -261,15 +262,23 @@ async fn audit_body(node: &Node, caller: &Principal) -> Result<String> {
 
 async fn feature_set(
     State(node): State<Arc<Node>>,
-    Extension(caller): Extension<Principal>,
+    Extension(call): Extension<Arc<Call>>,
     Path((project, set)): Path<(String, String)>,
 ) -> Page {
     let title = format!("Feature set {set}");
-    respond(&title, feature_set_body(&node, &caller, &project, &set).await)
+    let body = feature_set_body(&node, &call, &project, &set).await;
+    if let Err(e @ crate::error::Error::Core(quiver_core::Error::PermissionDenied(_))) = &body {
+        let entry = call.entry(node.id, Some(format!("feature set {project}/{set}")), format!("[{}] {e}", e.code()));
+        if let Err(e) = node.audit.record(entry).await {
+            tracing::warn!("not in the audit log: {e}");
+        }
+    }
+    respond(&title, body)
 }
 
-async fn feature_set_body(node: &Node, caller: &Principal, project: &str, set: &str) -> Result<String> {
-    caller.check(Need::Project { project, role: Role::Viewer, action: "reading statistics" })?;
+async fn feature_set_body(node: &Node, call: &Call, project: &str, set: &str) -> Result<String> {
+    let caller = &call.caller;
+    call.allow(Need::Project { project, role: Role::Viewer, action: "reading statistics" })?;
     let state = node.meta.caught_up().await?;
     let fs = state.registry.project(project)?.feature_set(set, None)?;
     let table_ref = TableRef::new(project, fs);
@@ -294,6 +303,11 @@ async fn feature_set_body(node: &Node, caller: &Principal, project: &str, set: &
         false => fs.features.iter().filter(|f| is_pii(fs, &f.name)).map(|f| f.name.as_str()).collect(),
     };
     by_name.retain(|name, _| !hidden.contains(&name.as_str()));
+    let shown: Vec<String> = match caller.reads_pii(project) {
+        true => fs.features.iter().filter(|f| is_pii(fs, &f.name)).map(|f| format!("{}:{}", fs.name, f.name)).collect(),
+        false => Vec::new(),
+    };
+    call.record_personal_read(&node.audit, node.id, &shown.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     out.push_str("<h2>Statistics</h2>");
     if !hidden.is_empty() {
         out += &format!(
