@@ -33,6 +33,9 @@ use crate::table::{self, Parts, Table};
 
 /// Tries per request part before the last error is returned.
 const ATTEMPTS: usize = 50;
+/// How long a part waits out `Busy` answers, which do not count as tries: a leadership
+/// transfer holds a shard's requests for up to about four election timeouts.
+const BUSY_FOR: Duration = Duration::from_secs(30);
 /// Longest pause between tries while a shard elects a leader or a node is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -244,7 +247,10 @@ impl Router {
         // Hints followed during this send: two nodes that each name the other (both behind
         // an election) are waited out like an election, not bounced between.
         let mut followed = HashSet::new();
-        for _ in 0..ATTEMPTS {
+        let busy_until = std::time::Instant::now() + BUSY_FOR;
+        let mut tries = 0;
+        while tries < ATTEMPTS {
+            tries += 1;
             let Some(shard) = table.shard(shard_id).cloned() else {
                 return Err(Error::Server(quiver_core::Error::ShardNotFound(shard_id)));
             };
@@ -279,6 +285,9 @@ impl Router {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Some(quiver_core::Error::Busy { retry_after_ms, .. }) => {
+                    if std::time::Instant::now() < busy_until {
+                        tries -= 1;
+                    }
                     tokio::time::sleep(Duration::from_millis(*retry_after_ms)).await;
                 }
                 // The shard is electing, or the node did not answer: pause, then try the
@@ -399,6 +408,18 @@ mod tests {
         });
         busy_once.await.unwrap();
         assert_eq!(calls.swap(0, Ordering::Relaxed), 2);
+        // A long hold (a leadership transfer) outlasts the tries: Busy does not spend them.
+        let long_hold = router.send(1, true, |_, _| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                match n < 2 * ATTEMPTS {
+                    true => Err(Error::Server(CoreError::Busy { reason: "moving".into(), retry_after_ms: 1 })),
+                    false => Ok(()),
+                }
+            }
+        });
+        long_hold.await.unwrap();
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 2 * ATTEMPTS + 1);
         let refused = router.send(1, true, |_, _| {
             calls.fetch_add(1, Ordering::Relaxed);
             async { Err::<(), _>(Error::Server(CoreError::InvalidArgument("bad row".into()))) }
