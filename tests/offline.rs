@@ -560,3 +560,84 @@ async fn ingest_and_materialize_refuse_rows_further_ahead_than_the_allowed_skew(
     assert_eq!(before.entities_written, 2);
     drop(node);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_spines_are_refused_before_any_work_and_an_empty_one_gives_an_empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let now = now_micros();
+    client.write("rides", "driver_stats", vec![quiver_tests::driver_row(1, now - HOUR, 0.5, 3)]).await.unwrap();
+    let t = format_timestamp(now);
+    let history = |spine: String, name: &str| {
+        let spine_file = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&spine_file, spine).unwrap();
+        let out_file = dir.path().join(format!("{name}.parquet"));
+        let args = ["--project", "rides", "history", "--vector", "driver_model_v1", "--spine"];
+        let args = [&args[..], &[spine_file.to_str().unwrap(), "--out", out_file.to_str().unwrap()]].concat();
+        (quiverctl(&node.endpoint(), &args, None), out_file)
+    };
+    let refused = [
+        ("keys", format!("driver_id,event_timestamp\n1,{t}\nx,{t}\n"), "row 2, field 'driver_id'"),
+        ("time", format!("driver_id,at\n1,{t}\n"), "no column 'event_timestamp'"),
+        ("null_time", "driver_id,event_timestamp\n1,\n".to_string(), "row 1, field 'event_timestamp'"),
+        ("twice", format!("driver_id,event_timestamp,label\n1,{t},a\n2,{t},a\n1,{t},a\n"), "rows 1 and 3"),
+        ("clash", format!("driver_id,event_timestamp,driver_stats:conv_rate\n1,{t},0.1\n"), "'driver_stats:conv_rate'"),
+    ];
+    for (name, spine, says) in refused {
+        let (out, file) = history(spine, name);
+        assert!(!out.success && out.stderr.contains(says), "{name}: {}", out.stderr);
+        assert!(!file.exists(), "{name}: no file is written for a refused spine");
+    }
+    // No rows: an empty file with the answer's columns.
+    let (out, file) = history("driver_id,event_timestamp,label\n".to_string(), "empty");
+    assert!(out.success, "{}", out.stderr);
+    let empty = quiver_offline::files::read_parquet(bytes::Bytes::from(std::fs::read(&file).unwrap()), None).unwrap();
+    assert_eq!(empty.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    let full = history(format!("driver_id,event_timestamp,label\n1,{t},x\n"), "one").1;
+    let names = |f: &std::path::Path| {
+        let bytes = bytes::Bytes::from(std::fs::read(f).unwrap());
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        builder.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&file), names(&full), "the empty file has the answer's columns");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_streams_in_batches_that_make_the_whole_set() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let now = now_micros();
+    let rows: Vec<_> = (0..1_000).map(|id| quiver_tests::driver_row(id, now - HOUR, id as f64 / 1000.0, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    // Both answers read the same files: once the rows are exported.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client.files("rides", "driver_stats").await.unwrap().iter().map(|f| f.rows).sum::<u64>() < 1_000 {
+        assert!(std::time::Instant::now() < deadline, "the rows were never exported");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // 200,000 spine rows with a long label: tens of MB, so several messages.
+    let mut spine = String::from("driver_id,event_timestamp,label\n");
+    for i in 0..200_000i64 {
+        spine += &format!("{},{},{}\n", i % 1_000, now - i, "x".repeat(100));
+    }
+    let request = || {
+        HistoricalRequest::new(
+            "rides",
+            FeatureSelection::Vector("driver_model_v1".into()),
+            Spine::Csv(spine.clone().into_bytes()),
+        )
+    };
+    let mut stream = client.historical_stream(request(), |_| {}).await.unwrap();
+    assert_eq!(stream.rows(), 200_000);
+    let schema = stream.schema();
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        batches.push(batch.unwrap());
+    }
+    assert!(batches.len() > 1, "the answer came in {} batches", batches.len());
+    let streamed = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+    assert_eq!(streamed, client.historical(request()).await.unwrap(), "streamed or whole, the same set");
+    let first = streamed.column_by_name("driver_id").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(first.values()[..3], [0, 1, 2], "in spine order");
+}

@@ -1,10 +1,10 @@
 //! Arrow data on the wire: a spine given as record batches is sent as one Parquet file (which
 //! the node reads like any Parquet spine), and a training set comes back as an Arrow IPC stream.
 
-use std::io::Cursor;
-
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use quiver_core::offline::SpineFormat;
 
@@ -32,16 +32,37 @@ fn to_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The one batch of a training-set answer; an empty stream is an empty answer.
-pub(crate) fn batch_from_ipc(ipc: Vec<u8>) -> Result<RecordBatch> {
-    let bad = |e: arrow_schema::ArrowError| Error::Arrow(format!("answer is not Arrow IPC: {e}"));
-    let reader = StreamReader::try_new(Cursor::new(ipc), None).map_err(bad)?;
-    let schema = reader.schema();
-    let mut batches = reader.collect::<Result<Vec<_>, _>>().map_err(bad)?;
-    match batches.len() {
-        0 => Ok(RecordBatch::new_empty(schema)),
-        1 => Ok(batches.remove(0)),
-        n => Err(Error::Arrow(format!("answer held {n} batches; expected one"))),
+/// A training set's Arrow IPC stream, decoded as its bytes arrive (in messages of any
+/// size): the schema first, then batches in spine order.
+#[derive(Default)]
+pub(crate) struct AnswerDecoder(StreamDecoder);
+
+fn not_ipc(e: arrow_schema::ArrowError) -> Error {
+    Error::Arrow(format!("answer is not Arrow IPC: {e}"))
+}
+
+impl AnswerDecoder {
+    /// The batches these bytes complete.
+    pub(crate) fn push(&mut self, bytes: Vec<u8>) -> Result<Vec<RecordBatch>> {
+        let mut buffer = Buffer::from(bytes);
+        let mut batches = Vec::new();
+        while !buffer.is_empty() {
+            match self.0.decode(&mut buffer).map_err(not_ipc)? {
+                Some(batch) => batches.push(batch),
+                None if buffer.is_empty() => break,
+                None => {}
+            }
+        }
+        Ok(batches)
+    }
+
+    pub(crate) fn schema(&self) -> Option<SchemaRef> {
+        self.0.schema()
+    }
+
+    /// Fails unless the stream ended after a whole message.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        self.0.finish().map_err(not_ipc)
     }
 }
 
@@ -94,11 +115,23 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_is_one_batch_and_anything_else_is_reported() {
-        assert_eq!(batch_from_ipc(ipc(&[batch(&[4, 5])])).unwrap(), batch(&[4, 5]));
-        assert!(
-            matches!(batch_from_ipc(ipc(&[batch(&[4]), batch(&[5])])), Err(Error::Arrow(m)) if m.contains("2 batches"))
-        );
-        assert!(matches!(batch_from_ipc(b"not arrow".to_vec()), Err(Error::Arrow(_))));
+    fn an_answer_decodes_batch_by_batch_from_pieces_of_any_size() {
+        let bytes = ipc(&[batch(&[4, 5]), batch(&[6])]);
+        for piece in [1, 7, 100, bytes.len()] {
+            let mut decoder = AnswerDecoder::default();
+            let mut batches = Vec::new();
+            for part in bytes.chunks(piece) {
+                batches.extend(decoder.push(part.to_vec()).unwrap());
+            }
+            decoder.finish().unwrap();
+            assert_eq!(batches, vec![batch(&[4, 5]), batch(&[6])], "pieces of {piece} bytes");
+            assert_eq!(decoder.schema(), Some(batch(&[1]).schema()));
+        }
+        let mut cut = AnswerDecoder::default();
+        cut.push(bytes[..bytes.len() - 3].to_vec()).unwrap();
+        assert!(cut.finish().is_err(), "a stream that ends mid-message is reported");
+        let mut junk = AnswerDecoder::default();
+        let pushed = junk.push(b"not arrow at all".to_vec());
+        assert!(pushed.is_err() || junk.finish().is_err(), "junk is reported, at the latest at its end");
     }
 }

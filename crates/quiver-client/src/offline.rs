@@ -1,14 +1,17 @@
 //! The offline store: batch ingestion, point-in-time training sets, saved datasets,
 //! materialization into the online store, and the manifest.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use futures::{Stream, StreamExt};
 use quiver_core::offline::{DataFile, Dataset, IngestProgress, MaterializeProgress};
 use quiver_proto::v1;
 use tonic::Streaming;
 
-use crate::arrow_data::{batch_from_ipc, spine_bytes};
+use crate::arrow_data::{AnswerDecoder, spine_bytes};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::types::HistoricalRequest;
@@ -58,8 +61,42 @@ impl Client {
     pub async fn historical_with_progress(
         &self,
         request: HistoricalRequest,
-        mut progress: impl FnMut(Duration),
+        progress: impl FnMut(Duration),
     ) -> Result<RecordBatch> {
+        let mut answer = self.historical_stream(request, progress).await?;
+        let schema = answer.schema();
+        let mut batches = Vec::new();
+        while let Some(batch) = answer.next().await {
+            batches.push(batch?);
+        }
+        arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::Arrow(e.to_string()))
+    }
+
+    /// [`Client::historical`] as it streams: answers once the node starts sending the
+    /// training set (calling `progress` until then, as [`Client::historical_with_progress`]),
+    /// with its schema and row count; its batches, in spine order, follow as they arrive, so
+    /// a caller can write them out without holding the whole set.
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    /// use quiver_client::{Client, FeatureSelection, HistoricalRequest, Spine};
+    ///
+    /// # async fn example(client: Client) -> quiver_client::Result<()> {
+    /// let spine = Spine::Csv(std::fs::read("examples/driver_spine.csv").expect("the example spine"));
+    /// let request = HistoricalRequest::new("rides", FeatureSelection::Vector("driver_model_v1".into()), spine);
+    /// let mut answer = client.historical_stream(request, |_| {}).await?;
+    /// println!("{} rows of {:?}", answer.rows(), answer.schema());
+    /// while let Some(batch) = answer.next().await {
+    ///     println!("{} rows", batch?.num_rows());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn historical_stream(
+        &self,
+        request: HistoricalRequest,
+        mut progress: impl FnMut(Duration),
+    ) -> Result<TrainingSetStream> {
         let (spine, format) = spine_bytes(request.spine)?;
         let proto = v1::HistoricalRequest {
             project: request.project,
@@ -72,14 +109,41 @@ impl Client {
             spine_name: request.spine_name,
         };
         let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
-        let mut ipc = Vec::new();
-        while let Some(chunk) = self.next_message(&mut stream).await? {
+        let mut decoder = AnswerDecoder::default();
+        let (mut rows, mut pending) = (0, VecDeque::new());
+        // Progress beats until the answer's first bytes, which carry its schema.
+        let schema = loop {
+            let Some(chunk) = self.next_message(&mut stream).await? else {
+                return Err(Error::Rpc(tonic::Status::aborted("the training set ended before its schema")));
+            };
             if let Some(p) = chunk.progress {
                 progress(Duration::from_millis(p.elapsed_ms));
             }
-            ipc.extend_from_slice(&chunk.data);
-        }
-        batch_from_ipc(ipc)
+            rows += chunk.rows;
+            pending.extend(decoder.push(chunk.data)?);
+            if let Some(schema) = decoder.schema() {
+                break schema;
+            }
+        };
+        let client = self.clone();
+        let batches = futures::stream::try_unfold(
+            (client, stream, decoder, pending),
+            |(client, mut stream, mut decoder, mut pending)| async move {
+                loop {
+                    if let Some(batch) = pending.pop_front() {
+                        return Ok(Some((batch, (client, stream, decoder, pending))));
+                    }
+                    match client.next_message(&mut stream).await? {
+                        Some(chunk) => pending.extend(decoder.push(chunk.data)?),
+                        None => {
+                            decoder.finish()?;
+                            return Ok(None);
+                        }
+                    }
+                }
+            },
+        );
+        Ok(TrainingSetStream { schema, rows, batches: Box::pin(batches) })
     }
 
     /// Training datasets saved in a project, with their lineage.
@@ -116,6 +180,37 @@ impl Client {
         let request = v1::ListFilesRequest { project: project.into(), feature_set: feature_set.into() };
         let reply = self.offline.clone().list_files(request).await.map_err(Error::from)?.into_inner();
         Ok(reply.files.into_iter().map(quiver_proto::data_file_from_proto).collect())
+    }
+}
+
+/// A training set streaming from the node: its schema and row count, then its batches in
+/// spine order (a [`futures::Stream`]).
+pub struct TrainingSetStream {
+    schema: SchemaRef,
+    rows: u64,
+    batches: std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
+}
+
+impl TrainingSetStream {
+    /// The columns: the spine's, then each feature's and each feature set's event time.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// How many rows the batches will hold in all (one per spine row).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+impl Stream for TrainingSetStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.batches.as_mut().poll_next(cx)
     }
 }
 

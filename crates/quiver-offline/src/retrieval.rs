@@ -90,6 +90,20 @@ pub async fn point_in_time(
     sources: &[Source<'_>],
 ) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Answer columns must not clash with the spine's: refused before any file is read.
+    let mut names: std::collections::HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
+    for source in sources {
+        let ts = format!("{}:{}", source.fs.name, source.fs.timestamp_column);
+        for name in source.features.iter().map(|(_, name)| name).chain([&ts]) {
+            if !names.insert(name.clone()) {
+                return Err(CoreError::InvalidArgument(format!(
+                    "the answer's column '{name}' clashes with a spine column or another of its own: rename the \
+                     spine's column (or ask without short names)"
+                ))
+                .into());
+            }
+        }
+    }
     let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
     for source in sources {
         let (feature_columns, event_ts) = join_source(store, spine, spine_ts, source).await?;
@@ -184,7 +198,10 @@ async fn join_source(
         file_no += 1;
     }
     drop(reads);
-    let matches = asof_join_dense(&spine_rows, &events, ttl);
+    // Seconds of CPU for a large set: on the blocking pool, not on a task online reads share.
+    let (matches, events) = tokio::task::spawn_blocking(move || (asof_join_dense(&spine_rows, &events, ttl), events))
+        .await
+        .map_err(|e| CoreError::Internal(format!("the as-of join: {e}")))?;
 
     // Pass 2: gather matched feature values, file by file: the rows each file must give,
     // sorted, so that a match finds its place by binary search.

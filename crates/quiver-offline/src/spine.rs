@@ -14,7 +14,9 @@ use quiver_core::offline::SpineFormat;
 use quiver_core::{Error as CoreError, Value, ValueType};
 
 use crate::Result;
-use crate::convert::values_to_array;
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+
+use crate::convert::{encode_key_cell, values_to_array};
 use crate::files::read_parquet;
 use crate::schema::{arrow_type, to_utc_micros};
 
@@ -56,7 +58,79 @@ pub fn read_spine(
     if let Some(row) = (0..times.len()).find(|i| times.is_null(*i)) {
         return Err(CoreError::row(row + 1, time_column, "spine timestamp is missing").into());
     }
+    let keys = typed_keys(&batch, key_types)?;
+    check_no_duplicates(&batch, &times, &keys)?;
     Ok(Spine { batch, times })
+}
+
+/// Every join key of the features asked for, present and readable as its entity's type in
+/// every row: checked before any work, naming the row and the column.
+fn typed_keys(batch: &RecordBatch, key_types: &BTreeMap<String, ValueType>) -> Result<Vec<(ArrayRef, ValueType)>> {
+    key_types
+        .iter()
+        .map(|(name, ty)| {
+            let column = batch.column_by_name(name).ok_or_else(|| {
+                CoreError::InvalidArgument(format!(
+                    "the spine has no column '{name}' (a join key of the features asked for)"
+                ))
+            })?;
+            let cast = arrow_cast::cast(column, &arrow_type(*ty)).map_err(|e| {
+                CoreError::InvalidArgument(format!("spine column '{name}' cannot be read as {ty}: {e}"))
+            })?;
+            if let Some(row) = (0..cast.len()).find(|&i| cast.is_null(i)) {
+                let why = match column.is_null(row) {
+                    true => "join key is missing in the spine".to_string(),
+                    false => format!("spine: cannot be read as {ty}"),
+                };
+                return Err(CoreError::row(row + 1, name, why).into());
+            }
+            Ok((cast, *ty))
+        })
+        .collect()
+}
+
+/// The same row twice (every column equal) is a mistake a training set would repeat:
+/// refused, naming both rows. Rows are first grouped by a hash of their keys and time, so
+/// only rows that share both are compared whole.
+fn check_no_duplicates(
+    batch: &RecordBatch,
+    times: &TimestampMicrosecondArray,
+    keys: &[(ArrayRef, ValueType)],
+) -> Result<()> {
+    let mut hashed: Vec<(u64, u32)> = Vec::with_capacity(batch.num_rows());
+    let mut scratch = Vec::new();
+    for row in 0..batch.num_rows() {
+        scratch.clear();
+        for (column, ty) in keys {
+            encode_key_cell(&mut scratch, column.as_ref(), row, *ty);
+        }
+        scratch.extend_from_slice(&times.value(row).to_be_bytes());
+        hashed.push((xxhash_rust::xxh3::xxh3_64(&scratch), row as u32));
+    }
+    hashed.sort_unstable();
+    let options = FormatOptions::default();
+    let formatters =
+        batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect::<Result<Vec<_>, _>>()?;
+    let cell = |f: &ArrayFormatter, row: usize| f.value(row).to_string();
+    for group in hashed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        for (i, &(_, a)) in group.iter().enumerate() {
+            for &(_, b) in &group[i + 1..] {
+                let (a, b) = (a.min(b) as usize, a.max(b) as usize);
+                let same = batch.columns().iter().zip(&formatters).all(|(column, f)| {
+                    column.is_null(a) == column.is_null(b) && (column.is_null(a) || cell(f, a) == cell(f, b))
+                });
+                if same {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "spine rows {} and {} are the same row; a training set would repeat it: remove one",
+                        a + 1,
+                        b + 1
+                    ))
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_csv(bytes: &[u8], time_column: &str, key_types: &BTreeMap<String, ValueType>) -> Result<RecordBatch> {
@@ -161,6 +235,32 @@ mod tests {
         assert!(err.contains("no column 'ts'"), "{err}");
         let err = csv("driver_id,ts\n7,2026-01-01T00:00:00Z\n8\n").unwrap_err().to_string();
         assert!(err.contains("spine") && err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_mistyped_keys_and_repeated_rows_are_refused_by_row_and_column() {
+        let err = csv("ts\n2026-01-01T00:00:00Z\n").unwrap_err().to_string();
+        assert!(err.contains("no column 'driver_id'"), "{err}");
+        let err =
+            csv("driver_id,ts,label\n7,2026-01-01T00:00:00Z,a\n8,2026-01-01T00:00:00Z,b\n7,2026-01-01T00:00:00Z,a\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("rows 1 and 3 are the same row"), "{err}");
+        csv("driver_id,ts,label\n7,2026-01-01T00:00:00Z,a\n7,2026-01-01T00:00:00Z,b\n")
+            .expect("the same key and time with another label is another row");
+        let batch = RecordBatch::try_from_iter(vec![
+            ("driver_id", Arc::new(arrow_array::StringArray::from(vec![Some("7"), Some("x")])) as ArrayRef),
+            ("ts", Arc::new(arrow_array::TimestampMicrosecondArray::from(vec![1, 2]))),
+        ])
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let err = read_spine(Bytes::from(bytes), SpineFormat::Parquet, "ts", &keys()).unwrap_err().to_string();
+        assert!(err.contains("row 2, field 'driver_id'") && err.contains("int32"), "{err}");
+        let empty = csv("driver_id,ts\n").expect("a spine with no rows");
+        assert_eq!(empty.batch.num_rows(), 0);
     }
 
     #[test]

@@ -4,8 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use arrow_array::RecordBatch;
+use futures::StreamExt;
 use quiver_admin::render;
 use quiver_client::{Client, FeatureSelection, HistoricalRequest, Spine};
+
+/// Rows of a training set shown after it is written.
+const PREVIEW_ROWS: usize = 10;
 
 pub async fn ingest(client: &Client, project: &str, feature_set: &str, path: &str) -> Result<()> {
     // The node reads the path: make a local one absolute so it means the same there.
@@ -85,23 +90,37 @@ pub async fn history(
     };
     spinner.enable_steady_tick(Duration::from_millis(100));
     let joining = spinner.message();
-    let batch = client
-        .historical_with_progress(request, |spent| spinner.set_message(format!("{joining}: {}s", spent.as_secs())))
+    let answer = client
+        .historical_stream(request, |spent| spinner.set_message(format!("{joining}: {}s", spent.as_secs())))
         .await;
     spinner.finish_and_clear();
-    let batch = batch?;
+    // Written batch by batch as they arrive: the whole answer is never held here.
+    let mut answer = answer?;
+    let schema = answer.schema();
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
-    writer.write(&batch)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
+    let bar = indicatif::ProgressBar::new(answer.rows()).with_style(
+        indicatif::ProgressStyle::with_template("writing {bar:30} {human_pos}/{human_len} rows")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut head, mut rows) = (None, 0);
+    while let Some(batch) = answer.next().await {
+        let batch = batch?;
+        writer.write(&batch)?;
+        rows += batch.num_rows();
+        bar.inc(batch.num_rows() as u64);
+        head.get_or_insert_with(|| batch.slice(0, batch.num_rows().min(PREVIEW_ROWS)));
+    }
     writer.close()?;
-    print!("{}", render::offline::batch_preview(&batch, 10)?);
+    bar.finish_and_clear();
+    let head = head.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+    print!("{}", render::offline::batch_preview(&head, PREVIEW_ROWS, rows)?);
     if let Some(name) = save_as {
         println!("saved as dataset {name} (quiverctl describe dataset {name})");
     }
     println!(
-        "wrote {} rows x {} columns to {} in {:.2}s",
-        batch.num_rows(),
-        batch.num_columns(),
+        "wrote {rows} rows x {} columns to {} in {:.2}s",
+        schema.fields().len(),
         out.display(),
         started.elapsed().as_secs_f64()
     );

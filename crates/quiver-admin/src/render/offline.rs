@@ -6,7 +6,8 @@ use quiver_core::time::format_timestamp;
 use super::format::table;
 
 /// The first `limit` rows of a batch as a table, with a line saying how many there are.
-pub fn batch_preview(batch: &RecordBatch, limit: usize) -> anyhow::Result<String> {
+/// The first `limit` rows of `batch`, the head of an answer of `total` rows.
+pub fn batch_preview(batch: &RecordBatch, limit: usize, total: usize) -> anyhow::Result<String> {
     let options = arrow_cast::display::FormatOptions::default().with_null("null");
     let formatters = batch
         .columns()
@@ -18,8 +19,9 @@ pub fn batch_preview(batch: &RecordBatch, limit: usize) -> anyhow::Result<String
     let rows: Vec<Vec<String>> =
         (0..batch.num_rows().min(limit)).map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect()).collect();
     let mut out = table(&headers, &rows);
-    if batch.num_rows() > limit {
-        out += &format!("... {} more rows\n", batch.num_rows() - limit);
+    let shown = batch.num_rows().min(limit);
+    if total > shown {
+        out += &format!("... {} more rows\n", total - shown);
     }
     Ok(out)
 }

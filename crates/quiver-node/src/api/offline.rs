@@ -22,7 +22,7 @@ use crate::streaming::{Streamed, channel_stream};
 use quiver_core::access::{Need, Role};
 use quiver_core::table::TableRef;
 
-/// Bytes of Arrow IPC per streamed message.
+/// Bytes of Arrow IPC per streamed message, about.
 const CHUNK_BYTES: usize = 4 << 20;
 /// How often a training set being computed reports progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -158,7 +158,7 @@ impl OfflineService for OfflineApi {
             // On a task of its own, so the progress beats go out while it computes.
             let mut work = tokio::spawn(async move {
                 let batch = history::build_training_set(&node, request).await;
-                (batch.and_then(|b| Ok((b.num_rows(), history::to_ipc(&b)?))), node)
+                (batch, node)
             });
             let mut beat = tokio::time::interval(PROGRESS_EVERY);
             beat.tick().await;
@@ -179,10 +179,17 @@ impl OfflineService for OfflineApi {
             };
             finish(&node, "GetHistoricalFeatures", started, &result);
             match result {
-                Ok((rows, ipc)) => {
-                    for (i, data) in ipc.chunks(CHUNK_BYTES).enumerate() {
-                        let rows = if i == 0 { rows as u64 } else { 0 };
-                        if tx.send(Ok(ArrowChunk { data: data.to_vec(), rows, progress: None })).await.is_err() {
+                Ok(batch) => {
+                    let mut messages = history::IpcMessages::new(&batch, CHUNK_BYTES);
+                    let mut rows = batch.num_rows() as u64;
+                    loop {
+                        let data = match messages.next_message() {
+                            Ok(Some(data)) => data,
+                            Ok(None) => return,
+                            Err(e) => return drop(tx.send(Err(Status::from(e))).await),
+                        };
+                        let chunk = ArrowChunk { data, rows: std::mem::take(&mut rows), progress: None };
+                        if tx.send(Ok(chunk)).await.is_err() {
                             return;
                         }
                     }

@@ -161,13 +161,81 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     Ok((batch, lineage))
 }
 
-/// The answer as one Arrow IPC stream.
-pub fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut writer =
-        arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).map_err(|e| Error::Codec(e.to_string()))?;
-    writer.write(batch).map_err(|e| Error::Codec(e.to_string()))?;
-    writer.finish().map_err(|e| Error::Codec(e.to_string()))?;
-    drop(writer);
-    Ok(out)
+fn codec(e: impl std::fmt::Display) -> Error {
+    Error::Codec(e.to_string())
+}
+
+/// The answer as one Arrow IPC stream cut into messages of about `bytes` each, made one at
+/// a time as they are sent: the schema, then slices of the answer in spine order, then the
+/// end of the stream. The answer is never copied whole.
+pub struct IpcMessages<'a> {
+    batch: &'a RecordBatch,
+    writer: Option<arrow_ipc::writer::StreamWriter<Vec<u8>>>,
+    rows_per_message: usize,
+    next_row: usize,
+    started: bool,
+}
+
+impl<'a> IpcMessages<'a> {
+    pub fn new(batch: &'a RecordBatch, bytes: usize) -> IpcMessages<'a> {
+        let row_bytes = batch.get_array_memory_size() / batch.num_rows().max(1);
+        let rows_per_message = (bytes / row_bytes.max(1)).max(1);
+        IpcMessages { batch, writer: None, rows_per_message, next_row: 0, started: false }
+    }
+
+    /// The next message's bytes; `None` after the end of the stream.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>> {
+        if !self.started {
+            self.started = true;
+            self.writer =
+                Some(arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &self.batch.schema()).map_err(codec)?);
+        }
+        let Some(writer) = self.writer.as_mut() else { return Ok(None) };
+        let rows = self.rows_per_message.min(self.batch.num_rows() - self.next_row);
+        if rows > 0 {
+            writer.write(&self.batch.slice(self.next_row, rows)).map_err(codec)?;
+            self.next_row += rows;
+        } else {
+            writer.finish().map_err(codec)?;
+        }
+        let data = std::mem::take(writer.get_mut());
+        if rows == 0 {
+            self.writer = None;
+        }
+        Ok(Some(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array};
+
+    use super::*;
+
+    fn decoded(messages: &mut IpcMessages) -> (usize, RecordBatch) {
+        let mut bytes = Vec::new();
+        let mut count = 0;
+        while let Some(message) = messages.next_message().unwrap() {
+            bytes.extend(message);
+            count += 1;
+        }
+        let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        let schema = reader.schema();
+        let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().unwrap();
+        (count, arrow_select::concat::concat_batches(&schema, &batches).unwrap())
+    }
+
+    #[test]
+    fn the_answer_streams_in_slices_that_make_it_whole_again() {
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10_000));
+        let batch = RecordBatch::try_from_iter([("v", values)]).unwrap();
+        let (count, whole) = decoded(&mut IpcMessages::new(&batch, 8_000));
+        assert_eq!(whole, batch);
+        assert!(count > 5, "about 8 kB a message: {count} messages");
+        let empty = RecordBatch::new_empty(batch.schema());
+        let (count, none) = decoded(&mut IpcMessages::new(&empty, 8_000));
+        assert_eq!((count, none.num_rows(), none.schema()), (1, 0, batch.schema()), "the schema alone");
+    }
 }
