@@ -15,6 +15,7 @@ pub struct Metrics {
     latency: HistogramVec,
     pub rows_written: IntCounter,
     pub rows_summarized: IntCounter,
+    pub audit_dropped: IntCounter,
     raft_applied: IntGaugeVec,
     raft_leader: IntGaugeVec,
     raft_term: IntGaugeVec,
@@ -46,6 +47,10 @@ impl Metrics {
                 "rows_summarized_total",
                 "offline rows summarized by the statistics worker",
             )?,
+            audit_dropped: IntCounter::new(
+                "audit_dropped_total",
+                "audit entries of requests without a valid token dropped while the audit queue was full",
+            )?,
             raft_applied: gauge("raft_applied_index", "last applied log index per group")?,
             raft_leader: gauge("raft_current_leader", "node id of each group's leader (0 when unknown)")?,
             raft_term: gauge("raft_term", "current term per group")?,
@@ -57,6 +62,7 @@ impl Metrics {
         };
         let r = &metrics.registry;
         r.register(Box::new(metrics.requests.clone()))?;
+        r.register(Box::new(metrics.audit_dropped.clone()))?;
         r.register(Box::new(metrics.latency.clone()))?;
         r.register(Box::new(metrics.rows_written.clone()))?;
         r.register(Box::new(metrics.rows_summarized.clone()))?;

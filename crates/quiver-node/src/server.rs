@@ -96,10 +96,11 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         max_bytes_per_sec: config.backup.max_mib_per_sec.saturating_mul(1 << 20),
         running: tokio::sync::Mutex::new(()),
     });
+    let metrics = Metrics::new();
     let node = Arc::new(Node {
         id: me,
         gate: Arc::new(Gate::new(&config, meta.clone())),
-        audit: AuditLog::start(me, proposer.clone(), config.auth.audit_retention()?),
+        audit: AuditLog::start(me, proposer.clone(), config.auth.audit_retention()?, metrics.audit_dropped.clone()),
         backups,
         tls,
         serving: Arc::new(ServingLog::new(config.workers.serving_sample_rate)),
@@ -107,7 +108,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         groups,
         meta,
         proposer,
-        metrics: Metrics::new(),
+        metrics,
         offline,
         engine,
     });

@@ -5,7 +5,6 @@
 //! queue is full, so a flood of them cannot stall the node.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use quiver_core::Error as CoreError;
 use quiver_core::audit::{AuditEntry, AuditQuery};
@@ -27,18 +26,23 @@ type Waiter = Option<oneshot::Sender<Result<(), CoreError>>>;
 
 pub struct AuditLog {
     tx: mpsc::Sender<(AuditEntry, Waiter)>,
-    /// Entries dropped because the queue was full.
-    pub dropped: AtomicU64,
+    /// Entries dropped because the queue was full (`quiver_audit_dropped_total`).
+    dropped: prometheus::IntCounter,
 }
 
 impl AuditLog {
     /// Starts the task that writes entries of node `node` to the meta group, forgetting
     /// entries older than `retention`.
-    pub fn start(node: u64, proposer: Arc<Proposer>, retention: std::time::Duration) -> Arc<AuditLog> {
+    pub fn start(
+        node: u64,
+        proposer: Arc<Proposer>,
+        retention: std::time::Duration,
+        dropped: prometheus::IntCounter,
+    ) -> Arc<AuditLog> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let retention_micros = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
         tokio::spawn(flush(node, proposer, retention_micros, rx));
-        Arc::new(AuditLog { tx, dropped: AtomicU64::new(0) })
+        Arc::new(AuditLog { tx, dropped })
     }
 
     /// Records `entry`, answering once the meta group has committed it.
@@ -54,7 +58,7 @@ impl AuditLog {
     /// Records `entry` without waiting; drops it when the queue is full.
     pub fn record_later(&self, entry: AuditEntry) {
         if self.tx.try_send((entry, None)).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
     }
 }
@@ -67,7 +71,7 @@ async fn flush(
 ) {
     // Keys are (time, node, seq): a counter per process keeps two entries of one
     // microsecond apart.
-    let seq = AtomicU64::new(0);
+    let mut seq = 0u64;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -77,7 +81,8 @@ async fn flush(
             }
         }
         let (entries, waiters): (Vec<AuditEntry>, Vec<Waiter>) = batch.into_iter().unzip();
-        let first_seq = seq.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let first_seq = seq;
+        seq += entries.len() as u64;
         let command = MetaCommand::RecordAudit { node, first_seq, entries, retention_micros };
         let result = proposer.write_meta(command).await.map(drop).map_err(Error::into_core);
         if let Err(e) = &result {
