@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use arrow_array::Array;
 use clap::ValueEnum;
+use futures::StreamExt;
 use quiver_admin::input::parse_definitions;
 use quiver_admin::local_node::LocalNode;
 use quiver_client::{FeatureSelection, HistoricalRequest, Spine};
@@ -134,7 +135,15 @@ pub async fn run(args: Args) -> Result<()> {
     // What the node holds before (the sled cache, the ingest's leftovers) is not the join's.
     let resident_before = resident_kib(pid)?;
     let started = Instant::now();
-    let training = client.historical(request).await?;
+    let mut answer = client.historical_stream(request, |_| {}).await?;
+    let computed = started.elapsed();
+    let (schema, phases) = (answer.schema(), answer.phases().to_vec());
+    let mut batches = Vec::new();
+    while let Some(batch) = answer.next().await {
+        batches.push(batch?);
+    }
+    let training = arrow_select::concat::concat_batches(&schema, &batches)?;
+    drop(batches);
     let quiver_secs = started.elapsed().as_secs_f64();
     let retrieval_peak = peak_kib(pid)?;
     let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
@@ -146,6 +155,9 @@ pub async fn run(args: Args) -> Result<()> {
         training.num_rows(),
         matched.map_or("?".into(), |m| m.to_string())
     ));
+    let mut spent = phases.iter().map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64())).collect::<Vec<_>>();
+    spent.push(format!("receiving {:.2} s", quiver_secs - computed.as_secs_f64()));
+    out.say(format!("  where the time went: {}", spent.join(", ")));
     if training.num_rows() != spine_rows {
         out.say(format!("warning: {} output rows for a {spine_rows}-row spine", training.num_rows()));
     }

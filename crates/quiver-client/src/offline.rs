@@ -110,7 +110,7 @@ impl Client {
         };
         let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
         let mut decoder = AnswerDecoder::default();
-        let (mut rows, mut pending) = (0, VecDeque::new());
+        let (mut rows, mut pending, mut phases) = (0, VecDeque::new(), Vec::new());
         // Progress beats until the answer's first bytes, which carry its schema.
         let schema = loop {
             let Some(chunk) = self.next_message(&mut stream).await? else {
@@ -118,6 +118,9 @@ impl Client {
             };
             if let Some(p) = chunk.progress {
                 progress(Duration::from_millis(p.elapsed_ms));
+                if !p.phases.is_empty() {
+                    phases = p.phases.into_iter().map(|p| (p.name, Duration::from_micros(p.micros))).collect();
+                }
             }
             rows += chunk.rows;
             pending.extend(decoder.push(chunk.data)?);
@@ -143,7 +146,7 @@ impl Client {
                 }
             },
         );
-        Ok(TrainingSetStream { schema, rows, batches: Box::pin(batches) })
+        Ok(TrainingSetStream { schema, rows, phases, batches: Box::pin(batches) })
     }
 
     /// Training datasets saved in a project, with their lineage.
@@ -188,6 +191,7 @@ impl Client {
 pub struct TrainingSetStream {
     schema: SchemaRef,
     rows: u64,
+    phases: Vec<(String, Duration)>,
     batches: std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
 }
 
@@ -200,6 +204,13 @@ impl TrainingSetStream {
     /// How many rows the batches will hold in all (one per spine row).
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Where the node's time went before it sent the first batch, phase by phase: `spine`
+    /// (reading and checking it), `keys` (reading the events' keys and times), `join`,
+    /// `features` (taking the matched values), `save` (a dataset asked for).
+    pub fn phases(&self) -> &[(String, Duration)] {
+        &self.phases
     }
 }
 

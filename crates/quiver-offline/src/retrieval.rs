@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
@@ -82,12 +83,31 @@ fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyI
     Ok((row_ids, ids))
 }
 
-/// Joins every source onto the spine. `spine_ts` is the spine's time column, already µs UTC.
+/// Where a retrieval's time went: phases in the order they ran, each summed over sources.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Phases(pub Vec<(&'static str, Duration)>);
+
+impl Phases {
+    /// Adds the time since `since` to phase `name`; answers now, where the next one starts.
+    pub fn add(&mut self, name: &'static str, since: Instant) -> Instant {
+        let now = Instant::now();
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, d)) => *d += now - since,
+            None => self.0.push((name, now - since)),
+        }
+        now
+    }
+}
+
+/// Joins every source onto the spine. `spine_ts` is the spine's time column, already µs UTC;
+/// `phases` gets the time of reading keys (`keys`), joining (`join`) and taking features
+/// (`features`).
 pub async fn point_in_time(
     store: &OfflineStore,
     spine: &RecordBatch,
     spine_ts: &TimestampMicrosecondArray,
     sources: &[Source<'_>],
+    phases: &mut Phases,
 ) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     // Answer columns must not clash with the spine's: refused before any file is read.
@@ -106,7 +126,7 @@ pub async fn point_in_time(
     }
     let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
     for source in sources {
-        let (feature_columns, event_ts) = join_source(store, spine, spine_ts, source).await?;
+        let (feature_columns, event_ts) = join_source(store, spine, spine_ts, source, phases).await?;
         for ((index, name), column) in source.features.iter().zip(feature_columns) {
             fields.push(Field::new(name, arrow_type(source.fs.features[*index].ty), true));
             columns.push(column);
@@ -164,7 +184,9 @@ async fn join_source(
     spine: &RecordBatch,
     spine_ts: &TimestampMicrosecondArray,
     source: &Source<'_>,
+    phases: &mut Phases,
 ) -> Result<(Vec<ArrayRef>, ArrayRef)> {
+    let started = Instant::now();
     let (spine_ids, ids) = spine_key_ids(spine, source.entity)?;
     let ttl = i64::try_from(source.fs.ttl_secs).unwrap_or(i64::MAX).saturating_mul(MICROS_PER_SEC);
     let (lo, hi) = (spine_ts.values().iter().min().copied(), spine_ts.values().iter().max().copied());
@@ -198,10 +220,12 @@ async fn join_source(
         file_no += 1;
     }
     drop(reads);
+    let started = phases.add("keys", started);
     // Seconds of CPU for a large set: on the blocking pool, not on a task online reads share.
     let (matches, events) = tokio::task::spawn_blocking(move || (asof_join_dense(&spine_rows, &events, ttl), events))
         .await
         .map_err(|e| CoreError::Internal(format!("the as-of join: {e}")))?;
+    let started = phases.add("join", started);
 
     // Pass 2: gather matched feature values, file by file: the rows each file must give,
     // sorted, so that a match finds its place by binary search.
@@ -260,6 +284,7 @@ async fn join_source(
     }
     let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| events[e].ts)).collect();
     let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
+    phases.add("features", started);
     Ok((columns, ts))
 }
 

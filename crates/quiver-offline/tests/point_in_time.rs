@@ -87,7 +87,8 @@ async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(
     .unwrap();
     let spine_ts = TimestampMicrosecondArray::from_iter_values(spine.iter().map(|s| s.1 * 1_000_000));
     let source = Source { entity: &entity, fs: &fs, files: manifest, features: vec![(0, "stats:rate".into())] };
-    let out = point_in_time(&store, &spine_batch, &spine_ts, &[source]).await.unwrap();
+    let mut phases = quiver_offline::retrieval::Phases::default();
+    let out = point_in_time(&store, &spine_batch, &spine_ts, &[source], &mut phases).await.unwrap();
     assert_eq!(out.num_rows(), spine.len());
     let names: Vec<_> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, vec!["driver_id", "label", "stats:rate", "stats:ts"]);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
     ArrowChunk, HistoricalRequest, HistoryProgress, IngestProgress, IngestRequest, ListDatasetsRequest,
-    ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress, MaterializeRequest,
+    ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress, MaterializeRequest, Phase,
 };
 use quiver_proto::{data_file_to_proto, dataset_to_proto, historical_selection_from_proto};
 use tokio::sync::mpsc;
@@ -169,7 +169,8 @@ impl OfflineService for OfflineApi {
                         Err(e) => return drop(tx.send(Err(Status::internal(format!("training set task: {e}")))).await),
                     },
                     _ = beat.tick() => {
-                        let progress = HistoryProgress { elapsed_ms: started.elapsed().as_millis() as u64 };
+                        let elapsed_ms = started.elapsed().as_millis() as u64;
+                        let progress = HistoryProgress { elapsed_ms, phases: Vec::new() };
                         if tx.send(Ok(ArrowChunk { progress: Some(progress), ..Default::default() })).await.is_err() {
                             // The client is gone: stop the work too.
                             return work.abort();
@@ -179,16 +180,25 @@ impl OfflineService for OfflineApi {
             };
             finish(&node, "GetHistoricalFeatures", started, &result);
             match result {
-                Ok(batch) => {
+                Ok((batch, phases)) => {
                     let mut messages = history::IpcMessages::new(&batch, CHUNK_BYTES);
                     let mut rows = batch.num_rows() as u64;
+                    // The first message says where the time went.
+                    let mut report = Some(HistoryProgress {
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        phases: phases
+                            .0
+                            .iter()
+                            .map(|(name, d)| Phase { name: name.to_string(), micros: d.as_micros() as u64 })
+                            .collect(),
+                    });
                     loop {
                         let data = match messages.next_message() {
                             Ok(Some(data)) => data,
                             Ok(None) => return,
                             Err(e) => return drop(tx.send(Err(Status::from(e))).await),
                         };
-                        let chunk = ArrowChunk { data, rows: std::mem::take(&mut rows), progress: None };
+                        let chunk = ArrowChunk { data, rows: std::mem::take(&mut rows), progress: report.take() };
                         if tx.send(Ok(chunk)).await.is_err() {
                             return;
                         }

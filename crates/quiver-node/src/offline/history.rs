@@ -3,25 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
+use quiver_core::access::personal;
 use quiver_core::offline::{Dataset, SpineFormat};
 use quiver_core::online::FeatureSelection;
+use quiver_core::table::TableRef;
 use quiver_core::{Error as CoreError, ValueType};
 use quiver_offline::files::write_batch;
-use quiver_offline::retrieval::{Source, point_in_time};
+use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::spine::{Spine, read_spine};
 
+use crate::auth::Call;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::meta::MetaState;
 use crate::meta::stats::Summaries;
 use crate::node::Node;
-use quiver_core::access::personal;
-
-use crate::auth::Call;
-use quiver_core::table::TableRef;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);
@@ -57,14 +57,17 @@ fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) ->
 }
 
 /// Joins the spine with every feature asked for, point in time, and saves the answer as a
-/// dataset when asked.
-pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<RecordBatch> {
+/// dataset when asked; answers it with where the time went.
+pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<(RecordBatch, Phases)> {
     crate::failpoint::delay("training-set").await;
-    let (batch, lineage) = join(node, &req).await?;
+    let mut phases = Phases::default();
+    let (batch, lineage) = join(node, &req, &mut phases).await?;
     if let Some(name) = &req.save_as {
+        let started = Instant::now();
         save(node, &req, name, &batch, lineage).await?;
+        phases.add("save", started);
     }
-    Ok(batch)
+    Ok((batch, phases))
 }
 
 /// What a saved dataset records about how it was made.
@@ -111,7 +114,8 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
     Ok(())
 }
 
-async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage)> {
+async fn join(node: &Node, req: &HistoryRequest, phases: &mut Phases) -> Result<(RecordBatch, Lineage)> {
+    let started = Instant::now();
     // Every file committed before the request, through any node, takes part.
     let state: Arc<MetaState> = node.meta.caught_up().await?;
     let project = state.registry.project(&req.project)?;
@@ -136,6 +140,7 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
     }
     let Spine { batch: spine, times: spine_ts } =
         read_spine(req.spine.clone(), req.spine_format, &req.timestamp_column, &key_types).map_err(offline_err)?;
+    phases.add("spine", started);
     let lineage = Lineage {
         features: resolved.iter().map(|f| f.reference.clone()).collect(),
         columns: resolved
@@ -157,7 +162,7 @@ async fn join(node: &Node, req: &HistoryRequest) -> Result<(RecordBatch, Lineage
         let files = state.manifest.get(&table).cloned().unwrap_or_default();
         sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
     }
-    let batch = point_in_time(&node.offline, &spine, &spine_ts, &sources).await.map_err(offline_err)?;
+    let batch = point_in_time(&node.offline, &spine, &spine_ts, &sources, phases).await.map_err(offline_err)?;
     Ok((batch, lineage))
 }
 
