@@ -188,11 +188,15 @@ pub async fn read_file(
     window: Option<&TimeWindow>,
 ) -> Result<Vec<RecordBatch>> {
     if file.bytes <= WHOLE_FILE_BYTES {
-        let bytes = store.get(&file.path).await?;
-        let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, window);
-        return Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?);
+        return decode(store.get(&file.path).await?, columns, window);
     }
     read_ranges(store, file, columns, window).await
+}
+
+/// Decodes a whole file's bytes: CPU work, for the blocking pool.
+fn decode(bytes: Bytes, columns: Option<&[&str]>, window: Option<&TimeWindow>) -> Result<Vec<RecordBatch>> {
+    let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, window);
+    Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
 }
 
 async fn read_ranges(
@@ -229,13 +233,24 @@ where
             let (store, file, window) = (store.clone(), file.clone(), window.clone());
             let (columns, then) = (columns.clone(), then.clone());
             async move {
-                // A task per file: decoding is CPU work, and a task can run on another core.
+                let failed = |e: tokio::task::JoinError| quiver_core::Error::Internal(format!("reading a file: {e}"));
+                // Decoding and `then` are CPU work: on the blocking pool (as many at once as
+                // there are cores, below), so online reads on this node's tasks stay fast.
+                if file.bytes <= WHOLE_FILE_BYTES {
+                    let bytes = store.get(&file.path).await?;
+                    let work = move || {
+                        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+                        then(i, &file, decode(bytes, Some(&names), Some(&window))?)
+                    };
+                    return tokio::task::spawn_blocking(work).await.map_err(failed)?;
+                }
+                // A large file is read by ranges, decoding as they come, on a task of its own.
                 let task = tokio::spawn(async move {
                     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-                    let batches = read_file(&store, &file, Some(&names), Some(&window)).await?;
-                    then(i, &file, batches)
+                    let batches = read_ranges(&store, &file, Some(&names), Some(&window)).await?;
+                    tokio::task::spawn_blocking(move || then(i, &file, batches)).await.map_err(failed)?
                 });
-                task.await.map_err(|e| quiver_core::Error::Internal(format!("reading a file: {e}")))?
+                task.await.map_err(failed)?
             }
         })
         .collect();
