@@ -5,6 +5,8 @@
 //! where Linux allows resetting a process's high-water mark, else over the node's life.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -17,6 +19,7 @@ use quiver_client::{FeatureSelection, HistoricalRequest, Spine};
 use quiver_core::time::{format_ttl, parse_ttl};
 use serde_json::json;
 
+use crate::online::{for_secs, read_loop};
 use crate::output::{Format, Out, mib, peak_kib, reset_peak, resident_kib};
 use crate::{datagen, duckdb};
 
@@ -60,6 +63,39 @@ pub async fn statistics_caught_up(client: &quiver_client::Client, rows: u64) -> 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Online reads (1 entity, 4 readers) alone for 2 s, then while the same retrieval runs
+/// again: the retrieval decodes and joins on the blocking pool, so reads should barely notice.
+async fn serving_beside_retrieval(
+    out: &Out,
+    client: &quiver_client::Client,
+    request: &HistoricalRequest,
+) -> Result<serde_json::Value> {
+    use quiver_client::Consistency;
+    let readers = |until| {
+        let client = client.clone();
+        tokio::spawn(
+            async move { read_loop(&client, datagen::ENTITIES, (1, Consistency::Linearizable), 4, until).await },
+        )
+    };
+    let alone = readers(for_secs(2.0)).await??;
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let during = readers(Arc::new(move || flag.load(Ordering::Relaxed)));
+    let started = Instant::now();
+    let retrieval = client.historical(request.clone()).await;
+    let secs = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let (during, _) = (during.await??, retrieval?);
+    let [a50, a99, d50, d99] =
+        [(&alone, 0.5), (&alone, 0.99), (&during, 0.5), (&during, 0.99)].map(|(f, q)| f.hist.value_at_quantile(q));
+    out.say(format!(
+        "online reads (1 entity, 4 readers): alone p50 {a50} us, p99 {a99} us; \
+         during a retrieval ({secs:.2} s): p50 {d50} us, p99 {d99} us"
+    ));
+    Ok(json!({"alone_p50_us": a50, "alone_p99_us": a99, "during_p50_us": d50, "during_p99_us": d99,
+              "retrieval_secs": secs}))
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -135,7 +171,7 @@ pub async fn run(args: Args) -> Result<()> {
     // What the node holds before (the sled cache, the ingest's leftovers) is not the join's.
     let resident_before = resident_kib(pid)?;
     let started = Instant::now();
-    let mut answer = client.historical_stream(request, |_| {}).await?;
+    let mut answer = client.historical_stream(request.clone(), |_| {}).await?;
     let computed = started.elapsed();
     let (schema, phases) = (answer.schema(), answer.phases().to_vec());
     let mut batches = Vec::new();
@@ -163,6 +199,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
     let training_rows = training.num_rows();
     drop(training);
+    let serving = serving_beside_retrieval(&out, &client, &request).await?;
 
     reset_peak(pid);
     let started = Instant::now();
@@ -231,7 +268,7 @@ pub async fn run(args: Args) -> Result<()> {
         "statistics": {"lag_secs": stats_secs - ingest_secs, "rows_per_sec": report.rows as f64 / stats_secs},
         "retrieval": {"secs": quiver_secs, "peak_mib": mib(retrieval_peak),
                       "added_mib": mib(retrieval_peak.saturating_sub(resident_before)), "rows": training_rows,
-                      "matched": matched, "files": files},
+                      "matched": matched, "files": files, "serving": serving},
         "materialize": {"rows_read": progress.rows_read, "entities_written": progress.entities_written,
                         "secs": materialize_secs, "rows_per_sec": progress.rows_read as f64 / materialize_secs,
                         "peak_mib": mib(materialize_peak)},

@@ -217,22 +217,23 @@ pub struct ReadFigures {
     pub hist: Histogram<u64>,
 }
 
+/// `concurrency` readers each read `per_request` random entities' vector, one request after
+/// another, until `until` says so.
 pub async fn read_loop(
     client: &Client,
     entities: i64,
     (per_request, consistency): (usize, Consistency),
     concurrency: usize,
-    secs: f64,
+    until: Until,
 ) -> Result<ReadFigures> {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let client = client.clone();
+            let (client, until) = (client.clone(), until.clone());
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(worker as u64);
                 let mut hist = Histogram::<u64>::new(3)?;
-                while Instant::now() < deadline {
+                while !until() {
                     let keys = (0..per_request)
                         .map(|_| {
                             BTreeMap::from([("driver_id".to_string(), Value::Int64(rng.random_range(0..entities)))])
@@ -442,7 +443,8 @@ pub async fn run(mut args: Args) -> Result<()> {
         for per_request in [1usize, 100] {
             for &concurrency in &concurrency {
                 let f =
-                    read_loop(&client, args.entities, (per_request, consistency), concurrency, args.seconds).await?;
+                    read_loop(&client, args.entities, (per_request, consistency), concurrency, for_secs(args.seconds))
+                        .await?;
                 let rate = f.ops as f64 / f.secs;
                 let [p50, p99, p999] = [0.5, 0.99, 0.999].map(|q| f.hist.value_at_quantile(q));
                 out.say(format!(

@@ -88,7 +88,8 @@ pub async fn run(mut args: Args) -> Result<()> {
         client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
         load(&client, args.entities, 1_000, args.writers).await?;
         let reads =
-            read_loop(&client, args.entities, (1, Consistency::Linearizable), args.concurrency, args.seconds).await?;
+            read_loop(&client, args.entities, (1, Consistency::Linearizable), args.concurrency, for_secs(args.seconds))
+                .await?;
         let writes = push(&client, args.entities, args.batch, args.writers, for_secs(args.seconds)).await?;
         let read_rate = reads.ops as f64 / reads.secs;
         let [r50, r99] = [0.5, 0.99].map(|q| reads.hist.value_at_quantile(q));
