@@ -144,10 +144,13 @@ pub async fn ingest_path(
         ..Default::default()
     };
 
-    // Pass 1: check everything; nothing is written unless every source is good.
+    // Pass 1: check everything; nothing is written unless every source is good. A single
+    // source is kept as read, so it is not read twice.
     let mut warnings = std::collections::BTreeSet::new();
+    let mut kept = None;
     for source in &sources {
         let bytes = source.read().await?;
+        let hash = content_hash(&bytes);
         let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
         rows.check_event_times(&entity, &fs, now_micros(), node.config.ingest.max_future())
             .map_err(|e| in_source(&source.name, e))?;
@@ -156,15 +159,22 @@ pub async fn ingest_path(
                 .iter()
                 .map(|c| format!("{}: column '{c}' is not in {} and was ignored", source.name, fs.versioned_name())),
         );
+        if sources.len() == 1 {
+            kept = Some((hash, rows));
+        }
     }
     report.warnings = warnings.into_iter().collect();
 
     // Pass 2: write, commit, upsert, one source at a time.
     for source in &sources {
-        let bytes = source.read().await?;
-        let hash = content_hash(&bytes);
-        let size = bytes.len() as u64;
-        let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
+        let (hash, rows) = match kept.take() {
+            Some(read) => read,
+            None => {
+                let bytes = source.read().await?;
+                let hash = content_hash(&bytes);
+                (hash, read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?)
+            }
+        };
         let committed = write_and_commit(&node, &table, &entity, &fs, &rows, &hash).await?;
         crate::failpoint::hit("ingest-after-commit");
         if committed.is_none() {
@@ -177,7 +187,7 @@ pub async fn ingest_path(
         if committed.is_some() {
             report.rows += rows.rows as u64;
         }
-        report.bytes += size;
+        report.bytes += source.size;
         report.files_done += 1;
         let _ = progress.send(report.clone()).await;
     }
