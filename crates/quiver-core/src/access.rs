@@ -198,18 +198,24 @@ impl Principal {
     /// `PermissionDenied` naming the first of `features` that is personal data, unless this
     /// caller holds the PII grant on `project`.
     pub fn check_pii(&self, project: &Project, features: &[ResolvedFeature]) -> Result<()> {
+        if self.reads_pii(&project.name) {
+            return Ok(());
+        }
         match personal(project, features)?.first() {
-            Some(first) if !self.reads_pii(&project.name) => Err(self.pii_denied(&project.name, first)),
-            _ => Ok(()),
+            Some(first) => Err(self.pii_denied(&project.name, first)),
+            None => Ok(()),
         }
     }
 
     /// `PermissionDenied` naming the first feature of `set` that is personal data, unless this
     /// caller holds the PII grant on `project`: for what shows every feature (statistics).
     pub fn check_pii_set(&self, project: &str, set: &FeatureSet) -> Result<()> {
-        match set.features.iter().find(|f| is_pii(set, &f.name)) {
-            Some(f) if !self.reads_pii(project) => Err(self.pii_denied(project, &format!("{}:{}", set.name, f.name))),
-            _ => Ok(()),
+        if self.reads_pii(project) {
+            return Ok(());
+        }
+        match personal_in(set).first() {
+            Some(first) => Err(self.pii_denied(project, first)),
+            None => Ok(()),
         }
     }
 
@@ -222,16 +228,26 @@ impl Principal {
     }
 }
 
+/// A token name the cluster never issued.
+pub fn unknown_token(name: &str) -> Error {
+    Error::InvalidArgument(format!("no token named '{name}' (quiverctl token list shows them)"))
+}
+
 /// The references of those of `features` that are personal data.
-pub fn personal<'a>(project: &Project, features: &'a [ResolvedFeature]) -> Result<Vec<&'a str>> {
+pub fn personal(project: &Project, features: &[ResolvedFeature]) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for f in features {
         let set = project.feature_set(&f.set, Some(f.version))?;
         if set.features.get(f.index).is_some_and(|spec| is_pii(set, &spec.name)) {
-            found.push(f.reference.as_str());
+            found.push(f.reference.clone());
         }
     }
     Ok(found)
+}
+
+/// The features of `set` that are personal data, as `set:feature`.
+pub fn personal_in(set: &FeatureSet) -> Vec<String> {
+    set.features.iter().filter(|f| is_pii(set, &f.name)).map(|f| format!("{}:{}", set.name, f.name)).collect()
 }
 
 /// Is `feature` of `set` personal data: tagged `pii` itself, or in a set so tagged?

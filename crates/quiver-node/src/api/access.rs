@@ -4,10 +4,9 @@
 //! project's entries; a cluster admin every entry.
 
 use quiver_core::Error as CoreError;
-use quiver_core::access::{Need, Role, Scope, TokenInfo};
-use quiver_proto::v1;
-
+use quiver_core::access::{Need, Role, Scope, TokenInfo, unknown_token};
 use quiver_core::shard_map::META_GROUP;
+use quiver_proto::v1;
 
 use crate::auth::{Call, audit as audit_log, token};
 use crate::command::MetaCommand;
@@ -91,9 +90,7 @@ pub async fn list(node: &Node, call: &Call, req: v1::ListTokensRequest) -> Resul
 
 pub async fn revoke(node: &Node, call: &Call, req: v1::RevokeTokenRequest) -> Result<v1::RevokeTokenResponse> {
     let state = node.meta.caught_up().await?;
-    let unknown =
-        || CoreError::InvalidArgument(format!("no token named '{}' (quiverctl token list shows them)", req.name));
-    let token = state.tokens.values().find(|t| t.name == req.name).ok_or_else(unknown)?;
+    let token = state.tokens.values().find(|t| t.name == req.name).ok_or_else(|| unknown_token(&req.name))?;
     allow_on(call, &token.scope, "revoking tokens")?;
     node.proposer.write_meta(MetaCommand::RevokeToken { name: req.name }).await?;
     Ok(v1::RevokeTokenResponse {})

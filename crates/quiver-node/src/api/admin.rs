@@ -193,8 +193,7 @@ impl AdminApi {
     /// Admits an RPC between nodes: from a member only (`auth`), with no token.
     fn member<T>(&self, method: &'static str, request: &Request<T>) -> std::result::Result<Call, Status> {
         self.node.gate.member(method, request)?;
-        let from = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
-        Ok(Call::new(method, Principal::open(), from))
+        Ok(Call::new(method, Principal::open(), request.remote_addr()))
     }
 }
 

@@ -96,7 +96,7 @@ impl FeatureApi {
             self.node.meta.current(|s| Ok(s.registry.project(&req.project)?.select(&selection)?)).await?;
         let project = state.registry.project(&req.project)?;
         call.caller.check_pii(project, &features)?;
-        call.record_personal_read(&self.node.audit, self.node.id, &personal(project, &features)?).await?;
+        call.record_personal_read(&self.node.audit, self.node.id, || personal(project, &features)).await?;
         let linearizable = req.consistency() == Consistency::Linearizable;
         if req.entities.len() > MAX_ENTITIES_PER_READ {
             let n = req.entities.len();

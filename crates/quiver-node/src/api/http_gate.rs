@@ -4,11 +4,10 @@
 //! caller's token may read (`ui`), from the `Call` it finds in the request's extensions; a
 //! request without a valid token goes on the audit record.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Form;
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -16,7 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use quiver_core::access::Principal;
 use serde::Deserialize;
 
-use crate::auth::Call;
+use crate::auth::{Call, bearer};
 use crate::node::Node;
 use crate::ui::html::{escape, page};
 
@@ -30,9 +29,8 @@ pub fn routes() -> axum::Router<Arc<Node>> {
 
 /// The token a request carries: its bearer header, else the dashboard's cookie.
 fn secret(headers: &HeaderMap) -> Option<String> {
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(token) = bearer.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))) {
-        return Some(token.trim().to_string());
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(bearer(value).to_string());
     }
     let cookies = headers.get_all(header::COOKIE).into_iter().filter_map(|v| v.to_str().ok());
     cookies.flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
@@ -41,8 +39,7 @@ fn secret(headers: &HeaderMap) -> Option<String> {
 /// Lets a request through with its caller in the extensions, or answers why not.
 pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let from =
-        request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".into(), |c| c.0.to_string());
+    let from = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let page = if path.starts_with("/ui") { "dashboard" } else { "http" };
     let open = path == "/health" || path == LOGIN || (path == "/metrics" && node.config.auth.open_metrics);
     if open {
@@ -54,15 +51,8 @@ pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Nex
             request.extensions_mut().insert(Arc::new(Call::new(page, caller, from)));
             next.run(request).await
         }
-        Err(e) => unauthenticated(&node, Call::new(page, unknown(), from), path, request.uri(), e),
+        Err(e) => unauthenticated(&node, Call::unauthenticated(page, from), path, request.uri(), e),
     }
-}
-
-/// The caller of a request without a valid token, as the audit log names it.
-fn unknown() -> Principal {
-    let mut nobody = Principal::open();
-    nobody.name = "unauthenticated".into();
-    nobody
 }
 
 /// On record (without waiting), then the sign-in form for a page, or 401.

@@ -22,7 +22,7 @@ use crate::auth::Call;
 use crate::error::Result;
 use crate::monitoring::{drift_report, window_summaries};
 use crate::node::Node;
-use quiver_core::access::{Need, Role, is_pii};
+use quiver_core::access::{Need, Role, personal_in};
 
 pub struct MonitoringApi {
     pub node: Arc<Node>,
@@ -48,10 +48,7 @@ impl MonitoringApi {
         let fs = project.feature_set(&table.set, Some(table.version))?;
         // Top values and histograms show personal values.
         call.caller.check_pii_set(&project.name, fs)?;
-        let names: Vec<String> =
-            fs.features.iter().filter(|f| is_pii(fs, &f.name)).map(|f| format!("{}:{}", fs.name, f.name)).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        call.record_personal_read(&self.node.audit, self.node.id, &names).await?;
+        call.record_personal_read(&self.node.audit, self.node.id, || Ok(personal_in(fs))).await?;
         let by_name: BTreeMap<_, _> = summaries.columns.into_iter().collect();
         let features = fs
             .features

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use quiver_core::Error as CoreError;
-use quiver_core::access::{Need, Principal};
+use quiver_core::access::Need;
 
 use crate::auth::Call;
 use crate::error::{Error, Result};
@@ -31,10 +31,7 @@ pub fn admit<T: prost::Message>(
     node.gate.admit(method, request).map_err(|e| {
         node.metrics.observe(method, started, e.code());
         if matches!(e, Error::Core(CoreError::Unauthenticated(_))) {
-            let from = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
-            let mut nobody = Principal::open();
-            nobody.name = "unauthenticated".into();
-            let call = Call::new(method, nobody, from);
+            let call = Call::unauthenticated(method, request.remote_addr());
             node.audit.record_later(call.entry(node.id, None, outcome(&Err::<(), _>(&e))));
         }
         Status::from(e)

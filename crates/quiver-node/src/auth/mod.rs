@@ -10,6 +10,7 @@ pub mod limits;
 pub mod member;
 pub mod token;
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -38,14 +39,27 @@ pub struct Gate {
 pub struct Call {
     pub method: &'static str,
     pub caller: Principal,
-    pub from: String,
+    /// The caller's address, as the connection gave it.
+    from: Option<SocketAddr>,
     /// The project and the operation of the last `allow`.
     subject: Mutex<(Option<String>, String)>,
 }
 
+/// The token of an `authorization` header's value: after `Bearer `, else all of it.
+pub fn bearer(header: &str) -> &str {
+    header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or(header).trim()
+}
+
 impl Call {
-    pub fn new(method: &'static str, caller: Principal, from: String) -> Call {
+    pub fn new(method: &'static str, caller: Principal, from: Option<SocketAddr>) -> Call {
         Call { method, caller, from, subject: Mutex::default() }
+    }
+
+    /// A request without a valid token, as the audit log names its caller.
+    pub fn unauthenticated(method: &'static str, from: Option<SocketAddr>) -> Call {
+        let mut nobody = Principal::open();
+        nobody.name = "unauthenticated".into();
+        Call::new(method, nobody, from)
     }
 
     /// `PermissionDenied` unless the caller may do what `need` says.
@@ -59,10 +73,20 @@ impl Call {
         Ok(self.caller.check(need)?)
     }
 
-    /// Puts a read of personal `features` on record in `log` (node `node`) before their
-    /// values leave the node; with authentication off every caller is anonymous: no record.
-    pub async fn record_personal_read(&self, log: &AuditLog, node: u64, features: &[&str]) -> Result<()> {
-        if features.is_empty() || !self.caller.is_authenticated() {
+    /// Puts a read of the personal features `features` finds on record in `log` (node
+    /// `node`) before their values leave the node. With authentication off every caller is
+    /// anonymous: no record, and `features` is not even asked.
+    pub async fn record_personal_read(
+        &self,
+        log: &AuditLog,
+        node: u64,
+        features: impl FnOnce() -> quiver_core::Result<Vec<String>>,
+    ) -> Result<()> {
+        if !self.caller.is_authenticated() {
+            return Ok(());
+        }
+        let features = features()?;
+        if features.is_empty() {
             return Ok(());
         }
         let detail = format!("read personal features {}", features.join(", "));
@@ -75,7 +99,7 @@ impl Call {
         AuditEntry {
             at: crate::raft::now_micros(),
             actor: self.caller.name.clone(),
-            from: self.from.clone(),
+            from: self.from.map_or_else(|| "unknown".into(), |a| a.to_string()),
             node,
             action: self.method.to_string(),
             project,
@@ -117,12 +141,10 @@ impl Gate {
 
     /// Authenticates a request and takes it from its caller's limits.
     pub fn admit<T: prost::Message>(&self, method: &'static str, request: &Request<T>) -> Result<Call> {
-        let from = request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string());
         let header = request.metadata().get("authorization").map(|v| v.to_str().unwrap_or_default());
-        let secret = header.map(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).unwrap_or(h));
-        let caller = self.caller(secret)?;
-        self.limits.admit(&caller.name, request.get_ref().encoded_len(), Instant::now())?;
-        Ok(Call::new(method, caller, from))
+        let caller = self.caller(header.map(bearer))?;
+        self.limits.admit(&caller.name, || request.get_ref().encoded_len(), Instant::now())?;
+        Ok(Call::new(method, caller, request.remote_addr()))
     }
 
     /// Refuses an RPC between nodes from anything but a member (`member`).

@@ -386,10 +386,7 @@ impl MetaMachine {
                     token.revoked_at.get_or_insert(leader_time);
                     Response::Done
                 }
-                None => {
-                    let unknown = format!("no token named '{name}' (quiverctl token list shows them)");
-                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(unknown)));
-                }
+                None => return Ok(Response::Rejected(quiver_core::access::unknown_token(name))),
             },
             // Audit entries do not touch the in-memory state: only their own keys.
             MetaCommand::RecordAudit { node, first_seq, entries, retention_micros } => {

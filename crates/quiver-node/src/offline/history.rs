@@ -121,7 +121,7 @@ async fn join(node: &Node, req: &HistoryRequest, phases: &mut Phases) -> Result<
     let project = state.registry.project(&req.project)?;
     let resolved = project.select(&req.selection)?;
     req.call.caller.check_pii(project, &resolved)?;
-    req.call.record_personal_read(&node.audit, node.id, &personal(project, &resolved)?).await?;
+    req.call.record_personal_read(&node.audit, node.id, || personal(project, &resolved)).await?;
     let names = output_names(&resolved, req.short_names);
     // Group features by feature set version, in order of first appearance.
     let mut groups: Vec<SetColumns> = Vec::new();

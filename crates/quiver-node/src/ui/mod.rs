@@ -16,7 +16,7 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use quiver_core::access::{Need, Principal, Role, is_pii};
+use quiver_core::access::{Need, Principal, Role, personal_in};
 use quiver_core::audit::{AuditEntry, AuditQuery};
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::stats::{DriftStatus, DriftThresholds, FeatureSummary, drift};
@@ -298,22 +298,20 @@ async fn feature_set_body(node: &Node, call: &Call, project: &str, set: &str) ->
     let mut by_name: BTreeMap<String, FeatureSummary> = all.columns.into_iter().collect();
     // Personal features' values (top values, ranges, histograms) only with the PII grant;
     // without it the page says which features it leaves out, and why.
-    let hidden: Vec<&str> = match caller.reads_pii(project) {
-        true => Vec::new(),
-        false => fs.features.iter().filter(|f| is_pii(fs, &f.name)).map(|f| f.name.as_str()).collect(),
+    let (withheld, shown) = match caller.reads_pii(project) {
+        true => (Vec::new(), personal_in(fs)),
+        false => (personal_in(fs), Vec::new()),
     };
+    // `set:feature` less its `set:`.
+    let hidden: Vec<&str> = withheld.iter().map(|f| &f[fs.name.len() + 1..]).collect();
     by_name.retain(|name, _| !hidden.contains(&name.as_str()));
-    let shown: Vec<String> = match caller.reads_pii(project) {
-        true => fs.features.iter().filter(|f| is_pii(fs, &f.name)).map(|f| format!("{}:{}", fs.name, f.name)).collect(),
-        false => Vec::new(),
-    };
-    call.record_personal_read(&node.audit, node.id, &shown.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    call.record_personal_read(&node.audit, node.id, || Ok(shown)).await?;
     out.push_str("<h2>Statistics</h2>");
     if !hidden.is_empty() {
         out += &format!(
             "<p class=\"drift\">Personal data (tagged pii), not shown: {}. Reading their values needs a token with \
              the PII grant on project {}.</p>",
-            escape(&hidden.iter().map(|f| format!("{}:{f}", fs.name)).collect::<Vec<_>>().join(", ")),
+            escape(&withheld.join(", ")),
             escape(project)
         );
     }
