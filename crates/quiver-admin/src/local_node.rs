@@ -173,7 +173,11 @@ impl LocalNode {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!("quiver-node exited with {status}; see {}", self.log.display());
+                // The log's end says why; the file may be gone with a test's temp dir.
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!("quiver-node exited with {status}; the end of {}:\n{}", self.log.display(), tail.join("\n"));
             }
             if self.healthy().await {
                 return Ok(());

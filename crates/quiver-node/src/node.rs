@@ -7,8 +7,8 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_offline::store::OfflineStore;
 use tracing::warn;
 
-use crate::auth::Gate;
 use crate::auth::audit::AuditLog;
+use crate::auth::{Gate, token};
 use crate::backup::create::Backups;
 use crate::config::Config;
 use crate::groups::Groups;
@@ -45,11 +45,16 @@ pub struct Node {
 }
 
 impl Node {
-    /// True once the meta group and every shard assigned here have a leader.
+    /// True once the meta group and every shard assigned here have a leader, and the
+    /// cluster admin's token is known here.
     pub fn is_ready(&self) -> bool {
         let state = self.meta.latest();
         let assigned = state.shard_map.shards.iter().filter(|s| s.hosted_by(self.id));
+        // The first member registers the cluster admin's token once the meta group has a
+        // leader: until this node has applied it, that token would be refused here.
+        let admin_known = state.tokens.values().any(|t| t.name == token::BOOTSTRAP_NAME);
         !state.shard_map.shards.is_empty()
+            && admin_known
             && self.groups.leader_of(META_GROUP).is_some()
             && assigned.into_iter().all(|s| self.groups.leader_of(s.id).is_some())
     }
