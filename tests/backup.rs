@@ -340,29 +340,51 @@ async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_incremental_chain_restores_the_last_state_and_deletion_keeps_what_it_needs() {
+async fn an_incremental_chain_stores_the_changes_restores_the_last_state_and_deletion_keeps_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
     let node = LocalNode::start(&dir.path().join("source"), &["--config", &config, "--shards", "4"]).await.unwrap();
     let client = with_rides(&node).await;
     let to = dir.path().join("backups").display().to_string();
-    let mut ids = Vec::new();
-    let mut expected = BTreeMap::new();
-    for round in 0..3i64 {
-        // Each round writes a few drivers: most shards change, some may not.
-        let rows: Vec<_> = (0..3).map(|k| (round * 10 + k, (round * 10 + k) as f64 + 0.25)).collect();
+    let mut expected: BTreeMap<i64, f64> = (1000..3000).map(|id| (id, id as f64 + 0.25)).collect();
+    let rows = expected.iter().map(|(id, v)| driver_row(*id, now_micros(), *v, 1)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    // Exported before the full backup, so the next ones differ from it by the rounds' writes.
+    let at = now_micros() + 60_000_000;
+    let exported = |h: &RecordBatch| {
+        let conv_rate = h.schema().fields().iter().position(|f| f.name().ends_with("conv_rate")).unwrap();
+        h.column(conv_rate).null_count() == 0
+    };
+    settled(|| history(&client, 1000..3000, at), exported).await;
+    let mut ids = vec![create(&node.endpoint(), &to, &[])];
+    for round in 1..3i64 {
+        // A few drivers each round, and one driver of the full backup changed again.
+        let mut rows: Vec<(i64, f64)> = (0..3).map(|k| (round * 10 + k, (round * 10 + k) as f64 + 0.25)).collect();
+        rows.push((1500, round as f64));
         expected.extend(rows.iter().copied());
         let rows = rows.iter().map(|(id, v)| driver_row(*id, now_micros(), *v, 1)).collect();
         client.write("rides", "driver_stats", rows).await.unwrap();
-        ids.push(create(&node.endpoint(), &to, if round == 0 { &[] } else { &["--incremental"] }));
+        ids.push(create(&node.endpoint(), &to, &["--incremental"]));
     }
     let described = ctl(&["backup", "describe", &ids[2], "--from", &to], &[]);
-    assert!(described.contains(&format!("builds on {}", ids[1])), "{described}");
+    assert!(described.contains(&format!("builds on {}", ids[1])) && described.contains("changes on 2"), "{described}");
+    // An incremental backup stores the keys that changed, not the shards they are in.
+    let shard_bytes = |id: &str| -> u64 {
+        let dir = Path::new(&to).join(id);
+        let cuts = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-"));
+        cuts.map(|e| e.metadata().unwrap().len()).sum()
+    };
+    let full = shard_bytes(&ids[0]);
+    for id in &ids[1..] {
+        assert!(shard_bytes(id) * 10 < full, "{id} stores {} bytes of shards, the full backup {full}", shard_bytes(id));
+    }
     // The last backup needs the earlier ones: deleting one is refused, --keep 1 keeps all.
     let refused = ctl_result(&["backup", "delete", &ids[0], "--from", &to], &[]);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("needed by"));
     ctl(&["backup", "delete", "--keep", "1", "--from", &to], &[]);
     assert_eq!(listed(&to, &[]).len(), 3);
+    let verified = ctl(&["backup", "verify", &ids[2], "--from", &to], &[]);
+    assert!(verified.contains("verified"), "{verified}");
 
     drop(node);
     let restored = restore_single(&ids[2], &to, &dir.path().join("restored"), None, &[]).await;

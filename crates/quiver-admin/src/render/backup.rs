@@ -79,11 +79,15 @@ pub fn describe(c: &Catalog) -> String {
                 g.pairs.to_string(),
                 g.rows.to_string(),
                 HumanBytes(g.object.bytes).to_string(),
+                match g.builds_on.len() {
+                    0 => "whole".into(),
+                    n => format!("changes on {n}"),
+                },
                 g.object.path.clone(),
             ]
         })
         .collect();
-    out += &table(&["GROUP", "TERM", "CUT INDEX", "PAIRS", "ROWS", "SIZE", "OBJECT"], &groups);
+    out += &table(&["GROUP", "TERM", "CUT INDEX", "PAIRS", "ROWS", "SIZE", "STORED", "OBJECT"], &groups);
     let copied = c.offline.iter().filter(|f| f.copy.is_some()).count();
     let bytes: u64 = c.offline.iter().map(|f| f.bytes).sum();
     out += &format!(

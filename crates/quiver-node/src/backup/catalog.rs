@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quiver_offline::store::{OfflineStore, S3Settings};
 
-use super::format::{self, CATALOG, Catalog, FrameReader, Object, ObjectReader, read_catalog};
+use super::delta::State;
+use super::format::{self, CATALOG, Catalog, GroupCut, Object, ObjectReader, read_catalog};
 use crate::error::{Error, Result};
 
 /// Opens a backup location: a directory or `s3://bucket/prefix`.
@@ -77,12 +78,11 @@ pub async fn verify(
     mut checked: impl FnMut(&Object),
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let cuts = std::iter::once(&catalog.meta).chain(&catalog.shards).map(|c| &c.object);
-    for object in cuts {
-        if let Err(e) = check_cut(location, object).await {
+    for cut in std::iter::once(&catalog.meta).chain(&catalog.shards) {
+        if let Err(e) = check_cut(location, cut).await {
             problems.push(e.to_string());
         }
-        checked(object);
+        cut.objects().into_iter().for_each(&mut checked);
     }
     for file in &catalog.offline {
         let (store, object) = match (&file.copy, offline) {
@@ -101,11 +101,22 @@ pub async fn verify(
     problems
 }
 
-/// A `.cut` object: every frame readable, then its size and checksum.
-async fn check_cut(location: &OfflineStore, object: &Object) -> Result<()> {
-    let mut frames = FrameReader::new(ObjectReader::open(location, &object.path).await?);
-    while frames.next().await?.is_some() {}
-    frames.check(object).await
+/// A group's cut: every frame of its objects readable and in order, as many pairs as the
+/// catalog says, then each object's size and checksum.
+async fn check_cut(location: &OfflineStore, cut: &GroupCut) -> Result<()> {
+    let (_, mut state) = State::open(location, &cut.objects(), cut.group).await?;
+    let mut pairs = 0u64;
+    while state.next().await?.is_some() {
+        pairs += 1;
+    }
+    state.finish().await?;
+    match pairs == cut.pairs {
+        true => Ok(()),
+        false => Err(Error::Backup(format!(
+            "{} holds {pairs} pairs, the catalog says {}",
+            cut.object.path, cut.pairs
+        ))),
+    }
 }
 
 /// Backups that `keep` depend on (themselves included).
@@ -171,11 +182,10 @@ pub async fn delete(location: &OfflineStore, id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::format::GroupCut;
 
     fn listed(id: &str, parent: Option<&str>, complete: bool) -> Listed {
         let object = Object { path: format!("{id}/meta.cut"), bytes: 1, checksum: String::new() };
-        let meta = GroupCut { group: 0, term: 1, index: 1, pairs: 1, rows: 0, object };
+        let meta = GroupCut { group: 0, term: 1, index: 1, pairs: 1, rows: 0, builds_on: Vec::new(), object };
         let catalog = Catalog {
             format: 1,
             id: id.into(),

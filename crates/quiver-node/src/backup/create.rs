@@ -9,8 +9,11 @@
 //!    to the offline store, and no file it lists holds a row a shard's cut lacks (exports
 //!    were held): a restored shard exports exactly the rows its queue still has.
 //! 4. The cuts stream into `.cut` objects while the cluster goes on (copy-on-write, see
-//!    `raft::cut`); each shard's range is checked against the meta cut's map.
-//! 5. The offline files the meta cut names are read (checksums) and copied.
+//!    `raft::cut`); each shard's range is checked against the meta cut's map. In an
+//!    incremental backup a group whose applied log id has not moved is named, not stored,
+//!    and one whose has stores only the keys that changed since (`delta`).
+//! 5. The offline files the meta cut names are read (checksums) and copied, those an
+//!    incremental backup's parent lists already named again.
 //! 6. The catalog is written last; then `RecordBackup` for status.
 //!
 //! A backup that dies on the way leaves objects but no catalog: it is not complete, is
@@ -28,10 +31,12 @@ use quiver_proto::v1::RaftMessage;
 use quiver_proto::v1::raft_service_client::RaftServiceClient;
 
 use super::catalog;
+use super::delta::{Diff, State};
 use super::format::{
-    CATALOG_FORMAT, Catalog, CutHeader, Frame, GroupCut, ObjectReader, ObjectWriter, OfflineFile, backup_id,
+    CATALOG_FORMAT, Catalog, Change, CutHeader, Frame, GroupCut, Object, ObjectReader, ObjectWriter, OfflineFile,
+    backup_id,
 };
-use crate::codec::decode;
+use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::groups::Groups;
@@ -47,6 +52,11 @@ use crate::raft::now_micros;
 const CUT_HOLD_MS: u64 = 60_000;
 /// How long a group's cut is looked for among its replicas (elections, moves).
 const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
+/// Incremental cuts a group's cut builds on at most: the next one is stored whole, so a
+/// restore reads a bounded number of objects at once.
+const MAX_CHAIN: usize = 8;
+/// Keys gone since the earlier cut, written per frame.
+const REMOVED_PER_FRAME: usize = 2_000;
 
 /// What a backup is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -143,12 +153,12 @@ impl Backups {
             let group = header.group;
             report.phase(format!("reading shard {group}"));
             crate::failpoint::delay("backup-object").await;
-            let reuse = parent.as_ref().and_then(|p| unchanged(&p.shards, &header));
-            let (cut, range) = match reuse {
-                Some(cut) => (cut, None),
+            let earlier = parent.as_ref().and_then(|p| p.shards.iter().find(|c| c.group == group));
+            let (cut, range) = match earlier.filter(|c| unchanged(c, &header)) {
+                Some(cut) => (cut.clone(), None),
                 None => {
                     let path = format!("{id}/shard-{group}.cut");
-                    write_cut(&location, &path, header, stream, SHARD_RANGE, &mut report).await?
+                    write_cut(&location, &path, header, stream, SHARD_RANGE, earlier, &mut report).await?
                 }
             };
             report.progress.objects_done += 1;
@@ -158,7 +168,9 @@ impl Backups {
         report.phase("reading the meta group".into());
         let (meta_header, meta_stream) = meta;
         let path = format!("{id}/meta.cut");
-        let (meta_cut, state) = write_cut(&location, &path, meta_header, meta_stream, META_STATE, &mut report).await?;
+        let earlier = parent.as_ref().map(|p| &p.meta);
+        let (meta_cut, state) =
+            write_cut(&location, &path, meta_header, meta_stream, META_STATE, earlier, &mut report).await?;
         report.progress.objects_done += 1;
         let state: MetaState = decode(&state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?)?;
         check_ranges(&state, &ranges)?;
@@ -326,36 +338,44 @@ fn addresses(state: &MetaState, ids: impl Iterator<Item = u64>) -> Vec<String> {
     ids.filter(|id| seen.insert(*id)).filter_map(|id| state.nodes.get(&id).map(|n| n.addr.clone())).collect()
 }
 
-/// The parent's cut of a group whose state has not moved since (same applied log id).
-fn unchanged(cuts: &[GroupCut], header: &CutHeader) -> Option<GroupCut> {
-    let applied = header.applied?;
-    cuts.iter()
-        .find(|c| c.group == header.group && c.index == applied.index && c.term == applied.leader_id.term)
-        .cloned()
+/// Whether the earlier cut of a group is at the same applied log id as `header`: its state
+/// has not moved since.
+fn unchanged(earlier: &GroupCut, header: &CutHeader) -> bool {
+    header.applied.is_some_and(|a| earlier.index == a.index && earlier.term == a.leader_id.term)
 }
 
-/// Streams one group's cut into an object; answers its entry and the value of `watch`.
+/// Streams one group's cut into an object: whole, or as its changes since `earlier` (the
+/// same group's cut in the backup this one builds on) unless that chain is already
+/// `MAX_CHAIN` long. Answers its entry and the value of `watch`.
 async fn write_cut(
     location: &OfflineStore,
     path: &str,
     header: CutHeader,
     mut stream: Stream,
     watch: &[u8],
+    earlier: Option<&GroupCut>,
     report: &mut Reporter<'_>,
 ) -> Result<(GroupCut, Option<Vec<u8>>)> {
     let group = header.group;
     let applied = header.applied.unwrap_or_default();
+    let builds_on: Vec<Object> = match earlier.filter(|e| e.builds_on.len() < MAX_CHAIN) {
+        Some(e) => e.objects().into_iter().cloned().collect(),
+        None => Vec::new(),
+    };
+    let mut diff = match builds_on.is_empty() {
+        true => None,
+        false => Some(Diff::new(State::open(location, &builds_on.iter().collect::<Vec<_>>(), group).await?.1)),
+    };
     let mut writer = ObjectWriter::create(location, path).await?;
     writer.write_frame(&Frame::Header(header)).await?;
-    let (mut pairs, mut rows, mut watched) = (0u64, 0u64, None);
+    let (mut pairs, mut rows, mut watched, mut stored) = (0u64, 0u64, None, 0u64);
     loop {
         let message = stream
             .message()
             .await
             .map_err(|s| Error::Backup(format!("reading group {group}'s cut: {}", s.message())))?
             .ok_or_else(|| Error::Backup(format!("group {group}'s cut stopped before its end")))?;
-        let frame: Frame = decode(&message.payload)?;
-        match &frame {
+        match decode(&message.payload)? {
             Frame::Pairs(chunk) => {
                 pairs += chunk.len() as u64;
                 let new_rows = chunk.iter().filter(|(k, _)| k.first() == Some(&ROW)).count() as u64;
@@ -364,22 +384,54 @@ async fn write_cut(
                 if let Some((_, v)) = chunk.iter().find(|(k, _)| k.as_slice() == watch) {
                     watched = Some(v.clone());
                 }
+                match diff.as_mut() {
+                    None => {
+                        stored += chunk.len() as u64;
+                        write_frame(&mut writer, &message.payload, report).await?;
+                    }
+                    Some(diff) => {
+                        let changes = diff.changes(&chunk).await?;
+                        stored += write_changes(&mut writer, changes, report).await?;
+                    }
+                }
             }
-            Frame::End { pairs: sent } if *sent != pairs => {
+            Frame::End { pairs: sent } if sent != pairs => {
                 return Err(Error::Backup(format!("group {group}'s cut sent {pairs} pairs but counted {sent}")));
             }
-            Frame::End { .. } => {}
-            Frame::Header(_) => return Err(Error::Backup(format!("group {group}'s cut sent a second header"))),
-        }
-        writer.write_encoded_frame(&message.payload).await?;
-        report.wrote(message.payload.len() as u64 + 4).await;
-        if let Frame::End { .. } = frame {
-            break;
+            Frame::End { .. } => break,
+            other => return Err(Error::Backup(format!("group {group}'s cut sent {other:?} amid its pairs"))),
         }
     }
+    if let Some(mut diff) = diff {
+        loop {
+            let removed = diff.removed(REMOVED_PER_FRAME).await?;
+            if removed.is_empty() {
+                break;
+            }
+            stored += write_changes(&mut writer, removed, report).await?;
+        }
+        // The earlier cuts were read whole: a damaged one fails this backup, not its restore.
+        diff.finish().await?;
+    }
+    write_frame(&mut writer, &encode(&Frame::End { pairs: stored })?, report).await?;
     let object = writer.finish().await?;
-    let cut = GroupCut { group, term: applied.leader_id.term, index: applied.index, pairs, rows, object };
+    let cut = GroupCut { group, term: applied.leader_id.term, index: applied.index, pairs, rows, builds_on, object };
     Ok((cut, watched))
+}
+
+async fn write_frame(writer: &mut ObjectWriter, payload: &[u8], report: &mut Reporter<'_>) -> Result<()> {
+    writer.write_encoded_frame(payload).await?;
+    report.wrote(payload.len() as u64 + 4).await;
+    Ok(())
+}
+
+/// Writes `changes` as a frame unless there are none; answers how many.
+async fn write_changes(writer: &mut ObjectWriter, changes: Vec<Change>, report: &mut Reporter<'_>) -> Result<u64> {
+    let count = changes.len() as u64;
+    if count > 0 {
+        write_frame(writer, &encode(&Frame::Changes(changes))?, report).await?;
+    }
+    Ok(count)
 }
 
 /// Every shard's range in its cut is its range in the meta cut's map (no split or merge

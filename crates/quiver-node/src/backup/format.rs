@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! <location>/<id>/meta.cut          the meta group's state tree at one applied log id
-//! <location>/<id>/shard-<n>.cut     each shard's state tree at one applied log id
+//! <location>/<id>/shard-<n>.cut     each shard's state tree at one applied log id, or its
+//!                                   changes since the cut it builds on (`delta`)
 //! <location>/<id>/offline/<path>    copies of the offline store's Parquet files
 //! <location>/<id>/catalog.json      written last: a backup without it is not complete
 //! ```
 //!
 //! A `.cut` object is a sequence of frames (`u32` little-endian length, then a bincode
-//! `Frame`): one header, the tree's pairs in key order, and an end frame with their count,
-//! so a cut object that stops early is found even without its checksum. Every object is
+//! `Frame`): one header, the tree's pairs (or changes) in key order, and an end frame with
+//! their count, so a cut object that stops early is found even without its checksum. Every object is
 //! listed in the catalog with its size and xxh3-128 checksum; an incremental backup's
 //! catalog may name objects in the directory of the backup it builds on.
 
@@ -25,17 +26,24 @@ use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
 use crate::storage::KvPair;
 
-/// The catalog layout this build writes and reads.
-pub const CATALOG_FORMAT: u32 = 1;
+/// The catalog layout this build writes; it reads this one and the ones before (format 1
+/// had no incremental cuts of a group: every cut was whole).
+pub const CATALOG_FORMAT: u32 = 2;
 pub const CATALOG: &str = "catalog.json";
 /// A frame larger than this is damage, not data (chunks are far smaller).
 const MAX_FRAME: usize = 256 << 20;
+
+/// A key and its new value, or `None`: the key went away.
+pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
 /// One frame of a `.cut` object, and of the `RaftService.ReadCut` stream it is copied from.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Frame {
     Header(CutHeader),
     Pairs(Vec<KvPair>),
+    /// In an incremental cut: keys changed since the cut it builds on (`delta`).
+    Changes(Vec<Change>),
+    /// How many pairs (or changes) came before it.
     End { pairs: u64 },
 }
 
@@ -75,7 +83,18 @@ pub struct GroupCut {
     /// State-tree pairs, and of those online rows (shards).
     pub pairs: u64,
     pub rows: u64,
+    /// Earlier cuts of the group this one stores the changes since, oldest (a whole one)
+    /// first; empty when `object` holds the whole state.
+    #[serde(default)]
+    pub builds_on: Vec<Object>,
     pub object: Object,
+}
+
+impl GroupCut {
+    /// The objects that hold the cut, read in this order (`delta::State`).
+    pub fn objects(&self) -> Vec<&Object> {
+        self.builds_on.iter().chain(std::iter::once(&self.object)).collect()
+    }
 }
 
 /// An object of the backup location.
@@ -101,7 +120,7 @@ pub struct OfflineFile {
 impl Catalog {
     /// Every object of the location the backup needs, its parents' included.
     pub fn objects(&self) -> impl Iterator<Item = &Object> {
-        let cuts = std::iter::once(&self.meta).chain(&self.shards).map(|c| &c.object);
+        let cuts = std::iter::once(&self.meta).chain(&self.shards).flat_map(GroupCut::objects);
         cuts.chain(self.offline.iter().filter_map(|f| f.copy.as_ref()))
     }
 
@@ -296,9 +315,9 @@ pub async fn read_catalog(location: &OfflineStore, id: &str) -> Result<Option<Ca
             let bytes = got.bytes().await.map_err(|e| store_err(&format!("reading {path}"), e))?;
             let catalog: Catalog =
                 serde_json::from_slice(&bytes).map_err(|e| Error::Backup(format!("{path} is damaged: {e}")))?;
-            if catalog.format != CATALOG_FORMAT {
+            if !(1..=CATALOG_FORMAT).contains(&catalog.format) {
                 return Err(Error::Backup(format!(
-                    "{path} is in catalog format {}, this build reads {CATALOG_FORMAT}",
+                    "{path} is in catalog format {}, this build reads formats 1 to {CATALOG_FORMAT}",
                     catalog.format
                 )));
             }

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod create;
+pub mod delta;
 pub mod format;
 pub mod pins;
 pub mod restore;

@@ -21,7 +21,8 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_offline::store::OfflineStore;
 
 use super::catalog;
-use super::format::{Catalog, Frame, FrameReader, Object, ObjectReader, ObjectWriter};
+use super::delta::State;
+use super::format::{Catalog, GroupCut, Object, ObjectReader, ObjectWriter};
 use crate::codec::{decode, encode};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -32,6 +33,8 @@ use crate::storage::{KvEngine, SledEngine, WriteBatch};
 
 /// Replicas per shard in the restored cluster, as in a new one.
 const REPLICAS: usize = 3;
+/// Pairs written to a restored tree per batch.
+const WRITE_BATCH: usize = 2_000;
 
 /// What a restore wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,8 +142,7 @@ async fn write_data_dir(
     restore_group(
         engine.as_ref(),
         source,
-        &catalog.meta.object,
-        META_GROUP,
+        &catalog.meta,
         me,
         &voters,
         &mut rewrite_meta,
@@ -163,8 +165,7 @@ async fn write_data_dir(
         progress(&report);
         let voters = shard.replicas.iter().filter_map(|id| voters.get(id).map(|n| (*id, n.clone()))).collect();
         let mut keep = |_: &[u8], value: Vec<u8>| Ok(value);
-        restore_group(engine.as_ref(), source, &cut.object, cut.group, me, &voters, &mut keep, &mut report, progress)
-            .await?;
+        restore_group(engine.as_ref(), source, cut, me, &voters, &mut keep, &mut report, progress).await?;
         rows += cut.rows;
         groups.push(cut.group);
     }
@@ -200,51 +201,41 @@ fn for_new_cluster(state: &mut MetaState, members: &BTreeMap<u64, String>) {
     state.garbage.clear();
 }
 
-/// Writes one group's trees from its `.cut` object, checking it as it streams.
+/// Writes one group's trees from its cut's objects, checking them as they stream.
 #[allow(clippy::too_many_arguments)]
 async fn restore_group(
     engine: &dyn KvEngine,
     source: &OfflineStore,
-    object: &Object,
-    group: u64,
+    cut: &GroupCut,
     me: u64,
     voters: &BTreeMap<u64, BasicNode>,
     rewrite: &mut impl FnMut(&[u8], Vec<u8>) -> Result<Vec<u8>>,
     report: &mut BackupProgress,
     progress: &mut impl FnMut(&BackupProgress),
 ) -> Result<()> {
-    let damaged = |why: String| Error::Backup(format!("{} is damaged: {why}", object.path));
-    let mut frames = FrameReader::new(ObjectReader::open(source, &object.path).await?);
-    let header = match frames.next().await? {
-        Some(Frame::Header(h)) if h.group == group => h,
-        other => return Err(damaged(format!("it does not begin with group {group}'s header: {other:?}"))),
-    };
+    let damaged = |why: String| Error::Backup(format!("{} is damaged: {why}", cut.object.path));
+    let group = cut.group;
+    let (header, mut pairs_in) = State::open(source, &cut.objects(), group).await?;
     let applied: LogId<u64> = header.applied.ok_or_else(|| damaged("its cut has no applied log id".into()))?;
     let state = engine.tree(&tree_name(group, TreePart::State))?;
-    let mut pairs = 0u64;
-    loop {
-        match frames.next().await? {
-            Some(Frame::Pairs(chunk)) => {
-                let mut batch = WriteBatch::default();
-                for (key, value) in chunk {
-                    pairs += 1;
-                    if key.as_slice() != MEMBERSHIP {
-                        let value = rewrite(&key, value)?;
-                        batch.put(key, value);
-                    }
-                }
-                state.write(batch)?;
-            }
-            Some(Frame::End { pairs: sent }) if sent == pairs => break,
-            Some(Frame::End { pairs: sent }) => return Err(damaged(format!("{pairs} pairs, its end says {sent}"))),
-            Some(Frame::Header(_)) => return Err(damaged("a second header".into())),
-            None => return Err(damaged("it ends before its end frame".into())),
+    let (mut pairs, mut batch) = (0u64, WriteBatch::default());
+    while let Some((key, value)) = pairs_in.next().await? {
+        pairs += 1;
+        if key.as_slice() != MEMBERSHIP {
+            let value = rewrite(&key, value)?;
+            batch.put(key, value);
+        }
+        if batch.len() >= WRITE_BATCH {
+            state.write(std::mem::take(&mut batch))?;
         }
     }
-    if frames.next().await?.is_some() {
-        return Err(damaged("frames after its end".into()));
+    if !batch.is_empty() {
+        state.write(batch)?;
     }
-    frames.check(object).await?;
+    pairs_in.finish().await?;
+    if pairs != cut.pairs {
+        return Err(damaged(format!("{pairs} pairs, the catalog says {}", cut.pairs)));
+    }
     let mut batch = WriteBatch::default();
     let membership = Membership::from(voters.clone());
     batch.put(MEMBERSHIP, encode(&StoredMembership::new(Some(applied), membership))?);
@@ -256,7 +247,7 @@ async fn restore_group(
     log.put(LOG_VOTE, encode(&Vote::new(applied.leader_id.term, me))?);
     engine.tree(&tree_name(group, TreePart::Log))?.write(log)?;
     report.objects_done += 1;
-    report.bytes += object.bytes;
+    report.bytes += cut.objects().iter().map(|o| o.bytes).sum::<u64>();
     progress(report);
     Ok(())
 }

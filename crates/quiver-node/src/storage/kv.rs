@@ -42,6 +42,15 @@ impl WriteBatch {
         self.ops.push((key.into(), None));
     }
 
+    /// How many puts and deletes it holds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
     /// The keys the batch puts or deletes, in the order given.
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.ops.iter().map(|(k, _)| k.as_slice())
