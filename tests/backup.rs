@@ -371,7 +371,10 @@ async fn an_incremental_chain_stores_the_changes_restores_the_last_state_and_del
     // An incremental backup stores the keys that changed, not the shards they are in.
     let shard_bytes = |id: &str| -> u64 {
         let dir = Path::new(&to).join(id);
-        let cuts = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("shard-"));
+        let cuts = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("shard-"));
         cuts.map(|e| e.metadata().unwrap().len()).sum()
     };
     let full = shard_bytes(&ids[0]);

@@ -608,14 +608,7 @@ async fn a_large_answer_streams_in_batches_that_make_the_whole_set() {
     let dir = tempfile::tempdir().unwrap();
     let (_node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
     let now = now_micros();
-    let rows: Vec<_> = (0..1_000).map(|id| quiver_tests::driver_row(id, now - HOUR, id as f64 / 1000.0, id)).collect();
-    client.write("rides", "driver_stats", rows).await.unwrap();
-    // Both answers read the same files: once the rows are exported.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while client.files("rides", "driver_stats").await.unwrap().iter().map(|f| f.rows).sum::<u64>() < 1_000 {
-        assert!(std::time::Instant::now() < deadline, "the rows were never exported");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    exported_drivers(&client, 1_000, now - HOUR).await;
     // 200,000 spine rows with a long label: tens of MB, so several messages.
     let mut spine = String::from("driver_id,event_timestamp,label\n");
     for i in 0..200_000i64 {
@@ -640,4 +633,50 @@ async fn a_large_answer_streams_in_batches_that_make_the_whole_set() {
     assert_eq!(streamed, client.historical(request()).await.unwrap(), "streamed or whole, the same set");
     let first = streamed.column_by_name("driver_id").unwrap().as_primitive::<Int64Type>();
     assert_eq!(first.values()[..3], [0, 1, 2], "in spine order");
+}
+
+/// Writes drivers 0..`count`, each with conv_rate id / 1000 at `at`, and waits until the
+/// rows are exported: answers then read the same files.
+async fn exported_drivers(client: &Client, count: i64, at: i64) {
+    let rows: Vec<_> = (0..count).map(|id| quiver_tests::driver_row(id, at, id as f64 / 1000.0, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client.files("rides", "driver_stats").await.unwrap().iter().map(|f| f.rows).sum::<u64>() < count as u64 {
+        assert!(std::time::Instant::now() < deadline, "the rows were never exported");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_larger_than_its_memory_spills_and_gives_the_same_answer() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[offline]\nretrieval_memory = \"256KiB\"\n").unwrap();
+    let (_node, client) = node_with_rides_env(dir.path(), &["--config", config.to_str().unwrap()], &[]).await;
+    let now = now_micros();
+    exported_drivers(&client, 5_000, now - HOUR).await;
+    // The join needs about 5,000 events × 68 + 20,000 spine rows × 40 bytes: 1.1 MB, four
+    // times the budget. Drivers from 5,000 have no rows.
+    let spine: Vec<(i64, i64)> = (0..20_000i64).map(|i| (i % 6_000, now - i)).collect();
+    let request = HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
+        spine_batches(&spine),
+    );
+    let mut stream = client.historical_stream(request, |_| {}).await.unwrap();
+    let memory = stream.memory();
+    assert!(memory.partitions > 1 && memory.spilled_bytes > 0 && memory.peak_bytes <= 256 << 10, "{memory:?}");
+    let schema = stream.schema();
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        batches.push(batch.unwrap());
+    }
+    let answer = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+    let rates = answer.column_by_name("driver_stats:conv_rate").unwrap().as_primitive::<Float64Type>();
+    let got: Vec<Option<f64>> = rates.iter().collect();
+    let expected: Vec<Option<f64>> = spine.iter().map(|(id, _)| (*id < 5_000).then(|| *id as f64 / 1000.0)).collect();
+    assert_eq!(got, expected, "every spine row, in order, with its driver's value or none");
+    let spill = dir.path().join("node/spill");
+    assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "no spill file is left behind");
 }

@@ -41,6 +41,9 @@ pub struct Args {
     /// Seconds in all, for CI: 20k feature rows, a 2k-row spine.
     #[arg(long, conflicts_with = "size")]
     quick: bool,
+    /// The node's `[offline] retrieval_memory` (e.g. 256MiB): what a join holds before it spills.
+    #[arg(long)]
+    retrieval_memory: Option<String>,
     /// `json`: the figures as one JSON object on stdout, the text on stderr.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -125,7 +128,11 @@ pub async fn run(args: Args) -> Result<()> {
         dir_bytes(&data)? as f64 / f64::from(1 << 20)
     ));
 
-    let mut node = LocalNode::start(&root.join("node"), &[]).await?;
+    let memory_flag: Vec<&str> = match &args.retrieval_memory {
+        Some(memory) => vec!["--retrieval-memory", memory],
+        None => Vec::new(),
+    };
+    let mut node = LocalNode::start(&root.join("node"), &memory_flag).await?;
     let pid = node.pid().context("the node is not running")?;
     let client = node.client().await?;
     let defs = parse_definitions(crate::datagen::DEFINITIONS)?;
@@ -173,7 +180,7 @@ pub async fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let mut answer = client.historical_stream(request.clone(), |_| {}).await?;
     let computed = started.elapsed();
-    let (schema, phases) = (answer.schema(), answer.phases().to_vec());
+    let (schema, phases, memory) = (answer.schema(), answer.phases().to_vec(), answer.memory());
     let mut batches = Vec::new();
     while let Some(batch) = answer.next().await {
         batches.push(batch?);
@@ -194,6 +201,13 @@ pub async fn run(args: Args) -> Result<()> {
     let mut spent = phases.iter().map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64())).collect::<Vec<_>>();
     spent.push(format!("receiving {:.2} s", quiver_secs - computed.as_secs_f64()));
     out.say(format!("  where the time went: {}", spent.join(", ")));
+    out.say(format!(
+        "  the joins' own accounting: {:.1} MiB held at most, {:.1} MiB spilled, {} partition(s) \
+         ([offline] retrieval_memory)",
+        mib(memory.peak_bytes / 1024),
+        mib(memory.spilled_bytes / 1024),
+        memory.partitions
+    ));
     if training.num_rows() != spine_rows {
         out.say(format!("warning: {} output rows for a {spine_rows}-row spine", training.num_rows()));
     }
@@ -268,7 +282,9 @@ pub async fn run(args: Args) -> Result<()> {
         "statistics": {"lag_secs": stats_secs - ingest_secs, "rows_per_sec": report.rows as f64 / stats_secs},
         "retrieval": {"secs": quiver_secs, "peak_mib": mib(retrieval_peak),
                       "added_mib": mib(retrieval_peak.saturating_sub(resident_before)), "rows": training_rows,
-                      "matched": matched, "files": files, "serving": serving},
+                      "matched": matched, "files": files, "serving": serving,
+                      "join_peak_mib": mib(memory.peak_bytes / 1024),
+                      "spilled_mib": mib(memory.spilled_bytes / 1024), "partitions": memory.partitions},
         "materialize": {"rows_read": progress.rows_read, "entities_written": progress.entities_written,
                         "secs": materialize_secs, "rows_per_sec": progress.rows_read as f64 / materialize_secs,
                         "peak_mib": mib(materialize_peak)},

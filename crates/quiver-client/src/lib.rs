@@ -124,7 +124,7 @@ pub use access::NewToken;
 pub use arrow_array::RecordBatch;
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result};
-pub use offline::TrainingSetStream;
+pub use offline::{JoinMemory, TrainingSetStream};
 pub use quiver_core::access::{Role, Scope, TokenInfo};
 pub use quiver_core::audit::{AuditEntry, AuditQuery};
 pub use quiver_core::backup::{BackupProgress, BackupRecord};

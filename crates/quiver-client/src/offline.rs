@@ -111,6 +111,7 @@ impl Client {
         let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
         let mut decoder = AnswerDecoder::default();
         let (mut rows, mut pending, mut phases) = (0, VecDeque::new(), Vec::new());
+        let mut memory = JoinMemory::default();
         // Progress beats until the answer's first bytes, which carry its schema.
         let schema = loop {
             let Some(chunk) = self.next_message(&mut stream).await? else {
@@ -120,6 +121,11 @@ impl Client {
                 progress(Duration::from_millis(p.elapsed_ms));
                 if !p.phases.is_empty() {
                     phases = p.phases.into_iter().map(|p| (p.name, Duration::from_micros(p.micros))).collect();
+                    memory = JoinMemory {
+                        peak_bytes: p.peak_memory_bytes,
+                        spilled_bytes: p.spilled_bytes,
+                        partitions: p.partitions,
+                    };
                 }
             }
             rows += chunk.rows;
@@ -146,7 +152,7 @@ impl Client {
                 }
             },
         );
-        Ok(TrainingSetStream { schema, rows, phases, batches: Box::pin(batches) })
+        Ok(TrainingSetStream { schema, rows, phases, memory, batches: Box::pin(batches) })
     }
 
     /// Training datasets saved in a project, with their lineage.
@@ -192,6 +198,7 @@ pub struct TrainingSetStream {
     schema: SchemaRef,
     rows: u64,
     phases: Vec<(String, Duration)>,
+    memory: JoinMemory,
     batches: std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
 }
 
@@ -212,6 +219,23 @@ impl TrainingSetStream {
     pub fn phases(&self) -> &[(String, Duration)] {
         &self.phases
     }
+
+    /// What the node's joins held and spilled for it.
+    pub fn memory(&self) -> JoinMemory {
+        self.memory
+    }
+}
+
+/// What a training set's joins took on the node, beside its `[offline] retrieval_memory`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JoinMemory {
+    /// The most they held at once, by the node's own accounting of what grows with the
+    /// history (events, decoded key columns, spill buffers, a partition's join).
+    pub peak_bytes: u64,
+    /// What they wrote to the node's spill files.
+    pub spilled_bytes: u64,
+    /// Partitions of the largest join (1: held in memory).
+    pub partitions: u32,
 }
 
 impl Stream for TrainingSetStream {

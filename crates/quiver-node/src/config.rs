@@ -43,6 +43,7 @@ pub struct Config {
     pub raft: RaftConfig,
     pub workers: WorkerConfig,
     pub ingest: IngestConfig,
+    pub offline: OfflineConfig,
     pub sharding: ShardingConfig,
     pub backup: BackupConfig,
     pub tls: TlsConfig,
@@ -178,6 +179,65 @@ impl Default for ShardingConfig {
     }
 }
 
+/// Training sets: how much memory a join may take before its events spill to disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Memory one feature set's join may take, e.g. `4GiB`, `512MiB`, or `25%` of the
+    /// machine's memory; a join that needs more partitions its events and spills them.
+    pub retrieval_memory: String,
+    /// Where spilled partitions go; defaults to `<data_dir>/spill`.
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig { retrieval_memory: "25%".into(), spill_dir: None }
+    }
+}
+
+impl OfflineConfig {
+    /// `retrieval_memory` in bytes.
+    pub fn retrieval_bytes(&self) -> Result<u64> {
+        let text = self.retrieval_memory.trim();
+        let bad = || {
+            Error::Config(format!(
+                "offline.retrieval_memory = '{text}': give bytes with a unit (512MiB, 4GiB) or a share of the                  machine's memory (25%)"
+            ))
+        };
+        if let Some(percent) = text.strip_suffix('%') {
+            let share: f64 = percent.trim().parse().map_err(|_| bad())?;
+            if !(share > 0.0 && share <= 100.0) {
+                return Err(bad());
+            }
+            return Ok((machine_memory() as f64 * share / 100.0) as u64);
+        }
+        let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let number: u64 = text[..digits].parse().map_err(|_| bad())?;
+        let unit = match text[digits..].trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        match number.checked_mul(unit) {
+            Some(bytes) if bytes > 0 => Ok(bytes),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The machine's memory (Linux `MemTotal`); 4 GiB where it cannot be read.
+fn machine_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|rest| {
+        rest.trim().strip_suffix("kB").and_then(|kib| kib.trim().parse::<u64>().ok()).map(|kib| kib << 10)
+    });
+    total.unwrap_or(4 << 30)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
@@ -269,6 +329,7 @@ impl Default for Config {
             raft: RaftConfig::default(),
             workers: WorkerConfig::default(),
             ingest: IngestConfig::default(),
+            offline: OfflineConfig::default(),
             sharding: ShardingConfig::default(),
             backup: BackupConfig::default(),
             tls: TlsConfig::default(),
@@ -295,6 +356,12 @@ impl Default for RaftConfig {
 impl Config {
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
         toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))
+    }
+
+    /// What a training set's join may hold, and where it spills beyond it.
+    pub fn retrieval_memory(&self) -> Result<quiver_offline::spill::Memory> {
+        let spill_dir = self.offline.spill_dir.clone().unwrap_or_else(|| self.data_dir.join("spill"));
+        Ok(quiver_offline::spill::Memory { budget: self.offline.retrieval_bytes()?, spill_dir })
     }
 
     pub fn offline_location(&self) -> String {
@@ -368,6 +435,7 @@ impl Config {
         }
         self.backup.every()?;
         self.auth.audit_retention()?;
+        self.offline.retrieval_bytes()?;
         if self.backup.full_every == 0 {
             return bad("backup.full_every must be 1 or more (1: every scheduled backup is full)".into());
         }
@@ -444,6 +512,13 @@ mod tests {
         let c = Config::from_toml("shards = 4\n[raft]\nsnapshot_every = 50\n", "test").unwrap();
         assert_eq!((c.shards, c.raft.snapshot_every, c.node_id), (4, 50, 1));
         assert_eq!(c.ingest.max_future(), Duration::from_secs(86_400), "one day unless set");
+        let c = Config::from_toml("[offline]\nretrieval_memory = \"512MiB\"\n", "test").unwrap();
+        assert_eq!(c.offline.retrieval_bytes().unwrap(), 512 << 20);
+        assert!(Config::default().offline.retrieval_bytes().unwrap() > 0, "a quarter of the machine by default");
+        for wrong in ["", "12 apples", "0GiB", "150%", "-1MiB"] {
+            let c = OfflineConfig { retrieval_memory: wrong.into(), spill_dir: None };
+            assert!(c.retrieval_bytes().unwrap_err().to_string().contains("offline.retrieval_memory"), "{wrong}");
+        }
         let c = Config::from_toml("[ingest]\nmax_future_ms = 60000\n", "test").unwrap();
         assert_eq!(c.ingest.max_future(), Duration::from_secs(60));
         let err = Config::from_toml("shard = 4\n", "quiver.toml").unwrap_err().to_string();

@@ -63,6 +63,9 @@ struct Args {
     /// Spread shard leaders evenly over the nodes by itself [default: true]
     #[arg(long, env = "QUIVER_BALANCE_LEADERS")]
     balance_leaders: Option<bool>,
+    /// Memory a training set's join may take before it spills, e.g. 4GiB or 25% [default: 25%]
+    #[arg(long, env = "QUIVER_RETRIEVAL_MEMORY")]
+    retrieval_memory: Option<String>,
 }
 
 impl Args {
@@ -117,6 +120,9 @@ impl Args {
         config.insecure |= self.insecure;
         if let Some(v) = self.balance_leaders {
             config.sharding.balance_leaders = v;
+        }
+        if let Some(v) = self.retrieval_memory {
+            config.offline.retrieval_memory = v;
         }
         config.resolve_node_id()?;
         config.validate()?;

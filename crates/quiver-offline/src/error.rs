@@ -17,6 +17,8 @@ pub enum Error {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("offline store location '{location}': {reason}")]
     Location { location: String, reason: String },
+    #[error("spilling a retrieval to {path}: {source}")]
+    Spill { path: String, source: std::io::Error },
 }
 
 /// The offline store's own codes. A client sees them inside `Q9001 Internal` messages
@@ -46,6 +48,12 @@ pub const CATALOGUE: &[CodeEntry] = &[
         meaning: "The offline store location cannot be used (a bad URL or scheme).",
         action: "Give a directory, `s3://bucket/prefix` or `memory://` as `--offline-store`.",
     },
+    CodeEntry {
+        code: "O4005",
+        variant: "Spill",
+        meaning: "A retrieval larger than its memory could not write or read its spill files.",
+        action: "Check that `[offline] spill_dir` (default `<data-dir>/spill`) is writable and has room, or raise `[offline] retrieval_memory`.",
+    },
 ];
 
 impl Error {
@@ -56,6 +64,7 @@ impl Error {
             Error::Parquet(_) => "O4002",
             Error::Arrow(_) => "O4003",
             Error::Location { .. } => "O4004",
+            Error::Spill { .. } => "O4005",
         }
     }
 
@@ -79,6 +88,7 @@ mod tests {
             Error::Parquet(parquet::errors::ParquetError::General("bad footer".into())),
             Error::Arrow(arrow_schema::ArrowError::CastError("x".into())),
             Error::Location { location: "ftp://x".into(), reason: "unsupported scheme".into() },
+            Error::Spill { path: "/x".into(), source: std::io::Error::other("full") },
         ];
         let examples: Vec<(String, &str)> = examples.iter().map(|e| (format!("{e:?}"), e.code())).collect();
         let doc = include_str!("../../../docs/error-codes.md");

@@ -5,6 +5,10 @@
 //! Two passes per feature set: the first reads only keys, event times and sequence numbers
 //! of the files that can match (pruned by the manifest's time bounds) and runs the as-of
 //! kernel; the second reads feature columns only of files that matched and gathers them.
+//!
+//! Pass 1's events are held in memory when the retrieval's budget (`spill::Memory`) holds
+//! them, else partitioned by spine key and spilled to local files (`spill`); the kernel then
+//! joins one partition at a time, and each spine row keeps the place of its match.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use crate::Result;
 use crate::convert::encode_key_cell;
 use crate::files::{DataFile, TimeWindow, read_files};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
+use crate::spill::{EVENT_BYTES, Memory, Partitions, SPINE_ROW_BYTES, Tracker, Usage};
 use crate::store::OfflineStore;
 
 /// One feature set version to join, with the manifest files that hold its rows.
@@ -100,14 +105,17 @@ impl Phases {
 }
 
 /// Joins every source onto the spine. `spine_ts` is the spine's time column, already µs UTC;
+/// the events of each source's join take at most `memory`'s budget (spilling beyond it);
 /// `phases` gets the time of reading keys (`keys`), joining (`join`) and taking features
-/// (`features`).
+/// (`features`), `usage` what the joins held and spilled.
 pub async fn point_in_time(
     store: &OfflineStore,
     spine: &RecordBatch,
     spine_ts: &TimestampMicrosecondArray,
     sources: &[Source<'_>],
+    memory: &Memory,
     phases: &mut Phases,
+    usage: &mut Usage,
 ) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     // Answer columns must not clash with the spine's: refused before any file is read.
@@ -126,7 +134,7 @@ pub async fn point_in_time(
     }
     let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
     for source in sources {
-        let (feature_columns, event_ts) = join_source(store, spine, spine_ts, source, phases).await?;
+        let (feature_columns, event_ts) = join_source(store, spine, spine_ts, source, memory, phases, usage).await?;
         for ((index, name), column) in source.features.iter().zip(feature_columns) {
             fields.push(Field::new(name, arrow_type(source.fs.features[*index].ty), true));
             columns.push(column);
@@ -179,12 +187,23 @@ impl EventFilter {
     }
 }
 
+/// Where a spine row's match is: its file (index in the file list), its row in the file,
+/// and its event time.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    file: u32,
+    row: u32,
+    ts: i64,
+}
+
 async fn join_source(
     store: &OfflineStore,
     spine: &RecordBatch,
     spine_ts: &TimestampMicrosecondArray,
     source: &Source<'_>,
+    memory: &Memory,
     phases: &mut Phases,
+    usage: &mut Usage,
 ) -> Result<(Vec<ArrayRef>, ArrayRef)> {
     let started = Instant::now();
     let (spine_ids, ids) = spine_key_ids(spine, source.entity)?;
@@ -197,42 +216,60 @@ async fn join_source(
     let first = if ttl > 0 { lo.saturating_sub(ttl).saturating_add(1) } else { i64::MIN };
     let window = TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi };
     let files: Vec<DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
+    let rows_read: u64 = files.iter().map(|f| f.rows).sum();
+    let mut parts = Partitions::for_join(memory, rows_read, spine.num_rows() as u64)?;
 
-    let spine_rows: Vec<SpineRow<u32>> =
-        spine_ids.iter().zip(spine_ts.values().iter()).map(|(&key, &ts)| SpineRow { key, ts }).collect();
-
-    // Pass 1: keys, event times and sequence numbers.
+    // Pass 1: keys, event times and sequence numbers, into their partitions.
     let keys: Vec<(String, ValueType)> = source.entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
     let mut pass1: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
     pass1.push(source.fs.timestamp_column.clone());
     pass1.push(SEQ_COLUMN.to_string());
     let filter = EventFilter { ids, keys, ts_column: source.fs.timestamp_column.clone(), first, hi };
-    let mut reads =
-        read_files(store, &files, pass1, &window, move |_, file, batches| filter.events(&file.path, batches));
-    // Every kept event, and where it is: (index in the file list, row in the file).
-    let (mut events, mut loc) = (Vec::new(), Vec::new());
+    let tracker = Arc::new(Tracker::default());
+    tracker.hold(parts.held_bytes());
+    let counted = tracker.clone();
+    let mut reads = read_files(store, &files, pass1, &window, move |_, file, batches| {
+        // A file's decoded key columns are held until its events are kept.
+        let decoded: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+        counted.hold(decoded);
+        let events = filter.events(&file.path, batches);
+        counted.hold(events.as_ref().map_or(0, |e| kept_bytes(e)));
+        counted.release(decoded);
+        events
+    });
     let mut file_no = 0u32;
     while let Some(file_events) = reads.next().await {
-        for (event, row) in file_events? {
-            events.push(event);
-            loc.push((file_no, row));
-        }
+        let file_events = file_events?;
+        let (kept, held) = (kept_bytes(&file_events), parts.held_bytes());
+        parts = match parts.spills() {
+            false => {
+                parts.add(file_no, file_events)?;
+                parts
+            }
+            // File writes go to the blocking pool.
+            true => blocking("spilling events", move || parts.add(file_no, file_events).map(|()| parts)).await??,
+        };
+        tracker.hold(parts.held_bytes() - held);
+        tracker.release(kept);
         file_no += 1;
     }
     drop(reads);
+    tracker.release(parts.held_bytes());
+    usage.spilled_bytes += parts.spilled_bytes();
+    usage.partitions = usage.partitions.max(parts.count());
     let started = phases.add("keys", started);
     // Seconds of CPU for a large set: on the blocking pool, not on a task online reads share.
-    let (matches, events) = tokio::task::spawn_blocking(move || (asof_join_dense(&spine_rows, &events, ttl), events))
-        .await
-        .map_err(|e| CoreError::Internal(format!("the as-of join: {e}")))?;
+    let spine_times = spine_ts.values().clone();
+    let (hits, joined) =
+        blocking("the as-of join", move || join_partitions(parts, &spine_ids, &spine_times, ttl)).await??;
+    usage.peak_bytes = usage.peak_bytes.max(tracker.peak()).max(joined);
     let started = phases.add("join", started);
 
     // Pass 2: gather matched feature values, file by file: the rows each file must give,
     // sorted, so that a match finds its place by binary search.
     let mut wanted: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
-    for m in matches.iter().flatten() {
-        let (file, row) = loc[*m];
-        wanted[file as usize].push(row);
+    for hit in hits.iter().flatten() {
+        wanted[hit.file as usize].push(hit.row);
     }
     for rows in &mut wanted {
         rows.sort_unstable();
@@ -265,13 +302,12 @@ async fn join_source(
     }
     drop(reads);
     let null_slot = (taken.len(), 0);
-    let picks: Vec<(usize, usize)> = matches
+    let picks: Vec<(usize, usize)> = hits
         .iter()
-        .map(|m| {
-            m.map_or(null_slot, |e| {
-                let (file, row) = loc[e];
-                let rows = &wanted[file as usize];
-                (taken_at[file as usize], rows.binary_search(&row).unwrap_or_default())
+        .map(|hit| {
+            hit.map_or(null_slot, |h| {
+                let rows = &wanted[h.file as usize];
+                (taken_at[h.file as usize], rows.binary_search(&h.row).unwrap_or_default())
             })
         })
         .collect();
@@ -282,10 +318,48 @@ async fn join_source(
         arrays.push(null.as_ref());
         columns.push(arrow_select::interleave::interleave(&arrays, &picks)?);
     }
-    let ts: TimestampMicrosecondArray = matches.iter().map(|m| m.map(|e| events[e].ts)).collect();
+    let ts: TimestampMicrosecondArray = hits.iter().map(|h| h.map(|h| h.ts)).collect();
     let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
     phases.add("features", started);
     Ok((columns, ts))
+}
+
+/// Bytes of pass 1's kept events of a file.
+fn kept_bytes(events: &[(EventRow<u32>, u32)]) -> u64 {
+    size_of_val(events) as u64
+}
+
+/// Runs `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| CoreError::Internal(format!("{what}: {e}")).into())
+}
+
+/// Joins each partition's spine rows with its events, one partition at a time: for each
+/// spine row (by position) its match. Answers the most bytes one partition's join held.
+fn join_partitions(
+    mut parts: Partitions,
+    spine_ids: &[u32],
+    spine_ts: &[i64],
+    ttl: i64,
+) -> Result<(Vec<Option<Hit>>, u64)> {
+    let count = parts.count();
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); count as usize];
+    for (position, id) in spine_ids.iter().enumerate() {
+        members[(id % count) as usize].push(position as u32);
+    }
+    let (mut hits, mut most) = (vec![None; spine_ids.len()], 0u64);
+    for (p, positions) in (0..count).zip(&members) {
+        let located = parts.take(p)?;
+        most = most.max(located.len() as u64 * EVENT_BYTES + positions.len() as u64 * SPINE_ROW_BYTES);
+        let rows: Vec<SpineRow<u32>> =
+            positions.iter().map(|&i| SpineRow { key: spine_ids[i as usize], ts: spine_ts[i as usize] }).collect();
+        let events: Vec<EventRow<u32>> = located.iter().map(|l| l.event).collect();
+        for (position, matched) in positions.iter().zip(asof_join_dense(&rows, &events, ttl)) {
+            hits[*position as usize] =
+                matched.map(|e| Hit { file: located[e].file, row: located[e].row, ts: located[e].event.ts });
+        }
+    }
+    Ok((hits, most))
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str, path: &str) -> Result<&'b ArrayRef> {

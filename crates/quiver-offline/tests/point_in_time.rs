@@ -10,8 +10,9 @@ use quiver_core::ValueType;
 use quiver_core::registry::{Entity, FeatureSet, Registry};
 use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey};
 use quiver_offline::files::write_file;
-use quiver_offline::retrieval::{Source, point_in_time};
+use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::schema::file_schema;
+use quiver_offline::spill::{EVENT_BYTES, Memory, SPINE_ROW_BYTES, Usage};
 use quiver_offline::store::{OfflineStore, S3Settings};
 
 fn schema(ttl: Option<&str>) -> (Entity, FeatureSet) {
@@ -62,7 +63,14 @@ fn naive(spine: &[(i64, i64)], events: &[Event], ttl_secs: i64) -> Vec<(Option<f
         .collect()
 }
 
-async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(Option<f64>, Option<i64>)> {
+/// Retrieval of `spine` from `files` within `memory`; answers (rate, event time) per spine
+/// row, and what the retrieval held and spilled.
+async fn run_within(
+    spine: &[(i64, i64)],
+    files: &[Vec<Event>],
+    ttl_secs: i64,
+    memory: &Memory,
+) -> (Vec<(Option<f64>, Option<i64>)>, Usage) {
     let ttl = (ttl_secs > 0).then(|| format!("{ttl_secs}s"));
     let (entity, fs) = schema(ttl.as_deref());
     let store = OfflineStore::open("memory://", &S3Settings::default()).unwrap();
@@ -87,8 +95,8 @@ async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(
     .unwrap();
     let spine_ts = TimestampMicrosecondArray::from_iter_values(spine.iter().map(|s| s.1 * 1_000_000));
     let source = Source { entity: &entity, fs: &fs, files: manifest, features: vec![(0, "stats:rate".into())] };
-    let mut phases = quiver_offline::retrieval::Phases::default();
-    let out = point_in_time(&store, &spine_batch, &spine_ts, &[source], &mut phases).await.unwrap();
+    let (mut phases, mut usage) = (Phases::default(), Usage::default());
+    let out = point_in_time(&store, &spine_batch, &spine_ts, &[source], memory, &mut phases, &mut usage).await.unwrap();
     assert_eq!(out.num_rows(), spine.len());
     let names: Vec<_> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, vec!["driver_id", "label", "stats:rate", "stats:ts"]);
@@ -98,9 +106,26 @@ async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(
     }
     let rate = out.column(2).as_primitive::<Float64Type>();
     let ts = out.column(3).as_primitive::<arrow_array::types::TimestampMicrosecondType>();
-    (0..out.num_rows())
+    let answer = (0..out.num_rows())
         .map(|i| ((!rate.is_null(i)).then(|| rate.value(i)), (!ts.is_null(i)).then(|| ts.value(i))))
-        .collect()
+        .collect();
+    (answer, usage)
+}
+
+/// The answer in memory, and through partitions spilled to disk: both must be the model's.
+async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(Option<f64>, Option<i64>)> {
+    let (held, usage) = run_within(spine, files, ttl_secs, &Memory::unlimited()).await;
+    assert_eq!((usage.partitions, usage.spilled_bytes), (1, 0));
+    let dir = tempfile::tempdir().unwrap();
+    // An eighth of what the join needs: 16 partitions, most keys alone in one, some empty.
+    let events: usize = files.iter().map(Vec::len).sum();
+    let needed = events as u64 * EVENT_BYTES + spine.len() as u64 * SPINE_ROW_BYTES;
+    let tiny = Memory { budget: needed / 8, spill_dir: dir.path().to_path_buf() };
+    let (spilled, usage) = run_within(spine, files, ttl_secs, &tiny).await;
+    assert!(usage.partitions > 1, "{usage:?}");
+    assert_eq!(held, spilled, "held and spilled answers differ");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "spill files are removed");
+    held
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -133,4 +158,52 @@ fn ties_go_to_the_row_ingested_last_across_files() {
     let files = vec![vec![(1, 10, Some(0.1), 5)], vec![(1, 10, Some(0.2), 3)]];
     let out = block_on(run(&[(1, 10), (1, 9), (2, 10)], &files, 0));
     assert_eq!(out, vec![(Some(0.1), Some(10_000_000)), (None, None), (None, None)]);
+}
+
+/// A retrieval dropped while it spills (its client went away) leaves no spill file.
+#[test]
+fn a_retrieval_dropped_midway_leaves_no_spill_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (files, spine) = large();
+    let memory = Memory { budget: 1 << 20, spill_dir: dir.path().to_path_buf() };
+    let retrieval = runtime.spawn(async move { run_within(&spine, &files, 0, &memory).await });
+    let spilling = || std::fs::read_dir(dir.path()).unwrap().count() > 0;
+    let waited = std::time::Instant::now();
+    while !spilling() && !retrieval.is_finished() {
+        assert!(waited.elapsed().as_secs() < 120, "the retrieval never spilled");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(spilling(), "dropped while spilling");
+    retrieval.abort();
+    // Whatever task holds the partitions drops them as it ends.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(60));
+    assert!(!spilling(), "the spill dir is left empty");
+}
+
+/// 24 files of 20,000 events over 2,000 drivers (480,000 events), and a spine of each driver.
+fn large() -> (Vec<Vec<Event>>, Vec<(i64, i64)>) {
+    let files = (0..24u64)
+        .map(|f| {
+            let event = |i: u64| (((i * 7 + f) % 2000) as i64, (f * 20_000 + i) as i64, Some(0.5), f * 20_000 + i);
+            (0..20_000u64).map(event).collect()
+        })
+        .collect();
+    (files, (0..2000).map(|d| (d, 300_000 + d * 50)).collect())
+}
+
+/// A history many times the memory budget is joined within it, by the retrieval's own
+/// accounting, and gives the answer it gives in memory.
+#[test]
+fn a_history_larger_than_the_budget_is_joined_within_it() {
+    let (files, spine) = large();
+    let budget = 4 << 20;
+    let (held, in_memory) = block_on(run_within(&spine, &files, 0, &Memory::unlimited()));
+    assert!(in_memory.peak_bytes > 5 * budget, "the history is several times the budget: {in_memory:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory { budget, spill_dir: dir.path().to_path_buf() };
+    let (spilled, usage) = block_on(run_within(&spine, &files, 0, &memory));
+    assert!(usage.peak_bytes <= budget && usage.spilled_bytes > 0 && usage.partitions > 1, "{usage:?}");
+    assert_eq!(held, spilled);
+    assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");
 }

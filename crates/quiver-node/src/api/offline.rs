@@ -170,7 +170,7 @@ impl OfflineService for OfflineApi {
                     },
                     _ = beat.tick() => {
                         let elapsed_ms = started.elapsed().as_millis() as u64;
-                        let progress = HistoryProgress { elapsed_ms, phases: Vec::new() };
+                        let progress = HistoryProgress { elapsed_ms, ..Default::default() };
                         if tx.send(Ok(ArrowChunk { progress: Some(progress), ..Default::default() })).await.is_err() {
                             // The client is gone: stop the work too.
                             return work.abort();
@@ -180,7 +180,7 @@ impl OfflineService for OfflineApi {
             };
             finish(&node, "GetHistoricalFeatures", started, &result);
             match result {
-                Ok((batch, phases)) => {
+                Ok((batch, phases, usage)) => {
                     let mut messages = history::IpcMessages::new(&batch, CHUNK_BYTES);
                     let mut rows = batch.num_rows() as u64;
                     // The first message says where the time went.
@@ -191,6 +191,9 @@ impl OfflineService for OfflineApi {
                             .iter()
                             .map(|(name, d)| Phase { name: name.to_string(), micros: d.as_micros() as u64 })
                             .collect(),
+                        peak_memory_bytes: usage.peak_bytes,
+                        spilled_bytes: usage.spilled_bytes,
+                        partitions: usage.partitions,
                     });
                     loop {
                         let data = match messages.next_message() {

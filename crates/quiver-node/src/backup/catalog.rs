@@ -112,10 +112,7 @@ async fn check_cut(location: &OfflineStore, cut: &GroupCut) -> Result<()> {
     state.finish().await?;
     match pairs == cut.pairs {
         true => Ok(()),
-        false => Err(Error::Backup(format!(
-            "{} holds {pairs} pairs, the catalog says {}",
-            cut.object.path, cut.pairs
-        ))),
+        false => Err(Error::Backup(format!("{} holds {pairs} pairs, the catalog says {}", cut.object.path, cut.pairs))),
     }
 }
 

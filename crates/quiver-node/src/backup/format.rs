@@ -44,7 +44,9 @@ pub enum Frame {
     /// In an incremental cut: keys changed since the cut it builds on (`delta`).
     Changes(Vec<Change>),
     /// How many pairs (or changes) came before it.
-    End { pairs: u64 },
+    End {
+        pairs: u64,
+    },
 }
 
 /// Which group a cut is of, and the Raft state it was taken at.

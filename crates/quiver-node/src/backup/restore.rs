@@ -139,17 +139,8 @@ async fn write_data_dir(
         Ok(bytes)
     };
     let mut rows = 0;
-    restore_group(
-        engine.as_ref(),
-        source,
-        &catalog.meta,
-        me,
-        &voters,
-        &mut rewrite_meta,
-        &mut report,
-        progress,
-    )
-    .await?;
+    restore_group(engine.as_ref(), source, &catalog.meta, me, &voters, &mut rewrite_meta, &mut report, progress)
+        .await?;
     let state = state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?;
     let mut groups = vec![META_GROUP];
     let mut held = Vec::new();

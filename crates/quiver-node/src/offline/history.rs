@@ -14,6 +14,7 @@ use quiver_core::table::TableRef;
 use quiver_core::{Error as CoreError, ValueType};
 use quiver_offline::files::write_batch;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
+use quiver_offline::spill::Usage;
 use quiver_offline::spine::{Spine, read_spine};
 
 use crate::auth::Call;
@@ -58,16 +59,16 @@ fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) ->
 
 /// Joins the spine with every feature asked for, point in time, and saves the answer as a
 /// dataset when asked; answers it with where the time went.
-pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<(RecordBatch, Phases)> {
+pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<(RecordBatch, Phases, Usage)> {
     crate::failpoint::delay("training-set").await;
-    let mut phases = Phases::default();
-    let (batch, lineage) = join(node, &req, &mut phases).await?;
+    let (mut phases, mut usage) = (Phases::default(), Usage::default());
+    let (batch, lineage) = join(node, &req, &mut phases, &mut usage).await?;
     if let Some(name) = &req.save_as {
         let started = Instant::now();
         save(node, &req, name, &batch, lineage).await?;
         phases.add("save", started);
     }
-    Ok((batch, phases))
+    Ok((batch, phases, usage))
 }
 
 /// What a saved dataset records about how it was made.
@@ -114,7 +115,12 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
     Ok(())
 }
 
-async fn join(node: &Node, req: &HistoryRequest, phases: &mut Phases) -> Result<(RecordBatch, Lineage)> {
+async fn join(
+    node: &Node,
+    req: &HistoryRequest,
+    phases: &mut Phases,
+    usage: &mut Usage,
+) -> Result<(RecordBatch, Lineage)> {
     let started = Instant::now();
     // Every file committed before the request, through any node, takes part.
     let state: Arc<MetaState> = node.meta.caught_up().await?;
@@ -162,7 +168,9 @@ async fn join(node: &Node, req: &HistoryRequest, phases: &mut Phases) -> Result<
         let files = state.manifest.get(&table).cloned().unwrap_or_default();
         sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
     }
-    let batch = point_in_time(&node.offline, &spine, &spine_ts, &sources, phases).await.map_err(offline_err)?;
+    let memory = node.config.retrieval_memory()?;
+    let batch =
+        point_in_time(&node.offline, &spine, &spine_ts, &sources, &memory, phases, usage).await.map_err(offline_err)?;
     Ok((batch, lineage))
 }
 
