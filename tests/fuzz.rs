@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, TestRunner};
 use quiver_admin::input::{RowFormat, parse_definitions, parse_rows};
 use quiver_core::ValueType;
 use quiver_core::registry::{Entity, FeatureSet, Registry};
-use quiver_offline::ingest::{SourceFormat, read_source};
+use quiver_offline::ingest::{SourceChunks, SourceData, SourceFormat};
 use quiver_offline::spine::read_spine;
 use quiver_proto::Message;
 use quiver_proto::v1;
@@ -120,7 +120,9 @@ fn parquet_and_csv_files_to_ingest_read_or_fail_cleanly() {
         ("csv files", SourceFormat::Csv, "driver_stats.csv"),
     ] {
         fuzz(name, input(example(file)), |bytes| {
-            let _ = read_source(Bytes::from(bytes), format, &entity, &fs);
+            if let Ok(mut chunks) = SourceChunks::open(SourceData::Bytes(Bytes::from(bytes)), format, &entity, &fs) {
+                while let Ok(Some(_)) = chunks.next_chunk() {}
+            }
         });
     }
 }

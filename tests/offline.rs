@@ -680,3 +680,44 @@ async fn a_join_larger_than_its_memory_spills_and_gives_the_same_answer() {
     let spill = dir.path().join("node/spill");
     assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0, "no spill file is left behind");
 }
+
+/// A CSV of `rows` rows over 1,000 drivers, the hours before `now` in order, conv_rate
+/// row / 10^6; `bad` names a row whose conv_rate is not a number.
+fn big_csv(rows: usize, now: i64, bad: Option<usize>) -> String {
+    let mut csv = String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n");
+    for row in 1..=rows {
+        let rate = if Some(row) == bad { "high".to_string() } else { format!("{}", row as f64 / 1e6) };
+        let at = format_timestamp(now - HOUR + row as i64);
+        csv += &format!("{},{at},{rate},0.5,{row},c\n", row % 1000);
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_larger_than_a_chunk_is_checked_whole_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, client) = node_with_rides_env(dir.path(), &[], &[]).await;
+    let now = now_micros();
+    let sources = dir.path().join("sources");
+    std::fs::create_dir_all(&sources).unwrap();
+    let rows = 100_000;
+    std::fs::write(sources.join("a.csv"), csv_of(&events(now))).unwrap();
+    // The bad row is in the second chunk of the second file.
+    std::fs::write(sources.join("b.csv"), big_csv(rows, now, Some(70_001))).unwrap();
+    let error = ingest(&client, sources.to_str().unwrap()).await.unwrap_err().to_string();
+    assert!(error.contains("b.csv") && error.contains("row 70001, field 'conv_rate'"), "{error}");
+    assert!(client.files("rides", "driver_stats").await.unwrap().is_empty(), "no file was committed");
+    assert_eq!(online(&client, 1).await.0, Value::Null, "nothing reached the online store");
+    let spill = dir.path().join("node/spill");
+    let left = std::fs::read_dir(&spill).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no staged file is left behind");
+
+    std::fs::write(sources.join("b.csv"), big_csv(rows, now, None)).unwrap();
+    let report = ingest(&client, sources.to_str().unwrap()).await.unwrap();
+    assert_eq!(report.rows, (rows + events(now).len()) as u64);
+    // Driver 7's latest row of b.csv is its last one, in the last chunk.
+    let last = (rows / 1000 - 1) * 1000 + 7;
+    assert_eq!(online(&client, 7).await, (Value::Float64(last as f64 / 1e6), Value::Int64(last as i64)));
+    let files = client.files("rides", "driver_stats").await.unwrap();
+    assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), report.rows);
+}

@@ -66,7 +66,7 @@ pub fn data_path(project: &str, set: &str, version: u32, day: i64, name: &str) -
     format!("{project}/{set}/v{version}/{date}/{name}.parquet")
 }
 
-fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
@@ -106,13 +106,17 @@ pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, t
 
 /// Reads Parquet bytes into batches, keeping only the named columns (all when `None`).
 pub fn read_parquet(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
-    let read = || -> Result<Vec<RecordBatch>> {
+    catch_damage(|| {
         let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, None);
         Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
-    };
-    // The parquet and arrow readers panic on some damaged files (fuzzing found negative
-    // column offsets in the footer, and validity bitmaps shorter than their columns): a
-    // client's file must get an error like any other unreadable one, not end the request.
+    })
+}
+
+/// Runs a read of a client's Parquet file. The parquet and arrow readers panic on some
+/// damaged files (fuzzing found negative column offsets in the footer, and validity bitmaps
+/// shorter than their columns): such a file gets an error like any other unreadable one,
+/// rather than ending the request.
+pub(crate) fn catch_damage<T>(read: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
         Err(parquet::errors::ParquetError::General("the file is damaged: the Parquet reader failed on it".into())
             .into())

@@ -128,8 +128,7 @@ pub fn conform(
         };
         if *required && column.null_count() > 0 {
             let row = (0..column.len()).find(|r| column.is_null(*r)).unwrap_or_default();
-            let what = if name == &fs.timestamp_column { "event timestamp is missing" } else { "join key is missing" };
-            return Err(CoreError::row(first_row + row + 1, name, what).into());
+            return Err(CoreError::row(first_row + row + 1, name, missing(fs, name)).into());
         }
         arrays.push(column);
     }
@@ -138,8 +137,13 @@ pub fn conform(
     Ok((arrays, ignored))
 }
 
+/// What is missing when a required column is null: the event time or a join key.
+pub(crate) fn missing(fs: &FeatureSet, column: &str) -> &'static str {
+    if column == fs.timestamp_column { "event timestamp is missing" } else { "join key is missing" }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow_array::{Float32Array, Int32Array, StringArray, TimestampNanosecondArray};
     use quiver_core::registry::Registry;

@@ -71,9 +71,12 @@ pub const SPINE_ROW_BYTES: u64 = (4 + size_of::<quiver_core::asof::SpineRow<u32>
 const MAX_PARTITIONS: u64 = 1024;
 /// Names of the directories retrievals spill into.
 const PREFIX: &str = "retrieval-";
+/// What else in a spill dir is a node's own: ingests' staged files and downloaded sources.
+pub const INGEST_PREFIX: &str = "ingest-";
 
-/// Removes what retrievals of a process killed meanwhile left in `dir`; answers how many
-/// directories went. Run before the node serves.
+/// Removes what retrievals and ingests of a process killed meanwhile left in `dir` (and
+/// nothing else: it may be shared); answers how many entries went. Run before the node
+/// serves.
 pub fn remove_leftovers(dir: &Path) -> Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -81,8 +84,17 @@ pub fn remove_leftovers(dir: &Path) -> Result<usize> {
         Err(e) => return Err(spill_err(dir)(e)),
     };
     let mut removed = 0;
-    for entry in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX)) {
-        std::fs::remove_dir_all(entry.path()).map_err(spill_err(&entry.path()))?;
+    let ours = |e: &std::fs::DirEntry| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with(PREFIX) || name.starts_with(INGEST_PREFIX)
+    };
+    for entry in entries.flatten().filter(ours) {
+        let path = entry.path();
+        let gone = match path.is_dir() {
+            true => std::fs::remove_dir_all(&path),
+            false => std::fs::remove_file(&path),
+        };
+        gone.map_err(spill_err(&path))?;
         removed += 1;
     }
     Ok(removed)

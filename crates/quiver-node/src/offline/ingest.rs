@@ -1,26 +1,34 @@
-//! Batch ingestion. Every source is read and checked before anything is written, so a bad
-//! row anywhere rejects the request and changes nothing. Then, per source: reserve sequence
-//! numbers, write one Parquet file per event day, commit them to the manifest under the
-//! source's content hash (a second ingest of the same content adds nothing), and upsert the
-//! latest row per entity into the online shards.
+//! Batch ingestion, in two passes. Pass 1 reads every source once, a chunk at a time
+//! (`SourceChunks`: Parquet by batches of its row groups, CSV by lines), checks each chunk,
+//! reserves its sequence numbers and stages its rows in per-day files on local disk
+//! (`Staged`), keeping the latest row of each entity; a bad row anywhere rejects the request
+//! and changes nothing. Pass 2, per source: upload the staged files, commit them to the
+//! manifest under the source's content hash (a second ingest of the same content adds
+//! nothing), and upsert the latest rows into the online shards. Memory is a chunk, the row
+//! groups being filled and a row per entity, whatever the size of the files.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use bytes::Bytes;
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use quiver_core::Error as CoreError;
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::row::ValidatedRow;
 use quiver_core::table::TableRef;
 use quiver_offline::convert::{array_value, encode_key_cell};
-use quiver_offline::files::{data_path, write_file};
-use quiver_offline::ingest::{SourceFormat, SourceRows, day_batches, read_source};
-use quiver_offline::schema::columns;
+use quiver_offline::files::data_path;
+use quiver_offline::ingest::{SourceChunks, SourceData, SourceFormat, SourceRows, day_batches};
+use quiver_offline::schema::{columns, file_schema};
+use quiver_offline::spill::INGEST_PREFIX;
+use quiver_offline::staging::Staged;
 use quiver_offline::store::OfflineStore;
 use quiver_proto::v1::IngestProgress;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -28,6 +36,10 @@ use crate::raft::now_micros;
 
 /// Rows per online upsert command.
 const UPSERT_CHUNK: usize = 10_000;
+/// Row-group bytes a source's staged files hold in memory at most.
+const STAGING_BUFFER: usize = 256 << 20;
+/// Bytes read at a time to hash or download a source.
+const BLOCK: usize = 8 << 20;
 
 /// One input file, local to the node or in an S3 bucket.
 struct SourceFile {
@@ -41,15 +53,51 @@ enum Location {
     Remote(OfflineStore, String),
 }
 
+/// A source on this node's disk (a download of a remote one lives as long as this), and the
+/// content hash that names it.
+struct LocalSource {
+    path: PathBuf,
+    hash: String,
+    _download: Option<tempfile::TempPath>,
+}
+
 impl SourceFile {
-    async fn read(&self) -> Result<Bytes> {
+    /// The source on local disk, hashed as it is read (a remote one is downloaded into
+    /// `scratch` on the way).
+    async fn fetch(&self, scratch: &std::path::Path) -> Result<LocalSource> {
+        let mut hasher = Xxh3::new();
         match &self.location {
             Location::Local(path) => {
-                let data =
-                    tokio::fs::read(path).await.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                Ok(Bytes::from(data))
+                let mut file = tokio::fs::File::open(path).await.map_err(|e| Error::io(reading(path), e))?;
+                let mut block = vec![0u8; BLOCK];
+                loop {
+                    let read = file.read(&mut block).await.map_err(|e| Error::io(reading(path), e))?;
+                    if read == 0 {
+                        break;
+                    }
+                    hasher.update(&block[..read]);
+                }
+                Ok(LocalSource { path: path.clone(), hash: content_hash(&hasher), _download: None })
             }
-            Location::Remote(store, rel) => store.get(rel).await.map_err(|e| Error::from(e.into_core())),
+            Location::Remote(store, rel) => {
+                std::fs::create_dir_all(scratch)
+                    .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+                let download = tempfile::Builder::new()
+                    .prefix(&format!("{INGEST_PREFIX}source-"))
+                    .tempfile_in(scratch)
+                    .map_err(|e| Error::io(format!("creating a file in {}", scratch.display()), e))?
+                    .into_temp_path();
+                let path = download.to_path_buf();
+                let mut file = tokio::fs::File::create(&path).await.map_err(|e| Error::io(reading(&path), e))?;
+                let mut stream = store.object_store().get(&store.path(rel)).await.map_err(stored)?.into_stream();
+                while let Some(block) = stream.next().await {
+                    let block = block.map_err(stored)?;
+                    hasher.update(&block);
+                    file.write_all(&block).await.map_err(|e| Error::io(reading(&path), e))?;
+                }
+                file.flush().await.map_err(|e| Error::io(reading(&path), e))?;
+                Ok(LocalSource { path, hash: content_hash(&hasher), _download: Some(download) })
+            }
         }
     }
 
@@ -104,6 +152,14 @@ async fn list_sources(node: &Node, path: &str) -> Result<Vec<SourceFile>> {
     Ok(sources)
 }
 
+fn reading(path: &std::path::Path) -> String {
+    format!("reading {}", path.display())
+}
+
+fn stored(e: object_store::Error) -> Error {
+    Error::from(quiver_offline::Error::from(e).into_core())
+}
+
 fn in_source(name: &str, e: quiver_offline::Error) -> Error {
     match e.into_core() {
         CoreError::Internal(m) => Error::Core(CoreError::Internal(m)),
@@ -112,8 +168,8 @@ fn in_source(name: &str, e: quiver_offline::Error) -> Error {
 }
 
 /// Content hash naming a source: the same bytes ingested twice are detected.
-fn content_hash(bytes: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+fn content_hash(hasher: &Xxh3) -> String {
+    format!("{:032x}", hasher.digest128())
 }
 
 /// Ingests every file under `path` (a file, a directory, or an `s3://` prefix) into
@@ -144,38 +200,44 @@ pub async fn ingest_path(
         ..Default::default()
     };
 
-    // Pass 1: check everything; nothing is written unless every source is good. A single
-    // source is kept as read, so it is not read twice.
+    // Pass 1: read, check and stage every source; nothing reaches the store or the online
+    // shards unless every one is good.
+    let scratch = node.config.retrieval_memory()?.spill_dir;
     let mut warnings = std::collections::BTreeSet::new();
-    let mut kept = None;
+    let mut read = Vec::with_capacity(sources.len());
     for source in &sources {
-        let bytes = source.read().await?;
-        let hash = content_hash(&bytes);
-        let rows = read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?;
-        rows.check_event_times(&entity, &fs, now_micros(), node.config.ingest.max_future())
-            .map_err(|e| in_source(&source.name, e))?;
+        let local = source.fetch(&scratch).await?;
+        let format = source.format()?;
+        // A source ingested before is read again only for its latest rows (see below).
+        let stage = !node.meta.has_source(&table, &format!("ingest:{}", local.hash))?;
+        let hash = local.hash.clone();
+        let (node, name, entity, set, scratch) =
+            (node.clone(), source.name.clone(), entity.clone(), fs.clone(), scratch.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let (staged, latest, ignored) = tokio::task::spawn_blocking(move || {
+            let staged = stage
+                .then(|| Staged::new(&scratch, file_schema(&entity, &set), entity.join_keys.len(), STAGING_BUFFER));
+            let staged = staged.transpose().map_err(|e| in_source(&name, e))?;
+            read_source(&node, &runtime, (&name, &local), format, &entity, &set, staged)
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("reading {}: {e}", source.name)))??;
         warnings.extend(
-            rows.ignored
+            ignored
                 .iter()
                 .map(|c| format!("{}: column '{c}' is not in {} and was ignored", source.name, fs.versioned_name())),
         );
-        if sources.len() == 1 {
-            kept = Some((hash, rows));
-        }
+        read.push((hash, staged, latest));
     }
     report.warnings = warnings.into_iter().collect();
 
-    // Pass 2: write, commit, upsert, one source at a time.
-    for source in &sources {
-        let (hash, rows) = match kept.take() {
-            Some(read) => read,
-            None => {
-                let bytes = source.read().await?;
-                let hash = content_hash(&bytes);
-                (hash, read_source(bytes, source.format()?, &entity, &fs).map_err(|e| in_source(&source.name, e))?)
-            }
+    // Pass 2: upload, commit, upsert, one source at a time.
+    for (source, (hash, staged, latest)) in sources.iter().zip(read) {
+        let rows = staged.as_ref().map_or(0, Staged::rows);
+        let committed = match staged {
+            Some(staged) => upload_and_commit(&node, &table, staged, &hash).await?,
+            None => None,
         };
-        let committed = write_and_commit(&node, &table, &entity, &fs, &rows, &hash).await?;
         crate::failpoint::hit("ingest-after-commit");
         if committed.is_none() {
             report.duplicates.push(source.name.clone());
@@ -183,9 +245,9 @@ pub async fn ingest_path(
         report.files_written += committed.unwrap_or_default();
         // Upserting again after a duplicate is harmless (last writer wins) and repairs an
         // online store that missed it when an earlier ingest stopped after its commit.
-        upsert_latest(&node, &table, &entity, &fs, &rows).await?;
+        upsert_latest(&node, &table, latest).await?;
         if committed.is_some() {
-            report.rows += rows.rows as u64;
+            report.rows += rows;
         }
         report.bytes += source.size;
         report.files_done += 1;
@@ -195,28 +257,47 @@ pub async fn ingest_path(
     Ok(report)
 }
 
-/// Writes the per-day files of one source and commits them; `None` when the source was
-/// committed before (the files just written are removed again).
-async fn write_and_commit(
+/// The latest row of each entity of a source, by encoded key: (event time, row in the
+/// source, the row). Later rows win ties, as later writes do online.
+type Latest = HashMap<Vec<u8>, (i64, usize, ValidatedRow)>;
+
+/// Reads one source (its name, and where it is) a chunk at a time: checks each chunk, and
+/// with `staged`, reserves its sequence numbers and stages its rows by event day. Answers
+/// the staged files, the latest row of each entity and the input columns ignored. Runs on
+/// the blocking pool; `runtime` makes the reservations.
+fn read_source(
     node: &Node,
-    table: &TableRef,
+    runtime: &tokio::runtime::Handle,
+    (name, local): (&str, &LocalSource),
+    format: SourceFormat,
     entity: &Entity,
     fs: &FeatureSet,
-    rows: &SourceRows,
-    hash: &str,
-) -> Result<Option<u64>> {
+    mut staged: Option<Staged>,
+) -> Result<(Option<Staged>, Latest, Vec<String>)> {
+    let file = std::fs::File::open(&local.path).map_err(|e| Error::io(reading(&local.path), e))?;
+    let bad = |e| in_source(name, e);
+    let mut chunks = SourceChunks::open(SourceData::File(file), format, entity, fs).map_err(bad)?;
+    let mut latest = Latest::new();
+    while let Some(chunk) = chunks.next_chunk().map_err(bad)? {
+        chunk.check_event_times(entity, fs, now_micros(), node.config.ingest.max_future()).map_err(bad)?;
+        if let Some(staged) = staged.as_mut() {
+            let first_seq = runtime.block_on(node.proposer.reserve_seq(chunk.rows as u64))?;
+            for (day, batch) in day_batches(&chunk, entity, fs, first_seq).map_err(bad)? {
+                staged.append(day, &batch).map_err(bad)?;
+            }
+        }
+        keep_latest(&mut latest, &chunk, entity, fs);
+    }
+    Ok((staged, latest, chunks.ignored().to_vec()))
+}
+
+/// Uploads a source's staged files and commits them; `None` when the source was committed
+/// before (the files just uploaded are removed again).
+async fn upload_and_commit(node: &Node, table: &TableRef, staged: Staged, hash: &str) -> Result<Option<u64>> {
     let source = format!("ingest:{hash}");
-    if node.meta.has_source(table, &source)? {
-        return Ok(None);
-    }
-    let first_seq = node.proposer.reserve_seq(rows.rows as u64).await?;
-    let ts_index = entity.join_keys.len();
-    let mut files = Vec::new();
-    for (day, batch) in day_batches(rows, entity, fs, first_seq).map_err(|e| Error::from(e.into_core()))? {
-        let name = format!("{}-{first_seq}", &hash[..16]);
-        let path = data_path(&table.project, &table.set, table.version, day, &name);
-        files.push(write_file(&node.offline, &path, &batch, ts_index).await.map_err(|e| Error::from(e.into_core()))?);
-    }
+    let name = format!("{}-{}", &hash[..16], now_micros());
+    let path_of = |day| data_path(&table.project, &table.set, table.version, day, &name);
+    let files = staged.upload(&node.offline, path_of).await.map_err(|e| Error::from(e.into_core()))?;
     let count = files.len() as u64;
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     let files = files.into_iter().map(|f| (table.clone(), f)).collect();
@@ -241,49 +322,45 @@ async fn write_and_commit(
     Ok(None)
 }
 
-/// Proposes the latest row of each entity in `rows` to the online shards.
-async fn upsert_latest(
-    node: &Node,
-    table: &TableRef,
-    entity: &Entity,
-    fs: &FeatureSet,
-    rows: &SourceRows,
-) -> Result<()> {
+/// Folds a chunk's rows into `latest`: the chunk's own latest row per entity first, so a
+/// row is built only for an entity whose value the chunk changes.
+fn keep_latest(latest: &mut Latest, chunk: &SourceRows, entity: &Entity, fs: &FeatureSet) {
     let cols = columns(entity, fs);
     let keys = entity.join_keys.len();
-    let ts = rows.columns[keys].as_ref();
-    let mut latest: HashMap<Vec<u8>, (i64, usize)> = HashMap::new();
-    let ts = ts.as_primitive::<arrow_array::types::TimestampMicrosecondType>();
-    for row in 0..rows.rows {
+    let ts = chunk.columns[keys].as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+    let mut in_chunk: HashMap<Vec<u8>, (i64, usize)> = HashMap::new();
+    for row in 0..chunk.rows {
         let mut key = Vec::with_capacity(16);
         for (c, (_, ty, _)) in cols.iter().enumerate().take(keys) {
-            encode_key_cell(&mut key, rows.columns[c].as_ref(), row, *ty);
+            encode_key_cell(&mut key, chunk.columns[c].as_ref(), row, *ty);
         }
-        let event_ts = ts.value(row);
-        // Later rows win ties, as later writes do online.
-        let entry = latest.entry(key).or_insert((event_ts, row));
-        if (event_ts, row) >= *entry {
-            *entry = (event_ts, row);
+        let entry = in_chunk.entry(key).or_insert((ts.value(row), row));
+        if (ts.value(row), row) >= *entry {
+            *entry = (ts.value(row), row);
         }
     }
-    let mut winners: Vec<usize> = latest.into_values().map(|(_, row)| row).collect();
-    winners.sort_unstable();
-    for chunk in winners.chunks(UPSERT_CHUNK) {
-        let batch: Vec<ValidatedRow> = chunk
-            .iter()
-            .map(|&row| {
-                let value = |c: usize| array_value(rows.columns[c].as_ref(), row, cols[c].1);
-                let event_ts = match value(keys) {
-                    quiver_core::Value::Timestamp(t) => t,
-                    _ => 0,
-                };
-                ValidatedRow {
-                    key: (0..keys).map(value).collect(),
-                    event_ts,
-                    values: (keys + 1..cols.len()).map(value).collect(),
-                }
-            })
-            .collect();
+    for (key, (event_ts, row)) in in_chunk {
+        let at = chunk.first_row + row;
+        if latest.get(&key).is_some_and(|(t, r, _)| (*t, *r) > (event_ts, at)) {
+            continue;
+        }
+        let value = |c: usize| array_value(chunk.columns[c].as_ref(), row, cols[c].1);
+        let stored = ValidatedRow {
+            key: (0..keys).map(value).collect(),
+            event_ts,
+            values: (keys + 1..cols.len()).map(value).collect(),
+        };
+        latest.insert(key, (event_ts, at, stored));
+    }
+}
+
+/// Proposes the latest row of each entity to the online shards.
+async fn upsert_latest(node: &Node, table: &TableRef, latest: Latest) -> Result<()> {
+    let mut rows: Vec<(usize, ValidatedRow)> = latest.into_values().map(|(_, at, row)| (at, row)).collect();
+    rows.sort_unstable_by_key(|(at, _)| *at);
+    let mut rows = rows.into_iter().map(|(_, row)| row).peekable();
+    while rows.peek().is_some() {
+        let batch: Vec<ValidatedRow> = rows.by_ref().take(UPSERT_CHUNK).collect();
         node.proposer.put_rows(table, batch, false, None).await?;
     }
     Ok(())

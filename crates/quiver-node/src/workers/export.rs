@@ -107,5 +107,5 @@ fn source_rows(
         }
     }
     let columns = values.iter().zip(&cols).map(|(v, (_, ty, _))| values_to_array(v, *ty)).collect();
-    Ok(SourceRows { columns, rows: rows.len(), ignored: Vec::new() })
+    Ok(SourceRows { columns, rows: rows.len(), first_row: 0 })
 }
