@@ -34,6 +34,8 @@ pub struct IngestProgress {
     pub done: bool,
     /// Parquet files committed to the offline store.
     pub files_written: u64,
+    /// Rows read and checked so far: every source is, before any file is written.
+    pub rows_checked: u64,
 }
 
 /// Where a materialization stands; the last report has `done` set.

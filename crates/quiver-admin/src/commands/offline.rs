@@ -28,7 +28,10 @@ pub async fn ingest(client: &Client, project: &str, feature_set: &str, path: &st
         .ingest(project, feature_set, &path, |p| {
             bar.set_length(p.total_bytes);
             bar.set_position(p.bytes);
-            bar.set_message(format!("{} rows, {}/{} files", p.rows, p.files_done, p.files_total));
+            bar.set_message(match p.files_done {
+                0 => format!("{} rows checked", p.rows_checked),
+                done => format!("{} rows, {done}/{} files", p.rows, p.files_total),
+            });
         })
         .await;
     bar.finish_and_clear();

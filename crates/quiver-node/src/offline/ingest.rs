@@ -214,20 +214,27 @@ pub async fn ingest_path(
         let (node, name, entity, set, scratch) =
             (node.clone(), source.name.clone(), entity.clone(), fs.clone(), scratch.clone());
         let runtime = tokio::runtime::Handle::current();
-        let (staged, latest, ignored) = tokio::task::spawn_blocking(move || {
+        let (mut checked, progress) = (report.clone(), progress.clone());
+        let source_read = tokio::task::spawn_blocking(move || {
             let staged = stage
                 .then(|| Staged::new(&scratch, file_schema(&entity, &set), entity.join_keys.len(), STAGING_BUFFER));
             let staged = staged.transpose().map_err(|e| in_source(&name, e))?;
-            read_source(&node, &runtime, (&name, &local), format, &entity, &set, staged)
+            let mut chunk_read = |rows: usize| {
+                checked.rows_checked += rows as u64;
+                let _ = progress.blocking_send(checked.clone());
+            };
+            read_source(&node, &runtime, (&name, &local), format, &entity, &set, staged, &mut chunk_read)
         })
         .await
         .map_err(|e| CoreError::Internal(format!("reading {}: {e}", source.name)))??;
+        report.rows_checked += source_read.rows;
         warnings.extend(
-            ignored
+            source_read
+                .ignored
                 .iter()
                 .map(|c| format!("{}: column '{c}' is not in {} and was ignored", source.name, fs.versioned_name())),
         );
-        read.push((hash, staged, latest));
+        read.push((hash, source_read.staged, source_read.latest));
     }
     report.warnings = warnings.into_iter().collect();
 
@@ -261,10 +268,21 @@ pub async fn ingest_path(
 /// source, the row). Later rows win ties, as later writes do online.
 type Latest = HashMap<Vec<u8>, (i64, usize, ValidatedRow)>;
 
+/// What pass 1 made of a source.
+struct SourceRead {
+    /// Its files, unless it was ingested before.
+    staged: Option<Staged>,
+    latest: Latest,
+    rows: u64,
+    /// Input columns the feature set does not declare.
+    ignored: Vec<String>,
+}
+
 /// Reads one source (its name, and where it is) a chunk at a time: checks each chunk, and
-/// with `staged`, reserves its sequence numbers and stages its rows by event day. Answers
-/// the staged files, the latest row of each entity and the input columns ignored. Runs on
-/// the blocking pool; `runtime` makes the reservations.
+/// with `staged`, reserves its sequence numbers and stages its rows by event day; tells
+/// `chunk_read` each chunk's rows. Runs on the blocking pool; `runtime` makes the
+/// reservations.
+#[allow(clippy::too_many_arguments)]
 fn read_source(
     node: &Node,
     runtime: &tokio::runtime::Handle,
@@ -273,11 +291,12 @@ fn read_source(
     entity: &Entity,
     fs: &FeatureSet,
     mut staged: Option<Staged>,
-) -> Result<(Option<Staged>, Latest, Vec<String>)> {
+    chunk_read: &mut dyn FnMut(usize),
+) -> Result<SourceRead> {
     let file = std::fs::File::open(&local.path).map_err(|e| Error::io(reading(&local.path), e))?;
     let bad = |e| in_source(name, e);
     let mut chunks = SourceChunks::open(SourceData::File(file), format, entity, fs).map_err(bad)?;
-    let mut latest = Latest::new();
+    let (mut latest, mut rows) = (Latest::new(), 0u64);
     while let Some(chunk) = chunks.next_chunk().map_err(bad)? {
         chunk.check_event_times(entity, fs, now_micros(), node.config.ingest.max_future()).map_err(bad)?;
         if let Some(staged) = staged.as_mut() {
@@ -287,8 +306,10 @@ fn read_source(
             }
         }
         keep_latest(&mut latest, &chunk, entity, fs);
+        rows += chunk.rows as u64;
+        chunk_read(chunk.rows);
     }
-    Ok((staged, latest, chunks.ignored().to_vec()))
+    Ok(SourceRead { staged, latest, rows, ignored: chunks.ignored().to_vec() })
 }
 
 /// Uploads a source's staged files and commits them; `None` when the source was committed

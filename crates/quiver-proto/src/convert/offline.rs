@@ -34,6 +34,7 @@ pub fn ingest_progress_from_proto(p: v1::IngestProgress) -> IngestProgress {
         warnings: p.warnings,
         done: p.done,
         files_written: p.files_written,
+        rows_checked: p.rows_checked,
     }
 }
 
