@@ -1,8 +1,9 @@
-//! An ingest's per-day Parquet files, written to local disk as a source's chunks arrive and
-//! uploaded to the offline store once every source of the request was read and checked.
-//! What an ingest holds in memory is a chunk and the row groups being filled (at most
-//! `buffer` bytes of them), whatever the size of its sources; a failed ingest leaves
-//! nothing in the store, and its staging directory goes with it.
+//! An ingest's per-day Parquet files, written to local disk as a source's chunks arrive
+//! (`Staged`), closed once the source is read (`Sealed`), and uploaded to the offline store
+//! once every source of the request was read and checked. What an ingest holds in memory is
+//! a chunk and the row groups being filled (at most `buffer` bytes of writer memory),
+//! whatever the size of its sources; a failed ingest leaves nothing in the store, and its
+//! staging directory goes with it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +29,11 @@ const UPLOAD_PART: usize = 8 << 20;
 /// One event day's file being written.
 struct Day {
     writer: ArrowWriter<File>,
+    file: DayFile,
+}
+
+/// What a day's file holds.
+struct DayFile {
     path: PathBuf,
     rows: u64,
     ts: (i64, i64),
@@ -57,10 +63,6 @@ impl Staged {
         Ok(Staged { dir: staging, schema, ts_index, days: BTreeMap::new(), buffer })
     }
 
-    pub fn rows(&self) -> u64 {
-        self.days.values().map(|d| d.rows).sum()
-    }
-
     /// Appends rows of event day `day` (in the staged schema).
     pub fn append(&mut self, day: i64, batch: &RecordBatch) -> Result<()> {
         let entry = match self.days.entry(day) {
@@ -69,41 +71,63 @@ impl Staged {
                 let path = self.dir.path().join(format!("{day}.parquet"));
                 let file = File::create(&path).map_err(io_err(&path))?;
                 let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))?;
-                e.insert(Day { writer, path, rows: 0, ts: (i64::MAX, i64::MIN), seq: (u64::MAX, 0) })
+                let file = DayFile { path, rows: 0, ts: (i64::MAX, i64::MIN), seq: (u64::MAX, 0) };
+                e.insert(Day { writer, file })
             }
         };
         entry.writer.write(batch)?;
-        entry.rows += batch.num_rows() as u64;
+        let file = &mut entry.file;
+        file.rows += batch.num_rows() as u64;
         let ts = batch.column(self.ts_index).as_primitive::<TimestampMicrosecondType>().values();
         for t in ts.iter() {
-            entry.ts = (entry.ts.0.min(*t), entry.ts.1.max(*t));
+            file.ts = (file.ts.0.min(*t), file.ts.1.max(*t));
         }
         if let Some(seq) = batch.column_by_name(SEQ_COLUMN) {
             for s in seq.as_primitive::<UInt64Type>().values().iter() {
-                entry.seq = (entry.seq.0.min(*s), entry.seq.1.max(*s));
+                file.seq = (file.seq.0.min(*s), file.seq.1.max(*s));
             }
         }
         // Row groups fill in memory: past the buffer, the largest is written out.
-        while self.days.values().map(|d| d.writer.in_progress_size()).sum::<usize>() > self.buffer {
-            let Some(largest) = self.days.values_mut().max_by_key(|d| d.writer.in_progress_size()) else { break };
+        while self.days.values().map(|d| d.writer.memory_size()).sum::<usize>() > self.buffer {
+            let Some(largest) = self.days.values_mut().max_by_key(|d| d.writer.memory_size()) else { break };
             largest.writer.flush()?;
         }
         Ok(())
     }
 
-    /// Closes every day's file and uploads it to `store` at `path_of(day)`, one at a time;
-    /// answers their manifest entries.
-    pub async fn upload(self, store: &OfflineStore, path_of: impl Fn(i64) -> String) -> Result<Vec<DataFile>> {
-        let mut files = Vec::with_capacity(self.days.len());
+    /// Closes every day's file: what stays is on disk.
+    pub fn seal(self) -> Result<Sealed> {
+        let mut days = Vec::with_capacity(self.days.len());
         for (day, staged) in self.days {
             staged.writer.close()?;
-            let path = path_of(day);
-            let bytes = upload_file(store, &staged.path, &path).await?;
-            let (min_ts, max_ts) = staged.ts;
-            let (min_seq, max_seq) = staged.seq;
-            files.push(DataFile { path, day, rows: staged.rows, bytes, min_ts, max_ts, min_seq, max_seq });
+            days.push((day, staged.file));
         }
-        drop(self.dir);
+        Ok(Sealed { _dir: self.dir, days })
+    }
+}
+
+/// A source's per-day files, closed, on local disk until `upload`.
+pub struct Sealed {
+    /// Removed with the files when this is dropped.
+    _dir: tempfile::TempDir,
+    days: Vec<(i64, DayFile)>,
+}
+
+impl Sealed {
+    pub fn rows(&self) -> u64 {
+        self.days.iter().map(|(_, f)| f.rows).sum()
+    }
+
+    /// Uploads every day's file to `store` at `path_of(day)`, one at a time; answers their
+    /// manifest entries.
+    pub async fn upload(self, store: &OfflineStore, path_of: impl Fn(i64) -> String) -> Result<Vec<DataFile>> {
+        let mut files = Vec::with_capacity(self.days.len());
+        for (day, staged) in &self.days {
+            let path = path_of(*day);
+            let bytes = upload_file(store, &staged.path, &path).await?;
+            let ((min_ts, max_ts), (min_seq, max_seq)) = (staged.ts, staged.seq);
+            files.push(DataFile { path, day: *day, rows: staged.rows, bytes, min_ts, max_ts, min_seq, max_seq });
+        }
         Ok(files)
     }
 }
@@ -161,8 +185,9 @@ mod tests {
             staged.append(day, &rows(day, first, 500)).unwrap();
             first += 500;
         }
-        assert_eq!(staged.rows(), 20_000);
-        let files = staged.upload(&store, |day| format!("d{day}.parquet")).await.unwrap();
+        let sealed = staged.seal().unwrap();
+        assert_eq!(sealed.rows(), 20_000);
+        let files = sealed.upload(&store, |day| format!("d{day}.parquet")).await.unwrap();
         assert_eq!(files.iter().map(|f| (f.day, f.rows)).collect::<Vec<_>>(), vec![(0, 10_000), (1, 10_000)]);
         assert_eq!((files[1].min_seq, files[1].max_seq), (500, 19_999));
         assert_eq!(files[1].min_ts, DAY_MICROS);

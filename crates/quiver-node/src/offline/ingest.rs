@@ -1,11 +1,11 @@
 //! Batch ingestion, in two passes. Pass 1 reads every source once, a chunk at a time
 //! (`SourceChunks`: Parquet by batches of its row groups, CSV by lines), checks each chunk,
 //! reserves its sequence numbers and stages its rows in per-day files on local disk
-//! (`Staged`), keeping the latest row of each entity; a bad row anywhere rejects the request
-//! and changes nothing. Pass 2, per source: upload the staged files, commit them to the
-//! manifest under the source's content hash (a second ingest of the same content adds
-//! nothing), and upsert the latest rows into the online shards. Memory is a chunk, the row
-//! groups being filled and a row per entity, whatever the size of the files.
+//! (`Staged`), keeping the latest row of each entity over all sources; a bad row anywhere
+//! rejects the request and changes nothing. Pass 2, per source: upload the staged files and
+//! commit them to the manifest under the source's content hash (a second ingest of the same
+//! content adds nothing); then the latest rows are upserted into the online shards. Memory is
+//! a chunk, the row groups being filled and a row per entity, whatever the size of the files.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use quiver_offline::files::data_path;
 use quiver_offline::ingest::{SourceChunks, SourceData, SourceFormat, SourceRows, day_batches};
 use quiver_offline::schema::{columns, file_schema};
 use quiver_offline::spill::INGEST_PREFIX;
-use quiver_offline::staging::Staged;
+use quiver_offline::staging::{Sealed, Staged};
 use quiver_offline::store::OfflineStore;
 use quiver_proto::v1::IngestProgress;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -205,7 +205,8 @@ pub async fn ingest_path(
     let scratch = node.config.retrieval_memory()?.spill_dir;
     let mut warnings = std::collections::BTreeSet::new();
     let mut read = Vec::with_capacity(sources.len());
-    for source in &sources {
+    let mut latest = Latest::new();
+    for (source_no, source) in sources.iter().enumerate() {
         let local = source.fetch(&scratch).await?;
         let format = source.format()?;
         // A source ingested before is read again only for its latest rows (see below).
@@ -223,7 +224,8 @@ pub async fn ingest_path(
                 checked.rows_checked += rows as u64;
                 let _ = progress.blocking_send(checked.clone());
             };
-            read_source(&node, &runtime, (&name, &local), format, &entity, &set, staged, &mut chunk_read)
+            let source = ((source_no, name.as_str()), &local);
+            read_source(&node, &runtime, source, format, (&entity, &set), staged, latest, &mut chunk_read)
         })
         .await
         .map_err(|e| CoreError::Internal(format!("reading {}: {e}", source.name)))??;
@@ -234,13 +236,14 @@ pub async fn ingest_path(
                 .iter()
                 .map(|c| format!("{}: column '{c}' is not in {} and was ignored", source.name, fs.versioned_name())),
         );
-        read.push((hash, source_read.staged, source_read.latest));
+        latest = source_read.latest;
+        read.push((hash, source_read.staged));
     }
     report.warnings = warnings.into_iter().collect();
 
-    // Pass 2: upload, commit, upsert, one source at a time.
-    for (source, (hash, staged, latest)) in sources.iter().zip(read) {
-        let rows = staged.as_ref().map_or(0, Staged::rows);
+    // Pass 2: upload and commit one source at a time, then upsert.
+    for (source, (hash, staged)) in sources.iter().zip(read) {
+        let rows = staged.as_ref().map_or(0, Sealed::rows);
         let committed = match staged {
             Some(staged) => upload_and_commit(&node, &table, staged, &hash).await?,
             None => None,
@@ -250,9 +253,6 @@ pub async fn ingest_path(
             report.duplicates.push(source.name.clone());
         }
         report.files_written += committed.unwrap_or_default();
-        // Upserting again after a duplicate is harmless (last writer wins) and repairs an
-        // online store that missed it when an earlier ingest stopped after its commit.
-        upsert_latest(&node, &table, latest).await?;
         if committed.is_some() {
             report.rows += rows;
         }
@@ -260,43 +260,46 @@ pub async fn ingest_path(
         report.files_done += 1;
         let _ = progress.send(report.clone()).await;
     }
+    // Duplicates' rows too: upserting again is harmless (last writer wins), and repairs an
+    // online store that missed them when an earlier ingest stopped after its commit.
+    upsert_latest(&node, &table, latest).await?;
     report.done = true;
     Ok(report)
 }
 
-/// The latest row of each entity of a source, by encoded key: (event time, row in the
-/// source, the row). Later rows win ties, as later writes do online.
-type Latest = HashMap<Vec<u8>, (i64, usize, ValidatedRow)>;
+/// The latest row of each entity of a request's sources, by encoded key: (event time,
+/// (source, row in the source), the row). Later rows win ties, as later writes do online.
+type Latest = HashMap<Vec<u8>, (i64, (usize, usize), ValidatedRow)>;
 
 /// What pass 1 made of a source.
 struct SourceRead {
     /// Its files, unless it was ingested before.
-    staged: Option<Staged>,
+    staged: Option<Sealed>,
     latest: Latest,
     rows: u64,
     /// Input columns the feature set does not declare.
     ignored: Vec<String>,
 }
 
-/// Reads one source (its name, and where it is) a chunk at a time: checks each chunk, and
-/// with `staged`, reserves its sequence numbers and stages its rows by event day; tells
-/// `chunk_read` each chunk's rows. Runs on the blocking pool; `runtime` makes the
-/// reservations.
+/// Reads one source (its position and name, and where it is) a chunk at a time: checks each
+/// chunk, folds its rows into `latest`, and with `staged`, reserves its sequence numbers and
+/// stages its rows by event day, closing the files at the end; tells `chunk_read` each
+/// chunk's rows. Runs on the blocking pool; `runtime` makes the reservations.
 #[allow(clippy::too_many_arguments)]
 fn read_source(
     node: &Node,
     runtime: &tokio::runtime::Handle,
-    (name, local): (&str, &LocalSource),
+    ((source_no, name), local): ((usize, &str), &LocalSource),
     format: SourceFormat,
-    entity: &Entity,
-    fs: &FeatureSet,
+    (entity, fs): (&Entity, &FeatureSet),
     mut staged: Option<Staged>,
+    mut latest: Latest,
     chunk_read: &mut dyn FnMut(usize),
 ) -> Result<SourceRead> {
     let file = std::fs::File::open(&local.path).map_err(|e| Error::io(reading(&local.path), e))?;
     let bad = |e| in_source(name, e);
     let mut chunks = SourceChunks::open(SourceData::File(file), format, entity, fs).map_err(bad)?;
-    let (mut latest, mut rows) = (Latest::new(), 0u64);
+    let mut rows = 0u64;
     while let Some(chunk) = chunks.next_chunk().map_err(bad)? {
         chunk.check_event_times(entity, fs, now_micros(), node.config.ingest.max_future()).map_err(bad)?;
         if let Some(staged) = staged.as_mut() {
@@ -305,16 +308,18 @@ fn read_source(
                 staged.append(day, &batch).map_err(bad)?;
             }
         }
-        keep_latest(&mut latest, &chunk, entity, fs);
+        keep_latest(&mut latest, source_no, &chunk, entity, fs);
         rows += chunk.rows as u64;
         chunk_read(chunk.rows);
     }
+    // Closed now, so a staged source holds no memory while the next ones are read.
+    let staged = staged.map(Staged::seal).transpose().map_err(bad)?;
     Ok(SourceRead { staged, latest, rows, ignored: chunks.ignored().to_vec() })
 }
 
 /// Uploads a source's staged files and commits them; `None` when the source was committed
 /// before (the files just uploaded are removed again).
-async fn upload_and_commit(node: &Node, table: &TableRef, staged: Staged, hash: &str) -> Result<Option<u64>> {
+async fn upload_and_commit(node: &Node, table: &TableRef, staged: Sealed, hash: &str) -> Result<Option<u64>> {
     let source = format!("ingest:{hash}");
     let name = format!("{}-{}", &hash[..16], now_micros());
     let path_of = |day| data_path(&table.project, &table.set, table.version, day, &name);
@@ -345,7 +350,7 @@ async fn upload_and_commit(node: &Node, table: &TableRef, staged: Staged, hash: 
 
 /// Folds a chunk's rows into `latest`: the chunk's own latest row per entity first, so a
 /// row is built only for an entity whose value the chunk changes.
-fn keep_latest(latest: &mut Latest, chunk: &SourceRows, entity: &Entity, fs: &FeatureSet) {
+fn keep_latest(latest: &mut Latest, source_no: usize, chunk: &SourceRows, entity: &Entity, fs: &FeatureSet) {
     let cols = columns(entity, fs);
     let keys = entity.join_keys.len();
     let ts = chunk.columns[keys].as_primitive::<arrow_array::types::TimestampMicrosecondType>();
@@ -361,7 +366,7 @@ fn keep_latest(latest: &mut Latest, chunk: &SourceRows, entity: &Entity, fs: &Fe
         }
     }
     for (key, (event_ts, row)) in in_chunk {
-        let at = chunk.first_row + row;
+        let at = (source_no, chunk.first_row + row);
         if latest.get(&key).is_some_and(|(t, r, _)| (*t, *r) > (event_ts, at)) {
             continue;
         }
@@ -377,7 +382,7 @@ fn keep_latest(latest: &mut Latest, chunk: &SourceRows, entity: &Entity, fs: &Fe
 
 /// Proposes the latest row of each entity to the online shards.
 async fn upsert_latest(node: &Node, table: &TableRef, latest: Latest) -> Result<()> {
-    let mut rows: Vec<(usize, ValidatedRow)> = latest.into_values().map(|(_, at, row)| (at, row)).collect();
+    let mut rows: Vec<((usize, usize), ValidatedRow)> = latest.into_values().map(|(_, at, row)| (at, row)).collect();
     rows.sort_unstable_by_key(|(at, _)| *at);
     let mut rows = rows.into_iter().map(|(_, row)| row).peekable();
     while rows.peek().is_some() {
