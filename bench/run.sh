@@ -2,7 +2,7 @@
 # Quiver's benchmark runner: measures Quiver beside Redis (online reads) and DuckDB (point-in-time
 # retrieval) side by side on this machine in one run, and prints one table of medians.
 #
-#   bench/run.sh [--quick] [--size small|full] [--runs N] [--seconds S] [--bin-dir DIR] [--keep]
+#   bench/run.sh [--quick] [--size small|full|large] [--runs N] [--seconds S] [--bin-dir DIR] [--keep]
 #
 # It builds the binaries, installs redis-server/redis-tools (apt-get) and duckdb (pip) if they are
 # missing and it can, starts Redis on a free loopback port with persistence off, runs
@@ -10,7 +10,8 @@
 # (interleaved), prints the table, and stops everything it started. Figures are never asserted.
 #
 #   --quick        seconds, for CI: 5,000 entities, 0.5 s per figure, a 20k-row offline set, 1 run
-#   --size S       offline data set: small (1M rows, 100k spine) or full (10M, 1M); default both
+#   --size S       offline data set: small (1M rows, 100k spine), full (10M, 1M) or large (40M, 4M);
+#                  default small and full
 #   --runs N       rounds of measurement; the table shows medians (default 3, 1 with --quick)
 #   --seconds S    seconds per read and push figure (default 5)
 #   --bin-dir DIR  no build: quiver-node and quiver-bench from DIR (CI's target/debug); not for figures
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --keep) keep=1 ;;
-        --size) sizes="${2:?--size needs small or full}"; shift ;;
+        --size) sizes="${2:?--size needs small, full or large}"; shift ;;
         --runs) runs="${2:?--runs needs a number}"; shift ;;
         --seconds) seconds="${2:?--seconds needs a number}"; shift ;;
         --bin-dir) bin="${2:?--bin-dir needs a directory}"; shift ;;
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-case "$sizes" in small | full | "small full") ;; *) echo "bench/run.sh: --size is small or full" >&2; exit 2 ;; esac
+case "$sizes" in small | full | large | "small full") ;; *) echo "bench/run.sh: --size is small, full or large" >&2; exit 2 ;; esac
 [ -n "$runs" ] || { [ "$quick" = 1 ] && runs=1 || runs=3; }
 
 # --- what it needs: installed only when missing, and only where it can be --------------------

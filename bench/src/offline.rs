@@ -32,6 +32,9 @@ enum Size {
     Small,
     /// 10M feature rows, a 1M-row spine.
     Full,
+    /// 40M feature rows, a 4M-row spine: four times full, to show memory beside DuckDB's
+    /// (run it with --retrieval-memory to see the joins keep to a budget).
+    Large,
 }
 
 #[derive(clap::Args)]
@@ -106,6 +109,7 @@ pub async fn run(args: Args) -> Result<()> {
         (true, _) => ("quick", 20_000, 2_000),
         (false, Size::Small) => ("small", 1_000_000, 100_000),
         (false, Size::Full) => ("full", 10_000_000, 1_000_000),
+        (false, Size::Large) => ("large", 40_000_000, 4_000_000),
     };
     let out = Out::new(args.format);
     // The node reads the source files itself: it needs absolute paths.
