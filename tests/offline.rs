@@ -332,15 +332,17 @@ async fn materialize_fills_the_online_store_after_an_ingest_died_before_its_upse
     std::fs::write(&input, csv_of(&rows)).unwrap();
     assert!(ingest(&client, input.to_str().unwrap()).await.is_err(), "the node died mid-ingest");
     node.wait_for_exit(std::time::Duration::from_secs(10)).await.unwrap();
-    // 18 rows at 512 bytes each planned, in 3 KiB: entities in 3 parts, the files read 3 times.
-    node.set_env(vec![("QUIVER_RETRIEVAL_MEMORY".to_string(), "3KiB".to_string())]);
+    // 512 bytes planned per kept row: 2 KiB keeps 4 of the 6 drivers, so the files are
+    // read again in parts.
+    node.set_env(vec![("QUIVER_RETRIEVAL_MEMORY".to_string(), "2KiB".to_string())]);
     node.restart().await.unwrap();
     let client = node.client().await.unwrap();
     assert_eq!(online(&client, 1).await, (Value::Null, Value::Null), "committed offline, never upserted online");
 
     let window = (Some(now - 24 * HOUR), None);
     let report = client.materialize("rides", "driver_stats", window, |_| {}).await.unwrap();
-    assert_eq!((report.rows_read, report.entities_written), (3 * rows.len() as u64, 6));
+    assert!(report.rows_read > rows.len() as u64, "read in parts: {report:?}");
+    assert_eq!(report.entities_written, 6);
     let at_now: Vec<(i64, i64)> = (1..=6).map(|d| (d, now_micros())).collect();
     let offline = history(&client, &at_now).await;
     for ((d, _), (rate, trips)) in at_now.iter().zip(&offline) {

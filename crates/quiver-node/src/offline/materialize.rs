@@ -3,10 +3,12 @@
 //! online last-writer-wins rule, so a second run (or a run after a crash) changes nothing
 //! that is already there, and never replaces newer online values.
 //!
-//! The latest rows are kept in memory until upserted. When the window's rows could take
-//! more than `[offline] retrieval_memory`, entities are split by key hash into parts, and
-//! the files are read once per part, each part's rows upserted before the next is read:
-//! memory stays within the budget at the cost of reading the files again.
+//! The latest rows are kept in memory until upserted. When they would take more than
+//! `[offline] retrieval_memory` (planned at `LATEST_ROW_BYTES` a row), entities are split by
+//! key hash into parts, and the files are read once per part, each part's rows upserted
+//! before the next is read: memory stays within the budget at the cost of reading the files
+//! again. The split is found by trying: one part first, four times as many when it outgrows
+//! the budget.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +16,12 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use quiver_core::key::{encode_entity_key, key_hash};
+use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::row::{ValidatedRow, check_event_time};
 use quiver_core::table::TableRef;
 use quiver_core::{Error as CoreError, Value};
 use quiver_offline::convert::array_value;
-use quiver_offline::files::read_file;
+use quiver_offline::files::{DataFile, read_file};
 use quiver_offline::schema::{SEQ_COLUMN, columns};
 use quiver_proto::v1::MaterializeProgress;
 use tokio::sync::mpsc;
@@ -55,18 +58,65 @@ pub async fn materialize_online(
         .filter(|f| f.max_ts >= start && f.min_ts < end)
         .cloned()
         .collect();
-    let cols = columns(entity, fs);
-    let keys = entity.join_keys.len();
-    let rows_in_window: u64 = files.iter().map(|f| f.rows).sum();
     let budget = node.config.offline.retrieval_bytes()?;
-    let parts = rows_in_window.saturating_mul(LATEST_ROW_BYTES).div_ceil(budget.max(1)).max(1);
-    let mut report = MaterializeProgress { files_total: files.len() as u64 * parts, ..Default::default() };
-    let (now, skew) = (now_micros(), node.config.ingest.max_future());
-    for part in 0..parts {
-        let mut latest: HashMap<Vec<u8>, (i64, u64, ValidatedRow)> = HashMap::new();
-        for file in &files {
+    // Entities a part may keep. One part to begin with: should the first part outgrow the
+    // budget, the files are read again in four times as many parts.
+    let most = usize::try_from(budget / LATEST_ROW_BYTES).unwrap_or(usize::MAX).max(1);
+    let mut report = MaterializeProgress { files_total: files.len() as u64, ..Default::default() };
+    let (mut parts, mut part) = (1u64, 0u64);
+    let read = Read { node: &node, entity, fs, window: (start, end), now: now_micros() };
+    while part < parts {
+        let limit = (part == 0).then_some(most);
+        let Some(latest) = read.part(&files, (part, parts), limit, &mut report, &progress).await? else {
+            parts *= 4;
+            report.files_total += files.len() as u64 * parts;
+            continue;
+        };
+        let rows: Vec<ValidatedRow> = latest.into_values().map(|(_, _, row)| row).collect();
+        for chunk in rows.chunks(UPSERT_CHUNK) {
+            node.proposer.put_rows(&table, chunk.to_vec(), false, None).await?;
+            report.entities_written += chunk.len() as u64;
+        }
+        if part == 0 {
+            report.files_total = files.len() as u64 * parts;
+        }
+        part += 1;
+    }
+    report.done = true;
+    Ok(report)
+}
+
+/// The latest kept row of each entity: (event time, sequence number, the row).
+type Latest = HashMap<Vec<u8>, (i64, u64, ValidatedRow)>;
+
+/// What reading a part needs.
+struct Read<'a> {
+    node: &'a Node,
+    entity: &'a Entity,
+    fs: &'a FeatureSet,
+    window: (i64, i64),
+    now: i64,
+}
+
+impl Read<'_> {
+    /// The latest row in the window of each entity of part `part` of `parts` (by key
+    /// hash), read file by file; `None` as soon as it keeps more than `limit` entities.
+    async fn part(
+        &self,
+        files: &[DataFile],
+        (part, parts): (u64, u64),
+        limit: Option<usize>,
+        report: &mut MaterializeProgress,
+        progress: &mpsc::Sender<MaterializeProgress>,
+    ) -> Result<Option<Latest>> {
+        let (cols, keys) = (columns(self.entity, self.fs), self.entity.join_keys.len());
+        let ((start, end), skew) = (self.window, self.node.config.ingest.max_future());
+        let mut latest = Latest::new();
+        for file in files {
             let mut file_rows = 0;
-            for batch in read_file(&node.offline, file, None, None).await.map_err(|e| Error::from(e.into_core()))? {
+            let batches =
+                read_file(&self.node.offline, file, None, None).await.map_err(|e| Error::from(e.into_core()))?;
+            for batch in batches {
                 let ts = batch.column(keys).as_primitive::<TimestampMicrosecondType>();
                 let seq = batch
                     .column_by_name(SEQ_COLUMN)
@@ -77,32 +127,28 @@ pub async fn materialize_online(
                     if t < start || t >= end {
                         continue;
                     }
-                    check_event_time(file_rows + row + 1, &fs.timestamp_column, t, now, skew)
+                    check_event_time(file_rows + row + 1, &self.fs.timestamp_column, t, self.now, skew)
                         .map_err(|e| CoreError::InvalidArgument(format!("offline file {}: {e}", file.path)))?;
                     let value = |c: usize| array_value(batch.column(c).as_ref(), row, cols[c].1);
                     let key: Vec<Value> = (0..keys).map(value).collect();
                     let encoded = encode_entity_key(&key);
-                    if key_hash(&encoded) % parts != part {
-                        continue;
-                    }
-                    if latest.get(&encoded).is_some_and(|(bt, bs, _)| (*bt, *bs) >= (t, s)) {
+                    if key_hash(&encoded) % parts != part
+                        || latest.get(&encoded).is_some_and(|(bt, bs, _)| (*bt, *bs) >= (t, s))
+                    {
                         continue;
                     }
                     let values = (keys + 1..cols.len()).map(value).collect();
                     latest.insert(encoded, (t, s, ValidatedRow { key, event_ts: t, values }));
+                    if limit.is_some_and(|most| latest.len() > most) {
+                        return Ok(None);
+                    }
                 }
                 file_rows += batch.num_rows();
                 report.rows_read += batch.num_rows() as u64;
             }
             report.files_done += 1;
-            let _ = progress.send(report).await;
+            let _ = progress.send(*report).await;
         }
-        let rows: Vec<ValidatedRow> = latest.into_values().map(|(_, _, row)| row).collect();
-        for chunk in rows.chunks(UPSERT_CHUNK) {
-            node.proposer.put_rows(&table, chunk.to_vec(), false, None).await?;
-            report.entities_written += chunk.len() as u64;
-        }
+        Ok(Some(latest))
     }
-    report.done = true;
-    Ok(report)
 }
