@@ -12,7 +12,7 @@ use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, Jo
 use quiver_offline::files::write_file;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::schema::file_schema;
-use quiver_offline::spill::{EVENT_BYTES, Memory, SPINE_ROW_BYTES, Usage};
+use quiver_offline::spill::{Memory, SPINE_ROW_BYTES, Usage};
 use quiver_offline::store::{OfflineStore, S3Settings};
 
 fn schema(ttl: Option<&str>) -> (Entity, FeatureSet) {
@@ -117,10 +117,9 @@ async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(
     let (held, usage) = run_within(spine, files, ttl_secs, &Memory::unlimited()).await;
     assert_eq!((usage.partitions, usage.spilled_bytes), (1, 0));
     let dir = tempfile::tempdir().unwrap();
-    // An eighth of what the join needs: 16 partitions, most keys alone in one, some empty.
-    let events: usize = files.iter().map(Vec::len).sum();
-    let needed = events as u64 * EVENT_BYTES + spine.len() as u64 * SPINE_ROW_BYTES;
-    let tiny = Memory { budget: needed / 8, spill_dir: dir.path().to_path_buf() };
+    // Half of what the spine's rows alone take in a join, whatever the events in its time
+    // window: partitions by the dozen, most keys alone in one, some empty.
+    let tiny = Memory { budget: spine.len() as u64 * SPINE_ROW_BYTES / 2, spill_dir: dir.path().to_path_buf() };
     let (spilled, usage) = run_within(spine, files, ttl_secs, &tiny).await;
     assert!(usage.partitions > 1, "{usage:?}");
     assert_eq!(held, spilled, "held and spilled answers differ");
