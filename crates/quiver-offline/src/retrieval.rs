@@ -50,39 +50,7 @@ fn encode_row_key(out: &mut Vec<u8>, columns: &[(&dyn Array, ValueType)], row: u
 
 /// Dense ids of the spine's distinct keys of `entity`, by encoded key: the join then compares
 /// integers, and an event of a key the spine does not hold is dropped as soon as it is read.
-/// Keys of up to 15 encoded bytes (every integer key, short strings) are looked up as one
-/// `u128`, the length in its top byte: a profile of pass 1 spent a quarter of its time
-/// comparing byte strings.
-#[derive(Default)]
-struct KeyIds {
-    short: HashMap<u128, u32, Xxh3DefaultBuilder>,
-    long: HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
-}
-
-impl KeyIds {
-    fn word(key: &[u8]) -> Option<u128> {
-        let mut word = [0u8; 16];
-        word.get_mut(..key.len())?.copy_from_slice(key);
-        word[15] = u8::try_from(key.len()).ok().filter(|&n| n < 16)?;
-        Some(u128::from_le_bytes(word))
-    }
-
-    fn get(&self, key: &[u8]) -> Option<u32> {
-        match Self::word(key) {
-            Some(word) => self.short.get(&word).copied(),
-            None => self.long.get(key).copied(),
-        }
-    }
-
-    /// The id of `key`, a new one if it has none yet.
-    fn id(&mut self, key: &[u8]) -> u32 {
-        let next = (self.short.len() + self.long.len()) as u32;
-        match Self::word(key) {
-            Some(word) => *self.short.entry(word).or_insert(next),
-            None => *self.long.entry(key.to_vec()).or_insert(next),
-        }
-    }
-}
+type KeyIds = HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>;
 
 /// The key id of every spine row, and the ids. Key columns are cast to the join-key types.
 fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyIds)> {
@@ -107,7 +75,15 @@ fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyI
         }
         key.clear();
         encode_row_key(&mut key, &refs, row);
-        row_ids.push(ids.id(&key));
+        let id = match ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = ids.len() as u32;
+                ids.insert(key.clone(), id);
+                id
+            }
+        };
+        row_ids.push(id);
     }
     Ok((row_ids, ids))
 }
@@ -202,7 +178,7 @@ impl EventFilter {
                 }
                 scratch.clear();
                 encode_row_key(&mut scratch, &keys, row);
-                if let Some(id) = self.ids.get(&scratch) {
+                if let Some(&id) = self.ids.get(scratch.as_slice()) {
                     out.push((EventRow { key: id, ts: t, seq: seq.value(row) }, at));
                 }
             }
@@ -394,27 +370,4 @@ fn empty_answer(source: &Source<'_>, rows: usize) -> (Vec<ArrayRef>, ArrayRef) {
     let columns =
         source.features.iter().map(|(i, _)| new_null_array(&arrow_type(source.fs.features[*i].ty), rows)).collect();
     (columns, new_null_array(&arrow_type(ValueType::Timestamp), rows))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::KeyIds;
-
-    /// Short keys go by word, long ones by bytes; either way one id per distinct key, and a
-    /// key that is the prefix of another, or padded with zeros, is another key.
-    #[test]
-    fn keys_short_and_long_get_one_id_each() {
-        let long = vec![7u8; 40];
-        let keys: [&[u8]; 6] = [b"", b"a", b"a\0", &[0u8; 15], &[0u8; 16], &long];
-        let mut ids = KeyIds::default();
-        let given: Vec<u32> = keys.iter().map(|k| ids.id(k)).collect();
-        assert_eq!(given, vec![0, 1, 2, 3, 4, 5]);
-        assert_eq!(
-            keys.iter().map(|k| ids.get(k)).collect::<Vec<_>>(),
-            given.iter().map(|&i| Some(i)).collect::<Vec<_>>()
-        );
-        assert_eq!((ids.short.len(), ids.long.len()), (4, 2));
-        assert_eq!(ids.get(b"b"), None);
-        assert_eq!(ids.id(b"a"), 1, "an existing key keeps its id");
-    }
 }
