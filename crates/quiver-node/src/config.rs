@@ -360,8 +360,12 @@ impl Config {
 
     /// What a training set's join may hold, and where it spills beyond it.
     pub fn retrieval_memory(&self) -> Result<quiver_offline::spill::Memory> {
-        let spill_dir = self.offline.spill_dir.clone().unwrap_or_else(|| self.data_dir.join("spill"));
-        Ok(quiver_offline::spill::Memory { budget: self.offline.retrieval_bytes()?, spill_dir })
+        Ok(quiver_offline::spill::Memory { budget: self.offline.retrieval_bytes()?, spill_dir: self.spill_dir() })
+    }
+
+    /// Where retrievals spill and ingests stage their files.
+    pub fn spill_dir(&self) -> PathBuf {
+        self.offline.spill_dir.clone().unwrap_or_else(|| self.data_dir.join("spill"))
     }
 
     pub fn offline_location(&self) -> String {

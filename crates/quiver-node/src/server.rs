@@ -39,7 +39,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let tls = Tls::load(&config.tls)?;
     let pool = PeerPool::new(tls.as_ref().map(|t| t.peers.clone()));
     let identity = Identity::establish(&mut config, &pool).await?;
-    let spill_dir = config.retrieval_memory()?.spill_dir;
+    let spill_dir = config.spill_dir();
     let left = quiver_offline::spill::remove_leftovers(&spill_dir).map_err(|e| Error::Config(e.to_string()))?;
     if left > 0 {
         tracing::info!(dir = %spill_dir.display(), left, "removed spill files of retrievals a stop cut short");

@@ -142,7 +142,7 @@ pub struct Partitions {
     spilled: u64,
 }
 
-fn spill_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn spill_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Spill { path: path.display().to_string(), source }
 }
 

@@ -19,9 +19,9 @@ use tokio::io::AsyncReadExt;
 
 use crate::files::{DataFile, writer_properties};
 use crate::schema::SEQ_COLUMN;
-use crate::spill::INGEST_PREFIX;
+use crate::spill::{INGEST_PREFIX, spill_err};
 use crate::store::OfflineStore;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Bytes read from a staged file per part of its upload.
 const UPLOAD_PART: usize = 8 << 20;
@@ -49,17 +49,13 @@ pub struct Staged {
     buffer: usize,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Spill { path: path.display().to_string(), source }
-}
-
 impl Staged {
     /// Stages files of `schema` (event time at `ts_index`, sequence column included) in a
     /// directory of their own under `dir`; row groups being filled take at most `buffer`
     /// bytes in all.
     pub fn new(dir: &Path, schema: SchemaRef, ts_index: usize, buffer: usize) -> Result<Staged> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let staging = tempfile::Builder::new().prefix(INGEST_PREFIX).tempdir_in(dir).map_err(io_err(dir))?;
+        std::fs::create_dir_all(dir).map_err(spill_err(dir))?;
+        let staging = tempfile::Builder::new().prefix(INGEST_PREFIX).tempdir_in(dir).map_err(spill_err(dir))?;
         Ok(Staged { dir: staging, schema, ts_index, days: BTreeMap::new(), buffer })
     }
 
@@ -69,7 +65,7 @@ impl Staged {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
                 let path = self.dir.path().join(format!("{day}.parquet"));
-                let file = File::create(&path).map_err(io_err(&path))?;
+                let file = File::create(&path).map_err(spill_err(&path))?;
                 let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))?;
                 let file = DayFile { path, rows: 0, ts: (i64::MAX, i64::MIN), seq: (u64::MAX, 0) };
                 e.insert(Day { writer, file })
@@ -134,12 +130,12 @@ impl Sealed {
 
 /// Streams local file `from` to `to` in the store (a multipart upload on S3); answers its size.
 async fn upload_file(store: &OfflineStore, from: &Path, to: &str) -> Result<u64> {
-    let mut file = tokio::fs::File::open(from).await.map_err(io_err(from))?;
+    let mut file = tokio::fs::File::open(from).await.map_err(spill_err(from))?;
     let upload = store.object_store().put_multipart(&store.path(to)).await?;
     let mut upload = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART);
     let (mut part, mut total) = (vec![0u8; UPLOAD_PART], 0u64);
     loop {
-        let read = file.read(&mut part).await.map_err(io_err(from))?;
+        let read = file.read(&mut part).await.map_err(spill_err(from))?;
         if read == 0 {
             break;
         }

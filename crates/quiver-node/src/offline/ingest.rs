@@ -202,7 +202,7 @@ pub async fn ingest_path(
 
     // Pass 1: read, check and stage every source; nothing reaches the store or the online
     // shards unless every one is good.
-    let scratch = node.config.retrieval_memory()?.spill_dir;
+    let scratch = node.config.spill_dir();
     let mut warnings = std::collections::BTreeSet::new();
     let mut read = Vec::with_capacity(sources.len());
     let mut latest = Latest::new();

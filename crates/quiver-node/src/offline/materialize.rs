@@ -69,16 +69,13 @@ pub async fn materialize_online(
         let limit = (part == 0).then_some(most);
         let Some(latest) = read.part(&files, (part, parts), limit, &mut report, &progress).await? else {
             parts *= 4;
-            report.files_total += files.len() as u64 * parts;
+            report.files_total = report.files_done + files.len() as u64 * parts;
             continue;
         };
         let rows: Vec<ValidatedRow> = latest.into_values().map(|(_, _, row)| row).collect();
         for chunk in rows.chunks(UPSERT_CHUNK) {
             node.proposer.put_rows(&table, chunk.to_vec(), false, None).await?;
             report.entities_written += chunk.len() as u64;
-        }
-        if part == 0 {
-            report.files_total = files.len() as u64 * parts;
         }
         part += 1;
     }
