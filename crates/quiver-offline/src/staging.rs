@@ -17,11 +17,11 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use parquet::arrow::ArrowWriter;
 use tokio::io::AsyncReadExt;
 
+use crate::Result;
 use crate::files::{DataFile, writer_properties};
 use crate::schema::SEQ_COLUMN;
 use crate::spill::{INGEST_PREFIX, spill_err};
 use crate::store::OfflineStore;
-use crate::Result;
 
 /// Bytes read from a staged file per part of its upload.
 const UPLOAD_PART: usize = 8 << 20;
