@@ -387,3 +387,118 @@ async fn a_lagging_follower_answers_offline_requests_with_every_committed_change
     let datasets = follower.datasets("rides").await.unwrap();
     assert!(datasets.iter().any(|d| d.name == "lagging_train"), "{datasets:?}");
 }
+
+/// Histories of drivers 0..300 over the last 20 days, for the two feature sets of the
+/// `driver_model_v2` vector; and a spine of 4,000 rows over drivers 0..330 (some with no
+/// rows) with a label. Deterministic, so two stores get the same files.
+fn split_inputs(dir: &std::path::Path, now: i64) -> (Vec<std::path::PathBuf>, Vec<u8>) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let hour = 3_600_000_000i64;
+    let mut stats = String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n");
+    let mut ratings = String::from("driver_id,rated_at,rating,num_ratings\n");
+    for row in 0..6_000 {
+        let (id, at) = (next(300), now - next(480) as i64 * hour);
+        stats += &format!("{id},{at},{},0.5,{row},c{}\n", next(1000) as f64 / 1000.0, next(5));
+        let (id, at) = (next(300), now - next(480) as i64 * hour);
+        ratings += &format!("{id},{at},{},{row}\n", next(50) as f64 / 10.0);
+    }
+    let mut spine = String::from("driver_id,event_timestamp,label\n");
+    for row in 0..4_000 {
+        spine += &format!("{},{},{row}\n", next(330), now - next(500) as i64 * hour / 2);
+    }
+    let paths = [("stats.csv", stats), ("ratings.csv", ratings)].map(|(name, csv)| {
+        let path = dir.join(name);
+        std::fs::write(&path, csv).unwrap();
+        path
+    });
+    (paths.to_vec(), spine.into_bytes())
+}
+
+/// The training set `client` answers for `spine`, and how many nodes joined a part of it.
+async fn split_answer(client: &Client, spine: &[u8]) -> (arrow_array::RecordBatch, u32) {
+    use futures::StreamExt;
+    let request = quiver_client::HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Vector("driver_model_v2".into()),
+        quiver_client::Spine::Csv(spine.to_vec()),
+    );
+    let mut stream = client.historical_stream(request, |_| {}).await.unwrap();
+    let (schema, nodes) = (stream.schema(), stream.nodes());
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        batches.push(batch.unwrap());
+    }
+    (arrow_select::concat::concat_batches(&schema, &batches).unwrap(), nodes)
+}
+
+/// Joins of `kind` (`training_set`, `part`) running on `node`, from its metrics.
+fn joins_running(node: &LocalNode, kind: &str) -> u64 {
+    let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
+    let line = format!("quiver_joins_running{{kind=\"{kind}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// A training set split over three nodes (each joining its part within a budget so small
+/// it spills) is the one a single node answers alone, row for row; one whose caller goes
+/// away stops on every node and leaves no spill file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_set_split_over_three_nodes_is_the_single_node_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("offline").display().to_string();
+    let extra =
+        ["--shards", "2", "--offline-store", shared.as_str(), "--split-min-rows", "1", "--retrieval-memory", "64KiB"];
+    let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
+    let first = nodes[0].client().await.unwrap();
+    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    std::fs::create_dir(dir.path().join("alone")).unwrap();
+    let (alone, alone_client) = quiver_tests::node_with_rides(&dir.path().join("alone"), &[]).await;
+    let (inputs, spine) = split_inputs(dir.path(), now_micros());
+    for (path, set) in inputs.iter().zip(["driver_stats", "driver_ratings"]) {
+        first.ingest("rides", set, path.to_str().unwrap(), |_| {}).await.unwrap();
+        alone_client.ingest("rides", set, path.to_str().unwrap(), |_| {}).await.unwrap();
+    }
+    let (single, one) = split_answer(&alone_client, &spine).await;
+    assert_eq!((single.num_rows(), one), (4_000, 1));
+    let rating = single.column_by_name("driver_ratings:rating").unwrap();
+    assert!(rating.null_count() > 0 && rating.null_count() < 4_000, "some rows match, some do not");
+    let second = nodes[1].client().await.unwrap();
+    let (split, three) = split_answer(&second, &spine).await;
+    assert_eq!(three, 3, "every node joined a part");
+    for node in &nodes {
+        let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
+        let parts = metrics.lines().any(|l| l.starts_with("quiver_requests_total{code=\"ok\",method=\"JoinPart\"}"));
+        assert_eq!(parts, node.http_addr() != nodes[1].http_addr(), "the other two nodes joined their parts");
+    }
+    assert_eq!(split, single, "the split answer is the single node's");
+    drop(alone);
+
+    // Parts stall on the two other nodes; the caller goes away meanwhile.
+    for node in &mut nodes[1..] {
+        node.set_env(vec![("QUIVER_DELAY".into(), "join-part:600000".into())]);
+        node.restart().await.unwrap();
+    }
+    let request = {
+        let (first, spine) = (first.clone(), spine.clone());
+        tokio::spawn(async move { split_answer(&first, &spine).await })
+    };
+    let deadline = Instant::now() + READY;
+    while nodes[1..].iter().any(|n| joins_running(n, "part") == 0) {
+        assert!(Instant::now() < deadline, "the parts never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    request.abort();
+    let deadline = Instant::now() + READY;
+    while nodes.iter().any(|n| joins_running(n, "part") + joins_running(n, "training_set") > 0) {
+        assert!(Instant::now() < deadline, "a node went on joining after its caller went away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 1..=3 {
+        let spill = dir.path().join(format!("node{n}/spill"));
+        let left = std::fs::read_dir(&spill).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "node{n} left spill files");
+    }
+}

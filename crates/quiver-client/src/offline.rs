@@ -111,7 +111,7 @@ impl Client {
         let mut stream = self.offline.clone().get_historical_features(proto).await.map_err(Error::from)?.into_inner();
         let mut decoder = AnswerDecoder::default();
         let (mut rows, mut pending, mut phases) = (0, VecDeque::new(), Vec::new());
-        let mut memory = JoinMemory::default();
+        let (mut memory, mut nodes) = (JoinMemory::default(), 1);
         // Progress beats until the answer's first bytes, which carry its schema.
         let schema = loop {
             let Some(chunk) = self.next_message(&mut stream).await? else {
@@ -126,6 +126,7 @@ impl Client {
                         spilled_bytes: p.spilled_bytes,
                         partitions: p.partitions,
                     };
+                    nodes = p.nodes.max(1);
                 }
             }
             rows += chunk.rows;
@@ -152,7 +153,7 @@ impl Client {
                 }
             },
         );
-        Ok(TrainingSetStream { schema, rows, phases, memory, batches: Box::pin(batches) })
+        Ok(TrainingSetStream { schema, rows, phases, memory, nodes, batches: Box::pin(batches) })
     }
 
     /// Training datasets saved in a project, with their lineage.
@@ -199,6 +200,7 @@ pub struct TrainingSetStream {
     rows: u64,
     phases: Vec<(String, Duration)>,
     memory: JoinMemory,
+    nodes: u32,
     batches: std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
 }
 
@@ -220,9 +222,15 @@ impl TrainingSetStream {
         &self.phases
     }
 
-    /// What the node's joins held and spilled for it.
+    /// What the node's joins held and spilled for it (with the join split over nodes, the
+    /// most one node held and what all of them spilled).
     pub fn memory(&self) -> JoinMemory {
         self.memory
+    }
+
+    /// How many nodes joined a part of it: 1 when the receiving node joined it alone.
+    pub fn nodes(&self) -> u32 {
+        self.nodes
     }
 }
 

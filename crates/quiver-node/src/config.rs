@@ -188,11 +188,14 @@ pub struct OfflineConfig {
     pub retrieval_memory: String,
     /// Where spilled partitions go; defaults to `<data_dir>/spill`.
     pub spill_dir: Option<PathBuf>,
+    /// A training set of at least this many spine rows is split over the cluster's nodes
+    /// that share this node's offline store; a smaller one is joined here alone.
+    pub split_min_rows: u64,
 }
 
 impl Default for OfflineConfig {
     fn default() -> Self {
-        OfflineConfig { retrieval_memory: "25%".into(), spill_dir: None }
+        OfflineConfig { retrieval_memory: "25%".into(), spill_dir: None, split_min_rows: 100_000 }
     }
 }
 
@@ -202,7 +205,8 @@ impl OfflineConfig {
         let text = self.retrieval_memory.trim();
         let bad = || {
             Error::Config(format!(
-                "offline.retrieval_memory = '{text}': give bytes with a unit (512MiB, 4GiB) or a share of the                  machine's memory (25%)"
+                "offline.retrieval_memory = '{text}': give bytes with a unit (512MiB, 4GiB) or a share of the \
+                 machine's memory (25%)"
             ))
         };
         if let Some(percent) = text.strip_suffix('%') {
@@ -520,7 +524,7 @@ mod tests {
         assert_eq!(c.offline.retrieval_bytes().unwrap(), 512 << 20);
         assert!(Config::default().offline.retrieval_bytes().unwrap() > 0, "a quarter of the machine by default");
         for wrong in ["", "12 apples", "0GiB", "150%", "-1MiB"] {
-            let c = OfflineConfig { retrieval_memory: wrong.into(), spill_dir: None };
+            let c = OfflineConfig { retrieval_memory: wrong.into(), ..OfflineConfig::default() };
             assert!(c.retrieval_bytes().unwrap_err().to_string().contains("offline.retrieval_memory"), "{wrong}");
         }
         let c = Config::from_toml("[ingest]\nmax_future_ms = 60000\n", "test").unwrap();

@@ -103,6 +103,20 @@ pub const CATALOGUE: &[CodeEntry] = &[
     },
 ];
 
+/// The offline store's errors keep the codes their core errors have.
+impl From<quiver_offline::Error> for Error {
+    fn from(e: quiver_offline::Error) -> Error {
+        Error::Core(e.into_core())
+    }
+}
+
+/// Arrow IPC the node encodes or decodes itself (answers, parts between nodes).
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Error {
+        Error::Codec(e.to_string())
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
         quiver_proto::status_from_error(&e.into_core())

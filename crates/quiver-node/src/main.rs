@@ -66,6 +66,9 @@ struct Args {
     /// Memory a training set's join may take before it spills, e.g. 4GiB or 25% [default: 25%]
     #[arg(long, env = "QUIVER_RETRIEVAL_MEMORY")]
     retrieval_memory: Option<String>,
+    /// Split training sets of at least this many spine rows over the cluster [default: 100000]
+    #[arg(long, env = "QUIVER_SPLIT_MIN_ROWS")]
+    split_min_rows: Option<u64>,
 }
 
 impl Args {
@@ -123,6 +126,9 @@ impl Args {
         }
         if let Some(v) = self.retrieval_memory {
             config.offline.retrieval_memory = v;
+        }
+        if let Some(v) = self.split_min_rows {
+            config.offline.split_min_rows = v;
         }
         config.resolve_node_id()?;
         config.validate()?;

@@ -16,11 +16,31 @@ pub struct Metrics {
     pub rows_written: IntCounter,
     pub rows_summarized: IntCounter,
     pub audit_dropped: IntCounter,
+    /// Joins running on this node: whole training sets, and parts of ones split over nodes.
+    pub joins_running: IntGaugeVec,
     raft_applied: IntGaugeVec,
     raft_leader: IntGaugeVec,
     raft_term: IntGaugeVec,
     linearizable_reads: IntGaugeVec,
     read_index_rounds: IntGaugeVec,
+}
+
+/// Counts one join in `joins_running` for as long as it lives: dropped with the work when a
+/// caller goes away, as when it ends.
+pub struct Running(prometheus::IntGauge);
+
+impl Running {
+    pub fn new(metrics: &Metrics, kind: &str) -> Running {
+        let gauge = metrics.joins_running.with_label_values(&[kind]);
+        gauge.inc();
+        Running(gauge)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -51,6 +71,10 @@ impl Metrics {
                 "audit_dropped_total",
                 "audit entries of requests without a valid token dropped while the audit queue was full",
             )?,
+            joins_running: IntGaugeVec::new(
+                Opts::new("joins_running", "point-in-time joins running here: training sets, and parts of split ones"),
+                &["kind"],
+            )?,
             raft_applied: gauge("raft_applied_index", "last applied log index per group")?,
             raft_leader: gauge("raft_current_leader", "node id of each group's leader (0 when unknown)")?,
             raft_term: gauge("raft_term", "current term per group")?,
@@ -66,6 +90,7 @@ impl Metrics {
         r.register(Box::new(metrics.latency.clone()))?;
         r.register(Box::new(metrics.rows_written.clone()))?;
         r.register(Box::new(metrics.rows_summarized.clone()))?;
+        r.register(Box::new(metrics.joins_running.clone()))?;
         r.register(Box::new(metrics.raft_applied.clone()))?;
         r.register(Box::new(metrics.raft_leader.clone()))?;
         r.register(Box::new(metrics.raft_term.clone()))?;

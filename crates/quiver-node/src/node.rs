@@ -16,6 +16,7 @@ use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
 use crate::proposer::Proposer;
 use crate::raft::NodeId;
+use crate::raft::network::PeerPool;
 use crate::serving_log::ServingLog;
 use crate::storage::KvEngine;
 use crate::tls::Tls;
@@ -41,6 +42,8 @@ pub struct Node {
     pub audit: Arc<AuditLog>,
     /// TLS on the gRPC and HTTP ports, when configured.
     pub tls: Option<Tls>,
+    /// Channels to the other nodes (over TLS when the node has it).
+    pub peers: PeerPool,
     pub(crate) engine: Arc<dyn KvEngine>,
 }
 

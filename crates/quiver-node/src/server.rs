@@ -115,6 +115,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         proposer,
         metrics,
         offline,
+        peers: pool.clone(),
         engine,
     });
     start_workers(&node, pool);

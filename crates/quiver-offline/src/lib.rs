@@ -10,6 +10,7 @@ pub mod retrieval;
 pub mod schema;
 pub mod spill;
 pub mod spine;
+pub mod split;
 pub mod staging;
 pub mod stats;
 pub mod store;

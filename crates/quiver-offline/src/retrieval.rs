@@ -52,8 +52,8 @@ fn encode_row_key(out: &mut Vec<u8>, columns: &[(&dyn Array, ValueType)], row: u
 /// integers, and an event of a key the spine does not hold is dropped as soon as it is read.
 type KeyIds = HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>;
 
-/// The key id of every spine row, and the ids. Key columns are cast to the join-key types.
-fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyIds)> {
+/// The spine's columns of `entity`'s join keys, cast to the join-key types.
+pub(crate) fn key_columns(spine: &RecordBatch, entity: &Entity) -> Result<Vec<(ArrayRef, ValueType)>> {
     let mut columns = Vec::new();
     for k in &entity.join_keys {
         let column = spine.column_by_name(&k.name).ok_or_else(|| {
@@ -67,6 +67,12 @@ fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyI
         })?;
         columns.push((cast, k.ty));
     }
+    Ok(columns)
+}
+
+/// The key id of every spine row, and the ids.
+fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyIds)> {
+    let columns = key_columns(spine, entity)?;
     let refs: Vec<(&dyn Array, ValueType)> = columns.iter().map(|(a, t)| (a.as_ref(), *t)).collect();
     let (mut row_ids, mut ids, mut key) = (Vec::with_capacity(spine.num_rows()), KeyIds::default(), Vec::new());
     for row in 0..spine.num_rows() {
@@ -118,32 +124,40 @@ pub async fn point_in_time(
     usage: &mut Usage,
 ) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    // Answer columns must not clash with the spine's: refused before any file is read.
-    let mut names: std::collections::HashSet<String> = fields.iter().map(|f| f.name().clone()).collect();
-    for source in sources {
-        let ts = format!("{}:{}", source.fs.name, source.fs.timestamp_column);
-        for name in source.features.iter().map(|(_, name)| name).chain([&ts]) {
-            if !names.insert(name.clone()) {
-                return Err(CoreError::InvalidArgument(format!(
-                    "the answer's column '{name}' clashes with a spine column or another of its own: rename the \
-                     spine's column (or ask without short names)"
-                ))
-                .into());
-            }
-        }
-    }
+    fields.extend(answer_fields(&spine.schema(), sources)?);
     let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
     for source in sources {
         let (feature_columns, event_ts) = join_source(store, spine, spine_ts, source, memory, phases, usage).await?;
-        for ((index, name), column) in source.features.iter().zip(feature_columns) {
-            fields.push(Field::new(name, arrow_type(source.fs.features[*index].ty), true));
-            columns.push(column);
-        }
-        let ts_name = format!("{}:{}", source.fs.name, source.fs.timestamp_column);
-        fields.push(Field::new(ts_name, arrow_type(ValueType::Timestamp), true));
+        columns.extend(feature_columns);
         columns.push(event_ts);
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+/// The columns the answer adds to the spine's: per source its features, then its event
+/// time. A name that clashes with a spine column or another answer column is refused,
+/// before any file is read.
+pub fn answer_fields(spine: &Schema, sources: &[Source<'_>]) -> Result<Vec<Field>> {
+    let mut names: std::collections::HashSet<&str> = spine.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut fields = Vec::new();
+    for source in sources {
+        for (index, name) in &source.features {
+            fields.push(Field::new(name, arrow_type(source.fs.features[*index].ty), true));
+        }
+        let ts = format!("{}:{}", source.fs.name, source.fs.timestamp_column);
+        fields.push(Field::new(ts, arrow_type(ValueType::Timestamp), true));
+    }
+    for field in &fields {
+        if !names.insert(field.name()) {
+            return Err(CoreError::InvalidArgument(format!(
+                "the answer's column '{}' clashes with a spine column or another of its own: rename the spine's \
+                 column (or ask without short names)",
+                field.name()
+            ))
+            .into());
+        }
+    }
+    Ok(fields)
 }
 
 /// What pass 1 keeps of a file, decided on the file's own task: events of a spine key

@@ -41,6 +41,16 @@ pub struct Usage {
     pub partitions: u32,
 }
 
+impl Usage {
+    /// Adds what another join (of a part, on a node of its own) held and spilled: the
+    /// peak is the largest one node held, the bytes spilled are summed.
+    pub fn merge(&mut self, other: &Usage) {
+        self.peak_bytes = self.peak_bytes.max(other.peak_bytes);
+        self.spilled_bytes += other.spilled_bytes;
+        self.partitions = self.partitions.max(other.partitions);
+    }
+}
+
 /// Bytes held now and at most, counted from the tasks that hold them.
 #[derive(Debug, Default)]
 pub struct Tracker {

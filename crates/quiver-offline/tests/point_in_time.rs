@@ -13,6 +13,7 @@ use quiver_offline::files::write_file;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::schema::file_schema;
 use quiver_offline::spill::{Memory, SPINE_ROW_BYTES, Usage};
+use quiver_offline::split::{merge_parts, split_spine};
 use quiver_offline::store::{OfflineStore, S3Settings};
 
 fn schema(ttl: Option<&str>) -> (Entity, FeatureSet) {
@@ -63,13 +64,15 @@ fn naive(spine: &[(i64, i64)], events: &[Event], ttl_secs: i64) -> Vec<(Option<f
         .collect()
 }
 
-/// Retrieval of `spine` from `files` within `memory`; answers (rate, event time) per spine
-/// row, and what the retrieval held and spilled.
+/// Retrieval of `spine` from `files` within `memory`, split into `parts` joined one by one
+/// and merged (as nodes would); answers (rate, event time) per spine row, and what the
+/// retrieval held and spilled.
 async fn run_within(
     spine: &[(i64, i64)],
     files: &[Vec<Event>],
     ttl_secs: i64,
     memory: &Memory,
+    parts: usize,
 ) -> (Vec<(Option<f64>, Option<i64>)>, Usage) {
     let ttl = (ttl_secs > 0).then(|| format!("{ttl_secs}s"));
     let (entity, fs) = schema(ttl.as_deref());
@@ -96,7 +99,20 @@ async fn run_within(
     let spine_ts = TimestampMicrosecondArray::from_iter_values(spine.iter().map(|s| s.1 * 1_000_000));
     let source = Source { entity: &entity, fs: &fs, files: manifest, features: vec![(0, "stats:rate".into())] };
     let (mut phases, mut usage) = (Phases::default(), Usage::default());
-    let out = point_in_time(&store, &spine_batch, &spine_ts, &[source], memory, &mut phases, &mut usage).await.unwrap();
+    let sources = [source];
+    let out = if parts == 1 {
+        point_in_time(&store, &spine_batch, &spine_ts, &sources, memory, &mut phases, &mut usage).await.unwrap()
+    } else {
+        let split = split_spine(&spine_batch, &spine_ts, "ts", &sources, parts).unwrap();
+        let mut answers = Vec::new();
+        for part in &split.parts {
+            let times = part.column(1).as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+            let mut used = Usage::default();
+            answers.push(point_in_time(&store, part, times, &sources, memory, &mut phases, &mut used).await.unwrap());
+            usage.merge(&used);
+        }
+        merge_parts(&spine_batch, &sources, &answers, &split.places).unwrap()
+    };
     assert_eq!(out.num_rows(), spine.len());
     let names: Vec<_> = out.schema().fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, vec!["driver_id", "label", "stats:rate", "stats:ts"]);
@@ -114,15 +130,18 @@ async fn run_within(
 
 /// The answer in memory, and through partitions spilled to disk: both must be the model's.
 async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(Option<f64>, Option<i64>)> {
-    let (held, usage) = run_within(spine, files, ttl_secs, &Memory::unlimited()).await;
+    let (held, usage) = run_within(spine, files, ttl_secs, &Memory::unlimited(), 1).await;
     assert_eq!((usage.partitions, usage.spilled_bytes), (1, 0));
     let dir = tempfile::tempdir().unwrap();
     // Half of what the spine's rows alone take in a join, whatever the events in its time
     // window: partitions by the dozen, most keys alone in one, some empty.
     let tiny = Memory { budget: spine.len() as u64 * SPINE_ROW_BYTES / 2, spill_dir: dir.path().to_path_buf() };
-    let (spilled, usage) = run_within(spine, files, ttl_secs, &tiny).await;
+    let (spilled, usage) = run_within(spine, files, ttl_secs, &tiny, 1).await;
     assert!(usage.partitions > 1, "{usage:?}");
     assert_eq!(held, spilled, "held and spilled answers differ");
+    // Split over three "nodes", each spilling: the merge gives every row its own answer.
+    let (split, _) = run_within(spine, files, ttl_secs, &tiny, 3).await;
+    assert_eq!(held, split, "whole and split answers differ");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "spill files are removed");
     held
 }
@@ -166,7 +185,7 @@ fn a_retrieval_dropped_midway_leaves_no_spill_file() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (files, spine) = large();
     let memory = Memory { budget: 1 << 20, spill_dir: dir.path().to_path_buf() };
-    let retrieval = runtime.spawn(async move { run_within(&spine, &files, 0, &memory).await });
+    let retrieval = runtime.spawn(async move { run_within(&spine, &files, 0, &memory, 1).await });
     let spilling = || std::fs::read_dir(dir.path()).unwrap().count() > 0;
     let waited = std::time::Instant::now();
     while !spilling() && !retrieval.is_finished() {
@@ -197,11 +216,11 @@ fn large() -> (Vec<Vec<Event>>, Vec<(i64, i64)>) {
 fn a_history_larger_than_the_budget_is_joined_within_it() {
     let (files, spine) = large();
     let budget = 4 << 20;
-    let (held, in_memory) = block_on(run_within(&spine, &files, 0, &Memory::unlimited()));
+    let (held, in_memory) = block_on(run_within(&spine, &files, 0, &Memory::unlimited(), 1));
     assert!(in_memory.peak_bytes > 5 * budget, "the history is several times the budget: {in_memory:?}");
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory { budget, spill_dir: dir.path().to_path_buf() };
-    let (spilled, usage) = block_on(run_within(&spine, &files, 0, &memory));
+    let (spilled, usage) = block_on(run_within(&spine, &files, 0, &memory, 1));
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes > 0 && usage.partitions > 1, "{usage:?}");
     assert_eq!(held, spilled);
     assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use quiver_proto::v1::offline_service_server::OfflineService;
 use quiver_proto::v1::{
-    ArrowChunk, HistoricalRequest, HistoryProgress, IngestProgress, IngestRequest, ListDatasetsRequest,
-    ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress, MaterializeRequest, Phase,
+    ArrowChunk, HistoricalRequest, HistoryProgress, IngestProgress, IngestRequest, JoinPartRequest,
+    ListDatasetsRequest, ListDatasetsResponse, ListFilesRequest, ListFilesResponse, MaterializeProgress,
+    MaterializeRequest, Phase,
 };
 use quiver_proto::{data_file_to_proto, dataset_to_proto, historical_selection_from_proto};
 use tokio::sync::mpsc;
@@ -15,12 +16,15 @@ use tonic::{Request, Response, Status};
 
 use super::observed::{admit, allowed, observed};
 use crate::error::Error;
+use crate::metrics::Running;
 use crate::node::Node;
-use crate::offline::history::{self, HistoryRequest};
+use crate::offline::history::{self, Answer, HistoryRequest};
+use crate::offline::parts;
 use crate::offline::{ingest, materialize};
 use crate::streaming::{Streamed, channel_stream};
 use quiver_core::access::{Need, Role};
 use quiver_core::table::TableRef;
+use quiver_offline::retrieval::Phases;
 
 /// Bytes of Arrow IPC per streamed message, about.
 const CHUNK_BYTES: usize = 4 << 20;
@@ -63,11 +67,74 @@ fn finish<T>(node: &Node, method: &str, started: Instant, result: &Result<T, Err
     node.metrics.observe(method, started, code);
 }
 
+/// Streams a join's answer: progress beats while `work` runs on a task of its own, then the
+/// answer as Arrow IPC in messages of about `CHUNK_BYTES`, the first of them saying where
+/// the time went. When the caller goes away, the work is dropped: its spill files go with
+/// it, and the parts it asked of other nodes stop there too.
+fn answer_stream(
+    node: Arc<Node>,
+    method: &'static str,
+    work: impl std::future::Future<Output = Result<Answer, Error>> + Send + 'static,
+) -> Streamed<ArrowChunk> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut work = tokio::spawn(work);
+        let mut beat = tokio::time::interval(PROGRESS_EVERY);
+        beat.tick().await;
+        let result = loop {
+            tokio::select! {
+                joined = &mut work => match joined {
+                    Ok(done) => break done,
+                    Err(e) => return drop(tx.send(Err(Status::internal(format!("{method} task: {e}")))).await),
+                },
+                _ = beat.tick() => {
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    let progress = HistoryProgress { elapsed_ms, ..Default::default() };
+                    if tx.send(Ok(ArrowChunk { progress: Some(progress), ..Default::default() })).await.is_err() {
+                        // The caller is gone: stop the work too.
+                        return work.abort();
+                    }
+                }
+            }
+        };
+        finish(&node, method, started, &result);
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => return drop(tx.send(Err(Status::from(e))).await),
+        };
+        let mut messages = history::IpcMessages::new(&answer.batch, CHUNK_BYTES);
+        let mut rows = answer.batch.num_rows() as u64;
+        let phases = answer.phases.0.iter();
+        let mut report = Some(HistoryProgress {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            phases: phases.map(|(name, d)| Phase { name: name.to_string(), micros: d.as_micros() as u64 }).collect(),
+            peak_memory_bytes: answer.usage.peak_bytes,
+            spilled_bytes: answer.usage.spilled_bytes,
+            partitions: answer.usage.partitions,
+            nodes: answer.nodes,
+        });
+        loop {
+            let data = match messages.next_message() {
+                Ok(Some(data)) => data,
+                Ok(None) => return,
+                Err(e) => return drop(tx.send(Err(Status::from(e))).await),
+            };
+            let chunk = ArrowChunk { data, rows: std::mem::take(&mut rows), progress: report.take() };
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    channel_stream(rx)
+}
+
 #[tonic::async_trait]
 impl OfflineService for OfflineApi {
     type IngestStream = Streamed<IngestProgress>;
     type GetHistoricalFeaturesStream = Streamed<ArrowChunk>;
     type MaterializeStream = Streamed<MaterializeProgress>;
+    type JoinPartStream = Streamed<ArrowChunk>;
 
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<Self::IngestStream>, Status> {
         let call = admit(&self.node, "Ingest", &request)?;
@@ -152,65 +219,24 @@ impl OfflineService for OfflineApi {
             spine_name: req.spine_name,
         };
         let node = self.node.clone();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
+        Ok(Response::new(answer_stream(self.node.clone(), "GetHistoricalFeatures", async move {
+            let _running = Running::new(&node.metrics, "training_set");
+            history::build_training_set(&node, request).await
+        })))
+    }
+
+    async fn join_part(&self, request: Request<JoinPartRequest>) -> Result<Response<Self::JoinPartStream>, Status> {
+        self.node.gate.member("JoinPart", &request)?;
+        let req = request.into_inner();
+        let node = self.node.clone();
+        Ok(Response::new(answer_stream(self.node.clone(), "JoinPart", async move {
+            let _running = Running::new(&node.metrics, "part");
             let started = Instant::now();
-            // On a task of its own, so the progress beats go out while it computes.
-            let mut work = tokio::spawn(async move {
-                let batch = history::build_training_set(&node, request).await;
-                (batch, node)
-            });
-            let mut beat = tokio::time::interval(PROGRESS_EVERY);
-            beat.tick().await;
-            let (result, node) = loop {
-                tokio::select! {
-                    joined = &mut work => match joined {
-                        Ok(done) => break done,
-                        Err(e) => return drop(tx.send(Err(Status::internal(format!("training set task: {e}")))).await),
-                    },
-                    _ = beat.tick() => {
-                        let elapsed_ms = started.elapsed().as_millis() as u64;
-                        let progress = HistoryProgress { elapsed_ms, ..Default::default() };
-                        if tx.send(Ok(ArrowChunk { progress: Some(progress), ..Default::default() })).await.is_err() {
-                            // The client is gone: stop the work too.
-                            return work.abort();
-                        }
-                    }
-                }
-            };
-            finish(&node, "GetHistoricalFeatures", started, &result);
-            match result {
-                Ok((batch, phases, usage)) => {
-                    let mut messages = history::IpcMessages::new(&batch, CHUNK_BYTES);
-                    let mut rows = batch.num_rows() as u64;
-                    // The first message says where the time went.
-                    let mut report = Some(HistoryProgress {
-                        elapsed_ms: started.elapsed().as_millis() as u64,
-                        phases: phases
-                            .0
-                            .iter()
-                            .map(|(name, d)| Phase { name: name.to_string(), micros: d.as_micros() as u64 })
-                            .collect(),
-                        peak_memory_bytes: usage.peak_bytes,
-                        spilled_bytes: usage.spilled_bytes,
-                        partitions: usage.partitions,
-                    });
-                    loop {
-                        let data = match messages.next_message() {
-                            Ok(Some(data)) => data,
-                            Ok(None) => return,
-                            Err(e) => return drop(tx.send(Err(Status::from(e))).await),
-                        };
-                        let chunk = ArrowChunk { data, rows: std::mem::take(&mut rows), progress: report.take() };
-                        if tx.send(Ok(chunk)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => drop(tx.send(Err(Status::from(e))).await),
-            }
-        });
-        Ok(Response::new(channel_stream(rx)))
+            let (batch, usage) = parts::join_part(&node, &req.plan, req.spine).await?;
+            let mut phases = Phases::default();
+            phases.add("part", started);
+            Ok(Answer { batch, phases, usage, nodes: 1 })
+        })))
     }
 
     async fn list_files(&self, request: Request<ListFilesRequest>) -> Result<Response<ListFilesResponse>, Status> {

@@ -19,10 +19,11 @@ use quiver_offline::spine::{Spine, read_spine};
 
 use crate::auth::Call;
 use crate::command::MetaCommand;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::meta::MetaState;
 use crate::meta::stats::Summaries;
 use crate::node::Node;
+use crate::offline::parts;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);
@@ -42,10 +43,6 @@ pub struct HistoryRequest {
     pub spine_name: String,
 }
 
-fn offline_err(e: quiver_offline::Error) -> Error {
-    Error::from(e.into_core())
-}
-
 /// Output column names: `set:feature`, or `feature` when asked and no other set uses it.
 fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) -> Vec<String> {
     refs.iter()
@@ -57,18 +54,30 @@ fn output_names(refs: &[quiver_core::registry::ResolvedFeature], short: bool) ->
         .collect()
 }
 
-/// Joins the spine with every feature asked for, point in time, and saves the answer as a
-/// dataset when asked; answers it with where the time went.
-pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<(RecordBatch, Phases, Usage)> {
+/// A training set, or a part of one, as a node answers it.
+#[derive(Debug)]
+pub struct Answer {
+    pub batch: RecordBatch,
+    /// Where the time went, phase by phase.
+    pub phases: Phases,
+    /// What its joins held and spilled (the most one node held).
+    pub usage: Usage,
+    /// Nodes that joined a part of it.
+    pub nodes: u32,
+}
+
+/// Joins the spine with every feature asked for, point in time (split over the cluster
+/// when it is large, `parts`), and saves the answer as a dataset when asked.
+pub async fn build_training_set(node: &Node, req: HistoryRequest) -> Result<Answer> {
     crate::failpoint::delay("training-set").await;
     let (mut phases, mut usage) = (Phases::default(), Usage::default());
-    let (batch, lineage) = join(node, &req, &mut phases, &mut usage).await?;
+    let (batch, lineage, nodes) = join(node, &req, &mut phases, &mut usage).await?;
     if let Some(name) = &req.save_as {
         let started = Instant::now();
         save(node, &req, name, &batch, lineage).await?;
         phases.add("save", started);
     }
-    Ok((batch, phases, usage))
+    Ok(Answer { batch, phases, usage, nodes })
 }
 
 /// What a saved dataset records about how it was made.
@@ -90,7 +99,7 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
         .into());
     }
     let path = format!("datasets/{}/{name}.parquet", req.project);
-    let bytes = write_batch(&node.offline, &path, batch).await.map_err(offline_err)?;
+    let bytes = write_batch(&node.offline, &path, batch).await?;
     let dataset = Dataset {
         name: name.to_string(),
         path,
@@ -108,7 +117,7 @@ async fn save(node: &Node, req: &HistoryRequest, name: &str, batch: &RecordBatch
         created_at: 0,
     };
     let typed: Vec<(String, ValueType)> = lineage.columns.iter().map(|(c, _, ty)| (c.clone(), *ty)).collect();
-    let summaries = quiver_offline::stats::summarize(std::slice::from_ref(batch), &typed).map_err(offline_err)?;
+    let summaries = quiver_offline::stats::summarize(std::slice::from_ref(batch), &typed)?;
     let columns = lineage.columns.into_iter().zip(summaries).map(|((_, key, _), (_, s))| (key, s)).collect();
     let stats = Summaries { rows: batch.num_rows() as u64, columns };
     node.proposer.write_meta(MetaCommand::SaveDataset { project: req.project.clone(), dataset, stats }).await?;
@@ -120,7 +129,7 @@ async fn join(
     req: &HistoryRequest,
     phases: &mut Phases,
     usage: &mut Usage,
-) -> Result<(RecordBatch, Lineage)> {
+) -> Result<(RecordBatch, Lineage, u32)> {
     let started = Instant::now();
     // Every file committed before the request, through any node, takes part.
     let state: Arc<MetaState> = node.meta.caught_up().await?;
@@ -145,7 +154,7 @@ async fn join(
         }
     }
     let Spine { batch: spine, times: spine_ts } =
-        read_spine(req.spine.clone(), req.spine_format, &req.timestamp_column, &key_types).map_err(offline_err)?;
+        read_spine(req.spine.clone(), req.spine_format, &req.timestamp_column, &key_types)?;
     phases.add("spine", started);
     let lineage = Lineage {
         features: resolved.iter().map(|f| f.reference.clone()).collect(),
@@ -168,14 +177,16 @@ async fn join(
         let files = state.manifest.get(&table).cloned().unwrap_or_default();
         sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
     }
+    let helpers = parts::helpers(node, &state, spine.num_rows());
+    if !helpers.is_empty() {
+        let time_column = &req.timestamp_column;
+        let (batch, nodes) =
+            parts::point_in_time_split(node, &helpers, &spine, &spine_ts, time_column, &sources, phases, usage).await?;
+        return Ok((batch, lineage, nodes));
+    }
     let memory = node.config.retrieval_memory()?;
-    let batch =
-        point_in_time(&node.offline, &spine, &spine_ts, &sources, &memory, phases, usage).await.map_err(offline_err)?;
-    Ok((batch, lineage))
-}
-
-fn codec(e: impl std::fmt::Display) -> Error {
-    Error::Codec(e.to_string())
+    let batch = point_in_time(&node.offline, &spine, &spine_ts, &sources, &memory, phases, usage).await?;
+    Ok((batch, lineage, 1))
 }
 
 /// The answer as one Arrow IPC stream cut into messages of about `bytes` each, made one at
@@ -200,16 +211,15 @@ impl<'a> IpcMessages<'a> {
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>> {
         if !self.started {
             self.started = true;
-            self.writer =
-                Some(arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &self.batch.schema()).map_err(codec)?);
+            self.writer = Some(arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &self.batch.schema())?);
         }
         let Some(writer) = self.writer.as_mut() else { return Ok(None) };
         let rows = self.rows_per_message.min(self.batch.num_rows() - self.next_row);
         if rows > 0 {
-            writer.write(&self.batch.slice(self.next_row, rows)).map_err(codec)?;
+            writer.write(&self.batch.slice(self.next_row, rows))?;
             self.next_row += rows;
         } else {
-            writer.finish().map_err(codec)?;
+            writer.finish()?;
         }
         let data = std::mem::take(writer.get_mut());
         if rows == 0 {

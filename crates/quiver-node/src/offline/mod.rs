@@ -4,3 +4,4 @@
 pub mod history;
 pub mod ingest;
 pub mod materialize;
+pub mod parts;

@@ -1,0 +1,108 @@
+//! Splitting a retrieval into parts, one per node, and merging their answers.
+//!
+//! A spine row goes to part `xxh3(key) % parts`, where `key` is its encoded join key of the
+//! first feature set's entity: every row of one entity is in one part, so each event that
+//! set's join needs is kept by one part only. Parts carry only what a join reads of the
+//! spine (every entity's join keys, typed, and the time as µs UTC); labels stay with the
+//! node that merges. Each part joins its rows in spine order (`retrieval::point_in_time`),
+//! and the merge takes every row's answer from its part, so the whole answer is the one a
+//! single join would give, row for row.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow_schema::{Field, Schema};
+use quiver_core::ValueType;
+
+use crate::Result;
+use crate::convert::encode_key_cell;
+use crate::retrieval::{Source, answer_fields, key_columns};
+use crate::schema::UTC;
+
+/// A spine cut into parts.
+#[derive(Debug)]
+pub struct SpineParts {
+    /// Per part: its rows' join keys and time column (µs UTC), in spine order.
+    pub parts: Vec<RecordBatch>,
+    /// For every spine row: its part, and its row in that part.
+    pub places: Vec<(usize, usize)>,
+}
+
+/// Cuts `spine` into `count` parts by entity key (see the module's doc). `time_column`
+/// names the time column in the parts; `spine_ts` is its value, µs UTC.
+pub fn split_spine(
+    spine: &RecordBatch,
+    spine_ts: &TimestampMicrosecondArray,
+    time_column: &str,
+    sources: &[Source<'_>],
+    count: usize,
+) -> Result<SpineParts> {
+    // Every join key once, by name (entities may share one), cast to its type.
+    let mut keys: BTreeMap<String, ArrayRef> = BTreeMap::new();
+    for source in sources {
+        for (k, (column, _)) in source.entity.join_keys.iter().zip(key_columns(spine, source.entity)?) {
+            keys.entry(k.name.clone()).or_insert(column);
+        }
+    }
+    let routing: Vec<(ArrayRef, ValueType)> = match sources.first() {
+        Some(first) => key_columns(spine, first.entity)?,
+        None => Vec::new(),
+    };
+    let count = count.max(1);
+    let (mut members, mut places) = (vec![Vec::new(); count], Vec::with_capacity(spine.num_rows()));
+    let mut scratch = Vec::new();
+    for row in 0..spine.num_rows() {
+        scratch.clear();
+        for (column, ty) in &routing {
+            encode_key_cell(&mut scratch, column.as_ref(), row, *ty);
+        }
+        let part = (xxhash_rust::xxh3::xxh3_64(&scratch) % count as u64) as usize;
+        places.push((part, members[part].len()));
+        members[part].push(row as u32);
+    }
+    let times: ArrayRef = Arc::new(spine_ts.clone().with_timezone(UTC));
+    let mut fields: Vec<Field> = keys.iter().map(|(name, c)| Field::new(name, c.data_type().clone(), false)).collect();
+    fields.push(Field::new(time_column, times.data_type().clone(), false));
+    let schema = Arc::new(Schema::new(fields));
+    let columns: Vec<&ArrayRef> = keys.values().chain([&times]).collect();
+    let parts = members
+        .into_iter()
+        .map(|rows| {
+            let indices = UInt32Array::from(rows);
+            let taken = columns
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), taken)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpineParts { parts, places })
+}
+
+/// The whole answer: the spine's own columns, then the answer columns of `sources`, every
+/// row taken from the last columns of its part's answer (`answers`, by part) at its place.
+pub fn merge_parts(
+    spine: &RecordBatch,
+    sources: &[Source<'_>],
+    answers: &[RecordBatch],
+    places: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let added = answer_fields(&spine.schema(), sources)?;
+    let mut fields: Vec<Field> = spine.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns: Vec<ArrayRef> = spine.columns().to_vec();
+    for (i, field) in added.iter().enumerate() {
+        let arrays = answers
+            .iter()
+            .map(|answer| {
+                let at = (answer.num_columns() + i).checked_sub(added.len());
+                at.map(|at| answer.column(at).as_ref()).ok_or_else(|| {
+                    quiver_core::Error::Internal(format!("a part's answer lacks column '{}'", field.name())).into()
+                })
+            })
+            .collect::<Result<Vec<&dyn Array>>>()?;
+        columns.push(arrow_select::interleave::interleave(&arrays, places)?);
+        fields.push(field.clone());
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
