@@ -388,34 +388,46 @@ async fn a_lagging_follower_answers_offline_requests_with_every_committed_change
     assert!(datasets.iter().any(|d| d.name == "lagging_train"), "{datasets:?}");
 }
 
-/// Histories of drivers 0..300 over the last 20 days, for the two feature sets of the
-/// `driver_model_v2` vector; and a spine of 4,000 rows over drivers 0..330 (some with no
-/// rows) with a label. Deterministic, so two stores get the same files.
-fn split_inputs(dir: &std::path::Path, now: i64) -> (Vec<std::path::PathBuf>, Vec<u8>) {
+/// Histories of drivers 0..300 over the last 20 days for the two feature sets of the
+/// `driver_model_v2` vector, each in two sources (so every day gets two files, which
+/// compaction merges); and a spine of 4,000 rows over drivers 0..330 (some with no rows)
+/// with a label. Deterministic, so two stores get the same rows.
+fn split_inputs(dir: &std::path::Path, now: i64) -> (Vec<(std::path::PathBuf, &'static str)>, Vec<u8>) {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |n: u64| {
         state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (state >> 33) % n
     };
     let hour = 3_600_000_000i64;
-    let mut stats = String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n");
-    let mut ratings = String::from("driver_id,rated_at,rating,num_ratings\n");
+    let stats_header = "driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n";
+    let mut stats = [stats_header.to_string(), stats_header.to_string()];
+    let mut ratings = ["driver_id,rated_at,rating,num_ratings\n".to_string(), String::new()];
+    ratings[1] = ratings[0].clone();
     for row in 0..6_000 {
         let (id, at) = (next(300), now - next(480) as i64 * hour);
-        stats += &format!("{id},{at},{},0.5,{row},c{}\n", next(1000) as f64 / 1000.0, next(5));
+        stats[row % 2] += &format!("{id},{at},{},0.5,{row},c{}\n", next(1000) as f64 / 1000.0, next(5));
         let (id, at) = (next(300), now - next(480) as i64 * hour);
-        ratings += &format!("{id},{at},{},{row}\n", next(50) as f64 / 10.0);
+        ratings[row % 2] += &format!("{id},{at},{},{row}\n", next(50) as f64 / 10.0);
     }
     let mut spine = String::from("driver_id,event_timestamp,label\n");
     for row in 0..4_000 {
         spine += &format!("{},{},{row}\n", next(330), now - next(500) as i64 * hour / 2);
     }
-    let paths = [("stats.csv", stats), ("ratings.csv", ratings)].map(|(name, csv)| {
-        let path = dir.join(name);
-        std::fs::write(&path, csv).unwrap();
-        path
+    let sources = [stats, ratings].into_iter().zip(["driver_stats", "driver_ratings"]).flat_map(|(csvs, set)| {
+        csvs.into_iter().enumerate().map(move |(n, csv)| {
+            let path = dir.join(format!("{set}-{n}.csv"));
+            std::fs::write(&path, csv).unwrap();
+            (path, set)
+        })
     });
-    (paths.to_vec(), spine.into_bytes())
+    (sources.collect(), spine.into_bytes())
+}
+
+/// Whether every day of `set` is in one file.
+async fn compacted(client: &Client, set: &str) -> bool {
+    let files = client.files("rides", set).await.unwrap();
+    let days: std::collections::BTreeSet<i64> = files.iter().map(|f| f.day).collect();
+    days.len() == files.len()
 }
 
 /// The training set `client` answers for `spine`, and how many nodes joined a part of it.
@@ -443,24 +455,36 @@ fn joins_running(node: &LocalNode, kind: &str) -> u64 {
 }
 
 /// A training set split over three nodes (each joining its part within a budget so small
-/// it spills) is the one a single node answers alone, row for row; one whose caller goes
-/// away stops on every node and leaves no spill file.
+/// it spills, from files compaction sorted by key hash) is the one a single node answers
+/// alone from the files as ingested, row for row; one whose caller goes away stops on every
+/// node and leaves no spill file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_training_set_split_over_three_nodes_is_the_single_node_answer() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("offline").display().to_string();
-    let extra =
-        ["--shards", "2", "--offline-store", shared.as_str(), "--split-min-rows", "1", "--retrieval-memory", "64KiB"];
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[workers]\ncompaction_interval_ms = 100\ncompaction_min_files = 2\n").unwrap();
+    let extra = [
+        ["--shards", "2", "--offline-store", shared.as_str(), "--config", config.to_str().unwrap()].as_slice(),
+        &["--split-min-rows", "1", "--retrieval-memory", "64KiB"],
+    ]
+    .concat();
     let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
     let first = nodes[0].client().await.unwrap();
     first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
     std::fs::create_dir(dir.path().join("alone")).unwrap();
     let (alone, alone_client) = quiver_tests::node_with_rides(&dir.path().join("alone"), &[]).await;
     let (inputs, spine) = split_inputs(dir.path(), now_micros());
-    for (path, set) in inputs.iter().zip(["driver_stats", "driver_ratings"]) {
+    for (path, set) in &inputs {
         first.ingest("rides", set, path.to_str().unwrap(), |_| {}).await.unwrap();
         alone_client.ingest("rides", set, path.to_str().unwrap(), |_| {}).await.unwrap();
     }
+    let deadline = Instant::now() + READY;
+    while !(compacted(&first, "driver_stats").await && compacted(&first, "driver_ratings").await) {
+        assert!(Instant::now() < deadline, "the cluster never compacted its files");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!compacted(&alone_client, "driver_stats").await, "the single node keeps its files as ingested");
     let (single, one) = split_answer(&alone_client, &spine).await;
     assert_eq!((single.num_rows(), one), (4_000, 1));
     let rating = single.column_by_name("driver_ratings:rating").unwrap();

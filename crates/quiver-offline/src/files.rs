@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderBuilder, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use quiver_core::time::{day_of, format_day};
@@ -66,18 +66,41 @@ pub fn data_path(project: &str, set: &str, version: u32, day: i64, name: &str) -
     format!("{project}/{set}/v{version}/{date}/{name}.parquet")
 }
 
-pub(crate) fn writer_properties() -> WriterProperties {
+/// Rows per row group of the files Quiver writes.
+pub const ROWS_PER_GROUP: usize = 128 * 1024;
+
+pub(crate) fn writer_properties(rows_per_group: usize) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_row_count(Some(rows_per_group))
         .build()
 }
 
+/// Footer key of a file sorted by entity-key hash (`sorted`): per row group, its first and
+/// last hash (`lo-hi` in hex, comma-separated).
+pub(crate) const KEY_HASHES: &str = "quiver.key_hashes";
+
 /// Writes any batch to `path` as Parquet (multipart upload on S3); returns the bytes written.
 pub async fn write_batch(store: &OfflineStore, path: &str, batch: &RecordBatch) -> Result<u64> {
+    write_with(store, path, batch, ROWS_PER_GROUP, |_| None).await
+}
+
+/// Writes `batch` in row groups of `rows_per_group`, then adds to the footer what `footer`
+/// makes of the row groups written; returns the bytes written.
+pub(crate) async fn write_with(
+    store: &OfflineStore,
+    path: &str,
+    batch: &RecordBatch,
+    rows_per_group: usize,
+    footer: impl FnOnce(&[parquet::file::metadata::RowGroupMetaData]) -> Option<KeyValue>,
+) -> Result<u64> {
     let writer = BufWriter::new(store.object_store(), store.path(path));
-    let mut parquet = AsyncArrowWriter::try_new(writer, batch.schema(), Some(writer_properties()))?;
+    let mut parquet = AsyncArrowWriter::try_new(writer, batch.schema(), Some(writer_properties(rows_per_group)))?;
     parquet.write(batch).await?;
+    parquet.flush().await?;
+    if let Some(entry) = footer(parquet.flushed_row_groups()) {
+        parquet.append_key_value_metadata(entry);
+    }
     // `finish` writes the footer and completes the upload; the count then covers the file.
     parquet.finish().await?;
     Ok(parquet.bytes_written() as u64)
@@ -87,12 +110,17 @@ pub async fn write_batch(store: &OfflineStore, path: &str, batch: &RecordBatch) 
 /// manifest entry. The batch's timestamp column is `ts_index`.
 pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, ts_index: usize) -> Result<DataFile> {
     let bytes = write_batch(store, path, batch).await?;
+    Ok(data_file(path, batch, ts_index, bytes))
+}
+
+/// The manifest entry of `batch`, written to `path` in `bytes`.
+pub(crate) fn data_file(path: &str, batch: &RecordBatch, ts_index: usize, bytes: u64) -> DataFile {
     let ts = batch.column(ts_index).as_primitive::<TimestampMicrosecondType>().values();
     let (min_ts, max_ts) = (ts.iter().min().copied().unwrap_or_default(), ts.iter().max().copied().unwrap_or_default());
     let seq = batch.column_by_name(SEQ_COLUMN).map(|c| c.as_primitive::<UInt64Type>().values().clone());
     let min_seq = seq.as_ref().and_then(|s| s.iter().min().copied()).unwrap_or_default();
     let max_seq = seq.as_ref().and_then(|s| s.iter().max().copied()).unwrap_or_default();
-    Ok(DataFile {
+    DataFile {
         path: path.to_string(),
         day: day_of(min_ts),
         rows: batch.num_rows() as u64,
@@ -101,7 +129,7 @@ pub async fn write_file(store: &OfflineStore, path: &str, batch: &RecordBatch, t
         max_ts,
         min_seq,
         max_seq,
-    })
+    }
 }
 
 /// Reads Parquet bytes into batches, keeping only the named columns (all when `None`).
@@ -148,6 +176,9 @@ pub struct TimeWindow {
     pub column: String,
     pub lo: i64,
     pub hi: i64,
+    /// Only rows whose entity-key hash is in this range (inclusive) are needed: row groups
+    /// of a file sorted by key hash (`sorted`) that hold none are skipped too.
+    pub key_hashes: Option<(u64, u64)>,
 }
 
 /// Reads ranges of one object — the footer, then the row groups and columns a query needs —
@@ -263,18 +294,36 @@ where
 
 fn row_groups_in(meta: &ParquetMetaData, w: &TimeWindow) -> Vec<usize> {
     let column = meta.file_metadata().schema_descr().columns().iter().position(|c| c.name() == w.column);
+    let hashes = w.key_hashes.and_then(|range| Some((range, key_hash_bounds(meta)?)));
     (0..meta.num_row_groups())
         .filter(|&i| {
             let stats = column.and_then(|c| meta.row_group(i).column(c).statistics());
-            match stats {
+            let in_time = match stats {
                 Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
                     (Some(min), Some(max)) => *max >= w.lo && *min <= w.hi,
                     _ => true,
                 },
                 _ => true,
-            }
+            };
+            let in_keys = hashes.as_ref().is_none_or(|((lo, hi), bounds)| bounds[i].1 >= *lo && bounds[i].0 <= *hi);
+            in_time && in_keys
         })
         .collect()
+}
+
+/// Each row group's first and last entity-key hash, when the file was written sorted by
+/// them (one pair per row group, else none).
+fn key_hash_bounds(meta: &ParquetMetaData) -> Option<Vec<(u64, u64)>> {
+    let entries = meta.file_metadata().key_value_metadata()?;
+    let text = entries.iter().find(|kv| kv.key == KEY_HASHES)?.value.as_deref()?;
+    let bounds: Vec<(u64, u64)> = text
+        .split(',')
+        .map(|pair| {
+            let (lo, hi) = pair.split_once('-')?;
+            Some((u64::from_str_radix(lo, 16).ok()?, u64::from_str_radix(hi, 16).ok()?))
+        })
+        .collect::<Option<_>>()?;
+    (bounds.len() == meta.num_row_groups()).then_some(bounds)
 }
 
 #[cfg(test)]
@@ -298,7 +347,7 @@ mod tests {
         ])
         .unwrap();
         let file = write_file(&store, "t/day.parquet", &batch, 1).await.unwrap();
-        let window = TimeWindow { column: "ts".into(), lo: DAY_MICROS, hi: DAY_MICROS + rows as i64 };
+        let window = TimeWindow { column: "ts".into(), lo: DAY_MICROS, hi: DAY_MICROS + rows as i64, key_hashes: None };
         for (columns, window) in [(None, None), (Some(&["id"][..]), Some(&window))] {
             let whole = read_file(&store, &file, columns, window).await.unwrap();
             let ranged = read_ranges(&store, &file, columns, window).await.unwrap();

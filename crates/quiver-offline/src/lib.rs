@@ -8,6 +8,7 @@ pub mod files;
 pub mod ingest;
 pub mod retrieval;
 pub mod schema;
+pub mod sorted;
 pub mod spill;
 pub mod spine;
 pub mod split;

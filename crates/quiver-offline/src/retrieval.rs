@@ -40,6 +40,9 @@ pub struct Source<'a> {
     pub files: Vec<DataFile>,
     /// (index in the feature set, output column name).
     pub features: Vec<(usize, String)>,
+    /// The entity-key hashes (inclusive) of every spine key, when the spine is a part of
+    /// one (`split`): files sorted by key hash are read only where they hold these.
+    pub key_hashes: Option<(u64, u64)>,
 }
 
 fn encode_row_key(out: &mut Vec<u8>, columns: &[(&dyn Array, ValueType)], row: usize) {
@@ -228,7 +231,8 @@ async fn join_source(
     };
     // Only files, and row groups within them, that can hold an event in (lo - ttl, hi].
     let first = if ttl > 0 { lo.saturating_sub(ttl).saturating_add(1) } else { i64::MIN };
-    let window = TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi };
+    let window =
+        TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi, key_hashes: source.key_hashes };
     let files: Vec<DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
     let rows_read: u64 = files.iter().map(|f| f.rows).sum();
     let mut parts = Partitions::for_join(memory, rows_read, spine.num_rows() as u64)?;

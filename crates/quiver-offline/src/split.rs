@@ -1,8 +1,10 @@
 //! Splitting a retrieval into parts, one per node, and merging their answers.
 //!
-//! A spine row goes to part `xxh3(key) % parts`, where `key` is its encoded join key of the
-//! first feature set's entity: every row of one entity is in one part, so each event that
-//! set's join needs is kept by one part only. Parts carry only what a join reads of the
+//! A spine row goes to the part whose range of key hashes holds the hash of its join key of
+//! the first feature set's entity (`key::key_hash`, the hash compaction sorts files by; the
+//! ranges cut the hash space evenly): every row of one entity is in one part, so each event
+//! that set's join needs is kept by one part only, and in compacted files a part reads only
+//! the row groups of its range (`sorted`). Parts carry only what a join reads of the
 //! spine (every entity's join keys, typed, and the time as µs UTC); labels stay with the
 //! node that merges. Each part joins its rows in spine order (`retrieval::point_in_time`),
 //! and the merge takes every row's answer from its part, so the whole answer is the one a
@@ -14,6 +16,8 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow_schema::{Field, Schema};
 use quiver_core::ValueType;
+use quiver_core::key::key_hash;
+use quiver_core::registry::Entity;
 
 use crate::Result;
 use crate::convert::encode_key_cell;
@@ -27,6 +31,19 @@ pub struct SpineParts {
     pub parts: Vec<RecordBatch>,
     /// For every spine row: its part, and its row in that part.
     pub places: Vec<(usize, usize)>,
+}
+
+/// The key hashes (inclusive) of part `part` of `count`: the hashes `h` with
+/// `h · count / 2⁶⁴ = part`.
+pub fn hash_range(part: usize, count: usize) -> (u64, u64) {
+    let start = |p: usize| ((p as u128) << 64).div_ceil(count as u128);
+    (start(part) as u64, (start(part + 1) - 1) as u64)
+}
+
+/// Whether a part of a spine split by `first`'s keys holds every spine key of `entity` in
+/// its range of key hashes too: when their join keys are the same.
+pub fn routed_alike(first: &Entity, entity: &Entity) -> bool {
+    first.join_keys == entity.join_keys
 }
 
 /// Cuts `spine` into `count` parts by entity key (see the module's doc). `time_column`
@@ -57,7 +74,7 @@ pub fn split_spine(
         for (column, ty) in &routing {
             encode_key_cell(&mut scratch, column.as_ref(), row, *ty);
         }
-        let part = (xxhash_rust::xxh3::xxh3_64(&scratch) % count as u64) as usize;
+        let part = ((u128::from(key_hash(&scratch)) * count as u128) >> 64) as usize;
         places.push((part, members[part].len()));
         members[part].push(row as u32);
     }
@@ -105,4 +122,25 @@ pub fn merge_parts(
         fields.push(field.clone());
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ranges_cut_the_hash_space_without_gaps_or_overlaps() {
+        for count in [1usize, 2, 3, 7] {
+            let ranges: Vec<(u64, u64)> = (0..count).map(|p| hash_range(p, count)).collect();
+            assert_eq!((ranges[0].0, ranges[count - 1].1), (0, u64::MAX));
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].1 + 1, pair[1].0);
+            }
+            for (p, (lo, hi)) in ranges.iter().enumerate() {
+                for h in [*lo, *hi, lo / 2 + hi / 2] {
+                    assert_eq!(((u128::from(h) * count as u128) >> 64) as usize, p, "hash {h:x} of {count} parts");
+                }
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use parquet::arrow::ArrowWriter;
 use tokio::io::AsyncReadExt;
 
 use crate::Result;
-use crate::files::{DataFile, writer_properties};
+use crate::files::{DataFile, ROWS_PER_GROUP, writer_properties};
 use crate::schema::SEQ_COLUMN;
 use crate::spill::{INGEST_PREFIX, spill_err};
 use crate::store::OfflineStore;
@@ -66,7 +66,7 @@ impl Staged {
             std::collections::btree_map::Entry::Vacant(e) => {
                 let path = self.dir.path().join(format!("{day}.parquet"));
                 let file = File::create(&path).map_err(spill_err(&path))?;
-                let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))?;
+                let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties(ROWS_PER_GROUP)))?;
                 let file = DayFile { path, rows: 0, ts: (i64::MAX, i64::MIN), seq: (u64::MAX, 0) };
                 e.insert(Day { writer, file })
             }

@@ -12,8 +12,9 @@ use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, Jo
 use quiver_offline::files::write_file;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::schema::file_schema;
+use quiver_offline::sorted::{sort_by_key_hash, write_sorted_file};
 use quiver_offline::spill::{Memory, SPINE_ROW_BYTES, Usage};
-use quiver_offline::split::{merge_parts, split_spine};
+use quiver_offline::split::{hash_range, merge_parts, split_spine};
 use quiver_offline::store::{OfflineStore, S3Settings};
 
 fn schema(ttl: Option<&str>) -> (Entity, FeatureSet) {
@@ -89,7 +90,17 @@ async fn run_within(
             Arc::new(UInt64Array::from_iter_values(events.iter().map(|e| e.3))),
         ];
         let batch = RecordBatch::try_new(file_schema(&entity, &fs), columns).unwrap();
-        manifest.push(write_file(&store, &format!("f{n}.parquet"), &batch, 1).await.unwrap());
+        let path = format!("f{n}.parquet");
+        // Every other file as compaction writes them: sorted by key hash, in four row groups
+        // (of three rows at least), which the parts of a split retrieval read by key hash.
+        let file = match n % 2 {
+            0 => write_file(&store, &path, &batch, 1).await.unwrap(),
+            _ => {
+                let (sorted, hashes) = sort_by_key_hash(&batch, &entity, &fs).unwrap();
+                write_sorted_file(&store, &path, (&sorted, &hashes), 1, (events.len() / 4).max(3)).await.unwrap()
+            }
+        };
+        manifest.push(file);
     }
     let spine_batch = RecordBatch::try_from_iter(vec![
         ("driver_id", Arc::new(Int64Array::from_iter_values(spine.iter().map(|s| s.0))) as ArrayRef),
@@ -97,18 +108,24 @@ async fn run_within(
     ])
     .unwrap();
     let spine_ts = TimestampMicrosecondArray::from_iter_values(spine.iter().map(|s| s.1 * 1_000_000));
-    let source = Source { entity: &entity, fs: &fs, files: manifest, features: vec![(0, "stats:rate".into())] };
+    let source = |key_hashes| Source {
+        entity: &entity,
+        fs: &fs,
+        files: manifest.clone(),
+        features: vec![(0, "stats:rate".into())],
+        key_hashes,
+    };
     let (mut phases, mut usage) = (Phases::default(), Usage::default());
-    let sources = [source];
+    let sources = [source(None)];
     let out = if parts == 1 {
         point_in_time(&store, &spine_batch, &spine_ts, &sources, memory, &mut phases, &mut usage).await.unwrap()
     } else {
         let split = split_spine(&spine_batch, &spine_ts, "ts", &sources, parts).unwrap();
         let mut answers = Vec::new();
-        for part in &split.parts {
+        for (p, part) in split.parts.iter().enumerate() {
             let times = part.column(1).as_primitive::<arrow_array::types::TimestampMicrosecondType>();
-            let mut used = Usage::default();
-            answers.push(point_in_time(&store, part, times, &sources, memory, &mut phases, &mut used).await.unwrap());
+            let (mut used, of_part) = (Usage::default(), [source(Some(hash_range(p, parts)))]);
+            answers.push(point_in_time(&store, part, times, &of_part, memory, &mut phases, &mut used).await.unwrap());
             usage.merge(&used);
         }
         merge_parts(&spine_batch, &sources, &answers, &split.places).unwrap()
@@ -224,4 +241,32 @@ fn a_history_larger_than_the_budget_is_joined_within_it() {
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes > 0 && usage.partitions > 1, "{usage:?}");
     assert_eq!(held, spilled);
     assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");
+}
+
+/// A file sorted by key hash is read, for one range of key hashes, only where its row
+/// groups hold that range: every row of it, and few others.
+#[test]
+fn a_part_reads_only_the_row_groups_of_its_key_hashes() {
+    use quiver_offline::files::{TimeWindow, read_file};
+    let (entity, fs) = schema(None);
+    let store = OfflineStore::open("memory://", &S3Settings::default()).unwrap();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(0..1_000)),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(0..1_000).with_timezone(quiver_offline::schema::UTC)),
+        Arc::new(arrow_array::Float64Array::from_iter_values((0..1_000).map(|i| i as f64))),
+        Arc::new(UInt64Array::from_iter_values(0..1_000)),
+    ];
+    let batch = RecordBatch::try_new(file_schema(&entity, &fs), columns).unwrap();
+    let (sorted, hashes) = sort_by_key_hash(&batch, &entity, &fs).unwrap();
+    assert!(hashes.is_sorted());
+    let file = block_on(write_sorted_file(&store, "sorted.parquet", (&sorted, &hashes), 1, 50)).unwrap();
+    let range = hash_range(1, 4);
+    let window = TimeWindow { column: "ts".into(), lo: 0, hi: 1_000, key_hashes: Some(range) };
+    let read: usize =
+        block_on(read_file(&store, &file, None, Some(&window))).unwrap().iter().map(|b| b.num_rows()).sum();
+    let wanted = hashes.iter().filter(|h| (range.0..=range.1).contains(*h)).count();
+    assert!(read >= wanted && read <= wanted + 100, "{read} rows read for {wanted} in range");
+    let all = TimeWindow { key_hashes: None, ..window };
+    let whole: usize = block_on(read_file(&store, &file, None, Some(&all))).unwrap().iter().map(|b| b.num_rows()).sum();
+    assert_eq!(whole, 1_000);
 }

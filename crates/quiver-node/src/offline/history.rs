@@ -175,7 +175,7 @@ async fn join(
         let fs = project.feature_set(&set, Some(version))?;
         let table = TableRef::new(&project.name, fs);
         let files = state.manifest.get(&table).cloned().unwrap_or_default();
-        sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features });
+        sources.push(Source { entity: project.entity(&fs.entity)?, fs, files, features, key_hashes: None });
     }
     let helpers = parts::helpers(node, &state, spine.num_rows());
     if !helpers.is_empty() {

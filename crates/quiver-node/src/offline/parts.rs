@@ -20,7 +20,7 @@ use quiver_core::registry::{Entity, FeatureSet};
 use quiver_offline::files::DataFile;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::spill::{Memory, Usage};
-use quiver_offline::split::{merge_parts, split_spine};
+use quiver_offline::split::{hash_range, merge_parts, routed_alike, split_spine};
 use quiver_proto::MAX_MESSAGE_BYTES;
 use quiver_proto::v1::JoinPartRequest;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
@@ -38,6 +38,8 @@ pub struct PartPlan {
     pub store: String,
     /// The part spine's time column.
     pub time_column: String,
+    /// The part's range of key hashes (`split::hash_range`).
+    pub key_hashes: (u64, u64),
     pub sets: Vec<PlannedSet>,
 }
 
@@ -48,13 +50,22 @@ pub struct PlannedSet {
     pub fs: FeatureSet,
     pub files: Vec<DataFile>,
     pub features: Vec<(usize, String)>,
+    /// Its entity is keyed as the spine was split (`split::routed_alike`): its files need
+    /// only be read in the part's range of key hashes.
+    pub routed: bool,
 }
 
 impl PartPlan {
     fn sources(&self) -> Vec<Source<'_>> {
         self.sets
             .iter()
-            .map(|s| Source { entity: &s.entity, fs: &s.fs, files: s.files.clone(), features: s.features.clone() })
+            .map(|s| Source {
+                entity: &s.entity,
+                fs: &s.fs,
+                files: s.files.clone(),
+                features: s.features.clone(),
+                key_hashes: s.routed.then_some(self.key_hashes),
+            })
             .collect()
     }
 }
@@ -83,28 +94,34 @@ pub async fn point_in_time_split(
     usage: &mut Usage,
 ) -> Result<(RecordBatch, u32)> {
     let started = Instant::now();
-    let split = split_spine(spine, spine_ts, time_column, sources, helpers.len() + 1)?;
-    let plan = PartPlan {
-        store: node.offline.location().to_string(),
-        time_column: time_column.to_string(),
-        sets: sources
-            .iter()
-            .map(|s| PlannedSet {
-                entity: s.entity.clone(),
-                fs: s.fs.clone(),
-                files: s.files.clone(),
-                features: s.features.clone(),
-            })
-            .collect(),
-    };
-    let plan_bytes = encode(&plan)?;
+    let count = helpers.len() + 1;
+    let split = split_spine(spine, spine_ts, time_column, sources, count)?;
+    let first = sources.first().map(|s| s.entity);
+    let plans: Vec<PartPlan> = (0..count)
+        .map(|part| PartPlan {
+            store: node.offline.location().to_string(),
+            time_column: time_column.to_string(),
+            key_hashes: hash_range(part, count),
+            sets: sources
+                .iter()
+                .map(|s| PlannedSet {
+                    entity: s.entity.clone(),
+                    fs: s.fs.clone(),
+                    files: s.files.clone(),
+                    features: s.features.clone(),
+                    routed: first.is_some_and(|first| routed_alike(first, s.entity)),
+                })
+                .collect(),
+        })
+        .collect();
     let memory = node.config.retrieval_memory()?;
     let started = phases.add("split", started);
-    let here = join_here(node, &plan, &split.parts[0], &memory);
-    let there = helpers.iter().zip(&split.parts[1..]).map(|(addr, part)| {
-        let (plan, plan_bytes, memory) = (&plan, &plan_bytes, &memory);
+    let here = join_here(node, &plans[0], &split.parts[0], &memory);
+    let there = helpers.iter().zip(&split.parts[1..]).zip(&plans[1..]).map(|((addr, part), plan)| {
+        let memory = &memory;
         async move {
-            match join_there(node, addr, plan_bytes, part).await {
+            let asked = async { join_there(node, addr, &encode(plan)?, part).await };
+            match asked.await {
                 Ok(answer) => Ok(answer),
                 Err(e) => {
                     tracing::warn!(node = addr.as_str(), "a training set's part is joined here instead: {e}");

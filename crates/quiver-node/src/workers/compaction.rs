@@ -1,19 +1,16 @@
 //! Compaction, run by the metadata leader: when a feature set version has many files for
-//! one day, merge them into one file sorted by (entity-key hash, event time, sequence) and
-//! swap it in with one manifest commit. Replaced files are deleted after a grace period.
+//! one day, merge them into one file sorted by (entity-key hash, event time, sequence), its
+//! row groups' key-hash ranges in its footer (`quiver_offline::sorted`, so the parts of a
+//! split training set read only their own), and swap it in with one manifest commit. Replaced files are deleted after a grace period.
 //!
 //! Rows, sequence numbers and values are carried over unchanged, so retrieval answers the
 //! same before and after. A crash before the commit leaves an unlisted file (rewritten
 //! under the same name next time); after it, only garbage waiting for its grace period.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
-use arrow_array::{RecordBatch, UInt32Array};
-use quiver_core::key::key_hash;
+use arrow_array::RecordBatch;
 use quiver_core::shard_map::META_GROUP;
-use quiver_offline::convert::encode_key_cell;
-use quiver_offline::files::{DataFile, data_path, read_file, write_file};
-use quiver_offline::schema::{SEQ_COLUMN, columns};
+use quiver_offline::files::{DataFile, ROWS_PER_GROUP, data_path, read_file};
+use quiver_offline::sorted::{sort_by_key_hash, write_sorted_file};
 
 use super::Context;
 use crate::backup::pins::Holders;
@@ -46,10 +43,6 @@ pub async fn round(context: Context) -> Result<()> {
     collect_garbage(&context).await
 }
 
-fn offline(e: quiver_offline::Error) -> Error {
-    Error::from(e.into_core())
-}
-
 async fn compact(context: &Context, table: &TableRef, day: i64, files: &[&DataFile]) -> Result<()> {
     let state = context.meta.latest();
     let project = state.registry.project(&table.project)?;
@@ -57,54 +50,22 @@ async fn compact(context: &Context, table: &TableRef, day: i64, files: &[&DataFi
     let entity = project.entity(&fs.entity)?;
     let mut batches = Vec::new();
     for file in files {
-        batches.extend(read_file(&context.offline, file, None, None).await.map_err(offline)?);
+        batches.extend(read_file(&context.offline, file, None, None).await?);
     }
     let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(()) };
     let merged = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::Storage(e.to_string()))?;
-    let sorted = sort_rows(&merged, entity, fs)?;
+    let (sorted, hashes) = sort_by_key_hash(&merged, entity, fs)?;
     let (min_seq, max_seq) = (files.iter().map(|f| f.min_seq).min(), files.iter().map(|f| f.max_seq).max());
     let name = format!("compact-{}-{}", min_seq.unwrap_or_default(), max_seq.unwrap_or_default());
     let path = data_path(&table.project, &table.set, table.version, day, &name);
-    let file = write_file(&context.offline, &path, &sorted, entity.join_keys.len()).await.map_err(offline)?;
+    let keys = entity.join_keys.len();
+    let file = write_sorted_file(&context.offline, &path, (&sorted, &hashes), keys, ROWS_PER_GROUP).await?;
     failpoint::hit("compaction-after-write");
     let remove = files.iter().map(|f| f.path.clone()).collect();
     context.proposer.write_meta(MetaCommand::ReplaceFiles { table: table.clone(), remove, add: file }).await?;
     failpoint::hit("compaction-after-commit");
     tracing::info!(table = ?table, day, files = files.len(), rows = sorted.num_rows(), "compacted");
     Ok(())
-}
-
-/// Rows ordered by (entity-key hash, event time, sequence).
-fn sort_rows(
-    batch: &RecordBatch,
-    entity: &quiver_core::registry::Entity,
-    fs: &quiver_core::registry::FeatureSet,
-) -> Result<RecordBatch> {
-    let cols = columns(entity, fs);
-    let keys = entity.join_keys.len();
-    let ts = batch.column(keys).as_primitive::<TimestampMicrosecondType>();
-    let seq = batch
-        .column_by_name(SEQ_COLUMN)
-        .ok_or_else(|| Error::Storage(format!("a file of {} lacks {SEQ_COLUMN}", fs.versioned_name())))?
-        .as_primitive::<UInt64Type>();
-    let mut order: Vec<(u64, i64, u64, u32)> = (0..batch.num_rows())
-        .map(|row| {
-            let mut key = Vec::with_capacity(16);
-            for (c, (_, ty, _)) in cols.iter().enumerate().take(keys) {
-                encode_key_cell(&mut key, batch.column(c).as_ref(), row, *ty);
-            }
-            (key_hash(&key), ts.value(row), seq.value(row), row as u32)
-        })
-        .collect();
-    order.sort_unstable();
-    let indices = UInt32Array::from_iter_values(order.into_iter().map(|(_, _, _, row)| row));
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Storage(e.to_string()))?;
-    RecordBatch::try_new(batch.schema(), columns).map_err(|e| Error::Storage(e.to_string()))
 }
 
 /// Deletes replaced files whose grace period is over and that no existing backup lists,
@@ -131,7 +92,7 @@ async fn collect_garbage(context: &Context) -> Result<()> {
         return Ok(());
     }
     for path in &due {
-        context.offline.delete(path).await.map_err(offline)?;
+        context.offline.delete(path).await?;
     }
     context.proposer.write_meta(MetaCommand::ForgetGarbage { paths: due }).await.map(drop)
 }
