@@ -153,8 +153,8 @@ async fn join(
             key_types.insert(k.name.clone(), k.ty);
         }
     }
-    let Spine { batch: spine, times: spine_ts } =
-        read_spine(req.spine.clone(), req.spine_format, &req.timestamp_column, &key_types)?;
+    let read = read_spine(req.spine.clone(), req.spine_format, &req.timestamp_column, &key_types)?;
+    let Spine { batch: spine, times: spine_ts } = &read;
     phases.add("spine", started);
     let lineage = Lineage {
         features: resolved.iter().map(|f| f.reference.clone()).collect(),
@@ -181,11 +181,11 @@ async fn join(
     if !helpers.is_empty() {
         let time_column = &req.timestamp_column;
         let (batch, nodes) =
-            parts::point_in_time_split(node, &helpers, &spine, &spine_ts, time_column, &sources, phases, usage).await?;
+            parts::point_in_time_split(node, &helpers, &read, time_column, &sources, phases, usage).await?;
         return Ok((batch, lineage, nodes));
     }
     let memory = node.config.retrieval_memory()?;
-    let batch = point_in_time(&node.offline, &spine, &spine_ts, &sources, &memory, phases, usage).await?;
+    let batch = point_in_time(&node.offline, spine, spine_ts, &sources, &memory, phases, usage).await?;
     Ok((batch, lineage, 1))
 }
 

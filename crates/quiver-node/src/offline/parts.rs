@@ -12,14 +12,15 @@
 
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{RecordBatch, TimestampMicrosecondArray};
 use quiver_core::Error as CoreError;
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_offline::files::DataFile;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::spill::{Memory, Usage};
+use quiver_offline::spine::Spine;
 use quiver_offline::split::{hash_range, merge_parts, routed_alike, split_spine};
 use quiver_proto::MAX_MESSAGE_BYTES;
 use quiver_proto::v1::JoinPartRequest;
@@ -82,12 +83,10 @@ pub fn helpers(node: &Node, state: &MetaState, rows: usize) -> Vec<String> {
 /// Joins `sources` onto the spine split over this node and `helpers`; answers the whole
 /// answer and how many nodes joined a part of it. `phases` gets `split` (cutting the
 /// spine), `parts` (until every part's answer is here) and `merge`.
-#[allow(clippy::too_many_arguments)]
 pub async fn point_in_time_split(
     node: &Node,
     helpers: &[String],
-    spine: &RecordBatch,
-    spine_ts: &TimestampMicrosecondArray,
+    spine: &Spine,
     time_column: &str,
     sources: &[Source<'_>],
     phases: &mut Phases,
@@ -95,7 +94,7 @@ pub async fn point_in_time_split(
 ) -> Result<(RecordBatch, u32)> {
     let started = Instant::now();
     let count = helpers.len() + 1;
-    let split = split_spine(spine, spine_ts, time_column, sources, count)?;
+    let split = split_spine(&spine.batch, &spine.times, time_column, sources, count)?;
     let first = sources.first().map(|s| s.entity);
     let plans: Vec<PartPlan> = (0..count)
         .map(|part| PartPlan {
@@ -138,7 +137,7 @@ pub async fn point_in_time_split(
         usage.merge(used);
     }
     let answers: Vec<RecordBatch> = answers.into_iter().map(|(batch, _)| batch).collect();
-    let merged = merge_parts(spine, sources, &answers, &split.places)?;
+    let merged = merge_parts(&spine.batch, sources, &answers, &split.places)?;
     phases.add("merge", started);
     Ok((merged, answers.len() as u32))
 }
