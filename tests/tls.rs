@@ -78,16 +78,42 @@ async fn a_tls_node_serves_clients_that_trust_its_ca_and_refuses_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = certificates(dir.path());
+    let mut flags = certificates(dir.path());
+    // Training sets of any size are split over the nodes, which share one offline store.
+    let shared = dir.path().join("offline").display().to_string();
+    flags.extend(["--offline-store".to_string(), shared, "--split-min-rows".into(), "1".into()]);
     let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let nodes = LocalNode::start_cluster(dir.path(), 3, &args, &[], Duration::from_secs(60)).await.unwrap();
     let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
     let client = quiver_client::Client::builder(https(&nodes[1])).ca(ca).connect().await.unwrap();
     client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
-    let rows = (0..50).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    let at = now_micros();
+    let rows = (0..50).map(|id| driver_row(id, at, id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
     let read = quiver_tests::read_drivers(&client, 0..50).await;
     assert!(read.rows.iter().all(|row| row[0].status == quiver_client::Freshness::Present), "every row is read back");
+    let csv = (0..50)
+        .fold(String::from("driver_id,event_timestamp,conv_rate,acc_rate,avg_daily_trips,city\n"), |c, id| {
+            c + &format!("{id},{at},{},0.5,{id},c\n", id as f64 / 100.0)
+        });
+    let source = dir.path().join("drivers.csv");
+    std::fs::write(&source, csv).unwrap();
+    client.ingest("rides", "driver_stats", source.to_str().unwrap(), |_| {}).await.unwrap();
+    let spine = (0..60).fold(String::from("driver_id,event_timestamp\n"), |s, id| s + &format!("{id},{}\n", at + 1));
+    let request = quiver_client::HistoricalRequest::new(
+        "rides",
+        quiver_client::FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
+        quiver_client::Spine::Csv(spine.into_bytes()),
+    );
+    let mut stream = client.historical_stream(request, |_| {}).await.unwrap();
+    assert_eq!(stream.nodes(), 3, "the nodes joined their parts over mutual TLS");
+    let mut trips = Vec::new();
+    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("driver_stats:avg_daily_trips").unwrap();
+        trips.extend(arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(column).iter());
+    }
+    assert_eq!(trips, (0..60).map(|id| (id < 50).then_some(id)).collect::<Vec<_>>());
 
     // Something that trusts the CA but holds no member certificate may not speak Raft or
     // join, whatever it sends: the RPCs between nodes are for members.
@@ -110,6 +136,10 @@ async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
         assert!(status.message().contains("members"), "{status:?}");
     }
+    let mut offline = quiver_proto::v1::offline_service_client::OfflineServiceClient::new(channel.clone());
+    let part = quiver_proto::v1::JoinPartRequest { plan: vec![1, 2, 3], spine: vec![] };
+    let refused = offline.join_part(part).await.expect_err("a part is refused to a non-member");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     let mut admin = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
     let join = admin.join(quiver_proto::v1::JoinRequest { address: "10.9.9.9:7070".into() }).await.unwrap_err();
     assert_eq!(join.code(), tonic::Code::PermissionDenied, "{join:?}");

@@ -47,6 +47,10 @@ pub struct Args {
     /// The node's `[offline] retrieval_memory` (e.g. 256MiB): what a join holds before it spills.
     #[arg(long)]
     retrieval_memory: Option<String>,
+    /// Nodes of a local cluster sharing one offline store: a training set of 100k spine rows
+    /// or more is split over them (on one machine they share its cores).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// `json`: the figures as one JSON object on stdout, the text on stderr.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -117,7 +121,7 @@ pub async fn run(args: Args) -> Result<()> {
     let root = dir.path().canonicalize()?;
     let (data, spine) = (root.join("data"), root.join("spine.parquet"));
     std::fs::create_dir(&data)?;
-    out.say(format!("quiver-bench offline ({name}): single node, data in {}", root.display()));
+    out.say(format!("quiver-bench offline ({name}): {} node(s), data in {}", args.nodes, root.display()));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     out.say(format!("machine: {cores} cores"));
 
@@ -132,13 +136,21 @@ pub async fn run(args: Args) -> Result<()> {
         dir_bytes(&data)? as f64 / f64::from(1 << 20)
     ));
 
-    let memory_flag: Vec<&str> = match &args.retrieval_memory {
+    let mut flags: Vec<&str> = match &args.retrieval_memory {
         Some(memory) => vec!["--retrieval-memory", memory],
         None => Vec::new(),
     };
-    let mut node = LocalNode::start(&root.join("node"), &memory_flag).await?;
-    let pid = node.pid().context("the node is not running")?;
-    let client = node.client().await?;
+    let shared = root.join("offline").display().to_string();
+    let mut nodes = match args.nodes {
+        0 | 1 => vec![LocalNode::start(&root.join("node"), &flags).await?],
+        n => {
+            flags.extend(["--offline-store", shared.as_str()]);
+            LocalNode::start_cluster(&root, n, &flags, &[], std::time::Duration::from_secs(120)).await?
+        }
+    };
+    let pids = nodes.iter().map(|n| n.pid().context("a node is not running")).collect::<Result<Vec<u32>>>()?;
+    let pid = pids[0];
+    let client = nodes[0].client().await?;
     let defs = parse_definitions(crate::datagen::DEFINITIONS)?;
     let ttl_secs = parse_ttl(defs.feature_sets[0].ttl.as_deref().unwrap_or_default())?;
     client.apply(&defs).await?;
@@ -165,7 +177,7 @@ pub async fn run(args: Args) -> Result<()> {
     ));
     let ingest_peak = peak_kib(pid)?;
     // VmHWM is the peak over the node's life unless it can be reset between phases.
-    let per_phase = reset_peak(pid);
+    let per_phase = pids.iter().all(|pid| reset_peak(*pid));
 
     let request = HistoricalRequest {
         project: "bench".into(),
@@ -185,6 +197,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut answer = client.historical_stream(request.clone(), |_| {}).await?;
     let computed = started.elapsed();
     let (schema, phases, memory) = (answer.schema(), answer.phases().to_vec(), answer.memory());
+    let joined_by = answer.nodes();
     let mut batches = Vec::new();
     while let Some(batch) = answer.next().await {
         batches.push(batch?);
@@ -193,6 +206,7 @@ pub async fn run(args: Args) -> Result<()> {
     drop(batches);
     let quiver_secs = started.elapsed().as_secs_f64();
     let retrieval_peak = peak_kib(pid)?;
+    let others_peak = pids[1..].iter().map(|pid| peak_kib(*pid)).collect::<Result<Vec<u64>>>()?;
     let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
     out.say(format!(
         "retrieval: {spine_rows}-row spine x 10 features, ttl {}, {files} offline files ({:.1} MiB): \
@@ -205,6 +219,12 @@ pub async fn run(args: Args) -> Result<()> {
     let mut spent = phases.iter().map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64())).collect::<Vec<_>>();
     spent.push(format!("receiving {:.2} s", quiver_secs - computed.as_secs_f64()));
     out.say(format!("  where the time went: {}", spent.join(", ")));
+    if let Some(most) = others_peak.iter().max() {
+        out.say(format!(
+            "  joined by {joined_by} node(s); the other nodes' peak memory (VmHWM) in it: at most {:.0} MiB",
+            mib(*most)
+        ));
+    }
     out.say(format!(
         "  the joins' own accounting: {:.1} MiB held at most, {:.1} MiB spilled, {} partition(s) \
          ([offline] retrieval_memory)",
@@ -241,7 +261,9 @@ pub async fn run(args: Args) -> Result<()> {
         mib(materialize_peak)
     ));
     // Stopped so that DuckDB has the machine to itself.
-    node.terminate()?;
+    for node in &mut nodes {
+        node.terminate()?;
+    }
 
     let duck = if duckdb::available() {
         let glob = format!("{data_path}/*.parquet");
@@ -280,6 +302,7 @@ pub async fn run(args: Args) -> Result<()> {
     ));
     out.figures(&json!({
         "kind": "offline", "size": name, "rows": rows, "spine_rows": spine_rows, "cores": cores,
+        "nodes": args.nodes, "joined_by": joined_by, "other_nodes_peak_mib": others_peak.iter().max().map(|k| mib(*k)),
         "peak_per_phase": per_phase,
         "ingest": {"rows": report.rows, "secs": ingest_secs, "rows_per_sec": report.rows as f64 / ingest_secs,
                    "peak_mib": mib(ingest_peak)},

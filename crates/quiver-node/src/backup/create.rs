@@ -48,8 +48,9 @@ use crate::raft::network::PeerPool;
 use crate::raft::now_micros;
 
 /// How long exports and splits wait for a backup to cut the groups, at most: a backup
-/// that dies meanwhile holds them no longer than this.
-const CUT_HOLD_MS: u64 = 60_000;
+/// that dies meanwhile holds them no longer than this, and one whose cut takes longer
+/// fails (`EndBackupCut`) rather than stand inconsistent.
+const CUT_HOLD_MS: u64 = 30_000;
 /// How long a group's cut is looked for among its replicas (elections, moves).
 const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
 /// Incremental cuts a group's cut builds on at most: the next one is stored whole, so a
@@ -232,8 +233,10 @@ impl Backups {
         }
         .await;
         // The hold also lapses by itself, should this not get through.
-        if let Err(e) = self.proposer.write_meta(MetaCommand::EndBackupCut { id: id.to_string() }).await {
-            tracing::warn!(backup = id, "ending the cut: {e}");
+        match self.proposer.write_meta(MetaCommand::EndBackupCut { id: id.to_string() }).await {
+            Ok(Response::Rejected(e)) if cut.is_ok() => return Err(e.into()),
+            Err(e) => tracing::warn!(backup = id, "ending the cut: {e}"),
+            Ok(_) => {}
         }
         cut
     }

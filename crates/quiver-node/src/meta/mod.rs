@@ -342,10 +342,19 @@ impl MetaMachine {
                 Response::Done
             }
             MetaCommand::EndBackupCut { id } => {
-                if self.state.backup_cut.as_ref().is_none_or(|(held, _)| held != id) {
-                    return Ok(Response::Done);
+                // A cut taken after its hold lapsed, or was taken by another backup, may have
+                // let an export commit between two groups' cuts: that backup must not stand.
+                // (A lapsed hold holds nothing: it stays until the next backup's.)
+                match &self.state.backup_cut {
+                    None => return Ok(Response::Done),
+                    Some((held, until)) if held != id || leader_time >= *until => {
+                        return Ok(Response::Rejected(quiver_core::Error::Unavailable(format!(
+                            "backup {id} took longer to cut the groups than its hold on exports lasted; make it \
+                             again"
+                        ))));
+                    }
+                    Some(_) => self.state.backup_cut = None,
                 }
-                self.state.backup_cut = None;
                 Response::Done
             }
             // Pins do not touch the in-memory state: only their own keys.
@@ -709,8 +718,12 @@ mod tests {
             Response::Done
         );
         assert!(view.borrow().backup_cut.is_none());
-        assert!(matches!(apply(&mut machine, tree.as_ref(), 2_200, split), Response::OpId(_)));
-        assert!(busy(apply(&mut machine, tree.as_ref(), 2_300, begin("c"))), "no cut while a split is under way");
+        // A cut that ends after its hold lapsed does not stand.
+        assert_eq!(apply(&mut machine, tree.as_ref(), 2_100, begin("late")), Response::Done);
+        let late = apply(&mut machine, tree.as_ref(), 3_200, MetaCommand::EndBackupCut { id: "late".into() });
+        assert!(matches!(late, Response::Rejected(quiver_core::Error::Unavailable(_))), "{late:?}");
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 3_300, split), Response::OpId(_)));
+        assert!(busy(apply(&mut machine, tree.as_ref(), 3_400, begin("c"))), "no cut while a split is under way");
     }
 
     #[test]
