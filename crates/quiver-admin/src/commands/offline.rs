@@ -99,7 +99,7 @@ pub async fn history(
     spinner.finish_and_clear();
     // Written batch by batch as they arrive: the whole answer is never held here.
     let mut answer = answer?;
-    let schema = answer.schema();
+    let (schema, nodes) = (answer.schema(), answer.nodes());
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
     let bar = indicatif::ProgressBar::new(answer.rows()).with_style(
@@ -121,8 +121,9 @@ pub async fn history(
     if let Some(name) = save_as {
         println!("saved as dataset {name} (quiverctl describe dataset {name})");
     }
+    let split = if nodes > 1 { format!(", joined by {nodes} nodes") } else { String::new() };
     println!(
-        "wrote {rows} rows x {} columns to {} in {:.2}s",
+        "wrote {rows} rows x {} columns to {} in {:.2}s{split}",
         schema.fields().len(),
         out.display(),
         started.elapsed().as_secs_f64()
