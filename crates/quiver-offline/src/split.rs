@@ -62,10 +62,13 @@ pub fn split_spine(
             keys.entry(k.name.clone()).or_insert(column);
         }
     }
-    let routing: Vec<(ArrayRef, ValueType)> = match sources.first() {
-        Some(first) => key_columns(spine, first.entity)?,
-        None => Vec::new(),
-    };
+    // The first entity's keys, as cast above: what a row's part is hashed from.
+    let routing: Vec<(ArrayRef, ValueType)> = sources
+        .first()
+        .map_or(&[][..], |s| &s.entity.join_keys)
+        .iter()
+        .map(|k| (keys[&k.name].clone(), k.ty))
+        .collect();
     let count = count.max(1);
     let (mut members, mut places) = (vec![Vec::new(); count], Vec::with_capacity(spine.num_rows()));
     let mut scratch = Vec::new();
