@@ -521,10 +521,11 @@ async fn scheduled_backups_go_on_after_the_metadata_leader_is_killed() {
     let config = dir.path().join("quiver.toml");
     let schedule = format!("[backup]\nto = {:?}\nevery = \"2s\"\nkeep = 2\nfull_every = 2\n", to.display().to_string());
     std::fs::write(&config, schedule).unwrap();
-    let mut nodes =
-        LocalNode::start_cluster(dir.path(), 3, &["--config", config.to_str().unwrap(), "--shards", "2"], &[], READY)
-            .await
-            .unwrap();
+    // One offline store for the cluster, as `deploy/` runs it: exports written by one node's
+    // shard leader are then there for whichever node makes the next backup.
+    let store = dir.path().join("offline").display().to_string();
+    let args = ["--config", config.to_str().unwrap(), "--shards", "2", "--offline-store", &store];
+    let mut nodes = LocalNode::start_cluster(dir.path(), 3, &args, &[], READY).await.unwrap();
     let client = with_rides(&nodes[0]).await;
     client.write("rides", "driver_stats", vec![driver_row(1, now_micros(), 1.0, 1)]).await.unwrap();
     let to = to.display().to_string();
