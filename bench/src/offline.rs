@@ -1,6 +1,7 @@
 //! The offline benchmark: generates a deterministic data set as Parquet, ingests it into a
-//! release node, builds a point-in-time training set for a spine, then runs DuckDB's as-of
-//! join on the same files, so that Quiver's figures come with a well-known yardstick. It also
+//! release node, builds a point-in-time training set for a spine (from the files as ingested,
+//! and again once compaction has merged each day's), then runs DuckDB's as-of join on the same
+//! source files, so that Quiver's figures come with a well-known yardstick. It also
 //! materializes the ingested rows into the online store. Peak memory is measured per phase
 //! where Linux allows resetting a process's high-water mark, else over the node's life.
 
@@ -108,6 +109,112 @@ async fn serving_beside_retrieval(
               "retrieval_secs": secs}))
 }
 
+/// Waits until every day of the bench set is one file (compaction merged it).
+async fn compacted(client: &quiver_client::Client) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let files = client.files("bench", "driver_stats").await?;
+        let days: std::collections::BTreeSet<i64> = files.iter().map(|f| f.day).collect();
+        if files.len() == days.len() {
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "compaction never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// One training set's figures.
+struct Retrieval {
+    secs: f64,
+    files: usize,
+    rows: usize,
+    matched: Option<usize>,
+    joined_by: u32,
+    memory: quiver_client::JoinMemory,
+    /// The receiving node's peak in the retrieval, and what it held before.
+    peak_kib: u64,
+    resident_before_kib: u64,
+    others_peak_kib: Option<u64>,
+}
+
+impl Retrieval {
+    fn figures(&self) -> serde_json::Value {
+        json!({"secs": self.secs, "files": self.files, "rows": self.rows, "matched": self.matched,
+               "peak_mib": mib(self.peak_kib),
+               "added_mib": mib(self.peak_kib.saturating_sub(self.resident_before_kib)),
+               "join_peak_mib": mib(self.memory.peak_bytes / 1024),
+               "spilled_mib": mib(self.memory.spilled_bytes / 1024), "partitions": self.memory.partitions})
+    }
+}
+
+/// Builds the training set of `request` through the node of `pids[0]` (the others of its
+/// cluster beside it), and says what it took.
+async fn retrieve(
+    out: &Out,
+    client: &quiver_client::Client,
+    request: &HistoricalRequest,
+    pids: &[u32],
+    (shape, spine_rows): (&str, usize),
+) -> Result<Retrieval> {
+    let listed = client.files("bench", "driver_stats").await?;
+    let (files, stored) = (listed.len(), listed.iter().map(|f| f.bytes).sum::<u64>());
+    for pid in pids {
+        reset_peak(*pid);
+    }
+    // What the node holds before (the sled cache, the ingest's leftovers) is not the join's.
+    let resident_before_kib = resident_kib(pids[0])?;
+    let started = Instant::now();
+    let mut answer = client.historical_stream(request.clone(), |_| {}).await?;
+    let computed = started.elapsed();
+    let (schema, phases, memory, joined_by) =
+        (answer.schema(), answer.phases().to_vec(), answer.memory(), answer.nodes());
+    let mut batches = Vec::new();
+    while let Some(batch) = answer.next().await {
+        batches.push(batch?);
+    }
+    let training = arrow_select::concat::concat_batches(&schema, &batches)?;
+    let secs = started.elapsed().as_secs_f64();
+    let others_peak_kib = pids[1..].iter().map(|pid| peak_kib(*pid)).collect::<Result<Vec<u64>>>()?.into_iter().max();
+    let peak_kib = peak_kib(pids[0])?;
+    let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
+    out.say(format!(
+        "retrieval: {shape}, {files} offline files ({:.1} MiB): {secs:.2} s, {} rows out, {} matched",
+        stored as f64 / f64::from(1 << 20),
+        training.num_rows(),
+        matched.map_or("?".into(), |m| m.to_string())
+    ));
+    let mut spent = phases.iter().map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64())).collect::<Vec<_>>();
+    spent.push(format!("receiving {:.2} s", secs - computed.as_secs_f64()));
+    out.say(format!("  where the time went: {}", spent.join(", ")));
+    if let Some(most) = others_peak_kib {
+        out.say(format!(
+            "  joined by {joined_by} node(s); the other nodes' peak memory (VmHWM) in it: at most {:.0} MiB",
+            mib(most)
+        ));
+    }
+    out.say(format!(
+        "  the joins' own accounting: {:.1} MiB held at most, {:.1} MiB spilled, {} partition(s) \
+         ([offline] retrieval_memory)",
+        mib(memory.peak_bytes / 1024),
+        mib(memory.spilled_bytes / 1024),
+        memory.partitions
+    ));
+    if training.num_rows() != spine_rows {
+        out.say(format!("warning: {} output rows for a {spine_rows}-row spine", training.num_rows()));
+    }
+    Ok(Retrieval {
+        secs,
+        files,
+        rows: training.num_rows(),
+        matched,
+        joined_by,
+        memory,
+        peak_kib,
+        resident_before_kib,
+        others_peak_kib,
+    })
+}
+
 pub async fn run(args: Args) -> Result<()> {
     let (name, rows, spine_rows) = match (args.quick, args.size) {
         (true, _) => ("quick", 20_000, 2_000),
@@ -136,10 +243,14 @@ pub async fn run(args: Args) -> Result<()> {
         dir_bytes(&data)? as f64 / f64::from(1 << 20)
     ));
 
-    let mut flags: Vec<&str> = match &args.retrieval_memory {
-        Some(memory) => vec!["--retrieval-memory", memory],
-        None => Vec::new(),
-    };
+    // Compaction waits until the files as ingested have been measured (`compact`).
+    let config = root.join("quiver.toml");
+    std::fs::write(&config, format!("[workers]\ncompaction_interval_ms = {}\n", 24 * 3_600_000))?;
+    let config_path = config.display().to_string();
+    let mut flags: Vec<&str> = vec!["--config", &config_path];
+    if let Some(memory) = &args.retrieval_memory {
+        flags.extend(["--retrieval-memory", memory]);
+    }
     let shared = root.join("offline").display().to_string();
     let mut nodes = match args.nodes {
         0 | 1 => vec![LocalNode::start(&root.join("node"), &flags).await?],
@@ -188,55 +299,8 @@ pub async fn run(args: Args) -> Result<()> {
         save_as: None,
         spine_name: spine.display().to_string(),
     };
-    // Compaction may merge the ingested files in the background: say what retrieval read.
-    let listed = client.files("bench", "driver_stats").await?;
-    let (files, stored) = (listed.len(), listed.iter().map(|f| f.bytes).sum::<u64>());
-    // What the node holds before (the sled cache, the ingest's leftovers) is not the join's.
-    let resident_before = resident_kib(pid)?;
-    let started = Instant::now();
-    let mut answer = client.historical_stream(request.clone(), |_| {}).await?;
-    let computed = started.elapsed();
-    let (schema, phases, memory) = (answer.schema(), answer.phases().to_vec(), answer.memory());
-    let joined_by = answer.nodes();
-    let mut batches = Vec::new();
-    while let Some(batch) = answer.next().await {
-        batches.push(batch?);
-    }
-    let training = arrow_select::concat::concat_batches(&schema, &batches)?;
-    drop(batches);
-    let quiver_secs = started.elapsed().as_secs_f64();
-    let retrieval_peak = peak_kib(pid)?;
-    let others_peak = pids[1..].iter().map(|pid| peak_kib(*pid)).collect::<Result<Vec<u64>>>()?;
-    let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
-    out.say(format!(
-        "retrieval: {spine_rows}-row spine x 10 features, ttl {}, {files} offline files ({:.1} MiB): \
-         {quiver_secs:.2} s, {} rows out, {} matched",
-        format_ttl(ttl_secs),
-        stored as f64 / f64::from(1 << 20),
-        training.num_rows(),
-        matched.map_or("?".into(), |m| m.to_string())
-    ));
-    let mut spent = phases.iter().map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64())).collect::<Vec<_>>();
-    spent.push(format!("receiving {:.2} s", quiver_secs - computed.as_secs_f64()));
-    out.say(format!("  where the time went: {}", spent.join(", ")));
-    if let Some(most) = others_peak.iter().max() {
-        out.say(format!(
-            "  joined by {joined_by} node(s); the other nodes' peak memory (VmHWM) in it: at most {:.0} MiB",
-            mib(*most)
-        ));
-    }
-    out.say(format!(
-        "  the joins' own accounting: {:.1} MiB held at most, {:.1} MiB spilled, {} partition(s) \
-         ([offline] retrieval_memory)",
-        mib(memory.peak_bytes / 1024),
-        mib(memory.spilled_bytes / 1024),
-        memory.partitions
-    ));
-    if training.num_rows() != spine_rows {
-        out.say(format!("warning: {} output rows for a {spine_rows}-row spine", training.num_rows()));
-    }
-    let training_rows = training.num_rows();
-    drop(training);
+    let shape = format!("{spine_rows}-row spine x 10 features, ttl {}", format_ttl(ttl_secs));
+    let fresh = retrieve(&out, &client, &request, &pids, (&shape, spine_rows)).await?;
     let serving = serving_beside_retrieval(&out, &client, &request).await?;
 
     reset_peak(pid);
@@ -256,10 +320,23 @@ pub async fn run(args: Args) -> Result<()> {
          materialize {:.0} MiB",
         if per_phase { ", reset between phases" } else { ", over the node's life: no reset allowed" },
         mib(ingest_peak),
-        mib(retrieval_peak),
-        mib(resident_before),
+        mib(fresh.peak_kib),
+        mib(fresh.resident_before_kib),
         mib(materialize_peak)
     ));
+
+    // The same training set once compaction has merged each day's files into one, sorted by
+    // entity-key hash.
+    std::fs::write(&config, "[workers]\ncompaction_interval_ms = 200\ncompaction_min_files = 2\n")?;
+    for node in &mut nodes {
+        node.restart().await?;
+    }
+    let client = nodes[0].client().await?;
+    let started = Instant::now();
+    compacted(&client).await?;
+    out.say(format!("compaction: each day's files merged into one in {:.2} s", started.elapsed().as_secs_f64()));
+    let pids = nodes.iter().map(|n| n.pid().context("a node is not running")).collect::<Result<Vec<u32>>>()?;
+    let compact = retrieve(&out, &client, &request, &pids, (&shape, spine_rows)).await?;
     // Stopped so that DuckDB has the machine to itself.
     for node in &mut nodes {
         node.terminate()?;
@@ -277,7 +354,7 @@ pub async fn run(args: Args) -> Result<()> {
             d.matched,
             mib(d.peak_kib)
         ));
-        if matched.is_some_and(|m| m as u64 != d.matched) {
+        if [&fresh, &compact].iter().any(|r| r.matched.is_some_and(|m| m as u64 != d.matched)) {
             out.say("warning: Quiver and DuckDB matched different numbers of spine rows");
         }
         Some(d)
@@ -288,30 +365,33 @@ pub async fn run(args: Args) -> Result<()> {
 
     out.say(format!("\npoint-in-time retrieval, {name}: {rows} feature rows, {spine_rows}-row spine"));
     out.say(format!(
-        "{:>9} {:>9} {:>14} {:>16} {:>16}",
-        "quiver s", "duckdb s", "quiver/duckdb", "quiver peak MiB", "duckdb peak MiB"
+        "{:<12} {:>6} {:>9} {:>9} {:>14} {:>16} {:>16}",
+        "files", "count", "quiver s", "duckdb s", "quiver/duckdb", "quiver peak MiB", "duckdb peak MiB"
     ));
     let cell = |v: Option<f64>, decimals: usize| v.map_or("-".into(), |v| format!("{v:.decimals$}"));
-    out.say(format!(
-        "{:>9.2} {:>9} {:>14} {:>16.0} {:>16}",
-        quiver_secs,
-        cell(duck.as_ref().map(|d| d.seconds), 2),
-        cell(duck.as_ref().map(|d| quiver_secs / d.seconds), 2),
-        mib(retrieval_peak),
-        cell(duck.as_ref().map(|d| mib(d.peak_kib)), 0)
-    ));
+    for (label, r) in [("as ingested", &fresh), ("compacted", &compact)] {
+        out.say(format!(
+            "{label:<12} {:>6} {:>9.2} {:>9} {:>14} {:>16.0} {:>16}",
+            r.files,
+            r.secs,
+            cell(duck.as_ref().map(|d| d.seconds), 2),
+            cell(duck.as_ref().map(|d| r.secs / d.seconds), 2),
+            mib(r.peak_kib),
+            cell(duck.as_ref().map(|d| mib(d.peak_kib)), 0)
+        ));
+    }
+    let mut retrieval = fresh.figures();
+    retrieval["serving"] = serving;
     out.figures(&json!({
         "kind": "offline", "size": name, "rows": rows, "spine_rows": spine_rows, "cores": cores,
-        "nodes": args.nodes, "joined_by": joined_by, "other_nodes_peak_mib": others_peak.iter().max().map(|k| mib(*k)),
+        "nodes": args.nodes, "joined_by": fresh.joined_by,
+        "other_nodes_peak_mib": fresh.others_peak_kib.map(mib),
         "peak_per_phase": per_phase,
         "ingest": {"rows": report.rows, "secs": ingest_secs, "rows_per_sec": report.rows as f64 / ingest_secs,
                    "peak_mib": mib(ingest_peak)},
         "statistics": {"lag_secs": stats_secs - ingest_secs, "rows_per_sec": report.rows as f64 / stats_secs},
-        "retrieval": {"secs": quiver_secs, "peak_mib": mib(retrieval_peak),
-                      "added_mib": mib(retrieval_peak.saturating_sub(resident_before)), "rows": training_rows,
-                      "matched": matched, "files": files, "serving": serving,
-                      "join_peak_mib": mib(memory.peak_bytes / 1024),
-                      "spilled_mib": mib(memory.spilled_bytes / 1024), "partitions": memory.partitions},
+        "retrieval": retrieval,
+        "retrieval_compacted": compact.figures(),
         "materialize": {"rows_read": progress.rows_read, "entities_written": progress.entities_written,
                         "secs": materialize_secs, "rows_per_sec": progress.rows_read as f64 / materialize_secs,
                         "peak_mib": mib(materialize_peak)},

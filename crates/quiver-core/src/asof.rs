@@ -37,21 +37,123 @@ pub fn asof_join<K: Ord + Copy>(spine: &[SpineRow<K>], events: &[EventRow<K>], t
     sweep(spine.len(), spine_order.into_iter(), event_order.into_iter().map(|(k, ts, _, e)| (k, ts, e)), ttl_micros)
 }
 
-/// `asof_join` for dense integer keys, as retrieval numbers the spine's keys: sorts 16-byte
-/// packed (key, time, position) words, half the memory and about half the time of tuples.
+/// `asof_join` for dense integer keys (ids below `u32::MAX`, as retrieval numbers the
+/// spine's keys), as a fold: see `SpineSlots`.
 pub fn asof_join_dense(spine: &[SpineRow<u32>], events: &[EventRow<u32>], ttl_micros: i64) -> Vec<Option<usize>> {
-    if u32::try_from(spine.len().max(events.len())).is_err() {
+    if u32::try_from(spine.len()).is_err() {
         return asof_join(spine, events, ttl_micros);
     }
-    let mut spine_order: Vec<u128> = spine.iter().enumerate().map(|(i, s)| pack(s.key, s.ts, i)).collect();
-    spine_order.sort_unstable();
-    let mut event_order: Vec<u128> = events.iter().enumerate().map(|(i, e)| pack(e.key, e.ts, i)).collect();
-    event_order.sort_unstable();
-    // Events of equal key and time go by ingestion order, not by position.
-    for run in event_order.chunk_by_mut(|a, b| a >> 32 == b >> 32).filter(|run| run.len() > 1) {
-        run.sort_unstable_by_key(|&p| events[unpack(p).2].seq);
+    let slots = SpineSlots::new(spine);
+    let mut latest = Latest::new(&slots);
+    for (i, e) in events.iter().enumerate() {
+        if let Some(slot) = slots.slot(e.key, e.ts) {
+            latest.offer(slot, e.ts, e.seq, i);
+        }
     }
-    sweep(spine.len(), spine_order.into_iter().map(unpack), event_order.into_iter().map(unpack), ttl_micros)
+    latest.matches(&slots, ttl_micros).into_iter().map(|m| m.map(|(_, i)| i)).collect()
+}
+
+/// The spine rows of a join on dense keys, sorted by (key, time): each is a "slot". An event
+/// of key `k` at time `ts` can match exactly the spine rows of `k` from the first slot whose
+/// time is `ts` or later (found by binary search) onwards. So a join need not hold its
+/// events: each is offered to that one slot (`Latest`), which keeps the greatest
+/// `(ts, seq)`, and a spine row's match is the greatest over its key's slots up to its own.
+/// That costs O(spine) memory and O(log) per event, in any order of the events.
+pub struct SpineSlots {
+    /// Spine positions in (key, time) order.
+    order: Vec<u32>,
+    /// The time of each slot.
+    times: Vec<i64>,
+    /// Where each key's slots start; the last entry is where the last key's end.
+    starts: Vec<u32>,
+}
+
+impl SpineSlots {
+    /// Bytes per spine row of the slots and of their `Latest` (one payload word), and of
+    /// the sort that builds them.
+    pub const ROW_BYTES: u64 = (4 + 8 + 16 + size_of::<Option<(i64, u64, u64)>>()) as u64;
+
+    /// The slots of `spine`, whose keys are dense ids and whose length fits in a `u32`.
+    pub fn new(spine: &[SpineRow<u32>]) -> SpineSlots {
+        let mut sorted: Vec<u128> = spine.iter().enumerate().map(|(i, s)| pack(s.key, s.ts, i)).collect();
+        sorted.sort_unstable();
+        let keys = spine.iter().map(|s| s.key as usize + 1).max().unwrap_or(0);
+        let mut starts = vec![0u32; keys + 1];
+        let (mut order, mut times) = (Vec::with_capacity(spine.len()), Vec::with_capacity(spine.len()));
+        for word in sorted {
+            let (key, ts, position) = unpack(word);
+            starts[key as usize + 1] += 1;
+            order.push(position as u32);
+            times.push(ts);
+        }
+        for k in 1..starts.len() {
+            starts[k] += starts[k - 1];
+        }
+        SpineSlots { order, times, starts }
+    }
+
+    /// The slot an event of `key` at `ts` goes to: the first of the key's whose time is `ts`
+    /// or later; none when the key has no spine row that late.
+    pub fn slot(&self, key: u32, ts: i64) -> Option<u32> {
+        let (start, end) = (*self.starts.get(key as usize)?, *self.starts.get(key as usize + 1)?);
+        let times = &self.times[start as usize..end as usize];
+        let at = start + times.partition_point(|&t| t < ts) as u32;
+        (at < end).then_some(at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// Per slot of `SpineSlots`, the greatest `(ts, seq)` offered to it, with what the caller
+/// keeps of that event (`T`: where it is, say).
+pub struct Latest<T> {
+    best: Vec<Option<(i64, u64, T)>>,
+}
+
+impl<T> Default for Latest<T> {
+    fn default() -> Latest<T> {
+        Latest { best: Vec::new() }
+    }
+}
+
+impl<T: Copy> Latest<T> {
+    pub fn new(slots: &SpineSlots) -> Latest<T> {
+        Latest { best: vec![None; slots.len()] }
+    }
+
+    pub fn offer(&mut self, slot: u32, ts: i64, seq: u64, kept: T) {
+        let best = &mut self.best[slot as usize];
+        if best.is_none_or(|(t, s, _)| (t, s) < (ts, seq)) {
+            *best = Some((ts, seq, kept));
+        }
+    }
+
+    /// For each spine row, by position, the event time and `T` of its match, if any: the
+    /// greatest event offered to its key's slots up to its own, when fresh under the TTL
+    /// (every other candidate is no newer, so none of them can be).
+    pub fn matches(&self, slots: &SpineSlots, ttl_micros: i64) -> Vec<Option<(i64, T)>> {
+        let mut out = vec![None; slots.len()];
+        for key in slots.starts.windows(2) {
+            let mut running: Option<(i64, u64, T)> = None;
+            for slot in key[0] as usize..key[1] as usize {
+                if let Some((ts, seq, kept)) = self.best[slot]
+                    && running.is_none_or(|(t, s, _)| (t, s) < (ts, seq))
+                {
+                    running = Some((ts, seq, kept));
+                }
+                out[slots.order[slot] as usize] = running
+                    .filter(|&(ts, _, _)| is_fresh(ts, slots.times[slot], ttl_micros))
+                    .map(|(ts, _, kept)| (ts, kept));
+            }
+        }
+        out
+    }
 }
 
 /// key (32 bits) | time with its sign bit flipped, so unsigned order is time order (64) | position (32).

@@ -184,7 +184,7 @@ impl Default for ShardingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OfflineConfig {
     /// Memory one feature set's join may take, e.g. `4GiB`, `512MiB`, or `25%` of the
-    /// machine's memory; a join that needs more partitions its events and spills them.
+    /// machine's memory; a join whose spine needs more partitions it and spills its events.
     pub retrieval_memory: String,
     /// Where spilled partitions go; defaults to `<data_dir>/spill`.
     pub spill_dir: Option<PathBuf>,

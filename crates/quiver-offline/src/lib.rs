@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod files;
 pub mod ingest;
+mod keyids;
 pub mod retrieval;
 pub mod schema;
 pub mod sorted;

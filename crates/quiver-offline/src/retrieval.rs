@@ -6,31 +6,31 @@
 //! of the files that can match (pruned by the manifest's time bounds) and runs the as-of
 //! kernel; the second reads feature columns only of files that matched and gathers them.
 //!
-//! Pass 1's events are held in memory when the retrieval's budget (`spill::Memory`) holds
-//! them, else partitioned by spine key and spilled to local files (`spill`); the kernel then
-//! joins one partition at a time, and each spine row keeps the place of its match.
+//! Pass 1 holds no event: each file's events are offered, on the file's own task, to the
+//! spine rows they can match (`SpineSlots`), which keep the latest. Only a spine whose slots
+//! do not fit the retrieval's budget (`spill::Memory`) is partitioned by key, its events
+//! spilled to local files and joined a partition at a time (`spill`). Each spine row keeps
+//! the place of its match.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, new_null_array};
 use arrow_schema::{Field, Schema};
-use quiver_core::asof::{EventRow, SpineRow, asof_join_dense};
+use quiver_core::asof::{EventRow, Latest, SpineRow, SpineSlots};
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::time::MICROS_PER_SEC;
 use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
-use crate::convert::encode_key_cell;
 use crate::files::{DataFile, TimeWindow, read_files};
+use crate::keyids::{KeyColumns, KeyIds};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
-use crate::spill::{EVENT_BYTES, Memory, Partitions, SPINE_ROW_BYTES, Tracker, Usage};
+use crate::spill::{Memory, Partitions, SPINE_ROW_BYTES, Tracker, Usage};
 use crate::store::OfflineStore;
 
 /// One feature set version to join, with the manifest files that hold its rows.
@@ -44,16 +44,6 @@ pub struct Source<'a> {
     /// one (`split`): files sorted by key hash are read only where they hold these.
     pub key_hashes: Option<(u64, u64)>,
 }
-
-fn encode_row_key(out: &mut Vec<u8>, columns: &[(&dyn Array, ValueType)], row: usize) {
-    for (array, ty) in columns {
-        encode_key_cell(out, *array, row, *ty);
-    }
-}
-
-/// Dense ids of the spine's distinct keys of `entity`, by encoded key: the join then compares
-/// integers, and an event of a key the spine does not hold is dropped as soon as it is read.
-type KeyIds = HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>;
 
 /// The spine's columns of `entity`'s join keys, cast to the join-key types.
 pub(crate) fn key_columns(spine: &RecordBatch, entity: &Entity) -> Result<Vec<(ArrayRef, ValueType)>> {
@@ -76,24 +66,16 @@ pub(crate) fn key_columns(spine: &RecordBatch, entity: &Entity) -> Result<Vec<(A
 /// The key id of every spine row, and the ids.
 fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyIds)> {
     let columns = key_columns(spine, entity)?;
-    let refs: Vec<(&dyn Array, ValueType)> = columns.iter().map(|(a, t)| (a.as_ref(), *t)).collect();
-    let (mut row_ids, mut ids, mut key) = (Vec::with_capacity(spine.num_rows()), KeyIds::default(), Vec::new());
-    for row in 0..spine.num_rows() {
-        if let Some((k, _)) = entity.join_keys.iter().zip(&refs).find(|(_, (a, _))| a.is_null(row)) {
-            return Err(CoreError::row(row + 1, &k.name, "join key is missing in the spine").into());
-        }
-        key.clear();
-        encode_row_key(&mut key, &refs, row);
-        let id = match ids.get(&key) {
-            Some(&id) => id,
-            None => {
-                let id = ids.len() as u32;
-                ids.insert(key.clone(), id);
-                id
-            }
-        };
-        row_ids.push(id);
+    // The first row with a missing key, and its first such column.
+    let missing = entity.join_keys.iter().zip(&columns).filter(|(_, (a, _))| a.null_count() > 0);
+    let first =
+        missing.filter_map(|(k, (a, _))| Some(((0..a.len()).find(|&row| a.is_null(row))?, k))).min_by_key(|m| m.0);
+    if let Some((row, k)) = first {
+        return Err(CoreError::row(row + 1, &k.name, "join key is missing in the spine").into());
     }
+    let mut keys = KeyColumns::new(columns.iter().map(|(a, t)| (a.as_ref(), *t)).collect());
+    let mut ids = KeyIds::new(columns.iter().map(|(_, t)| *t));
+    let row_ids = (0..spine.num_rows()).map(|row| ids.insert(&mut keys, row)).collect();
     Ok((row_ids, ids))
 }
 
@@ -174,17 +156,33 @@ struct EventFilter {
 }
 
 impl EventFilter {
+    /// `events`, counting the file's decoded columns in `tracker` while they are held, and
+    /// holding the events kept (the caller releases them).
+    fn counted_events(
+        &self,
+        tracker: &Tracker,
+        path: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<(EventRow<u32>, u32)>> {
+        let decoded: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+        tracker.hold(decoded);
+        let events = self.events(path, batches);
+        tracker.hold(events.as_ref().map_or(0, |e| kept_bytes(e)));
+        tracker.release(decoded);
+        events
+    }
+
     fn events(&self, path: &str, batches: Vec<RecordBatch>) -> Result<Vec<(EventRow<u32>, u32)>> {
         let mut out = Vec::new();
-        let mut scratch = Vec::new();
         let mut row_in_file = 0u32;
         for batch in batches {
-            let keys: Vec<(&dyn Array, ValueType)> = self
+            let keys = self
                 .keys
                 .iter()
                 .map(|(name, ty)| batch.column_by_name(name).map(|c| (c.as_ref(), *ty)))
                 .collect::<Option<_>>()
                 .ok_or_else(|| CoreError::Internal(format!("file {path} lacks a join key column")))?;
+            let mut keys = KeyColumns::new(keys);
             let ts = column(&batch, &self.ts_column, path)?.as_primitive::<TimestampMicrosecondType>();
             let seq = column(&batch, SEQ_COLUMN, path)?.as_primitive::<UInt64Type>();
             for row in 0..batch.num_rows() {
@@ -193,9 +191,7 @@ impl EventFilter {
                 if t < self.first || t > self.hi {
                     continue;
                 }
-                scratch.clear();
-                encode_row_key(&mut scratch, &keys, row);
-                if let Some(&id) = self.ids.get(scratch.as_slice()) {
+                if let Some(id) = self.ids.id(&mut keys, row) {
                     out.push((EventRow { key: id, ts: t, seq: seq.value(row) }, at));
                 }
             }
@@ -234,53 +230,37 @@ async fn join_source(
     let window =
         TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi, key_hashes: source.key_hashes };
     let files: Vec<DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
-    let rows_read: u64 = files.iter().map(|f| f.rows).sum();
-    let mut parts = Partitions::for_join(memory, rows_read, spine.num_rows() as u64)?;
+    let spine_rows: Vec<SpineRow<u32>> =
+        spine_ids.iter().zip(spine_ts.values()).map(|(&key, &ts)| SpineRow { key, ts }).collect();
 
-    // Pass 1: keys, event times and sequence numbers, into their partitions.
+    // Pass 1: keys, event times and sequence numbers, folded into the spine's slots.
     let keys: Vec<(String, ValueType)> = source.entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
     let mut pass1: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
     pass1.push(source.fs.timestamp_column.clone());
     pass1.push(SEQ_COLUMN.to_string());
     let filter = EventFilter { ids, keys, ts_column: source.fs.timestamp_column.clone(), first, hi };
+    let pass1 = Pass1 { store, files: &files, columns: pass1, window: &window, filter };
     let tracker = Arc::new(Tracker::default());
-    tracker.hold(parts.held_bytes());
-    let counted = tracker.clone();
-    let mut reads = read_files(store, &files, pass1, &window, move |_, file, batches| {
-        // A file's decoded key columns are held until its events are kept.
-        let decoded: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
-        counted.hold(decoded);
-        let events = filter.events(&file.path, batches);
-        counted.hold(events.as_ref().map_or(0, |e| kept_bytes(e)));
-        counted.release(decoded);
-        events
-    });
-    let mut file_no = 0u32;
-    while let Some(file_events) = reads.next().await {
-        let file_events = file_events?;
-        let (kept, held) = (kept_bytes(&file_events), parts.held_bytes());
-        parts = match parts.spills() {
-            false => {
-                parts.add(file_no, file_events)?;
-                parts
-            }
-            // File writes go to the blocking pool.
-            true => blocking("spilling events", move || parts.add(file_no, file_events).map(|()| parts)).await??,
-        };
-        tracker.hold(parts.held_bytes() - held);
-        tracker.release(kept);
-        file_no += 1;
-    }
-    drop(reads);
-    tracker.release(parts.held_bytes());
-    usage.spilled_bytes += parts.spilled_bytes();
-    usage.partitions = usage.partitions.max(parts.count());
-    let started = phases.add("keys", started);
-    // Seconds of CPU for a large set: on the blocking pool, not on a task online reads share.
-    let spine_times = spine_ts.values().clone();
-    let (hits, joined) =
-        blocking("the as-of join", move || join_partitions(parts, &spine_ids, &spine_times, ttl)).await??;
-    usage.peak_bytes = usage.peak_bytes.max(tracker.peak()).max(joined);
+    let count = Partitions::needed(memory, spine_rows.len() as u64);
+    let (hits, started) = match count {
+        1 => {
+            let rows = spine_rows.len() as u64;
+            let slots = Arc::new(blocking("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
+            let latest = pass1.fold(slots.clone(), rows, &tracker).await?;
+            let started = phases.add("keys", started);
+            (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, started)
+        }
+        _ => {
+            let parts = pass1.spill(memory, count, &tracker).await?;
+            usage.spilled_bytes += parts.spilled_bytes();
+            let started = phases.add("keys", started);
+            let counted = tracker.clone();
+            let join = move || join_partitions(parts, &spine_rows, ttl, &counted);
+            (blocking("the as-of join", join).await??, started)
+        }
+    };
+    usage.partitions = usage.partitions.max(count);
+    usage.peak_bytes = usage.peak_bytes.max(tracker.peak());
     let started = phases.add("join", started);
 
     // Pass 2: gather matched feature values, file by file: the rows each file must give,
@@ -352,32 +332,110 @@ async fn blocking<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send
     tokio::task::spawn_blocking(work).await.map_err(|e| CoreError::Internal(format!("{what}: {e}")).into())
 }
 
-/// Joins each partition's spine rows with its events, one partition at a time: for each
-/// spine row (by position) its match. Answers the most bytes one partition's join held.
+/// What pass 1 reads of a source's files, and keeps of them.
+struct Pass1<'a> {
+    store: &'a OfflineStore,
+    files: &'a [DataFile],
+    columns: Vec<String>,
+    window: &'a TimeWindow,
+    filter: EventFilter,
+}
+
+/// Where a match is: (file, row in the file).
+type Place = (u32, u32);
+
+impl Pass1<'_> {
+    /// Reads the files, offering each one's events to their slots on the file's own task;
+    /// answers the latest event of every slot. `spine_rows` is the slots' count.
+    async fn fold(self, slots: Arc<SpineSlots>, spine_rows: u64, tracker: &Arc<Tracker>) -> Result<Latest<Place>> {
+        let latest = Arc::new(Mutex::new(Latest::new(&slots)));
+        let slots_held = spine_rows * SPINE_ROW_BYTES;
+        tracker.hold(slots_held);
+        let (counted, into) = (tracker.clone(), latest.clone());
+        let filter = self.filter;
+        let mut reads = read_files(self.store, self.files, self.columns, self.window, move |file_no, file, batches| {
+            let events = filter.counted_events(&counted, &file.path, batches)?;
+            let mut latest = into.lock().map_err(|_| CoreError::Internal("another file's join failed".into()))?;
+            for (event, row) in &events {
+                if let Some(slot) = slots.slot(event.key, event.ts) {
+                    latest.offer(slot, event.ts, event.seq, (file_no as u32, *row));
+                }
+            }
+            counted.release(kept_bytes(&events));
+            Ok(())
+        });
+        while let Some(read) = reads.next().await {
+            read?;
+        }
+        drop(reads);
+        tracker.release(slots_held);
+        let mut latest = latest.lock().map_err(|_| CoreError::Internal("a file's join failed".into()))?;
+        Ok(std::mem::take(&mut *latest))
+    }
+
+    /// Reads the files, appending each one's events to their partition's spill file.
+    async fn spill(self, memory: &Memory, count: u32, tracker: &Arc<Tracker>) -> Result<Partitions> {
+        let mut parts = Partitions::create(memory, count)?;
+        tracker.hold(parts.held_bytes());
+        let (counted, filter) = (tracker.clone(), self.filter);
+        let mut reads = read_files(self.store, self.files, self.columns, self.window, move |_, file, batches| {
+            filter.counted_events(&counted, &file.path, batches)
+        });
+        let mut file_no = 0u32;
+        while let Some(events) = reads.next().await {
+            let events = events?;
+            let kept = kept_bytes(&events);
+            // File writes go to the blocking pool.
+            parts = blocking("spilling events", move || parts.add(file_no, events).map(|()| parts)).await??;
+            tracker.release(kept);
+            file_no += 1;
+        }
+        Ok(parts)
+    }
+}
+
+/// Each spine row's match, by position, from the latest event of every slot.
+fn matched(latest: &Latest<Place>, slots: &SpineSlots, ttl: i64) -> Vec<Option<Hit>> {
+    latest.matches(slots, ttl).into_iter().map(|m| m.map(|(ts, (file, row))| Hit { file, row, ts })).collect()
+}
+
+/// Joins the spilled partitions one at a time: each partition's spine rows (keys `key %
+/// count == p`, numbered `key / count` within it) take their slots, and the partition's
+/// events are offered to them as its file is read back. For each spine row, by position,
+/// its match.
 fn join_partitions(
     mut parts: Partitions,
-    spine_ids: &[u32],
-    spine_ts: &[i64],
+    spine: &[SpineRow<u32>],
     ttl: i64,
-) -> Result<(Vec<Option<Hit>>, u64)> {
+    tracker: &Tracker,
+) -> Result<Vec<Option<Hit>>> {
     let count = parts.count();
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); count as usize];
-    for (position, id) in spine_ids.iter().enumerate() {
-        members[(id % count) as usize].push(position as u32);
+    for (position, row) in spine.iter().enumerate() {
+        members[(row.key % count) as usize].push(position as u32);
     }
-    let (mut hits, mut most) = (vec![None; spine_ids.len()], 0u64);
+    let mut hits = vec![None; spine.len()];
     for (p, positions) in (0..count).zip(&members) {
-        let located = parts.take(p)?;
-        most = most.max(located.len() as u64 * EVENT_BYTES + positions.len() as u64 * SPINE_ROW_BYTES);
-        let rows: Vec<SpineRow<u32>> =
-            positions.iter().map(|&i| SpineRow { key: spine_ids[i as usize], ts: spine_ts[i as usize] }).collect();
-        let events: Vec<EventRow<u32>> = located.iter().map(|l| l.event).collect();
-        for (position, matched) in positions.iter().zip(asof_join_dense(&rows, &events, ttl)) {
-            hits[*position as usize] =
-                matched.map(|e| Hit { file: located[e].file, row: located[e].row, ts: located[e].event.ts });
+        let held = positions.len() as u64 * SPINE_ROW_BYTES;
+        tracker.hold(held);
+        let rows: Vec<SpineRow<u32>> = positions
+            .iter()
+            .map(|&i| SpineRow { key: spine[i as usize].key / count, ts: spine[i as usize].ts })
+            .collect();
+        let slots = SpineSlots::new(&rows);
+        let mut latest = Latest::new(&slots);
+        parts.drain(p, |l| {
+            if let Some(slot) = slots.slot(l.event.key / count, l.event.ts) {
+                latest.offer(slot, l.event.ts, l.event.seq, (l.file, l.row));
+            }
+        })?;
+        for (position, hit) in positions.iter().zip(matched(&latest, &slots, ttl)) {
+            hits[*position as usize] = hit;
         }
+        tracker.release(held);
     }
-    Ok((hits, most))
+    tracker.release(parts.held_bytes());
+    Ok(hits)
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str, path: &str) -> Result<&'b ArrayRef> {

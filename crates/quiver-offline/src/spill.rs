@@ -1,7 +1,10 @@
-//! A retrieval's events, partitioned by the spine key they belong to: held in memory when
-//! the retrieval's memory budget holds them all, else appended to one local file per
-//! partition and read back a partition at a time, so the join holds one partition's events
-//! at once whatever the size of the history (a grace hash partitioning, by dense key id).
+//! What a retrieval may hold, and where its events go when its spine is too large for it.
+//!
+//! A join folds its events into its spine's slots as they are read (`SpineSlots`): it holds
+//! no event, so the history's size does not matter, only the spine's. When the spine's slots
+//! take more than half the budget, the spine rows and the events are partitioned by dense
+//! key id, the events appended to one local file per partition, and each partition joined
+//! in turn from its file (a grace hash join), holding one partition's slots at once.
 //!
 //! Spill files live in a directory of their own, removed when the retrieval ends however it
 //! ends: an error, or its future dropped because the client went away.
@@ -11,11 +14,11 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use quiver_core::asof::EventRow;
+use quiver_core::asof::{EventRow, SpineSlots};
 
 use crate::{Error, Result};
 
-/// How much memory a retrieval's events may take, and where they go beyond it.
+/// How much memory a retrieval's joins may take, and where their events go beyond it.
 #[derive(Debug, Clone)]
 pub struct Memory {
     pub budget: u64,
@@ -23,16 +26,16 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// No limit: every retrieval holds its events in memory.
+    /// No limit: no join spills.
     pub fn unlimited() -> Memory {
         Memory { budget: u64::MAX, spill_dir: std::env::temp_dir() }
     }
 }
 
-/// What a retrieval held at most and spilled, by its own accounting of what grows with the
-/// history: decoded key columns of files being read, kept events, spill buffers, and a
-/// partition's join (its events and spine rows, their sort words). The spine itself, the
-/// matches (a few words per spine row) and the answer are not counted.
+/// What a retrieval held at most and spilled, by its own accounting: decoded key columns and
+/// events of the files being read, spill buffers, and the slots of the spine rows being
+/// joined. The spine itself, the matches (a few words per spine row) and the answer are not
+/// counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub peak_bytes: u64,
@@ -73,10 +76,8 @@ impl Tracker {
     }
 }
 
-/// Bytes one event costs the join: its record here, the kernel's copy, its sort word.
-pub const EVENT_BYTES: u64 = (size_of::<Located>() + size_of::<EventRow<u32>>() + 16) as u64;
-/// Bytes one spine row costs a partition's join: its position, row and sort word.
-pub const SPINE_ROW_BYTES: u64 = (4 + size_of::<quiver_core::asof::SpineRow<u32>>() + 16) as u64;
+/// Bytes one spine row costs the join: its key id and position, and its slot.
+pub const SPINE_ROW_BYTES: u64 = 8 + SpineSlots::ROW_BYTES;
 /// Partitions at most: each holds an open file and a buffer.
 const MAX_PARTITIONS: u64 = 1024;
 /// Names of the directories retrievals spill into.
@@ -138,16 +139,17 @@ impl Located {
     }
 }
 
-enum Part {
-    Held(Vec<Located>),
-    Spilled { writer: BufWriter<File>, path: PathBuf },
+/// One partition's spill file, being written.
+struct Spill {
+    writer: BufWriter<File>,
+    path: PathBuf,
 }
 
-/// Pass 1's events by partition (`key % count`).
+/// Pass 1's events by partition (`key % count`), spilled.
 pub struct Partitions {
-    parts: Vec<Part>,
+    parts: Vec<Option<Spill>>,
     /// Removed with everything in it when the partitions are dropped.
-    dir: Option<tempfile::TempDir>,
+    _dir: tempfile::TempDir,
     held: u64,
     spilled: u64,
 }
@@ -157,39 +159,40 @@ pub(crate) fn spill_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '
 }
 
 impl Partitions {
-    /// As many partitions as it takes for each to join within `memory`'s budget, given an
-    /// upper bound of the events and the spine rows: held in memory when one does.
-    pub fn for_join(memory: &Memory, events: u64, spine_rows: u64) -> Result<Partitions> {
-        let needed = events.saturating_mul(EVENT_BYTES).saturating_add(spine_rows.saturating_mul(SPINE_ROW_BYTES));
-        if needed <= memory.budget {
-            return Ok(Partitions { parts: vec![Part::Held(Vec::new())], dir: None, held: 0, spilled: 0 });
+    /// How many partitions a join of `spine_rows` needs within `memory`'s budget: 1 (it
+    /// spills nothing) when their slots take at most half of it; the rest is for the files
+    /// being read.
+    pub fn needed(memory: &Memory, spine_rows: u64) -> u32 {
+        let slots = spine_rows.saturating_mul(SPINE_ROW_BYTES);
+        if slots <= memory.budget / 2 {
+            return 1;
         }
-        // Twice what an even split needs: keys are not spread evenly.
-        let count = needed.saturating_mul(2).div_ceil(memory.budget.max(1)).clamp(2, MAX_PARTITIONS) as usize;
-        let buffer = (memory.budget / 4 / count as u64).clamp(4 << 10, 64 << 10) as usize;
+        // A quarter of the budget each if keys spread evenly, which they need not.
+        slots.saturating_mul(4).div_ceil(memory.budget.max(1)).clamp(2, MAX_PARTITIONS) as u32
+    }
+
+    /// `count` empty partitions, in a spill directory of their own.
+    pub fn create(memory: &Memory, count: u32) -> Result<Partitions> {
+        let buffer = (memory.budget / 4 / u64::from(count)).clamp(4 << 10, 64 << 10) as usize;
         std::fs::create_dir_all(&memory.spill_dir).map_err(spill_err(&memory.spill_dir))?;
         let dir = tempfile::Builder::new()
             .prefix(PREFIX)
             .tempdir_in(&memory.spill_dir)
             .map_err(spill_err(&memory.spill_dir))?;
-        let mut parts = Vec::with_capacity(count);
+        let mut parts = Vec::with_capacity(count as usize);
         for p in 0..count {
             let path = dir.path().join(format!("{p}.events"));
             let file = File::create(&path).map_err(spill_err(&path))?;
-            parts.push(Part::Spilled { writer: BufWriter::with_capacity(buffer, file), path });
+            parts.push(Some(Spill { writer: BufWriter::with_capacity(buffer, file), path }));
         }
-        Ok(Partitions { parts, dir: Some(dir), held: (buffer * count) as u64, spilled: 0 })
+        Ok(Partitions { parts, _dir: dir, held: (buffer * count as usize) as u64, spilled: 0 })
     }
 
     pub fn count(&self) -> u32 {
         self.parts.len() as u32
     }
 
-    pub fn spills(&self) -> bool {
-        self.dir.is_some()
-    }
-
-    /// Bytes held now: events in memory, or the spill buffers.
+    /// Bytes held: the spill buffers.
     pub fn held_bytes(&self) -> u64 {
         self.held
     }
@@ -202,40 +205,31 @@ impl Partitions {
     pub fn add(&mut self, file: u32, events: Vec<(EventRow<u32>, u32)>) -> Result<()> {
         let count = self.parts.len() as u32;
         for (event, row) in events {
-            let located = Located { event, file, row };
-            match &mut self.parts[(event.key % count) as usize] {
-                Part::Held(held) => {
-                    held.push(located);
-                    self.held += size_of::<Located>() as u64;
-                }
-                Part::Spilled { writer, path } => {
-                    located.write(writer).map_err(spill_err(path))?;
-                    self.spilled += RECORD as u64;
-                }
-            }
+            let spill = self.parts[(event.key % count) as usize].as_mut().ok_or_else(|| {
+                Error::Core(quiver_core::Error::Internal("a partition was added to once read".into()))
+            })?;
+            Located { event, file, row }.write(&mut spill.writer).map_err(spill_err(&spill.path))?;
+            self.spilled += RECORD as u64;
         }
         Ok(())
     }
 
-    /// Takes partition `p`'s events, in the order they were added; a spilled partition's
-    /// file is read back and removed.
-    pub fn take(&mut self, p: u32) -> Result<Vec<Located>> {
-        let part = std::mem::replace(&mut self.parts[p as usize], Part::Held(Vec::new()));
-        match part {
-            Part::Held(held) => {
-                self.held -= (held.len() * size_of::<Located>()) as u64;
-                Ok(held)
-            }
-            Part::Spilled { writer, path } => {
-                let mut file = writer.into_inner().map_err(|e| spill_err(&path)(e.into_error()))?;
-                file.flush().map_err(spill_err(&path))?;
-                drop(file);
-                let mut bytes = Vec::new();
-                File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(spill_err(&path))?;
-                std::fs::remove_file(&path).map_err(spill_err(&path))?;
-                Ok(bytes.chunks_exact(RECORD).map(Located::read).collect())
+    /// Gives partition `p`'s events to `each`, in the order they were added, reading its
+    /// file a buffer at a time; then removes the file.
+    pub fn drain(&mut self, p: u32, mut each: impl FnMut(Located)) -> Result<()> {
+        let Some(Spill { writer, path }) = self.parts[p as usize].take() else { return Ok(()) };
+        let file = writer.into_inner().map_err(|e| spill_err(&path)(e.into_error()))?;
+        drop(file);
+        let mut reader = std::io::BufReader::new(File::open(&path).map_err(spill_err(&path))?);
+        let mut record = [0u8; RECORD];
+        loop {
+            match reader.read_exact(&mut record) {
+                Ok(()) => each(Located::read(&record)),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(spill_err(&path)(e)),
             }
         }
+        std::fs::remove_file(&path).map_err(spill_err(&path))
     }
 }
 
@@ -251,13 +245,15 @@ mod tests {
     fn spilled_partitions_give_back_what_was_added_by_key_and_leave_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let memory = Memory { budget: 1000, spill_dir: dir.path().join("spill") };
-        let mut parts = Partitions::for_join(&memory, 100, 10).unwrap();
-        assert!(parts.spills() && parts.count() > 1);
+        let count = Partitions::needed(&memory, 10);
+        assert!(count > 1);
+        let mut parts = Partitions::create(&memory, count).unwrap();
         parts.add(4, events(100)).unwrap();
         assert_eq!(parts.spilled_bytes(), 100 * RECORD as u64);
         let mut back = Vec::new();
         for p in 0..parts.count() {
-            let taken = parts.take(p).unwrap();
+            let mut taken = Vec::new();
+            parts.drain(p, |l| taken.push(l)).unwrap();
             assert!(taken.iter().all(|l| l.event.key % parts.count() == p && l.file == 4));
             back.extend(taken);
         }
@@ -267,7 +263,7 @@ mod tests {
         drop(parts);
         assert_eq!(std::fs::read_dir(dir.path().join("spill")).unwrap().count(), 0, "the spill dir is emptied");
         // What a killed process left is removed at the next start, and nothing else.
-        let parts = Partitions::for_join(&memory, 100, 10).unwrap();
+        let parts = Partitions::create(&memory, count).unwrap();
         std::mem::forget(parts);
         std::fs::write(dir.path().join("spill/other"), "kept").unwrap();
         assert_eq!(remove_leftovers(&dir.path().join("spill")).unwrap(), 1);
@@ -275,12 +271,10 @@ mod tests {
     }
 
     #[test]
-    fn events_that_fit_are_held() {
-        let mut parts = Partitions::for_join(&Memory::unlimited(), 100, 10).unwrap();
-        assert!(!parts.spills() && parts.count() == 1);
-        parts.add(0, events(10)).unwrap();
-        assert_eq!(parts.held_bytes(), 10 * size_of::<Located>() as u64);
-        assert_eq!(parts.take(0).unwrap().len(), 10);
-        assert_eq!(parts.held_bytes(), 0);
+    fn a_spine_whose_slots_fit_half_the_budget_needs_no_partition() {
+        assert_eq!(Partitions::needed(&Memory::unlimited(), u64::from(u32::MAX)), 1);
+        let memory = Memory { budget: 100 * SPINE_ROW_BYTES, spill_dir: std::env::temp_dir() };
+        assert_eq!(Partitions::needed(&memory, 50), 1);
+        assert_eq!(Partitions::needed(&memory, 51), 3);
     }
 }

@@ -201,7 +201,7 @@ fn a_retrieval_dropped_midway_leaves_no_spill_file() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (files, spine) = large();
-    let memory = Memory { budget: 1 << 20, spill_dir: dir.path().to_path_buf() };
+    let memory = Memory { budget: 64 << 10, spill_dir: dir.path().to_path_buf() };
     let retrieval = runtime.spawn(async move { run_within(&spine, &files, 0, &memory, 1).await });
     let spilling = || std::fs::read_dir(dir.path()).unwrap().count() > 0;
     let waited = std::time::Instant::now();
@@ -227,20 +227,27 @@ fn large() -> (Vec<Vec<Event>>, Vec<(i64, i64)>) {
     (files, (0..2000).map(|d| (d, 300_000 + d * 50)).collect())
 }
 
-/// A history many times the memory budget is joined within it, by the retrieval's own
-/// accounting, and gives the answer it gives in memory.
+/// A history many times the memory budget is joined within it without spilling (events
+/// are folded as read), and a spine whose slots outgrow the budget is joined within it by
+/// spilling, with the answer it gets in memory. By the retrieval's own accounting.
 #[test]
-fn a_history_larger_than_the_budget_is_joined_within_it() {
+fn a_history_and_a_spine_larger_than_the_budget_are_joined_within_it() {
     let (files, spine) = large();
     let budget = 4 << 20;
-    let (held, in_memory) = block_on(run_within(&spine, &files, 0, &Memory::unlimited(), 1));
-    assert!(in_memory.peak_bytes > 5 * budget, "the history is several times the budget: {in_memory:?}");
+    let events: usize = files.iter().map(Vec::len).sum();
+    assert!(events * size_of::<(quiver_core::asof::EventRow<u32>, u32)>() > 3 * budget as usize);
+    let (held, usage) = block_on(run_within(&spine, &files, 0, &Memory::unlimited(), 1));
+    assert!(usage.peak_bytes <= budget && usage.spilled_bytes == 0 && usage.partitions == 1, "{usage:?}");
+    assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");
+
+    let long: Vec<(i64, i64)> = (0..60_000).map(|i| (i % 2_000, 300_000 + i)).collect();
+    assert!(long.len() as u64 * SPINE_ROW_BYTES > budget / 2, "the spine's slots outgrow half the budget");
+    let (whole, _) = block_on(run_within(&long, &files, 0, &Memory::unlimited(), 1));
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory { budget, spill_dir: dir.path().to_path_buf() };
-    let (spilled, usage) = block_on(run_within(&spine, &files, 0, &memory, 1));
+    let (spilled, usage) = block_on(run_within(&long, &files, 0, &memory, 1));
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes > 0 && usage.partitions > 1, "{usage:?}");
-    assert_eq!(held, spilled);
-    assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");
+    assert_eq!(whole, spilled);
 }
 
 /// A file sorted by key hash is read, for one range of key hashes, only where its row
