@@ -23,6 +23,9 @@ const REDIRECT_ATTEMPTS: usize = 20;
 
 pub(crate) use quiver_proto::MAX_MESSAGE_BYTES;
 
+/// HTTP/2 receive window per stream: what a node may send ahead of what this side has read.
+const STREAM_WINDOW: u32 = 8 << 20;
+
 /// How long a streamed answer may be silent before the call fails, unless set otherwise.
 const SILENCE: Duration = Duration::from_secs(30);
 
@@ -126,7 +129,11 @@ impl ClientBuilder {
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
-            .timeout(self.timeout);
+            .timeout(self.timeout)
+            // A training set streams hundreds of MiB: HTTP/2's default 64 KiB window would
+            // stop the node every 64 KiB until this side acknowledges it.
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(2 * STREAM_WINDOW);
         if let Some(tls) = &tls {
             builder = builder.tls_config(tls.clone()).map_err(|e| transport(&e))?;
         }

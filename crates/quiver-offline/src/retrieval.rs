@@ -280,12 +280,24 @@ async fn join_source(
     let take_rows = {
         let names = names.clone();
         move |i: usize, file: &DataFile, batches: Vec<RecordBatch>| -> Result<Vec<ArrayRef>> {
-            let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
-            let batch = arrow_select::concat::concat_batches(&schema, &batches)?;
-            let indices = arrow_array::UInt32Array::from(rows_of[i].clone());
-            names
+            // Each batch gives its own wanted rows: the file is never copied whole.
+            let (rows, mut first) = (&rows_of[i], 0u32);
+            let mut picked: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(batches.len()); names.len()];
+            for batch in &batches {
+                let end = first + batch.num_rows() as u32;
+                let wanted = &rows[rows.partition_point(|&r| r < first)..rows.partition_point(|&r| r < end)];
+                let indices = arrow_array::UInt32Array::from_iter_values(wanted.iter().map(|r| r - first));
+                for (name, picked) in names.iter().zip(&mut picked) {
+                    picked.push(arrow_select::take::take(column(batch, name, &file.path)?.as_ref(), &indices, None)?);
+                }
+                first = end;
+            }
+            picked
                 .iter()
-                .map(|name| Ok(arrow_select::take::take(column(&batch, name, &file.path)?.as_ref(), &indices, None)?))
+                .map(|arrays| {
+                    let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+                    Ok(arrow_select::concat::concat(&arrays)?)
+                })
                 .collect()
         }
     };
