@@ -255,11 +255,13 @@ pub fn run(args: Args) -> Result<()> {
         );
         let (q, d) = (top(&["retrieval", "secs"]), top(&["duckdb", "secs"]));
         t.row(
-            format!("point-in-time retrieval, {size} ({} spine rows): s", num(spine)),
+            format!("point-in-time retrieval, {size} ({} spine rows), files as ingested: s", num(spine)),
             ranged(q),
             ranged(d),
             ratio(q, d),
         );
+        let q = top(&["retrieval_compacted", "secs"]);
+        t.row("  the same, files compacted (one per day): s", ranged(q), ranged(d), ratio(q, d));
         let (q, d) = (top(&["retrieval", "peak_mib"]), top(&["duckdb", "peak_mib"]));
         t.row("  peak memory MiB (the node's whole resident set)", whole(q), whole(d), ratio(q, d));
         let q = top(&["retrieval", "added_mib"]);
