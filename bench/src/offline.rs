@@ -65,15 +65,26 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Nodes sharing two cores with an ingest or a compaction can miss a quorum round for a
+/// moment: a wait asks again.
+fn unavailable(e: &quiver_client::Error) -> bool {
+    matches!(e.server_error(), Some(quiver_core::Error::Unavailable(_)))
+}
+
 /// Waits until the statistics worker has summarized `rows` offline rows of the bench set.
 pub async fn statistics_caught_up(client: &quiver_client::Client, rows: u64) -> Result<()> {
     let started = Instant::now();
     let all = quiver_client::StatsWindow::Offline { from: None, to: None };
-    while client.statistics("bench", "driver_stats", &all).await?.rows < rows {
+    loop {
+        match client.statistics("bench", "driver_stats", &all).await {
+            Ok(stats) if stats.rows >= rows => return Ok(()),
+            Ok(_) => {}
+            Err(e) if unavailable(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
         anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "statistics never caught up");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    Ok(())
 }
 
 /// Online reads (1 entity, 4 readers) alone for 2 s, then while the same retrieval runs
@@ -113,10 +124,15 @@ async fn serving_beside_retrieval(
 async fn compacted(client: &quiver_client::Client) -> Result<()> {
     let started = Instant::now();
     loop {
-        let files = client.files("bench", "driver_stats").await?;
-        let days: std::collections::BTreeSet<i64> = files.iter().map(|f| f.day).collect();
-        if files.len() == days.len() {
-            return Ok(());
+        match client.files("bench", "driver_stats").await {
+            Ok(files)
+                if files.len() == files.iter().map(|f| f.day).collect::<std::collections::BTreeSet<_>>().len() =>
+            {
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if unavailable(&e) => {}
+            Err(e) => return Err(e.into()),
         }
         anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "compaction never finished");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
