@@ -65,26 +65,32 @@ fn dir_bytes(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// Nodes sharing two cores with an ingest or a compaction can miss a quorum round for a
-/// moment: a wait asks again.
-fn unavailable(e: &quiver_client::Error) -> bool {
-    matches!(e.server_error(), Some(quiver_core::Error::Unavailable(_)))
+/// Asks `done` every `every` until it answers true, for 30 minutes at most. Nodes sharing two
+/// cores with an ingest or a compaction can miss a quorum round for a moment: that answer just
+/// asks again.
+async fn wait_until(
+    what: &str,
+    every: std::time::Duration,
+    mut done: impl AsyncFnMut() -> quiver_client::Result<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match done().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) if matches!(e.server_error(), Some(quiver_core::Error::Unavailable(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "{what} never happened");
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Waits until the statistics worker has summarized `rows` offline rows of the bench set.
 pub async fn statistics_caught_up(client: &quiver_client::Client, rows: u64) -> Result<()> {
-    let started = Instant::now();
     let all = quiver_client::StatsWindow::Offline { from: None, to: None };
-    loop {
-        match client.statistics("bench", "driver_stats", &all).await {
-            Ok(stats) if stats.rows >= rows => return Ok(()),
-            Ok(_) => {}
-            Err(e) if unavailable(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "statistics never caught up");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let summarized = async || Ok(client.statistics("bench", "driver_stats", &all).await?.rows >= rows);
+    wait_until("statistics catching up", std::time::Duration::from_millis(100), summarized).await
 }
 
 /// Online reads (1 entity, 4 readers) alone for 2 s, then while the same retrieval runs
@@ -122,21 +128,11 @@ async fn serving_beside_retrieval(
 
 /// Waits until every day of the bench set is one file (compaction merged it).
 async fn compacted(client: &quiver_client::Client) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        match client.files("bench", "driver_stats").await {
-            Ok(files)
-                if files.len() == files.iter().map(|f| f.day).collect::<std::collections::BTreeSet<_>>().len() =>
-            {
-                return Ok(());
-            }
-            Ok(_) => {}
-            Err(e) if unavailable(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        anyhow::ensure!(started.elapsed() < std::time::Duration::from_secs(1800), "compaction never finished");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let one_per_day = async || {
+        let files = client.files("bench", "driver_stats").await?;
+        Ok(files.len() == files.iter().map(|f| f.day).collect::<std::collections::BTreeSet<_>>().len())
+    };
+    wait_until("compaction of every day", std::time::Duration::from_millis(200), one_per_day).await
 }
 
 /// One training set's figures.

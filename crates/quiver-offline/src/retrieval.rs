@@ -244,9 +244,8 @@ async fn join_source(
     let count = Partitions::needed(memory, spine_rows.len() as u64);
     let (hits, started) = match count {
         1 => {
-            let rows = spine_rows.len() as u64;
             let slots = Arc::new(blocking("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
-            let latest = pass1.fold(slots.clone(), rows, &tracker).await?;
+            let latest = pass1.fold(slots.clone(), &tracker).await?;
             let started = phases.add("keys", started);
             (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, started)
         }
@@ -358,10 +357,10 @@ type Place = (u32, u32);
 
 impl Pass1<'_> {
     /// Reads the files, offering each one's events to their slots on the file's own task;
-    /// answers the latest event of every slot. `spine_rows` is the slots' count.
-    async fn fold(self, slots: Arc<SpineSlots>, spine_rows: u64, tracker: &Arc<Tracker>) -> Result<Latest<Place>> {
+    /// answers the latest event of every slot.
+    async fn fold(self, slots: Arc<SpineSlots>, tracker: &Arc<Tracker>) -> Result<Latest<Place>> {
         let latest = Arc::new(Mutex::new(Latest::new(&slots)));
-        let slots_held = spine_rows * SPINE_ROW_BYTES;
+        let slots_held = slots.len() as u64 * SPINE_ROW_BYTES;
         tracker.hold(slots_held);
         let (counted, into) = (tracker.clone(), latest.clone());
         let filter = self.filter;
