@@ -287,6 +287,29 @@ async fn impossible_shard_operations_are_refused_and_change_nothing() {
     assert_eq!(after.operations.len(), 1, "only the transfer is under way: {:?}", after.operations);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_a_node_that_is_down_fails_and_the_shard_keeps_its_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_balance = [("QUIVER_BALANCE_LEADERS".to_string(), "false".to_string())];
+    let (mut nodes, client, map) = loaded_cluster(dir.path(), &no_balance).await;
+    let meta_leader = client.status().await.unwrap().groups[0].leader.unwrap();
+    let leader = map.shard_map.shard(2).unwrap().leader.unwrap();
+    let target = (1..=3).find(|n| *n != leader && *n != meta_leader).unwrap();
+    // Killed with the log still: the target holds every entry, as a live one would.
+    nodes[target as usize - 1].kill_9().unwrap();
+
+    let op = client.start_shard_operation(OpKind::TransferLeader { shard: 2, to: target }).await.unwrap();
+    let ended = client.wait_for_operation(op.id, READY, |_| {}).await.unwrap();
+    match &ended.outcome {
+        Outcome::Failed(why) => assert!(why.contains(&format!("node {target} has not answered")), "{why}"),
+        other => panic!("a transfer to a dead node ended {other:?}"),
+    }
+    assert_eq!(client.shard_map().await.unwrap().shard_map.shard(2).unwrap().leader, Some(leader));
+    for id in [0, 150, 299] {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+}
+
 /// Waits until every shard has three replicas, none moves, no operation is under way and
 /// replicas are balanced over `nodes`.
 async fn placement_settles(client: &Client, nodes: &[u64]) -> ClusterMap {

@@ -41,7 +41,7 @@ pub async fn transfer_leadership(group: &Group, to: NodeId, addr: &str, pool: &P
         |why: String| Error::Raft(format!("transferring leadership of group {} to node {to}: {why}", group.id));
     let raft = &group.raft;
     let lease = Duration::from_millis(raft.config().election_timeout_max);
-    // A target far behind (or down) is refused before anything is held.
+    // A target far behind is refused before anything is held (one that is down, by the caller).
     let behind = lag(group, to).map_err(failed)?;
     if behind > CLOSE_ENOUGH {
         return Err(failed(format!("it is {behind} entries behind")));

@@ -1,8 +1,10 @@
 //! Raft messages to other nodes over gRPC: one lazily connected channel per peer address,
-//! shared by every group; each message carries its group id.
+//! shared by every group; each message carries its group id. The pool remembers when each
+//! peer last answered: a peer's log position says nothing of whether it is still up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -24,10 +26,28 @@ use crate::codec::{decode, encode};
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    answered: Answered,
     tls: Option<ClientTlsConfig>,
 }
 
+/// When each peer last answered a Raft message of any group.
+#[derive(Clone, Default)]
+struct Answered(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl Answered {
+    fn record(&self, node: NodeId) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(node, Instant::now());
+    }
+}
+
 impl PeerPool {
+    /// True when `node` answered a Raft message from here within `within`; a leader sends
+    /// its followers a message every heartbeat, so a peer silent for longer is down or cut off.
+    pub fn answered_within(&self, node: NodeId, within: Duration) -> bool {
+        let answered = self.answered.0.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(&node).is_some_and(|at| at.elapsed() <= within)
+    }
+
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
@@ -55,7 +75,7 @@ impl PeerPool {
 
     /// A pool whose channels use `tls`, when given.
     pub fn new(tls: Option<ClientTlsConfig>) -> PeerPool {
-        PeerPool { channels: Arc::default(), tls }
+        PeerPool { channels: Arc::default(), answered: Answered::default(), tls }
     }
 }
 
@@ -68,7 +88,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        PeerClient { group: self.group, target, channel: self.pool.channel(&node.addr) }
+        let channel = self.pool.channel(&node.addr);
+        PeerClient { group: self.group, target, channel, answered: self.pool.answered.clone() }
     }
 }
 
@@ -76,6 +97,7 @@ pub struct PeerClient {
     group: u64,
     target: NodeId,
     channel: Result<Channel, String>,
+    answered: Answered,
 }
 
 enum Rpc {
@@ -113,6 +135,7 @@ impl PeerClient {
             Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
             Ok(Ok(reply)) => reply.into_inner(),
         };
+        self.answered.record(self.target);
         if !reply.error.is_empty() {
             let err: RaftError<NodeId, E> =
                 decode(&reply.error).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

@@ -105,21 +105,27 @@ async fn hand_over(context: &Context, group: &Group, state: &MetaState) -> Resul
     });
     let Some((id, to)) = transfer else { return Ok(false) };
     let voters: BTreeSet<u64> = group.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-    let addr = state.nodes.get(&to).map(|n| n.addr.clone());
-    let (Some(addr), true) = (addr, voters.contains(&to)) else {
-        let why = format!("node {to} is no longer a voter of shard {}", group.id);
-        context.proposer.write_meta(MetaCommand::FinishOp { id, outcome: Outcome::Failed(why) }).await?;
-        return Ok(false);
-    };
-    info!(shard = group.id, to, "handing leadership over");
-    match transfer_leadership(group, to, &addr, &context.pool).await {
-        Ok(()) => Ok(true),
-        // Tried again next round, until the operation's deadline.
-        Err(e) => {
-            warn!("{e}");
-            Ok(false)
+    // A target that is down would only hold the shard's requests while it is waited for.
+    let lease = Duration::from_millis(group.raft.config().election_timeout_max);
+    let why = match state.nodes.get(&to).filter(|_| voters.contains(&to)) {
+        None => format!("node {to} is no longer a voter of shard {}", group.id),
+        Some(_) if !context.pool.answered_within(to, lease) => {
+            format!("node {to} has not answered shard {}'s leader for over {lease:?}; it goes on leading", group.id)
         }
-    }
+        Some(node) => {
+            info!(shard = group.id, to, "handing leadership over");
+            return match transfer_leadership(group, to, &node.addr, &context.pool).await {
+                Ok(()) => Ok(true),
+                // Tried again next round, until the operation's deadline.
+                Err(e) => {
+                    warn!("{e}");
+                    Ok(false)
+                }
+            };
+        }
+    };
+    context.proposer.write_meta(MetaCommand::FinishOp { id, outcome: Outcome::Failed(why) }).await?;
+    Ok(false)
 }
 
 /// The median of the hashes of the shard's keys (`placement::split_point`).

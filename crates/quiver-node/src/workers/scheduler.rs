@@ -7,6 +7,7 @@
 //! the old one stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers};
 use quiver_core::placement::{REPLICAS, next_leader_transfer, next_move};
@@ -19,6 +20,7 @@ use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::meta::MetaState;
+use crate::raft::network::PeerPool;
 use crate::raft::now_micros;
 
 /// A learner this many entries or fewer behind the leader is caught up enough to vote.
@@ -104,7 +106,7 @@ async fn place(context: &Context, state: &MetaState) -> Result<()> {
     }
     let asked = state.ops.iter().any(|op| op.kind == OpKind::Rebalance);
     // Leadership goes only to nodes that keep up with the meta log: not to one that is down.
-    let up = keeping_up(&*context.groups.group(META_GROUP)?, &active);
+    let up = keeping_up(&*context.groups.group(META_GROUP)?, &context.pool, &active);
     if (context.sharding.balance_leaders || asked)
         && let Some(t) = next_leader_transfer(&state.shard_map, &up)
     {
@@ -119,16 +121,15 @@ fn raft_err(e: impl std::fmt::Display) -> Error {
     Error::Raft(format!("meta membership: {e}"))
 }
 
-/// The nodes of `active` this metadata leader sees holding its log (to `CAUGHT_UP_ENTRIES`).
-fn keeping_up(meta: &Group, active: &[u64]) -> Vec<u64> {
+/// The nodes of `active` this metadata leader sees holding its log (to `CAUGHT_UP_ENTRIES`)
+/// and answering it: a node that went down holds the log it had while the log stays still.
+fn keeping_up(meta: &Group, pool: &PeerPool, active: &[u64]) -> Vec<u64> {
     let m = meta.raft.metrics().borrow().clone();
     let last = m.last_log_index.unwrap_or_default();
+    let lease = Duration::from_millis(meta.raft.config().election_timeout_max);
     let matched = |id: &u64| m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index);
-    active
-        .iter()
-        .copied()
-        .filter(|id| *id == m.id || matched(id).is_some_and(|i| i + CAUGHT_UP_ENTRIES >= last))
-        .collect()
+    let up = |id: &u64| matched(id).is_some_and(|i| i + CAUGHT_UP_ENTRIES >= last) && pool.answered_within(*id, lease);
+    active.iter().copied().filter(|id| *id == m.id || up(id)).collect()
 }
 
 /// Adds every cluster node to the meta group as a learner, and keeps its voters at up to
