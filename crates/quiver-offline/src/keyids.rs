@@ -93,6 +93,23 @@ impl KeyIds {
         }
     }
 
+    /// Numbers the ids again in the order of `hashes` (one per id); answers each old id's
+    /// new one.
+    pub fn sort_by(&mut self, hashes: &[u64]) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..hashes.len() as u32).collect();
+        order.sort_unstable_by_key(|id| hashes[*id as usize]);
+        let mut rank = vec![0u32; hashes.len()];
+        for (new, old) in order.into_iter().enumerate() {
+            rank[old as usize] = new as u32;
+        }
+        let ids: Box<dyn Iterator<Item = &mut u32>> = match self {
+            KeyIds::Int(map) => Box::new(map.values_mut()),
+            KeyIds::Encoded(map) => Box::new(map.values_mut()),
+        };
+        ids.for_each(|id| *id = rank[*id as usize]);
+        rank
+    }
+
     pub fn len(&self) -> usize {
         match self {
             KeyIds::Int(map) => map.len(),
@@ -133,5 +150,16 @@ mod tests {
         let spine = [int64(&[1, 1, 1, 2]), text(&["a", "ab", "a", "a"])];
         let events = [int64(&[2, 3, 1, 1]), text(&["a", "a", "a", "ab"])];
         assert_eq!(ids(&spine, &events), expected);
+    }
+
+    #[test]
+    fn ids_sorted_by_hash_are_found_under_their_new_numbers() {
+        let spine = Arc::new(Int64Array::from(vec![7, -1, 9])) as ArrayRef;
+        let mut ids = KeyIds::new([ValueType::Int64]);
+        let mut keys = KeyColumns::new(vec![(spine.as_ref(), ValueType::Int64)]);
+        assert_eq!((0..3).map(|row| ids.insert(&mut keys, row)).collect::<Vec<_>>(), [0, 1, 2]);
+        let rank = ids.sort_by(&[30, 10, 20]);
+        assert_eq!(rank, [2, 0, 1]);
+        assert_eq!((0..3).map(|row| ids.id(&mut keys, row)).collect::<Vec<_>>(), [Some(2), Some(0), Some(1)]);
     }
 }
