@@ -112,6 +112,16 @@ pub fn encode_key_cell(out: &mut Vec<u8>, array: &dyn Array, row: usize, ty: Val
     encode_key_part(out, part);
 }
 
+/// The entity-key hash (`key::key_hash`) of `row`'s join key, its cells in `columns` (of
+/// the join keys' types); `scratch` is working space.
+pub fn row_key_hash<A: AsRef<dyn Array>>(scratch: &mut Vec<u8>, columns: &[(A, ValueType)], row: usize) -> u64 {
+    scratch.clear();
+    for (array, ty) in columns {
+        encode_key_cell(scratch, array.as_ref(), row, *ty);
+    }
+    quiver_core::key::key_hash(scratch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

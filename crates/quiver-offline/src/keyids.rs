@@ -102,11 +102,11 @@ impl KeyIds {
         for (new, old) in order.into_iter().enumerate() {
             rank[old as usize] = new as u32;
         }
-        let ids: Box<dyn Iterator<Item = &mut u32>> = match self {
-            KeyIds::Int(map) => Box::new(map.values_mut()),
-            KeyIds::Encoded(map) => Box::new(map.values_mut()),
-        };
-        ids.for_each(|id| *id = rank[*id as usize]);
+        let renumber = |id: &mut u32| *id = rank[*id as usize];
+        match self {
+            KeyIds::Int(map) => map.values_mut().for_each(renumber),
+            KeyIds::Encoded(map) => map.values_mut().for_each(renumber),
+        }
         rank
     }
 

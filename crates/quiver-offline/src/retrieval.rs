@@ -27,7 +27,7 @@ use quiver_core::time::MICROS_PER_SEC;
 use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
-use crate::convert::encode_key_cell;
+use crate::convert::row_key_hash;
 use crate::files::{DataFile, TimeWindow, read_files};
 use crate::keyids::{KeyColumns, KeyIds};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
@@ -79,15 +79,11 @@ fn spine_key_ids(spine: &RecordBatch, entity: &Entity) -> Result<(Vec<u32>, KeyI
     let mut row_ids: Vec<u32> = (0..spine.num_rows()).map(|row| ids.insert(&mut keys, row)).collect();
     // Ids in key-hash order: the events of a file sorted by key hash (compacted) then meet
     // the spine's slots in their order rather than at random, which the caches reward.
-    let (mut hashes, mut encoded) = (Vec::with_capacity(ids.len()), Vec::new());
+    let (mut hashes, mut scratch) = (Vec::with_capacity(ids.len()), Vec::new());
     for (row, &id) in row_ids.iter().enumerate() {
         // Ids are given in order of first sight: the row with the next id is its key's first.
         if id as usize == hashes.len() {
-            encoded.clear();
-            for (array, ty) in &columns {
-                encode_key_cell(&mut encoded, array.as_ref(), row, *ty);
-            }
-            hashes.push(quiver_core::key::key_hash(&encoded));
+            hashes.push(row_key_hash(&mut scratch, &columns, row));
         }
     }
     let rank = ids.sort_by(&hashes);

@@ -7,11 +7,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use arrow_array::{RecordBatch, UInt32Array};
 use parquet::file::metadata::KeyValue;
-use quiver_core::key::key_hash;
 use quiver_core::registry::{Entity, FeatureSet};
 
 use crate::Result;
-use crate::convert::encode_key_cell;
+use crate::convert::row_key_hash;
 use crate::files::{DataFile, KEY_HASHES, data_file, write_with};
 use crate::schema::{SEQ_COLUMN, columns};
 use crate::store::OfflineStore;
@@ -27,16 +26,11 @@ pub fn sort_by_key_hash(batch: &RecordBatch, entity: &Entity, fs: &FeatureSet) -
         .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
         .ok_or_else(|| missing("its time column"))?;
     let seq = batch.column_by_name(SEQ_COLUMN).ok_or_else(|| missing(SEQ_COLUMN))?.as_primitive::<UInt64Type>();
-    let types: Vec<_> = columns(entity, fs).into_iter().take(keys).map(|(_, ty, _)| ty).collect();
-    let mut key = Vec::with_capacity(16);
+    let key_columns: Vec<_> =
+        columns(entity, fs).into_iter().take(keys).enumerate().map(|(c, (_, ty, _))| (batch.column(c), ty)).collect();
+    let mut scratch = Vec::with_capacity(16);
     let mut order: Vec<(u64, i64, u64, u32)> = (0..batch.num_rows())
-        .map(|row| {
-            key.clear();
-            for (c, ty) in types.iter().enumerate() {
-                encode_key_cell(&mut key, batch.column(c).as_ref(), row, *ty);
-            }
-            (key_hash(&key), ts.value(row), seq.value(row), row as u32)
-        })
+        .map(|row| (row_key_hash(&mut scratch, &key_columns, row), ts.value(row), seq.value(row), row as u32))
         .collect();
     order.sort_unstable();
     let indices = UInt32Array::from_iter_values(order.iter().map(|o| o.3));

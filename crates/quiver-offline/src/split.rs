@@ -16,11 +16,10 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow_schema::{Field, Schema};
 use quiver_core::ValueType;
-use quiver_core::key::key_hash;
 use quiver_core::registry::Entity;
 
 use crate::Result;
-use crate::convert::encode_key_cell;
+use crate::convert::row_key_hash;
 use crate::retrieval::{Source, answer_fields, key_columns};
 use crate::schema::UTC;
 
@@ -73,11 +72,7 @@ pub fn split_spine(
     let (mut members, mut places) = (vec![Vec::new(); count], Vec::with_capacity(spine.num_rows()));
     let mut scratch = Vec::new();
     for row in 0..spine.num_rows() {
-        scratch.clear();
-        for (column, ty) in &routing {
-            encode_key_cell(&mut scratch, column.as_ref(), row, *ty);
-        }
-        let part = ((u128::from(key_hash(&scratch)) * count as u128) >> 64) as usize;
+        let part = ((u128::from(row_key_hash(&mut scratch, &routing, row)) * count as u128) >> 64) as usize;
         places.push((part, members[part].len()));
         members[part].push(row as u32);
     }
