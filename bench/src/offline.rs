@@ -5,7 +5,7 @@
 //! materializes the ingested rows into the online store. Peak memory is measured per phase
 //! where Linux allows resetting a process's high-water mark, else over the node's life.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -15,7 +15,7 @@ use arrow_array::Array;
 use clap::ValueEnum;
 use futures::StreamExt;
 use quiver_admin::input::parse_definitions;
-use quiver_admin::local_node::LocalNode;
+use quiver_admin::local_node::{LocalNode, binary};
 use quiver_client::{FeatureSelection, HistoricalRequest, Spine};
 use quiver_core::time::{format_ttl, parse_ttl};
 use serde_json::json;
@@ -52,6 +52,14 @@ pub struct Args {
     /// or more is split over them (on one machine they share its cores).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Another `quiver-node` build: the retrieval from files as ingested then runs on it and on
+    /// this one in turn, on the same data, `--rounds` times each, and both medians are printed.
+    /// A/B on a noisy machine, for performance work; one node only.
+    #[arg(long, conflicts_with = "nodes")]
+    against: Option<PathBuf>,
+    /// Rounds of `--against`.
+    #[arg(long, default_value_t = 3, requires = "against")]
+    rounds: usize,
     /// `json`: the figures as one JSON object on stdout, the text on stderr.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -227,6 +235,35 @@ async fn retrieve(
     })
 }
 
+/// The retrieval of `request` on this build's node and on `other`'s in turn, `rounds` times,
+/// the node restarted on the same data before each; prints both medians and leaves this
+/// build running.
+async fn compare_builds(
+    out: &Out,
+    node: &mut LocalNode,
+    other: &Path,
+    rounds: usize,
+    request: &HistoricalRequest,
+    shape: (&str, usize),
+) -> Result<()> {
+    let builds = [("this build", binary("quiver-node")?), ("--against", other.to_path_buf())];
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); builds.len()];
+    for _ in 0..rounds {
+        for ((_, bin), secs) in builds.iter().zip(&mut secs) {
+            node.set_binary(bin.clone());
+            node.restart().await?;
+            let pid = node.pid().context("the node is not running")?;
+            secs.push(retrieve(out, &node.client().await?, request, &[pid], shape).await?.secs);
+        }
+    }
+    for ((label, bin), secs) in builds.iter().zip(&mut secs) {
+        secs.sort_by(f64::total_cmp);
+        out.say(format!("{label} ({}): median {:.2} s of {secs:.2?}", bin.display(), secs[secs.len() / 2]));
+    }
+    node.set_binary(builds[0].1.clone());
+    node.restart().await
+}
+
 pub async fn run(args: Args) -> Result<()> {
     let (name, rows, spine_rows) = match (args.quick, args.size) {
         (true, _) => ("quick", 20_000, 2_000),
@@ -255,9 +292,13 @@ pub async fn run(args: Args) -> Result<()> {
         dir_bytes(&data)? as f64 / f64::from(1 << 20)
     ));
 
-    // Compaction waits until the files as ingested have been measured (`compact`).
+    // Compaction waits until the files as ingested have been measured (`compact`), restarts
+    // included: a day never has that many files.
     let config = root.join("quiver.toml");
-    std::fs::write(&config, format!("[workers]\ncompaction_interval_ms = {}\n", 24 * 3_600_000))?;
+    std::fs::write(
+        &config,
+        format!("[workers]\ncompaction_interval_ms = {}\ncompaction_min_files = 1000000\n", 24 * 3_600_000),
+    )?;
     let config_path = config.display().to_string();
     let mut flags: Vec<&str> = vec!["--config", &config_path];
     if let Some(memory) = &args.retrieval_memory {
@@ -314,6 +355,11 @@ pub async fn run(args: Args) -> Result<()> {
     let shape = format!("{spine_rows}-row spine x 10 features, ttl {}", format_ttl(ttl_secs));
     let fresh = retrieve(&out, &client, &request, &pids, (&shape, spine_rows)).await?;
     let serving = serving_beside_retrieval(&out, &client, &request).await?;
+    if let Some(other) = &args.against {
+        compare_builds(&out, &mut nodes[0], other, args.rounds, &request, (&shape, spine_rows)).await?;
+    }
+    // A restart (`--against`) gives the node another process.
+    let pid = nodes[0].pid().context("the node is not running")?;
 
     reset_peak(pid);
     let started = Instant::now();

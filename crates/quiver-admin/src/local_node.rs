@@ -189,6 +189,11 @@ impl LocalNode {
         }
     }
 
+    /// Replaces the `quiver-node` binary for the next (re)start: another build on the same data.
+    pub fn set_binary(&mut self, bin: PathBuf) {
+        self.bin = bin;
+    }
+
     /// Replaces the extra environment for the next (re)start.
     pub fn set_env(&mut self, env: Vec<(String, String)>) {
         self.env = env;
