@@ -58,8 +58,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "nodes")]
     against: Option<PathBuf>,
     /// Rounds of `--against`.
-    #[arg(long, default_value_t = 3, requires = "against")]
-    rounds: usize,
+    #[arg(long, default_value_t = 3, requires = "against", value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
     /// `json`: the figures as one JSON object on stdout, the text on stderr.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -242,7 +242,7 @@ async fn compare_builds(
     out: &Out,
     node: &mut LocalNode,
     other: &Path,
-    rounds: usize,
+    rounds: u64,
     request: &HistoricalRequest,
     shape: (&str, usize),
 ) -> Result<()> {
