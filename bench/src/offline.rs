@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::online::{for_secs, read_loop};
 use crate::output::{Format, Out, mib, peak_kib, reset_peak, resident_kib};
+use crate::table::stat;
 use crate::{datagen, duckdb};
 
 /// The event-time column the answer carries for `driver_stats`: null where nothing matched.
@@ -256,9 +257,15 @@ async fn compare_builds(
             secs.push(retrieve(out, &node.client().await?, request, &[pid], shape).await?.secs);
         }
     }
-    for ((label, bin), secs) in builds.iter().zip(&mut secs) {
-        secs.sort_by(f64::total_cmp);
-        out.say(format!("{label} ({}): median {:.2} s of {secs:.2?}", bin.display(), secs[secs.len() / 2]));
+    for ((label, bin), secs) in builds.iter().zip(secs) {
+        let Some(s) = stat(secs.clone()) else { continue };
+        out.say(format!(
+            "{label} ({}): median {:.2} s ({:.2}–{:.2}) of {secs:.2?}",
+            bin.display(),
+            s.median,
+            s.min,
+            s.max
+        ));
     }
     node.set_binary(builds[0].1.clone());
     node.restart().await

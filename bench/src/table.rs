@@ -18,13 +18,13 @@ pub struct Args {
 
 /// One figure over the runs that measured it.
 #[derive(Clone, Copy)]
-struct Stat {
-    median: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
-fn stat(mut values: Vec<f64>) -> Option<Stat> {
+pub(crate) fn stat(mut values: Vec<f64>) -> Option<Stat> {
     values.retain(|v| v.is_finite());
     values.sort_by(f64::total_cmp);
     let (first, last) = (*values.first()?, *values.last()?);
