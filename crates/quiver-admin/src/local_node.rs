@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use quiver_client::Client;
 
+/// Lines of each node's log a failing test prints.
+const LOG_TAIL_ON_FAILURE: usize = 80;
+
 pub struct LocalNode {
     child: Option<Child>,
     bin: PathBuf,
@@ -174,10 +177,7 @@ impl LocalNode {
                 && let Some(status) = child.try_wait()?
             {
                 // The log's end says why; the file may be gone with a test's temp dir.
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!("quiver-node exited with {status}; the end of {}:\n{}", self.log.display(), tail.join("\n"));
+                bail!("quiver-node exited with {status}; the end of {}:\n{}", self.log.display(), self.log_tail(5));
             }
             if self.healthy().await {
                 return Ok(());
@@ -256,6 +256,13 @@ impl LocalNode {
         Ok(child.wait()?.success())
     }
 
+    /// The last `lines` lines of the node's log (empty when it is gone).
+    fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     /// Starts the node again on the same data directory and ports.
     pub async fn restart(&mut self) -> Result<()> {
         self.respawn()?;
@@ -275,6 +282,10 @@ impl Drop for LocalNode {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failing test's temp dir goes with it: its output keeps what each node last said.
+        if std::thread::panicking() {
+            eprintln!("--- the end of {} ---\n{}", self.log.display(), self.log_tail(LOG_TAIL_ON_FAILURE));
         }
     }
 }
