@@ -127,11 +127,19 @@ impl<T: Copy> Latest<T> {
         Latest { best: vec![None; slots.len()] }
     }
 
-    pub fn offer(&mut self, slot: u32, ts: i64, seq: u64, kept: T) {
+    /// Keeps the event when it is the slot's latest so far; says whether it was.
+    pub fn offer(&mut self, slot: u32, ts: i64, seq: u64, kept: T) -> bool {
         let best = &mut self.best[slot as usize];
-        if best.is_none_or(|(t, s, _)| (t, s) < (ts, seq)) {
+        let newer = best.is_none_or(|(t, s, _)| (t, s) < (ts, seq));
+        if newer {
             *best = Some((ts, seq, kept));
         }
+        newer
+    }
+
+    /// What is kept of every slot's latest event so far.
+    pub fn kept(&self) -> impl Iterator<Item = T> + '_ {
+        self.best.iter().filter_map(|b| b.map(|(_, _, kept)| kept))
     }
 
     /// For each spine row, by position, the event time and `T` of its match, if any: the

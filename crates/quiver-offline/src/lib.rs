@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod error;
 pub mod files;
+mod gather;
 pub mod ingest;
 mod keyids;
 pub mod retrieval;

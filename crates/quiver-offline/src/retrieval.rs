@@ -2,16 +2,17 @@
 //! set, the latest row with `event_ts <= ts` and `event_ts > ts - ttl`, ties to the row
 //! ingested last, nulls when none. Every spine row is kept, in order, with its columns.
 //!
-//! Two passes per feature set: the first reads only keys, event times and sequence numbers
-//! of the files that can match (pruned by the manifest's time bounds) and runs the as-of
-//! kernel; the second reads feature columns only of files that matched and gathers them.
-//!
-//! Pass 1 holds no event: each file's events are offered, on the file's own task, to the
-//! spine rows they can match (`SpineSlots`), which keep the latest. Only a spine whose slots
-//! do not fit the retrieval's budget (`spill::Memory`) is partitioned by key, its events
-//! spilled to local files and joined a partition at a time (`spill`). Each spine row keeps
-//! the place of its match.
+//! Pass 1 reads the files that can match (pruned by the manifest's time bounds), newest
+//! first, and holds no event: each file's events are offered, on the file's own task, to
+//! the spine rows they can match (`SpineSlots`), which keep the latest, and the feature
+//! values of the rows that won are kept beside them (`gather::Kept`). Each spine row then
+//! has the place of its match, and its values. A spine whose slots do not fit the
+//! retrieval's budget (`spill::Memory`) is partitioned by key, pass 1 reading only keys,
+//! event times and sequence numbers, its events spilled to local files and joined a
+//! partition at a time (`spill`); pass 2 then reads the feature columns of the files that
+//! matched and takes the matched rows, as it does when the kept values outgrow the budget.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use futures::StreamExt;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, new_null_array};
+use arrow_array::{ArrayRef, RecordBatch, TimestampMicrosecondArray, new_null_array};
 use arrow_schema::{Field, Schema};
 use quiver_core::asof::{EventRow, Latest, SpineRow, SpineSlots};
 use quiver_core::registry::{Entity, FeatureSet};
@@ -29,6 +30,7 @@ use quiver_core::{Error as CoreError, ValueType};
 use crate::Result;
 use crate::convert::row_key_hash;
 use crate::files::{DataFile, TimeWindow, read_files};
+use crate::gather::{Kept, Place, Taken, column, interleave};
 use crate::keyids::{KeyColumns, KeyIds};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
 use crate::spill::{Memory, Partitions, SPINE_ROW_BYTES, Tracker, Usage};
@@ -109,8 +111,8 @@ impl Phases {
 
 /// Joins every source onto the spine. `spine_ts` is the spine's time column, already µs UTC;
 /// the events of each source's join take at most `memory`'s budget (spilling beyond it);
-/// `phases` gets the time of reading keys (`keys`), joining (`join`) and taking features
-/// (`features`), `usage` what the joins held and spilled.
+/// `phases` gets the time of reading the files (`read`), joining (`join`) and taking the
+/// matched features (`features`), `usage` what the joins held and spilled.
 pub async fn point_in_time(
     store: &OfflineStore,
     spine: &RecordBatch,
@@ -174,7 +176,7 @@ impl EventFilter {
         &self,
         tracker: &Tracker,
         path: &str,
-        batches: Vec<RecordBatch>,
+        batches: &[RecordBatch],
     ) -> Result<Vec<(EventRow<u32>, u32)>> {
         let decoded: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
         tracker.hold(decoded);
@@ -184,7 +186,7 @@ impl EventFilter {
         events
     }
 
-    fn events(&self, path: &str, batches: Vec<RecordBatch>) -> Result<Vec<(EventRow<u32>, u32)>> {
+    fn events(&self, path: &str, batches: &[RecordBatch]) -> Result<Vec<(EventRow<u32>, u32)>> {
         let mut out = Vec::new();
         let mut row_in_file = 0u32;
         for batch in batches {
@@ -195,8 +197,8 @@ impl EventFilter {
                 .collect::<Option<_>>()
                 .ok_or_else(|| CoreError::Internal(format!("file {path} lacks a join key column")))?;
             let mut keys = KeyColumns::new(keys);
-            let ts = column(&batch, &self.ts_column, path)?.as_primitive::<TimestampMicrosecondType>();
-            let seq = column(&batch, SEQ_COLUMN, path)?.as_primitive::<UInt64Type>();
+            let ts = column(batch, &self.ts_column, path)?.as_primitive::<TimestampMicrosecondType>();
+            let seq = column(batch, SEQ_COLUMN, path)?.as_primitive::<UInt64Type>();
             for row in 0..batch.num_rows() {
                 let (t, at) = (ts.value(row), row_in_file);
                 row_in_file += 1;
@@ -241,41 +243,64 @@ async fn join_source(
     let first = if ttl > 0 { lo.saturating_sub(ttl).saturating_add(1) } else { i64::MIN };
     let window =
         TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi, key_hashes: source.key_hashes };
-    let files: Vec<DataFile> = source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
+    let mut files: Vec<DataFile> =
+        source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
+    // Newest first: a slot's match then tends to come before the older events it beats.
+    files.sort_by_key(|f| std::cmp::Reverse(f.max_ts));
     let spine_rows: Vec<SpineRow<u32>> =
         spine_ids.iter().zip(spine_ts.values()).map(|(&key, &ts)| SpineRow { key, ts }).collect();
 
-    // Pass 1: keys, event times and sequence numbers, folded into the spine's slots.
     let keys: Vec<(String, ValueType)> = source.entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
     let mut pass1: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
     pass1.push(source.fs.timestamp_column.clone());
     pass1.push(SEQ_COLUMN.to_string());
+    let names: Vec<String> = source.features.iter().map(|(i, _)| source.fs.features[*i].name.clone()).collect();
     let filter = EventFilter { ids, keys, ts_column: source.fs.timestamp_column.clone(), first, hi };
     let pass1 = Pass1 { store, files: &files, columns: pass1, window: &window, filter };
     let tracker = Arc::new(Tracker::default());
     let count = Partitions::needed(memory, spine_rows.len() as u64);
-    let (hits, started) = match count {
+    let (hits, kept, started) = match count {
         1 => {
             let slots = Arc::new(blocking("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
-            let latest = pass1.fold(slots.clone(), &tracker).await?;
-            let started = phases.add("keys", started);
-            (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, started)
+            let kept = Kept::new(files.len(), slots.len(), memory.budget / 4);
+            let (latest, kept) = pass1.fold(slots.clone(), &names, kept, &tracker).await?;
+            let started = phases.add("read", started);
+            (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, kept, started)
         }
         _ => {
             let parts = pass1.spill(memory, count, &tracker).await?;
             usage.spilled_bytes += parts.spilled_bytes();
-            let started = phases.add("keys", started);
+            let started = phases.add("read", started);
             let counted = tracker.clone();
             let join = move || join_partitions(parts, &spine_rows, ttl, &counted);
-            (blocking("the as-of join", join).await??, started)
+            (blocking("the as-of join", join).await??, None, started)
         }
     };
     usage.partitions = usage.partitions.max(count);
     usage.peak_bytes = usage.peak_bytes.max(tracker.peak());
     let started = phases.add("join", started);
 
-    // Pass 2: gather matched feature values, file by file: the rows each file must give,
-    // sorted, so that a match finds its place by binary search.
+    let taken = match kept {
+        Some(kept) => kept,
+        None => pass2(store, &files, &hits, names, &window).await?,
+    };
+    let types: Vec<_> = source.features.iter().map(|(i, _)| arrow_type(source.fs.features[*i].ty)).collect();
+    let columns = interleave(hits.iter().map(|h| h.map(|h| (h.file, h.row))), &taken, &types)?;
+    let ts: TimestampMicrosecondArray = hits.iter().map(|h| h.map(|h| h.ts)).collect();
+    let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
+    phases.add("features", started);
+    Ok((columns, ts))
+}
+
+/// Pass 2: the feature values of the matched rows, read file by file: per file, the rows
+/// it must give, sorted, and their values.
+async fn pass2(
+    store: &OfflineStore,
+    files: &[DataFile],
+    hits: &[Option<Hit>],
+    names: Vec<String>,
+    window: &TimeWindow,
+) -> Result<Vec<Option<Taken>>> {
     let mut wanted: Vec<Vec<u32>> = vec![Vec::new(); files.len()];
     for hit in hits.iter().flatten() {
         wanted[hit.file as usize].push(hit.row);
@@ -285,64 +310,18 @@ async fn join_source(
         rows.dedup();
     }
     let read: Vec<usize> = (0..files.len()).filter(|&f| !wanted[f].is_empty()).collect();
-    let names: Vec<String> = source.features.iter().map(|(i, _)| source.fs.features[*i].name.clone()).collect();
     let matched_files: Vec<DataFile> = read.iter().map(|&f| files[f].clone()).collect();
-    let rows_of: Arc<Vec<Vec<u32>>> = Arc::new(read.iter().map(|&f| wanted[f].clone()).collect());
-    let take_rows = {
-        let names = names.clone();
-        move |i: usize, file: &DataFile, batches: Vec<RecordBatch>| -> Result<Vec<ArrayRef>> {
-            // Each batch gives its own wanted rows: the file is never copied whole.
-            let (rows, mut first) = (&rows_of[i], 0u32);
-            let mut picked: Vec<Vec<ArrayRef>> = vec![Vec::with_capacity(batches.len()); names.len()];
-            for batch in &batches {
-                let end = first + batch.num_rows() as u32;
-                let wanted = &rows[rows.partition_point(|&r| r < first)..rows.partition_point(|&r| r < end)];
-                let indices = arrow_array::UInt32Array::from_iter_values(wanted.iter().map(|r| r - first));
-                for (name, picked) in names.iter().zip(&mut picked) {
-                    picked.push(arrow_select::take::take(column(batch, name, &file.path)?.as_ref(), &indices, None)?);
-                }
-                first = end;
-            }
-            picked
-                .iter()
-                .map(|arrays| {
-                    let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-                    Ok(arrow_select::concat::concat(&arrays)?)
-                })
-                .collect()
-        }
+    let rows_of: Vec<Vec<u32>> = read.iter().map(|&f| std::mem::take(&mut wanted[f])).collect();
+    let columns = names.clone();
+    let take = move |i: usize, file: &DataFile, batches: Vec<RecordBatch>| {
+        Taken::from_batches(&batches, rows_of[i].clone(), &names, &file.path)
     };
-    let mut reads = read_files(store, &matched_files, names, &window, take_rows);
-    // Per file read, per feature: the wanted rows' values; and where each file's are.
-    let mut taken: Vec<Vec<ArrayRef>> = Vec::with_capacity(read.len());
-    let mut taken_at: Vec<usize> = vec![usize::MAX; files.len()];
+    let mut reads = read_files(store, &matched_files, columns, window, take);
+    let mut taken: Vec<Option<Taken>> = (0..files.len()).map(|_| None).collect();
     for &file_no in &read {
-        let per_feature = reads.next().await.ok_or(CoreError::Internal("a file read went missing".into()))??;
-        taken_at[file_no] = taken.len();
-        taken.push(per_feature);
+        taken[file_no] = Some(reads.next().await.ok_or(CoreError::Internal("a file read went missing".into()))??);
     }
-    drop(reads);
-    let null_slot = (taken.len(), 0);
-    let picks: Vec<(usize, usize)> = hits
-        .iter()
-        .map(|hit| {
-            hit.map_or(null_slot, |h| {
-                let rows = &wanted[h.file as usize];
-                (taken_at[h.file as usize], rows.binary_search(&h.row).unwrap_or_default())
-            })
-        })
-        .collect();
-    let mut columns = Vec::with_capacity(source.features.len());
-    for (f, (i, _)) in source.features.iter().enumerate() {
-        let null = new_null_array(&arrow_type(source.fs.features[*i].ty), 1);
-        let mut arrays: Vec<&dyn Array> = taken.iter().map(|t| t[f].as_ref()).collect();
-        arrays.push(null.as_ref());
-        columns.push(arrow_select::interleave::interleave(&arrays, &picks)?);
-    }
-    let ts: TimestampMicrosecondArray = hits.iter().map(|h| h.map(|h| h.ts)).collect();
-    let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
-    phases.add("features", started);
-    Ok((columns, ts))
+    Ok(taken)
 }
 
 /// Bytes of pass 1's kept events of a file.
@@ -364,27 +343,47 @@ struct Pass1<'a> {
     filter: EventFilter,
 }
 
-/// Where a match is: (file, row in the file).
-type Place = (u32, u32);
-
 impl Pass1<'_> {
-    /// Reads the files, offering each one's events to their slots on the file's own task;
-    /// answers the latest event of every slot.
-    async fn fold(self, slots: Arc<SpineSlots>, tracker: &Arc<Tracker>) -> Result<Latest<Place>> {
+    /// Reads the files and their `names` columns, offering each one's events to their slots
+    /// on the file's own task, and keeping the values of the rows that won (`kept`);
+    /// answers the latest event of every slot, and the values unless it gave up keeping them.
+    async fn fold(
+        self,
+        slots: Arc<SpineSlots>,
+        names: &[String],
+        kept: Kept,
+        tracker: &Arc<Tracker>,
+    ) -> Result<(Latest<Place>, Option<Vec<Option<Taken>>>)> {
         let latest = Arc::new(Mutex::new(Latest::new(&slots)));
         let slots_held = slots.len() as u64 * SPINE_ROW_BYTES;
         tracker.hold(slots_held);
-        let (counted, into) = (tracker.clone(), latest.clone());
-        let filter = self.filter;
-        let mut reads = read_files(self.store, self.files, self.columns, self.window, move |file_no, file, batches| {
-            let events = filter.counted_events(&counted, &file.path, batches)?;
-            let mut latest = into.lock().map_err(|_| CoreError::Internal("another file's join failed".into()))?;
+        let (keeping, kept) = (kept.keeping(), Arc::new(Mutex::new(kept)));
+        let (counted, into, kept_into) = (tracker.clone(), latest.clone(), kept.clone());
+        let (filter, names, mut columns) = (self.filter, names.to_vec(), self.columns);
+        columns.extend(names.iter().cloned());
+        let mut reads = read_files(self.store, self.files, columns, self.window, move |file_no, file, batches| {
+            let events = filter.counted_events(&counted, &file.path, &batches)?;
+            let keep = keeping.load(Ordering::Relaxed);
+            // The events are in row order, so the rows that won are too.
+            let mut won = Vec::new();
+            let mut latest = into.lock().map_err(|_| failed_elsewhere())?;
             for (event, row) in &events {
-                if let Some(slot) = slots.slot(event.key, event.ts) {
-                    latest.offer(slot, event.ts, event.seq, (file_no as u32, *row));
+                if let Some(slot) = slots.slot(event.key, event.ts)
+                    && latest.offer(slot, event.ts, event.seq, (file_no as u32, *row))
+                    && keep
+                {
+                    won.push(*row);
                 }
             }
+            drop(latest);
             counted.release(kept_bytes(&events));
+            if keep && !won.is_empty() {
+                let taken = Taken::from_batches(&batches, won, &names, &file.path)?;
+                // Kept, then the slots: the order every task takes the two locks in.
+                let mut kept = kept_into.lock().map_err(|_| failed_elsewhere())?;
+                let latest = into.lock().map_err(|_| failed_elsewhere())?;
+                kept.add(file_no, taken, &latest, &counted)?;
+            }
             Ok(())
         });
         while let Some(read) = reads.next().await {
@@ -392,8 +391,9 @@ impl Pass1<'_> {
         }
         drop(reads);
         tracker.release(slots_held);
-        let mut latest = latest.lock().map_err(|_| CoreError::Internal("a file's join failed".into()))?;
-        Ok(std::mem::take(&mut *latest))
+        let kept = Arc::into_inner(kept).ok_or_else(failed_elsewhere)?.into_inner().map_err(|_| failed_elsewhere())?;
+        let mut latest = latest.lock().map_err(|_| failed_elsewhere())?;
+        Ok((std::mem::take(&mut *latest), kept.finish(tracker)))
     }
 
     /// Reads the files, appending each one's events to their partition's spill file.
@@ -402,7 +402,7 @@ impl Pass1<'_> {
         tracker.hold(parts.held_bytes());
         let (counted, filter) = (tracker.clone(), self.filter);
         let mut reads = read_files(self.store, self.files, self.columns, self.window, move |_, file, batches| {
-            filter.counted_events(&counted, &file.path, batches)
+            filter.counted_events(&counted, &file.path, &batches)
         });
         let mut file_no = 0u32;
         while let Some(events) = reads.next().await {
@@ -461,8 +461,9 @@ fn join_partitions(
     Ok(hits)
 }
 
-fn column<'b>(batch: &'b RecordBatch, name: &str, path: &str) -> Result<&'b ArrayRef> {
-    batch.column_by_name(name).ok_or_else(|| CoreError::Internal(format!("file {path} has no column '{name}'")).into())
+/// A lock poisoned by another file's task, which failed.
+fn failed_elsewhere() -> CoreError {
+    CoreError::Internal("another file's join failed".into())
 }
 
 fn empty_answer(source: &Source<'_>, rows: usize) -> (Vec<ArrayRef>, ArrayRef) {

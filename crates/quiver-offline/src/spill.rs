@@ -32,9 +32,9 @@ impl Memory {
     }
 }
 
-/// What a retrieval held at most and spilled, by its own accounting: decoded key columns and
-/// events of the files being read, spill buffers, and the slots of the spine rows being
-/// joined. The spine itself, the matches (a few words per spine row) and the answer are not
+/// What a retrieval held at most and spilled, by its own accounting: decoded columns and
+/// events of the files being read, the feature values kept of matches, spill buffers, and
+/// the slots of the spine rows being joined. The spine itself, the matches (a few words per spine row) and the answer are not
 /// counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
@@ -73,6 +73,11 @@ impl Tracker {
 
     pub fn peak(&self) -> u64 {
         self.peak.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
     }
 }
 

@@ -156,6 +156,12 @@ async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(
     let (spilled, usage) = run_within(spine, files, ttl_secs, &tiny, 1).await;
     assert!(usage.partitions > 1, "{usage:?}");
     assert_eq!(held, spilled, "held and spilled answers differ");
+    // Room for the slots but hardly for the matched values: pass 1 stops keeping them and
+    // pass 2 reads them.
+    let scant = Memory { budget: spine.len() as u64 * SPINE_ROW_BYTES * 2, spill_dir: dir.path().to_path_buf() };
+    let (read_again, usage) = run_within(spine, files, ttl_secs, &scant, 1).await;
+    assert_eq!(usage.partitions, 1, "{usage:?}");
+    assert_eq!(held, read_again, "kept and read-again answers differ");
     // Split over three "nodes", each spilling: the merge gives every row its own answer.
     let (split, _) = run_within(spine, files, ttl_secs, &tiny, 3).await;
     assert_eq!(held, split, "whole and split answers differ");
