@@ -19,9 +19,22 @@ type Map<K> = HashMap<K, u32, ahash::RandomState>;
 
 /// Ids 0, 1, … of the keys in the order they were first inserted.
 pub(crate) enum KeyIds {
-    Int(Map<i64>),
+    Int { map: Map<i64>, dense: Option<Dense> },
     Encoded(Map<Vec<u8>>),
 }
+
+/// Integer keys within a narrow range, looked up by index (`KeyIds::densify`): a few bytes
+/// per key that stay in the caches, where every probe of a hash map misses them once the
+/// keys outnumber what the caches hold (DuckDB's "perfect hash join" does the same).
+pub(crate) struct Dense {
+    min: i64,
+    ids: Vec<u32>,
+}
+
+/// An entry of `Dense` without a key.
+const NO_ID: u32 = u32::MAX;
+/// A dense table takes at most this many entries per key.
+const DENSE_SLACK: u64 = 8;
 
 /// One batch's join-key columns, as `KeyIds` reads them. They must be of the join keys'
 /// types (files hold them so; a spine's are cast first).
@@ -68,7 +81,7 @@ impl KeyIds {
     /// No ids yet, for keys of `types`.
     pub fn new(types: impl IntoIterator<Item = ValueType>) -> KeyIds {
         match is_int(types) {
-            true => KeyIds::Int(Map::default()),
+            true => KeyIds::Int { map: Map::default(), dense: None },
             false => KeyIds::Encoded(Map::default()),
         }
     }
@@ -76,16 +89,39 @@ impl KeyIds {
     /// The id of `row`'s key, if it has one.
     pub fn id(&self, keys: &mut KeyColumns<'_>, row: usize) -> Option<u32> {
         match self {
-            KeyIds::Int(map) => map.get(&keys.int(row)?).copied(),
+            KeyIds::Int { dense: Some(dense), .. } => {
+                // Keys below `min` wrap around to offsets past the table's end.
+                let offset = usize::try_from(keys.int(row)?.wrapping_sub(dense.min) as u64).ok()?;
+                dense.ids.get(offset).copied().filter(|&id| id != NO_ID)
+            }
+            KeyIds::Int { map, dense: None } => map.get(&keys.int(row)?).copied(),
             KeyIds::Encoded(map) => map.get(keys.encoded(row)).copied(),
         }
+    }
+
+    /// Makes lookups of integer keys index a table (`Dense`) when the keys' range is at
+    /// most `DENSE_SLACK` times their number; until the next insert.
+    pub fn densify(&mut self) {
+        let KeyIds::Int { map, dense } = self else { return };
+        let (Some(&min), Some(&max)) = (map.keys().min(), map.keys().max()) else { return };
+        if max.abs_diff(min) >= DENSE_SLACK * map.len() as u64 {
+            return;
+        }
+        let mut ids = vec![NO_ID; max.abs_diff(min) as usize + 1];
+        for (key, &id) in map.iter() {
+            ids[key.abs_diff(min) as usize] = id;
+        }
+        *dense = Some(Dense { min, ids });
     }
 
     /// The id of `row`'s key, the next one if it is new.
     pub fn insert(&mut self, keys: &mut KeyColumns<'_>, row: usize) -> u32 {
         let next = self.len() as u32;
         match self {
-            KeyIds::Int(map) => *map.entry(keys.int(row).unwrap_or_default()).or_insert(next),
+            KeyIds::Int { map, dense } => {
+                *dense = None;
+                *map.entry(keys.int(row).unwrap_or_default()).or_insert(next)
+            }
             KeyIds::Encoded(map) => match map.get(keys.encoded(row)) {
                 Some(&id) => id,
                 None => *map.entry(keys.encoded(row).to_vec()).or_insert(next),
@@ -104,7 +140,10 @@ impl KeyIds {
         }
         let renumber = |id: &mut u32| *id = rank[*id as usize];
         match self {
-            KeyIds::Int(map) => map.values_mut().for_each(renumber),
+            KeyIds::Int { map, dense } => {
+                *dense = None;
+                map.values_mut().for_each(renumber)
+            }
             KeyIds::Encoded(map) => map.values_mut().for_each(renumber),
         }
         rank
@@ -112,7 +151,7 @@ impl KeyIds {
 
     pub fn len(&self) -> usize {
         match self {
-            KeyIds::Int(map) => map.len(),
+            KeyIds::Int { map, .. } => map.len(),
             KeyIds::Encoded(map) => map.len(),
         }
     }
@@ -134,7 +173,32 @@ mod tests {
         let mut keys = KeyColumns::new(columns(spine));
         let given = (0..spine[0].0.len()).map(|row| ids.insert(&mut keys, row)).collect();
         let mut keys = KeyColumns::new(columns(events));
-        (given, (0..events[0].0.len()).map(|row| ids.id(&mut keys, row)).collect())
+        let found: Vec<Option<u32>> = (0..events[0].0.len()).map(|row| ids.id(&mut keys, row)).collect();
+        ids.densify();
+        let dense: Vec<Option<u32>> = (0..events[0].0.len()).map(|row| ids.id(&mut keys, row)).collect();
+        assert_eq!(found, dense, "a dense table finds what the map finds");
+        (given, found)
+    }
+
+    #[test]
+    fn a_narrow_range_of_integer_keys_is_looked_up_in_a_table_with_the_same_ids() {
+        let int64 = |v: &[i64]| (Arc::new(Int64Array::from(v.to_vec())) as ArrayRef, ValueType::Int64);
+        let spine = [int64(&[10, 12, 10, 17])];
+        let around = [int64(&[9, 10, 11, 12, 17, 18, i64::MIN, i64::MAX, -10, 10 + 8 * 3])];
+        let expected = vec![None, Some(0), None, Some(1), Some(2), None, None, None, None, None];
+        assert_eq!(ids(&spine, &around), (vec![0, 1, 0, 2], expected));
+        // Keys at both ends of the integers: the range is too wide for a table, and none wraps.
+        let extremes = [int64(&[i64::MIN, i64::MAX, i64::MIN + 1])];
+        let probes = [int64(&[i64::MIN, i64::MAX, i64::MIN + 1, 0, -1])];
+        assert_eq!(ids(&extremes, &probes).1, vec![Some(0), Some(1), Some(2), None, None]);
+        let mut table = KeyIds::new([ValueType::Int64]);
+        let column = int64(&[10, 11, 12]);
+        let mut keys = KeyColumns::new(vec![(column.0.as_ref(), ValueType::Int64)]);
+        for row in 0..3 {
+            table.insert(&mut keys, row);
+        }
+        table.densify();
+        assert!(matches!(&table, KeyIds::Int { dense: Some(d), .. } if d.ids.len() == 3), "a table of three");
     }
 
     #[test]
