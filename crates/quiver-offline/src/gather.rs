@@ -161,41 +161,46 @@ impl Kept {
     }
 }
 
-/// The answer's feature columns: for each spine row, by position, the values of its match
-/// (`place`, found among `taken`, per file) or nulls. `types` are the features'.
-pub(crate) fn interleave(
-    places: impl Iterator<Item = Option<Place>>,
-    taken: &[Option<Taken>],
-    types: &[DataType],
-) -> Result<Vec<ArrayRef>> {
-    // The files that gave values, and where each file's are among them.
-    let (mut held, mut at): (Vec<&Taken>, Vec<usize>) = (Vec::new(), vec![usize::MAX; taken.len()]);
-    for (i, t) in taken.iter().enumerate() {
-        if let Some(t) = t {
-            at[i] = held.len();
-            held.push(t);
+/// Every file's taken values, and where each spine row's match is among them: the answer's
+/// feature columns are built from it one at a time, so that the cores share them.
+pub(crate) struct Gathered {
+    held: Vec<Taken>,
+    /// Per spine row, by position: (index in `held`, index in its rows), or past the end of
+    /// `held` for no match (a null).
+    picks: Vec<(usize, usize)>,
+}
+
+impl Gathered {
+    /// Finds the match (`place`) of each spine row among `taken` (per file).
+    pub fn new(places: impl Iterator<Item = Option<Place>>, taken: Vec<Option<Taken>>) -> Result<Gathered> {
+        // The files that gave values, and where each file's are among them.
+        let (mut held, mut at) = (Vec::new(), vec![usize::MAX; taken.len()]);
+        for (i, t) in taken.into_iter().enumerate() {
+            if let Some(t) = t {
+                at[i] = held.len();
+                held.push(t);
+            }
         }
+        let null_slot = (held.len(), 0);
+        let picks = places
+            .map(|place| {
+                let Some((file, row)) = place else { return Ok(null_slot) };
+                let missing =
+                    || CoreError::Internal(format!("the values of matched row {row} of file {file} went missing"));
+                let t = at.get(file as usize).copied().filter(|&t| t != usize::MAX).ok_or_else(missing)?;
+                Ok((t, held[t].rows.binary_search(&row).map_err(|_| missing())?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Gathered { held, picks })
     }
-    let null_slot = (held.len(), 0);
-    let picks = places
-        .map(|place| {
-            let Some((file, row)) = place else { return Ok(null_slot) };
-            let missing =
-                || CoreError::Internal(format!("the values of matched row {row} of file {file} went missing"));
-            let t = at.get(file as usize).copied().filter(|&t| t != usize::MAX).ok_or_else(missing)?;
-            Ok((t, held[t].rows.binary_search(&row).map_err(|_| missing())?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    types
-        .iter()
-        .enumerate()
-        .map(|(f, ty)| {
-            let null = new_null_array(ty, 1);
-            let mut arrays: Vec<&dyn Array> = held.iter().map(|t| t.values[f].as_ref()).collect();
-            arrays.push(null.as_ref());
-            Ok(arrow_select::interleave::interleave(&arrays, &picks)?)
-        })
-        .collect()
+
+    /// Feature `f`'s answer column, of type `ty`.
+    pub fn column(&self, f: usize, ty: &DataType) -> Result<ArrayRef> {
+        let null = new_null_array(ty, 1);
+        let mut arrays: Vec<&dyn Array> = self.held.iter().map(|t| t.values[f].as_ref()).collect();
+        arrays.push(null.as_ref());
+        Ok(arrow_select::interleave::interleave(&arrays, &self.picks)?)
+    }
 }
 
 pub(crate) fn column<'b>(batch: &'b RecordBatch, name: &str, path: &str) -> Result<&'b ArrayRef> {
@@ -242,8 +247,8 @@ mod tests {
         assert_eq!(tracker.held(), 0, "everything kept is released");
         let taken = taken?;
         let places = latest.matches(&slots, 0).into_iter().map(|m| m.map(|(_, place)| place));
-        let column = interleave(places, &taken, &[DataType::Float64]).unwrap();
-        let values = column[0].as_primitive::<Float64Type>();
+        let column = Gathered::new(places, taken).unwrap().column(0, &DataType::Float64).unwrap();
+        let values = column.as_primitive::<Float64Type>();
         Some((0..values.len()).map(|i| values.is_valid(i).then(|| values.value(i))).collect())
     }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
@@ -30,7 +30,7 @@ use quiver_core::{Error as CoreError, ValueType};
 use crate::Result;
 use crate::convert::row_key_hash;
 use crate::files::{DataFile, TimeWindow, read_files};
-use crate::gather::{Kept, Place, Taken, column, interleave};
+use crate::gather::{Gathered, Kept, Place, Taken, column};
 use crate::keyids::{KeyColumns, KeyIds};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
 use crate::spill::{Memory, Partitions, SPINE_ROW_BYTES, Tracker, Usage};
@@ -285,8 +285,18 @@ async fn join_source(
         Some(kept) => kept,
         None => pass2(store, &files, &hits, names, &window).await?,
     };
+    let places: Vec<Option<Place>> = hits.iter().map(|h| h.map(|h| (h.file, h.row))).collect();
+    let gathered = Arc::new(blocking("placing the matches", move || Gathered::new(places.into_iter(), taken)).await??);
+    // A column per task, as many at once as there are cores.
+    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
     let types: Vec<_> = source.features.iter().map(|(i, _)| arrow_type(source.fs.features[*i].ty)).collect();
-    let columns = interleave(hits.iter().map(|h| h.map(|h| (h.file, h.row))), &taken, &types)?;
+    let columns: Vec<_> = (types.into_iter().enumerate())
+        .map(|(f, ty)| {
+            let gathered = gathered.clone();
+            async move { blocking("taking a feature", move || gathered.column(f, &ty)).await? }
+        })
+        .collect();
+    let columns: Vec<ArrayRef> = futures::stream::iter(columns).buffered(parallel).try_collect().await?;
     let ts: TimestampMicrosecondArray = hits.iter().map(|h| h.map(|h| h.ts)).collect();
     let ts: ArrayRef = Arc::new(ts.with_timezone(UTC));
     phases.add("features", started);
