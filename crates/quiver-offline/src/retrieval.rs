@@ -373,9 +373,11 @@ impl Pass1<'_> {
         let (filter, names, mut columns) = (self.filter, names.to_vec(), self.columns);
         columns.extend(names.iter().cloned());
         let mut reads = read_files(self.store, self.files, columns, self.window, move |file_no, file, batches| {
-            let events = filter.counted_events(&counted, &file.path, &batches)?;
+            let mut events = filter.counted_events(&counted, &file.path, &batches)?;
+            // In key order the events visit the slots in their order, not at random: the
+            // caches reward it (a compacted file's are in that order already).
+            events.sort_unstable_by_key(|(event, _)| event.key);
             let keep = keeping.load(Ordering::Relaxed);
-            // The events are in row order, so the rows that won are too.
             let mut won = Vec::new();
             let mut latest = into.lock().map_err(|_| failed_elsewhere())?;
             for (event, row) in &events {
@@ -389,6 +391,7 @@ impl Pass1<'_> {
             drop(latest);
             counted.release(kept_bytes(&events));
             if keep && !won.is_empty() {
+                won.sort_unstable();
                 let taken = Taken::from_batches(&batches, won, &names, &file.path)?;
                 // Kept, then the slots: the order every task takes the two locks in.
                 let mut kept = kept_into.lock().map_err(|_| failed_elsewhere())?;
