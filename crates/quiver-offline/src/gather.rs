@@ -9,6 +9,7 @@
 //! values outgrow their share of the budget, pass 1 stops keeping them and pass 2 reads
 //! the matched rows' files again.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
@@ -87,7 +88,7 @@ pub(crate) struct Kept {
     /// Bytes beyond which, once compacted, nothing more is kept.
     limit: u64,
     /// Cleared when pass 1 gives up keeping; read by the files' tasks.
-    keeping: std::sync::Arc<AtomicBool>,
+    keeping: Arc<AtomicBool>,
 }
 
 impl Kept {
@@ -98,12 +99,12 @@ impl Kept {
             bytes: 0,
             compact_at: (2 * slots).max(1),
             limit,
-            keeping: std::sync::Arc::new(AtomicBool::new(true)),
+            keeping: Arc::new(AtomicBool::new(true)),
         }
     }
 
     /// The flag the files' tasks read: still keeping values?
-    pub fn keeping(&self) -> std::sync::Arc<AtomicBool> {
+    pub fn keeping(&self) -> Arc<AtomicBool> {
         self.keeping.clone()
     }
 
@@ -174,10 +175,10 @@ impl Gathered {
     /// Finds the match (`place`) of each spine row among `taken` (per file).
     pub fn new(places: impl Iterator<Item = Option<Place>>, taken: Vec<Option<Taken>>) -> Result<Gathered> {
         // The files that gave values, and where each file's are among them.
-        let (mut held, mut at) = (Vec::new(), vec![usize::MAX; taken.len()]);
+        let (mut held, mut at) = (Vec::new(), vec![None; taken.len()]);
         for (i, t) in taken.into_iter().enumerate() {
             if let Some(t) = t {
-                at[i] = held.len();
+                at[i] = Some(held.len());
                 held.push(t);
             }
         }
@@ -187,7 +188,7 @@ impl Gathered {
                 let Some((file, row)) = place else { return Ok(null_slot) };
                 let missing =
                     || CoreError::Internal(format!("the values of matched row {row} of file {file} went missing"));
-                let t = at.get(file as usize).copied().filter(|&t| t != usize::MAX).ok_or_else(missing)?;
+                let t = at.get(file as usize).copied().flatten().ok_or_else(missing)?;
                 Ok((t, held[t].rows.binary_search(&row).map_err(|_| missing())?))
             })
             .collect::<Result<_>>()?;
@@ -209,8 +210,6 @@ pub(crate) fn column<'b>(batch: &'b RecordBatch, name: &str, path: &str) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow_array::Float64Array;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float64Type;

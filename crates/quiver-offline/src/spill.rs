@@ -34,8 +34,8 @@ impl Memory {
 
 /// What a retrieval held at most and spilled, by its own accounting: decoded columns and
 /// events of the files being read, the feature values kept of matches, spill buffers, and
-/// the slots of the spine rows being joined. The spine itself, the matches (a few words per spine row) and the answer are not
-/// counted.
+/// the slots of the spine rows being joined. The spine itself, the matches (a few words per
+/// spine row) and the answer are not counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub peak_bytes: u64,
