@@ -21,7 +21,7 @@ use quiver_core::time::{format_ttl, parse_ttl};
 use serde_json::json;
 
 use crate::online::{for_secs, read_loop};
-use crate::output::{Format, Out, mib, peak_kib, reset_peak, resident_kib};
+use crate::output::{Format, Out, cpu_secs, mib, peak_kib, reset_peak, resident_kib};
 use crate::table::stat;
 use crate::{datagen, duckdb};
 
@@ -147,6 +147,8 @@ async fn compacted(client: &quiver_client::Client) -> Result<()> {
 /// One training set's figures.
 struct Retrieval {
     secs: f64,
+    /// The receiving node's CPU time in it: steadier than `secs` on a noisy machine.
+    cpu_secs: f64,
     files: usize,
     rows: usize,
     matched: Option<usize>,
@@ -160,7 +162,7 @@ struct Retrieval {
 
 impl Retrieval {
     fn figures(&self) -> serde_json::Value {
-        json!({"secs": self.secs, "files": self.files, "rows": self.rows, "matched": self.matched,
+        json!({"secs": self.secs, "cpu_secs": self.cpu_secs, "files": self.files, "rows": self.rows, "matched": self.matched,
                "peak_mib": mib(self.peak_kib),
                "added_mib": mib(self.peak_kib.saturating_sub(self.resident_before_kib)),
                "join_peak_mib": mib(self.memory.peak_bytes / 1024),
@@ -184,6 +186,7 @@ async fn retrieve(
     }
     // What the node holds before (the sled cache, the ingest's leftovers) is not the join's.
     let resident_before_kib = resident_kib(pids[0])?;
+    let cpu_before = cpu_secs(pids[0])?;
     let started = Instant::now();
     let mut answer = client.historical_stream(request.clone(), |_| {}).await?;
     let computed = started.elapsed();
@@ -195,6 +198,7 @@ async fn retrieve(
     }
     let training = arrow_select::concat::concat_batches(&schema, &batches)?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu_secs = cpu_secs(pids[0])? - cpu_before;
     let others_peak_kib = pids[1..].iter().map(|pid| peak_kib(*pid)).collect::<Result<Vec<u64>>>()?.into_iter().max();
     let peak_kib = peak_kib(pids[0])?;
     let matched = training.column_by_name(MATCHED_TS_COLUMN).map(|c| c.len() - c.null_count());
@@ -206,7 +210,7 @@ async fn retrieve(
     ));
     let mut spent = phases.iter().map(|(name, d)| format!("{name} {:.2} s", d.as_secs_f64())).collect::<Vec<_>>();
     spent.push(format!("receiving {:.2} s", secs - computed.as_secs_f64()));
-    out.say(format!("  where the time went: {}", spent.join(", ")));
+    out.say(format!("  where the time went: {}; the node's CPU time: {cpu_secs:.2} s", spent.join(", ")));
     if let Some(most) = others_peak_kib {
         out.say(format!(
             "  joined by {joined_by} node(s); the other nodes' peak memory (VmHWM) in it: at most {:.0} MiB",
@@ -225,6 +229,7 @@ async fn retrieve(
     }
     Ok(Retrieval {
         secs,
+        cpu_secs,
         files,
         rows: training.num_rows(),
         matched,
@@ -248,23 +253,29 @@ async fn compare_builds(
     shape: (&str, usize),
 ) -> Result<()> {
     let builds = [("this build", binary("quiver-node")?), ("--against", other.to_path_buf())];
-    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); builds.len()];
+    // Per build, the seconds and the node's CPU seconds of each round.
+    let mut runs: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); builds.len()];
     for _ in 0..rounds {
-        for ((_, bin), secs) in builds.iter().zip(&mut secs) {
+        for ((_, bin), (secs, cpu)) in builds.iter().zip(&mut runs) {
             node.set_binary(bin.clone());
             node.restart().await?;
             let pid = node.pid().context("the node is not running")?;
-            secs.push(retrieve(out, &node.client().await?, request, &[pid], shape).await?.secs);
+            let r = retrieve(out, &node.client().await?, request, &[pid], shape).await?;
+            secs.push(r.secs);
+            cpu.push(r.cpu_secs);
         }
     }
-    for ((label, bin), secs) in builds.iter().zip(secs) {
-        let Some(s) = stat(secs.clone()) else { continue };
+    for ((label, bin), (secs, cpu)) in builds.iter().zip(runs) {
+        let (Some(s), Some(c)) = (stat(secs.clone()), stat(cpu.clone())) else { continue };
         out.say(format!(
-            "{label} ({}): median {:.2} s ({:.2}–{:.2}) of {secs:.2?}",
+            "{label} ({}): median {:.2} s ({:.2}–{:.2}) of {secs:.2?}; node CPU median {:.2} s ({:.2}–{:.2})",
             bin.display(),
             s.median,
             s.min,
-            s.max
+            s.max,
+            c.median,
+            c.min,
+            c.max
         ));
     }
     node.set_binary(builds[0].1.clone());

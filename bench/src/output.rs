@@ -53,6 +53,22 @@ fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     Ok(line.trim().trim_end_matches("kB").trim().parse()?)
 }
 
+/// CPU time a process has used so far, user and system over all its threads, in seconds
+/// (Linux `/proc/PID/stat`, in ticks of USER_HZ, which the kernel fixes at 100 for user space).
+pub fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    use anyhow::Context;
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command's closing parenthesis, from the third (state): utime is the
+    // 14th, stime the 15th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).with_context(|| format!("{path} is too short"))?.parse()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 /// Sets a process's peak resident memory back to its current size (Linux 4.0+, writing 5 to
 /// `clear_refs`), so that the next `peak_kib` is the peak of one phase. False where refused.
 pub fn reset_peak(pid: u32) -> bool {

@@ -246,50 +246,121 @@ async fn read_ranges(
 }
 
 /// Reads `files` (the named columns, the row groups `window` selects) and runs `then` on
-/// each one's batches, on as many tasks as there are cores; yields the results in the order
-/// of `files`. `then` gets the file's position in `files`.
+/// each one's batches, as many at once as there are cores; yields each result with the
+/// file's position in `files` as soon as it is ready (in order, a core would wait on a
+/// slower file before starting the next). `then` gets that position too.
 pub fn read_files<T, F>(
     store: &OfflineStore,
     files: &[DataFile],
     columns: Vec<String>,
     window: &TimeWindow,
     then: F,
-) -> impl Stream<Item = Result<T>> + use<T, F>
+) -> impl Stream<Item = Result<(usize, T)>> + use<T, F>
 where
     T: Send + 'static,
     F: Fn(usize, &DataFile, Vec<RecordBatch>) -> Result<T> + Send + Sync + 'static,
 {
-    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let groups = (0..files.len()).map(|i| i..i + 1).collect();
+    // Groups of one file: a group's position is its file's.
+    read_groups(store, files, groups, columns, window, move |read| {
+        let [one] = <[FileBatches; 1]>::try_from(read)
+            .map_err(|_| quiver_core::Error::Internal("a group of one file had another count".into()))?;
+        then(one.at, &one.file, one.batches)
+    })
+}
+
+/// A file's batches, as `read_groups` gives them: its position in the files read, the file.
+pub struct FileBatches {
+    pub at: usize,
+    pub file: DataFile,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// What a group's task has of a file before decoding: the whole file's bytes, or the
+/// batches of a large file read by ranges.
+enum Fetched {
+    Whole(Bytes),
+    Decoded(Vec<RecordBatch>),
+}
+
+/// As `read_files`, for `groups` of `files` (ranges of positions) read by one task each:
+/// `then` gets a group's files together, in order, and its result is yielded with the
+/// group's position in `groups`.
+pub fn read_groups<T, F>(
+    store: &OfflineStore,
+    files: &[DataFile],
+    groups: Vec<Range<usize>>,
+    columns: Vec<String>,
+    window: &TimeWindow,
+    then: F,
+) -> impl Stream<Item = Result<(usize, T)>> + use<T, F>
+where
+    T: Send + 'static,
+    F: Fn(Vec<FileBatches>) -> Result<T> + Send + Sync + 'static,
+{
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Decoding takes a core: as many groups decode at once as there are cores, while as many
+    // again are fetched ahead, so that the cores seldom wait on a read (a cold disk, a
+    // store's latency).
+    let decoding = Arc::new(tokio::sync::Semaphore::new(cores));
     let (columns, then) = (Arc::new(columns), Arc::new(then));
-    let reads: Vec<_> = files
-        .iter()
-        .enumerate()
-        .map(|(i, file)| {
-            let (store, file, window) = (store.clone(), file.clone(), window.clone());
+    let reads: Vec<_> = (groups.into_iter().enumerate())
+        .map(|(g, positions)| {
+            let group: Vec<(usize, DataFile)> = positions.map(|at| (at, files[at].clone())).collect();
+            let (store, window, decoding) = (store.clone(), window.clone(), decoding.clone());
             let (columns, then) = (columns.clone(), then.clone());
             async move {
-                let failed = |e: tokio::task::JoinError| quiver_core::Error::Internal(format!("reading a file: {e}"));
-                // Decoding and `then` are CPU work: on the blocking pool (as many at once as
-                // there are cores, below), so online reads on this node's tasks stay fast.
-                if file.bytes <= WHOLE_FILE_BYTES {
-                    let bytes = store.get(&file.path).await?;
-                    let work = move || {
-                        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-                        then(i, &file, decode(bytes, Some(&names), Some(&window))?)
-                    };
-                    return tokio::task::spawn_blocking(work).await.map_err(failed)?;
-                }
-                // A large file is read by ranges, decoding as they come, on a task of its own.
-                let task = tokio::spawn(async move {
-                    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-                    let batches = read_ranges(&store, &file, Some(&names), Some(&window)).await?;
-                    tokio::task::spawn_blocking(move || then(i, &file, batches)).await.map_err(failed)?
+                let fetches = group.into_iter().map(|(at, file)| {
+                    let (store, columns, window) = (store.clone(), columns.clone(), window.clone());
+                    async move { Ok::<_, crate::Error>((at, fetch(&store, &file, &columns, &window).await?, file)) }
                 });
-                task.await.map_err(failed)?
+                let fetched = futures::future::try_join_all(fetches).await?;
+                let permit = decoding.acquire_owned().await.map_err(|e| quiver_core::Error::Internal(e.to_string()))?;
+                // Decoding and `then` are CPU work: on the blocking pool, so that online
+                // reads on this node's tasks stay fast.
+                let work = move || {
+                    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+                    let read = (fetched.into_iter())
+                        .map(|(at, got, file)| {
+                            let batches = match got {
+                                Fetched::Whole(bytes) => decode(bytes, Some(&names), Some(&window))?,
+                                Fetched::Decoded(batches) => batches,
+                            };
+                            Ok(FileBatches { at, file, batches })
+                        })
+                        .collect::<Result<_>>()?;
+                    let done = then(read);
+                    drop(permit);
+                    done
+                };
+                Ok((g, tokio::task::spawn_blocking(work).await.map_err(joined)??))
             }
         })
         .collect();
-    futures::stream::iter(reads).buffered(parallel)
+    futures::stream::iter(reads).buffer_unordered(2 * cores)
+}
+
+/// A file's bytes when small, else its batches read by ranges, decoding as they come on a
+/// task of its own.
+async fn fetch(
+    store: &OfflineStore,
+    file: &DataFile,
+    columns: &Arc<Vec<String>>,
+    window: &TimeWindow,
+) -> Result<Fetched> {
+    if file.bytes <= WHOLE_FILE_BYTES {
+        return Ok(Fetched::Whole(store.get(&file.path).await?));
+    }
+    let (store, file, columns, window) = (store.clone(), file.clone(), columns.clone(), window.clone());
+    let task = tokio::spawn(async move {
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        read_ranges(&store, &file, Some(&names), Some(&window)).await
+    });
+    Ok(Fetched::Decoded(task.await.map_err(joined)??))
+}
+
+fn joined(e: tokio::task::JoinError) -> quiver_core::Error {
+    quiver_core::Error::Internal(format!("reading a file: {e}"))
 }
 
 fn row_groups_in(meta: &ParquetMetaData, w: &TimeWindow) -> Vec<usize> {

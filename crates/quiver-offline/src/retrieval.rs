@@ -12,7 +12,8 @@
 //! partition at a time (`spill`); pass 2 then reads the feature columns of the files that
 //! matched and takes the matched rows, as it does when the kept values outgrow the budget.
 
-use std::sync::atomic::Ordering;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
 use crate::convert::row_key_hash;
-use crate::files::{DataFile, TimeWindow, read_files};
+use crate::files::{DataFile, FileBatches, TimeWindow, read_files, read_groups};
 use crate::gather::{Gathered, Kept, Place, Taken, column};
 use crate::keyids::{KeyColumns, KeyIds};
 use crate::schema::{SEQ_COLUMN, UTC, arrow_type};
@@ -247,7 +248,7 @@ async fn join_source(
     let mut files: Vec<DataFile> =
         source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
     // Newest first: a slot's match then tends to come before the older events it beats.
-    files.sort_by_key(|f| std::cmp::Reverse(f.max_ts));
+    files.sort_by_key(|f| std::cmp::Reverse((f.day, f.max_ts)));
     let spine_rows: Vec<SpineRow<u32>> =
         spine_ids.iter().zip(spine_ts.values()).map(|(&key, &ts)| SpineRow { key, ts }).collect();
 
@@ -264,7 +265,7 @@ async fn join_source(
         1 => {
             let slots = Arc::new(blocking("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
             let kept = Kept::new(files.len(), slots.len(), memory.budget / 4);
-            let (latest, kept) = pass1.fold(slots.clone(), &names, kept, &tracker).await?;
+            let (latest, kept) = pass1.fold(slots.clone(), &names, (kept, memory.budget), &tracker).await?;
             let started = phases.add("read", started);
             (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, kept, started)
         }
@@ -329,8 +330,8 @@ async fn pass2(
     };
     let mut reads = read_files(store, &matched_files, columns, window, take);
     let mut taken: Vec<Option<Taken>> = (0..files.len()).map(|_| None).collect();
-    for &file_no in &read {
-        taken[file_no] = Some(reads.next().await.ok_or(CoreError::Internal("a file read went missing".into()))??);
+    while let Some((i, values)) = reads.try_next().await? {
+        taken[read[i]] = Some(values);
     }
     Ok(taken)
 }
@@ -355,59 +356,39 @@ struct Pass1<'a> {
 }
 
 impl Pass1<'_> {
-    /// Reads the files and their `names` columns, offering each one's events to their slots
-    /// on the file's own task, and keeping the values of the rows that won (`kept`);
-    /// answers the latest event of every slot, and the values unless it gave up keeping them.
+    /// Reads the files and their `names` columns, a day's files together (`day_groups`),
+    /// offering their events to their slots on the group's own task and keeping the values
+    /// of the rows that won (`kept`); answers the latest event of every slot, and the values
+    /// unless it gave up keeping them.
     async fn fold(
         self,
         slots: Arc<SpineSlots>,
         names: &[String],
-        kept: Kept,
+        (kept, budget): (Kept, u64),
         tracker: &Arc<Tracker>,
     ) -> Result<(Latest<Place>, Option<Vec<Option<Taken>>>)> {
-        let latest = Arc::new(Mutex::new(Latest::new(&slots)));
         let slots_held = slots.len() as u64 * SPINE_ROW_BYTES;
         tracker.hold(slots_held);
-        let (keeping, kept) = (kept.keeping(), Arc::new(Mutex::new(kept)));
-        let (counted, into, kept_into) = (tracker.clone(), latest.clone(), kept.clone());
-        let (filter, names, mut columns) = (self.filter, names.to_vec(), self.columns);
-        columns.extend(names.iter().cloned());
-        let mut reads = read_files(self.store, self.files, columns, self.window, move |file_no, file, batches| {
-            let mut events = filter.counted_events(&counted, &file.path, &batches)?;
-            // In key order the events visit the slots in their order, not at random: the
-            // caches reward it (a compacted file's are in that order already).
-            events.sort_unstable_by_key(|(event, _)| event.key);
-            let keep = keeping.load(Ordering::Relaxed);
-            let mut won = Vec::new();
-            let mut latest = into.lock().map_err(|_| failed_elsewhere())?;
-            for (event, row) in &events {
-                if let Some(slot) = slots.slot(event.key, event.ts)
-                    && latest.offer(slot, event.ts, event.seq, (file_no as u32, *row))
-                    && keep
-                {
-                    won.push(*row);
-                }
-            }
-            drop(latest);
-            counted.release(kept_bytes(&events));
-            if keep && !won.is_empty() {
-                won.sort_unstable();
-                let taken = Taken::from_batches(&batches, won, &names, &file.path)?;
-                // Kept, then the slots: the order every task takes the two locks in.
-                let mut kept = kept_into.lock().map_err(|_| failed_elsewhere())?;
-                let latest = into.lock().map_err(|_| failed_elsewhere())?;
-                kept.add(file_no, taken, &latest, &counted)?;
-            }
-            Ok(())
+        let fold = Arc::new(Fold {
+            latest: Mutex::new(Latest::new(&slots)),
+            slots,
+            filter: self.filter,
+            names: names.to_vec(),
+            keeping: kept.keeping(),
+            kept: Mutex::new(kept),
+            tracker: tracker.clone(),
         });
-        while let Some(read) = reads.next().await {
-            read?;
-        }
+        let mut columns = self.columns;
+        columns.extend(names.iter().cloned());
+        let (groups, shared) = (day_groups(self.files, GROUP_BYTES.min(budget / 16)), fold.clone());
+        let mut reads =
+            read_groups(self.store, self.files, groups, columns, self.window, move |read| shared.group(read));
+        while reads.try_next().await?.is_some() {}
         drop(reads);
         tracker.release(slots_held);
-        let kept = Arc::into_inner(kept).ok_or_else(failed_elsewhere)?.into_inner().map_err(|_| failed_elsewhere())?;
-        let mut latest = latest.lock().map_err(|_| failed_elsewhere())?;
-        Ok((std::mem::take(&mut *latest), kept.finish(tracker)))
+        let fold = Arc::into_inner(fold).ok_or_else(failed_elsewhere)?;
+        let kept = fold.kept.into_inner().map_err(|_| failed_elsewhere())?;
+        Ok((fold.latest.into_inner().map_err(|_| failed_elsewhere())?, kept.finish(tracker)))
     }
 
     /// Reads the files, appending each one's events to their partition's spill file.
@@ -418,16 +399,119 @@ impl Pass1<'_> {
         let mut reads = read_files(self.store, self.files, self.columns, self.window, move |_, file, batches| {
             filter.counted_events(&counted, &file.path, &batches)
         });
-        let mut file_no = 0u32;
-        while let Some(events) = reads.next().await {
-            let events = events?;
+        while let Some((file_no, events)) = reads.try_next().await? {
             let kept = kept_bytes(&events);
             // File writes go to the blocking pool.
-            parts = blocking("spilling events", move || parts.add(file_no, events).map(|()| parts)).await??;
+            parts = blocking("spilling events", move || parts.add(file_no as u32, events).map(|()| parts)).await??;
             tracker.release(kept);
-            file_no += 1;
         }
         Ok(parts)
+    }
+}
+
+/// Files read together by one task of pass 1 take at most this many bytes (a larger file
+/// is read alone): as much as one whole-file read fetches, and a sixteenth of the budget.
+const GROUP_BYTES: u64 = 16 << 20;
+
+/// Consecutive files of one day, up to `max_bytes` in all. An ingest writes a file per
+/// source and day, each holding a few of the day's keys: read together, a day's events
+/// visit the slots in one sweep rather than one per file.
+fn day_groups(files: &[DataFile], max_bytes: u64) -> Vec<Range<usize>> {
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, file) in files.iter().enumerate() {
+        match groups.last_mut() {
+            Some(group) if files[group.start].day == file.day && bytes + file.bytes <= max_bytes => {
+                group.end = i + 1;
+                bytes += file.bytes;
+            }
+            _ => {
+                groups.push(i..i + 1);
+                bytes = file.bytes;
+            }
+        }
+    }
+    groups
+}
+
+/// What the groups' tasks of pass 1 share (`Pass1::fold`).
+struct Fold {
+    slots: Arc<SpineSlots>,
+    filter: EventFilter,
+    names: Vec<String>,
+    latest: Mutex<Latest<Place>>,
+    kept: Mutex<Kept>,
+    keeping: Arc<AtomicBool>,
+    tracker: Arc<Tracker>,
+}
+
+/// An event offered to its slot: its file's place in the group and its row in the file.
+#[derive(Clone, Copy)]
+struct Offer {
+    slot: u32,
+    file: u32,
+    row: u32,
+    ts: i64,
+    seq: u64,
+}
+
+impl Fold {
+    /// Offers a group's events to their slots and keeps the values of the rows that won,
+    /// counting the group's decoded columns while they are held.
+    fn group(&self, read: Vec<FileBatches>) -> Result<()> {
+        let decoded: u64 = read.iter().flat_map(|r| &r.batches).map(|b| b.get_array_memory_size() as u64).sum();
+        self.tracker.hold(decoded);
+        let folded = self.offer_and_keep(&read);
+        self.tracker.release(decoded);
+        folded
+    }
+
+    fn offer_and_keep(&self, read: &[FileBatches]) -> Result<()> {
+        // Each file's events in key order (sorted while they fit the caches), then the
+        // group's: a stable sort merges the files' runs rather than sorting anew. In key
+        // order the events visit the slots in their order, not at random, which the caches
+        // reward (a compacted file's are in that order already).
+        let mut events = Vec::new();
+        for (f, r) in read.iter().enumerate() {
+            let mut file = self.filter.events(&r.file.path, &r.batches)?;
+            file.sort_unstable_by_key(|(event, _)| event.key);
+            events.extend(file.into_iter().map(|(event, row)| (event, f as u32, row)));
+        }
+        events.sort_by_key(|(event, _, _)| event.key);
+        // The events, then their offers (no larger).
+        let held = 2 * size_of_val(events.as_slice()) as u64;
+        self.tracker.hold(held);
+        // The slots are only read: each event finds its own here, beside the other groups'
+        // tasks, and the lock is held only to offer them.
+        let offers: Vec<Offer> = (events.iter())
+            .filter_map(|&(e, file, row)| {
+                Some(Offer { slot: self.slots.slot(e.key, e.ts)?, file, row, ts: e.ts, seq: e.seq })
+            })
+            .collect();
+        drop(events);
+        let keep = self.keeping.load(Ordering::Relaxed);
+        let at: Vec<u32> = read.iter().map(|r| r.at as u32).collect();
+        let mut won: Vec<Vec<u32>> = vec![Vec::new(); read.len()];
+        let mut latest = self.latest.lock().map_err(|_| failed_elsewhere())?;
+        for o in &offers {
+            if latest.offer(o.slot, o.ts, o.seq, (at[o.file as usize], o.row)) && keep {
+                won[o.file as usize].push(o.row);
+            }
+        }
+        drop(latest);
+        self.tracker.release(held);
+        let mut taken = Vec::new();
+        for (r, mut rows) in read.iter().zip(won).filter(|(_, rows)| !rows.is_empty()) {
+            rows.sort_unstable();
+            taken.push((r.at, Taken::from_batches(&r.batches, rows, &self.names, &r.file.path)?));
+        }
+        // Kept, then the slots: the order every task takes the two locks in.
+        let mut kept = self.kept.lock().map_err(|_| failed_elsewhere())?;
+        let latest = self.latest.lock().map_err(|_| failed_elsewhere())?;
+        for (at, values) in taken {
+            kept.add(at, values, &latest, &self.tracker)?;
+        }
+        Ok(())
     }
 }
 

@@ -242,15 +242,15 @@ fn a_history_and_a_spine_larger_than_the_budget_are_joined_within_it() {
     let budget = 4 << 20;
     let events: usize = files.iter().map(Vec::len).sum();
     assert!(events * size_of::<(quiver_core::asof::EventRow<u32>, u32)>() > 3 * budget as usize);
-    let (held, usage) = block_on(run_within(&spine, &files, 0, &Memory::unlimited(), 1));
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory { budget, spill_dir: dir.path().to_path_buf() };
+    let (held, usage) = block_on(run_within(&spine, &files, 0, &memory, 1));
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes == 0 && usage.partitions == 1, "{usage:?}");
     assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");
 
     let long: Vec<(i64, i64)> = (0..60_000).map(|i| (i % 2_000, 300_000 + i)).collect();
     assert!(long.len() as u64 * SPINE_ROW_BYTES > budget / 2, "the spine's slots outgrow half the budget");
     let (whole, _) = block_on(run_within(&long, &files, 0, &Memory::unlimited(), 1));
-    let dir = tempfile::tempdir().unwrap();
-    let memory = Memory { budget, spill_dir: dir.path().to_path_buf() };
     let (spilled, usage) = block_on(run_within(&long, &files, 0, &memory, 1));
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes > 0 && usage.partitions > 1, "{usage:?}");
     assert_eq!(whole, spilled);
