@@ -467,20 +467,17 @@ impl Fold {
     }
 
     fn offer_and_keep(&self, read: &[FileBatches]) -> Result<()> {
-        // Each file's events in key order (sorted while they fit the caches), then the
-        // group's: a stable sort merges the files' runs rather than sorting anew. In key
-        // order the events visit the slots in their order, not at random, which the caches
-        // reward (a compacted file's are in that order already).
+        // In key order the events visit the slots in their order, not at random, which the
+        // caches reward.
         let mut events = Vec::new();
         for (f, r) in read.iter().enumerate() {
-            let mut file = self.filter.events(&r.file.path, &r.batches)?;
-            file.sort_unstable_by_key(|(event, _)| event.key);
+            let file = self.filter.events(&r.file.path, &r.batches)?;
             events.extend(file.into_iter().map(|(event, row)| (event, f as u32, row)));
         }
-        events.sort_by_key(|(event, _, _)| event.key);
-        // The events, then their offers (no larger).
+        // The events, and their copy in key order or their offers (no larger).
         let held = 2 * size_of_val(events.as_slice()) as u64;
         self.tracker.hold(held);
+        let events = in_key_order(events, self.filter.ids.len());
         // The slots are only read: each event finds its own here, beside the other groups'
         // tasks, and the lock is held only to offer them.
         let offers: Vec<Offer> = (events.iter())
@@ -513,6 +510,37 @@ impl Fold {
         }
         Ok(())
     }
+}
+
+/// An event of a group: the event, its file's place in the group, its row in the file.
+type GroupEvent = (EventRow<u32>, u32, u32);
+
+/// `events` in key order (among `keys` dense ids). Counted into place when the keys are
+/// no more than the events (a pass to count, one to place, where a sort compares each
+/// event many times), else sorted.
+fn in_key_order(mut events: Vec<GroupEvent>, keys: usize) -> Vec<GroupEvent> {
+    // A compacted file's are in key order already.
+    if events.is_sorted_by_key(|(event, _, _)| event.key) {
+        return events;
+    }
+    if keys > events.len() {
+        events.sort_unstable_by_key(|(event, _, _)| event.key);
+        return events;
+    }
+    let mut next = vec![0u32; keys + 1];
+    for (event, _, _) in &events {
+        next[event.key as usize + 1] += 1;
+    }
+    for k in 1..next.len() {
+        next[k] += next[k - 1];
+    }
+    let mut placed = vec![(EventRow { key: 0, ts: 0, seq: 0 }, 0, 0); events.len()];
+    for e in events {
+        let at = &mut next[e.0.key as usize];
+        placed[*at as usize] = e;
+        *at += 1;
+    }
+    placed
 }
 
 /// Each spine row's match, by position, from the latest event of every slot.
@@ -568,4 +596,29 @@ fn empty_answer(source: &Source<'_>, rows: usize) -> (Vec<ArrayRef>, ArrayRef) {
     let columns =
         source.features.iter().map(|(i, _)| new_null_array(&arrow_type(source.fs.features[*i].ty), rows)).collect();
     (columns, new_null_array(&arrow_type(ValueType::Timestamp), rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Counted or sorted, the events come out in key order, each one once.
+        #[test]
+        fn events_come_in_key_order(keys in 1usize..50, raw in proptest::collection::vec((0u32..50, 0i64..9), 0..120)) {
+            let events: Vec<GroupEvent> = (raw.iter().enumerate())
+                .map(|(i, &(key, ts))| (EventRow { key: key % keys as u32, ts, seq: i as u64 }, 0, i as u32))
+                .collect();
+            let ordered = in_key_order(events.clone(), keys);
+            prop_assert!(ordered.is_sorted_by_key(|(event, _, _)| event.key));
+            let mut rows: Vec<u32> = ordered.iter().map(|e| e.2).collect();
+            rows.sort_unstable();
+            prop_assert_eq!(rows, (0..events.len() as u32).collect::<Vec<_>>());
+            for (event, _, row) in &ordered {
+                prop_assert_eq!(event.seq, u64::from(*row), "each event keeps its row");
+            }
+        }
+    }
 }
