@@ -265,7 +265,7 @@ async fn join_source(
         1 => {
             let slots = Arc::new(blocking("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
             let kept = Kept::new(files.len(), slots.len(), memory.budget / 4);
-            let (latest, kept) = pass1.fold(slots.clone(), &names, (kept, memory.budget), &tracker).await?;
+            let (latest, kept) = pass1.fold(slots.clone(), &names, kept, memory.budget, &tracker).await?;
             let started = phases.add("read", started);
             (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, kept, started)
         }
@@ -356,15 +356,16 @@ struct Pass1<'a> {
 }
 
 impl Pass1<'_> {
-    /// Reads the files and their `names` columns, a day's files together (`day_groups`),
-    /// offering their events to their slots on the group's own task and keeping the values
-    /// of the rows that won (`kept`); answers the latest event of every slot, and the values
-    /// unless it gave up keeping them.
+    /// Reads the files and their `names` columns, a day's files together (`day_groups`,
+    /// groups within a sixteenth of `budget`), offering their events to their slots on the
+    /// group's own task and keeping the values of the rows that won (`kept`); answers the
+    /// latest event of every slot, and the values unless it gave up keeping them.
     async fn fold(
         self,
         slots: Arc<SpineSlots>,
         names: &[String],
-        (kept, budget): (Kept, u64),
+        kept: Kept,
+        budget: u64,
         tracker: &Arc<Tracker>,
     ) -> Result<(Latest<Place>, Option<Vec<Option<Taken>>>)> {
         let slots_held = slots.len() as u64 * SPINE_ROW_BYTES;
