@@ -87,7 +87,7 @@ pub(crate) struct Kept {
     compact_at: usize,
     /// Bytes beyond which, once compacted, nothing more is kept.
     limit: u64,
-    /// Cleared when pass 1 gives up keeping; read by the files' tasks.
+    /// Cleared when pass 1 gives up keeping; read by the reading tasks.
     keeping: Arc<AtomicBool>,
 }
 

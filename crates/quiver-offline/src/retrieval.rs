@@ -3,10 +3,10 @@
 //! ingested last, nulls when none. Every spine row is kept, in order, with its columns.
 //!
 //! Pass 1 reads the files that can match (pruned by the manifest's time bounds), newest
-//! first, and holds no event: each file's events are offered, on the file's own task, to
-//! the spine rows they can match (`SpineSlots`), which keep the latest, and the feature
-//! values of the rows that won are kept beside them (`gather::Kept`). Each spine row then
-//! has the place of its match, and its values. A spine whose slots do not fit the
+//! first, and holds no event: the events of a day's files (`day_groups`) are offered, on
+//! the group's own task, to the spine rows they can match (`SpineSlots`), which keep the
+//! latest, and the feature values of the rows that won are kept beside them
+//! (`gather::Kept`). Each spine row then has the place of its match, and its values. A spine whose slots do not fit the
 //! retrieval's budget (`spill::Memory`) is partitioned by key, pass 1 reading only keys,
 //! event times and sequence numbers, its events spilled to local files and joined a
 //! partition at a time (`spill`); pass 2 then reads the feature columns of the files that
@@ -180,7 +180,7 @@ impl EventFilter {
         path: &str,
         batches: &[RecordBatch],
     ) -> Result<Vec<(EventRow<u32>, u32)>> {
-        let decoded: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+        let decoded = decoded_bytes(batches);
         tracker.hold(decoded);
         let events = self.events(path, batches);
         tracker.hold(events.as_ref().map_or(0, |e| kept_bytes(e)));
@@ -247,7 +247,8 @@ async fn join_source(
         TimeWindow { column: source.fs.timestamp_column.clone(), lo: first, hi, key_hashes: source.key_hashes };
     let mut files: Vec<DataFile> =
         source.files.iter().filter(|f| f.min_ts <= hi && f.max_ts >= first).cloned().collect();
-    // Newest first: a slot's match then tends to come before the older events it beats.
+    // Newest first: a slot's match then tends to come before the older events it beats. By
+    // day first, so that a day's files are next to each other (`day_groups`).
     files.sort_by_key(|f| std::cmp::Reverse((f.day, f.max_ts)));
     let spine_rows: Vec<SpineRow<u32>> =
         spine_ids.iter().zip(spine_ts.values()).map(|(&key, &ts)| SpineRow { key, ts }).collect();
@@ -336,6 +337,11 @@ async fn pass2(
     Ok(taken)
 }
 
+/// Bytes of a file's decoded columns.
+fn decoded_bytes(batches: &[RecordBatch]) -> u64 {
+    batches.iter().map(|b| b.get_array_memory_size() as u64).sum()
+}
+
 /// Bytes of pass 1's kept events of a file.
 fn kept_bytes(events: &[(EventRow<u32>, u32)]) -> u64 {
     size_of_val(events) as u64
@@ -410,8 +416,9 @@ impl Pass1<'_> {
     }
 }
 
-/// Files read together by one task of pass 1 take at most this many bytes (a larger file
-/// is read alone): as much as one whole-file read fetches, and a sixteenth of the budget.
+/// Files read together by one task of pass 1 take at most this many bytes, or a sixteenth
+/// of the budget when that is less (a larger file is read alone): as much as one whole-file
+/// read fetches.
 const GROUP_BYTES: u64 = 16 << 20;
 
 /// Consecutive files of one day, up to `max_bytes` in all. An ingest writes a file per
@@ -460,7 +467,7 @@ impl Fold {
     /// Offers a group's events to their slots and keeps the values of the rows that won,
     /// counting the group's decoded columns while they are held.
     fn group(&self, read: Vec<FileBatches>) -> Result<()> {
-        let decoded: u64 = read.iter().flat_map(|r| &r.batches).map(|b| b.get_array_memory_size() as u64).sum();
+        let decoded = read.iter().map(|r| decoded_bytes(&r.batches)).sum();
         self.tracker.hold(decoded);
         let folded = self.offer_and_keep(&read);
         self.tracker.release(decoded);
