@@ -22,13 +22,15 @@ use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use parquet::file::statistics::Statistics;
 use quiver_core::time::{day_of, format_day};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::cpu;
 use crate::schema::SEQ_COLUMN;
-use crate::store::OfflineStore;
+use crate::store::{OfflineStore, open_local, read_local};
 
 /// A committed Parquet file: what the manifest in the meta group lists. A file on the
 /// store that no manifest lists is invisible (an ingest that failed or has not committed).
@@ -228,10 +230,28 @@ pub async fn read_file(
     read_ranges(store, file, columns, window).await
 }
 
-/// Decodes a whole file's bytes: CPU work, for the blocking pool.
-fn decode(bytes: Bytes, columns: Option<&[&str]>, window: Option<&TimeWindow>) -> Result<Vec<RecordBatch>> {
-    let builder = select(ParquetRecordBatchReaderBuilder::try_new(bytes)?, columns, window);
+/// Decodes a file's bytes, or a file read by ranges: CPU work, for the `cpu` pool.
+fn decode<T: ChunkReader + 'static>(
+    input: T,
+    columns: Option<&[&str]>,
+    window: Option<&TimeWindow>,
+) -> Result<Vec<RecordBatch>> {
+    let builder = select(ParquetRecordBatchReaderBuilder::try_new(input)?, columns, window);
     Ok(builder.build()?.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Decodes a local store's file of `bytes` on the calling thread: read whole when small,
+/// else by ranges from the file itself, only what the columns and the window select.
+fn decode_local(
+    path: &std::path::Path,
+    bytes: u64,
+    columns: Option<&[&str]>,
+    window: Option<&TimeWindow>,
+) -> Result<Vec<RecordBatch>> {
+    match bytes <= WHOLE_FILE_BYTES {
+        true => decode(read_local(path)?, columns, window),
+        false => decode(open_local(path)?, columns, window),
+    }
 }
 
 async fn read_ranges(
@@ -276,9 +296,10 @@ pub struct FileBatches {
     pub batches: Vec<RecordBatch>,
 }
 
-/// What a group's task has of a file before decoding: the whole file's bytes, or the
-/// batches of a large file read by ranges.
+/// What a group's task has of a file before decoding: a local file to read where it is
+/// decoded, the whole file's bytes, or the batches of a large file read by ranges.
 enum Fetched {
+    Local(std::path::PathBuf),
     Whole(Bytes),
     Decoded(Vec<RecordBatch>),
 }
@@ -299,15 +320,13 @@ where
     F: Fn(Vec<FileBatches>) -> Result<T> + Send + Sync + 'static,
 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Decoding takes a core: as many groups decode at once as there are cores, while as many
-    // again are fetched ahead, so that the cores seldom wait on a read (a cold disk, a
-    // store's latency).
-    let decoding = Arc::new(tokio::sync::Semaphore::new(cores));
+    // Decoding takes a core (`cpu`, a thread per core): as many groups as that are fetched
+    // ahead, so that the cores seldom wait on a store's latency.
     let (columns, then) = (Arc::new(columns), Arc::new(then));
     let reads: Vec<_> = (groups.into_iter().enumerate())
         .map(|(g, positions)| {
             let group: Vec<(usize, DataFile)> = positions.map(|at| (at, files[at].clone())).collect();
-            let (store, window, decoding) = (store.clone(), window.clone(), decoding.clone());
+            let (store, window) = (store.clone(), window.clone());
             let (columns, then) = (columns.clone(), then.clone());
             async move {
                 let fetches = group.into_iter().map(|(at, file)| {
@@ -315,39 +334,40 @@ where
                     async move { Ok::<_, crate::Error>((at, fetch(&store, &file, &columns, &window).await?, file)) }
                 });
                 let fetched = futures::future::try_join_all(fetches).await?;
-                let permit = decoding.acquire_owned().await.map_err(|e| quiver_core::Error::Internal(e.to_string()))?;
-                // Decoding and `then` are CPU work: on the blocking pool, so that online
+                // Decoding and `then` are CPU work: off the runtime's workers, so that online
                 // reads on this node's tasks stay fast.
                 let work = move || {
                     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
                     let read = (fetched.into_iter())
                         .map(|(at, got, file)| {
                             let batches = match got {
+                                Fetched::Local(path) => decode_local(&path, file.bytes, Some(&names), Some(&window))?,
                                 Fetched::Whole(bytes) => decode(bytes, Some(&names), Some(&window))?,
                                 Fetched::Decoded(batches) => batches,
                             };
                             Ok(FileBatches { at, file, batches })
                         })
                         .collect::<Result<_>>()?;
-                    let done = then(read);
-                    drop(permit);
-                    done
+                    then(read)
                 };
-                Ok((g, tokio::task::spawn_blocking(work).await.map_err(joined)??))
+                Ok((g, cpu::run("reading files", work).await??))
             }
         })
         .collect();
     futures::stream::iter(reads).buffer_unordered(2 * cores)
 }
 
-/// A file's bytes when small, else its batches read by ranges, decoding as they come on a
-/// task of its own.
+/// A local file to read where it is decoded; else a file's bytes when small, else its
+/// batches read by ranges, decoding as they come on a task of its own.
 async fn fetch(
     store: &OfflineStore,
     file: &DataFile,
     columns: &Arc<Vec<String>>,
     window: &TimeWindow,
 ) -> Result<Fetched> {
+    if let Some(path) = store.local_file(&file.path) {
+        return Ok(Fetched::Local(path));
+    }
     if file.bytes <= WHOLE_FILE_BYTES {
         return Ok(Fetched::Whole(store.get(&file.path).await?));
     }
@@ -403,8 +423,8 @@ mod tests {
     use arrow_array::{Int64Array, TimestampMicrosecondArray, UInt64Array};
     use quiver_core::time::DAY_MICROS;
 
-    /// Both ways of reading a file (whole, and by ranges for large files) select the same
-    /// columns and row groups.
+    /// Every way of reading a file (whole, and by ranges for large files; from a local
+    /// directory, both ways) selects the same columns and row groups.
     #[tokio::test]
     async fn whole_and_ranged_reads_agree() {
         let store = OfflineStore::open("memory://", &Default::default()).unwrap();
@@ -419,10 +439,18 @@ mod tests {
         .unwrap();
         let file = write_file(&store, "t/day.parquet", &batch, 1).await.unwrap();
         let window = TimeWindow { column: "ts".into(), lo: DAY_MICROS, hi: DAY_MICROS + rows as i64, key_hashes: None };
+        let dir = tempfile::tempdir().unwrap();
+        let local = OfflineStore::open(&dir.path().display().to_string(), &Default::default()).unwrap();
+        let local_file = write_file(&local, "t/day.parquet", &batch, 1).await.unwrap();
+        let path = local.local_file(&local_file.path).unwrap();
         for (columns, window) in [(None, None), (Some(&["id"][..]), Some(&window))] {
             let whole = read_file(&store, &file, columns, window).await.unwrap();
             let ranged = read_ranges(&store, &file, columns, window).await.unwrap();
             assert_eq!(whole, ranged);
+            for size in [0, WHOLE_FILE_BYTES + 1] {
+                let here = decode_local(&path, size, columns, window).unwrap();
+                assert_eq!(whole, here, "a local file read as one of {size} bytes");
+            }
             let read: usize = whole.iter().map(RecordBatch::num_rows).sum();
             assert_eq!(read, if window.is_some() { 128 * 1024 } else { rows }, "the window keeps one row group");
         }

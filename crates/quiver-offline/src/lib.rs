@@ -3,6 +3,7 @@
 //! Raft group holds, and the point-in-time retrieval that builds training sets from it.
 
 pub mod convert;
+mod cpu;
 pub mod error;
 pub mod files;
 mod gather;

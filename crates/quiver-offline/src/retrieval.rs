@@ -30,6 +30,7 @@ use quiver_core::{Error as CoreError, ValueType};
 
 use crate::Result;
 use crate::convert::row_key_hash;
+use crate::cpu;
 use crate::files::{DataFile, FileBatches, TimeWindow, read_files, read_groups};
 use crate::gather::{Gathered, Kept, Place, Taken, column};
 use crate::keyids::{KeyColumns, KeyIds};
@@ -264,11 +265,11 @@ async fn join_source(
     let count = Partitions::needed(memory, spine_rows.len() as u64);
     let (hits, kept, started) = match count {
         1 => {
-            let slots = Arc::new(blocking("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
+            let slots = Arc::new(cpu::run("sorting the spine", move || SpineSlots::new(&spine_rows)).await?);
             let kept = Kept::new(files.len(), slots.len(), memory.budget / 4);
             let (latest, kept) = pass1.fold(slots.clone(), &names, kept, memory.budget, &tracker).await?;
             let started = phases.add("read", started);
-            (blocking("the as-of join", move || matched(&latest, &slots, ttl)).await?, kept, started)
+            (cpu::run("the as-of join", move || matched(&latest, &slots, ttl)).await?, kept, started)
         }
         _ => {
             let parts = pass1.spill(memory, count, &tracker).await?;
@@ -276,7 +277,7 @@ async fn join_source(
             let started = phases.add("read", started);
             let counted = tracker.clone();
             let join = move || join_partitions(parts, &spine_rows, ttl, &counted);
-            (blocking("the as-of join", join).await??, None, started)
+            (cpu::run("the as-of join", join).await??, None, started)
         }
     };
     usage.partitions = usage.partitions.max(count);
@@ -288,14 +289,14 @@ async fn join_source(
         None => pass2(store, &files, &hits, names, &window).await?,
     };
     let places: Vec<Option<Place>> = hits.iter().map(|h| h.map(|h| (h.file, h.row))).collect();
-    let gathered = Arc::new(blocking("placing the matches", move || Gathered::new(places.into_iter(), taken)).await??);
+    let gathered = Arc::new(cpu::run("placing the matches", move || Gathered::new(places.into_iter(), taken)).await??);
     // A column per task, as many at once as there are cores.
     let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
     let types: Vec<_> = source.features.iter().map(|(i, _)| arrow_type(source.fs.features[*i].ty)).collect();
     let columns: Vec<_> = (types.into_iter().enumerate())
         .map(|(f, ty)| {
             let gathered = gathered.clone();
-            async move { blocking("taking a feature", move || gathered.column(f, &ty)).await? }
+            async move { cpu::run("taking a feature", move || gathered.column(f, &ty)).await? }
         })
         .collect();
     let columns: Vec<ArrayRef> = futures::stream::iter(columns).buffered(parallel).try_collect().await?;
@@ -345,11 +346,6 @@ fn decoded_bytes(batches: &[RecordBatch]) -> u64 {
 /// Bytes of pass 1's kept events of a file.
 fn kept_bytes(events: &[(EventRow<u32>, u32)]) -> u64 {
     size_of_val(events) as u64
-}
-
-/// Runs `work` on the blocking pool.
-async fn blocking<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| CoreError::Internal(format!("{what}: {e}")).into())
 }
 
 /// What pass 1 reads of a source's files, and keeps of them.
@@ -409,7 +405,7 @@ impl Pass1<'_> {
         while let Some((file_no, events)) = reads.try_next().await? {
             let kept = kept_bytes(&events);
             // File writes go to the blocking pool.
-            parts = blocking("spilling events", move || parts.add(file_no as u32, events).map(|()| parts)).await??;
+            parts = cpu::run("spilling events", move || parts.add(file_no as u32, events).map(|()| parts)).await??;
             tracker.release(kept);
         }
         Ok(parts)

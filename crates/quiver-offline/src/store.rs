@@ -2,6 +2,7 @@
 //! S3-compatible service (`s3://bucket/prefix`), or memory (`memory://`, for tests).
 //! Everything above this module sees paths relative to the location.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,6 +39,8 @@ pub fn absolute_location(location: &str) -> String {
 #[derive(Clone)]
 pub struct OfflineStore {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory.
+    local: Option<Arc<LocalFileSystem>>,
     prefix: Path,
     location: String,
 }
@@ -55,6 +58,7 @@ fn bad_location(location: &str, reason: impl ToString) -> Error {
 impl OfflineStore {
     /// Opens `location`: `s3://bucket[/prefix]`, `memory://`, `file:///dir` or a directory path.
     pub fn open(location: &str, s3: &S3Settings) -> Result<OfflineStore> {
+        let mut local = None;
         let (store, prefix): (Arc<dyn ObjectStore>, &str) = if let Some(rest) = location.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -80,11 +84,12 @@ impl OfflineStore {
         } else {
             let dir = location.strip_prefix("file://").unwrap_or(location);
             std::fs::create_dir_all(dir).map_err(|e| bad_location(location, e))?;
-            let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad_location(location, e))?;
-            (Arc::new(fs), "")
+            let fs = Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| bad_location(location, e))?);
+            local = Some(fs.clone());
+            (fs, "")
         };
         let prefix = Path::parse(prefix.trim_matches('/')).map_err(|e| bad_location(location, e))?;
-        Ok(OfflineStore { store, prefix, location: location.to_string() })
+        Ok(OfflineStore { store, local, prefix, location: location.to_string() })
     }
 
     pub fn location(&self) -> &str {
@@ -109,6 +114,13 @@ impl OfflineStore {
         Ok(self.store.get(&self.path(relative)).await?.bytes().await?)
     }
 
+    /// Where the object `relative` is on this machine's file system, when the store is a
+    /// local directory: a reader that decodes on a thread of its own reads it there
+    /// (`read_local`), so that the bytes are allocated and freed on one thread.
+    pub fn local_file(&self, relative: &str) -> Option<PathBuf> {
+        self.local.as_ref()?.path_to_filesystem(&self.path(relative)).ok()
+    }
+
     /// Deletes an object; one that is already gone is not an error.
     pub async fn delete(&self, relative: &str) -> Result<()> {
         match self.store.delete(&self.path(relative)).await {
@@ -126,5 +138,43 @@ impl OfflineStore {
             .into_iter()
             .map(|m| (m.location.as_ref()[strip..].trim_start_matches('/').to_string(), m.size))
             .collect())
+    }
+}
+
+/// A file of a local store (`OfflineStore::local_file`), read whole on the calling thread.
+pub fn read_local(path: &std::path::Path) -> Result<Bytes> {
+    std::fs::read(path).map(Bytes::from).map_err(|e| local_error(path, e))
+}
+
+/// A file of a local store, opened to be read by ranges on the calling thread.
+pub fn open_local(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| local_error(path, e))
+}
+
+/// An error reading a local file, as the object store gives it.
+fn local_error(path: &std::path::Path, e: std::io::Error) -> Error {
+    let path = path.display().to_string();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => object_store::Error::NotFound { path, source: Box::new(e) },
+        _ => object_store::Error::Generic { store: "LocalFileSystem", source: format!("reading {path}: {e}").into() },
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_directory_s_objects_are_read_where_they_lie() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OfflineStore::open(&dir.path().display().to_string(), &S3Settings::default()).unwrap();
+        store.put("p/s/v1/2024-01-02/a.parquet", Bytes::from_static(b"the bytes")).await.unwrap();
+        let path = store.local_file("p/s/v1/2024-01-02/a.parquet").unwrap();
+        assert_eq!(read_local(&path).unwrap(), store.get("p/s/v1/2024-01-02/a.parquet").await.unwrap());
+        let gone = read_local(&store.local_file("p/s/v1/2024-01-02/b.parquet").unwrap()).unwrap_err();
+        assert!(matches!(gone, Error::Store(object_store::Error::NotFound { .. })), "{gone}");
+        let memory = OfflineStore::open("memory://", &S3Settings::default()).unwrap();
+        assert_eq!(memory.local_file("p/s/v1/2024-01-02/a.parquet"), None, "only a directory's objects are files");
     }
 }

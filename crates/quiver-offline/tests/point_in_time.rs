@@ -65,10 +65,11 @@ fn naive(spine: &[(i64, i64)], events: &[Event], ttl_secs: i64) -> Vec<(Option<f
         .collect()
 }
 
-/// Retrieval of `spine` from `files` within `memory`, split into `parts` joined one by one
-/// and merged (as nodes would); answers (rate, event time) per spine row, and what the
-/// retrieval held and spilled.
+/// Retrieval of `spine` from `files` written to the store at `location`, within `memory`,
+/// split into `parts` joined one by one and merged (as nodes would); answers (rate, event
+/// time) per spine row, and what the retrieval held and spilled.
 async fn run_within(
+    location: &str,
     spine: &[(i64, i64)],
     files: &[Vec<Event>],
     ttl_secs: i64,
@@ -77,7 +78,7 @@ async fn run_within(
 ) -> (Vec<(Option<f64>, Option<i64>)>, Usage) {
     let ttl = (ttl_secs > 0).then(|| format!("{ttl_secs}s"));
     let (entity, fs) = schema(ttl.as_deref());
-    let store = OfflineStore::open("memory://", &S3Settings::default()).unwrap();
+    let store = OfflineStore::open(location, &S3Settings::default()).unwrap();
     let mut manifest = Vec::new();
     for (n, events) in files.iter().enumerate().filter(|(_, e)| !e.is_empty()) {
         let columns: Vec<ArrayRef> = vec![
@@ -147,23 +148,28 @@ async fn run_within(
 
 /// The answer in memory, and through partitions spilled to disk: both must be the model's.
 async fn run(spine: &[(i64, i64)], files: &[Vec<Event>], ttl_secs: i64) -> Vec<(Option<f64>, Option<i64>)> {
-    let (held, usage) = run_within(spine, files, ttl_secs, &Memory::unlimited(), 1).await;
+    let (held, usage) = run_within("memory://", spine, files, ttl_secs, &Memory::unlimited(), 1).await;
     assert_eq!((usage.partitions, usage.spilled_bytes), (1, 0));
+    // A local directory's files are read where they are decoded, not through the object store.
+    let local = tempfile::tempdir().unwrap();
+    let (from_disk, _) =
+        run_within(&local.path().display().to_string(), spine, files, ttl_secs, &Memory::unlimited(), 1).await;
+    assert_eq!(held, from_disk, "answers from memory and from a local directory differ");
     let dir = tempfile::tempdir().unwrap();
     // Half of what the spine's rows alone take in a join, whatever the events in its time
     // window: partitions by the dozen, most keys alone in one, some empty.
     let tiny = Memory { budget: spine.len() as u64 * SPINE_ROW_BYTES / 2, spill_dir: dir.path().to_path_buf() };
-    let (spilled, usage) = run_within(spine, files, ttl_secs, &tiny, 1).await;
+    let (spilled, usage) = run_within("memory://", spine, files, ttl_secs, &tiny, 1).await;
     assert!(usage.partitions > 1, "{usage:?}");
     assert_eq!(held, spilled, "held and spilled answers differ");
     // Room for the slots but hardly for the matched values: pass 1 stops keeping them and
     // pass 2 reads them.
     let scant = Memory { budget: spine.len() as u64 * SPINE_ROW_BYTES * 2, spill_dir: dir.path().to_path_buf() };
-    let (read_again, usage) = run_within(spine, files, ttl_secs, &scant, 1).await;
+    let (read_again, usage) = run_within("memory://", spine, files, ttl_secs, &scant, 1).await;
     assert_eq!(usage.partitions, 1, "{usage:?}");
     assert_eq!(held, read_again, "kept and read-again answers differ");
     // Split over three "nodes", each spilling: the merge gives every row its own answer.
-    let (split, _) = run_within(spine, files, ttl_secs, &tiny, 3).await;
+    let (split, _) = run_within("memory://", spine, files, ttl_secs, &tiny, 3).await;
     assert_eq!(held, split, "whole and split answers differ");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "spill files are removed");
     held
@@ -208,7 +214,7 @@ fn a_retrieval_dropped_midway_leaves_no_spill_file() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (files, spine) = large();
     let memory = Memory { budget: 64 << 10, spill_dir: dir.path().to_path_buf() };
-    let retrieval = runtime.spawn(async move { run_within(&spine, &files, 0, &memory, 1).await });
+    let retrieval = runtime.spawn(async move { run_within("memory://", &spine, &files, 0, &memory, 1).await });
     let spilling = || std::fs::read_dir(dir.path()).unwrap().count() > 0;
     let waited = std::time::Instant::now();
     while !spilling() && !retrieval.is_finished() {
@@ -244,14 +250,14 @@ fn a_history_and_a_spine_larger_than_the_budget_are_joined_within_it() {
     assert!(events * size_of::<(quiver_core::asof::EventRow<u32>, u32)>() > 3 * budget as usize);
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory { budget, spill_dir: dir.path().to_path_buf() };
-    let (held, usage) = block_on(run_within(&spine, &files, 0, &memory, 1));
+    let (held, usage) = block_on(run_within("memory://", &spine, &files, 0, &memory, 1));
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes == 0 && usage.partitions == 1, "{usage:?}");
     assert!(held.iter().all(|(rate, _)| rate.is_some()), "every driver has events before its time");
 
     let long: Vec<(i64, i64)> = (0..60_000).map(|i| (i % 2_000, 300_000 + i)).collect();
     assert!(long.len() as u64 * SPINE_ROW_BYTES > budget / 2, "the spine's slots outgrow half the budget");
-    let (whole, _) = block_on(run_within(&long, &files, 0, &Memory::unlimited(), 1));
-    let (spilled, usage) = block_on(run_within(&long, &files, 0, &memory, 1));
+    let (whole, _) = block_on(run_within("memory://", &long, &files, 0, &Memory::unlimited(), 1));
+    let (spilled, usage) = block_on(run_within("memory://", &long, &files, 0, &memory, 1));
     assert!(usage.peak_bytes <= budget && usage.spilled_bytes > 0 && usage.partitions > 1, "{usage:?}");
     assert_eq!(whole, spilled);
 }

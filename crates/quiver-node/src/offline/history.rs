@@ -196,6 +196,8 @@ pub struct IpcMessages<'a> {
     batch: &'a RecordBatch,
     writer: Option<arrow_ipc::writer::StreamWriter<Vec<u8>>>,
     rows_per_message: usize,
+    /// Room for a message, so that its buffer is not grown (and copied) as it is written.
+    capacity: usize,
     next_row: usize,
     started: bool,
 }
@@ -204,7 +206,8 @@ impl<'a> IpcMessages<'a> {
     pub fn new(batch: &'a RecordBatch, bytes: usize) -> IpcMessages<'a> {
         let row_bytes = batch.get_array_memory_size() / batch.num_rows().max(1);
         let rows_per_message = (bytes / row_bytes.max(1)).max(1);
-        IpcMessages { batch, writer: None, rows_per_message, next_row: 0, started: false }
+        let capacity = rows_per_message.saturating_mul(row_bytes).saturating_add(64 << 10);
+        IpcMessages { batch, writer: None, rows_per_message, capacity, next_row: 0, started: false }
     }
 
     /// The next message's bytes; `None` after the end of the stream.
@@ -221,7 +224,7 @@ impl<'a> IpcMessages<'a> {
         } else {
             writer.finish()?;
         }
-        let data = std::mem::take(writer.get_mut());
+        let data = std::mem::replace(writer.get_mut(), Vec::with_capacity(self.capacity));
         if rows == 0 {
             self.writer = None;
         }
