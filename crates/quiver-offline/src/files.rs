@@ -217,20 +217,27 @@ const WHOLE_FILE_BYTES: u64 = 16 << 20;
 
 /// Reads a committed file: only `columns` (all when `None`), and with a `window`, only the
 /// row groups that can hold events in it. The same window always selects the same rows, so
-/// row positions agree between two reads of a file.
+/// row positions agree between two reads of a file. Decoded on the `cpu` pool (a large file
+/// of a remote store, as its ranges arrive).
 pub async fn read_file(
     store: &OfflineStore,
     file: &DataFile,
     columns: Option<&[&str]>,
     window: Option<&TimeWindow>,
 ) -> Result<Vec<RecordBatch>> {
-    if file.bytes <= WHOLE_FILE_BYTES {
-        return decode(store.get(&file.path).await?, columns, window);
-    }
-    read_ranges(store, file, columns, window).await
+    let Some(fetched) = fetch_whole(store, file).await? else {
+        return read_ranges(store, file, columns, window).await;
+    };
+    let names: Option<Vec<String>> = columns.map(|c| c.iter().map(|n| n.to_string()).collect());
+    let (file, window) = (file.clone(), window.cloned());
+    cpu::run("decoding a file", move || {
+        let names: Option<Vec<&str>> = names.as_ref().map(|n| n.iter().map(String::as_str).collect());
+        fetched.batches(&file, names.as_deref(), window.as_ref())
+    })
+    .await?
 }
 
-/// Decodes a file's bytes, or a file read by ranges: CPU work, for the `cpu` pool.
+/// Decodes a file's bytes, or a file read by ranges.
 fn decode<T: ChunkReader + 'static>(
     input: T,
     columns: Option<&[&str]>,
@@ -304,6 +311,23 @@ enum Fetched {
     Decoded(Vec<RecordBatch>),
 }
 
+impl Fetched {
+    /// The file's batches, decoded here unless they were read by ranges: CPU work, for the
+    /// `cpu` pool.
+    fn batches(
+        self,
+        file: &DataFile,
+        columns: Option<&[&str]>,
+        window: Option<&TimeWindow>,
+    ) -> Result<Vec<RecordBatch>> {
+        match self {
+            Fetched::Local(path) => decode_local(&path, file.bytes, columns, window),
+            Fetched::Whole(bytes) => decode(bytes, columns, window),
+            Fetched::Decoded(batches) => Ok(batches),
+        }
+    }
+}
+
 /// As `read_files`, for `groups` of `files` (ranges of positions) read by one task each:
 /// `then` gets a group's files together, in order, and its result is yielded with the
 /// group's position in `groups`.
@@ -340,11 +364,7 @@ where
                     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
                     let read = (fetched.into_iter())
                         .map(|(at, got, file)| {
-                            let batches = match got {
-                                Fetched::Local(path) => decode_local(&path, file.bytes, Some(&names), Some(&window))?,
-                                Fetched::Whole(bytes) => decode(bytes, Some(&names), Some(&window))?,
-                                Fetched::Decoded(batches) => batches,
-                            };
+                            let batches = got.batches(&file, Some(&names), Some(&window))?;
                             Ok(FileBatches { at, file, batches })
                         })
                         .collect::<Result<_>>()?;
@@ -365,11 +385,8 @@ async fn fetch(
     columns: &Arc<Vec<String>>,
     window: &TimeWindow,
 ) -> Result<Fetched> {
-    if let Some(path) = store.local_file(&file.path) {
-        return Ok(Fetched::Local(path));
-    }
-    if file.bytes <= WHOLE_FILE_BYTES {
-        return Ok(Fetched::Whole(store.get(&file.path).await?));
+    if let Some(fetched) = fetch_whole(store, file).await? {
+        return Ok(fetched);
     }
     let (store, file, columns, window) = (store.clone(), file.clone(), columns.clone(), window.clone());
     let task = tokio::spawn(async move {
@@ -377,6 +394,18 @@ async fn fetch(
         read_ranges(&store, &file, Some(&names), Some(&window)).await
     });
     Ok(Fetched::Decoded(task.await.map_err(joined)??))
+}
+
+/// A file to decode whole: a local one, read where it is decoded, or a small one's bytes.
+/// `None` for a large file of a remote store, which is read by ranges.
+async fn fetch_whole(store: &OfflineStore, file: &DataFile) -> Result<Option<Fetched>> {
+    if let Some(path) = store.local_file(&file.path) {
+        return Ok(Some(Fetched::Local(path)));
+    }
+    if file.bytes <= WHOLE_FILE_BYTES {
+        return Ok(Some(Fetched::Whole(store.get(&file.path).await?)));
+    }
+    Ok(None)
 }
 
 fn joined(e: tokio::task::JoinError) -> quiver_core::Error {
