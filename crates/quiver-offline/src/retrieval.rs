@@ -404,7 +404,8 @@ impl Pass1<'_> {
         });
         while let Some((file_no, events)) = reads.try_next().await? {
             let kept = kept_bytes(&events);
-            // File writes go to the blocking pool.
+            // Off the runtime's workers too: encoding and writing the events takes its turn
+            // on the offline threads, behind the decoding rather than beside it.
             parts = cpu::run("spilling events", move || parts.add(file_no as u32, events).map(|()| parts)).await??;
             tracker.release(kept);
         }
