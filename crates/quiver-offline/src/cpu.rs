@@ -17,19 +17,19 @@ use tokio::sync::oneshot;
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The pool's queue; its threads start on first use.
-fn queue() -> &'static Mutex<Sender<Job>> {
-    static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+fn queue() -> &'static Sender<Job> {
+    static QUEUE: OnceLock<Sender<Job>> = OnceLock::new();
     QUEUE.get_or_init(|| {
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         for i in 0..cores {
             let rx = rx.clone();
-            // A thread that cannot start leaves the others to take the jobs; with none, a
-            // job's sender is dropped unrun and its caller gets an error.
+            // A thread that cannot start leaves the others to take the jobs; with none, the
+            // queue is closed and each caller gets an error.
             let _ = std::thread::Builder::new().name(format!("quiver-cpu-{i}")).spawn(move || work(&rx));
         }
-        Mutex::new(tx)
+        tx
     })
 }
 
@@ -54,8 +54,7 @@ pub async fn run<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send 
             let _ = tx.send(work());
         }
     });
-    let sent = queue().lock().map_err(|_| failed(what)).and_then(|q| q.send(job).map_err(|_| failed(what)));
-    sent?;
+    queue().send(job).map_err(|_| failed(what))?;
     rx.await.map_err(|_| failed(what))
 }
 
