@@ -211,14 +211,14 @@ impl AsyncFileReader for ObjectReader {
 }
 
 /// Files up to this size are fetched whole, with one request: the footer and the column
-/// chunks of a small file would otherwise cost a request each (a GET each on S3, a blocking
-/// task each on a local disk). Larger files are read by ranges, only what a query needs.
+/// chunks of a small file would otherwise cost a request each (a GET each on S3, a read
+/// each on a local disk). Larger files are read by ranges, only what a query needs.
 const WHOLE_FILE_BYTES: u64 = 16 << 20;
 
 /// Reads a committed file: only `columns` (all when `None`), and with a `window`, only the
 /// row groups that can hold events in it. The same window always selects the same rows, so
-/// row positions agree between two reads of a file. Decoded on the `cpu` pool (a large file
-/// of a remote store, as its ranges arrive).
+/// row positions agree between two reads of a file. Decoded on the `cpu` pool, but for a
+/// large file of a remote store, decoded as its ranges arrive.
 pub async fn read_file(
     store: &OfflineStore,
     file: &DataFile,

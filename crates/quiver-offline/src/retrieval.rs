@@ -3,11 +3,11 @@
 //! ingested last, nulls when none. Every spine row is kept, in order, with its columns.
 //!
 //! Pass 1 reads the files that can match (pruned by the manifest's time bounds), newest
-//! first, and holds no event: the events of a day's files (`day_groups`) are offered, on
-//! the group's own task, to the spine rows they can match (`SpineSlots`), which keep the
-//! latest, and the feature values of the rows that won are kept beside them
-//! (`gather::Kept`). Each spine row then has the place of its match, and its values. A spine whose slots do not fit the
-//! retrieval's budget (`spill::Memory`) is partitioned by key, pass 1 reading only keys,
+//! first, and holds no event: the events of a day's files (`day_groups`) are offered, as
+//! one job on the offline threads (`cpu`), to the spine rows they can match (`SpineSlots`),
+//! which keep the latest, and the feature values of the rows that won are kept beside them
+//! (`gather::Kept`). Each spine row then has the place of its match, and its values. A
+//! spine whose slots do not fit the retrieval's budget (`spill::Memory`) is partitioned by key, pass 1 reading only keys,
 //! event times and sequence numbers, its events spilled to local files and joined a
 //! partition at a time (`spill`); pass 2 then reads the feature columns of the files that
 //! matched and takes the matched rows, as it does when the kept values outgrow the budget.
@@ -290,7 +290,7 @@ async fn join_source(
     };
     let places: Vec<Option<Place>> = hits.iter().map(|h| h.map(|h| (h.file, h.row))).collect();
     let gathered = Arc::new(cpu::run("placing the matches", move || Gathered::new(places.into_iter(), taken)).await??);
-    // A column per task, as many at once as there are cores.
+    // A column per job on the offline threads, as many at once as there are cores.
     let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
     let types: Vec<_> = source.features.iter().map(|(i, _)| arrow_type(source.fs.features[*i].ty)).collect();
     let columns: Vec<_> = (types.into_iter().enumerate())
@@ -359,8 +359,8 @@ struct Pass1<'a> {
 
 impl Pass1<'_> {
     /// Reads the files and their `names` columns, a day's files together (`day_groups`,
-    /// groups within a sixteenth of `budget`), offering their events to their slots on the
-    /// group's own task and keeping the values of the rows that won (`kept`); answers the
+    /// groups within a sixteenth of `budget`), offering their events to their slots in the
+    /// group's own job and keeping the values of the rows that won (`kept`); answers the
     /// latest event of every slot, and the values unless it gave up keeping them.
     async fn fold(
         self,

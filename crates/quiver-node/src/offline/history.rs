@@ -218,17 +218,15 @@ impl<'a> IpcMessages<'a> {
         }
         let Some(writer) = self.writer.as_mut() else { return Ok(None) };
         let rows = self.rows_per_message.min(self.batch.num_rows() - self.next_row);
-        if rows > 0 {
-            writer.write(&self.batch.slice(self.next_row, rows))?;
-            self.next_row += rows;
-        } else {
-            writer.finish()?;
-        }
-        let data = std::mem::replace(writer.get_mut(), Vec::with_capacity(self.capacity));
         if rows == 0 {
+            writer.finish()?;
+            let end = std::mem::take(writer.get_mut());
             self.writer = None;
+            return Ok(Some(end));
         }
-        Ok(Some(data))
+        writer.write(&self.batch.slice(self.next_row, rows))?;
+        self.next_row += rows;
+        Ok(Some(std::mem::replace(writer.get_mut(), Vec::with_capacity(self.capacity))))
     }
 }
 
