@@ -3,8 +3,10 @@
 #   quiver-node:local  FROM scratch, a statically linked quiver-node
 #   quiver-s3:local    a root file system holding s3s-fs and the libraries it links, made
 #                      into an image with `docker import`
-#   deploy/secrets/    a CA and a certificate per node (quiverctl cert), made once; after
-#                      the start, admin.token: the cluster admin's token
+#   deploy/secrets/    a CA (ca.pem, ca.key: never mounted), and per node nodeN/ with its own
+#                      member certificate, key and ca.pem, the only files its container
+#                      sees (quiverctl cert), made once; after the start, admin.token: the
+#                      cluster admin's token
 # Usage: deploy/up.sh [--build-only]    (QUIVER_COMPOSE_PROJECT picks the compose project name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +47,9 @@ if [ ! -f "$secrets/ca.pem" ]; then
 fi
 for n in 1 2 3; do
     # Peers reach node$n by its service name, clients on the host at 127.0.0.1.
-    [ -f "$secrets/node$n.pem" ] || "$quiverctl" cert create-node "node$n" --ca-dir "$secrets" --out "$secrets"
+    own="$secrets/node$n"
+    [ -f "$own/node$n.pem" ] || "$quiverctl" cert create-node "node$n" --ca-dir "$secrets" --out "$own"
+    cp "$secrets/ca.pem" "$own/ca.pem"
 done
 
 if [ "${1:-}" = "--build-only" ]; then

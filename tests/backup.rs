@@ -310,6 +310,7 @@ async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
     // Three new members, each restored with the same list, then started together.
     let listen: Vec<String> = (0..3).map(|_| quiver_admin::local_node::free_addr().unwrap()).collect();
     let initial = listen.join(",");
+    let secret = dir.path().join("restored.secret");
     let mut restored = Vec::new();
     for (i, addr) in listen.iter().enumerate() {
         let data = dir.path().join(format!("restored{}", i + 1));
@@ -319,6 +320,8 @@ async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
         let args = [
             "--initial-cluster",
             initial.as_str(),
+            "--cluster-secret",
+            secret.to_str().unwrap(),
             "--config",
             config.as_str(),
             "--offline-store",

@@ -226,14 +226,9 @@ async fn a_joining_node_receives_replicas_and_a_removed_node_is_drained_first() 
     // twelve replicas (four shards, three each) with the data in them.
     let (listen, http) = (free_addr().unwrap(), free_addr().unwrap());
     let join = nodes[1].endpoint();
-    let mut joined = LocalNode::spawn_at(
-        &dir.path().join("node4"),
-        &listen,
-        &http,
-        &["--join", join.trim_start_matches("http://")],
-        &[],
-    )
-    .unwrap();
+    let secret = LocalNode::cluster_secret(dir.path());
+    let args = ["--join", join.trim_start_matches("http://"), "--cluster-secret", secret.to_str().unwrap()];
+    let mut joined = LocalNode::spawn_at(&dir.path().join("node4"), &listen, &http, &args, &[]).unwrap();
     joined.wait_ready(READY).await.unwrap();
     let loads = placement_settles(&first, &[1, 2, 3, 4]).await;
     assert_eq!(loads.iter().sum::<usize>(), 12);

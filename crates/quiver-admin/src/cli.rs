@@ -239,6 +239,8 @@ pub enum TokenRole {
 }
 
 #[derive(Subcommand)]
+// The commands are named as users type them: `cert create-ca`, `create-node`, `create-client`.
+#[allow(clippy::enum_variant_names)]
 pub enum CertCmd {
     /// Write a new CA: ca.pem (give it to nodes as --tls-ca and to clients as --ca) and
     /// ca.key (keep it private: it signs node certificates).
@@ -246,8 +248,9 @@ pub enum CertCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write NAME.pem and NAME.key, a certificate signed by the CA in --ca-dir for the
-    /// --host names and addresses the node is reached at (nodes present it to each other).
+    /// Write NAME.pem and NAME.key, a member certificate signed by the CA in --ca-dir for
+    /// the --host names and addresses the node is reached at (nodes present it to each
+    /// other; only it admits a caller to the RPCs between nodes). Valid 365 days.
     CreateNode {
         name: String,
         #[arg(long)]
@@ -258,6 +261,15 @@ pub enum CertCmd {
         /// localhost and NAME].
         #[arg(long = "host")]
         hosts: Vec<String>,
+    },
+    /// Write NAME.pem and NAME.key, a client certificate signed by the CA in --ca-dir, for a
+    /// client that must present one; never a member's. Valid 90 days.
+    CreateClient {
+        name: String,
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

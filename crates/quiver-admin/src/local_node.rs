@@ -85,7 +85,8 @@ impl LocalNode {
     }
 
     /// Starts `count` nodes under `dir` (`node1`, `node2`…) that form one cluster from the
-    /// same `--initial-cluster` list, and waits until every one is ready.
+    /// same `--initial-cluster` list and cluster secret (`cluster_secret`), and waits until
+    /// every one is ready.
     pub async fn start_cluster(
         dir: &Path,
         count: usize,
@@ -95,7 +96,9 @@ impl LocalNode {
     ) -> Result<Vec<LocalNode>> {
         let listen: Vec<String> = (0..count).map(|_| free_addr()).collect::<Result<_>>()?;
         let initial = listen.join(",");
-        let mut args = vec!["--initial-cluster", initial.as_str()];
+        let secret = LocalNode::cluster_secret(dir);
+        let secret = secret.to_str().context("a temporary path that is not UTF-8")?;
+        let mut args = vec!["--initial-cluster", initial.as_str(), "--cluster-secret", secret];
         args.extend_from_slice(extra);
         let mut nodes = Vec::with_capacity(count);
         for (i, addr) in listen.iter().enumerate() {
@@ -105,6 +108,12 @@ impl LocalNode {
             node.wait_ready(timeout).await?;
         }
         Ok(nodes)
+    }
+
+    /// The cluster secret of the nodes `start_cluster` starts under `dir`, made by the first
+    /// of them to start: give it to a node that joins them.
+    pub fn cluster_secret(dir: &Path) -> PathBuf {
+        dir.join("cluster.secret")
     }
 
     /// Starts a node on fixed addresses without waiting for it: members of a new cluster

@@ -31,6 +31,9 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Cert { action: CertCmd::CreateNode { name, ca_dir, out, hosts } } => {
             return cert::create_node(&name, &ca_dir, &out, &hosts);
         }
+        Cmd::Cert { action: CertCmd::CreateClient { name, ca_dir, out } } => {
+            return cert::create_client(&name, &ca_dir, &out);
+        }
         Cmd::Backup { action } => match action {
             BackupCmd::List { from, format } => return backup::list(&from, format).await,
             BackupCmd::Describe { id, from, format } => return backup::describe(&id, &from, format).await,

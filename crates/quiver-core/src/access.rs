@@ -25,6 +25,11 @@ use crate::registry::{FeatureSet, Project, ResolvedFeature};
 /// The tag that marks a feature (or every feature of a feature set) as personal data.
 pub const PII_TAG: &str = "pii";
 
+/// The name a member certificate carries among its DNS names (`quiverctl cert create-node`),
+/// and a client's certificate never does: what makes a certificate a member's. Under
+/// `.invalid`, which never resolves, so it names no host.
+pub const MEMBER_CERT_NAME: &str = "member.quiver.invalid";
+
 /// A role on a project; each includes what the ones before it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {

@@ -33,6 +33,10 @@ pub struct Config {
     /// Address of any member of a running cluster to join on the first start (the
     /// cluster hands out the node id); ignored once this node has an identity.
     pub join: Option<String>,
+    /// Without TLS, the file holding the secret members prove themselves to each other with
+    /// (see `auth::secret`): given to every member of an initial cluster of several, and to a
+    /// node that joins; copied into the data dir on the first start.
+    pub cluster_secret: Option<PathBuf>,
     /// Shards laid out when the cluster is first initialised; ignored afterwards.
     pub shards: u64,
     /// Where Parquet files go: a directory, `s3://bucket/prefix`, or `memory://`;
@@ -327,6 +331,7 @@ impl Default for Config {
             advertise_client: None,
             initial_cluster: Vec::new(),
             join: None,
+            cluster_secret: None,
             shards: 8,
             offline_store: None,
             s3: Default::default(),

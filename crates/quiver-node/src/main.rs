@@ -39,6 +39,11 @@ struct Args {
     /// Address of any member of a running cluster to join (first start only)
     #[arg(long, env = "QUIVER_JOIN", conflicts_with = "initial_cluster")]
     join: Option<String>,
+    /// Without TLS: the cluster's secret, which members prove themselves with; every member of
+    /// a new cluster of several gets the same path (the first to start makes the file), and a
+    /// joining node a copy of it (first start only)
+    #[arg(long, env = "QUIVER_CLUSTER_SECRET")]
+    cluster_secret: Option<PathBuf>,
     /// Number of shards laid out on first start [default: 8]
     #[arg(long, env = "QUIVER_SHARDS")]
     shards: Option<u64>,
@@ -97,6 +102,9 @@ impl Args {
         }
         if self.advertise_client.is_some() {
             config.advertise_client = self.advertise_client;
+        }
+        if self.cluster_secret.is_some() {
+            config.cluster_secret = self.cluster_secret;
         }
         if let Some(v) = self.shards {
             config.shards = v;

@@ -12,6 +12,7 @@ use crate::groups::Groups;
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    admission_refused: IntCounterVec,
     latency: HistogramVec,
     pub rows_written: IntCounter,
     pub rows_summarized: IntCounter,
@@ -57,6 +58,10 @@ impl Metrics {
                 Opts::new("requests_total", "gRPC requests by method and outcome code"),
                 &["method", "code"],
             )?,
+            admission_refused: IntCounterVec::new(
+                Opts::new("admission_refused_total", "gRPC requests refused on their headers, by outcome code"),
+                &["code"],
+            )?,
             latency: HistogramVec::new(
                 HistogramOpts::new("request_seconds", "gRPC request latency by method")
                     .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 18)?),
@@ -69,7 +74,7 @@ impl Metrics {
             )?,
             audit_dropped: IntCounter::new(
                 "audit_dropped_total",
-                "audit entries of requests without a valid token dropped while the audit queue was full",
+                "audit entries of refused requests (a count per source and minute) dropped while the audit queue was full",
             )?,
             joins_running: IntGaugeVec::new(
                 Opts::new("joins_running", "point-in-time joins running here: training sets, and parts of split ones"),
@@ -86,6 +91,7 @@ impl Metrics {
         };
         let r = &metrics.registry;
         r.register(Box::new(metrics.requests.clone()))?;
+        r.register(Box::new(metrics.admission_refused.clone()))?;
         r.register(Box::new(metrics.audit_dropped.clone()))?;
         r.register(Box::new(metrics.latency.clone()))?;
         r.register(Box::new(metrics.rows_written.clone()))?;
@@ -103,6 +109,11 @@ impl Metrics {
     pub fn observe(&self, method: &str, started: Instant, code: &str) {
         self.requests.with_label_values(&[method, code]).inc();
         self.latency.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts a request admission refused on its headers.
+    pub fn admission_refused(&self, code: tonic::Code) {
+        self.admission_refused.with_label_values(&[&format!("{code:?}")]).inc();
     }
 
     /// The text exposition, with Raft gauges read fresh from each group.

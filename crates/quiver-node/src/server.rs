@@ -12,7 +12,8 @@ use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
 use crate::auth::audit::AuditLog;
-use crate::auth::{Gate, token};
+use crate::auth::member::Credentials;
+use crate::auth::{Gate, secret, token};
 use crate::backup::create::Backups;
 use crate::command::{Command, MetaCommand};
 use crate::config::Config;
@@ -36,8 +37,10 @@ use crate::workers::{self, Context};
 /// first start, and starts the workers. Shard groups follow in the background.
 pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     config.validate()?;
+    make_private(&config.data_dir)?;
     let tls = Tls::load(&config.tls)?;
-    let pool = PeerPool::new(tls.as_ref().map(|t| t.peers.clone()));
+    let secret = secret::establish(&config)?;
+    let pool = PeerPool::new(tls.as_ref().map(|t| t.peers.clone()), Credentials::new(secret.as_ref()));
     let identity = Identity::establish(&mut config, &pool).await?;
     let spill_dir = config.spill_dir();
     let left = quiver_offline::spill::remove_leftovers(&spill_dir).map_err(|e| Error::Config(e.to_string()))?;
@@ -72,7 +75,8 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     if fresh && !identity.joined && members.keys().next() == Some(&me) {
         let voters: BTreeMap<_, _> = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
         info!(node = me, voters = voters.len(), "first start: initialising the cluster");
-        announce_bootstrap_token(&config, &token::write_bootstrap(&config.data_dir)?);
+        token::write_bootstrap(&config.data_dir)?;
+        announce_bootstrap_token(&config);
         meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
     }
     if let Some(secret) = token::read_bootstrap(&config.data_dir)? {
@@ -104,7 +108,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let metrics = Metrics::new();
     let node = Arc::new(Node {
         id: me,
-        gate: Arc::new(Gate::new(&config, meta.clone())),
+        gate: Arc::new(Gate::new(&config, meta.clone(), secret)),
         audit: AuditLog::start(me, proposer.clone(), config.auth.audit_retention()?, metrics.audit_dropped.clone()),
         backups,
         tls,
@@ -119,6 +123,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         engine,
     });
     start_workers(&node, pool);
+    tokio::spawn(record_refusals(node.clone()));
     Ok(node)
 }
 
@@ -189,14 +194,34 @@ async fn bootstrap_shards(config: Config, meta: MetaReader, groups: Arc<Groups>,
     }
 }
 
-/// Says once, at the cluster's first start, where the bootstrap cluster-admin token is; it
-/// is printed as well when authentication is on, as the operator needs it at once.
-fn announce_bootstrap_token(config: &Config, secret: &str) {
+/// Says once, at the cluster's first start, where the bootstrap cluster-admin token is, never
+/// what it is: the node's output ends up in journald and `docker logs`.
+fn announce_bootstrap_token(config: &Config) {
     let path = token::bootstrap_path(&config.data_dir);
-    if config.auth.enabled {
-        eprintln!("cluster admin token (kept in {}; shown only now): {secret}", path.display());
+    info!(file = %path.display(), "wrote the cluster admin token (readable by this user only)");
+}
+
+/// The data dir and everything the node writes are its user's alone: rows, Parquet files,
+/// spills and local backups hold personal values. The umask covers every file a library
+/// makes (sled, object_store, Parquet writers); the data dir made earlier is narrowed too.
+fn make_private(data_dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(format!("making {} private", data_dir.display()), e))
+}
+
+/// Puts refusals for want of a valid token on record: each source's first in a minute, and
+/// once the minute has ended, how many more it sent (`auth::refusals`).
+async fn record_refusals(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for entry in node.gate.refusals_to_record(node.id) {
+            node.audit.record_later(entry);
+        }
     }
-    info!(file = %path.display(), "wrote the cluster admin token");
 }
 
 /// Records the bootstrap token in the meta group once it has a leader, unless a token of

@@ -144,6 +144,10 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     if !args.initial_cluster.is_empty() {
         start += &format!(" --initial-cluster {}", args.initial_cluster.join(","));
     }
+    if args.initial_cluster.len() > 1 {
+        // Without TLS the members prove themselves with one secret (with TLS, omit it).
+        start += " --cluster-secret <one file for every member>";
+    }
     if let Some(store) = &config.offline_store {
         start += &format!(" --offline-store {store}");
     }

@@ -46,18 +46,17 @@ pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Nex
         request.extensions_mut().insert(Arc::new(Call::new(page, Principal::open(), from)));
         return next.run(request).await;
     }
-    match node.gate.caller(secret(request.headers()).as_deref()) {
+    match node.gate.authenticate(secret(request.headers()).as_deref(), from, &format!("GET {path}")) {
         Ok(caller) => {
             request.extensions_mut().insert(Arc::new(Call::new(page, caller, from)));
             next.run(request).await
         }
-        Err(e) => unauthenticated(&node, Call::unauthenticated(page, from), path, request.uri(), e),
+        Err(e) => unauthenticated(path, request.uri(), e),
     }
 }
 
-/// On record (without waiting), then the sign-in form for a page, or 401.
-fn unauthenticated(node: &Node, call: Call, path: &str, uri: &axum::http::Uri, e: crate::error::Error) -> Response {
-    node.audit.record_later(call.entry(node.id, Some(format!("GET {path}")), format!("[{}] {e}", e.code())));
+/// The sign-in form for a page, or 401 (the refusal is counted for the audit log).
+fn unauthenticated(path: &str, uri: &axum::http::Uri, e: crate::error::Error) -> Response {
     match path.starts_with("/ui") {
         true => {
             let back = uri.path_and_query().map_or("/ui", |p| p.as_str());
@@ -122,10 +121,14 @@ struct Login {
     next: Option<String>,
 }
 
-async fn login(State(node): State<Arc<Node>>, Form(form): Form<Login>) -> Response {
+async fn login(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Form(form): Form<Login>,
+) -> Response {
     let next = next_page(form.next.as_deref());
     let token = form.token.trim();
-    match node.gate.caller(Some(token)) {
+    match node.gate.authenticate(Some(token), Some(from), "sign in") {
         Ok(_) => {
             // Never readable by scripts, never sent to another site; only over TLS when on.
             let secure = if node.tls.is_some() { "; Secure" } else { "" };

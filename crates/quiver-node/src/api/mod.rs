@@ -1,8 +1,11 @@
 //! The node's network faces: gRPC (features, registry, admin, Raft) on `listen`, and HTTP
 //! (`/health`, `/metrics`, the dashboard) on `http`; both behind `auth` and TLS when on.
+//! Every gRPC request is admitted on its headers first (`admission`); each service decodes
+//! at most what its requests may need.
 
 mod access;
 pub(crate) mod admin;
+mod admission;
 mod features;
 mod http;
 mod http_gate;
@@ -25,6 +28,12 @@ use quiver_proto::v1::registry_service_server::RegistryServiceServer;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::raft::service::RaftRpc;
+use admission::AdmissionLayer;
+
+/// What one request to the registry may carry: definitions, never data.
+const REGISTRY_MESSAGE_BYTES: usize = 4 << 20;
+/// What one request to the admin or monitoring services may carry.
+const SMALL_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Serves gRPC and HTTP until `shutdown` resolves.
 pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
@@ -43,21 +52,32 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
     if let Some(tls) = &node.tls {
         server = server.tls_config(tls.server.clone()).map_err(|e| Error::Config(format!("TLS: {e}")))?;
     }
+    let admission = AdmissionLayer { gate: node.gate.clone(), metrics: node.metrics.clone() };
     let grpc = server
         .tcp_nodelay(true)
+        .layer(admission)
         .add_service(
             FeatureServiceServer::new(features::FeatureApi { node: node.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(RegistryServiceServer::new(registry::RegistryApi { node: node.clone() }))
-        .add_service(AdminServiceServer::new(admin::AdminApi { node: node.clone() }))
-        .add_service(MonitoringServiceServer::new(monitoring::MonitoringApi { node: node.clone() }))
+        .add_service(
+            RegistryServiceServer::new(registry::RegistryApi { node: node.clone() })
+                .max_decoding_message_size(REGISTRY_MESSAGE_BYTES),
+        )
+        .add_service(
+            AdminServiceServer::new(admin::AdminApi { node: node.clone() })
+                .max_decoding_message_size(SMALL_MESSAGE_BYTES),
+        )
+        .add_service(
+            MonitoringServiceServer::new(monitoring::MonitoringApi { node: node.clone() })
+                .max_decoding_message_size(SMALL_MESSAGE_BYTES),
+        )
         .add_service(
             OfflineServiceServer::new(offline::OfflineApi { node: node.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            RaftServiceServer::new(RaftRpc { groups: node.groups.clone(), members_only: node.tls.is_some() })
+            RaftServiceServer::new(RaftRpc { groups: node.groups.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

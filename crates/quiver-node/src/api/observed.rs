@@ -20,8 +20,8 @@ use crate::node::Node;
 const CHANGES: &[&str] =
     &["Apply", "CreateToken", "RevokeToken", "RemoveNode", "StartShardOperation", "Join", "CreateBackup"];
 
-/// Admits a request (`auth::Gate::admit`); a refusal counts as the method's outcome, and
-/// one for want of a valid token goes on record.
+/// Admits a request to its handler (`auth::Gate::admit`: its caller as found on its
+/// headers, within its size limit); a refusal counts as the method's outcome.
 pub fn admit<T: prost::Message>(
     node: &Node,
     method: &'static str,
@@ -30,10 +30,6 @@ pub fn admit<T: prost::Message>(
     let started = Instant::now();
     node.gate.admit(method, request).map_err(|e| {
         node.metrics.observe(method, started, e.code());
-        if matches!(e, Error::Core(CoreError::Unauthenticated(_))) {
-            let call = Call::unauthenticated(method, request.remote_addr());
-            node.audit.record_later(call.entry(node.id, None, outcome(&Err::<(), _>(&e))));
-        }
         Status::from(e)
     })
 }

@@ -21,10 +21,9 @@ impl Limits {
         Limits { config, buckets: Mutex::new(HashMap::new()) }
     }
 
-    /// Takes one request of `caller` at `now`; `RateLimited` when the caller is over its
-    /// rate, `TooLarge` when the request (`bytes` long, measured only under a cap) is over
-    /// the size cap.
-    pub fn admit(&self, caller: &str, bytes: impl FnOnce() -> usize, now: Instant) -> Result<(), CoreError> {
+    /// `TooLarge` when a request of `caller` (`bytes` long, measured only under a cap) is
+    /// over the size cap.
+    pub fn size(&self, caller: &str, bytes: impl FnOnce() -> usize) -> Result<(), CoreError> {
         let max = self.config.max_request_bytes;
         if max > 0
             && let bytes = bytes()
@@ -34,6 +33,11 @@ impl Limits {
                 "a request of {bytes} bytes from '{caller}'; the limit is {max} bytes ([limits] max_request_bytes)"
             )));
         }
+        Ok(())
+    }
+
+    /// Takes one request of `caller` at `now`; `RateLimited` when the caller is over its rate.
+    pub fn rate(&self, caller: &str, now: Instant) -> Result<(), CoreError> {
         let rate = f64::from(self.config.requests_per_sec);
         if rate == 0.0 {
             return Ok(());
@@ -69,22 +73,23 @@ mod tests {
         let limits = Limits::new(LimitsConfig { requests_per_sec: 10, burst: 3, max_request_bytes: 0 });
         let t0 = Instant::now();
         for _ in 0..3 {
-            limits.admit("a", || 1, t0).unwrap();
+            limits.rate("a", t0).unwrap();
         }
-        let err = limits.admit("a", || 1, t0).unwrap_err();
+        let err = limits.rate("a", t0).unwrap_err();
         assert!(matches!(err, CoreError::RateLimited { retry_after_ms: 100, .. }), "{err:?}");
-        limits.admit("b", || 1, t0).expect("another caller has its own bucket");
-        limits.admit("a", || 1, t0 + Duration::from_millis(100)).expect("refilled by one after 1/rate");
-        assert!(limits.admit("a", || 1, t0 + Duration::from_millis(100)).is_err());
+        limits.rate("b", t0).expect("another caller has its own bucket");
+        limits.rate("a", t0 + Duration::from_millis(100)).expect("refilled by one after 1/rate");
+        assert!(limits.rate("a", t0 + Duration::from_millis(100)).is_err());
     }
 
     #[test]
     fn a_request_over_the_size_cap_is_refused_and_no_limits_means_none() {
         let limits = Limits::new(LimitsConfig { requests_per_sec: 0, burst: 1, max_request_bytes: 100 });
         let now = Instant::now();
-        assert!(matches!(limits.admit("a", || 101, now), Err(CoreError::TooLarge(_))));
+        assert!(matches!(limits.size("a", || 101), Err(CoreError::TooLarge(_))));
         for _ in 0..1000 {
-            limits.admit("a", || 100, now).unwrap();
+            limits.size("a", || 100).unwrap();
+            limits.rate("a", now).unwrap();
         }
     }
 }

@@ -2,12 +2,15 @@
 //! token (`authorization: Bearer qvt_…`), looked up by its hash among the tokens the meta
 //! group records, so a revoked token stops working on a node as soon as the node applies
 //! the revocation (a heartbeat later). What each role may do is `quiver_core::access`.
-//! Every request, authenticated or not, passes the caller's `[limits]`.
-//! The RPCs between nodes take no token but a member's certificate (`member`).
+//! Every request, authenticated or not, passes the caller's `[limits]`. All of it is decided
+//! on the request's headers, before its body is read (`Gate::admit_headers`). The RPCs between
+//! nodes take no token but a member's proof (`member`).
 
 pub mod audit;
 pub mod limits;
 pub mod member;
+pub mod refusals;
+pub mod secret;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use std::time::Instant;
 use quiver_core::Error as CoreError;
 use quiver_core::access::{Need, Principal};
 use quiver_core::audit::AuditEntry;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
 use crate::config::Config;
@@ -24,14 +28,22 @@ use crate::error::Result;
 use crate::meta_reader::MetaReader;
 use audit::AuditLog;
 use limits::Limits;
+use refusals::Refusals;
+use secret::ClusterSecret;
 
 pub struct Gate {
     enabled: bool,
-    /// TLS is on: the RPCs between nodes need a certificate signed by the cluster's CA.
-    member_certs: bool,
+    /// How RPCs between nodes prove they come from a member.
+    members: member::Proof,
     meta: MetaReader,
     limits: Limits,
+    /// Requests refused for want of a valid token, per source and minute.
+    refusals: Refusals,
 }
+
+/// The caller admission found on a request's headers, for its handler (`Gate::admit`).
+#[derive(Clone)]
+struct Admitted(Principal);
 
 /// One admitted request: what it calls, who calls it and from where, and what it asked
 /// to do (noted by `allow`, for the audit log).
@@ -53,13 +65,6 @@ pub fn bearer(header: &str) -> &str {
 impl Call {
     pub fn new(method: &'static str, caller: Principal, from: Option<SocketAddr>) -> Call {
         Call { method, caller, from, subject: Mutex::default() }
-    }
-
-    /// A request without a valid token, as the audit log names its caller.
-    pub fn unauthenticated(method: &'static str, from: Option<SocketAddr>) -> Call {
-        let mut nobody = Principal::open();
-        nobody.name = "unauthenticated".into();
-        Call::new(method, nobody, from)
     }
 
     /// `PermissionDenied` unless the caller may do what `need` says.
@@ -110,12 +115,17 @@ impl Call {
 }
 
 impl Gate {
-    pub fn new(config: &Config, meta: MetaReader) -> Gate {
+    pub fn new(config: &Config, meta: MetaReader, secret: Option<ClusterSecret>) -> Gate {
+        let members = match secret {
+            Some(secret) => member::Proof::Secret(secret),
+            None => member::Proof::Certificate,
+        };
         Gate {
             enabled: config.auth.enabled,
-            member_certs: config.tls.enabled(),
+            members,
             meta,
             limits: Limits::new(config.limits.clone()),
+            refusals: Refusals::default(),
         }
     }
 
@@ -139,16 +149,65 @@ impl Gate {
         Ok(info.principal(crate::raft::now_micros())?)
     }
 
-    /// Authenticates a request and takes it from its caller's limits.
-    pub fn admit<T: prost::Message>(&self, method: &'static str, request: &Request<T>) -> Result<Call> {
-        let header = request.metadata().get("authorization").map(|v| v.to_str().unwrap_or_default());
-        let caller = self.caller(header.map(bearer))?;
-        self.limits.admit(&caller.name, || request.get_ref().encoded_len(), Instant::now())?;
-        Ok(Call::new(method, caller, request.remote_addr()))
+    /// `caller`, counting a refusal against its source (`refusals`): a source past its
+    /// allowance this minute is told to back off rather than why it was refused.
+    pub fn authenticate(&self, secret: Option<&str>, from: Option<SocketAddr>, what: &str) -> Result<Principal> {
+        self.caller(secret).map_err(|e| {
+            let now = crate::raft::now_micros();
+            if !self.refusals.count(from.map(|a| a.ip()), what, &format!("[{}] {e}", e.code()), now) {
+                return e;
+            }
+            let wait = 60_000 - (now / 1000).rem_euclid(60_000);
+            CoreError::RateLimited {
+                reason: format!("more than {} requests without a valid token this minute", refusals::ALLOWANCE),
+                retry_after_ms: wait as u64,
+            }
+            .into()
+        })
     }
 
-    /// Refuses an RPC between nodes from anything but a member (`member`).
-    pub fn member<T>(&self, method: &str, request: &Request<T>) -> std::result::Result<(), Status> {
-        member::check(self.member_certs, method, request)
+    /// The audit entries of refusals in minutes that have ended (node `node`).
+    pub fn refusals_to_record(&self, node: u64) -> Vec<AuditEntry> {
+        self.refusals.drain(node, crate::raft::now_micros())
     }
+
+    /// Admission of a gRPC request on its headers, before its body is read: an RPC between
+    /// nodes needs a member's proof; any other, with authentication on, a valid token, and
+    /// its caller must be within its rate. The caller is left in the request's extensions.
+    pub fn admit_headers<B>(&self, request: &mut http::Request<B>) -> std::result::Result<(), Status> {
+        let path = request.uri().path();
+        let method = path.rsplit('/').next().unwrap_or_default();
+        if member::is_member_route(path) {
+            return self.members.check(method, request);
+        }
+        let header = request.headers().get("authorization").map(|v| v.to_str().unwrap_or_default());
+        let from = remote_addr(request);
+        let caller = self.authenticate(header.map(bearer), from, method)?;
+        self.limits.rate(&caller.name, Instant::now()).map_err(crate::error::Error::from)?;
+        request.extensions_mut().insert(Admitted(caller));
+        Ok(())
+    }
+
+    /// The call a handler serves: its caller as admission found it (`admit_headers`), within
+    /// the caller's size limit.
+    pub fn admit<T: prost::Message>(&self, method: &'static str, request: &Request<T>) -> Result<Call> {
+        let caller = match request.extensions().get::<Admitted>() {
+            Some(Admitted(caller)) => caller.clone(),
+            // Only a request that bypassed the server's layers (a handler called directly).
+            None => {
+                let header = request.metadata().get("authorization").map(|v| v.to_str().unwrap_or_default());
+                self.caller(header.map(bearer))?
+            }
+        };
+        self.limits.size(&caller.name, || request.get_ref().encoded_len())?;
+        Ok(Call::new(method, caller, request.remote_addr()))
+    }
+}
+
+/// The address a request came from, as the connection gave it (plain or TLS).
+fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    let tcp = extensions.get::<TcpConnectInfo>();
+    let tls = || extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(TlsConnectInfo::get_ref);
+    tcp.or_else(tls).and_then(TcpConnectInfo::remote_addr)
 }

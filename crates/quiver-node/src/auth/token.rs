@@ -21,9 +21,14 @@ pub type TokenHash = [u8; 32];
 
 /// A new token secret: `qvt_` and 64 hex digits.
 pub fn generate() -> Result<String> {
+    random_hex(PREFIX)
+}
+
+/// `prefix` and 256 bits from the system's random source, in hex.
+pub fn random_hex(prefix: &str) -> Result<String> {
     let mut bytes = [0u8; 32];
     SystemRandom::new().fill(&mut bytes).map_err(|_| Error::Config("the system's random source failed".into()))?;
-    Ok(PREFIX.to_string() + &bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    Ok(prefix.to_string() + &bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 pub fn hash(secret: &str) -> TokenHash {

@@ -17,17 +17,24 @@ use quiver_proto::v1::RaftMessage;
 use quiver_proto::v1::raft_service_client::RaftServiceClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{NodeId, TypeConfig};
+use crate::auth::member::Credentials;
 use crate::codec::{decode, encode};
 
-/// Channels to peers, by address; over TLS when the node has it.
+/// A channel to a peer whose every request carries this node's proof of membership.
+pub type PeerChannel = InterceptedService<Channel, Credentials>;
+
+/// Channels to peers, by address; over TLS when the node has it, with the cluster secret
+/// when it has one (`auth::member`).
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<String, PeerChannel>>>,
     answered: Answered,
     tls: Option<ClientTlsConfig>,
+    credentials: Credentials,
 }
 
 /// When each peer last answered a Raft message of any group.
@@ -48,7 +55,7 @@ impl PeerPool {
         answered.get(&node).is_some_and(|at| at.elapsed() <= within)
     }
 
-    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+    pub fn channel(&self, addr: &str) -> Result<PeerChannel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
@@ -61,7 +68,7 @@ impl PeerPool {
     /// A channel on a connection of its own: for a long stream read at its own pace, which
     /// on a shared connection could use up the connection's flow-control window while
     /// unread and stall the streams beside it.
-    pub fn own_channel(&self, addr: &str) -> Result<Channel, String> {
+    pub fn own_channel(&self, addr: &str) -> Result<PeerChannel, String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| format!("peer address {addr}: {e}"))?
@@ -70,12 +77,12 @@ impl PeerPool {
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.clone()).map_err(|e| format!("TLS to {addr}: {e}"))?;
         }
-        Ok(endpoint.connect_lazy())
+        Ok(InterceptedService::new(endpoint.connect_lazy(), self.credentials.clone()))
     }
 
-    /// A pool whose channels use `tls`, when given.
-    pub fn new(tls: Option<ClientTlsConfig>) -> PeerPool {
-        PeerPool { channels: Arc::default(), answered: Answered::default(), tls }
+    /// A pool whose channels use `tls`, when given, and carry `credentials`.
+    pub fn new(tls: Option<ClientTlsConfig>, credentials: Credentials) -> PeerPool {
+        PeerPool { channels: Arc::default(), answered: Answered::default(), tls, credentials }
     }
 }
 
@@ -96,7 +103,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerClient {
     group: u64,
     target: NodeId,
-    channel: Result<Channel, String>,
+    channel: Result<PeerChannel, String>,
     answered: Answered,
 }
 

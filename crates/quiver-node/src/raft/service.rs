@@ -1,7 +1,7 @@
 //! The receiving side of Raft messages: finds the group the message names among the groups
 //! this node hosts. A message for a group not opened here is refused, never answered by
-//! opening it: only the meta state machine decides what a node hosts. Every message must
-//! come from a member of the cluster (`auth`).
+//! opening it: only the meta state machine decides what a node hosts. Every message has
+//! been admitted as a member's before it reaches here (`auth::member`).
 
 use std::sync::Arc;
 
@@ -10,7 +10,6 @@ use quiver_proto::v1::raft_service_server::RaftService;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::auth::member;
 use crate::backup::format::{CutHeader, Frame};
 use crate::codec::{decode, encode};
 use crate::command::Command;
@@ -23,8 +22,6 @@ const CUT_CHUNK: usize = 2_000;
 
 pub struct RaftRpc {
     pub groups: Arc<Groups>,
-    /// TLS is on: callers must present a member's certificate (`auth::member`).
-    pub members_only: bool,
 }
 
 fn reply<T: Serialize, E: Serialize>(group_id: u64, result: Result<T, E>) -> Result<Response<RaftMessage>, Status> {
@@ -51,7 +48,6 @@ impl RaftService for RaftRpc {
     type ReadCutStream = Streamed<RaftMessage>;
 
     async fn read_cut(&self, request: Request<RaftMessage>) -> Result<Response<Self::ReadCutStream>, Status> {
-        member::check(self.members_only, "ReadCut", &request)?;
         let group_id = request.into_inner().group_id;
         let group = self
             .groups
@@ -98,21 +94,18 @@ impl RaftService for RaftRpc {
     }
 
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        member::check(self.members_only, "AppendEntries", &request)?;
         let msg = request.into_inner();
         let (raft, req) = self.open(&msg)?;
         reply(msg.group_id, raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        member::check(self.members_only, "Vote", &request)?;
         let msg = request.into_inner();
         let (raft, req) = self.open(&msg)?;
         reply(msg.group_id, raft.vote(req).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        member::check(self.members_only, "InstallSnapshot", &request)?;
         let msg = request.into_inner();
         let (raft, req) = self.open(&msg)?;
         reply(msg.group_id, raft.install_snapshot(req).await)
@@ -121,7 +114,6 @@ impl RaftService for RaftRpc {
     /// The answer always travels in `payload`, as a `Result` whose error is the core error
     /// the proposer would have seen, so forwarding is transparent to the caller.
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        member::check(self.members_only, "Propose", &request)?;
         let msg = request.into_inner();
         let answer = match self.groups.get(msg.group_id) {
             Some(group) => match decode::<Command>(&msg.payload) {
@@ -135,7 +127,6 @@ impl RaftService for RaftRpc {
     }
 
     async fn campaign(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        member::check(self.members_only, "Campaign", &request)?;
         let msg = request.into_inner();
         let group = self
             .groups

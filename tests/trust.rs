@@ -1,0 +1,216 @@
+//! Trust, probed the way a hostile user would: the RPCs between nodes called by a client
+//! that is not Quiver's own (Python's grpcio, stubs generated from `proto/` by
+//! grpcio-tools, `tests/probe/probe.py`) in every configuration a node accepts, refused on
+//! their headers with nothing read or changed; and unauthenticated floods that cost the node
+//! neither memory nor audit log.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use quiver_client::{AuditQuery, Client, NewToken, Role, Scope};
+use quiver_tests::{LocalNode, binary};
+
+/// Every RPC between nodes the probe calls.
+const MEMBER_RPCS: [&str; 9] =
+    ["AppendEntries", "Vote", "InstallSnapshot", "Propose", "Campaign", "ReadCut", "Join", "MetaReadIndex", "JoinPart"];
+
+/// Runs the probe against `endpoint` (`host:port`) with more `args`; answers each call's code.
+fn probe(endpoint: &str, args: &[&str]) -> BTreeMap<String, String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("python3")
+        .arg(format!("{root}/probe/probe.py"))
+        .args(["--proto", &format!("{root}/../proto"), "--endpoint", endpoint])
+        .args(args)
+        .output()
+        .expect("python3 runs (with grpcio-tools: .ci/run installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "probe failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("probe printed {stdout}: {e}"))
+}
+
+fn host(node: &LocalNode) -> String {
+    node.endpoint().trim_start_matches("http://").to_string()
+}
+
+/// Every RPC between nodes was refused as a non-member's: never decoded, never answered.
+fn all_refused(codes: &BTreeMap<String, String>, how: &str) {
+    assert_eq!(codes.len(), MEMBER_RPCS.len(), "{how}: {codes:?}");
+    for (rpc, code) in codes {
+        assert!(code == "UNAUTHENTICATED" || code == "PERMISSION_DENIED", "{how}: {rpc} answered {code}");
+    }
+}
+
+fn ctl(args: &[&str]) -> String {
+    let out = std::process::Command::new(binary("quiverctl").unwrap()).args(args).output().expect("quiverctl runs");
+    assert!(out.status.success(), "quiverctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token")).expect("the first member wrote admin.token").trim().into()
+}
+
+async fn viewer(root: &Client) -> String {
+    let new = NewToken {
+        name: "viewer".into(),
+        scope: Scope::Project("rides".into()),
+        role: Role::Viewer,
+        pii: false,
+        ttl: None,
+    };
+    root.create_token(&new).await.expect("token created").0
+}
+
+/// What a successful attack would have changed: members, tokens, the audit log's size.
+async fn state(root: &Client) -> (usize, usize, usize) {
+    let status = root.status().await.unwrap();
+    let tokens = root.list_tokens(None).await.unwrap();
+    let audit = root.audit(&AuditQuery::default()).await.unwrap();
+    (status.nodes.len(), tokens.len(), audit.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tls_only_the_cluster_secret_admits_a_caller_to_the_rpcs_between_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = LocalNode::start(&data, &["--auth"]).await.unwrap();
+    let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
+    let viewer = viewer(&root).await;
+    let admin = admin_token(&data);
+    let before = state(&root).await;
+
+    all_refused(&probe(&host(&node), &[]), "no token");
+    all_refused(&probe(&host(&node), &["--token", &viewer]), "a viewer's token");
+    all_refused(&probe(&host(&node), &["--token", &admin]), "a cluster admin's token");
+    let wrong = dir.path().join("wrong.secret");
+    std::fs::write(&wrong, "qvs_".to_string() + &"0".repeat(64)).unwrap();
+    let guessed = probe(&host(&node), &["--secret", wrong.to_str().unwrap()]);
+    all_refused(&guessed, "a made-up secret");
+    assert_eq!(guessed["Join"], "PERMISSION_DENIED");
+
+    // The node's own secret passes admission: the garbage body then reaches the decoder.
+    let secret = data.join("cluster.secret");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the secret is the node user's alone");
+    let member = probe(&host(&node), &["--secret", secret.to_str().unwrap(), "--only", "AppendEntries"]);
+    assert_eq!(member["AppendEntries"], "INVALID_ARGUMENT", "{member:?}");
+
+    let after = state(&root).await;
+    assert_eq!((after.0, after.1), (before.0, before.1), "no member added, no token minted");
+    assert!(after.2 >= before.2, "nothing erased from the audit log: {before:?} → {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insecure_node_still_admits_only_members_to_the_rpcs_between_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--insecure"]).await.unwrap();
+    let root = node.client().await.unwrap();
+    let before = root.status().await.unwrap().nodes.len();
+    all_refused(&probe(&host(&node), &[]), "--insecure, no token");
+    assert_eq!(root.status().await.unwrap().nodes.len(), before, "no member added");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_a_client_certificate_from_the_cluster_ca_is_never_a_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let c = certs.to_str().unwrap();
+    ctl(&["cert", "create-ca", "--out", c]);
+    ctl(&["cert", "create-node", "nodes", "--ca-dir", c, "--out", c]);
+    let made = ctl(&["cert", "create-client", "intruder", "--ca-dir", c, "--out", c]);
+    assert!(made.contains("client certificate"), "{made}");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let (cert, key, ca) = (file("nodes.pem"), file("nodes.key"), file("ca.pem"));
+    let data = dir.path().join("node");
+    let args = ["--auth", "--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca];
+    let node = LocalNode::start(&data, &args).await.unwrap();
+    assert!(!data.join("cluster.secret").exists(), "members prove themselves by certificate under TLS");
+    let endpoint = node.endpoint().replace("http://", "https://");
+    let root =
+        Client::builder(&endpoint).ca(std::fs::read(&ca).unwrap()).token(admin_token(&data)).connect().await.unwrap();
+    let viewer = viewer(&root).await;
+    let before = state(&root).await;
+    // The node's certificate names 127.0.0.1 and localhost; grpcio checks the name.
+    let target = host(&node).replace("127.0.0.1", "localhost");
+    let (client_cert, client_key) = (file("intruder.pem"), file("intruder.key"));
+    let intruder = ["--ca", &ca, "--cert", &client_cert, "--key", &client_key];
+    all_refused(&probe(&target, &["--ca", &ca]), "TLS without a client certificate");
+    all_refused(&probe(&target, &intruder), "a client certificate signed by the cluster's CA");
+    all_refused(&probe(&target, &[&intruder[..], &["--token", &viewer]].concat()), "a client certificate and a token");
+
+    // The member certificate passes admission: the garbage body then reaches the decoder.
+    let member = probe(&target, &["--ca", &ca, "--cert", &cert, "--key", &key, "--only", "AppendEntries"]);
+    assert_eq!(member["AppendEntries"], "INVALID_ARGUMENT", "{member:?}");
+    let after = state(&root).await;
+    assert_eq!((after.0, after.1), (before.0, before.1), "no member added, no token minted");
+}
+
+/// The peak resident memory of process `pid` so far, in bytes (`VmHWM`).
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
+    kib.trim().parse::<u64>().unwrap() << 10
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_floods_cost_neither_memory_nor_audit_log() {
+    use quiver_proto::v1::feature_service_client::FeatureServiceClient;
+    use quiver_proto::v1::{StatusRequest, WriteFeaturesRequest, admin_service_client::AdminServiceClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = LocalNode::start(&data, &["--auth"]).await.unwrap();
+    let pid = node.pid().unwrap();
+    let before = peak_memory(pid);
+
+    // 1 GiB of bodies without a token, five at once, each within the service's message
+    // limit: refused on the headers, never read.
+    let channel = tonic::transport::Endpoint::from_shared(node.endpoint()).unwrap().connect().await.unwrap();
+    let body = "x".repeat(200 << 20);
+    let sends = (0..5).map(|_| {
+        let mut client = FeatureServiceClient::new(channel.clone()).max_encoding_message_size(usize::MAX);
+        let request = WriteFeaturesRequest { project: body.clone(), ..Default::default() };
+        async move { client.write_features(request).await.map(drop) }
+    });
+    for result in futures::future::join_all(sends).await {
+        let code = result.unwrap_err().code();
+        assert!(
+            matches!(code, tonic::Code::Unauthenticated | tonic::Code::Cancelled | tonic::Code::Unknown),
+            "{code:?}"
+        );
+    }
+    drop(body);
+    let grown = peak_memory(pid).saturating_sub(before);
+    println!("node peak memory grew {} MiB under 1 GiB of unauthenticated bodies", grown >> 20);
+    assert!(grown < 128 << 20, "the node buffered bodies it refused: its peak grew {} MiB", grown >> 20);
+
+    // 10,000 made-up tokens: the audit log keeps a first entry and a count per source and minute.
+    let mut admin = AdminServiceClient::new(channel);
+    for i in 0..10_000 {
+        let mut request = tonic::Request::new(StatusRequest {});
+        request.metadata_mut().insert("authorization", format!("Bearer qvt_made_up_{i}").parse().unwrap());
+        let code = admin.status(request).await.unwrap_err().code();
+        assert!(matches!(code, tonic::Code::Unauthenticated | tonic::Code::ResourceExhausted), "{code:?}");
+    }
+    let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
+    let query = AuditQuery { actor: Some("unauthenticated".into()), ..AuditQuery::default() };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let entries = root.audit(&query).await.unwrap();
+        let counted: u64 = entries
+            .iter()
+            .map(|e| match e.detail.split_once(" more requests without a valid token") {
+                Some((n, _)) => n.parse::<u64>().unwrap(),
+                None => 1,
+            })
+            .sum();
+        // The five bodies and the tokens, all from one source over at most three minutes.
+        assert!(entries.len() <= 6, "one first entry and one count per minute: {entries:#?}");
+        if counted == 10_005 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counted {counted} of 10,005 refusals in {entries:#?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
