@@ -105,10 +105,10 @@ async fn each_role_may_do_what_it_grants_on_its_own_project_and_nothing_more() {
     let requests = [Read, Write, History, Stats, Apply, IssueToken, ShardOperation, Status];
     // Per token, which of `requests` it may make (1) or is refused (0).
     let table: [(&str, &str, Role, [u8; 8]); 4] = [
-        ("viewer", "rides", Role::Viewer, [1, 0, 1, 1, 0, 0, 0, 1]),
-        ("writer", "rides", Role::Writer, [1, 1, 1, 1, 0, 0, 0, 1]),
-        ("owner", "rides", Role::Admin, [1, 1, 1, 1, 1, 1, 0, 1]),
-        ("stranger", "other", Role::Admin, [0, 0, 0, 0, 0, 0, 0, 1]),
+        ("viewer", "rides", Role::Viewer, [1, 0, 1, 1, 0, 0, 0, 0]),
+        ("writer", "rides", Role::Writer, [1, 1, 1, 1, 0, 0, 0, 0]),
+        ("owner", "rides", Role::Admin, [1, 1, 1, 1, 1, 1, 0, 0]),
+        ("stranger", "other", Role::Admin, [0, 0, 0, 0, 0, 0, 0, 0]),
     ];
     let mut n = 0;
     for (name, project, role, allowed) in table {
@@ -176,7 +176,7 @@ async fn missing_unknown_expired_and_revoked_tokens_are_each_refused_by_name() {
     unauthenticated(short_lived.status().await, "expired");
 
     let revoked = client(&node, &token(&root, "gone", "rides", Role::Viewer, false).await).await;
-    revoked.status().await.unwrap();
+    revoked.shard_map().await.unwrap();
     root.revoke_token("gone").await.unwrap();
     unauthenticated(revoked.status().await, "revoked");
     let again = NewToken {
@@ -206,7 +206,7 @@ async fn a_revoked_token_is_refused_by_every_node_of_a_cluster() {
         let c = client(node, &secret).await;
         // A node that has not applied the new token yet says so: wait for it.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while let Err(e) = c.status().await {
+        while let Err(e) = c.shard_map().await {
             assert!(Instant::now() < deadline, "node never accepted the new token: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -216,7 +216,7 @@ async fn a_revoked_token_is_refused_by_every_node_of_a_cluster() {
     for (i, c) in clients.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match c.status().await {
+            match c.shard_map().await {
                 Err(Error::Server(CoreError::Unauthenticated(text))) => {
                     assert!(text.contains("revoked"), "{text}");
                     break;
@@ -431,4 +431,68 @@ async fn the_audit_log_records_each_kind_of_event_and_survives_losing_the_metada
         None,
     );
     assert!(out.success && out.stdout.contains("read personal features vitals:age"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_holder_of_the_pii_grant_removes_a_pii_tag_or_gives_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    root.apply(&definitions(RIDES)).await.unwrap();
+    let untagged = RIDES.replace("{name: city, type: string, tags: [pii]}", "{name: city, type: string}");
+    assert_ne!(untagged, RIDES, "the example tags city pii");
+
+    // A project admin without the grant may apply, but not strip the tag.
+    let owner = client(&node, &token(&root, "owner", "rides", Role::Admin, false).await).await;
+    owner.apply(&definitions(RIDES)).await.expect("re-applying unchanged definitions");
+    let stripped = owner.apply(&definitions(&untagged)).await.map(drop);
+    assert!(denied(&stripped), "{stripped:?}");
+    let text = stripped.unwrap_err().to_string();
+    assert!(text.contains("driver_stats:city") && text.contains("token 'owner'"), "{text}");
+    let viewer = client(&node, &token(&root, "viewer", "rides", Role::Viewer, false).await).await;
+    let read = OnlineRequest {
+        project: "rides".into(),
+        features: FeatureSelection::Refs(vec!["driver_stats:city".into()]),
+        entities: vec![driver_key(1)],
+        consistency: quiver_client::Consistency::Linearizable,
+    };
+    assert!(denied(&viewer.get_online(read.clone()).await.map(drop)), "city is still personal");
+
+    // With the grant it may, and the audit entry says what was personal before and after.
+    let granted = client(&node, &token(&root, "steward", "rides", Role::Admin, true).await).await;
+    granted.apply(&definitions(&untagged)).await.expect("the grant's holder removes the tag");
+    viewer.get_online(read).await.expect("no longer personal");
+    let query = quiver_client::AuditQuery { actor: Some("steward".into()), ..Default::default() };
+    let entries = root.audit(&query).await.unwrap();
+    assert!(
+        entries.iter().any(|e| e.action == "Apply"
+            && e.detail.contains("personal features before: [driver_stats:city]")
+            && e.detail.contains("after: []")),
+        "{entries:#?}"
+    );
+
+    // A cluster admin without the grant gives it to nobody, not even a new cluster admin.
+    let plain_root = NewToken { name: "ops".into(), scope: Scope::Cluster, role: Role::Admin, pii: false, ttl: None };
+    let ops = client(&node, &root.create_token(&plain_root).await.unwrap().0).await;
+    for (name, scope) in [("pii-root", Scope::Cluster), ("pii-owner", Scope::Project("rides".into()))] {
+        let new = NewToken { name: name.into(), scope, role: Role::Admin, pii: true, ttl: None };
+        let given = ops.create_token(&new).await.map(drop);
+        assert!(denied(&given), "{given:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_of_a_personal_feature_needs_the_pii_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    root.apply(&definitions(RIDES)).await.unwrap();
+    let window = StatsWindow::Offline { from: None, to: None };
+    let target = quiver_client::DriftTarget::FeatureSet("driver_stats".into());
+    let viewer = client(&node, &token(&root, "viewer", "rides", Role::Viewer, false).await).await;
+    let refused = viewer.drift("rides", &target, &window, &window).await.map(drop);
+    assert!(denied(&refused) && refused.unwrap_err().to_string().contains("driver_stats:city"));
+    let granted = client(&node, &token(&root, "analyst", "rides", Role::Viewer, true).await).await;
+    let answered = granted.drift("rides", &target, &window, &window).await.map(drop);
+    assert!(!denied(&answered), "the grant's holder is not refused: {answered:?}");
 }

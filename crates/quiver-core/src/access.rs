@@ -120,7 +120,7 @@ impl TokenInfo {
 /// What a request needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need<'a> {
-    /// Any valid token: cluster status, the shard map.
+    /// Any valid token: the shard map.
     Caller,
     /// This role on the project; `action` says what for, in the error.
     Project { project: &'a str, role: Role, action: &'a str },
@@ -200,6 +200,14 @@ impl Principal {
         }
     }
 
+    /// May this caller give the PII grant on `scope`: only a holder of that grant gives it.
+    pub fn may_give_pii(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::Project(project) => self.reads_pii(project),
+            Scope::Cluster => matches!(self.grant, None | Some((Scope::Cluster, _, true))),
+        }
+    }
+
     /// `PermissionDenied` naming the first of `features` that is personal data, unless this
     /// caller holds the PII grant on `project`.
     pub fn check_pii(&self, project: &Project, features: &[ResolvedFeature]) -> Result<()> {
@@ -248,6 +256,13 @@ pub fn personal(project: &Project, features: &[ResolvedFeature]) -> Result<Vec<S
         }
     }
     Ok(found)
+}
+
+/// The personal features of the latest version of each of `project`'s feature sets, as
+/// `set:feature`: what a registry apply may not narrow without the PII grant.
+pub fn personal_features(project: Option<&Project>) -> std::collections::BTreeSet<String> {
+    let latest = project.into_iter().flat_map(|p| p.feature_sets.values().filter_map(|versions| versions.last()));
+    latest.flat_map(personal_in).collect()
 }
 
 /// The features of `set` that are personal data, as `set:feature`.

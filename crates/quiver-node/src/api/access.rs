@@ -43,12 +43,12 @@ pub async fn create(node: &Node, call: &Call, req: v1::CreateTokenRequest) -> Re
         (Scope::Project(_), role) => role.parse()?,
     };
     allow_on(call, &scope, "issuing tokens")?;
-    if let Scope::Project(project) = &scope
-        && req.pii
-        && !call.caller.reads_pii(project)
-    {
-        let why =
-            format!("token '{}' has no PII grant on project '{project}', so it cannot give one", call.caller.name);
+    if req.pii && !call.caller.may_give_pii(&scope) {
+        let on = match &scope {
+            Scope::Project(project) => format!("project '{project}'"),
+            Scope::Cluster => "every project".into(),
+        };
+        let why = format!("token '{}' has no PII grant on {on}, so it cannot give one", call.caller.name);
         return Err(CoreError::PermissionDenied(why).into());
     }
     let ttl_micros = match req.ttl_secs {

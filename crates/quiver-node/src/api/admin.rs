@@ -153,7 +153,11 @@ impl AdminService for AdminApi {
 
     async fn status(&self, request: Request<StatusRequest>) -> std::result::Result<Response<StatusResponse>, Status> {
         let call = admit(&self.node, "Status", &request)?;
-        observed(&self.node, &call, cluster_status(&self.node)).await
+        observed(&self.node, &call, async {
+            call.allow(Need::Cluster { action: "reading the cluster's status" })?;
+            cluster_status(&self.node).await
+        })
+        .await
     }
 
     async fn create_token(

@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use quiver_core::access::Principal;
+use quiver_core::access::{Need, Principal};
 use serde::Deserialize;
 
 use crate::auth::{Call, bearer};
@@ -36,6 +36,10 @@ fn secret(headers: &HeaderMap) -> Option<String> {
     cookies.flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
 }
 
+/// Pages that show the cluster itself rather than a project (`/metrics` may be opened to
+/// scrapers with `[auth] open_metrics`).
+const CLUSTER_VIEWS: &[&str] = &["/metrics", "/ui/cluster"];
+
 /// Lets a request through with its caller in the extensions, or answers why not.
 pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
@@ -48,7 +52,19 @@ pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Nex
     }
     match node.gate.authenticate(secret(request.headers()).as_deref(), from, &format!("GET {path}")) {
         Ok(caller) => {
-            request.extensions_mut().insert(Arc::new(Call::new(page, caller, from)));
+            let call = Call::new(page, caller, from);
+            // Node addresses, groups, backup locations: for the cluster's admins.
+            if CLUSTER_VIEWS.contains(&path)
+                && let Err(e) = call.allow(Need::Cluster { action: "viewing the cluster" })
+            {
+                node.audit.record_later(call.entry(
+                    node.id,
+                    Some(format!("GET {path}")),
+                    format!("[{}] {e}", e.code()),
+                ));
+                return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+            }
+            request.extensions_mut().insert(Arc::new(call));
             next.run(request).await
         }
         Err(e) => unauthenticated(path, request.uri(), e),

@@ -73,6 +73,8 @@ impl MonitoringApi {
             None => return Err(CoreError::InvalidArgument("name a feature set or a feature vector".into()).into()),
         };
         let refs = project.feature_refs(&selection)?;
+        // Drift of a personal feature is derived from its values: it needs the grant too.
+        call.caller.check_pii(project, &project.resolve(&refs)?)?;
         let (Some(reference), Some(current)) = (&req.reference, &req.current) else {
             return Err(CoreError::InvalidArgument("give both a reference and a current window".into()).into());
         };

@@ -10,14 +10,44 @@ use quiver_proto::{change_to_proto, definitions_from_proto, project_to_proto};
 use tonic::{Request, Response, Status};
 
 use super::observed::{admit, observed};
+use crate::auth::Call;
 use crate::command::MetaCommand;
 use crate::command::Response as RaftResponse;
 use crate::error::Error;
 use crate::node::Node;
-use quiver_core::access::{Need, Role};
+use quiver_core::access::{Need, PII_TAG, Role, personal_features};
+use quiver_core::spec::Definitions;
 
 pub struct RegistryApi {
     pub node: Arc<Node>,
+}
+
+impl RegistryApi {
+    /// Removing a `pii` tag (of a feature or a feature set) makes values readable without
+    /// the grant: only a holder of the PII grant on the project may. A change of what is
+    /// personal goes in the audit entry, before and after.
+    async fn check_pii_tags(&self, call: &Call, defs: &Definitions) -> Result<(), Error> {
+        let state = self.node.meta.caught_up().await?;
+        let before = personal_features(state.registry.projects.get(&defs.project));
+        let mut trial = state.registry.clone();
+        trial.apply(defs, crate::raft::now_micros())?;
+        let after = personal_features(trial.projects.get(&defs.project));
+        if before == after {
+            return Ok(());
+        }
+        if let Some(unmarked) = before.difference(&after).next()
+            && !call.caller.reads_pii(&defs.project)
+        {
+            return Err(quiver_core::Error::PermissionDenied(format!(
+                "these definitions make feature '{unmarked}' of project '{}' no longer personal (its {PII_TAG} tag                  removed); token '{}' has no PII grant on the project, which that needs",
+                defs.project, call.caller.name
+            ))
+            .into());
+        }
+        let list = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+        call.note(format!("personal features before: [{}]; after: [{}]", list(&before), list(&after)));
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -28,6 +58,7 @@ impl RegistryService for RegistryApi {
             let defs = definitions_from_proto(request.into_inner())?;
             let need = Need::Project { project: &defs.project, role: Role::Admin, action: "applying definitions" };
             call.allow(need)?;
+            self.check_pii_tags(&call, &defs).await?;
             let response = self.node.proposer.write_meta(MetaCommand::ApplyDefinitions(defs)).await?;
             let RaftResponse::Applied(changes) = response else {
                 return Err(Error::Raft(format!("unexpected answer to a registry apply: {response:?}")));

@@ -78,6 +78,12 @@ impl Call {
         Ok(self.caller.check(need)?)
     }
 
+    /// Adds `detail` to what the audit entry says this call asked.
+    pub fn note(&self, detail: String) {
+        let mut subject = self.subject.lock().unwrap_or_else(|e| e.into_inner());
+        subject.1 = format!("{}; {detail}", subject.1);
+    }
+
     /// Puts a read of the personal features `features` finds on record in `log` (node
     /// `node`) before their values leave the node. With authentication off every caller is
     /// anonymous: no record, and `features` is not even asked.

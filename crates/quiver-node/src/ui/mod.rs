@@ -129,7 +129,7 @@ async fn catalog_body(node: &Node, caller: &Principal) -> Result<String> {
         let mut runs = Vec::new();
         for fs in project.feature_sets.values().filter_map(|v| v.last()) {
             let table_ref = TableRef::new(&project.name, fs);
-            runs.extend(run_rows(tree.as_ref(), &table_ref, 1)?);
+            runs.extend(run_rows(tree.as_ref(), &table_ref, 1, &withheld(caller, &project.name, fs))?);
         }
         out += &format!(
             "<h3>Recent monitor results</h3>{}",
@@ -298,10 +298,8 @@ async fn feature_set_body(node: &Node, call: &Call, project: &str, set: &str) ->
     let mut by_name: BTreeMap<String, FeatureSummary> = all.columns.into_iter().collect();
     // Personal features' values (top values, ranges, histograms) only with the PII grant;
     // without it the page says which features it leaves out, and why.
-    let (withheld, shown) = match caller.reads_pii(project) {
-        true => (Vec::new(), personal_in(fs)),
-        false => (personal_in(fs), Vec::new()),
-    };
+    let withheld = withheld(caller, project, fs);
+    let shown = if withheld.is_empty() { personal_in(fs) } else { Vec::new() };
     // `set:feature` less its `set:`.
     let hidden: Vec<&str> = withheld.iter().map(|f| &f[fs.name.len() + 1..]).collect();
     by_name.retain(|name, _| !hidden.contains(&name.as_str()));
@@ -354,18 +352,32 @@ async fn feature_set_body(node: &Node, call: &Call, project: &str, set: &str) ->
         out += &format!("<div class=\"card\"><b>{}</b><br>{chart}</div>", escape(&f.name));
     }
     out += &drift_over_time(tree.as_ref(), &table_ref, fs, &days, &hidden)?;
-    out += &monitor_section(tree.as_ref(), &table_ref, fs)?;
+    out += &monitor_section(tree.as_ref(), &table_ref, fs, &withheld)?;
     Ok(out)
 }
 
-/// Rows of recorded monitor runs: time, status, and the features not ok.
-fn run_rows(tree: &dyn crate::storage::KvTree, table_ref: &TableRef, limit: usize) -> Result<Vec<Vec<String>>> {
+/// The personal features of `fs` (`set:feature`) that `caller` may not see, nor anything
+/// derived from them: all of them without the PII grant on `project`, else none.
+fn withheld(caller: &Principal, project: &str, fs: &quiver_core::registry::FeatureSet) -> Vec<String> {
+    if caller.reads_pii(project) { Vec::new() } else { personal_in(fs) }
+}
+
+/// Rows of recorded monitor runs: time, status, and the features not ok but the `withheld`.
+fn run_rows(
+    tree: &dyn crate::storage::KvTree,
+    table_ref: &TableRef,
+    limit: usize,
+    withheld: &[String],
+) -> Result<Vec<Vec<String>>> {
     let mut rows = Vec::new();
     for (at, report) in stats::monitor_runs(tree, table_ref, limit)? {
+        let hidden = |feature: &str| {
+            withheld.iter().any(|w| w == feature || w.strip_prefix(&format!("{}:", table_ref.set)) == Some(feature))
+        };
         let flagged: Vec<String> = report
             .features
             .iter()
-            .filter(|f| f.status != DriftStatus::Ok)
+            .filter(|f| f.status != DriftStatus::Ok && !hidden(&f.feature))
             .map(|f| {
                 let detail = match (&f.error, &f.metrics) {
                     (Some(error), _) => error.clone(),
@@ -390,6 +402,7 @@ fn monitor_section(
     tree: &dyn crate::storage::KvTree,
     table_ref: &TableRef,
     fs: &quiver_core::registry::FeatureSet,
+    withheld: &[String],
 ) -> Result<String> {
     let mut out = String::from("<h2>Monitor</h2>");
     let Some(m) = fs.monitoring.as_ref().filter(|m| m.reference.is_some()) else {
@@ -404,7 +417,7 @@ fn monitor_section(
         m.thresholds.psi.warning,
         m.thresholds.psi.drift
     );
-    out += &table(&["feature set", "run at", "status", "features not ok"], &run_rows(tree, table_ref, 10)?);
+    out += &table(&["feature set", "run at", "status", "features not ok"], &run_rows(tree, table_ref, 10, withheld)?);
     Ok(out)
 }
 
