@@ -4,7 +4,6 @@
 //! readable only with the grant, per-token limits, the audit log through a kill -9 of the
 //! metadata leader, and a node that will not listen beyond loopback open.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quiver_client::{
@@ -12,14 +11,10 @@ use quiver_client::{
     StatsWindow,
 };
 use quiver_core::Error as CoreError;
-use quiver_tests::{LocalNode, RIDES, driver_key, driver_row, now_micros};
+use quiver_tests::{LocalNode, RIDES, admin_token, driver_key, driver_row, now_micros};
 
 async fn client(node: &LocalNode, token: &str) -> Client {
     Client::builder(node.endpoint()).token(token).connect().await.expect("client connects")
-}
-
-fn admin_token(data_dir: &Path) -> String {
-    std::fs::read_to_string(data_dir.join("admin.token")).expect("the first member wrote admin.token").trim().into()
 }
 
 async fn token(root: &Client, name: &str, project: &str, role: Role, pii: bool) -> String {

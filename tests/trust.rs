@@ -5,11 +5,10 @@
 //! neither memory nor audit log.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quiver_client::{AuditQuery, Client, NewToken, Role, Scope};
-use quiver_tests::{LocalNode, binary};
+use quiver_tests::{LocalNode, admin_token, binary};
 
 /// Every RPC between nodes the probe calls.
 const MEMBER_RPCS: [&str; 9] =
@@ -45,10 +44,6 @@ fn ctl(args: &[&str]) -> String {
     let out = std::process::Command::new(binary("quiverctl").unwrap()).args(args).output().expect("quiverctl runs");
     assert!(out.status.success(), "quiverctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn admin_token(data_dir: &Path) -> String {
-    std::fs::read_to_string(data_dir.join("admin.token")).expect("the first member wrote admin.token").trim().into()
 }
 
 async fn viewer(root: &Client) -> String {

@@ -27,6 +27,11 @@ pub async fn node_with_rides_env(dir: &Path, extra: &[&str], env: &[(String, Str
     (node, client)
 }
 
+/// The cluster admin's token the first member of a cluster with `--auth` wrote into `data_dir`.
+pub fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token")).expect("the first member wrote admin.token").trim().into()
+}
+
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
