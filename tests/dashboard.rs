@@ -112,11 +112,14 @@ async fn with_authentication_the_dashboard_signs_in_and_shows_personal_values_on
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let node = quiver_tests::LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let allow = examples.to_str().unwrap();
+    let node =
+        quiver_tests::LocalNode::start(&dir.path().join("node"), &["--auth", "--ingest-allow", allow]).await.unwrap();
     let admin = std::fs::read_to_string(dir.path().join("node/admin.token")).unwrap();
     let root = quiver_client::Client::builder(node.endpoint()).token(admin.trim()).connect().await.unwrap();
     root.apply(&quiver_admin::input::parse_definitions(quiver_tests::RIDES).unwrap()).await.unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/driver_stats.parquet");
+    let example = examples.join("driver_stats.parquet");
     root.ingest("rides", "driver_stats", example.to_str().unwrap(), |_| {}).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let all = StatsWindow::Offline { from: None, to: None };

@@ -209,3 +209,49 @@ async fn unauthenticated_floods_cost_neither_memory_nor_audit_log() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_an_ingest_reads_only_listed_places_and_is_on_record() {
+    use quiver_tests::RIDES;
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/driver_stats.parquet");
+    std::fs::copy(&example, landing.join("driver_stats.parquet")).unwrap();
+    let data = dir.path().join("node");
+    let node = LocalNode::start(&data, &["--auth", "--ingest-allow", landing.to_str().unwrap()]).await.unwrap();
+    let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
+    root.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    let new = NewToken {
+        name: "loader".into(),
+        scope: Scope::Project("rides".into()),
+        role: Role::Writer,
+        pii: false,
+        ttl: None,
+    };
+    let writer =
+        Client::builder(node.endpoint()).token(root.create_token(&new).await.unwrap().0).connect().await.unwrap();
+
+    let listed = landing.join("driver_stats.parquet");
+    writer.ingest("rides", "driver_stats", listed.to_str().unwrap(), |_| {}).await.expect("a listed place is read");
+    // Outside the list, in the node's own data, or not there at all: one refusal, one message.
+    let outside = [
+        example.display().to_string(),
+        data.join("offline").display().to_string(),
+        "/etc/shadow".to_string(),
+        "/no/such/file.parquet".to_string(),
+    ];
+    let mut messages = Vec::new();
+    for path in &outside {
+        let err = writer.ingest("rides", "driver_stats", path, |_| {}).await.unwrap_err().to_string();
+        assert!(err.contains("[ingest] allow"), "{path}: {err}");
+        messages.push(err.replace(path.as_str(), "PATH"));
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), 1, "the refusal says nothing of what exists: {messages:#?}");
+    let query = AuditQuery { actor: Some("loader".into()), ..AuditQuery::default() };
+    let entries = root.audit(&query).await.unwrap();
+    let ingests: Vec<_> = entries.iter().filter(|e| e.action == "Ingest").collect();
+    assert_eq!(ingests.len(), 1 + outside.len(), "every ingest is on record: {entries:#?}");
+    assert!(ingests.iter().any(|e| e.detail.contains(listed.to_str().unwrap()) && e.outcome == "ok"), "{ingests:#?}");
+}

@@ -252,11 +252,15 @@ pub struct IngestConfig {
     /// How far ahead of this node's clock an event time may be, for clocks that run ahead;
     /// pushed, ingested and materialized rows stamped later are refused.
     pub max_future_ms: u64,
+    /// With authentication on, the only places an ingest may read: local directories and
+    /// `s3://bucket/prefix` URLs (none by default; the node's own data never). Without it,
+    /// any path the node can read (see `offline::source_policy`).
+    pub allow: Vec<String>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { max_future_ms: 86_400_000 }
+        IngestConfig { max_future_ms: 86_400_000, allow: Vec::new() }
     }
 }
 

@@ -44,6 +44,10 @@ struct Args {
     /// joining node a copy of it (first start only)
     #[arg(long, env = "QUIVER_CLUSTER_SECRET")]
     cluster_secret: Option<PathBuf>,
+    /// With --auth, a local directory or s3://bucket/prefix ingests may read from; repeat or
+    /// comma-separate for more ([ingest] allow; none by default)
+    #[arg(long, env = "QUIVER_INGEST_ALLOW", value_delimiter = ',')]
+    ingest_allow: Vec<String>,
     /// Number of shards laid out on first start [default: 8]
     #[arg(long, env = "QUIVER_SHARDS")]
     shards: Option<u64>,
@@ -106,6 +110,7 @@ impl Args {
         if self.cluster_secret.is_some() {
             config.cluster_secret = self.cluster_secret;
         }
+        config.ingest.allow.extend(self.ingest_allow);
         if let Some(v) = self.shards {
             config.shards = v;
         }

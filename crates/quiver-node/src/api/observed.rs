@@ -17,8 +17,17 @@ use crate::error::{Error, Result};
 use crate::node::Node;
 
 /// What changes the cluster or who may use it: on record whatever the outcome.
-const CHANGES: &[&str] =
-    &["Apply", "CreateToken", "RevokeToken", "RemoveNode", "StartShardOperation", "Join", "CreateBackup"];
+const CHANGES: &[&str] = &[
+    "Apply",
+    "CreateToken",
+    "RevokeToken",
+    "RemoveNode",
+    "StartShardOperation",
+    "Join",
+    "CreateBackup",
+    "Ingest",
+    "Materialize",
+];
 
 /// Admits a request to its handler (`auth::Gate::admit`: its caller as found on its
 /// headers, within its size limit); a refusal counts as the method's outcome.

@@ -139,12 +139,10 @@ impl OfflineService for OfflineApi {
     async fn ingest(&self, request: Request<IngestRequest>) -> Result<Response<Self::IngestStream>, Status> {
         let call = admit(&self.node, "Ingest", &request)?;
         let req = request.into_inner();
-        allowed(
-            &self.node,
-            &call,
-            Need::Project { project: &req.project, role: Role::Writer, action: "ingesting files" },
-        )
-        .await?;
+        // The audit entry names what was read, and into what.
+        let action = format!("ingesting {} into {}", req.path, req.feature_set);
+        allowed(&self.node, &call, Need::Project { project: &req.project, role: Role::Writer, action: &action })
+            .await?;
         let node = self.node.clone();
         Ok(Response::new(stream_job(self.node.clone(), "Ingest", move |progress| {
             ingest::ingest_path(node, req.project, req.feature_set, req.path, progress)
@@ -157,12 +155,9 @@ impl OfflineService for OfflineApi {
     ) -> Result<Response<Self::MaterializeStream>, Status> {
         let call = admit(&self.node, "Materialize", &request)?;
         let req = request.into_inner();
-        allowed(
-            &self.node,
-            &call,
-            Need::Project { project: &req.project, role: Role::Writer, action: "materializing" },
-        )
-        .await?;
+        let action = format!("materializing {}", req.feature_set);
+        allowed(&self.node, &call, Need::Project { project: &req.project, role: Role::Writer, action: &action })
+            .await?;
         let node = self.node.clone();
         let bound = |t: i64| (t != 0).then_some(t);
         let window = (bound(req.start_micros), bound(req.end_micros));

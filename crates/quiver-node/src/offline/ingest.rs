@@ -20,6 +20,8 @@ use quiver_core::row::ValidatedRow;
 use quiver_core::table::TableRef;
 use quiver_offline::convert::{array_value, encode_key_cell};
 use quiver_offline::files::data_path;
+
+use super::source_policy::SourcePolicy;
 use quiver_offline::ingest::{SourceChunks, SourceData, SourceFormat, SourceRows, day_batches};
 use quiver_offline::schema::{columns, file_schema};
 use quiver_offline::spill::INGEST_PREFIX;
@@ -111,7 +113,9 @@ impl SourceFile {
 /// of an object or a prefix.
 async fn list_sources(node: &Node, path: &str) -> Result<Vec<SourceFile>> {
     let mut sources = Vec::new();
+    let policy = SourcePolicy::new(&node.config);
     if let Some(rest) = path.strip_prefix("s3://") {
+        policy.s3(path)?;
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         let store =
             OfflineStore::open(&format!("s3://{bucket}"), &node.config.s3).map_err(|e| Error::from(e.into_core()))?;
@@ -128,6 +132,7 @@ async fn list_sources(node: &Node, path: &str) -> Result<Vec<SourceFile>> {
             });
         }
     } else {
+        let path = &policy.local(path)?.display().to_string();
         let meta = std::fs::metadata(path)
             .map_err(|e| CoreError::InvalidArgument(format!("{path}: {e} (the node reads local paths itself)")))?;
         let files = if meta.is_dir() {
@@ -142,6 +147,7 @@ async fn list_sources(node: &Node, path: &str) -> Result<Vec<SourceFile>> {
             vec![PathBuf::from(path)]
         };
         for file in files {
+            policy.file(&file)?;
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or_default();
             sources.push(SourceFile { name: file.display().to_string(), size, location: Location::Local(file) });
         }

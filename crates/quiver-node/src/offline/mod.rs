@@ -5,3 +5,4 @@ pub mod history;
 pub mod ingest;
 pub mod materialize;
 pub mod parts;
+pub mod source_policy;
