@@ -5,6 +5,7 @@
 //! neither memory nor audit log.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use quiver_client::{AuditQuery, Client, NewToken, Role, Scope};
@@ -254,4 +255,92 @@ async fn with_auth_an_ingest_reads_only_listed_places_and_is_on_record() {
     let ingests: Vec<_> = entries.iter().filter(|e| e.action == "Ingest").collect();
     assert_eq!(ingests.len(), 1 + outside.len(), "every ingest is on record: {entries:#?}");
     assert!(ingests.iter().any(|e| e.detail.contains(listed.to_str().unwrap()) && e.outcome == "ok"), "{ingests:#?}");
+}
+
+/// Copies a stopped node's data dir (sled files and all).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Runs `change` on the meta group's state tree of the data dir `dir`, as an intruder with
+/// the files would.
+fn tamper(dir: &Path, change: impl FnOnce(&dyn quiver_node::storage::KvTree, &mut quiver_node::storage::WriteBatch)) {
+    use quiver_node::keyspace::{TreePart, tree_name};
+    use quiver_node::storage::{KvEngine, SledEngine, WriteBatch};
+    let engine = SledEngine::open(&dir.join("online")).unwrap();
+    let tree = engine.tree(&tree_name(0, TreePart::State)).unwrap();
+    let mut batch = WriteBatch::default();
+    change(tree.as_ref(), &mut batch);
+    tree.write(batch).unwrap();
+    engine.flush().unwrap();
+}
+
+fn verify(dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new(binary("quiverctl").unwrap())
+        .args(["audit", "verify", "--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
+    use quiver_node::keyspace::audit_link;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let mut node = LocalNode::start(&data, &["--auth"]).await.unwrap();
+    let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
+    for i in 0..6 {
+        let new = NewToken {
+            name: format!("t{i}"),
+            scope: Scope::Project("rides".into()),
+            role: Role::Viewer,
+            pii: false,
+            ttl: None,
+        };
+        root.create_token(&new).await.unwrap();
+    }
+    // The retention is the cluster's: a cluster admin sets it, a day at least.
+    root.set_audit_retention(Duration::from_secs(90 * 86_400)).await.unwrap();
+    assert!(root.set_audit_retention(Duration::from_secs(3600)).await.is_err(), "under a day is refused");
+    let viewer = Client::builder(node.endpoint()).token(viewer(&root).await).connect().await.unwrap();
+    assert!(viewer.set_audit_retention(Duration::from_secs(400 * 86_400)).await.is_err());
+    assert!(node.terminate().unwrap(), "a clean stop");
+
+    let (ok, said) = verify(&data);
+    assert!(ok && said.contains("unbroken"), "{said}");
+    let entries = |said: &str| said.split("verified: ").nth(1).and_then(|s| s.split(' ').next()).map(str::to_string);
+    assert!(entries(&said).is_some_and(|n| n.parse::<u64>().unwrap() >= 8), "{said}");
+
+    let edited = dir.path().join("edited");
+    copy_dir(&data, &edited);
+    tamper(&edited, |tree, batch| {
+        let mut stored = tree.get(&audit_link(3)).unwrap().unwrap();
+        let at = stored.windows(5).position(|w| w == b"admin").expect("entry 3 names its actor");
+        stored[at..at + 5].copy_from_slice(b"ghost");
+        batch.put(audit_link(3), stored);
+    });
+    let removed = dir.path().join("removed");
+    copy_dir(&data, &removed);
+    tamper(&removed, |_, batch| batch.delete(audit_link(4)));
+    let swapped = dir.path().join("swapped");
+    copy_dir(&data, &swapped);
+    tamper(&swapped, |tree, batch| {
+        let (a, b) = (tree.get(&audit_link(1)).unwrap().unwrap(), tree.get(&audit_link(5)).unwrap().unwrap());
+        batch.put(audit_link(1), b);
+        batch.put(audit_link(5), a);
+    });
+    for (copy, at) in [(&edited, "entry 4"), (&removed, "entry 4"), (&swapped, "entry 1")] {
+        let (ok, said) = verify(copy);
+        assert!(!ok && said.contains(&format!("breaks at {at}")), "{}: {said}", copy.display());
+    }
 }

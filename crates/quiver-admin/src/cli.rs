@@ -181,7 +181,10 @@ pub enum Cmd {
     },
     /// The audit log, oldest first: changes, token and cluster operations, refused requests
     /// and reads of personal features (a project's with --project, else every project's).
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        action: Option<AuditCmd>,
         /// From this time: RFC 3339, a date, µs, or a duration ago (e.g. 1h).
         #[arg(long)]
         since: Option<String>,
@@ -201,6 +204,21 @@ pub enum Cmd {
     },
     /// Start a throwaway node, apply the examples, push rows and read a feature vector.
     Demo,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Check the audit log's hash chain in a stopped node's data dir (or a restored backup's):
+    /// names the first entry edited, removed or moved.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// How long the cluster keeps audit entries, e.g. 90d (a cluster admin's; a day at least).
+    Retention {
+        #[arg(value_parser = humantime::parse_duration)]
+        keep: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,9 @@ use clap::Parser;
 use quiver_admin::input::RowFormat;
 use quiver_client::{AuditQuery, Client, Consistency, NewToken, Role, Scope};
 
-use crate::cli::{BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd, TokenCmd, TokenRole};
+use crate::cli::{
+    AuditCmd, BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd, TokenCmd, TokenRole,
+};
 use crate::commands::{access, backup, cert, cluster, demo, offline, online, registry, stats};
 use quiver_client::OpKind;
 
@@ -27,6 +29,7 @@ async fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         Cmd::Demo => return demo::run().await,
+        Cmd::Audit { action: Some(AuditCmd::Verify { data_dir }), .. } => return access::verify(&data_dir),
         Cmd::Cert { action: CertCmd::CreateCa { out } } => return cert::create_ca(&out),
         Cmd::Cert { action: CertCmd::CreateNode { name, ca_dir, out, hosts } } => {
             return cert::create_node(&name, &ca_dir, &out, &hosts);
@@ -120,7 +123,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Token { action: TokenCmd::List { format } } => access::list(&client, cli.project.as_deref(), format).await,
         Cmd::Token { action: TokenCmd::Revoke { name } } => access::revoke(&client, &name).await,
-        Cmd::Audit { since, actor, limit, format } => {
+        Cmd::Audit { action: Some(AuditCmd::Retention { keep }), .. } => access::retention(&client, keep).await,
+        Cmd::Audit { action: Some(AuditCmd::Verify { .. }), .. } => unreachable!("handled above"),
+        Cmd::Audit { action: None, since, actor, limit, format } => {
             let since = since.map(|s| access::since(&s)).transpose()?;
             let query = AuditQuery { project: cli.project.clone(), since, actor, limit };
             access::audit(&client, &query, format).await

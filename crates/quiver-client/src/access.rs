@@ -61,6 +61,13 @@ impl Client {
         Ok(reply.entries.into_iter().map(quiver_proto::audit_entry_from_proto).collect())
     }
 
+    /// Sets how long the cluster keeps audit entries (a cluster admin's; a day at least).
+    pub async fn set_audit_retention(&self, retention: std::time::Duration) -> Result<()> {
+        let request = v1::SetAuditRetentionRequest { retention_secs: retention.as_secs() };
+        self.admin.clone().set_audit_retention(request).await.map_err(Error::from)?;
+        Ok(())
+    }
+
     /// Revokes a token by name: every node refuses it once it has applied the revocation.
     pub async fn revoke_token(&self, name: &str) -> Result<()> {
         let request = v1::RevokeTokenRequest { name: name.into() };

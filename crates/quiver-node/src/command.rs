@@ -218,12 +218,18 @@ pub enum MetaCommand {
     RevokeToken {
         name: String,
     },
-    /// Audit entries `node` recorded (numbered from `first_seq`); entries older than
-    /// `retention_micros` before the leader's time are forgotten a few at a time.
+    /// Audit entries `node` recorded (numbered from `first_seq`), appended to the audit
+    /// chain; entries older than the cluster's retention are forgotten a few at a time.
+    /// `retention_micros` is read by no one (the cluster's is `SetAuditRetention`'s): it
+    /// stays so that log entries of earlier versions decode.
     RecordAudit {
         node: u64,
         first_seq: u64,
         entries: Vec<quiver_core::audit::AuditEntry>,
+        retention_micros: i64,
+    },
+    /// How long the cluster keeps audit entries; refused under a day.
+    SetAuditRetention {
         retention_micros: i64,
     },
 }

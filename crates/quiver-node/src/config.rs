@@ -67,7 +67,8 @@ pub struct AuthConfig {
     pub enabled: bool,
     /// Serve `/metrics` without a token, for a scraper that cannot send one.
     pub open_metrics: bool,
-    /// How long audit log entries are kept, e.g. `365d`.
+    /// How long audit log entries are kept, e.g. `365d`: read by the first member when the
+    /// cluster forms (the retention is the cluster's; `quiverctl audit retention` changes it).
     pub audit_retention: String,
 }
 
@@ -80,8 +81,8 @@ impl Default for AuthConfig {
 impl AuthConfig {
     pub fn audit_retention(&self) -> Result<Duration> {
         match humantime::parse_duration(self.audit_retention.trim()) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err(Error::Config("auth.audit_retention must be longer than 0".into())),
+            Ok(d) if d >= Duration::from_secs(86_400) => Ok(d),
+            Ok(_) => Err(Error::Config("auth.audit_retention must be a day or longer".into())),
             Err(e) => {
                 Err(Error::Config(format!("auth.audit_retention = {:?}: {e} (e.g. \"365d\")", self.audit_retention)))
             }

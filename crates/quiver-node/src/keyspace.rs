@@ -27,7 +27,11 @@
 //! - `0x13 | table | time`              a monitor's drift report
 //! - `0x14 | offline path | backup id`  a backup listing this file in place (kept from garbage
 //!   collection); value: the backup's location
-//! - `0x15 | time | node | seq`         an audit log entry, in time order
+//! - `0x15 | time | node | seq`         an audit log entry written before the chain began (read,
+//!   never written)
+//! - `0x16 | index`                     an audit log entry in the hash chain, in the order the
+//!   meta group applied it (`auth::audit_chain`)
+//! - `0x17`                             the audit chain's head: its ends, their hashes, retention
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -63,6 +67,8 @@ const DATASET_STATS: u8 = 0x12;
 const MONITOR_RUN: u8 = 0x13;
 const BACKUP_PIN: u8 = 0x14;
 pub const AUDIT: u8 = 0x15;
+pub const AUDIT_CHAIN: u8 = 0x16;
+pub const AUDIT_HEAD: &[u8] = &[0x17];
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -251,6 +257,16 @@ pub fn audit_time(key: &[u8]) -> Option<i64> {
     signed_from(key.get(1..)?)
 }
 
+/// The `index`-th entry of the audit chain.
+pub fn audit_link(index: u64) -> Vec<u8> {
+    [&[AUDIT_CHAIN][..], &index.to_be_bytes()].concat()
+}
+
+/// The index of an audit chain key.
+pub fn audit_link_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +298,8 @@ mod tests {
             monitor_run(&table, 0)[0],
             backup_pin("f", "b")[0],
             audit(0, 1, 1)[0],
+            audit_link(0)[0],
+            AUDIT_HEAD[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());
@@ -293,6 +311,8 @@ mod tests {
         let (early, late) = (audit(-5, 9, 9), audit(3, 1, 0));
         assert!(early < late && audit_from(-5) <= early && audit_from(3) > early);
         assert_eq!((audit_time(&early), audit_time(&late)), (Some(-5), Some(3)));
+        let (first, next) = (audit_link(255), audit_link(256));
+        assert!(first < next && audit_link_index(&next) == Some(256), "the chain scans in index order");
     }
 
     #[test]

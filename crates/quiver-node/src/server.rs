@@ -80,7 +80,8 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
     }
     if let Some(secret) = token::read_bootstrap(&config.data_dir)? {
-        tokio::spawn(register_bootstrap_token(token::hash(&secret), meta.clone(), proposer.clone()));
+        let retention = i64::try_from(config.auth.audit_retention()?.as_micros()).unwrap_or(i64::MAX);
+        tokio::spawn(register_bootstrap_token(token::hash(&secret), retention, meta.clone(), proposer.clone()));
     }
     match (config.auth.enabled, config.insecure) {
         (false, true) => {
@@ -225,8 +226,14 @@ async fn record_refusals(node: Arc<Node>) {
 }
 
 /// Records the bootstrap token in the meta group once it has a leader, unless a token of
-/// its name exists already (registered before a restart, or revoked since: never again).
-async fn register_bootstrap_token(hash: token::TokenHash, meta: MetaReader, proposer: Arc<Proposer>) {
+/// its name exists already (registered before a restart, or revoked since: never again), and
+/// with it the audit log's retention (`[auth] audit_retention` of this, the first member).
+async fn register_bootstrap_token(
+    hash: token::TokenHash,
+    audit_retention_micros: i64,
+    meta: MetaReader,
+    proposer: Arc<Proposer>,
+) {
     let command = MetaCommand::CreateToken {
         hash,
         name: token::BOOTSTRAP_NAME.into(),
@@ -240,7 +247,14 @@ async fn register_bootstrap_token(hash: token::TokenHash, meta: MetaReader, prop
         match meta.caught_up().await {
             Ok(state) if state.tokens.values().any(|t| t.name == token::BOOTSTRAP_NAME) => return,
             Ok(_) => match proposer.write_meta(command.clone()).await {
-                Ok(_) => return info!("registered the cluster admin token"),
+                Ok(_) => {
+                    info!("registered the cluster admin token");
+                    let retention = MetaCommand::SetAuditRetention { retention_micros: audit_retention_micros };
+                    if let Err(e) = proposer.write_meta(retention).await {
+                        warn!("setting the audit log's retention: {e}");
+                    }
+                    return;
+                }
                 Err(e) => warn!("registering the cluster admin token: {e}"),
             },
             Err(e) => tracing::debug!("registering the cluster admin token: {e}"),

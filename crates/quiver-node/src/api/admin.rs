@@ -191,6 +191,21 @@ impl AdminService for AdminApi {
         let call = admit(&self.node, "ListAudit", &request)?;
         observed(&self.node, &call, access::audit(&self.node, &call, request.into_inner())).await
     }
+
+    async fn set_audit_retention(
+        &self,
+        request: Request<v1::SetAuditRetentionRequest>,
+    ) -> std::result::Result<Response<v1::SetAuditRetentionResponse>, Status> {
+        let call = admit(&self.node, "SetAuditRetention", &request)?;
+        observed(&self.node, &call, async {
+            call.allow(Need::Cluster { action: "setting the audit log's retention" })?;
+            let secs = request.into_inner().retention_secs;
+            let retention_micros = i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000).saturating_mul(1_000_000);
+            self.node.proposer.write_meta(MetaCommand::SetAuditRetention { retention_micros }).await?;
+            Ok(v1::SetAuditRetentionResponse {})
+        })
+        .await
+    }
 }
 
 impl AdminApi {

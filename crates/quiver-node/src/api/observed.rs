@@ -27,6 +27,7 @@ const CHANGES: &[&str] = &[
     "CreateBackup",
     "Ingest",
     "Materialize",
+    "SetAuditRetention",
 ];
 
 /// Admits a request to its handler (`auth::Gate::admit`: its caller as found on its

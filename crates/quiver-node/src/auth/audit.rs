@@ -10,6 +10,7 @@ use quiver_core::Error as CoreError;
 use quiver_core::audit::{AuditEntry, AuditQuery};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit_chain;
 use crate::codec::decode;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
@@ -94,19 +95,29 @@ async fn flush(
     }
 }
 
-/// The entries of the meta group's `tree` that `query` asks for, oldest first.
+/// How far back of a query's `since` the chain is read: entries are chained in the order
+/// applied, which may differ from their nodes' clocks by this much.
+const CLOCK_SLACK_MICROS: i64 = 3_600_000_000;
+
+/// The entries of the meta group's `tree` that `query` asks for, oldest first: from the
+/// chain (newest back, until `limit` or `since` is passed), and from before it began.
 pub fn read(tree: &dyn KvTree, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
-    let start = keyspace::audit_from(query.since.unwrap_or(i64::MIN));
+    let since = query.since.unwrap_or(i64::MIN);
+    let mut matched = 0;
+    let mut found = audit_chain::newest_first(tree, |entry| {
+        matched += usize::from(query.matches(entry));
+        matched <= query.limit() && entry.at >= since.saturating_sub(CLOCK_SLACK_MICROS)
+    })?;
+    found.retain(|e| query.matches(e));
+    let start = keyspace::audit_from(since);
     let end = keyspace::audit_from(i64::MAX);
-    let mut found = std::collections::VecDeque::new();
     for kv in tree.scan((std::ops::Bound::Included(start), std::ops::Bound::Included(end))) {
         let entry: AuditEntry = decode(&kv?.1)?;
         if query.matches(&entry) {
-            if found.len() == query.limit() {
-                found.pop_front();
-            }
-            found.push_back(entry);
+            found.push(entry);
         }
     }
-    Ok(found.into())
+    found.sort_by_key(|e| e.at);
+    let extra = found.len().saturating_sub(query.limit());
+    Ok(found.split_off(extra))
 }

@@ -7,6 +7,7 @@
 //! nodes take no token but a member's proof (`member`).
 
 pub mod audit;
+pub mod audit_chain;
 pub mod limits;
 pub mod member;
 pub mod refusals;

@@ -24,6 +24,7 @@ use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::auth::audit_chain;
 use crate::auth::token::TokenHash;
 use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
@@ -397,20 +398,29 @@ impl MetaMachine {
                 }
                 None => return Ok(Response::Rejected(quiver_core::access::unknown_token(name))),
             },
-            // Audit entries do not touch the in-memory state: only their own keys.
-            MetaCommand::RecordAudit { node, first_seq, entries, retention_micros } => {
-                let cutoff = leader_time.saturating_sub(*retention_micros);
-                let oldest = tree.scan_prefix(&[keyspace::AUDIT]).take(EXPIRED_PER_COMMIT * entries.len().max(1));
-                for kv in oldest {
+            // Audit entries do not touch the in-memory state: only their own keys. The
+            // retention is the cluster's (the chain's head), whatever the proposer says.
+            MetaCommand::RecordAudit { entries, .. } => {
+                let budget = EXPIRED_PER_COMMIT * entries.len().max(1);
+                let retention = audit_chain::head(tree, batch)?.retention_micros();
+                let cutoff = leader_time.saturating_sub(retention);
+                // Entries from before the chain began expire by time, as they were kept.
+                for kv in tree.scan_prefix(&[keyspace::AUDIT]).take(budget) {
                     let (key, _) = kv?;
                     match keyspace::audit_time(&key) {
                         Some(at) if at < cutoff => batch.delete(key),
                         _ => break,
                     }
                 }
-                for (seq, entry) in (*first_seq..).zip(entries) {
-                    batch.put(keyspace::audit(entry.at, *node, seq), encode(entry)?);
+                audit_chain::append(tree, batch, entries, leader_time, budget)?;
+                return Ok(Response::Done);
+            }
+            MetaCommand::SetAuditRetention { retention_micros } => {
+                if *retention_micros < audit_chain::MIN_RETENTION_MICROS {
+                    let short = "the audit log is kept for a day at least".to_string();
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(short)));
                 }
+                audit_chain::set_retention(tree, batch, *retention_micros)?;
                 return Ok(Response::Done);
             }
             MetaCommand::RecordBackup(record) => {

@@ -51,6 +51,11 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
+    /// What the batch leaves at `key` when it touches it: `Some(None)` for a delete.
+    pub fn pending(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.ops.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_deref())
+    }
+
     /// The keys the batch puts or deletes, in the order given.
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.ops.iter().map(|(k, _)| k.as_slice())
