@@ -491,3 +491,42 @@ async fn drift_of_a_personal_feature_needs_the_pii_grant() {
     let answered = granted.drift("rides", &target, &window, &window).await.map(drop);
     assert!(!denied(&answered), "the grant's holder is not refused: {answered:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_on_record_per_token_feature_set_and_minute_and_a_saved_dataset_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let root = client(&node, &admin_token(&dir.path().join("node"))).await;
+    root.apply(&definitions(RIDES)).await.unwrap();
+    let writer = client(&node, &token(&root, "pipeline", "rides", Role::Writer, false).await).await;
+    for i in 0..30 {
+        writer.write("rides", "driver_stats", vec![driver_row(i, now_micros(), 0.5, 1)]).await.unwrap();
+    }
+    let mut request = HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
+        Spine::Csv(format!("driver_id,event_timestamp\n1,{}\n", now_micros()).into_bytes()),
+    );
+    request.save_as = Some("train_v1".into());
+    root.historical(request).await.unwrap();
+
+    let entries = root.audit(&quiver_client::AuditQuery::default()).await.unwrap();
+    let saved: Vec<_> = entries.iter().filter(|e| e.detail.contains("saving dataset train_v1")).collect();
+    assert_eq!(saved.len(), 1, "{entries:#?}");
+    // The writes' entry comes once their minute has ended: one, with the rows of all 30.
+    let query = quiver_client::AuditQuery { actor: Some("pipeline".into()), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let writes: Vec<_> =
+            root.audit(&query).await.unwrap().into_iter().filter(|e| e.action == "WriteFeatures").collect();
+        let rows: u64 =
+            writes.iter().filter_map(|e| e.detail.strip_prefix("wrote ")?.split(' ').next()?.parse::<u64>().ok()).sum();
+        assert!(writes.len() <= 2, "one entry per minute, not per row: {writes:#?}");
+        if rows == 30 {
+            assert!(writes.iter().all(|e| e.detail.contains("driver_stats") && e.project.as_deref() == Some("rides")));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the writes never went on record: {writes:#?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -124,7 +124,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         engine,
     });
     start_workers(&node, pool);
-    tokio::spawn(record_refusals(node.clone()));
+    tokio::spawn(record_tallies(node.clone()));
     Ok(node)
 }
 
@@ -213,13 +213,15 @@ fn make_private(data_dir: &std::path::Path) -> Result<()> {
         .map_err(|e| Error::io(format!("making {} private", data_dir.display()), e))
 }
 
-/// Puts refusals for want of a valid token on record: each source's first in a minute, and
-/// once the minute has ended, how many more it sent (`auth::refusals`).
-async fn record_refusals(node: Arc<Node>) {
+/// Puts what is counted rather than recorded one by one on record: refusals for want of a
+/// valid token (each source's first in a minute, then how many more it sent,
+/// `auth::refusals`), and writes once their minute has ended (`auth::write_tally`).
+async fn record_tallies(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        for entry in node.gate.refusals_to_record(node.id) {
+        let writes = node.audit.writes.drain(node.id, crate::raft::now_micros());
+        for entry in node.gate.refusals_to_record(node.id).into_iter().chain(writes) {
             node.audit.record_later(entry);
         }
     }

@@ -86,6 +86,7 @@ impl FeatureApi {
         let shard_log_index =
             self.node.proposer.put_rows(&TableRef::new(&project.name, fs), rows, true, request).await?;
         self.node.metrics.rows_written.inc_by(rows_written);
+        call.count_write(&self.node.audit, &fs.name, rows_written);
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
     }
 

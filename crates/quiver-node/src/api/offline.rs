@@ -194,8 +194,11 @@ impl OfflineService for OfflineApi {
         allowed(&self.node, &call, Need::Project { project, role: Role::Viewer, action: "building a training set" })
             .await?;
         if !req.save_as.is_empty() {
-            allowed(&self.node, &call, Need::Project { project, role: Role::Admin, action: "saving a dataset" })
-                .await?;
+            let action = format!("saving dataset {}", req.save_as);
+            allowed(&self.node, &call, Need::Project { project, role: Role::Admin, action: &action }).await?;
+            // Once, before it is built: a saved dataset is a copy of the data.
+            let entry = call.entry(self.node.id, None, "ok".into());
+            self.node.audit.record(entry).await.map_err(Status::from)?;
         }
         let selection = historical_selection_from_proto(req.features).map_err(Error::from)?;
         let request = HistoryRequest {

@@ -11,6 +11,7 @@ use quiver_core::audit::{AuditEntry, AuditQuery};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit_chain;
+use super::write_tally::WriteTally;
 use crate::codec::decode;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
@@ -27,6 +28,8 @@ type Waiter = Option<oneshot::Sender<Result<(), CoreError>>>;
 
 pub struct AuditLog {
     tx: mpsc::Sender<(AuditEntry, Waiter)>,
+    /// Writes, counted until their minute ends (`write_tally`).
+    pub writes: WriteTally,
     /// Entries dropped because the queue was full (`quiver_audit_dropped_total`).
     dropped: prometheus::IntCounter,
 }
@@ -43,7 +46,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(QUEUE);
         let retention_micros = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
         tokio::spawn(flush(node, proposer, retention_micros, rx));
-        Arc::new(AuditLog { tx, dropped })
+        Arc::new(AuditLog { tx, writes: WriteTally::default(), dropped })
     }
 
     /// Records `entry`, answering once the meta group has committed it.

@@ -13,6 +13,7 @@ pub mod member;
 pub mod refusals;
 pub mod secret;
 pub mod token;
+pub mod write_tally;
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -103,6 +104,17 @@ impl Call {
         }
         let detail = format!("read personal features {}", features.join(", "));
         log.record(self.entry(node, Some(detail), "ok".into())).await
+    }
+
+    /// Counts a write of `rows` rows to `set` for the audit log (`write_tally`); with
+    /// authentication off every caller is anonymous, and nothing is counted.
+    pub fn count_write(&self, log: &AuditLog, set: &str, rows: u64) {
+        if !self.caller.is_authenticated() {
+            return;
+        }
+        let project = self.subject.lock().unwrap_or_else(|e| e.into_inner()).0.clone().unwrap_or_default();
+        let from = self.from.map_or_else(|| "unknown".into(), |a| a.to_string());
+        log.writes.count(&self.caller.name, &project, set, rows, from, crate::raft::now_micros());
     }
 
     /// An audit entry for this call at node `node`: `detail`, or what it asked to do.
