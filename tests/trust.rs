@@ -344,3 +344,132 @@ async fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
         assert!(!ok && said.contains(&format!("breaks at {at}")), "{}: {said}", copy.display());
     }
 }
+
+/// A network namespace of the test's own, joined to this one by a veth pair: the host's end
+/// `10.213.N.1`, the namespace's `10.213.N.2` (peers' address of the node inside) and
+/// `10.213.N.3` (its clients' address). Removed, with everything in it, when dropped.
+struct Namespace {
+    name: String,
+    net: String,
+}
+
+fn sh(args: &[&str]) -> bool {
+    std::process::Command::new(args[0]).args(&args[1..]).status().is_ok_and(|s| s.success())
+}
+
+impl Namespace {
+    /// `None` where namespaces cannot be made (not root, or no `ip`).
+    fn create() -> Option<Namespace> {
+        let id = std::process::id() % 200 + 20;
+        let ns = Namespace { name: format!("qv-trust-{id}"), net: format!("10.213.{id}") };
+        let (host, inner) = (format!("qvh{id}"), format!("qvn{id}"));
+        let ok = sh(&["ip", "netns", "add", &ns.name])
+            && sh(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &inner])
+            && sh(&["ip", "link", "set", &inner, "netns", &ns.name])
+            && sh(&["ip", "addr", "add", &format!("{}.1/24", ns.net), "dev", &host])
+            && sh(&["ip", "link", "set", &host, "up"])
+            && ns.exec(&["ip", "addr", "add", &format!("{}.2/24", ns.net), "dev", &inner])
+            && ns.exec(&["ip", "addr", "add", &format!("{}.3/24", ns.net), "dev", &inner])
+            && ns.exec(&["ip", "link", "set", &inner, "up"])
+            && ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ok.then_some(ns)
+    }
+
+    fn exec(&self, args: &[&str]) -> bool {
+        sh(&[&["ip", "netns", "exec", self.name.as_str()], args].concat())
+    }
+
+    /// Cuts the node inside off from its peers at `peer_ports` on the host's end, both ways,
+    /// while its clients' address still answers.
+    fn partition(&self, peer_ports: &[u16]) {
+        let ports = peer_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        let (peer_addr, host) = (format!("{}.2", self.net), format!("{}.1", self.net));
+        assert!(self.exec(&["iptables", "-A", "INPUT", "-d", &peer_addr, "-j", "DROP"]));
+        let out = ["iptables", "-A", "OUTPUT", "-d", &host, "-p", "tcp", "-m", "multiport", "--dports", &ports];
+        assert!(self.exec(&[&out[..], &["-j", "DROP"]].concat()));
+    }
+
+    fn heal(&self) {
+        assert!(self.exec(&["iptables", "-F"]));
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // The veth pair and the rules go with the namespace.
+        sh(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+fn port(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_metadata_leader_stops_trusting_tokens_within_the_bound() {
+    let Some(ns) = Namespace::create() else {
+        assert!(std::env::var_os("CI").is_none(), "network namespaces are needed: run as root with iproute2");
+        eprintln!("SKIPPED: cannot make a network namespace here (root and iproute2 needed)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let free = || port(&quiver_admin::local_node::free_addr().unwrap());
+    let (p1, p2, p3) = (free(), free(), free());
+    let host = format!("{}.1", ns.net);
+    let (n1, n2) = (format!("{host}:{p1}"), format!("{host}:{p2}"));
+    let (n3_peers, n3_clients) = (format!("{}.2:{p3}", ns.net), format!("{}.3:{p3}", ns.net));
+    let initial = format!("{n1},{n2},{n3_peers}");
+    let secret = dir.path().join("cluster.secret");
+    let common = ["--auth", "--insecure", "--initial-cluster", &initial, "--cluster-secret", secret.to_str().unwrap()];
+    let mut nodes = Vec::new();
+    for (i, addr) in [&n1, &n2].into_iter().enumerate() {
+        let http = format!("{host}:{}", free());
+        nodes.push(LocalNode::spawn_at(&dir.path().join(format!("node{}", i + 1)), addr, &http, &common, &[]).unwrap());
+    }
+    let inside = ["ip", "netns", "exec", ns.name.as_str()];
+    let n3_listen = format!("0.0.0.0:{p3}");
+    let n3_http = format!("{}.3:{}", ns.net, free());
+    let n3_args = [&common[..], &["--advertise", &n3_peers, "--advertise-client", &n3_clients]].concat();
+    nodes
+        .push(LocalNode::spawn_under(&inside, &dir.path().join("node3"), &n3_listen, &n3_http, &n3_args, &[]).unwrap());
+    for node in &mut nodes {
+        node.wait_ready(Duration::from_secs(60)).await.unwrap();
+    }
+    let root =
+        Client::builder(format!("http://{n1}")).token(admin_token(&dir.path().join("node1"))).connect().await.unwrap();
+    let v = viewer(&root).await;
+    let through = |endpoint: String, token: String| async move {
+        Client::builder(endpoint).token(token).connect().await.unwrap()
+    };
+    let at_n3 = through(format!("http://{n3_clients}"), v).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = at_n3.shard_map().await {
+        assert!(Instant::now() < deadline, "node 3 never accepted the new token: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Node 3 is cut off from its peers, not from its clients; the majority revokes the token.
+    ns.partition(&[p1, p2]);
+    root.revoke_token("viewer").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refusal = loop {
+        match at_n3.shard_map().await {
+            Err(e) => break e.to_string(),
+            Ok(_) => assert!(Instant::now() < deadline, "node 3 still trusts a revoked token"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(refusal.contains("cannot tell whether a token was revoked"), "{refusal}");
+
+    // Healed, node 3 catches up and knows the token for revoked; the root token works there.
+    ns.heal();
+    let root_at_n3 = through(format!("http://{n3_clients}"), admin_token(&dir.path().join("node1"))).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = root_at_n3.shard_map().await {
+        assert!(Instant::now() < deadline, "node 3 never caught up after the partition healed: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let revoked = at_n3.shard_map().await.unwrap_err().to_string();
+    assert!(revoked.contains("revoked"), "{revoked}");
+    drop(nodes);
+}

@@ -14,6 +14,8 @@ const LOG_TAIL_ON_FAILURE: usize = 80;
 
 pub struct LocalNode {
     child: Option<Child>,
+    /// A command the node runs under (`ip netns exec NS`), if any.
+    prefix: Vec<String>,
     bin: PathBuf,
     data_dir: PathBuf,
     listen: String,
@@ -71,6 +73,7 @@ impl LocalNode {
     pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Result<LocalNode> {
         let mut node = LocalNode {
             child: None,
+            prefix: Vec::new(),
             bin: binary("quiver-node")?,
             data_dir: data_dir.to_path_buf(),
             listen: free_addr()?,
@@ -125,8 +128,22 @@ impl LocalNode {
         extra: &[&str],
         env: &[(String, String)],
     ) -> Result<LocalNode> {
+        LocalNode::spawn_under(&[], data_dir, listen, http, extra, env)
+    }
+
+    /// `spawn_at`, the node running under the command `prefix` (e.g. `ip netns exec NS`, to
+    /// put it in a network namespace of its own).
+    pub fn spawn_under(
+        prefix: &[&str],
+        data_dir: &Path,
+        listen: &str,
+        http: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Result<LocalNode> {
         let mut node = LocalNode {
             child: None,
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
             bin: binary("quiver-node")?,
             data_dir: data_dir.to_path_buf(),
             listen: listen.to_string(),
@@ -145,7 +162,15 @@ impl LocalNode {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.bin)
+        let mut command = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.bin);
+                command
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", &self.listen, "--http", &self.http])

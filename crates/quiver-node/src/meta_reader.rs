@@ -2,7 +2,7 @@
 //! every change acknowledged anywhere (read-your-writes through any node) — the state once
 //! this node has caught up with the metadata leader's read index.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quiver_core::shard_map::META_GROUP;
@@ -21,11 +21,20 @@ pub struct MetaReader {
     pool: PeerPool,
     /// How long catching up waits through an election of the meta group.
     retry_for: Duration,
+    /// When the last catch-up that succeeded asked for its read index: this node's state
+    /// then held every change acknowledged anywhere before that moment.
+    caught_up_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl MetaReader {
     pub fn new(groups: Arc<Groups>, view: MetaView, pool: PeerPool, retry_for: Duration) -> MetaReader {
-        MetaReader { groups, view, pool, retry_for }
+        MetaReader { groups, view, pool, retry_for, caught_up_at: Arc::default() }
+    }
+
+    /// Has this node caught up with the metadata leader within `bound`? A node cut off from
+    /// it for longer may hold a stale view (of revoked tokens, say).
+    pub fn caught_up_within(&self, bound: Duration) -> bool {
+        self.caught_up_at.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|at| at.elapsed() <= bound)
     }
 
     /// The meta state this node applied last (may lag the metadata leader).
@@ -76,11 +85,14 @@ impl MetaReader {
 
     /// The meta state once this node has applied everything the metadata leader acknowledged.
     pub async fn caught_up(&self) -> Result<Arc<MetaState>> {
+        let asked = Instant::now();
         let index = self.read_index().await?;
         let group = self.groups.group(META_GROUP)?;
         let waited =
             group.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(index), "meta catch-up").await;
         waited.map_err(|e| quiver_core::Error::Unavailable(format!("catching up with the registry: {e}")))?;
+        let mut at = self.caught_up_at.lock().unwrap_or_else(|e| e.into_inner());
+        *at = Some(at.map_or(asked, |earlier| earlier.max(asked)));
         Ok(self.latest())
     }
 

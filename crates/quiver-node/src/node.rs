@@ -49,15 +49,18 @@ pub struct Node {
 
 impl Node {
     /// True once the meta group and every shard assigned here have a leader, and the
-    /// cluster admin's token is known here.
+    /// cluster admin's token is known here, and, with authentication on, this node's view of
+    /// the tokens is fresh (`auth::TOKEN_VIEW_BOUND`).
     pub fn is_ready(&self) -> bool {
         let state = self.meta.latest();
         let assigned = state.shard_map.shards.iter().filter(|s| s.hosted_by(self.id));
         // The first member registers the cluster admin's token once the meta group has a
         // leader: until this node has applied it, that token would be refused here.
         let admin_known = state.tokens.values().any(|t| t.name == token::BOOTSTRAP_NAME);
+        let tokens_fresh = !self.config.auth.enabled || self.meta.caught_up_within(crate::auth::TOKEN_VIEW_BOUND);
         !state.shard_map.shards.is_empty()
             && admin_known
+            && tokens_fresh
             && self.groups.leader_of(META_GROUP).is_some()
             && assigned.into_iter().all(|s| self.groups.leader_of(s.id).is_some())
     }

@@ -125,6 +125,9 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     });
     start_workers(&node, pool);
     tokio::spawn(record_tallies(node.clone()));
+    if node.config.auth.enabled {
+        tokio::spawn(keep_caught_up(node.meta.clone()));
+    }
     Ok(node)
 }
 
@@ -211,6 +214,18 @@ fn make_private(data_dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io(format!("making {} private", data_dir.display()), e))
+}
+
+/// Catches up with the metadata leader every second, so that this node's view of the tokens
+/// is never older than `auth::TOKEN_VIEW_BOUND` while it reaches the leader.
+async fn keep_caught_up(meta: MetaReader) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = meta.caught_up().await {
+            tracing::debug!("catching up with the metadata leader: {e}");
+        }
+    }
 }
 
 /// Puts what is counted rather than recorded one by one on record: refusals for want of a

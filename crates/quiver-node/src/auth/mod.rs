@@ -17,7 +17,7 @@ pub mod write_tally;
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quiver_core::Error as CoreError;
 use quiver_core::access::{Need, Principal};
@@ -32,6 +32,10 @@ use audit::AuditLog;
 use limits::Limits;
 use refusals::Refusals;
 use secret::ClusterSecret;
+
+/// How stale this node's view of the tokens may be: a revoked token is refused everywhere
+/// within this bound (a node catches up every second, `server::keep_caught_up`).
+pub const TOKEN_VIEW_BOUND: Duration = Duration::from_secs(10);
 
 pub struct Gate {
     enabled: bool,
@@ -161,6 +165,16 @@ impl Gate {
             let how = "no token: pass one as `authorization: Bearer <token>` (quiverctl --token or QUIVER_TOKEN)";
             return Err(CoreError::Unauthenticated(how.into()).into());
         };
+        // A revocation counts everywhere within the bound: a node that cannot tell whether
+        // it missed one (cut off from the metadata leader) trusts no token meanwhile.
+        if !self.meta.caught_up_within(TOKEN_VIEW_BOUND) {
+            return Err(CoreError::Unavailable(format!(
+                "this node has not caught up with the metadata leader in the last {}s, so it cannot tell whether \
+                 a token was revoked; ask another node",
+                TOKEN_VIEW_BOUND.as_secs()
+            ))
+            .into());
+        }
         let state = self.meta.latest();
         let info = state.tokens.get(&token::hash(secret)).ok_or_else(|| {
             CoreError::Unauthenticated("the token is not one this cluster issued (mistyped, or from elsewhere)".into())
