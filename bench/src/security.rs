@@ -4,7 +4,9 @@
 //! time: online reads (a vector of 10 features of one entity, linearizable) from concurrent
 //! readers, then pushes (batches of rows) from concurrent writers. The certificates are made
 //! with `quiverctl cert`. Reads of features tagged `pii` would add an audit record each;
-//! the data set has none.
+//! the data set has none. Then what callers without a valid token cost a node with `--auth`:
+//! its peak memory under large bodies sent without a token, and the audit entries that many
+//! made-up tokens add.
 
 use anyhow::{Context, Result};
 use quiver_admin::local_node::{LocalNode, binary};
@@ -99,6 +101,62 @@ pub async fn run(mut args: Args) -> Result<()> {
         figures.push(json!({"setting": name, "reads_per_sec": read_rate, "read_p50_us": r50, "read_p99_us": r99,
                             "rows_per_sec": write_rate, "write_p50_us": w50, "write_p99_us": w99}));
     }
-    out.figures(&json!({"security": figures}));
+    let floods = unauthenticated(&args, dir.path(), &out).await?;
+    out.figures(&json!({"security": figures, "unauthenticated": floods}));
     Ok(())
+}
+
+/// The peak resident memory of process `pid` so far, in bytes (`VmHWM`).
+fn peak_memory(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).context("no VmHWM")?;
+    Ok(kib.trim().trim_end_matches("kB").trim().parse::<u64>()? << 10)
+}
+
+/// Bodies without a token, then made-up tokens, at a node with `--auth`.
+async fn unauthenticated(args: &Args, dir: &std::path::Path, out: &Out) -> Result<serde_json::Value> {
+    use quiver_proto::v1::admin_service_client::AdminServiceClient;
+    use quiver_proto::v1::feature_service_client::FeatureServiceClient;
+    use quiver_proto::v1::{StatusRequest, WriteFeaturesRequest};
+    let (bodies, body_mib, tokens) = if args.quick { (5, 20, 1_000) } else { (5, 200, 10_000) };
+    let data_dir = dir.join("flood");
+    let node = LocalNode::start(&data_dir, &["--auth"]).await?;
+    let pid = node.pid().context("the node runs")?;
+    let channel = tonic::transport::Endpoint::from_shared(node.endpoint())?.connect().await?;
+    let before = peak_memory(pid)?;
+    let body = "x".repeat(body_mib << 20);
+    let sends = (0..bodies).map(|_| {
+        let mut client = FeatureServiceClient::new(channel.clone()).max_encoding_message_size(usize::MAX);
+        let request = WriteFeaturesRequest { project: body.clone(), ..Default::default() };
+        async move { client.write_features(request).await.is_err() }
+    });
+    let refused = futures::future::join_all(sends).await.into_iter().filter(|r| *r).count();
+    let grown_mib = peak_memory(pid)?.saturating_sub(before) as f64 / (1 << 20) as f64;
+    out.say(format!(
+        "unauthenticated: {bodies} bodies of {body_mib} MiB at once, {refused} refused; the node's peak grew {grown_mib:.1} MiB"
+    ));
+    let root = Client::builder(node.endpoint())
+        .token(std::fs::read_to_string(data_dir.join("admin.token"))?)
+        .connect()
+        .await?;
+    let audited =
+        || async { Ok::<usize, anyhow::Error>(root.audit(&quiver_client::AuditQuery::default()).await?.len()) };
+    let entries_before = audited().await?;
+    let mut admin = AdminServiceClient::new(channel);
+    let started = std::time::Instant::now();
+    for i in 0..tokens {
+        let mut request = tonic::Request::new(StatusRequest {});
+        request.metadata_mut().insert("authorization", format!("Bearer qvt_made_up_{i}").parse()?);
+        let _ = admin.status(request).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // The count of each source's refusals goes on record once its minute has ended.
+    tokio::time::sleep(std::time::Duration::from_secs(if args.quick { 2 } else { 65 })).await;
+    let added = audited().await?.saturating_sub(entries_before);
+    out.say(format!(
+        "unauthenticated: {tokens} made-up tokens in {secs:.1} s ({:.0}/s); audit entries added: {added}",
+        tokens as f64 / secs
+    ));
+    Ok(json!({"bodies": bodies, "body_mib": body_mib, "peak_growth_mib": grown_mib, "made_up_tokens": tokens,
+              "tokens_per_sec": tokens as f64 / secs, "audit_entries_added": added}))
 }
