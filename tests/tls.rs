@@ -146,3 +146,49 @@ async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
     let status = client.status().await.unwrap();
     assert_eq!(status.nodes.len(), 3, "no node was added: {:?}", status.nodes);
 }
+
+/// The certificate a TLS port at `addr` serves (PEM), as Python's ssl module reads it.
+fn served_certificate(addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script = format!("import ssl; print(ssl.get_server_certificate(('{host}', {port})))");
+    let out = std::process::Command::new("python3").args(["-c", &script]).output().expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The base64 body of a PEM certificate, for comparing two encodings of one certificate.
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart_and_status_says_when_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = certificates(dir.path());
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = LocalNode::start(&dir.path().join("node"), &args).await.unwrap();
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let endpoint = https(&node);
+    let status = ok(&["--endpoint", &endpoint, "--ca", &ca, "status"]);
+    assert!(status.contains("TLS certificate of node 1: valid until"), "{status}");
+    let old = std::fs::read_to_string(dir.path().join("nodes.pem")).unwrap();
+    let addr = node.endpoint().trim_start_matches("http://").to_string();
+    assert_eq!(pem_body(&served_certificate(&addr)), pem_body(&old));
+
+    // Renewed: a new key and certificate from the same CA, moved over the old files.
+    let renewed = dir.path().join("renewed");
+    let d = dir.path().to_str().unwrap();
+    ok(&["cert", "create-node", "nodes", "--ca-dir", d, "--out", renewed.to_str().unwrap()]);
+    for file in ["nodes.key", "nodes.pem"] {
+        std::fs::rename(renewed.join(file), dir.path().join(file)).unwrap();
+    }
+    let new = std::fs::read_to_string(dir.path().join("nodes.pem")).unwrap();
+    assert_ne!(pem_body(&new), pem_body(&old));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pem_body(&served_certificate(&addr)) != pem_body(&new) {
+        assert!(std::time::Instant::now() < deadline, "the node still serves the old certificate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Clients go on being served, over the new certificate.
+    ok(&["--endpoint", &endpoint, "--ca", &ca, "status"]);
+}

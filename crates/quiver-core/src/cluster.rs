@@ -21,6 +21,9 @@ pub struct ClusterStatus {
     pub groups: Vec<GroupStatus>,
     /// The last backups that completed, newest last.
     pub backups: Vec<crate::backup::BackupRecord>,
+    /// When the answering node's TLS certificate stops being valid (µs); `None` without TLS.
+    #[serde(default)]
+    pub certificate_expires: Option<i64>,
 }
 
 /// One member of the cluster.

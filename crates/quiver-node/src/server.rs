@@ -40,7 +40,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     make_private(&config.data_dir)?;
     let tls = Tls::load(&config.tls)?;
     let secret = secret::establish(&config)?;
-    let pool = PeerPool::new(tls.as_ref().map(|t| t.peers.clone()), Credentials::new(secret.as_ref()));
+    let pool = PeerPool::new(tls.clone(), Credentials::new(secret.as_ref()));
     let identity = Identity::establish(&mut config, &pool).await?;
     let spill_dir = config.spill_dir();
     let left = quiver_offline::spill::remove_leftovers(&spill_dir).map_err(|e| Error::Config(e.to_string()))?;

@@ -58,7 +58,32 @@ pub fn status_table(s: &ClusterStatus) -> String {
         }
         None => "\nlast backup: none\n".into(),
     };
+    if let Some(expires) = s.certificate_expires {
+        out += &certificate_line(s.node_id, expires, now_micros());
+    }
     out
+}
+
+/// Within this many days of its end a certificate is called out: time to renew it.
+const RENEW_WITHIN_DAYS: i64 = 30;
+
+fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// When node `node`'s certificate ends, as seen at `now`, with a warning near the end.
+fn certificate_line(node: u64, expires: i64, now: i64) -> String {
+    let days = (expires - now).div_euclid(86_400_000_000);
+    let when = quiver_core::time::format_timestamp(expires);
+    match days {
+        ..0 => format!("WARNING: node {node}'s TLS certificate expired at {when}\n"),
+        0..RENEW_WITHIN_DAYS => format!(
+            "WARNING: node {node}'s TLS certificate expires in {days} days ({when}): renew it (quiverctl cert \
+             create-node), and the node serves the new files without a restart\n"
+        ),
+        _ => format!("TLS certificate of node {node}: valid until {when} ({days} days)\n"),
+    }
 }
 
 fn kind_name(kind: GroupKind) -> &'static str {
@@ -161,14 +186,24 @@ mod tests {
             }],
             groups: vec![group(0, GroupKind::Meta, Some(1)), group(1, GroupKind::Shard, None)],
             backups: vec![quiver_client::BackupRecord { id: "b1".into(), bytes: 2048, rows: 5, ..Default::default() }],
+            certificate_expires: None,
         }
+    }
+
+    #[test]
+    fn a_certificate_near_its_end_is_called_out() {
+        let day = 86_400_000_000;
+        assert!(certificate_line(2, 400 * day, 0).starts_with("TLS certificate of node 2: valid until"));
+        let soon = certificate_line(2, 10 * day, 0);
+        assert!(soon.starts_with("WARNING") && soon.contains("in 10 days"), "{soon}");
+        assert!(certificate_line(2, -day, 0).contains("expired"));
     }
 
     #[test]
     fn status_json_keeps_the_fields_scripts_read() {
         let value: serde_json::Value = serde_json::from_str(&json(&status()).unwrap()).unwrap();
         let expected = serde_json::json!({
-            "node_id": 1, "version": "0.1.0",
+            "node_id": 1, "version": "0.1.0", "certificate_expires": null,
             "nodes": [{"id": 1, "address": "127.0.0.1:7070", "up": true, "draining": false, "replicas": 1, "meta_voter": true}],
             "groups": [
                 {"group_id": 0, "kind": "meta", "leader": 1, "voters": [1, 2], "term": 3, "applied_index": 9,

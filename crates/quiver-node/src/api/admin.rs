@@ -252,7 +252,18 @@ pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
         })
         .collect();
     let backups = state.backups.iter().map(quiver_proto::backup_record_to_proto).collect();
-    Ok(StatusResponse { node_id: node.id, version: env!("CARGO_PKG_VERSION").into(), nodes, groups, backups })
+    let expires = node.tls.as_ref().and_then(|t| t.expires());
+    let certificate_expires_micros = expires
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    Ok(StatusResponse {
+        node_id: node.id,
+        version: env!("CARGO_PKG_VERSION").into(),
+        nodes,
+        groups,
+        backups,
+        certificate_expires_micros,
+    })
 }
 
 async fn group_status(g: &Group, state: &crate::meta::MetaState) -> Result<GroupStatus> {

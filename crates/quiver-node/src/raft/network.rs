@@ -18,22 +18,24 @@ use quiver_proto::v1::raft_service_client::RaftServiceClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use super::{NodeId, TypeConfig};
 use crate::auth::member::Credentials;
 use crate::codec::{decode, encode};
+use crate::tls::Tls;
 
 /// A channel to a peer whose every request carries this node's proof of membership.
 pub type PeerChannel = InterceptedService<Channel, Credentials>;
 
-/// Channels to peers, by address; over TLS when the node has it, with the cluster secret
-/// when it has one (`auth::member`).
+/// Channels to peers, by address; over TLS when the node has it (a renewed certificate
+/// makes new channels: each remembers the generation it was made with), with the cluster
+/// secret when it has one (`auth::member`).
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    channels: Arc<Mutex<HashMap<String, PeerChannel>>>,
+    channels: Arc<Mutex<HashMap<String, (u64, PeerChannel)>>>,
     answered: Answered,
-    tls: Option<ClientTlsConfig>,
+    tls: Option<Tls>,
     credentials: Credentials,
 }
 
@@ -56,12 +58,15 @@ impl PeerPool {
     }
 
     pub fn channel(&self, addr: &str) -> Result<PeerChannel, String> {
+        let generation = self.tls.as_ref().map_or(0, |t| t.peers().0);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(addr) {
+        if let Some((made_with, c)) = channels.get(addr)
+            && *made_with == generation
+        {
             return Ok(c.clone());
         }
         let channel = self.own_channel(addr)?;
-        channels.insert(addr.to_string(), channel.clone());
+        channels.insert(addr.to_string(), (generation, channel.clone()));
         Ok(channel)
     }
 
@@ -75,13 +80,13 @@ impl PeerPool {
             .connect_timeout(std::time::Duration::from_millis(500))
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| format!("TLS to {addr}: {e}"))?;
+            endpoint = endpoint.tls_config(tls.peers().1).map_err(|e| format!("TLS to {addr}: {e}"))?;
         }
         Ok(InterceptedService::new(endpoint.connect_lazy(), self.credentials.clone()))
     }
 
     /// A pool whose channels use `tls`, when given, and carry `credentials`.
-    pub fn new(tls: Option<ClientTlsConfig>, credentials: Credentials) -> PeerPool {
+    pub fn new(tls: Option<Tls>, credentials: Credentials) -> PeerPool {
         PeerPool { channels: Arc::default(), answered: Answered::default(), tls, credentials }
     }
 }

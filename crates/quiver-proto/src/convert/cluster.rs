@@ -14,6 +14,7 @@ pub fn cluster_status_from_proto(s: v1::StatusResponse) -> Result<ClusterStatus>
         nodes: s.nodes.into_iter().map(node_status_from_proto).collect(),
         groups: s.groups.into_iter().map(group_status_from_proto).collect::<Result<_>>()?,
         backups: s.backups.into_iter().map(crate::backup_record_from_proto).collect(),
+        certificate_expires: (s.certificate_expires_micros != 0).then_some(s.certificate_expires_micros),
     })
 }
 
