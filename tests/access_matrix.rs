@@ -124,7 +124,7 @@ async fn run(path: ReadPath, client: &Client, secret: &str, http: &str, n: usize
         ReadPath::Datasets => client.datasets("rides").await.map(drop),
         ReadPath::Backup => {
             let to = backups.join(format!("b{n}")).display().to_string();
-            client.create_backup(&to, false, None, |_| {}).await.map(drop)
+            client.create_backup(&to, &Default::default(), |_| {}).await.map(drop)
         }
         ReadPath::Status => client.status().await.map(drop),
         ReadPath::DashboardFeatureSet => {

@@ -607,3 +607,75 @@ async fn files_a_backup_lists_in_place_outlive_compaction_until_the_backup_is_de
     ctl(&["backup", "delete", &id, "--from", &to], &[]);
     eventually(|| async { first.iter().any(|f| on_disk(&f.path)) }, &false).await;
 }
+
+/// Every stored object of the backups under `dir` but their catalogs.
+fn stored_objects(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(stored_objects(&path));
+        } else if path.file_name().is_some_and(|n| n != "catalog.json") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let node = LocalNode::start(&dir.path().join("source"), &["--config", &config]).await.unwrap();
+    let client = with_rides(&node).await;
+    let ids: Vec<i64> = (0..50).collect();
+    let rows = ids.iter().map(|id| quiver_tests::driver_row(*id, quiver_tests::now_micros(), *id as f64 / 100.0, 1));
+    client.write("rides", "driver_stats", rows.collect()).await.unwrap();
+    let before = conv_rates(&client, &ids).await;
+    let key = dir.path().join("backup.key");
+    let other = dir.path().join("other.key");
+    let key_s = key.to_str().unwrap();
+    for file in [&key, &other] {
+        ctl(&["backup", "new-key", file.to_str().unwrap()], &[]);
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let (plain_to, sealed_to) = (dir.path().join("plain"), dir.path().join("sealed"));
+    let (plain_s, sealed_s) = (plain_to.to_str().unwrap(), sealed_to.to_str().unwrap());
+    create(&node.endpoint(), plain_s, &[]);
+    let id = create(&node.endpoint(), sealed_s, &["--encrypt-key", key_s]);
+    let holds = |path: &Path| std::fs::read(path).unwrap().windows(12).any(|w| w == b"driver_stats");
+    assert!(stored_objects(&plain_to).iter().any(|p| holds(p)), "the plain backup holds the names in the clear");
+    let sealed = stored_objects(&sealed_to);
+    assert!(!sealed.is_empty() && !sealed.iter().any(|p| holds(p)), "nothing of the data readable: {sealed:?}");
+
+    let fails = |args: &[&str]| {
+        let out = ctl_result(args, &[]);
+        assert!(!out.status.success(), "quiverctl {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let verify = ["backup", "verify", &id, "--from", sealed_s];
+    assert!(fails(&verify).contains("is encrypted"));
+    let wrong = fails(&[&verify[..], &["--encrypt-key", other.to_str().unwrap()]].concat());
+    assert!(wrong.contains("not the one"), "{wrong}");
+    assert!(ctl(&[&verify[..], &["--encrypt-key", key_s]].concat(), &[]).contains("verified"));
+    // An incremental backup is sealed as what it builds on.
+    let refused = quiverctl(&node.endpoint(), &["backup", "create", "--to", sealed_s, "--incremental"], None);
+    assert!(!refused.success && refused.stderr.contains("is encrypted"), "{}", refused.stderr);
+    create(&node.endpoint(), sealed_s, &["--incremental", "--encrypt-key", key_s]);
+
+    let data = dir.path().join("restored");
+    let addr = quiver_admin::local_node::free_addr().unwrap();
+    let restore =
+        ["backup", "restore", &id, "--from", sealed_s, "--data-dir", data.to_str().unwrap(), "--advertise", &addr];
+    assert!(fails(&restore).contains("is encrypted"));
+    assert!(!data.exists(), "a refused restore leaves no data dir");
+    ctl(&[&restore[..], &["--encrypt-key", key_s]].concat(), &[]);
+    drop(node);
+    let mut restored =
+        LocalNode::spawn_at(&data, &addr, &quiver_admin::local_node::free_addr().unwrap(), &["--config", &config], &[])
+            .unwrap();
+    restored.wait_ready(READY).await.unwrap();
+    assert_eq!(conv_rates(&restored.client().await.unwrap(), &ids).await, before);
+}

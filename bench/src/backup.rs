@@ -49,7 +49,12 @@ async fn backup_under_writes(
     incremental: bool,
 ) -> Result<(BackupProgress, f64, PushFigures)> {
     let started = Instant::now();
-    let backup = async { (client.create_backup(to, incremental, None, |_| {}).await, started.elapsed().as_secs_f64()) };
+    let backup = async {
+        (
+            client.create_backup(to, &quiver_client::BackupOptions { incremental, ..Default::default() }, |_| {}).await,
+            started.elapsed().as_secs_f64(),
+        )
+    };
     let ((made, secs), writes) = args.writes.beside(client, args.online, backup).await?;
     Ok((made?, secs, writes))
 }
@@ -111,7 +116,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let config = quiver_node::config::Config { data_dir: dir.path().join("restored"), ..Default::default() };
     let started = Instant::now();
     let mut bytes = 0;
-    let restored = quiver_node::backup::restore::restore(&config, &to, &incr.id, |p| bytes = p.bytes).await?;
+    let restored = quiver_node::backup::restore::restore(&config, &to, &incr.id, None, |p| bytes = p.bytes).await?;
     let restore_json =
         say_transfer(&out, "restore (incremental)", restored.rows, bytes, started.elapsed().as_secs_f64());
     out.figures(&json!({

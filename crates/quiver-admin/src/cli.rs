@@ -311,7 +311,13 @@ pub enum BackupCmd {
         /// Only list the offline files, with checksums: they stay in the offline store.
         #[arg(long)]
         no_copy_offline: bool,
+        /// Encrypt every object of the backup (AES-256-GCM) with the key in FILE
+        /// (`backup new-key`); verify and restore then need it.
+        #[arg(long, value_name = "FILE")]
+        encrypt_key: Option<PathBuf>,
     },
+    /// Write a new backup key to FILE (readable by you only), for --encrypt-key.
+    NewKey { file: PathBuf },
     /// The backups in a location, complete or not.
     List {
         #[arg(long)]
@@ -333,6 +339,9 @@ pub enum BackupCmd {
         id: String,
         #[arg(long)]
         from: String,
+        /// The key an encrypted backup was made with.
+        #[arg(long, value_name = "FILE")]
+        encrypt_key: Option<PathBuf>,
     },
     /// Delete one backup (refused while an incremental backup builds on it), or with
     /// --keep N all but the newest N complete ones and what those build on.
@@ -365,6 +374,9 @@ pub enum BackupCmd {
         /// [default: <data-dir>/offline].
         #[arg(long)]
         offline_store: Option<String>,
+        /// The key an encrypted backup was made with.
+        #[arg(long, value_name = "FILE")]
+        encrypt_key: Option<PathBuf>,
     },
 }
 

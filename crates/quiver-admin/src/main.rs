@@ -40,10 +40,14 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Backup { action } => match action {
             BackupCmd::List { from, format } => return backup::list(&from, format).await,
             BackupCmd::Describe { id, from, format } => return backup::describe(&id, &from, format).await,
-            BackupCmd::Verify { id, from } => return backup::verify(&id, &from).await,
+            BackupCmd::Verify { id, from, encrypt_key } => {
+                return backup::verify(&id, &from, encrypt_key.as_deref()).await;
+            }
+            BackupCmd::NewKey { file } => return backup::new_key(&file),
             BackupCmd::Delete { id, keep, from } => return backup::delete(id.as_deref(), keep, &from).await,
-            BackupCmd::Restore { id, from, data_dir, initial_cluster, advertise, offline_store } => {
-                let args = backup::RestoreArgs { id, from, data_dir, initial_cluster, advertise, offline_store };
+            BackupCmd::Restore { id, from, data_dir, initial_cluster, advertise, offline_store, encrypt_key } => {
+                let args =
+                    backup::RestoreArgs { id, from, data_dir, initial_cluster, advertise, offline_store, encrypt_key };
                 return backup::restore(args).await;
             }
             create => Cli { command: Cmd::Backup { action: create }, ..cli },
@@ -108,9 +112,11 @@ async fn run(cli: Cli) -> Result<()> {
             let target = stats::target(feature_set, vector)?;
             stats::drift(&client, &project().await?, &target, (&reference, &current), format).await
         }
-        Cmd::Backup { action: BackupCmd::Create { to, incremental, copy_offline, no_copy_offline } } => {
-            let copy = (copy_offline || no_copy_offline).then_some(copy_offline);
-            backup::create(&client, &to, incremental, copy).await
+        Cmd::Backup { action: BackupCmd::Create { to, incremental, copy_offline, no_copy_offline, encrypt_key } } => {
+            let copy_offline = (copy_offline || no_copy_offline).then_some(copy_offline);
+            let encryption_key = encrypt_key.as_deref().map(backup::read_key).transpose()?;
+            let options = quiver_client::BackupOptions { incremental, copy_offline, encryption_key };
+            backup::create(&client, &to, &options).await
         }
         Cmd::Token { action: TokenCmd::Create { name, role, ttl, pii } } => {
             let (scope, role) = match role {

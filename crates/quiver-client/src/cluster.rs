@@ -26,17 +26,21 @@ impl Client {
     /// Makes a consistent backup of the whole cluster in `to` (a directory on the connected
     /// node's machine, or `s3://bucket/prefix` with the node's S3 settings): every group at
     /// one Raft index each, the offline files listed with checksums and, unless
-    /// `copy_offline` says no (by default: unless `to` is the offline store), copied.
-    /// `incremental` stores only what changed since the newest complete backup in `to`.
-    /// Answers the last report once the backup's catalog is written.
+    /// `options.copy_offline` says no (by default: unless `to` is the offline store), copied;
+    /// incremental and encrypted as `options` say. Answers the last report once the backup's
+    /// catalog is written.
     pub async fn create_backup(
         &self,
         to: &str,
-        incremental: bool,
-        copy_offline: Option<bool>,
+        options: &BackupOptions,
         progress: impl FnMut(&BackupProgress),
     ) -> Result<BackupProgress> {
-        let request = v1::CreateBackupRequest { to: to.into(), incremental, copy_offline };
+        let request = v1::CreateBackupRequest {
+            to: to.into(),
+            incremental: options.incremental,
+            copy_offline: options.copy_offline,
+            encryption_key: options.encryption_key.clone().unwrap_or_default(),
+        };
         let stream = self.admin.clone().create_backup(request).await.map_err(Error::from)?.into_inner();
         let last = self.follow(stream, quiver_proto::backup_progress_from_proto, progress).await?;
         last.filter(|p| p.done)
@@ -98,4 +102,17 @@ impl Client {
         self.admin.clone().remove_node(v1::RemoveNodeRequest { node_id: id }).await.map_err(Error::from)?;
         Ok(())
     }
+}
+
+/// How a backup is made (`Client::create_backup`).
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Store only what changed since the newest complete backup in the location.
+    pub incremental: bool,
+    /// Copy the offline store's files into the backup; `None`: unless the location is the
+    /// offline store itself.
+    pub copy_offline: Option<bool>,
+    /// Seal every object with this 32-byte AES-256 key (a key file's, `quiverctl backup
+    /// new-key`); restore and verify then need it.
+    pub encryption_key: Option<Vec<u8>>,
 }

@@ -123,6 +123,7 @@ mod types;
 pub use access::NewToken;
 pub use arrow_array::RecordBatch;
 pub use client::{Client, ClientBuilder};
+pub use cluster::BackupOptions;
 pub use error::{Error, Result};
 pub use offline::{JoinMemory, TrainingSetStream};
 pub use quiver_core::access::{Role, Scope, TokenInfo};

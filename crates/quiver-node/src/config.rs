@@ -143,11 +143,20 @@ pub struct BackupConfig {
     /// MiB a backup writes per second at most, so it leaves the disks and network to
     /// normal traffic; 0: no limit.
     pub max_mib_per_sec: u64,
+    /// A key file (`quiverctl backup new-key`): scheduled backups are encrypted with it.
+    pub encrypt_key: Option<PathBuf>,
 }
 
 impl Default for BackupConfig {
     fn default() -> Self {
-        BackupConfig { to: String::new(), every: "1d".into(), keep: 7, full_every: 1, max_mib_per_sec: 0 }
+        BackupConfig {
+            to: String::new(),
+            every: "1d".into(),
+            keep: 7,
+            full_every: 1,
+            max_mib_per_sec: 0,
+            encrypt_key: None,
+        }
     }
 }
 

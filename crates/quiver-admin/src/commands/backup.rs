@@ -2,14 +2,17 @@
 //! `restore` work on the backup location directly (S3 settings from the `AWS_*`
 //! variables), so they need no running cluster.
 
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use quiver_admin::render::backup as show;
 use quiver_admin::render::format::{Format, answer};
-use quiver_client::{BackupProgress, Client};
+use quiver_client::{BackupOptions, BackupProgress, Client};
 use quiver_node::backup::catalog;
+use quiver_node::backup::format::Place;
+use quiver_node::backup::seal::BackupKey;
 use quiver_node::config::Config;
 use quiver_offline::store::{S3Settings, absolute_location};
 
@@ -26,11 +29,34 @@ fn show_progress(bar: &ProgressBar, p: &BackupProgress) {
     bar.set_message(format!("{}, {} rows: {}", HumanBytes(p.bytes), p.rows, p.phase));
 }
 
-pub async fn create(client: &Client, to: &str, incremental: bool, copy_offline: Option<bool>) -> Result<()> {
+/// The raw key in a key file, as the node that makes the backup takes it.
+pub fn read_key(file: &Path) -> Result<Vec<u8>> {
+    Ok(BackupKey::read(file)?.as_bytes().to_vec())
+}
+
+/// Writes a new backup key to `file`, readable by this user only.
+pub fn new_key(file: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("writing {} (it must not exist yet)", file.display()))?;
+    writeln!(out, "{}", BackupKey::generate()?)?;
+    println!(
+        "wrote a backup key to {}: keep a copy apart from the backups, which cannot be read without it",
+        file.display()
+    );
+    Ok(())
+}
+
+pub async fn create(client: &Client, to: &str, options: &BackupOptions) -> Result<()> {
     let to = absolute_location(to);
     let started = Instant::now();
     let bar = bar();
-    let done = client.create_backup(&to, incremental, copy_offline, |p| show_progress(&bar, p)).await;
+    let done = client.create_backup(&to, options, |p| show_progress(&bar, p)).await;
     bar.finish_and_clear();
     let done = done?;
     let secs = started.elapsed().as_secs_f64();
@@ -61,14 +87,16 @@ pub async fn describe(id: &str, from: &str, format: Format) -> Result<()> {
     Ok(())
 }
 
-pub async fn verify(id: &str, from: &str) -> Result<()> {
+pub async fn verify(id: &str, from: &str, key: Option<&Path>) -> Result<()> {
     let location = open(from)?;
     let found = catalog::find(&location, id).await?;
+    let key = key.map(BackupKey::read).transpose()?;
+    let place = Place { store: &location, key: found.key(key.as_ref())? };
     // Files a backup left in the source's offline store are checked there when it opens.
     let offline = catalog::open(&found.offline_store, &S3Settings::default()).ok();
     let bar = bar();
     bar.set_length(found.objects().count() as u64 + found.offline.iter().filter(|f| f.copy.is_none()).count() as u64);
-    let problems = catalog::verify(&location, &found, offline.as_ref(), |o| {
+    let problems = catalog::verify(place, &found, offline.as_ref(), |o| {
         bar.inc(1);
         bar.set_message(o.path.clone());
     })
@@ -112,6 +140,7 @@ pub struct RestoreArgs {
     pub initial_cluster: Vec<String>,
     pub advertise: Option<String>,
     pub offline_store: Option<String>,
+    pub encrypt_key: Option<std::path::PathBuf>,
 }
 
 pub async fn restore(args: RestoreArgs) -> Result<()> {
@@ -124,10 +153,10 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     config.advertise = args.advertise;
     let started = Instant::now();
     let bar = bar();
-    let restored = quiver_node::backup::restore::restore(&config, &absolute_location(&args.from), &args.id, |p| {
-        show_progress(&bar, p)
-    })
-    .await;
+    let key = args.encrypt_key.as_deref().map(BackupKey::read).transpose()?;
+    let from = absolute_location(&args.from);
+    let restored =
+        quiver_node::backup::restore::restore(&config, &from, &args.id, key.as_ref(), |p| show_progress(&bar, p)).await;
     bar.finish_and_clear();
     let restored = restored?;
     println!(

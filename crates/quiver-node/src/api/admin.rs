@@ -17,6 +17,7 @@ use super::observed::{admit, allowed, observed};
 use super::offline::stream_job;
 use crate::auth::Call;
 use crate::backup::create::BackupRequest;
+use crate::backup::seal::BackupKey;
 use crate::command::MetaCommand;
 use crate::command::Response as RaftResponse;
 use crate::error::{Error, Result};
@@ -134,11 +135,14 @@ impl AdminService for AdminApi {
         let req = request.into_inner();
         let action = format!("a backup to {}", req.to);
         allowed(&self.node, &call, Need::Cluster { action: &action }).await?;
+        let key = (!req.encryption_key.is_empty()).then(|| BackupKey::from_bytes(&req.encryption_key));
+        let key = key.transpose().map_err(|e| Status::invalid_argument(e.to_string()))?;
         let request = BackupRequest {
             to: req.to,
             incremental: req.incremental,
             copy_offline: req.copy_offline,
             scheduled: false,
+            key,
         };
         let backups = self.node.backups.clone();
         Ok(Response::new(stream_job(self.node.clone(), "CreateBackup", move |tx| async move {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use quiver_offline::store::{OfflineStore, S3Settings};
 
 use super::delta::State;
-use super::format::{self, CATALOG, Catalog, GroupCut, Object, ObjectReader, read_catalog};
+use super::format::{self, CATALOG, Catalog, GroupCut, Object, ObjectReader, Place, read_catalog};
 use crate::error::{Error, Result};
 
 /// Opens a backup location: a directory or `s3://bucket/prefix`.
@@ -72,7 +72,7 @@ pub async fn find(location: &OfflineStore, id: &str) -> Result<Catalog> {
 /// catalog says, and (`.cut` objects) whole. Files left in the source's offline store are
 /// checked there when `offline` opens it. Answers what is wrong, nothing when all is well.
 pub async fn verify(
-    location: &OfflineStore,
+    location: Place<'_>,
     catalog: &Catalog,
     offline: Option<&OfflineStore>,
     mut checked: impl FnMut(&Object),
@@ -88,7 +88,8 @@ pub async fn verify(
         let (store, object) = match (&file.copy, offline) {
             (Some(copy), _) => (location, copy.clone()),
             (None, Some(store)) => {
-                (store, Object { path: file.path.clone(), bytes: file.bytes, checksum: file.checksum.clone() })
+                let object = Object { path: file.path.clone(), bytes: file.bytes, checksum: file.checksum.clone() };
+                (Place::plain(store), object)
             }
             (None, None) => continue,
         };
@@ -103,7 +104,7 @@ pub async fn verify(
 
 /// A group's cut: every frame of its objects readable and in order, as many pairs as the
 /// catalog says, then each object's size and checksum.
-async fn check_cut(location: &OfflineStore, cut: &GroupCut) -> Result<()> {
+async fn check_cut(location: Place<'_>, cut: &GroupCut) -> Result<()> {
     let (_, mut state) = State::open(location, &cut.objects(), cut.group).await?;
     let mut pairs = 0u64;
     while state.next().await?.is_some() {
@@ -194,6 +195,7 @@ mod tests {
             shards: Vec::new(),
             offline_store: String::new(),
             offline: Vec::new(),
+            encryption: None,
         };
         Listed { id: id.into(), catalog: complete.then_some(catalog), stored_bytes: 1 }
     }

@@ -34,8 +34,9 @@ use super::catalog;
 use super::delta::{Diff, State};
 use super::format::{
     CATALOG_FORMAT, Catalog, Change, CutHeader, Frame, GroupCut, Object, ObjectReader, ObjectWriter, OfflineFile,
-    backup_id,
+    PLAIN_CATALOG_FORMAT, Place, backup_id,
 };
+use super::seal::BackupKey;
 use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
@@ -68,6 +69,8 @@ pub struct BackupRequest {
     /// `None`: copy the offline files unless `to` is the offline store itself.
     pub copy_offline: Option<bool>,
     pub scheduled: bool,
+    /// Seal every object with this key (`seal`).
+    pub key: Option<BackupKey>,
 }
 
 /// The parts of a node that make backups.
@@ -137,6 +140,17 @@ impl Backups {
             })?),
             false => None,
         };
+        let key = request.key.as_ref();
+        // An incremental backup reads the one it builds on, and is sealed as it was.
+        if let Some(parent) = &parent
+            && parent.key(key)?.map(BackupKey::check) != key.map(BackupKey::check)
+        {
+            return Err(Error::Backup(format!(
+                "backup {} that this one would build on is not encrypted: make a full encrypted backup",
+                parent.id
+            )));
+        }
+        let place = Place { store: &location, key };
         let started_at = now_micros();
         let id = backup_id(started_at);
         let into_offline_store = absolute_location(location.location()) == absolute_location(self.offline.location());
@@ -159,7 +173,7 @@ impl Backups {
                 Some(cut) => (cut.clone(), None),
                 None => {
                     let path = format!("{id}/shard-{group}.cut");
-                    write_cut(&location, &path, header, stream, SHARD_RANGE, earlier, &mut report).await?
+                    write_cut(place, &path, header, stream, SHARD_RANGE, earlier, &mut report).await?
                 }
             };
             report.progress.objects_done += 1;
@@ -171,12 +185,12 @@ impl Backups {
         let path = format!("{id}/meta.cut");
         let earlier = parent.as_ref().map(|p| &p.meta);
         let (meta_cut, state) =
-            write_cut(&location, &path, meta_header, meta_stream, META_STATE, earlier, &mut report).await?;
+            write_cut(place, &path, meta_header, meta_stream, META_STATE, earlier, &mut report).await?;
         report.progress.objects_done += 1;
         let state: MetaState = decode(&state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?)?;
         check_ranges(&state, &ranges)?;
 
-        let offline = self.offline_files(&state, &location, &id, copy, parent.as_ref(), &mut report).await?;
+        let offline = self.offline_files(&state, place, &id, copy, parent.as_ref(), &mut report).await?;
         // Before the catalog: a complete backup's files are never collected as garbage.
         let left: Vec<String> = offline.iter().filter(|f| f.copy.is_none()).map(|f| f.path.clone()).collect();
         if !left.is_empty() {
@@ -184,7 +198,8 @@ impl Backups {
             self.proposer.write_meta(pin).await?;
         }
         let catalog = Catalog {
-            format: CATALOG_FORMAT,
+            format: if key.is_some() { CATALOG_FORMAT } else { PLAIN_CATALOG_FORMAT },
+            encryption: key.map(BackupKey::check),
             id: id.clone(),
             started_at,
             finished_at: now_micros(),
@@ -282,7 +297,7 @@ impl Backups {
     async fn offline_files(
         &self,
         state: &MetaState,
-        location: &OfflineStore,
+        location: Place<'_>,
         id: &str,
         copy: bool,
         parent: Option<&Catalog>,
@@ -310,12 +325,12 @@ impl Backups {
     async fn offline_file(
         &self,
         path: &str,
-        location: &OfflineStore,
+        location: Place<'_>,
         id: &str,
         copy: bool,
         report: &mut Reporter<'_>,
     ) -> Result<OfflineFile> {
-        let mut reader = ObjectReader::open(&self.offline, path).await?;
+        let mut reader = ObjectReader::open(Place::plain(&self.offline), path).await?;
         let mut writer = match copy {
             true => Some(ObjectWriter::create(location, &format!("{id}/offline/{path}")).await?),
             false => None,
@@ -351,7 +366,7 @@ fn unchanged(earlier: &GroupCut, header: &CutHeader) -> bool {
 /// same group's cut in the backup this one builds on) unless that chain is already
 /// `MAX_CHAIN` long. Answers its entry and the value of `watch`.
 async fn write_cut(
-    location: &OfflineStore,
+    location: Place<'_>,
     path: &str,
     header: CutHeader,
     mut stream: Stream,

@@ -9,9 +9,7 @@
 
 use std::collections::VecDeque;
 
-use quiver_offline::store::OfflineStore;
-
-use super::format::{Change, CutHeader, Frame, FrameReader, Object, ObjectReader};
+use super::format::{Change, CutHeader, Frame, FrameReader, Object, ObjectReader, Place};
 use crate::error::{Error, Result};
 use crate::storage::KvPair;
 
@@ -27,8 +25,8 @@ struct Source {
 }
 
 impl Source {
-    async fn open(location: &OfflineStore, object: &Object, group: u64) -> Result<(CutHeader, Source)> {
-        let mut frames = FrameReader::new(ObjectReader::open(location, &object.path).await?);
+    async fn open(place: Place<'_>, object: &Object, group: u64) -> Result<(CutHeader, Source)> {
+        let mut frames = FrameReader::new(ObjectReader::open(place, &object.path).await?);
         let header = match frames.next().await? {
             Some(Frame::Header(h)) if h.group == group => h,
             other => {
@@ -96,11 +94,11 @@ pub struct State {
 impl State {
     /// Opens the chain `objects` of `group`'s cut; answers the header of its last object
     /// (the cut's own) too.
-    pub async fn open(location: &OfflineStore, objects: &[&Object], group: u64) -> Result<(CutHeader, State)> {
+    pub async fn open(place: Place<'_>, objects: &[&Object], group: u64) -> Result<(CutHeader, State)> {
         let mut sources = Vec::with_capacity(objects.len());
         let mut header = None;
         for object in objects {
-            let (h, source) = Source::open(location, object, group).await?;
+            let (h, source) = Source::open(place, object, group).await?;
             header = Some(h);
             sources.push(source);
         }
@@ -215,6 +213,7 @@ impl Diff {
 
 #[cfg(test)]
 mod tests {
+    use quiver_offline::store::OfflineStore;
     use std::collections::BTreeMap;
 
     use openraft::StoredMembership;
@@ -231,7 +230,7 @@ mod tests {
 
     /// Writes `frames` after a header and before an end frame counting `entries`.
     async fn object(location: &OfflineStore, path: &str, frames: Vec<Frame>, entries: u64) -> Object {
-        let mut writer = ObjectWriter::create(location, path).await.unwrap();
+        let mut writer = ObjectWriter::create(Place::plain(location), path).await.unwrap();
         writer.write_frame(&Frame::Header(header())).await.unwrap();
         for frame in frames {
             writer.write_frame(&frame).await.unwrap();
@@ -241,7 +240,7 @@ mod tests {
     }
 
     async fn read_all(location: &OfflineStore, chain: &[Object]) -> Map {
-        let (_, mut state) = State::open(location, &chain.iter().collect::<Vec<_>>(), 7).await.unwrap();
+        let (_, mut state) = State::open(Place::plain(location), &chain.iter().collect::<Vec<_>>(), 7).await.unwrap();
         let mut read = Map::new();
         while let Some((k, v)) = state.next().await.unwrap() {
             read.insert(k, v);
@@ -262,7 +261,8 @@ mod tests {
             let (frames, entries) = match chain.is_empty() {
                 true => (pairs.chunks(3).map(|c| Frame::Pairs(c.to_vec())).collect::<Vec<_>>(), pairs.len()),
                 false => {
-                    let (_, old) = State::open(&location, &chain.iter().collect::<Vec<_>>(), 7).await.unwrap();
+                    let (_, old) =
+                        State::open(Place::plain(&location), &chain.iter().collect::<Vec<_>>(), 7).await.unwrap();
                     let mut diff = Diff::new(old);
                     let mut changes = Vec::new();
                     // In chunks, as a cut streams in.
@@ -319,7 +319,7 @@ mod tests {
         let location = OfflineStore::open(&dir.path().display().to_string(), &Default::default()).unwrap();
         let pairs = vec![(vec![2], vec![0]), (vec![1], vec![0])];
         let object = object(&location, "x.cut", vec![Frame::Pairs(pairs)], 2).await;
-        let (_, mut state) = State::open(&location, &[&object], 7).await.unwrap();
+        let (_, mut state) = State::open(Place::plain(&location), &[&object], 7).await.unwrap();
         let error = state.next().await.unwrap_err().to_string();
         assert!(error.contains("x.cut is damaged: its keys are out of order"), "{error}");
     }

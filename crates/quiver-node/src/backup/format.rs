@@ -22,13 +22,17 @@ use quiver_offline::store::OfflineStore;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::seal::{BackupKey, Opener, Sealer};
 use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
 use crate::storage::KvPair;
 
-/// The catalog layout this build writes; it reads this one and the ones before (format 1
-/// had no incremental cuts of a group: every cut was whole).
-pub const CATALOG_FORMAT: u32 = 2;
+/// The newest catalog layout this build reads, and writes for an encrypted backup; it reads
+/// the ones before too (format 1 had no incremental cuts of a group: every cut was whole;
+/// format 2 no encryption, and is still written for a backup without a key, so that builds
+/// before encryption read it).
+pub const CATALOG_FORMAT: u32 = 3;
+pub const PLAIN_CATALOG_FORMAT: u32 = 2;
 pub const CATALOG: &str = "catalog.json";
 /// A frame larger than this is damage, not data (chunks are far smaller).
 const MAX_FRAME: usize = 256 << 20;
@@ -74,6 +78,27 @@ pub struct Catalog {
     /// The source's offline store, where files without a copy here stay.
     pub offline_store: String,
     pub offline: Vec<OfflineFile>,
+    /// The check value of the key every object is sealed with (`seal`); `None`: not encrypted.
+    #[serde(default)]
+    pub encryption: Option<String>,
+}
+
+impl Catalog {
+    /// `key` when it is the one this backup was sealed with; `None` for a backup made
+    /// without one; an error naming what to give otherwise.
+    pub fn key<'k>(&self, key: Option<&'k BackupKey>) -> Result<Option<&'k BackupKey>> {
+        match (&self.encryption, key) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(Error::Backup(format!(
+                "backup {} is encrypted: give the key it was made with (--encrypt-key FILE)",
+                self.id
+            ))),
+            (Some(check), Some(key)) if *check == key.check() => Ok(Some(key)),
+            (Some(_), Some(_)) => {
+                Err(Error::Backup(format!("that key is not the one backup {} was encrypted with", self.id)))
+            }
+        }
+    }
 }
 
 /// One group's cut: the log id its state was read at, and where it is.
@@ -170,25 +195,62 @@ fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Backup(format!("{what}: {e}"))
 }
 
-/// Streams an object into the location, counting and hashing what it writes.
+/// A backup location, and the key its objects are sealed with (`seal`), if any; or a plain
+/// store, such as the offline store files are copied from.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    pub store: &'a OfflineStore,
+    pub key: Option<&'a BackupKey>,
+}
+
+impl<'a> Place<'a> {
+    pub fn plain(store: &'a OfflineStore) -> Place<'a> {
+        Place { store, key: None }
+    }
+}
+
+/// Streams an object into the location, sealed when a key is given (`seal`), counting and
+/// hashing what it stores.
 pub struct ObjectWriter {
     path: String,
     upload: WriteMultipart,
+    sealer: Option<Sealer>,
     hasher: Xxh3,
     bytes: u64,
 }
 
 impl ObjectWriter {
-    pub async fn create(location: &OfflineStore, path: &str) -> Result<ObjectWriter> {
+    pub async fn create(place: Place<'_>, path: &str) -> Result<ObjectWriter> {
+        let (location, key) = (place.store, place.key);
         let upload = location
             .object_store()
             .put_multipart(&location.path(path))
             .await
             .map_err(|e| store_err(&format!("writing {path} in {}", location.location()), e))?;
-        Ok(ObjectWriter { path: path.to_string(), upload: WriteMultipart::new(upload), hasher: Xxh3::new(), bytes: 0 })
+        let upload = WriteMultipart::new(upload);
+        let mut writer = ObjectWriter { path: path.to_string(), upload, sealer: None, hasher: Xxh3::new(), bytes: 0 };
+        if let Some(key) = key {
+            let (sealer, header) = Sealer::new(key)?;
+            writer.store(&header).await?;
+            writer.sealer = Some(sealer);
+        }
+        Ok(writer)
     }
 
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self.sealer.as_mut() {
+            Some(sealer) => {
+                let sealed = sealer.push(data)?;
+                self.store(&sealed).await
+            }
+            None => self.store(data).await,
+        }
+    }
+
+    async fn store(&mut self, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
         // At most a few parts in flight: the backup streams, it is never held whole.
         self.upload.wait_for_capacity(4).await.map_err(|e| store_err(&format!("writing {}", self.path), e))?;
         self.upload.write(data);
@@ -209,43 +271,60 @@ impl ObjectWriter {
         self.write(&framed).await
     }
 
-    pub async fn finish(self) -> Result<Object> {
+    pub async fn finish(mut self) -> Result<Object> {
+        if let Some(sealer) = self.sealer.take() {
+            let last = sealer.finish()?;
+            self.store(&last).await?;
+        }
         let path = self.path;
         self.upload.finish().await.map_err(|e| store_err(&format!("finishing {path}"), e))?;
         Ok(Object { path, bytes: self.bytes, checksum: checksum(&self.hasher) })
     }
 }
 
-/// Reads an object as a stream of byte chunks, hashing them; `check` compares the total
-/// with what the catalog says once the stream is done.
+/// Reads an object as a stream of byte chunks, opened when a key is given (`seal`), hashing
+/// what is stored; `check` compares the total with what the catalog says once the stream is
+/// done.
 pub struct ObjectReader {
     path: String,
     stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    opener: Option<Opener>,
     hasher: Xxh3,
     bytes: u64,
 }
 
 impl ObjectReader {
-    pub async fn open(location: &OfflineStore, path: &str) -> Result<ObjectReader> {
+    pub async fn open(place: Place<'_>, path: &str) -> Result<ObjectReader> {
+        let (location, key) = (place.store, place.key);
         let got = location.object_store().get(&location.path(path)).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
                 Error::Backup(format!("{path} is missing from {}", location.location()))
             }
             e => store_err(&format!("reading {path} in {}", location.location()), e),
         })?;
-        Ok(ObjectReader { path: path.to_string(), stream: got.into_stream(), hasher: Xxh3::new(), bytes: 0 })
+        let opener = key.map(Opener::new);
+        Ok(ObjectReader { path: path.to_string(), stream: got.into_stream(), opener, hasher: Xxh3::new(), bytes: 0 })
     }
 
-    /// The next bytes of the object; `None` at its end.
+    /// The next bytes of the object (maybe none, while a sealed chunk is incomplete); `None`
+    /// at its end.
     pub async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
         match self.stream.next().await {
             Some(Ok(chunk)) => {
                 self.hasher.update(&chunk);
                 self.bytes += chunk.len() as u64;
-                Ok(Some(chunk))
+                match self.opener.as_mut() {
+                    Some(opener) => Ok(Some(opener.push(&chunk, &self.path)?.into())),
+                    None => Ok(Some(chunk)),
+                }
             }
             Some(Err(e)) => Err(store_err(&format!("reading {}", self.path), e)),
-            None => Ok(None),
+            None => {
+                if let Some(opener) = &self.opener {
+                    opener.finish(&self.path)?;
+                }
+                Ok(None)
+            }
         }
     }
 

@@ -7,3 +7,4 @@ pub mod delta;
 pub mod format;
 pub mod pins;
 pub mod restore;
+pub mod seal;

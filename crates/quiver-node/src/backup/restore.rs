@@ -22,7 +22,8 @@ use quiver_offline::store::OfflineStore;
 
 use super::catalog;
 use super::delta::State;
-use super::format::{Catalog, GroupCut, Object, ObjectReader, ObjectWriter};
+use super::format::{Catalog, GroupCut, Object, ObjectReader, ObjectWriter, Place};
+use super::seal::BackupKey;
 use crate::codec::{decode, encode};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -55,6 +56,7 @@ pub async fn restore(
     config: &Config,
     location: &str,
     id: &str,
+    key: Option<&BackupKey>,
     mut progress: impl FnMut(&BackupProgress),
 ) -> Result<Restored> {
     let mut config = config.clone();
@@ -70,8 +72,9 @@ pub async fn restore(
     }
     let source = catalog::open(location, &config.s3)?;
     let catalog = catalog::find(&source, id).await?;
+    let place = Place { store: &source, key: catalog.key(key)? };
     check_present(&source, &catalog).await?;
-    let result = write_data_dir(&config, &source, &catalog, &mut progress).await;
+    let result = write_data_dir(&config, place, &catalog, &mut progress).await;
     if result.is_err() {
         // Leave nothing that looks like a node's data behind.
         let _ = std::fs::remove_dir_all(&dir);
@@ -100,7 +103,7 @@ async fn check_present(location: &OfflineStore, catalog: &Catalog) -> Result<()>
 
 async fn write_data_dir(
     config: &Config,
-    source: &OfflineStore,
+    source: Place<'_>,
     catalog: &Catalog,
     progress: &mut impl FnMut(&BackupProgress),
 ) -> Result<Restored> {
@@ -196,7 +199,7 @@ fn for_new_cluster(state: &mut MetaState, members: &BTreeMap<u64, String>) {
 #[allow(clippy::too_many_arguments)]
 async fn restore_group(
     engine: &dyn KvEngine,
-    source: &OfflineStore,
+    source: Place<'_>,
     cut: &GroupCut,
     me: u64,
     voters: &BTreeMap<u64, BasicNode>,
@@ -248,7 +251,7 @@ async fn restore_group(
 /// the source's); answers how many it copied.
 async fn restore_offline(
     config: &Config,
-    source: &OfflineStore,
+    source: Place<'_>,
     catalog: &Catalog,
     report: &mut BackupProgress,
     progress: &mut impl FnMut(&BackupProgress),
@@ -269,7 +272,8 @@ async fn restore_offline(
             let (from, object) = match (&file.copy, &original) {
                 (Some(copy), _) => (source, copy.clone()),
                 (None, Some(store)) => {
-                    (store, Object { path: file.path.clone(), bytes: file.bytes, checksum: file.checksum.clone() })
+                    let object = Object { path: file.path.clone(), bytes: file.bytes, checksum: file.checksum.clone() };
+                    (Place::plain(store), object)
                 }
                 (None, None) => {
                     return Err(Error::Backup(format!("{} has no copy and no store to come from", file.path)));
@@ -286,9 +290,9 @@ async fn restore_offline(
 }
 
 /// Copies `object` of `from` to `path` of `to`, checking it; a damaged copy is deleted.
-async fn copy_object(from: &OfflineStore, object: &Object, to: &OfflineStore, path: &str) -> Result<()> {
+async fn copy_object(from: Place<'_>, object: &Object, to: &OfflineStore, path: &str) -> Result<()> {
     let mut reader = ObjectReader::open(from, &object.path).await?;
-    let mut writer = ObjectWriter::create(to, path).await?;
+    let mut writer = ObjectWriter::create(Place::plain(to), path).await?;
     while let Some(chunk) = reader.next().await? {
         writer.write(&chunk).await?;
     }

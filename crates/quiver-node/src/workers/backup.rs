@@ -10,6 +10,7 @@ use quiver_core::shard_map::META_GROUP;
 use super::Context;
 use crate::backup::catalog;
 use crate::backup::create::BackupRequest;
+use crate::backup::seal::BackupKey;
 use crate::error::Result;
 use crate::raft::now_micros;
 
@@ -28,7 +29,8 @@ pub async fn round(context: Context) -> Result<()> {
     // Incremental backups since the last full one.
     let since_full = scheduled.iter().rev().take_while(|b| b.incremental).count() as u32;
     let incremental = !scheduled.is_empty() && since_full + 1 < context.backup.full_every;
-    let request = BackupRequest { to: to.clone(), incremental, copy_offline: None, scheduled: true };
+    let key = context.backup.encrypt_key.as_deref().map(BackupKey::read).transpose()?;
+    let request = BackupRequest { to: to.clone(), incremental, copy_offline: None, scheduled: true, key };
     // Nobody follows a scheduled backup's progress.
     let made = context.backups.create(request, &|_| {}).await?;
     tracing::info!(backup = made.id, to, "scheduled backup made");
