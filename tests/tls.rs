@@ -37,14 +37,19 @@ fn https(node: &LocalNode) -> String {
     node.endpoint().replace("http://", "https://")
 }
 
+/// A node under `dir` with TLS from `certificates`: the node, the CA's path, its endpoint.
+async fn tls_node(dir: &Path) -> (LocalNode, String, String) {
+    let flags = certificates(dir);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = LocalNode::start(&dir.join("node"), &args).await.unwrap();
+    let endpoint = https(&node);
+    (node, dir.join("ca.pem").display().to_string(), endpoint)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_node_serves_clients_that_trust_its_ca_and_refuses_the_others() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = certificates(dir.path());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let node = LocalNode::start(&dir.path().join("node"), &args).await.unwrap();
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let endpoint = https(&node);
+    let (node, ca, endpoint) = tls_node(dir.path()).await;
     let defs = dir.path().join("rides.yaml");
     std::fs::write(&defs, RIDES).unwrap();
     let trusting = |args: &[&str]| {
@@ -164,11 +169,7 @@ fn pem_body(pem: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_is_served_without_a_restart_and_status_says_when_it_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = certificates(dir.path());
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let node = LocalNode::start(&dir.path().join("node"), &args).await.unwrap();
-    let ca = dir.path().join("ca.pem").display().to_string();
-    let endpoint = https(&node);
+    let (node, ca, endpoint) = tls_node(dir.path()).await;
     let status = ok(&["--endpoint", &endpoint, "--ca", &ca, "status"]);
     assert!(status.contains("TLS certificate of node 1: valid until"), "{status}");
     let old = std::fs::read_to_string(dir.path().join("nodes.pem")).unwrap();
