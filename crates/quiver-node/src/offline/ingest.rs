@@ -113,7 +113,8 @@ impl SourceFile {
 /// of an object or a prefix.
 async fn list_sources(node: &Node, path: &str) -> Result<Vec<SourceFile>> {
     let mut sources = Vec::new();
-    let policy = SourcePolicy::new(&node.config);
+    let backups = node.meta.latest().backups.iter().map(|b| b.location.clone()).collect::<Vec<_>>();
+    let policy = SourcePolicy::new(&node.config, backups);
     if let Some(rest) = path.strip_prefix("s3://") {
         policy.s3(path)?;
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));

@@ -2,7 +2,7 @@
 //! rights, so with authentication on a caller may name only what the operator listed
 //! (`[ingest] allow`: local directories and `s3://` prefixes; none by default), and never the
 //! node's own data: its data dir, a local offline store, its spill dir or a local backup
-//! location, listed or not. A refused path gets one message whether it exists or not, so the
+//! location (scheduled, or of a backup the cluster recorded), listed or not. A refused path gets one message whether it exists or not, so the
 //! refusal tells nothing of the node's disk. With authentication off (the embedded default,
 //! on loopback) every path the node can read is allowed, as the operator is the only caller.
 
@@ -26,12 +26,14 @@ pub struct SourcePolicy {
 }
 
 impl SourcePolicy {
-    pub fn new(config: &Config) -> SourcePolicy {
+    /// The policy of a node with `config`, whose backups went to `backups` too.
+    pub fn new(config: &Config, backups: impl IntoIterator<Item = String>) -> SourcePolicy {
         let (s3, local): (Vec<&String>, Vec<&String>) =
             config.ingest.allow.iter().partition(|a| a.starts_with("s3://"));
         let offline = config.offline_location();
         let mut own = vec![config.data_dir.clone(), config.spill_dir()];
-        own.extend([offline.clone(), config.backup.to.clone()].into_iter().filter(|l| is_local(l)).map(PathBuf::from));
+        let places = [offline.clone(), config.backup.to.clone()].into_iter().chain(backups);
+        own.extend(places.filter(|l| is_local(l)).map(PathBuf::from));
         SourcePolicy {
             enforced: config.auth.enabled,
             local: local.into_iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect(),
@@ -102,14 +104,14 @@ mod tests {
         config.auth.enabled = true;
         config.ingest.allow = allow.to_vec();
         std::fs::create_dir_all(config.data_dir.join("offline")).unwrap();
-        SourcePolicy::new(&config)
+        SourcePolicy::new(&config, [dir.join("landing/backups").display().to_string()])
     }
 
     #[test]
     fn with_auth_only_listed_places_and_never_the_nodes_own() {
         let dir = tempfile::tempdir().unwrap();
         let landing = dir.path().join("landing");
-        std::fs::create_dir_all(&landing).unwrap();
+        std::fs::create_dir_all(landing.join("backups")).unwrap();
         std::fs::write(landing.join("a.csv"), "x").unwrap();
         std::fs::write(dir.path().join("secret.csv"), "x").unwrap();
         let allow = vec![landing.display().to_string(), dir.path().join("data").display().to_string()];
@@ -139,7 +141,7 @@ mod tests {
     fn without_auth_every_path_is_read_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
-        let p = SourcePolicy::new(&config);
+        let p = SourcePolicy::new(&config, []);
         assert!(p.local("/anything").is_ok() && p.s3("s3://any/thing").is_ok());
     }
 }
