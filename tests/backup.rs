@@ -531,16 +531,28 @@ async fn scheduled_backups_go_on_after_the_metadata_leader_is_killed() {
     let mut nodes = LocalNode::start_cluster(dir.path(), 3, &args, &[], READY).await.unwrap();
     let client = with_rides(&nodes[0]).await;
     client.write("rides", "driver_stats", vec![driver_row(1, now_micros(), 1.0, 1)]).await.unwrap();
-    let to = to.display().to_string();
     let complete = |to: &str| listed(to, &[]).into_iter().filter(|(_, c)| *c).map(|(id, _)| id).collect::<Vec<_>>();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while complete(&to).is_empty() {
+    while complete(&to.display().to_string()).is_empty() {
         assert!(Instant::now() < deadline, "no scheduled backup was made");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // An operator's backup in the same location is the schedule's retention's to leave alone
+    // (made when no scheduled one holds the cluster's cut).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let manual = loop {
+        let args = ["backup", "create", "--to", &to.display().to_string()];
+        let out = quiverctl(&nodes[0].endpoint(), &args, None);
+        if out.success {
+            break out.stdout.split_whitespace().nth(1).unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no manual backup: {}", out.stderr);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     let leader = client.status().await.unwrap().groups.iter().find(|g| g.group_id == 0).and_then(|g| g.leader).unwrap();
-    let before: Vec<String> = complete(&to);
+    let before: Vec<String> = complete(&to.display().to_string());
     nodes[leader as usize - 1].kill_9().unwrap();
+    let to = to.display().to_string();
     let survivor = &nodes[leader as usize % 3];
     let client = survivor.client().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -549,8 +561,11 @@ async fn scheduled_backups_go_on_after_the_metadata_leader_is_killed() {
         let newest = status.ok().and_then(|s| s.backups.last().cloned());
         if let Some(newest) = newest.filter(|b| b.scheduled && !before.contains(&b.id) && complete(&to).contains(&b.id))
         {
-            // Every other backup is incremental (full_every = 2), and at most `keep` remain.
-            assert!(complete(&to).len() <= 2, "{:?}", complete(&to));
+            // Every other backup is incremental (full_every = 2), at most `keep` of the
+            // schedule's remain, and the manual one stays.
+            let remaining = complete(&to);
+            assert!(remaining.contains(&manual), "retention deleted a manual backup: {remaining:?}");
+            assert!(remaining.len() <= 3, "{remaining:?}");
             let (_, page) = quiver_tests::http_get(survivor.http_addr(), "/ui/cluster");
             assert!(page.contains("<h2>Backups</h2>") && page.contains(&newest.id), "{page}");
             break;
@@ -558,6 +573,14 @@ async fn scheduled_backups_go_on_after_the_metadata_leader_is_killed() {
         assert!(Instant::now() < deadline, "no scheduled backup after the metadata leader died");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Three scheduled backups after the manual one: a retention of 2 that counted it would
+    // have deleted it by now.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while complete(&to).iter().filter(|id| **id > manual).count() < 3 {
+        assert!(Instant::now() < deadline, "no three scheduled backups after the manual one");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(complete(&to).contains(&manual), "retention deleted a manual backup: {:?}", complete(&to));
     let described: Vec<String> =
         complete(&to).iter().map(|id| ctl(&["backup", "describe", id, "--from", &to], &[])).collect();
     assert!(described.iter().any(|d| d.contains("builds on")), "incremental backups among them: {described:?}");

@@ -166,6 +166,19 @@ pub fn plan_delete(all: &[Listed], id: Option<&str>, keep: Option<usize>) -> Res
     }
 }
 
+/// Which backups the schedule's retention (`[backup] keep`) removes: only the schedule's
+/// own complete backups, all but the newest `keep` of them, and never one that a kept or a
+/// manual backup builds on. Manual backups and backups under way in the same location are
+/// never touched.
+pub fn plan_retention(all: &[Listed], keep: usize) -> Vec<String> {
+    let complete: Vec<&Catalog> = all.iter().filter_map(|l| l.catalog.as_ref()).collect();
+    let scheduled: Vec<&Catalog> = complete.iter().filter(|c| c.scheduled).copied().collect();
+    let kept = scheduled.iter().rev().take(keep).copied();
+    let manual = complete.iter().filter(|c| !c.scheduled).copied();
+    let needed = needed_by(all, kept.chain(manual));
+    scheduled.iter().filter(|c| !needed.contains(&c.id)).map(|c| c.id.clone()).collect()
+}
+
 /// Deletes backup `id`: its catalog first, so it stops being complete before its objects go.
 pub async fn delete(location: &OfflineStore, id: &str) -> Result<()> {
     let catalog = super::format::catalog_path(id);
@@ -182,6 +195,10 @@ mod tests {
     use super::*;
 
     fn listed(id: &str, parent: Option<&str>, complete: bool) -> Listed {
+        made(id, parent, complete, false)
+    }
+
+    fn made(id: &str, parent: Option<&str>, complete: bool, scheduled: bool) -> Listed {
         let object = Object { path: format!("{id}/meta.cut"), bytes: 1, checksum: String::new() };
         let meta = GroupCut { group: 0, term: 1, index: 1, pairs: 1, rows: 0, builds_on: Vec::new(), object };
         let catalog = Catalog {
@@ -196,6 +213,7 @@ mod tests {
             offline_store: String::new(),
             offline: Vec::new(),
             encryption: None,
+            scheduled,
         };
         Listed { id: id.into(), catalog: complete.then_some(catalog), stored_bytes: 1 }
     }
@@ -216,5 +234,23 @@ mod tests {
         assert_eq!(plan_delete(&all, Some("e"), None).unwrap(), vec!["e"]);
         assert!(plan_delete(&all, Some("zz"), None).is_err());
         assert!(plan_delete(&all, None, None).is_err());
+    }
+
+    #[test]
+    fn the_schedules_retention_deletes_only_its_own_complete_backups() {
+        let all = vec![
+            made("s1", None, true, true),
+            made("m1", None, true, false),
+            made("s2", None, true, true),
+            made("m2", Some("s2"), true, false),
+            made("s3", None, true, true),
+            made("s4", Some("s3"), true, true),
+            made("x", None, false, false),
+            made("s5", None, true, true),
+        ];
+        assert_eq!(plan_retention(&all, 2), vec!["s1"], "s2 is built on by a manual backup; s4, s5 kept");
+        assert_eq!(plan_retention(&all, 1), vec!["s1", "s3", "s4"]);
+        assert!(plan_retention(&all, 10).is_empty());
+        assert!(!plan_retention(&all, 0).iter().any(|id| id.starts_with('m') || id == "x"), "manual, under way");
     }
 }

@@ -134,11 +134,18 @@ impl Backups {
         let location = catalog::open(&request.to, &self.s3)?;
         // Reachable, and what is there already: found out before anything is held.
         let listed = catalog::list(&location).await?;
-        let parent = match request.incremental {
-            true => Some(listed.into_iter().rev().find_map(|l| l.catalog).ok_or_else(|| {
-                Error::Backup(format!("{} holds no complete backup to build on: make a full one first", request.to))
-            })?),
-            false => None,
+        // A scheduled incremental backup builds on the schedule's own, never on an operator's;
+        // with none of those (the schedule's first here, or catalogs from before the mark) it
+        // is whole.
+        let own = |c: &Catalog| !request.scheduled || c.scheduled;
+        let newest = listed.into_iter().rev().find_map(|l| l.catalog.filter(own));
+        let parent = match (request.incremental, newest) {
+            (true, Some(newest)) => Some(newest),
+            (true, None) if !request.scheduled => {
+                let none = format!("{} holds no complete backup to build on: make a full one first", request.to);
+                return Err(Error::Backup(none));
+            }
+            _ => None,
         };
         let key = request.key.as_ref();
         // An incremental backup reads the one it builds on, and is sealed as it was.
@@ -200,6 +207,7 @@ impl Backups {
         let catalog = Catalog {
             format: if key.is_some() { CATALOG_FORMAT } else { PLAIN_CATALOG_FORMAT },
             encryption: key.map(BackupKey::check),
+            scheduled: request.scheduled,
             id: id.clone(),
             started_at,
             finished_at: now_micros(),

@@ -81,6 +81,10 @@ pub struct Catalog {
     /// The check value of the key every object is sealed with (`seal`); `None`: not encrypted.
     #[serde(default)]
     pub encryption: Option<String>,
+    /// Made by the `[backup]` schedule, whose retention deletes only such backups (a catalog
+    /// from before this field says no: never deleted by a schedule).
+    #[serde(default)]
+    pub scheduled: bool,
 }
 
 impl Catalog {

@@ -37,7 +37,7 @@ pub async fn round(context: Context) -> Result<()> {
     if context.backup.keep > 0 {
         let location = catalog::open(&to, &context.backups.s3)?;
         let listed = catalog::list(&location).await?;
-        for id in catalog::plan_delete(&listed, None, Some(context.backup.keep))? {
+        for id in catalog::plan_retention(&listed, context.backup.keep) {
             catalog::delete(&location, &id).await?;
             tracing::info!(backup = id, to, "old backup deleted (backup.keep)");
         }
