@@ -11,15 +11,10 @@ use quiver_client::{
     StatsWindow,
 };
 use quiver_core::Error as CoreError;
-use quiver_tests::{LocalNode, RIDES, admin_token, driver_key, driver_row, now_micros};
+use quiver_tests::{LocalNode, RIDES, admin_token, driver_key, driver_row, issue_token as token, now_micros};
 
 async fn client(node: &LocalNode, token: &str) -> Client {
     Client::builder(node.endpoint()).token(token).connect().await.expect("client connects")
-}
-
-async fn token(root: &Client, name: &str, project: &str, role: Role, pii: bool) -> String {
-    let new = NewToken { name: name.into(), scope: Scope::Project(project.into()), role, pii, ttl: None };
-    root.create_token(&new).await.expect("token created").0
 }
 
 fn definitions(text: &str) -> quiver_client::Definitions {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use quiver_client::{AuditQuery, Client, NewToken, Role, Scope};
-use quiver_tests::{LocalNode, admin_token, binary};
+use quiver_client::{AuditQuery, Client, Role};
+use quiver_tests::{LocalNode, admin_token, binary, issue_token};
 
 /// Every RPC between nodes the probe calls.
 const MEMBER_RPCS: [&str; 9] =
@@ -48,14 +48,7 @@ fn ctl(args: &[&str]) -> String {
 }
 
 async fn viewer(root: &Client) -> String {
-    let new = NewToken {
-        name: "viewer".into(),
-        scope: Scope::Project("rides".into()),
-        role: Role::Viewer,
-        pii: false,
-        ttl: None,
-    };
-    root.create_token(&new).await.expect("token created").0
+    issue_token(root, "viewer", "rides", Role::Viewer, false).await
 }
 
 /// What a successful attack would have changed: members, tokens, the audit log's size.
@@ -223,15 +216,8 @@ async fn with_auth_an_ingest_reads_only_listed_places_and_is_on_record() {
     let node = LocalNode::start(&data, &["--auth", "--ingest-allow", landing.to_str().unwrap()]).await.unwrap();
     let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
     root.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
-    let new = NewToken {
-        name: "loader".into(),
-        scope: Scope::Project("rides".into()),
-        role: Role::Writer,
-        pii: false,
-        ttl: None,
-    };
-    let writer =
-        Client::builder(node.endpoint()).token(root.create_token(&new).await.unwrap().0).connect().await.unwrap();
+    let loader = issue_token(&root, "loader", "rides", Role::Writer, false).await;
+    let writer = Client::builder(node.endpoint()).token(loader).connect().await.unwrap();
 
     let listed = landing.join("driver_stats.parquet");
     writer.ingest("rides", "driver_stats", listed.to_str().unwrap(), |_| {}).await.expect("a listed place is read");
@@ -300,14 +286,7 @@ async fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
     let mut node = LocalNode::start(&data, &["--auth"]).await.unwrap();
     let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
     for i in 0..6 {
-        let new = NewToken {
-            name: format!("t{i}"),
-            scope: Scope::Project("rides".into()),
-            role: Role::Viewer,
-            pii: false,
-            ttl: None,
-        };
-        root.create_token(&new).await.unwrap();
+        issue_token(&root, &format!("t{i}"), "rides", Role::Viewer, false).await;
     }
     // The retention is the cluster's: a cluster admin sets it, a day at least.
     root.set_audit_retention(Duration::from_secs(90 * 86_400)).await.unwrap();

@@ -32,6 +32,13 @@ pub fn admin_token(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join("admin.token")).expect("the first member wrote admin.token").trim().into()
 }
 
+/// A new token of `root`'s making: `role` on `project`, with the PII grant when `pii`.
+pub async fn issue_token(root: &Client, name: &str, project: &str, role: quiver_client::Role, pii: bool) -> String {
+    let scope = quiver_client::Scope::Project(project.into());
+    let new = quiver_client::NewToken { name: name.into(), scope, role, pii, ttl: None };
+    root.create_token(&new).await.expect("token created").0
+}
+
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }

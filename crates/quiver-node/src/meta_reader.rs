@@ -2,7 +2,8 @@
 //! every change acknowledged anywhere (read-your-writes through any node) — the state once
 //! this node has caught up with the metadata leader's read index.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use quiver_core::shard_map::META_GROUP;
@@ -21,20 +22,23 @@ pub struct MetaReader {
     pool: PeerPool,
     /// How long catching up waits through an election of the meta group.
     retry_for: Duration,
-    /// When the last catch-up that succeeded asked for its read index: this node's state
-    /// then held every change acknowledged anywhere before that moment.
-    caught_up_at: Arc<Mutex<Option<Instant>>>,
+    /// When the last catch-up that succeeded asked for its read index (µs after `started`,
+    /// 0: never): this node's state then held every change acknowledged anywhere before that
+    /// moment. An atomic: every authenticated request reads it.
+    caught_up_at: Arc<AtomicU64>,
+    started: Instant,
 }
 
 impl MetaReader {
     pub fn new(groups: Arc<Groups>, view: MetaView, pool: PeerPool, retry_for: Duration) -> MetaReader {
-        MetaReader { groups, view, pool, retry_for, caught_up_at: Arc::default() }
+        MetaReader { groups, view, pool, retry_for, caught_up_at: Arc::default(), started: Instant::now() }
     }
 
     /// Has this node caught up with the metadata leader within `bound`? A node cut off from
     /// it for longer may hold a stale view (of revoked tokens, say).
     pub fn caught_up_within(&self, bound: Duration) -> bool {
-        self.caught_up_at.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|at| at.elapsed() <= bound)
+        let at = self.caught_up_at.load(Ordering::Acquire);
+        at != 0 && (self.started.elapsed().as_micros() as u64).saturating_sub(at) <= bound.as_micros() as u64
     }
 
     /// The meta state this node applied last (may lag the metadata leader).
@@ -91,8 +95,10 @@ impl MetaReader {
         let waited =
             group.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(index), "meta catch-up").await;
         waited.map_err(|e| quiver_core::Error::Unavailable(format!("catching up with the registry: {e}")))?;
-        let mut at = self.caught_up_at.lock().unwrap_or_else(|e| e.into_inner());
-        *at = Some(at.map_or(asked, |earlier| earlier.max(asked)));
+        // Never 0, which means never; `fetch_max`: a slow catch-up asked earlier than one
+        // that finished first does not move the time back.
+        let asked = (asked.duration_since(self.started).as_micros() as u64).max(1);
+        self.caught_up_at.fetch_max(asked, Ordering::AcqRel);
         Ok(self.latest())
     }
 

@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 
 /// How often the certificate files are looked at for a renewal, at most.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The node's TLS settings.
 #[derive(Clone)]
@@ -68,13 +70,16 @@ impl Tls {
         }))
     }
 
-    /// The client side of mutual TLS to peers with the certificate as it is now, and its
-    /// generation, which a renewal moves on.
-    pub fn peers(&self) -> (u64, ClientTlsConfig) {
+    /// The generation of the certificate as it is now, which a renewal moves on.
+    pub fn generation(&self) -> u64 {
+        self.files.current().generation
+    }
+
+    /// The client side of mutual TLS to peers, with the certificate as it is now.
+    pub fn peers(&self) -> ClientTlsConfig {
         let loaded = self.files.current();
         let identity = Identity::from_pem(&loaded.cert_pem, &loaded.key_pem);
-        let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&*self.ca_pem)).identity(identity);
-        (loaded.generation, config)
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&*self.ca_pem)).identity(identity)
     }
 
     /// When the certificate this node serves stops being valid, if its chain to the CA can
@@ -102,6 +107,43 @@ impl Tls {
             _ => None,
         }
     }
+}
+
+/// TLS connections to `listener` with the certificate as it is then, each handshake on a task
+/// of its own so that a slow or plaintext client holds up no other; with the address each came
+/// from. Accepting stops when the stream is dropped.
+pub fn accept(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection: {e}");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    // A client that speaks plaintext, does not trust the CA, or never finishes.
+                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|conn| (conn, rx)) })
 }
 
 /// The certificate and key files, as last read.

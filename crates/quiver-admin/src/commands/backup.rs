@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use quiver_admin::render::backup as show;
 use quiver_admin::render::format::{Format, answer};
@@ -36,15 +36,7 @@ pub fn read_key(file: &Path) -> Result<Vec<u8>> {
 
 /// Writes a new backup key to `file`, readable by this user only.
 pub fn new_key(file: &Path) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("writing {} (it must not exist yet)", file.display()))?;
-    writeln!(out, "{}", BackupKey::generate()?)?;
+    super::cert::write(file, &format!("{}\n", BackupKey::generate()?), true)?;
     println!(
         "wrote a backup key to {}: keep a copy apart from the backups, which cannot be read without it",
         file.display()

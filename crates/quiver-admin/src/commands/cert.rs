@@ -36,7 +36,8 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn write(path: &Path, text: &str, private: bool) -> Result<()> {
+/// Writes `text` to a new file (never over one), readable by this user only when `private`.
+pub(crate) fn write(path: &Path, text: &str, private: bool) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -39,38 +40,30 @@ pub async fn serve(
     }
 }
 
-/// Each connection's TLS handshake and HTTP on a task of its own, until `shutdown`.
+/// HTTP on each TLS connection (`tls::accept`), on a task of its own, until `shutdown`.
 async fn serve_tls(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
+    let connections = crate::tls::accept(listener, acceptor);
+    tokio::pin!(shutdown, connections);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let tls = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("http: accepting a connection: {e}");
-                    continue;
-                }
+            next = connections.next() => match next {
+                Some(Ok(tls)) => tls,
+                Some(Err(_)) | None => return,
             },
         };
+        let Ok(peer) = tls.get_ref().0.peer_addr() else { continue };
         // The caller's address, as `axum::serve` gives it on plaintext, for the audit log.
-        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
-        let (acceptor, service) = (acceptor.clone(), TowerToHyperService::new(app));
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(ConnectInfo(peer))));
         tokio::spawn(async move {
-            match acceptor.accept(tcp).await {
-                Ok(tls) => {
-                    let http = auto::Builder::new(TokioExecutor::new());
-                    if let Err(e) = http.serve_connection(TokioIo::new(tls), service).await {
-                        tracing::debug!(%peer, "http connection: {e}");
-                    }
-                }
-                // A client that speaks plaintext, or does not trust the CA.
-                Err(e) => tracing::debug!(%peer, "http TLS handshake: {e}"),
+            let http = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = http.serve_connection(TokioIo::new(tls), service).await {
+                tracing::debug!(%peer, "http connection: {e}");
             }
         });
     }

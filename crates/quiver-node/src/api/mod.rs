@@ -82,7 +82,9 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
     let tls = node.tls.as_ref().map(|t| t.grpc.clone());
     let grpc = tokio::spawn(async move {
         match tls {
-            Some(acceptor) => grpc.serve_with_incoming_shutdown(tls_connections(grpc_listener, acceptor), stop).await,
+            Some(acceptor) => {
+                grpc.serve_with_incoming_shutdown(crate::tls::accept(grpc_listener, acceptor), stop).await
+            }
             None => grpc.serve_with_incoming_shutdown(connections(grpc_listener), stop).await,
         }
     });
@@ -103,44 +105,4 @@ fn connections(
         });
         Some((conn, listener))
     })
-}
-
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// TLS connections, each handshake on a task of its own (with the certificate as it is
-/// then, `tls`), so a slow or plaintext client holds up no other. Accepting stops when the
-/// server stops taking connections.
-fn tls_connections(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = tokio::select! {
-                _ = tx.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("grpc: accepting a connection: {e}");
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    // A client that speaks plaintext, does not trust the CA, or never finishes.
-                    Ok(Err(e)) => tracing::debug!(%peer, "grpc TLS handshake: {e}"),
-                    Err(_) => tracing::debug!(%peer, "grpc TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|conn| (conn, rx)) })
 }

@@ -39,7 +39,8 @@ impl RegistryApi {
             && !call.caller.reads_pii(&defs.project)
         {
             return Err(quiver_core::Error::PermissionDenied(format!(
-                "these definitions make feature '{unmarked}' of project '{}' no longer personal (its {PII_TAG} tag                  removed); token '{}' has no PII grant on the project, which that needs",
+                "these definitions make feature '{unmarked}' of project '{}' no longer personal (its {PII_TAG} tag \
+                 removed); token '{}' has no PII grant on the project, which that needs",
                 defs.project, call.caller.name
             ))
             .into());

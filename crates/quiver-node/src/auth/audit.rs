@@ -114,12 +114,17 @@ pub fn read(tree: &dyn KvTree, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
     found.retain(|e| query.matches(e));
     let start = keyspace::audit_from(since);
     let end = keyspace::audit_from(i64::MAX);
+    let mut legacy = std::collections::VecDeque::new();
     for kv in tree.scan((std::ops::Bound::Included(start), std::ops::Bound::Included(end))) {
         let entry: AuditEntry = decode(&kv?.1)?;
         if query.matches(&entry) {
-            found.push(entry);
+            if legacy.len() == query.limit() {
+                legacy.pop_front();
+            }
+            legacy.push_back(entry);
         }
     }
+    found.extend(legacy);
     found.sort_by_key(|e| e.at);
     let extra = found.len().saturating_sub(query.limit());
     Ok(found.split_off(extra))

@@ -222,15 +222,10 @@ impl Gate {
     }
 
     /// The call a handler serves: its caller as admission found it (`admit_headers`), within
-    /// the caller's size limit.
+    /// the caller's size limit. A request admission never saw is refused.
     pub fn admit<T: prost::Message>(&self, method: &'static str, request: &Request<T>) -> Result<Call> {
-        let caller = match request.extensions().get::<Admitted>() {
-            Some(Admitted(caller)) => caller.clone(),
-            // Only a request that bypassed the server's layers (a handler called directly).
-            None => {
-                let header = request.metadata().get("authorization").map(|v| v.to_str().unwrap_or_default());
-                self.caller(header.map(bearer))?
-            }
+        let Some(Admitted(caller)) = request.extensions().get::<Admitted>().cloned() else {
+            return Err(CoreError::Unauthenticated(format!("{method} reached its handler unadmitted")).into());
         };
         self.limits.size(&caller.name, || request.get_ref().encoded_len())?;
         Ok(Call::new(method, caller, request.remote_addr()))

@@ -2,8 +2,9 @@
 //! audit log gets the first refusal of each source and minute as it happens, and, when the
 //! minute has ended, one entry with the count of the others (`drain`), so it stays bounded
 //! (two entries per source and minute) whatever a caller sends; a source past `ALLOWANCE`
-//! refusals in a minute is told to back off (`RESOURCE_EXHAUSTED`) until the minute ends. A valid token is always let
-//! through first, so an attacker sharing an address cannot lock out its other users.
+//! refusals in a minute is told to back off (`RESOURCE_EXHAUSTED`) until the minute ends. A
+//! valid token is always let through first, so an attacker sharing an address cannot lock out
+//! its other users.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -7,7 +7,6 @@
 //! makes it, atomically, and the others read it. With TLS on, members prove themselves by
 //! their certificates instead (`member`), and no secret is made.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -139,16 +138,10 @@ fn create_shared(path: &Path) -> Result<ClusterSecret> {
 }
 
 fn write_private(path: &Path, secret: &ClusterSecret) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    let write = || {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-        file.write_all(format!("{}\n", secret.0).as_bytes())?;
-        file.sync_all()
-    };
-    write().map_err(|e| Error::io(format!("writing the cluster secret {}", path.display()), e))
+    super::token::write_private(path, &format!("{}\n", secret.0))
 }
 
 #[cfg(test)]

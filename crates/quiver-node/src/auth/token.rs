@@ -46,10 +46,7 @@ pub fn bootstrap_path(data_dir: &Path) -> PathBuf {
 pub fn write_bootstrap(data_dir: &Path) -> Result<String> {
     let path = bootstrap_path(data_dir);
     let secret = generate()?;
-    let mut file = open_private(&path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    file.write_all(format!("{secret}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    write_private(&path, &format!("{secret}\n"))?;
     Ok(secret)
 }
 
@@ -63,9 +60,16 @@ pub fn read_bootstrap(data_dir: &Path) -> Result<Option<String>> {
     }
 }
 
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+/// Writes `text` to a new file at `path`, readable by this user only, and syncs it; never
+/// overwrites one.
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    let write = || {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    };
+    write().map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ impl PeerPool {
     }
 
     pub fn channel(&self, addr: &str) -> Result<PeerChannel, String> {
-        let generation = self.tls.as_ref().map_or(0, |t| t.peers().0);
+        let generation = self.tls.as_ref().map_or(0, Tls::generation);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((made_with, c)) = channels.get(addr)
             && *made_with == generation
@@ -80,7 +80,7 @@ impl PeerPool {
             .connect_timeout(std::time::Duration::from_millis(500))
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.peers().1).map_err(|e| format!("TLS to {addr}: {e}"))?;
+            endpoint = endpoint.tls_config(tls.peers()).map_err(|e| format!("TLS to {addr}: {e}"))?;
         }
         Ok(InterceptedService::new(endpoint.connect_lazy(), self.credentials.clone()))
     }
