@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use quiver_admin::local_node::free_addrs;
 use quiver_client::{Client, FeatureSelection, Freshness, HistoricalRequest, Spine, Value};
 use quiver_tests::s3::S3Server;
 use quiver_tests::{LocalNode, RIDES, binary, driver_row, now_micros, quiverctl, read_drivers};
@@ -252,7 +253,7 @@ async fn check_restored(client: &Client, endpoint: &str, source: &Source) {
 /// Restores backup `id` into a new single node under `dir` and starts it there.
 /// `store` is the new offline store, if not the default.
 async fn restore_single(id: &str, from: &str, data: &Path, store: Option<&str>, env: &[(String, String)]) -> LocalNode {
-    let addr = quiver_admin::local_node::free_addr().unwrap();
+    let [addr, http] = <[String; 2]>::try_from(free_addrs(2).unwrap()).unwrap();
     let mut restore =
         vec!["backup", "restore", id, "--from", from, "--data-dir", data.to_str().unwrap(), "--advertise", &addr];
     let config = config(data.parent().unwrap());
@@ -263,8 +264,7 @@ async fn restore_single(id: &str, from: &str, data: &Path, store: Option<&str>, 
     }
     let out = ctl(&restore, env);
     assert!(out.contains("restored backup") && out.contains(&format!("--listen {addr}")), "{out}");
-    let mut node =
-        LocalNode::spawn_at(data, &addr, &quiver_admin::local_node::free_addr().unwrap(), &node_args, env).unwrap();
+    let mut node = LocalNode::spawn_at(data, &addr, &http, &node_args, env).unwrap();
     node.wait_ready(READY).await.unwrap();
     node
 }
@@ -308,7 +308,8 @@ async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
     drop(nodes);
 
     // Three new members, each restored with the same list, then started together.
-    let listen: Vec<String> = (0..3).map(|_| quiver_admin::local_node::free_addr().unwrap()).collect();
+    let mut listen = free_addrs(6).unwrap();
+    let http = listen.split_off(3);
     let initial = listen.join(",");
     let secret = dir.path().join("restored.secret");
     let mut restored = Vec::new();
@@ -327,10 +328,7 @@ async fn three_nodes_backed_up_to_s3_restore_into_three_nodes_and_into_one() {
             "--offline-store",
             "s3://quiver/restored",
         ];
-        restored.push(
-            LocalNode::spawn_at(&data, addr, &quiver_admin::local_node::free_addr().unwrap(), &args, &s3.env())
-                .unwrap(),
-        );
+        restored.push(LocalNode::spawn_at(&data, addr, &http[i], &args, &s3.env()).unwrap());
     }
     for node in &mut restored {
         node.wait_ready(READY).await.unwrap();
@@ -689,16 +687,14 @@ async fn an_encrypted_backup_is_unreadable_without_its_key_and_restores_with_it(
     create(&node.endpoint(), sealed_s, &["--incremental", "--encrypt-key", key_s]);
 
     let data = dir.path().join("restored");
-    let addr = quiver_admin::local_node::free_addr().unwrap();
+    let [addr, http] = <[String; 2]>::try_from(free_addrs(2).unwrap()).unwrap();
     let restore =
         ["backup", "restore", &id, "--from", sealed_s, "--data-dir", data.to_str().unwrap(), "--advertise", &addr];
     assert!(fails(&restore).contains("is encrypted"));
     assert!(!data.exists(), "a refused restore leaves no data dir");
     ctl(&[&restore[..], &["--encrypt-key", key_s]].concat(), &[]);
     drop(node);
-    let mut restored =
-        LocalNode::spawn_at(&data, &addr, &quiver_admin::local_node::free_addr().unwrap(), &["--config", &config], &[])
-            .unwrap();
+    let mut restored = LocalNode::spawn_at(&data, &addr, &http, &["--config", &config], &[]).unwrap();
     restored.wait_ready(READY).await.unwrap();
     assert_eq!(conv_rates(&restored.client().await.unwrap(), &ids).await, before);
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use quiver_admin::local_node::free_addr;
+use quiver_admin::local_node::free_addrs;
 use quiver_client::{Client, Consistency, FeatureSelection, Freshness, GroupKind, OnlineRequest, Value};
 use quiver_tests::{LocalNode, RIDES, crashed, driver_key, driver_row, now_micros};
 
@@ -224,7 +224,7 @@ async fn a_joining_node_receives_replicas_and_a_removed_node_is_drained_first() 
 
     // Node 4 joins through node 2 and, once placement is balanced, holds a third of the
     // twelve replicas (four shards, three each) with the data in them.
-    let (listen, http) = (free_addr().unwrap(), free_addr().unwrap());
+    let [listen, http] = <[String; 2]>::try_from(free_addrs(2).unwrap()).unwrap();
     let join = nodes[1].endpoint();
     let secret = LocalNode::cluster_secret(dir.path());
     let args = ["--join", join.trim_start_matches("http://"), "--cluster-secret", secret.to_str().unwrap()];

@@ -392,8 +392,8 @@ async fn a_node_cut_off_from_the_metadata_leader_stops_trusting_tokens_within_th
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let free = || port(&quiver_admin::local_node::free_addr().unwrap());
-    let (p1, p2, p3) = (free(), free(), free());
+    let free: Vec<u16> = quiver_admin::local_node::free_addrs(6).unwrap().iter().map(|a| port(a)).collect();
+    let (p1, p2, p3) = (free[0], free[1], free[2]);
     let host = format!("{}.1", ns.net);
     let (n1, n2) = (format!("{host}:{p1}"), format!("{host}:{p2}"));
     let (n3_peers, n3_clients) = (format!("{}.2:{p3}", ns.net), format!("{}.3:{p3}", ns.net));
@@ -402,12 +402,12 @@ async fn a_node_cut_off_from_the_metadata_leader_stops_trusting_tokens_within_th
     let common = ["--auth", "--insecure", "--initial-cluster", &initial, "--cluster-secret", secret.to_str().unwrap()];
     let mut nodes = Vec::new();
     for (i, addr) in [&n1, &n2].into_iter().enumerate() {
-        let http = format!("{host}:{}", free());
+        let http = format!("{host}:{}", free[3 + i]);
         nodes.push(LocalNode::spawn_at(&dir.path().join(format!("node{}", i + 1)), addr, &http, &common, &[]).unwrap());
     }
     let inside = ["ip", "netns", "exec", ns.name.as_str()];
     let n3_listen = format!("0.0.0.0:{p3}");
-    let n3_http = format!("{}.3:{}", ns.net, free());
+    let n3_http = format!("{}.3:{}", ns.net, free[5]);
     let n3_args = [&common[..], &["--advertise", &n3_peers, "--advertise-client", &n3_clients]].concat();
     nodes
         .push(LocalNode::spawn_under(&inside, &dir.path().join("node3"), &n3_listen, &n3_http, &n3_args, &[]).unwrap());

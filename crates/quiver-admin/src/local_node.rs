@@ -58,8 +58,16 @@ pub fn binary(name: &str) -> Result<PathBuf> {
 
 /// A loopback address with a port nobody listens on right now.
 pub fn free_addr() -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.to_string())
+    Ok(free_addrs(1)?.remove(0))
+}
+
+/// `count` different loopback addresses nobody listens on right now. All are held until the
+/// last is found: one released before the next is asked for can be handed out again, and two
+/// nodes told the same port make one of them exit at start.
+pub fn free_addrs(count: usize) -> Result<Vec<String>> {
+    let held: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port")).collect::<Result<_>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.to_string())).collect()
 }
 
 impl LocalNode {
@@ -71,13 +79,14 @@ impl LocalNode {
 
     /// Like `start`, with extra environment variables for the node process.
     pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Result<LocalNode> {
+        let [listen, http] = <[String; 2]>::try_from(free_addrs(2)?).expect("two addresses");
         let mut node = LocalNode {
             child: None,
             prefix: Vec::new(),
             bin: binary("quiver-node")?,
             data_dir: data_dir.to_path_buf(),
-            listen: free_addr()?,
-            http: free_addr()?,
+            listen,
+            http,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: env.to_vec(),
             log: data_dir.with_extension("log"),
@@ -97,15 +106,17 @@ impl LocalNode {
         env: &[(String, String)],
         timeout: Duration,
     ) -> Result<Vec<LocalNode>> {
-        let listen: Vec<String> = (0..count).map(|_| free_addr()).collect::<Result<_>>()?;
+        let mut addrs = free_addrs(2 * count)?;
+        let http = addrs.split_off(count);
+        let listen = addrs;
         let initial = listen.join(",");
         let secret = LocalNode::cluster_secret(dir);
         let secret = secret.to_str().context("a temporary path that is not UTF-8")?;
         let mut args = vec!["--initial-cluster", initial.as_str(), "--cluster-secret", secret];
         args.extend_from_slice(extra);
         let mut nodes = Vec::with_capacity(count);
-        for (i, addr) in listen.iter().enumerate() {
-            nodes.push(LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), addr, &free_addr()?, &args, env)?);
+        for (i, (addr, http)) in listen.iter().zip(&http).enumerate() {
+            nodes.push(LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), addr, http, &args, env)?);
         }
         for node in &mut nodes {
             node.wait_ready(timeout).await?;
@@ -293,7 +304,9 @@ impl LocalNode {
     /// The last `lines` lines of the node's log (empty when it is gone).
     fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        // An error's backtrace (RUST_BACKTRACE) would fill the tail; the error is above it.
+        let end = log.find("\nStack backtrace:").or_else(|| log.find("\nstack backtrace:")).unwrap_or(log.len());
+        let tail: Vec<&str> = log[..end].lines().rev().take(lines).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
