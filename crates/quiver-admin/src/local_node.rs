@@ -61,12 +61,28 @@ pub fn free_addr() -> Result<String> {
     Ok(free_addrs(1)?.remove(0))
 }
 
+/// Ports handed to test nodes: below Linux's ephemeral range (32768 up), so no outgoing
+/// connection takes one between being found free and the node binding it.
+const NODE_PORTS: std::ops::Range<u16> = 12_000..32_000;
+
 /// `count` different loopback addresses nobody listens on right now. All are held until the
-/// last is found: one released before the next is asked for can be handed out again, and two
-/// nodes told the same port make one of them exit at start.
+/// last is found: one released before the next is asked for could be handed out again, and
+/// two nodes told the same port make one of them exit at start.
 pub fn free_addrs(count: usize) -> Result<Vec<String>> {
-    let held: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port")).collect::<Result<_>>()?;
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    let mut held: Vec<TcpListener> = Vec::with_capacity(count);
+    for attempt in 0u64.. {
+        if held.len() == count {
+            break;
+        }
+        anyhow::ensure!(attempt < 10_000, "no free port among {NODE_PORTS:?}");
+        let span = u64::from(NODE_PORTS.end - NODE_PORTS.start);
+        let port = NODE_PORTS.start + (random.hash_one(attempt) % span) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
     held.iter().map(|l| Ok(l.local_addr()?.to_string())).collect()
 }
 
