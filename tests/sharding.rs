@@ -456,32 +456,59 @@ async fn a_split_under_writes_and_linearizable_reads_loses_and_changes_nothing()
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata_leader() {
-    let dir = tempfile::tempdir().unwrap();
-    // The shard leader that applied the split dies before recording it in the shard map.
-    let marker = dir.path().join("crashed-once");
+/// A cluster under writes whose shard 1 is split while its leader dies (kill -9, at crash
+/// point `point`): the next leader finishes the split at the point recorded, the dead node
+/// is back. The nodes, a client of a survivor, and the writers with their stop flag.
+async fn split_through_a_crash(
+    dir: &std::path::Path,
+    point: &str,
+) -> (Vec<LocalNode>, Client, JoinSet<Vec<i64>>, Arc<AtomicBool>) {
+    let marker = dir.join("crashed-once");
     let env = [
-        ("QUIVER_FAILPOINT".to_string(), "split-before-commit".to_string()),
+        ("QUIVER_FAILPOINT".to_string(), point.to_string()),
         ("QUIVER_FAILPOINT_ONCE".to_string(), marker.display().to_string()),
     ];
-    let (mut nodes, client, _) = loaded_cluster(dir.path(), &env).await;
+    let (mut nodes, client, _) = loaded_cluster(dir, &env).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(
-        &[client.clone(), nodes[1].client().await.unwrap(), nodes[2].client().await.unwrap()],
-        3,
-        10_000,
-        &stop,
-    );
+    let clients = [client.clone(), nodes[1].client().await.unwrap(), nodes[2].client().await.unwrap()];
+    let writers = spawn_writers(&clients, 3, 10_000, &stop);
 
     let out = quiverctl(&nodes[0].endpoint(), &["shard", "split", "1", "--no-wait"], None);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     let dead = quiver_tests::crashed(&mut nodes, &marker, READY).await;
     let survivor = nodes[(dead + 1) % 3].client().await.unwrap();
-    let map = map_until(&survivor, "the split recorded by the next leader", |m| m.shard_map.shards.len() == 3).await;
+    let map = map_until(&survivor, "the split finished by the next leader", |m| {
+        m.shard_map.shards.len() == 3 && m.operations.is_empty()
+    })
+    .await;
     assert_covers_the_hash_space(&map);
+    // Done, at the point chosen before the crash: the child starts there.
+    let done = map.finished.iter().find_map(|f| match f.op.kind {
+        OpKind::Split { at, child, .. } if f.outcome == Outcome::Done => Some((at, child)),
+        _ => None,
+    });
+    let (at, child) = done.unwrap_or_else(|| panic!("the split is done: {:?}", map.finished));
+    assert_eq!(map.shard_map.shard(child).unwrap().start, at);
     nodes[dead].set_env(Vec::new());
     nodes[dead].restart().await.unwrap();
+    (nodes, survivor, writers, stop)
+}
+
+/// Every acknowledged write and every loaded driver reads back.
+async fn every_write_reads_back(client: &Client, writers: JoinSet<Vec<i64>>, stop: &AtomicBool) {
+    stop.store(true, Ordering::Relaxed);
+    let written = acknowledged(writers).await;
+    assert!(written.len() > 10, "the writers made progress: {}", written.len());
+    for id in written.into_iter().chain(0..300) {
+        assert_eq!(conv_rate(client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shard leader that applied the split dies before recording it in the shard map.
+    let (mut nodes, survivor, writers, stop) = split_through_a_crash(dir.path(), "split-before-commit").await;
 
     // The metadata leader dies right after the second split is recorded as started.
     let meta_leader = survivor.status().await.unwrap().groups[0].leader.unwrap() as usize - 1;
@@ -496,13 +523,16 @@ async fn a_split_finishes_through_kill_9_of_the_shard_leader_and_of_the_metadata
     assert_covers_the_hash_space(&map);
     assert!(map.finished.iter().filter(|f| f.outcome == Outcome::Done).count() >= 2, "{:?}", map.finished);
     nodes[meta_leader].restart().await.unwrap();
+    every_write_reads_back(&survivor, writers, &stop).await;
+}
 
-    stop.store(true, Ordering::Relaxed);
-    let written = acknowledged(writers).await;
-    assert!(written.len() > 10, "the writers made progress: {}", written.len());
-    for id in written.into_iter().chain(0..300) {
-        assert_eq!(conv_rate(&survivor, id).await, Some(Value::Float64(id as f64)), "driver {id}");
-    }
+/// The leader that chose the split point dies before proposing the split; the next one,
+/// holding other rows by then, splits at the point chosen, and the operation is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_point_chosen_by_a_leader_that_dies_is_the_one_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nodes, survivor, writers, stop) = split_through_a_crash(dir.path(), "split-after-choosing").await;
+    every_write_reads_back(&survivor, writers, &stop).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

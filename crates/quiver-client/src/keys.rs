@@ -12,12 +12,16 @@ use quiver_core::registry::Project;
 use quiver_core::row::{InputRow, MAX_ENTITIES_PER_READ, validate_rows};
 
 /// The hash of each row's entity key.
-pub(crate) fn row_hashes(project: &Project, feature_set: &str, rows: &[InputRow]) -> Option<Vec<u64>> {
+pub(crate) fn row_hashes<'a>(
+    project: &Project,
+    feature_set: &str,
+    rows: impl IntoIterator<Item = &'a InputRow>,
+) -> Option<Vec<u64>> {
     let fs = project.feature_set_by_ref(feature_set).ok()?;
     let entity = project.entity(&fs.entity).ok()?;
     // The whole batch is validated as the node would, so that a bad row is reported for
     // the whole request before any shard's part is written.
-    let validated = validate_rows(entity, fs, rows.to_vec()).ok()?;
+    let validated = validate_rows(entity, fs, rows.into_iter().cloned().collect()).ok()?;
     // A row stamped ahead of this clock may be past the node's allowed skew, which only the
     // node knows: it then checks the whole request, numbering rows as they were given.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();

@@ -44,14 +44,24 @@ impl Client {
     /// ```
     pub async fn write(&self, project: &str, feature_set: &str, rows: Vec<InputRow>) -> Result<WriteOutcome> {
         let request_id = self.router.request_id();
-        let make = |rows: Vec<InputRow>| v1::WriteFeaturesRequest {
-            project: project.into(),
-            feature_set: feature_set.into(),
-            rows: rows.into_iter().map(quiver_proto::row_to_proto).collect(),
-            route: None,
-            request_id: request_id.clone(),
+        // Every part carries the request's id and its rows' positions in the request, so a row
+        // applies once whichever shard holds its key when a part is sent again.
+        let make = |rows: Vec<(u32, InputRow)>| {
+            let (row_positions, rows): (Vec<u32>, Vec<InputRow>) = rows.into_iter().unzip();
+            v1::WriteFeaturesRequest {
+                project: project.into(),
+                feature_set: feature_set.into(),
+                rows: rows.into_iter().map(quiver_proto::row_to_proto).collect(),
+                route: None,
+                request_id: request_id.clone(),
+                row_positions,
+            }
         };
-        let hashes = self.router.with_project(project, |p| keys::row_hashes(p, feature_set, &rows)).await;
+        let rows: Vec<(u32, InputRow)> = rows.into_iter().enumerate().map(|(i, row)| (i as u32, row)).collect();
+        let hashes = self
+            .router
+            .with_project(project, |p| keys::row_hashes(p, feature_set, rows.iter().map(|(_, row)| row)))
+            .await;
         let Some(hashes) = hashes else {
             // Not routable here (unknown names, a bad row): the node validates and says why.
             let request = make(rows);
@@ -63,14 +73,12 @@ impl Client {
                 .await?;
             return Ok(WriteOutcome { rows_written: reply.rows_written });
         };
-        let hashed: Vec<(u64, InputRow)> = hashes.into_iter().zip(rows).collect();
+        let hashed: Vec<(u64, (u32, InputRow))> = hashes.into_iter().zip(rows).collect();
         let mut splits = 0;
         loop {
             let parts = self.router.split(hashed.clone()).await?;
             let sends = parts.into_iter().map(|(shard, rows)| {
-                let mut request = make(rows);
-                // Each part has its own id, the same on every retry of that part.
-                request.request_id.extend_from_slice(&shard.to_be_bytes());
+                let request = make(rows);
                 self.router.send(shard, true, move |channel, route| {
                     let request = v1::WriteFeaturesRequest { route: Some(route), ..request.clone() };
                     async move {

@@ -232,6 +232,13 @@ pub enum MetaCommand {
     SetAuditRetention {
         retention_micros: i64,
     },
+    /// The point split operation `op` (asked for at the median) splits at, chosen by the
+    /// shard's leader before it proposes the split: recorded once, so a later leader
+    /// proposes the same split whatever rows it holds. A point already recorded stays.
+    SetSplitPoint {
+        op: u64,
+        at: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,8 +251,8 @@ pub struct ShardRow {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ShardCommand {
-    /// Upserts rows (last writer wins); `export` also queues them for the offline store.
-    /// A `request` id seen before makes the write a no-op answered `Duplicate`.
+    /// A write of earlier versions, whose request id named one part of a request: applied
+    /// as a `Write` with the rows at positions 0, 1, ….
     Put { table: TableRef, rows: Vec<ShardRow>, export: bool, request: Option<Vec<u8>> },
     /// The queue through `through` is in the offline store: drop it.
     ExportAck { through: WriteSeq },
@@ -263,4 +270,16 @@ pub enum ShardCommand {
     /// The last step of a merge: the shard's range grows over `start..=end`, the range of
     /// the neighbour just above it, whose rows it has absorbed.
     Grow { start: u64, end: u64 },
+    /// Upserts rows (last writer wins); `export` also queues them for the offline store.
+    /// With `once`, each row applies at most once per request id and position in the
+    /// request, whichever shard holds its key (`shard::requests`); a write all of whose rows
+    /// were applied before is answered `Duplicate`.
+    Write { table: TableRef, rows: Vec<ShardRow>, export: bool, once: Option<Once> },
+}
+
+/// What makes a write apply once: its request's id, and each row's position in the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Once {
+    pub id: Vec<u8>,
+    pub positions: Vec<u32>,
 }

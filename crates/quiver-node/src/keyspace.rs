@@ -15,6 +15,8 @@
 //! `group-G-state` (the state machine), Raft bookkeeping below every data key:
 //! - `0x00 applied`, `0x00 membership`, `0x00 applied-time`
 //! - `0x00 range`                       a shard's hash range, as its log last changed it
+//! - `0x00 export-waits`                what a shard's exports wait for after it took keys
+//!   over (`shard::export_order`)
 //!
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
@@ -56,6 +58,7 @@ pub const APPLIED: &[u8] = b"\x00applied";
 pub const MEMBERSHIP: &[u8] = b"\x00membership";
 pub const APPLIED_TIME: &[u8] = b"\x00applied-time";
 pub const SHARD_RANGE: &[u8] = b"\x00range";
+pub const EXPORT_WAITS: &[u8] = b"\x00export-waits";
 
 pub const META_STATE: &[u8] = b"\x01meta-state";
 pub const META_FORMAT: &[u8] = b"\x01meta-format";

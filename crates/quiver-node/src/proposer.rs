@@ -13,7 +13,7 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 
-use crate::command::{Command, MetaCommand, Response, ShardCommand, ShardRow};
+use crate::command::{Command, MetaCommand, Once, Response, ShardCommand, ShardRow};
 use crate::error::{Error, Result};
 use crate::groups::Groups;
 use crate::meta::ExportRange;
@@ -122,47 +122,55 @@ impl Proposer {
     /// proposed in parallel; returns the log index each shard gave its part.
     /// `export` queues the rows for the offline store: true for online writes, false for
     /// rows that come from the offline store (ingest, materialization).
-    /// A `request` id makes the write apply at most once per shard (each shard's part
-    /// carries the id with the shard's number appended). A part refused because its shard
-    /// no longer owns some of its keys (a split this node's map does not show yet) was not
-    /// applied: it is grouped again by a newer map and sent again, for a bounded time.
+    /// `once` (a request id and each row's position in its request) makes each row apply at
+    /// most once, whichever shard holds its key. A part refused because its shard no longer
+    /// owns some of its keys (a split this node's map does not show yet) was not applied: it
+    /// is grouped again by a newer map and sent again, for a bounded time.
     pub async fn put_rows(
         &self,
         table: &TableRef,
         rows: Vec<ValidatedRow>,
         export: bool,
-        request: Option<Vec<u8>>,
+        once: Option<Once>,
     ) -> Result<HashMap<u64, u64>> {
         // Queued rows must not be queued twice when a forwarded part is retried: without a
         // caller's id, the node makes one.
-        let request = request.or_else(|| export.then(|| self.own_request_id()));
-        let mut pending: Vec<ShardRow> = rows
+        let once = once.or_else(|| {
+            export.then(|| Once { id: self.own_request_id(), positions: (0..rows.len() as u32).collect() })
+        });
+        let positions = once.as_ref().map(|o| o.positions.clone()).unwrap_or_default();
+        let mut pending: Vec<(u32, ShardRow)> = rows
             .into_iter()
-            .map(|row| ShardRow { key: encode_entity_key(&row.key), event_ts: row.event_ts, values: row.values })
+            .enumerate()
+            .map(|(i, row)| {
+                let row = ShardRow { key: encode_entity_key(&row.key), event_ts: row.event_ts, values: row.values };
+                (positions.get(i).copied().unwrap_or_default(), row)
+            })
             .collect();
         let mut written = HashMap::new();
         let deadline = Instant::now() + self.retry_for;
         loop {
             let state = self.meta.latest();
-            let mut by_shard: BTreeMap<u64, Vec<ShardRow>> = BTreeMap::new();
-            for row in pending.drain(..) {
-                by_shard.entry(state.shard_map.shard_for(key_hash(&row.key))?.id).or_default().push(row);
+            let mut by_shard: BTreeMap<u64, Vec<(u32, ShardRow)>> = BTreeMap::new();
+            for (position, row) in pending.drain(..) {
+                by_shard.entry(state.shard_map.shard_for(key_hash(&row.key))?.id).or_default().push((position, row));
             }
-            let writes = by_shard.into_iter().map(|(shard, rows)| {
-                let request = request.as_ref().map(|id| [id.as_slice(), &shard.to_be_bytes()].concat());
-                let command = Command::Shard(ShardCommand::Put { table: table.clone(), rows, export, request });
+            let writes = by_shard.into_iter().map(|(shard, part)| {
+                let (positions, rows): (Vec<u32>, Vec<ShardRow>) = part.into_iter().unzip();
+                let once = once.as_ref().map(|o| Once { id: o.id.clone(), positions: positions.clone() });
+                let command = Command::Shard(ShardCommand::Write { table: table.clone(), rows, export, once });
                 async move {
                     let result = self.propose_anywhere(shard, &command).await;
-                    (shard, command, result)
+                    (shard, positions, command, result)
                 }
             });
             let mut moved = None;
-            for (shard, command, result) in futures::future::join_all(writes).await {
+            for (shard, positions, command, result) in futures::future::join_all(writes).await {
                 match result {
                     Ok((_, index)) => drop(written.insert(shard, index)),
                     Err(Error::Core(e @ quiver_core::Error::KeyNotInShard { .. })) => {
-                        if let Command::Shard(ShardCommand::Put { rows, .. }) = command {
-                            pending.extend(rows);
+                        if let Command::Shard(ShardCommand::Write { rows, .. }) = command {
+                            pending.extend(positions.into_iter().zip(rows));
                         }
                         moved = Some(e);
                     }

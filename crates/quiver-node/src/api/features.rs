@@ -8,7 +8,9 @@ use futures::future::try_join_all;
 use quiver_core::epoch::Epoch;
 use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
 use quiver_core::registry::{FeatureSet, Project, ResolvedFeature};
-use quiver_core::row::{Freshness, MAX_ENTITIES_PER_READ, StoredRow, check_event_time, is_expired, validate_rows};
+use quiver_core::row::{
+    Freshness, MAX_ENTITIES_PER_READ, MAX_ROWS_PER_WRITE, StoredRow, check_event_time, is_expired, validate_rows,
+};
 use quiver_core::{Error as CoreError, Value};
 use quiver_proto::v1::feature_service_server::FeatureService;
 use quiver_proto::v1::{
@@ -20,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 use super::observed::{admit, observed};
 use crate::auth::Call;
+use crate::command::Once;
 use crate::error::Result;
 use crate::meta::MetaState;
 use crate::node::Node;
@@ -82,9 +85,8 @@ impl FeatureApi {
             self.check_route(route, &hashes, true).await?;
         }
         let rows_written = rows.len() as u64;
-        let request = (!req.request_id.is_empty()).then_some(req.request_id);
-        let shard_log_index =
-            self.node.proposer.put_rows(&TableRef::new(&project.name, fs), rows, true, request).await?;
+        let once = once(req.request_id, req.row_positions, rows.len())?;
+        let shard_log_index = self.node.proposer.put_rows(&TableRef::new(&project.name, fs), rows, true, once).await?;
         self.node.metrics.rows_written.inc_by(rows_written);
         call.count_write(&self.node.audit, &fs.name, rows_written);
         Ok(WriteFeaturesResponse { rows_written, shard_log_index })
@@ -281,4 +283,32 @@ fn answer(row: Option<&StoredRow>, index: usize, ttl_secs: u64, now: i64) -> Fea
     };
     let status = quiver_proto::freshness_to_proto(status);
     FeatureValue { value: Some(value_to_proto(value)), event_timestamp_micros: ts, status: status as i32 }
+}
+
+/// The longest request id a write may carry.
+const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// What makes a write of `rows` rows apply once: its request id and row positions, checked.
+fn once(id: Vec<u8>, positions: Vec<u32>, rows: usize) -> Result<Option<Once>, CoreError> {
+    let invalid = |why: String| Err(CoreError::InvalidArgument(why));
+    if id.is_empty() {
+        return match positions.is_empty() {
+            true => Ok(None),
+            false => invalid("row_positions without a request_id: positions number the rows of a request".into()),
+        };
+    }
+    if id.len() > MAX_REQUEST_ID_BYTES {
+        return invalid(format!("request_id has {} bytes; at most {MAX_REQUEST_ID_BYTES}", id.len()));
+    }
+    let positions = match positions.is_empty() {
+        true => (0..rows as u32).collect(),
+        false if positions.len() != rows => {
+            return invalid(format!("{} row_positions for {rows} rows: one per row", positions.len()));
+        }
+        false => positions,
+    };
+    if let Some(p) = positions.iter().find(|p| **p as usize >= MAX_ROWS_PER_WRITE) {
+        return invalid(format!("row position {p} is not below {MAX_ROWS_PER_WRITE}, the most rows of a request"));
+    }
+    Ok(Some(Once { id, positions }))
 }

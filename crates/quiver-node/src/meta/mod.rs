@@ -423,6 +423,26 @@ impl MetaMachine {
                 audit_chain::set_retention(tree, batch, *retention_micros)?;
                 return Ok(Response::Done);
             }
+            MetaCommand::SetSplitPoint { op, at } => {
+                let map = &self.state.shard_map;
+                let Some(kind) = self.state.ops.iter_mut().find(|o| o.id == *op).map(|o| &mut o.kind) else {
+                    let gone = format!("operation {op} is not under way");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(gone)));
+                };
+                let OpKind::Split { shard, at: chosen, .. } = kind else {
+                    let odd = format!("operation {op} is not a split");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(odd)));
+                };
+                let inside = map.shard(*shard).is_ok_and(|s| s.start < *at && *at <= s.end);
+                if *chosen == 0 && !inside {
+                    let outside = format!("split point {at:#018x} is not inside shard {shard}'s range");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(outside)));
+                }
+                if *chosen == 0 {
+                    *chosen = *at;
+                }
+                Response::Done
+            }
             MetaCommand::RecordBackup(record) => {
                 self.state.backups.push_back(record.clone());
                 while self.state.backups.len() > BACKUPS_KEPT {
@@ -734,6 +754,29 @@ mod tests {
         assert!(matches!(late, Response::Rejected(quiver_core::Error::Unavailable(_))), "{late:?}");
         assert!(matches!(apply(&mut machine, tree.as_ref(), 3_300, split), Response::OpId(_)));
         assert!(busy(apply(&mut machine, tree.as_ref(), 3_400, begin("c"))), "no cut while a split is under way");
+    }
+
+    #[test]
+    fn a_split_point_is_chosen_once() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("meta").unwrap();
+        let (mut machine, view) = MetaMachine::new();
+        let shard_map = ShardMap::uniform(2, &[1]).unwrap();
+        let upper = shard_map.shards[1].clone();
+        let nodes = vec![NodeInfo { id: 1, addr: "1".into(), client_addr: "1".into(), draining: false }];
+        apply(&mut machine, tree.as_ref(), 1, MetaCommand::Bootstrap { nodes, shard_map });
+        let split = MetaCommand::StartOp { kind: OpKind::Split { shard: upper.id, at: 0, child: 0 }, requested: true };
+        let Response::OpId(op) = apply(&mut machine, tree.as_ref(), 2, split) else { panic!("the split starts") };
+        let point = |at| MetaCommand::SetSplitPoint { op, at };
+        let refused = |r: Response| matches!(r, Response::Rejected(quiver_core::Error::InvalidArgument(_)));
+        assert!(refused(apply(&mut machine, tree.as_ref(), 3, point(upper.start))), "the start stays with the shard");
+        assert_eq!(apply(&mut machine, tree.as_ref(), 3, point(upper.start + 10)), Response::Done);
+        // A later leader's choice, on other rows, changes nothing.
+        assert_eq!(apply(&mut machine, tree.as_ref(), 4, point(upper.start + 99)), Response::Done);
+        let recorded = view.borrow().ops[0].kind.clone();
+        assert_eq!(recorded, OpKind::Split { shard: upper.id, at: upper.start + 10, child: 3 });
+        let gone = MetaCommand::SetSplitPoint { op: op + 1, at: upper.start + 10 };
+        assert!(refused(apply(&mut machine, tree.as_ref(), 5, gone)));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The state machine of one group, in its own tree. Each `apply` call writes its data
 //! changes together with the last applied log id and membership in one atomic batch, so a
-//! crash leaves the tree either before or after the whole call, and replaying entries the
-//! tree already holds is harmless (last-writer-wins and registry applies are idempotent).
+//! crash leaves the tree either before or after the whole call and no entry is applied
+//! twice (openraft applies from the stored applied id on): a tie between equal event times
+//! goes to the write applied later (`row::supersedes`). A split writes the child's trees
+//! before the parent's batch, so it may run again after a crash; it changes nothing the
+//! second time (`shard::split`).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -162,7 +165,7 @@ impl StateMachine {
                         Command::Shard(
                             cmd @ (ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. }),
                         ),
-                    ) => merge::apply(&mut rows, range, cmd)?,
+                    ) => merge::apply(self.tree.as_ref(), &mut rows, range, entry.log_id.index, cmd)?,
                     (Kind::Shard { range, .. }, Command::Shard(cmd)) => {
                         let (index, time) = (entry.log_id.index, request.leader_time);
                         shard::apply(self.tree.as_ref(), &mut rows, range, index, time, cmd)?

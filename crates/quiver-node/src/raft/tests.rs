@@ -212,6 +212,64 @@ async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     assert!(matches!(lower.apply(vec![entry(7, far)]).await.unwrap()[0], Response::Rejected(_)));
 }
 
+/// A write of drivers `ids` at positions `positions` of request "r".
+fn write_once(index: u64, ids: &[i64], positions: &[u32]) -> Entry<TypeConfig> {
+    let rows = ids
+        .iter()
+        .map(|id| ShardRow {
+            key: quiver_core::key::encode_entity_key(&[Value::Int64(*id)]),
+            event_ts: 10,
+            values: vec![Value::Float64(*id as f64)],
+        })
+        .collect();
+    let once = Some(crate::command::Once { id: b"r".to_vec(), positions: positions.to_vec() });
+    entry(index, ShardCommand::Write { table: table(), rows, export: true, once })
+}
+
+fn queued(sm: &StateMachine) -> usize {
+    crate::shard::read_queue(sm.data().as_ref(), usize::MAX).unwrap().len()
+}
+
+#[tokio::test]
+async fn a_row_applies_once_per_request_through_a_split_and_a_merge() {
+    let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+    let mut parent = StateMachine::open(engine.clone(), 7, shard_kind()).unwrap();
+    let at = 1 << 63;
+    let ids: Vec<i64> = (0..40).collect();
+    let positions: Vec<u32> = (0..40).collect();
+    assert!(matches!(parent.apply(vec![write_once(1, &ids, &positions)]).await.unwrap()[0], Response::Written { .. }));
+    let split = ShardCommand::Split { start: 0, end: u64::MAX, at, child: 9 };
+    assert_eq!(parent.apply(vec![entry(2, split)]).await.unwrap()[0], Response::Done);
+    let mut child =
+        StateMachine::open(engine.clone(), 9, Kind::Shard { range: Arc::new(Range::new(9, None)), initial: None })
+            .unwrap();
+
+    // The part a client sends the child again, with a row the request had not written yet:
+    // only that row applies.
+    let (moved, moved_at): (Vec<i64>, Vec<u32>) =
+        ids.iter().filter(|id| hash_of(**id) >= at).map(|id| (*id, *id as u32)).unzip();
+    let new = (40..).find(|id| hash_of(*id) >= at).unwrap();
+    let retry = write_once(1, &[moved.clone(), vec![new]].concat(), &[moved_at.clone(), vec![40]].concat());
+    assert!(matches!(child.apply(vec![retry]).await.unwrap()[0], Response::Written { .. }));
+    assert_eq!(queued(&child), 1, "only the new row is queued for export");
+    assert_eq!(child.apply(vec![write_once(2, &moved, &moved_at)]).await.unwrap()[0], Response::Duplicate);
+
+    // Merged back, the parent knows what either applied.
+    assert_eq!(child.apply(vec![entry(3, ShardCommand::Freeze)]).await.unwrap()[0], Response::Done);
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = crate::shard::merge::CARRIED
+        .iter()
+        .flat_map(|space| child.data().scan_prefix(&[*space]).collect::<Vec<_>>())
+        .collect::<crate::error::Result<_>>()
+        .unwrap();
+    let steps =
+        vec![entry(3, ShardCommand::Absorb { pairs }), entry(4, ShardCommand::Grow { start: at, end: u64::MAX })];
+    assert_eq!(parent.apply(steps).await.unwrap(), vec![Response::Done, Response::Done]);
+    let before = queued(&parent);
+    let everything = write_once(5, &[ids, vec![new]].concat(), &[positions, vec![40]].concat());
+    assert_eq!(parent.apply(vec![everything]).await.unwrap()[0], Response::Duplicate);
+    assert_eq!(queued(&parent), before, "nothing queued twice");
+}
+
 #[test]
 fn meta_commands_survive_the_log_encoding() {
     use crate::command::MetaCommand;
@@ -229,5 +287,226 @@ fn meta_commands_survive_the_log_encoding() {
     match decoded.command {
         Command::Meta(MetaCommand::ApplyDefinitions(d)) => assert_eq!(d, defs),
         other => panic!("decoded into {other:?}"),
+    }
+}
+
+/// A model cluster of shard state machines for `ties_survive_splits_and_merges`: the real
+/// apply of writes, splits, merge steps and export acknowledgements, with exports run the
+/// way `workers::export` runs them, and the register each key should be beside it.
+mod lineage {
+    use std::collections::BTreeMap;
+
+    use quiver_core::asof::{EventRow, SpineRow, asof_join};
+    use quiver_core::row::WriteSeq;
+
+    use super::*;
+    use crate::shard::export_order::{self, ExportWait};
+    use crate::shard::merge::{CARRIED, carried_waits};
+    use crate::shard::read_queue;
+
+    const KEYS: i64 = 8;
+
+    struct Shard {
+        id: u64,
+        sm: StateMachine,
+        next: u64,
+    }
+
+    impl Shard {
+        async fn apply(&mut self, command: ShardCommand) -> Response {
+            self.next += 1;
+            self.sm.apply(vec![entry(self.next, command)]).await.unwrap().remove(0)
+        }
+
+        fn bounds(&self) -> (u64, u64) {
+            self.sm.range().unwrap().get().expect("a live shard owns a range")
+        }
+    }
+
+    pub struct Cluster {
+        engine: Arc<dyn KvEngine>,
+        /// In range order.
+        shards: Vec<Shard>,
+        next_id: u64,
+        next_value: f64,
+        /// What each key should read: the last write of its newest event time.
+        model: BTreeMap<i64, (i64, f64)>,
+        /// Rows in the offline store: key, event time, ingestion order, value.
+        offline: Vec<(i64, i64, u64, f64)>,
+        marks: BTreeMap<u64, WriteSeq>,
+    }
+
+    impl Cluster {
+        pub fn new() -> Cluster {
+            let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+            let sm = StateMachine::open(
+                engine.clone(),
+                1,
+                Kind::Shard { range: Arc::new(Range::new(1, None)), initial: Some((0, u64::MAX)) },
+            )
+            .unwrap();
+            Cluster {
+                engine,
+                shards: vec![Shard { id: 1, sm, next: 0 }],
+                next_id: 2,
+                next_value: 0.0,
+                model: BTreeMap::new(),
+                offline: Vec::new(),
+                marks: BTreeMap::new(),
+            }
+        }
+
+        pub async fn write(&mut self, key: i64, ts: i64) {
+            self.next_value += 1.0;
+            let value = self.next_value;
+            let shard = self.shards.iter_mut().find(|s| covers(s.bounds(), hash_of(key))).unwrap();
+            let rows = vec![ShardRow {
+                key: quiver_core::key::encode_entity_key(&[Value::Int64(key)]),
+                event_ts: ts,
+                values: vec![Value::Float64(value)],
+            }];
+            let answer = shard.apply(ShardCommand::Put { table: table(), rows, export: true, request: None }).await;
+            assert_eq!(answer, Response::Written { rows: 1 });
+            if self.model.get(&key).is_none_or(|(old, _)| ts >= *old) {
+                self.model.insert(key, (ts, value));
+            }
+        }
+
+        pub async fn split(&mut self, which: usize, point: u64) {
+            let i = which % self.shards.len();
+            let (start, end) = self.shards[i].bounds();
+            if start == end {
+                return;
+            }
+            let (at, child) = (start + 1 + point % (end - start), self.next_id);
+            self.next_id += 1;
+            let answer = self.shards[i].apply(ShardCommand::Split { start, end, at, child }).await;
+            assert_eq!(answer, Response::Done);
+            let kind = Kind::Shard { range: Arc::new(Range::new(child, None)), initial: None };
+            let sm = StateMachine::open(self.engine.clone(), child, kind).unwrap();
+            self.shards.insert(i + 1, Shard { id: child, sm, next: 0 });
+        }
+
+        /// Merges a shard with its upper neighbour, as `workers::replicas` does.
+        pub async fn merge(&mut self, which: usize) {
+            if self.shards.len() < 2 {
+                return;
+            }
+            let i = which % (self.shards.len() - 1);
+            let (start, end) = self.shards[i + 1].bounds();
+            assert_eq!(self.shards[i + 1].apply(ShardCommand::Freeze).await, Response::Done);
+            while !read_queue(self.shards[i + 1].sm.data().as_ref(), 1).unwrap().is_empty() {
+                assert!(self.export_some(0, usize::MAX).await, "exports wait for each other in a cycle");
+            }
+            let upper = self.shards.remove(i + 1);
+            let tree = upper.sm.data();
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> =
+                CARRIED.iter().flat_map(|space| tree.scan_prefix(&[*space]).map(|kv| kv.unwrap())).collect();
+            pairs.extend(carried_waits(upper.id, tree.as_ref()).unwrap());
+            let lower = &mut self.shards[i];
+            assert_eq!(lower.apply(ShardCommand::Absorb { pairs }).await, Response::Done);
+            assert_eq!(lower.apply(ShardCommand::Grow { start, end }).await, Response::Done);
+            self.marks.remove(&upper.id);
+        }
+
+        /// Exports up to `limit` rows of the first shard from the `which`th on that may export
+        /// any; false when none may.
+        pub async fn export_some(&mut self, which: usize, limit: usize) -> bool {
+            let live: Vec<u64> = self.shards.iter().map(|s| s.id).collect();
+            let first = which % self.shards.len();
+            let (before, after) = self.shards.split_at_mut(first);
+            for shard in after.iter_mut().chain(before) {
+                let tree = shard.sm.data();
+                let queue = read_queue(tree.as_ref(), limit).unwrap();
+                let waits = export_order::waits(tree.as_ref()).unwrap();
+                let seqs: Vec<WriteSeq> = queue.iter().map(|(seq, _)| *seq).collect();
+                let met = |w: &ExportWait| {
+                    !live.contains(&w.shard) || self.marks.get(&w.shard).is_some_and(|m| *m >= w.through)
+                };
+                let n = export_order::exportable(&seqs, &waits, met);
+                let Some((through, _)) = queue.get(n.wrapping_sub(1)) else { continue };
+                for (_, queued) in &queue[..n] {
+                    let key =
+                        keys().find(|k| quiver_core::key::encode_entity_key(&[Value::Int64(*k)]) == queued.row.key);
+                    let Value::Float64(value) = queued.row.values[0] else { unreachable!() };
+                    let ingested = self.offline.len() as u64;
+                    self.offline.push((key.unwrap(), queued.row.event_ts, ingested, value));
+                }
+                self.marks.insert(shard.id, *through);
+                assert_eq!(shard.apply(ShardCommand::ExportAck { through: *through }).await, Response::Done);
+                return true;
+            }
+            false
+        }
+
+        /// Exports everything, then checks every key online and offline against the model.
+        pub async fn check(&mut self) {
+            loop {
+                let queued = self.shards.iter().any(|s| !read_queue(s.sm.data().as_ref(), 1).unwrap().is_empty());
+                if !queued {
+                    break;
+                }
+                assert!(self.export_some(0, usize::MAX).await, "exports wait for each other in a cycle");
+            }
+            let spine: Vec<SpineRow<i64>> = keys().map(|key| SpineRow { key, ts: i64::MAX }).collect();
+            let events: Vec<EventRow<i64>> =
+                self.offline.iter().map(|(key, ts, seq, _)| EventRow { key: *key, ts: *ts, seq: *seq }).collect();
+            let offline = asof_join(&spine, &events, 0);
+            for (key, found) in keys().zip(offline) {
+                let expected = self.model.get(&key).map(|(ts, v)| (*ts, Value::Float64(*v)));
+                let shard = self.shards.iter().find(|s| covers(s.bounds(), hash_of(key))).unwrap();
+                assert_eq!(value_of(&shard.sm, key), expected, "key {key} online, in shard {}", shard.id);
+                let found = found.map(|i| (self.offline[i].1, Value::Float64(self.offline[i].3)));
+                assert_eq!(found, expected, "key {key} offline");
+            }
+        }
+    }
+
+    fn keys() -> impl Iterator<Item = i64> {
+        0..KEYS
+    }
+
+    fn covers((start, end): (u64, u64), hash: u64) -> bool {
+        (start..=end).contains(&hash)
+    }
+
+    #[derive(Debug, Clone)]
+    enum LineageOp {
+        Write { key: i64, ts: i64 },
+        Split { shard: usize, point: u64 },
+        Merge { shard: usize },
+        Export { shard: usize, rows: usize },
+    }
+
+    fn lineage_op() -> impl proptest::strategy::Strategy<Value = LineageOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0..KEYS, 1i64..4).prop_map(|(key, ts)| LineageOp::Write { key, ts }),
+            1 => (any::<usize>(), any::<u64>()).prop_map(|(shard, point)| LineageOp::Split { shard, point }),
+            1 => any::<usize>().prop_map(|shard| LineageOp::Merge { shard }),
+            2 => (any::<usize>(), 1usize..4).prop_map(|(shard, rows)| LineageOp::Export { shard, rows }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Writes with few distinct event times, splits, merges and exports in any order: every
+        /// key reads, online and in a training set, the last write of its newest event time.
+        #[test]
+        fn ties_survive_splits_and_merges(ops in proptest::collection::vec(lineage_op(), 1..80)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(async {
+                let mut cluster = Cluster::new();
+                for op in ops {
+                    match op {
+                        LineageOp::Write { key, ts } => cluster.write(key, ts).await,
+                        LineageOp::Split { shard, point } => cluster.split(shard, point).await,
+                        LineageOp::Merge { shard } => cluster.merge(shard).await,
+                        LineageOp::Export { shard, rows } => drop(cluster.export_some(shard, rows).await),
+                    }
+                }
+                cluster.check().await;
+            });
+        }
     }
 }

@@ -8,17 +8,40 @@
 //! The rows travel in the log, so every replica of the merged shard gets them whatever its
 //! own copy of the frozen shard holds, and a snapshot carries them like any other row. A
 //! range that grows is published only once the batch holding the absorbed rows is written.
+//! The frozen shard's export waits come along too (`export_order`): rows of its keys may
+//! still be queued one shard further back.
 
+use quiver_core::row::WriteSeq;
+
+use super::export_order::{self, ExportWait};
 use super::{PendingWrites, Range, covered};
 use crate::codec::decode;
 use crate::command::{Response, ShardCommand};
 use crate::error::Result;
-use crate::keyspace::{self, REQUEST, REQUEST_EXPIRY, ROW};
+use crate::keyspace::{self, EXPORT_WAITS, REQUEST, REQUEST_EXPIRY, ROW};
+use crate::storage::KvTree;
 
 /// Key spaces a merge carries over: rows, request ids and their expiry.
 pub const CARRIED: [u8; 3] = [ROW, REQUEST, REQUEST_EXPIRY];
 
-pub fn apply(cache: &mut PendingWrites, owned: &Range, cmd: &ShardCommand) -> Result<Response> {
+/// The `Absorb` pair that carries the frozen shard `upper`'s export waits, if it has any.
+pub fn carried_waits(upper: u64, tree: &dyn KvTree) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let waits = export_order::inherited(upper, tree, WriteSeq { log_index: 0, pos: 0 })?;
+    if waits.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((EXPORT_WAITS.to_vec(), export_order::encode_waits(&waits)?)))
+}
+
+/// Applies a step of a merge, the entry at `log_index` of the shard's log, to a shard
+/// whose state tree is `tree`.
+pub fn apply(
+    tree: &dyn KvTree,
+    cache: &mut PendingWrites,
+    owned: &Range,
+    log_index: u64,
+    cmd: &ShardCommand,
+) -> Result<Response> {
     let bounds = cache.bounds(owned);
     match cmd {
         ShardCommand::Freeze => {
@@ -34,11 +57,20 @@ pub fn apply(cache: &mut PendingWrites, owned: &Range, cmd: &ShardCommand) -> Re
                             cache.rows.insert(key.clone(), decode(value)?);
                         }
                     }
-                    Some(&REQUEST) => {
-                        cache.requests.insert(key.clone());
-                        cache.other.put(key.clone(), value.clone());
-                    }
+                    Some(&REQUEST) => super::join_request(tree, cache, key, value)?,
                     Some(&REQUEST_EXPIRY) => cache.other.put(key.clone(), value.clone()),
+                    _ if key == EXPORT_WAITS => {
+                        // The absorbed waits hold back this shard's rows queued from here on.
+                        let from = WriteSeq { log_index, pos: 0 };
+                        let more: Vec<ExportWait> =
+                            decode::<Vec<ExportWait>>(value)?.into_iter().map(|w| ExportWait { from, ..w }).collect();
+                        let mine: Vec<ExportWait> = match cache.other.pending(EXPORT_WAITS) {
+                            Some(pending) => pending.map(decode).transpose()?.unwrap_or_default(),
+                            None => export_order::waits(tree)?,
+                        };
+                        let all = export_order::add(owned.shard, mine, &more);
+                        cache.other.put(EXPORT_WAITS, export_order::encode_waits(&all)?);
+                    }
                     _ => {
                         let odd = format!("a merge carries rows and request ids, not key {key:02x?}");
                         return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(odd)));

@@ -7,30 +7,33 @@
 //! Every written row is also queued for the offline store in write order
 //! (`keyspace::queue`); the export worker drains the queue and `ExportAck` trims it.
 //!
-//! Request ids of writes are kept (with an expiry index) for `REQUEST_ID_TTL_MICROS`, so a
-//! retried write applies at most once.
+//! Request ids of writes are kept (with an expiry index) for `REQUEST_ID_TTL_MICROS`, with
+//! the positions of the rows applied, so a retried row applies at most once (`requests`).
 //!
 //! A shard owns a range of the entity-hash space (`keyspace::SHARD_RANGE`), changed only by
 //! entries of its own log (`split`, `merge`): a write with a key outside it is refused whole, and a
 //! read checks it after reading (see `Range`), so neither a write nor a read ever lands on a
 //! shard that gave the key away, whatever the shard map the sender used.
 
+pub mod export_order;
 pub mod merge;
+pub mod requests;
 pub mod split;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use quiver_core::key::key_hash;
-use quiver_core::row::{StoredRow, WriteSeq, supersedes};
+use quiver_core::row::{MAX_ROWS_PER_WRITE, StoredRow, WriteSeq, supersedes};
 use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
-use crate::command::{Response, ShardCommand, ShardRow};
+use crate::command::{Once, Response, ShardCommand, ShardRow};
 use crate::error::Result;
 use crate::keyspace::{self, QUEUE, REQUEST_EXPIRY};
 use crate::storage::{KvTree, WriteBatch};
+use requests::RequestRecord;
 
 /// How long a write's request id is remembered.
 pub const REQUEST_ID_TTL_MICROS: i64 = 600_000_000;
@@ -116,8 +119,8 @@ pub fn read_row(tree: &dyn KvTree, table: &TableRef, entity_key: &[u8]) -> Resul
 #[derive(Default)]
 pub struct PendingWrites {
     rows: HashMap<Vec<u8>, StoredRow>,
-    /// Request ids recorded in this call.
-    requests: HashSet<Vec<u8>>,
+    /// Request records changed in this call, by key.
+    requests: HashMap<Vec<u8>, RequestRecord>,
     other: WriteBatch,
     /// The range set by this call (`merge`), published once the batch is written: a range
     /// that grows must not be read before the rows it gained are in the tree.
@@ -125,13 +128,13 @@ pub struct PendingWrites {
 }
 
 impl PendingWrites {
-    /// The stored version of `key`: last written in this call, else in the tree.
-    fn version(&self, tree: &dyn KvTree, key: &[u8]) -> Result<Option<(i64, WriteSeq)>> {
+    /// The event time of the stored row of `key`: last written in this call, else in the tree.
+    fn event_ts(&self, tree: &dyn KvTree, key: &[u8]) -> Result<Option<i64>> {
         if let Some(row) = self.rows.get(key) {
-            return Ok(Some((row.event_ts, row.seq)));
+            return Ok(Some(row.event_ts));
         }
         let stored: Option<StoredRow> = tree.get(key)?.map(|b| decode(&b)).transpose()?;
-        Ok(stored.map(|row| (row.event_ts, row.seq)))
+        Ok(stored.map(|row| row.event_ts))
     }
 
     /// The shard's range as this call's entries see it.
@@ -153,6 +156,9 @@ impl PendingWrites {
                 None => batch.delete(key),
             }
         }
+        for (key, record) in self.requests {
+            batch.put(key, record.encode()?);
+        }
         Ok(self.range)
     }
 }
@@ -167,8 +173,14 @@ pub fn apply(
     leader_time: i64,
     cmd: &ShardCommand,
 ) -> Result<Response> {
-    let (table, rows, export, request) = match cmd {
-        ShardCommand::Put { table, rows, export, request } => (table, rows, *export, request),
+    let legacy;
+    let (table, rows, export, once) = match cmd {
+        ShardCommand::Write { table, rows, export, once } => (table, rows, *export, once.as_ref()),
+        ShardCommand::Put { table, rows, export, request } => {
+            let positions = (0..rows.len() as u32).collect();
+            legacy = request.clone().map(|id| Once { id, positions });
+            (table, rows, *export, legacy.as_ref())
+        }
         ShardCommand::ExportAck { through } => {
             let range = (std::ops::Bound::Included(vec![QUEUE]), std::ops::Bound::Included(keyspace::queue(*through)));
             for kv in tree.scan(range) {
@@ -188,22 +200,23 @@ pub fn apply(
     {
         return Ok(Response::Rejected(e));
     }
-    if let Some(id) = request
-        && !remember_request(tree, cache, id, leader_time)?
-    {
+    let fresh = match once {
+        Some(once) => match remember_rows(tree, cache, once, rows.len(), leader_time)? {
+            Ok(fresh) => fresh,
+            Err(refused) => return Ok(Response::Rejected(refused)),
+        },
+        None => vec![true; rows.len()],
+    };
+    if !rows.is_empty() && !fresh.contains(&true) {
         return Ok(Response::Duplicate);
     }
-    for (pos, row) in rows.iter().enumerate() {
+    for (pos, row) in rows.iter().enumerate().filter(|(pos, _)| fresh[*pos]) {
         let key = keyspace::row(table, &row.key);
         let seq = WriteSeq { log_index, pos: pos as u32 };
         if export {
             cache.other.put(keyspace::queue(seq), encode(&QueuedRow { table: table.clone(), row: row.clone() })?);
         }
-        let newer = match cache.version(tree, &key)? {
-            Some(old) => supersedes((row.event_ts, seq), old),
-            None => true,
-        };
-        if newer {
+        if cache.event_ts(tree, &key)?.is_none_or(|old| supersedes(row.event_ts, old)) {
             let stored = StoredRow { event_ts: row.event_ts, seq, written_at: leader_time, values: row.values.clone() };
             cache.rows.insert(key, stored);
         }
@@ -211,28 +224,77 @@ pub fn apply(
     Ok(Response::Written { rows: rows.len() as u64 })
 }
 
-/// Records request id `id` at `leader_time`; false when it was seen before. Also forgets
-/// a few expired ids (deterministic: it depends only on the tree and the entry's time).
-fn remember_request(tree: &dyn KvTree, cache: &mut PendingWrites, id: &[u8], leader_time: i64) -> Result<bool> {
-    let key = keyspace::request(id);
-    if cache.requests.contains(&key) || tree.get(&key)?.is_some() {
-        return Ok(false);
+/// The request record of `key` as this call sees it: changed in it, else in the tree.
+fn request_record(tree: &dyn KvTree, cache: &PendingWrites, key: &[u8]) -> Result<Option<RequestRecord>> {
+    if let Some(record) = cache.requests.get(key) {
+        return Ok(Some(record.clone()));
     }
+    match cache.other.pending(key) {
+        Some(pending) => pending.map(RequestRecord::decode).transpose(),
+        None => tree.get(key)?.map(|b| RequestRecord::decode(&b)).transpose(),
+    }
+}
+
+/// Records that `once`'s rows (`rows` of them) applied at `leader_time`; answers which of
+/// them had not applied before, or why the positions are refused. Also forgets a few
+/// expired ids (deterministic: it depends only on the tree and the entry's time).
+fn remember_rows(
+    tree: &dyn KvTree,
+    cache: &mut PendingWrites,
+    once: &Once,
+    rows: usize,
+    leader_time: i64,
+) -> Result<std::result::Result<Vec<bool>, quiver_core::Error>> {
+    if once.positions.len() != rows || once.positions.iter().any(|p| *p as usize >= MAX_ROWS_PER_WRITE) {
+        let why = format!(
+            "a write of {rows} rows needs as many row positions, each below {MAX_ROWS_PER_WRITE}; it has {}",
+            once.positions.len()
+        );
+        return Ok(Err(quiver_core::Error::InvalidArgument(why)));
+    }
+    forget_expired(tree, cache, leader_time)?;
+    let key = keyspace::request(&once.id);
+    let mut record = match request_record(tree, cache, &key)? {
+        Some(record) => record,
+        None => {
+            cache.other.put(keyspace::expiry(REQUEST_EXPIRY, leader_time, &once.id), Vec::new());
+            RequestRecord::new(leader_time)
+        }
+    };
+    let fresh = once.positions.iter().map(|p| record.insert(*p)).collect();
+    cache.requests.insert(key, record);
+    Ok(Ok(fresh))
+}
+
+/// Drops a few request ids whose time is past the TTL at `leader_time`.
+fn forget_expired(tree: &dyn KvTree, cache: &mut PendingWrites, leader_time: i64) -> Result<()> {
     let cutoff = leader_time.saturating_sub(REQUEST_ID_TTL_MICROS);
     for kv in tree.scan_prefix(&[REQUEST_EXPIRY]).take(EXPIRED_PER_WRITE) {
         let (expiry_key, _) = kv?;
-        match keyspace::split_expiry(&expiry_key) {
-            Some((at, expired)) if at < cutoff => {
-                cache.other.delete(keyspace::request(expired));
-                cache.other.delete(expiry_key.clone());
-            }
-            _ => break,
+        let Some((_, id)) = keyspace::split_expiry(&expiry_key).filter(|(at, _)| *at < cutoff) else { break };
+        let key = keyspace::request(id);
+        // A merge may have joined a later record of the same id: it has its own expiry.
+        if request_record(tree, cache, &key)?.is_some_and(|r| r.at < cutoff) {
+            cache.requests.remove(&key);
+            cache.other.delete(key);
         }
+        cache.other.delete(expiry_key.clone());
     }
-    cache.other.put(keyspace::expiry(REQUEST_EXPIRY, leader_time, id), Vec::new());
-    cache.other.put(key.clone(), leader_time.to_be_bytes().to_vec());
-    cache.requests.insert(key);
-    Ok(true)
+    Ok(())
+}
+
+/// Adds a frozen neighbour's record of a request id to this shard's (`merge`).
+pub(crate) fn join_request(tree: &dyn KvTree, cache: &mut PendingWrites, key: &[u8], value: &[u8]) -> Result<()> {
+    let theirs = RequestRecord::decode(value)?;
+    let joined = match request_record(tree, cache, key)? {
+        Some(mut mine) => {
+            mine.join(&theirs);
+            mine
+        }
+        None => theirs,
+    };
+    cache.requests.insert(key.to_vec(), joined);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,19 +9,24 @@
 //! past the split from a snapshot) starts the child empty, and the child's leader, whose
 //! log starts after the seed, sends it a snapshot.
 //!
+//! The child also records what its exports wait for (`export_order`): rows of its keys
+//! still queued in the parent.
+//!
 //! The child is written first, its applied id last, and only while it has none: replaying
 //! the entry after a crash, or after the child started taking writes, never overwrites it.
 //! Then the parent's range shrinks (readers check it after reading) and its batch deletes
 //! the rows it gave away, with its new range and applied id.
 
 use openraft::{CommittedLeaderId, LogId, StoredMembership};
+use quiver_core::row::WriteSeq;
 
-use super::Range;
+use super::{Range, export_order};
 use crate::codec::{decode, encode};
 use crate::command::Response;
 use crate::error::Result;
 use crate::keyspace::{
-    self, APPLIED, APPLIED_TIME, LOG_PURGED, MEMBERSHIP, REQUEST, REQUEST_EXPIRY, ROW, SHARD_RANGE, TreePart, tree_name,
+    self, APPLIED, APPLIED_TIME, EXPORT_WAITS, LOG_PURGED, MEMBERSHIP, REQUEST, REQUEST_EXPIRY, ROW, SHARD_RANGE,
+    TreePart, tree_name,
 };
 use crate::raft::NodeId;
 use crate::storage::{KvEngine, KvTree, WriteBatch};
@@ -68,7 +73,7 @@ pub fn apply(
         return Ok((Response::Rejected(quiver_core::Error::InvalidArgument(why)), WriteBatch::default()));
     }
     let moves = |key: &[u8]| keyspace::row_entity_key(key).is_some_and(|k| quiver_core::key::key_hash(k) >= at);
-    seed_child(engine, tree, membership, time, (at, end, child), &moves)?;
+    seed_child(engine, (owned.shard, tree), membership, time, (at, end, child), &moves)?;
     owned.set(Some(kept));
     let mut batch = WriteBatch::default();
     for kv in tree.scan_prefix(&[ROW]) {
@@ -84,7 +89,7 @@ pub fn apply(
 /// Writes the child's trees from the parent's, unless the child already has a state.
 fn seed_child(
     engine: &dyn KvEngine,
-    parent: &dyn KvTree,
+    (parent_id, parent): (u64, &dyn KvTree),
     membership: &Membership,
     time: i64,
     (start, end, child): (u64, u64, u64),
@@ -115,6 +120,11 @@ fn seed_child(
                 pending = 0;
             }
         }
+    }
+    // Rows of the moving keys may still be queued here: the child's exports wait for them.
+    let waits = export_order::inherited(parent_id, parent, WriteSeq { log_index: 0, pos: 0 })?;
+    if !waits.is_empty() {
+        batch.put(EXPORT_WAITS, export_order::encode_waits(&waits)?);
     }
     batch.put(SHARD_RANGE, encode(&Some((start, end)))?);
     batch.put(MEMBERSHIP, encode(&StoredMembership::new(Some(seed), membership.membership().clone()))?);

@@ -16,6 +16,7 @@ use quiver_offline::convert::values_to_array;
 use quiver_offline::files::{data_path, write_file};
 use quiver_offline::ingest::{SourceRows, day_batches};
 use quiver_offline::schema::columns;
+use tracing::debug;
 
 use super::Context;
 use crate::command::Command;
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::groups::Group;
 use crate::meta::ExportRange;
+use crate::shard::export_order::{self, ExportWait};
 use crate::shard::{QueuedRow, read_queue};
 use quiver_core::table::TableRef;
 
@@ -39,12 +41,26 @@ pub async fn round(context: Context) -> Result<()> {
 
 /// Exports up to `limit` queued rows of one shard; returns how many it handled.
 pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Result<usize> {
-    let queue = read_queue(group.data.as_ref(), limit)?;
-    let (Some((from, _)), Some((through, _))) = (queue.first(), queue.last()) else { return Ok(0) };
-    let (from, through) = (*from, *through);
-    // The mark as the metadata leader knows it: a commit made by a previous leader of this
+    let mut queue = read_queue(group.data.as_ref(), limit)?;
+    if queue.is_empty() {
+        return Ok(0);
+    }
+    // The marks as the metadata leader knows them: a commit made by a previous leader of this
     // shard must be seen here, or its files would be written again under the same names.
-    let mark = context.meta.caught_up().await?.export_marks.get(&group.id).copied();
+    let state = context.meta.caught_up().await?;
+    let mark = state.export_marks.get(&group.id).copied();
+    // Rows of keys this shard took over may wait for another shard's older rows of them.
+    let waits = export_order::waits(group.data.as_ref())?;
+    let met = |w: &ExportWait| {
+        state.shard_map.shard(w.shard).is_err() || state.export_marks.get(&w.shard).is_some_and(|m| *m >= w.through)
+    };
+    let seqs: Vec<WriteSeq> = queue.iter().map(|(seq, _)| *seq).collect();
+    queue.truncate(export_order::exportable(&seqs, &waits, met));
+    let (Some((from, _)), Some((through, _))) = (queue.first(), queue.last()) else {
+        debug!(shard = group.id, "exports wait for older rows of the same keys in another shard");
+        return Ok(0);
+    };
+    let (from, through) = (*from, *through);
     if let Some(mark) = mark.filter(|m| *m >= from) {
         // Committed before, but the acknowledgement was lost: trim without writing again.
         ack(context, group.id, mark).await?;

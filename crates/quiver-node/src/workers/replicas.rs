@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::keyspace::{self, ROW};
 use crate::meta::MetaState;
-use crate::shard::merge::CARRIED;
+use crate::shard::merge::{self, CARRIED};
 use crate::shard::read_queue;
 use crate::storage::KvTree;
 use crate::transfer::transfer_leadership;
@@ -56,8 +56,10 @@ pub async fn round(context: Context) -> Result<()> {
     Ok(())
 }
 
-/// Carries out a split of this shard, when one is asked for. Proposing the split again
-/// after a crash or a change of leader is harmless: applied twice, it changes nothing.
+/// Carries out a split of this shard, when one is asked for. The point is chosen once and
+/// recorded in the operation before the split is proposed (`SetSplitPoint`), so proposing
+/// the split again after a crash or a change of leader proposes the same one: applied
+/// twice, it changes nothing.
 async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaState) -> Result<()> {
     let asked = state.ops.iter().find_map(|op| match op.kind {
         OpKind::Split { shard: id, at, child } if id == group.id => Some((op.id, at, child)),
@@ -65,11 +67,22 @@ async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaStat
     });
     let Some((op, at, child)) = asked else { return Ok(()) };
     let at = match group.range.as_ref().and_then(|r| r.get()) {
-        // Applied here already (a leader before this one died before committing it): the
-        // point is where the range now ends, whatever the request said.
+        // Applied here already (a leader before this one died before committing it, or an
+        // operation of an earlier version): the point is where the range now ends.
         Some((start, end)) if start == shard.start && end < shard.end => end + 1,
         _ if at != 0 => at,
-        _ => median_point(group.data.as_ref(), shard.start, shard.end)?,
+        _ => {
+            let median = median_point(group.data.as_ref(), shard.start, shard.end)?;
+            context.proposer.write_meta(MetaCommand::SetSplitPoint { op, at: median }).await?;
+            crate::failpoint::hit("split-after-choosing");
+            // The point recorded: this one, or an earlier leader's.
+            let recorded = context.meta.caught_up().await?.ops.iter().find_map(|o| match o.kind {
+                OpKind::Split { at, .. } if o.id == op && at != 0 => Some(at),
+                _ => None,
+            });
+            let Some(at) = recorded else { return Ok(()) };
+            at
+        }
     };
     info!(shard = group.id, at = format!("{at:#018x}"), child, "splitting");
     let command = ShardCommand::Split { start: shard.start, end: shard.end, at, child };
@@ -176,6 +189,11 @@ async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()
                 return Ok(());
             }
         }
+    }
+    if let Some(pair) = merge::carried_waits(right, upper.data.as_ref())?
+        && !propose_step(context, group, op, ShardCommand::Absorb { pairs: vec![pair] }).await?
+    {
+        return Ok(());
     }
     let grow = ShardCommand::Grow { start: upper_range.start, end: upper_range.end };
     if !propose_step(context, group, op, grow).await? {

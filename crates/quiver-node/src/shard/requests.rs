@@ -1,0 +1,120 @@
+//! Request ids: a write carrying one applies each of its rows at most once, whichever shard
+//! holds the row's key. A client sends one request in parts, one per shard, all with the
+//! request's id and each row's position in the request; a shard records, per id, which
+//! positions it applied. A split copies the records to the child and a merge joins both
+//! shards' records, so a part retried after either (grouped by a newer shard map, with other
+//! rows beside it) applies only the rows no shard applied before.
+//!
+//! Stored at `keyspace::request(id)`: `0xFF` then the record (`RequestRecord`). Versions
+//! before it stored the first time as 8 big-endian bytes under `id ++ shard`, for a whole
+//! part: read as "every position applied" until it expires.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::error::{Error, Result};
+
+/// The first byte of a stored record (the legacy form starts with a time's high byte, 0).
+const RECORD_V1: u8 = 0xFF;
+
+/// When an id was first seen here, and the positions of its rows applied here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub at: i64,
+    /// A bitmap by position; `None` for a legacy record: every position.
+    applied: Option<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    at: i64,
+    applied: Vec<u8>,
+}
+
+impl RequestRecord {
+    pub fn new(at: i64) -> RequestRecord {
+        RequestRecord { at, applied: Some(Vec::new()) }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RequestRecord> {
+        match bytes.split_first() {
+            Some((&RECORD_V1, rest)) => {
+                let stored: Stored = decode(rest)?;
+                Ok(RequestRecord { at: stored.at, applied: Some(stored.applied) })
+            }
+            _ => {
+                let legacy = <[u8; 8]>::try_from(bytes)
+                    .map_err(|_| Error::Storage(format!("a request record of {} bytes", bytes.len())))?;
+                Ok(RequestRecord { at: i64::from_be_bytes(legacy), applied: None })
+            }
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        match &self.applied {
+            Some(applied) => {
+                let stored = encode(&Stored { at: self.at, applied: applied.clone() })?;
+                Ok([&[RECORD_V1][..], &stored].concat())
+            }
+            None => Ok(self.at.to_be_bytes().to_vec()),
+        }
+    }
+
+    /// Marks `position` applied; false when it was before.
+    pub fn insert(&mut self, position: u32) -> bool {
+        let Some(applied) = &mut self.applied else { return false };
+        let (byte, bit) = ((position / 8) as usize, 1u8 << (position % 8));
+        if applied.len() <= byte {
+            applied.resize(byte + 1, 0);
+        }
+        let fresh = applied[byte] & bit == 0;
+        applied[byte] |= bit;
+        fresh
+    }
+
+    /// Adds what `other` (the same id's record in another shard) applied.
+    pub fn join(&mut self, other: &RequestRecord) {
+        self.at = self.at.max(other.at);
+        match (&mut self.applied, &other.applied) {
+            (Some(mine), Some(theirs)) => {
+                if mine.len() < theirs.len() {
+                    mine.resize(theirs.len(), 0);
+                }
+                mine.iter_mut().zip(theirs).for_each(|(m, t)| *m |= t);
+            }
+            (_, None) => self.applied = None,
+            (None, Some(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_forms_keep_their_bytes() {
+        let mut record = RequestRecord::new(1_000);
+        assert!(record.insert(0) && record.insert(9) && !record.insert(9));
+        let bytes = record.encode().unwrap();
+        assert_eq!(bytes, [0xFF, 251, 208, 7, 2, 1, 2], "a changed encoding needs a migration");
+        assert_eq!(RequestRecord::decode(&bytes).unwrap(), record);
+        // A record of an earlier version: a time, for a whole part.
+        let mut legacy = RequestRecord::decode(&1_000i64.to_be_bytes()).unwrap();
+        assert_eq!(legacy.at, 1_000);
+        assert!(!legacy.insert(3), "every position of a legacy record was applied");
+        assert!(RequestRecord::decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn a_join_holds_what_either_applied_and_the_later_time() {
+        let (mut a, mut b) = (RequestRecord::new(5), RequestRecord::new(7));
+        a.insert(1);
+        b.insert(20);
+        a.join(&b);
+        assert_eq!(a.at, 7);
+        assert!(!a.insert(1) && !a.insert(20) && a.insert(2));
+        a.join(&RequestRecord::decode(&3i64.to_be_bytes()).unwrap());
+        assert!(!a.insert(100), "joined with a legacy record: every position");
+    }
+}
