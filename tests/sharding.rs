@@ -535,6 +535,40 @@ async fn a_split_point_chosen_by_a_leader_that_dies_is_the_one_used() {
     every_write_reads_back(&survivor, writers, &stop).await;
 }
 
+/// A merge whose upper shard cannot finish exporting (the export is stalled) is abandoned at
+/// its deadline, and the upper shard serves its range again: no range stays frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_that_cannot_finish_is_abandoned_and_its_shard_thaws() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[sharding]\nmerge_deadline_ms = 2000\n").unwrap();
+    let env = [("QUIVER_DELAY".to_string(), "export:600000".to_string())];
+    let extra = ["--shards", "2", "--config", config.to_str().unwrap()];
+    let nodes = LocalNode::start_cluster(dir.path(), 1, &extra, &env, READY).await.unwrap();
+    let client = nodes[0].client().await.unwrap();
+    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+
+    let out = quiverctl(&nodes[0].endpoint(), &["shard", "merge", "2", "1", "--no-wait"], None);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let map = map_until(&client, "the merge abandoned", |m| m.operations.is_empty() && !m.finished.is_empty()).await;
+    let ended = &map.finished.last().unwrap().outcome;
+    assert!(matches!(ended, Outcome::Failed(why) if why.contains("abandoned")), "{ended:?}");
+    assert_eq!(map.shard_map.shards.len(), 2);
+    // Every driver reads again, the upper shard's too, and takes writes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let upper: Vec<i64> = (0..300).filter(|id| shard_of(&map, *id) == 2).collect();
+    while client.write("rides", "driver_stats", vec![driver_row(upper[0], now_micros(), -1.0, 0)]).await.is_err() {
+        assert!(Instant::now() < deadline, "shard 2 never thawed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(conv_rate(&client, upper[0]).await, Some(Value::Float64(-1.0)));
+    for id in upper.iter().skip(1).chain(&[0]) {
+        assert!(conv_rate(&client, *id).await.is_some(), "driver {id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_restores_one_shard_with_every_row_under_writes() {
     let dir = tempfile::tempdir().unwrap();

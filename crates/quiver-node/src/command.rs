@@ -239,6 +239,17 @@ pub enum MetaCommand {
         op: u64,
         at: u64,
     },
+    /// The lower shard of merge `op` is about to absorb the upper one: from here on the
+    /// merge is finished, never abandoned. Refused when the merge is no longer under way.
+    ClaimMerge {
+        op: u64,
+    },
+    /// Operation `id` passed its deadline: it ends as failed, unless it is a merge already
+    /// claimed (`ClaimMerge`), which goes on.
+    AbandonOp {
+        id: u64,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +286,8 @@ pub enum ShardCommand {
     /// request, whichever shard holds its key (`shard::requests`); a write all of whose rows
     /// were applied before is answered `Duplicate`.
     Write { table: TableRef, rows: Vec<ShardRow>, export: bool, once: Option<Once> },
+    /// A frozen shard whose merge was abandoned owns its range again; otherwise nothing.
+    Thaw,
 }
 
 /// What makes a write apply once: its request's id, and each row's position in the request.

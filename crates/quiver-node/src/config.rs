@@ -185,11 +185,20 @@ pub struct ShardingConfig {
     pub split_above_rows: u64,
     /// How often shard leaders count their rows for `split_above_rows`.
     pub split_check_interval_ms: u64,
+    /// A merge whose lower shard has not begun absorbing the upper one by then (the upper
+    /// shard's rows still waiting for export, or its replica there behind) is abandoned,
+    /// and the upper shard serves its range again.
+    pub merge_deadline_ms: u64,
 }
 
 impl Default for ShardingConfig {
     fn default() -> Self {
-        ShardingConfig { balance_leaders: true, split_above_rows: 0, split_check_interval_ms: 10_000 }
+        ShardingConfig {
+            balance_leaders: true,
+            split_above_rows: 0,
+            split_check_interval_ms: 10_000,
+            merge_deadline_ms: 120_000,
+        }
     }
 }
 
@@ -478,6 +487,10 @@ impl Config {
                 "raft.election_timeout_max_ms ({}) must exceed raft.election_timeout_min_ms ({})",
                 r.election_timeout_max_ms, r.election_timeout_min_ms
             ));
+        }
+        if self.sharding.merge_deadline_ms < 1_000 {
+            let deadline = self.sharding.merge_deadline_ms;
+            return bad(format!("sharding.merge_deadline_ms = {deadline} must be 1000 or more: a merge needs time"));
         }
         let w = &self.workers;
         let every = [

@@ -17,6 +17,7 @@
 //! - `0x00 range`                       a shard's hash range, as its log last changed it
 //! - `0x00 export-waits`                what a shard's exports wait for after it took keys
 //!   over (`shard::export_order`)
+//! - `0x00 frozen`                      a shard frozen for a merge, and the range it held
 //!
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
@@ -34,6 +35,8 @@
 //! - `0x16 | index`                     an audit log entry in the hash chain, in the order the
 //!   meta group applied it (`auth::audit_chain`)
 //! - `0x17`                             the audit chain's head: its ends, their hashes, retention
+//! - `0x18 | op id`                     a merge past its point of no return: its lower shard
+//!   began absorbing (`ClaimMerge`), so it is no longer abandoned at its deadline
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -59,6 +62,7 @@ pub const MEMBERSHIP: &[u8] = b"\x00membership";
 pub const APPLIED_TIME: &[u8] = b"\x00applied-time";
 pub const SHARD_RANGE: &[u8] = b"\x00range";
 pub const EXPORT_WAITS: &[u8] = b"\x00export-waits";
+pub const FROZEN: &[u8] = b"\x00frozen";
 
 pub const META_STATE: &[u8] = b"\x01meta-state";
 pub const META_FORMAT: &[u8] = b"\x01meta-format";
@@ -72,6 +76,7 @@ const BACKUP_PIN: u8 = 0x14;
 pub const AUDIT: u8 = 0x15;
 pub const AUDIT_CHAIN: u8 = 0x16;
 pub const AUDIT_HEAD: &[u8] = &[0x17];
+const MERGE_CLAIM: u8 = 0x18;
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -234,6 +239,10 @@ pub fn monitor_run_time(key: &[u8], prefix_len: usize) -> Option<i64> {
     signed_from(key.get(prefix_len..)?)
 }
 
+pub fn merge_claim(op: u64) -> Vec<u8> {
+    [&[MERGE_CLAIM][..], &op.to_be_bytes()].concat()
+}
+
 /// The prefix of every pin on offline file `path`; a backup id follows it.
 pub fn backup_pins(path: &str) -> Vec<u8> {
     let mut key = vec![BACKUP_PIN];
@@ -303,6 +312,7 @@ mod tests {
             audit(0, 1, 1)[0],
             audit_link(0)[0],
             AUDIT_HEAD[0],
+            merge_claim(1)[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());

@@ -455,8 +455,28 @@ impl MetaMachine {
                 Err(e) => return Ok(Response::Rejected(e)),
             },
             MetaCommand::FinishOp { id, outcome } => {
+                batch.delete(keyspace::merge_claim(*id));
                 if !self.finish_op(*id, outcome.clone(), leader_time) {
                     return Ok(Response::Done);
+                }
+                Response::Done
+            }
+            MetaCommand::ClaimMerge { op } => {
+                if !self.state.ops.iter().any(|o| o.id == *op && matches!(o.kind, OpKind::Merge { .. })) {
+                    let gone = format!("merge {op} is no longer under way: it ended or was abandoned");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(gone)));
+                }
+                batch.put(keyspace::merge_claim(*op), Vec::new());
+                Response::Done
+            }
+            MetaCommand::AbandonOp { id, why } => {
+                let key = keyspace::merge_claim(*id);
+                let claimed = match batch.pending(&key) {
+                    Some(pending) => pending.is_some(),
+                    None => tree.get(&key)?.is_some(),
+                };
+                if !claimed {
+                    self.finish_op(*id, Outcome::Failed(why.clone()), leader_time);
                 }
                 Response::Done
             }
@@ -475,6 +495,7 @@ impl MetaMachine {
                 lower.end = upper.end;
                 lower.epoch.version = lower.epoch.version.max(upper.epoch.version) + 1;
                 self.state.export_marks.remove(right);
+                batch.delete(keyspace::merge_claim(*op));
                 self.finish_op(*op, Outcome::Done, leader_time);
                 Response::Done
             }
@@ -722,14 +743,19 @@ mod tests {
         assert!(matches!(apply(&mut machine, tree.as_ref(), 7, transfer), Response::Rejected(_)));
     }
 
-    #[test]
-    fn a_backup_cut_holds_exports_and_splits_until_it_ends_or_lapses() {
-        let engine = MemEngine::default();
-        let tree = engine.tree("meta").unwrap();
+    /// A meta machine bootstrapped with two shards on node 1, its tree and its view.
+    fn two_shards_on_one_node() -> (Arc<dyn KvTree>, MetaMachine, MetaView) {
+        let tree = MemEngine::default().tree("meta").unwrap();
         let (mut machine, view) = MetaMachine::new();
         let shard_map = ShardMap::uniform(2, &[1]).unwrap();
         let nodes = vec![NodeInfo { id: 1, addr: "1".into(), client_addr: "1".into(), draining: false }];
         apply(&mut machine, tree.as_ref(), 1, MetaCommand::Bootstrap { nodes, shard_map });
+        (tree, machine, view)
+    }
+
+    #[test]
+    fn a_backup_cut_holds_exports_and_splits_until_it_ends_or_lapses() {
+        let (tree, mut machine, view) = two_shards_on_one_node();
         let begin = |id: &str| MetaCommand::BeginBackupCut { id: id.into(), hold_ms: 1 };
         let busy = |r: Response| matches!(r, Response::Rejected(quiver_core::Error::Busy { .. }));
         let seq = WriteSeq { log_index: 1, pos: 0 };
@@ -758,13 +784,8 @@ mod tests {
 
     #[test]
     fn a_split_point_is_chosen_once() {
-        let engine = MemEngine::default();
-        let tree = engine.tree("meta").unwrap();
-        let (mut machine, view) = MetaMachine::new();
-        let shard_map = ShardMap::uniform(2, &[1]).unwrap();
-        let upper = shard_map.shards[1].clone();
-        let nodes = vec![NodeInfo { id: 1, addr: "1".into(), client_addr: "1".into(), draining: false }];
-        apply(&mut machine, tree.as_ref(), 1, MetaCommand::Bootstrap { nodes, shard_map });
+        let (tree, mut machine, view) = two_shards_on_one_node();
+        let upper = view.borrow().shard_map.shards[1].clone();
         let split = MetaCommand::StartOp { kind: OpKind::Split { shard: upper.id, at: 0, child: 0 }, requested: true };
         let Response::OpId(op) = apply(&mut machine, tree.as_ref(), 2, split) else { panic!("the split starts") };
         let point = |at| MetaCommand::SetSplitPoint { op, at };
@@ -777,6 +798,27 @@ mod tests {
         assert_eq!(recorded, OpKind::Split { shard: upper.id, at: upper.start + 10, child: 3 });
         let gone = MetaCommand::SetSplitPoint { op: op + 1, at: upper.start + 10 };
         assert!(refused(apply(&mut machine, tree.as_ref(), 5, gone)));
+    }
+
+    #[test]
+    fn a_merge_is_abandoned_at_its_deadline_only_until_it_is_claimed() {
+        let (tree, mut machine, view) = two_shards_on_one_node();
+        let merge = || MetaCommand::StartOp { kind: OpKind::Merge { left: 1, right: 2 }, requested: true };
+        let abandon = |id| MetaCommand::AbandonOp { id, why: "late".into() };
+        let Response::OpId(first) = apply(&mut machine, tree.as_ref(), 2, merge()) else { panic!("a merge starts") };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 3, abandon(first)), Response::Done);
+        assert!(view.borrow().ops.is_empty());
+        assert_eq!(view.borrow().finished_ops.back().unwrap().outcome, Outcome::Failed("late".into()));
+        let claim = |op| MetaCommand::ClaimMerge { op };
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 4, claim(first)), Response::Rejected(_)), "too late");
+
+        let Response::OpId(second) = apply(&mut machine, tree.as_ref(), 5, merge()) else { panic!("again") };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 6, claim(second)), Response::Done);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 7, abandon(second)), Response::Done);
+        assert_eq!(view.borrow().ops.len(), 1, "a claimed merge goes on");
+        let commit = MetaCommand::CommitMerge { op: second, left: 1, right: 2 };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 8, commit), Response::Done);
+        assert!(tree.get(&keyspace::merge_claim(second)).unwrap().is_none(), "the claim goes with the merge");
     }
 
     #[test]

@@ -163,7 +163,10 @@ impl StateMachine {
                     (
                         Kind::Shard { range, .. },
                         Command::Shard(
-                            cmd @ (ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. }),
+                            cmd @ (ShardCommand::Freeze
+                            | ShardCommand::Thaw
+                            | ShardCommand::Absorb { .. }
+                            | ShardCommand::Grow { .. }),
                         ),
                     ) => merge::apply(self.tree.as_ref(), &mut rows, range, entry.log_id.index, cmd)?,
                     (Kind::Shard { range, .. }, Command::Shard(cmd)) => {

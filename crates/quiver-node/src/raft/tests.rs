@@ -182,11 +182,23 @@ async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     lower.apply(vec![put(1, &rows(&low))]).await.unwrap();
     upper.apply(vec![put(1, &rows(&high))]).await.unwrap();
 
-    // Frozen, the upper shard takes no write.
+    // Frozen, the upper shard takes no write, and says so.
+    use crate::shard::merge::is_frozen;
+    assert!(!is_frozen(upper.data().as_ref()).unwrap());
     let answers = upper.apply(vec![entry(2, ShardCommand::Freeze), put(3, &[(high[0], 20, 0.0)])]).await.unwrap();
     assert_eq!(answers[0], Response::Done);
     assert!(matches!(answers[1], Response::Rejected(quiver_core::Error::KeyNotInShard { shard: 2, .. })));
     assert_eq!(upper.range().unwrap().get(), None);
+    assert!(is_frozen(upper.data().as_ref()).unwrap());
+    let marker = upper.data().get(crate::keyspace::FROZEN).unwrap().unwrap();
+    assert_eq!(marker, [253, 0, 0, 0, 0, 0, 0, 0, 128, 253, 255, 255, 255, 255, 255, 255, 255, 255], "its range, kept");
+    assert_eq!(upper.apply(vec![entry(4, ShardCommand::Freeze)]).await.unwrap()[0], Response::Done, "again: no change");
+    // A split's child waiting for its rows owns nothing too, but is not frozen, and cannot be.
+    let waiting = Kind::Shard { range: Arc::new(Range::new(5, None)), initial: None };
+    let mut waiting = StateMachine::open(engine.clone(), 5, waiting).unwrap();
+    assert!(!is_frozen(waiting.data().as_ref()).unwrap());
+    assert!(matches!(waiting.apply(vec![entry(1, ShardCommand::Freeze)]).await.unwrap()[0], Response::Rejected(_)));
+    assert!(!is_frozen(waiting.data().as_ref()).unwrap());
 
     // The lower shard absorbs the upper one's pairs and grows over its range.
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = crate::shard::merge::CARRIED
@@ -210,6 +222,21 @@ async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     // Growing over a range that is not the neighbour's is refused.
     let far = ShardCommand::Grow { start: 5, end: 6 };
     assert!(matches!(lower.apply(vec![entry(7, far)]).await.unwrap()[0], Response::Rejected(_)));
+}
+
+#[tokio::test]
+async fn a_shard_frozen_for_an_abandoned_merge_thaws() {
+    let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+    let mut shard = StateMachine::open(engine, 7, shard_kind()).unwrap();
+    shard.apply(vec![entry(1, ShardCommand::Freeze)]).await.unwrap();
+    assert!(matches!(shard.apply(vec![put(2, &[(1, 10, 1.0)])]).await.unwrap()[0], Response::Rejected(_)));
+    let answers = shard.apply(vec![entry(3, ShardCommand::Thaw), put(4, &[(1, 10, 1.0)])]).await.unwrap();
+    assert_eq!(answers[0], Response::Done);
+    assert!(matches!(answers[1], Response::Written { rows: 1 }), "{answers:?}");
+    assert_eq!(shard.range().unwrap().get(), Some((0, u64::MAX)));
+    assert!(!crate::shard::merge::is_frozen(shard.data().as_ref()).unwrap());
+    assert_eq!(shard.apply(vec![entry(5, ShardCommand::Thaw)]).await.unwrap()[0], Response::Done, "again: nothing");
+    assert_eq!(shard.range().unwrap().get(), Some((0, u64::MAX)));
 }
 
 /// A write of drivers `ids` at positions `positions` of request "r".

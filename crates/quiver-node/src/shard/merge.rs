@@ -1,7 +1,11 @@
 //! A merge, the inverse of a split, for neighbouring shards on the same replicas.
 //!
 //! The upper shard is frozen by an entry of its own log (`Freeze`): from then on it owns
-//! nothing, so it takes no write and serves no read, and its rows stay as they are. Once its
+//! nothing, so it takes no write and serves no read, and its rows stay as they are; the
+//! range it held is kept in its `0x00 frozen` marker. Before the lower shard absorbs it, the
+//! merge is claimed in the meta group (`ClaimMerge`); a merge not claimed by its deadline
+//! is abandoned there (`AbandonOp`) and the upper shard thaws (`Thaw`): so a range is never
+//! frozen for good, and never owned by both shards. Once its
 //! export queue is empty, the lower shard's leader copies the frozen shard's rows and
 //! request ids, from its own replica of it, into entries of the lower shard's log
 //! (`Absorb`, in chunks), then grows the lower shard's range over the frozen one's (`Grow`).
@@ -15,14 +19,28 @@ use quiver_core::row::WriteSeq;
 
 use super::export_order::{self, ExportWait};
 use super::{PendingWrites, Range, covered};
-use crate::codec::decode;
+use crate::codec::{decode, encode};
 use crate::command::{Response, ShardCommand};
 use crate::error::Result;
-use crate::keyspace::{self, EXPORT_WAITS, REQUEST, REQUEST_EXPIRY, ROW};
+use crate::keyspace::{self, EXPORT_WAITS, FROZEN, REQUEST, REQUEST_EXPIRY, ROW};
 use crate::storage::KvTree;
 
 /// Key spaces a merge carries over: rows, request ids and their expiry.
 pub const CARRIED: [u8; 3] = [ROW, REQUEST, REQUEST_EXPIRY];
+
+/// Whether this replica of a shard applied its `Freeze`: it then holds every write the
+/// shard took, since a frozen shard takes none. (A shard owning nothing is not enough: a
+/// split's child waiting for its rows owns nothing too.)
+pub fn is_frozen(tree: &dyn KvTree) -> Result<bool> {
+    Ok(tree.get(FROZEN)?.is_some())
+}
+
+fn frozen_in(tree: &dyn KvTree, cache: &PendingWrites) -> Result<bool> {
+    match cache.other.pending(FROZEN) {
+        Some(pending) => Ok(pending.is_some()),
+        None => is_frozen(tree),
+    }
+}
 
 /// The `Absorb` pair that carries the frozen shard `upper`'s export waits, if it has any.
 pub fn carried_waits(upper: u64, tree: &dyn KvTree) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
@@ -45,7 +63,26 @@ pub fn apply(
     let bounds = cache.bounds(owned);
     match cmd {
         ShardCommand::Freeze => {
+            if frozen_in(tree, cache)? {
+                return Ok(Response::Done);
+            }
+            let Some(held) = bounds else {
+                let why = format!("shard {} owns nothing yet (a split's child waiting for its rows)", owned.shard);
+                return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(why)));
+            };
             cache.range = Some(None);
+            cache.other.put(FROZEN, encode(&held)?);
+            Ok(Response::Done)
+        }
+        ShardCommand::Thaw => {
+            let held = match cache.other.pending(FROZEN) {
+                Some(pending) => pending.map(decode::<(u64, u64)>).transpose()?,
+                None => tree.get(FROZEN)?.map(|b| decode::<(u64, u64)>(&b)).transpose()?,
+            };
+            if let Some(held) = held {
+                cache.range = Some(Some(held));
+                cache.other.delete(FROZEN);
+            }
             Ok(Response::Done)
         }
         ShardCommand::Absorb { pairs } => {

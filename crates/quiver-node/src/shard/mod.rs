@@ -188,7 +188,11 @@ pub fn apply(
             }
             return Ok(Response::Done);
         }
-        ShardCommand::Split { .. } | ShardCommand::Freeze | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. } => {
+        ShardCommand::Split { .. }
+        | ShardCommand::Freeze
+        | ShardCommand::Thaw
+        | ShardCommand::Absorb { .. }
+        | ShardCommand::Grow { .. } => {
             return Err(crate::error::Error::Storage("splits and merges are applied by their own modules".into()));
         }
     };

@@ -41,6 +41,7 @@ pub async fn round(context: Context) -> Result<()> {
 
 /// Exports up to `limit` queued rows of one shard; returns how many it handled.
 pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Result<usize> {
+    failpoint::delay("export").await;
     let mut queue = read_queue(group.data.as_ref(), limit)?;
     if queue.is_empty() {
         return Ok(0);

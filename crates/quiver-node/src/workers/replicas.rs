@@ -164,7 +164,7 @@ async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()
         OpKind::Merge { left, right } if left == group.id || right == group.id => Some((op.id, left, right)),
         _ => None,
     });
-    let Some((op, left, right)) = asked else { return Ok(()) };
+    let Some((op, left, right)) = asked else { return thaw_if_abandoned(context, group).await };
     if group.id == right {
         if group.range.as_ref().is_some_and(|r| r.get().is_some()) {
             info!(shard = right, into = left, "freezing for a merge");
@@ -173,11 +173,14 @@ async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()
         return Ok(());
     }
     let Some(upper) = context.groups.get(right) else { return Ok(()) };
-    let frozen = upper.range.as_ref().is_some_and(|r| r.get().is_none());
-    if !frozen || !read_queue(upper.data.as_ref(), 1)?.is_empty() {
+    // The replica here must have applied the freeze (not merely own nothing, as a split's
+    // child waiting for its rows does): it then holds every row the shard took.
+    if !merge::is_frozen(upper.data.as_ref())? || !read_queue(upper.data.as_ref(), 1)?.is_empty() {
         return Ok(());
     }
     let upper_range = state.shard_map.shard(right)?;
+    // The point of no return: from here the merge is finished, never abandoned.
+    context.proposer.write_meta(MetaCommand::ClaimMerge { op }).await?;
     info!(shard = left, from = right, "absorbing a frozen neighbour");
     for space in CARRIED {
         let mut after = None;
@@ -201,6 +204,25 @@ async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()
     }
     context.proposer.write_meta(MetaCommand::CommitMerge { op, left, right }).await?;
     Ok(())
+}
+
+/// Thaws this shard if it is frozen for a merge that was abandoned. Decided on the meta
+/// state as the metadata leader has it, not this node's view, which may not show the merge
+/// yet: the shard is still in the map and no merge of it is under way.
+async fn thaw_if_abandoned(context: &Context, group: &Group) -> Result<()> {
+    if !merge::is_frozen(group.data.as_ref())? {
+        return Ok(());
+    }
+    let state = context.meta.caught_up().await?;
+    let merging = state
+        .ops
+        .iter()
+        .any(|op| matches!(op.kind, OpKind::Merge { left, right } if right == group.id || left == group.id));
+    if merging || state.shard_map.shard(group.id).is_err() {
+        return Ok(());
+    }
+    info!(shard = group.id, "thawing: its merge was abandoned");
+    group.propose(Command::Shard(ShardCommand::Thaw)).await.map(drop)
 }
 
 /// Up to `ABSORB_CHUNK` pairs of key space `space`, after key `after` (from the start).

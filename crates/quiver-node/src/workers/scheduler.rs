@@ -13,15 +13,18 @@ use openraft::{BasicNode, ChangeMembers};
 use quiver_core::placement::{REPLICAS, next_leader_transfer, next_move};
 use quiver_core::shard_map::{META_GROUP, Shard};
 use quiver_core::shard_ops::{OpKind, Outcome, ShardOp};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Context;
 use crate::command::MetaCommand;
+use crate::config::ShardingConfig;
 use crate::error::{Error, Result};
 use crate::groups::Group;
+use crate::keyspace;
 use crate::meta::MetaState;
 use crate::raft::network::PeerPool;
 use crate::raft::now_micros;
+use crate::storage::KvTree;
 
 /// A learner this many entries or fewer behind the leader is caught up enough to vote.
 const CAUGHT_UP_ENTRIES: u64 = 100;
@@ -42,6 +45,9 @@ pub async fn round(context: Context) -> Result<()> {
         if let Some(outcome) = outcome(op, &state) {
             info!(op = op.id, kind = %op.kind, ?outcome, "shard operation ended");
             context.proposer.write_meta(MetaCommand::FinishOp { id: op.id, outcome }).await?;
+        } else if let Some(why) = overdue(op, &context.sharding, meta.data.as_ref())? {
+            warn!(op = op.id, kind = %op.kind, "{why}");
+            context.proposer.write_meta(MetaCommand::AbandonOp { id: op.id, why }).await?;
         }
     }
     place(&context, &state).await?;
@@ -87,6 +93,21 @@ fn outcome(op: &ShardOp, state: &MetaState) -> Option<Outcome> {
             done.then_some(Outcome::Done)
         }
     }
+}
+
+/// Why operation `op` is abandoned now, if it is past its deadline: a merge not claimed by
+/// its lower shard in time (`tree` is this node's meta state tree, which holds the claims).
+fn overdue(op: &ShardOp, sharding: &ShardingConfig, tree: &dyn KvTree) -> Result<Option<String>> {
+    let OpKind::Merge { left, right } = op.kind else { return Ok(None) };
+    let deadline = i64::try_from(sharding.merge_deadline_ms).unwrap_or(i64::MAX).saturating_mul(1_000);
+    if now_micros().saturating_sub(op.started_at) <= deadline || tree.get(&keyspace::merge_claim(op.id))?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "shard {left} did not begin absorbing shard {right} within {} s (its rows not yet exported, or its replica \
+         behind): the merge is abandoned and shard {right} serves its range again",
+        sharding.merge_deadline_ms / 1_000
+    )))
 }
 
 /// One placement step, when nothing else is under way: a replica move first, then (when
