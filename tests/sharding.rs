@@ -569,6 +569,102 @@ async fn a_merge_that_cannot_finish_is_abandoned_and_its_shard_thaws() {
     }
 }
 
+/// A node killed for good has its replicas made again on the live nodes once it has been
+/// silent for `--replace-dead-after`; back, it drops the copies it no longer hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_and_drops_its_stale_copies_when_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--shards", "4", "--replace-dead-after", "3s"];
+    let mut nodes = LocalNode::start_cluster(dir.path(), 4, &extra, &[], READY).await.unwrap();
+    let client = nodes[0].client().await.unwrap();
+    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
+    client.write("rides", "driver_stats", rows).await.unwrap();
+    // Placement spreads the twelve replicas, three per node.
+    let balanced = |m: &ClusterMap| {
+        m.operations.is_empty()
+            && m.shard_map.shards.iter().all(|s| !s.moving() && s.leader.is_some())
+            && (1..=4).all(|n| m.shard_map.shards.iter().filter(|s| s.replicas.contains(&n)).count() == 3)
+    };
+    let map = map_until(&client, "replicas spread", balanced).await;
+    let index = 1;
+    let dead = nodes[index].client().await.unwrap().status().await.unwrap().node_id;
+    assert_ne!(dead, client.status().await.unwrap().node_id);
+    nodes[index].kill_9().unwrap();
+
+    // A move to it, asked for now, ends either way: rolled back once the node is silent, or
+    // done (a node that was a member a moment ago can look caught up), and then replaced.
+    let from = |m: &ClusterMap| {
+        let shard = m.shard_map.shards.iter().find(|s| !s.replicas.contains(&dead)).unwrap();
+        (shard.id, shard.replicas[0])
+    };
+    let (shard, source) = from(&map);
+    let op = client.start_shard_operation(OpKind::MoveReplica { shard, from: source, to: dead }).await.unwrap();
+    client.wait_for_operation(op.id, Duration::from_secs(60), |_| {}).await.unwrap();
+    let out = quiverctl(&nodes[0].endpoint(), &["shard", "cancel", &op.id.to_string()], None);
+    assert!(!out.success && out.stderr.contains("under way"), "{}{}", out.stdout, out.stderr);
+
+    // Every shard back on three live replicas, none on the dead node; every row there.
+    let live: Vec<u64> = (1..=4).filter(|n| *n != dead).collect();
+    let settled = |m: &ClusterMap| {
+        m.operations.is_empty()
+            && m.shard_map.shards.iter().all(|s| {
+                !s.moving() && s.voters.len() == 3 && s.voters.iter().all(|v| live.contains(v)) && s.leader.is_some()
+            })
+    };
+    map_until(&client, "the dead node's replicas made again", settled).await;
+    for id in 0..300 {
+        assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
+    }
+
+    // Back, the node hosts what the map gives it, no stale copy.
+    nodes[index].restart().await.unwrap();
+    let back = nodes[index].client().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, map) = (back.status().await.unwrap(), client.shard_map().await.unwrap());
+        let open: Vec<u64> = status.groups.iter().map(|g| g.group_id).filter(|g| *g != 0).collect();
+        let assigned: Vec<u64> = map.shard_map.shards.iter().filter(|s| s.hosted_by(dead)).map(|s| s.id).collect();
+        if open == assigned && !map.shard_map.shards.iter().any(|s| s.moving()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node {dead} hosts {open:?}, the map gives it {assigned:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A replica move to a node that went down is rolled back once the node is silent, and the
+/// shard goes on on its voters: the move holds up nothing for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_a_node_that_is_down_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--shards", "2", "--replace-dead-after", "3s"];
+    let nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
+    let client = nodes[0].client().await.unwrap();
+    // A fourth node joins, and dies before it holds the shard moved to it.
+    let [listen, http] = <[String; 2]>::try_from(quiver_admin::local_node::free_addrs(2).unwrap()).unwrap();
+    let secret = LocalNode::cluster_secret(dir.path());
+    let join = nodes[0].endpoint();
+    let args =
+        [&["--join", join.trim_start_matches("http://"), "--cluster-secret", secret.to_str().unwrap()], &extra[..]];
+    let mut fourth = LocalNode::spawn_at(&dir.path().join("node4"), &listen, &http, &args.concat(), &[]).unwrap();
+    fourth.wait_ready(READY).await.unwrap();
+    let id = fourth.client().await.unwrap().status().await.unwrap().node_id;
+    fourth.kill_9().unwrap();
+    let map = map_until(&client, "a shard without node 4", |m| {
+        m.shard_map.shards.iter().any(|s| !s.moving() && !s.hosted_by(id))
+    })
+    .await;
+    let shard = map.shard_map.shards.iter().find(|s| !s.moving() && !s.hosted_by(id)).unwrap().clone();
+    let kind = OpKind::MoveReplica { shard: shard.id, from: shard.replicas[0], to: id };
+    let op = client.start_shard_operation(kind).await.unwrap();
+    let ended = client.wait_for_operation(op.id, Duration::from_secs(60), |_| {}).await.unwrap();
+    assert!(matches!(&ended.outcome, Outcome::Failed(_)), "{ended:?}");
+    let after = client.shard_map().await.unwrap();
+    let now = after.shard_map.shard(shard.id).unwrap();
+    assert!(!now.moving() && !now.hosted_by(id), "{now:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_restores_one_shard_with_every_row_under_writes() {
     let dir = tempfile::tempdir().unwrap();

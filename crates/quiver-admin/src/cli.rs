@@ -435,6 +435,9 @@ pub enum ShardCmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Cancel operation OP (see `quiverctl shards`): it ends as failed and what it began is
+    /// undone; a split cannot be, a merge that began absorbing goes on.
+    Cancel { op: u64 },
 }
 
 fn parse_hash(text: &str) -> std::result::Result<u64, String> {

@@ -96,6 +96,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Node { action: NodeCmd::Remove { id, wait } } => cluster::remove_node(&client, id, wait).await,
         Cmd::Shard { action } => {
             let (kind, wait) = match action {
+                ShardCmd::Cancel { op } => return cluster::cancel(&client, op).await,
                 ShardCmd::TransferLeader { id, to, wait } => (OpKind::TransferLeader { shard: id, to }, wait),
                 ShardCmd::Move { id, from, to, wait } => (OpKind::MoveReplica { shard: id, from, to }, wait),
                 ShardCmd::Rebalance { wait } => (OpKind::Rebalance, wait),

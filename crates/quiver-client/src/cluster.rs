@@ -67,6 +67,16 @@ impl Client {
         Ok(quiver_proto::shard_op_from_proto(op)?)
     }
 
+    /// Cancels shard operation `id`: it ends as failed and what it began is undone (a
+    /// replica move goes back to the shard's voters, a merge's upper shard thaws). A split
+    /// is refused; a merge that began absorbing, or a move whose new replica already votes,
+    /// goes on. Answers whether it ended, and a sentence saying how or why not.
+    pub async fn cancel_shard_operation(&self, id: u64) -> Result<(bool, String)> {
+        let request = v1::CancelShardOperationRequest { id };
+        let reply = self.admin.clone().cancel_shard_operation(request).await.map_err(Error::from)?.into_inner();
+        Ok((reply.ended, reply.note))
+    }
+
     /// Waits until operation `id` ends and says how; `progress` is called with the shard
     /// map at every look. Gives up after `timeout` (the operation goes on). A node that has
     /// not applied the operation's start yet is given a few seconds to.

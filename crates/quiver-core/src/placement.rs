@@ -40,9 +40,11 @@ pub fn split_point(start: u64, end: u64, hashes: &mut [u64]) -> u64 {
 
 /// The next step toward placement over the `active` nodes: every shard on
 /// `min(REPLICAS, active)` distinct active nodes, and replica counts per node within one of
-/// each other. One shard changes by one replica at a time, so a move never leaves a shard
-/// without a quorum of caught-up members; `None` when placement is done.
-pub fn next_move(map: &ShardMap, active: &[u64]) -> Option<Move> {
+/// each other. A replica goes only to a node of `live` (one that answers now): an active
+/// node that is down keeps the replicas it has, but gets none. One shard changes by one
+/// replica at a time, so a move never leaves a shard without a quorum of caught-up members;
+/// `None` when placement is done.
+pub fn next_move(map: &ShardMap, active: &[u64], live: &[u64]) -> Option<Move> {
     let target = REPLICAS.min(active.len());
     let mut load: BTreeMap<u64, usize> = active.iter().map(|id| (*id, 0)).collect();
     for r in map.shards.iter().flat_map(|s| &s.replicas) {
@@ -51,7 +53,10 @@ pub fn next_move(map: &ShardMap, active: &[u64]) -> Option<Move> {
         }
     }
     let least_loaded = |exclude: &[u64]| {
-        load.iter().filter(|(id, _)| !exclude.contains(id)).min_by_key(|(id, n)| (**n, **id)).map(|(id, _)| *id)
+        load.iter()
+            .filter(|(id, _)| !exclude.contains(id) && live.contains(id))
+            .min_by_key(|(id, n)| (**n, **id))
+            .map(|(id, _)| *id)
     };
     for shard in &map.shards {
         let mut replicas = shard.replicas.clone();
@@ -65,8 +70,10 @@ pub fn next_move(map: &ShardMap, active: &[u64]) -> Option<Move> {
             }
             return Some(Move { shard: shard.id, replicas });
         }
-        if replicas.len() < target {
-            replicas.extend(least_loaded(&replicas));
+        if replicas.len() < target
+            && let Some(to) = least_loaded(&replicas)
+        {
+            replicas.push(to);
             return Some(Move { shard: shard.id, replicas });
         }
         if replicas.len() > target {
@@ -76,7 +83,7 @@ pub fn next_move(map: &ShardMap, active: &[u64]) -> Option<Move> {
         }
     }
     let (&most, &high) = load.iter().max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))?;
-    let (&fewest, &low) = load.iter().min_by_key(|(id, n)| (**n, **id))?;
+    let (&fewest, &low) = load.iter().filter(|(id, _)| live.contains(id)).min_by_key(|(id, n)| (**n, **id))?;
     if high <= low + 1 {
         return None;
     }
@@ -122,8 +129,13 @@ mod tests {
 
     /// Applies moves until placement is done, as the scheduler and shard leaders would.
     fn settle(map: &mut ShardMap, active: &[u64]) -> usize {
+        settle_live(map, active, active)
+    }
+
+    /// `settle` with only the `live` nodes of `active` answering.
+    fn settle_live(map: &mut ShardMap, active: &[u64], live: &[u64]) -> usize {
         let mut moves = 0;
-        while let Some(m) = next_move(map, active) {
+        while let Some(m) = next_move(map, active, live) {
             let shard = map.shards.iter_mut().find(|s| s.id == m.shard).unwrap();
             shard.replicas = m.replicas.clone();
             shard.voters = m.replicas;
@@ -140,7 +152,7 @@ mod tests {
     #[test]
     fn a_new_node_receives_replicas_until_balanced() {
         let mut map = ShardMap::uniform(8, &[1, 2, 3]).unwrap();
-        assert_eq!(next_move(&map, &[1, 2, 3]), None, "three nodes, three replicas: nothing to do");
+        assert_eq!(next_move(&map, &[1, 2, 3], &[1, 2, 3]), None, "three nodes, three replicas: nothing to do");
         let moves = settle(&mut map, &[1, 2, 3, 4]);
         assert_eq!(moves, 6);
         assert_eq!(loads(&map, &[1, 2, 3, 4]), vec![6, 6, 6, 6]);
@@ -154,6 +166,20 @@ mod tests {
         assert!(map.shards.iter().all(|s| s.replicas.len() == 2));
         settle(&mut map, &[1, 2, 3]);
         assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
+    }
+
+    #[test]
+    fn a_node_that_is_down_gets_no_replica_and_a_dead_one_is_replaced() {
+        let mut map = ShardMap::uniform(8, &[1, 2, 3]).unwrap();
+        // Node 4 joined but is down: nothing moves to it.
+        assert_eq!(settle_live(&mut map, &[1, 2, 3, 4], &[1, 2, 3]), 0);
+        // Node 3 is dead (no longer placeable) and node 4 is up: 4 takes 3's replicas.
+        settle_live(&mut map, &[1, 2, 4], &[1, 2, 4]);
+        assert_eq!(loads(&map, &[1, 2, 3, 4]), vec![8, 8, 0, 8]);
+        // With no live node free, a dead node's replica is dropped: the shard keeps two.
+        let mut map = ShardMap::uniform(2, &[1, 2, 3]).unwrap();
+        settle_live(&mut map, &[1, 2], &[1, 2]);
+        assert!(map.shards.iter().all(|s| s.replicas == [1, 2]), "{:?}", map.shards);
     }
 
     #[test]

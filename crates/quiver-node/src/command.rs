@@ -244,11 +244,19 @@ pub enum MetaCommand {
     ClaimMerge {
         op: u64,
     },
-    /// Operation `id` passed its deadline: it ends as failed, unless it is a merge already
-    /// claimed (`ClaimMerge`), which goes on.
+    /// Operation `id` passed its deadline or an operator cancels it: it ends as failed and
+    /// what it began is undone (a replica move goes back to the shard's voters, a merge's
+    /// upper shard thaws), unless it can no longer be: a merge already claimed
+    /// (`ClaimMerge`) or a move whose target already votes goes on, a split is refused.
     AbandonOp {
         id: u64,
         why: String,
+    },
+    /// The replica move of `shard` (at `conf_ver`) is given up: its replicas go back to its
+    /// voters. A shard no longer at `conf_ver`, or not moving, is left alone.
+    RollBackMove {
+        shard: u64,
+        conf_ver: u64,
     },
 }
 

@@ -189,6 +189,10 @@ pub struct ShardingConfig {
     /// shard's rows still waiting for export, or its replica there behind) is abandoned,
     /// and the upper shard serves its range again.
     pub merge_deadline_ms: u64,
+    /// A node silent this long (e.g. "5m", CockroachDB's default) is taken for dead: its
+    /// replicas are made again on live nodes, and a replica move to it is rolled back. A
+    /// node that comes back drops its stale copies.
+    pub replace_dead_after: String,
 }
 
 impl Default for ShardingConfig {
@@ -198,6 +202,20 @@ impl Default for ShardingConfig {
             split_above_rows: 0,
             split_check_interval_ms: 10_000,
             merge_deadline_ms: 120_000,
+            replace_dead_after: "5m".into(),
+        }
+    }
+}
+
+impl ShardingConfig {
+    pub fn replace_dead_after(&self) -> Result<Duration> {
+        match humantime::parse_duration(self.replace_dead_after.trim()) {
+            Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+            Ok(_) => Err(Error::Config("sharding.replace_dead_after must be a second or longer".into())),
+            Err(e) => Err(Error::Config(format!(
+                "sharding.replace_dead_after = {:?}: {e} (e.g. \"5m\")",
+                self.replace_dead_after
+            ))),
         }
     }
 }
@@ -488,6 +506,7 @@ impl Config {
                 r.election_timeout_max_ms, r.election_timeout_min_ms
             ));
         }
+        self.sharding.replace_dead_after()?;
         if self.sharding.merge_deadline_ms < 1_000 {
             let deadline = self.sharding.merge_deadline_ms;
             return bad(format!("sharding.merge_deadline_ms = {deadline} must be 1000 or more: a merge needs time"));

@@ -72,6 +72,10 @@ struct Args {
     /// Spread shard leaders evenly over the nodes by itself [default: true]
     #[arg(long, env = "QUIVER_BALANCE_LEADERS")]
     balance_leaders: Option<bool>,
+    /// A node silent this long is taken for dead: its replicas are made again elsewhere
+    /// ([sharding] replace_dead_after) [default: 5m]
+    #[arg(long, env = "QUIVER_REPLACE_DEAD_AFTER")]
+    replace_dead_after: Option<String>,
     /// Memory a training set's join may take before it spills, e.g. 4GiB or 25% [default: 25%]
     #[arg(long, env = "QUIVER_RETRIEVAL_MEMORY")]
     retrieval_memory: Option<String>,
@@ -136,6 +140,9 @@ impl Args {
         config.insecure |= self.insecure;
         if let Some(v) = self.balance_leaders {
             config.sharding.balance_leaders = v;
+        }
+        if let Some(v) = self.replace_dead_after {
+            config.sharding.replace_dead_after = v;
         }
         if let Some(v) = self.retrieval_memory {
             config.offline.retrieval_memory = v;

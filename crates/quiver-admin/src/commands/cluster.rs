@@ -131,3 +131,10 @@ fn leader_counts(map: &ClusterMap) -> String {
     let count = |node| map.shard_map.shards.iter().filter(|s| s.leader == Some(node)).count();
     map.nodes.keys().map(|n| format!("{n}:{}", count(*n))).collect::<Vec<_>>().join(" ")
 }
+
+/// Cancels shard operation `op` and says whether it ended, and how.
+pub async fn cancel(client: &Client, op: u64) -> Result<()> {
+    let (_, note) = client.cancel_shard_operation(op).await?;
+    println!("{note}");
+    Ok(())
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use quiver_core::cluster::ClusterMap;
 use quiver_core::shard_map::META_GROUP;
+use quiver_core::shard_ops::{OpKind, Outcome};
 use quiver_proto::v1::admin_service_server::AdminService;
 use quiver_proto::v1::{
     GetShardMapRequest, GetShardMapResponse, GroupStatus, JoinRequest, JoinResponse, MetaReadIndexRequest,
@@ -121,6 +122,43 @@ impl AdminService for AdminApi {
             let op = state.ops.iter().chain(finished).find(|op| op.id == id);
             let op = op.ok_or_else(|| Error::Raft(format!("operation {id} is not in the caught-up meta state")))?;
             Ok(ShardOperationResponse { operation: Some(quiver_proto::shard_op_to_proto(op)) })
+        })
+        .await
+    }
+
+    async fn cancel_shard_operation(
+        &self,
+        request: Request<v1::CancelShardOperationRequest>,
+    ) -> std::result::Result<Response<v1::CancelShardOperationResponse>, Status> {
+        let call = admit(&self.node, "CancelShardOperation", &request)?;
+        observed(&self.node, &call, async {
+            call.allow(Need::Cluster { action: "cancelling a shard operation" })?;
+            let id = request.into_inner().id;
+            if !self.node.meta.caught_up().await?.ops.iter().any(|op| op.id == id) {
+                let gone = format!("no shard operation {id} is under way (`quiverctl shards` lists them)");
+                return Err(quiver_core::Error::InvalidArgument(gone).into());
+            }
+            let why = format!("cancelled by {}", call.caller.name);
+            self.node.proposer.write_meta(MetaCommand::AbandonOp { id, why }).await?;
+            let state = self.node.meta.caught_up().await?;
+            let answer = match state.finished_ops.iter().find(|f| f.op.id == id) {
+                Some(ended) => {
+                    let how = match &ended.outcome {
+                        Outcome::Done => "done".to_string(),
+                        Outcome::Failed(why) => format!("failed: {why}"),
+                    };
+                    (true, format!("operation {id} ended: {how}"))
+                }
+                None => {
+                    let why = match state.ops.iter().find(|op| op.id == id).map(|op| &op.kind) {
+                        Some(OpKind::Merge { .. }) => "the merge began absorbing and can no longer be undone",
+                        Some(OpKind::MoveReplica { .. }) => "the new replica votes already: the move finishes",
+                        _ => "it ends by itself",
+                    };
+                    (false, format!("operation {id} goes on: {why}"))
+                }
+            };
+            Ok(v1::CancelShardOperationResponse { ended: answer.0, note: answer.1 })
         })
         .await
     }

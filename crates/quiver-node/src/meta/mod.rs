@@ -97,6 +97,14 @@ impl MetaState {
     }
 }
 
+/// A replica move given up: the shard's replicas go back to its voters, at a new conf_ver.
+fn roll_back(shard: &mut quiver_core::shard_map::Shard) {
+    if shard.moving() {
+        shard.replicas = shard.voters.clone();
+        shard.epoch.conf_ver += 1;
+    }
+}
+
 fn unknown_node(id: u64) -> quiver_core::Error {
     quiver_core::Error::InvalidArgument(format!("no node with id {id} in the cluster"))
 }
@@ -470,13 +478,41 @@ impl MetaMachine {
                 Response::Done
             }
             MetaCommand::AbandonOp { id, why } => {
-                let key = keyspace::merge_claim(*id);
-                let claimed = match batch.pending(&key) {
-                    Some(pending) => pending.is_some(),
-                    None => tree.get(&key)?.is_some(),
-                };
-                if !claimed {
-                    self.finish_op(*id, Outcome::Failed(why.clone()), leader_time);
+                let Some(op) = self.state.ops.iter().find(|o| o.id == *id) else { return Ok(Response::Done) };
+                match op.kind {
+                    OpKind::Split { shard, .. } => {
+                        let why = format!("a split cannot be cancelled: shard {shard} may have applied it already");
+                        return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(why)));
+                    }
+                    OpKind::Merge { .. } => {
+                        let key = keyspace::merge_claim(*id);
+                        let claimed = match batch.pending(&key) {
+                            Some(pending) => pending.is_some(),
+                            None => tree.get(&key)?.is_some(),
+                        };
+                        if claimed {
+                            return Ok(Response::Done);
+                        }
+                    }
+                    OpKind::MoveReplica { shard, to, .. } => {
+                        let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == shard) else {
+                            return Ok(Response::Done);
+                        };
+                        if s.voters.contains(&to) {
+                            return Ok(Response::Done);
+                        }
+                        roll_back(s);
+                    }
+                    OpKind::TransferLeader { .. } | OpKind::Rebalance => {}
+                }
+                self.finish_op(*id, Outcome::Failed(why.clone()), leader_time);
+                Response::Done
+            }
+            MetaCommand::RollBackMove { shard, conf_ver } => {
+                if let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard)
+                    && s.epoch.conf_ver == *conf_ver
+                {
+                    roll_back(s);
                 }
                 Response::Done
             }
@@ -819,6 +855,36 @@ mod tests {
         let commit = MetaCommand::CommitMerge { op: second, left: 1, right: 2 };
         assert_eq!(apply(&mut machine, tree.as_ref(), 8, commit), Response::Done);
         assert!(tree.get(&keyspace::merge_claim(second)).unwrap().is_none(), "the claim goes with the merge");
+    }
+
+    #[test]
+    fn a_cancelled_move_goes_back_to_the_voters_and_a_split_is_not_cancelled() {
+        let (tree, mut machine, view) = two_shards_on_one_node();
+        let join = MetaCommand::AddNode { addr: "2".into() };
+        let Response::NodeId(two) = apply(&mut machine, tree.as_ref(), 2, join) else { panic!("node 2 joins") };
+        let mv = MetaCommand::StartOp { kind: OpKind::MoveReplica { shard: 1, from: 1, to: two }, requested: true };
+        let Response::OpId(op) = apply(&mut machine, tree.as_ref(), 3, mv) else { panic!("the move starts") };
+        assert_eq!(view.borrow().shard_map.shards[0].replicas, vec![two]);
+        let cancel = |id| MetaCommand::AbandonOp { id, why: "cancelled".into() };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 4, cancel(op)), Response::Done);
+        let shard = view.borrow().shard_map.shards[0].clone();
+        assert_eq!((shard.moving(), shard.replicas), (false, vec![1]), "back on its voters");
+        assert!(view.borrow().ops.is_empty());
+
+        let split = MetaCommand::StartOp { kind: OpKind::Split { shard: 2, at: 0, child: 0 }, requested: true };
+        let Response::OpId(split) = apply(&mut machine, tree.as_ref(), 5, split) else { panic!("the split starts") };
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 6, cancel(split)), Response::Rejected(_)));
+        assert_eq!(view.borrow().ops.len(), 1, "the split goes on");
+        // A placement move given up by the scheduler (its target silent) goes back too.
+        let conf_ver = view.borrow().shard_map.shards[0].epoch.conf_ver;
+        let mv = MetaCommand::SetReplicas { shard: 1, replicas: vec![two], conf_ver };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 7, mv), Response::Done);
+        let stale = MetaCommand::RollBackMove { shard: 1, conf_ver };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 8, stale), Response::Done);
+        assert!(view.borrow().shard_map.shards[0].moving(), "a roll-back at an older conf_ver changes nothing");
+        let roll_back = MetaCommand::RollBackMove { shard: 1, conf_ver: conf_ver + 1 };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 9, roll_back), Response::Done);
+        assert_eq!(view.borrow().shard_map.shards[0].replicas, vec![1]);
     }
 
     #[test]

@@ -39,13 +39,22 @@ pub struct PeerPool {
     credentials: Credentials,
 }
 
-/// When each peer last answered a Raft message of any group.
-#[derive(Clone, Default)]
-struct Answered(Arc<Mutex<HashMap<NodeId, Instant>>>);
+/// When each peer last answered a Raft message of any group, and when the pool was made.
+#[derive(Clone)]
+struct Answered {
+    at: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    since: Instant,
+}
+
+impl Default for Answered {
+    fn default() -> Self {
+        Answered { at: Arc::default(), since: Instant::now() }
+    }
+}
 
 impl Answered {
     fn record(&self, node: NodeId) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(node, Instant::now());
+        self.at.lock().unwrap_or_else(|p| p.into_inner()).insert(node, Instant::now());
     }
 }
 
@@ -53,8 +62,15 @@ impl PeerPool {
     /// True when `node` answered a Raft message from here within `within`; a leader sends
     /// its followers a message every heartbeat, so a peer silent for longer is down or cut off.
     pub fn answered_within(&self, node: NodeId, within: Duration) -> bool {
-        let answered = self.answered.0.lock().unwrap_or_else(|p| p.into_inner());
+        let answered = self.answered.at.lock().unwrap_or_else(|p| p.into_inner());
         answered.get(&node).is_some_and(|at| at.elapsed() <= within)
+    }
+
+    /// How long `node` has not answered: since its last answer, or since this pool was made
+    /// (a node just started knows of no answer yet, and must not take every peer for dead).
+    pub fn silent_for(&self, node: NodeId) -> Duration {
+        let answered = self.answered.at.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(&node).unwrap_or(&self.answered.since).elapsed()
     }
 
     pub fn channel(&self, addr: &str) -> Result<PeerChannel, String> {

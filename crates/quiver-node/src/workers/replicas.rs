@@ -258,13 +258,32 @@ async fn change_replicas(context: &Context, group: &Group, shard: &Shard, state:
             let addr =
                 state.nodes.get(id).map(|n| n.addr.clone()).ok_or_else(|| raft_err(format!("node {id} unknown")))?;
             info!(shard = group.id, node = id, "adding a replica; waiting for it to catch up");
-            tokio::time::timeout(CATCH_UP, group.raft.add_learner(*id, BasicNode { addr }, true))
+            let added =
+                group.raft.add_learner(*id, BasicNode { addr }, false).await.map_err(|e| raft_err(e.to_string()))?;
+            // openraft's own wait counts a learner within `replication_lag_threshold` entries as
+            // caught up, which a node that never answered is, in a short log: wait for the
+            // learner to hold the entry that added it.
+            let holds = |m: &openraft::RaftMetrics<u64, BasicNode>| {
+                let matched = m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten());
+                matched.is_some_and(|l| l.index >= added.log_id.index)
+            };
+            group
+                .raft
+                .wait(Some(CATCH_UP))
+                .metrics(holds, "a new replica holding the entry that added it")
                 .await
-                .map_err(|_| raft_err(format!("node {id} did not catch up within {CATCH_UP:?}")))?
-                .map_err(|e| raft_err(e.to_string()))?;
+                .map_err(|_| raft_err(format!("node {id} did not catch up within {CATCH_UP:?}")))?;
         }
         info!(shard = group.id, voters = ?want, "changing the shard's voters");
         group.raft.change_membership(want.clone(), false).await.map_err(|e| raft_err(e.to_string()))?;
+    } else {
+        // Learners of a move rolled back (a target that went silent) leave the group.
+        let stray: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).filter(|id| !want.contains(id)).collect();
+        if !stray.is_empty() {
+            info!(shard = group.id, learners = ?stray, "removing the learners of a move rolled back");
+            let remove = openraft::ChangeMembers::RemoveNodes(stray);
+            group.raft.change_membership(remove, false).await.map_err(|e| raft_err(e.to_string()))?;
+        }
     }
     let mut confirmed = shard.voters.clone();
     confirmed.sort_unstable();

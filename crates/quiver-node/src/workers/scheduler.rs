@@ -30,6 +30,11 @@ use crate::storage::KvTree;
 const CAUGHT_UP_ENTRIES: u64 = 100;
 /// A leadership transfer not done by then has failed; the old leader goes on leading.
 const TRANSFER_DEADLINE_MICROS: i64 = 30_000_000;
+/// A replica move whose target has been silent this long (or `replace_dead_after`, if
+/// shorter) is rolled back.
+const MOVE_GIVE_UP: Duration = Duration::from_secs(60);
+/// An operator's replica move not done by then is abandoned and rolled back.
+const MOVE_DEADLINE_MICROS: i64 = 600_000_000;
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {
@@ -41,8 +46,9 @@ pub async fn round(context: Context) -> Result<()> {
     }
     let meta = context.groups.group(META_GROUP)?;
     follow_and_vote(&meta, &state).await?;
+    let nodes = Nodes::now(&context, &meta, &state)?;
     for op in &state.ops {
-        if let Some(outcome) = outcome(op, &state) {
+        if let Some(outcome) = outcome(op, &state, &nodes) {
             info!(op = op.id, kind = %op.kind, ?outcome, "shard operation ended");
             context.proposer.write_meta(MetaCommand::FinishOp { id: op.id, outcome }).await?;
         } else if let Some(why) = overdue(op, &context.sharding, meta.data.as_ref())? {
@@ -50,12 +56,35 @@ pub async fn round(context: Context) -> Result<()> {
             context.proposer.write_meta(MetaCommand::AbandonOp { id: op.id, why }).await?;
         }
     }
-    place(&context, &state).await?;
+    place(&context, &state, &nodes).await?;
     forget_drained(&context, &meta, &state).await
 }
 
+/// The nodes placement works with this round.
+struct Nodes {
+    /// Active nodes not taken for dead: replicas are spread over these.
+    placeable: Vec<u64>,
+    /// Active nodes that answer now and keep up: replicas and leaderships go only to these.
+    live: Vec<u64>,
+    /// Nodes silent for longer than a move waits for its target.
+    gone: Vec<u64>,
+}
+
+impl Nodes {
+    fn now(context: &Context, meta: &Group, state: &MetaState) -> Result<Nodes> {
+        let active = state.active_nodes();
+        let dead_after = context.sharding.replace_dead_after()?;
+        let silent = |id: &u64| *id != context.me && context.pool.silent_for(*id) > dead_after;
+        let placeable = active.iter().copied().filter(|id| !silent(id)).collect();
+        let live = keeping_up(meta, &context.pool, &active);
+        let give_up = dead_after.min(MOVE_GIVE_UP);
+        let gone = state.nodes.keys().copied().filter(|id| *id != context.me && context.pool.silent_for(*id) > give_up);
+        Ok(Nodes { placeable, live, gone: gone.collect() })
+    }
+}
+
 /// How operation `op` ended, or `None` while it is under way.
-fn outcome(op: &ShardOp, state: &MetaState) -> Option<Outcome> {
+fn outcome(op: &ShardOp, state: &MetaState, nodes: &Nodes) -> Option<Outcome> {
     let shard = |id| state.shard_map.shard(id).ok();
     match op.kind {
         OpKind::TransferLeader { shard: id, to } => match shard(id) {
@@ -88,16 +117,24 @@ fn outcome(op: &ShardOp, state: &MetaState) -> Option<Outcome> {
             // Leaders still unreported (a shard electing one) could not be placed yet.
             let done = alone
                 && state.shard_map.shards.iter().all(|s| s.leader.is_some() && !s.moving())
-                && next_move(&state.shard_map, &active).is_none()
+                && next_move(&state.shard_map, &nodes.placeable, &nodes.live).is_none()
                 && next_leader_transfer(&state.shard_map, &active).is_none();
             done.then_some(Outcome::Done)
         }
     }
 }
 
-/// Why operation `op` is abandoned now, if it is past its deadline: a merge not claimed by
-/// its lower shard in time (`tree` is this node's meta state tree, which holds the claims).
+/// Why operation `op` is abandoned now, if it is past its deadline: an operator's replica
+/// move not done in time, a merge not claimed by its lower shard in time (`tree` is this
+/// node's meta state tree, which holds the claims).
 fn overdue(op: &ShardOp, sharding: &ShardingConfig, tree: &dyn KvTree) -> Result<Option<String>> {
+    if let OpKind::MoveReplica { shard, to, .. } = op.kind {
+        let late = now_micros().saturating_sub(op.started_at) > MOVE_DEADLINE_MICROS;
+        return Ok(late.then(|| {
+            let minutes = MOVE_DEADLINE_MICROS / 60_000_000;
+            format!("node {to} did not catch up with shard {shard} within {minutes} minutes: the move is rolled back")
+        }));
+    }
     let OpKind::Merge { left, right } = op.kind else { return Ok(None) };
     let deadline = i64::try_from(sharding.merge_deadline_ms).unwrap_or(i64::MAX).saturating_mul(1_000);
     if now_micros().saturating_sub(op.started_at) <= deadline || tree.get(&keyspace::merge_claim(op.id))?.is_some() {
@@ -110,15 +147,24 @@ fn overdue(op: &ShardOp, sharding: &ShardingConfig, tree: &dyn KvTree) -> Result
     )))
 }
 
-/// One placement step, when nothing else is under way: a replica move first, then (when
-/// leaders are balanced by themselves, or a rebalance was asked for) a leadership transfer.
-async fn place(context: &Context, state: &MetaState) -> Result<()> {
+/// One placement step: a move to a node gone silent is rolled back (its learner would never
+/// catch up, and the shard would hold up every other step); else, when nothing else is under
+/// way, a replica move (replacing replicas of nodes taken for dead), then (when leaders are
+/// balanced by themselves, or a rebalance was asked for) a leadership transfer.
+async fn place(context: &Context, state: &MetaState, nodes: &Nodes) -> Result<()> {
+    for shard in state.shard_map.shards.iter().filter(|s| s.moving()) {
+        if let Some(to) = shard.replicas.iter().find(|r| !shard.voters.contains(r) && nodes.gone.contains(r)) {
+            warn!(shard = shard.id, to, "rolling a replica move back: its target is silent");
+            let command = MetaCommand::RollBackMove { shard: shard.id, conf_ver: shard.epoch.conf_ver };
+            context.proposer.write_meta(command).await?;
+            return Ok(());
+        }
+    }
     let busy = state.ops.iter().any(|op| op.kind != OpKind::Rebalance);
     if busy || state.shard_map.shards.iter().any(Shard::moving) {
         return Ok(());
     }
-    let active = state.active_nodes();
-    if let Some(step) = next_move(&state.shard_map, &active) {
+    if let Some(step) = next_move(&state.shard_map, &nodes.placeable, &nodes.live) {
         let conf_ver = state.shard_map.shard(step.shard)?.epoch.conf_ver;
         info!(shard = step.shard, replicas = ?step.replicas, "placement: moving a replica");
         let command = MetaCommand::SetReplicas { shard: step.shard, replicas: step.replicas, conf_ver };
@@ -127,9 +173,8 @@ async fn place(context: &Context, state: &MetaState) -> Result<()> {
     }
     let asked = state.ops.iter().any(|op| op.kind == OpKind::Rebalance);
     // Leadership goes only to nodes that keep up with the meta log: not to one that is down.
-    let up = keeping_up(&*context.groups.group(META_GROUP)?, &context.pool, &active);
     if (context.sharding.balance_leaders || asked)
-        && let Some(t) = next_leader_transfer(&state.shard_map, &up)
+        && let Some(t) = next_leader_transfer(&state.shard_map, &nodes.live)
     {
         info!(shard = t.shard, to = t.to, "placement: moving a leadership");
         let kind = OpKind::TransferLeader { shard: t.shard, to: t.to };
