@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use quiver_core::shard_map::META_GROUP;
+use quiver_core::shard_ops::OpKind;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::groups::{Group, Groups};
-use crate::keyspace::{TreePart, tree_name};
+use crate::keyspace::{TreePart, tree_group, tree_name};
 use crate::meta::{MetaState, MetaView};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerPool};
@@ -54,16 +56,26 @@ impl Hosting {
 
     /// Keeps the shard groups open here in step with the meta state, until the meta
     /// state's sender is gone. Looks again every `RETRY` while a shard waits to be opened.
-    pub async fn run(self, mut view: MetaView) {
+    /// Once `caught_up` says the view has caught up with the metadata leader, sweeps the
+    /// trees of groups this node no longer hosts (`sweep`).
+    pub async fn run(self, mut view: MetaView, mut caught_up: oneshot::Receiver<()>) {
+        let mut swept = false;
         loop {
             let state = view.borrow_and_update().clone();
-            let waiting = match self.host_assigned(&state).await {
+            let mut waiting = match self.host_assigned(&state).await {
                 Ok(waiting) => waiting,
                 Err(e) => {
                     warn!("opening or closing shard groups: {e}");
                     true
                 }
             };
+            if !swept && caught_up.try_recv().is_ok() {
+                match self.sweep(&state) {
+                    Ok(()) => swept = true,
+                    Err(e) => warn!("sweeping the trees of groups no longer hosted here: {e}"),
+                }
+            }
+            waiting |= !swept && !caught_up.is_terminated();
             let changed = view.changed();
             if waiting {
                 if let Ok(Err(_)) = tokio::time::timeout(RETRY, changed).await {
@@ -118,6 +130,34 @@ impl Hosting {
         Ok(waiting)
     }
 
+    /// Drops the trees of shard groups that are not open here and that `state` (caught up
+    /// with the metadata leader: an older view could miss a move to this node) does not
+    /// give this node: left by moves and merges made while it was down. Kept: a split's
+    /// child under way (the parent seeds it before the map has it) and any group with an id
+    /// the state has not given out yet.
+    fn sweep(&self, state: &MetaState) -> Result<()> {
+        let child_of_a_split =
+            |id: u64| state.ops.iter().any(|op| matches!(op.kind, OpKind::Split { child, .. } if child == id));
+        let hosted = |id: u64| state.shard_map.shard(id).is_ok_and(|s| s.hosted_by(self.me));
+        let mut stale: Vec<u64> = self
+            .engine
+            .tree_names()?
+            .iter()
+            .filter_map(|name| tree_group(name))
+            .filter(|id| *id != META_GROUP && *id < state.next_shard_id && self.groups.get(*id).is_none())
+            .filter(|id| !hosted(*id) && !child_of_a_split(*id))
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
+        for id in stale {
+            for part in TreePart::ALL {
+                self.engine.drop_tree(&tree_name(id, part))?;
+            }
+            info!(shard = id, "dropped the data of a shard this node no longer hosts");
+        }
+        Ok(())
+    }
+
     /// True when a shard group open here owns part of `start..=end`.
     fn overlapped(&self, start: u64, end: u64) -> bool {
         self.groups.all().iter().filter_map(|g| g.range.as_ref()?.get()).any(|(s, e)| s <= end && start <= e)
@@ -132,5 +172,42 @@ impl Hosting {
             self.engine.drop_tree(&tree_name(id, part))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_core::shard_map::ShardMap;
+    use quiver_core::shard_ops::ShardOp;
+
+    use super::*;
+    use crate::storage::MemEngine;
+
+    #[test]
+    fn a_sweep_drops_only_what_this_node_no_longer_hosts() {
+        let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+        let hosting = Hosting {
+            me: 1,
+            engine: engine.clone(),
+            pool: PeerPool::default(),
+            raft_config: Arc::new(openraft::Config::default()),
+            read_lease: Duration::ZERO,
+            groups: Arc::new(Groups::new(1)),
+        };
+        for group in 0..=5 {
+            engine.tree(&tree_name(group, TreePart::State)).unwrap();
+        }
+        // Shard 1 is this node's, shard 2 moved to node 2, shard 3 was merged away, shard 4
+        // is the child of a split under way, shard 5 is an id not given out yet.
+        let mut state =
+            MetaState { shard_map: ShardMap::uniform(2, &[1]).unwrap(), next_shard_id: 5, ..Default::default() };
+        state.shard_map.shards[1].replicas = vec![2];
+        state.shard_map.shards[1].voters = vec![2];
+        let kind = OpKind::Split { shard: 1, at: 0, child: 4 };
+        state.ops.push(ShardOp { id: 1, kind, started_at: 0, requested: true });
+        hosting.sweep(&state).unwrap();
+        let mut left: Vec<u64> = engine.tree_names().unwrap().iter().filter_map(|n| tree_group(n)).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec![0, 1, 4, 5]);
     }
 }

@@ -94,6 +94,12 @@ pub fn tree_name(group: u64, part: TreePart) -> String {
     format!("group-{group}-{part}")
 }
 
+/// The group a tree of `tree_name` belongs to.
+pub fn tree_group(name: &str) -> Option<u64> {
+    let (group, part) = name.strip_prefix("group-")?.split_once('-')?;
+    ["log", "state", "snapshot", "cut"].contains(&part).then(|| group.parse().ok()).flatten()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreePart {
     Log,
@@ -326,6 +332,16 @@ mod tests {
         assert_eq!((audit_time(&early), audit_time(&late)), (Some(-5), Some(3)));
         let (first, next) = (audit_link(255), audit_link(256));
         assert!(first < next && audit_link_index(&next) == Some(256), "the chain scans in index order");
+    }
+
+    #[test]
+    fn a_tree_name_gives_back_its_group() {
+        for part in TreePart::ALL {
+            assert_eq!(tree_group(&tree_name(42, part)), Some(42));
+        }
+        assert_eq!(tree_group("__sled__default"), None);
+        assert_eq!(tree_group("group-x-log"), None);
+        assert_eq!(tree_group("group-1-other"), None);
     }
 
     #[test]

@@ -93,7 +93,9 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     if config.insecure && !config.tls.enabled() {
         warn!("INSECURE: no TLS: requests, answers and tokens cross the network in the clear");
     }
-    tokio::spawn(hosting.run(meta.watch()));
+    let (caught_up, sweep_when) = tokio::sync::oneshot::channel();
+    tokio::spawn(hosting.run(meta.watch(), sweep_when));
+    tokio::spawn(tell_when_caught_up(meta.clone(), caught_up));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
     tokio::spawn(advertise_to_clients(me, config.client_addr(), meta.clone(), proposer.clone()));
     let backups = Arc::new(Backups {
@@ -295,4 +297,13 @@ async fn advertise_to_clients(me: u64, addr: String, meta: MetaReader, proposer:
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Says once this node's meta view has caught up with the metadata leader's (retrying until
+/// there is one): hosting then sweeps what it no longer hosts.
+async fn tell_when_caught_up(meta: MetaReader, caught_up: tokio::sync::oneshot::Sender<()>) {
+    while meta.caught_up().await.is_err() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = caught_up.send(());
 }

@@ -14,6 +14,8 @@ pub trait KvEngine: Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
     /// Deletes the tree called `name` and everything in it (nothing if it does not exist).
     fn drop_tree(&self, name: &str) -> Result<()>;
+    /// The names of the trees it holds.
+    fn tree_names(&self) -> Result<Vec<String>>;
 }
 
 pub trait KvTree: Send + Sync + 'static {

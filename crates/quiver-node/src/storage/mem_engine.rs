@@ -27,6 +27,10 @@ impl KvEngine for MemEngine {
         self.trees.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         Ok(())
     }
+
+    fn tree_names(&self) -> Result<Vec<String>> {
+        Ok(self.trees.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect())
+    }
 }
 
 #[derive(Default)]

@@ -35,8 +35,10 @@ mod tests {
         tree.write(batch).unwrap();
         assert_eq!(tree.get(b"a1").unwrap(), None);
         assert!(engine.tree("other").unwrap().get(b"a2").unwrap().is_none(), "trees are separate");
+        assert!(engine.tree_names().unwrap().iter().any(|n| n == "other"), "the names of the trees it holds");
         engine.drop_tree("t").unwrap();
         engine.drop_tree("never-opened").unwrap();
+        assert!(!engine.tree_names().unwrap().iter().any(|n| n == "t"), "a dropped tree is no longer named");
         assert!(engine.tree("t").unwrap().get(b"a2").unwrap().is_none(), "a dropped tree comes back empty");
     }
 

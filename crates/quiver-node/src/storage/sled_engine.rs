@@ -39,6 +39,10 @@ impl KvEngine for SledEngine {
     fn drop_tree(&self, name: &str) -> Result<()> {
         self.db.drop_tree(name).map(drop).map_err(storage_err)
     }
+
+    fn tree_names(&self) -> Result<Vec<String>> {
+        Ok(self.db.tree_names().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect())
+    }
 }
 
 struct SledTree(sled::Tree);
