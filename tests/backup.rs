@@ -444,7 +444,15 @@ async fn verify_names_damage_and_restore_refuses_a_damaged_backup() {
     let offline = find_file(&backups.join(&missing).join("offline"), ".parquet");
     std::fs::remove_file(&offline).unwrap();
 
-    for (id, object) in [(&flipped, &cut), (&missing, &offline)] {
+    // An edited catalog: a row count one higher, everything else as written.
+    let edited = create(&node.endpoint(), &to, &[]);
+    let catalog = backups.join(&edited).join("catalog.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&catalog).unwrap()).unwrap();
+    let rows = json["shards"][0]["rows"].as_u64().unwrap();
+    json["shards"][0]["rows"] = (rows + 1).into();
+    std::fs::write(&catalog, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+
+    for (id, object) in [(&flipped, &cut), (&missing, &offline), (&edited, &catalog)] {
         let name = object.strip_prefix(&backups).unwrap().display().to_string();
         let verify = ctl_result(&["backup", "verify", id, "--from", &to], &[]);
         let stderr = String::from_utf8_lossy(&verify.stderr);

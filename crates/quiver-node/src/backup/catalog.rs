@@ -93,7 +93,7 @@ pub async fn verify(
             }
             (None, None) => continue,
         };
-        let result = async { ObjectReader::open(store, &object.path).await?.check(&object).await }.await;
+        let result = async { ObjectReader::open_listed(store, &object).await?.check(&object).await }.await;
         if let Err(e) = result {
             problems.push(e.to_string());
         }
@@ -212,6 +212,7 @@ mod tests {
             shards: Vec::new(),
             offline_store: String::new(),
             offline: Vec::new(),
+            digest: None,
             encryption: None,
             scheduled,
         };

@@ -34,7 +34,7 @@ use super::catalog;
 use super::delta::{Diff, State};
 use super::format::{
     CATALOG_FORMAT, Catalog, Change, CutHeader, Frame, GroupCut, Object, ObjectReader, ObjectWriter, OfflineFile,
-    PLAIN_CATALOG_FORMAT, Place, backup_id,
+    Place, backup_id,
 };
 use super::seal::BackupKey;
 use crate::codec::{decode, encode};
@@ -204,8 +204,8 @@ impl Backups {
             let pin = MetaCommand::PinFiles { backup: id.clone(), location: request.to.clone(), paths: left };
             self.proposer.write_meta(pin).await?;
         }
-        let catalog = Catalog {
-            format: if key.is_some() { CATALOG_FORMAT } else { PLAIN_CATALOG_FORMAT },
+        let mut catalog = Catalog {
+            format: CATALOG_FORMAT,
             encryption: key.map(BackupKey::check),
             scheduled: request.scheduled,
             id: id.clone(),
@@ -217,7 +217,9 @@ impl Backups {
             shards: shard_cuts,
             offline_store: absolute_location(self.offline.location()),
             offline,
+            digest: None,
         };
+        catalog.seal(key)?;
         super::format::write_catalog(&location, &catalog).await?;
         let record = BackupRecord {
             id: id.clone(),

@@ -26,7 +26,7 @@ struct Source {
 
 impl Source {
     async fn open(place: Place<'_>, object: &Object, group: u64) -> Result<(CutHeader, Source)> {
-        let mut frames = FrameReader::new(ObjectReader::open(place, &object.path).await?);
+        let mut frames = FrameReader::new(ObjectReader::open_listed(place, object).await?);
         let header = match frames.next().await? {
             Some(Frame::Header(h)) if h.group == group => h,
             other => {

@@ -11,28 +11,26 @@
 //! A `.cut` object is a sequence of frames (`u32` little-endian length, then a bincode
 //! `Frame`): one header, the tree's pairs (or changes) in key order, and an end frame with
 //! their count, so a cut object that stops early is found even without its checksum. Every object is
-//! listed in the catalog with its size and xxh3-128 checksum; an incremental backup's
-//! catalog may name objects in the directory of the backup it builds on.
+//! listed in the catalog with its size and SHA-256, and the catalog carries a digest of itself
+//! (`digest`); an incremental backup's catalog may name objects in the directory of the backup
+//! it builds on.
 
+use super::digest::{self, Digest};
+use super::seal::{BackupKey, Opener, Sealer};
+use crate::codec::{decode, encode};
+use crate::error::{Error, Result};
+use crate::storage::KvPair;
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, WriteMultipart};
 use openraft::{BasicNode, LogId, StoredMembership};
 use quiver_offline::store::OfflineStore;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
-use super::seal::{BackupKey, Opener, Sealer};
-use crate::codec::{decode, encode};
-use crate::error::{Error, Result};
-use crate::storage::KvPair;
-
-/// The newest catalog layout this build reads, and writes for an encrypted backup; it reads
-/// the ones before too (format 1 had no incremental cuts of a group: every cut was whole;
-/// format 2 no encryption, and is still written for a backup without a key, so that builds
-/// before encryption read it).
-pub const CATALOG_FORMAT: u32 = 3;
-pub const PLAIN_CATALOG_FORMAT: u32 = 2;
+/// The catalog layout this build writes; it reads the ones before too (format 1 had no
+/// incremental cuts of a group: every cut was whole; format 2 no encryption; format 3 listed
+/// objects by xxh3-128 and had no digest of its own, so an edit of it went unseen).
+pub const CATALOG_FORMAT: u32 = 4;
 pub const CATALOG: &str = "catalog.json";
 /// A frame larger than this is damage, not data (chunks are far smaller).
 const MAX_FRAME: usize = 256 << 20;
@@ -85,23 +83,53 @@ pub struct Catalog {
     /// from before this field says no: never deleted by a schedule).
     #[serde(default)]
     pub scheduled: bool,
+    /// The digest of everything above (`digest::catalog`); `None` before format 4.
+    #[serde(default)]
+    pub digest: Option<String>,
 }
 
 impl Catalog {
     /// `key` when it is the one this backup was sealed with; `None` for a backup made
-    /// without one; an error naming what to give otherwise.
+    /// without one; an error naming what to give otherwise, or saying that the catalog was
+    /// changed after it was written.
     pub fn key<'k>(&self, key: Option<&'k BackupKey>) -> Result<Option<&'k BackupKey>> {
-        match (&self.encryption, key) {
-            (None, _) => Ok(None),
-            (Some(_), None) => Err(Error::Backup(format!(
-                "backup {} is encrypted: give the key it was made with (--encrypt-key FILE)",
-                self.id
-            ))),
-            (Some(check), Some(key)) if *check == key.check() => Ok(Some(key)),
-            (Some(_), Some(_)) => {
-                Err(Error::Backup(format!("that key is not the one backup {} was encrypted with", self.id)))
+        let key = match (&self.encryption, key) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::Backup(format!(
+                    "backup {} is encrypted: give the key it was made with (--encrypt-key FILE)",
+                    self.id
+                )));
             }
+            (Some(check), Some(key)) if *check == key.check() => Some(key),
+            (Some(_), Some(_)) => {
+                return Err(Error::Backup(format!("that key is not the one backup {} was encrypted with", self.id)));
+            }
+        };
+        let intact = match &self.digest {
+            Some(digest) => *digest == self.digest_with(key)?,
+            None => self.format < 4,
+        };
+        match intact {
+            true => Ok(key),
+            false => Err(Error::Backup(format!(
+                "{} was changed after the backup was written: its digest does not match what it says",
+                catalog_path(&self.id)
+            ))),
         }
+    }
+
+    /// The catalog's digest, over its content without the digest.
+    fn digest_with(&self, key: Option<&BackupKey>) -> Result<String> {
+        let content =
+            serde_json::to_vec(&Catalog { digest: None, ..self.clone() }).map_err(|e| Error::Codec(e.to_string()))?;
+        Ok(digest::catalog(&content, key))
+    }
+
+    /// Sets the digest, last before the catalog is written.
+    pub fn seal(&mut self, key: Option<&BackupKey>) -> Result<()> {
+        self.digest = Some(self.digest_with(key)?);
+        Ok(())
     }
 }
 
@@ -191,10 +219,6 @@ pub fn catalog_path(id: &str) -> String {
     format!("{id}/{CATALOG}")
 }
 
-pub fn checksum(hasher: &Xxh3) -> String {
-    format!("xxh3-128:{:032x}", hasher.digest128())
-}
-
 fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Backup(format!("{what}: {e}"))
 }
@@ -219,7 +243,7 @@ pub struct ObjectWriter {
     path: String,
     upload: WriteMultipart,
     sealer: Option<Sealer>,
-    hasher: Xxh3,
+    digest: Digest,
     bytes: u64,
 }
 
@@ -232,7 +256,8 @@ impl ObjectWriter {
             .await
             .map_err(|e| store_err(&format!("writing {path} in {}", location.location()), e))?;
         let upload = WriteMultipart::new(upload);
-        let mut writer = ObjectWriter { path: path.to_string(), upload, sealer: None, hasher: Xxh3::new(), bytes: 0 };
+        let mut writer =
+            ObjectWriter { path: path.to_string(), upload, sealer: None, digest: Digest::default(), bytes: 0 };
         if let Some(key) = key {
             let (sealer, header) = Sealer::new(key)?;
             writer.store(&header).await?;
@@ -258,7 +283,7 @@ impl ObjectWriter {
         // At most a few parts in flight: the backup streams, it is never held whole.
         self.upload.wait_for_capacity(4).await.map_err(|e| store_err(&format!("writing {}", self.path), e))?;
         self.upload.write(data);
-        self.hasher.update(data);
+        self.digest.update(data);
         self.bytes += data.len() as u64;
         Ok(())
     }
@@ -282,7 +307,7 @@ impl ObjectWriter {
         }
         let path = self.path;
         self.upload.finish().await.map_err(|e| store_err(&format!("finishing {path}"), e))?;
-        Ok(Object { path, bytes: self.bytes, checksum: checksum(&self.hasher) })
+        Ok(Object { path, bytes: self.bytes, checksum: self.digest.text() })
     }
 }
 
@@ -293,11 +318,18 @@ pub struct ObjectReader {
     path: String,
     stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     opener: Option<Opener>,
-    hasher: Xxh3,
+    digest: Digest,
     bytes: u64,
 }
 
 impl ObjectReader {
+    /// Opens the object `expected` names, to be checked against it.
+    pub async fn open_listed(place: Place<'_>, expected: &Object) -> Result<ObjectReader> {
+        let mut reader = ObjectReader::open(place, &expected.path).await?;
+        reader.digest = Digest::like(&expected.checksum);
+        Ok(reader)
+    }
+
     pub async fn open(place: Place<'_>, path: &str) -> Result<ObjectReader> {
         let (location, key) = (place.store, place.key);
         let got = location.object_store().get(&location.path(path)).await.map_err(|e| match e {
@@ -307,7 +339,8 @@ impl ObjectReader {
             e => store_err(&format!("reading {path} in {}", location.location()), e),
         })?;
         let opener = key.map(Opener::new);
-        Ok(ObjectReader { path: path.to_string(), stream: got.into_stream(), opener, hasher: Xxh3::new(), bytes: 0 })
+        let stream = got.into_stream();
+        Ok(ObjectReader { path: path.to_string(), stream, opener, digest: Digest::default(), bytes: 0 })
     }
 
     /// The next bytes of the object (maybe none, while a sealed chunk is incomplete); `None`
@@ -315,7 +348,7 @@ impl ObjectReader {
     pub async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
         match self.stream.next().await {
             Some(Ok(chunk)) => {
-                self.hasher.update(&chunk);
+                self.digest.update(&chunk);
                 self.bytes += chunk.len() as u64;
                 match self.opener.as_mut() {
                     Some(opener) => Ok(Some(opener.push(&chunk, &self.path)?.into())),
@@ -334,13 +367,13 @@ impl ObjectReader {
 
     /// Bytes read and their checksum, once the whole object was read.
     pub fn summary(&self) -> (u64, String) {
-        (self.bytes, checksum(&self.hasher))
+        (self.bytes, self.digest.text())
     }
 
     /// Reads whatever is left and checks size and checksum against `expected`.
     pub async fn check(mut self, expected: &Object) -> Result<()> {
         while self.next().await?.is_some() {}
-        let found = checksum(&self.hasher);
+        let found = self.digest.text();
         if self.bytes != expected.bytes || found != expected.checksum {
             return Err(Error::Backup(format!(
                 "{} is damaged: {} bytes with checksum {found}, the catalog says {} bytes with {}",
@@ -425,6 +458,50 @@ pub async fn write_catalog(location: &OfflineStore, catalog: &Catalog) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn catalog(format: u32) -> Catalog {
+        let object = Object { path: "x/meta.cut".into(), bytes: 1, checksum: "xxh3-128:00".into() };
+        let meta = GroupCut { group: 0, term: 1, index: 1, pairs: 1, rows: 0, builds_on: Vec::new(), object };
+        Catalog {
+            format,
+            id: "x".into(),
+            started_at: 0,
+            finished_at: 0,
+            parent: None,
+            nodes: 1,
+            meta,
+            shards: Vec::new(),
+            offline_store: String::new(),
+            offline: Vec::new(),
+            encryption: None,
+            scheduled: false,
+            digest: None,
+        }
+    }
+
+    #[test]
+    fn an_edited_catalog_is_refused_and_one_from_before_digests_is_read() {
+        assert!(catalog(3).key(None).is_ok(), "format 3 had no digest");
+        assert!(catalog(4).key(None).is_err(), "format 4 has one");
+        let mut sealed = catalog(4);
+        sealed.seal(None).unwrap();
+        assert!(sealed.key(None).is_ok());
+        let mut edited = sealed.clone();
+        edited.meta.pairs += 1;
+        let refused = edited.key(None).unwrap_err().to_string();
+        assert!(refused.contains("x/catalog.json was changed"), "{refused}");
+
+        // Encrypted: an HMAC under the key, which a digest made without it does not pass.
+        let key = BackupKey::from_bytes(&[3; 32]).unwrap();
+        let mut keyed = catalog(4);
+        keyed.encryption = Some(key.check());
+        keyed.seal(Some(&key)).unwrap();
+        assert!(keyed.key(Some(&key)).is_ok());
+        let mut forged = keyed.clone();
+        forged.meta.rows = 9;
+        forged.seal(None).unwrap();
+        assert!(forged.key(Some(&key)).is_err(), "a SHA-256 recomputed without the key is not the HMAC");
+    }
 
     #[test]
     fn backup_ids_sort_by_time_and_only_they_are_backups() {

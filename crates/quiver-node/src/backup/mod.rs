@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod create;
 pub mod delta;
+pub mod digest;
 pub mod format;
 pub mod pins;
 pub mod restore;

@@ -291,7 +291,7 @@ async fn restore_offline(
 
 /// Copies `object` of `from` to `path` of `to`, checking it; a damaged copy is deleted.
 async fn copy_object(from: Place<'_>, object: &Object, to: &OfflineStore, path: &str) -> Result<()> {
-    let mut reader = ObjectReader::open(from, &object.path).await?;
+    let mut reader = ObjectReader::open_listed(from, object).await?;
     let mut writer = ObjectWriter::create(Place::plain(to), path).await?;
     while let Some(chunk) = reader.next().await? {
         writer.write(&chunk).await?;

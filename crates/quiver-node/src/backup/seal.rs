@@ -72,6 +72,10 @@ impl BackupKey {
         Ok(BackupKey { bytes })
     }
 
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// What the catalog names the key by: the first 16 bytes of a SHA-256 of it, in hex.
     pub fn check(&self) -> String {
         let hash = digest(&SHA256, &[b"quiver backup key ".as_slice(), &self.bytes].concat());
