@@ -637,6 +637,44 @@ async fn files_a_backup_lists_in_place_outlive_compaction_until_the_backup_is_de
     eventually(|| async { first.iter().any(|f| on_disk(&f.path)) }, &false).await;
 }
 
+/// Files compacted away while a backup is being written, after its cut listed them, are
+/// kept until it is done: the backup completes and verifies, its copies whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_compacted_away_during_a_backup_are_kept_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    let workers = "[workers]\ncompaction_interval_ms = 200\ncompaction_min_files = 2\ncompaction_grace_ms = 0\n";
+    std::fs::write(&config, workers).unwrap();
+    let slow = [("QUIVER_DELAY".to_string(), "backup-object:3000".to_string())];
+    let args = ["--config", config.to_str().unwrap(), "--shards", "1"];
+    let node = LocalNode::start_with_env(&dir.path().join("source"), &args, &slow).await.unwrap();
+    let client = with_rides(&node).await;
+    ingest_ratings(&client, dir.path()).await;
+    let first = client.files("rides", "driver_ratings").await.unwrap();
+
+    let to = dir.path().join("backups").display().to_string();
+    let running = {
+        let (endpoint, to) = (node.endpoint(), to.clone());
+        std::thread::spawn(move || quiverctl(&endpoint, &["backup", "create", "--to", &to], None))
+    };
+    // The backup has cut the groups (at once) and writes its objects slowly; meanwhile a
+    // second file of the same day makes compaction replace the first, whose grace is 0.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let path = dir.path().join("more.csv");
+    std::fs::write(&path, format!("driver_id,rated_at,rating,num_ratings\n99,{},4.5,7\n", first[0].min_ts)).unwrap();
+    client.ingest("rides", "driver_ratings", path.to_str().unwrap(), |_| {}).await.unwrap();
+    let compacted =
+        || async { client.files("rides", "driver_ratings").await.unwrap().iter().all(|f| f.path.contains("compact-")) };
+    eventually(compacted, &true).await;
+
+    let out = running.join().unwrap();
+    assert!(out.success, "the backup completes: {}", out.stderr);
+    let id = out.stdout.split_whitespace().nth(1).unwrap().to_string();
+    assert!(ctl(&["backup", "verify", &id, "--from", &to], &[]).contains("verified"));
+    let described = ctl(&["backup", "describe", &id, "--from", &to], &[]);
+    assert!(described.contains(&format!("{} copied into the backup", first.len())), "{described}");
+}
+
 /// Every stored object of the backups under `dir` but their catalogs.
 fn stored_objects(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

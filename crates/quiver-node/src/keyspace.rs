@@ -37,6 +37,8 @@
 //! - `0x17`                             the audit chain's head: its ends, their hashes, retention
 //! - `0x18 | op id`                     a merge past its point of no return: its lower shard
 //!   began absorbing (`ClaimMerge`), so it is no longer abandoned at its deadline
+//! - `0x19 | backup id`                 a backup under way, and when it began cutting: garbage
+//!   collection keeps what it may list (`backup::pins`)
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -77,6 +79,7 @@ pub const AUDIT: u8 = 0x15;
 pub const AUDIT_CHAIN: u8 = 0x16;
 pub const AUDIT_HEAD: &[u8] = &[0x17];
 const MERGE_CLAIM: u8 = 0x18;
+pub const BACKUP_UNDER_WAY: u8 = 0x19;
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -249,6 +252,10 @@ pub fn merge_claim(op: u64) -> Vec<u8> {
     [&[MERGE_CLAIM][..], &op.to_be_bytes()].concat()
 }
 
+pub fn backup_under_way(id: &str) -> Vec<u8> {
+    [&[BACKUP_UNDER_WAY][..], id.as_bytes()].concat()
+}
+
 /// The prefix of every pin on offline file `path`; a backup id follows it.
 pub fn backup_pins(path: &str) -> Vec<u8> {
     let mut key = vec![BACKUP_PIN];
@@ -319,6 +326,7 @@ mod tests {
             audit_link(0)[0],
             AUDIT_HEAD[0],
             merge_claim(1)[0],
+            backup_under_way("b")[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());

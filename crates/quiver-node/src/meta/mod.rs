@@ -348,6 +348,15 @@ impl MetaMachine {
                 let until =
                     leader_time.saturating_add(i64::try_from(*hold_ms).unwrap_or(i64::MAX).saturating_mul(1000));
                 self.state.backup_cut = Some((id.clone(), until));
+                // Under way from here: garbage collection keeps what it may list (`backup::pins`).
+                let abandoned = leader_time.saturating_sub(crate::backup::pins::UNDER_WAY_MAX_MICROS);
+                for kv in tree.scan_prefix(&[keyspace::BACKUP_UNDER_WAY]) {
+                    let (key, value) = kv?;
+                    if decode::<i64>(&value)? < abandoned {
+                        batch.delete(key);
+                    }
+                }
+                batch.put(keyspace::backup_under_way(id), encode(&leader_time)?);
                 Response::Done
             }
             MetaCommand::EndBackupCut { id } => {
@@ -452,6 +461,7 @@ impl MetaMachine {
                 Response::Done
             }
             MetaCommand::RecordBackup(record) => {
+                batch.delete(keyspace::backup_under_way(&record.id));
                 self.state.backups.push_back(record.clone());
                 while self.state.backups.len() > BACKUPS_KEPT {
                     self.state.backups.pop_front();

@@ -68,16 +68,16 @@ async fn compact(context: &Context, table: &TableRef, day: i64, files: &[&DataFi
     Ok(())
 }
 
-/// Deletes replaced files whose grace period is over and that no existing backup lists,
-/// then forgets them.
+/// Deletes replaced files whose grace period is over and that no backup, existing or under
+/// way, may list, then forgets them.
 async fn collect_garbage(context: &Context) -> Result<()> {
     let grace = i64::try_from(context.config.compaction_grace_ms).unwrap_or(i64::MAX).saturating_mul(1000);
     let cutoff = now_micros().saturating_sub(grace);
     let meta = context.groups.group(META_GROUP)?;
-    let mut holders = Holders::new(meta.data.as_ref(), &context.backups.s3);
+    let mut holders = Holders::new(meta.data.as_ref(), &context.backups.s3, now_micros())?;
     let mut due = Vec::new();
     for (path, at) in context.meta.latest().garbage.iter() {
-        if *at > cutoff {
+        if *at > cutoff || holders.kept_for_a_backup(*at) {
             continue;
         }
         let (held, gone) = holders.of(path).await?;
