@@ -463,11 +463,22 @@ async fn verify_names_damage_and_restore_refuses_a_damaged_backup() {
         assert!(!restore.status.success(), "a damaged backup is not restored");
         assert!(!target.exists() || std::fs::read_dir(&target).unwrap().next().is_none(), "nothing left behind");
     }
+    // A restore into the source's own offline store is refused (both would write there),
+    // unless forced.
+    let good = create(&node.endpoint(), &to, &[]);
+    let source_store = dir.path().join("source/offline").display().to_string();
+    let shared = dir.path().join("shared");
+    let into_source = ["backup", "restore", &good, "--from", &to, "--data-dir", shared.to_str().unwrap()];
+    let refused = ctl_result(&[&into_source[..], &["--offline-store", &source_store]].concat(), &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("is the offline store of the cluster"), "{stderr}");
+    assert!(!shared.exists() || std::fs::read_dir(&shared).unwrap().next().is_none(), "nothing left behind");
+    ctl(&[&into_source[..], &["--offline-store", &source_store, "--force"]].concat(), &[]);
+
     // A restore into a data dir that holds something is refused and changes nothing.
     let busy = dir.path().join("busy");
     std::fs::create_dir_all(&busy).unwrap();
     std::fs::write(busy.join("keep.txt"), "mine").unwrap();
-    let good = create(&node.endpoint(), &to, &[]);
     let refused = ctl_result(&["backup", "restore", &good, "--from", &to, "--data-dir", busy.to_str().unwrap()], &[]);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("not empty"));
     assert_eq!(std::fs::read_to_string(busy.join("keep.txt")).unwrap(), "mine");

@@ -116,7 +116,8 @@ pub async fn run(mut args: Args) -> Result<()> {
     let config = quiver_node::config::Config { data_dir: dir.path().join("restored"), ..Default::default() };
     let started = Instant::now();
     let mut bytes = 0;
-    let restored = quiver_node::backup::restore::restore(&config, &to, &incr.id, None, |p| bytes = p.bytes).await?;
+    let restored =
+        quiver_node::backup::restore::restore(&config, &to, &incr.id, None, false, |p| bytes = p.bytes).await?;
     let restore_json =
         say_transfer(&out, "restore (incremental)", restored.rows, bytes, started.elapsed().as_secs_f64());
     out.figures(&json!({

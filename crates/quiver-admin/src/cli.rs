@@ -377,6 +377,10 @@ pub enum BackupCmd {
         /// The key an encrypted backup was made with.
         #[arg(long, value_name = "FILE")]
         encrypt_key: Option<PathBuf>,
+        /// Restore into the offline store of the cluster the backup was made of: only when
+        /// that cluster is gone for good (both would write there).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -133,6 +133,7 @@ pub struct RestoreArgs {
     pub advertise: Option<String>,
     pub offline_store: Option<String>,
     pub encrypt_key: Option<std::path::PathBuf>,
+    pub force: bool,
 }
 
 pub async fn restore(args: RestoreArgs) -> Result<()> {
@@ -147,8 +148,10 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     let bar = bar();
     let key = args.encrypt_key.as_deref().map(BackupKey::read).transpose()?;
     let from = absolute_location(&args.from);
-    let restored =
-        quiver_node::backup::restore::restore(&config, &from, &args.id, key.as_ref(), |p| show_progress(&bar, p)).await;
+    let restored = quiver_node::backup::restore::restore(&config, &from, &args.id, key.as_ref(), args.force, |p| {
+        show_progress(&bar, p)
+    })
+    .await;
     bar.finish_and_clear();
     let restored = restored?;
     println!(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use openraft::{BasicNode, LogId, Membership, StoredMembership, Vote};
 use quiver_core::backup::BackupProgress;
 use quiver_core::shard_map::META_GROUP;
-use quiver_offline::store::OfflineStore;
+use quiver_offline::store::{OfflineStore, absolute_location};
 
 use super::catalog;
 use super::delta::State;
@@ -51,12 +51,16 @@ pub struct Restored {
 }
 
 /// Restores backup `id` from `location` into `config.data_dir`, as the member of the new
-/// cluster that `config` (its `initial_cluster` and address) makes it.
+/// cluster that `config` (its `initial_cluster` and address) makes it. Into the offline
+/// store of the cluster the backup was made of only with `force`: a restored cluster
+/// numbers its export files as its source did, so both writing there could overwrite each
+/// other's files.
 pub async fn restore(
     config: &Config,
     location: &str,
     id: &str,
     key: Option<&BackupKey>,
+    force: bool,
     mut progress: impl FnMut(&BackupProgress),
 ) -> Result<Restored> {
     let mut config = config.clone();
@@ -73,6 +77,14 @@ pub async fn restore(
     let source = catalog::open(location, &config.s3)?;
     let catalog = catalog::find(&source, id).await?;
     let place = Place { store: &source, key: catalog.key(key)? };
+    if !force && absolute_location(&config.offline_location()) == catalog.offline_store {
+        return Err(Error::Backup(format!(
+            "{} is the offline store of the cluster backup {id} was made of: a restored cluster writing there \
+             could overwrite that cluster's files while it runs. Give the new cluster its own (--offline-store), \
+             or --force when the source is gone for good",
+            catalog.offline_store
+        )));
+    }
     check_present(&source, &catalog).await?;
     let result = write_data_dir(&config, place, &catalog, &mut progress).await;
     if result.is_err() {
