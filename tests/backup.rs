@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use quiver_admin::local_node::free_addrs;
-use quiver_client::{Client, FeatureSelection, Freshness, HistoricalRequest, Spine, Value};
+use quiver_client::{Client, FeatureSelection, Freshness, HistoricalRequest, OnlineRequest, Spine, Value};
 use quiver_tests::s3::S3Server;
 use quiver_tests::{LocalNode, RIDES, binary, driver_row, now_micros, quiverctl, read_drivers};
 
@@ -684,6 +684,44 @@ async fn files_compacted_away_during_a_backup_are_kept_for_it() {
     assert!(ctl(&["backup", "verify", &id, "--from", &to], &[]).contains("verified"));
     let described = ctl(&["backup", "describe", &id, "--from", &to], &[]);
     assert!(described.contains(&format!("{} copied into the backup", first.len())), "{described}");
+}
+
+/// A backup made while an ingest publishes (its files committed, its online rows not yet
+/// upserted) holds the ingest whole or not at all, online and offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_during_an_ingest_holds_it_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let slow = [("QUIVER_DELAY".to_string(), "ingest-publish:3000".to_string())];
+    let args = ["--config", config.as_str(), "--shards", "1"];
+    let node = LocalNode::start_with_env(&dir.path().join("source"), &args, &slow).await.unwrap();
+    let client = with_rides(&node).await;
+    let ingest = {
+        let (client, dir) = (client.clone(), dir.path().to_path_buf());
+        tokio::spawn(async move { ingest_ratings(&client, &dir).await })
+    };
+    // The ingest has committed its files by now, and waits before its online rows.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let to = dir.path().join("backups").display().to_string();
+    let id = {
+        let (endpoint, to) = (node.endpoint(), to.clone());
+        tokio::task::spawn_blocking(move || create(&endpoint, &to, &[])).await.unwrap()
+    };
+    ingest.await.unwrap();
+
+    let restored = restore_single(&id, &to, &dir.path().join("restored"), None, &[]).await;
+    let client = restored.client().await.unwrap();
+    let offline = !client.files("rides", "driver_ratings").await.unwrap().is_empty();
+    let read = OnlineRequest {
+        project: "rides".into(),
+        features: FeatureSelection::Refs(vec!["driver_ratings:rating".into()]),
+        entities: (0..40).map(quiver_tests::driver_key).collect(),
+        consistency: quiver_client::Consistency::Linearizable,
+    };
+    let answer = client.get_online(read).await.unwrap();
+    let present = answer.rows.iter().filter(|row| row[0].status == Freshness::Present).count();
+    assert!(present == 0 || present == 40, "{present} of the ingest's 40 rows online");
+    assert_eq!(offline, present == 40, "offline files {offline}, online rows {present}: whole or not at all");
 }
 
 /// Every stored object of the backups under `dir` but their catalogs.

@@ -258,6 +258,17 @@ pub enum MetaCommand {
         shard: u64,
         conf_ver: u64,
     },
+    /// Ingest `id` is about to publish (commit its files, upsert its latest rows), for at
+    /// most `lease_ms` more (asked again to extend): no backup begins cutting meanwhile, so a
+    /// backup holds an ingest whole or not at all. Refused `Busy` while a backup cuts.
+    BeginPublish {
+        id: String,
+        lease_ms: u64,
+    },
+    /// Ingest `id` has published.
+    EndPublish {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

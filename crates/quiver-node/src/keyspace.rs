@@ -39,6 +39,8 @@
 //!   began absorbing (`ClaimMerge`), so it is no longer abandoned at its deadline
 //! - `0x19 | backup id`                 a backup under way, and when it began cutting: garbage
 //!   collection keeps what it may list (`backup::pins`)
+//! - `0x1a | ingest id`                 an ingest publishing (committing its files, upserting its
+//!   rows) until a leader time: no backup cuts meanwhile, so it is in one whole or not at all
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -80,6 +82,7 @@ pub const AUDIT_CHAIN: u8 = 0x16;
 pub const AUDIT_HEAD: &[u8] = &[0x17];
 const MERGE_CLAIM: u8 = 0x18;
 pub const BACKUP_UNDER_WAY: u8 = 0x19;
+pub const INGEST_PUBLISHING: u8 = 0x1a;
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -256,6 +259,10 @@ pub fn backup_under_way(id: &str) -> Vec<u8> {
     [&[BACKUP_UNDER_WAY][..], id.as_bytes()].concat()
 }
 
+pub fn ingest_publishing(id: &str) -> Vec<u8> {
+    [&[INGEST_PUBLISHING][..], id.as_bytes()].concat()
+}
+
 /// The prefix of every pin on offline file `path`; a backup id follows it.
 pub fn backup_pins(path: &str) -> Vec<u8> {
     let mut key = vec![BACKUP_PIN];
@@ -327,6 +334,7 @@ mod tests {
             AUDIT_HEAD[0],
             merge_claim(1)[0],
             backup_under_way("b")[0],
+            ingest_publishing("i")[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());

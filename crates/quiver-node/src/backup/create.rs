@@ -1,7 +1,8 @@
 //! Making a backup, on the node asked (or, on a schedule, the metadata leader).
 //!
-//! 1. `BeginBackupCut` in the meta group: until the cut is taken, export commits and new
-//!    splits and merges wait (`Busy`), and none is under way.
+//! 1. `BeginBackupCut` in the meta group: until the cut is taken, export commits, ingests'
+//!    publishing and new splits and merges wait (`Busy`), and none is under way (a backup
+//!    waits for them, two minutes at most), so an ingest is in the backup whole or not at all.
 //! 2. Every shard's leader opens a cut of its shard after a read-index round
 //!    (`RaftService.ReadCut`): every write acknowledged before the backup started is in it.
 //! 3. The metadata leader opens a cut of the meta group, then `EndBackupCut`. The meta cut
@@ -52,6 +53,9 @@ use crate::raft::now_micros;
 /// that dies meanwhile holds them no longer than this, and one whose cut takes longer
 /// fails (`EndBackupCut`) rather than stand inconsistent.
 const CUT_HOLD_MS: u64 = 30_000;
+/// How long a backup waits for an ingest to publish, or a split or merge to end, before it
+/// cuts the groups.
+const BUSY_WAIT: Duration = Duration::from_secs(120);
 /// How long a group's cut is looked for among its replicas (elections, moves).
 const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
 /// Incremental cuts a group's cut builds on at most: the next one is stored whole, so a
@@ -241,9 +245,17 @@ impl Backups {
 
     /// Opens every shard's cut, then the meta group's, under the meta group's hold.
     async fn cut_all(&self, id: &str) -> Result<(Vec<(CutHeader, Stream)>, (CutHeader, Stream))> {
-        let begin = MetaCommand::BeginBackupCut { id: id.to_string(), hold_ms: CUT_HOLD_MS };
-        if let Response::Rejected(e) = self.proposer.write_meta(begin).await? {
-            return Err(e.into());
+        // An ingest publishing, or a split or merge under way, is waited out for a while.
+        let deadline = Instant::now() + BUSY_WAIT;
+        loop {
+            let begin = MetaCommand::BeginBackupCut { id: id.to_string(), hold_ms: CUT_HOLD_MS };
+            match self.proposer.write_meta(begin).await {
+                Err(Error::Core(quiver_core::Error::Busy { retry_after_ms, .. })) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(retry_after_ms)).await;
+                }
+                Ok(Response::Rejected(e)) => return Err(e.into()),
+                other => break other.map(drop)?,
+            }
         }
         let cut = async {
             let state = self.meta.caught_up().await?;

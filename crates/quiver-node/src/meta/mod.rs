@@ -9,7 +9,7 @@
 pub mod records;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use quiver_core::access::TokenInfo;
@@ -95,6 +95,26 @@ impl MetaState {
             _ => Ok(()),
         }
     }
+}
+
+/// An ingest whose publishing lease runs past `now`, as the tree and this apply's batch
+/// have them.
+fn publishing(tree: &dyn KvTree, batch: &WriteBatch, now: i64) -> Result<Option<String>> {
+    let prefix = [keyspace::INGEST_PUBLISHING];
+    let mut keys: BTreeSet<Vec<u8>> = batch.keys().filter(|k| k.starts_with(&prefix)).map(<[u8]>::to_vec).collect();
+    for kv in tree.scan_prefix(&prefix) {
+        keys.insert(kv?.0);
+    }
+    for key in keys {
+        let value = match batch.pending(&key) {
+            Some(pending) => pending.map(<[u8]>::to_vec),
+            None => tree.get(&key)?,
+        };
+        if value.map(|v| decode::<i64>(&v)).transpose()?.is_some_and(|until| until > now) {
+            return Ok(Some(String::from_utf8_lossy(&key[1..]).into_owned()));
+        }
+    }
+    Ok(None)
 }
 
 /// A replica move given up: the shard's replicas go back to its voters, at a new conf_ver.
@@ -334,6 +354,14 @@ impl MetaMachine {
                 {
                     return Ok(Response::Rejected(busy));
                 }
+                if let Some(ingest) = publishing(tree, batch, leader_time)? {
+                    return Ok(Response::Rejected(quiver_core::Error::Busy {
+                        reason: format!(
+                            "ingest {ingest} is publishing its files and rows; the backup cuts once it has"
+                        ),
+                        retry_after_ms: 500,
+                    }));
+                }
                 let reshaping =
                     self.state.ops.iter().find(|op| matches!(op.kind, OpKind::Split { .. } | OpKind::Merge { .. }));
                 if let Some(op) = reshaping {
@@ -517,6 +545,24 @@ impl MetaMachine {
                 }
                 self.finish_op(*id, Outcome::Failed(why.clone()), leader_time);
                 Response::Done
+            }
+            MetaCommand::BeginPublish { id, lease_ms } => {
+                if let Some((backup, until)) = &self.state.backup_cut
+                    && leader_time < *until
+                {
+                    return Ok(Response::Rejected(quiver_core::Error::Busy {
+                        reason: format!("backup {backup} is cutting the groups; the ingest publishes once it has"),
+                        retry_after_ms: 200,
+                    }));
+                }
+                let until =
+                    leader_time.saturating_add(i64::try_from(*lease_ms).unwrap_or(i64::MAX).saturating_mul(1000));
+                batch.put(keyspace::ingest_publishing(id), encode(&until)?);
+                return Ok(Response::Done);
+            }
+            MetaCommand::EndPublish { id } => {
+                batch.delete(keyspace::ingest_publishing(id));
+                return Ok(Response::Done);
             }
             MetaCommand::RollBackMove { shard, conf_ver } => {
                 if let Some(s) = self.state.shard_map.shards.iter_mut().find(|s| s.id == *shard)
@@ -895,6 +941,25 @@ mod tests {
         let roll_back = MetaCommand::RollBackMove { shard: 1, conf_ver: conf_ver + 1 };
         assert_eq!(apply(&mut machine, tree.as_ref(), 9, roll_back), Response::Done);
         assert_eq!(view.borrow().shard_map.shards[0].replicas, vec![1]);
+    }
+
+    #[test]
+    fn a_backup_does_not_cut_into_an_ingest_publishing_nor_an_ingest_into_a_cut() {
+        let (tree, mut machine, _view) = two_shards_on_one_node();
+        let busy = |r: Response| matches!(r, Response::Rejected(quiver_core::Error::Busy { .. }));
+        let publish = |id: &str| MetaCommand::BeginPublish { id: id.into(), lease_ms: 1 };
+        let cut = |id: &str| MetaCommand::BeginBackupCut { id: id.into(), hold_ms: 1 };
+        assert_eq!(apply(&mut machine, tree.as_ref(), 1_000, publish("i")), Response::Done);
+        assert!(busy(apply(&mut machine, tree.as_ref(), 1_500, cut("b"))), "the backup waits for the ingest");
+        assert_eq!(
+            apply(&mut machine, tree.as_ref(), 1_500, MetaCommand::EndPublish { id: "i".into() }),
+            Response::Done
+        );
+        assert_eq!(apply(&mut machine, tree.as_ref(), 1_600, cut("b")), Response::Done);
+        assert!(busy(apply(&mut machine, tree.as_ref(), 1_700, publish("j"))), "the ingest waits for the cut");
+        // A lease that lapsed (its ingest died) holds nothing.
+        assert_eq!(apply(&mut machine, tree.as_ref(), 3_000, publish("k")), Response::Done);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 5_000, cut("c")), Response::Done);
     }
 
     #[test]

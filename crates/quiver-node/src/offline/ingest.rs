@@ -19,7 +19,7 @@ use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::row::ValidatedRow;
 use quiver_core::table::TableRef;
 use quiver_offline::convert::{array_value, encode_key_cell};
-use quiver_offline::files::data_path;
+use quiver_offline::files::{DataFile, data_path};
 
 use super::source_policy::SourcePolicy;
 use quiver_offline::ingest::{SourceChunks, SourceData, SourceFormat, SourceRows, day_batches};
@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::raft::now_micros;
@@ -248,30 +249,70 @@ pub async fn ingest_path(
     }
     report.warnings = warnings.into_iter().collect();
 
-    // Pass 2: upload and commit one source at a time, then upsert.
-    for (source, (hash, staged)) in sources.iter().zip(read) {
+    // Pass 2: upload every new source's files; then publish them — commit one source at a
+    // time, then upsert — in one window no backup cuts into, so that a backup holds the
+    // ingest whole or not at all.
+    let mut uploaded = Vec::with_capacity(read.len());
+    for (hash, staged) in read {
         let rows = staged.as_ref().map_or(0, Sealed::rows);
-        let committed = match staged {
-            Some(staged) => upload_and_commit(&node, &table, staged, &hash).await?,
+        let files = match staged {
+            Some(staged) => Some(upload(&node, &table, staged, &hash).await?),
             None => None,
         };
-        crate::failpoint::hit("ingest-after-commit");
-        if committed.is_none() {
-            report.duplicates.push(source.name.clone());
-        }
-        report.files_written += committed.unwrap_or_default();
-        if committed.is_some() {
-            report.rows += rows;
-        }
-        report.bytes += source.size;
-        report.files_done += 1;
-        let _ = progress.send(report.clone()).await;
+        uploaded.push((hash, rows, files));
     }
-    // Duplicates' rows too: upserting again is harmless (last writer wins), and repairs an
-    // online store that missed them when an earlier ingest stopped after its commit.
-    upsert_latest(&node, &table, latest).await?;
+    let id = format!("{}-{}", node.id, now_micros());
+    begin_publish(&node, &id).await?;
+    let published = async {
+        for (source, (hash, rows, files)) in sources.iter().zip(uploaded) {
+            let committed = match files {
+                Some(files) => commit(&node, &table, files, &hash).await?,
+                None => None,
+            };
+            crate::failpoint::hit("ingest-after-commit");
+            if committed.is_none() {
+                report.duplicates.push(source.name.clone());
+            }
+            report.files_written += committed.unwrap_or_default();
+            if committed.is_some() {
+                report.rows += rows;
+            }
+            report.bytes += source.size;
+            report.files_done += 1;
+            let _ = progress.send(report.clone()).await;
+        }
+        crate::failpoint::delay("ingest-publish").await;
+        // Duplicates' rows too: upserting again is harmless (last writer wins), and repairs
+        // an online store that missed them when an earlier ingest stopped after its commit.
+        upsert_latest(&node, &table, latest, &id).await
+    }
+    .await;
+    // A lease left behind would hold backups until it lapses.
+    if let Err(e) = node.proposer.write_meta(MetaCommand::EndPublish { id: id.clone() }).await {
+        tracing::warn!(ingest = id, "ending its publishing window: {e}");
+    }
+    published?;
     report.done = true;
     Ok(report)
+}
+
+/// How long an ingest's publishing window lasts unless extended (each upsert chunk does).
+const PUBLISH_LEASE_MS: u64 = 600_000;
+/// How long an ingest waits for a backup's cut to end before it publishes.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens (or extends) ingest `id`'s publishing window, waiting out a backup's cut.
+async fn begin_publish(node: &Node, id: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + PUBLISH_WAIT;
+    loop {
+        let begin = MetaCommand::BeginPublish { id: id.to_string(), lease_ms: PUBLISH_LEASE_MS };
+        match node.proposer.write_meta(begin).await {
+            Err(Error::Core(CoreError::Busy { retry_after_ms, .. })) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(retry_after_ms)).await;
+            }
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// The latest row of each entity of a request's sources, by encoded key: (event time,
@@ -326,11 +367,16 @@ fn read_source(
 
 /// Uploads a source's staged files and commits them; `None` when the source was committed
 /// before (the files just uploaded are removed again).
-async fn upload_and_commit(node: &Node, table: &TableRef, staged: Sealed, hash: &str) -> Result<Option<u64>> {
-    let source = format!("ingest:{hash}");
+/// Writes a staged source's files to the offline store, not yet listed anywhere.
+async fn upload(node: &Node, table: &TableRef, staged: Sealed, hash: &str) -> Result<Vec<DataFile>> {
     let name = format!("{}-{}", &hash[..16], now_micros());
     let path_of = |day| data_path(&table.project, &table.set, table.version, day, &name);
-    let files = staged.upload(&node.offline, path_of).await.map_err(|e| Error::from(e.into_core()))?;
+    staged.upload(&node.offline, path_of).await.map_err(|e| Error::from(e.into_core()))
+}
+
+/// Commits a source's uploaded files; how many, or `None` when the source came in before.
+async fn commit(node: &Node, table: &TableRef, files: Vec<DataFile>, hash: &str) -> Result<Option<u64>> {
+    let source = format!("ingest:{hash}");
     let count = files.len() as u64;
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     let files = files.into_iter().map(|f| (table.clone(), f)).collect();
@@ -387,12 +433,14 @@ fn keep_latest(latest: &mut Latest, source_no: usize, chunk: &SourceRows, entity
     }
 }
 
-/// Proposes the latest row of each entity to the online shards.
-async fn upsert_latest(node: &Node, table: &TableRef, latest: Latest) -> Result<()> {
+/// Proposes the latest row of each entity to the online shards, extending ingest `id`'s
+/// publishing window before each chunk.
+async fn upsert_latest(node: &Node, table: &TableRef, latest: Latest, id: &str) -> Result<()> {
     let mut rows: Vec<((usize, usize), ValidatedRow)> = latest.into_values().map(|(_, at, row)| (at, row)).collect();
     rows.sort_unstable_by_key(|(at, _)| *at);
     let mut rows = rows.into_iter().map(|(_, row)| row).peekable();
     while rows.peek().is_some() {
+        begin_publish(node, id).await?;
         let batch: Vec<ValidatedRow> = rows.by_ref().take(UPSERT_CHUNK).collect();
         node.proposer.put_rows(table, batch, false, None).await?;
     }
