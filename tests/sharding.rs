@@ -613,6 +613,17 @@ async fn a_dead_node_is_replaced_and_drops_its_stale_copies_when_back() {
             })
     };
     map_until(&client, "the dead node's replicas made again", settled).await;
+    // Its vote in the meta group went to a live node too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut voters = client.status().await.unwrap().groups[0].voters.clone();
+        voters.sort_unstable();
+        if voters.len() == 3 && !voters.contains(&dead) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the meta group's voters are {voters:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     for id in 0..300 {
         assert_eq!(conv_rate(&client, id).await, Some(Value::Float64(id as f64)), "driver {id}");
     }

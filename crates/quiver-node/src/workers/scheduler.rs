@@ -45,8 +45,8 @@ pub async fn round(context: Context) -> Result<()> {
         return Ok(());
     }
     let meta = context.groups.group(META_GROUP)?;
-    follow_and_vote(&meta, &state).await?;
     let nodes = Nodes::now(&context, &meta, &state)?;
+    follow_and_vote(&meta, &state, &nodes).await?;
     for op in &state.ops {
         if let Some(outcome) = outcome(op, &state, &nodes) {
             info!(op = op.id, kind = %op.kind, ?outcome, "shard operation ended");
@@ -199,8 +199,8 @@ fn keeping_up(meta: &Group, pool: &PeerPool, active: &[u64]) -> Vec<u64> {
 }
 
 /// Adds every cluster node to the meta group as a learner, and keeps its voters at up to
-/// three active nodes, promoting only learners that have caught up.
-async fn follow_and_vote(meta: &Group, state: &MetaState) -> Result<()> {
+/// three active nodes not taken for dead, promoting only live learners that have caught up.
+async fn follow_and_vote(meta: &Group, state: &MetaState, nodes: &Nodes) -> Result<()> {
     let metrics = meta.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
@@ -213,9 +213,9 @@ async fn follow_and_vote(meta: &Group, state: &MetaState) -> Result<()> {
     let matched: BTreeMap<u64, u64> =
         metrics.replication.iter().flatten().map(|(id, log)| (*id, log.map_or(0, |l| l.index))).collect();
     let caught_up = |id: &u64| voters.contains(id) || matched.get(id).is_some_and(|m| m + CAUGHT_UP_ENTRIES >= last);
-    let active = state.active_nodes();
-    let mut want: BTreeSet<u64> = voters.iter().filter(|v| active.contains(v)).copied().collect();
-    for id in active.iter().filter(|id| members.contains(id) && caught_up(id)) {
+    // A voter taken for dead gives its vote to a live node that follows the log.
+    let mut want: BTreeSet<u64> = voters.iter().filter(|v| nodes.placeable.contains(v)).copied().collect();
+    for id in nodes.live.iter().filter(|id| members.contains(id) && caught_up(id)) {
         if want.len() >= REPLICAS {
             break;
         }
