@@ -724,6 +724,34 @@ async fn a_backup_during_an_ingest_holds_it_whole_or_not_at_all() {
     assert_eq!(offline, present == 40, "offline files {offline}, online rows {present}: whole or not at all");
 }
 
+/// A cluster restored from a backup is a cluster of its own: a new id in its catalogs, so an
+/// incremental backup of it never builds on its source's backups in the same location.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_cluster_is_a_cluster_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let node = LocalNode::start(&dir.path().join("source"), &["--config", &config]).await.unwrap();
+    let client = with_rides(&node).await;
+    client.write("rides", "driver_stats", vec![driver_row(1, now_micros(), 1.0, 1)]).await.unwrap();
+    let backups = dir.path().join("backups");
+    let to = backups.display().to_string();
+    let source_backup = create(&node.endpoint(), &to, &[]);
+
+    let restored = restore_single(&source_backup, &to, &dir.path().join("restored"), None, &[]).await;
+    let refused = quiverctl(&restored.endpoint(), &["backup", "create", "--to", &to, "--incremental"], None);
+    assert!(!refused.success && refused.stderr.contains("no complete backup of this cluster"), "{}", refused.stderr);
+    let own = create(&restored.endpoint(), &to, &[]);
+    let cluster = |id: &str| {
+        let catalog: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(backups.join(id).join("catalog.json")).unwrap()).unwrap();
+        catalog["cluster"].as_str().expect("a catalog names its cluster").to_string()
+    };
+    assert_ne!(cluster(&source_backup), cluster(&own));
+    let next = create(&restored.endpoint(), &to, &["--incremental"]);
+    let described = ctl(&["backup", "describe", &next, "--from", &to], &[]);
+    assert!(described.contains(&format!("builds on {own}")), "{described}");
+}
+
 /// Every stored object of the backups under `dir` but their catalogs.
 fn stored_objects(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

@@ -269,6 +269,10 @@ pub enum MetaCommand {
     EndPublish {
         id: String,
     },
+    /// The cluster's id (32 hex digits), unless it has one: the first set stays.
+    SetClusterId {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -22,6 +22,8 @@
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
 //! - `0x01 meta-format`                 the layout version that value was written in
+//! - `0x01 cluster-id`                  the cluster's id: set once (`SetClusterId`), new for a
+//!   cluster restored from a backup; in backups' catalogs and export file names
 //! - `0x06 | table | source`            a committed ingest source (content hash): no double commit
 //! - `0x07 | time | source key`         when that source is forgotten
 //! - `0x10 | table | day | file path`   statistics of one offline file
@@ -70,6 +72,7 @@ pub const FROZEN: &[u8] = b"\x00frozen";
 
 pub const META_STATE: &[u8] = b"\x01meta-state";
 pub const META_FORMAT: &[u8] = b"\x01meta-format";
+pub const CLUSTER_ID: &[u8] = b"\x01cluster-id";
 const SOURCE: u8 = 0x06;
 pub const SOURCE_EXPIRY: u8 = 0x07;
 const FILE_STATS: u8 = 0x10;

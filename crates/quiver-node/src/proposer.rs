@@ -191,6 +191,18 @@ impl Proposer {
         [self.me.to_be_bytes(), self.started_at.to_be_bytes(), n.to_be_bytes()].concat()
     }
 
+    /// The cluster's id: the one recorded, else one made now (the first recorded stays).
+    pub async fn cluster_id(&self) -> Result<String> {
+        let recorded = || crate::meta::cluster_id(self.groups.group(META_GROUP)?.data.as_ref());
+        if let Some(id) = recorded()? {
+            return Ok(id);
+        }
+        let made = crate::auth::token::random_hex("")?[..32].to_string();
+        self.write_meta(MetaCommand::SetClusterId { id: made }).await?;
+        self.meta.caught_up().await?;
+        recorded()?.ok_or_else(|| Error::Raft("the cluster id recorded is not in the caught-up meta state".into()))
+    }
+
     /// Reserves `count` ingestion sequence numbers from the meta group; returns the first.
     pub async fn reserve_seq(&self, count: u64) -> Result<u64> {
         match self.write_meta(MetaCommand::ReserveSeq { count }).await? {

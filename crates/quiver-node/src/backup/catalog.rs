@@ -212,6 +212,7 @@ mod tests {
             shards: Vec::new(),
             offline_store: String::new(),
             offline: Vec::new(),
+            cluster: None,
             digest: None,
             encryption: None,
             scheduled,

@@ -141,12 +141,18 @@ impl Backups {
         // A scheduled incremental backup builds on the schedule's own, never on an operator's;
         // with none of those (the schedule's first here, or catalogs from before the mark) it
         // is whole.
-        let own = |c: &Catalog| !request.scheduled || c.scheduled;
+        // Only a backup of this cluster: another one's (a restored cluster's source, say) holds
+        // other data under the same log positions.
+        let cluster = self.proposer.cluster_id().await?;
+        let own = |c: &Catalog| (!request.scheduled || c.scheduled) && c.cluster.as_ref() == Some(&cluster);
         let newest = listed.into_iter().rev().find_map(|l| l.catalog.filter(own));
         let parent = match (request.incremental, newest) {
             (true, Some(newest)) => Some(newest),
             (true, None) if !request.scheduled => {
-                let none = format!("{} holds no complete backup to build on: make a full one first", request.to);
+                let none = format!(
+                    "{} holds no complete backup of this cluster to build on: make a full one first",
+                    request.to
+                );
                 return Err(Error::Backup(none));
             }
             _ => None,
@@ -221,6 +227,7 @@ impl Backups {
             shards: shard_cuts,
             offline_store: absolute_location(self.offline.location()),
             offline,
+            cluster: Some(cluster),
             digest: None,
         };
         catalog.seal(key)?;

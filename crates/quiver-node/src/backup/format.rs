@@ -83,6 +83,9 @@ pub struct Catalog {
     /// from before this field says no: never deleted by a schedule).
     #[serde(default)]
     pub scheduled: bool,
+    /// The id of the cluster backed up; `None` before format 4.
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// The digest of everything above (`digest::catalog`); `None` before format 4.
     #[serde(default)]
     pub digest: Option<String>,
@@ -475,6 +478,7 @@ mod tests {
             offline: Vec::new(),
             encryption: None,
             scheduled: false,
+            cluster: None,
             digest: None,
         }
     }

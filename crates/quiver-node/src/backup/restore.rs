@@ -28,7 +28,7 @@ use crate::codec::{decode, encode};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::keyspace::{LOG_PURGED, LOG_VOTE, MEMBERSHIP, META_FORMAT, META_STATE, TreePart, tree_name};
+use crate::keyspace::{CLUSTER_ID, LOG_PURGED, LOG_VOTE, MEMBERSHIP, META_FORMAT, META_STATE, TreePart, tree_name};
 use crate::meta::{MetaState, NodeInfo, STATE_FORMAT};
 use crate::storage::{KvEngine, SledEngine, WriteBatch};
 
@@ -94,6 +94,18 @@ pub async fn restore(
     result
 }
 
+/// The id of the cluster a restore makes: new, so that its backups and export files are never
+/// taken for its source's, and the same for every member restored from this backup into
+/// this member list.
+fn restored_cluster_id(catalog: &Catalog, members: &BTreeMap<u64, String>) -> String {
+    let mut seed = format!("quiver restored cluster {} {}", catalog.cluster.as_deref().unwrap_or(""), catalog.id);
+    for (id, addr) in members {
+        seed += &format!(" {id}={addr}");
+    }
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
+    hash.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Every object the catalog names is there with its size, before anything is written.
 async fn check_present(location: &OfflineStore, catalog: &Catalog) -> Result<()> {
     let listed = location.list("").await.map_err(|e| Error::Backup(format!("listing {}: {e}", location.location())))?;
@@ -157,6 +169,9 @@ async fn write_data_dir(
     restore_group(engine.as_ref(), source, &catalog.meta, me, &voters, &mut rewrite_meta, &mut report, progress)
         .await?;
     let state = state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?;
+    let mut named = WriteBatch::default();
+    named.put(CLUSTER_ID, encode(&restored_cluster_id(catalog, &members))?);
+    engine.tree(&tree_name(META_GROUP, TreePart::State))?.write(named)?;
     let mut groups = vec![META_GROUP];
     let mut held = Vec::new();
     for cut in &catalog.shards {

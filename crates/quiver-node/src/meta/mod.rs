@@ -97,6 +97,11 @@ impl MetaState {
     }
 }
 
+/// The cluster's id, once set (`SetClusterId`), from the meta group's state tree.
+pub fn cluster_id(tree: &dyn KvTree) -> Result<Option<String>> {
+    tree.get(keyspace::CLUSTER_ID)?.map(|b| decode(&b)).transpose()
+}
+
 /// An ingest whose publishing lease runs past `now`, as the tree and this apply's batch
 /// have them.
 fn publishing(tree: &dyn KvTree, batch: &WriteBatch, now: i64) -> Result<Option<String>> {
@@ -560,6 +565,20 @@ impl MetaMachine {
                 batch.put(keyspace::ingest_publishing(id), encode(&until)?);
                 return Ok(Response::Done);
             }
+            MetaCommand::SetClusterId { id } => {
+                if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    let odd = format!("a cluster id is 32 hex digits, not {id:?}");
+                    return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(odd)));
+                }
+                let set = match batch.pending(keyspace::CLUSTER_ID) {
+                    Some(pending) => pending.is_some(),
+                    None => tree.get(keyspace::CLUSTER_ID)?.is_some(),
+                };
+                if !set {
+                    batch.put(keyspace::CLUSTER_ID, encode(id)?);
+                }
+                return Ok(Response::Done);
+            }
             MetaCommand::EndPublish { id } => {
                 batch.delete(keyspace::ingest_publishing(id));
                 return Ok(Response::Done);
@@ -960,6 +979,19 @@ mod tests {
         // A lease that lapsed (its ingest died) holds nothing.
         assert_eq!(apply(&mut machine, tree.as_ref(), 3_000, publish("k")), Response::Done);
         assert_eq!(apply(&mut machine, tree.as_ref(), 5_000, cut("c")), Response::Done);
+    }
+
+    #[test]
+    fn the_first_cluster_id_stays() {
+        let (tree, mut machine, _view) = two_shards_on_one_node();
+        let set = |id: &str| MetaCommand::SetClusterId { id: id.into() };
+        assert!(matches!(apply(&mut machine, tree.as_ref(), 1, set("nope")), Response::Rejected(_)));
+        assert_eq!(cluster_id(tree.as_ref()).unwrap(), None);
+        let (first, second) = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210");
+        assert_eq!(apply(&mut machine, tree.as_ref(), 2, set(first)), Response::Done);
+        assert_eq!(apply(&mut machine, tree.as_ref(), 3, set(second)), Response::Done);
+        assert_eq!(cluster_id(tree.as_ref()).unwrap().as_deref(), Some(first));
+        assert_eq!(tree.get(keyspace::CLUSTER_ID).unwrap().unwrap()[0], 32, "a length-prefixed string");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Resu
     for (_, queued) in queue.iter().cloned() {
         by_table.entry(queued.table.clone()).or_default().push(queued);
     }
+    // Named for the cluster too: a cluster restored from a backup continues its source's log
+    // positions, and must not write its files over the source's in a shared offline store.
+    let cluster = context.proposer.cluster_id().await?;
     let first_seq = context.proposer.reserve_seq(queue.len() as u64).await?;
     let state = context.meta.latest();
     let mut files = Vec::new();
@@ -80,7 +83,7 @@ pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Resu
         let fs = project.feature_set(&table.set, Some(table.version))?;
         let entity = project.entity(&fs.entity)?;
         let source = source_rows(entity, fs, rows)?;
-        let name = format!("export-s{}-{}-{}", group.id, from.log_index, from.pos);
+        let name = format!("export-{}-s{}-{}-{}", &cluster[..12], group.id, from.log_index, from.pos);
         for (day, batch) in day_batches(&source, entity, fs, next_seq).map_err(|e| Error::from(e.into_core()))? {
             let path = data_path(&table.project, &table.set, table.version, day, &name);
             let file = write_file(&context.offline, &path, &batch, entity.join_keys.len())

@@ -45,6 +45,7 @@ pub async fn round(context: Context) -> Result<()> {
         return Ok(());
     }
     let meta = context.groups.group(META_GROUP)?;
+    context.proposer.cluster_id().await?;
     let nodes = Nodes::now(&context, &meta, &state)?;
     follow_and_vote(&meta, &state, &nodes).await?;
     for op in &state.ops {
