@@ -355,33 +355,37 @@ pub enum BackupCmd {
     },
     /// Write a new node's data dir from a backup (checked as it is read); run it for each
     /// member of the new cluster with the same --initial-cluster, then start the nodes.
-    Restore {
-        id: String,
-        #[arg(long)]
-        from: String,
-        /// An empty (or new) directory.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Comma-separated addresses of the new cluster's members, as quiver-node takes
-        /// them; empty: a single node.
-        #[arg(long, value_delimiter = ',')]
-        initial_cluster: Vec<String>,
-        /// This member's address in --initial-cluster (for a single node: the address its
-        /// peers would use) [default: 127.0.0.1:7070].
-        #[arg(long)]
-        advertise: Option<String>,
-        /// The new cluster's offline store, where the offline files are restored
-        /// [default: <data-dir>/offline].
-        #[arg(long)]
-        offline_store: Option<String>,
-        /// The key an encrypted backup was made with.
-        #[arg(long, value_name = "FILE")]
-        encrypt_key: Option<PathBuf>,
-        /// Restore into the offline store of the cluster the backup was made of: only when
-        /// that cluster is gone for good (both would write there).
-        #[arg(long)]
-        force: bool,
-    },
+    Restore(RestoreArgs),
+}
+
+/// What `backup restore` restores, and where.
+#[derive(Args)]
+pub struct RestoreArgs {
+    pub id: String,
+    #[arg(long)]
+    pub from: String,
+    /// An empty (or new) directory.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Comma-separated addresses of the new cluster's members, as quiver-node takes
+    /// them; empty: a single node.
+    #[arg(long, value_delimiter = ',')]
+    pub initial_cluster: Vec<String>,
+    /// This member's address in --initial-cluster (for a single node: the address its
+    /// peers would use) [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// The new cluster's offline store, where the offline files are restored
+    /// [default: <data-dir>/offline].
+    #[arg(long)]
+    pub offline_store: Option<String>,
+    /// The key an encrypted backup was made with.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_key: Option<PathBuf>,
+    /// Restore into the offline store of the cluster the backup was made of: only when
+    /// that cluster is gone for good (both would write there).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand)]

@@ -45,28 +45,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             BackupCmd::NewKey { file } => return backup::new_key(&file),
             BackupCmd::Delete { id, keep, from } => return backup::delete(id.as_deref(), keep, &from).await,
-            BackupCmd::Restore {
-                id,
-                from,
-                data_dir,
-                initial_cluster,
-                advertise,
-                offline_store,
-                encrypt_key,
-                force,
-            } => {
-                let args = backup::RestoreArgs {
-                    id,
-                    from,
-                    data_dir,
-                    initial_cluster,
-                    advertise,
-                    offline_store,
-                    encrypt_key,
-                    force,
-                };
-                return backup::restore(args).await;
-            }
+            BackupCmd::Restore(args) => return backup::restore(args).await,
             create => Cli { command: Cmd::Backup { action: create }, ..cli },
         },
         command => Cli { command, ..cli },

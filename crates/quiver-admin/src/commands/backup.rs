@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use quiver_admin::render::backup as show;
+
+use crate::cli::RestoreArgs;
 use quiver_admin::render::format::{Format, answer};
 use quiver_client::{BackupOptions, BackupProgress, Client};
 use quiver_node::backup::catalog;
@@ -123,17 +125,6 @@ pub async fn delete(id: Option<&str>, keep: Option<usize>, from: &str) -> Result
         println!("deleted backup {id}");
     }
     Ok(())
-}
-
-pub struct RestoreArgs {
-    pub id: String,
-    pub from: String,
-    pub data_dir: std::path::PathBuf,
-    pub initial_cluster: Vec<String>,
-    pub advertise: Option<String>,
-    pub offline_store: Option<String>,
-    pub encrypt_key: Option<std::path::PathBuf>,
-    pub force: bool,
 }
 
 pub async fn restore(args: RestoreArgs) -> Result<()> {

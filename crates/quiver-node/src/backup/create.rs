@@ -260,7 +260,6 @@ impl Backups {
                 Err(Error::Core(quiver_core::Error::Busy { retry_after_ms, .. })) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(retry_after_ms)).await;
                 }
-                Ok(Response::Rejected(e)) => return Err(e.into()),
                 other => break other.map(drop)?,
             }
         }

@@ -63,7 +63,7 @@ pub fn catalog(content: &[u8], key: Option<&BackupKey>) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -102,8 +102,7 @@ fn restored_cluster_id(catalog: &Catalog, members: &BTreeMap<u64, String>) -> St
     for (id, addr) in members {
         seed += &format!(" {id}={addr}");
     }
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
-    hash.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    super::digest::hex(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes()).as_ref()[..16])
 }
 
 /// Every object the catalog names is there with its size, before anything is written.
