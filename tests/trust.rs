@@ -85,6 +85,17 @@ async fn without_tls_only_the_cluster_secret_admits_a_caller_to_the_rpcs_between
     let member = probe(&host(&node), &["--secret", secret.to_str().unwrap(), "--only", "AppendEntries"]);
     assert_eq!(member["AppendEntries"], "INVALID_ARGUMENT", "{member:?}");
 
+    // Cancelling a shard operation is a cluster admin's: no token, a viewer's token or the
+    // member secret alone are refused; the admin gets past them to "no such operation".
+    let cancel = |extra: &[&str]| {
+        let args = [&["--cancel", "99", "--only", "CancelShardOperation"][..], extra].concat();
+        probe(&host(&node), &args)["CancelShardOperation"].clone()
+    };
+    assert_eq!(cancel(&[]), "UNAUTHENTICATED");
+    assert_eq!(cancel(&["--token", &viewer]), "PERMISSION_DENIED");
+    assert_eq!(cancel(&["--secret", secret.to_str().unwrap()]), "UNAUTHENTICATED");
+    assert_eq!(cancel(&["--token", &admin]), "INVALID_ARGUMENT");
+
     let after = state(&root).await;
     assert_eq!((after.0, after.1), (before.0, before.1), "no member added, no token minted");
     assert!(after.2 >= before.2, "nothing erased from the audit log: {before:?} → {after:?}");

@@ -70,6 +70,7 @@ def main():
     p.add_argument("--secret")
     p.add_argument("--only")
     p.add_argument("--public-bytes", type=int, default=0)
+    p.add_argument("--cancel", type=int, help="also cancel shard operation N (a cluster admin's RPC)")
     args = p.parse_args()
     m = stubs(args.proto)
     ch = channel(args)
@@ -100,6 +101,9 @@ def main():
         features = m["features_grpc"].FeatureServiceStub(ch)
         big = m["features"].WriteFeaturesRequest(project="x" * args.public_bytes)
         calls["WriteFeatures"] = lambda: features.WriteFeatures(big, metadata=metadata, timeout=30)
+    if args.cancel:
+        cancel = m["admin"].CancelShardOperationRequest(id=args.cancel)
+        calls["CancelShardOperation"] = lambda: admin.CancelShardOperation(cancel, metadata=metadata, timeout=10)
     if args.only:
         calls = {args.only: calls[args.only]}
     print(json.dumps({name: code_of(call) for name, call in calls.items()}))

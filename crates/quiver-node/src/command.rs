@@ -319,3 +319,34 @@ pub struct Once {
     pub id: Vec<u8>,
     pub positions: Vec<u32>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    /// Log entries outlive the build that wrote them: a command's bytes, and the place of
+    /// every variant, stay as they are (new variants go last).
+    #[test]
+    fn log_entries_keep_their_bytes() {
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let row = ShardRow { key: vec![7], event_ts: 1, values: Vec::new() };
+        let put = Command::Shard(ShardCommand::Put {
+            table: table.clone(),
+            rows: vec![row.clone()],
+            export: true,
+            request: None,
+        });
+        assert_eq!(encode(&put).unwrap(), [1, 0, 1, 112, 1, 115, 1, 1, 1, 7, 2, 0, 1, 0]);
+        let once = Some(Once { id: vec![9], positions: vec![3] });
+        let write = Command::Shard(ShardCommand::Write { table, rows: vec![row], export: false, once });
+        assert_eq!(encode(&write).unwrap(), [1, 6, 1, 112, 1, 115, 1, 1, 1, 7, 2, 0, 0, 1, 1, 9, 1, 3]);
+        assert!(matches!(
+            decode::<Command>(&encode(&write).unwrap()).unwrap(),
+            Command::Shard(ShardCommand::Write { .. })
+        ));
+        assert_eq!(encode(&ShardCommand::Thaw).unwrap(), [7]);
+        let last = MetaCommand::SetClusterId { id: "c".into() };
+        assert_eq!(encode(&last).unwrap(), [36, 1, 99], "the meta commands added last stay last");
+    }
+}

@@ -312,3 +312,23 @@ fn once(id: Vec<u8>, positions: Vec<u32>, rows: usize) -> Result<Option<Once>, C
     }
     Ok(Some(Once { id, positions }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_positions_are_checked_before_anything_is_proposed() {
+        let refused = |id: &[u8], positions: Vec<u32>, rows| match once(id.to_vec(), positions, rows) {
+            Err(CoreError::InvalidArgument(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(b"r", vec![0, 1], 3).contains("2 row_positions for 3 rows"));
+        assert!(refused(b"r", vec![100_000], 1).contains("row position 100000"));
+        assert!(refused(b"", vec![0], 1).contains("without a request_id"));
+        assert!(refused(&[0; 129], vec![], 1).contains("129 bytes"));
+        assert_eq!(once(Vec::new(), Vec::new(), 2).unwrap(), None);
+        let whole = once(b"r".to_vec(), Vec::new(), 2).unwrap().unwrap();
+        assert_eq!(whole.positions, vec![0, 1], "no positions: the rows as sent");
+    }
+}
