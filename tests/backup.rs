@@ -752,6 +752,22 @@ async fn a_restored_cluster_is_a_cluster_of_its_own() {
     assert!(described.contains(&format!("builds on {own}")), "{described}");
 }
 
+/// A backup whose groups took longer to cut than the hold on exports lasted (a slow cut,
+/// here a delay past the 30 s hold) fails and leaves no complete backup: an export may have
+/// committed between two of its cuts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_that_outlasts_its_hold_does_not_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let slow = [("QUIVER_DELAY".to_string(), "backup-cut:31000".to_string())];
+    let node = LocalNode::start_with_env(&dir.path().join("source"), &["--config", &config], &slow).await.unwrap();
+    let client = with_rides(&node).await.with_silence_timeout(Duration::from_secs(120));
+    let to = dir.path().join("backups").display().to_string();
+    let failed = client.create_backup(&to, &Default::default(), |_| {}).await.unwrap_err().to_string();
+    assert!(failed.contains("longer to cut the groups than its hold"), "{failed}");
+    assert!(listed(&to, &[]).iter().all(|(_, complete)| !complete), "no complete backup");
+}
+
 /// Every stored object of the backups under `dir` but their catalogs.
 fn stored_objects(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
