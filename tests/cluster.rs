@@ -347,7 +347,10 @@ async fn a_lagging_follower_answers_offline_requests_with_every_committed_change
     first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
     let meta_leader = first.status().await.unwrap().groups[0].leader.unwrap() as usize;
     let lagging = meta_leader % 3;
-    nodes[lagging].set_env(vec![("QUIVER_DELAY".into(), "meta-apply:1500".into())]);
+    // Each apply waits 400 ms, so the few entries of an ingest reach this node seconds
+    // after the leader acknowledged them, yet within the 10 s a node waits to catch up
+    // (longer delays queue up past it: an ingest is several meta entries).
+    nodes[lagging].set_env(vec![("QUIVER_DELAY".into(), "meta-apply:400".into())]);
     nodes[lagging].restart().await.unwrap();
     let leader = nodes[meta_leader - 1].client().await.unwrap();
     let follower = nodes[lagging].client().await.unwrap();
