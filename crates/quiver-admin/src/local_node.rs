@@ -298,6 +298,11 @@ impl LocalNode {
         Ok(())
     }
 
+    /// True once the process has ended (killed, crashed) or when none was started.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|child| !matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill_9(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
