@@ -101,6 +101,55 @@ async fn without_tls_only_the_cluster_secret_admits_a_caller_to_the_rpcs_between
     assert!(after.2 >= before.2, "nothing erased from the audit log: {before:?} → {after:?}");
 }
 
+/// The cluster id `data`'s node keeps in its identity file, once it has learned it.
+async fn cluster_of(data: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let identity = std::fs::read_to_string(data.join("identity.toml")).unwrap_or_default();
+        if let Some(line) = identity.lines().find_map(|l| l.strip_prefix("cluster = ")) {
+            return line.trim_matches('"').to_string();
+        }
+        assert!(Instant::now() < deadline, "no cluster id in {}: {identity}", data.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_cluster_is_refused_though_it_holds_the_secret() {
+    // Two clusters given one secret file by mistake (or restored from two backups).
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("shared.secret");
+    let shared = ["--cluster-secret", secret.to_str().unwrap()];
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let node_a = LocalNode::start(&a, &shared).await.unwrap();
+    let _node_b = LocalNode::start(&b, &shared).await.unwrap();
+    let (ours, theirs) = (cluster_of(&a).await, cluster_of(&b).await);
+    assert_ne!(ours, theirs, "each cluster made an id of its own");
+
+    let secret = secret.to_str().unwrap();
+    let as_member = |cluster: &str| {
+        let mut args = vec!["--secret", secret, "--only", "AppendEntries"];
+        if !cluster.is_empty() {
+            args.extend(["--cluster", cluster]);
+        }
+        probe(&host(&node_a), &args)["AppendEntries"].clone()
+    };
+    // A member of the other cluster is refused before its body is read; one of this cluster,
+    // or one that has not learned its cluster yet (a joiner), gets to the decoder.
+    assert_eq!(as_member(&theirs), "PERMISSION_DENIED");
+    assert_eq!(as_member(&ours), "INVALID_ARGUMENT");
+    assert_eq!(as_member(""), "INVALID_ARGUMENT");
+
+    // The id stays with the data dir: a restart keeps it, and a data dir whose metadata is
+    // another cluster's does not start under this identity.
+    drop(node_a);
+    let identity = std::fs::read_to_string(a.join("identity.toml")).unwrap();
+    std::fs::write(a.join("identity.toml"), identity.replace(&ours, &theirs)).unwrap();
+    let refused =
+        LocalNode::start(&a, &shared).await.err().expect("a node whose data is another cluster's").to_string();
+    assert!(refused.contains("holds another cluster's data"), "{refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insecure_node_still_admits_only_members_to_the_rpcs_between_nodes() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ prints one JSON object: each call's gRPC status code name ("OK" when it was answ
 The tests (tests/trust.rs) decide what each configuration must answer.
 
     python3 probe.py --proto DIR --endpoint HOST:PORT [--ca PEM [--cert PEM --key PEM]]
-                     [--token T] [--secret FILE] [--only METHOD] [--public-bytes N]
+                     [--token T] [--secret FILE] [--cluster ID] [--only METHOD] [--public-bytes N]
 """
 
 import argparse
@@ -68,6 +68,7 @@ def main():
     p.add_argument("--key")
     p.add_argument("--token")
     p.add_argument("--secret")
+    p.add_argument("--cluster", help="the cluster id a member's RPC names (x-quiver-cluster)")
     p.add_argument("--only")
     p.add_argument("--public-bytes", type=int, default=0)
     p.add_argument("--cancel", type=int, help="also cancel shard operation N (a cluster admin's RPC)")
@@ -79,6 +80,8 @@ def main():
         metadata.append(("authorization", f"Bearer {args.token}"))
     if args.secret:
         metadata.append(("x-quiver-member", open(args.secret).read().strip()))
+    if args.cluster:
+        metadata.append(("x-quiver-cluster", args.cluster))
     raft = m["raft_grpc"].RaftServiceStub(ch)
     admin = m["admin_grpc"].AdminServiceStub(ch)
     offline = m["offline_grpc"].OfflineServiceStub(ch)

@@ -12,7 +12,7 @@ use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
 use crate::auth::audit::AuditLog;
-use crate::auth::member::Credentials;
+use crate::auth::member::{ClusterMark, Credentials};
 use crate::auth::{Gate, secret, token};
 use crate::backup::create::Backups;
 use crate::command::{Command, MetaCommand};
@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::groups::Groups;
 use crate::hosting::Hosting;
-use crate::identity::Identity;
+use crate::identity::{self, Identity};
 use crate::meta::{MetaMachine, NodeInfo};
 use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
@@ -40,8 +40,9 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     make_private(&config.data_dir)?;
     let tls = Tls::load(&config.tls)?;
     let secret = secret::establish(&config)?;
-    let pool = PeerPool::new(tls.clone(), Credentials::new(secret.as_ref()));
-    let identity = Identity::establish(&mut config, &pool).await?;
+    let cluster = ClusterMark::default();
+    let pool = PeerPool::new(tls.clone(), Credentials::new(secret.as_ref(), cluster.clone()));
+    let mut identity = Identity::establish(&mut config, &pool).await?;
     let spill_dir = config.spill_dir();
     let left = quiver_offline::spill::remove_leftovers(&spill_dir).map_err(|e| Error::Config(e.to_string()))?;
     if left > 0 {
@@ -68,6 +69,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         groups: groups.clone(),
     };
     let (meta_group, fresh) = hosting.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
+    identity.mark_cluster(&config.data_dir, crate::meta::cluster_id(meta_group.data.as_ref())?, &cluster)?;
     // On a first start the first member initialises the meta group with every initial
     // member as a voter; the others, and nodes that join, wait to be added. Later starts
     // reopen what is on disk.
@@ -93,6 +95,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     if config.insecure && !config.tls.enabled() {
         warn!("INSECURE: no TLS: requests, answers and tokens cross the network in the clear");
     }
+    tokio::spawn(identity::learn_cluster(identity, config.data_dir.clone(), meta_group.data.clone(), cluster.clone()));
     let (caught_up, sweep_when) = tokio::sync::oneshot::channel();
     tokio::spawn(hosting.run(meta.watch(), sweep_when));
     tokio::spawn(tell_when_caught_up(meta.clone(), caught_up));
@@ -111,7 +114,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let metrics = Metrics::new();
     let node = Arc::new(Node {
         id: me,
-        gate: Arc::new(Gate::new(&config, meta.clone(), secret)),
+        gate: Arc::new(Gate::new(&config, meta.clone(), secret, cluster)),
         audit: AuditLog::start(me, proposer.clone(), config.auth.audit_retention()?, metrics.audit_dropped.clone()),
         backups,
         tls,

@@ -5,8 +5,12 @@
 //! `quiver_core::access::MEMBER_CERT_NAME`, which `quiverctl cert create-node` writes and
 //! `cert create-client` never does, so a client's certificate is never a member's however
 //! it was signed. Without TLS, a member sends the cluster secret (`secret`).
+//!
+//! Beside the proof, a member's RPC names its cluster's id once it knows it
+//! (`x-quiver-cluster`), and a member of another cluster is refused: two clusters restored
+//! from different backups, or sharing a CA or a secret by mistake, never mix their members.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls_pki_types::{CertificateDer, ServerName};
 use tonic::Status;
@@ -58,26 +62,68 @@ impl Proof {
     }
 }
 
+/// The header a member's RPC names its cluster's id in.
+pub const CLUSTER_HEADER: &str = "x-quiver-cluster";
+
+/// The id of the cluster this node is a member of, once known: from `identity.toml`, or
+/// learned from the meta state when the cluster has made it. Set once; shared by admission
+/// and by the credentials of the node's own RPCs.
+#[derive(Clone, Default, Debug)]
+pub struct ClusterMark(Arc<OnceLock<String>>);
+
+impl ClusterMark {
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// Sets the id unless one is set; answers the one that stands.
+    pub fn set(&self, id: &str) -> &str {
+        self.0.get_or_init(|| id.to_string())
+    }
+
+    /// Refuses a member's RPC that names another cluster. One that names none comes from a
+    /// node that has not learned its cluster's id yet (a joiner, a member of a cluster that
+    /// has just formed) and was admitted by its proof alone.
+    pub fn admit(&self, method: &str, headers: &http::HeaderMap) -> Result<(), Status> {
+        let (Some(ours), Some(theirs)) = (self.get(), headers.get(CLUSTER_HEADER)) else { return Ok(()) };
+        if theirs.as_bytes() == ours.as_bytes() {
+            return Ok(());
+        }
+        let theirs = String::from_utf8_lossy(theirs.as_bytes());
+        Err(Status::permission_denied(format!(
+            "{method}: the caller is a member of cluster {theirs}, this node of cluster {ours};              members of two clusters never serve each other"
+        )))
+    }
+}
+
 /// Does the certificate name the member mark among its names?
 fn is_member_certificate(cert: &CertificateDer<'_>) -> bool {
     let Ok(name) = ServerName::try_from(quiver_core::access::MEMBER_CERT_NAME) else { return false };
     webpki::EndEntityCert::try_from(cert).is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
 }
 
-/// The proof a node's own RPCs to its peers carry: the secret's header, when it has one.
+/// What a node's own RPCs to its peers carry: the secret's header, when it has one, and
+/// its cluster's id, once known.
 #[derive(Clone, Default)]
-pub struct Credentials(Option<Arc<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>>);
+pub struct Credentials {
+    secret: Option<Arc<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>>,
+    cluster: ClusterMark,
+}
 
 impl Credentials {
-    pub fn new(secret: Option<&ClusterSecret>) -> Credentials {
-        Credentials(secret.map(|s| Arc::new(s.header())))
+    pub fn new(secret: Option<&ClusterSecret>, cluster: ClusterMark) -> Credentials {
+        Credentials { secret: secret.map(|s| Arc::new(s.header())), cluster }
     }
 }
 
 impl tonic::service::Interceptor for Credentials {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
+        if let Some(value) = &self.secret {
             request.metadata_mut().insert(secret::HEADER, (**value).clone());
+        }
+        // An id is hex, as this node made or learned it; one that is not stays unsent.
+        if let Some(id) = self.cluster.get().and_then(|id| id.parse().ok()) {
+            request.metadata_mut().insert(CLUSTER_HEADER, id);
         }
         Ok(request)
     }
@@ -86,6 +132,34 @@ impl tonic::service::Interceptor for Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_of_another_cluster_is_refused_and_one_that_names_none_is_not() {
+        let mark = ClusterMark::default();
+        let named = |id: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(CLUSTER_HEADER, id.parse().unwrap());
+            headers
+        };
+        // Before this node knows its cluster, nothing to compare.
+        assert!(mark.admit("AppendEntries", &named("c2")).is_ok());
+        assert_eq!(mark.set("c1"), "c1");
+        assert_eq!(mark.set("c9"), "c1", "the first id stands");
+        assert!(mark.admit("AppendEntries", &named("c1")).is_ok());
+        assert!(mark.admit("AppendEntries", &http::HeaderMap::new()).is_ok());
+        let refused = mark.admit("AppendEntries", &named("c2")).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(refused.message().contains("cluster c2") && refused.message().contains("cluster c1"));
+
+        // A node's own RPCs name its cluster once it knows it.
+        let unnamed = ClusterMark::default();
+        let mut credentials = Credentials::new(None, unnamed.clone());
+        let sent = tonic::service::Interceptor::call(&mut credentials, tonic::Request::new(())).unwrap();
+        assert!(sent.metadata().get(CLUSTER_HEADER).is_none());
+        unnamed.set("c3");
+        let sent = tonic::service::Interceptor::call(&mut credentials, tonic::Request::new(())).unwrap();
+        assert_eq!(sent.metadata().get(CLUSTER_HEADER).unwrap(), "c3");
+    }
 
     #[test]
     fn member_routes_are_the_node_to_node_rpcs_only() {

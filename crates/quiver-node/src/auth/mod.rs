@@ -41,6 +41,8 @@ pub struct Gate {
     enabled: bool,
     /// How RPCs between nodes prove they come from a member.
     members: member::Proof,
+    /// The cluster a member's RPC must come from.
+    cluster: member::ClusterMark,
     meta: MetaReader,
     limits: Limits,
     /// Requests refused for want of a valid token, per source and minute.
@@ -138,7 +140,7 @@ impl Call {
 }
 
 impl Gate {
-    pub fn new(config: &Config, meta: MetaReader, secret: Option<ClusterSecret>) -> Gate {
+    pub fn new(config: &Config, meta: MetaReader, secret: Option<ClusterSecret>, cluster: member::ClusterMark) -> Gate {
         let members = match secret {
             Some(secret) => member::Proof::Secret(secret),
             None => member::Proof::Certificate,
@@ -146,6 +148,7 @@ impl Gate {
         Gate {
             enabled: config.auth.enabled,
             members,
+            cluster,
             meta,
             limits: Limits::new(config.limits.clone()),
             refusals: Refusals::default(),
@@ -211,7 +214,8 @@ impl Gate {
         let path = request.uri().path();
         let method = path.rsplit('/').next().unwrap_or_default();
         if member::is_member_route(path) {
-            return self.members.check(method, request);
+            self.members.check(method, request)?;
+            return self.cluster.admit(method, request.headers());
         }
         let header = request.headers().get("authorization").map(|v| v.to_str().unwrap_or_default());
         let from = remote_addr(request);

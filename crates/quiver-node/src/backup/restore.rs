@@ -169,7 +169,8 @@ async fn write_data_dir(
         .await?;
     let state = state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?;
     let mut named = WriteBatch::default();
-    named.put(CLUSTER_ID, encode(&restored_cluster_id(catalog, &members))?);
+    let cluster = restored_cluster_id(catalog, &members);
+    named.put(CLUSTER_ID, encode(&cluster)?);
     engine.tree(&tree_name(META_GROUP, TreePart::State))?.write(named)?;
     let mut groups = vec![META_GROUP];
     let mut held = Vec::new();
@@ -193,7 +194,7 @@ async fn write_data_dir(
     drop(engine);
 
     let offline_copied = restore_offline(config, source, catalog, &mut report, progress).await?;
-    Identity { node_id: me, joined: false }.write(&config.data_dir)?;
+    Identity { node_id: me, joined: false, cluster: Some(cluster) }.write(&config.data_dir)?;
     report.phase = "done".into();
     report.done = true;
     progress(&report);
