@@ -155,6 +155,9 @@ impl Nemesis {
         let endpoints = self.cluster.lock().await.endpoints.clone();
         while !stop.load(Ordering::Relaxed) {
             pause_for(&stop, Duration::from_millis(2000 + rng.below(3000))).await;
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let endpoint = &endpoints[rng.below(endpoints.len() as u64) as usize];
             let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(3), Client::connect(endpoint.clone())).await
             else {

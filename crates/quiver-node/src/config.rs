@@ -538,6 +538,8 @@ impl Config {
     }
 
     pub fn openraft(&self) -> Result<openraft::Config> {
+        /// Log entries per AppendEntries (see below).
+        const MAX_ENTRIES_PER_APPEND: u64 = 64;
         let r = &self.raft;
         let config = openraft::Config {
             cluster_name: "quiver".into(),
@@ -546,6 +548,11 @@ impl Config {
             election_timeout_max: r.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every),
             max_in_snapshot_log_to_keep: r.logs_to_keep,
+            // openraft gives an AppendEntries one heartbeat interval to answer. A follower
+            // catching up on a busy node could not store openraft's default 300 entries in
+            // that time, so every batch was sent again until the node was idle (the fault
+            // suite's overloaded runs never caught up); smaller batches each make progress.
+            max_payload_entries: MAX_ENTRIES_PER_APPEND,
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(format!("raft: {e}")))
