@@ -109,6 +109,18 @@ async fn push_and_get_from_files_and_stdin() {
     assert!(table.success, "{}", table.stderr);
     let row: Vec<&str> = table.stdout.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, vec!["1001", "0.5", "0.25", "12"]);
+    assert!(!table.stdout.contains("stale"), "a linearizable read has no bound to show: {}", table.stdout);
+
+    // A stale read says how far behind its answer may be, in either format.
+    let stale = ["get", "--vector", "driver_model_v1", "--entity", "driver_id=1001", "--consistency", "stale"];
+    let table = quiverctl(&ep, &stale, None);
+    assert!(table.success, "{}", table.stderr);
+    let bound = table.stdout.lines().last().unwrap();
+    assert!(bound.starts_with("stale read: at most ") && bound.ends_with(" ms behind the shards' leaders"), "{bound}");
+    let json = quiverctl(&ep, &[&stale[..], &["--format", "json"]].concat(), None);
+    let line: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert!(line["staleness_bound_ms"].is_u64(), "{line}");
+    assert_eq!(line["driver_stats:conv_rate"], 0.5);
 
     // One unparseable value anywhere rejects the file, naming row and field; nothing is written.
     let bad = format!("{csv}1004,{now},abc,0.1,1,Braga\n");
@@ -131,6 +143,10 @@ async fn push_and_get_from_files_and_stdin() {
 
     let bad_key = quiverctl(&ep, &["get", "--vector", "driver_model_v1", "--entity", "driver_id=abc"], None);
     assert!(!bad_key.success && bad_key.stderr.contains("driver_id"), "{}", bad_key.stderr);
+
+    // The node's log, written to a file, is plain text: no terminal colours.
+    let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert!(log.contains("starting") && !log.contains('\x1b'), "{}", &log[..log.len().min(400)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -626,6 +626,9 @@ async fn a_large_answer_streams_in_batches_that_make_the_whole_set() {
     };
     let mut stream = client.historical_stream(request(), |_| {}).await.unwrap();
     assert_eq!(stream.rows(), 200_000);
+    // The phases are named as `TrainingSetStream::phases` documents them, in order.
+    let phases: Vec<&str> = stream.phases().iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(phases, ["spine", "read", "join", "features"]);
     let schema = stream.schema();
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {

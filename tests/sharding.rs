@@ -269,6 +269,10 @@ async fn impossible_shard_operations_are_refused_and_change_nothing() {
     refused(&["shard", "move", "1", "--from", "1", "--to", "2"], "node 2 already holds a replica");
     refused(&["shard", "move", "1", "--from", "5", "--to", "4"], "node 5 holds no replica of shard 1");
     refused(&["shard", "move", "1", "--from", "1", "--to", "4"], "node 4 is not an active node");
+    // Leadership asked of the node that has it: nothing to do, nothing recorded.
+    let led_by = before.shard_map.shard(1).unwrap().leader.unwrap().to_string();
+    let same = quiverctl(&endpoint, &["shard", "transfer-leader", "1", "--to", &led_by], None);
+    assert!(same.success && same.stdout.contains("nothing to do"), "{}{}", same.stdout, same.stderr);
 
     // A shard busy with one operation refuses a second: a transfer to a paused node stays
     // under way.
@@ -285,6 +289,7 @@ async fn impossible_shard_operations_are_refused_and_change_nothing() {
         |m: &ClusterMap| m.shard_map.shards.iter().map(|s| (s.id, s.replicas.clone(), s.epoch)).collect::<Vec<_>>();
     assert_eq!(layout(&after), layout(&before), "refused operations changed nothing");
     assert_eq!(after.operations.len(), 1, "only the transfer is under way: {:?}", after.operations);
+    assert_eq!(after.finished.len(), before.finished.len(), "nothing ended: {:?}", after.finished);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,9 +71,16 @@ async fn a_tls_node_serves_clients_that_trust_its_ca_and_refuses_the_others() {
     assert!(!untrusted.status.success(), "a client that trusts another CA is refused");
     assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"), "the certificate is named");
     let without = ctl(&["--endpoint", &endpoint, "status"]);
-    assert!(String::from_utf8_lossy(&without.stderr).contains("needs the cluster's CA"), "the CA is asked for");
+    let asked = String::from_utf8_lossy(&without.stderr);
+    assert!(asked.contains("needs the cluster's CA") && asked.contains("--ca"), "the CA is asked for: {asked}");
+    assert!(!asked.contains("ClientBuilder"), "in the CLI's words: {asked}");
     let plaintext = ctl(&["--endpoint", &node.endpoint(), "--ca", &ca, "status"]);
     assert!(!plaintext.status.success(), "plaintext to the TLS port fails");
+    // And says why, with or without the CA given.
+    for out in [&plaintext, &ctl(&["--endpoint", &node.endpoint(), "status"])] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("speaks TLS") && stderr.contains("https://"), "{stderr}");
+    }
     for out in [&untrusted, &without, &plaintext] {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("error:") && !stderr.contains("panicked"), "a clean error: {stderr}");

@@ -32,20 +32,29 @@ pub struct Cli {
 pub enum Cmd {
     /// Apply definitions from a YAML file (idempotent).
     Apply {
+        /// The YAML file of entities, feature sets and vectors.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
     /// List what a project declares (every project when none is chosen), or its datasets.
     List {
+        /// What to list instead of the declarations.
         #[arg(value_enum)]
         what: Option<Listing>,
     },
     /// Show one entity, feature set (NAME or NAME@VERSION) or feature vector.
-    Describe { kind: Kind, name: String },
+    Describe {
+        /// What NAME is.
+        kind: Kind,
+        /// Its name (a feature set's as NAME or NAME@VERSION).
+        name: String,
+    },
     /// Write rows of a feature set from a JSON-lines or CSV file ('-' reads stdin).
     Push {
+        /// The feature set the rows are of (NAME or NAME@VERSION).
         #[arg(long)]
         feature_set: String,
+        /// The rows: a .csv or JSON-lines file, or - for stdin.
         file: String,
         /// Input format; by default from the file name (.csv, else JSON lines).
         #[arg(long, value_enum)]
@@ -57,8 +66,10 @@ pub enum Cmd {
     /// Ingest a Parquet or CSV file, a directory of them, or an s3:// URL into the offline
     /// store; the latest row per entity also goes online. Local paths are read by the node.
     Ingest {
+        /// The feature set the rows are of.
         #[arg(long)]
         feature_set: String,
+        /// A file, a directory of them, or s3://bucket/key (read by the node).
         path: String,
     },
     /// Build a point-in-time-correct training set from a spine of entity keys and times.
@@ -66,6 +77,7 @@ pub enum Cmd {
         /// Comma-separated references: set:feature, set@2:feature, set:*.
         #[arg(long, conflicts_with = "vector", required_unless_present = "vector")]
         features: Option<String>,
+        /// A feature vector name, instead of --features.
         #[arg(long)]
         vector: Option<String>,
         /// Parquet or CSV file with the join keys, a time column and any labels.
@@ -86,16 +98,19 @@ pub enum Cmd {
     },
     /// Load the latest offline row per entity (event time in [start, end)) into the online store.
     Materialize {
+        /// The feature set to load.
         #[arg(long)]
         feature_set: String,
-        /// RFC 3339 time or integer microseconds.
+        /// Event times from (RFC 3339 time or integer microseconds) [default: the first].
         #[arg(long)]
         start: Option<String>,
+        /// Event times before (RFC 3339 time or integer microseconds) [default: no end].
         #[arg(long)]
         end: Option<String>,
     },
     /// List the committed offline Parquet files of a feature set.
     Files {
+        /// The feature set whose files to list.
         #[arg(long)]
         feature_set: String,
     },
@@ -110,36 +125,45 @@ pub enum Cmd {
         /// Join keys of one entity, e.g. driver_id=1001 or driver_id=1001,region=eu; repeat for more.
         #[arg(long = "entity", required = true)]
         entities: Vec<String>,
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// linearizable (every write acknowledged before is seen), or stale (any replica
+        /// answers, with a bound on how far behind it may be).
         #[arg(long, value_enum, default_value_t = ReadConsistency::Linearizable)]
         consistency: ReadConsistency,
     },
     /// Show the node, the cluster's nodes and every Raft group with its leader and indexes.
     Status {
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// Statistics of every feature of a feature set, merged from recorded summaries.
     Stats {
+        /// The feature set whose statistics to show.
         #[arg(long)]
         feature_set: String,
         /// Event times from (a date, RFC 3339 or µs).
         #[arg(long)]
         from: Option<String>,
+        /// Event times before (a date, RFC 3339 or µs).
         #[arg(long)]
         to: Option<String>,
         /// Instead of --from/--to: FROM..TO, dataset:NAME or serving[:FROM..TO].
         #[arg(long, conflicts_with_all = ["from", "to"])]
         window: Option<String>,
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// Drift of each feature between a reference and a current window: PSI, KS,
     /// Jensen–Shannon, Hellinger, TVD and a status.
     Drift {
+        /// The feature set to compare.
         #[arg(long, required_unless_present = "vector", conflicts_with = "vector")]
         feature_set: Option<String>,
+        /// A feature vector to compare, every feature set of it.
         #[arg(long)]
         vector: Option<String>,
         /// FROM..TO, dataset:NAME or serving[:FROM..TO].
@@ -148,6 +172,7 @@ pub enum Cmd {
         /// FROM..TO or serving[:FROM..TO].
         #[arg(long)]
         current: String,
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -159,6 +184,7 @@ pub enum Cmd {
     /// Show the shard map: hash ranges, epochs, replicas and leaders, and shard operations
     /// under way and recently ended.
     Shards {
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -194,6 +220,7 @@ pub enum Cmd {
         /// The newest this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -211,11 +238,13 @@ pub enum AuditCmd {
     /// Check the audit log's hash chain in a stopped node's data dir (or a restored backup's):
     /// names the first entry edited, removed or moved.
     Verify {
+        /// The data dir of a stopped node.
         #[arg(long)]
         data_dir: PathBuf,
     },
     /// How long the cluster keeps audit entries, e.g. 90d (a cluster admin's; a day at least).
     Retention {
+        /// How long, e.g. 90d or 2w.
         #[arg(value_parser = humantime::parse_duration)]
         keep: std::time::Duration,
     },
@@ -226,6 +255,7 @@ pub enum TokenCmd {
     /// Issue a token with a role on the project (--project or QUIVER_PROJECT), or a cluster
     /// admin's (--role cluster-admin); prints the token alone on its last line.
     Create {
+        /// A name for the token, unique in the cluster (audit entries and `revoke` use it).
         #[arg(long)]
         name: String,
         /// viewer (reads), writer (+ push, ingest, materialize), admin (+ apply, datasets,
@@ -241,11 +271,15 @@ pub enum TokenCmd {
     },
     /// The tokens of the project (--project), or all you administer, revoked ones too.
     List {
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// Revoke a token by name; every node refuses it within moments.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -263,6 +297,7 @@ pub enum CertCmd {
     /// Write a new CA: ca.pem (give it to nodes as --tls-ca and to clients as --ca) and
     /// ca.key (keep it private: it signs node certificates).
     CreateCa {
+        /// The directory to write ca.pem and ca.key into.
         #[arg(long)]
         out: PathBuf,
     },
@@ -270,9 +305,12 @@ pub enum CertCmd {
     /// the --host names and addresses the node is reached at (nodes present it to each
     /// other; only it admits a caller to the RPCs between nodes). Valid 365 days.
     CreateNode {
+        /// The certificate's name, and the files' (NAME.pem, NAME.key).
         name: String,
+        /// The directory `cert create-ca` wrote ca.pem and ca.key into.
         #[arg(long)]
         ca_dir: PathBuf,
+        /// The directory to write NAME.pem and NAME.key into.
         #[arg(long)]
         out: PathBuf,
         /// A DNS name or IP address of the node; repeat for more [default: 127.0.0.1,
@@ -283,9 +321,12 @@ pub enum CertCmd {
     /// Write NAME.pem and NAME.key, a client certificate signed by the CA in --ca-dir, for a
     /// client that must present one; never a member's. Valid 90 days.
     CreateClient {
+        /// The certificate's name, and the files' (NAME.pem, NAME.key).
         name: String,
+        /// The directory `cert create-ca` wrote ca.pem and ca.key into.
         #[arg(long)]
         ca_dir: PathBuf,
+        /// The directory to write NAME.pem and NAME.key into.
         #[arg(long)]
         out: PathBuf,
     },
@@ -317,26 +358,39 @@ pub enum BackupCmd {
         encrypt_key: Option<PathBuf>,
     },
     /// Write a new backup key to FILE (readable by you only), for --encrypt-key.
-    NewKey { file: PathBuf },
+    NewKey {
+        /// Where to write the key (a new file).
+        file: PathBuf,
+    },
     /// The backups in a location, complete or not.
     List {
+        /// The location: a directory on this machine, or s3://bucket/prefix (S3 settings from
+        /// the AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible server).
         #[arg(long)]
         from: String,
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// One backup: when, the Raft index each group was cut at, sizes, rows, what it builds on.
     Describe {
+        /// The backup's id (`backup list`).
         id: String,
+        /// The location: a directory on this machine, or s3://bucket/prefix (S3 settings from
+        /// the AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible server).
         #[arg(long)]
         from: String,
+        /// table for people, json (one object per line) for programs.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// Read every object of a backup and check its size and checksum; fails naming each
     /// object that is missing or damaged.
     Verify {
+        /// The backup's id (`backup list`).
         id: String,
+        /// The location: a directory on this machine, or s3://bucket/prefix (S3 settings from
+        /// the AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible server).
         #[arg(long)]
         from: String,
         /// The key an encrypted backup was made with.
@@ -346,10 +400,14 @@ pub enum BackupCmd {
     /// Delete one backup (refused while an incremental backup builds on it), or with
     /// --keep N all but the newest N complete ones and what those build on.
     Delete {
+        /// The backup's id (`backup list`).
         #[arg(required_unless_present = "keep", conflicts_with = "keep")]
         id: Option<String>,
+        /// Keep the newest N complete backups, and what they build on.
         #[arg(long)]
         keep: Option<usize>,
+        /// The location: a directory on this machine, or s3://bucket/prefix (S3 settings from
+        /// the AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible server).
         #[arg(long)]
         from: String,
     },
@@ -361,7 +419,10 @@ pub enum BackupCmd {
 /// What `backup restore` restores, and where.
 #[derive(Args)]
 pub struct RestoreArgs {
+    /// The backup's id (`backup list`).
     pub id: String,
+    /// The location: a directory on this machine, or s3://bucket/prefix (S3 settings from
+    /// the AWS_* variables, AWS_ENDPOINT_URL for an S3-compatible server).
     #[arg(long)]
     pub from: String,
     /// An empty (or new) directory.
@@ -393,6 +454,7 @@ pub enum NodeCmd {
     /// Drain a node (its replicas move to the other nodes), then remove it from the cluster;
     /// waits until it is gone unless --no-wait.
     Remove {
+        /// The node's id (`quiverctl status`).
         id: u64,
         #[command(flatten)]
         wait: Wait,
@@ -403,7 +465,9 @@ pub enum NodeCmd {
 pub enum ShardCmd {
     /// Move leadership of shard ID to node --to, one of its voters; reads and writes go on.
     TransferLeader {
+        /// The shard's id (`quiverctl shards`).
         id: u64,
+        /// The node to lead it, one of its voters.
         #[arg(long)]
         to: u64,
         #[command(flatten)]
@@ -412,9 +476,12 @@ pub enum ShardCmd {
     /// Move shard ID's replica on node --from to node --to (added as a learner, caught up,
     /// made a voter, then the old replica is dropped).
     Move {
+        /// The shard's id (`quiverctl shards`).
         id: u64,
+        /// The node whose replica moves.
         #[arg(long)]
         from: u64,
+        /// The node it moves to, one without a replica of the shard.
         #[arg(long)]
         to: u64,
         #[command(flatten)]
@@ -423,6 +490,7 @@ pub enum ShardCmd {
     /// Split shard ID's hash range in two: it keeps the lower part, a new shard on the same
     /// replicas takes the upper part (from --at, by default from the median of its keys).
     Split {
+        /// The shard's id (`quiverctl shards`).
         id: u64,
         /// First hash of the upper part, decimal or 0x-hex.
         #[arg(long, value_parser = parse_hash)]
@@ -433,7 +501,9 @@ pub enum ShardCmd {
     /// Merge two neighbouring shards on the same replicas into one (the inverse of split):
     /// the lower one takes over the upper one's range and rows.
     Merge {
+        /// One shard's id (`quiverctl shards`).
         first: u64,
+        /// The other's: its neighbour, on the same nodes; either order.
         second: u64,
         #[command(flatten)]
         wait: Wait,
@@ -445,7 +515,10 @@ pub enum ShardCmd {
     },
     /// Cancel operation OP (see `quiverctl shards`): it ends as failed and what it began is
     /// undone; a split cannot be, a merge that began absorbing goes on.
-    Cancel { op: u64 },
+    Cancel {
+        /// The operation's id.
+        op: u64,
+    },
 }
 
 fn parse_hash(text: &str) -> std::result::Result<u64, String> {
@@ -498,4 +571,33 @@ pub fn selection(vector: Option<String>, features: Option<String>) -> Result<Fea
         (None, Some(f)) => FeatureSelection::Refs(f.split(',').map(|s| s.trim().to_string()).collect()),
         (None, None) => bail!("give --features or --vector"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command, named by its path (`backup list --from`),
+    /// that `--help` shows without a word on what it is for.
+    fn undocumented(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                missing.push(format!("{path} {}", arg.get_long().map_or(id.to_string(), |l| format!("--{l}"))));
+            }
+        }
+        for sub in command.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_argument_says_what_it_is_for() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), "quiverctl", &mut missing);
+        assert!(missing.is_empty(), "arguments without help:\n{}", missing.join("\n"));
+    }
 }

@@ -35,10 +35,12 @@
 //!     println!("{change}");
 //! }
 //!
-//! // 3. Push rows: join keys, the event time (µs) and features, by name.
+//! // 3. Push rows: join keys, the event time (µs since the epoch) and features, by name.
+//! //    A row older than its feature set's TTL (7 days here) reads as expired.
+//! let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
 //! let row = InputRow::from([
 //!     ("driver_id".to_string(), Value::Int64(1001)),
-//!     ("event_timestamp".to_string(), Value::Timestamp(1_764_000_000_000_000)),
+//!     ("event_timestamp".to_string(), Value::Timestamp(now)),
 //!     ("conv_rate".to_string(), Value::Float64(0.87)),
 //!     ("trips".to_string(), Value::Int64(12)),
 //! ]);
@@ -60,8 +62,9 @@
 //!     println!("{name} = {} ({:?})", value.value, value.status);
 //! }
 //!
-//! // 5. Build a training set: for each spine row, the latest values as of its time.
-//! let spine = b"driver_id,event_timestamp,label\n1001,2025-11-25T00:00:00Z,1\n".to_vec();
+//! // 5. Build a training set: for each spine row, the latest values as of its time
+//! //    (RFC 3339 or µs), here a second after the row was written.
+//! let spine = format!("driver_id,event_timestamp,label\n1001,{},1\n", now + 1_000_000).into_bytes();
 //! let request = HistoricalRequest::new("rides", FeatureSelection::Vector("driver_model_v1".into()), Spine::Csv(spine));
 //! let training = client.historical(request).await?; // an Arrow RecordBatch
 //! println!("{} rows", training.num_rows());

@@ -216,8 +216,9 @@ impl TrainingSetStream {
     }
 
     /// Where the node's time went before it sent the first batch, phase by phase: `spine`
-    /// (reading and checking it), `keys` (reading the events' keys and times), `join`,
-    /// `features` (taking the matched values), `save` (a dataset asked for).
+    /// (reading and checking it), `read` (reading the files and offering their events to the
+    /// spine's rows), `join`, `features` (taking the matched values), `save` (a dataset asked
+    /// for).
     pub fn phases(&self) -> &[(String, Duration)] {
         &self.phases
     }

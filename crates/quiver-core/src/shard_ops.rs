@@ -98,13 +98,20 @@ impl OpKind {
                 Ok(())
             }
             OpKind::Split { at, .. } => {
-                if *at != 0 && !(shard.start < *at && *at <= shard.end) {
-                    return invalid(format!(
-                        "split point {at:#018x} is not inside shard {}'s range {:#018x}..={:#018x} (it must be above its start)",
-                        shard.id, shard.start, shard.end
-                    ));
+                let side = if *at <= shard.start {
+                    "it must be above the range's start"
+                } else if *at > shard.end {
+                    "it must not be above the range's end"
+                } else {
+                    return Ok(());
+                };
+                if *at == 0 {
+                    return Ok(());
                 }
-                Ok(())
+                invalid(format!(
+                    "split point {at:#018x} is not inside shard {}'s range {:#018x}..={:#018x} ({side})",
+                    shard.id, shard.start, shard.end
+                ))
             }
             OpKind::Rebalance | OpKind::Merge { .. } => Ok(()),
         }
@@ -167,11 +174,16 @@ impl fmt::Display for OpKind {
                 write!(f, "move the replica of shard {shard} on node {from} to node {to}")
             }
             OpKind::Rebalance => f.write_str("rebalance replicas and leaders over the active nodes"),
-            OpKind::Split { shard, at: 0, child } => {
-                write!(f, "split shard {shard} at its median key: shard {child} takes the upper part")
-            }
             OpKind::Split { shard, at, child } => {
-                write!(f, "split shard {shard} at {at:#018x}: shard {child} takes the upper part")
+                match at {
+                    0 => write!(f, "split shard {shard} at its median key: ")?,
+                    at => write!(f, "split shard {shard} at {at:#018x}: ")?,
+                }
+                // A request's child is 0 until the operation starts and names it.
+                match child {
+                    0 => f.write_str("a new shard takes the upper part"),
+                    child => write!(f, "shard {child} takes the upper part"),
+                }
             }
             OpKind::Merge { left, right } => write!(f, "merge shard {right} into shard {left}"),
         }
@@ -236,12 +248,21 @@ mod tests {
         let first = map.shards[0].clone();
         let second = map.shards[1].clone();
         let on_second = OpKind::Split { shard: 2, at: second.start, child: 9 };
-        assert!(refused(on_second, &map, &[]).contains("not inside shard 2's range"));
-        assert!(refused(split(first.end + 1), &map, &[]).contains("not inside shard 1's range"));
+        let below = refused(on_second, &map, &[]);
+        assert!(below.contains("not inside shard 2's range") && below.contains("above the range's start"), "{below}");
+        let above = refused(split(first.end + 1), &map, &[]);
+        assert!(
+            above.contains("not inside shard 1's range") && above.contains("not be above the range's end"),
+            "{above}"
+        );
         assert_eq!(split(first.end).check(&map, &active, &[]), Ok(()));
         let median = OpKind::Split { shard: 1, at: 0, child: 0 }.settle(&map, 9);
         assert_eq!(median, split(0), "the point is left to the shard's leader");
         assert_eq!(median.check(&map, &active, &[]), Ok(()));
+        // Said before the operation starts, the new shard has no id yet; after, its own.
+        let asked = OpKind::Split { shard: 1, at: 0, child: 0 }.to_string();
+        assert_eq!(asked, "split shard 1 at its median key: a new shard takes the upper part");
+        assert_eq!(split(7).to_string(), "split shard 1 at 0x0000000000000007: shard 9 takes the upper part");
         let merge = |left, right| OpKind::Merge { left, right };
         assert!(refused(merge(1, 3), &map, &[]).contains("not adjacent"));
         assert!(refused(merge(2, 2), &map, &[]).contains("with itself"));

@@ -183,6 +183,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn")),
         )
+        // Colours for a terminal only: a log file or journal keeps plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let config = Args::parse().into_config()?;
     tracing::info!(node = config.node_id, listen = %config.listen, http = %config.http, data_dir = %config.data_dir.display(), "starting");

@@ -49,7 +49,16 @@ pub async fn remove_node(client: &Client, id: u64, wait: Wait) -> Result<()> {
 /// Says what the operation will do, starts it, and follows it to its end with a progress
 /// line (unless `--no-wait`); fails when it failed.
 pub async fn shard_operation(client: &Client, kind: OpKind, wait: Wait) -> Result<()> {
-    println!("{}: {kind}", plan(client, &kind).await?);
+    let map = client.shard_map().await?;
+    // Unless an operation is moving its leadership elsewhere: the node refuses that.
+    if let OpKind::TransferLeader { shard, to } = kind
+        && map.shard_map.shard(shard).is_ok_and(|s| s.leader == Some(to))
+        && !map.operations.iter().any(|op| op.kind.shards().contains(&shard))
+    {
+        println!("shard {shard} is led by node {to} already: nothing to do");
+        return Ok(());
+    }
+    println!("{}: {kind}", plan(&map, &kind));
     let op = client.start_shard_operation(kind).await?;
     if wait.no_wait {
         println!("operation {} started; `quiverctl shards` follows it", op.id);
@@ -77,10 +86,9 @@ pub async fn shard_operation(client: &Client, kind: OpKind, wait: Wait) -> Resul
 }
 
 /// What the cluster looks like before the operation, in the words of the plan line.
-async fn plan(client: &Client, kind: &OpKind) -> Result<String> {
-    let map = client.shard_map().await?;
+fn plan(map: &ClusterMap, kind: &OpKind) -> String {
     let shard = |id| map.shard_map.shard(id).ok();
-    Ok(match *kind {
+    match *kind {
         OpKind::TransferLeader { shard: id, .. } => match shard(id).and_then(|s| s.leader) {
             Some(leader) => format!("shard {id} is led by node {leader}"),
             None => format!("shard {id} has no known leader"),
@@ -89,13 +97,13 @@ async fn plan(client: &Client, kind: &OpKind) -> Result<String> {
             Some(s) => format!("shard {id} is on nodes {:?}", s.replicas),
             None => format!("shard {id} is unknown"),
         },
-        OpKind::Rebalance => format!("leaders per node {}", leader_counts(&map)),
+        OpKind::Rebalance => format!("leaders per node {}", leader_counts(map)),
         OpKind::Split { shard: id, .. } => match shard(id) {
             Some(s) => format!("shard {id} holds {:#018x}..={:#018x}", s.start, s.end),
             None => format!("shard {id} is unknown"),
         },
         OpKind::Merge { .. } => format!("the map has {} shards", map.shard_map.shards.len()),
-    })
+    }
 }
 
 /// One line on where the operation stands.

@@ -77,8 +77,9 @@ pub async fn get(
         input::parse_entities(entity_args, &join_keys_for(&registry, &features)?)?;
     let request = OnlineRequest { project: project.into(), features, entities: entities.clone(), consistency };
     let answer = client.get_online(request).await?;
+    let stale = consistency == Consistency::Stale;
     Ok(match format {
-        Format::Table => render::online::online_table(&entities, &answer),
-        Format::Json => render::online::online_json(&entities, &answer)?,
+        Format::Table => render::online::online_table(&entities, &answer, stale),
+        Format::Json => render::online::online_json(&entities, &answer, stale)?,
     })
 }
