@@ -373,10 +373,10 @@ async fn the_audit_log_records_each_kind_of_event_and_survives_losing_the_metada
     // Each kind of event, with who, what, where from and how it ended.
     let expected: [(&str, &str, &str); 6] = [
         ("admin", "Apply", "ok"),
-        ("admin", "CreateToken", "ok"),
+        ("admin", "CreateToken", "token 'd': viewer on project 'clinic', with the PII grant"),
         ("v", "WriteFeatures", "Q3002"),
         ("d", "GetOnlineFeatures", "read personal features vitals:age"),
-        ("admin", "RevokeToken", "ok"),
+        ("admin", "RevokeToken", "token 'v': viewer on project 'clinic'"),
         ("unauthenticated", "Status", "Q3001"),
     ];
     let everything = quiver_client::AuditQuery::default();

@@ -43,6 +43,8 @@ pub async fn create(node: &Node, call: &Call, req: v1::CreateTokenRequest) -> Re
         (Scope::Project(_), role) => role.parse()?,
     };
     allow_on(call, &scope, "issuing tokens")?;
+    let grant = if req.pii { ", with the PII grant" } else { "" };
+    call.note(format!("token '{name}': {role} on {scope}{grant}"));
     if req.pii && !call.caller.may_give_pii(&scope) {
         let on = match &scope {
             Scope::Project(project) => format!("project '{project}'"),
@@ -92,6 +94,7 @@ pub async fn revoke(node: &Node, call: &Call, req: v1::RevokeTokenRequest) -> Re
     let state = node.meta.caught_up().await?;
     let token = state.tokens.values().find(|t| t.name == req.name).ok_or_else(|| unknown_token(&req.name))?;
     allow_on(call, &token.scope, "revoking tokens")?;
+    call.note(format!("token '{}': {} on {}", token.name, token.role, token.scope));
     node.proposer.write_meta(MetaCommand::RevokeToken { name: req.name }).await?;
     Ok(v1::RevokeTokenResponse {})
 }
