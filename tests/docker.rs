@@ -116,7 +116,10 @@ fn rates(service: &str, ids: std::ops::Range<i64>, stale: bool) -> Vec<String> {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, out) = ctl(service, &refs, None);
     assert!(ok, "{out}");
-    out.lines().map(|l| l.rsplit(':').next().unwrap_or_default().trim_end_matches('}').to_string()).collect()
+    // A stale read's lines also carry its bound: the rate is read by name.
+    let rate =
+        |line: &str| serde_json::from_str::<serde_json::Value>(line).map(|v| v["driver_stats:conv_rate"].to_string());
+    out.lines().map(|l| rate(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
 }
 
 #[test]
