@@ -189,8 +189,21 @@ async fn main() -> anyhow::Result<()> {
     let config = Args::parse().into_config()?;
     tracing::info!(node = config.node_id, listen = %config.listen, http = %config.http, data_dir = %config.data_dir.display(), "starting");
     let node = quiver_node::start(config).await?;
-    quiver_node::api::serve(node.clone(), shutdown_signal()).await?;
+    let removal = node.peers.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = removal.until_removed() => tracing::error!("the cluster removed this node (quiverctl node remove): stopping"),
+        }
+    };
+    quiver_node::api::serve(node.clone(), stop).await?;
     node.shutdown().await;
+    if node.peers.removed() {
+        anyhow::bail!(
+            "this node was removed from its cluster (quiverctl node remove) and stopped; to join again, start it \
+             with an empty data dir and --join"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

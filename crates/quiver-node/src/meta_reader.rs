@@ -80,11 +80,35 @@ impl MetaReader {
             .ok_or_else(|| quiver_core::Error::Unavailable("the meta group has no leader".into()))?;
         let channel = self.pool.channel(&addr).map_err(Error::Raft)?;
         let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
-        let reply = client
-            .meta_read_index(quiver_proto::v1::MetaReadIndexRequest {})
-            .await
-            .map_err(|s| quiver_core::Error::Unavailable(format!("meta read index from {addr}: {}", s.message())))?;
+        let reply = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {}).await.map_err(|s| {
+            self.pool.refused(&s);
+            quiver_core::Error::Unavailable(format!("meta read index from {addr}: {}", s.message()))
+        })?;
         Ok(reply.into_inner().index)
+    }
+
+    /// Asks the metadata leader, or with none known here every other member, to admit a
+    /// request of this node's: one the cluster removed is refused, and the pool notes it
+    /// (`PeerPool::removed`). Such a node is no longer sent anything, so it must ask.
+    pub async fn check_membership(&self, me: u64) {
+        let Ok(group) = self.groups.group(META_GROUP) else { return };
+        let state = self.latest();
+        // Applied here (by a metadata leader that removed itself, say): nothing to ask.
+        if me < state.next_node_id && !state.nodes.contains_key(&me) {
+            return self.pool.note_removed();
+        }
+        let ask: Vec<&str> = match group.leader() {
+            Some(leader) if leader == me => return,
+            Some(leader) => state.nodes.get(&leader).map(|n| n.addr.as_str()).into_iter().collect(),
+            None => state.nodes.values().filter(|n| n.id != me).map(|n| n.addr.as_str()).collect(),
+        };
+        for addr in ask {
+            let Ok(channel) = self.pool.channel(addr) else { continue };
+            let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
+            if let Err(status) = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {}).await {
+                self.pool.refused(&status);
+            }
+        }
     }
 
     /// The meta state once this node has applied everything the metadata leader acknowledged.

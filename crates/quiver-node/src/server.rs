@@ -43,6 +43,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let cluster = ClusterMark::default();
     let pool = PeerPool::new(tls.clone(), Credentials::new(secret.as_ref(), cluster.clone()));
     let mut identity = Identity::establish(&mut config, &pool).await?;
+    cluster.set_node(config.node_id);
     let spill_dir = config.spill_dir();
     let left = quiver_offline::spill::remove_leftovers(&spill_dir).map_err(|e| Error::Config(e.to_string()))?;
     if left > 0 {
@@ -99,6 +100,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let (caught_up, sweep_when) = tokio::sync::oneshot::channel();
     tokio::spawn(hosting.run(meta.watch(), sweep_when));
     tokio::spawn(tell_when_caught_up(meta.clone(), caught_up));
+    tokio::spawn(watch_membership(me, meta.clone()));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
     tokio::spawn(advertise_to_clients(me, config.client_addr(), meta.clone(), proposer.clone()));
     let backups = Arc::new(Backups {
@@ -304,6 +306,18 @@ async fn advertise_to_clients(me: u64, addr: String, meta: MetaReader, proposer:
 
 /// Says once this node's meta view has caught up with the metadata leader's (retrying until
 /// there is one): hosting then sweeps what it no longer hosts.
+/// How often a node makes sure the cluster still counts it a member.
+const MEMBERSHIP_CHECK: Duration = Duration::from_secs(5);
+
+/// Asks now and then whether the cluster removed this node (`MetaReader::check_membership`);
+/// the node stops once a peer says so (`PeerPool::until_removed`, in `main`).
+async fn watch_membership(me: u64, meta: MetaReader) {
+    loop {
+        tokio::time::sleep(MEMBERSHIP_CHECK).await;
+        meta.check_membership(me).await;
+    }
+}
+
 async fn tell_when_caught_up(meta: MetaReader, caught_up: tokio::sync::oneshot::Sender<()>) {
     while meta.caught_up().await.is_err() {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -9,6 +9,8 @@
 //! Beside the proof, a member's RPC names its cluster's id once it knows it
 //! (`x-quiver-cluster`), and a member of another cluster is refused: two clusters restored
 //! from different backups, or sharing a CA or a secret by mistake, never mix their members.
+//! It names its node id too (`x-quiver-node`), so a node the cluster has forgotten (`node
+//! remove`) is told so (`REMOVED`) and stops, rather than serving a stale view.
 
 use std::sync::{Arc, OnceLock};
 
@@ -64,21 +66,32 @@ impl Proof {
 
 /// The header a member's RPC names its cluster's id in.
 pub const CLUSTER_HEADER: &str = "x-quiver-cluster";
+/// The header a member's RPC names its node id in.
+pub const NODE_HEADER: &str = "x-quiver-node";
+/// What the refusal of a forgotten node's RPC says, for that node to recognise.
+pub const REMOVED: &str = "was removed from this cluster";
 
-/// The id of the cluster this node is a member of, once known: from `identity.toml`, or
-/// learned from the meta state when the cluster has made it. Set once; shared by admission
-/// and by the credentials of the node's own RPCs.
+/// Who this node is in its cluster, once known: the cluster's id (from `identity.toml`, or
+/// learned from the meta state when the cluster has made it) and the node's id. Each is
+/// set once; shared by admission and by the credentials of the node's own RPCs.
 #[derive(Clone, Default, Debug)]
-pub struct ClusterMark(Arc<OnceLock<String>>);
+pub struct ClusterMark {
+    cluster: Arc<OnceLock<String>>,
+    node: Arc<OnceLock<u64>>,
+}
 
 impl ClusterMark {
     pub fn get(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+        self.cluster.get().map(String::as_str)
     }
 
     /// Sets the id unless one is set; answers the one that stands.
     pub fn set(&self, id: &str) -> &str {
-        self.0.get_or_init(|| id.to_string())
+        self.cluster.get_or_init(|| id.to_string())
+    }
+
+    pub fn set_node(&self, id: u64) {
+        self.node.get_or_init(|| id);
     }
 
     /// Refuses a member's RPC that names another cluster. One that names none comes from a
@@ -125,6 +138,9 @@ impl tonic::service::Interceptor for Credentials {
         if let Some(id) = self.cluster.get().and_then(|id| id.parse().ok()) {
             request.metadata_mut().insert(CLUSTER_HEADER, id);
         }
+        if let Some(node) = self.cluster.node.get() {
+            request.metadata_mut().insert(NODE_HEADER, (*node).into());
+        }
         Ok(request)
     }
 }
@@ -157,8 +173,10 @@ mod tests {
         let sent = tonic::service::Interceptor::call(&mut credentials, tonic::Request::new(())).unwrap();
         assert!(sent.metadata().get(CLUSTER_HEADER).is_none());
         unnamed.set("c3");
+        unnamed.set_node(7);
         let sent = tonic::service::Interceptor::call(&mut credentials, tonic::Request::new(())).unwrap();
         assert_eq!(sent.metadata().get(CLUSTER_HEADER).unwrap(), "c3");
+        assert_eq!(sent.metadata().get(NODE_HEADER).unwrap(), "7");
     }
 
     #[test]

@@ -215,13 +215,28 @@ impl Gate {
         let method = path.rsplit('/').next().unwrap_or_default();
         if member::is_member_route(path) {
             self.members.check(method, request)?;
-            return self.cluster.admit(method, request.headers());
+            self.cluster.admit(method, request.headers())?;
+            return self.not_forgotten(method, request.headers());
         }
         let header = request.headers().get("authorization").map(|v| v.to_str().unwrap_or_default());
         let from = remote_addr(request);
         let caller = self.authenticate(header.map(bearer), from, method)?;
         self.limits.rate(&caller.name, Instant::now()).map_err(crate::error::Error::from)?;
         request.extensions_mut().insert(Admitted(caller));
+        Ok(())
+    }
+
+    /// Refuses a member's RPC from a node the cluster forgot (`node remove`), saying so
+    /// (`member::REMOVED`): that node then stops. An id at or above `next_node_id` is one
+    /// this node's view has not seen given yet (a joiner), not a forgotten one.
+    fn not_forgotten(&self, method: &str, headers: &http::HeaderMap) -> std::result::Result<(), Status> {
+        let Some(id) = headers.get(member::NODE_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) else {
+            return Ok(());
+        };
+        let state = self.meta.latest();
+        if id < state.next_node_id && !state.nodes.contains_key(&id) {
+            return Err(Status::permission_denied(format!("{method}: node {id} {}", member::REMOVED)));
+        }
         Ok(())
     }
 

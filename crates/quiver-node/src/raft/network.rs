@@ -3,6 +3,7 @@
 //! peer last answered: a peer's log position says nothing of whether it is still up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,24 @@ pub struct PeerPool {
     answered: Answered,
     tls: Option<Tls>,
     credentials: Credentials,
+    removed: Removed,
+}
+
+/// Set once a peer refused this node as one the cluster removed (`member::REMOVED`).
+#[derive(Clone, Default)]
+struct Removed(Arc<(AtomicBool, tokio::sync::Notify)>);
+
+impl Removed {
+    fn note(&self, status: &tonic::Status) {
+        if status.message().contains(crate::auth::member::REMOVED) {
+            self.set();
+        }
+    }
+
+    fn set(&self) {
+        self.0.0.store(true, Ordering::Release);
+        self.0.1.notify_waiters();
+    }
 }
 
 /// When each peer last answered a Raft message of any group, and when the pool was made.
@@ -103,7 +122,39 @@ impl PeerPool {
 
     /// A pool whose channels use `tls`, when given, and carry `credentials`.
     pub fn new(tls: Option<Tls>, credentials: Credentials) -> PeerPool {
-        PeerPool { channels: Arc::default(), answered: Answered::default(), tls, credentials }
+        PeerPool {
+            channels: Arc::default(),
+            answered: Answered::default(),
+            tls,
+            credentials,
+            removed: Removed::default(),
+        }
+    }
+
+    /// Notes a peer's refusal: one that says this node was removed makes `removed` true.
+    pub fn refused(&self, status: &tonic::Status) {
+        self.removed.note(status);
+    }
+
+    /// Notes that this node's own meta state says the cluster removed it.
+    pub fn note_removed(&self) {
+        self.removed.set();
+    }
+
+    /// Has a peer (or this node's meta state) said the cluster removed this node?
+    pub fn removed(&self) -> bool {
+        self.removed.0.0.load(Ordering::Acquire)
+    }
+
+    /// Waits until a peer says the cluster removed this node.
+    pub async fn until_removed(&self) {
+        loop {
+            let told = self.removed.0.1.notified();
+            if self.removed() {
+                return;
+            }
+            told.await;
+        }
     }
 }
 
@@ -117,7 +168,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let channel = self.pool.channel(&node.addr);
-        PeerClient { group: self.group, target, channel, answered: self.pool.answered.clone() }
+        let (answered, removed) = (self.pool.answered.clone(), self.pool.removed.clone());
+        PeerClient { group: self.group, target, channel, answered, removed }
     }
 }
 
@@ -126,6 +178,7 @@ pub struct PeerClient {
     target: NodeId,
     channel: Result<PeerChannel, String>,
     answered: Answered,
+    removed: Removed,
 }
 
 enum Rpc {
@@ -160,7 +213,10 @@ impl PeerClient {
             Err(_) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&Msg(format!("node {} timed out", self.target)))));
             }
-            Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
+            Ok(Err(status)) => {
+                self.removed.note(&status);
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
             Ok(Ok(reply)) => reply.into_inner(),
         };
         self.answered.record(self.target);
