@@ -154,7 +154,7 @@ async fn every_read_path_answers_exactly_the_tokens_the_rules_allow() {
     let args = ["--auth", "--ingest-allow", examples.to_str().unwrap()];
     let node = LocalNode::start(&data, &args).await.unwrap();
     let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
-    root.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    root.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let example = examples.join("driver_stats.parquet");
     root.ingest("rides", "driver_stats", example.to_str().unwrap(), |_| {}).await.unwrap();
     // Statistics are summarized in the background: wait until the set has some.

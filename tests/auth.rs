@@ -18,7 +18,7 @@ async fn client(node: &LocalNode, token: &str) -> Client {
 }
 
 fn definitions(text: &str) -> quiver_client::Definitions {
-    quiver_admin::input::parse_definitions(text).expect("definitions parse")
+    quiver_client::Definitions::from_yaml(text).expect("definitions parse")
 }
 
 fn rates(features: &quiver_client::OnlineFeatures) -> Vec<String> {
@@ -175,6 +175,18 @@ async fn missing_unknown_expired_and_revoked_tokens_are_each_refused_by_name() {
     revoked.shard_map().await.unwrap();
     root.revoke_token("gone").await.unwrap();
     unauthenticated(revoked.status().await, "revoked");
+    // The refusal is in the audit log under the token and its project.
+    let theirs =
+        quiver_client::AuditQuery { project: Some("rides".into()), actor: Some("gone".into()), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let entries = root.audit(&theirs).await.unwrap();
+        if entries.iter().any(|e| e.action == "Status" && e.outcome.contains("revoked")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal of the revoked token under project rides: {entries:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let again = NewToken {
         name: "gone".into(),
         scope: Scope::Project("rides".into()),

@@ -39,7 +39,8 @@ fn create(endpoint: &str, to: &str, extra: &[&str]) -> String {
     let out = quiverctl(endpoint, &[&["backup", "create", "--to", to], extra].concat(), None);
     assert!(out.success, "backup create: {}", out.stderr);
     let id = out.stdout.split_whitespace().nth(1).expect("the backup's id is printed").to_string();
-    assert!(out.stdout.contains("complete"), "{}", out.stdout);
+    // What it holds apart from what it wrote (an incremental one writes only changes).
+    assert!(out.stdout.contains("complete") && out.stdout.contains("online rows; "), "{}", out.stdout);
     id
 }
 
@@ -56,7 +57,7 @@ fn listed(from: &str, env: &[(String, String)]) -> Vec<(String, bool)> {
 
 async fn with_rides(node: &LocalNode) -> Client {
     let client = node.client().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     client
 }
 

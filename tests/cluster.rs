@@ -73,8 +73,15 @@ async fn three_nodes_form_one_cluster_and_replicate_every_group() {
     let from_leader = nodes[meta_leader - 1].client().await.unwrap().status().await.unwrap();
     let replicas: Vec<u64> = from_leader.groups[0].replicas.iter().map(|r| r.node_id).collect();
     assert_eq!(replicas, vec![1, 2, 3], "{from_leader:?}");
+    // Every node, leader or not, says which nodes are up as the metadata leader sees them.
+    for node in &nodes {
+        let status = node.client().await.unwrap().status().await.unwrap();
+        assert_eq!(status.liveness_from, Some(meta_leader as u64), "through node {}", status.node_id);
+        let up: Vec<Option<bool>> = status.nodes.iter().map(|n| status.up(n)).collect();
+        assert_eq!(up, vec![Some(true); 3], "through node {}", status.node_id);
+    }
     // Any node takes requests: followers redirect to the leader.
-    let defs = quiver_admin::input::parse_definitions(RIDES).unwrap();
+    let defs = quiver_client::Definitions::from_yaml(RIDES).unwrap();
     nodes[2].client().await.unwrap().apply(&defs).await.unwrap();
     let writer = nodes[1].client().await.unwrap();
     write_one_by_one(&writer, 0..30, |id| id as f64 / 10.0).await;
@@ -88,7 +95,7 @@ async fn sigkill_of_the_leader_keeps_every_acknowledged_write_and_the_node_catch
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = form_cluster(dir.path()).await;
     let client = nodes[0].client().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
 
     // Four writers keep writing new drivers, one row per request, through the kill; each
     // remembers which writes were acknowledged.
@@ -159,7 +166,7 @@ async fn a_paused_leader_never_serves_a_stale_linearizable_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = form_cluster(dir.path()).await;
     let first = nodes[0].client().await.unwrap();
-    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    first.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     write_one_by_one(&first, 0..8, |_| 1.0).await;
     let leader = first.status().await.unwrap().groups[0].leader.unwrap();
     let paused = (leader - 1) as usize;
@@ -219,15 +226,14 @@ async fn a_joining_node_receives_replicas_and_a_removed_node_is_drained_first() 
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = form_cluster(dir.path()).await;
     let first = nodes[0].client().await.unwrap();
-    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    first.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     write_one_by_one(&first, 0..40, |id| id as f64).await;
 
     // Node 4 joins through node 2 and, once placement is balanced, holds a third of the
     // twelve replicas (four shards, three each) with the data in them.
     let [listen, http] = <[String; 2]>::try_from(free_addrs(2).unwrap()).unwrap();
-    let join = nodes[1].endpoint();
-    let secret = LocalNode::cluster_secret(dir.path());
-    let args = ["--join", join.trim_start_matches("http://"), "--cluster-secret", secret.to_str().unwrap()];
+    let args = LocalNode::join_args(dir.path(), &nodes[1].endpoint());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut joined = LocalNode::spawn_at(&dir.path().join("node4"), &listen, &http, &args, &[]).unwrap();
     joined.wait_ready(READY).await.unwrap();
     let loads = placement_settles(&first, &[1, 2, 3, 4]).await;
@@ -283,7 +289,7 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     ];
     let mut nodes = form_cluster_env(dir.path(), &env).await;
     let first = nodes[0].client().await.unwrap();
-    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    first.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
 
     // An ingest through a node that is not the metadata leader: its commit is forwarded,
     // the leader dies after applying it, the forwarder retries through the new leader and
@@ -349,7 +355,7 @@ async fn a_lagging_follower_answers_offline_requests_with_every_committed_change
     let extra = ["--shards", "4", "--offline-store", shared.as_str(), "--balance-leaders", "false"];
     let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
     let first = nodes[0].client().await.unwrap();
-    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    first.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let meta_leader = first.status().await.unwrap().groups[0].leader.unwrap() as usize;
     let lagging = meta_leader % 3;
     // Each apply waits 400 ms, so the few entries of an ingest reach this node seconds
@@ -474,7 +480,7 @@ async fn a_training_set_split_over_three_nodes_is_the_single_node_answer() {
     .concat();
     let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
     let first = nodes[0].client().await.unwrap();
-    first.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    first.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     std::fs::create_dir(dir.path().join("alone")).unwrap();
     let (alone, alone_client) = quiver_tests::node_with_rides(&dir.path().join("alone"), &[]).await;
     let (inputs, spine) = split_inputs(dir.path(), now_micros());
@@ -527,5 +533,118 @@ async fn a_training_set_split_over_three_nodes_is_the_single_node_answer() {
         let spill = dir.path().join(format!("node{n}/spill"));
         let left = std::fs::read_dir(&spill).map(|d| d.count()).unwrap_or(0);
         assert_eq!(left, 0, "node{n} left spill files");
+    }
+}
+
+/// The README's 3-node recipe, run as written (on free ports, in a directory of its own):
+/// rows pushed through one node reach a training set through every node, which holds only
+/// when the nodes share one offline store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_cluster_recipe_serves_training_sets_through_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = &readme[readme.find("### A 3-node cluster").expect("the README's cluster section")..];
+    let mut script = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).unwrap().to_string();
+    let free = free_addrs(6).unwrap();
+    let written = ["7071", "7072", "7073", "7081", "7082", "7083"].map(|p| format!("127.0.0.1:{p}"));
+    for (old, new) in written.iter().zip(&free) {
+        assert!(script.contains(old.as_str()), "the recipe uses {old}");
+        script = script.replace(old.as_str(), new);
+    }
+    let _nodes = Recipe::run(dir.path(), &script);
+    let mut clients = Vec::new();
+    for (addr, http) in free[..3].iter().zip(&free[3..]) {
+        let deadline = Instant::now() + READY;
+        while !quiver_admin::local_node::healthy(http, None).await {
+            assert!(Instant::now() < deadline, "the node at {addr} of the recipe serves");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        clients.push(Client::connect(format!("http://{addr}")).await.unwrap());
+    }
+    clients[0].apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
+    let ts = now_micros() - 60_000_000;
+    clients[1]
+        .write("rides", "driver_stats", (0..50).map(|id| driver_row(id, ts, id as f64, id)).collect())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + READY;
+    while offline_rows(&clients[2]).await < 50 {
+        assert!(Instant::now() < deadline, "the pushed rows reach the offline store");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spine = format!("driver_id,event_timestamp\n3,{t}\n49,{t}\n", t = ts + 1);
+    for (i, client) in clients.iter().enumerate() {
+        let request = quiver_client::HistoricalRequest::new(
+            "rides",
+            FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
+            quiver_client::Spine::Csv(spine.clone().into_bytes()),
+        );
+        let history =
+            client.historical(request).await.unwrap_or_else(|e| panic!("a training set through node {}: {e}", i + 1));
+        let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
+        assert_eq!(trips.iter().collect::<Vec<_>>(), vec![Some(3), Some(49)], "through node {}", i + 1);
+    }
+}
+
+/// A shell script started in a process group of its own, with the built binaries first on
+/// its path; the group is killed when dropped (the nodes it left in the background too).
+struct Recipe(std::process::Child);
+
+impl Recipe {
+    fn run(dir: &std::path::Path, script: &str) -> Recipe {
+        use std::os::unix::process::CommandExt;
+        let bin = quiver_admin::local_node::binary("quiver-node").unwrap();
+        let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+        let log = std::fs::File::create(dir.join("recipe.log")).unwrap();
+        let child = std::process::Command::new("bash")
+            .args(["-c", script])
+            .current_dir(dir)
+            .env("PATH", path)
+            .env_remove("QUIVER_CONFIG")
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Recipe(child)
+    }
+}
+
+impl Drop for Recipe {
+    fn drop(&mut self) {
+        // `--` before the negative id: it names the process group, not a signal.
+        let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Members that each keep their own offline store (the default, `<data-dir>/offline`): all
+/// but the metadata leader, whose store holds the cluster's mark, stop and say what to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_without_one_offline_store_stop_and_say_what_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addrs(6).unwrap();
+    let initial = listen[..3].join(",");
+    let secret = LocalNode::cluster_secret(dir.path());
+    let args = ["--initial-cluster", initial.as_str(), "--cluster-secret", secret.to_str().unwrap()];
+    let mut nodes: Vec<LocalNode> = (0..3)
+        .map(|i| {
+            let data = dir.path().join(format!("node{}", i + 1));
+            LocalNode::spawn_at(&data, &listen[i], &listen[3 + i], &args, &[]).unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + READY;
+    let stopped = loop {
+        let stopped: Vec<usize> = (0..3).filter(|i| nodes[*i].has_exited()).collect();
+        if stopped.len() == 2 {
+            break stopped;
+        }
+        assert!(Instant::now() < deadline, "two members stop; stopped: {stopped:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for i in stopped {
+        let log = std::fs::read_to_string(dir.path().join(format!("node{}.log", i + 1))).unwrap();
+        assert!(log.contains("is not its cluster's") && log.contains("--offline-store"), "node {}: {log}", i + 1);
     }
 }

@@ -57,7 +57,7 @@ async fn every_dashboard_page_renders_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A monitor comparing the last ten years of offline rows with the training set.
-    let mut defs = quiver_admin::input::parse_definitions(quiver_tests::RIDES).unwrap();
+    let mut defs = quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap();
     let stats = defs.feature_sets.iter_mut().find(|f| f.name == "driver_stats").unwrap();
     stats.monitoring = Some(quiver_core::spec::MonitoringSpec {
         reference: Some("dataset:training_2026_11".into()),
@@ -118,7 +118,7 @@ async fn with_authentication_the_dashboard_signs_in_and_shows_personal_values_on
         quiver_tests::LocalNode::start(&dir.path().join("node"), &["--auth", "--ingest-allow", allow]).await.unwrap();
     let admin = std::fs::read_to_string(dir.path().join("node/admin.token")).unwrap();
     let root = quiver_client::Client::builder(node.endpoint()).token(admin.trim()).connect().await.unwrap();
-    root.apply(&quiver_admin::input::parse_definitions(quiver_tests::RIDES).unwrap()).await.unwrap();
+    root.apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap()).await.unwrap();
     let example = examples.join("driver_stats.parquet");
     root.ingest("rides", "driver_stats", example.to_str().unwrap(), |_| {}).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

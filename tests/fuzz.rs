@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use quiver_admin::input::{RowFormat, parse_definitions, parse_rows};
+use quiver_admin::input::{RowFormat, parse_rows};
+use quiver_client::Definitions;
 use quiver_core::ValueType;
 use quiver_core::registry::{Entity, FeatureSet, Registry};
 use quiver_offline::ingest::{SourceChunks, SourceData, SourceFormat};
@@ -75,7 +76,7 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value)) -> usize
 
 fn rides() -> (Entity, FeatureSet) {
     let mut registry = Registry::default();
-    registry.apply(&parse_definitions(RIDES).unwrap(), 0).unwrap();
+    registry.apply(&Definitions::from_yaml(RIDES).unwrap(), 0).unwrap();
     let project = registry.project("rides").unwrap();
     (project.entity("driver").unwrap().clone(), project.feature_set("driver_stats", None).unwrap().clone())
 }
@@ -87,7 +88,7 @@ fn example(name: &str) -> Vec<u8> {
 #[test]
 fn yaml_definitions_parse_and_apply_or_fail_cleanly() {
     let ran = fuzz("yaml definitions", input(RIDES.as_bytes().to_vec()), |bytes| {
-        if let Ok(defs) = parse_definitions(&String::from_utf8_lossy(&bytes)) {
+        if let Ok(defs) = Definitions::from_yaml(&String::from_utf8_lossy(&bytes)) {
             let _ = Registry::default().apply(&defs, 0);
         }
     });
@@ -149,7 +150,7 @@ fn decode<M: Message + Default>(bytes: &[u8], convert: impl Fn(M)) {
 
 #[test]
 fn grpc_requests_decode_and_convert_or_fail_cleanly() {
-    let defs = parse_definitions(RIDES).unwrap();
+    let defs = Definitions::from_yaml(RIDES).unwrap();
     let apply = quiver_proto::definitions_to_proto(&defs).encode_to_vec();
     fuzz("ApplyRequest", input(apply), |b| {
         decode(&b, |m: v1::ApplyRequest| drop(quiver_proto::definitions_from_proto(m)))
@@ -224,7 +225,7 @@ async fn http_routes_answer_every_request_and_the_node_stays_healthy() {
     let node = quiver_tests::LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
     let admin = std::fs::read_to_string(dir.path().join("node/admin.token")).unwrap();
     let root = quiver_client::Client::builder(node.endpoint()).token(admin.trim()).connect().await.unwrap();
-    root.apply(&parse_definitions(RIDES).unwrap()).await.unwrap();
+    root.apply(&Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let addr = node.http_addr().to_string();
     let cookie = format!("quiver_token={}", admin.trim());
     let strategy = (target(), any::<bool>(), any::<bool>(), "[ -~]{0,80}");

@@ -217,7 +217,7 @@ async fn an_incompatible_change_creates_a_version_and_the_old_one_stays_readable
     client.write("rides", "driver_stats", vec![driver_row(1, now, 0.5, 7)]).await.unwrap();
     let changed =
         quiver_tests::RIDES.replace("{name: avg_daily_trips, type: int64", "{name: avg_daily_trips, type: float64");
-    let reply = client.apply(&quiver_admin::input::parse_definitions(&changed).unwrap()).await.unwrap();
+    let reply = client.apply(&quiver_client::Definitions::from_yaml(&changed).unwrap()).await.unwrap();
     assert!(reply.iter().any(|c| c.name == "driver_stats" && c.action == quiver_client::Action::NewVersion(2)));
     let mut v2_row = driver_row(1, now, 0.25, 0);
     v2_row.insert("avg_daily_trips".into(), Value::Float64(7.5));

@@ -20,7 +20,7 @@ const READY: Duration = Duration::from_secs(60);
 async fn cluster(dir: &std::path::Path, count: usize, shards: &str, env: &[(String, String)]) -> Vec<LocalNode> {
     let nodes = LocalNode::start_cluster(dir, count, &["--shards", shards], env, READY).await.unwrap();
     let client = nodes[0].client().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     nodes
 }
 
@@ -540,6 +540,26 @@ async fn a_split_point_chosen_by_a_leader_that_dies_is_the_one_used() {
     every_write_reads_back(&survivor, writers, &stop).await;
 }
 
+/// The leader dies with the split's rows being copied ahead on every replica; the next one
+/// finishes the split from its own copy, and the dead node, back without its copy, applies
+/// the split by copying everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_whose_leader_dies_while_copying_ahead_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, survivor, writers, stop) = split_through_a_crash(dir.path(), "split-copying").await;
+    every_write_reads_back(&survivor, writers, &stop).await;
+    // The node that died applies the split too, and then hosts the child.
+    let groups = survivor.shard_map().await.unwrap().shard_map.shards.len() + 1;
+    for node in &nodes {
+        let client = node.client().await.unwrap();
+        let deadline = std::time::Instant::now() + READY;
+        while client.status().await.unwrap().groups.len() != groups {
+            assert!(std::time::Instant::now() < deadline, "node at {} hosts every group", node.endpoint());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A merge whose upper shard cannot finish exporting (the export is stalled) is abandoned at
 /// its deadline, and the upper shard serves its range again: no range stays frozen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,7 +571,7 @@ async fn a_merge_that_cannot_finish_is_abandoned_and_its_shard_thaws() {
     let extra = ["--shards", "2", "--config", config.to_str().unwrap()];
     let nodes = LocalNode::start_cluster(dir.path(), 1, &extra, &env, READY).await.unwrap();
     let client = nodes[0].client().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
 
@@ -582,7 +602,7 @@ async fn a_dead_node_is_replaced_and_drops_its_stale_copies_when_back() {
     let extra = ["--shards", "4", "--replace-dead-after", "3s"];
     let mut nodes = LocalNode::start_cluster(dir.path(), 4, &extra, &[], READY).await.unwrap();
     let client = nodes[0].client().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let rows = (0..300).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
     // Placement spreads the twelve replicas, three per node.
@@ -659,11 +679,9 @@ async fn a_move_to_a_node_that_is_down_is_rolled_back() {
     let client = nodes[0].client().await.unwrap();
     // A fourth node joins, and dies before it holds the shard moved to it.
     let [listen, http] = <[String; 2]>::try_from(quiver_admin::local_node::free_addrs(2).unwrap()).unwrap();
-    let secret = LocalNode::cluster_secret(dir.path());
-    let join = nodes[0].endpoint();
-    let args =
-        [&["--join", join.trim_start_matches("http://"), "--cluster-secret", secret.to_str().unwrap()], &extra[..]];
-    let mut fourth = LocalNode::spawn_at(&dir.path().join("node4"), &listen, &http, &args.concat(), &[]).unwrap();
+    let join = LocalNode::join_args(dir.path(), &nodes[0].endpoint());
+    let args: Vec<&str> = join.iter().map(String::as_str).chain(extra).collect();
+    let mut fourth = LocalNode::spawn_at(&dir.path().join("node4"), &listen, &http, &args, &[]).unwrap();
     fourth.wait_ready(READY).await.unwrap();
     let id = fourth.client().await.unwrap().status().await.unwrap().node_id;
     fourth.kill_9().unwrap();
@@ -729,7 +747,7 @@ async fn a_shard_over_its_row_limit_splits_by_itself() {
     let extra = ["--shards", "1", "--config", config.as_str()];
     let nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
     let client = nodes[0].client().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let rows = (0..1000).map(|id| driver_row(id, now_micros(), id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();
 

@@ -98,7 +98,7 @@ async fn three_nodes_talk_mutual_tls_and_serve_a_client_that_trusts_their_ca() {
     let nodes = LocalNode::start_cluster(dir.path(), 3, &args, &[], Duration::from_secs(60)).await.unwrap();
     let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
     let client = quiver_client::Client::builder(https(&nodes[1])).ca(ca).connect().await.unwrap();
-    client.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let at = now_micros();
     let rows = (0..50).map(|id| driver_row(id, at, id as f64, id)).collect();
     client.write("rides", "driver_stats", rows).await.unwrap();

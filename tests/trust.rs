@@ -275,7 +275,7 @@ async fn with_auth_an_ingest_reads_only_listed_places_and_is_on_record() {
     let data = dir.path().join("node");
     let node = LocalNode::start(&data, &["--auth", "--ingest-allow", landing.to_str().unwrap()]).await.unwrap();
     let root = Client::builder(node.endpoint()).token(admin_token(&data)).connect().await.unwrap();
-    root.apply(&quiver_admin::input::parse_definitions(RIDES).unwrap()).await.unwrap();
+    root.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
     let loader = issue_token(&root, "loader", "rides", Role::Writer, false).await;
     let writer = Client::builder(node.endpoint()).token(loader).connect().await.unwrap();
 
@@ -459,7 +459,10 @@ async fn a_node_cut_off_from_the_metadata_leader_stops_trusting_tokens_within_th
     let (n3_peers, n3_clients) = (format!("{}.2:{p3}", ns.net), format!("{}.3:{p3}", ns.net));
     let initial = format!("{n1},{n2},{n3_peers}");
     let secret = dir.path().join("cluster.secret");
-    let common = ["--auth", "--insecure", "--initial-cluster", &initial, "--cluster-secret", secret.to_str().unwrap()];
+    let store = dir.path().join("offline");
+    let (secret, store) = (secret.to_str().unwrap(), store.to_str().unwrap());
+    let common =
+        ["--auth", "--insecure", "--initial-cluster", &initial, "--cluster-secret", secret, "--offline-store", store];
     let mut nodes = Vec::new();
     for (i, addr) in [&n1, &n2].into_iter().enumerate() {
         let http = format!("{host}:{}", free[3 + i]);

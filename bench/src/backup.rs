@@ -71,7 +71,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     std::fs::write(&config, "[workers]\ncompaction_interval_ms = 86400000\n")?;
     let node = LocalNode::start(&dir.path().join("node"), &["--config", &config.display().to_string()]).await?;
     let client = node.client().await?;
-    client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
+    client.apply(&quiver_client::Definitions::from_yaml(crate::datagen::DEFINITIONS)?).await?;
     out.say(format!("quiver-bench backup: one node, data in {}", dir.path().display()));
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;

@@ -14,8 +14,8 @@ use anyhow::{Context, Result};
 use arrow_array::Array;
 use clap::ValueEnum;
 use futures::StreamExt;
-use quiver_admin::input::parse_definitions;
 use quiver_admin::local_node::{LocalNode, binary};
+use quiver_client::Definitions;
 use quiver_client::{FeatureSelection, HistoricalRequest, Spine};
 use quiver_core::time::{format_ttl, parse_ttl};
 use serde_json::json;
@@ -335,7 +335,7 @@ pub async fn run(args: Args) -> Result<()> {
     let pids = nodes.iter().map(|n| n.pid().context("a node is not running")).collect::<Result<Vec<u32>>>()?;
     let pid = pids[0];
     let client = nodes[0].client().await?;
-    let defs = parse_definitions(crate::datagen::DEFINITIONS)?;
+    let defs = Definitions::from_yaml(crate::datagen::DEFINITIONS)?;
     let ttl_secs = parse_ttl(defs.feature_sets[0].ttl.as_deref().unwrap_or_default())?;
     client.apply(&defs).await?;
 

@@ -413,7 +413,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         let counts = settle_leaders(&client, args.nodes.into(), args.one_leader).await?;
         out.say(format!("shard leaders per node: {counts:?} ({leaders})"));
     }
-    client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
+    client.apply(&quiver_client::Definitions::from_yaml(crate::datagen::DEFINITIONS)?).await?;
     let shape = if args.nodes == 1 { "single node".to_string() } else { format!("{} nodes", args.nodes) };
     out.say(format!(
         "quiver-bench: {shape}, 8 shards with {} replicas each, data in {}",

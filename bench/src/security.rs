@@ -87,7 +87,7 @@ pub async fn run(mut args: Args) -> Result<()> {
             builder = builder.token(std::fs::read_to_string(data_dir.join("admin.token"))?);
         }
         let client = builder.connect().await?;
-        client.apply(&quiver_admin::input::parse_definitions(crate::datagen::DEFINITIONS)?).await?;
+        client.apply(&quiver_client::Definitions::from_yaml(crate::datagen::DEFINITIONS)?).await?;
         load(&client, args.entities, 1_000, args.writers).await?;
         let reads =
             read_loop(&client, args.entities, (1, Consistency::Linearizable), args.concurrency, for_secs(args.seconds))

@@ -97,7 +97,7 @@ async fn run(args: &Args) -> Result<bool> {
     println!("{} nodes in namespaces on {subnet}.0/24; history and logs in {}", args.nodes, dir.display());
 
     let setup = Client::connect(endpoints[0].clone()).await?;
-    setup.apply(&quiver_admin::input::parse_definitions(quiver_tests::RIDES)?).await?;
+    setup.apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES)?).await?;
     let start = Instant::now();
     let workload = Workload {
         endpoints: Arc::new(endpoints.clone()),
@@ -161,10 +161,16 @@ async fn run(args: &Args) -> Result<bool> {
 async fn start_cluster(lab: Lab, dir: &std::path::Path) -> Result<Cluster> {
     let listen: Vec<String> = lab.hosts.iter().map(|h| format!("{}:7000", h.ip)).collect();
     let initial = listen.join(",");
-    let secret = dir.join("cluster.secret");
+    let (secret, store) = (dir.join("cluster.secret"), dir.join("offline"));
     let secret = secret.to_str().context("a path that is not UTF-8")?;
-    // Off loopback without TLS: members still prove themselves with the cluster secret.
-    let args = ["--initial-cluster", initial.as_str(), "--cluster-secret", secret, "--shards", "4", "--insecure"];
+    let store = store.to_str().context("a path that is not UTF-8")?;
+    // Off loopback without TLS: members still prove themselves with the cluster secret. The
+    // offline store is on the host's disk, which every namespace sees.
+    let args = [
+        ["--initial-cluster", initial.as_str(), "--cluster-secret", secret, "--offline-store", store].as_slice(),
+        &["--shards", "4", "--insecure"],
+    ]
+    .concat();
     let mut nodes = Vec::new();
     for (host, addr) in lab.hosts.iter().zip(&listen) {
         let prefix = host.prefix();

@@ -22,7 +22,7 @@ pub async fn node_with_rides(dir: &Path, extra: &[&str]) -> (LocalNode, Client) 
 pub async fn node_with_rides_env(dir: &Path, extra: &[&str], env: &[(String, String)]) -> (LocalNode, Client) {
     let node = LocalNode::start_with_env(&dir.join("node"), extra, env).await.expect("node starts");
     let client = node.client().await.expect("client connects");
-    let defs = quiver_admin::input::parse_definitions(RIDES).expect("example definitions parse");
+    let defs = quiver_client::Definitions::from_yaml(RIDES).expect("example definitions parse");
     client.apply(&defs).await.expect("definitions apply");
     (node, client)
 }

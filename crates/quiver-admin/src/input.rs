@@ -1,53 +1,15 @@
-//! Reading what users give `quiverctl`: definition files, row files (JSON lines or CSV,
+//! Reading what users give `quiverctl`: row files (JSON lines or CSV,
 //! typed by the feature set's schema) and `--entity name=value` arguments.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use quiver_core::key::parse_key_text;
 use quiver_core::registry::{Entity, FeatureSet};
 use quiver_core::row::InputRow;
-use quiver_core::spec::{Definitions, JoinKey};
+use quiver_core::spec::JoinKey;
 use quiver_core::{Error, Value, ValueType};
-
-pub fn read_definitions(path: &Path) -> Result<Definitions> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_definitions(&text).with_context(|| format!("in {}", path.display()))
-}
-
-pub fn parse_definitions(text: &str) -> Result<Definitions> {
-    let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
-    rejoin_split_descriptions(&mut doc);
-    Ok(serde_yaml_ng::from_value(doc)?)
-}
-
-/// In a flow mapping such as `{name: trips, description: trips per day, 30-day mean}` YAML
-/// reads the text after the comma as a key with no value. Such keys right after a
-/// `description` are put back into it, so the natural way of writing a feature works;
-/// any other unknown key still fails with serde's message naming it.
-fn rejoin_split_descriptions(doc: &mut serde_yaml_ng::Value) {
-    use serde_yaml_ng::Value as Y;
-    let Some(sets) = doc.get_mut("feature_sets").and_then(Y::as_sequence_mut) else { return };
-    for features in sets.iter_mut().filter_map(|s| s.get_mut("features")).filter_map(Y::as_sequence_mut) {
-        for feature in features.iter_mut().filter_map(Y::as_mapping_mut) {
-            let Some(Y::String(mut description)) = feature.get("description").cloned() else { continue };
-            let stray: Vec<Y> = feature
-                .iter()
-                .skip_while(|(k, _)| k.as_str() != Some("description"))
-                .skip(1)
-                .take_while(|(_, v)| v.is_null())
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in stray.iter().filter_map(|k| k.as_str().map(|s| (k, s.to_string()))) {
-                description = format!("{description}, {}", key.1);
-                feature.remove(key.0);
-            }
-            feature.insert(Y::from("description"), Y::String(description));
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {
@@ -180,6 +142,7 @@ pub fn parse_window(spec: &str) -> Result<quiver_client::StatsWindow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quiver_core::spec::Definitions;
 
     #[test]
     fn windows_parse_ranges_datasets_and_serving() {
@@ -201,24 +164,11 @@ mod tests {
     use quiver_core::registry::Registry;
 
     fn schema() -> (Entity, FeatureSet) {
-        let defs = parse_definitions(include_str!("../../../examples/rides.yaml")).unwrap();
+        let defs = Definitions::from_yaml(include_str!("../../../examples/rides.yaml")).unwrap();
         let mut reg = Registry::default();
         reg.apply(&defs, 0).unwrap();
         let p = reg.project("rides").unwrap();
         (p.entity("driver").unwrap().clone(), p.feature_set("driver_stats", None).unwrap().clone())
-    }
-
-    #[test]
-    fn the_issue_example_with_a_comma_in_a_flow_description_applies() {
-        let yaml = "project: rides\nentities:\n  - name: driver\n    join_keys: [{name: driver_id, type: int64}]\n\
-            feature_sets:\n  - name: driver_stats\n    entity: driver\n    timestamp: event_timestamp\n    ttl: 7d\n\
-            \x20   features:\n      - {name: avg_daily_trips, type: int64, description: trips per day, 30-day mean}\n\
-            \x20     - {name: city, type: string, tags: [pii]}\n";
-        let defs = parse_definitions(yaml).unwrap();
-        assert_eq!(defs.feature_sets[0].features[0].description, "trips per day, 30-day mean");
-        assert_eq!(defs.feature_sets[0].features[1].tags, vec!["pii"]);
-        let typo = yaml.replace("tags: [pii]", "tag: [pii]");
-        assert!(parse_definitions(&typo).unwrap_err().to_string().contains("tag"));
     }
 
     #[test]

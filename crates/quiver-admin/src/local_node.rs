@@ -113,8 +113,9 @@ impl LocalNode {
     }
 
     /// Starts `count` nodes under `dir` (`node1`, `node2`…) that form one cluster from the
-    /// same `--initial-cluster` list and cluster secret (`cluster_secret`), and waits until
-    /// every one is ready.
+    /// same `--initial-cluster` list and cluster secret (`cluster_secret`), sharing one offline
+    /// store (`offline_store`, unless `extra` names another), and waits until every one is
+    /// ready.
     pub async fn start_cluster(
         dir: &Path,
         count: usize,
@@ -129,6 +130,11 @@ impl LocalNode {
         let secret = LocalNode::cluster_secret(dir);
         let secret = secret.to_str().context("a temporary path that is not UTF-8")?;
         let mut args = vec!["--initial-cluster", initial.as_str(), "--cluster-secret", secret];
+        let store = LocalNode::offline_store(dir);
+        let store = store.to_str().context("a temporary path that is not UTF-8")?;
+        if !extra.contains(&"--offline-store") {
+            args.extend(["--offline-store", store]);
+        }
         args.extend_from_slice(extra);
         let mut nodes = Vec::with_capacity(count);
         for (i, (addr, http)) in listen.iter().zip(&http).enumerate() {
@@ -144,6 +150,20 @@ impl LocalNode {
     /// of them to start: give it to a node that joins them.
     pub fn cluster_secret(dir: &Path) -> PathBuf {
         dir.join("cluster.secret")
+    }
+
+    /// The offline store the nodes `start_cluster` starts under `dir` share.
+    pub fn offline_store(dir: &Path) -> PathBuf {
+        dir.join("offline")
+    }
+
+    /// The flags of a node joining, through the member at `endpoint`, the cluster
+    /// `start_cluster` started under `dir`: its secret and offline store.
+    pub fn join_args(dir: &Path, endpoint: &str) -> Vec<String> {
+        let join = endpoint.trim_start_matches("http://").trim_start_matches("https://").to_string();
+        let secret = LocalNode::cluster_secret(dir).display().to_string();
+        let store = LocalNode::offline_store(dir).display().to_string();
+        ["--join".to_string(), join, "--cluster-secret".into(), secret, "--offline-store".into(), store].into()
     }
 
     /// Starts a node on fixed addresses without waiting for it: members of a new cluster

@@ -88,6 +88,12 @@ impl std::fmt::Debug for ClientBuilder {
     }
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("endpoint", &self.endpoint).field("settings", &self.settings).finish()
+    }
+}
+
 impl ClientBuilder {
     /// Sends this token (`quiverctl token create`) with every call.
     pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {

@@ -4,21 +4,53 @@
 //! and point-in-time-correct training sets built from every row ever ingested. Everything
 //! goes through a [`Client`], connected to any node of a cluster.
 //!
+//! # A first program
+//!
+//! With `quiver-client` and `tokio` as the only dependencies, and a node serving on 7070
+//! (`quiver-node --data-dir ./quiver-data`):
+//!
+//! ```no_run
+//! use quiver_client::{Client, Definitions, InputRow, OnlineRequest, Value};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let client = Client::connect("http://127.0.0.1:7070").await?;
+//!     client.apply(&Definitions::from_path("examples/rides.yaml")?).await?;
+//!     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+//!     let row = InputRow::from([
+//!         ("driver_id".into(), Value::from(1001_i64)),
+//!         ("event_timestamp".into(), Value::Timestamp(now)),
+//!         ("conv_rate".into(), Value::from(0.87)),
+//!     ]);
+//!     client.write("rides", "driver_stats", vec![row]).await?;
+//!     let read = OnlineRequest::features("rides", ["driver_stats:conv_rate"]).entity("driver_id", 1001_i64);
+//!     let answer = client.get_online(read).await?;
+//!     println!("conv_rate: {:?}", answer.get(0, "conv_rate").map(|v| &v.value));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! As with `etcd-client`, `tikv-client`'s `RawClient` or `redis-rs`, one connected
+//! [`Client`] is all a program holds: it is cheap to clone (share it between tasks), every
+//! call is `async`, and nothing needs setting up first (it learns the shard map and the
+//! registry entries it needs on its own). Requests are plain structs with builders
+//! ([`OnlineRequest::features`], [`HistoricalRequest::new`]); answers are Quiver's own types
+//! ([`OnlineFeatures::get`] reads a value by feature name), and [`Value`] converts to and
+//! from plain Rust values (`Value::from(0.5)`, `f64::try_from(value)`).
+//!
 //! # A walk-through
 //!
 //! ```no_run
-//! use std::collections::BTreeMap;
-//! use quiver_client::{
-//!     Client, Consistency, Definitions, FeatureSelection, HistoricalRequest, InputRow, OnlineRequest, Spine, Value,
-//! };
+//! use quiver_client::{Client, Definitions, FeatureSelection, HistoricalRequest, InputRow, OnlineRequest, Spine, Value};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! // 1. Connect to a node (`quiver-node --data-dir ./quiver-data` serves one on 7070).
+//! // 1. Connect to a node.
 //! let client = Client::connect("http://127.0.0.1:7070").await?;
 //!
-//! // 2. Declare an entity, a feature set and a feature vector. Applying is idempotent and
+//! // 2. Declare an entity, a feature set and a feature vector, as YAML (what `quiverctl
+//! //    apply` reads) or as `Definitions` built in code. Applying is idempotent and
 //! //    all-or-nothing; it says what changed.
-//! let defs: Definitions = serde_yaml_ng::from_str(
+//! let defs = Definitions::from_yaml(
 //!     "project: rides
 //! entities:
 //!   - {name: driver, join_keys: [{name: driver_id, type: int64}]}
@@ -39,31 +71,24 @@
 //! //    A row older than its feature set's TTL (7 days here) reads as expired.
 //! let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
 //! let row = InputRow::from([
-//!     ("driver_id".to_string(), Value::Int64(1001)),
+//!     ("driver_id".to_string(), Value::from(1001_i64)),
 //!     ("event_timestamp".to_string(), Value::Timestamp(now)),
-//!     ("conv_rate".to_string(), Value::Float64(0.87)),
-//!     ("trips".to_string(), Value::Int64(12)),
+//!     ("conv_rate".to_string(), Value::from(0.87)),
+//!     ("trips".to_string(), Value::from(12_i64)),
 //! ]);
 //! client.write("rides", "driver_stats", vec![row]).await?;
 //!
 //! // 4. Read the latest vector of two drivers: one row each, in request order.
-//! let answer = client
-//!     .get_online(OnlineRequest {
-//!         project: "rides".into(),
-//!         features: FeatureSelection::Vector("driver_model_v1".into()),
-//!         entities: vec![
-//!             BTreeMap::from([("driver_id".to_string(), Value::Int64(1001))]),
-//!             BTreeMap::from([("driver_id".to_string(), Value::Int64(1002))]),
-//!         ],
-//!         consistency: Consistency::Linearizable,
-//!     })
-//!     .await?;
+//! let read = OnlineRequest::vector("rides", "driver_model_v1").entity("driver_id", 1001_i64).entity("driver_id", 1002_i64);
+//! let answer = client.get_online(read).await?;
 //! for (name, value) in answer.features.iter().zip(&answer.rows[0]) {
 //!     println!("{name} = {} ({:?})", value.value, value.status);
 //! }
 //!
 //! // 5. Build a training set: for each spine row, the latest values as of its time
-//! //    (RFC 3339 or µs), here a second after the row was written.
+//! //    (RFC 3339 or µs), here a second after the row was written. Rows written online
+//! //    reach the offline store with the next export (every second by default): a
+//! //    training set built at once may not hold them yet.
 //! let spine = format!("driver_id,event_timestamp,label\n1001,{},1\n", now + 1_000_000).into_bytes();
 //! let request = HistoricalRequest::new("rides", FeatureSelection::Vector("driver_model_v1".into()), Spine::Csv(spine));
 //! let training = client.historical(request).await?; // an Arrow RecordBatch
@@ -129,6 +154,8 @@ pub use client::{Client, ClientBuilder};
 pub use cluster::BackupOptions;
 pub use error::{Error, Result};
 pub use offline::{JoinMemory, TrainingSetStream};
+/// The node's errors, as `Error::Server` carries them (with their stable codes).
+pub use quiver_core::Error as ServerError;
 pub use quiver_core::access::{Role, Scope, TokenInfo};
 pub use quiver_core::audit::{AuditEntry, AuditQuery};
 pub use quiver_core::backup::{BackupProgress, BackupRecord};
@@ -139,10 +166,12 @@ pub use quiver_core::registry::{Action, Change, ObjectKind, Project};
 pub use quiver_core::row::{Freshness, InputRow};
 pub use quiver_core::shard_map::{Epoch, Shard, ShardMap};
 pub use quiver_core::shard_ops::{FinishedOp, OpKind, Outcome, ShardOp};
-pub use quiver_core::spec::Definitions;
+pub use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, VectorSpec};
 pub use quiver_core::stats::{
     DriftMetrics, DriftReport, DriftStatus, DriftTarget, FeatureDrift, FeatureStatistics, HistogramBin, Quantile,
     Statistics, StatsWindow, TopValue,
 };
 pub use quiver_core::{Value, ValueType};
 pub use types::{HistoricalRequest, OnlineRequest, Spine, WriteOutcome};
+/// The Arrow crates whose types answers use (`RecordBatch`, schemas), at the client's versions.
+pub use {arrow_array, arrow_schema};

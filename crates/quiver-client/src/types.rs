@@ -20,6 +20,50 @@ pub struct OnlineRequest {
     pub consistency: Consistency,
 }
 
+impl OnlineRequest {
+    /// A linearizable read of `features` (`set:feature` references) in `project`, for the
+    /// entities added next (`entity`, `entity_keys`).
+    pub fn features<I, S>(project: &str, features: I) -> OnlineRequest
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let refs = features.into_iter().map(Into::into).collect();
+        OnlineRequest::of(project, FeatureSelection::Refs(refs))
+    }
+
+    /// A linearizable read of the feature vector `vector` in `project`.
+    pub fn vector(project: &str, vector: &str) -> OnlineRequest {
+        OnlineRequest::of(project, FeatureSelection::Vector(vector.into()))
+    }
+
+    fn of(project: &str, features: FeatureSelection) -> OnlineRequest {
+        OnlineRequest {
+            project: project.into(),
+            features,
+            entities: Vec::new(),
+            consistency: Consistency::Linearizable,
+        }
+    }
+
+    /// Adds an entity with one join key: `.entity("driver_id", 1001)`.
+    pub fn entity(self, key: &str, value: impl Into<Value>) -> OnlineRequest {
+        self.entity_keys([(key, value)])
+    }
+
+    /// Adds an entity with several join keys: `.entity_keys([("driver_id", 1), ("city_id", 7)])`.
+    pub fn entity_keys<K: Into<String>, V: Into<Value>>(mut self, keys: impl IntoIterator<Item = (K, V)>) -> Self {
+        self.entities.push(keys.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+        self
+    }
+
+    /// Reads from any replica: cheaper, may lag; the answer bounds its age.
+    pub fn stale(mut self) -> OnlineRequest {
+        self.consistency = Consistency::Stale;
+        self
+    }
+}
+
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {

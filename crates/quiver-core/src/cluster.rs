@@ -24,6 +24,17 @@ pub struct ClusterStatus {
     /// When the answering node's TLS certificate stops being valid (µs); `None` without TLS.
     #[serde(default)]
     pub certificate_expires: Option<i64>,
+    /// Whose view `NodeStatus::up` is: the metadata leader's id; `None` when the answering
+    /// node could not ask it, and only its own `up` is known (`ClusterStatus::up`).
+    #[serde(default)]
+    pub liveness_from: Option<u64>,
+}
+
+impl ClusterStatus {
+    /// Whether node `n` is up, when known.
+    pub fn up(&self, n: &NodeStatus) -> Option<bool> {
+        (self.liveness_from.is_some() || n.id == self.node_id).then_some(n.up)
+    }
 }
 
 /// One member of the cluster.
@@ -33,7 +44,8 @@ pub struct NodeStatus {
     pub id: u64,
     /// gRPC address, `host:port`.
     pub address: String,
-    /// The answering node itself, or seen replicating by the metadata leader.
+    /// The answering node itself, or seen replicating by the metadata leader (see
+    /// `ClusterStatus::up`).
     pub up: bool,
     /// Being drained by `quiverctl node remove`: its replicas move to the others.
     pub draining: bool,

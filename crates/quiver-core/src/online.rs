@@ -37,3 +37,37 @@ pub struct OnlineFeatures {
     /// replicas that answered); 0 for linearizable reads.
     pub staleness_bound_ms: u64,
 }
+
+impl OnlineFeatures {
+    /// The value of feature `name` for the `row`th entity: `name` as in `features`
+    /// (`set:feature`), or the feature's name alone when only one set has it.
+    pub fn get(&self, row: usize, name: &str) -> Option<&FeatureValue> {
+        let column = self.features.iter().position(|f| f == name).or_else(|| {
+            let mut short = self.features.iter().enumerate().filter(|(_, f)| f.rsplit(':').next() == Some(name));
+            match (short.next(), short.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        })?;
+        self.rows.get(row)?.get(column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_found_by_its_full_name_or_by_a_name_no_other_set_shares() {
+        let value = |v: i64| FeatureValue { value: Value::Int64(v), event_ts: Some(1), status: Freshness::Present };
+        let answer = OnlineFeatures {
+            features: vec!["a:trips".into(), "a:rate".into(), "b:rate".into()],
+            rows: vec![vec![value(1), value(2), value(3)]],
+            staleness_bound_ms: 0,
+        };
+        assert_eq!(answer.get(0, "trips").map(|v| &v.value), Some(&Value::Int64(1)));
+        assert_eq!(answer.get(0, "b:rate").map(|v| &v.value), Some(&Value::Int64(3)));
+        assert_eq!(answer.get(0, "rate"), None, "two sets have it: ambiguous");
+        assert_eq!(answer.get(1, "trips"), None, "no such row");
+    }
+}

@@ -1,6 +1,9 @@
-//! Definitions as users write them (`quiverctl apply -f FILE`): the input of a registry apply.
-//! Unknown fields are rejected so that a typo never silently drops a setting. No
-//! `skip_serializing_if` here: these types also travel in bincode, which needs every field.
+//! Definitions as users write them (`quiverctl apply -f FILE`, `Definitions::from_yaml`): the
+//! input of a registry apply. Unknown fields are rejected so that a typo never silently drops
+//! a setting. No `skip_serializing_if` here: these types also travel in bincode, which needs
+//! every field.
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +21,55 @@ pub struct Definitions {
     pub feature_sets: Vec<FeatureSetSpec>,
     #[serde(default)]
     pub feature_vectors: Vec<VectorSpec>,
+}
+
+impl Definitions {
+    /// Definitions from YAML text, as `quiverctl apply` reads a file.
+    pub fn from_yaml(text: &str) -> crate::Result<Definitions> {
+        let invalid = |e: serde_yaml_ng::Error| crate::Error::InvalidDefinition(e.to_string());
+        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(invalid)?;
+        rejoin_split_descriptions(&mut doc);
+        serde_yaml_ng::from_value(doc).map_err(invalid)
+    }
+
+    /// Definitions from a YAML file; errors name the file.
+    pub fn from_path(path: impl AsRef<Path>) -> crate::Result<Definitions> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::InvalidArgument(format!("reading {}: {e}", path.display())))?;
+        Definitions::from_yaml(&text).map_err(|e| match e {
+            crate::Error::InvalidDefinition(why) => {
+                crate::Error::InvalidDefinition(format!("{}: {why}", path.display()))
+            }
+            other => other,
+        })
+    }
+}
+
+/// In a flow mapping such as `{name: trips, description: trips per day, 30-day mean}` YAML
+/// reads the text after the comma as a key with no value. Such keys right after a
+/// `description` are put back into it, so the natural way of writing a feature works;
+/// any other unknown key still fails with serde's message naming it.
+fn rejoin_split_descriptions(doc: &mut serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value as Y;
+    let Some(sets) = doc.get_mut("feature_sets").and_then(Y::as_sequence_mut) else { return };
+    for features in sets.iter_mut().filter_map(|s| s.get_mut("features")).filter_map(Y::as_sequence_mut) {
+        for feature in features.iter_mut().filter_map(Y::as_mapping_mut) {
+            let Some(Y::String(mut description)) = feature.get("description").cloned() else { continue };
+            let stray: Vec<Y> = feature
+                .iter()
+                .skip_while(|(k, _)| k.as_str() != Some("description"))
+                .skip(1)
+                .take_while(|(_, v)| v.is_null())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in stray.iter().filter_map(|k| k.as_str().map(|s| (k, s.to_string()))) {
+                description = format!("{description}, {}", key.1);
+                feature.remove(key.0);
+            }
+            feature.insert(Y::from("description"), Y::String(description));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,4 +195,30 @@ pub struct VectorSpec {
     pub features: Vec<String>,
     #[serde(default)]
     pub description: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comma_in_a_flow_description_stays_in_it_and_a_typo_is_named() {
+        let yaml = "project: rides\nentities:\n  - name: driver\n    join_keys: [{name: driver_id, type: int64}]\n\
+            feature_sets:\n  - name: driver_stats\n    entity: driver\n    timestamp: event_timestamp\n    ttl: 7d\n\
+            \x20   features:\n      - {name: avg_daily_trips, type: int64, description: trips per day, 30-day mean}\n\
+            \x20     - {name: city, type: string, tags: [pii]}\n";
+        let defs = Definitions::from_yaml(yaml).unwrap();
+        assert_eq!(defs.feature_sets[0].features[0].description, "trips per day, 30-day mean");
+        assert_eq!(defs.feature_sets[0].features[1].tags, vec!["pii"]);
+        let typo = yaml.replace("tags: [pii]", "tag: [pii]");
+        assert!(Definitions::from_yaml(&typo).unwrap_err().to_string().contains("tag"));
+    }
+
+    #[test]
+    fn the_projects_example_file_reads_and_a_missing_file_is_named() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rides.yaml");
+        assert_eq!(Definitions::from_path(example).unwrap().project, "rides");
+        let missing = Definitions::from_path("/no/such/defs.yaml").unwrap_err().to_string();
+        assert!(missing.contains("/no/such/defs.yaml"), "{missing}");
+    }
 }

@@ -247,9 +247,63 @@ impl fmt::Display for Value {
     }
 }
 
+/// Plain Rust values in and out of `Value`: `Value::from(1001_i64)`, `f64::try_from(value)`.
+/// Out, the variant must be the type's own (no widening); `Option<T>` in gives `Null` for `None`.
+macro_rules! plain_values {
+    ($($rust:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$rust> for Value {
+            fn from(v: $rust) -> Value {
+                Value::$variant(v)
+            }
+        }
+
+        impl TryFrom<Value> for $rust {
+            type Error = crate::Error;
+
+            fn try_from(v: Value) -> crate::Result<$rust> {
+                match v {
+                    Value::$variant(v) => Ok(v),
+                    other => {
+                        let got = other.value_type().map_or_else(|| "null".to_string(), |t| t.to_string());
+                        Err(crate::Error::InvalidArgument(format!("expected {}, got {got}", ValueType::$variant)))
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+plain_values!(
+    bool => Bool, i32 => Int32, i64 => Int64, f32 => Float32, f64 => Float64, String => String,
+    Vec<u8> => Bytes, Vec<f32> => Float32List, Vec<i64> => Int64List, Vec<String> => StringList,
+);
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::String(v.to_string())
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Value {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_values_convert_both_ways_and_a_wrong_type_is_named() {
+        assert_eq!(Value::from(1001_i64), Value::Int64(1001));
+        assert_eq!(Value::from("a"), Value::String("a".into()));
+        assert_eq!(Value::from(None::<f64>), Value::Null);
+        assert_eq!(f64::try_from(Value::Float64(0.5)).unwrap(), 0.5);
+        let wrong = i64::try_from(Value::String("x".into())).unwrap_err().to_string();
+        assert!(wrong.contains("expected int64, got string"), "{wrong}");
+        assert!(bool::try_from(Value::Null).unwrap_err().to_string().contains("got null"));
+    }
     use serde_json::json;
 
     #[test]

@@ -273,6 +273,11 @@ pub enum MetaCommand {
     SetClusterId {
         id: String,
     },
+    /// The metadata leader wrote cluster `cluster`'s mark into its offline store: every
+    /// member must find it in its own (`offline::shared`).
+    MarkOfflineStore {
+        cluster: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -311,6 +316,11 @@ pub enum ShardCommand {
     Write { table: TableRef, rows: Vec<ShardRow>, export: bool, once: Option<Once> },
     /// A frozen shard whose merge was abandoned owns its range again; otherwise nothing.
     Thaw,
+    /// The first step of a split at `at`: every replica starts copying the rows and request
+    /// ids that will move to `child` into its trees in the background, and notes the keys
+    /// changed meanwhile, so the `Split` entry copies only those (`shard::staging`). Changes
+    /// nothing a read sees.
+    PrepareSplit { at: u64, child: u64 },
 }
 
 /// What makes a write apply once: its request's id, and each row's position in the request.
@@ -346,7 +356,9 @@ mod tests {
             Command::Shard(ShardCommand::Write { .. })
         ));
         assert_eq!(encode(&ShardCommand::Thaw).unwrap(), [7]);
+        assert_eq!(encode(&ShardCommand::PrepareSplit { at: 5, child: 2 }).unwrap(), [8, 5, 2]);
         let last = MetaCommand::SetClusterId { id: "c".into() };
         assert_eq!(encode(&last).unwrap(), [36, 1, 99], "the meta commands added last stay last");
+        assert_eq!(encode(&MetaCommand::MarkOfflineStore { cluster: "c".into() }).unwrap(), [37, 1, 99]);
     }
 }

@@ -11,8 +11,10 @@ use crate::command::{Command, MetaCommand, Request, Response};
 use crate::error::{Error, Result};
 use crate::raft::cut::Cuts;
 use crate::raft::read_index::ReadIndex;
+use crate::raft::state_machine::Shared;
 use crate::raft::{NodeId, Raft, now_micros};
 use crate::shard::Range;
+use crate::shard::staging::Staging;
 use crate::storage::KvTree;
 
 /// Proposals a group takes at once before answering `Busy`.
@@ -27,6 +29,9 @@ pub struct Group {
     /// A shard's hash range as applied here (`None` for the meta group); a read checks its
     /// key against it after reading.
     pub range: Option<Arc<Range>>,
+    /// A shard's split pre-copy (`None` for the meta group): its leader proposes the split
+    /// once the copy here is done.
+    pub staging: Option<Arc<Staging>>,
     /// Consistent reads of the state tree for backups.
     pub cuts: Arc<Cuts>,
     /// Leader time of the newest applied command: bounds how stale a follower's read is.
@@ -42,7 +47,7 @@ impl Group {
     pub fn new(
         id: u64,
         raft: Raft,
-        (data, range, cuts): (Arc<dyn KvTree>, Option<Arc<Range>>, Arc<Cuts>),
+        Shared { data, range, staging, cuts }: Shared,
         applied_time: Arc<AtomicI64>,
         read_index: ReadIndex,
     ) -> Group {
@@ -51,6 +56,7 @@ impl Group {
             raft,
             data,
             range,
+            staging,
             cuts,
             applied_time,
             inflight: AtomicUsize::new(0),

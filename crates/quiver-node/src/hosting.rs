@@ -44,12 +44,13 @@ impl Hosting {
         let log = LogStore::open(self.engine.clone(), id)?;
         let fresh = log.is_empty()?;
         let sm = StateMachine::open(self.engine.clone(), id, kind)?;
-        let (data, range, cuts, applied_time) = (sm.data(), sm.range(), sm.cuts(), sm.applied_time());
+        let shared = sm.shared();
+        let applied_time = sm.applied_time();
         let network = NetworkFactory { group: id, pool: self.pool.clone() };
         let raft = Raft::new(self.me, self.raft_config.clone(), network, log, sm)
             .await
             .map_err(|e| Error::Raft(format!("starting group {id}: {e}")))?;
-        let group = Arc::new(Group::new(id, raft, (data, range, cuts), applied_time, ReadIndex::new(self.read_lease)));
+        let group = Arc::new(Group::new(id, raft, shared, applied_time, ReadIndex::new(self.read_lease)));
         self.groups.insert(group.clone());
         Ok((group, fresh))
     }

@@ -18,12 +18,16 @@
 //! - `0x00 export-waits`                what a shard's exports wait for after it took keys
 //!   over (`shard::export_order`)
 //! - `0x00 frozen`                      a shard frozen for a merge, and the range it held
+//! - `0x00 leftover`                    hash ranges a split gave away whose rows are still
+//!   here, being swept (`shard::leftover`)
 //!
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
 //! - `0x01 meta-format`                 the layout version that value was written in
 //! - `0x01 cluster-id`                  the cluster's id: set once (`SetClusterId`), new for a
 //!   cluster restored from a backup; in backups' catalogs and export file names
+//! - `0x01 offline-mark`                the cluster id whose mark the metadata leader wrote into
+//!   the offline store (`offline::shared`)
 //! - `0x06 | table | source`            a committed ingest source (content hash): no double commit
 //! - `0x07 | time | source key`         when that source is forgotten
 //! - `0x10 | table | day | file path`   statistics of one offline file
@@ -69,10 +73,12 @@ pub const APPLIED_TIME: &[u8] = b"\x00applied-time";
 pub const SHARD_RANGE: &[u8] = b"\x00range";
 pub const EXPORT_WAITS: &[u8] = b"\x00export-waits";
 pub const FROZEN: &[u8] = b"\x00frozen";
+pub const LEFTOVER: &[u8] = b"\x00leftover";
 
 pub const META_STATE: &[u8] = b"\x01meta-state";
 pub const META_FORMAT: &[u8] = b"\x01meta-format";
 pub const CLUSTER_ID: &[u8] = b"\x01cluster-id";
+pub const OFFLINE_MARK: &[u8] = b"\x01offline-mark";
 const SOURCE: u8 = 0x06;
 pub const SOURCE_EXPIRY: u8 = 0x07;
 const FILE_STATS: u8 = 0x10;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod groups;
+pub mod halt;
 pub mod hosting;
 pub mod identity;
 pub mod keyspace;

@@ -189,20 +189,17 @@ async fn main() -> anyhow::Result<()> {
     let config = Args::parse().into_config()?;
     tracing::info!(node = config.node_id, listen = %config.listen, http = %config.http, data_dir = %config.data_dir.display(), "starting");
     let node = quiver_node::start(config).await?;
-    let removal = node.peers.clone();
+    let halt = node.peers.halt();
     let stop = async move {
         tokio::select! {
             () = shutdown_signal() => {}
-            () = removal.until_removed() => tracing::error!("the cluster removed this node (quiverctl node remove): stopping"),
+            why = halt.until_set() => tracing::error!("stopping: {why}"),
         }
     };
     quiver_node::api::serve(node.clone(), stop).await?;
     node.shutdown().await;
-    if node.peers.removed() {
-        anyhow::bail!(
-            "this node was removed from its cluster (quiverctl node remove) and stopped; to join again, start it \
-             with an empty data dir and --join"
-        );
+    if let Some(why) = node.peers.halt().why() {
+        anyhow::bail!(why);
     }
     tracing::info!("stopped");
     Ok(())

@@ -101,6 +101,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     tokio::spawn(hosting.run(meta.watch(), sweep_when));
     tokio::spawn(tell_when_caught_up(meta.clone(), caught_up));
     tokio::spawn(watch_membership(me, meta.clone()));
+    tokio::spawn(crate::offline::shared::check(meta_group.data.clone(), offline.clone(), pool.halt()));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
     tokio::spawn(advertise_to_clients(me, config.client_addr(), meta.clone(), proposer.clone()));
     let backups = Arc::new(Backups {

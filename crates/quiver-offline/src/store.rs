@@ -114,6 +114,15 @@ impl OfflineStore {
         Ok(self.store.get(&self.path(relative)).await?.bytes().await?)
     }
 
+    /// Whether the object `relative` is there.
+    pub async fn exists(&self, relative: &str) -> Result<bool> {
+        match self.store.head(&self.path(relative)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Where the object `relative` is on this machine's file system, when the store is a
     /// local directory: a reader that decodes on a thread of its own reads it there
     /// (`read_local`), so that the bytes are allocated and freed on one thread.

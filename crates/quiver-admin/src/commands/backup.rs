@@ -28,7 +28,7 @@ fn bar() -> ProgressBar {
 fn show_progress(bar: &ProgressBar, p: &BackupProgress) {
     bar.set_length(p.objects_total);
     bar.set_position(p.objects_done);
-    bar.set_message(format!("{}, {} rows: {}", HumanBytes(p.bytes), p.rows, p.phase));
+    bar.set_message(format!("{} written, {} online rows read: {}", HumanBytes(p.bytes), p.rows, p.phase));
 }
 
 /// The raw key in a key file, as the node that makes the backup takes it.
@@ -54,8 +54,9 @@ pub async fn create(client: &Client, to: &str, options: &BackupOptions) -> Resul
     bar.finish_and_clear();
     let done = done?;
     let secs = started.elapsed().as_secs_f64();
+    // The rows are those the backup holds; an incremental one writes only what changed.
     println!(
-        "backup {} complete in {to}: {} rows, {} written in {secs:.1}s ({}/s)",
+        "backup {} complete in {to}: holds {} online rows; {} written in {secs:.1}s ({}/s)",
         done.id,
         done.rows,
         HumanBytes(done.bytes),

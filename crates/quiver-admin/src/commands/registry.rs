@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use quiver_admin::input;
 use quiver_admin::render;
 use quiver_client::{Action, Client};
 
@@ -23,7 +22,7 @@ pub async fn project_name(client: &Client, chosen: Option<String>) -> Result<Str
 }
 
 pub async fn apply(client: &Client, file: &Path) -> Result<()> {
-    let defs = input::read_definitions(file)?;
+    let defs = quiver_core::spec::Definitions::from_path(file)?;
     let changes = client.apply(&defs).await?;
     let changed: Vec<_> = changes.iter().filter(|c| c.action != Action::Unchanged).collect();
     for change in &changed {

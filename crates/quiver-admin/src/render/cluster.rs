@@ -10,11 +10,13 @@ pub fn status_table(s: &ClusterStatus) -> String {
         .nodes
         .iter()
         .map(|n| {
-            let state = match (n.up, n.draining) {
-                (true, false) => "up",
-                (true, true) => "up, draining",
-                (false, false) => "down",
-                (false, true) => "down, draining",
+            let state = match (s.up(n), n.draining) {
+                (Some(true), false) => "up",
+                (Some(true), true) => "up, draining",
+                (Some(false), false) => "down",
+                (Some(false), true) => "down, draining",
+                (None, false) => "unknown",
+                (None, true) => "unknown, draining",
             };
             let meta = if n.meta_voter { "voter" } else { "learner" };
             vec![n.id.to_string(), n.address.clone(), state.into(), n.replicas.to_string(), meta.into()]
@@ -187,7 +189,20 @@ mod tests {
             groups: vec![group(0, GroupKind::Meta, Some(1)), group(1, GroupKind::Shard, None)],
             backups: vec![quiver_client::BackupRecord { id: "b1".into(), bytes: 2048, rows: 5, ..Default::default() }],
             certificate_expires: None,
+            liveness_from: Some(1),
         }
+    }
+
+    #[test]
+    fn a_node_the_metadata_leader_was_not_asked_about_is_unknown() {
+        let mut s = status();
+        let other = NodeStatus { id: 2, address: "127.0.0.1:7071".into(), up: false, ..s.nodes[0].clone() };
+        s.nodes.push(other);
+        assert!(status_table(&s).contains("down"), "{}", status_table(&s));
+        s.liveness_from = None;
+        let table = status_table(&s);
+        let line = |id: &str| table.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_string();
+        assert!(line("1 ").contains("up") && line("2 ").contains("unknown"), "{table}");
     }
 
     #[test]
@@ -203,7 +218,7 @@ mod tests {
     fn status_json_keeps_the_fields_scripts_read() {
         let value: serde_json::Value = serde_json::from_str(&json(&status()).unwrap()).unwrap();
         let expected = serde_json::json!({
-            "node_id": 1, "version": "0.1.0", "certificate_expires": null,
+            "node_id": 1, "version": "0.1.0", "certificate_expires": null, "liveness_from": 1,
             "nodes": [{"id": 1, "address": "127.0.0.1:7070", "up": true, "draining": false, "replicas": 1, "meta_voter": true}],
             "groups": [
                 {"group_id": 0, "kind": "meta", "leader": 1, "voters": [1, 2], "term": 3, "applied_index": 9,

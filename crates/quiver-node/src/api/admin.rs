@@ -1,16 +1,20 @@
 //! Operator view: this node, the cluster's nodes and every group open here.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use openraft::{BasicNode, RaftMetrics};
 use quiver_core::cluster::ClusterMap;
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::shard_ops::{OpKind, Outcome};
+use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use quiver_proto::v1::admin_service_server::AdminService;
 use quiver_proto::v1::{
     GetShardMapRequest, GetShardMapResponse, GroupStatus, JoinRequest, JoinResponse, MetaReadIndexRequest,
     MetaReadIndexResponse, NodeStatus, RemoveNodeRequest, RemoveNodeResponse, ReplicaLag, ShardOperationRequest,
     ShardOperationResponse, StatusRequest, StatusResponse,
 };
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::access;
@@ -24,6 +28,7 @@ use crate::command::Response as RaftResponse;
 use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::node::Node;
+use crate::raft::NodeId;
 use crate::streaming::Streamed;
 use quiver_core::access::{Need, Principal};
 use quiver_proto::v1;
@@ -197,7 +202,7 @@ impl AdminService for AdminApi {
         let call = admit(&self.node, "Status", &request)?;
         observed(&self.node, &call, async {
             call.allow(Need::Cluster { action: "reading the cluster's status" })?;
-            cluster_status(&self.node).await
+            cluster_status(&self.node, Some(request.metadata())).await
         })
         .await
     }
@@ -258,9 +263,10 @@ impl AdminApi {
     }
 }
 
-/// The node's view of the cluster: every node (up/down, address, replicas, meta vote) and
-/// every group open here with its leader, indexes and replica lag.
-pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
+/// The node's view of the cluster: every node (up/down as the metadata leader sees it,
+/// address, replicas, meta vote) and every group open here with its leader, indexes and
+/// replica lag. `caller`: the request's metadata, whose token asks the metadata leader.
+pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result<StatusResponse> {
     let state = node.meta.latest();
     let mut groups = Vec::new();
     for g in node.groups.all() {
@@ -272,25 +278,19 @@ pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
         }
     }
     let meta_metrics = node.groups.get(META_GROUP).map(|g| g.raft.metrics().borrow().clone());
+    let (liveness_from, live) = liveness(node, &state, meta_metrics.as_ref(), caller).await;
     let nodes = state
         .nodes
         .values()
-        .map(|n| {
-            // A node is up if it is this one, or the meta leader here sees it replicating.
-            let replicating = meta_metrics
+        .map(|n| NodeStatus {
+            id: n.id,
+            address: n.client_addr.clone(),
+            up: n.id == node.id || live.contains(&n.id),
+            draining: n.draining,
+            replicas: state.shard_map.shards.iter().filter(|s| s.replicas.contains(&n.id)).count() as u32,
+            meta_voter: meta_metrics
                 .as_ref()
-                .and_then(|m| m.replication.as_ref())
-                .is_some_and(|r| r.get(&n.id).is_some_and(Option::is_some));
-            NodeStatus {
-                id: n.id,
-                address: n.client_addr.clone(),
-                up: n.id == node.id || replicating,
-                draining: n.draining,
-                replicas: state.shard_map.shards.iter().filter(|s| s.replicas.contains(&n.id)).count() as u32,
-                meta_voter: meta_metrics
-                    .as_ref()
-                    .is_some_and(|m| m.membership_config.membership().voter_ids().any(|v| v == n.id)),
-            }
+                .is_some_and(|m| m.membership_config.membership().voter_ids().any(|v| v == n.id)),
         })
         .collect();
     let backups = state.backups.iter().map(quiver_proto::backup_record_to_proto).collect();
@@ -305,8 +305,60 @@ pub async fn cluster_status(node: &Node) -> Result<StatusResponse> {
         groups,
         backups,
         certificate_expires_micros,
+        liveness_from: liveness_from.unwrap_or(0),
     })
 }
+
+/// Marks a status request one node asked another for: it is answered from the receiver's
+/// own view, never asked on.
+const FORWARDED: &str = "x-quiver-forwarded";
+
+/// Which nodes are up, and whose view that is: the metadata leader's, this node's own when
+/// it leads the meta group (a node is up while the leader replicates to it), else asked of
+/// the leader with the caller's token; `None` when the leader cannot be asked.
+async fn liveness(
+    node: &Node,
+    state: &crate::meta::MetaState,
+    metrics: Option<&RaftMetrics<NodeId, BasicNode>>,
+    caller: Option<&MetadataMap>,
+) -> (Option<u64>, BTreeSet<u64>) {
+    let Some(metrics) = metrics else { return (None, BTreeSet::new()) };
+    if metrics.current_leader == Some(node.id) {
+        let replicating = metrics.replication.iter().flatten().filter(|(_, matched)| matched.is_some());
+        return (Some(node.id), replicating.map(|(id, _)| *id).collect());
+    }
+    let caller = caller.filter(|c| !c.contains_key(FORWARDED));
+    let leader = metrics.current_leader.and_then(|id| Some((id, state.nodes.get(&id)?.addr.clone())));
+    let (Some(caller), Some((leader, addr))) = (caller, leader) else { return (None, BTreeSet::new()) };
+    match ask_status(node, &addr, caller).await {
+        Ok(answer) if answer.liveness_from == leader => {
+            (Some(leader), answer.nodes.iter().filter(|n| n.up).map(|n| n.id).collect())
+        }
+        Ok(_) => (None, BTreeSet::new()),
+        Err(e) => {
+            tracing::debug!("asking the metadata leader which nodes are up: {e}");
+            (None, BTreeSet::new())
+        }
+    }
+}
+
+/// The status answer of the node at `addr`, asked with the caller's token.
+async fn ask_status(node: &Node, addr: &str, caller: &MetadataMap) -> std::result::Result<StatusResponse, String> {
+    let channel = node.peers.channel(addr)?;
+    let mut request = Request::new(StatusRequest {});
+    if let Some(token) = caller.get("authorization") {
+        request.metadata_mut().insert("authorization", token.clone());
+    }
+    request.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    let mut client = AdminServiceClient::new(channel);
+    match tokio::time::timeout(ASK_STATUS_FOR, client.status(request)).await {
+        Ok(answer) => answer.map(tonic::Response::into_inner).map_err(|s| s.message().to_string()),
+        Err(_) => Err(format!("no answer within {ASK_STATUS_FOR:?}")),
+    }
+}
+
+/// How long a status request waits for the metadata leader's view.
+const ASK_STATUS_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn group_status(g: &Group, state: &crate::meta::MetaState) -> Result<GroupStatus> {
     let m = g.raft.metrics().borrow().clone();

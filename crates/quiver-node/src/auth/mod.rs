@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use quiver_core::Error as CoreError;
-use quiver_core::access::{Need, Principal};
+use quiver_core::access::{Need, Principal, Scope};
 use quiver_core::audit::AuditEntry;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
@@ -30,7 +30,7 @@ use crate::error::Result;
 use crate::meta_reader::MetaReader;
 use audit::AuditLog;
 use limits::Limits;
-use refusals::Refusals;
+use refusals::{Refusals, Refused};
 use secret::ClusterSecret;
 
 /// How stale this node's view of the tokens may be: a revoked token is refused everywhere
@@ -190,7 +190,17 @@ impl Gate {
     pub fn authenticate(&self, secret: Option<&str>, from: Option<SocketAddr>, what: &str) -> Result<Principal> {
         self.caller(secret).map_err(|e| {
             let now = crate::raft::now_micros();
-            if !self.refusals.count(from.map(|a| a.ip()), what, &format!("[{}] {e}", e.code()), now) {
+            let issued = secret.and_then(|s| self.meta.latest().tokens.get(&token::hash(s)).cloned());
+            let refused = Refused {
+                what: what.to_string(),
+                why: format!("[{}] {e}", e.code()),
+                project: issued.as_ref().and_then(|t| match &t.scope {
+                    Scope::Project(p) => Some(p.clone()),
+                    Scope::Cluster => None,
+                }),
+                token: issued.map(|t| t.name),
+            };
+            if !self.refusals.count(from.map(|a| a.ip()), refused, now) {
                 return e;
             }
             let wait = 60_000 - (now / 1000).rem_euclid(60_000);

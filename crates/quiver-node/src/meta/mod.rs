@@ -102,6 +102,12 @@ pub fn cluster_id(tree: &dyn KvTree) -> Result<Option<String>> {
     tree.get(keyspace::CLUSTER_ID)?.map(|b| decode(&b)).transpose()
 }
 
+/// The cluster id whose mark the metadata leader wrote into the offline store
+/// (`MarkOfflineStore`).
+pub fn offline_mark(tree: &dyn KvTree) -> Result<Option<String>> {
+    tree.get(keyspace::OFFLINE_MARK)?.map(|b| decode(&b)).transpose()
+}
+
 /// An ingest whose publishing lease runs past `now`, as the tree and this apply's batch
 /// have them.
 fn publishing(tree: &dyn KvTree, batch: &WriteBatch, now: i64) -> Result<Option<String>> {
@@ -577,6 +583,10 @@ impl MetaMachine {
                 if !set {
                     batch.put(keyspace::CLUSTER_ID, encode(id)?);
                 }
+                return Ok(Response::Done);
+            }
+            MetaCommand::MarkOfflineStore { cluster } => {
+                batch.put(keyspace::OFFLINE_MARK, encode(cluster)?);
                 return Ok(Response::Done);
             }
             MetaCommand::EndPublish { id } => {

@@ -5,4 +5,5 @@ pub mod history;
 pub mod ingest;
 pub mod materialize;
 pub mod parts;
+pub mod shared;
 pub mod source_policy;

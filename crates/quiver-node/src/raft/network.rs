@@ -3,7 +3,6 @@
 //! peer last answered: a peer's log position says nothing of whether it is still up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::{NodeId, TypeConfig};
 use crate::auth::member::Credentials;
 use crate::codec::{decode, encode};
+use crate::halt::Halt;
 use crate::tls::Tls;
 
 /// A channel to a peer whose every request carries this node's proof of membership.
@@ -38,24 +38,7 @@ pub struct PeerPool {
     answered: Answered,
     tls: Option<Tls>,
     credentials: Credentials,
-    removed: Removed,
-}
-
-/// Set once a peer refused this node as one the cluster removed (`member::REMOVED`).
-#[derive(Clone, Default)]
-struct Removed(Arc<(AtomicBool, tokio::sync::Notify)>);
-
-impl Removed {
-    fn note(&self, status: &tonic::Status) {
-        if status.message().contains(crate::auth::member::REMOVED) {
-            self.set();
-        }
-    }
-
-    fn set(&self) {
-        self.0.0.store(true, Ordering::Release);
-        self.0.1.notify_waiters();
-    }
+    halt: Halt,
 }
 
 /// When each peer last answered a Raft message of any group, and when the pool was made.
@@ -122,41 +105,34 @@ impl PeerPool {
 
     /// A pool whose channels use `tls`, when given, and carry `credentials`.
     pub fn new(tls: Option<Tls>, credentials: Credentials) -> PeerPool {
-        PeerPool {
-            channels: Arc::default(),
-            answered: Answered::default(),
-            tls,
-            credentials,
-            removed: Removed::default(),
-        }
+        PeerPool { channels: Arc::default(), answered: Answered::default(), tls, credentials, halt: Halt::default() }
     }
 
-    /// Notes a peer's refusal: one that says this node was removed makes `removed` true.
+    /// Notes a peer's refusal: one that says this node was removed stops the node.
     pub fn refused(&self, status: &tonic::Status) {
-        self.removed.note(status);
+        refused(&self.halt, status);
     }
 
     /// Notes that this node's own meta state says the cluster removed it.
     pub fn note_removed(&self) {
-        self.removed.set();
+        self.halt.set(REMOVED_REASON);
     }
 
-    /// Has a peer (or this node's meta state) said the cluster removed this node?
-    pub fn removed(&self) -> bool {
-        self.removed.0.0.load(Ordering::Acquire)
-    }
-
-    /// Waits until a peer says the cluster removed this node.
-    pub async fn until_removed(&self) {
-        loop {
-            let told = self.removed.0.1.notified();
-            if self.removed() {
-                return;
-            }
-            told.await;
-        }
+    /// What stops the node: a removal noted here, or what other parts of the node set.
+    pub fn halt(&self) -> Halt {
+        self.halt.clone()
     }
 }
+
+fn refused(halt: &Halt, status: &tonic::Status) {
+    if status.message().contains(crate::auth::member::REMOVED) {
+        halt.set(REMOVED_REASON);
+    }
+}
+
+/// Why a removed node stops.
+const REMOVED_REASON: &str = "this node was removed from its cluster (quiverctl node remove) and stopped; to join \
+                              again, start it with an empty data dir and --join";
 
 pub struct NetworkFactory {
     pub group: u64,
@@ -168,8 +144,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         let channel = self.pool.channel(&node.addr);
-        let (answered, removed) = (self.pool.answered.clone(), self.pool.removed.clone());
-        PeerClient { group: self.group, target, channel, answered, removed }
+        let (answered, halt) = (self.pool.answered.clone(), self.pool.halt.clone());
+        PeerClient { group: self.group, target, channel, answered, halt }
     }
 }
 
@@ -178,7 +154,7 @@ pub struct PeerClient {
     target: NodeId,
     channel: Result<PeerChannel, String>,
     answered: Answered,
-    removed: Removed,
+    halt: Halt,
 }
 
 enum Rpc {
@@ -214,7 +190,7 @@ impl PeerClient {
                 return Err(RPCError::Unreachable(Unreachable::new(&Msg(format!("node {} timed out", self.target)))));
             }
             Ok(Err(status)) => {
-                self.removed.note(&status);
+                refused(&self.halt, &status);
                 return Err(RPCError::Unreachable(Unreachable::new(&status)));
             }
             Ok(Ok(reply)) => reply.into_inner(),

@@ -4,7 +4,9 @@
 //! twice (openraft applies from the stored applied id on): a tie between equal event times
 //! goes to the write applied later (`row::supersedes`). A split writes the child's trees
 //! before the parent's batch, so it may run again after a crash; it changes nothing the
-//! second time (`shard::split`).
+//! second time (`shard::split`). A shard's apply calls also note the keys they change for a
+//! split's pre-copy (`shard::staging`) and sweep a bounded part of the rows a split gave
+//! away (`shard::leftover`).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -21,8 +23,10 @@ use crate::command::{Command, Response, ShardCommand};
 use crate::error::{Error, Result};
 use crate::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
 use crate::meta::MetaMachine;
+use crate::shard::leftover::Leftovers;
 use crate::shard::merge;
 use crate::shard::split::{self, SplitAt};
+use crate::shard::staging::Staging;
 use crate::shard::{self, PendingWrites, Range};
 use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
@@ -40,6 +44,18 @@ pub enum Kind {
     },
 }
 
+/// What a group's state machine shares with the rest of the node.
+pub struct Shared {
+    /// The tree reads go to.
+    pub data: Arc<dyn KvTree>,
+    /// A shard's range (`None` for the meta group).
+    pub range: Option<Arc<Range>>,
+    /// A shard's split pre-copy (`None` for the meta group).
+    pub staging: Option<Arc<Staging>>,
+    /// Consistent reads of the tree for backups.
+    pub cuts: Arc<Cuts>,
+}
+
 pub struct StateMachine {
     engine: Arc<dyn KvEngine>,
     tree: Arc<dyn KvTree>,
@@ -50,6 +66,9 @@ pub struct StateMachine {
     membership: Membership,
     applied_time: Arc<AtomicI64>,
     snapshot_count: u64,
+    /// A split's pre-copy, shared with the shard's leader that waits for it.
+    staging: Arc<Staging>,
+    leftovers: Leftovers,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,9 +101,16 @@ impl StateMachine {
             membership,
             applied_time: Arc::default(),
             snapshot_count: 0,
+            staging: Arc::default(),
+            leftovers: Leftovers::default(),
         };
         sm.reload()?;
         Ok(sm)
+    }
+
+    /// What the node shares with the state machine (`Shared`).
+    pub fn shared(&self) -> Shared {
+        Shared { data: self.data(), range: self.range(), staging: self.staging(), cuts: self.cuts() }
     }
 
     /// The tree reads go to (online rows of a shard); shared with the state machine.
@@ -105,6 +131,11 @@ impl StateMachine {
         }
     }
 
+    /// A shard's split pre-copy; `None` for the meta group.
+    pub fn staging(&self) -> Option<Arc<Staging>> {
+        matches!(self.kind, Kind::Shard { .. }).then(|| self.staging.clone())
+    }
+
     /// The leader time of the newest applied command (0 before any), kept current by `apply`.
     pub fn applied_time(&self) -> Arc<AtomicI64> {
         self.applied_time.clone()
@@ -116,7 +147,10 @@ impl StateMachine {
         self.applied_time.store(time, Ordering::Relaxed);
         match &mut self.kind {
             Kind::Meta(meta) => meta.load(self.tree.as_ref())?,
-            Kind::Shard { range, .. } => range.set(split::stored_range(self.tree.as_ref())?),
+            Kind::Shard { range, .. } => {
+                range.set(split::stored_range(self.tree.as_ref())?);
+                self.leftovers = Leftovers::load(self.tree.as_ref())?;
+            }
         }
         Ok(())
     }
@@ -140,11 +174,25 @@ impl StateMachine {
                     continue;
                 };
                 let split = SplitAt { start, end, at, child };
+                let staged = self.staging.finish((at, end), child);
                 let (engine, tree, time) = (self.engine.as_ref(), self.tree.as_ref(), request.leader_time);
-                let (response, parent) = split::apply(engine, tree, range, &self.membership, time, &split)?;
-                batch = parent;
-                responses.push(response);
+                let applied = split::apply(engine, tree, range, &self.membership, time, (&split, staged))?;
+                batch = applied.parent;
+                if let Some(gave) = applied.gave {
+                    self.leftovers.add(gave, &mut batch)?;
+                }
+                responses.push(applied.response);
                 continue;
+            }
+            if let EntryPayload::Normal(request) = &entry.payload
+                && let Command::Shard(ShardCommand::Absorb { .. }) = request.command
+                && !self.leftovers.is_empty()
+            {
+                // Rows the shard gave away go before it takes rows of a neighbour's range.
+                self.write_applied(std::mem::take(&mut batch), std::mem::take(&mut rows), newest_time.take())?;
+                let mut swept = WriteBatch::default();
+                self.leftovers.sweep_all(self.tree.as_ref(), &mut swept)?;
+                self.cuts.write(self.tree.as_ref(), swept)?;
             }
             self.applied = Some(entry.log_id);
             if let EntryPayload::Normal(request) = &entry.payload {
@@ -169,6 +217,9 @@ impl StateMachine {
                             | ShardCommand::Grow { .. }),
                         ),
                     ) => merge::apply(self.tree.as_ref(), &mut rows, range, entry.log_id.index, cmd)?,
+                    (Kind::Shard { range, .. }, Command::Shard(ShardCommand::PrepareSplit { at, child })) => {
+                        prepare_split(&self.engine, &self.tree, &self.staging, range, (*at, *child))
+                    }
                     (Kind::Shard { range, .. }, Command::Shard(cmd)) => {
                         let (index, time) = (entry.log_id.index, request.leader_time);
                         shard::apply(self.tree.as_ref(), &mut rows, range, index, time, cmd)?
@@ -190,7 +241,9 @@ impl StateMachine {
     /// Writes what the entries applied so far changed, with the applied id and membership,
     /// in one batch.
     fn write_applied(&mut self, mut batch: WriteBatch, rows: PendingWrites, newest_time: Option<i64>) -> Result<()> {
+        self.leftovers.step(self.tree.as_ref(), &mut batch)?;
         let new_range = rows.flush_into(&mut batch)?;
+        self.staging.note(&batch);
         if let Kind::Meta(meta) = &self.kind {
             meta.persist(&mut batch)?;
         }
@@ -229,9 +282,32 @@ impl StateMachine {
         batch.put(APPLIED, encode(&self.applied)?);
         batch.put(MEMBERSHIP, encode(&self.membership)?);
         self.cuts.abandon()?;
+        self.staging.abandon();
         self.tree.write(batch)?;
         store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &StoredSnapshot { meta: meta.clone(), data })?;
         self.reload()
+    }
+}
+
+/// Starts a split's pre-copy when the shard still holds the range it splits; done already
+/// when it split there.
+fn prepare_split(
+    engine: &Arc<dyn KvEngine>,
+    tree: &Arc<dyn KvTree>,
+    staging: &Staging,
+    owned: &Range,
+    (at, child): (u64, u64),
+) -> Response {
+    match owned.get() {
+        Some((start, end)) if start < at && at <= end => {
+            staging.start(engine.clone(), tree.clone(), (at, end), child);
+            Response::Done
+        }
+        Some((_, end)) if end.checked_add(1) == Some(at) => Response::Done,
+        held => {
+            let why = format!("shard {} holds {held:?}: it cannot split at {at:#x}", owned.shard);
+            Response::Rejected(quiver_core::Error::InvalidArgument(why))
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use super::{NodeId, TypeConfig};
 use crate::command::Response;
 use crate::command::{Command, Request, ShardCommand, ShardRow};
 use crate::shard::split::seed_log_id;
+use crate::shard::staging::Progress;
 use crate::shard::{Range, read_row};
 use crate::storage::{KvEngine, MemEngine, SledEngine};
 
@@ -168,6 +169,113 @@ async fn a_split_seeds_the_child_from_the_parent_and_replays_harmlessly() {
     // Another range than the shard holds is refused.
     let other = ShardCommand::Split { start: 5, end: 6, at: 6, child: 10 };
     assert!(matches!(parent.apply(vec![entry(5, other)]).await.unwrap()[0], Response::Rejected(_)));
+}
+
+/// The keys of the copied spaces in the state tree of group `id`.
+fn copied_keys(engine: &dyn KvEngine, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let tree = engine.tree(&crate::keyspace::tree_name(id, crate::keyspace::TreePart::State)).unwrap();
+    crate::shard::staging::COPIED.iter().flat_map(|space| tree.scan_prefix(&[*space]).map(Result::unwrap)).collect()
+}
+
+/// A write of `ids` at event time `ts` applying once per request `request`.
+fn write_request(index: u64, request: &[u8], ids: &[i64], ts: i64) -> Entry<TypeConfig> {
+    let rows = ids
+        .iter()
+        .map(|id| ShardRow {
+            key: quiver_core::key::encode_entity_key(&[Value::Int64(*id)]),
+            event_ts: ts,
+            values: vec![Value::Float64(-(*id as f64))],
+        })
+        .collect();
+    let once = Some(crate::command::Once { id: request.to_vec(), positions: (0..ids.len() as u32).collect() });
+    entry(index, ShardCommand::Write { table: table(), rows, export: true, once })
+}
+
+/// Writes applied while a split's rows are copied ahead of it, over keys the copy has and has
+/// not passed: the split seeds the child with the keys a split without the copy seeds, whether
+/// the copy had finished or not.
+#[tokio::test]
+async fn a_split_copied_ahead_seeds_the_child_a_full_copy_would() {
+    let (at, child) = (1 << 63, 9);
+    let rows: Vec<(i64, i64, f64)> = (0..20_000).map(|id| (id, 10, id as f64)).collect();
+    for wait_for_copy in [false, true] {
+        let staged: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+        let plain: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+        let mut with_copy = StateMachine::open(staged.clone(), 7, shard_kind()).unwrap();
+        let mut without = StateMachine::open(plain.clone(), 7, shard_kind()).unwrap();
+        let load: Vec<_> = rows.chunks(1_000).zip(1..).map(|(chunk, index)| put(index, chunk)).collect();
+        with_copy.apply(load.clone()).await.unwrap();
+        without.apply(load).await.unwrap();
+        let prepare = entry(30, ShardCommand::PrepareSplit { at, child });
+        assert_eq!(with_copy.apply(vec![prepare]).await.unwrap()[0], Response::Done);
+        let staging = with_copy.staging().unwrap();
+        while wait_for_copy && staging.progress((at, u64::MAX), child) != Progress::Done {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Newer values across the key space, new keys, and request ids, in several calls.
+        for n in 0..20 {
+            let ids: Vec<i64> = (0..10).map(|i| (n * 997 + i * 1_999) % 25_000).collect();
+            let write = vec![write_request(31 + n as u64, format!("w{n}").as_bytes(), &ids, 11 + n)];
+            with_copy.apply(write.clone()).await.unwrap();
+            without.apply(write).await.unwrap();
+        }
+        let split = entry(60, ShardCommand::Split { start: 0, end: u64::MAX, at, child });
+        assert_eq!(with_copy.apply(vec![split.clone()]).await.unwrap()[0], Response::Done);
+        assert_eq!(without.apply(vec![split]).await.unwrap()[0], Response::Done);
+        let (ours, theirs) = (copied_keys(staged.as_ref(), child), copied_keys(plain.as_ref(), child));
+        assert!(ours.len() > 10_000, "the child holds its half of the rows");
+        assert!(ours == theirs, "the child seeded after a copy (finished: {wait_for_copy}) differs from a full copy");
+        assert_eq!(staging.progress((at, u64::MAX), child), Progress::Absent, "staging ends with the split");
+    }
+}
+
+/// The rows a split gave away leave the parent over its next applies, not in the split's
+/// own; a merge right after the split sweeps them before taking its neighbour's rows back.
+#[tokio::test]
+async fn rows_given_away_are_swept_later_and_before_a_merge() {
+    let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
+    let (at, child) = (1 << 63, 9);
+    let rows: Vec<(i64, i64, f64)> = (0..6_000).map(|id| (id, 10, id as f64)).collect();
+    let given_away = |sm: &StateMachine| {
+        sm.data()
+            .scan_prefix(&[crate::keyspace::ROW])
+            .filter(|kv| {
+                let key = &kv.as_ref().unwrap().0;
+                crate::keyspace::row_entity_key(key).is_some_and(|k| quiver_core::key::key_hash(k) >= at)
+            })
+            .count()
+    };
+    let mut parent = StateMachine::open(engine.clone(), 7, shard_kind()).unwrap();
+    let load: Vec<_> = rows.chunks(1_000).zip(1..).map(|(chunk, index)| put(index, chunk)).collect();
+    parent.apply(load).await.unwrap();
+    let split = entry(10, ShardCommand::Split { start: 0, end: u64::MAX, at, child });
+    assert_eq!(parent.apply(vec![split]).await.unwrap()[0], Response::Done);
+    let left = given_away(&parent);
+    assert!(left > 0, "the split's own entry leaves most of what it gave away");
+    let kept = (0..).find(|id| hash_of(*id) < at).unwrap();
+    parent.apply(vec![put(11, &[(kept, 20, 1.0)])]).await.unwrap();
+    assert!(given_away(&parent) < left, "a later apply sweeps some");
+
+    // The child takes a write, freezes, and the parent absorbs it back at once.
+    let child_kind = Kind::Shard { range: Arc::new(Range::new(child, None)), initial: None };
+    let mut child_sm = StateMachine::open(engine.clone(), child, child_kind).unwrap();
+    let moved = (0..).find(|id| hash_of(*id) >= at).unwrap();
+    child_sm.apply(vec![put(1, &[(moved, 30, 3.0)]), entry(2, ShardCommand::Freeze)]).await.unwrap();
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = crate::shard::merge::CARRIED
+        .iter()
+        .flat_map(|space| child_sm.data().scan_prefix(&[*space]).map(Result::unwrap).collect::<Vec<_>>())
+        .collect();
+    let steps =
+        vec![entry(12, ShardCommand::Absorb { pairs }), entry(13, ShardCommand::Grow { start: at, end: u64::MAX })];
+    assert_eq!(parent.apply(steps).await.unwrap(), vec![Response::Done, Response::Done]);
+    for index in 14..24 {
+        parent.apply(vec![put(index, &[(kept, 20, 1.0)])]).await.unwrap();
+    }
+    assert_eq!(parent.data().get(crate::keyspace::LEFTOVER).unwrap(), None, "nothing left to sweep");
+    assert_eq!(value_of(&parent, moved), Some((30, Value::Float64(3.0))), "the absorbed row stays");
+    for (id, ts, v) in rows.iter().filter(|(id, ..)| ![moved, kept].contains(id)) {
+        assert_eq!(value_of(&parent, *id), Some((*ts, Value::Float64(*v))), "driver {id} after the merge");
+    }
 }
 
 #[tokio::test]
@@ -361,6 +469,8 @@ mod lineage {
         /// Rows in the offline store: key, event time, ingestion order, value.
         offline: Vec<(i64, i64, u64, f64)>,
         marks: BTreeMap<u64, WriteSeq>,
+        /// Splits copied ahead (`PrepareSplit`), by shard: the point and the child.
+        prepared: BTreeMap<u64, (u64, u64)>,
     }
 
     impl Cluster {
@@ -380,6 +490,7 @@ mod lineage {
                 model: BTreeMap::new(),
                 offline: Vec::new(),
                 marks: BTreeMap::new(),
+                prepared: BTreeMap::new(),
             }
         }
 
@@ -399,7 +510,9 @@ mod lineage {
             }
         }
 
-        pub async fn split(&mut self, which: usize, point: u64) {
+        /// Starts copying ahead a split of the `which`th shard at `point`; a later `split` of
+        /// that shard splits there, with the writes between noted.
+        pub async fn prepare(&mut self, which: usize, point: u64) {
             let i = which % self.shards.len();
             let (start, end) = self.shards[i].bounds();
             if start == end {
@@ -407,6 +520,24 @@ mod lineage {
             }
             let (at, child) = (start + 1 + point % (end - start), self.next_id);
             self.next_id += 1;
+            let answer = self.shards[i].apply(ShardCommand::PrepareSplit { at, child }).await;
+            assert_eq!(answer, Response::Done);
+            self.prepared.insert(self.shards[i].id, (at, child));
+        }
+
+        pub async fn split(&mut self, which: usize, point: u64) {
+            let i = which % self.shards.len();
+            let (start, end) = self.shards[i].bounds();
+            if start == end {
+                return;
+            }
+            let (at, child) = match self.prepared.remove(&self.shards[i].id) {
+                Some(prepared) => prepared,
+                None => {
+                    self.next_id += 1;
+                    (start + 1 + point % (end - start), self.next_id - 1)
+                }
+            };
             let answer = self.shards[i].apply(ShardCommand::Split { start, end, at, child }).await;
             assert_eq!(answer, Response::Done);
             let kind = Kind::Shard { range: Arc::new(Range::new(child, None)), initial: None };
@@ -426,9 +557,17 @@ mod lineage {
                 assert!(self.export_some(0, usize::MAX).await, "exports wait for each other in a cycle");
             }
             let upper = self.shards.remove(i + 1);
+            self.prepared.retain(|id, _| ![upper.id, self.shards[i].id].contains(id));
             let tree = upper.sm.data();
-            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> =
-                CARRIED.iter().flat_map(|space| tree.scan_prefix(&[*space]).map(|kv| kv.unwrap())).collect();
+            // As the merge's leader reads them: rows the upper shard gave away stay behind.
+            let owned = |key: &[u8]| {
+                crate::keyspace::row_entity_key(key).is_none_or(|k| covers((start, end), quiver_core::key::key_hash(k)))
+            };
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = CARRIED
+                .iter()
+                .flat_map(|space| tree.scan_prefix(&[*space]).map(|kv| kv.unwrap()))
+                .filter(|(key, _)| owned(key))
+                .collect();
             pairs.extend(carried_waits(upper.id, tree.as_ref()).unwrap());
             let lower = &mut self.shards[i];
             assert_eq!(lower.apply(ShardCommand::Absorb { pairs }).await, Response::Done);
@@ -500,6 +639,7 @@ mod lineage {
     #[derive(Debug, Clone)]
     enum LineageOp {
         Write { key: i64, ts: i64 },
+        Prepare { shard: usize, point: u64 },
         Split { shard: usize, point: u64 },
         Merge { shard: usize },
         Export { shard: usize, rows: usize },
@@ -509,6 +649,7 @@ mod lineage {
         use proptest::prelude::*;
         prop_oneof![
             6 => (0..KEYS, 1i64..4).prop_map(|(key, ts)| LineageOp::Write { key, ts }),
+            1 => (any::<usize>(), any::<u64>()).prop_map(|(shard, point)| LineageOp::Prepare { shard, point }),
             1 => (any::<usize>(), any::<u64>()).prop_map(|(shard, point)| LineageOp::Split { shard, point }),
             1 => any::<usize>().prop_map(|shard| LineageOp::Merge { shard }),
             2 => (any::<usize>(), 1usize..4).prop_map(|(shard, rows)| LineageOp::Export { shard, rows }),
@@ -517,7 +658,8 @@ mod lineage {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
-        /// Writes with few distinct event times, splits, merges and exports in any order: every
+        /// Writes with few distinct event times, splits (some copied ahead, with writes
+        /// between), merges and exports in any order: every
         /// key reads, online and in a training set, the last write of its newest event time.
         #[test]
         fn ties_survive_splits_and_merges(ops in proptest::collection::vec(lineage_op(), 1..80)) {
@@ -527,6 +669,7 @@ mod lineage {
                 for op in ops {
                     match op {
                         LineageOp::Write { key, ts } => cluster.write(key, ts).await,
+                        LineageOp::Prepare { shard, point } => cluster.prepare(shard, point).await,
                         LineageOp::Split { shard, point } => cluster.split(shard, point).await,
                         LineageOp::Merge { shard } => cluster.merge(shard).await,
                         LineageOp::Export { shard, rows } => drop(cluster.export_some(shard, rows).await),

@@ -16,9 +16,11 @@
 //! shard that gave the key away, whatever the shard map the sender used.
 
 pub mod export_order;
+pub mod leftover;
 pub mod merge;
 pub mod requests;
 pub mod split;
+pub mod staging;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -164,7 +166,8 @@ impl PendingWrites {
 }
 
 /// Applies a write or an export acknowledgement. A split is applied by `split::apply` (it
-/// needs the tree to hold every earlier entry first), the steps of a merge by `merge::apply`.
+/// needs the tree to hold every earlier entry first) after `staging`, the steps of a merge
+/// by `merge::apply`.
 pub fn apply(
     tree: &dyn KvTree,
     cache: &mut PendingWrites,
@@ -189,6 +192,7 @@ pub fn apply(
             return Ok(Response::Done);
         }
         ShardCommand::Split { .. }
+        | ShardCommand::PrepareSplit { .. }
         | ShardCommand::Freeze
         | ShardCommand::Thaw
         | ShardCommand::Absorb { .. }

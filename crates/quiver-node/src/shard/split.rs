@@ -9,25 +9,29 @@
 //! past the split from a snapshot) starts the child empty, and the child's leader, whose
 //! log starts after the seed, sends it a snapshot.
 //!
+//! Most of the copying happens before the entry, while the shard takes writes
+//! (`staging`): the entry copies what that copy had not reached and the keys changed
+//! since, or everything on a replica that staged nothing.
+//!
 //! The child also records what its exports wait for (`export_order`): rows of its keys
 //! still queued in the parent.
 //!
 //! The child is written first, its applied id last, and only while it has none: replaying
 //! the entry after a crash, or after the child started taking writes, never overwrites it.
-//! Then the parent's range shrinks (readers check it after reading) and its batch deletes
-//! the rows it gave away, with its new range and applied id.
+//! Then the parent's range shrinks (readers check it after reading); the rows it gave away
+//! are swept by later applies (`leftover`).
+
+use std::ops::Bound;
 
 use openraft::{CommittedLeaderId, LogId, StoredMembership};
 use quiver_core::row::WriteSeq;
 
+use super::staging::{COPIED, Staged, clear, moves};
 use super::{Range, export_order};
 use crate::codec::{decode, encode};
 use crate::command::Response;
 use crate::error::Result;
-use crate::keyspace::{
-    self, APPLIED, APPLIED_TIME, EXPORT_WAITS, LOG_PURGED, MEMBERSHIP, REQUEST, REQUEST_EXPIRY, ROW, SHARD_RANGE,
-    TreePart, tree_name,
-};
+use crate::keyspace::{APPLIED, APPLIED_TIME, EXPORT_WAITS, LOG_PURGED, MEMBERSHIP, SHARD_RANGE, TreePart, tree_name};
 use crate::raft::NodeId;
 use crate::storage::{KvEngine, KvTree, WriteBatch};
 
@@ -49,41 +53,45 @@ pub struct SplitAt {
     pub child: u64,
 }
 
+/// What applying a split did.
+pub struct Applied {
+    pub response: Response,
+    /// The range the parent gave away, whose rows are to be swept.
+    pub gave: Option<(u64, u64)>,
+    /// The parent's batch (its new range), to be written with the applied id.
+    pub parent: WriteBatch,
+}
+
 /// Applies a split to the parent's tree `tree` (which holds every earlier entry) owning
-/// `owned`, at the leader time `time`. Seeds the child, shrinks `owned`, and returns the
-/// answer with the parent's batch (deletions and new range), to be written with the
-/// applied id.
+/// `owned`, at the leader time `time`, with what a pre-copy left to do (`staged`). Seeds the
+/// child and shrinks `owned`.
 pub fn apply(
     engine: &dyn KvEngine,
     tree: &dyn KvTree,
     owned: &Range,
     membership: &Membership,
     time: i64,
-    split: &SplitAt,
-) -> Result<(Response, WriteBatch)> {
+    (split, staged): (&SplitAt, Option<Staged>),
+) -> Result<Applied> {
     let SplitAt { start, end, at, child } = *split;
+    let nothing = |response| Ok(Applied { response, gave: None, parent: WriteBatch::default() });
+    let refused = |why: String| nothing(Response::Rejected(quiver_core::Error::InvalidArgument(why)));
     if !(start < at && at <= end) {
-        let why = format!("split point {at:#x} is outside {start:#x}..={end:#x}");
-        return Ok((Response::Rejected(quiver_core::Error::InvalidArgument(why)), WriteBatch::default()));
+        return refused(format!("split point {at:#x} is outside {start:#x}..={end:#x}"));
     }
     let kept = (start, at - 1);
     let current = owned.get();
-    if current != Some((start, end)) && current != Some(kept) {
-        let why = format!("shard {} holds {current:?}, not the range {start}..={end} to split", owned.shard);
-        return Ok((Response::Rejected(quiver_core::Error::InvalidArgument(why)), WriteBatch::default()));
+    if current == Some(kept) {
+        return nothing(Response::Done);
     }
-    let moves = |key: &[u8]| keyspace::row_entity_key(key).is_some_and(|k| quiver_core::key::key_hash(k) >= at);
-    seed_child(engine, (owned.shard, tree), membership, time, (at, end, child), &moves)?;
+    if current != Some((start, end)) {
+        return refused(format!("shard {} holds {current:?}, not the range {start}..={end} to split", owned.shard));
+    }
+    seed_child(engine, (owned.shard, tree), membership, time, (at, end, child), staged)?;
     owned.set(Some(kept));
-    let mut batch = WriteBatch::default();
-    for kv in tree.scan_prefix(&[ROW]) {
-        let (key, _) = kv?;
-        if moves(&key) {
-            batch.delete(key);
-        }
-    }
-    batch.put(SHARD_RANGE, encode(&Some(kept))?);
-    Ok((Response::Done, batch))
+    let mut parent = WriteBatch::default();
+    parent.put(SHARD_RANGE, encode(&Some(kept))?);
+    Ok(Applied { response: Response::Done, gave: Some((at, end)), parent })
 }
 
 /// Writes the child's trees from the parent's, unless the child already has a state.
@@ -92,33 +100,42 @@ fn seed_child(
     (parent_id, parent): (u64, &dyn KvTree),
     membership: &Membership,
     time: i64,
-    (start, end, child): (u64, u64, u64),
-    moves: &dyn Fn(&[u8]) -> bool,
+    (at, end, child): (u64, u64, u64),
+    staged: Option<Staged>,
 ) -> Result<()> {
     let state = engine.tree(&tree_name(child, TreePart::State))?;
     if state.get(APPLIED)?.is_some() {
         return Ok(());
     }
-    for part in TreePart::ALL {
-        clear(engine.tree(&tree_name(child, part))?.as_ref())?;
-    }
+    let (from, changed) = match staged {
+        Some(Staged { through, changed }) => (Bound::Excluded(through), changed),
+        None => {
+            for part in TreePart::ALL {
+                clear(engine.tree(&tree_name(child, part))?.as_ref())?;
+            }
+            (Bound::Included(vec![COPIED[0]]), Default::default())
+        }
+    };
     let seed = seed_log_id();
     let mut log = WriteBatch::default();
     log.put(LOG_PURGED, encode(&seed)?);
     engine.tree(&tree_name(child, TreePart::Log))?.write(log)?;
     let mut batch = WriteBatch::default();
-    let mut pending = 0;
-    for space in [ROW, REQUEST, REQUEST_EXPIRY] {
-        for kv in parent.scan_prefix(&[space]) {
-            let (key, value) = kv?;
-            if space != ROW || moves(&key) {
-                batch.put(key, value);
-                pending += 1;
-            }
-            if pending == SEED_CHUNK {
-                state.write(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
+    let last = Bound::Excluded(vec![COPIED[COPIED.len() - 1] + 1]);
+    for kv in parent.scan((from, last)) {
+        let (key, value) = kv?;
+        if moves(&key, (at, end)) {
+            batch.put(key, value);
+        }
+        if batch.len() == SEED_CHUNK {
+            state.write(std::mem::take(&mut batch))?;
+        }
+    }
+    // Keys the entries since the pre-copy changed, wherever the copy was when they did.
+    for key in changed {
+        match parent.get(&key)? {
+            Some(value) => batch.put(key, value),
+            None => batch.delete(key),
         }
     }
     // Rows of the moving keys may still be queued here: the child's exports wait for them.
@@ -126,20 +143,12 @@ fn seed_child(
     if !waits.is_empty() {
         batch.put(EXPORT_WAITS, export_order::encode_waits(&waits)?);
     }
-    batch.put(SHARD_RANGE, encode(&Some((start, end)))?);
+    batch.put(SHARD_RANGE, encode(&Some((at, end)))?);
     batch.put(MEMBERSHIP, encode(&StoredMembership::new(Some(seed), membership.membership().clone()))?);
     batch.put(APPLIED_TIME, encode(&time)?);
     batch.put(APPLIED, encode(&Some(seed))?);
     state.write(batch)?;
     engine.flush()
-}
-
-fn clear(tree: &dyn KvTree) -> Result<()> {
-    let mut batch = WriteBatch::default();
-    for kv in tree.scan((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)) {
-        batch.delete(kv?.0);
-    }
-    tree.write(batch)
 }
 
 /// The range stored in a shard's state tree, if any.

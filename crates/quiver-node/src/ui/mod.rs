@@ -144,12 +144,17 @@ async fn cluster(State(node): State<Arc<Node>>) -> Page {
 }
 
 async fn cluster_body(node: &Node) -> Result<String> {
-    let status = crate::api::admin::cluster_status(node).await?;
+    let status = crate::api::admin::cluster_status(node, None).await?;
+    let known = status.liveness_from != 0;
     let nodes: Vec<Vec<String>> = status
         .nodes
         .iter()
         .map(|n| {
-            let state = if n.up { "<span class=\"ok\">up</span>" } else { "<span class=\"down\">down</span>" };
+            let state = match (known || n.id == status.node_id, n.up) {
+                (true, true) => "<span class=\"ok\">up</span>",
+                (true, false) => "<span class=\"down\">down</span>",
+                (false, _) => "unknown (ask the metadata leader's page)",
+            };
             let draining = if n.draining { " (draining)" } else { "" };
             let vote = if n.meta_voter { "voter" } else { "learner" };
             vec![

@@ -2,8 +2,10 @@
 //! - they report that they lead (with their term), so clients get leader hints and the
 //!   leader placement rule sees where leaders are;
 //! - they hand leadership over when an operation asks for it (see `transfer`);
-//! - they split their shard when an operation asks for it: one entry in the shard's log
-//!   (`shard::split`), then the split is committed to the shard map (`CommitSplit`);
+//! - they split their shard when an operation asks for it: an entry that starts every
+//!   replica copying the moving rows (`shard::staging`), once the copy here is done the
+//!   split's entry (`shard::split`), then the split is committed to the shard map
+//!   (`CommitSplit`);
 //! - they take their part in a merge (`shard::merge`): the upper shard freezes, the lower
 //!   one absorbs its rows, grows over its range and commits the merge (`CommitMerge`);
 //! - when the meta state assigns a shard other replicas than its Raft voters, they add the
@@ -30,6 +32,7 @@ use crate::keyspace::{self, ROW};
 use crate::meta::MetaState;
 use crate::shard::merge::{self, CARRIED};
 use crate::shard::read_queue;
+use crate::shard::staging::Progress;
 use crate::storage::KvTree;
 use crate::transfer::transfer_leadership;
 
@@ -72,7 +75,11 @@ async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaStat
         Some((start, end)) if start == shard.start && end < shard.end => end + 1,
         _ if at != 0 => at,
         _ => {
-            let median = median_point(group.data.as_ref(), shard.start, shard.end)?;
+            // A read of every row: off the runtime's threads, which serve requests meanwhile.
+            let (tree, start, end) = (group.data.clone(), shard.start, shard.end);
+            let median = tokio::task::spawn_blocking(move || median_point(tree.as_ref(), start, end))
+                .await
+                .map_err(|e| Error::Storage(format!("choosing a split point: {e}")))??;
             context.proposer.write_meta(MetaCommand::SetSplitPoint { op, at: median }).await?;
             crate::failpoint::hit("split-after-choosing");
             // The point recorded: this one, or an earlier leader's.
@@ -84,6 +91,9 @@ async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaStat
             at
         }
     };
+    if !staged(context, group, op, (at, shard.end), child).await? {
+        return Ok(());
+    }
     info!(shard = group.id, at = format!("{at:#018x}"), child, "splitting");
     let command = ShardCommand::Split { start: shard.start, end: shard.end, at, child };
     if !propose_step(context, group, op, command).await? {
@@ -92,6 +102,26 @@ async fn split(context: &Context, group: &Group, shard: &Shard, state: &MetaStat
     crate::failpoint::hit("split-before-commit");
     context.proposer.write_meta(MetaCommand::CommitSplit { op, shard: group.id, at, child }).await?;
     Ok(())
+}
+
+/// Whether the rows that move to `child` are copied ahead of the split here; if not, starts
+/// or waits for that copy (checked again next round). True once the shard split here too.
+async fn staged(context: &Context, group: &Group, op: u64, moving: (u64, u64), child: u64) -> Result<bool> {
+    let (Some(staging), Some(range)) = (&group.staging, &group.range) else { return Ok(true) };
+    if range.get().is_some_and(|(_, end)| end < moving.0) {
+        return Ok(true);
+    }
+    match staging.progress(moving, child) {
+        Progress::Done => Ok(true),
+        Progress::Copying => Ok(false),
+        Progress::Absent => {
+            info!(shard = group.id, child, "copying the rows that move ahead of a split");
+            let prepare = ShardCommand::PrepareSplit { at: moving.0, child };
+            propose_step(context, group, op, prepare).await?;
+            crate::failpoint::hit("split-copying");
+            Ok(false)
+        }
+    }
 }
 
 /// Tells the meta group, in one entry, which shards this node leads where it does not
@@ -141,7 +171,8 @@ async fn hand_over(context: &Context, group: &Group, state: &MetaState) -> Resul
     Ok(false)
 }
 
-/// The median of the hashes of the shard's keys (`placement::split_point`).
+/// The median of the hashes of the shard's keys (`placement::split_point`), leaving out
+/// rows given away and not swept yet.
 fn median_point(tree: &dyn KvTree, start: u64, end: u64) -> Result<u64> {
     let mut hashes = Vec::new();
     for kv in tree.scan_prefix(&[ROW]) {
@@ -149,8 +180,11 @@ fn median_point(tree: &dyn KvTree, start: u64, end: u64) -> Result<u64> {
             hashes.push(quiver_core::key::key_hash(key));
         }
     }
+    hashes.retain(|h| (start..=end).contains(h));
     Ok(split_point(start, end, &mut hashes))
 }
+
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Rows and request ids per `Absorb` entry of a merge.
 const ABSORB_CHUNK: usize = 1_000;
@@ -185,10 +219,10 @@ async fn merge(context: &Context, group: &Group, state: &MetaState) -> Result<()
     for space in CARRIED {
         let mut after = None;
         loop {
-            let pairs = chunk_after(upper.data.as_ref(), space, after.as_deref())?;
-            let Some((last, _)) = pairs.last() else { break };
-            after = Some(last.clone());
-            if !propose_step(context, group, op, ShardCommand::Absorb { pairs }).await? {
+            let (pairs, last) = chunk_after(upper.data.as_ref(), space, after.as_deref(), upper_range)?;
+            let Some(last) = last else { break };
+            after = Some(last);
+            if !pairs.is_empty() && !propose_step(context, group, op, ShardCommand::Absorb { pairs }).await? {
                 return Ok(());
             }
         }
@@ -225,13 +259,20 @@ async fn thaw_if_abandoned(context: &Context, group: &Group) -> Result<()> {
     group.propose(Command::Shard(ShardCommand::Thaw)).await.map(drop)
 }
 
-/// Up to `ABSORB_CHUNK` pairs of key space `space`, after key `after` (from the start).
-fn chunk_after(tree: &dyn KvTree, space: u8, after: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+/// The pairs among the next `ABSORB_CHUNK` keys of key space `space` after key `after`
+/// (from the start), leaving out rows outside `range` (given away by a split, not swept
+/// yet); and the last key read, `None` at the end of the space.
+fn chunk_after(tree: &dyn KvTree, space: u8, after: Option<&[u8]>, range: &Shard) -> Result<(Pairs, Option<Vec<u8>>)> {
     let from = match after {
         Some(key) => Bound::Excluded(key.to_vec()),
         None => Bound::Included(vec![space]),
     };
-    tree.scan((from, Bound::Excluded(vec![space + 1]))).take(ABSORB_CHUNK).collect()
+    let read: Pairs = tree.scan((from, Bound::Excluded(vec![space + 1]))).take(ABSORB_CHUNK).collect::<Result<_>>()?;
+    let last = read.last().map(|(key, _)| key.clone());
+    let owned = |key: &[u8]| {
+        keyspace::row_entity_key(key).is_none_or(|k| (range.start..=range.end).contains(&quiver_core::key::key_hash(k)))
+    };
+    Ok((read.into_iter().filter(|(key, _)| owned(key)).collect(), last))
 }
 
 /// Proposes a step of operation `op` to `group`, led here; false when the shard refused it

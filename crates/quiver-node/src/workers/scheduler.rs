@@ -45,7 +45,13 @@ pub async fn round(context: Context) -> Result<()> {
         return Ok(());
     }
     let meta = context.groups.group(META_GROUP)?;
-    context.proposer.cluster_id().await?;
+    let cluster = context.proposer.cluster_id().await?;
+    // Placement goes on whatever the offline store answers.
+    if let Err(e) =
+        crate::offline::shared::mark(&context.proposer, meta.data.as_ref(), &context.offline, &cluster).await
+    {
+        warn!("marking the offline store as the cluster's: {e}");
+    }
     let nodes = Nodes::now(&context, &meta, &state)?;
     follow_and_vote(&meta, &state, &nodes).await?;
     for op in &state.ops {

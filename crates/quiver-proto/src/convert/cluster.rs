@@ -15,6 +15,7 @@ pub fn cluster_status_from_proto(s: v1::StatusResponse) -> Result<ClusterStatus>
         groups: s.groups.into_iter().map(group_status_from_proto).collect::<Result<_>>()?,
         backups: s.backups.into_iter().map(crate::backup_record_from_proto).collect(),
         certificate_expires: (s.certificate_expires_micros != 0).then_some(s.certificate_expires_micros),
+        liveness_from: (s.liveness_from != 0).then_some(s.liveness_from),
     })
 }
 
