@@ -261,10 +261,12 @@ async fn a_joining_node_receives_replicas_and_a_removed_node_is_drained_first() 
     assert_eq!(meta_voters, vec![2, 3, 4], "the meta group's voters left node 1 too");
     // Node 1 learns from its peers that it was removed, and stops by itself, saying why:
     // it serves no stale view and fails no worker every second.
-    let ended = nodes[0].wait_for_exit(READY).await.unwrap();
-    assert!(!ended.success(), "{ended}");
+    let ended = nodes[0].wait_for_exit(READY).await;
     let log = std::fs::read_to_string(dir.path().join("node1.log")).unwrap();
-    assert!(log.contains("removed from its cluster"), "{}", &log[log.len().saturating_sub(2000)..]);
+    let tail = &log[log.len().saturating_sub(4000)..];
+    let ended = ended.unwrap_or_else(|e| panic!("{e}; node 1's log ends:\n{tail}"));
+    assert!(!ended.success(), "{ended}");
+    assert!(log.contains("removed from its cluster"), "{tail}");
     for id in 0..40 {
         assert_eq!(conv_rate(&second, id, Consistency::Linearizable).await, Some(Value::Float64(id as f64)));
     }

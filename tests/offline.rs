@@ -229,7 +229,8 @@ async fn offline_store_on_a_local_directory() {
         path.display().to_string()
     };
     suite(&client, dir.path(), &source).await;
-    let parquet_files = walk(&dir.path().join("node/offline"));
+    // The project's files; the store also holds the cluster's mark (`clusters/`).
+    let parquet_files = walk(&dir.path().join("node/offline/rides"));
     assert!(parquet_files.iter().all(|p| p.ends_with(".parquet")) && parquet_files.len() >= 2, "{parquet_files:?}");
     drop(node);
 }

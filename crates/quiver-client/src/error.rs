@@ -4,8 +4,9 @@
 /// What the client's calls return.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a call failed.
+/// Why a call failed. More kinds may come: match with a `_` arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The node could not be reached.
     #[error("cannot reach {endpoint}: {message}")]

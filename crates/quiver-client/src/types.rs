@@ -74,6 +74,7 @@ pub struct WriteOutcome {
 /// The entities and times a training set is built for, with any other columns (labels),
 /// kept as they are. It needs the join keys of the features' entities and a time column.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Spine {
     /// A CSV file's bytes. Join keys are typed by their entities, the time column read as
     /// RFC 3339 or integer microseconds, every other column kept as text.

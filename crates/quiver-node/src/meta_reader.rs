@@ -15,6 +15,9 @@ use crate::keyspace;
 use crate::meta::{MetaState, MetaView};
 use crate::raft::network::PeerPool;
 
+/// How long a membership check waits for a peer's answer.
+const MEMBERSHIP_ASK_FOR: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct MetaReader {
     groups: Arc<Groups>,
@@ -87,9 +90,10 @@ impl MetaReader {
         Ok(reply.into_inner().index)
     }
 
-    /// Asks the metadata leader, or with none known here every other member, to admit a
+    /// Asks the metadata leader, or with none known here (or this node, no longer a voter,
+    /// still taking itself for the leader) every other member, to admit a
     /// request of this node's: one the cluster removed is refused, and the pool notes it
-    /// (`PeerPool::removed`). Such a node is no longer sent anything, so it must ask.
+    /// (`PeerPool::refused`). Such a node is no longer sent anything, so it must ask.
     pub async fn check_membership(&self, me: u64) {
         let Ok(group) = self.groups.group(META_GROUP) else { return };
         let state = self.latest();
@@ -97,15 +101,19 @@ impl MetaReader {
         if me < state.next_node_id && !state.nodes.contains_key(&me) {
             return self.pool.note_removed();
         }
+        // A leader that removed itself from the voters may still call itself leader here.
+        let voter = group.raft.metrics().borrow().membership_config.membership().voter_ids().any(|v| v == me);
         let ask: Vec<&str> = match group.leader() {
-            Some(leader) if leader == me => return,
-            Some(leader) => state.nodes.get(&leader).map(|n| n.addr.as_str()).into_iter().collect(),
-            None => state.nodes.values().filter(|n| n.id != me).map(|n| n.addr.as_str()).collect(),
+            Some(leader) if leader == me && voter => return,
+            Some(leader) if leader != me => state.nodes.get(&leader).map(|n| n.addr.as_str()).into_iter().collect(),
+            _ => state.nodes.values().filter(|n| n.id != me).map(|n| n.addr.as_str()).collect(),
         };
         for addr in ask {
             let Ok(channel) = self.pool.channel(addr) else { continue };
             let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
-            if let Err(status) = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {}).await {
+            let asked = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {});
+            // A peer that does not answer in time is asked again at the next check.
+            if let Ok(Err(status)) = tokio::time::timeout(MEMBERSHIP_ASK_FOR, asked).await {
                 self.pool.refused(&status);
             }
         }

@@ -31,6 +31,8 @@ pub const COPIED: [u8; 3] = [ROW, REQUEST, REQUEST_EXPIRY];
 
 /// Keys read and written per chunk of the background copy.
 const COPY_CHUNK: usize = 2_000;
+/// Keys a staged copy notes at most while its split does not come.
+const MAX_NOTED: usize = 1_000_000;
 
 /// Whether `key`, in the parent's state tree, goes to the child taking `at..=end`: a row of
 /// a key hashing into it, or any request id (a retried request may name either half).
@@ -121,11 +123,20 @@ impl Staging {
         }
     }
 
-    /// Notes the keys an apply call changes, while a copy is staged.
+    /// Notes the keys an apply call changes, while a copy is staged. A copy whose split
+    /// does not come (its operation failed or was cancelled) is dropped once it has noted
+    /// `MAX_NOTED` keys, so memory stays bounded; the split, if it comes after all, copies
+    /// everything.
     pub fn note(&self, batch: &WriteBatch) {
-        if let Some(stage) = self.lock().as_mut() {
-            let moving = stage.moving;
-            stage.changed.extend(batch.keys().filter(|k| moves(k, moving)).map(<[u8]>::to_vec));
+        let mut stage = self.lock();
+        let Some(staged) = stage.as_mut() else { return };
+        let moving = staged.moving;
+        staged.changed.extend(batch.keys().filter(|k| moves(k, moving)).map(<[u8]>::to_vec));
+        if staged.changed.len() > MAX_NOTED
+            && let Some(dropped) = stage.take()
+        {
+            warn!(child = dropped.child, "a split's copy ahead noted {MAX_NOTED} writes without its split: dropped");
+            dropped.stop();
         }
     }
 
