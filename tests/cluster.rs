@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use quiver_admin::local_node::free_addrs;
 use quiver_client::{Client, Consistency, FeatureSelection, Freshness, GroupKind, OnlineRequest, Value};
+use quiver_tests::recipe::{Recipe, readme_block};
 use quiver_tests::{LocalNode, RIDES, crashed, driver_key, driver_row, now_micros};
 
 const READY: Duration = Duration::from_secs(60);
@@ -544,15 +545,10 @@ async fn a_training_set_split_over_three_nodes_is_the_single_node_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_cluster_recipe_serves_training_sets_through_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = &readme[readme.find("### A 3-node cluster").expect("the README's cluster section")..];
-    let mut script = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).unwrap().to_string();
     let free = free_addrs(6).unwrap();
     let written = ["7071", "7072", "7073", "7081", "7082", "7083"].map(|p| format!("127.0.0.1:{p}"));
-    for (old, new) in written.iter().zip(&free) {
-        assert!(script.contains(old.as_str()), "the recipe uses {old}");
-        script = script.replace(old.as_str(), new);
-    }
+    let replace: Vec<(&str, &str)> = written.iter().map(String::as_str).zip(free.iter().map(String::as_str)).collect();
+    let script = readme_block("### A 3-node cluster", &replace);
     let _nodes = Recipe::run(dir.path(), &script);
     let mut clients = Vec::new();
     for (addr, http) in free[..3].iter().zip(&free[3..]) {
@@ -585,39 +581,6 @@ async fn the_readme_cluster_recipe_serves_training_sets_through_every_node() {
             client.historical(request).await.unwrap_or_else(|e| panic!("a training set through node {}: {e}", i + 1));
         let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
         assert_eq!(trips.iter().collect::<Vec<_>>(), vec![Some(3), Some(49)], "through node {}", i + 1);
-    }
-}
-
-/// A shell script started in a process group of its own, with the built binaries first on
-/// its path; the group is killed when dropped (the nodes it left in the background too).
-struct Recipe(std::process::Child);
-
-impl Recipe {
-    fn run(dir: &std::path::Path, script: &str) -> Recipe {
-        use std::os::unix::process::CommandExt;
-        let bin = quiver_admin::local_node::binary("quiver-node").unwrap();
-        let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
-        let log = std::fs::File::create(dir.join("recipe.log")).unwrap();
-        let child = std::process::Command::new("bash")
-            .args(["-c", script])
-            .current_dir(dir)
-            .env("PATH", path)
-            .env_remove("QUIVER_CONFIG")
-            .process_group(0)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Recipe(child)
-    }
-}
-
-impl Drop for Recipe {
-    fn drop(&mut self) {
-        // `--` before the negative id: it names the process group, not a signal.
-        let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
     }
 }
 

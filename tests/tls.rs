@@ -200,3 +200,38 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_status_says_when_
     // Clients go on being served, over the new certificate.
     ok(&["--endpoint", &endpoint, "--ca", &ca, "status"]);
 }
+
+/// The README's security recipe, run as written on loopback: certificates, a node with TLS
+/// and authentication, then tokens and the audit log through `quiverctl` with the
+/// environment it sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_security_recipe_runs_as_written() {
+    use quiver_tests::recipe::{Recipe, readme_block, run_to_end};
+    let dir = tempfile::tempdir().unwrap();
+    let [listen, http] = <[String; 2]>::try_from(quiver_admin::local_node::free_addrs(2).unwrap()).unwrap();
+    let replace = [
+        ("10.0.0.1:7070", listen.as_str()),
+        ("10.0.0.1:7080", http.as_str()),
+        ("--host 10.0.0.1", "--host 127.0.0.1"),
+        ("/var/lib/quiver", "data"),
+    ];
+    let script = readme_block("### Security: TLS, tokens", &replace);
+    let (start, rest) =
+        script.split_at(script.find("\nexport QUIVER_ENDPOINT").expect("the recipe exports the endpoint"));
+    let _node = Recipe::run(dir.path(), start);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ca = std::fs::read(dir.path().join("certs/ca.pem")).ok();
+        if let Some(ca) = ca
+            && quiver_admin::local_node::healthy(&http, Some(&ca)).await
+        {
+            break;
+        }
+        let log = std::fs::read_to_string(dir.path().join("recipe.log")).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "the recipe's node never served:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = run_to_end(dir.path(), rest);
+    assert!(out.contains("pipeline") && out.contains("clinician"), "the tokens are listed:\n{out}");
+    assert!(out.contains("\"CreateToken\""), "the audit log, as JSON, holds the tokens' creation:\n{out}");
+}

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: real `quiver-node` processes on loopback ports, the
 //! example definitions, and `quiverctl` runs. Build the binaries first (`cargo build --bins`).
 
+pub mod recipe;
 pub mod s3;
 
 use std::collections::BTreeMap;

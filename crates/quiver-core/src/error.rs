@@ -13,8 +13,10 @@ pub enum Error {
     UnknownEntity(String),
     #[error("unknown feature set '{0}'")]
     UnknownFeatureSet(String),
-    #[error("unknown feature '{0}'")]
-    UnknownFeature(String),
+    /// A feature its set does not have: `feature` as named (`set:feature`), `known` the
+    /// set's features.
+    #[error("unknown feature '{feature}' (the set has: {})", known.join(", "))]
+    UnknownFeature { feature: String, known: Vec<String> },
     #[error("unknown feature vector '{0}'")]
     UnknownVector(String),
     /// A definition (YAML or API) that cannot be applied.
@@ -66,7 +68,7 @@ impl Error {
             Error::UnknownProject(_) => "Q1001",
             Error::UnknownEntity(_) => "Q1002",
             Error::UnknownFeatureSet(_) => "Q1003",
-            Error::UnknownFeature(_) => "Q1004",
+            Error::UnknownFeature { .. } => "Q1004",
             Error::UnknownVector(_) => "Q1005",
             Error::InvalidDefinition(_) => "Q1101",
             Error::InvalidRow { .. } => "Q1201",
@@ -104,7 +106,7 @@ impl Error {
             Error::UnknownProject("rides".into()),
             Error::UnknownEntity("rider".into()),
             Error::UnknownFeatureSet("driver_stats@3".into()),
-            Error::UnknownFeature("driver_stats:speed".into()),
+            Error::UnknownFeature { feature: "driver_stats:speed".into(), known: vec!["conv_rate".into()] },
             Error::UnknownVector("driver_model_v9".into()),
             Error::InvalidDefinition("feature of s 'a' is declared twice".into()),
             Error::row(3, "conv_rate", "'high' is not a valid float64"),

@@ -270,11 +270,9 @@ impl Project {
             match &r.feature {
                 None => fs.features.iter().enumerate().for_each(|(i, f)| push(i, f)),
                 Some(name) => {
-                    let index = fs.feature_index(name).ok_or_else(|| {
-                        Error::UnknownFeature(format!(
-                            "{prefix}:{name} (the set has: {})",
-                            fs.feature_names().join(", ")
-                        ))
+                    let index = fs.feature_index(name).ok_or_else(|| Error::UnknownFeature {
+                        feature: format!("{prefix}:{name}"),
+                        known: fs.feature_names().iter().map(|n| n.to_string()).collect(),
                     })?;
                     push(index, &fs.features[index]);
                 }

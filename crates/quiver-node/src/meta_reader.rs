@@ -152,7 +152,7 @@ impl MetaReader {
                 quiver_core::Error::UnknownProject(_)
                 | quiver_core::Error::UnknownEntity(_)
                 | quiver_core::Error::UnknownFeatureSet(_)
-                | quiver_core::Error::UnknownFeature(_)
+                | quiver_core::Error::UnknownFeature { .. }
                 | quiver_core::Error::UnknownVector(_),
             )) => {
                 let state = self.caught_up().await?;

@@ -9,7 +9,7 @@ pub fn status_from_error(err: &Error) -> Status {
         Error::UnknownProject(_)
         | Error::UnknownEntity(_)
         | Error::UnknownFeatureSet(_)
-        | Error::UnknownFeature(_)
+        | Error::UnknownFeature { .. }
         | Error::UnknownVector(_) => Code::NotFound,
         Error::InvalidDefinition(_)
         | Error::InvalidRow { .. }
