@@ -155,8 +155,14 @@ pub fn row(table: &TableRef, entity_key: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Where a `row` key lives in the shards' hash space: its entity key's hash; `None` for a
+/// key of another space.
+pub fn row_hash(key: &[u8]) -> Option<u64> {
+    (key.first() == Some(&ROW)).then(|| row_entity_key(key).map(quiver_core::key::key_hash)).flatten()
+}
+
 /// The entity key a `row` key ends with.
-pub fn row_entity_key(key: &[u8]) -> Option<&[u8]> {
+fn row_entity_key(key: &[u8]) -> Option<&[u8]> {
     let mut at = 1;
     for _ in 0..2 {
         let len = u16::from_be_bytes(key.get(at..at + 2)?.try_into().ok()?) as usize;
@@ -374,5 +380,11 @@ mod tests {
         let table = TableRef { project: "proj".into(), set: "s".into(), version: 7 };
         assert_eq!(row_entity_key(&row(&table, b"\x01entity")), Some(&b"\x01entity"[..]));
         assert_eq!(row_entity_key(&[ROW, 0, 9]), None, "a cut key is not read past its end");
+        let key = row(&table, b"\x01entity");
+        assert_eq!(row_hash(&key), Some(quiver_core::key::key_hash(b"\x01entity")));
+        // A request id can read as a row's layout; it still has no place in the hash space.
+        let id = [0u8; 24];
+        assert!(row_entity_key(&request(&id)).is_some());
+        assert_eq!(row_hash(&request(&id)), None);
     }
 }

@@ -81,13 +81,22 @@ impl MetaReader {
         let addr = leader
             .and_then(|id| self.latest().nodes.get(&id).map(|n| n.addr.clone()))
             .ok_or_else(|| quiver_core::Error::Unavailable("the meta group has no leader".into()))?;
-        let channel = self.pool.channel(&addr).map_err(Error::Raft)?;
+        let asked = self.read_index_of(&addr).await?;
+        asked.map_err(|s| {
+            quiver_core::Error::Unavailable(format!("meta read index from {addr}: {}", s.message())).into()
+        })
+    }
+
+    /// The metadata read index as the member at `addr` answers it; a refusal that says this
+    /// node was removed is noted (`PeerPool::refused`).
+    async fn read_index_of(&self, addr: &str) -> Result<std::result::Result<u64, tonic::Status>> {
+        let channel = self.pool.channel(addr).map_err(Error::Raft)?;
         let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
-        let reply = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {}).await.map_err(|s| {
-            self.pool.refused(&s);
-            quiver_core::Error::Unavailable(format!("meta read index from {addr}: {}", s.message()))
-        })?;
-        Ok(reply.into_inner().index)
+        let reply = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {}).await;
+        if let Err(status) = &reply {
+            self.pool.refused(status);
+        }
+        Ok(reply.map(|r| r.into_inner().index))
     }
 
     /// Asks the metadata leader, or with none known here (or this node, no longer a voter,
@@ -109,13 +118,8 @@ impl MetaReader {
             _ => state.nodes.values().filter(|n| n.id != me).map(|n| n.addr.as_str()).collect(),
         };
         for addr in ask {
-            let Ok(channel) = self.pool.channel(addr) else { continue };
-            let mut client = quiver_proto::v1::admin_service_client::AdminServiceClient::new(channel);
-            let asked = client.meta_read_index(quiver_proto::v1::MetaReadIndexRequest {});
             // A peer that does not answer in time is asked again at the next check.
-            if let Ok(Err(status)) = tokio::time::timeout(MEMBERSHIP_ASK_FOR, asked).await {
-                self.pool.refused(&status);
-            }
+            let _ = tokio::time::timeout(MEMBERSHIP_ASK_FOR, self.read_index_of(addr)).await;
         }
     }
 

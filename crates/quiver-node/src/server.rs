@@ -305,13 +305,11 @@ async fn advertise_to_clients(me: u64, addr: String, meta: MetaReader, proposer:
     }
 }
 
-/// Says once this node's meta view has caught up with the metadata leader's (retrying until
-/// there is one): hosting then sweeps what it no longer hosts.
 /// How often a node makes sure the cluster still counts it a member.
 const MEMBERSHIP_CHECK: Duration = Duration::from_secs(5);
 
 /// Asks now and then whether the cluster removed this node (`MetaReader::check_membership`);
-/// the node stops once a peer says so (`PeerPool::until_removed`, in `main`).
+/// the node stops once a peer says so (`halt::Halt`, in `main`).
 async fn watch_membership(me: u64, meta: MetaReader) {
     loop {
         tokio::time::sleep(MEMBERSHIP_CHECK).await;
@@ -319,6 +317,8 @@ async fn watch_membership(me: u64, meta: MetaReader) {
     }
 }
 
+/// Says once this node's meta view has caught up with the metadata leader's (retrying until
+/// there is one): hosting then sweeps what it no longer hosts.
 async fn tell_when_caught_up(meta: MetaReader, caught_up: tokio::sync::oneshot::Sender<()>) {
     while meta.caught_up().await.is_err() {
         tokio::time::sleep(Duration::from_secs(1)).await;

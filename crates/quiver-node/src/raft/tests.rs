@@ -174,7 +174,7 @@ async fn a_split_seeds_the_child_from_the_parent_and_replays_harmlessly() {
 /// The keys of the copied spaces in the state tree of group `id`.
 fn copied_keys(engine: &dyn KvEngine, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     let tree = engine.tree(&crate::keyspace::tree_name(id, crate::keyspace::TreePart::State)).unwrap();
-    crate::shard::staging::COPIED.iter().flat_map(|space| tree.scan_prefix(&[*space]).map(Result::unwrap)).collect()
+    crate::shard::staging::scan_copied(tree.as_ref(), None).map(Result::unwrap).collect()
 }
 
 /// A write of `ids` at event time `ts` applying once per request `request`.
@@ -241,7 +241,7 @@ async fn rows_given_away_are_swept_later_and_before_a_merge() {
             .scan_prefix(&[crate::keyspace::ROW])
             .filter(|kv| {
                 let key = &kv.as_ref().unwrap().0;
-                crate::keyspace::row_entity_key(key).is_some_and(|k| quiver_core::key::key_hash(k) >= at)
+                crate::keyspace::row_hash(key).is_some_and(|h| h >= at)
             })
             .count()
     };
@@ -560,9 +560,7 @@ mod lineage {
             self.prepared.retain(|id, _| ![upper.id, self.shards[i].id].contains(id));
             let tree = upper.sm.data();
             // As the merge's leader reads them: rows the upper shard gave away stay behind.
-            let owned = |key: &[u8]| {
-                crate::keyspace::row_entity_key(key).is_none_or(|k| covers((start, end), quiver_core::key::key_hash(k)))
-            };
+            let owned = |key: &[u8]| crate::keyspace::row_hash(key).is_none_or(|h| covers((start, end), h));
             let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = CARRIED
                 .iter()
                 .flat_map(|space| tree.scan_prefix(&[*space]).map(|kv| kv.unwrap()))

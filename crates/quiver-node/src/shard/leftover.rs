@@ -82,9 +82,7 @@ impl Leftovers {
     }
 
     fn holds(&self, key: &[u8]) -> bool {
-        keyspace::row_entity_key(key)
-            .map(quiver_core::key::key_hash)
-            .is_some_and(|h| self.ranges.iter().any(|(start, end)| (*start..=*end).contains(&h)))
+        keyspace::row_hash(key).is_some_and(|h| self.ranges.iter().any(|(start, end)| (*start..=*end).contains(&h)))
     }
 }
 

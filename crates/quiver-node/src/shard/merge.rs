@@ -89,7 +89,7 @@ pub fn apply(
             for (key, value) in pairs {
                 match key.first() {
                     Some(&ROW) => {
-                        let hash = keyspace::row_entity_key(key).map(quiver_core::key::key_hash);
+                        let hash = keyspace::row_hash(key);
                         if hash.is_some_and(|h| !covered(bounds, h)) && !cache.rows.contains_key(key) {
                             cache.rows.insert(key.clone(), decode(value)?);
                         }

@@ -21,12 +21,10 @@
 //! Then the parent's range shrinks (readers check it after reading); the rows it gave away
 //! are swept by later applies (`leftover`).
 
-use std::ops::Bound;
-
 use openraft::{CommittedLeaderId, LogId, StoredMembership};
 use quiver_core::row::WriteSeq;
 
-use super::staging::{COPIED, Staged, clear, moves};
+use super::staging::{Staged, clear, moves, scan_copied};
 use super::{Range, export_order};
 use crate::codec::{decode, encode};
 use crate::command::Response;
@@ -107,13 +105,13 @@ fn seed_child(
     if state.get(APPLIED)?.is_some() {
         return Ok(());
     }
-    let (from, changed) = match staged {
-        Some(Staged { through, changed }) => (Bound::Excluded(through), changed),
+    let (after, changed) = match staged {
+        Some(Staged { through, changed }) => (Some(through), changed),
         None => {
             for part in TreePart::ALL {
                 clear(engine.tree(&tree_name(child, part))?.as_ref())?;
             }
-            (Bound::Included(vec![COPIED[0]]), Default::default())
+            (None, Default::default())
         }
     };
     let seed = seed_log_id();
@@ -121,8 +119,7 @@ fn seed_child(
     log.put(LOG_PURGED, encode(&seed)?);
     engine.tree(&tree_name(child, TreePart::Log))?.write(log)?;
     let mut batch = WriteBatch::default();
-    let last = Bound::Excluded(vec![COPIED[COPIED.len() - 1] + 1]);
-    for kv in parent.scan((from, last)) {
+    for kv in scan_copied(parent, after.as_deref()) {
         let (key, value) = kv?;
         if moves(&key, (at, end)) {
             batch.put(key, value);

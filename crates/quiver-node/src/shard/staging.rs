@@ -24,10 +24,11 @@ use tracing::warn;
 
 use crate::error::Result;
 use crate::keyspace::{self, REQUEST, REQUEST_EXPIRY, ROW, TreePart, tree_name};
-use crate::storage::{KvEngine, KvTree, WriteBatch};
+use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
-/// The key spaces a split copies to its child, in key order.
-pub const COPIED: [u8; 3] = [ROW, REQUEST, REQUEST_EXPIRY];
+/// The key ranges a split copies to its child, in key order: rows, then request ids and
+/// their expiry (the export queue between them stays).
+const COPIED: [(u8, u8); 2] = [(ROW, ROW + 1), (REQUEST, REQUEST_EXPIRY + 1)];
 
 /// Keys read and written per chunk of the background copy.
 const COPY_CHUNK: usize = 2_000;
@@ -38,17 +39,15 @@ const MAX_NOTED: usize = 1_000_000;
 /// a key hashing into it, or any request id (a retried request may name either half).
 pub fn moves(key: &[u8], (at, end): (u64, u64)) -> bool {
     match key.first() {
-        Some(&ROW) => {
-            keyspace::row_entity_key(key).is_some_and(|k| (at..=end).contains(&quiver_core::key::key_hash(k)))
-        }
+        Some(&ROW) => keyspace::row_hash(key).is_some_and(|h| (at..=end).contains(&h)),
         Some(&REQUEST) | Some(&REQUEST_EXPIRY) => true,
         _ => false,
     }
 }
 
-/// What the `Split` entry still has to copy after a pre-copy: every key of `COPIED` past
-/// `through`, and again every key changed since the copy began (some of them the copy
-/// read before they changed).
+/// What the `Split` entry still has to copy after a pre-copy: every copied key past
+/// `through` (`scan_copied`), and again every key changed since the copy began (some of
+/// them the copy read before they changed).
 pub struct Staged {
     pub through: Vec<u8>,
     pub changed: BTreeSet<Vec<u8>>,
@@ -75,15 +74,14 @@ struct Stage {
     moving: (u64, u64),
     copy: Arc<Copy>,
     changed: BTreeSet<Vec<u8>>,
-    thread: Option<JoinHandle<()>>,
+    /// Answers the last key the copy read and wrote to the child: `None` before its first
+    /// chunk (the child's trees may hold an earlier attempt's), or when it failed.
+    thread: Option<JoinHandle<Option<Vec<u8>>>>,
 }
 
-/// The state the copying thread shares.
+/// What the copying thread and the state machine both see.
 #[derive(Default)]
 struct Copy {
-    /// The last key the copy read and wrote to the child; `None` until the child's trees
-    /// are cleared of an earlier attempt and the first chunk is written.
-    through: Mutex<Option<Vec<u8>>>,
     done: AtomicBool,
     failed: AtomicBool,
     stop: AtomicBool,
@@ -106,16 +104,17 @@ impl Staging {
         {
             return;
         }
-        if let Some(old) = stage.take() {
+        if let Some(mut old) = stage.take() {
             old.stop();
         }
         let copy = Arc::new(Copy::default());
         let shared = copy.clone();
         let thread = std::thread::Builder::new().name(format!("split-copy-{child}")).spawn(move || {
-            if let Err(e) = copy_moving(engine.as_ref(), parent.as_ref(), moving, child, &shared) {
+            copy_moving(engine.as_ref(), parent.as_ref(), moving, child, &shared).unwrap_or_else(|e| {
                 warn!(child, "copying rows ahead of a split: {e}; the split will copy them itself");
                 shared.failed.store(true, Ordering::Release);
-            }
+                None
+            })
         });
         match thread {
             Ok(thread) => *stage = Some(Stage { child, moving, copy, changed: BTreeSet::new(), thread: Some(thread) }),
@@ -133,7 +132,7 @@ impl Staging {
         let moving = staged.moving;
         staged.changed.extend(batch.keys().filter(|k| moves(k, moving)).map(<[u8]>::to_vec));
         if staged.changed.len() > MAX_NOTED
-            && let Some(dropped) = stage.take()
+            && let Some(mut dropped) = stage.take()
         {
             warn!(child = dropped.child, "a split's copy ahead noted {MAX_NOTED} writes without its split: dropped");
             dropped.stop();
@@ -159,20 +158,13 @@ impl Staging {
     /// when a copy for this split got anywhere, `None` when the split must copy everything.
     pub fn finish(&self, moving: (u64, u64), child: u64) -> Option<Staged> {
         let mut stage = self.lock().take()?;
-        stage.copy.stop.store(true, Ordering::Release);
-        if let Some(thread) = stage.thread.take() {
-            let _ = thread.join();
-        }
-        if stage.child != child || stage.moving != moving || stage.copy.failed.load(Ordering::Acquire) {
-            return None;
-        }
-        let through = stage.copy.through.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        Some(Staged { through, changed: std::mem::take(&mut stage.changed) })
+        let through = stage.stop()?;
+        (stage.child == child && stage.moving == moving).then_some(Staged { through, changed: stage.changed })
     }
 
     /// Drops any staged copy: the parent's tree was replaced (a snapshot installed).
     pub fn abandon(&self) {
-        if let Some(stage) = self.lock().take() {
+        if let Some(mut stage) = self.lock().take() {
             stage.stop();
         }
     }
@@ -186,46 +178,59 @@ impl Drop for Staging {
 }
 
 impl Stage {
-    fn stop(mut self) {
+    /// Stops the copy, waiting for the chunk under way; answers how far it got.
+    fn stop(&mut self) -> Option<Vec<u8>> {
         self.copy.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.thread.take()?.join().ok().flatten()
     }
 }
 
 /// The background copy: clears the child's trees of any earlier attempt, then copies the
-/// moving keys chunk by chunk until done or told to stop.
-fn copy_moving(engine: &dyn KvEngine, parent: &dyn KvTree, moving: (u64, u64), child: u64, copy: &Copy) -> Result<()> {
+/// moving keys chunk by chunk until done or told to stop; answers the last key it read.
+fn copy_moving(
+    engine: &dyn KvEngine,
+    parent: &dyn KvTree,
+    moving: (u64, u64),
+    child: u64,
+    copy: &Copy,
+) -> Result<Option<Vec<u8>>> {
     for part in TreePart::ALL {
         clear(engine.tree(&tree_name(child, part))?.as_ref())?;
     }
     let state = engine.tree(&tree_name(child, TreePart::State))?;
-    let mut from = Bound::Included(vec![COPIED[0]]);
-    let end = Bound::Excluded(vec![COPIED[COPIED.len() - 1] + 1]);
-    loop {
-        if copy.stop.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let chunk: Vec<_> = parent.scan((from.clone(), end.clone())).take(COPY_CHUNK).collect::<Result<_>>()?;
-        let Some((last, _)) = chunk.last() else { break };
+    let mut through = None;
+    while !copy.stop.load(Ordering::Acquire) {
+        let chunk: Vec<KvPair> = scan_copied(parent, through.as_deref()).take(COPY_CHUNK).collect::<Result<_>>()?;
+        let Some((last, _)) = chunk.last() else {
+            copy.done.store(true, Ordering::Release);
+            break;
+        };
         let last = last.clone();
         let mut batch = WriteBatch::default();
-        for (key, value) in chunk {
-            if moves(&key, moving) {
-                batch.put(key, value);
-            }
+        for (key, value) in chunk.into_iter().filter(|(key, _)| moves(key, moving)) {
+            batch.put(key, value);
         }
         state.write(batch)?;
-        *copy.through.lock().unwrap_or_else(|p| p.into_inner()) = Some(last.clone());
-        from = Bound::Excluded(last);
+        through = Some(last);
     }
-    if copy.through.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
-        // Nothing to copy: the copy is still complete through the space's start.
-        *copy.through.lock().unwrap_or_else(|p| p.into_inner()) = Some(vec![COPIED[0]]);
-    }
-    copy.done.store(true, Ordering::Release);
-    Ok(())
+    Ok(through)
+}
+
+/// The pairs of the copied key ranges after key `after` (from their start when `None`), in
+/// key order.
+pub fn scan_copied<'a>(tree: &'a dyn KvTree, after: Option<&[u8]>) -> impl Iterator<Item = Result<KvPair>> + 'a {
+    let after = after.map(<[u8]>::to_vec);
+    COPIED
+        .into_iter()
+        .flat_map(move |(start, end)| {
+            let from = match &after {
+                Some(key) if key.as_slice() >= [end].as_slice() => return None,
+                Some(key) if key.as_slice() >= [start].as_slice() => Bound::Excluded(key.clone()),
+                _ => Bound::Included(vec![start]),
+            };
+            Some(tree.scan((from, Bound::Excluded(vec![end]))))
+        })
+        .flatten()
 }
 
 /// Deletes every key of `tree`.

@@ -11,7 +11,6 @@ use super::Context;
 use crate::command::MetaCommand;
 use crate::error::Result;
 use crate::keyspace::{self, ROW};
-use quiver_core::key::key_hash;
 
 pub async fn round(context: Context) -> Result<()> {
     let limit = context.sharding.split_above_rows;
@@ -27,7 +26,7 @@ pub async fn round(context: Context) -> Result<()> {
         // Counting stops past the limit: the cost is bounded by it, whatever the shard holds.
         // Rows a split gave away and not swept yet are not counted.
         let Some(range) = group.range.as_ref() else { continue };
-        let owned = |key: &[u8]| keyspace::row_entity_key(key).is_some_and(|k| range.covers(key_hash(k)));
+        let owned = |key: &[u8]| keyspace::row_hash(key).is_some_and(|h| range.covers(h));
         let rows = group.data.scan_prefix(&[ROW]).filter(|kv| kv.as_ref().is_ok_and(|(k, _)| owned(k)));
         let rows = rows.take(limit as usize + 1).count() as u64;
         if rows > limit {

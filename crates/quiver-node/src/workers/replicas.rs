@@ -176,11 +176,8 @@ async fn hand_over(context: &Context, group: &Group, state: &MetaState) -> Resul
 fn median_point(tree: &dyn KvTree, start: u64, end: u64) -> Result<u64> {
     let mut hashes = Vec::new();
     for kv in tree.scan_prefix(&[ROW]) {
-        if let Some(key) = keyspace::row_entity_key(&kv?.0) {
-            hashes.push(quiver_core::key::key_hash(key));
-        }
+        hashes.extend(keyspace::row_hash(&kv?.0).filter(|h| (start..=end).contains(h)));
     }
-    hashes.retain(|h| (start..=end).contains(h));
     Ok(split_point(start, end, &mut hashes))
 }
 
@@ -269,9 +266,8 @@ fn chunk_after(tree: &dyn KvTree, space: u8, after: Option<&[u8]>, range: &Shard
     };
     let read: Pairs = tree.scan((from, Bound::Excluded(vec![space + 1]))).take(ABSORB_CHUNK).collect::<Result<_>>()?;
     let last = read.last().map(|(key, _)| key.clone());
-    let owned = |key: &[u8]| {
-        keyspace::row_entity_key(key).is_none_or(|k| (range.start..=range.end).contains(&quiver_core::key::key_hash(k)))
-    };
+    // Only rows have a place in the hash space; request ids all go.
+    let owned = |key: &[u8]| keyspace::row_hash(key).is_none_or(|h| (range.start..=range.end).contains(&h));
     Ok((read.into_iter().filter(|(key, _)| owned(key)).collect(), last))
 }
 
@@ -333,4 +329,36 @@ async fn change_replicas(context: &Context, group: &Group, shard: &Shard, state:
         context.proposer.write_meta(MetaCommand::SetVoters { shard: group.id, voters: now }).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_core::key::key_hash;
+
+    use super::*;
+    use crate::storage::{KvEngine, MemEngine, WriteBatch};
+
+    /// A merge carries the frozen shard's request ids whole, and its rows only within its
+    /// range (a split's leftovers stay behind).
+    #[test]
+    fn a_merge_reads_request_ids_whole_and_rows_within_the_range() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("t").unwrap();
+        let upper = quiver_core::shard_map::ShardMap::uniform(2, &[1]).unwrap().shards[1].clone();
+        let key = |inside: bool| (0u8..).map(|b| vec![1, b]).find(|k| (key_hash(k) >= upper.start) == inside).unwrap();
+        let table = quiver_core::table::TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let mut batch = WriteBatch::default();
+        batch.put(keyspace::row(&table, &key(true)), b"in".to_vec());
+        batch.put(keyspace::row(&table, &key(false)), b"left over".to_vec());
+        // An id whose bytes read as a row key's layout, with an entity key hashing below the
+        // range: it must still be carried.
+        let id = (0u8..).map(|b| [[0u8; 23].as_slice(), &[b]].concat()).find(|id| key_hash(&id[8..]) < upper.start);
+        batch.put(keyspace::request(&id.unwrap()), b"r".to_vec());
+        tree.write(batch).unwrap();
+        let (rows, last) = chunk_after(tree.as_ref(), ROW, None, &upper).unwrap();
+        assert!(last.is_some());
+        assert_eq!(rows, vec![(keyspace::row(&table, &key(true)), b"in".to_vec())]);
+        let (requests, _) = chunk_after(tree.as_ref(), keyspace::REQUEST, None, &upper).unwrap();
+        assert_eq!(requests.len(), 1, "the request id is carried whatever its bytes");
+    }
 }
