@@ -76,6 +76,33 @@ async fn pushed_rows_reach_the_offline_store_exactly_once() {
     assert_eq!(online.rows[0][2].value, Value::Int64(7));
 }
 
+/// A writer that waits for its rows' export sees them in the next training set, even when
+/// export batches are smaller than a shard's part of one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_waits_until_its_rows_are_in_training_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiver.toml");
+    std::fs::write(&path, "[workers]\nexport_interval_ms = 1000\nexport_batch_rows = 7\n").unwrap();
+    let config = path.display().to_string();
+    let (_node, client) = node_with_rides_env(dir.path(), &["--config", &config], &[]).await;
+    let ts = now_micros();
+    for trips in [1, 2] {
+        let rows = (0..ROWS).map(|id| driver_row(id, ts + trips, id as f64, id * trips)).collect();
+        let written = client.write("rides", "driver_stats", rows).await.unwrap();
+        assert!(written.shard_log_index.len() > 1, "the write spans shards: {written:?}");
+        client.wait_for_export(&written, Duration::from_secs(30)).await.unwrap();
+        let offline = history(&client, ts + trips, "avg_daily_trips").await;
+        let offline = offline.as_primitive::<arrow_array::types::Int64Type>();
+        assert!((0..ROWS).all(|id| offline.value(id as usize) == id * trips), "write {trips}: {offline:?}");
+    }
+    // A shard the write never touched is not waited for; one whose part is not exported is.
+    let mut unwritten = client.write("rides", "driver_stats", vec![]).await.unwrap();
+    client.wait_for_export(&unwritten, Duration::ZERO).await.unwrap();
+    unwritten.shard_log_index.insert(1, u64::MAX);
+    let err = client.wait_for_export(&unwritten, Duration::ZERO).await.unwrap_err();
+    assert!(err.to_string().contains("shard 1 exported"), "{err}");
+}
+
 /// Rows written again at the same event time after a split win over the earlier ones, in
 /// both halves, online (also after a restart) and in a training set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! materialization into the online store, and the manifest.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -14,9 +14,39 @@ use tonic::Streaming;
 use crate::arrow_data::{AnswerDecoder, spine_bytes};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::types::HistoricalRequest;
+use crate::types::{HistoricalRequest, WriteOutcome};
 
 impl Client {
+    /// Waits until the rows of `written` are in the offline store, so that a training set
+    /// built next sees them. Written rows reach it through each shard leader's export worker,
+    /// about a second later by default (`export_interval_ms`); until then `historical`
+    /// answers without them.
+    ///
+    /// A write sent again after its first answer was lost waits for its shard's next export.
+    /// Fails with [`Error::Timeout`] after `within`, naming the shard still behind.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: quiver_client::Client, rows: Vec<quiver_client::InputRow>) -> quiver_client::Result<()> {
+    /// let written = client.write("rides", "driver_stats", rows).await?;
+    /// client.wait_for_export(&written, std::time::Duration::from_secs(30)).await?;
+    /// // A training set built now includes the rows just written.
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_for_export(&self, written: &WriteOutcome, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let Some((shard, exported, index)) = written.unexported(&self.shard_map().await?) else { return Ok(()) };
+            if Instant::now() >= deadline {
+                let got = exported.map_or("nothing yet".into(), |e| format!("through log index {e}"));
+                return Err(Error::Timeout(format!(
+                    "shard {shard} exported {got} after {within:?}; the write is at log index {index}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Ingests a Parquet or CSV file, a directory of them, or an `s3://` URL into the offline
     /// store; the latest row per entity also goes online. The node reads the path itself, so
     /// a local path must be one on the node's machine. All or nothing: one bad row rejects

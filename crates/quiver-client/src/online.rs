@@ -71,7 +71,9 @@ impl Client {
                     async move { Ok(c.features.clone().write_features(request).await.map_err(Error::from)?.into_inner()) }
                 })
                 .await?;
-            return Ok(WriteOutcome { rows_written: reply.rows_written });
+            let mut outcome = WriteOutcome::default();
+            outcome.add(reply);
+            return Ok(outcome);
         };
         let hashed: Vec<(u64, (u32, InputRow))> = hashes.into_iter().zip(rows).collect();
         let mut splits = 0;
@@ -84,14 +86,18 @@ impl Client {
                     async move {
                         let mut client =
                             FeatureServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES);
-                        Ok(client.write_features(request).await.map_err(Error::from)?.into_inner().rows_written)
+                        Ok(client.write_features(request).await.map_err(Error::from)?.into_inner())
                     }
                 })
             });
             // A part refused for a range that changed was not applied; the others, sent again
             // with the same ids, apply once.
             match futures::future::try_join_all(sends).await {
-                Ok(written) => return Ok(WriteOutcome { rows_written: written.into_iter().sum() }),
+                Ok(replies) => {
+                    let mut outcome = WriteOutcome::default();
+                    replies.into_iter().for_each(|reply| outcome.add(reply));
+                    return Ok(outcome);
+                }
                 Err(e) if range_changed(&e) && splits < RESPLITS => splits += 1,
                 Err(e) => return Err(e),
             }

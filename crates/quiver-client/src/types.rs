@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use arrow_array::RecordBatch;
 use quiver_core::Value;
+use quiver_core::cluster::ClusterMap;
 use quiver_core::online::{Consistency, FeatureSelection};
+use quiver_core::shard_ops::{OpKind, Outcome};
 
 /// An online read: the latest values of some features for some entities.
 #[derive(Debug, Clone)]
@@ -65,10 +67,46 @@ impl OnlineRequest {
 }
 
 /// What a write did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct WriteOutcome {
     /// Rows accepted, all of them when the write succeeds.
     pub rows_written: u64,
+    /// Shard id → the index of the shard's log entry that holds its part of the write; give
+    /// the outcome to [`Client::wait_for_export`](crate::Client::wait_for_export) to wait
+    /// until the rows are in the offline store.
+    pub shard_log_index: BTreeMap<u64, u64>,
+}
+
+impl WriteOutcome {
+    /// Adds the answer of one part of a write.
+    pub(crate) fn add(&mut self, reply: quiver_proto::v1::WriteFeaturesResponse) {
+        self.rows_written += reply.rows_written;
+        for (shard, index) in reply.shard_log_index {
+            let known = self.shard_log_index.entry(shard).or_default();
+            *known = (*known).max(index);
+        }
+    }
+
+    /// The first shard whose part the cluster map `map` does not show exported yet: its id,
+    /// how far its export got, and the part's log index.
+    pub(crate) fn unexported(&self, map: &ClusterMap) -> Option<(u64, Option<u64>, u64)> {
+        let highest = map.shard_map.shards.iter().map(|s| s.id).max().unwrap_or_default();
+        let merged_away = |shard: u64| {
+            // Shard ids only grow, so a map that knows a later shard but not this one has seen
+            // it merged away (and a merge waits until the shard's export queue is empty).
+            // Otherwise the map may simply not know the shard yet.
+            map.shard_map.shard(shard).is_err()
+                && (shard < highest
+                    || map.finished.iter().any(|f| {
+                        f.outcome == Outcome::Done && matches!(f.op.kind, OpKind::Merge { right, .. } if right == shard)
+                    }))
+        };
+        self.shard_log_index
+            .iter()
+            .map(|(shard, index)| (*shard, map.exported.get(shard).copied(), *index))
+            .find(|(shard, exported, index)| !merged_away(*shard) && exported.is_none_or(|e| e < *index))
+    }
 }
 
 /// The entities and times a training set is built for, with any other columns (labels),
@@ -116,5 +154,32 @@ impl HistoricalRequest {
             save_as: None,
             spine_name: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_core::shard_ops::{FinishedOp, ShardOp};
+
+    use super::*;
+    use crate::table::tests::cluster;
+
+    #[test]
+    fn a_write_is_exported_once_each_shard_it_touched_is_past_it_or_merged_away() {
+        let written = WriteOutcome { rows_written: 2, shard_log_index: [(2, 10), (4, 7)].into() };
+        let mut map = cluster([None; 4], 1);
+        assert_eq!(written.unexported(&map), Some((2, None, 10)));
+        map.exported = [(2, 10), (4, 6)].into();
+        assert_eq!(written.unexported(&map), Some((4, Some(6), 7)));
+        // Shard 4 gone from a map that knows no later shard: not known yet, or merged away?
+        map.shard_map.shards.retain(|s| s.id != 4);
+        assert_eq!(written.unexported(&map), Some((4, Some(6), 7)));
+        let merge = ShardOp { id: 1, kind: OpKind::Merge { left: 3, right: 4 }, started_at: 0, requested: true };
+        map.finished.push(FinishedOp { op: merge, finished_at: 1, outcome: Outcome::Done });
+        assert_eq!(written.unexported(&map), None, "a merge waits for the shard's export queue to empty");
+        // Shard 2 gone while shard 3 (created after it) is known: merged away too.
+        let earlier = WriteOutcome { shard_log_index: [(2, 99)].into(), ..WriteOutcome::default() };
+        map.shard_map.shards.retain(|s| s.id != 2);
+        assert_eq!(earlier.unexported(&map), None);
     }
 }

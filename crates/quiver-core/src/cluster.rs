@@ -119,6 +119,9 @@ pub struct ClusterMap {
     pub operations: Vec<ShardOp>,
     /// The last operations that ended, oldest first.
     pub finished: Vec<FinishedOp>,
+    /// Shard id → the log index of its last entry whose rows are all in the offline store;
+    /// shards with nothing exported yet are absent.
+    pub exported: BTreeMap<u64, u64>,
 }
 
 impl ClusterMap {

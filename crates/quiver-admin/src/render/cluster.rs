@@ -251,6 +251,7 @@ mod tests {
                 finished_at: 0,
                 outcome: Outcome::Failed("no way".into()),
             }],
+            ..ClusterMap::default()
         };
         let text = shard_map_table(&map);
         assert!(text.contains("2 (127.0.0.1:7071)") && text.contains("1,3 (voters 1,2)"), "{text}");

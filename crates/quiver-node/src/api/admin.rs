@@ -104,6 +104,7 @@ impl AdminService for AdminApi {
                 nodes: state.nodes.values().map(|n| (n.id, n.client_addr.clone())).collect(),
                 operations: state.ops.clone(),
                 finished: state.finished_ops.iter().cloned().collect(),
+                exported: state.export_marks.iter().map(|(shard, mark)| (*shard, mark.log_index)).collect(),
             };
             Ok(quiver_proto::cluster_map_to_proto(&map))
         })

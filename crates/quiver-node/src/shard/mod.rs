@@ -99,17 +99,21 @@ pub struct QueuedRow {
     pub row: ShardRow,
 }
 
-/// Up to `limit` queued rows, oldest first.
+/// The oldest queued rows, in whole entries: `limit` rows, or more to finish the entry the
+/// last of them came in. So an export mark always ends an entry, and a writer waiting for
+/// its entry's rows (`Client::wait_for_export`) can compare log indexes alone.
 pub fn read_queue(tree: &dyn KvTree, limit: usize) -> Result<Vec<(WriteSeq, QueuedRow)>> {
-    tree.scan_prefix(&[QUEUE])
-        .take(limit)
-        .map(|kv| {
-            let (k, v) = kv?;
-            let seq = keyspace::queue_seq(&k)
-                .ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
-            Ok((seq, decode(&v)?))
-        })
-        .collect()
+    let mut rows: Vec<(WriteSeq, QueuedRow)> = Vec::new();
+    for kv in tree.scan_prefix(&[QUEUE]) {
+        let (k, v) = kv?;
+        let seq =
+            keyspace::queue_seq(&k).ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
+        if rows.len() >= limit && rows.last().is_none_or(|(last, _)| last.log_index != seq.log_index) {
+            break;
+        }
+        rows.push((seq, decode(&v)?));
+    }
+    Ok(rows)
 }
 
 pub fn read_row(tree: &dyn KvTree, table: &TableRef, entity_key: &[u8]) -> Result<Option<StoredRow>> {
@@ -350,6 +354,26 @@ mod tests {
             Response::Written { .. }
         ));
         assert!(matches!(apply(tree.as_ref(), &mut cache, &all, 6, later, &put(b"c")).unwrap(), Response::Duplicate));
+    }
+
+    #[test]
+    fn the_queue_is_read_in_whole_entries() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("t").unwrap();
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let row = |k: u8| ShardRow { key: vec![k], event_ts: 1, values: vec![Value::Int64(1)] };
+        for (index, keys) in [(1, 0..3), (2, 3..6)] {
+            let rows = keys.map(row).collect();
+            let write = ShardCommand::Put { table: table.clone(), rows, export: true, request: None };
+            apply_one(tree.as_ref(), index, 0, &write);
+        }
+        let indexes = |limit| -> Vec<u64> {
+            read_queue(tree.as_ref(), limit).unwrap().iter().map(|(seq, _)| seq.log_index).collect()
+        };
+        assert_eq!(indexes(1), [1, 1, 1], "the first entry is finished");
+        assert_eq!(indexes(3), [1, 1, 1], "a limit that ends an entry stops there");
+        assert_eq!(indexes(4), [1, 1, 1, 2, 2, 2]);
+        assert_eq!(indexes(100).len(), 6);
     }
 
     #[test]

@@ -33,13 +33,14 @@ pub async fn round(context: Context) -> Result<()> {
     let batch_rows = context.config.export_batch_rows;
     for group in context.groups.all() {
         if group.id != quiver_core::shard_map::META_GROUP && context.groups.leads(group.id) {
-            while export_once(&context, &group, batch_rows).await? == batch_rows {}
+            while export_once(&context, &group, batch_rows).await? >= batch_rows {}
         }
     }
     Ok(())
 }
 
-/// Exports up to `limit` queued rows of one shard; returns how many it handled.
+/// Exports the oldest queued rows of one shard, `limit` or a few more to end an entry;
+/// returns how many it handled.
 pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Result<usize> {
     failpoint::delay("export").await;
     let mut queue = read_queue(group.data.as_ref(), limit)?;

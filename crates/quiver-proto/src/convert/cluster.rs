@@ -88,6 +88,7 @@ pub fn cluster_map_to_proto(map: &ClusterMap) -> v1::GetShardMapResponse {
                 },
             })
             .collect(),
+        exported_through: map.exported.iter().map(|(shard, index)| (*shard, *index)).collect(),
     }
 }
 
@@ -125,6 +126,7 @@ pub fn cluster_map_from_proto(m: v1::GetShardMapResponse) -> Result<ClusterMap> 
         nodes: m.nodes.into_iter().map(|n| (n.id, n.address)).collect(),
         operations: m.operations.into_iter().map(shard_op_from_proto).collect::<Result<_>>()?,
         finished,
+        exported: m.exported_through.into_iter().collect(),
     })
 }
 
@@ -229,6 +231,7 @@ mod tests {
                 },
                 FinishedOp { op: op(2, OpKind::Rebalance), finished_at: 9, outcome: Outcome::Failed("why".into()) },
             ],
+            exported: [(2, 41)].into(),
         };
         let wire = cluster_map_to_proto(&map);
         assert_eq!(wire.operations[0].description, "transfer leadership of shard 1 to node 2");
