@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use quiver_admin::local_node::free_addrs;
 use quiver_client::{Client, Consistency, FeatureSelection, Freshness, GroupKind, OnlineRequest, Value};
 use quiver_tests::recipe::{Recipe, readme_block};
-use quiver_tests::{LocalNode, RIDES, crashed, driver_key, driver_row, now_micros};
+use quiver_tests::{LocalNode, RIDES, crashed, driver_key, driver_row, now_micros, read_drivers};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -582,6 +582,95 @@ async fn the_readme_cluster_recipe_serves_training_sets_through_every_node() {
         let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
         assert_eq!(trips.iter().collect::<Vec<_>>(), vec![Some(3), Some(49)], "through node {}", i + 1);
     }
+}
+
+/// Waits until the node whose HTTP address is `http` answers its health check.
+async fn serving(http: &str, dir: &std::path::Path) {
+    let deadline = Instant::now() + READY;
+    while !quiver_admin::local_node::healthy(http, None).await {
+        let log = std::fs::read_to_string(dir.join("recipe.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "the recipe's node at {http} never served:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The rest of the README's cluster section (a fourth node joins, the map and status) and
+/// its shard operations, each command as written on the cluster its first block made, then
+/// the removal of node 1: every row written before is still read through the survivors.
+/// Node and shard numbers that depend on where placement put replicas are taken from the map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_cluster_and_shard_recipes_run_as_written() {
+    use quiver_tests::recipe::{commands, readme_blocks, replaced, run, run_to_end};
+    let dir = tempfile::tempdir().unwrap();
+    let free = free_addrs(8).unwrap();
+    let written = ["7071", "7072", "7073", "7074", "7081", "7082", "7083", "7084"].map(|p| format!("127.0.0.1:{p}"));
+    let replace: Vec<(&str, &str)> = written.iter().map(String::as_str).zip(free.iter().map(String::as_str)).collect();
+    let cluster = readme_blocks("### A 3-node cluster");
+    let mentioned =
+        |block: &str| -> Vec<(&str, &str)> { replace.iter().copied().filter(|(old, _)| block.contains(old)).collect() };
+    let first = replaced(&cluster[0], &mentioned(&cluster[0]));
+    let _nodes = Recipe::run(dir.path(), &first);
+    for http in &free[4..7] {
+        serving(http, dir.path()).await;
+    }
+    let client = Client::connect(format!("http://{}", free[1])).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
+    let ts = now_micros();
+    client
+        .write("rides", "driver_stats", (0..200).map(|id| driver_row(id, ts, id as f64, id)).collect())
+        .await
+        .unwrap();
+
+    // The cluster section's second block: node 4 joins; the map and status list it.
+    let vars = first.lines().next().unwrap();
+    let second = commands(&replaced(&cluster[1], &mentioned(&cluster[1])));
+    let [join, shards, status, remove] = <[String; 4]>::try_from(second).expect("join, shards, status, remove");
+    assert!(join.contains("--join") && remove.contains("node remove 1"), "{join}\n{remove}");
+    let _node4 = Recipe::run(dir.path(), &format!("{vars}\n{join}"));
+    serving(&free[7], dir.path()).await;
+    let out = run_to_end(dir.path(), &format!("{shards}\n{status}"));
+    assert!(out.contains(&free[3]), "status lists node 4:\n{out}");
+    placement_settles(&client, &[1, 2, 3, 4]).await;
+
+    // The shard operations, through node 2.
+    let map = client.shard_map().await.unwrap();
+    let three = map.shard_map.shard(3).unwrap();
+    let voter = *three.replicas.iter().find(|r| Some(**r) != three.leader).unwrap();
+    let away = *three.replicas.iter().find(|r| **r != voter).unwrap();
+    let spare = *[1, 2, 3, 4].iter().find(|n| !three.replicas.contains(n)).unwrap();
+    let (transfer, mv) = (format!("3 --to {voter}"), format!("3 --from {away} --to {spare}"));
+    let block = replaced(
+        &readme_blocks("### Shard operations")[0],
+        &[
+            ("split 3 [--at 0x5000000000000000]", "split 3 --at 0x5000000000000000"),
+            ("3 --to 2", &transfer),
+            ("3 --from 1 --to 4", &mv),
+        ],
+    );
+    let prelude = format!("export QUIVER_ENDPOINT=http://{}", free[1]);
+    for command in commands(&block) {
+        let (ok, out) = run(dir.path(), &format!("{prelude}\n{command}"));
+        if command.contains("shard cancel") {
+            // Operation 12 may have ended (or never been): then the refusal says so.
+            assert!(ok || out.contains("no shard operation 12 is under way"), "{command}:\n{out}");
+        } else {
+            assert!(ok, "{command}:\n{out}");
+        }
+    }
+    let map = client.shard_map().await.unwrap();
+    assert!(map.shard_map.shard(9).is_err(), "shard 9 split off and merged back: {map:?}");
+    assert!(map.shard_map.shard(3).unwrap().replicas.contains(&spare), "shard 3 moved to node {spare}: {map:?}");
+
+    // The removal ends the section: node 1's replicas move to the others, then it leaves.
+    let out = run_to_end(dir.path(), &remove);
+    assert!(out.contains("drained and removed"), "{out}");
+    let answer = read_drivers(&client, 0..200).await;
+    let column = answer.features.iter().position(|f| f.ends_with("conv_rate")).unwrap();
+    for (id, row) in answer.rows.iter().enumerate() {
+        assert_eq!(row[column].value, Value::Float64(id as f64), "driver {id}");
+    }
+    let status = client.status().await.unwrap();
+    assert!(status.nodes.iter().all(|n| n.id != 1), "node 1 is gone: {:?}", status.nodes);
 }
 
 /// Members that each keep their own offline store (the default, `<data-dir>/offline`): all

@@ -129,6 +129,11 @@
 //! Every call returns [`Result`]. A node's own errors come back typed as
 //! [`Error::Server`] with the same variants and stable codes as on the node
 //! (`Q1201 InvalidRow`, …): bad input rejects the whole request, naming the row and field.
+//! New error variants may come in any release (the error enums are `#[non_exhaustive]`);
+//! branch on [`ServerError::kind`] (not found, invalid argument, unavailable, …) where a
+//! variant's details do not matter. The data types that mirror the wire and stored formats
+//! (`Value`, `ValueType`, `FeatureSelection`, `OpKind`, …) are matched exhaustively, here and
+//! in the node: a new variant of one of them is a breaking release.
 
 #![warn(missing_docs)]
 
@@ -160,6 +165,7 @@ pub use quiver_core::access::{Role, Scope, TokenInfo};
 pub use quiver_core::audit::{AuditEntry, AuditQuery};
 pub use quiver_core::backup::{BackupProgress, BackupRecord};
 pub use quiver_core::cluster::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, NodeStatus, ReplicaLag};
+pub use quiver_core::error::ErrorKind;
 pub use quiver_core::offline::{DataFile, Dataset, IngestProgress, MaterializeProgress, SpineFormat};
 pub use quiver_core::online::{Consistency, FeatureSelection, FeatureValue, OnlineFeatures};
 pub use quiver_core::registry::{Action, Change, ObjectKind, Project};

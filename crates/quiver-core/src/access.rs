@@ -32,6 +32,7 @@ pub const MEMBER_CERT_NAME: &str = "member.quiver.invalid";
 
 /// A role on a project; each includes what the ones before it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Role {
     Viewer,
     Writer,

@@ -12,7 +12,8 @@ pub struct BackupProgress {
     pub objects_total: u64,
     /// Bytes written to the backup location so far.
     pub bytes: u64,
-    /// Online rows read so far.
+    /// Online rows read so far; in the last report, the online rows the backup holds (those
+    /// of shards an incremental backup took unchanged from the one it builds on included).
     pub rows: u64,
     pub done: bool,
 }

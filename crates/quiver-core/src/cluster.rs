@@ -58,11 +58,22 @@ pub struct NodeStatus {
 /// What a Raft group holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum GroupKind {
     /// Group 0: the registry, the shard map, the manifest.
     Meta,
     /// A range of the entity-hash space and its rows.
     Shard,
+}
+
+impl GroupKind {
+    /// The kind as status answers and tables name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKind::Meta => "meta",
+            GroupKind::Shard => "shard",
+        }
+    }
 }
 
 /// One Raft group as the answering node sees it.

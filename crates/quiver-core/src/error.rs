@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// More variants may come: outside this crate, match with a `_` arm, or on [`Error::kind`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Error {
     #[error("unknown project '{0}'")]
     UnknownProject(String),
@@ -61,7 +63,55 @@ pub enum Error {
     Internal(String),
 }
 
+/// What kind of failure an error is: what a caller branches on (fix the request, retry,
+/// authenticate) and the gRPC status code it travels with. Every error has one; a new kind
+/// would be a breaking change, so this enum is matched exhaustively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum ErrorKind {
+    /// A named project, entity, feature set, feature or vector does not exist.
+    NotFound,
+    /// The request is wrong as sent: a definition, row, key or argument.
+    InvalidArgument,
+    /// Too large, or too many requests: send less, or later.
+    ResourceExhausted,
+    /// The request reached a node or shard that does not serve it now (a routing client
+    /// refreshes its map and retries).
+    FailedPrecondition,
+    /// Busy or unreachable for a moment: retry.
+    Unavailable,
+    /// No valid credentials.
+    Unauthenticated,
+    /// Valid credentials without the right.
+    PermissionDenied,
+    /// A fault of the server's own.
+    Internal,
+}
+
 impl Error {
+    /// The kind of failure, for branching without naming every variant.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UnknownProject(_)
+            | Error::UnknownEntity(_)
+            | Error::UnknownFeatureSet(_)
+            | Error::UnknownFeature { .. }
+            | Error::UnknownVector(_) => ErrorKind::NotFound,
+            Error::InvalidDefinition(_)
+            | Error::InvalidRow { .. }
+            | Error::InvalidEntityKey { .. }
+            | Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::TooLarge(_) | Error::RateLimited { .. } => ErrorKind::ResourceExhausted,
+            Error::NotLeader { .. }
+            | Error::ShardNotFound(_)
+            | Error::EpochMismatch { .. }
+            | Error::KeyNotInShard { .. } => ErrorKind::FailedPrecondition,
+            Error::Busy { .. } | Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
     /// Stable code for this kind of error; never reuse or renumber a code.
     pub fn code(&self) -> &'static str {
         match self {

@@ -2,29 +2,19 @@
 //! code in the message and in the `quiver-code` metadata, so any client can match on it.
 
 use quiver_core::Error;
+use quiver_core::error::ErrorKind;
 use tonic::{Code, Status};
 
 pub fn status_from_error(err: &Error) -> Status {
-    let code = match err {
-        Error::UnknownProject(_)
-        | Error::UnknownEntity(_)
-        | Error::UnknownFeatureSet(_)
-        | Error::UnknownFeature { .. }
-        | Error::UnknownVector(_) => Code::NotFound,
-        Error::InvalidDefinition(_)
-        | Error::InvalidRow { .. }
-        | Error::InvalidEntityKey { .. }
-        | Error::InvalidArgument(_) => Code::InvalidArgument,
-        Error::TooLarge(_) => Code::ResourceExhausted,
-        Error::NotLeader { .. }
-        | Error::ShardNotFound(_)
-        | Error::EpochMismatch { .. }
-        | Error::KeyNotInShard { .. } => Code::FailedPrecondition,
-        Error::Busy { .. } | Error::Unavailable(_) => Code::Unavailable,
-        Error::Unauthenticated(_) => Code::Unauthenticated,
-        Error::PermissionDenied(_) => Code::PermissionDenied,
-        Error::RateLimited { .. } => Code::ResourceExhausted,
-        Error::Internal(_) => Code::Internal,
+    let code = match err.kind() {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Internal => Code::Internal,
     };
     let details = serde_json::to_vec(err).unwrap_or_default();
     let mut status = Status::with_details(code, format!("[{}] {err}", err.code()), details.into());

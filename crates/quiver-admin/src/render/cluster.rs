@@ -29,7 +29,7 @@ pub fn status_table(s: &ClusterStatus) -> String {
         .map(|g| {
             vec![
                 g.group_id.to_string(),
-                kind_name(g.kind).into(),
+                g.kind.name().into(),
                 g.leader.map_or_else(|| "none".into(), |id| id.to_string()),
                 g.voters.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
                 g.term.to_string(),
@@ -85,13 +85,6 @@ fn certificate_line(node: u64, expires: i64, now: i64) -> String {
              create-node), and the node serves the new files without a restart\n"
         ),
         _ => format!("TLS certificate of node {node}: valid until {when} ({days} days)\n"),
-    }
-}
-
-fn kind_name(kind: GroupKind) -> &'static str {
-    match kind {
-        GroupKind::Meta => "meta",
-        GroupKind::Shard => "shard",
     }
 }
 

@@ -189,6 +189,7 @@ pub fn tvd(p: &[f64], q: &[f64]) -> f64 {
 /// What [`status`] concludes about a feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum DriftStatus {
     /// Not computed: a side had no values, or could not be read. Ranks below every other.
     Unknown,

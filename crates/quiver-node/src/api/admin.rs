@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use openraft::{BasicNode, RaftMetrics};
-use quiver_core::cluster::ClusterMap;
+use quiver_core::cluster::{ClusterMap, GroupKind};
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::shard_ops::{OpKind, Outcome};
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
@@ -367,7 +367,7 @@ async fn group_status(g: &Group, state: &crate::meta::MetaState) -> Result<Group
     let range = state.shard_map.shard(g.id).ok().map(|s| (s.start, s.end)).unwrap_or_default();
     Ok(GroupStatus {
         group_id: g.id,
-        kind: if g.id == META_GROUP { "meta" } else { "shard" }.into(),
+        kind: if g.id == META_GROUP { GroupKind::Meta } else { GroupKind::Shard }.name().into(),
         leader_id: m.current_leader.unwrap_or_default(),
         has_leader: m.current_leader.is_some(),
         term: m.current_term,

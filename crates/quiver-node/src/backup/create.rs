@@ -247,6 +247,8 @@ impl Backups {
         tracing::info!(backup = id, to = request.to, bytes = catalog.bytes(), rows = catalog.rows(), "backup complete");
         report.progress.phase = "done".into();
         report.progress.done = true;
+        // Shards an incremental backup did not read again still count: the rows it holds.
+        report.progress.rows = catalog.rows();
         Ok(report.progress)
     }
 
