@@ -11,12 +11,13 @@ use quiver_proto::v1::monitoring_service_client::MonitoringServiceClient;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::conn::{Conn, Credentials};
 
 use crate::error::{Error, Result};
 use crate::routing::Router;
+use crate::tls;
 
 /// How many times a call is tried while leaders move (see `Client::redirected`).
 const REDIRECT_ATTEMPTS: usize = 20;
@@ -130,7 +131,7 @@ impl ClientBuilder {
                        quiverctl --ca or QUIVER_CA)";
             return Err(Error::Transport { endpoint, message: why.into() });
         }
-        let tls = self.ca.map(|ca| ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)));
+        let tls = tls::trusting(self.ca).map_err(|message| Error::Transport { endpoint: endpoint.clone(), message })?;
         let mut builder = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| transport(&e))?
             .tcp_nodelay(true)
@@ -141,7 +142,7 @@ impl ClientBuilder {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(2 * STREAM_WINDOW);
         if let Some(tls) = &tls {
-            builder = builder.tls_config(tls.clone()).map_err(|e| transport(&e))?;
+            builder = tls::secured(builder, tls).map_err(|e| transport(&e))?;
         }
         let credentials = match &self.token {
             Some(token) => {

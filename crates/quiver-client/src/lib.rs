@@ -124,6 +124,12 @@
 //! epoch mismatches, waits out elections and `Busy` answers, all bounded; a write part
 //! retried after a timeout is applied once, as writes carry request ids.
 //!
+//! # Features
+//!
+//! `offline` (training sets: [`Client::historical`] and its kin, with the Arrow and Parquet
+//! crates) and `tls` (`https://` nodes) are on by default. A service that only serves online
+//! values over plain HTTP/2 builds in half the time with `default-features = false`.
+//!
 //! # Errors
 //!
 //! Every call returns [`Result`]. A node's own errors come back typed as
@@ -138,6 +144,7 @@
 #![warn(missing_docs)]
 
 mod access;
+#[cfg(feature = "offline")]
 mod arrow_data;
 mod client;
 mod cluster;
@@ -151,14 +158,17 @@ mod reassemble;
 mod registry;
 mod routing;
 mod table;
+mod tls;
+#[cfg(feature = "offline")]
+mod training;
 mod types;
 
 pub use access::NewToken;
+#[cfg(feature = "offline")]
 pub use arrow_array::RecordBatch;
 pub use client::{Client, ClientBuilder};
 pub use cluster::BackupOptions;
 pub use error::{Error, Result};
-pub use offline::{JoinMemory, TrainingSetStream};
 /// The node's errors, as `Error::Server` carries them (with their stable codes).
 pub use quiver_core::Error as ServerError;
 pub use quiver_core::access::{Role, Scope, TokenInfo};
@@ -178,6 +188,11 @@ pub use quiver_core::stats::{
     Statistics, StatsWindow, TopValue,
 };
 pub use quiver_core::{Value, ValueType};
-pub use types::{HistoricalRequest, OnlineRequest, Spine, WriteOutcome};
+#[cfg(feature = "offline")]
+pub use training::{JoinMemory, TrainingSetStream};
+#[cfg(feature = "offline")]
+pub use types::{HistoricalRequest, Spine};
+pub use types::{OnlineRequest, WriteOutcome};
+#[cfg(feature = "offline")]
 /// The Arrow crates whose types answers use (`RecordBatch`, schemas), at the client's versions.
 pub use {arrow_array, arrow_schema};

@@ -24,12 +24,13 @@ use quiver_proto::v1;
 use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use quiver_proto::v1::registry_service_client::RegistryServiceClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::conn::{Conn, Credentials};
 
 use crate::error::{Error, Result};
 use crate::table::{self, Parts, Table};
+use crate::tls::{self, Tls};
 
 /// Tries per request part before the last error is returned.
 const ATTEMPTS: usize = 50;
@@ -59,18 +60,13 @@ pub(crate) struct Router {
     channels: Mutex<HashMap<String, Vec<Conn>>>,
     next_channel: AtomicU64,
     /// TLS to every node, when the client was built with a CA.
-    tls: Option<ClientTlsConfig>,
+    tls: Option<Tls>,
     /// The token every call carries.
     credentials: Credentials,
 }
 
 impl Router {
-    pub(crate) fn new(
-        seed: &str,
-        seed_channel: Conn,
-        tls: Option<ClientTlsConfig>,
-        credentials: Credentials,
-    ) -> Router {
+    pub(crate) fn new(seed: &str, seed_channel: Conn, tls: Option<Tls>, credentials: Credentials) -> Router {
         let client_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
@@ -178,7 +174,7 @@ impl Router {
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10));
         if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| transport(&e))?;
+            endpoint = tls::secured(endpoint, tls).map_err(|e| transport(&e))?;
         }
         // Each lazy channel is a connection of its own.
         let connect = |_| InterceptedService::new(endpoint.connect_lazy(), self.credentials.clone());

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "offline")]
 use arrow_array::RecordBatch;
 use quiver_core::Value;
 use quiver_core::cluster::ClusterMap;
@@ -109,6 +110,7 @@ impl WriteOutcome {
     }
 }
 
+#[cfg(feature = "offline")]
 /// The entities and times a training set is built for, with any other columns (labels),
 /// kept as they are. It needs the join keys of the features' entities and a time column.
 #[derive(Debug, Clone)]
@@ -123,6 +125,7 @@ pub enum Spine {
     Batches(Vec<RecordBatch>),
 }
 
+#[cfg(feature = "offline")]
 /// A point-in-time training-set request.
 #[derive(Debug, Clone)]
 pub struct HistoricalRequest {
@@ -142,6 +145,7 @@ pub struct HistoricalRequest {
     pub spine_name: String,
 }
 
+#[cfg(feature = "offline")]
 impl HistoricalRequest {
     /// A request with the defaults: time column `event_timestamp`, `set:feature` names, not saved.
     pub fn new(project: &str, features: FeatureSelection, spine: Spine) -> Self {
