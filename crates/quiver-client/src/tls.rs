@@ -33,3 +33,17 @@ pub(crate) fn secured(endpoint: Endpoint, tls: &Tls) -> Result<Endpoint, tonic::
         match *tls {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_ca_is_taken_with_the_tls_feature_and_refused_by_name_without_it() {
+        assert!(super::trusting(None).unwrap().is_none());
+        let taken = super::trusting(Some(b"-----BEGIN CERTIFICATE-----".to_vec()));
+        if cfg!(feature = "tls") {
+            assert!(taken.unwrap().is_some());
+        } else {
+            assert!(taken.unwrap_err().contains("`tls` feature"));
+        }
+    }
+}
