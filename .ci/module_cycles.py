@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prints the cycles in each crate's module graph and exits 1 when there is any.
+"""Prints the cycles in each crate's module graph, and between the folders of each crate, and
+exits 1 when there is any.
 
 A module is one source file (`a/mod.rs` or `a.rs` is `a`, `a/b.rs` is `a::b`). Module A
 imports module B when A names a path that resolves into B: `use crate::b::X`, `super::X`,
@@ -7,6 +8,10 @@ a child's `child::f()`, or an inline `crate::b::f()`. Re-exports (`pub use b::X`
 followed to the module that defines X, so importing a re-exported name does not count as
 importing the module that re-exports it. Declaring a child (`mod b;` or `mod b { .. }`) is not an import; an inline module (such as
 `mod tests { .. }`) is a module of its own.
+
+Folders are checked as layers: among the children of one module (the files and folders side
+by side in one directory), child A uses child B when any module in A imports any module in
+B. Those uses must not loop either, so each folder of a crate sits on the ones it uses.
 
 Usage: python3 .ci/module_cycles.py [CRATE_SRC_DIR ...]   (default: every crates/*/src and
 bench/src; a crate's lib.rs and main.rs trees are checked apart)
@@ -185,6 +190,23 @@ def sccs(graph):
     return [c for c in out if len(c) > 1]
 
 
+def folder_graphs(crate, graph):
+    """For each module with children: its children, each with the siblings it uses and one
+    import that shows it (`module -> target (path)`)."""
+    out = {}
+    for parent in {m[:-1] for m in crate.files if m}:
+        depth = len(parent)
+        uses = {child: {} for child in crate.children(parent)}
+        for module, targets in graph.items():
+            if len(module) <= depth or module[:depth] != parent:
+                continue
+            for target, why in targets.items():
+                if len(target) > depth and target[:depth] == parent and target[depth] != module[depth]:
+                    uses[module[depth]].setdefault(target[depth], (module, target, why))
+        out[parent] = uses
+    return out
+
+
 def name(crate, module):
     return crate + ("::" + "::".join(module) if module else "")
 
@@ -206,9 +228,18 @@ def main(argv):
             for m in sorted(comp):
                 inside = sorted((name(crate, t), why) for t, why in graph[m].items() if t in members)
                 print(f"  {name(crate, m)} -> " + ", ".join(f"{t} ({why})" for t, why in inside))
+        for parent, uses in sorted(folder_graphs(c, graph).items()):
+            for comp in sccs(uses):
+                failed = True
+                members = set(comp)
+                print(f"circle between the folders of {name(crate, parent)}: {', '.join(sorted(comp))}")
+                for child in sorted(comp):
+                    for other, (m, t, why) in sorted(uses[child].items()):
+                        if other in members:
+                            print(f"  {child} -> {other}: {name(crate, m)} -> {name(crate, t)} ({why})")
         print(f"{crate}: {len(graph)} modules, {sum(map(len, graph.values()))} imports", file=sys.stderr)
     if failed:
-        print("module cycles found: make the dependencies point one way", file=sys.stderr)
+        print("module or folder cycles found: make the dependencies point one way", file=sys.stderr)
         return 1
     print("no module cycles")
     return 0

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use quiver_admin::local_node::LocalNode;
 use quiver_client::{Client, Consistency, FeatureSelection, InputRow, OnlineRequest, Value};
+use quiver_core::time::now_micros;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -64,10 +65,6 @@ fn counts(list: &str) -> Result<Vec<usize>> {
     list.split(',').map(|n| n.trim().parse().with_context(|| format!("{n:?} is not a count"))).collect()
 }
 
-fn now_micros() -> Result<i64> {
-    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64)
-}
-
 /// Rows per load chunk of `redis`, `--batch`'s default: both stores then hold the same values.
 pub const LOAD_BATCH: usize = 1_000;
 
@@ -90,7 +87,7 @@ pub fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
 
 pub async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(u64, f64)> {
     // Fresh events: older than the feature set's TTL, reads would measure "expired" answers.
-    let ts = now_micros()?;
+    let ts = now_micros();
     let ids: Vec<i64> = (0..entities).collect();
     let chunks: Vec<Vec<i64>> = ids.chunks(batch).map(<[i64]>::to_vec).collect();
     let queue = Arc::new(std::sync::Mutex::new(chunks.into_iter().enumerate().collect::<Vec<_>>()));
@@ -192,7 +189,7 @@ pub async fn push(client: &Client, entities: i64, batch: usize, writers: usize, 
                 let mut hist = Histogram::<u64>::new(3)?;
                 let mut written = 0;
                 while !until() {
-                    let (start, ts) = (rng.random_range(0..entities), now_micros()?);
+                    let (start, ts) = (rng.random_range(0..entities), now_micros());
                     let rows = (0..batch as i64).map(|i| row(&mut rng, (start + i) % entities, ts)).collect();
                     let t = Instant::now();
                     written += client.write("bench", "driver_stats", rows).await?.rows_written;
@@ -299,7 +296,7 @@ impl Driver0Writer {
         let task = tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(0);
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let (ts, sent) = (now_micros()?, Instant::now());
+                let (ts, sent) = (now_micros(), Instant::now());
                 if client.write("bench", "driver_stats", vec![row(&mut rng, 0, ts)]).await.is_ok() {
                     list.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((sent, Instant::now()));
                 }

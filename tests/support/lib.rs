@@ -40,9 +40,7 @@ pub async fn issue_token(root: &Client, name: &str, project: &str, role: quiver_
     root.create_token(&new).await.expect("token created").0
 }
 
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
-}
+pub use quiver_core::time::now_micros;
 
 /// A `driver_stats` row.
 pub fn driver_row(id: i64, ts: i64, conv_rate: f64, trips: i64) -> InputRow {

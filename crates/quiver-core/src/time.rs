@@ -4,6 +4,12 @@ use crate::{Error, Result};
 
 pub const MICROS_PER_SEC: i64 = 1_000_000;
 pub const DAY_MICROS: i64 = 86_400 * MICROS_PER_SEC;
+/// Wall-clock microseconds since the Unix epoch (0 before it). Never called by a state
+/// machine's apply, which takes the time its entry carries.
+pub fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
 
 /// The UTC day (days since the epoch) that `micros` falls in; times before 1970 too.
 pub fn day_of(micros: i64) -> i64 {

@@ -15,9 +15,9 @@ use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::token::TokenHash;
-use crate::meta::records::{ExportRange, NodeInfo};
-use crate::meta::stats::Summaries;
+use crate::records::Summaries;
+use crate::records::{ExportRange, NodeInfo};
+use crate::trust::token::TokenHash;
 
 /// A log entry's payload. The leader stamps its clock into it, so `apply` never reads a
 /// clock and every replica computes the same state.

@@ -34,7 +34,7 @@ pub struct Config {
     /// cluster hands out the node id); ignored once this node has an identity.
     pub join: Option<String>,
     /// Without TLS, the file holding the secret members prove themselves to each other with
-    /// (see `auth::secret`): given to every member of an initial cluster of several, and to a
+    /// (see `trust::secret`): given to every member of an initial cluster of several, and to a
     /// node that joins; copied into the data dir on the first start.
     pub cluster_secret: Option<PathBuf>,
     /// Shards laid out when the cluster is first initialised; ignored afterwards.

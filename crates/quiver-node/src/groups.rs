@@ -12,10 +12,11 @@ use crate::error::{Error, Result};
 use crate::raft::cut::Cuts;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::Shared;
-use crate::raft::{NodeId, Raft, now_micros};
+use crate::raft::{NodeId, Raft};
 use crate::shard::Range;
 use crate::shard::staging::Staging;
 use crate::storage::KvTree;
+use quiver_core::time::now_micros;
 
 /// Proposals a group takes at once before answering `Busy`.
 const MAX_INFLIGHT_PROPOSALS: usize = 1024;

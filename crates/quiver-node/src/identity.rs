@@ -3,7 +3,7 @@
 //! started with `--join` asks the cluster for an id (the metadata leader hands out ids that
 //! are never reused) and remembers that it joined, so it never initialises a cluster. Once
 //! the node knows its cluster's id it is kept here too: a member of another cluster is then
-//! refused (`auth::member::ClusterMark`), and a data dir whose metadata names another cluster
+//! refused (`trust::member::ClusterMark`), and a data dir whose metadata names another cluster
 //! does not start.
 
 use std::path::{Path, PathBuf};
@@ -15,11 +15,11 @@ use quiver_proto::v1::admin_service_client::AdminServiceClient;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::auth::member::ClusterMark;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::raft::network::PeerPool;
 use crate::storage::KvTree;
+use crate::trust::member::ClusterMark;
 
 /// How long a joining node keeps asking while the cluster is unreachable or electing.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);

@@ -39,7 +39,7 @@
 //! - `0x15 | time | node | seq`         an audit log entry written before the chain began (read,
 //!   never written)
 //! - `0x16 | index`                     an audit log entry in the hash chain, in the order the
-//!   meta group applied it (`auth::audit_chain`)
+//!   meta group applied it (`meta::audit_chain`)
 //! - `0x17`                             the audit chain's head: its ends, their hashes, retention
 //! - `0x18 | op id`                     a merge past its point of no return: its lower shard
 //!   began absorbing (`ClaimMerge`), so it is no longer abandoned at its deadline

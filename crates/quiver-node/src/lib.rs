@@ -26,6 +26,7 @@ pub mod node;
 pub mod offline;
 pub mod proposer;
 pub mod raft;
+pub mod records;
 pub mod server;
 pub mod serving_log;
 pub mod shard;
@@ -33,6 +34,7 @@ pub mod storage;
 pub mod streaming;
 pub mod tls;
 pub mod transfer;
+pub mod trust;
 pub mod ui;
 pub mod workers;
 

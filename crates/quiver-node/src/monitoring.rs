@@ -12,7 +12,8 @@ use quiver_core::table::TableRef;
 use quiver_core::time::day_range;
 
 use crate::error::Result;
-use crate::meta::stats::{self, Origin, Summaries};
+use crate::meta::stats::{self, Origin};
+use crate::records::Summaries;
 use crate::storage::KvTree;
 
 /// Summaries by feature name.

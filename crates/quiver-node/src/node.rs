@@ -7,8 +7,8 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_offline::store::OfflineStore;
 use tracing::warn;
 
+use crate::auth::Gate;
 use crate::auth::audit::AuditLog;
-use crate::auth::{Gate, token};
 use crate::backup::create::Backups;
 use crate::config::Config;
 use crate::groups::Groups;
@@ -20,6 +20,7 @@ use crate::raft::network::PeerPool;
 use crate::serving_log::ServingLog;
 use crate::storage::KvEngine;
 use crate::tls::Tls;
+use crate::trust::token;
 
 pub struct Node {
     pub id: NodeId,

@@ -18,8 +18,9 @@ use crate::error::{Error, Result};
 use crate::groups::Groups;
 use crate::meta::ExportRange;
 use crate::meta_reader::MetaReader;
+use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
-use crate::raft::{NodeId, now_micros};
+use quiver_core::time::now_micros;
 
 pub struct Proposer {
     me: NodeId,
@@ -197,7 +198,7 @@ impl Proposer {
         if let Some(id) = recorded()? {
             return Ok(id);
         }
-        let made = crate::auth::token::random_hex("")?[..32].to_string();
+        let made = crate::trust::token::random_hex("")?[..32].to_string();
         self.write_meta(MetaCommand::SetClusterId { id: made }).await?;
         self.meta.caught_up().await?;
         recorded()?.ok_or_else(|| Error::Raft("the cluster id recorded is not in the caught-up meta state".into()))

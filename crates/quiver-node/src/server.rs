@@ -11,9 +11,8 @@ use quiver_core::shard_map::{META_GROUP, ShardMap};
 use quiver_offline::store::OfflineStore;
 use tracing::{info, warn};
 
+use crate::auth::Gate;
 use crate::auth::audit::AuditLog;
-use crate::auth::member::{ClusterMark, Credentials};
-use crate::auth::{Gate, secret, token};
 use crate::backup::create::Backups;
 use crate::command::{Command, MetaCommand};
 use crate::config::Config;
@@ -31,6 +30,8 @@ use crate::raft::state_machine::Kind;
 use crate::serving_log::ServingLog;
 use crate::storage::{KvEngine, SledEngine};
 use crate::tls::Tls;
+use crate::trust::member::{ClusterMark, Credentials};
+use crate::trust::{secret, token};
 use crate::workers::{self, Context};
 
 /// Opens the data directory and the meta group, initialising a single-node cluster on the
@@ -243,7 +244,7 @@ async fn record_tallies(node: Arc<Node>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let writes = node.audit.writes.drain(node.id, crate::raft::now_micros());
+        let writes = node.audit.writes.drain(node.id, quiver_core::time::now_micros());
         for entry in node.gate.refusals_to_record(node.id).into_iter().chain(writes) {
             node.audit.record_later(entry);
         }

@@ -11,7 +11,7 @@ use quiver_core::stats::FeatureSummary;
 use quiver_core::table::TableRef;
 use quiver_core::time::day_of;
 
-use crate::meta::stats::Summaries;
+use crate::records::Summaries;
 
 /// Summaries gathered since the last flush, by (table, day).
 type Pending = BTreeMap<(TableRef, i64), (u64, BTreeMap<String, FeatureSummary>)>;

@@ -7,7 +7,7 @@ use quiver_admin::input::RowFormat;
 use quiver_admin::local_node::LocalNode;
 use quiver_admin::render::format::Format;
 use quiver_client::{Consistency, FeatureSelection};
-use quiver_core::time::{MICROS_PER_SEC, format_timestamp};
+use quiver_core::time::{MICROS_PER_SEC, format_timestamp, now_micros};
 
 use crate::commands::offline::{self, SpineArg};
 use crate::commands::{online, registry};
@@ -80,10 +80,6 @@ pub async fn run() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(10)).await;
     println!("\ndemo done; the node was stopped and {} removed", dir.path().display());
     Ok(())
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 /// Three events per driver over the last three hours; the newest one is what `get` returns.

@@ -1,6 +1,7 @@
 //! Cluster status and the shard map.
 
 use quiver_client::{ClusterMap, ClusterStatus, GroupKind, GroupStatus, Outcome};
+use quiver_core::time::now_micros;
 
 use super::format::table;
 
@@ -68,11 +69,6 @@ pub fn status_table(s: &ClusterStatus) -> String {
 
 /// Within this many days of its end a certificate is called out: time to renew it.
 const RENEW_WITHIN_DAYS: i64 = 30;
-
-fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
 
 /// When node `node`'s certificate ends, as seen at `now`, with a warning near the end.
 fn certificate_line(node: u64, expires: i64, now: i64) -> String {

@@ -1,6 +1,6 @@
 //! Access RPCs. Tokens: a project's admin issues, lists and revokes the project's tokens; a
 //! cluster admin any token. A token's secret is made here and answered once; the meta
-//! group keeps its hash (`auth::token`). The audit log: a project's admin reads the
+//! group keeps its hash (`trust::token`). The audit log: a project's admin reads the
 //! project's entries; a cluster admin every entry.
 
 use quiver_core::Error as CoreError;
@@ -8,10 +8,11 @@ use quiver_core::access::{Need, Role, Scope, TokenInfo, unknown_token};
 use quiver_core::shard_map::META_GROUP;
 use quiver_proto::v1;
 
-use crate::auth::{Call, audit as audit_log, token};
+use crate::auth::{Call, audit as audit_log};
 use crate::command::MetaCommand;
 use crate::error::Result;
 use crate::node::Node;
+use crate::trust::token;
 
 /// Longest token name; names are letters, digits, `-`, `_` and `.`.
 const MAX_NAME: usize = 64;

@@ -258,7 +258,7 @@ impl AdminService for AdminApi {
 
 impl AdminApi {
     /// The call of an RPC between nodes, which admission let through as a member's
-    /// (`auth::member`): it carries no token.
+    /// (`trust::member`): it carries no token.
     fn member<T>(&self, method: &'static str, request: &Request<T>) -> Call {
         Call::new(method, Principal::open(), request.remote_addr())
     }

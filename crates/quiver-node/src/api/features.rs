@@ -26,11 +26,11 @@ use crate::command::Once;
 use crate::error::Result;
 use crate::meta::MetaState;
 use crate::node::Node;
-use crate::raft::now_micros;
 use crate::serving_log::Served;
 use crate::shard::read_row;
 use quiver_core::access::{Need, Role, personal};
 use quiver_core::table::TableRef;
+use quiver_core::time::now_micros;
 
 /// A key placed on its shard: (shard id, encoded entity key, its hash).
 type ShardKey = (u64, Vec<u8>, u64);

@@ -12,6 +12,7 @@ mod http_gate;
 pub(crate) mod monitoring;
 mod observed;
 mod offline;
+mod peers;
 mod registry;
 
 use std::future::Future;
@@ -25,9 +26,9 @@ use quiver_proto::v1::offline_service_server::OfflineServiceServer;
 use quiver_proto::v1::raft_service_server::RaftServiceServer;
 use quiver_proto::v1::registry_service_server::RegistryServiceServer;
 
+use crate::api::peers::RaftRpc;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::raft::service::RaftRpc;
 use admission::AdmissionLayer;
 
 /// What one request to the registry may carry: definitions, never data.

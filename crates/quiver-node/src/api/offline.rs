@@ -224,7 +224,7 @@ impl OfflineService for OfflineApi {
     }
 
     async fn join_part(&self, request: Request<JoinPartRequest>) -> Result<Response<Self::JoinPartStream>, Status> {
-        // Admitted as a member's (`auth::member`).
+        // Admitted as a member's (`trust::member`).
         let req = request.into_inner();
         let node = self.node.clone();
         Ok(Response::new(answer_stream(self.node.clone(), "JoinPart", async move {

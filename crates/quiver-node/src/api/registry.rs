@@ -30,7 +30,7 @@ impl RegistryApi {
         let state = self.node.meta.caught_up().await?;
         let before = personal_features(state.registry.projects.get(&defs.project));
         let mut trial = state.registry.clone();
-        trial.apply(defs, crate::raft::now_micros())?;
+        trial.apply(defs, quiver_core::time::now_micros())?;
         let after = personal_features(trial.projects.get(&defs.project));
         if before == after {
             return Ok(());

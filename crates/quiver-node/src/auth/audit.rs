@@ -10,12 +10,12 @@ use quiver_core::Error as CoreError;
 use quiver_core::audit::{AuditEntry, AuditQuery};
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit_chain;
 use super::write_tally::WriteTally;
 use crate::codec::decode;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::keyspace;
+use crate::meta::audit_chain;
 use crate::proposer::Proposer;
 use crate::storage::KvTree;
 

@@ -4,15 +4,11 @@
 //! the revocation (a heartbeat later). What each role may do is `quiver_core::access`.
 //! Every request, authenticated or not, passes the caller's `[limits]`. All of it is decided
 //! on the request's headers, before its body is read (`Gate::admit_headers`). The RPCs between
-//! nodes take no token but a member's proof (`member`).
+//! nodes take no token but a member's proof (`trust::member`).
 
 pub mod audit;
-pub mod audit_chain;
 pub mod limits;
-pub mod member;
 pub mod refusals;
-pub mod secret;
-pub mod token;
 pub mod write_tally;
 
 use std::net::SocketAddr;
@@ -28,10 +24,11 @@ use tonic::{Request, Status};
 use crate::config::Config;
 use crate::error::Result;
 use crate::meta_reader::MetaReader;
+use crate::trust::secret::ClusterSecret;
+use crate::trust::{member, token};
 use audit::AuditLog;
 use limits::Limits;
 use refusals::{Refusals, Refused};
-use secret::ClusterSecret;
 
 /// How stale this node's view of the tokens may be: a revoked token is refused everywhere
 /// within this bound (a node catches up every second, `server::keep_caught_up`).
@@ -120,14 +117,14 @@ impl Call {
         }
         let project = self.subject.lock().unwrap_or_else(|e| e.into_inner()).0.clone().unwrap_or_default();
         let from = self.from.map_or_else(|| "unknown".into(), |a| a.to_string());
-        log.writes.count(&self.caller.name, &project, set, rows, from, crate::raft::now_micros());
+        log.writes.count(&self.caller.name, &project, set, rows, from, quiver_core::time::now_micros());
     }
 
     /// An audit entry for this call at node `node`: `detail`, or what it asked to do.
     pub fn entry(&self, node: u64, detail: Option<String>, outcome: String) -> AuditEntry {
         let (project, asked) = self.subject.lock().unwrap_or_else(|e| e.into_inner()).clone();
         AuditEntry {
-            at: crate::raft::now_micros(),
+            at: quiver_core::time::now_micros(),
             actor: self.caller.name.clone(),
             from: self.from.map_or_else(|| "unknown".into(), |a| a.to_string()),
             node,
@@ -182,14 +179,14 @@ impl Gate {
         let info = state.tokens.get(&token::hash(secret)).ok_or_else(|| {
             CoreError::Unauthenticated("the token is not one this cluster issued (mistyped, or from elsewhere)".into())
         })?;
-        Ok(info.principal(crate::raft::now_micros())?)
+        Ok(info.principal(quiver_core::time::now_micros())?)
     }
 
     /// `caller`, counting a refusal against its source (`refusals`): a source past its
     /// allowance this minute is told to back off rather than why it was refused.
     pub fn authenticate(&self, secret: Option<&str>, from: Option<SocketAddr>, what: &str) -> Result<Principal> {
         self.caller(secret).map_err(|e| {
-            let now = crate::raft::now_micros();
+            let now = quiver_core::time::now_micros();
             let issued = secret.and_then(|s| self.meta.latest().tokens.get(&token::hash(s)).cloned());
             let refused = Refused {
                 what: what.to_string(),
@@ -214,7 +211,7 @@ impl Gate {
 
     /// The audit entries of refusals in minutes that have ended (node `node`).
     pub fn refusals_to_record(&self, node: u64) -> Vec<AuditEntry> {
-        self.refusals.drain(node, crate::raft::now_micros())
+        self.refusals.drain(node, quiver_core::time::now_micros())
     }
 
     /// Admission of a gRPC request on its headers, before its body is read: an RPC between

@@ -47,7 +47,7 @@ use crate::meta::MetaState;
 use crate::meta_reader::MetaReader;
 use crate::proposer::Proposer;
 use crate::raft::network::PeerPool;
-use crate::raft::now_micros;
+use quiver_core::time::now_micros;
 
 /// How long exports and splits wait for a backup to cut the groups, at most: a backup
 /// that dies meanwhile holds them no longer than this, and one whose cut takes longer

@@ -6,7 +6,7 @@
 //! grows without bound (committed ingest sources, statistics) is kept under keys of its
 //! own in the same tree (see `keyspace`), so a meta write costs the same after a year.
 
-pub mod records;
+pub mod audit_chain;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -24,14 +24,13 @@ use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::auth::audit_chain;
-use crate::auth::token::TokenHash;
 use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::keyspace;
-pub use crate::meta::records::{ExportRange, NodeInfo};
+pub use crate::records::{ExportRange, NodeInfo};
 use crate::storage::{KvTree, WriteBatch};
+use crate::trust::token::TokenHash;
 
 /// How long a committed ingest source (content hash) is remembered: the same content
 /// ingested again within this time adds nothing.

@@ -7,20 +7,13 @@ use std::ops::Bound;
 
 use quiver_core::stats::{DriftReport, FeatureDrift, FeatureSummary};
 use quiver_core::table::TableRef;
-use serde::{Deserialize, Serialize};
 
 use crate::codec::decode;
 use crate::error::Result;
 pub use crate::keyspace::Origin;
 use crate::keyspace::{self, stats_day, stats_day_start, stats_prefix};
+use crate::records::Summaries;
 use crate::storage::KvTree;
-
-/// Summaries of some rows, by column name.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Summaries {
-    pub rows: u64,
-    pub columns: Vec<(String, FeatureSummary)>,
-}
 
 /// The latest `limit` monitor runs of `table`, newest first.
 pub fn monitor_runs(tree: &dyn KvTree, table: &TableRef, limit: usize) -> Result<Vec<(i64, DriftReport)>> {

@@ -21,9 +21,9 @@ use crate::auth::Call;
 use crate::command::MetaCommand;
 use crate::error::Result;
 use crate::meta::MetaState;
-use crate::meta::stats::Summaries;
 use crate::node::Node;
 use crate::offline::parts;
+use crate::records::Summaries;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);

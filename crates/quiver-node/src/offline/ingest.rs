@@ -35,7 +35,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::raft::now_micros;
+use quiver_core::time::now_micros;
 
 /// Rows per online upsert command.
 const UPSERT_CHUNK: usize = 10_000;

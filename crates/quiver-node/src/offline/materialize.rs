@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::raft::now_micros;
+use quiver_core::time::now_micros;
 
 const UPSERT_CHUNK: usize = 10_000;
 /// Bytes a kept row may take (key, values, map entry): an upper bound for planning parts.

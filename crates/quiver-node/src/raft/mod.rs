@@ -5,7 +5,6 @@ pub mod cut;
 pub mod log_store;
 pub mod network;
 pub mod read_index;
-pub mod service;
 pub mod state_machine;
 
 use std::io::Cursor;
@@ -23,11 +22,6 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
 );
-
-/// Wall-clock microseconds; only leaders and read paths call this, never `apply`.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests;

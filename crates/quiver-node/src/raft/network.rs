@@ -21,17 +21,17 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{NodeId, TypeConfig};
-use crate::auth::member::Credentials;
 use crate::codec::{decode, encode};
 use crate::halt::Halt;
 use crate::tls::Tls;
+use crate::trust::member::Credentials;
 
 /// A channel to a peer whose every request carries this node's proof of membership.
 pub type PeerChannel = InterceptedService<Channel, Credentials>;
 
 /// Channels to peers, by address; over TLS when the node has it (a renewed certificate
 /// makes new channels: each remembers the generation it was made with), with the cluster
-/// secret when it has one (`auth::member`).
+/// secret when it has one (`trust::member`).
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, (u64, PeerChannel)>>>,
@@ -125,7 +125,7 @@ impl PeerPool {
 }
 
 fn refused(halt: &Halt, status: &tonic::Status) {
-    if status.message().contains(crate::auth::member::REMOVED) {
+    if status.message().contains(crate::trust::member::REMOVED) {
         halt.set(REMOVED_REASON);
     }
 }

@@ -30,16 +30,16 @@ use crate::codec::{decode, encode};
 use crate::command::Response;
 use crate::error::Result;
 use crate::keyspace::{APPLIED, APPLIED_TIME, EXPORT_WAITS, LOG_PURGED, MEMBERSHIP, SHARD_RANGE, TreePart, tree_name};
-use crate::raft::NodeId;
 use crate::storage::{KvEngine, KvTree, WriteBatch};
 
-type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+/// Node ids are `u64`, as `raft::NodeId` (which this layer, below Raft, does not name).
+type Membership = StoredMembership<u64, openraft::BasicNode>;
 
 /// Rows written to the child per batch while seeding it.
 const SEED_CHUNK: usize = 10_000;
 
 /// Where a split child's log and state machine start: the first log id of a group.
-pub fn seed_log_id() -> LogId<NodeId> {
+pub fn seed_log_id() -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(0, 0), 0)
 }
 

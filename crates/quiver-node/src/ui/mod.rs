@@ -182,7 +182,7 @@ async fn cluster_body(node: &Node) -> Result<String> {
             ]
         })
         .collect();
-    let now = crate::raft::now_micros();
+    let now = quiver_core::time::now_micros();
     let backups: Vec<Vec<String>> = status
         .backups
         .iter()

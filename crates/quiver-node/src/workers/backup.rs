@@ -12,7 +12,7 @@ use crate::backup::catalog;
 use crate::backup::create::BackupRequest;
 use crate::backup::seal::BackupKey;
 use crate::error::Result;
-use crate::raft::now_micros;
+use quiver_core::time::now_micros;
 
 pub async fn round(context: Context) -> Result<()> {
     let Some(every) = context.backup.every()? else { return Ok(()) };

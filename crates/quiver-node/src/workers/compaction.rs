@@ -17,8 +17,8 @@ use crate::backup::pins::Holders;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::raft::now_micros;
 use quiver_core::table::TableRef;
+use quiver_core::time::now_micros;
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {

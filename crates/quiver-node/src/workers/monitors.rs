@@ -14,7 +14,7 @@ use crate::command::MetaCommand;
 use crate::error::Result;
 use crate::meta::stats::monitor_runs;
 use crate::monitoring::drift_report;
-use crate::raft::now_micros;
+use quiver_core::time::now_micros;
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {

@@ -23,8 +23,8 @@ use crate::groups::Group;
 use crate::keyspace;
 use crate::meta::MetaState;
 use crate::raft::network::PeerPool;
-use crate::raft::now_micros;
 use crate::storage::KvTree;
+use quiver_core::time::now_micros;
 
 /// A learner this many entries or fewer behind the leader is caught up enough to vote.
 const CAUGHT_UP_ENTRIES: u64 = 100;

@@ -4,7 +4,7 @@
 use super::Context;
 use crate::command::MetaCommand;
 use crate::error::Result;
-use crate::raft::now_micros;
+use quiver_core::time::now_micros;
 
 /// Records what this node gathered since the last flush; a record that cannot be written
 /// is put back to be tried again.

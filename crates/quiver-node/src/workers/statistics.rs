@@ -11,7 +11,8 @@ use quiver_offline::stats::summarize;
 use super::Context;
 use crate::command::MetaCommand;
 use crate::error::{Error, Result};
-use crate::meta::stats::{self, Summaries};
+use crate::meta::stats;
+use crate::records::Summaries;
 use crate::storage::KvTree;
 use quiver_core::table::TableRef;
 

@@ -1,7 +1,16 @@
-//! The records the meta state is made of, beside the registry and the shard map.
+//! The records the meta state is made of, beside the registry and the shard map; commands
+//! carry them, so they sit below both.
 
 use quiver_core::row::WriteSeq;
+use quiver_core::stats::FeatureSummary;
 use serde::{Deserialize, Serialize};
+
+/// Summaries of some rows, by column name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summaries {
+    pub rows: u64,
+    pub columns: Vec<(String, FeatureSummary)>,
+}
 
 /// A range of a shard's export queue, committed with the files written from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The receiving side of Raft messages: finds the group the message names among the groups
 //! this node hosts. A message for a group not opened here is refused, never answered by
 //! opening it: only the meta state machine decides what a node hosts. Every message has
-//! been admitted as a member's before it reaches here (`auth::member`).
+//! been admitted as a member's before it reaches here (`trust::member`).
 
 use std::sync::Arc;
 
