@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod node;
 pub mod offline;
+pub mod online;
 pub mod proposer;
 pub mod raft;
 pub mod records;

@@ -4,7 +4,7 @@ use quiver_core::online::{Consistency, FeatureSelection, FeatureValue, OnlineFea
 use quiver_core::row::Freshness;
 use quiver_core::{Error, Result};
 
-use crate::convert::values::value_from_proto;
+use crate::convert::values::{value_from_proto, value_to_proto};
 use crate::v1;
 use crate::v1::{get_online_features_request, historical_request};
 
@@ -63,6 +63,14 @@ pub fn freshness_to_proto(freshness: Freshness) -> v1::Status {
     }
 }
 
+/// A consistency this version does not know reads as linearizable, the stricter one.
+pub fn consistency_from_proto(consistency: i32) -> Consistency {
+    match v1::Consistency::try_from(consistency) {
+        Ok(v1::Consistency::Stale) => Consistency::Stale,
+        Ok(v1::Consistency::Linearizable) | Err(_) => Consistency::Linearizable,
+    }
+}
+
 /// A status this version does not know reads as not found.
 pub fn freshness_from_proto(status: i32) -> Freshness {
     match v1::Status::try_from(status) {
@@ -81,6 +89,29 @@ pub fn feature_value_from_proto(v: v1::FeatureValue) -> FeatureValue {
     }
 }
 
+/// A value of an answer; a value without a row has event time 0 on the wire.
+pub fn feature_value_to_proto(v: FeatureValue) -> v1::FeatureValue {
+    v1::FeatureValue {
+        value: Some(value_to_proto(v.value)),
+        event_timestamp_micros: v.event_ts.unwrap_or_default(),
+        status: freshness_to_proto(v.status) as i32,
+    }
+}
+
+/// The answer of node `served_by`.
+pub fn online_features_to_proto(answer: OnlineFeatures, served_by: u64) -> v1::GetOnlineFeaturesResponse {
+    v1::GetOnlineFeaturesResponse {
+        features: answer.features,
+        results: answer
+            .rows
+            .into_iter()
+            .map(|row| v1::EntityResult { values: row.into_iter().map(feature_value_to_proto).collect() })
+            .collect(),
+        served_by,
+        staleness_bound_ms: answer.staleness_bound_ms,
+    }
+}
+
 /// One node's answer, its rows in the order of the entities it was sent.
 pub fn online_features_from_proto(reply: v1::GetOnlineFeaturesResponse) -> OnlineFeatures {
     OnlineFeatures {
@@ -93,8 +124,33 @@ pub fn online_features_from_proto(reply: v1::GetOnlineFeaturesResponse) -> Onlin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::values::value_to_proto;
     use quiver_core::Value;
+
+    #[test]
+    fn an_answer_round_trips_and_an_unknown_consistency_reads_as_linearizable() {
+        let value = |value, event_ts, status| FeatureValue { value, event_ts, status };
+        let answer = OnlineFeatures {
+            features: vec!["s:a".into(), "s:b".into()],
+            rows: vec![
+                vec![
+                    value(Value::Int64(7), Some(5), Freshness::Present),
+                    value(Value::Null, Some(3), Freshness::Expired),
+                ],
+                vec![
+                    value(Value::Null, None, Freshness::NotFound),
+                    value(Value::Float64(0.5), Some(9), Freshness::Present),
+                ],
+            ],
+            staleness_bound_ms: 12,
+        };
+        let wire = online_features_to_proto(answer.clone(), 3);
+        assert_eq!(wire.served_by, 3);
+        assert_eq!(online_features_from_proto(wire), answer);
+        for c in [Consistency::Linearizable, Consistency::Stale] {
+            assert_eq!(consistency_from_proto(consistency_to_proto(c) as i32), c);
+        }
+        assert_eq!(consistency_from_proto(7), Consistency::Linearizable);
+    }
 
     #[test]
     fn freshness_round_trips_and_an_unknown_status_reads_as_not_found() {
