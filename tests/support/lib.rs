@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests: real `quiver-node` processes on loopback ports, the
-//! example definitions, and `quiverctl` runs. Build the binaries first (`cargo build --bins`).
+//! example definitions, and `quiverctl` runs. Build the binaries first (`cargo build
+//! --workspace --bins`, which builds the node with its fail points).
 
 pub mod recipe;
 pub mod s3;

@@ -53,7 +53,7 @@ pub fn binary(name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("{name} not found beside {}; build it (cargo build --bins) or set QUIVER_BIN_DIR", exe.display())
+    bail!("{name} not found beside {}; build it (cargo build --workspace --bins) or set QUIVER_BIN_DIR", exe.display())
 }
 
 /// A loopback address with a port nobody listens on right now.
@@ -95,7 +95,8 @@ impl LocalNode {
 
     /// Like `start`, with extra environment variables for the node process.
     pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Result<LocalNode> {
-        let [listen, http] = <[String; 2]>::try_from(free_addrs(2)?).expect("two addresses");
+        let [listen, http] = <[String; 2]>::try_from(free_addrs(2)?)
+            .map_err(|got| anyhow::anyhow!("asked for 2 free addresses, got {got:?}"))?;
         let mut node = LocalNode {
             child: None,
             prefix: Vec::new(),

@@ -64,45 +64,20 @@ pub(crate) fn entity_hashes(
 #[cfg(test)]
 mod tests {
     use quiver_core::registry::Registry;
-    use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey, VectorSpec};
+    use quiver_core::spec::{Definitions, FeatureSetSpec};
     use quiver_core::{Value, ValueType};
 
     use super::*;
 
     /// Drivers keyed by `driver_id`, riders by `rider_id`; a vector over both.
     fn project() -> Project {
-        let entity = |name: &str, key: &str| EntitySpec {
-            name: name.into(),
-            join_keys: vec![JoinKey { name: key.into(), ty: ValueType::Int64 }],
-            description: String::new(),
-        };
-        let set = |name: &str, entity: &str| FeatureSetSpec {
-            name: name.into(),
-            entity: entity.into(),
-            timestamp: "ts".into(),
-            ttl: None,
-            owner: String::new(),
-            description: String::new(),
-            tags: vec![],
-            features: vec![FeatureSpec {
-                name: "rate".into(),
-                ty: ValueType::Float64,
-                description: String::new(),
-                tags: vec![],
-            }],
-            monitoring: None,
-        };
-        let defs = Definitions {
-            project: "rides".into(),
-            entities: vec![entity("driver", "driver_id"), entity("rider", "rider_id")],
-            feature_sets: vec![set("drivers", "driver"), set("riders", "rider")],
-            feature_vectors: vec![VectorSpec {
-                name: "both".into(),
-                features: vec!["drivers:rate".into(), "riders:rate".into()],
-                description: String::new(),
-            }],
-            ..Default::default()
-        };
+        let rate = [("rate", ValueType::Float64)];
+        let defs = Definitions::new("rides")
+            .entity("driver", &[("driver_id", ValueType::Int64)])
+            .entity("rider", &[("rider_id", ValueType::Int64)])
+            .feature_set(FeatureSetSpec::new("drivers", "driver", "ts", &rate))
+            .feature_set(FeatureSetSpec::new("riders", "rider", "ts", &rate))
+            .vector("both", &["drivers:rate", "riders:rate"]);
         let mut registry = Registry::default();
         registry.apply(&defs, 0).unwrap();
         registry.project("rides").unwrap().clone()

@@ -2,6 +2,8 @@
 //! computes, the as-of join kernel of point-in-time retrieval, and the sketch updates that
 //! statistics make per value. `cargo bench -p quiver-core`; figures are never asserted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark stops loudly on a broken setup")]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

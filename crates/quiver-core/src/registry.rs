@@ -505,38 +505,19 @@ mod tests {
     use super::*;
 
     fn defs(features: &str, vector: &str) -> Definitions {
-        let features: Vec<FeatureSpec> = features
+        let features: Vec<(&str, ValueType)> = features
             .split(',')
             .map(|f| {
                 let (name, ty) = f.split_once('=').unwrap();
-                FeatureSpec { name: name.into(), ty: ty.parse().unwrap(), description: String::new(), tags: vec![] }
+                (name, ty.parse().unwrap())
             })
             .collect();
-        Definitions {
-            project: "rides".into(),
-            description: String::new(),
-            entities: vec![EntitySpec {
-                name: "driver".into(),
-                join_keys: vec![JoinKey { name: "driver_id".into(), ty: ValueType::Int64 }],
-                description: String::new(),
-            }],
-            feature_sets: vec![FeatureSetSpec {
-                name: "driver_stats".into(),
-                entity: "driver".into(),
-                timestamp: "event_timestamp".into(),
-                ttl: Some("7d".into()),
-                owner: "ml@example.com".into(),
-                description: String::new(),
-                tags: vec![],
-                features,
-                monitoring: None,
-            }],
-            feature_vectors: vec![VectorSpec {
-                name: "v1".into(),
-                features: vector.split(',').map(str::to_string).collect(),
-                description: String::new(),
-            }],
-        }
+        let mut set = FeatureSetSpec::new("driver_stats", "driver", "event_timestamp", &features).ttl("7d");
+        set.owner = "ml@example.com".into();
+        Definitions::new("rides")
+            .entity("driver", &[("driver_id", ValueType::Int64)])
+            .feature_set(set)
+            .vector("v1", &vector.split(',').collect::<Vec<_>>())
     }
 
     fn actions(changes: &[Change]) -> Vec<Action> {

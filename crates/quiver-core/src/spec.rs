@@ -24,6 +24,42 @@ pub struct Definitions {
 }
 
 impl Definitions {
+    /// Empty definitions of `project`, to fill in Rust rather than YAML:
+    ///
+    /// ```
+    /// use quiver_core::ValueType::{Float64, Int64};
+    /// use quiver_core::spec::{Definitions, FeatureSetSpec};
+    ///
+    /// let defs = Definitions::new("rides")
+    ///     .entity("driver", &[("driver_id", Int64)])
+    ///     .feature_set(FeatureSetSpec::new("driver_stats", "driver", "event_timestamp", &[("conv_rate", Float64)]).ttl("7d"))
+    ///     .vector("driver_model", &["driver_stats:conv_rate"]);
+    /// assert_eq!(defs.feature_sets[0].features[0].name, "conv_rate");
+    /// ```
+    pub fn new(project: &str) -> Definitions {
+        Definitions { project: project.into(), ..Definitions::default() }
+    }
+
+    /// Adds entity `name`, identified by `join_keys` (name, type).
+    pub fn entity(mut self, name: &str, join_keys: &[(&str, ValueType)]) -> Definitions {
+        let join_keys = join_keys.iter().map(|(name, ty)| JoinKey { name: (*name).into(), ty: *ty }).collect();
+        self.entities.push(EntitySpec { name: name.into(), join_keys, description: String::new() });
+        self
+    }
+
+    /// Adds a feature set.
+    pub fn feature_set(mut self, set: FeatureSetSpec) -> Definitions {
+        self.feature_sets.push(set);
+        self
+    }
+
+    /// Adds vector `name` over `features` (`set:feature`, `set@2:feature` or `set:*`).
+    pub fn vector(mut self, name: &str, features: &[&str]) -> Definitions {
+        let features = features.iter().map(|f| (*f).to_string()).collect();
+        self.feature_vectors.push(VectorSpec { name: name.into(), features, description: String::new() });
+        self
+    }
+
     /// Definitions from YAML text, as `quiverctl apply` reads a file.
     pub fn from_yaml(text: &str) -> crate::Result<Definitions> {
         let invalid = |e: serde_yaml_ng::Error| crate::Error::InvalidDefinition(e.to_string());
@@ -108,6 +144,38 @@ pub struct FeatureSetSpec {
     pub features: Vec<FeatureSpec>,
     #[serde(default)]
     pub monitoring: Option<MonitoringSpec>,
+}
+
+impl FeatureSetSpec {
+    /// Feature set `name` of `entity`, its rows' event time in column `timestamp`, with
+    /// `features` (name, type); no TTL, owner, tags or monitoring until set.
+    pub fn new(name: &str, entity: &str, timestamp: &str, features: &[(&str, ValueType)]) -> FeatureSetSpec {
+        FeatureSetSpec {
+            name: name.into(),
+            entity: entity.into(),
+            timestamp: timestamp.into(),
+            ttl: None,
+            owner: String::new(),
+            description: String::new(),
+            tags: Vec::new(),
+            features: features
+                .iter()
+                .map(|(name, ty)| FeatureSpec {
+                    name: (*name).into(),
+                    ty: *ty,
+                    description: String::new(),
+                    tags: Vec::new(),
+                })
+                .collect(),
+            monitoring: None,
+        }
+    }
+
+    /// Values older than `ttl` (`7d`, `12h`, …) read as expired.
+    pub fn ttl(mut self, ttl: &str) -> FeatureSetSpec {
+        self.ttl = Some(ttl.into());
+        self
+    }
 }
 
 /// Drift monitoring of a feature set: a background check compares the latest `window` of

@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the row codec: every online write stores, and every read decodes, one
 //! `StoredRow` per entity through `quiver_node::codec`. `cargo bench -p quiver-node`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark stops loudly on a broken setup")]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

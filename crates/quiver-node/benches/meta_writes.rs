@@ -5,6 +5,8 @@
 //! `cargo bench -p quiver-node --bench meta_writes [-- ROUNDS]` (default 200,000 rounds,
 //! about 7 hours of exports from 8 shards).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark stops loudly on a broken setup")]
+
 use std::time::Instant;
 
 use quiver_core::row::WriteSeq;

@@ -4,18 +4,40 @@
 //! aborts: it creates FILE first, and no process fires while FILE exists. Delay points: with
 //! `QUIVER_DELAY=name:MS` the node waits MS milliseconds each time it reaches `name` (a slow
 //! disk or a busy replica). Unset, a point costs one comparison with a value read once.
+//!
+//! Only a build with the `failpoints` feature has them (the test crate asks for it, so the
+//! binaries `cargo nextest run --workspace` builds do); in any other build every point is
+//! empty, and a node started with the variables set says so (`warn_if_missing`).
 
+#[cfg(feature = "failpoints")]
 use std::sync::OnceLock;
 
+/// The variables that arm points.
+const VARIABLES: [&str; 2] = ["QUIVER_FAILPOINT", "QUIVER_DELAY"];
+
+/// Logs, in a build without fail points, that the variables arming them are ignored.
+pub fn warn_if_missing() {
+    if cfg!(feature = "failpoints") {
+        return;
+    }
+    for variable in VARIABLES.iter().filter(|v| std::env::var_os(v).is_some()) {
+        tracing::warn!("{variable} is set but this build has no fail points (build with --features failpoints)");
+    }
+}
+
+#[cfg(feature = "failpoints")]
 struct Armed {
     name: String,
     once: Option<std::path::PathBuf>,
 }
 
+#[cfg(feature = "failpoints")]
 static ACTIVE: OnceLock<Option<Armed>> = OnceLock::new();
+#[cfg(feature = "failpoints")]
 static DELAY: OnceLock<Option<(String, std::time::Duration)>> = OnceLock::new();
 
 /// Waits at delay point `name` when `QUIVER_DELAY` names it.
+#[cfg(feature = "failpoints")]
 pub async fn delay(name: &str) {
     let delay = DELAY.get_or_init(|| {
         let value = std::env::var("QUIVER_DELAY").ok()?;
@@ -27,6 +49,8 @@ pub async fn delay(name: &str) {
     }
 }
 
+/// Aborts at crash point `name` when `QUIVER_FAILPOINT` names it.
+#[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
     let armed = ACTIVE.get_or_init(|| {
         let name = std::env::var("QUIVER_FAILPOINT").ok()?;
@@ -41,3 +65,9 @@ pub fn hit(name: &str) {
     eprintln!("failpoint {name}: aborting");
     std::process::abort();
 }
+
+#[cfg(not(feature = "failpoints"))]
+pub async fn delay(_name: &str) {}
+
+#[cfg(not(feature = "failpoints"))]
+pub fn hit(_name: &str) {}

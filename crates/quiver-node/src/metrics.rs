@@ -45,8 +45,8 @@ impl Drop for Running {
 }
 
 impl Metrics {
+    #[allow(clippy::expect_used, reason = "the definitions are constants, built by every test that starts a node")]
     pub fn new() -> Metrics {
-        // The definitions are constants: building them fails only on a programming error.
         Metrics::build().expect("metric definitions are valid")
     }
 

@@ -38,6 +38,7 @@ use crate::workers::{self, Context};
 /// first start, and starts the workers. Shard groups follow in the background.
 pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     config.validate()?;
+    crate::failpoint::warn_if_missing();
     make_private(&config.data_dir)?;
     let tls = Tls::load(&config.tls)?;
     let secret = secret::establish(&config)?;

@@ -147,30 +147,13 @@ pub(crate) mod tests {
     use super::*;
     use arrow_array::{Float32Array, Int32Array, StringArray, TimestampNanosecondArray};
     use quiver_core::registry::Registry;
-    use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey};
+    use quiver_core::spec::{Definitions, FeatureSetSpec};
 
     pub(crate) fn driver_stats() -> (Entity, FeatureSet) {
-        let feature = |name: &str, ty| FeatureSpec { name: name.into(), ty, description: String::new(), tags: vec![] };
-        let defs = Definitions {
-            project: "rides".into(),
-            entities: vec![EntitySpec {
-                name: "driver".into(),
-                join_keys: vec![JoinKey { name: "driver_id".into(), ty: ValueType::Int64 }],
-                description: String::new(),
-            }],
-            feature_sets: vec![FeatureSetSpec {
-                name: "driver_stats".into(),
-                entity: "driver".into(),
-                timestamp: "ts".into(),
-                ttl: None,
-                owner: String::new(),
-                description: String::new(),
-                tags: vec![],
-                features: vec![feature("rate", ValueType::Float64), feature("city", ValueType::String)],
-                monitoring: None,
-            }],
-            ..Default::default()
-        };
+        let features = [("rate", ValueType::Float64), ("city", ValueType::String)];
+        let defs = Definitions::new("rides")
+            .entity("driver", &[("driver_id", ValueType::Int64)])
+            .feature_set(FeatureSetSpec::new("driver_stats", "driver", "ts", &features));
         let mut reg = Registry::default();
         reg.apply(&defs, 0).unwrap();
         let p = reg.project("rides").unwrap();

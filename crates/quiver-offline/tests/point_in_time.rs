@@ -1,5 +1,7 @@
 //! Point-in-time retrieval through real Parquet files against a naive O(n·m) model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a broken fixture stops the test loudly")]
+
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -8,7 +10,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, Timesta
 use proptest::prelude::*;
 use quiver_core::ValueType;
 use quiver_core::registry::{Entity, FeatureSet, Registry};
-use quiver_core::spec::{Definitions, EntitySpec, FeatureSetSpec, FeatureSpec, JoinKey};
+use quiver_core::spec::{Definitions, FeatureSetSpec};
 use quiver_offline::files::write_file;
 use quiver_offline::retrieval::{Phases, Source, point_in_time};
 use quiver_offline::schema::file_schema;
@@ -18,31 +20,9 @@ use quiver_offline::split::{hash_range, merge_parts, split_spine};
 use quiver_offline::store::{OfflineStore, S3Settings};
 
 fn schema(ttl: Option<&str>) -> (Entity, FeatureSet) {
-    let defs = Definitions {
-        project: "p".into(),
-        entities: vec![EntitySpec {
-            name: "driver".into(),
-            join_keys: vec![JoinKey { name: "driver_id".into(), ty: ValueType::Int64 }],
-            description: String::new(),
-        }],
-        feature_sets: vec![FeatureSetSpec {
-            name: "stats".into(),
-            entity: "driver".into(),
-            timestamp: "ts".into(),
-            ttl: ttl.map(str::to_string),
-            owner: String::new(),
-            description: String::new(),
-            tags: vec![],
-            features: vec![FeatureSpec {
-                name: "rate".into(),
-                ty: ValueType::Float64,
-                description: String::new(),
-                tags: vec![],
-            }],
-            monitoring: None,
-        }],
-        ..Default::default()
-    };
+    let mut set = FeatureSetSpec::new("stats", "driver", "ts", &[("rate", ValueType::Float64)]);
+    set.ttl = ttl.map(str::to_string);
+    let defs = Definitions::new("p").entity("driver", &[("driver_id", ValueType::Int64)]).feature_set(set);
     let mut reg = Registry::default();
     reg.apply(&defs, 0).unwrap();
     let p = reg.project("p").unwrap();

@@ -27,6 +27,10 @@ pub struct CategoricalStats {
 }
 
 impl Default for CategoricalStats {
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant argument the sketch takes, checked by every test that builds one"
+    )]
     fn default() -> Self {
         Self { frequent: FrequentItemsSketch::new(MAX_MAP_SIZE).expect("MAX_MAP_SIZE is a power of two") }
     }

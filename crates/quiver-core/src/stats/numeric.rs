@@ -33,6 +33,10 @@ pub struct NumericStats {
 }
 
 impl Default for NumericStats {
+    #[allow(
+        clippy::expect_used,
+        reason = "a constant argument the sketch takes, checked by every test that builds one"
+    )]
     fn default() -> Self {
         Self {
             moments: Moments::default(),

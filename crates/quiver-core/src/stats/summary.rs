@@ -58,6 +58,10 @@ impl FeatureSummary {
             T::Bytes | T::Int64List | T::StringList => Body::Lengths(NumericStats::default()),
             T::Float32List => Body::Embedding(EmbeddingStats::default()),
         };
+        #[allow(
+            clippy::expect_used,
+            reason = "a constant argument the sketch takes, checked by every test that builds one"
+        )]
         let distinct = HllSketch::new(HLL_LG_K, HllType::Hll4).expect("HLL_LG_K is within 4..=21");
         Self { value_type, count: 0, nulls: 0, distinct, body }
     }
@@ -109,6 +113,10 @@ impl FeatureSummary {
         }
         self.count += other.count;
         self.nulls += other.nulls;
+        #[allow(
+            clippy::expect_used,
+            reason = "a constant argument the sketch takes, checked by every test that builds one"
+        )]
         let mut union = HllUnion::new(HLL_LG_K).expect("HLL_LG_K is within 4..=21");
         union.update(&self.distinct);
         union.update(&other.distinct);

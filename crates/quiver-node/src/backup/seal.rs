@@ -82,8 +82,8 @@ impl BackupKey {
         hash.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    #[allow(clippy::expect_used, reason = "a 32-byte key is always a valid AES-256 key")]
     fn aead(&self) -> LessSafeKey {
-        // A 32-byte key is always a valid AES-256 key.
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.bytes).expect("a 256-bit key"))
     }
 }

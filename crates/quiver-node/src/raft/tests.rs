@@ -408,15 +408,7 @@ async fn a_row_applies_once_per_request_through_a_split_and_a_merge() {
 #[test]
 fn meta_commands_survive_the_log_encoding() {
     use crate::command::MetaCommand;
-    let defs = quiver_core::spec::Definitions {
-        project: "p".into(),
-        entities: vec![quiver_core::spec::EntitySpec {
-            name: "e".into(),
-            join_keys: vec![quiver_core::spec::JoinKey { name: "k".into(), ty: quiver_core::ValueType::Int64 }],
-            description: String::new(),
-        }],
-        ..Default::default()
-    };
+    let defs = quiver_core::spec::Definitions::new("p").entity("e", &[("k", quiver_core::ValueType::Int64)]);
     let request = Request { leader_time: 1, command: Command::Meta(MetaCommand::ApplyDefinitions(defs.clone())) };
     let decoded: Request = crate::codec::decode(&crate::codec::encode(&request).unwrap()).unwrap();
     match decoded.command {

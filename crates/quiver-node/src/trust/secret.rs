@@ -53,8 +53,8 @@ impl ClusterSecret {
     }
 
     /// The header value members send.
+    #[allow(clippy::expect_used, reason = "made of ASCII letters and digits only (`parse`, `generate`)")]
     pub fn header(&self) -> MetadataValue<Ascii> {
-        // Made of ASCII letters and digits only (`parse`, `generate`).
         MetadataValue::try_from(&*self.0).expect("a cluster secret is ASCII")
     }
 }
