@@ -16,10 +16,9 @@ use super::{catalog, format};
 use crate::codec::decode;
 use crate::error::Result;
 use crate::keyspace::{BACKUP_UNDER_WAY, backup_pins};
+use crate::meta::BACKUP_UNDER_WAY_MAX_MICROS as UNDER_WAY_MAX_MICROS;
 use crate::storage::KvTree;
 
-/// A backup not finished a day after it began cutting was abandoned.
-pub const UNDER_WAY_MAX_MICROS: i64 = 86_400_000_000;
 /// How far apart two metadata leaders' clocks may be: garbage times and a backup's start are
 /// stamped by whichever led then.
 const CLOCK_SKEW_MICROS: i64 = 60_000_000;
