@@ -2,10 +2,10 @@
 //! `s3://…`), and restores of one into the data dirs of a new cluster.
 
 pub mod catalog;
-pub mod create;
-pub mod delta;
-pub mod digest;
+pub(crate) mod create;
+pub(crate) mod delta;
+pub(crate) mod digest;
 pub mod format;
-pub mod pins;
+pub(crate) mod pins;
 pub mod restore;
 pub mod seal;

@@ -12,7 +12,7 @@ mod backups;
 mod catalog;
 mod members;
 mod shards;
-pub mod stats;
+pub(crate) mod stats;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
