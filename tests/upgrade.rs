@@ -99,6 +99,18 @@ async fn a_data_dir_of_8630d32_opens_and_answers_as_before() {
     let write = quiverctl(&endpoint, &push, Some(&row));
     assert!(!write.success && write.stderr.contains("ermission"), "{}", write.stderr);
 
+    // The upgraded node reports the version it runs now, where the old one reported none.
+    let client = quiver_client::Client::builder(&endpoint).token(&admin).connect().await.unwrap();
+    let deadline = std::time::Instant::now() + READY;
+    loop {
+        let status = client.status().await.unwrap();
+        if status.cluster_version() == Some(env!("CARGO_PKG_VERSION")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node reports its version: {:?}", status.nodes);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Every audit entry of before is still there, in the same order.
     let audit = |text: &str| -> Vec<(i64, String, String)> {
         let entries: serde_json::Value = serde_json::from_str(text).unwrap();

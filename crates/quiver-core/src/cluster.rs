@@ -31,6 +31,13 @@ pub struct ClusterStatus {
 }
 
 impl ClusterStatus {
+    /// The cluster's version: the oldest any member reported running (versions compare
+    /// number by number, `0.10.0` after `0.9.1`); `None` when none reported one.
+    pub fn cluster_version(&self) -> Option<&str> {
+        let numbers = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+        self.nodes.iter().filter_map(|n| n.version.as_deref()).min_by_key(|v| numbers(v))
+    }
+
     /// Whether node `n` is up, when known.
     pub fn up(&self, n: &NodeStatus) -> Option<bool> {
         (self.liveness_from.is_some() || n.id == self.node_id).then_some(n.up)
@@ -53,6 +60,10 @@ pub struct NodeStatus {
     pub replicas: u32,
     /// Whether it votes in the meta group.
     pub meta_voter: bool,
+    /// The Quiver version it last reported running; `None` before it has (a release before
+    /// versions were reported).
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// What a Raft group holds.

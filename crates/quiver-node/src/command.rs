@@ -278,6 +278,12 @@ pub enum MetaCommand {
     MarkOfflineStore {
         cluster: String,
     },
+    /// Node `node` runs Quiver `version`: reported by each member as it starts, shown by
+    /// `status` so that an upgrade one node at a time can be followed.
+    ReportVersion {
+        node: u64,
+        version: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -360,5 +366,7 @@ mod tests {
         let last = MetaCommand::SetClusterId { id: "c".into() };
         assert_eq!(encode(&last).unwrap(), [36, 1, 99], "the meta commands added last stay last");
         assert_eq!(encode(&MetaCommand::MarkOfflineStore { cluster: "c".into() }).unwrap(), [37, 1, 99]);
+        let version = MetaCommand::ReportVersion { node: 2, version: "v".into() };
+        assert_eq!(encode(&version).unwrap(), [38, 2, 1, 118]);
     }
 }

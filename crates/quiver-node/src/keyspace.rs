@@ -47,6 +47,7 @@
 //!   collection keeps what it may list (`backup::pins`)
 //! - `0x1a | ingest id`                 an ingest publishing (committing its files, upserting its
 //!   rows) until a leader time: no backup cuts meanwhile, so it is in one whole or not at all
+//! - `0x1b | node id`                   the Quiver version the node last reported it runs
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
@@ -92,6 +93,7 @@ pub const AUDIT_HEAD: &[u8] = &[0x17];
 const MERGE_CLAIM: u8 = 0x18;
 pub const BACKUP_UNDER_WAY: u8 = 0x19;
 pub const INGEST_PUBLISHING: u8 = 0x1a;
+pub const NODE_VERSION: u8 = 0x1b;
 
 pub const ROW: u8 = 0x02;
 pub const QUEUE: u8 = 0x03;
@@ -278,6 +280,10 @@ pub fn ingest_publishing(id: &str) -> Vec<u8> {
     [&[INGEST_PUBLISHING][..], id.as_bytes()].concat()
 }
 
+pub fn node_version(node: u64) -> Vec<u8> {
+    [&[NODE_VERSION][..], &node.to_be_bytes()].concat()
+}
+
 /// The prefix of every pin on offline file `path`; a backup id follows it.
 pub fn backup_pins(path: &str) -> Vec<u8> {
     let mut key = vec![BACKUP_PIN];
@@ -350,6 +356,7 @@ mod tests {
             merge_claim(1)[0],
             backup_under_way("b")[0],
             ingest_publishing("i")[0],
+            node_version(1)[0],
         ];
         let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len());

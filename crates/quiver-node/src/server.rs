@@ -106,6 +106,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     tokio::spawn(crate::offline::shared::check(meta_group.data.clone(), offline.clone(), pool.halt()));
     tokio::spawn(bootstrap_shards(config.clone(), meta.clone(), groups.clone(), proposer.clone()));
     tokio::spawn(advertise_to_clients(me, config.client_addr(), meta.clone(), proposer.clone()));
+    tokio::spawn(report_version(me, meta.clone(), proposer.clone()));
     let backups = Arc::new(Backups {
         groups: groups.clone(),
         meta: meta.clone(),
@@ -301,6 +302,20 @@ async fn advertise_to_clients(me: u64, addr: String, meta: MetaReader, proposer:
             let command = MetaCommand::SetClientAddr { id: me, addr: addr.clone() };
             if let Err(e) = proposer.write_meta(command).await {
                 warn!("recording the client address {addr}: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Records, once the node is listed, the Quiver version it runs (`status` shows each node's).
+async fn report_version(me: u64, meta: MetaReader, proposer: Arc<Proposer>) {
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    loop {
+        if meta.latest().nodes.contains_key(&me) {
+            match proposer.write_meta(MetaCommand::ReportVersion { node: me, version: version.clone() }).await {
+                Ok(_) => return,
+                Err(e) => tracing::debug!("reporting this node's version: {e}"),
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

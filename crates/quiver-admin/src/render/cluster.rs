@@ -6,7 +6,11 @@ use quiver_core::time::now_micros;
 use super::format::table;
 
 pub fn status_table(s: &ClusterStatus) -> String {
-    let mut out = format!("node {} (quiver {})\n\n", s.node_id, s.version);
+    let mut out = format!("node {} (quiver {})", s.node_id, s.version);
+    if let Some(cluster) = s.cluster_version() {
+        out += &format!(", cluster at quiver {cluster}");
+    }
+    out += "\n\n";
     let nodes: Vec<Vec<String>> = s
         .nodes
         .iter()
@@ -20,10 +24,11 @@ pub fn status_table(s: &ClusterStatus) -> String {
                 (None, true) => "unknown, draining",
             };
             let meta = if n.meta_voter { "voter" } else { "learner" };
-            vec![n.id.to_string(), n.address.clone(), state.into(), n.replicas.to_string(), meta.into()]
+            let version = n.version.clone().unwrap_or_else(|| "unknown".into());
+            vec![n.id.to_string(), n.address.clone(), state.into(), n.replicas.to_string(), meta.into(), version]
         })
         .collect();
-    out += &table(&["NODE", "ADDRESS", "STATE", "REPLICAS", "META"], &nodes);
+    out += &table(&["NODE", "ADDRESS", "STATE", "REPLICAS", "META", "VERSION"], &nodes);
     let groups: Vec<Vec<String>> = s
         .groups
         .iter()
@@ -174,6 +179,7 @@ mod tests {
                 draining: false,
                 replicas: 1,
                 meta_voter: true,
+                version: Some("0.1.0".into()),
             }],
             groups: vec![group(0, GroupKind::Meta, Some(1)), group(1, GroupKind::Shard, None)],
             backups: vec![quiver_client::BackupRecord { id: "b1".into(), bytes: 2048, rows: 5, ..Default::default() }],
@@ -195,6 +201,18 @@ mod tests {
     }
 
     #[test]
+    fn each_nodes_version_is_shown_and_the_cluster_is_at_the_oldest() {
+        let mut s = status();
+        let newer = NodeStatus { id: 2, version: Some("0.10.0".into()), ..s.nodes[0].clone() };
+        let silent = NodeStatus { id: 3, version: None, ..s.nodes[0].clone() };
+        s.nodes.extend([newer, silent]);
+        let table = status_table(&s);
+        assert!(table.starts_with("node 1 (quiver 0.1.0), cluster at quiver 0.1.0"), "{table}");
+        let line = |id: &str| table.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_string();
+        assert!(line("2 ").ends_with("0.10.0") && line("3 ").ends_with("unknown"), "{table}");
+    }
+
+    #[test]
     fn a_certificate_near_its_end_is_called_out() {
         let day = 86_400_000_000;
         assert!(certificate_line(2, 400 * day, 0).starts_with("TLS certificate of node 2: valid until"));
@@ -208,7 +226,8 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&json(&status()).unwrap()).unwrap();
         let expected = serde_json::json!({
             "node_id": 1, "version": "0.1.0", "certificate_expires": null, "liveness_from": 1,
-            "nodes": [{"id": 1, "address": "127.0.0.1:7070", "up": true, "draining": false, "replicas": 1, "meta_voter": true}],
+            "nodes": [{"id": 1, "address": "127.0.0.1:7070", "up": true, "draining": false, "replicas": 1, "meta_voter": true,
+                       "version": "0.1.0"}],
             "groups": [
                 {"group_id": 0, "kind": "meta", "leader": 1, "voters": [1, 2], "term": 3, "applied_index": 9,
                  "committed_index": 9, "last_log_index": 10, "state": "Leader", "range_start": 0, "range_end": 0,

@@ -280,6 +280,10 @@ pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result
     }
     let meta_metrics = node.groups.get(META_GROUP).map(|g| g.raft.metrics().borrow().clone());
     let (liveness_from, live) = liveness(node, &state, meta_metrics.as_ref(), caller).await;
+    let versions = match node.groups.get(META_GROUP) {
+        Some(meta) => crate::meta::node_versions(meta.data.as_ref())?,
+        None => Default::default(),
+    };
     let nodes = state
         .nodes
         .values()
@@ -292,6 +296,7 @@ pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result
             meta_voter: meta_metrics
                 .as_ref()
                 .is_some_and(|m| m.membership_config.membership().voter_ids().any(|v| v == n.id)),
+            version: versions.get(&n.id).cloned().unwrap_or_default(),
         })
         .collect();
     let backups = state.backups.iter().map(quiver_proto::backup_record_to_proto).collect();

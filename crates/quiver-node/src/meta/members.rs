@@ -74,6 +74,10 @@ impl MetaMachine {
                 }
                 return Ok(Response::Done);
             }
+            MetaCommand::ReportVersion { node, version } => {
+                batch.put(keyspace::node_version(*node), encode(version)?);
+                return Ok(Response::Done);
+            }
             MetaCommand::MarkOfflineStore { cluster } => {
                 batch.put(keyspace::OFFLINE_MARK, encode(cluster)?);
                 return Ok(Response::Done);

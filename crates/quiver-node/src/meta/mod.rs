@@ -115,6 +115,18 @@ pub fn offline_mark(tree: &dyn KvTree) -> Result<Option<String>> {
     tree.get(keyspace::OFFLINE_MARK)?.map(|b| decode(&b)).transpose()
 }
 
+/// The Quiver version each node last reported (`ReportVersion`).
+pub fn node_versions(tree: &dyn KvTree) -> Result<BTreeMap<u64, String>> {
+    let mut versions = BTreeMap::new();
+    for kv in tree.scan_prefix(&[keyspace::NODE_VERSION]) {
+        let (key, value) = kv?;
+        let id = key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+        let id = id.ok_or_else(|| Error::Storage(format!("bad node version key {key:02x?}")))?;
+        versions.insert(id, decode(&value)?);
+    }
+    Ok(versions)
+}
+
 /// Readers' handle on the latest applied meta state.
 pub type MetaView = watch::Receiver<Arc<MetaState>>;
 
@@ -200,7 +212,8 @@ impl MetaMachine {
             | C::DrainNode { .. }
             | C::ForgetNode { .. }
             | C::SetClusterId { .. }
-            | C::MarkOfflineStore { .. } => self.apply_members(tree, cmd, batch),
+            | C::MarkOfflineStore { .. }
+            | C::ReportVersion { .. } => self.apply_members(tree, cmd, batch),
             C::SetReplicas { .. }
             | C::SetVoters { .. }
             | C::ReportLeader { .. }

@@ -377,6 +377,7 @@ fn kind(cmd: &MetaCommand) -> &'static str {
         C::BeginPublish { .. } => "BeginPublish",
         C::SetClusterId { .. } => "SetClusterId",
         C::MarkOfflineStore { .. } => "MarkOfflineStore",
+        C::ReportVersion { .. } => "ReportVersion",
         C::EndPublish { .. } => "EndPublish",
     }
 }
@@ -487,6 +488,7 @@ fn taken() -> Vec<(Vec<MetaCommand>, MetaCommand)> {
         with(vec![], MetaCommand::SetClusterId { id: "0123456789abcdef0123456789abcdef".into() }),
         with(vec![], MetaCommand::MarkOfflineStore { cluster: "0123456789abcdef0123456789abcdef".into() }),
         with(vec![], MetaCommand::EndPublish { id: "ingest-1".into() }),
+        with(vec![], MetaCommand::ReportVersion { node: 2, version: "0.2.0".into() }),
     ]
 }
 

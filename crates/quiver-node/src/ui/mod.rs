@@ -163,6 +163,7 @@ async fn cluster_body(node: &Node) -> Result<String> {
                 format!("{state}{draining}"),
                 n.replicas.to_string(),
                 vote.into(),
+                if n.version.is_empty() { "unknown".into() } else { escape(&n.version) },
             ]
         })
         .collect();
@@ -218,7 +219,7 @@ async fn cluster_body(node: &Node) -> Result<String> {
         "<p>As seen by node {} (quiver {}).</p><h2>Nodes</h2>{}<h2>Groups on this node</h2>{}<h2>Backups</h2>{}",
         status.node_id,
         escape(&status.version),
-        table(&["node", "address", "state", "replicas", "meta"], &nodes),
+        table(&["node", "address", "state", "replicas", "meta", "version"], &nodes),
         table(&["group", "kind", "leader", "voters", "applied", "committed", "replica lag"], &groups),
         backups
     ))

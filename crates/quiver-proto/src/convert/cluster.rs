@@ -27,6 +27,7 @@ fn node_status_from_proto(n: v1::NodeStatus) -> NodeStatus {
         draining: n.draining,
         replicas: n.replicas,
         meta_voter: n.meta_voter,
+        version: (!n.version.is_empty()).then_some(n.version),
     }
 }
 
