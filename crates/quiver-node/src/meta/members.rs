@@ -58,6 +58,7 @@ impl MetaMachine {
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(busy)));
                 }
                 self.state.nodes.remove(id);
+                batch.delete(keyspace::node_version(*id));
                 Response::Done
             }
             MetaCommand::SetClusterId { id } => {
