@@ -193,6 +193,6 @@ pub use training::{JoinMemory, TrainingSetStream};
 #[cfg(feature = "offline")]
 pub use types::{HistoricalRequest, Spine};
 pub use types::{OnlineRequest, WriteOutcome};
-#[cfg(feature = "offline")]
 /// The Arrow crates whose types answers use (`RecordBatch`, schemas), at the client's versions.
+#[cfg(feature = "offline")]
 pub use {arrow_array, arrow_schema};

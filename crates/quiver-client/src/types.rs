@@ -110,9 +110,9 @@ impl WriteOutcome {
     }
 }
 
-#[cfg(feature = "offline")]
 /// The entities and times a training set is built for, with any other columns (labels),
 /// kept as they are. It needs the join keys of the features' entities and a time column.
+#[cfg(feature = "offline")]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Spine {
@@ -125,8 +125,8 @@ pub enum Spine {
     Batches(Vec<RecordBatch>),
 }
 
-#[cfg(feature = "offline")]
 /// A point-in-time training-set request.
+#[cfg(feature = "offline")]
 #[derive(Debug, Clone)]
 pub struct HistoricalRequest {
     /// The project the features belong to.
