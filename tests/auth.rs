@@ -41,6 +41,7 @@ enum Request {
     ShardOperation,
     CancelOperation,
     Status,
+    FinalizeUpgrade,
 }
 
 async fn send(client: &Client, request: Request, n: usize) -> Result<(), Error> {
@@ -85,6 +86,7 @@ async fn send(client: &Client, request: Request, n: usize) -> Result<(), Error> 
             other => other.map(drop),
         },
         Request::Status => client.status().await.map(drop),
+        Request::FinalizeUpgrade => client.finalize_upgrade().await.map(drop),
     }
 }
 
@@ -98,13 +100,14 @@ async fn each_role_may_do_what_it_grants_on_its_own_project_and_nothing_more() {
     root.write("rides", "driver_stats", vec![driver_row(1, now_micros() - 1_000_000, 0.25, 1)]).await.unwrap();
 
     use Request::*;
-    let requests = [Read, Write, History, Stats, Apply, IssueToken, ShardOperation, CancelOperation, Status];
+    let requests =
+        [Read, Write, History, Stats, Apply, IssueToken, ShardOperation, CancelOperation, Status, FinalizeUpgrade];
     // Per token, which of `requests` it may make (1) or is refused (0).
-    let table: [(&str, &str, Role, [u8; 9]); 4] = [
-        ("viewer", "rides", Role::Viewer, [1, 0, 1, 1, 0, 0, 0, 0, 0]),
-        ("writer", "rides", Role::Writer, [1, 1, 1, 1, 0, 0, 0, 0, 0]),
-        ("owner", "rides", Role::Admin, [1, 1, 1, 1, 1, 1, 0, 0, 0]),
-        ("stranger", "other", Role::Admin, [0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    let table: [(&str, &str, Role, [u8; 10]); 4] = [
+        ("viewer", "rides", Role::Viewer, [1, 0, 1, 1, 0, 0, 0, 0, 0, 0]),
+        ("writer", "rides", Role::Writer, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]),
+        ("owner", "rides", Role::Admin, [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]),
+        ("stranger", "other", Role::Admin, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     ];
     let mut n = 0;
     for (name, project, role, allowed) in table {

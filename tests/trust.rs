@@ -95,6 +95,15 @@ async fn without_tls_only_the_cluster_secret_admits_a_caller_to_the_rpcs_between
     assert_eq!(cancel(&["--token", &viewer]), "PERMISSION_DENIED");
     assert_eq!(cancel(&["--secret", secret.to_str().unwrap()]), "UNAUTHENTICATED");
     assert_eq!(cancel(&["--token", &admin]), "INVALID_ARGUMENT");
+    // So is finalizing an upgrade; the admin's finalizes (a new cluster is at its version).
+    let finalize = |extra: &[&str]| {
+        let args = [&["--finalize", "--only", "FinalizeUpgrade"][..], extra].concat();
+        probe(&host(&node), &args)["FinalizeUpgrade"].clone()
+    };
+    assert_eq!(finalize(&[]), "UNAUTHENTICATED");
+    assert_eq!(finalize(&["--token", &viewer]), "PERMISSION_DENIED");
+    assert_eq!(finalize(&["--secret", secret.to_str().unwrap()]), "UNAUTHENTICATED");
+    assert_eq!(finalize(&["--token", &admin]), "OK");
 
     let after = state(&root).await;
     assert_eq!((after.0, after.1), (before.0, before.1), "no member added, no token minted");

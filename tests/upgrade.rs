@@ -2,6 +2,8 @@
 //! answers as that release did. The fixtures, and how they are made, are in tests/fixtures.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use quiver_admin::local_node::free_addrs;
@@ -103,17 +105,15 @@ async fn a_data_dir_of_8630d32_opens_and_answers_as_before() {
     let write = quiverctl(&endpoint, &push, Some(&row));
     assert!(!write.success && write.stderr.contains("ermission"), "{}", write.stderr);
 
-    // The upgraded node reports the version it runs now, where the old one reported none.
+    // The upgraded node reports the release it runs now, where the old one reported none;
+    // the cluster stays at the previous releases' version until an admin finalizes.
     let client = quiver_client::Client::builder(&endpoint).token(&admin).connect().await.unwrap();
-    let deadline = std::time::Instant::now() + READY;
-    loop {
-        let status = client.status().await.unwrap();
-        if status.cluster_version() == Some(env!("CARGO_PKG_VERSION")) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the node reports its version: {:?}", status.nodes);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let status = reports(&client, 1, env!("CARGO_PKG_VERSION")).await;
+    assert_eq!(status.cluster_version, Some(1), "an upgraded cluster is not finalized by itself");
+    let refused = ctl_result(&endpoint, &reader, "rides", &["cluster", "finalize-upgrade"]);
+    assert!(!refused.success && refused.stderr.contains("ermission"), "a viewer may not: {}", refused.stderr);
+    assert!(ctl(&endpoint, &admin, "rides", &["cluster", "finalize-upgrade"]).contains("cluster version 2 in force"));
+    assert_eq!(client.status().await.unwrap().cluster_version, Some(2));
 
     // Every audit entry of before is still there, in the same order.
     let audit = |text: &str| -> Vec<(i64, String, String)> {
@@ -129,4 +129,170 @@ async fn a_data_dir_of_8630d32_opens_and_answers_as_before() {
     let new = audit(&ctl(&endpoint, &admin, "rides", &["audit", "--format", "json"]));
     assert!(!old.is_empty());
     assert_eq!(new[..old.len()], old[..], "the audit log before the upgrade, unchanged");
+}
+
+/// The release before cluster versions, which the rolling upgrade starts from.
+const PREVIOUS: &str = "e44dc15";
+
+/// `quiver-node` of `PREVIOUS`: `$QUIVER_PREVIOUS_NODE` when set (`.ci/run` builds it
+/// first), else built now from this clone's history (`tests/fixtures/build-node-of.sh`, a
+/// few minutes the first time).
+fn previous_node() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("QUIVER_PREVIOUS_NODE") {
+        return bin.into();
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/node-of-{PREVIOUS}"));
+    let built = std::process::Command::new("bash")
+        .arg(format!("{FIXTURES}/build-node-of.sh"))
+        .arg(PREVIOUS)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(built.success(), "building quiver-node of {PREVIOUS}");
+    out.join("quiver-node")
+}
+
+/// Writes rows of new drivers, one per request, through whichever node answers, until
+/// told to stop; answers the drivers whose writes were acknowledged.
+async fn write_until(
+    clients: Vec<quiver_client::Client>,
+    first: i64,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+) -> Vec<i64> {
+    let mut acknowledged = Vec::new();
+    let (mut id, mut at) = (first, 0);
+    while !stop.load(Ordering::Relaxed) {
+        let row = quiver_tests::driver_row(id, quiver_tests::now_micros(), id as f64, id);
+        match clients[at].write("rides", "driver_stats", vec![row]).await {
+            Ok(_) => {
+                acknowledged.push(id);
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                at = (at + 1) % clients.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        id += 4;
+    }
+    acknowledged
+}
+
+/// Waits until `count` more writes than `from` are acknowledged.
+async fn writes_go_on(acked: &AtomicU64, from: u64, count: u64, while_: &str) {
+    let deadline = std::time::Instant::now() + READY;
+    while acked.load(Ordering::Relaxed) < from + count {
+        assert!(std::time::Instant::now() < deadline, "writes stopped {while_}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `client`'s node sees node `id` report running `release`.
+async fn reports(client: &quiver_client::Client, id: u64, release: &str) -> quiver_client::ClusterStatus {
+    let deadline = std::time::Instant::now() + READY;
+    loop {
+        if let Ok(status) = client.status().await
+            && status.nodes.iter().any(|n| n.id == id && n.version.as_deref() == Some(release))
+        {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "node {id} reports {release}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A 3-node cluster of the previous release is upgraded to this one a node at a time while
+/// four writers write: every node keeps serving, finalizing is refused while a node runs
+/// the previous release, and once all run this one it puts the new cluster version in
+/// force. No acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_upgraded_one_node_at_a_time_under_writes_loses_no_acknowledged_write() {
+    let previous = previous_node();
+    let current = quiver_tests::binary("quiver-node").unwrap();
+    let release = env!("CARGO_PKG_VERSION");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes =
+        LocalNode::start_cluster_of(&previous, dir.path(), 3, &["--shards", "4"], &[], READY).await.unwrap();
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(node.client().await.unwrap());
+    }
+    clients[0].apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap()).await.unwrap();
+    let before = reports(&clients[0], 3, "0.1.0").await;
+    assert_eq!(before.cluster_version, None, "the previous release knows no cluster versions");
+
+    let (stop, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        writers.spawn(write_until(clients.clone(), w, stop.clone(), acked.clone()));
+    }
+    writes_go_on(&acked, 0, 20, "before the upgrade").await;
+
+    for (i, id) in [(0usize, 1u64), (1, 2), (2, 3)] {
+        // A graceful stop for the first two, kill -9 for the last: the writes go on.
+        match i {
+            2 => nodes[i].kill_9().unwrap(),
+            _ => assert!(nodes[i].terminate().unwrap(), "node {id} stops cleanly"),
+        }
+        writes_go_on(&acked, acked.load(Ordering::Relaxed), 20, &format!("while node {id} was down")).await;
+        nodes[i].set_binary(current.clone());
+        nodes[i].restart().await.unwrap();
+        let upgraded = nodes[i].client().await.unwrap();
+        let status = reports(&upgraded, id, release).await;
+        writes_go_on(&acked, acked.load(Ordering::Relaxed), 20, &format!("once node {id} was upgraded")).await;
+        if i < 2 {
+            // Mixed: status says so, and finalizing is refused, naming the nodes behind.
+            assert_eq!(status.cluster_version, Some(1), "not finalized, at the previous release's version");
+            let table = quiverctl(&nodes[i].endpoint(), &["status"], None).stdout;
+            assert!(table.contains(&format!("nodes run 0.1.0 to {release}: an upgrade under way")), "{table}");
+            let refused = quiverctl(&nodes[i].endpoint(), &["cluster", "finalize-upgrade"], None);
+            assert!(!refused.success, "finalizing while node 3 runs 0.1.0");
+            assert!(
+                refused.stderr.contains("Q2007") && refused.stderr.contains("node 3 runs 0.1.0"),
+                "{}",
+                refused.stderr
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    while let Some(ids) = writers.join_next().await {
+        acknowledged.extend(ids.unwrap());
+    }
+
+    // Finalized: the new cluster version is in force, once; the cluster goes on serving.
+    let client = nodes[1].client().await.unwrap();
+    assert_eq!(client.status().await.unwrap().cluster_version, Some(1));
+    let finalized = quiverctl(&nodes[1].endpoint(), &["cluster", "finalize-upgrade"], None);
+    assert!(finalized.success, "{}", finalized.stderr);
+    assert!(finalized.stdout.contains("cluster version 2 in force"), "{}", finalized.stdout);
+    for node in &nodes {
+        let status = node.client().await.unwrap().status().await.unwrap();
+        assert!(
+            status.cluster_version.is_some_and(|v| v >= 2),
+            "node {} at {:?}",
+            status.node_id,
+            status.cluster_version
+        );
+    }
+    let again = quiverctl(&nodes[0].endpoint(), &["cluster", "finalize-upgrade"], None);
+    assert!(again.success && again.stdout.contains("already in force"), "{}", again.stdout);
+
+    // Every acknowledged write is there, read linearizably through each node.
+    assert!(acknowledged.len() > 100, "the writers made progress: {}", acknowledged.len());
+    for (n, node) in nodes.iter().enumerate() {
+        let client = node.client().await.unwrap();
+        for chunk in acknowledged.chunks(200) {
+            let answer = quiver_tests::read_drivers(&client, chunk.iter().copied()).await;
+            for (id, row) in chunk.iter().zip(&answer.rows) {
+                assert_eq!(
+                    row[0].value,
+                    quiver_client::Value::Float64(*id as f64),
+                    "driver {id} through node {}",
+                    n + 1
+                );
+            }
+        }
+    }
 }

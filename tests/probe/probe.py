@@ -69,6 +69,7 @@ def main():
     p.add_argument("--token")
     p.add_argument("--secret")
     p.add_argument("--cluster", help="the cluster id a member's RPC names (x-quiver-cluster)")
+    p.add_argument("--finalize", action="store_true", help="also finalize an upgrade (a cluster admin's RPC)")
     p.add_argument("--only")
     p.add_argument("--public-bytes", type=int, default=0)
     p.add_argument("--cancel", type=int, help="also cancel shard operation N (a cluster admin's RPC)")
@@ -107,6 +108,9 @@ def main():
     if args.cancel:
         cancel = m["admin"].CancelShardOperationRequest(id=args.cancel)
         calls["CancelShardOperation"] = lambda: admin.CancelShardOperation(cancel, metadata=metadata, timeout=10)
+    if args.finalize:
+        finalize = m["admin"].FinalizeUpgradeRequest()
+        calls["FinalizeUpgrade"] = lambda: admin.FinalizeUpgrade(finalize, metadata=metadata, timeout=10)
     if args.only:
         calls = {args.only: calls[args.only]}
     print(json.dumps({name: code_of(call) for name, call in calls.items()}))

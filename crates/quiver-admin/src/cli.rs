@@ -181,6 +181,11 @@ pub enum Cmd {
         #[command(subcommand)]
         action: NodeCmd,
     },
+    /// The cluster as a whole: upgrades.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
     /// Show the shard map: hash ranges, epochs, replicas and leaders, and shard operations
     /// under way and recently ended.
     Shards {
@@ -459,6 +464,14 @@ pub enum NodeCmd {
         #[command(flatten)]
         wait: Wait,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Once every node runs the new release (`quiverctl status`), put its cluster version
+    /// in force: members start using what it brings, and nodes of earlier releases can no
+    /// longer join. Refused, naming them, while a node runs an earlier release.
+    FinalizeUpgrade,
 }
 
 #[derive(Subcommand)]

@@ -124,6 +124,19 @@ impl LocalNode {
         env: &[(String, String)],
         timeout: Duration,
     ) -> Result<Vec<LocalNode>> {
+        LocalNode::start_cluster_of(&binary("quiver-node")?, dir, count, extra, env, timeout).await
+    }
+
+    /// `start_cluster` with another build of `quiver-node` (`bin`), such as an earlier
+    /// release's.
+    pub async fn start_cluster_of(
+        bin: &Path,
+        dir: &Path,
+        count: usize,
+        extra: &[&str],
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<LocalNode>> {
         let mut addrs = free_addrs(2 * count)?;
         let http = addrs.split_off(count);
         let listen = addrs;
@@ -139,7 +152,8 @@ impl LocalNode {
         args.extend_from_slice(extra);
         let mut nodes = Vec::with_capacity(count);
         for (i, (addr, http)) in listen.iter().zip(&http).enumerate() {
-            nodes.push(LocalNode::spawn_at(&dir.join(format!("node{}", i + 1)), addr, http, &args, env)?);
+            let data_dir = dir.join(format!("node{}", i + 1));
+            nodes.push(LocalNode::launch(bin.to_path_buf(), &[], &data_dir, addr, http, &args, env)?);
         }
         for node in &mut nodes {
             node.wait_ready(timeout).await?;
@@ -189,10 +203,22 @@ impl LocalNode {
         extra: &[&str],
         env: &[(String, String)],
     ) -> Result<LocalNode> {
+        LocalNode::launch(binary("quiver-node")?, prefix, data_dir, listen, http, extra, env)
+    }
+
+    fn launch(
+        bin: PathBuf,
+        prefix: &[&str],
+        data_dir: &Path,
+        listen: &str,
+        http: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Result<LocalNode> {
         let mut node = LocalNode {
             child: None,
             prefix: prefix.iter().map(|s| s.to_string()).collect(),
-            bin: binary("quiver-node")?,
+            bin,
             data_dir: data_dir.to_path_buf(),
             listen: listen.to_string(),
             http: http.to_string(),

@@ -10,7 +10,8 @@ use quiver_admin::input::RowFormat;
 use quiver_client::{AuditQuery, Client, Consistency, NewToken, Role, Scope};
 
 use crate::cli::{
-    AuditCmd, BackupCmd, CertCmd, Cli, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd, TokenCmd, TokenRole,
+    AuditCmd, BackupCmd, CertCmd, Cli, ClusterCmd, Cmd, Listing, NodeCmd, ReadConsistency, ShardCmd, TokenCmd,
+    TokenRole,
 };
 use crate::commands::{access, backup, cert, cluster, demo, offline, online, registry, stats};
 use quiver_client::OpKind;
@@ -104,6 +105,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Status { format } => cluster::status(&client, format).await,
         Cmd::Shards { format } => cluster::shards(&client, format).await,
         Cmd::Node { action: NodeCmd::Remove { id, wait } } => cluster::remove_node(&client, id, wait).await,
+        Cmd::Cluster { action: ClusterCmd::FinalizeUpgrade } => cluster::finalize_upgrade(&client).await,
         Cmd::Shard { action } => {
             let (kind, wait) = match action {
                 ShardCmd::Cancel { op } => return cluster::cancel(&client, op).await,

@@ -77,6 +77,16 @@ impl Client {
         Ok((reply.ended, reply.note))
     }
 
+    /// Finalizes an upgrade: puts the answering node's cluster version in force, which lets
+    /// members use the stored formats and commands its release brings. Refused
+    /// `MembersBehind`, naming them, while a member runs an earlier release. Answers the
+    /// cluster version in force and whether this call raised it. A cluster admin's.
+    pub async fn finalize_upgrade(&self) -> Result<(u32, bool)> {
+        let request = v1::FinalizeUpgradeRequest {};
+        let reply = self.admin.clone().finalize_upgrade(request).await.map_err(Error::from)?.into_inner();
+        Ok((reply.cluster_version, reply.raised))
+    }
+
     /// Waits until operation `id` ends and says how; `progress` is called with the shard
     /// map at every look. Gives up after `timeout` (the operation goes on). A node that has
     /// not applied the operation's start yet is given a few seconds to.

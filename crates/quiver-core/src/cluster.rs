@@ -28,20 +28,38 @@ pub struct ClusterStatus {
     /// node could not ask it, and only its own `up` is known (`ClusterStatus::up`).
     #[serde(default)]
     pub liveness_from: Option<u64>,
+    /// The cluster version in force: which stored formats and commands every member may use.
+    /// It rises when an operator finalizes an upgrade (`quiverctl cluster finalize-upgrade`);
+    /// `None` from a node of a release before cluster versions.
+    #[serde(default)]
+    pub cluster_version: Option<u32>,
 }
 
 impl ClusterStatus {
-    /// The cluster's version: the oldest any member reported running (versions compare
-    /// number by number, `0.10.0` after `0.9.1`); `None` when none reported one.
-    pub fn cluster_version(&self) -> Option<&str> {
-        let numbers = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
-        self.nodes.iter().filter_map(|n| n.version.as_deref()).min_by_key(|v| numbers(v))
+    /// The oldest release any member reported running; `None` when none reported one.
+    pub fn oldest_release(&self) -> Option<&str> {
+        self.releases().min_by_key(|v| release_order(v))
+    }
+
+    /// The newest release any member reported running.
+    pub fn newest_release(&self) -> Option<&str> {
+        self.releases().max_by_key(|v| release_order(v))
+    }
+
+    fn releases(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().filter_map(|n| n.version.as_deref())
     }
 
     /// Whether node `n` is up, when known.
     pub fn up(&self, n: &NodeStatus) -> Option<bool> {
         (self.liveness_from.is_some() || n.id == self.node_id).then_some(n.up)
     }
+}
+
+/// A release's place among releases: its version number by number, so that `0.10.0` comes
+/// after `0.9.1` (a part that is not a number counts as 0).
+pub fn release_order(release: &str) -> Vec<u64> {
+    release.split(['.', '-', '+']).map(|p| p.parse::<u64>().unwrap_or(0)).collect()
 }
 
 /// One member of the cluster.

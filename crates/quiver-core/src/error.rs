@@ -50,6 +50,10 @@ pub enum Error {
     Busy { reason: String, retry_after_ms: u64 },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The request needs every member on a release some do not run yet (an upgrade to
+    /// finish before it is finalized).
+    #[error("members behind: {0}")]
+    MembersBehind(String),
     /// No token, or one the cluster does not accept (unknown, expired, revoked).
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
@@ -104,7 +108,8 @@ impl Error {
             Error::NotLeader { .. }
             | Error::ShardNotFound(_)
             | Error::EpochMismatch { .. }
-            | Error::KeyNotInShard { .. } => ErrorKind::FailedPrecondition,
+            | Error::KeyNotInShard { .. }
+            | Error::MembersBehind(_) => ErrorKind::FailedPrecondition,
             Error::Busy { .. } | Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
@@ -131,6 +136,7 @@ impl Error {
             Error::Unavailable(_) => "Q2004",
             Error::EpochMismatch { .. } => "Q2005",
             Error::KeyNotInShard { .. } => "Q2006",
+            Error::MembersBehind(_) => "Q2007",
             Error::Unauthenticated(_) => "Q3001",
             Error::PermissionDenied(_) => "Q3002",
             Error::RateLimited { .. } => "Q3003",
@@ -169,6 +175,7 @@ impl Error {
             Error::Unavailable("[N3003] no leader for group 2".into()),
             Error::EpochMismatch { shard: 5, current: Epoch { version: 2, conf_ver: 3 } },
             Error::KeyNotInShard { shard: 6, entity: 1 },
+            Error::MembersBehind("node 3 runs 0.1.0; upgrade it to 0.2.0 or later first".into()),
             Error::Unauthenticated("token 'ci' expired at 2026-11-30T00:00:00Z".into()),
             Error::PermissionDenied("token 'ci' is a viewer of project 'fraud': writing rows needs a writer".into()),
             Error::RateLimited { reason: "token 'ci' is over 100 requests/s".into(), retry_after_ms: 10 },
@@ -298,6 +305,13 @@ pub const CATALOGUE: &[CodeEntry] = &[
         variant: "KeyNotInShard",
         meaning: "An entity was sent to a shard whose hash range does not hold it (a stale shard map).",
         action: RETRIED,
+    },
+    CodeEntry {
+        code: "Q2007",
+        variant: "MembersBehind",
+        meaning: "The request needs every member of the cluster on this release or a later one, and the \
+            message names those that are not (finalizing an upgrade).",
+        action: "Upgrade the members it names (`quiverctl status` shows each node's release), then retry.",
     },
     CodeEntry {
         code: "Q3001",

@@ -284,6 +284,13 @@ pub enum MetaCommand {
         node: u64,
         version: String,
     },
+    /// Cluster version `version`, brought by release `release`, is in force; refused
+    /// `MembersBehind` while a member has not reported running `release` or a later one.
+    /// The version in force only rises (`Duplicate` when it does not).
+    FinalizeUpgrade {
+        version: u32,
+        release: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,5 +375,6 @@ mod tests {
         assert_eq!(encode(&MetaCommand::MarkOfflineStore { cluster: "c".into() }).unwrap(), [37, 1, 99]);
         let version = MetaCommand::ReportVersion { node: 2, version: "v".into() };
         assert_eq!(encode(&version).unwrap(), [38, 2, 1, 118]);
+        assert_eq!(encode(&MetaCommand::FinalizeUpgrade { version: 2, release: "r".into() }).unwrap(), [39, 2, 1, 114]);
     }
 }

@@ -26,6 +26,8 @@
 //! - `0x01 meta-format`                 the layout version that value was written in
 //! - `0x01 cluster-id`                  the cluster's id: set once (`SetClusterId`), new for a
 //!   cluster restored from a backup; in backups' catalogs and export file names
+//! - `0x01 cluster-version`             the cluster version in force (`upgrade`); absent: 1,
+//!   the releases before cluster versions
 //! - `0x01 offline-mark`                the cluster id whose mark the metadata leader wrote into
 //!   the offline store (`offline::shared`)
 //! - `0x06 | table | source`            a committed ingest source (content hash): no double commit
@@ -80,6 +82,7 @@ pub const META_STATE: &[u8] = b"\x01meta-state";
 pub const META_FORMAT: &[u8] = b"\x01meta-format";
 pub const CLUSTER_ID: &[u8] = b"\x01cluster-id";
 pub const OFFLINE_MARK: &[u8] = b"\x01offline-mark";
+pub const CLUSTER_VERSION: &[u8] = b"\x01cluster-version";
 const SOURCE: u8 = 0x06;
 pub const SOURCE_EXPIRY: u8 = 0x07;
 const FILE_STATS: u8 = 0x10;

@@ -28,6 +28,7 @@ pub(crate) mod online;
 pub(crate) mod proposer;
 pub(crate) mod raft;
 pub(crate) mod records;
+pub(crate) mod release;
 pub(crate) mod server;
 pub(crate) mod serving_log;
 pub(crate) mod shard;

@@ -20,6 +20,7 @@ use crate::meta::ExportRange;
 use crate::meta_reader::MetaReader;
 use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
+use crate::release;
 use quiver_core::time::now_micros;
 
 pub struct Proposer {
@@ -202,6 +203,20 @@ impl Proposer {
         self.write_meta(MetaCommand::SetClusterId { id: made }).await?;
         self.meta.caught_up().await?;
         recorded()?.ok_or_else(|| Error::Raft("the cluster id recorded is not in the caught-up meta state".into()))
+    }
+
+    /// Puts this release's cluster version in force (`release`) once every member reports
+    /// running it or a later one; answers whether this call raised it. Checked against the
+    /// caught-up meta state before proposing, as a member of an earlier release could not
+    /// even read the command; the apply checks again, for a member added meanwhile.
+    pub async fn finalize_upgrade(&self) -> Result<bool> {
+        let state = self.meta.caught_up().await?;
+        let meta = self.groups.group(META_GROUP)?;
+        let reported = |id| crate::meta::node_version(meta.data.as_ref(), id);
+        crate::meta::all_run(state.nodes.keys().copied(), reported, release::RELEASE)??;
+        let finalize =
+            MetaCommand::FinalizeUpgrade { version: release::CLUSTER_VERSION, release: release::RELEASE.into() };
+        Ok(!matches!(self.write_meta(finalize).await?, Response::Duplicate))
     }
 
     /// Reserves `count` ingestion sequence numbers from the meta group; returns the first.

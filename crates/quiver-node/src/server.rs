@@ -27,6 +27,7 @@ use crate::node::Node;
 use crate::proposer::Proposer;
 use crate::raft::network::PeerPool;
 use crate::raft::state_machine::Kind;
+use crate::release;
 use crate::serving_log::ServingLog;
 use crate::storage::{KvEngine, SledEngine};
 use crate::tls::Tls;
@@ -73,6 +74,15 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     };
     let (meta_group, fresh) = hosting.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
     identity.mark_cluster(&config.data_dir, crate::meta::cluster_id(meta_group.data.as_ref())?, &cluster)?;
+    let in_force = crate::meta::cluster_version(meta_group.data.as_ref())?;
+    if in_force > release::CLUSTER_VERSION {
+        return Err(Error::Config(format!(
+            "this data dir's cluster is at cluster version {in_force}, which a later release put in force; \
+             this release ({}) knows versions up to {}: start the node with the cluster's release",
+            release::RELEASE,
+            release::CLUSTER_VERSION
+        )));
+    }
     // On a first start the first member initialises the meta group with every initial
     // member as a voter; the others, and nodes that join, wait to be added. Later starts
     // reopen what is on disk.
@@ -83,6 +93,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         token::write_bootstrap(&config.data_dir)?;
         announce_bootstrap_token(&config);
         meta_group.raft.initialize(voters).await.map_err(|e| Error::Raft(e.to_string()))?;
+        tokio::spawn(start_at_this_release(proposer.clone()));
     }
     if let Some(secret) = token::read_bootstrap(&config.data_dir)? {
         let retention = i64::try_from(config.auth.audit_retention()?.as_micros()).unwrap_or(i64::MAX);
@@ -310,7 +321,7 @@ async fn advertise_to_clients(me: u64, addr: String, meta: MetaReader, proposer:
 
 /// Records, once the node is listed, the Quiver version it runs (`status` shows each node's).
 async fn report_version(me: u64, meta: MetaReader, proposer: Arc<Proposer>) {
-    let version = env!("CARGO_PKG_VERSION").to_string();
+    let version = release::RELEASE.to_string();
     loop {
         if meta.latest().nodes.contains_key(&me) {
             match proposer.write_meta(MetaCommand::ReportVersion { node: me, version: version.clone() }).await {
@@ -320,6 +331,25 @@ async fn report_version(me: u64, meta: MetaReader, proposer: Arc<Proposer>) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How long a new cluster's first member waits for every initial member to report running
+/// this release, so that the cluster starts at its version (`release`).
+const START_AT_RELEASE_FOR: Duration = Duration::from_secs(600);
+
+/// Puts this release's cluster version in force in a cluster this node just made, once
+/// every initial member reports running this release (or a later one). A member of an
+/// earlier release keeps it at the earlier version, for an operator to finalize later.
+async fn start_at_this_release(proposer: Arc<Proposer>) {
+    let deadline = tokio::time::Instant::now() + START_AT_RELEASE_FOR;
+    while tokio::time::Instant::now() < deadline {
+        match proposer.finalize_upgrade().await {
+            Ok(_) => return info!(version = release::CLUSTER_VERSION, "the new cluster is at this release's version"),
+            Err(e) => tracing::debug!("starting the cluster at this release's version: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    warn!("a member of the new cluster runs an earlier release: it stays at cluster version 1 until finalized");
 }
 
 /// How often a node makes sure the cluster still counts it a member.

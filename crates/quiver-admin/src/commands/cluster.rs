@@ -141,6 +141,14 @@ fn leader_counts(map: &ClusterMap) -> String {
 }
 
 /// Cancels shard operation `op` and says whether it ended, and how.
+pub async fn finalize_upgrade(client: &Client) -> Result<()> {
+    match client.finalize_upgrade().await? {
+        (version, true) => println!("cluster version {version} in force: the upgrade is finalized"),
+        (version, false) => println!("cluster version {version} was already in force"),
+    }
+    Ok(())
+}
+
 pub async fn cancel(client: &Client, op: u64) -> Result<()> {
     let (_, note) = client.cancel_shard_operation(op).await?;
     println!("{note}");

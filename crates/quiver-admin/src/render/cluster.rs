@@ -7,8 +7,14 @@ use super::format::table;
 
 pub fn status_table(s: &ClusterStatus) -> String {
     let mut out = format!("node {} (quiver {})", s.node_id, s.version);
-    if let Some(cluster) = s.cluster_version() {
-        out += &format!(", cluster at quiver {cluster}");
+    if let Some(version) = s.cluster_version {
+        out += &format!(", cluster version {version}");
+    }
+    match (s.oldest_release(), s.newest_release()) {
+        (Some(oldest), Some(newest)) if oldest != newest => {
+            out += &format!("; nodes run {oldest} to {newest}: an upgrade under way")
+        }
+        _ => {}
     }
     out += "\n\n";
     let nodes: Vec<Vec<String>> = s
@@ -185,6 +191,7 @@ mod tests {
             backups: vec![quiver_client::BackupRecord { id: "b1".into(), bytes: 2048, rows: 5, ..Default::default() }],
             certificate_expires: None,
             liveness_from: Some(1),
+            cluster_version: Some(2),
         }
     }
 
@@ -201,13 +208,15 @@ mod tests {
     }
 
     #[test]
-    fn each_nodes_version_is_shown_and_the_cluster_is_at_the_oldest() {
+    fn each_nodes_version_is_shown_with_the_cluster_version_and_an_upgrade_under_way() {
         let mut s = status();
+        assert!(status_table(&s).starts_with("node 1 (quiver 0.1.0), cluster version 2\n"), "{}", status_table(&s));
         let newer = NodeStatus { id: 2, version: Some("0.10.0".into()), ..s.nodes[0].clone() };
         let silent = NodeStatus { id: 3, version: None, ..s.nodes[0].clone() };
         s.nodes.extend([newer, silent]);
         let table = status_table(&s);
-        assert!(table.starts_with("node 1 (quiver 0.1.0), cluster at quiver 0.1.0"), "{table}");
+        let header = "node 1 (quiver 0.1.0), cluster version 2; nodes run 0.1.0 to 0.10.0: an upgrade under way";
+        assert!(table.starts_with(header), "{table}");
         let line = |id: &str| table.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_string();
         assert!(line("2 ").ends_with("0.10.0") && line("3 ").ends_with("unknown"), "{table}");
     }
@@ -225,7 +234,7 @@ mod tests {
     fn status_json_keeps_the_fields_scripts_read() {
         let value: serde_json::Value = serde_json::from_str(&json(&status()).unwrap()).unwrap();
         let expected = serde_json::json!({
-            "node_id": 1, "version": "0.1.0", "certificate_expires": null, "liveness_from": 1,
+            "node_id": 1, "version": "0.1.0", "certificate_expires": null, "liveness_from": 1, "cluster_version": 2,
             "nodes": [{"id": 1, "address": "127.0.0.1:7070", "up": true, "draining": false, "replicas": 1, "meta_voter": true,
                        "version": "0.1.0"}],
             "groups": [

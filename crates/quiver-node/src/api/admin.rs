@@ -240,6 +240,22 @@ impl AdminService for AdminApi {
         observed(&self.node, &call, access::audit(&self.node, &call, request.into_inner())).await
     }
 
+    async fn finalize_upgrade(
+        &self,
+        request: Request<v1::FinalizeUpgradeRequest>,
+    ) -> std::result::Result<Response<v1::FinalizeUpgradeResponse>, Status> {
+        let call = admit(&self.node, "FinalizeUpgrade", &request)?;
+        observed(&self.node, &call, async {
+            call.allow(Need::Cluster { action: "finalizing an upgrade" })?;
+            let raised = self.node.proposer.finalize_upgrade().await?;
+            self.node.meta.caught_up().await?;
+            let meta = self.node.groups.group(META_GROUP)?;
+            let cluster_version = crate::meta::cluster_version(meta.data.as_ref())?;
+            Ok(v1::FinalizeUpgradeResponse { cluster_version, raised })
+        })
+        .await
+    }
+
     async fn set_audit_retention(
         &self,
         request: Request<v1::SetAuditRetentionRequest>,
@@ -280,9 +296,11 @@ pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result
     }
     let meta_metrics = node.groups.get(META_GROUP).map(|g| g.raft.metrics().borrow().clone());
     let (liveness_from, live) = liveness(node, &state, meta_metrics.as_ref(), caller).await;
-    let versions = match node.groups.get(META_GROUP) {
-        Some(meta) => crate::meta::node_versions(meta.data.as_ref())?,
-        None => Default::default(),
+    let (versions, cluster_version) = match node.groups.get(META_GROUP) {
+        Some(meta) => {
+            (crate::meta::node_versions(meta.data.as_ref())?, crate::meta::cluster_version(meta.data.as_ref())?)
+        }
+        None => (Default::default(), 0),
     };
     let nodes = state
         .nodes
@@ -306,12 +324,13 @@ pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     Ok(StatusResponse {
         node_id: node.id,
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::release::RELEASE.into(),
         nodes,
         groups,
         backups,
         certificate_expires_micros,
         liveness_from: liveness_from.unwrap_or(0),
+        cluster_version,
     })
 }
 

@@ -28,6 +28,7 @@ const CHANGES: &[&str] = &[
     "Ingest",
     "Materialize",
     "SetAuditRetention",
+    "FinalizeUpgrade",
 ];
 
 /// Admits a request to its handler (`auth::Gate::admit`: its caller as found on its

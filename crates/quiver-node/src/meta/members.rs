@@ -1,7 +1,7 @@
-//! Meta commands of one concern: the cluster's members: its first map, nodes joining, draining and leaving, its id and its offline store's mark.
+//! Meta commands of one concern: the cluster's members: its first map, nodes joining, draining and leaving, its id and its offline store's mark, the releases they run and the cluster version in force.
 
 use super::{MetaMachine, NodeInfo};
-use crate::codec::encode;
+use crate::codec::{decode, encode};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::keyspace;
@@ -77,6 +77,24 @@ impl MetaMachine {
             }
             MetaCommand::ReportVersion { node, version } => {
                 batch.put(keyspace::node_version(*node), encode(version)?);
+                return Ok(Response::Done);
+            }
+            MetaCommand::FinalizeUpgrade { version, release } => {
+                let reported = |id| match batch.pending(&keyspace::node_version(id)) {
+                    Some(pending) => Ok(pending.map(decode::<String>).transpose()?),
+                    None => super::node_version(tree, id),
+                };
+                if let Err(behind) = super::all_run(self.state.nodes.keys().copied(), reported, release)? {
+                    return Ok(Response::Rejected(behind));
+                }
+                let now = match batch.pending(keyspace::CLUSTER_VERSION) {
+                    Some(pending) => pending.map(decode::<u32>).transpose()?.unwrap_or(1),
+                    None => super::cluster_version(tree)?,
+                };
+                if *version <= now {
+                    return Ok(Response::Duplicate);
+                }
+                batch.put(keyspace::CLUSTER_VERSION, encode(version)?);
                 return Ok(Response::Done);
             }
             MetaCommand::MarkOfflineStore { cluster } => {

@@ -115,6 +115,40 @@ pub fn offline_mark(tree: &dyn KvTree) -> Result<Option<String>> {
     tree.get(keyspace::OFFLINE_MARK)?.map(|b| decode(&b)).transpose()
 }
 
+/// The cluster version in force (`FinalizeUpgrade`); 1 for a cluster that never recorded
+/// one (its releases predate cluster versions).
+pub fn cluster_version(tree: &dyn KvTree) -> Result<u32> {
+    Ok(tree.get(keyspace::CLUSTER_VERSION)?.map(|b| decode(&b)).transpose()?.unwrap_or(1))
+}
+
+/// The Quiver version node `id` last reported (`ReportVersion`).
+pub fn node_version(tree: &dyn KvTree, id: u64) -> Result<Option<String>> {
+    tree.get(&keyspace::node_version(id))?.map(|b| decode(&b)).transpose()
+}
+
+/// Refused `MembersBehind` when a member of `nodes` has not reported running `release` or
+/// a later one; `reported` finds what each reported.
+pub fn all_run(
+    nodes: impl Iterator<Item = u64>,
+    reported: impl Fn(u64) -> Result<Option<String>>,
+    release: &str,
+) -> Result<std::result::Result<(), quiver_core::Error>> {
+    let order = quiver_core::cluster::release_order;
+    let mut behind = Vec::new();
+    for id in nodes {
+        match reported(id)? {
+            Some(r) if order(&r) >= order(release) => {}
+            Some(r) => behind.push(format!("node {id} runs {r}")),
+            None => behind.push(format!("node {id} runs a release that reports none (before {release})")),
+        }
+    }
+    if behind.is_empty() {
+        return Ok(Ok(()));
+    }
+    let why = format!("{}; upgrade them to {release} or later first", behind.join(", "));
+    Ok(Err(quiver_core::Error::MembersBehind(why)))
+}
+
 /// The Quiver version each node last reported (`ReportVersion`).
 pub fn node_versions(tree: &dyn KvTree) -> Result<BTreeMap<u64, String>> {
     let mut versions = BTreeMap::new();
@@ -213,7 +247,8 @@ impl MetaMachine {
             | C::ForgetNode { .. }
             | C::SetClusterId { .. }
             | C::MarkOfflineStore { .. }
-            | C::ReportVersion { .. } => self.apply_members(tree, cmd, batch),
+            | C::ReportVersion { .. }
+            | C::FinalizeUpgrade { .. } => self.apply_members(tree, cmd, batch),
             C::SetReplicas { .. }
             | C::SetVoters { .. }
             | C::ReportLeader { .. }

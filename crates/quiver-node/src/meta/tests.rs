@@ -266,6 +266,25 @@ fn the_first_cluster_id_stays() {
 }
 
 #[test]
+fn an_upgrade_is_finalized_once_every_member_runs_its_release_and_never_goes_back() {
+    let (tree, mut machine, _view) = two_shards_on_one_node();
+    let finalize = |version: u32| MetaCommand::FinalizeUpgrade { version, release: "0.2.0".into() };
+    let report = |version: &str| MetaCommand::ReportVersion { node: 1, version: version.into() };
+    assert_eq!(cluster_version(tree.as_ref()).unwrap(), 1, "a cluster that recorded none is at 1");
+    let Response::Rejected(behind) = apply(&mut machine, tree.as_ref(), 1, finalize(2)) else { panic!() };
+    assert!(behind.to_string().contains("node 1 runs a release that reports none"), "{behind}");
+    apply(&mut machine, tree.as_ref(), 2, report("0.1.0"));
+    let Response::Rejected(behind) = apply(&mut machine, tree.as_ref(), 3, finalize(2)) else { panic!() };
+    assert!(behind.to_string().contains("node 1 runs 0.1.0"), "{behind}");
+    assert_eq!(cluster_version(tree.as_ref()).unwrap(), 1);
+    apply(&mut machine, tree.as_ref(), 4, report("0.2.0"));
+    assert_eq!(apply(&mut machine, tree.as_ref(), 5, finalize(2)), Response::Done);
+    assert_eq!(cluster_version(tree.as_ref()).unwrap(), 2);
+    assert_eq!(apply(&mut machine, tree.as_ref(), 6, finalize(1)), Response::Duplicate, "never back");
+    assert_eq!(cluster_version(tree.as_ref()).unwrap(), 2);
+}
+
+#[test]
 fn export_rounds_leave_nothing_behind_but_their_mark() {
     let engine = MemEngine::default();
     let tree = engine.tree("meta").unwrap();
@@ -465,6 +484,10 @@ fn taken() -> Vec<(Vec<MetaCommand>, MetaCommand)> {
         with(vec![], MetaCommand::MarkOfflineStore { cluster: "0123456789abcdef0123456789abcdef".into() }),
         with(vec![], MetaCommand::EndPublish { id: "ingest-1".into() }),
         with(vec![], MetaCommand::ReportVersion { node: 2, version: "0.2.0".into() }),
+        with(
+            (1..=3).map(|node| MetaCommand::ReportVersion { node, version: "0.10.0".into() }).collect(),
+            MetaCommand::FinalizeUpgrade { version: 2, release: "0.9.0".into() },
+        ),
     ]
 }
 
@@ -497,6 +520,7 @@ fn refused() -> Vec<MetaCommand> {
         MetaCommand::ClaimMerge { op: 9 },
         MetaCommand::AbandonOp { id: 1, why: "cancel a split".into() },
         MetaCommand::SetClusterId { id: "not hex".into() },
+        MetaCommand::FinalizeUpgrade { version: 2, release: "0.2.0".into() },
     ]
 }
 

@@ -16,6 +16,7 @@ pub fn cluster_status_from_proto(s: v1::StatusResponse) -> Result<ClusterStatus>
         backups: s.backups.into_iter().map(crate::backup_record_from_proto).collect(),
         certificate_expires: (s.certificate_expires_micros != 0).then_some(s.certificate_expires_micros),
         liveness_from: (s.liveness_from != 0).then_some(s.liveness_from),
+        cluster_version: (s.cluster_version != 0).then_some(s.cluster_version),
     })
 }
 
