@@ -328,9 +328,9 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs `change` on the meta group's state tree of the data dir `dir`, as an intruder with
 /// the files would.
-fn tamper(dir: &Path, change: impl FnOnce(&dyn quiver_node::storage::KvTree, &mut quiver_node::storage::WriteBatch)) {
-    use quiver_node::keyspace::{TreePart, tree_name};
-    use quiver_node::storage::{KvEngine, SledEngine, WriteBatch};
+fn tamper(dir: &Path, change: impl FnOnce(&dyn quiver_store::storage::KvTree, &mut quiver_store::storage::WriteBatch)) {
+    use quiver_store::keyspace::{TreePart, tree_name};
+    use quiver_store::storage::{KvEngine, SledEngine, WriteBatch};
     let engine = SledEngine::open(&dir.join("online")).unwrap();
     let tree = engine.tree(&tree_name(0, TreePart::State)).unwrap();
     let mut batch = WriteBatch::default();
@@ -349,7 +349,7 @@ fn verify(dir: &Path) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
-    use quiver_node::keyspace::audit_link;
+    use quiver_store::keyspace::audit_link;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
     let mut node = LocalNode::start(&data, &["--auth"]).await.unwrap();

@@ -99,8 +99,8 @@ pub async fn run(mut args: Args) -> Result<()> {
     let full_json = say_transfer(&out, "full backup", full.rows, full.bytes, full_secs);
     let incr_json = say_transfer(&out, "incremental backup", incr.rows, incr.bytes, incr_secs);
     drop(node);
-    let location = quiver_node::backup::catalog::open(&to, &Default::default())?;
-    let catalog = quiver_node::backup::catalog::find(&location, &full.id).await?;
+    let location = quiver_backup::catalog::open(&to, &Default::default())?;
+    let catalog = quiver_backup::catalog::find(&location, &full.id).await?;
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
     let shards: u64 = catalog.shards.iter().map(|s| s.object.bytes).sum();
     let offline: u64 = catalog.offline.iter().filter_map(|f| f.copy.as_ref()).map(|o| o.bytes).sum();
@@ -113,11 +113,10 @@ pub async fn run(mut args: Args) -> Result<()> {
         mib(offline)
     ));
 
-    let config = quiver_node::config::Config { data_dir: dir.path().join("restored"), ..Default::default() };
+    let config = quiver_store::config::Config { data_dir: dir.path().join("restored"), ..Default::default() };
     let started = Instant::now();
     let mut bytes = 0;
-    let restored =
-        quiver_node::backup::restore::restore(&config, &to, &incr.id, None, false, |p| bytes = p.bytes).await?;
+    let restored = quiver_backup::restore::restore(&config, &to, &incr.id, None, false, |p| bytes = p.bytes).await?;
     let restore_json =
         say_transfer(&out, "restore (incremental)", restored.rows, bytes, started.elapsed().as_secs_f64());
     out.figures(&json!({

@@ -7,16 +7,16 @@ use std::sync::{Arc, RwLock};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
-use crate::command::{Command, MetaCommand, Request, Response};
-use crate::error::{Error, Result};
 use crate::raft::cut::Cuts;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::Shared;
 use crate::raft::{NodeId, Raft};
 use crate::shard::Range;
 use crate::shard::staging::Staging;
-use crate::storage::KvTree;
 use quiver_core::time::now_micros;
+use quiver_store::command::{Command, MetaCommand, Request, Response};
+use quiver_store::error::{Error, Result};
+use quiver_store::storage::KvTree;
 
 /// Proposals a group takes at once before answering `Busy`.
 const MAX_INFLIGHT_PROPOSALS: usize = 1024;

@@ -13,17 +13,17 @@ use quiver_core::shard_ops::OpKind;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::error::{Error, Result};
 use crate::groups::{Group, Groups};
-use crate::keyspace::{TreePart, tree_group, tree_name};
-use crate::meta::{MetaState, MetaView};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerPool};
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::{Kind, StateMachine};
 use crate::raft::{NodeId, Raft};
 use crate::shard::Range;
-use crate::storage::KvEngine;
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace::{TreePart, tree_group, tree_name};
+use quiver_store::meta::{MetaState, MetaView};
+use quiver_store::storage::KvEngine;
 
 /// How often a shard waiting to be opened is looked at again.
 const RETRY: Duration = Duration::from_millis(200);
@@ -182,7 +182,7 @@ mod tests {
     use quiver_core::shard_ops::ShardOp;
 
     use super::*;
-    use crate::storage::MemEngine;
+    use quiver_store::storage::MemEngine;
 
     #[test]
     fn a_sweep_drops_only_what_this_node_no_longer_hosts() {

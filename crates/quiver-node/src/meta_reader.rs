@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use quiver_core::shard_map::META_GROUP;
 use quiver_core::table::TableRef;
 
-use crate::error::{Error, Result};
 use crate::groups::Groups;
-use crate::keyspace;
-use crate::meta::{MetaState, MetaView};
 use crate::raft::network::PeerPool;
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace;
+use quiver_store::meta::{MetaState, MetaView};
 
 /// How long a membership check waits for a peer's answer.
 const MEMBERSHIP_ASK_FOR: Duration = Duration::from_secs(2);

@@ -11,10 +11,10 @@ use quiver_core::stats::{DriftReport, FeatureDrift, FeatureSummary, StatsWindow}
 use quiver_core::table::TableRef;
 use quiver_core::time::day_range;
 
-use crate::error::Result;
-use crate::meta::stats::{self, Origin};
-use crate::records::Summaries;
-use crate::storage::KvTree;
+use quiver_store::error::Result;
+use quiver_store::meta::stats::{self, Origin};
+use quiver_store::records::Summaries;
+use quiver_store::storage::KvTree;
 
 /// Summaries by feature name.
 type ByFeature = BTreeMap<String, FeatureSummary>;

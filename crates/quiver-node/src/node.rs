@@ -10,7 +10,6 @@ use tracing::warn;
 use crate::auth::Gate;
 use crate::auth::audit::AuditLog;
 use crate::backup::create::Backups;
-use crate::config::Config;
 use crate::groups::Groups;
 use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
@@ -18,9 +17,10 @@ use crate::proposer::Proposer;
 use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
 use crate::serving_log::ServingLog;
-use crate::storage::KvEngine;
 use crate::tls::Tls;
 use crate::trust::token;
+use quiver_store::config::Config;
+use quiver_store::storage::KvEngine;
 
 pub struct Node {
     pub id: NodeId,

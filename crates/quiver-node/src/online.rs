@@ -17,15 +17,15 @@ use quiver_core::row::{
 use quiver_core::{Error as CoreError, Value};
 
 use crate::auth::Call;
-use crate::command::Once;
-use crate::error::Result;
-use crate::meta::MetaState;
 use crate::node::Node;
 use crate::serving_log::Served;
 use crate::shard::read_row;
 use quiver_core::access::{Need, Role, personal};
 use quiver_core::table::TableRef;
 use quiver_core::time::now_micros;
+use quiver_store::command::Once;
+use quiver_store::error::Result;
+use quiver_store::meta::MetaState;
 
 /// Where a routing client sent a request or part: the shard, at the epoch it knew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

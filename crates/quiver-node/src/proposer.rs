@@ -13,15 +13,15 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_core::table::TableRef;
 use quiver_offline::files::DataFile;
 
-use crate::command::{Command, MetaCommand, Once, Response, ShardCommand, ShardRow};
-use crate::error::{Error, Result};
 use crate::groups::Groups;
-use crate::meta::ExportRange;
 use crate::meta_reader::MetaReader;
 use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
-use crate::release;
 use quiver_core::time::now_micros;
+use quiver_store::command::{Command, MetaCommand, Once, Response, ShardCommand, ShardRow};
+use quiver_store::error::{Error, Result};
+use quiver_store::meta::ExportRange;
+use quiver_store::release;
 
 pub struct Proposer {
     me: NodeId,
@@ -107,7 +107,7 @@ impl Proposer {
     async fn forward(&self, addr: &str, group_id: u64, command: &Command) -> Result<(Response, u64)> {
         let channel = self.pool.channel(addr).map_err(Error::Raft)?;
         let mut client = quiver_proto::v1::raft_service_client::RaftServiceClient::new(channel);
-        let payload = crate::codec::encode(command)?;
+        let payload = quiver_store::codec::encode(command)?;
         let message = quiver_proto::v1::RaftMessage { group_id, payload, error: Vec::new() };
         let unreachable = |s: tonic::Status| {
             quiver_core::Error::Unavailable(format!(
@@ -116,7 +116,8 @@ impl Proposer {
             ))
         };
         let reply = client.propose(message).await.map_err(unreachable)?.into_inner();
-        let answer: std::result::Result<(Response, u64), quiver_core::Error> = crate::codec::decode(&reply.payload)?;
+        let answer: std::result::Result<(Response, u64), quiver_core::Error> =
+            quiver_store::codec::decode(&reply.payload)?;
         Ok(answer?)
     }
 
@@ -195,7 +196,7 @@ impl Proposer {
 
     /// The cluster's id: the one recorded, else one made now (the first recorded stays).
     pub async fn cluster_id(&self) -> Result<String> {
-        let recorded = || crate::meta::cluster_id(self.groups.group(META_GROUP)?.data.as_ref());
+        let recorded = || quiver_store::meta::cluster_id(self.groups.group(META_GROUP)?.data.as_ref());
         if let Some(id) = recorded()? {
             return Ok(id);
         }
@@ -212,8 +213,8 @@ impl Proposer {
     pub async fn finalize_upgrade(&self) -> Result<bool> {
         let state = self.meta.caught_up().await?;
         let meta = self.groups.group(META_GROUP)?;
-        let reported = |id| crate::meta::node_version(meta.data.as_ref(), id);
-        crate::meta::all_run(state.nodes.keys().copied(), reported, release::RELEASE)??;
+        let reported = |id| quiver_store::meta::node_version(meta.data.as_ref(), id);
+        quiver_store::meta::all_run(state.nodes.keys().copied(), reported, release::RELEASE)??;
         let finalize =
             MetaCommand::FinalizeUpgrade { version: release::CLUSTER_VERSION, release: release::RELEASE.into() };
         Ok(!matches!(self.write_meta(finalize).await?, Response::Duplicate))

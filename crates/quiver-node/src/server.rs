@@ -14,26 +14,26 @@ use tracing::{info, warn};
 use crate::auth::Gate;
 use crate::auth::audit::AuditLog;
 use crate::backup::create::Backups;
-use crate::command::{Command, MetaCommand};
-use crate::config::Config;
-use crate::error::{Error, Result};
 use crate::groups::Groups;
 use crate::hosting::Hosting;
-use crate::identity::{self, Identity};
-use crate::meta::{MetaMachine, NodeInfo};
+use crate::identity;
 use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::proposer::Proposer;
 use crate::raft::network::PeerPool;
 use crate::raft::state_machine::Kind;
-use crate::release;
 use crate::serving_log::ServingLog;
-use crate::storage::{KvEngine, SledEngine};
 use crate::tls::Tls;
 use crate::trust::member::{ClusterMark, Credentials};
 use crate::trust::{secret, token};
 use crate::workers::{self, Context};
+use quiver_store::command::{Command, MetaCommand};
+use quiver_store::config::Config;
+use quiver_store::error::{Error, Result};
+use quiver_store::meta::{MetaMachine, NodeInfo};
+use quiver_store::release;
+use quiver_store::storage::{KvEngine, SledEngine};
 
 /// Opens the data directory and the meta group, initialising a single-node cluster on the
 /// first start, and starts the workers. Shard groups follow in the background.
@@ -45,7 +45,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     let secret = secret::establish(&config)?;
     let cluster = ClusterMark::default();
     let pool = PeerPool::new(tls.clone(), Credentials::new(secret.as_ref(), cluster.clone()));
-    let mut identity = Identity::establish(&mut config, &pool).await?;
+    let mut identity = identity::establish(&mut config, &pool).await?;
     cluster.set_node(config.node_id);
     let spill_dir = config.spill_dir();
     let left = quiver_offline::spill::remove_leftovers(&spill_dir).map_err(|e| Error::Config(e.to_string()))?;
@@ -73,8 +73,13 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         groups: groups.clone(),
     };
     let (meta_group, fresh) = hosting.open_group(META_GROUP, Kind::Meta(Box::new(meta_machine))).await?;
-    identity.mark_cluster(&config.data_dir, crate::meta::cluster_id(meta_group.data.as_ref())?, &cluster)?;
-    let in_force = crate::meta::cluster_version(meta_group.data.as_ref())?;
+    identity::mark_cluster(
+        &mut identity,
+        &config.data_dir,
+        quiver_store::meta::cluster_id(meta_group.data.as_ref())?,
+        &cluster,
+    )?;
+    let in_force = quiver_store::meta::cluster_version(meta_group.data.as_ref())?;
     if in_force > release::CLUSTER_VERSION {
         return Err(Error::Config(format!(
             "this data dir's cluster is at cluster version {in_force}, which a later release put in force; \

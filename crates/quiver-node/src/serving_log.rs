@@ -11,7 +11,7 @@ use quiver_core::stats::FeatureSummary;
 use quiver_core::table::TableRef;
 use quiver_core::time::day_of;
 
-use crate::records::Summaries;
+use quiver_store::records::Summaries;
 
 /// Summaries gathered since the last flush, by (table, day).
 type Pending = BTreeMap<(TableRef, i64), (u64, BTreeMap<String, FeatureSummary>)>;
@@ -64,7 +64,7 @@ impl ServingLog {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let (rows, features) = pending.entry((table, day)).or_default();
         *rows += stats.rows;
-        let _ = crate::meta::stats::merge_into(features, stats.columns);
+        let _ = quiver_store::meta::stats::merge_into(features, stats.columns);
     }
 
     /// Takes what was gathered since the last call.

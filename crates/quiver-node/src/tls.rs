@@ -17,8 +17,8 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::config::TlsConfig;
-use crate::error::{Error, Result};
+use quiver_store::config::TlsConfig;
+use quiver_store::error::{Error, Result};
 
 /// How often the certificate files are looked at for a renewal, at most.
 const RELOAD_CHECK: Duration = Duration::from_secs(1);

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use quiver_proto::v1::RaftMessage;
 use quiver_proto::v1::raft_service_client::RaftServiceClient;
 
-use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
+use quiver_store::error::{Error, Result};
 
 /// How far behind the target may be when a transfer starts: further, it is refused at
 /// once, without holding anything (a target that is down never catches up).

@@ -56,7 +56,7 @@ pub async fn retention(client: &Client, keep: std::time::Duration) -> Result<()>
 
 /// Checks the audit chain of a stopped node's data dir; fails naming where it breaks.
 pub fn verify(data_dir: &std::path::Path) -> Result<()> {
-    match quiver_node::meta::audit_chain::verify_data_dir(data_dir)? {
+    match quiver_store::meta::audit_chain::verify_data_dir(data_dir)? {
         Ok(v) => {
             println!("audit log verified: {} chained entries from index {}, unbroken", v.entries, v.first);
             if v.unchained > 0 {

@@ -11,12 +11,12 @@ use quiver_admin::render::backup as show;
 
 use crate::cli::RestoreArgs;
 use quiver_admin::render::format::{Format, answer};
+use quiver_backup::catalog;
+use quiver_backup::format::Place;
+use quiver_backup::seal::BackupKey;
 use quiver_client::{BackupOptions, BackupProgress, Client};
-use quiver_node::backup::catalog;
-use quiver_node::backup::format::Place;
-use quiver_node::backup::seal::BackupKey;
-use quiver_node::config::Config;
 use quiver_offline::store::{S3Settings, absolute_location};
+use quiver_store::config::Config;
 
 fn bar() -> ProgressBar {
     ProgressBar::new(0).with_style(
@@ -140,10 +140,9 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     let bar = bar();
     let key = args.encrypt_key.as_deref().map(BackupKey::read).transpose()?;
     let from = absolute_location(&args.from);
-    let restored = quiver_node::backup::restore::restore(&config, &from, &args.id, key.as_ref(), args.force, |p| {
-        show_progress(&bar, p)
-    })
-    .await;
+    let restored =
+        quiver_backup::restore::restore(&config, &from, &args.id, key.as_ref(), args.force, |p| show_progress(&bar, p))
+            .await;
     bar.finish_and_clear();
     let restored = restored?;
     println!(

@@ -1,9 +1,9 @@
 //! Backups in a location, and one backup's catalog.
 
 use indicatif::HumanBytes;
+use quiver_backup::catalog;
+use quiver_backup::format::Catalog;
 use quiver_core::time::format_timestamp;
-use quiver_node::backup::catalog;
-use quiver_node::backup::format::Catalog;
 use serde::Serialize;
 
 use super::format::table;

@@ -9,10 +9,10 @@ use quiver_core::shard_map::META_GROUP;
 use quiver_proto::v1;
 
 use crate::auth::{Call, audit as audit_log};
-use crate::command::MetaCommand;
-use crate::error::Result;
 use crate::node::Node;
 use crate::trust::token;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::Result;
 
 /// Longest token name; names are letters, digits, `-`, `_` and `.`.
 const MAX_NAME: usize = 64;

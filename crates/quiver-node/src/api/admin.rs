@@ -23,15 +23,15 @@ use super::offline::stream_job;
 use crate::auth::Call;
 use crate::backup::create::BackupRequest;
 use crate::backup::seal::BackupKey;
-use crate::command::MetaCommand;
-use crate::command::Response as RaftResponse;
-use crate::error::{Error, Result};
 use crate::groups::Group;
 use crate::node::Node;
 use crate::raft::NodeId;
 use crate::streaming::Streamed;
 use quiver_core::access::{Need, Principal};
 use quiver_proto::v1;
+use quiver_store::command::MetaCommand;
+use quiver_store::command::Response as RaftResponse;
+use quiver_store::error::{Error, Result};
 
 pub struct AdminApi {
     pub node: Arc<Node>,
@@ -250,7 +250,7 @@ impl AdminService for AdminApi {
             let raised = self.node.proposer.finalize_upgrade().await?;
             self.node.meta.caught_up().await?;
             let meta = self.node.groups.group(META_GROUP)?;
-            let cluster_version = crate::meta::cluster_version(meta.data.as_ref())?;
+            let cluster_version = quiver_store::meta::cluster_version(meta.data.as_ref())?;
             Ok(v1::FinalizeUpgradeResponse { cluster_version, raised })
         })
         .await
@@ -297,9 +297,10 @@ pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result
     let meta_metrics = node.groups.get(META_GROUP).map(|g| g.raft.metrics().borrow().clone());
     let (liveness_from, live) = liveness(node, &state, meta_metrics.as_ref(), caller).await;
     let (versions, cluster_version) = match node.groups.get(META_GROUP) {
-        Some(meta) => {
-            (crate::meta::node_versions(meta.data.as_ref())?, crate::meta::cluster_version(meta.data.as_ref())?)
-        }
+        Some(meta) => (
+            quiver_store::meta::node_versions(meta.data.as_ref())?,
+            quiver_store::meta::cluster_version(meta.data.as_ref())?,
+        ),
         None => (Default::default(), 0),
     };
     let nodes = state
@@ -324,7 +325,7 @@ pub async fn cluster_status(node: &Node, caller: Option<&MetadataMap>) -> Result
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
     Ok(StatusResponse {
         node_id: node.id,
-        version: crate::release::RELEASE.into(),
+        version: quiver_store::release::RELEASE.into(),
         nodes,
         groups,
         backups,
@@ -343,7 +344,7 @@ const FORWARDED: &str = "x-quiver-forwarded";
 /// the leader with the caller's token; `None` when the leader cannot be asked.
 async fn liveness(
     node: &Node,
-    state: &crate::meta::MetaState,
+    state: &quiver_store::meta::MetaState,
     metrics: Option<&RaftMetrics<NodeId, BasicNode>>,
     caller: Option<&MetadataMap>,
 ) -> (Option<u64>, BTreeSet<u64>) {
@@ -385,7 +386,7 @@ async fn ask_status(node: &Node, addr: &str, caller: &MetadataMap) -> std::resul
 /// How long a status request waits for the metadata leader's view.
 const ASK_STATUS_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn group_status(g: &Group, state: &crate::meta::MetaState) -> Result<GroupStatus> {
+async fn group_status(g: &Group, state: &quiver_store::meta::MetaState) -> Result<GroupStatus> {
     let m = g.raft.metrics().borrow().clone();
     let committed = g.raft.with_raft_state(|s| s.committed).await.map_err(|e| Error::Raft(e.to_string()))?;
     let range = state.shard_map.shard(g.id).ok().map(|s| (s.start, s.end)).unwrap_or_default();

@@ -72,7 +72,7 @@ pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Nex
 }
 
 /// The sign-in form for a page, or 401 (the refusal is counted for the audit log).
-fn unauthenticated(path: &str, uri: &axum::http::Uri, e: crate::error::Error) -> Response {
+fn unauthenticated(path: &str, uri: &axum::http::Uri, e: quiver_store::error::Error) -> Response {
     match path.starts_with("/ui") {
         true => {
             let back = uri.path_and_query().map_or("/ui", |p| p.as_str());

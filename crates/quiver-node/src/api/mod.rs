@@ -27,9 +27,9 @@ use quiver_proto::v1::raft_service_server::RaftServiceServer;
 use quiver_proto::v1::registry_service_server::RegistryServiceServer;
 
 use crate::api::peers::RaftRpc;
-use crate::error::{Error, Result};
 use crate::node::Node;
 use admission::AdmissionLayer;
+use quiver_store::error::{Error, Result};
 
 /// What one request to the registry may carry: definitions, never data.
 const REGISTRY_MESSAGE_BYTES: usize = 4 << 20;

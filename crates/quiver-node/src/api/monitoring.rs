@@ -19,10 +19,10 @@ use tonic::{Request, Response, Status};
 
 use super::observed::{admit, observed};
 use crate::auth::Call;
-use crate::error::Result;
 use crate::monitoring::{drift_report, window_summaries};
 use crate::node::Node;
 use quiver_core::access::{Need, Role, personal_in};
+use quiver_store::error::Result;
 
 pub struct MonitoringApi {
     pub node: Arc<Node>,

@@ -13,8 +13,8 @@ use quiver_core::Error as CoreError;
 use quiver_core::access::Need;
 
 use crate::auth::Call;
-use crate::error::{Error, Result};
 use crate::node::Node;
+use quiver_store::error::{Error, Result};
 
 /// What changes the cluster or who may use it: on record whatever the outcome.
 const CHANGES: &[&str] = &[

@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::observed::{admit, allowed, observed};
-use crate::error::Error;
 use crate::metrics::Running;
 use crate::node::Node;
 use crate::offline::history::{self, Answer, HistoryRequest};
@@ -25,6 +24,7 @@ use crate::streaming::{Streamed, channel_stream};
 use quiver_core::access::{Need, Role};
 use quiver_core::table::TableRef;
 use quiver_offline::retrieval::Phases;
+use quiver_store::error::Error;
 
 /// Bytes of Arrow IPC per streamed message, about.
 const CHUNK_BYTES: usize = 4 << 20;

@@ -11,11 +11,11 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::backup::format::{CutHeader, Frame};
-use crate::codec::{decode, encode};
-use crate::command::Command;
-use crate::error::Error;
 use crate::groups::Groups;
 use crate::streaming::{Streamed, channel_stream};
+use quiver_store::codec::{decode, encode};
+use quiver_store::command::Command;
+use quiver_store::error::Error;
 
 /// State-tree pairs per frame of a backup's read.
 const CUT_CHUNK: usize = 2_000;
@@ -60,7 +60,7 @@ impl RaftService for RaftRpc {
             Frame::Header(CutHeader { group: group_id, applied: cut.applied, membership: cut.membership.clone() });
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            let send = |frame: crate::error::Result<Frame>| {
+            let send = |frame: quiver_store::error::Result<Frame>| {
                 let message = frame
                     .and_then(|f| encode(&f))
                     .map(|payload| RaftMessage { group_id, payload, error: Vec::new() })

@@ -11,12 +11,12 @@ use tonic::{Request, Response, Status};
 
 use super::observed::{admit, observed};
 use crate::auth::Call;
-use crate::command::MetaCommand;
-use crate::command::Response as RaftResponse;
-use crate::error::Error;
 use crate::node::Node;
 use quiver_core::access::{Need, PII_TAG, Role, personal_features};
 use quiver_core::spec::Definitions;
+use quiver_store::command::MetaCommand;
+use quiver_store::command::Response as RaftResponse;
+use quiver_store::error::Error;
 
 pub struct RegistryApi {
     pub node: Arc<Node>,

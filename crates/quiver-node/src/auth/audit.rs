@@ -11,13 +11,13 @@ use quiver_core::audit::{AuditEntry, AuditQuery};
 use tokio::sync::{mpsc, oneshot};
 
 use super::write_tally::WriteTally;
-use crate::codec::decode;
-use crate::command::MetaCommand;
-use crate::error::{Error, Result};
-use crate::keyspace;
-use crate::meta::audit_chain;
 use crate::proposer::Proposer;
-use crate::storage::KvTree;
+use quiver_store::codec::decode;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace;
+use quiver_store::meta::audit_chain;
+use quiver_store::storage::KvTree;
 
 /// Entries waiting for the meta group, at most.
 const QUEUE: usize = 10_000;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use quiver_core::Error as CoreError;
 
-use crate::config::LimitsConfig;
+use quiver_store::config::LimitsConfig;
 
 pub struct Limits {
     config: LimitsConfig,

@@ -21,13 +21,13 @@ use quiver_core::audit::AuditEntry;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Status};
 
-use crate::config::Config;
-use crate::error::Result;
 use crate::meta_reader::MetaReader;
 use crate::trust::secret::ClusterSecret;
 use crate::trust::{member, token};
 use audit::AuditLog;
 use limits::Limits;
+use quiver_store::config::Config;
+use quiver_store::error::Result;
 use refusals::{Refusals, Refused};
 
 /// How stale this node's view of the tokens may be: a revoked token is refused everywhere
@@ -228,7 +228,7 @@ impl Gate {
         let header = request.headers().get("authorization").map(|v| v.to_str().unwrap_or_default());
         let from = remote_addr(request);
         let caller = self.authenticate(header.map(bearer), from, method)?;
-        self.limits.rate(&caller.name, Instant::now()).map_err(crate::error::Error::from)?;
+        self.limits.rate(&caller.name, Instant::now()).map_err(quiver_store::error::Error::from)?;
         request.extensions_mut().insert(Admitted(caller));
         Ok(())
     }

@@ -38,16 +38,16 @@ use super::format::{
     Place, backup_id,
 };
 use super::seal::BackupKey;
-use crate::codec::{decode, encode};
-use crate::command::MetaCommand;
-use crate::error::{Error, Result};
 use crate::groups::Groups;
-use crate::keyspace::{META_STATE, ROW, SHARD_RANGE};
-use crate::meta::MetaState;
 use crate::meta_reader::MetaReader;
 use crate::proposer::Proposer;
 use crate::raft::network::PeerPool;
 use quiver_core::time::now_micros;
+use quiver_store::codec::{decode, encode};
+use quiver_store::command::MetaCommand;
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace::{META_STATE, ROW, SHARD_RANGE};
+use quiver_store::meta::MetaState;
 
 /// How long exports and splits wait for a backup to cut the groups, at most: a backup
 /// that dies meanwhile holds them no longer than this, and one whose cut takes longer

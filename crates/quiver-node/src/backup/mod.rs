@@ -1,11 +1,6 @@
 //! Backups: a consistent cut of the whole cluster written to a location (a directory or
-//! `s3://…`), and restores of one into the data dirs of a new cluster.
+//! `s3://…`, `create`), in the formats of `quiver-backup`, which also restores them.
 
-pub mod catalog;
 pub(crate) mod create;
-pub(crate) mod delta;
-pub(crate) mod digest;
-pub mod format;
-pub(crate) mod pins;
-pub mod restore;
-pub mod seal;
+
+pub use quiver_backup::{catalog, delta, digest, format, pins, restore, seal};

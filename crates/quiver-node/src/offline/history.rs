@@ -18,12 +18,12 @@ use quiver_offline::spill::Usage;
 use quiver_offline::spine::{Spine, read_spine};
 
 use crate::auth::Call;
-use crate::command::MetaCommand;
-use crate::error::Result;
-use crate::meta::MetaState;
 use crate::node::Node;
 use crate::offline::parts;
-use crate::records::Summaries;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::Result;
+use quiver_store::meta::MetaState;
+use quiver_store::records::Summaries;
 
 /// A feature set version and the (feature index, output name) pairs asked of it.
 type SetColumns = (String, u32, Vec<(usize, String)>);

@@ -32,10 +32,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::command::MetaCommand;
-use crate::error::{Error, Result};
 use crate::node::Node;
 use quiver_core::time::now_micros;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::{Error, Result};
 
 /// Rows per online upsert command.
 const UPSERT_CHUNK: usize = 10_000;

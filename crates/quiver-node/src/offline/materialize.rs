@@ -26,9 +26,9 @@ use quiver_offline::schema::{SEQ_COLUMN, columns};
 use quiver_proto::v1::MaterializeProgress;
 use tokio::sync::mpsc;
 
-use crate::error::{Error, Result};
 use crate::node::Node;
 use quiver_core::time::now_micros;
+use quiver_store::error::{Error, Result};
 
 const UPSERT_CHUNK: usize = 10_000;
 /// Bytes a kept row may take (key, values, map entry): an upper bound for planning parts.

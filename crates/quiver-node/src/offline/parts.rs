@@ -27,10 +27,10 @@ use quiver_proto::v1::JoinPartRequest;
 use quiver_proto::v1::offline_service_client::OfflineServiceClient;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
-use crate::error::Result;
-use crate::meta::MetaState;
 use crate::node::Node;
+use quiver_store::codec::{decode, encode};
+use quiver_store::error::Result;
+use quiver_store::meta::MetaState;
 
 /// What a node joins its part with.
 #[derive(Debug, Serialize, Deserialize)]

@@ -13,12 +13,12 @@ use std::time::Duration;
 use quiver_offline::store::OfflineStore;
 use tracing::warn;
 
-use crate::command::MetaCommand;
-use crate::error::Result;
 use crate::halt::Halt;
-use crate::meta::{cluster_id, offline_mark};
 use crate::proposer::Proposer;
-use crate::storage::KvTree;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::Result;
+use quiver_store::meta::{cluster_id, offline_mark};
+use quiver_store::storage::KvTree;
 
 /// How often a member looks until its store is known to be the cluster's.
 const LOOK_EVERY: Duration = Duration::from_secs(1);

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use quiver_core::Error as CoreError;
 
-use crate::config::Config;
-use crate::error::Result;
+use quiver_store::config::Config;
+use quiver_store::error::Result;
 
 pub struct SourcePolicy {
     /// Authentication is on: only listed places.
@@ -47,7 +47,7 @@ impl SourcePolicy {
         }
     }
 
-    fn refused(path: &str) -> crate::error::Error {
+    fn refused(path: &str) -> quiver_store::error::Error {
         CoreError::PermissionDenied(format!(
             "ingest path '{path}' is not in a place this node reads sources from: its operator lists them in \
              [ingest] allow (--ingest-allow); the node's own data is never one"

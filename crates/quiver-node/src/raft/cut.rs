@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::{LogId, StoredMembership};
 
 use super::NodeId;
-use crate::codec::{decode, encode};
-use crate::error::{Error, Result};
-use crate::keyspace::{APPLIED, MEMBERSHIP, TreePart, tree_name};
-use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
+use quiver_store::codec::{decode, encode};
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace::{APPLIED, MEMBERSHIP, TreePart, tree_name};
+use quiver_store::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
 /// The open cut of a group, shared by its state machine (the writer) and readers.
 pub struct Cuts {
@@ -162,7 +162,7 @@ impl Drop for Cut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{MemEngine, SledEngine};
+    use quiver_store::storage::{MemEngine, SledEngine};
 
     fn put(cuts: &Cuts, tree: &dyn KvTree, pairs: &[(&str, Option<&str>)]) {
         let mut batch = WriteBatch::default();

@@ -10,11 +10,11 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 
 use super::{NodeId, TypeConfig};
-use crate::codec::{decode, encode};
-use crate::error::Result;
-use crate::keyspace::{LOG_COMMITTED as COMMITTED, LOG_ENTRY as ENTRY, LOG_PURGED as PURGED, LOG_VOTE as VOTE};
-use crate::keyspace::{TreePart, log_entry as entry_key, tree_name};
-use crate::storage::{KvEngine, KvTree, WriteBatch};
+use quiver_store::codec::{decode, encode};
+use quiver_store::error::Result;
+use quiver_store::keyspace::{LOG_COMMITTED as COMMITTED, LOG_ENTRY as ENTRY, LOG_PURGED as PURGED, LOG_VOTE as VOTE};
+use quiver_store::keyspace::{TreePart, log_entry as entry_key, tree_name};
+use quiver_store::storage::{KvEngine, KvTree, WriteBatch};
 
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 
@@ -44,7 +44,7 @@ impl LogStore {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.flush())
             .await
-            .map_err(|e| crate::error::Error::Storage(format!("flush task: {e}")))?
+            .map_err(|e| quiver_store::error::Error::Storage(format!("flush task: {e}")))?
     }
 
     fn last_entry(&self) -> Result<Option<Entry<TypeConfig>>> {
@@ -65,11 +65,11 @@ impl LogStore {
     }
 }
 
-fn read_err(e: crate::error::Error) -> StorageError<NodeId> {
+fn read_err(e: quiver_store::error::Error) -> StorageError<NodeId> {
     StorageIOError::read_logs(&e).into()
 }
 
-fn write_err(e: crate::error::Error) -> StorageError<NodeId> {
+fn write_err(e: quiver_store::error::Error) -> StorageError<NodeId> {
     StorageIOError::write_logs(&e).into()
 }
 

@@ -9,7 +9,7 @@ pub mod state_machine;
 
 use std::io::Cursor;
 
-use crate::command::{Request, Response};
+use quiver_store::command::{Request, Response};
 
 pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;

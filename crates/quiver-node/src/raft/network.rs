@@ -21,10 +21,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{NodeId, TypeConfig};
-use crate::codec::{decode, encode};
 use crate::halt::Halt;
 use crate::tls::Tls;
 use crate::trust::member::Credentials;
+use quiver_store::codec::{decode, encode};
 
 /// A channel to a peer whose every request carries this node's proof of membership.
 pub type PeerChannel = InterceptedService<Channel, Credentials>;

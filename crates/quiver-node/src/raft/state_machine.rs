@@ -18,17 +18,17 @@ use serde::{Deserialize, Serialize};
 
 use super::cut::Cuts;
 use super::{NodeId, TypeConfig};
-use crate::codec::{decode, encode};
-use crate::command::{Command, Response, ShardCommand};
-use crate::error::{Error, Result};
-use crate::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
-use crate::meta::MetaMachine;
 use crate::shard::leftover::Leftovers;
 use crate::shard::merge;
 use crate::shard::split::{self, SplitAt};
 use crate::shard::staging::Staging;
 use crate::shard::{self, PendingWrites, Range};
-use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
+use quiver_store::codec::{decode, encode};
+use quiver_store::command::{Command, Response, ShardCommand};
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
+use quiver_store::meta::MetaMachine;
+use quiver_store::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
 type StorageResult<T> = std::result::Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;

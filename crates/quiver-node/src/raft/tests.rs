@@ -13,12 +13,12 @@ use tempfile::TempDir;
 use super::log_store::LogStore;
 use super::state_machine::{Kind, StateMachine};
 use super::{NodeId, TypeConfig};
-use crate::command::Response;
-use crate::command::{Command, Request, ShardCommand, ShardRow};
 use crate::shard::split::seed_log_id;
 use crate::shard::staging::Progress;
 use crate::shard::{Range, read_row};
-use crate::storage::{KvEngine, MemEngine, SledEngine};
+use quiver_store::command::Response;
+use quiver_store::command::{Command, Request, ShardCommand, ShardRow};
+use quiver_store::storage::{KvEngine, MemEngine, SledEngine};
 
 struct SledBuilder;
 
@@ -173,7 +173,7 @@ async fn a_split_seeds_the_child_from_the_parent_and_replays_harmlessly() {
 
 /// The keys of the copied spaces in the state tree of group `id`.
 fn copied_keys(engine: &dyn KvEngine, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let tree = engine.tree(&crate::keyspace::tree_name(id, crate::keyspace::TreePart::State)).unwrap();
+    let tree = engine.tree(&quiver_store::keyspace::tree_name(id, quiver_store::keyspace::TreePart::State)).unwrap();
     crate::shard::staging::scan_copied(tree.as_ref(), None).map(Result::unwrap).collect()
 }
 
@@ -187,7 +187,7 @@ fn write_request(index: u64, request: &[u8], ids: &[i64], ts: i64) -> Entry<Type
             values: vec![Value::Float64(-(*id as f64))],
         })
         .collect();
-    let once = Some(crate::command::Once { id: request.to_vec(), positions: (0..ids.len() as u32).collect() });
+    let once = Some(quiver_store::command::Once { id: request.to_vec(), positions: (0..ids.len() as u32).collect() });
     entry(index, ShardCommand::Write { table: table(), rows, export: true, once })
 }
 
@@ -238,10 +238,10 @@ async fn rows_given_away_are_swept_later_and_before_a_merge() {
     let rows: Vec<(i64, i64, f64)> = (0..6_000).map(|id| (id, 10, id as f64)).collect();
     let given_away = |sm: &StateMachine| {
         sm.data()
-            .scan_prefix(&[crate::keyspace::ROW])
+            .scan_prefix(&[quiver_store::keyspace::ROW])
             .filter(|kv| {
                 let key = &kv.as_ref().unwrap().0;
-                crate::keyspace::row_hash(key).is_some_and(|h| h >= at)
+                quiver_store::keyspace::row_hash(key).is_some_and(|h| h >= at)
             })
             .count()
     };
@@ -271,7 +271,7 @@ async fn rows_given_away_are_swept_later_and_before_a_merge() {
     for index in 14..24 {
         parent.apply(vec![put(index, &[(kept, 20, 1.0)])]).await.unwrap();
     }
-    assert_eq!(parent.data().get(crate::keyspace::LEFTOVER).unwrap(), None, "nothing left to sweep");
+    assert_eq!(parent.data().get(quiver_store::keyspace::LEFTOVER).unwrap(), None, "nothing left to sweep");
     assert_eq!(value_of(&parent, moved), Some((30, Value::Float64(3.0))), "the absorbed row stays");
     for (id, ts, v) in rows.iter().filter(|(id, ..)| ![moved, kept].contains(id)) {
         assert_eq!(value_of(&parent, *id), Some((*ts, Value::Float64(*v))), "driver {id} after the merge");
@@ -298,7 +298,7 @@ async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     assert!(matches!(answers[1], Response::Rejected(quiver_core::Error::KeyNotInShard { shard: 2, .. })));
     assert_eq!(upper.range().unwrap().get(), None);
     assert!(is_frozen(upper.data().as_ref()).unwrap());
-    let marker = upper.data().get(crate::keyspace::FROZEN).unwrap().unwrap();
+    let marker = upper.data().get(quiver_store::keyspace::FROZEN).unwrap().unwrap();
     assert_eq!(marker, [253, 0, 0, 0, 0, 0, 0, 0, 128, 253, 255, 255, 255, 255, 255, 255, 255, 255], "its range, kept");
     assert_eq!(upper.apply(vec![entry(4, ShardCommand::Freeze)]).await.unwrap()[0], Response::Done, "again: no change");
     // A split's child waiting for its rows owns nothing too, but is not frozen, and cannot be.
@@ -312,7 +312,7 @@ async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = crate::shard::merge::CARRIED
         .iter()
         .flat_map(|space| upper.data().scan_prefix(&[*space]).collect::<Vec<_>>())
-        .collect::<crate::error::Result<_>>()
+        .collect::<quiver_store::error::Result<_>>()
         .unwrap();
     let absorb = ShardCommand::Absorb { pairs };
     let grow = ShardCommand::Grow { start: at, end: u64::MAX };
@@ -357,7 +357,7 @@ fn write_once(index: u64, ids: &[i64], positions: &[u32]) -> Entry<TypeConfig> {
             values: vec![Value::Float64(*id as f64)],
         })
         .collect();
-    let once = Some(crate::command::Once { id: b"r".to_vec(), positions: positions.to_vec() });
+    let once = Some(quiver_store::command::Once { id: b"r".to_vec(), positions: positions.to_vec() });
     entry(index, ShardCommand::Write { table: table(), rows, export: true, once })
 }
 
@@ -394,7 +394,7 @@ async fn a_row_applies_once_per_request_through_a_split_and_a_merge() {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = crate::shard::merge::CARRIED
         .iter()
         .flat_map(|space| child.data().scan_prefix(&[*space]).collect::<Vec<_>>())
-        .collect::<crate::error::Result<_>>()
+        .collect::<quiver_store::error::Result<_>>()
         .unwrap();
     let steps =
         vec![entry(3, ShardCommand::Absorb { pairs }), entry(4, ShardCommand::Grow { start: at, end: u64::MAX })];
@@ -407,10 +407,10 @@ async fn a_row_applies_once_per_request_through_a_split_and_a_merge() {
 
 #[test]
 fn meta_commands_survive_the_log_encoding() {
-    use crate::command::MetaCommand;
+    use quiver_store::command::MetaCommand;
     let defs = quiver_core::spec::Definitions::new("p").entity("e", &[("k", quiver_core::ValueType::Int64)]);
     let request = Request { leader_time: 1, command: Command::Meta(MetaCommand::ApplyDefinitions(defs.clone())) };
-    let decoded: Request = crate::codec::decode(&crate::codec::encode(&request).unwrap()).unwrap();
+    let decoded: Request = quiver_store::codec::decode(&quiver_store::codec::encode(&request).unwrap()).unwrap();
     match decoded.command {
         Command::Meta(MetaCommand::ApplyDefinitions(d)) => assert_eq!(d, defs),
         other => panic!("decoded into {other:?}"),
@@ -552,7 +552,7 @@ mod lineage {
             self.prepared.retain(|id, _| ![upper.id, self.shards[i].id].contains(id));
             let tree = upper.sm.data();
             // As the merge's leader reads them: rows the upper shard gave away stay behind.
-            let owned = |key: &[u8]| crate::keyspace::row_hash(key).is_none_or(|h| covers((start, end), h));
+            let owned = |key: &[u8]| quiver_store::keyspace::row_hash(key).is_none_or(|h| covers((start, end), h));
             let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = CARRIED
                 .iter()
                 .flat_map(|space| tree.scan_prefix(&[*space]).map(|kv| kv.unwrap()))

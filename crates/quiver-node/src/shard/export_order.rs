@@ -18,10 +18,10 @@ use std::ops::Bound;
 use quiver_core::row::WriteSeq;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
-use crate::error::Result;
-use crate::keyspace::{self, EXPORT_WAITS, QUEUE};
-use crate::storage::KvTree;
+use quiver_store::codec::{decode, encode};
+use quiver_store::error::Result;
+use quiver_store::keyspace::{self, EXPORT_WAITS, QUEUE};
+use quiver_store::storage::KvTree;
 
 /// This shard's rows from `from` on wait for shard `shard` to export through `through`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +45,9 @@ pub fn last_queued(tree: &dyn KvTree) -> Result<Option<WriteSeq>> {
     let queue = (Bound::Included(vec![QUEUE]), Bound::Excluded(vec![QUEUE + 1]));
     let Some(kv) = tree.scan(queue).next_back() else { return Ok(None) };
     let key = kv?.0;
-    keyspace::queue_seq(&key).map(Some).ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {key:02x?}")))
+    keyspace::queue_seq(&key)
+        .map(Some)
+        .ok_or_else(|| quiver_store::error::Error::Storage(format!("bad queue key {key:02x?}")))
 }
 
 /// The waits of a shard that takes keys over from `from_shard` (whose state tree is

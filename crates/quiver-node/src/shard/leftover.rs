@@ -11,10 +11,10 @@
 
 use std::ops::Bound;
 
-use crate::codec::{decode, encode};
-use crate::error::Result;
-use crate::keyspace::{self, LEFTOVER, ROW};
-use crate::storage::{KvTree, WriteBatch};
+use quiver_store::codec::{decode, encode};
+use quiver_store::error::Result;
+use quiver_store::keyspace::{self, LEFTOVER, ROW};
+use quiver_store::storage::{KvTree, WriteBatch};
 
 /// Row keys read per apply call while sweeping.
 const SWEEP_PER_APPLY: usize = 1_000;
@@ -89,7 +89,7 @@ impl Leftovers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{KvEngine, MemEngine};
+    use quiver_store::storage::{KvEngine, MemEngine};
 
     /// The stored ranges keep their bytes; a tree without the key (any data dir written
     /// before splits swept later) has none to sweep.

@@ -19,11 +19,11 @@ use quiver_core::row::WriteSeq;
 
 use super::export_order::{self, ExportWait};
 use super::{PendingWrites, Range, covered};
-use crate::codec::{decode, encode};
-use crate::command::{Response, ShardCommand};
-use crate::error::Result;
-use crate::keyspace::{self, EXPORT_WAITS, FROZEN, REQUEST, REQUEST_EXPIRY, ROW};
-use crate::storage::KvTree;
+use quiver_store::codec::{decode, encode};
+use quiver_store::command::{Response, ShardCommand};
+use quiver_store::error::Result;
+use quiver_store::keyspace::{self, EXPORT_WAITS, FROZEN, REQUEST, REQUEST_EXPIRY, ROW};
+use quiver_store::storage::KvTree;
 
 /// Key spaces a merge carries over: rows, request ids and their expiry.
 pub const CARRIED: [u8; 3] = [ROW, REQUEST, REQUEST_EXPIRY];
@@ -127,6 +127,6 @@ pub fn apply(
                 Ok(Response::Rejected(quiver_core::Error::InvalidArgument(why)))
             }
         },
-        _ => Err(crate::error::Error::Storage("not a step of a merge".into())),
+        _ => Err(quiver_store::error::Error::Storage("not a step of a merge".into())),
     }
 }

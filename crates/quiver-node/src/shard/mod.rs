@@ -30,11 +30,11 @@ use quiver_core::row::{MAX_ROWS_PER_WRITE, StoredRow, WriteSeq, supersedes};
 use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
-use crate::command::{Once, Response, ShardCommand, ShardRow};
-use crate::error::Result;
-use crate::keyspace::{self, QUEUE, REQUEST_EXPIRY};
-use crate::storage::{KvTree, WriteBatch};
+use quiver_store::codec::{decode, encode};
+use quiver_store::command::{Once, Response, ShardCommand, ShardRow};
+use quiver_store::error::Result;
+use quiver_store::keyspace::{self, QUEUE, REQUEST_EXPIRY};
+use quiver_store::storage::{KvTree, WriteBatch};
 use requests::RequestRecord;
 
 /// How long a write's request id is remembered.
@@ -106,8 +106,8 @@ pub fn read_queue(tree: &dyn KvTree, limit: usize) -> Result<Vec<(WriteSeq, Queu
     let mut rows: Vec<(WriteSeq, QueuedRow)> = Vec::new();
     for kv in tree.scan_prefix(&[QUEUE]) {
         let (k, v) = kv?;
-        let seq =
-            keyspace::queue_seq(&k).ok_or_else(|| crate::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
+        let seq = keyspace::queue_seq(&k)
+            .ok_or_else(|| quiver_store::error::Error::Storage(format!("bad queue key {k:02x?}")))?;
         if rows.len() >= limit && rows.last().is_none_or(|(last, _)| last.log_index != seq.log_index) {
             break;
         }
@@ -201,7 +201,9 @@ pub fn apply(
         | ShardCommand::Thaw
         | ShardCommand::Absorb { .. }
         | ShardCommand::Grow { .. } => {
-            return Err(crate::error::Error::Storage("splits and merges are applied by their own modules".into()));
+            return Err(quiver_store::error::Error::Storage(
+                "splits and merges are applied by their own modules".into(),
+            ));
         }
     };
     // Sent with an older shard map: refused whole, before its request id is remembered, so
@@ -314,7 +316,7 @@ mod tests {
     use quiver_core::Value;
 
     use super::*;
-    use crate::storage::{KvEngine, MemEngine};
+    use quiver_store::storage::{KvEngine, MemEngine};
 
     fn put(request: &[u8]) -> ShardCommand {
         let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };

@@ -11,8 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
-use crate::error::{Error, Result};
+use quiver_store::codec::{decode, encode};
+use quiver_store::error::{Error, Result};
 
 /// The first byte of a stored record (the legacy form starts with a time's high byte, 0).
 const RECORD_V1: u8 = 0xFF;

@@ -26,11 +26,13 @@ use quiver_core::row::WriteSeq;
 
 use super::staging::{Staged, clear, moves, scan_copied};
 use super::{Range, export_order};
-use crate::codec::{decode, encode};
-use crate::command::Response;
-use crate::error::Result;
-use crate::keyspace::{APPLIED, APPLIED_TIME, EXPORT_WAITS, LOG_PURGED, MEMBERSHIP, SHARD_RANGE, TreePart, tree_name};
-use crate::storage::{KvEngine, KvTree, WriteBatch};
+use quiver_store::codec::{decode, encode};
+use quiver_store::command::Response;
+use quiver_store::error::Result;
+use quiver_store::keyspace::{
+    APPLIED, APPLIED_TIME, EXPORT_WAITS, LOG_PURGED, MEMBERSHIP, SHARD_RANGE, TreePart, tree_name,
+};
+use quiver_store::storage::{KvEngine, KvTree, WriteBatch};
 
 /// Node ids are `u64`, as `raft::NodeId` (which this layer, below Raft, does not name).
 type Membership = StoredMembership<u64, openraft::BasicNode>;

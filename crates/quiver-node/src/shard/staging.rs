@@ -22,9 +22,9 @@ use std::thread::JoinHandle;
 
 use tracing::warn;
 
-use crate::error::Result;
-use crate::keyspace::{self, REQUEST, REQUEST_EXPIRY, ROW, TreePart, tree_name};
-use crate::storage::{KvEngine, KvPair, KvTree, WriteBatch};
+use quiver_store::error::Result;
+use quiver_store::keyspace::{self, REQUEST, REQUEST_EXPIRY, ROW, TreePart, tree_name};
+use quiver_store::storage::{KvEngine, KvPair, KvTree, WriteBatch};
 
 /// The key ranges a split copies to its child, in key order: rows, then request ids and
 /// their expiry (the export queue between them stays).

@@ -4,4 +4,4 @@
 
 pub mod member;
 pub mod secret;
-pub mod token;
+pub use quiver_store::token;

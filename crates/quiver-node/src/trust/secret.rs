@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tonic::metadata::{Ascii, MetadataValue};
 
-use crate::config::Config;
-use crate::error::{Error, Result};
+use quiver_store::config::Config;
+use quiver_store::error::{Error, Result};
 
 /// The header a member's RPC carries the secret in.
 pub const HEADER: &str = "x-quiver-member";

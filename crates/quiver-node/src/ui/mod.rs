@@ -24,10 +24,10 @@ use quiver_core::table::TableRef;
 use quiver_core::time::{format_day, format_timestamp};
 
 use crate::auth::Call;
-use crate::error::Result;
-use crate::meta::stats::{self, Origin};
 use crate::node::Node;
 use html::{escape, page, segment, table};
+use quiver_store::error::Result;
+use quiver_store::meta::stats::{self, Origin};
 
 /// Days at the start of a feature set's history that drift over time is measured against.
 const REFERENCE_DAYS: usize = 7;
@@ -273,7 +273,7 @@ async fn feature_set(
 ) -> Page {
     let title = format!("Feature set {set}");
     let body = feature_set_body(&node, &call, &project, &set).await;
-    if let Err(e @ crate::error::Error::Core(quiver_core::Error::PermissionDenied(_))) = &body {
+    if let Err(e @ quiver_store::error::Error::Core(quiver_core::Error::PermissionDenied(_))) = &body {
         let entry = call.entry(node.id, Some(format!("feature set {project}/{set}")), format!("[{}] {e}", e.code()));
         if let Err(e) = node.audit.record(entry).await {
             tracing::warn!("not in the audit log: {e}");
@@ -370,7 +370,7 @@ fn withheld(caller: &Principal, project: &str, fs: &quiver_core::registry::Featu
 
 /// Rows of recorded monitor runs: time, status, and the features not ok but the `withheld`.
 fn run_rows(
-    tree: &dyn crate::storage::KvTree,
+    tree: &dyn quiver_store::storage::KvTree,
     table_ref: &TableRef,
     limit: usize,
     withheld: &[String],
@@ -405,7 +405,7 @@ fn run_rows(
 }
 
 fn monitor_section(
-    tree: &dyn crate::storage::KvTree,
+    tree: &dyn quiver_store::storage::KvTree,
     table_ref: &TableRef,
     fs: &quiver_core::registry::FeatureSet,
     withheld: &[String],
@@ -430,7 +430,7 @@ fn monitor_section(
 /// PSI of each recent day against the first days of the history, per feature but the
 /// `hidden` ones.
 fn drift_over_time(
-    tree: &dyn crate::storage::KvTree,
+    tree: &dyn quiver_store::storage::KvTree,
     table_ref: &TableRef,
     fs: &quiver_core::registry::FeatureSet,
     days: &[i64],

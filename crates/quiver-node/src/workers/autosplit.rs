@@ -8,9 +8,9 @@ use quiver_core::shard_ops::OpKind;
 use tracing::info;
 
 use super::Context;
-use crate::command::MetaCommand;
-use crate::error::Result;
-use crate::keyspace::{self, ROW};
+use quiver_store::command::MetaCommand;
+use quiver_store::error::Result;
+use quiver_store::keyspace::{self, ROW};
 
 pub async fn round(context: Context) -> Result<()> {
     let limit = context.sharding.split_above_rows;

@@ -11,8 +11,8 @@ use super::Context;
 use crate::backup::catalog;
 use crate::backup::create::BackupRequest;
 use crate::backup::seal::BackupKey;
-use crate::error::Result;
 use quiver_core::time::now_micros;
+use quiver_store::error::Result;
 
 pub async fn round(context: Context) -> Result<()> {
     let Some(every) = context.backup.every()? else { return Ok(()) };

@@ -14,11 +14,11 @@ use quiver_offline::sorted::{sort_by_key_hash, write_sorted_file};
 
 use super::Context;
 use crate::backup::pins::Holders;
-use crate::command::MetaCommand;
-use crate::error::{Error, Result};
 use crate::failpoint;
 use quiver_core::table::TableRef;
 use quiver_core::time::now_micros;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::{Error, Result};
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {

@@ -19,15 +19,15 @@ use quiver_offline::schema::columns;
 use tracing::debug;
 
 use super::Context;
-use crate::command::Command;
-use crate::command::ShardCommand;
-use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::groups::Group;
-use crate::meta::ExportRange;
 use crate::shard::export_order::{self, ExportWait};
 use crate::shard::{QueuedRow, read_queue};
 use quiver_core::table::TableRef;
+use quiver_store::command::Command;
+use quiver_store::command::ShardCommand;
+use quiver_store::error::{Error, Result};
+use quiver_store::meta::ExportRange;
 
 pub async fn round(context: Context) -> Result<()> {
     let batch_rows = context.config.export_batch_rows;

@@ -19,7 +19,6 @@ use std::time::Duration;
 use quiver_offline::store::OfflineStore;
 
 use crate::backup::create::Backups;
-use crate::config::{BackupConfig, ShardingConfig, WorkerConfig};
 use crate::groups::Groups;
 use crate::meta_reader::MetaReader;
 use crate::metrics::Metrics;
@@ -27,6 +26,7 @@ use crate::proposer::Proposer;
 use crate::raft::NodeId;
 use crate::raft::network::PeerPool;
 use crate::serving_log::ServingLog;
+use quiver_store::config::{BackupConfig, ShardingConfig, WorkerConfig};
 
 /// The parts of a node that workers use.
 #[derive(Clone)]
@@ -51,7 +51,7 @@ pub struct Context {
 pub fn spawn<F, Fut>(context: Context, name: &'static str, interval: Duration, round: F)
 where
     F: Fn(Context) -> Fut + Send + 'static,
-    Fut: Future<Output = crate::error::Result<()>> + Send,
+    Fut: Future<Output = quiver_store::error::Result<()>> + Send,
 {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

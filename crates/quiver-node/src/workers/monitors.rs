@@ -10,11 +10,11 @@ use quiver_core::table::TableRef;
 use quiver_core::time::MICROS_PER_SEC;
 
 use super::Context;
-use crate::command::MetaCommand;
-use crate::error::Result;
-use crate::meta::stats::monitor_runs;
 use crate::monitoring::drift_report;
 use quiver_core::time::now_micros;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::Result;
+use quiver_store::meta::stats::monitor_runs;
 
 pub async fn round(context: Context) -> Result<()> {
     if !context.groups.leads(META_GROUP) {

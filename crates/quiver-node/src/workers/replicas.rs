@@ -25,16 +25,16 @@ use quiver_core::shard_ops::{OpKind, Outcome};
 use tracing::{info, warn};
 
 use super::Context;
-use crate::command::{Command, MetaCommand, ShardCommand};
-use crate::error::{Error, Result};
 use crate::groups::Group;
-use crate::keyspace::{self, ROW};
-use crate::meta::MetaState;
 use crate::shard::merge::{self, CARRIED};
 use crate::shard::read_queue;
 use crate::shard::staging::Progress;
-use crate::storage::KvTree;
 use crate::transfer::transfer_leadership;
+use quiver_store::command::{Command, MetaCommand, ShardCommand};
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace::{self, ROW};
+use quiver_store::meta::MetaState;
+use quiver_store::storage::KvTree;
 
 /// How long a leader waits for a new replica to catch up before trying again next round.
 const CATCH_UP: Duration = Duration::from_secs(30);
@@ -336,7 +336,7 @@ mod tests {
     use quiver_core::key::key_hash;
 
     use super::*;
-    use crate::storage::{KvEngine, MemEngine, WriteBatch};
+    use quiver_store::storage::{KvEngine, MemEngine, WriteBatch};
 
     /// A merge carries the frozen shard's request ids whole, and its rows only within its
     /// range (a split's leftovers stay behind).

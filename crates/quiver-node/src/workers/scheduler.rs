@@ -16,15 +16,15 @@ use quiver_core::shard_ops::{OpKind, Outcome, ShardOp};
 use tracing::{info, warn};
 
 use super::Context;
-use crate::command::MetaCommand;
-use crate::config::ShardingConfig;
-use crate::error::{Error, Result};
 use crate::groups::Group;
-use crate::keyspace;
-use crate::meta::MetaState;
 use crate::raft::network::PeerPool;
-use crate::storage::KvTree;
 use quiver_core::time::now_micros;
+use quiver_store::command::MetaCommand;
+use quiver_store::config::ShardingConfig;
+use quiver_store::error::{Error, Result};
+use quiver_store::keyspace;
+use quiver_store::meta::MetaState;
+use quiver_store::storage::KvTree;
 
 /// A learner this many entries or fewer behind the leader is caught up enough to vote.
 const CAUGHT_UP_ENTRIES: u64 = 100;

@@ -2,9 +2,9 @@
 //! online reads served (see `serving_log`) every `serving_flush_ms`.
 
 use super::Context;
-use crate::command::MetaCommand;
-use crate::error::Result;
 use quiver_core::time::now_micros;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::Result;
 
 /// Records what this node gathered since the last flush; a record that cannot be written
 /// is put back to be tried again.

@@ -9,12 +9,12 @@ use quiver_offline::files::{DataFile, read_file};
 use quiver_offline::stats::summarize;
 
 use super::Context;
-use crate::command::MetaCommand;
-use crate::error::{Error, Result};
-use crate::meta::stats;
-use crate::records::Summaries;
-use crate::storage::KvTree;
 use quiver_core::table::TableRef;
+use quiver_store::command::MetaCommand;
+use quiver_store::error::{Error, Result};
+use quiver_store::meta::stats;
+use quiver_store::records::Summaries;
+use quiver_store::storage::KvTree;
 
 /// Compaction writes files named `compact-…`; their rows were summarized in their sources.
 fn is_compacted(file: &DataFile) -> bool {

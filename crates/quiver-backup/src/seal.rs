@@ -39,7 +39,7 @@ impl std::fmt::Debug for BackupKey {
 impl BackupKey {
     /// A new key's file contents.
     pub fn generate() -> Result<String> {
-        crate::trust::token::random_hex(PREFIX)
+        crate::token::random_hex(PREFIX)
     }
 
     pub fn parse(text: &str) -> Result<BackupKey> {

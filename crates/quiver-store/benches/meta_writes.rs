@@ -2,7 +2,7 @@
 //! second, each followed by compaction's `ReplaceFiles` and `ForgetGarbage`) applied to the
 //! meta state machine on the in-memory engine, timed at checkpoints. A cost that stays flat
 //! means a year of exports leaves meta writes as cheap as on day one.
-//! `cargo bench -p quiver-node --bench meta_writes [-- ROUNDS]` (default 200,000 rounds,
+//! `cargo bench -p quiver-store --bench meta_writes [-- ROUNDS]` (default 200,000 rounds,
 //! about 7 hours of exports from 8 shards).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark stops loudly on a broken setup")]
@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use quiver_core::row::WriteSeq;
 use quiver_core::table::TableRef;
-use quiver_node::command::{MetaCommand, Response};
-use quiver_node::meta::{ExportRange, MetaMachine};
-use quiver_node::storage::{KvEngine, KvTree, MemEngine, WriteBatch};
 use quiver_offline::files::DataFile;
+use quiver_store::command::{MetaCommand, Response};
+use quiver_store::meta::{ExportRange, MetaMachine};
+use quiver_store::storage::{KvEngine, KvTree, MemEngine, WriteBatch};
 
 const SHARDS: u64 = 8;
 const SAMPLE: u64 = 1_000;

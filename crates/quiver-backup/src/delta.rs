@@ -220,7 +220,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::backup::format::ObjectWriter;
+    use crate::format::ObjectWriter;
 
     type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the row codec: every online write stores, and every read decodes, one
-//! `StoredRow` per entity through `quiver_node::codec`. `cargo bench -p quiver-node`.
+//! `StoredRow` per entity through `quiver_store::codec`. `cargo bench -p quiver-store`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark stops loudly on a broken setup")]
 
@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use quiver_core::Value;
 use quiver_core::row::{StoredRow, WriteSeq};
-use quiver_node::codec::{decode, encode};
+use quiver_store::codec::{decode, encode};
 
 /// The benchmark data set's row: 8 float64 and 2 int64 features.
 fn driver_row() -> StoredRow {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::Summaries;
 use crate::records::{ExportRange, NodeInfo};
-use crate::trust::token::TokenHash;
+use crate::token::TokenHash;
 
 /// A log entry's payload. The leader stamps its clock into it, so `apply` never reads a
 /// clock and every replica computes the same state.

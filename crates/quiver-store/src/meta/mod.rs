@@ -12,7 +12,7 @@ mod backups;
 mod catalog;
 mod members;
 mod shards;
-pub(crate) mod stats;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::keyspace;
 pub use crate::records::{ExportRange, NodeInfo};
 use crate::storage::{KvTree, WriteBatch};
-use crate::trust::token::TokenHash;
+use crate::token::TokenHash;
 
 /// How long a committed ingest source (content hash) is remembered: the same content
 /// ingested again within this time adds nothing.
