@@ -20,6 +20,7 @@ use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::{Kind, StateMachine};
 use crate::raft::{NodeId, Raft};
 use crate::shard::Range;
+use crate::shard::machine::ShardMachine;
 use quiver_store::error::{Error, Result};
 use quiver_store::keyspace::{TreePart, tree_group, tree_name};
 use quiver_store::meta::{MetaState, MetaView};
@@ -103,7 +104,7 @@ impl Hosting {
                 }
                 let first_layout = shard.epoch.version == 1;
                 let initial = first_layout.then_some((shard.start, shard.end));
-                let kind = Kind::Shard { range: Arc::new(Range::new(shard.id, None)), initial };
+                let kind = Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(shard.id, None)), initial)));
                 let (group, fresh) = self.open_group(shard.id, kind).await?;
                 // Only a shard's first membership is initialised; replicas added later are
                 // brought in by the shard's leader, and a split's child starts from its seed.

@@ -18,13 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use super::cut::Cuts;
 use super::{NodeId, TypeConfig};
-use crate::shard::leftover::Leftovers;
-use crate::shard::merge;
-use crate::shard::split::{self, SplitAt};
+use crate::shard::machine::{Before, Entry as ShardEntry, ShardMachine};
 use crate::shard::staging::Staging;
-use crate::shard::{self, PendingWrites, Range};
+use crate::shard::{PendingWrites, Range};
 use quiver_store::codec::{decode, encode};
-use quiver_store::command::{Command, Response, ShardCommand};
+use quiver_store::command::{Command, Response};
 use quiver_store::error::{Error, Result};
 use quiver_store::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
 use quiver_store::meta::MetaMachine;
@@ -36,12 +34,7 @@ type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 /// What a group holds: the registry and cluster metadata, or a range of online rows.
 pub enum Kind {
     Meta(Box<MetaMachine>),
-    /// `range` is kept current by the state machine; `initial` is recorded when the tree
-    /// holds no range yet (a shard of the first layout: every replica opens it the same).
-    Shard {
-        range: Arc<Range>,
-        initial: Option<(u64, u64)>,
-    },
+    Shard(Box<ShardMachine>),
 }
 
 /// What a group's state machine shares with the rest of the node.
@@ -66,9 +59,6 @@ pub struct StateMachine {
     membership: Membership,
     applied_time: Arc<AtomicI64>,
     snapshot_count: u64,
-    /// A split's pre-copy, shared with the shard's leader that waits for it.
-    staging: Arc<Staging>,
-    leftovers: Leftovers,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,11 +73,12 @@ impl StateMachine {
         let snapshots = engine.tree(&tree_name(group, TreePart::Snapshot))?;
         let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
         let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
-        if let Kind::Shard { initial: Some(range), .. } = &kind
+        if let Kind::Shard(shard) = &kind
+            && let Some(range) = shard.initial()
             && tree.get(SHARD_RANGE)?.is_none()
         {
             let mut batch = WriteBatch::default();
-            batch.put(SHARD_RANGE, encode(&Some(*range))?);
+            batch.put(SHARD_RANGE, encode(&Some(range))?);
             tree.write(batch)?;
         }
         let cuts = Arc::new(Cuts::open(engine.clone(), group)?);
@@ -101,8 +92,6 @@ impl StateMachine {
             membership,
             applied_time: Arc::default(),
             snapshot_count: 0,
-            staging: Arc::default(),
-            leftovers: Leftovers::default(),
         };
         sm.reload()?;
         Ok(sm)
@@ -126,14 +115,17 @@ impl StateMachine {
     /// A shard's range, kept current by `apply`; `None` for the meta group.
     pub fn range(&self) -> Option<Arc<Range>> {
         match &self.kind {
-            Kind::Shard { range, .. } => Some(range.clone()),
+            Kind::Shard(shard) => Some(shard.range().clone()),
             Kind::Meta(_) => None,
         }
     }
 
     /// A shard's split pre-copy; `None` for the meta group.
     pub fn staging(&self) -> Option<Arc<Staging>> {
-        matches!(self.kind, Kind::Shard { .. }).then(|| self.staging.clone())
+        match &self.kind {
+            Kind::Shard(shard) => Some(shard.staging().clone()),
+            Kind::Meta(_) => None,
+        }
     }
 
     /// The leader time of the newest applied command (0 before any), kept current by `apply`.
@@ -147,10 +139,7 @@ impl StateMachine {
         self.applied_time.store(time, Ordering::Relaxed);
         match &mut self.kind {
             Kind::Meta(meta) => meta.load(self.tree.as_ref())?,
-            Kind::Shard { range, .. } => {
-                range.set(split::stored_range(self.tree.as_ref())?);
-                self.leftovers = Leftovers::load(self.tree.as_ref())?;
-            }
+            Kind::Shard(shard) => shard.load(self.tree.as_ref())?,
         }
         Ok(())
     }
@@ -161,38 +150,18 @@ impl StateMachine {
         let mut responses = Vec::with_capacity(entries.len());
         let mut newest_time = None;
         for entry in entries {
-            if let EntryPayload::Normal(request) = &entry.payload
-                && let Command::Shard(ShardCommand::Split { start, end, at, child }) = request.command
+            if let (EntryPayload::Normal(request), Kind::Shard(shard)) = (&entry.payload, &self.kind)
+                && let Command::Shard(cmd) = &request.command
             {
-                // A split reads the tree: it must hold every entry before it.
-                self.write_applied(std::mem::take(&mut batch), std::mem::take(&mut rows), newest_time.take())?;
-                self.applied = Some(entry.log_id);
-                newest_time = Some(request.leader_time);
-                let Kind::Shard { range, .. } = &self.kind else {
-                    let wrong = quiver_core::Error::Internal("a split sent to the meta group".into());
-                    responses.push(Response::Rejected(wrong));
-                    continue;
-                };
-                let split = SplitAt { start, end, at, child };
-                let staged = self.staging.finish((at, end), child);
-                let (engine, tree, time) = (self.engine.as_ref(), self.tree.as_ref(), request.leader_time);
-                let applied = split::apply(engine, tree, range, &self.membership, time, (&split, staged))?;
-                batch = applied.parent;
-                if let Some(gave) = applied.gave {
-                    self.leftovers.add(gave, &mut batch)?;
+                let before = shard.before(cmd);
+                if before != Before::Nothing {
+                    self.write_applied(std::mem::take(&mut batch), std::mem::take(&mut rows), newest_time.take())?;
                 }
-                responses.push(applied.response);
-                continue;
-            }
-            if let EntryPayload::Normal(request) = &entry.payload
-                && let Command::Shard(ShardCommand::Absorb { .. }) = request.command
-                && !self.leftovers.is_empty()
-            {
-                // Rows the shard gave away go before it takes rows of a neighbour's range.
-                self.write_applied(std::mem::take(&mut batch), std::mem::take(&mut rows), newest_time.take())?;
-                let mut swept = WriteBatch::default();
-                self.leftovers.sweep_all(self.tree.as_ref(), &mut swept)?;
-                self.cuts.write(self.tree.as_ref(), swept)?;
+                if let (Before::Swept, Kind::Shard(shard)) = (before, &mut self.kind) {
+                    let mut swept = WriteBatch::default();
+                    shard.sweep_all(self.tree.as_ref(), &mut swept)?;
+                    self.cuts.write(self.tree.as_ref(), swept)?;
+                }
             }
             self.applied = Some(entry.log_id);
             if let EntryPayload::Normal(request) = &entry.payload {
@@ -208,21 +177,13 @@ impl StateMachine {
                     (Kind::Meta(meta), Command::Meta(cmd)) => {
                         meta.apply(self.tree.as_ref(), cmd, request.leader_time, &mut batch)?
                     }
-                    (
-                        Kind::Shard { range, .. },
-                        Command::Shard(
-                            cmd @ (ShardCommand::Freeze
-                            | ShardCommand::Thaw
-                            | ShardCommand::Absorb { .. }
-                            | ShardCommand::Grow { .. }),
-                        ),
-                    ) => merge::apply(self.tree.as_ref(), &mut rows, range, entry.log_id.index, cmd)?,
-                    (Kind::Shard { range, .. }, Command::Shard(ShardCommand::PrepareSplit { at, child })) => {
-                        prepare_split(&self.engine, &self.tree, &self.staging, range, (*at, *child))
-                    }
-                    (Kind::Shard { range, .. }, Command::Shard(cmd)) => {
-                        let (index, time) = (entry.log_id.index, request.leader_time);
-                        shard::apply(self.tree.as_ref(), &mut rows, range, index, time, cmd)?
+                    (Kind::Shard(shard), Command::Shard(cmd)) => {
+                        let at = ShardEntry {
+                            index: entry.log_id.index,
+                            time: request.leader_time,
+                            membership: &self.membership,
+                        };
+                        shard.apply((&self.engine, &self.tree), at, cmd, &mut batch, &mut rows)?
                     }
                     _ => Response::Rejected(quiver_core::Error::Internal(
                         "command sent to a group of the wrong kind".into(),
@@ -241,11 +202,13 @@ impl StateMachine {
     /// Writes what the entries applied so far changed, with the applied id and membership,
     /// in one batch.
     fn write_applied(&mut self, mut batch: WriteBatch, rows: PendingWrites, newest_time: Option<i64>) -> Result<()> {
-        self.leftovers.step(self.tree.as_ref(), &mut batch)?;
+        if let Kind::Shard(shard) = &mut self.kind {
+            shard.step(self.tree.as_ref(), &mut batch)?;
+        }
         let new_range = rows.flush_into(&mut batch)?;
-        self.staging.note(&batch);
-        if let Kind::Meta(meta) = &self.kind {
-            meta.persist(&mut batch)?;
+        match &self.kind {
+            Kind::Shard(shard) => shard.note(&batch),
+            Kind::Meta(meta) => meta.persist(&mut batch)?,
         }
         batch.put(APPLIED, encode(&self.applied)?);
         batch.put(MEMBERSHIP, encode(&self.membership)?);
@@ -256,8 +219,8 @@ impl StateMachine {
         if let Some(time) = newest_time {
             self.applied_time.store(time, Ordering::Relaxed);
         }
-        if let (Some(bounds), Kind::Shard { range, .. }) = (new_range, &self.kind) {
-            range.set(bounds);
+        if let (Some(bounds), Kind::Shard(shard)) = (new_range, &self.kind) {
+            shard.range().set(bounds);
         }
         Ok(())
     }
@@ -282,32 +245,12 @@ impl StateMachine {
         batch.put(APPLIED, encode(&self.applied)?);
         batch.put(MEMBERSHIP, encode(&self.membership)?);
         self.cuts.abandon()?;
-        self.staging.abandon();
+        if let Kind::Shard(shard) = &self.kind {
+            shard.abandon();
+        }
         self.tree.write(batch)?;
         store_snapshot(self.engine.as_ref(), self.snapshots.as_ref(), &StoredSnapshot { meta: meta.clone(), data })?;
         self.reload()
-    }
-}
-
-/// Starts a split's pre-copy when the shard still holds the range it splits; done already
-/// when it split there.
-fn prepare_split(
-    engine: &Arc<dyn KvEngine>,
-    tree: &Arc<dyn KvTree>,
-    staging: &Staging,
-    owned: &Range,
-    (at, child): (u64, u64),
-) -> Response {
-    match owned.get() {
-        Some((start, end)) if start < at && at <= end => {
-            staging.start(engine.clone(), tree.clone(), (at, end), child);
-            Response::Done
-        }
-        Some((_, end)) if end.checked_add(1) == Some(at) => Response::Done,
-        held => {
-            let why = format!("shard {} holds {held:?}: it cannot split at {at:#x}", owned.shard);
-            Response::Rejected(quiver_core::Error::InvalidArgument(why))
-        }
     }
 }
 

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use super::log_store::LogStore;
 use super::state_machine::{Kind, StateMachine};
 use super::{NodeId, TypeConfig};
+use crate::shard::machine::ShardMachine;
 use crate::shard::split::seed_log_id;
 use crate::shard::staging::Progress;
 use crate::shard::{Range, read_row};
@@ -42,7 +43,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine> for MemBuilder {
 
 /// A shard of the first layout, owning the whole hash space.
 fn shard_kind() -> Kind {
-    Kind::Shard { range: Arc::new(Range::new(7, None)), initial: Some((0, u64::MAX)) }
+    Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(7, None)), Some((0, u64::MAX)))))
 }
 
 fn stores(engine: Arc<dyn KvEngine>) -> (LogStore, StateMachine) {
@@ -148,7 +149,7 @@ async fn a_split_seeds_the_child_from_the_parent_and_replays_harmlessly() {
     assert_eq!(value_of(&parent, kept), Some((20, Value::Float64(-1.0))), "nothing of it applied");
 
     // The child starts where its seed left it: the upper half's rows, applied at the seed.
-    let child_kind = Kind::Shard { range: Arc::new(Range::new(9, None)), initial: None };
+    let child_kind = Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(9, None)), None)));
     let mut child = StateMachine::open(engine.clone(), 9, child_kind).unwrap();
     assert_eq!(child.range().unwrap().get(), Some((at, u64::MAX)));
     assert_eq!(child.applied_state().await.unwrap().0, Some(seed_log_id()));
@@ -257,7 +258,7 @@ async fn rows_given_away_are_swept_later_and_before_a_merge() {
     assert!(given_away(&parent) < left, "a later apply sweeps some");
 
     // The child takes a write, freezes, and the parent absorbs it back at once.
-    let child_kind = Kind::Shard { range: Arc::new(Range::new(child, None)), initial: None };
+    let child_kind = Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(child, None)), None)));
     let mut child_sm = StateMachine::open(engine.clone(), child, child_kind).unwrap();
     let moved = (0..).find(|id| hash_of(*id) >= at).unwrap();
     child_sm.apply(vec![put(1, &[(moved, 30, 3.0)]), entry(2, ShardCommand::Freeze)]).await.unwrap();
@@ -282,7 +283,7 @@ async fn rows_given_away_are_swept_later_and_before_a_merge() {
 async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     let engine: Arc<dyn KvEngine> = Arc::new(MemEngine::default());
     let at = 1 << 63;
-    let kind = |id, range| Kind::Shard { range: Arc::new(Range::new(id, None)), initial: Some(range) };
+    let kind = |id, range| Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(id, None)), Some(range))));
     let mut lower = StateMachine::open(engine.clone(), 1, kind(1, (0, at - 1))).unwrap();
     let mut upper = StateMachine::open(engine.clone(), 2, kind(2, (at, u64::MAX))).unwrap();
     let (low, high): (Vec<i64>, Vec<i64>) = (0..100).partition(|id| hash_of(*id) < at);
@@ -302,7 +303,7 @@ async fn a_merge_absorbs_a_frozen_neighbour_and_replays_harmlessly() {
     assert_eq!(marker, [253, 0, 0, 0, 0, 0, 0, 0, 128, 253, 255, 255, 255, 255, 255, 255, 255, 255], "its range, kept");
     assert_eq!(upper.apply(vec![entry(4, ShardCommand::Freeze)]).await.unwrap()[0], Response::Done, "again: no change");
     // A split's child waiting for its rows owns nothing too, but is not frozen, and cannot be.
-    let waiting = Kind::Shard { range: Arc::new(Range::new(5, None)), initial: None };
+    let waiting = Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(5, None)), None)));
     let mut waiting = StateMachine::open(engine.clone(), 5, waiting).unwrap();
     assert!(!is_frozen(waiting.data().as_ref()).unwrap());
     assert!(matches!(waiting.apply(vec![entry(1, ShardCommand::Freeze)]).await.unwrap()[0], Response::Rejected(_)));
@@ -375,9 +376,12 @@ async fn a_row_applies_once_per_request_through_a_split_and_a_merge() {
     assert!(matches!(parent.apply(vec![write_once(1, &ids, &positions)]).await.unwrap()[0], Response::Written { .. }));
     let split = ShardCommand::Split { start: 0, end: u64::MAX, at, child: 9 };
     assert_eq!(parent.apply(vec![entry(2, split)]).await.unwrap()[0], Response::Done);
-    let mut child =
-        StateMachine::open(engine.clone(), 9, Kind::Shard { range: Arc::new(Range::new(9, None)), initial: None })
-            .unwrap();
+    let mut child = StateMachine::open(
+        engine.clone(),
+        9,
+        Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(9, None)), None))),
+    )
+    .unwrap();
 
     // The part a client sends the child again, with a row the request had not written yet:
     // only that row applies.
@@ -471,7 +475,7 @@ mod lineage {
             let sm = StateMachine::open(
                 engine.clone(),
                 1,
-                Kind::Shard { range: Arc::new(Range::new(1, None)), initial: Some((0, u64::MAX)) },
+                Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(1, None)), Some((0, u64::MAX))))),
             )
             .unwrap();
             Cluster {
@@ -532,7 +536,7 @@ mod lineage {
             };
             let answer = self.shards[i].apply(ShardCommand::Split { start, end, at, child }).await;
             assert_eq!(answer, Response::Done);
-            let kind = Kind::Shard { range: Arc::new(Range::new(child, None)), initial: None };
+            let kind = Kind::Shard(Box::new(ShardMachine::new(Arc::new(Range::new(child, None)), None)));
             let sm = StateMachine::open(self.engine.clone(), child, kind).unwrap();
             self.shards.insert(i + 1, Shard { id: child, sm, next: 0 });
         }

@@ -17,6 +17,7 @@
 
 pub mod export_order;
 pub mod leftover;
+pub mod machine;
 pub mod merge;
 pub mod requests;
 pub mod split;

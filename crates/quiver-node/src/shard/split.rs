@@ -35,7 +35,7 @@ use quiver_store::keyspace::{
 use quiver_store::storage::{KvEngine, KvTree, WriteBatch};
 
 /// Node ids are `u64`, as `raft::NodeId` (which this layer, below Raft, does not name).
-type Membership = StoredMembership<u64, openraft::BasicNode>;
+pub type Membership = StoredMembership<u64, openraft::BasicNode>;
 
 /// Rows written to the child per batch while seeding it.
 const SEED_CHUNK: usize = 10_000;

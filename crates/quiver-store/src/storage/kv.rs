@@ -36,6 +36,11 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Appends `other`'s operations, after this batch's own.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push((key.into(), Some(value.into())));
     }
