@@ -216,9 +216,10 @@ async fn cluster_body(node: &Node) -> Result<String> {
         false => table(&["backup", "location", "finished", "size", "rows", "kind"], &backups),
     };
     Ok(format!(
-        "<p>As seen by node {} (quiver {}).</p><h2>Nodes</h2>{}<h2>Groups on this node</h2>{}<h2>Backups</h2>{}",
+        "<p>As seen by node {} (quiver {}), cluster version {}.</p><h2>Nodes</h2>{}<h2>Groups on this node</h2>{}<h2>Backups</h2>{}",
         status.node_id,
         escape(&status.version),
+        status.cluster_version,
         table(&["node", "address", "state", "replicas", "meta", "version"], &nodes),
         table(&["group", "kind", "leader", "voters", "applied", "committed", "replica lag"], &groups),
         backups
