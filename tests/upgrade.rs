@@ -296,3 +296,42 @@ async fn a_cluster_upgraded_one_node_at_a_time_under_writes_loses_no_acknowledge
         }
     }
 }
+
+/// Sets the cluster version recorded in the meta group of the (stopped) node's data dir.
+fn record_cluster_version(data_dir: &Path, version: u32) {
+    use quiver_store::keyspace::{CLUSTER_VERSION, TreePart, tree_name};
+    use quiver_store::storage::{KvEngine, SledEngine, WriteBatch};
+    let engine = SledEngine::open(&data_dir.join("online")).unwrap();
+    let tree = engine.tree(&tree_name(0, TreePart::State)).unwrap();
+    let mut batch = WriteBatch::default();
+    batch.put(CLUSTER_VERSION, quiver_store::codec::encode(&version).unwrap());
+    tree.write(batch).unwrap();
+    engine.flush().unwrap();
+}
+
+/// A data dir whose cluster a later release finalized is refused at start, naming both
+/// versions; nothing in it changes, and the release that knows the version opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_data_dir_at_a_cluster_version_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let (mut node, client) = quiver_tests::node_with_rides(dir.path(), &[]).await;
+    client
+        .write("rides", "driver_stats", vec![quiver_tests::driver_row(7, quiver_tests::now_micros(), 0.7, 7)])
+        .await
+        .unwrap();
+    assert!(node.terminate().unwrap(), "the node stops cleanly");
+
+    record_cluster_version(&data, 99);
+    node.respawn().unwrap();
+    assert!(!node.wait_for_exit(READY).await.unwrap().success(), "a node of cluster version 2 refuses version 99");
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("cluster version 99") && log.contains("knows versions up to 2"), "{log}");
+
+    // Back at a version it knows, the node opens the data dir with the row it held.
+    record_cluster_version(&data, 2);
+    node.restart().await.unwrap();
+    let client = node.client().await.unwrap();
+    let answer = quiver_tests::read_drivers(&client, [7]).await;
+    assert_eq!(answer.rows[0][0].value, quiver_client::Value::Float64(0.7));
+}

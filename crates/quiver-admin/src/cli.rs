@@ -469,8 +469,8 @@ pub enum NodeCmd {
 #[derive(Subcommand)]
 pub enum ClusterCmd {
     /// Once every node runs the new release (`quiverctl status`), put its cluster version
-    /// in force: members start using what it brings, and nodes of earlier releases can no
-    /// longer join. Refused, naming them, while a node runs an earlier release.
+    /// in force: members start using what it brings, and a node of an earlier release can
+    /// no longer run in the cluster. Refused, naming them, while a node runs an earlier release.
     FinalizeUpgrade,
 }
 

@@ -61,7 +61,8 @@ pub fn mark_cluster(
     match (&identity.cluster, in_metadata) {
         (Some(kept), Some(found)) if *kept != found => {
             return Err(Error::Config(format!(
-                "{} says this node is a member of cluster {kept}, but the metadata in {} is cluster {found}'s:                      the data dir holds another cluster's data",
+                "{} says this node is a member of cluster {kept}, but the metadata in {} is cluster {found}'s: \
+                 the data dir holds another cluster's data",
                 path(data_dir).display(),
                 data_dir.display()
             )));

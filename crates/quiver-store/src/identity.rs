@@ -1,10 +1,7 @@
-//! Who this node is. The id is written to `<data-dir>/identity.toml` on the first start and
-//! read back on every later one, so a restart keeps its id whatever the flags say. A node
-//! started with `--join` asks the cluster for an id (the metadata leader hands out ids that
-//! are never reused) and remembers that it joined, so it never initialises a cluster. Once
-//! the node knows its cluster's id it is kept here too: a member of another cluster is then
-//! refused (`trust::member::ClusterMark`), and a data dir whose metadata names another cluster
-//! does not start.
+//! Who a node is: `<data-dir>/identity.toml`, written on the first start and read back on
+//! every later one, so a restart keeps its id whatever the flags say. It says whether the
+//! node joined a running cluster (then it never initialises one), and, once known, its
+//! cluster's id. How a node comes by them is `quiver-node`'s `identity`.
 
 use std::path::{Path, PathBuf};
 

@@ -10,11 +10,10 @@ pub fn status_table(s: &ClusterStatus) -> String {
     if let Some(version) = s.cluster_version {
         out += &format!(", cluster version {version}");
     }
-    match (s.oldest_release(), s.newest_release()) {
-        (Some(oldest), Some(newest)) if oldest != newest => {
-            out += &format!("; nodes run {oldest} to {newest}: an upgrade under way")
-        }
-        _ => {}
+    if let (Some(oldest), Some(newest)) = (s.oldest_release(), s.newest_release())
+        && oldest != newest
+    {
+        out += &format!("; nodes run {oldest} to {newest}: an upgrade under way");
     }
     out += "\n\n";
     let nodes: Vec<Vec<String>> = s
