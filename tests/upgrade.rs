@@ -112,8 +112,17 @@ async fn a_data_dir_of_8630d32_opens_and_answers_as_before() {
     assert_eq!(status.cluster_version, Some(1), "an upgraded cluster is not finalized by itself");
     let refused = ctl_result(&endpoint, &reader, "rides", &["cluster", "finalize-upgrade"]);
     assert!(!refused.success && refused.stderr.contains("ermission"), "a viewer may not: {}", refused.stderr);
+    let push =
+        ["--token", &admin, "--project", "rides", "push", "--feature-set", "driver_stats", "--format", "csv", "-"];
+    let pushed = |id: u64, rate: f64| {
+        let row = format!("driver_id,event_timestamp,conv_rate\n{id},{},{rate}\n", quiver_tests::now_micros());
+        let out = quiverctl(&endpoint, &push, Some(&row));
+        assert!(out.success, "{}", out.stderr);
+    };
+    pushed(2001, 0.123456);
     assert!(ctl(&endpoint, &admin, "rides", &["cluster", "finalize-upgrade"]).contains("cluster version 2 in force"));
     assert_eq!(client.status().await.unwrap().cluster_version, Some(2));
+    pushed(2002, 0.654321);
 
     // Every audit entry of before is still there, in the same order.
     let audit = |text: &str| -> Vec<(i64, String, String)> {
@@ -129,6 +138,37 @@ async fn a_data_dir_of_8630d32_opens_and_answers_as_before() {
     let new = audit(&ctl(&endpoint, &admin, "rides", &["audit", "--format", "json"]));
     assert!(!old.is_empty());
     assert_eq!(new[..old.len()], old[..], "the audit log before the upgrade, unchanged");
+
+    // Rows written before the finalize are stored bare, as the previous release reads them;
+    // after it, in their envelope; both read back.
+    let rates = ["get", "--features", "driver_stats:conv_rate", "--format", "json"];
+    let read = json_lines(&ctl(&endpoint, &admin, "rides", &[&rates[..], &["--entity", "driver_id=2001"]].concat()));
+    assert!(read[0].to_string().contains("0.123456"), "{read:?}");
+    assert!(node.terminate().unwrap(), "the node stops cleanly");
+    let forms = row_forms(&dir.path().join("node"));
+    assert_eq!(forms.get(&0.123456f64.to_bits()), Some(&0), "a row written before the finalize is bare: {forms:?}");
+    assert_eq!(forms.get(&0.654321f64.to_bits()), Some(&1), "after it, in format 1: {forms:?}");
+}
+
+/// The stored format of each row of the (stopped) node's data dir, by its first float value.
+fn row_forms(data_dir: &Path) -> std::collections::BTreeMap<u64, u8> {
+    use quiver_store::storage::{KvEngine, SledEngine};
+    let engine = SledEngine::open(&data_dir.join("online")).unwrap();
+    let mut forms = std::collections::BTreeMap::new();
+    for name in engine.tree_names().unwrap().iter().filter(|n| n.ends_with("-state")) {
+        for kv in engine.tree(name).unwrap().scan_prefix(&[quiver_store::keyspace::ROW]) {
+            let (_, value) = kv.unwrap();
+            let row: quiver_core::row::StoredRow = quiver_store::codec::load(&value).unwrap();
+            let float = row.values.iter().find_map(|v| match v {
+                quiver_core::value::Value::Float64(f) => Some(f.to_bits()),
+                _ => None,
+            });
+            if let Some(bits) = float {
+                forms.insert(bits, quiver_store::codec::format_of(&value).unwrap().0);
+            }
+        }
+    }
+    forms
 }
 
 /// The release before cluster versions, which the rolling upgrade starts from.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use quiver_offline::store::S3Settings;
 
 use super::{catalog, format};
-use crate::codec::decode;
+use crate::codec::load;
 use crate::error::Result;
 use crate::keyspace::{BACKUP_UNDER_WAY, backup_pins};
 use crate::meta::BACKUP_UNDER_WAY_MAX_MICROS as UNDER_WAY_MAX_MICROS;
@@ -38,7 +38,7 @@ impl<'a> Holders<'a> {
         let mut under_way = HashMap::new();
         for kv in meta.scan_prefix(&[BACKUP_UNDER_WAY]) {
             let (key, value) = kv?;
-            let began: i64 = decode(&value)?;
+            let began: i64 = load(&value)?;
             if began >= now.saturating_sub(UNDER_WAY_MAX_MICROS) {
                 under_way.insert(String::from_utf8_lossy(&key[1..]).into_owned(), began);
             }
@@ -60,7 +60,7 @@ impl<'a> Holders<'a> {
         let pins: Vec<_> = self.meta.scan_prefix(&prefix).collect::<Result<_>>()?;
         for (key, value) in pins {
             let backup = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            let location: String = decode(&value)?;
+            let location: String = load(&value)?;
             let key = (location.clone(), backup.clone());
             let exists = match self.exists.get(&key) {
                 Some(exists) => *exists,

@@ -24,7 +24,7 @@ use super::catalog;
 use super::delta::State;
 use super::format::{Catalog, GroupCut, Object, ObjectReader, ObjectWriter, Place};
 use super::seal::BackupKey;
-use crate::codec::{decode, encode};
+use crate::codec::{load, store};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
@@ -147,7 +147,7 @@ async fn write_data_dir(
     let mut state = None;
     let mut rewrite_meta = |key: &[u8], value: Vec<u8>| -> Result<Vec<u8>> {
         if key == META_FORMAT {
-            let layout: u32 = decode(&value)?;
+            let layout: u32 = load(&value)?;
             if layout != STATE_FORMAT {
                 return Err(Error::Backup(format!(
                     "the backup's metadata is in layout {layout}, but this build reads layout {STATE_FORMAT}: \
@@ -158,9 +158,9 @@ async fn write_data_dir(
         if key != META_STATE {
             return Ok(value);
         }
-        let mut restored: MetaState = decode(&value)?;
+        let mut restored: MetaState = load(&value)?;
         for_new_cluster(&mut restored, &members);
-        let bytes = encode(&restored)?;
+        let bytes = store(&restored)?;
         state = Some(restored);
         Ok(bytes)
     };
@@ -170,7 +170,7 @@ async fn write_data_dir(
     let state = state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?;
     let mut named = WriteBatch::default();
     let cluster = restored_cluster_id(catalog, &members);
-    named.put(CLUSTER_ID, encode(&cluster)?);
+    named.put(CLUSTER_ID, store(&cluster)?);
     engine.tree(&tree_name(META_GROUP, TreePart::State))?.write(named)?;
     let mut groups = vec![META_GROUP];
     let mut held = Vec::new();
@@ -259,13 +259,13 @@ async fn restore_group(
     }
     let mut batch = WriteBatch::default();
     let membership = Membership::from(voters.clone());
-    batch.put(MEMBERSHIP, encode(&StoredMembership::new(Some(applied), membership))?);
+    batch.put(MEMBERSHIP, store(&StoredMembership::new(Some(applied), membership))?);
     state.write(batch)?;
     // The log starts after the cut; the vote is in the cut's term, so the next election
     // starts a later one.
     let mut log = WriteBatch::default();
-    log.put(LOG_PURGED, encode(&applied)?);
-    log.put(LOG_VOTE, encode(&Vote::new(applied.leader_id.term, me))?);
+    log.put(LOG_PURGED, store(&applied)?);
+    log.put(LOG_VOTE, store(&Vote::new(applied.leader_id.term, me))?);
     engine.tree(&tree_name(group, TreePart::Log))?.write(log)?;
     report.objects_done += 1;
     report.bytes += cut.objects().iter().map(|o| o.bytes).sum::<u64>();

@@ -24,6 +24,8 @@ pub(crate) mod raft;
 pub(crate) mod server;
 pub(crate) mod serving_log;
 pub(crate) mod shard;
+#[cfg(test)]
+mod stored_forms;
 pub(crate) mod streaming;
 pub(crate) mod tls;
 pub(crate) mod transfer;

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use quiver_core::Value;
 use quiver_core::row::{StoredRow, WriteSeq};
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store_at};
 
 /// The benchmark data set's row: 8 float64 and 2 int64 features.
 fn driver_row() -> StoredRow {
@@ -43,9 +43,12 @@ fn row_codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("stored_row");
     group.throughput(Throughput::Elements(1));
     for (name, row) in [("10_numeric", driver_row()), ("mixed", mixed_row())] {
-        let bytes = encode(&row).expect("a stored row encodes");
-        group.bench_function(format!("encode/{name}"), |b| b.iter(|| encode(black_box(&row))));
-        group.bench_function(format!("decode/{name}"), |b| b.iter(|| decode::<StoredRow>(black_box(&bytes))));
+        // Bare (before cluster version 2) and in its envelope (from it).
+        for version in [1, 2] {
+            let bytes = store_at(&row, version).expect("a stored row encodes");
+            group.bench_function(format!("store/{name}/v{version}"), |b| b.iter(|| store_at(black_box(&row), version)));
+            group.bench_function(format!("load/{name}/v{version}"), |b| b.iter(|| load::<StoredRow>(black_box(&bytes))));
+        }
     }
     group.finish();
 }

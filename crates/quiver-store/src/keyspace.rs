@@ -1,6 +1,7 @@
 //! Every key a node writes, in one place. Each Raft group `G` owns three trees of the engine
 //! (four while a backup reads it); a key space is a one-byte prefix within a tree, so spaces
-//! never overlap and each scans in order by itself.
+//! never overlap and each scans in order by itself. Every value is a record, which says its
+//! format once the cluster version is 2 (`codec::store`).
 //!
 //! `group-G-log` (the Raft log, `raft::log_store`):
 //! - `e | index`                        a log entry (big-endian index: scans run in log order)
@@ -23,7 +24,8 @@
 //!
 //! then, in the meta group:
 //! - `0x01 meta-state`                  the in-memory `MetaState`, as one value
-//! - `0x01 meta-format`                 the layout version that value was written in
+//! - `0x01 meta-format`                 the layout version that value was written in (what a
+//!   bare state is read by; in its envelope the state names its layout itself)
 //! - `0x01 cluster-id`                  the cluster's id: set once (`SetClusterId`), new for a
 //!   cluster restored from a backup; in backups' catalogs and export file names
 //! - `0x01 cluster-version`             the cluster version in force (`upgrade`); absent: 1,

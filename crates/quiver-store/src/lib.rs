@@ -9,10 +9,15 @@ pub mod codec;
 pub mod command;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "golden"))]
+#[allow(clippy::unwrap_used)] // a test helper: failing is its job
+pub mod golden;
 pub mod identity;
 pub mod keyspace;
 pub mod meta;
 pub mod records;
 pub mod release;
 pub mod storage;
+#[cfg(test)]
+mod stored_forms;
 pub mod token;

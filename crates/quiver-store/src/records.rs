@@ -12,6 +12,8 @@ pub struct Summaries {
     pub columns: Vec<(String, FeatureSummary)>,
 }
 
+impl crate::codec::Record for Summaries {}
+
 /// A range of a shard's export queue, committed with the files written from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRange {

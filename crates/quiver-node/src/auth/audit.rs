@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::write_tally::WriteTally;
 use crate::proposer::Proposer;
-use quiver_store::codec::decode;
+use quiver_store::codec::load;
 use quiver_store::command::MetaCommand;
 use quiver_store::error::{Error, Result};
 use quiver_store::keyspace;
@@ -116,7 +116,7 @@ pub fn read(tree: &dyn KvTree, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
     let end = keyspace::audit_from(i64::MAX);
     let mut legacy = std::collections::VecDeque::new();
     for kv in tree.scan((std::ops::Bound::Included(start), std::ops::Bound::Included(end))) {
-        let entry: AuditEntry = decode(&kv?.1)?;
+        let entry: AuditEntry = load(&kv?.1)?;
         if query.matches(&entry) {
             if legacy.len() == query.limit() {
                 legacy.pop_front();

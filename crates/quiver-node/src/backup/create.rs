@@ -43,7 +43,7 @@ use crate::meta_reader::MetaReader;
 use crate::proposer::Proposer;
 use crate::raft::network::PeerPool;
 use quiver_core::time::now_micros;
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{decode, encode, load};
 use quiver_store::command::MetaCommand;
 use quiver_store::error::{Error, Result};
 use quiver_store::keyspace::{META_STATE, ROW, SHARD_RANGE};
@@ -204,7 +204,7 @@ impl Backups {
         let (meta_cut, state) =
             write_cut(place, &path, meta_header, meta_stream, META_STATE, earlier, &mut report).await?;
         report.progress.objects_done += 1;
-        let state: MetaState = decode(&state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?)?;
+        let state: MetaState = load(&state.ok_or_else(|| Error::Backup("the meta cut holds no meta state".into()))?)?;
         check_ranges(&state, &ranges)?;
 
         let offline = self.offline_files(&state, place, &id, copy, parent.as_ref(), &mut report).await?;
@@ -493,7 +493,7 @@ async fn write_changes(writer: &mut ObjectWriter, changes: Vec<Change>, report: 
 fn check_ranges(state: &MetaState, ranges: &[(u64, Option<Vec<u8>>)]) -> Result<()> {
     for (group, stored) in ranges {
         let Some(stored) = stored else { continue };
-        let range: Option<(u64, u64)> = decode(stored)?;
+        let range: Option<(u64, u64)> = load(stored)?;
         let shard = state.shard_map.shard(*group)?;
         if range.is_some_and(|r| r != (shard.start, shard.end)) {
             return Err(Error::Backup(format!(

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::{LogId, StoredMembership};
 
 use super::NodeId;
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store};
 use quiver_store::error::{Error, Result};
 use quiver_store::keyspace::{APPLIED, MEMBERSHIP, TreePart, tree_name};
 use quiver_store::storage::{KvEngine, KvPair, KvTree, WriteBatch};
@@ -64,7 +64,7 @@ impl Cuts {
                 if passed || !seen.insert(key) || open.saved.get(key)?.is_some() {
                     continue;
                 }
-                saved.put(key, encode(&tree.get(key)?)?);
+                saved.put(key, store(&tree.get(key)?)?);
             }
             open.saved.write(saved)?;
         }
@@ -96,8 +96,8 @@ impl Cuts {
         let name = tree_name(self.group, TreePart::Cut);
         self.engine.drop_tree(&name)?;
         let saved = self.engine.tree(&name)?;
-        let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
-        let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        let applied = tree.get(APPLIED)?.map(|b| load::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
+        let membership = tree.get(MEMBERSHIP)?.map(|b| load(&b)).transpose()?.unwrap_or_default();
         let number = self.cuts_begun.fetch_add(1, Ordering::Relaxed);
         *open = Some(Open { number, saved, read_to: None });
         Ok(Cut { cuts: self.clone(), tree, number, applied, membership, done: false })
@@ -141,7 +141,7 @@ impl Cut {
         let mut chunk: BTreeMap<Vec<u8>, Option<Vec<u8>>> = live.into_iter().map(|(k, v)| (k, Some(v))).collect();
         for kv in open.saved.scan((from, to.clone())) {
             let (key, value) = kv?;
-            chunk.insert(key, decode(&value)?);
+            chunk.insert(key, load(&value)?);
         }
         match to {
             Bound::Included(key) => open.read_to = Some(key),

@@ -10,7 +10,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
 
 use super::{NodeId, TypeConfig};
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{Record, load, store};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{LOG_COMMITTED as COMMITTED, LOG_ENTRY as ENTRY, LOG_PURGED as PURGED, LOG_VOTE as VOTE};
 use quiver_store::keyspace::{TreePart, log_entry as entry_key, tree_name};
@@ -36,8 +36,8 @@ impl LogStore {
         Ok(!seeded && self.tree.get(VOTE)?.is_none() && self.tree.scan_prefix(&[ENTRY]).next().is_none())
     }
 
-    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        self.tree.get(key)?.map(|bytes| decode(&bytes)).transpose()
+    fn get<T: Record>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.tree.get(key)?.map(|bytes| load(&bytes)).transpose()
     }
 
     async fn flush(&self) -> Result<()> {
@@ -49,7 +49,7 @@ impl LogStore {
 
     fn last_entry(&self) -> Result<Option<Entry<TypeConfig>>> {
         let last = self.tree.scan((Bound::Included(entry_key(0)), Bound::Included(entry_key(u64::MAX)))).next_back();
-        last.transpose()?.map(|(_, v)| decode(&v)).transpose()
+        last.transpose()?.map(|(_, v)| load(&v)).transpose()
     }
 
     /// Deletes entries in `range` of indexes and writes `extra` in the same batch.
@@ -88,7 +88,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Bound::Excluded(entry_key(*i)),
             Bound::Unbounded => Bound::Included(entry_key(u64::MAX)),
         };
-        self.tree.scan((start, end)).map(|kv| kv.and_then(|(_, v)| decode(&v))).collect::<Result<_>>().map_err(read_err)
+        self.tree.scan((start, end)).map(|kv| kv.and_then(|(_, v)| load(&v))).collect::<Result<_>>().map_err(read_err)
     }
 }
 
@@ -108,7 +108,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
         let write = || -> Result<()> {
             let mut batch = WriteBatch::default();
-            batch.put(VOTE, encode(vote)?);
+            batch.put(VOTE, store(vote)?);
             self.tree.write(batch)
         };
         write().map_err(|e| StorageIOError::write_vote(&e))?;
@@ -121,7 +121,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         let mut batch = WriteBatch::default();
-        batch.put(COMMITTED, encode(&committed).map_err(write_err)?);
+        batch.put(COMMITTED, store(&committed).map_err(write_err)?);
         // Not flushed: after a crash the committed id is recovered from a quorum anyway.
         self.tree.write(batch).map_err(write_err)
     }
@@ -137,7 +137,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         for entry in entries {
-            batch.put(entry_key(entry.log_id.index), encode(&entry).map_err(write_err)?);
+            batch.put(entry_key(entry.log_id.index), store(&entry).map_err(write_err)?);
         }
         self.tree.write(batch).map_err(write_err)?;
         let flushed = self.flush().await;
@@ -154,7 +154,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         // The purge mark and the deletion go together, so a crash never leaves a hole
         // between the last purged id and the first entry.
-        let mark = encode(&log_id).map_err(write_err)?;
+        let mark = store(&log_id).map_err(write_err)?;
         self.delete_entries(0, log_id.index, Some((PURGED, mark))).map_err(write_err)
     }
 }

@@ -21,7 +21,7 @@ use super::{NodeId, TypeConfig};
 use crate::shard::machine::{Before, Entry as ShardEntry, ShardMachine};
 use crate::shard::staging::Staging;
 use crate::shard::{PendingWrites, Range};
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{Record, decode, encode, load, store};
 use quiver_store::command::{Command, Response};
 use quiver_store::error::{Error, Result};
 use quiver_store::keyspace::{APPLIED, APPLIED_TIME, MEMBERSHIP, SHARD_RANGE, SNAPSHOT_CURRENT, TreePart, tree_name};
@@ -61,24 +61,26 @@ pub struct StateMachine {
     snapshot_count: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
-    data: Vec<u8>,
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    pub(crate) data: Vec<u8>,
 }
+
+impl Record for StoredSnapshot {}
 
 impl StateMachine {
     pub fn open(engine: Arc<dyn KvEngine>, group: u64, kind: Kind) -> Result<StateMachine> {
         let tree = engine.tree(&tree_name(group, TreePart::State))?;
         let snapshots = engine.tree(&tree_name(group, TreePart::Snapshot))?;
-        let applied = tree.get(APPLIED)?.map(|b| decode::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
-        let membership = tree.get(MEMBERSHIP)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        let applied = tree.get(APPLIED)?.map(|b| load::<Option<LogId<NodeId>>>(&b)).transpose()?.flatten();
+        let membership = tree.get(MEMBERSHIP)?.map(|b| load(&b)).transpose()?.unwrap_or_default();
         if let Kind::Shard(shard) = &kind
             && let Some(range) = shard.initial()
             && tree.get(SHARD_RANGE)?.is_none()
         {
             let mut batch = WriteBatch::default();
-            batch.put(SHARD_RANGE, encode(&Some(range))?);
+            batch.put(SHARD_RANGE, store(&Some(range))?);
             tree.write(batch)?;
         }
         let cuts = Arc::new(Cuts::open(engine.clone(), group)?);
@@ -135,7 +137,7 @@ impl StateMachine {
 
     /// Refreshes in-memory views after the tree changed wholesale (open, snapshot install).
     fn reload(&mut self) -> Result<()> {
-        let time = self.tree.get(APPLIED_TIME)?.map(|b| decode::<i64>(&b)).transpose()?.unwrap_or(0);
+        let time = self.tree.get(APPLIED_TIME)?.map(|b| load::<i64>(&b)).transpose()?.unwrap_or(0);
         self.applied_time.store(time, Ordering::Relaxed);
         match &mut self.kind {
             Kind::Meta(meta) => meta.load(self.tree.as_ref())?,
@@ -210,10 +212,10 @@ impl StateMachine {
             Kind::Shard(shard) => shard.note(&batch),
             Kind::Meta(meta) => meta.persist(&mut batch)?,
         }
-        batch.put(APPLIED, encode(&self.applied)?);
-        batch.put(MEMBERSHIP, encode(&self.membership)?);
+        batch.put(APPLIED, store(&self.applied)?);
+        batch.put(MEMBERSHIP, store(&self.membership)?);
         if let Some(time) = newest_time {
-            batch.put(APPLIED_TIME, encode(&time)?);
+            batch.put(APPLIED_TIME, store(&time)?);
         }
         self.cuts.write(self.tree.as_ref(), batch)?;
         if let Some(time) = newest_time {
@@ -242,8 +244,8 @@ impl StateMachine {
         }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        batch.put(APPLIED, encode(&self.applied)?);
-        batch.put(MEMBERSHIP, encode(&self.membership)?);
+        batch.put(APPLIED, store(&self.applied)?);
+        batch.put(MEMBERSHIP, store(&self.membership)?);
         self.cuts.abandon()?;
         if let Kind::Shard(shard) = &self.kind {
             shard.abandon();
@@ -256,7 +258,7 @@ impl StateMachine {
 
 fn store_snapshot(engine: &dyn KvEngine, snapshots: &dyn KvTree, snapshot: &StoredSnapshot) -> Result<()> {
     let mut batch = WriteBatch::default();
-    batch.put(SNAPSHOT_CURRENT, encode(snapshot)?);
+    batch.put(SNAPSHOT_CURRENT, store(snapshot)?);
     snapshots.write(batch)?;
     // Logs up to the snapshot may be purged next: the snapshot must be durable first.
     engine.flush()
@@ -334,7 +336,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored: Option<StoredSnapshot> = self
             .snapshots
             .get(SNAPSHOT_CURRENT)
-            .and_then(|b| b.map(|b| decode(&b)).transpose())
+            .and_then(|b| b.map(|b| load(&b)).transpose())
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }

@@ -18,7 +18,7 @@ use std::ops::Bound;
 use quiver_core::row::WriteSeq;
 use serde::{Deserialize, Serialize};
 
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{self, EXPORT_WAITS, QUEUE};
 use quiver_store::storage::KvTree;
@@ -31,13 +31,15 @@ pub struct ExportWait {
     pub from: WriteSeq,
 }
 
+impl quiver_store::codec::Record for ExportWait {}
+
 /// The waits stored in a shard's state tree (none before any split or merge).
 pub fn waits(tree: &dyn KvTree) -> Result<Vec<ExportWait>> {
-    Ok(tree.get(EXPORT_WAITS)?.map(|b| decode(&b)).transpose()?.unwrap_or_default())
+    Ok(tree.get(EXPORT_WAITS)?.map(|b| load(&b)).transpose()?.unwrap_or_default())
 }
 
 pub fn encode_waits(waits: &[ExportWait]) -> Result<Vec<u8>> {
-    encode(&waits)
+    store(&waits.to_vec())
 }
 
 /// The newest row in a shard's export queue, if any.
@@ -90,7 +92,7 @@ mod tests {
         let waits = vec![ExportWait { shard: 3, through: seq(300, 2), from: seq(0, 0) }];
         let bytes = encode_waits(&waits).unwrap();
         assert_eq!(bytes, [1, 3, 251, 44, 1, 2, 0, 0], "a changed encoding needs a migration");
-        assert_eq!(decode::<Vec<ExportWait>>(&bytes).unwrap(), waits);
+        assert_eq!(load::<Vec<ExportWait>>(&bytes).unwrap(), waits);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::ops::Bound;
 
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{self, LEFTOVER, ROW};
 use quiver_store::storage::{KvTree, WriteBatch};
@@ -29,7 +29,7 @@ pub struct Leftovers {
 impl Leftovers {
     /// The ranges stored in `tree`; the sweep starts from the first row.
     pub fn load(tree: &dyn KvTree) -> Result<Leftovers> {
-        let ranges = tree.get(LEFTOVER)?.map(|b| decode(&b)).transpose()?.unwrap_or_default();
+        let ranges = tree.get(LEFTOVER)?.map(|b| load(&b)).transpose()?.unwrap_or_default();
         Ok(Leftovers { ranges, after: None })
     }
 
@@ -40,7 +40,7 @@ impl Leftovers {
     /// Adds the range a split gave away, stored by `batch`.
     pub fn add(&mut self, range: (u64, u64), batch: &mut WriteBatch) -> Result<()> {
         self.ranges.push(range);
-        batch.put(LEFTOVER, encode(&self.ranges)?);
+        batch.put(LEFTOVER, store(&self.ranges)?);
         Ok(())
     }
 

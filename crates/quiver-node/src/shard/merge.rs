@@ -19,7 +19,7 @@ use quiver_core::row::WriteSeq;
 
 use super::export_order::{self, ExportWait};
 use super::{PendingWrites, Range, covered};
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store};
 use quiver_store::command::{Response, ShardCommand};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{self, EXPORT_WAITS, FROZEN, REQUEST, REQUEST_EXPIRY, ROW};
@@ -71,13 +71,13 @@ pub fn apply(
                 return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(why)));
             };
             cache.range = Some(None);
-            cache.other.put(FROZEN, encode(&held)?);
+            cache.other.put(FROZEN, store(&held)?);
             Ok(Response::Done)
         }
         ShardCommand::Thaw => {
             let held = match cache.other.pending(FROZEN) {
-                Some(pending) => pending.map(decode::<(u64, u64)>).transpose()?,
-                None => tree.get(FROZEN)?.map(|b| decode::<(u64, u64)>(&b)).transpose()?,
+                Some(pending) => pending.map(load::<(u64, u64)>).transpose()?,
+                None => tree.get(FROZEN)?.map(|b| load::<(u64, u64)>(&b)).transpose()?,
             };
             if let Some(held) = held {
                 cache.range = Some(Some(held));
@@ -91,7 +91,7 @@ pub fn apply(
                     Some(&ROW) => {
                         let hash = keyspace::row_hash(key);
                         if hash.is_some_and(|h| !covered(bounds, h)) && !cache.rows.contains_key(key) {
-                            cache.rows.insert(key.clone(), decode(value)?);
+                            cache.rows.insert(key.clone(), load(value)?);
                         }
                     }
                     Some(&REQUEST) => super::join_request(tree, cache, key, value)?,
@@ -100,9 +100,9 @@ pub fn apply(
                         // The absorbed waits hold back this shard's rows queued from here on.
                         let from = WriteSeq { log_index, pos: 0 };
                         let more: Vec<ExportWait> =
-                            decode::<Vec<ExportWait>>(value)?.into_iter().map(|w| ExportWait { from, ..w }).collect();
+                            load::<Vec<ExportWait>>(value)?.into_iter().map(|w| ExportWait { from, ..w }).collect();
                         let mine: Vec<ExportWait> = match cache.other.pending(EXPORT_WAITS) {
-                            Some(pending) => pending.map(decode).transpose()?.unwrap_or_default(),
+                            Some(pending) => pending.map(load).transpose()?.unwrap_or_default(),
                             None => export_order::waits(tree)?,
                         };
                         let all = export_order::add(owned.shard, mine, &more);

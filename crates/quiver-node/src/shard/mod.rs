@@ -31,7 +31,7 @@ use quiver_core::row::{MAX_ROWS_PER_WRITE, StoredRow, WriteSeq, supersedes};
 use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store};
 use quiver_store::command::{Once, Response, ShardCommand, ShardRow};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{self, QUEUE, REQUEST_EXPIRY};
@@ -100,6 +100,8 @@ pub struct QueuedRow {
     pub row: ShardRow,
 }
 
+impl quiver_store::codec::Record for QueuedRow {}
+
 /// The oldest queued rows, in whole entries: `limit` rows, or more to finish the entry the
 /// last of them came in. So an export mark always ends an entry, and a writer waiting for
 /// its entry's rows (`Client::wait_for_export`) can compare log indexes alone.
@@ -112,13 +114,13 @@ pub fn read_queue(tree: &dyn KvTree, limit: usize) -> Result<Vec<(WriteSeq, Queu
         if rows.len() >= limit && rows.last().is_none_or(|(last, _)| last.log_index != seq.log_index) {
             break;
         }
-        rows.push((seq, decode(&v)?));
+        rows.push((seq, load(&v)?));
     }
     Ok(rows)
 }
 
 pub fn read_row(tree: &dyn KvTree, table: &TableRef, entity_key: &[u8]) -> Result<Option<StoredRow>> {
-    tree.get(&keyspace::row(table, entity_key))?.map(|b| decode(&b)).transpose()
+    tree.get(&keyspace::row(table, entity_key))?.map(|b| load(&b)).transpose()
 }
 
 /// Writes of one `apply` call, which the tree does not hold yet: later entries of the
@@ -140,7 +142,7 @@ impl PendingWrites {
         if let Some(row) = self.rows.get(key) {
             return Ok(Some(row.event_ts));
         }
-        let stored: Option<StoredRow> = tree.get(key)?.map(|b| decode(&b)).transpose()?;
+        let stored: Option<StoredRow> = tree.get(key)?.map(|b| load(&b)).transpose()?;
         Ok(stored.map(|row| row.event_ts))
     }
 
@@ -152,10 +154,10 @@ impl PendingWrites {
     /// Adds the call's writes to `batch`; returns the range to publish once it is written.
     pub fn flush_into(self, batch: &mut WriteBatch) -> Result<Option<Option<(u64, u64)>>> {
         if let Some(range) = self.range {
-            batch.put(keyspace::SHARD_RANGE, encode(&range)?);
+            batch.put(keyspace::SHARD_RANGE, store(&range)?);
         }
         for (key, row) in self.rows {
-            batch.put(key, encode(&row)?);
+            batch.put(key, store(&row)?);
         }
         for (key, value) in self.other.into_ops() {
             match value {
@@ -229,7 +231,7 @@ pub fn apply(
         let key = keyspace::row(table, &row.key);
         let seq = WriteSeq { log_index, pos: pos as u32 };
         if export {
-            cache.other.put(keyspace::queue(seq), encode(&QueuedRow { table: table.clone(), row: row.clone() })?);
+            cache.other.put(keyspace::queue(seq), store(&QueuedRow { table: table.clone(), row: row.clone() })?);
         }
         if cache.event_ts(tree, &key)?.is_none_or(|old| supersedes(row.event_ts, old)) {
             let stored = StoredRow { event_ts: row.event_ts, seq, written_at: leader_time, values: row.values.clone() };

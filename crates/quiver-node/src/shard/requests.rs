@@ -5,28 +5,32 @@
 //! shards' records, so a part retried after either (grouped by a newer shard map, with other
 //! rows beside it) applies only the rows no shard applied before.
 //!
-//! Stored at `keyspace::request(id)`: `0xFF` then the record (`RequestRecord`). Versions
-//! before it stored the first time as 8 big-endian bytes under `id ++ shard`, for a whole
-//! part: read as "every position applied" until it expires.
+//! Stored at `keyspace::request(id)` as a record (`codec::store`) in format 1. Before cluster
+//! version 2 it was bare: `0xFF` then `Bare` or, in versions before that, the first time as
+//! 8 big-endian bytes under `id ++ shard`, for a whole part: read as "every position
+//! applied" until it expires.
 
 use serde::{Deserialize, Serialize};
 
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{self, Record, VERSIONED_RECORDS, decode, encode};
 use quiver_store::error::{Error, Result};
 
-/// The first byte of a stored record (the legacy form starts with a time's high byte, 0).
-const RECORD_V1: u8 = 0xFF;
+/// The first byte of a bare record (the legacy form starts with a time's high byte, 0).
+const BARE_V1: u8 = 0xFF;
 
 /// When an id was first seen here, and the positions of its rows applied here.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub at: i64,
     /// A bitmap by position; `None` for a legacy record: every position.
     applied: Option<Vec<u8>>,
 }
 
+impl Record for RequestRecord {}
+
+/// A bare record's layout after `BARE_V1`.
 #[derive(Serialize, Deserialize)]
-struct Stored {
+struct Bare {
     at: i64,
     applied: Vec<u8>,
 }
@@ -37,10 +41,17 @@ impl RequestRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<RequestRecord> {
+        match codec::format_of(bytes)? {
+            (0, _) => Self::decode_bare(bytes),
+            _ => codec::load(bytes),
+        }
+    }
+
+    fn decode_bare(bytes: &[u8]) -> Result<RequestRecord> {
         match bytes.split_first() {
-            Some((&RECORD_V1, rest)) => {
-                let stored: Stored = decode(rest)?;
-                Ok(RequestRecord { at: stored.at, applied: Some(stored.applied) })
+            Some((&BARE_V1, rest)) => {
+                let bare: Bare = decode(rest)?;
+                Ok(RequestRecord { at: bare.at, applied: Some(bare.applied) })
             }
             _ => {
                 let legacy = <[u8; 8]>::try_from(bytes)
@@ -51,10 +62,18 @@ impl RequestRecord {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
+        self.encode_at(codec::cluster_version())
+    }
+
+    /// In the form of cluster version `version`.
+    fn encode_at(&self, version: u32) -> Result<Vec<u8>> {
+        if version >= VERSIONED_RECORDS {
+            return codec::store_at(self, version);
+        }
         match &self.applied {
             Some(applied) => {
-                let stored = encode(&Stored { at: self.at, applied: applied.clone() })?;
-                Ok([&[RECORD_V1][..], &stored].concat())
+                let bare = encode(&Bare { at: self.at, applied: applied.clone() })?;
+                Ok([&[BARE_V1][..], &bare].concat())
             }
             None => Ok(self.at.to_be_bytes().to_vec()),
         }
@@ -96,13 +115,17 @@ mod tests {
     fn the_stored_forms_keep_their_bytes() {
         let mut record = RequestRecord::new(1_000);
         assert!(record.insert(0) && record.insert(9) && !record.insert(9));
-        let bytes = record.encode().unwrap();
-        assert_eq!(bytes, [0xFF, 251, 208, 7, 2, 1, 2], "a changed encoding needs a migration");
-        assert_eq!(RequestRecord::decode(&bytes).unwrap(), record);
+        let bare = record.encode_at(1).unwrap();
+        assert_eq!(bare, [0xFF, 251, 208, 7, 2, 1, 2], "a changed encoding needs a migration");
+        assert_eq!(RequestRecord::decode(&bare).unwrap(), record);
+        let versioned = record.encode_at(2).unwrap();
+        assert_eq!(versioned, [0xFF, 0xFF, 1, 251, 208, 7, 1, 2, 1, 2]);
+        assert_eq!(RequestRecord::decode(&versioned).unwrap(), record);
         // A record of an earlier version: a time, for a whole part.
         let mut legacy = RequestRecord::decode(&1_000i64.to_be_bytes()).unwrap();
         assert_eq!(legacy.at, 1_000);
         assert!(!legacy.insert(3), "every position of a legacy record was applied");
+        assert_eq!(RequestRecord::decode(&legacy.encode_at(2).unwrap()).unwrap(), legacy, "and stays so");
         assert!(RequestRecord::decode(&[1, 2, 3]).is_err());
     }
 

@@ -26,7 +26,7 @@ use quiver_core::row::WriteSeq;
 
 use super::staging::{Staged, clear, moves, scan_copied};
 use super::{Range, export_order};
-use quiver_store::codec::{decode, encode};
+use quiver_store::codec::{load, store};
 use quiver_store::command::Response;
 use quiver_store::error::Result;
 use quiver_store::keyspace::{
@@ -90,7 +90,7 @@ pub fn apply(
     seed_child(engine, (owned.shard, tree), membership, time, (at, end, child), staged)?;
     owned.set(Some(kept));
     let mut parent = WriteBatch::default();
-    parent.put(SHARD_RANGE, encode(&Some(kept))?);
+    parent.put(SHARD_RANGE, store(&Some(kept))?);
     Ok(Applied { response: Response::Done, gave: Some((at, end)), parent })
 }
 
@@ -118,7 +118,7 @@ fn seed_child(
     };
     let seed = seed_log_id();
     let mut log = WriteBatch::default();
-    log.put(LOG_PURGED, encode(&seed)?);
+    log.put(LOG_PURGED, store(&seed)?);
     engine.tree(&tree_name(child, TreePart::Log))?.write(log)?;
     let mut batch = WriteBatch::default();
     for kv in scan_copied(parent, after.as_deref()) {
@@ -142,15 +142,15 @@ fn seed_child(
     if !waits.is_empty() {
         batch.put(EXPORT_WAITS, export_order::encode_waits(&waits)?);
     }
-    batch.put(SHARD_RANGE, encode(&Some((at, end)))?);
-    batch.put(MEMBERSHIP, encode(&StoredMembership::new(Some(seed), membership.membership().clone()))?);
-    batch.put(APPLIED_TIME, encode(&time)?);
-    batch.put(APPLIED, encode(&Some(seed))?);
+    batch.put(SHARD_RANGE, store(&Some((at, end)))?);
+    batch.put(MEMBERSHIP, store(&StoredMembership::new(Some(seed), membership.membership().clone()))?);
+    batch.put(APPLIED_TIME, store(&time)?);
+    batch.put(APPLIED, store(&Some(seed))?);
     state.write(batch)?;
     engine.flush()
 }
 
 /// The range stored in a shard's state tree, if any.
 pub fn stored_range(tree: &dyn KvTree) -> Result<Option<(u64, u64)>> {
-    Ok(tree.get(SHARD_RANGE)?.map(|b| decode::<Option<(u64, u64)>>(&b)).transpose()?.flatten())
+    Ok(tree.get(SHARD_RANGE)?.map(|b| load::<Option<(u64, u64)>>(&b)).transpose()?.flatten())
 }

@@ -14,7 +14,7 @@ use quiver_core::audit::AuditEntry;
 use quiver_core::shard_map::META_GROUP;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
+use crate::codec::{load, store};
 use crate::error::Result;
 use crate::keyspace;
 use crate::storage::{KvTree, WriteBatch};
@@ -54,6 +54,9 @@ pub struct Head {
     pub retention_micros: Option<i64>,
 }
 
+impl crate::codec::Record for Link {}
+impl crate::codec::Record for Head {}
+
 impl Default for Head {
     fn default() -> Head {
         Head { format: FORMAT, next: 0, last: [0; 32], first: 0, before_first: [0; 32], retention_micros: None }
@@ -79,7 +82,7 @@ pub fn head(tree: &dyn KvTree, batch: &WriteBatch) -> Result<Head> {
         Some(value) => value.map(<[u8]>::to_vec),
         None => tree.get(keyspace::AUDIT_HEAD)?,
     };
-    stored.map_or_else(|| Ok(Head::default()), |bytes| decode(&bytes))
+    stored.map_or_else(|| Ok(Head::default()), |bytes| load(&bytes))
 }
 
 /// Appends `entries` to the chain in `batch`, first forgetting up to `budget` entries older
@@ -99,7 +102,7 @@ pub fn append(
         }
         let key = keyspace::audit_link(head.first);
         let Some(stored) = tree.get(&key)? else { break };
-        if decode::<Link>(&stored)?.entry.at >= cutoff {
+        if load::<Link>(&stored)?.entry.at >= cutoff {
             break;
         }
         head.before_first = hash(head.first, &stored);
@@ -107,19 +110,19 @@ pub fn append(
         batch.delete(key);
     }
     for entry in entries {
-        let stored = encode(&Link { format: FORMAT, prev: head.last, entry: entry.clone() })?;
+        let stored = store(&Link { format: FORMAT, prev: head.last, entry: entry.clone() })?;
         head.last = hash(head.next, &stored);
         batch.put(keyspace::audit_link(head.next), stored);
         head.next += 1;
     }
-    batch.put(keyspace::AUDIT_HEAD, encode(&head)?);
+    batch.put(keyspace::AUDIT_HEAD, store(&head)?);
     Ok(())
 }
 
 /// Sets the cluster's retention in `batch`.
 pub fn set_retention(tree: &dyn KvTree, batch: &mut WriteBatch, micros: i64) -> Result<()> {
     let head = Head { retention_micros: Some(micros), ..head(tree, batch)? };
-    batch.put(keyspace::AUDIT_HEAD, encode(&head)?);
+    batch.put(keyspace::AUDIT_HEAD, store(&head)?);
     Ok(())
 }
 
@@ -129,7 +132,7 @@ pub fn newest_first(tree: &dyn KvTree, mut more: impl FnMut(&AuditEntry) -> bool
         (std::ops::Bound::Included(keyspace::audit_link(0)), std::ops::Bound::Included(keyspace::audit_link(u64::MAX)));
     let mut found = Vec::new();
     for kv in tree.scan(range).rev() {
-        let entry = decode::<Link>(&kv?.1)?.entry;
+        let entry = load::<Link>(&kv?.1)?.entry;
         if !more(&entry) {
             break;
         }
@@ -161,7 +164,7 @@ fn describe(entry: &AuditEntry) -> String {
 
 /// Checks every link of the chain in `tree` (the meta group's state tree).
 pub fn verify(tree: &dyn KvTree) -> Result<std::result::Result<Verified, Break>> {
-    let head: Head = tree.get(keyspace::AUDIT_HEAD)?.map_or_else(|| Ok(Head::default()), |b| decode(&b))?;
+    let head: Head = tree.get(keyspace::AUDIT_HEAD)?.map_or_else(|| Ok(Head::default()), |b| load(&b))?;
     let unchained = tree.scan_prefix(&[keyspace::AUDIT]).count() as u64;
     let (mut index, mut prev, mut before) = (head.first, head.before_first, None::<AuditEntry>);
     for kv in tree.scan_prefix(&[keyspace::AUDIT_CHAIN]) {
@@ -174,7 +177,7 @@ pub fn verify(tree: &dyn KvTree) -> Result<std::result::Result<Verified, Break>>
             };
             return Ok(Err(Break { index, why }));
         }
-        let Ok(link) = decode::<Link>(&stored) else {
+        let Ok(link) = load::<Link>(&stored) else {
             return Ok(Err(Break { index, why: format!("entry {index} cannot be read: it was edited") }));
         };
         if link.prev != prev {
@@ -261,10 +264,10 @@ mod tests {
         assert_eq!(verify(tree.as_ref()).unwrap(), Ok(Verified { entries: 10, first: 0, unchained: 0 }));
 
         let edited = chain(10);
-        let mut link: Link = decode(&edited.get(&keyspace::audit_link(4)).unwrap().unwrap()).unwrap();
+        let mut link: Link = load(&edited.get(&keyspace::audit_link(4)).unwrap().unwrap()).unwrap();
         link.entry.actor = "someone-else".into();
         let mut batch = WriteBatch::default();
-        batch.put(keyspace::audit_link(4), encode(&link).unwrap());
+        batch.put(keyspace::audit_link(4), store(&link).unwrap());
         edited.write(batch).unwrap();
         assert_eq!(broken_at(edited.as_ref()), 5, "the entry after the edited one no longer follows it");
 
@@ -316,13 +319,13 @@ mod tests {
             "07".repeat(32)
         );
         let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        assert_eq!(hex(&encode(&link).unwrap()), golden, "format, the previous hash, then the entry");
+        assert_eq!(hex(&store(&link).unwrap()), golden, "format, the previous hash, then the entry");
         let bytes: Vec<u8> =
             (0..golden.len()).step_by(2).map(|i| u8::from_str_radix(&golden[i..i + 2], 16).unwrap()).collect();
-        assert_eq!(decode::<Link>(&bytes).unwrap(), link);
+        assert_eq!(load::<Link>(&bytes).unwrap(), link);
         let head = Head { next: 3, first: 1, retention_micros: Some(86_400), ..Head::default() };
-        let bytes = encode(&head).unwrap();
+        let bytes = store(&head).unwrap();
         assert_eq!((bytes[0], bytes[1], bytes[34]), (FORMAT, 3, 1));
-        assert_eq!(decode::<Head>(&bytes).unwrap(), head);
+        assert_eq!(load::<Head>(&bytes).unwrap(), head);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use quiver_core::shard_ops::OpKind;
 
 use super::{BACKUPS_KEPT, MetaMachine};
-use crate::codec::{decode, encode};
+use crate::codec::{load, store};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::keyspace;
@@ -54,11 +54,11 @@ impl MetaMachine {
                 let abandoned = leader_time.saturating_sub(super::BACKUP_UNDER_WAY_MAX_MICROS);
                 for kv in tree.scan_prefix(&[keyspace::BACKUP_UNDER_WAY]) {
                     let (key, value) = kv?;
-                    if decode::<i64>(&value)? < abandoned {
+                    if load::<i64>(&value)? < abandoned {
                         batch.delete(key);
                     }
                 }
-                batch.put(keyspace::backup_under_way(id), encode(&leader_time)?);
+                batch.put(keyspace::backup_under_way(id), store(&leader_time)?);
                 Response::Done
             }
             MetaCommand::EndBackupCut { id } => {
@@ -80,7 +80,7 @@ impl MetaMachine {
             // Pins do not touch the in-memory state: only their own keys.
             MetaCommand::PinFiles { backup, location, paths } => {
                 for path in paths {
-                    batch.put(keyspace::backup_pin(path, backup), encode(location)?);
+                    batch.put(keyspace::backup_pin(path, backup), store(location)?);
                 }
                 return Ok(Response::Done);
             }
@@ -122,7 +122,7 @@ fn publishing(tree: &dyn KvTree, batch: &WriteBatch, now: i64) -> Result<Option<
             Some(pending) => pending.map(<[u8]>::to_vec),
             None => tree.get(&key)?,
         };
-        if value.map(|v| decode::<i64>(&v)).transpose()?.is_some_and(|until| until > now) {
+        if value.map(|v| load::<i64>(&v)).transpose()?.is_some_and(|until| until > now) {
             return Ok(Some(String::from_utf8_lossy(&key[1..]).into_owned()));
         }
     }

@@ -4,7 +4,7 @@ use quiver_core::offline::Dataset;
 use quiver_core::table::TableRef;
 
 use super::{EXPIRED_PER_COMMIT, MetaMachine, SOURCE_RETENTION_MICROS};
-use crate::codec::encode;
+use crate::codec::store;
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::keyspace;
@@ -30,21 +30,21 @@ impl MetaMachine {
                     let taken = format!("dataset '{}' exists in project {}; pick another name", key.1, key.0);
                     return Ok(Response::Rejected(quiver_core::Error::InvalidArgument(taken)));
                 }
-                batch.put(keyspace::dataset_stats(&key.0, &key.1), encode(stats)?);
+                batch.put(keyspace::dataset_stats(&key.0, &key.1), store(stats)?);
                 self.state.datasets.insert(key, Dataset { created_at: leader_time, ..dataset.clone() });
                 Response::Done
             }
             // Statistics do not touch the in-memory state: only their own keys.
             MetaCommand::RecordFileStats { table, day, path, stats } => {
-                batch.put(keyspace::file_stats(table, *day, path), encode(stats)?);
+                batch.put(keyspace::file_stats(table, *day, path), store(stats)?);
                 return Ok(Response::Done);
             }
             MetaCommand::RecordMonitorRun { table, at, report } => {
-                batch.put(keyspace::monitor_run(table, *at), encode(report)?);
+                batch.put(keyspace::monitor_run(table, *at), store(report)?);
                 return Ok(Response::Done);
             }
             MetaCommand::RecordServingStats { table, day, node, seq, stats } => {
-                batch.put(keyspace::serving_stats(table, *day, *node, *seq), encode(stats)?);
+                batch.put(keyspace::serving_stats(table, *day, *node, *seq), store(stats)?);
                 return Ok(Response::Done);
             }
             MetaCommand::ReplaceFiles { table, remove, add } => {
@@ -101,7 +101,7 @@ impl MetaMachine {
                 }
                 let until =
                     leader_time.saturating_add(i64::try_from(*lease_ms).unwrap_or(i64::MAX).saturating_mul(1000));
-                batch.put(keyspace::ingest_publishing(id), encode(&until)?);
+                batch.put(keyspace::ingest_publishing(id), store(&until)?);
                 return Ok(Response::Done);
             }
             MetaCommand::EndPublish { id } => {

@@ -1,7 +1,7 @@
 //! Meta commands of one concern: the cluster's members: its first map, nodes joining, draining and leaving, its id and its offline store's mark, the releases they run and the cluster version in force.
 
 use super::{MetaMachine, NodeInfo};
-use crate::codec::{decode, encode};
+use crate::codec::{load, store};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::keyspace;
@@ -71,34 +71,35 @@ impl MetaMachine {
                     None => tree.get(keyspace::CLUSTER_ID)?.is_some(),
                 };
                 if !set {
-                    batch.put(keyspace::CLUSTER_ID, encode(id)?);
+                    batch.put(keyspace::CLUSTER_ID, store(id)?);
                 }
                 return Ok(Response::Done);
             }
             MetaCommand::ReportVersion { node, version } => {
-                batch.put(keyspace::node_version(*node), encode(version)?);
+                batch.put(keyspace::node_version(*node), store(version)?);
                 return Ok(Response::Done);
             }
             MetaCommand::FinalizeUpgrade { version, release } => {
                 let reported = |id| match batch.pending(&keyspace::node_version(id)) {
-                    Some(pending) => Ok(pending.map(decode::<String>).transpose()?),
+                    Some(pending) => Ok(pending.map(load::<String>).transpose()?),
                     None => super::node_version(tree, id),
                 };
                 if let Err(behind) = super::all_run(self.state.nodes.keys().copied(), reported, release)? {
                     return Ok(Response::Rejected(behind));
                 }
                 let now = match batch.pending(keyspace::CLUSTER_VERSION) {
-                    Some(pending) => pending.map(decode::<u32>).transpose()?.unwrap_or(1),
+                    Some(pending) => pending.map(load::<u32>).transpose()?.unwrap_or(1),
                     None => super::cluster_version(tree)?,
                 };
                 if *version <= now {
                     return Ok(Response::Duplicate);
                 }
-                batch.put(keyspace::CLUSTER_VERSION, encode(version)?);
+                batch.put(keyspace::CLUSTER_VERSION, store(version)?);
+                crate::codec::set_cluster_version(*version);
                 return Ok(Response::Done);
             }
             MetaCommand::MarkOfflineStore { cluster } => {
-                batch.put(keyspace::OFFLINE_MARK, encode(cluster)?);
+                batch.put(keyspace::OFFLINE_MARK, store(cluster)?);
                 return Ok(Response::Done);
             }
             other => return Err(Error::Raft(format!("members does not apply {other:?}"))),

@@ -29,7 +29,7 @@ use quiver_offline::files::DataFile;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::codec::{decode, encode};
+use crate::codec::{load, store};
 use crate::command::{MetaCommand, Response};
 use crate::error::{Error, Result};
 use crate::keyspace;
@@ -106,24 +106,24 @@ impl MetaState {
 
 /// The cluster's id, once set (`SetClusterId`), from the meta group's state tree.
 pub fn cluster_id(tree: &dyn KvTree) -> Result<Option<String>> {
-    tree.get(keyspace::CLUSTER_ID)?.map(|b| decode(&b)).transpose()
+    tree.get(keyspace::CLUSTER_ID)?.map(|b| load(&b)).transpose()
 }
 
 /// The cluster id whose mark the metadata leader wrote into the offline store
 /// (`MarkOfflineStore`).
 pub fn offline_mark(tree: &dyn KvTree) -> Result<Option<String>> {
-    tree.get(keyspace::OFFLINE_MARK)?.map(|b| decode(&b)).transpose()
+    tree.get(keyspace::OFFLINE_MARK)?.map(|b| load(&b)).transpose()
 }
 
 /// The cluster version in force (`FinalizeUpgrade`); 1 for a cluster that never recorded
 /// one (its releases predate cluster versions).
 pub fn cluster_version(tree: &dyn KvTree) -> Result<u32> {
-    Ok(tree.get(keyspace::CLUSTER_VERSION)?.map(|b| decode(&b)).transpose()?.unwrap_or(1))
+    Ok(tree.get(keyspace::CLUSTER_VERSION)?.map(|b| load(&b)).transpose()?.unwrap_or(1))
 }
 
 /// The Quiver version node `id` last reported (`ReportVersion`).
 pub fn node_version(tree: &dyn KvTree, id: u64) -> Result<Option<String>> {
-    tree.get(&keyspace::node_version(id))?.map(|b| decode(&b)).transpose()
+    tree.get(&keyspace::node_version(id))?.map(|b| load(&b)).transpose()
 }
 
 /// Refused `MembersBehind` when a member of `nodes` has not reported running `release` or
@@ -156,9 +156,21 @@ pub fn node_versions(tree: &dyn KvTree) -> Result<BTreeMap<u64, String>> {
         let (key, value) = kv?;
         let id = key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
         let id = id.ok_or_else(|| Error::Storage(format!("bad node version key {key:02x?}")))?;
-        versions.insert(id, decode(&value)?);
+        versions.insert(id, load(&value)?);
     }
     Ok(versions)
+}
+
+impl crate::codec::Record for MetaState {
+    const FORMAT: u8 = STATE_FORMAT as u8;
+
+    /// Only the layout this build has: `load` checks a bare state's layout first.
+    fn read(format: u8, body: &[u8]) -> Result<MetaState> {
+        match format {
+            0 | Self::FORMAT => crate::codec::decode(body),
+            other => Err(Error::Codec(format!("no meta state was ever stored in format {other}"))),
+        }
+    }
 }
 
 /// Readers' handle on the latest applied meta state.
@@ -181,21 +193,28 @@ impl MetaMachine {
     }
 
     /// Reads the persisted state; refuses one written in another layout than this build's
-    /// rather than misreading it.
+    /// rather than misreading it. Writes records for the cluster version it finds.
     pub fn load(&mut self, tree: &dyn KvTree) -> Result<()> {
-        let format = tree.get(keyspace::META_FORMAT)?.map(|b| decode::<u32>(&b)).transpose()?;
-        self.state = match (tree.get(keyspace::META_STATE)?, format) {
-            (None, _) => MetaState::default(),
-            (Some(bytes), Some(STATE_FORMAT)) => decode(&bytes)?,
-            (Some(_), found) => {
-                let found = found.map_or_else(|| "an older one".to_string(), |f| f.to_string());
-                return Err(Error::Config(format!(
-                    "this data dir's cluster metadata is in layout {found}, but this quiver-node reads \
-                     layout {STATE_FORMAT}: it was written by another version of Quiver; start it with \
-                     the version that wrote it, or start this one on an empty data dir"
-                )));
+        self.state = match tree.get(keyspace::META_STATE)? {
+            None => MetaState::default(),
+            Some(bytes) => {
+                // A bare state says its layout under its own key.
+                let layout = match crate::codec::format_of(&bytes)? {
+                    (0, _) => tree.get(keyspace::META_FORMAT)?.map(|b| load::<u32>(&b)).transpose()?,
+                    (format, _) => Some(u32::from(format)),
+                };
+                if layout != Some(STATE_FORMAT) {
+                    let found = layout.map_or_else(|| "an older one".to_string(), |f| f.to_string());
+                    return Err(Error::Config(format!(
+                        "this data dir's cluster metadata is in layout {found}, but this quiver-node reads \
+                         layout {STATE_FORMAT}: it was written by another version of Quiver; start it with \
+                         the version that wrote it, or start this one on an empty data dir"
+                    )));
+                }
+                load(&bytes)?
             }
         };
+        crate::codec::set_cluster_version(cluster_version(tree)?);
         self.changed = true;
         self.publish();
         Ok(())
@@ -204,8 +223,8 @@ impl MetaMachine {
     /// Adds the state to `batch` when the entries applied since the last call changed it.
     pub fn persist(&self, batch: &mut WriteBatch) -> Result<()> {
         if self.changed {
-            batch.put(keyspace::META_STATE, encode(&self.state)?);
-            batch.put(keyspace::META_FORMAT, encode(&STATE_FORMAT)?);
+            batch.put(keyspace::META_STATE, store(&self.state)?);
+            batch.put(keyspace::META_FORMAT, store(&STATE_FORMAT)?);
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::ops::Bound;
 use quiver_core::stats::{DriftReport, FeatureDrift, FeatureSummary};
 use quiver_core::table::TableRef;
 
-use crate::codec::decode;
+use crate::codec::load;
 use crate::error::Result;
 pub use crate::keyspace::Origin;
 use crate::keyspace::{self, stats_day, stats_day_start, stats_prefix};
@@ -25,7 +25,7 @@ pub fn monitor_runs(tree: &dyn KvTree, table: &TableRef, limit: usize) -> Result
         .map(|kv| {
             let (key, value) = kv?;
             // Runs recorded before reports had their own encoding still count for the schedule.
-            let report = decode(&value).unwrap_or_else(|e| {
+            let report = load(&value).unwrap_or_else(|e| {
                 DriftReport::new(vec![FeatureDrift::failed("*".into(), format!("unreadable report: {e}"))])
             });
             Ok((keyspace::monitor_run_time(&key, prefix.len()).unwrap_or_default(), report))
@@ -49,7 +49,7 @@ pub fn merged(
     for kv in tree.scan((Bound::Included(start), Bound::Excluded(end))) {
         let (key, value) = kv?;
         days.insert(stats_day(&key, prefix.len()));
-        let record: Summaries = decode(&value)?;
+        let record: Summaries = load(&value)?;
         rows += record.rows;
         merge_into(&mut merged, record.columns)?;
     }
@@ -85,7 +85,7 @@ pub fn merge_into(into: &mut BTreeMap<String, FeatureSummary>, columns: Vec<(Str
 }
 
 pub fn dataset(tree: &dyn KvTree, project: &str, name: &str) -> Result<Option<Summaries>> {
-    tree.get(&keyspace::dataset_stats(project, name))?.map(|b| decode(&b)).transpose()
+    tree.get(&keyspace::dataset_stats(project, name))?.map(|b| load(&b)).transpose()
 }
 
 pub fn has_file(tree: &dyn KvTree, table: &TableRef, day: i64, path: &str) -> Result<bool> {

@@ -4,6 +4,7 @@ use quiver_core::row::WriteSeq;
 use quiver_core::shard_ops::{OpKind, Outcome};
 
 use super::*;
+use crate::codec::encode;
 use crate::storage::{KvEngine, MemEngine};
 
 fn file(path: &str) -> DataFile {
@@ -73,6 +74,22 @@ fn a_state_in_another_layout_is_refused_and_this_layout_reloads() {
     let (mut reloaded, view) = MetaMachine::new();
     reloaded.load(tree.as_ref()).unwrap();
     assert_eq!(view.borrow().manifest[&table()].len(), 1);
+    // A state in its envelope names its layout; a bare one, under its own key.
+    let state = view.borrow().clone();
+    let mut batch = WriteBatch::default();
+    batch.put(keyspace::META_STATE, crate::codec::store_at(&*state, 2).unwrap());
+    tree.write(batch).unwrap();
+    MetaMachine::new().0.load(tree.as_ref()).unwrap();
+    let mut later = crate::codec::store_at(&*state, 2).unwrap();
+    later[2] += 1;
+    let mut batch = WriteBatch::default();
+    batch.put(keyspace::META_STATE, later);
+    tree.write(batch).unwrap();
+    let err = MetaMachine::new().0.load(tree.as_ref()).unwrap_err().to_string();
+    assert!(err.contains("another version of Quiver"), "{err}");
+    let mut batch = WriteBatch::default();
+    batch.put(keyspace::META_STATE, encode(&*state).unwrap());
+    tree.write(batch).unwrap();
     for stored in [None, Some(STATE_FORMAT + 1)] {
         let mut batch = WriteBatch::default();
         match stored {
