@@ -12,8 +12,18 @@ use quiver_client::{AuditQuery, Client, Role};
 use quiver_tests::{LocalNode, admin_token, binary, issue_token};
 
 /// Every RPC between nodes the probe calls.
-const MEMBER_RPCS: [&str; 9] =
-    ["AppendEntries", "Vote", "InstallSnapshot", "Propose", "Campaign", "ReadCut", "Join", "MetaReadIndex", "JoinPart"];
+const MEMBER_RPCS: [&str; 10] = [
+    "AppendEntries",
+    "Vote",
+    "InstallSnapshot",
+    "Propose",
+    "Campaign",
+    "ReadCut",
+    "ReadRows",
+    "Join",
+    "MetaReadIndex",
+    "JoinPart",
+];
 
 /// Runs the probe against `endpoint` (`host:port`) with more `args`; answers each call's code.
 fn probe(endpoint: &str, args: &[&str]) -> BTreeMap<String, String> {

@@ -257,6 +257,28 @@ pub async fn read_loop(
     Ok(ReadFigures { ops: hist.len(), secs: started.elapsed().as_secs_f64(), hist })
 }
 
+/// One client without routing (the generated gRPC stub, as any language has) reading driver
+/// 0 linearizably through `endpoint`, one request at a time, until `until`.
+async fn unrouted_reads(endpoint: &str, until: Until) -> Result<ReadFigures> {
+    use quiver_proto::v1::{self, feature_service_client::FeatureServiceClient};
+    let mut stub = FeatureServiceClient::connect(endpoint.to_string()).await?;
+    let key = v1::EntityKey { keys: [("driver_id".to_string(), quiver_proto::value_to_proto(Value::Int64(0)))].into() };
+    let request = v1::GetOnlineFeaturesRequest {
+        project: "bench".into(),
+        features: Some(v1::get_online_features_request::Features::Vector("all".into())),
+        entities: vec![key],
+        consistency: v1::Consistency::Linearizable.into(),
+        routes: Vec::new(),
+    };
+    let (started, mut hist) = (Instant::now(), Histogram::<u64>::new(3)?);
+    while !until() {
+        let t = Instant::now();
+        stub.get_online_features(request.clone()).await?;
+        hist.record(t.elapsed().as_micros() as u64)?;
+    }
+    Ok(ReadFigures { ops: hist.len(), secs: started.elapsed().as_secs_f64(), hist })
+}
+
 /// Waits until every shard has a known leader and, unless `one_leader`, leaders are
 /// spread (no node over ⌈shards / nodes⌉); returns the shards each node leads.
 async fn settle_leaders(client: &Client, nodes: u64, one_leader: bool) -> Result<Vec<usize>> {
@@ -465,6 +487,29 @@ pub async fn run(mut args: Args) -> Result<()> {
                            "secs": f.secs, "rows_per_sec": f.rows as f64 / f.secs, "p50_us": p50, "p99_us": p99}));
     }
 
+    let mut hop = serde_json::Value::Null;
+    if args.nodes > 1 {
+        out.say(format!(
+            "\nunrouted reads (a client generated from proto/: driver 0, linearizable, {} s each):",
+            args.seconds
+        ));
+        let shard = driver0_shard(&client).await?;
+        let leader = shard.leader.context("driver 0's shard has no leader")?;
+        let follower = shard.voters.iter().copied().find(|v| *v != leader).context("a shard without followers")?;
+        let mut figures = Vec::new();
+        for (through, node) in [("its leader", leader), ("a follower (one hop)", follower)] {
+            let endpoint = nodes[node as usize - 1].endpoint();
+            let f = unrouted_reads(&endpoint, for_secs(args.seconds)).await?;
+            let [p50, p99] = [0.5, 0.99].map(|q| f.hist.value_at_quantile(q));
+            out.say(format!("  through {through:<21} p50 {p50:>6} us, p99 {p99:>6} us ({} requests)", f.ops));
+            figures.push((p50, p99));
+        }
+        let cost = figures[1].0 as i64 - figures[0].0 as i64;
+        out.say(format!("  the hop costs {cost} us at the median"));
+        hop = json!({"leader_p50_us": figures[0].0, "leader_p99_us": figures[0].1,
+                     "follower_p50_us": figures[1].0, "follower_p99_us": figures[1].1, "hop_p50_us": cost});
+    }
+
     let mut failovers = Vec::new();
     if args.nodes > 1 && args.failovers > 0 {
         out.say("\nfailover (SIGKILL of a shard leader -> first acknowledged write to that shard):");
@@ -486,6 +531,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     out.figures(&json!({
         "kind": "online", "nodes": args.nodes, "leaders": leaders, "entities": args.entities, "seconds": args.seconds,
         "cores": cores, "load": load, "push": pushes, "reads": reads, "failover_ms": failovers, "transfers": transfers,
+        "unrouted_hop": hop,
     }));
     Ok(())
 }

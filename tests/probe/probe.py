@@ -9,42 +9,14 @@ The tests (tests/trust.rs) decide what each configuration must answer.
 """
 
 import argparse
-import importlib
 import json
-import os
-import sys
-import tempfile
 
 import grpc
-from grpc_tools import protoc
+
+from generated import channel, stubs
 
 # A bincode decoder given this reads a length far past the end and fails.
 GARBAGE = b"\xff" * 64
-
-
-def stubs(proto_root):
-    out = tempfile.mkdtemp(prefix="quiver-probe-")
-    files = [os.path.join("quiver", "v1", f) for f in sorted(os.listdir(os.path.join(proto_root, "quiver", "v1")))]
-    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    code = protoc.main(["protoc", f"-I{proto_root}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}", *files])
-    if code != 0:
-        sys.exit(f"protoc failed ({code})")
-    sys.path.insert(0, out)
-    mods = {}
-    for name in ("raft", "admin", "offline", "features"):
-        mods[name] = importlib.import_module(f"quiver.v1.{name}_pb2")
-        mods[name + "_grpc"] = importlib.import_module(f"quiver.v1.{name}_pb2_grpc")
-    return mods
-
-
-def channel(args):
-    if not args.ca:
-        return grpc.insecure_channel(args.endpoint)
-    root = open(args.ca, "rb").read()
-    key = open(args.key, "rb").read() if args.key else None
-    cert = open(args.cert, "rb").read() if args.cert else None
-    creds = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
-    return grpc.secure_channel(args.endpoint, creds)
 
 
 def code_of(call):
@@ -75,7 +47,7 @@ def main():
     p.add_argument("--cancel", type=int, help="also cancel shard operation N (a cluster admin's RPC)")
     args = p.parse_args()
     m = stubs(args.proto)
-    ch = channel(args)
+    ch = channel(args.endpoint, args.ca, args.cert, args.key)
     metadata = []
     if args.token:
         metadata.append(("authorization", f"Bearer {args.token}"))
@@ -94,6 +66,7 @@ def main():
         "Propose": lambda: raft.Propose(msg, metadata=metadata, timeout=10),
         "Campaign": lambda: raft.Campaign(msg, metadata=metadata, timeout=10),
         "ReadCut": lambda: raft.ReadCut(msg, metadata=metadata, timeout=10),
+        "ReadRows": lambda: raft.ReadRows(msg, metadata=metadata, timeout=10),
         # A loopback address nobody listens on: were it added, no traffic leaves the machine.
         "Join": lambda: admin.Join(m["admin"].JoinRequest(address="127.0.0.1:9"), metadata=metadata, timeout=10),
         "MetaReadIndex": lambda: admin.MetaReadIndex(m["admin"].MetaReadIndexRequest(), metadata=metadata, timeout=10),

@@ -15,6 +15,8 @@ pub struct Metrics {
     admission_refused: IntCounterVec,
     latency: HistogramVec,
     pub rows_written: IntCounter,
+    /// Reads of keys another node leads, asked of it for a client (`online::read_shard`).
+    pub reads_forwarded: IntCounter,
     pub rows_summarized: IntCounter,
     pub audit_dropped: IntCounter,
     /// Joins running on this node: whole training sets, and parts of ones split over nodes.
@@ -68,6 +70,10 @@ impl Metrics {
                 &["method"],
             )?,
             rows_written: IntCounter::new("rows_written_total", "feature rows acknowledged by writes")?,
+            reads_forwarded: IntCounter::new(
+                "reads_forwarded_total",
+                "parts of online reads asked of the leader of their shard on a client's behalf",
+            )?,
             rows_summarized: IntCounter::new(
                 "rows_summarized_total",
                 "offline rows summarized by the statistics worker",
@@ -95,6 +101,7 @@ impl Metrics {
         r.register(Box::new(metrics.audit_dropped.clone()))?;
         r.register(Box::new(metrics.latency.clone()))?;
         r.register(Box::new(metrics.rows_written.clone()))?;
+        r.register(Box::new(metrics.reads_forwarded.clone()))?;
         r.register(Box::new(metrics.rows_summarized.clone()))?;
         r.register(Box::new(metrics.joins_running.clone()))?;
         r.register(Box::new(metrics.raft_applied.clone()))?;

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::time::{Duration, Instant};
+
 use futures::future::try_join_all;
 use quiver_core::epoch::Epoch;
 use quiver_core::key::{encode_entity_key, entity_key_from, key_hash};
@@ -16,16 +18,23 @@ use quiver_core::row::{
 };
 use quiver_core::{Error as CoreError, Value};
 
+use serde::{Deserialize, Serialize};
+
 use crate::auth::Call;
+use crate::groups::Group;
 use crate::node::Node;
+use crate::raft::NodeId;
+use crate::raft::network::ask_peer;
 use crate::serving_log::Served;
 use crate::shard::read_row;
 use quiver_core::access::{Need, Role, personal};
+use quiver_core::shard_map::META_GROUP;
 use quiver_core::table::TableRef;
 use quiver_core::time::now_micros;
 use quiver_store::command::Once;
-use quiver_store::error::Result;
+use quiver_store::error::{Error, Result};
 use quiver_store::meta::MetaState;
+use quiver_store::release;
 
 /// Where a routing client sent a request or part: the shard, at the epoch it knew.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,33 +142,33 @@ pub async fn read(node: &Node, call: &Call, req: Read) -> Result<OnlineFeatures>
     if !req.routes.is_empty() {
         check_routes(node, &state, &req.routes, &lookups, linearizable).await?;
     }
-    let mut shards: Vec<u64> = lookups.iter().flatten().map(|(shard, ..)| *shard).collect();
-    shards.sort_unstable();
-    shards.dedup();
-    let groups = shards.into_iter().map(|s| node.groups.group(s)).collect::<Result<Vec<_>>>()?;
-    let staleness_bound_ms = if linearizable {
-        try_join_all(groups.iter().map(|g| g.linearize())).await?;
-        0
-    } else {
-        groups.iter().map(|g| g.staleness_bound_ms(node.id)).max().unwrap_or(0)
-    };
+    // Each shard's keys, with where each goes in the answer: (entity, table).
+    let mut parts: BTreeMap<u64, (ShardRead, Vec<(usize, usize)>)> = BTreeMap::new();
+    for (i, keys) in lookups.iter().enumerate() {
+        for (t, ((shard, key, hash), (_, table))) in keys.iter().zip(&tables).enumerate() {
+            let (part, places) =
+                parts.entry(*shard).or_insert_with(|| (ShardRead { linearizable, keys: Vec::new() }, Vec::new()));
+            part.keys.push(KeyRead { table: table.clone(), key: key.clone(), hash: *hash, entity: i + 1 });
+            places.push((i, t));
+        }
+    }
+    // Routing clients sent the read where they think it is led: they are told otherwise.
+    let forward = req.routes.is_empty() && peers_answer_reads(node);
+    let reads = parts.into_iter().map(|(shard, (part, places))| async move {
+        let (rows, bound) = read_shard(node, shard, &part, forward).await?;
+        Ok::<_, Error>((places.into_iter().zip(rows).collect::<Vec<_>>(), bound))
+    });
+    let mut found: HashMap<(usize, usize), StoredRow> = HashMap::new();
+    let mut staleness_bound_ms = 0;
+    for (rows, bound) in try_join_all(reads).await? {
+        staleness_bound_ms = staleness_bound_ms.max(bound);
+        found.extend(rows.into_iter().filter_map(|(place, row)| Some((place, row?))));
+    }
     let now = now_micros();
     let sampled = node.serving.sample();
     let mut rows = Vec::with_capacity(lookups.len());
-    for (i, keys) in lookups.into_iter().enumerate() {
-        let stored: Vec<Option<StoredRow>> = tables
-            .iter()
-            .zip(&keys)
-            .map(|((_, table), (shard, key, hash))| {
-                let group = node.groups.group(*shard)?;
-                let row = read_row(group.data.as_ref(), table, key)?;
-                // Checked after the read: a split shrinks the range before it moves rows.
-                if let Some(range) = &group.range {
-                    range.check(*hash, i + 1)?;
-                }
-                Ok(row)
-            })
-            .collect::<Result<_>>()?;
+    for i in 0..lookups.len() {
+        let stored: Vec<Option<StoredRow>> = (0..tables.len()).map(|t| found.remove(&(i, t))).collect();
         if sampled {
             log_served(node, &features, &column_table, &tables, &stored, now);
         }
@@ -172,6 +181,113 @@ pub async fn read(node: &Node, call: &Call, req: Read) -> Result<OnlineFeatures>
         );
     }
     Ok(OnlineFeatures { features: features.into_iter().map(|f| f.reference).collect(), rows, staleness_bound_ms })
+}
+
+/// The first cluster version whose nodes answer `ReadRows`.
+const FORWARDED_READS: u32 = 2;
+/// How long a read follows a shard's leadership as it moves (an election, a transfer).
+const FOLLOW_LEADER_FOR: Duration = Duration::from_secs(5);
+
+/// One key of a read: its table, the encoded key and its hash, and the number of the entity
+/// in the client's request (errors name it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRead {
+    pub table: TableRef,
+    pub key: Vec<u8>,
+    pub hash: u64,
+    pub entity: usize,
+}
+
+/// The keys of a read that fall in one shard, as a node asks the shard's leader for them
+/// (`RaftService.ReadRows`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardRead {
+    pub linearizable: bool,
+    pub keys: Vec<KeyRead>,
+}
+
+/// The stored rows of `read`'s keys in this node's replica of `group`, after a read-index
+/// round when linearizable (refused `NotLeader` on a follower), with the bound on how stale
+/// they may be (0 when linearizable).
+pub async fn read_here(me: NodeId, group: &Group, read: &ShardRead) -> Result<(Vec<Option<StoredRow>>, u64)> {
+    let bound = match read.linearizable {
+        true => group.linearize().await.map(|()| 0)?,
+        false => group.staleness_bound_ms(me),
+    };
+    let rows = read
+        .keys
+        .iter()
+        .map(|k| {
+            let row = read_row(group.data.as_ref(), &k.table, &k.key)?;
+            // Checked after the read: a split shrinks the range before it moves rows.
+            if let Some(range) = &group.range {
+                range.check(k.hash, k.entity)?;
+            }
+            Ok(row)
+        })
+        .collect::<Result<_>>()?;
+    Ok((rows, bound))
+}
+
+/// Reads `read`'s keys of `shard`: here when this node may serve them (leads the shard, or
+/// holds a replica for a stale read), else, when `forward`, from the shard's leader, one hop,
+/// following the leadership through elections and transfers for `FOLLOW_LEADER_FOR`.
+async fn read_shard(node: &Node, shard: u64, read: &ShardRead, forward: bool) -> Result<(Vec<Option<StoredRow>>, u64)> {
+    let deadline = Instant::now() + FOLLOW_LEADER_FOR;
+    let mut pause = Duration::from_millis(10);
+    let mut hint: Option<String> = None;
+    loop {
+        let group = node.groups.get(shard);
+        let served_here = group.as_ref().is_some_and(|g| !read.linearizable || g.leader() == Some(node.id));
+        let result = match (hint.take(), group) {
+            (Some(addr), _) => read_there(node, &addr, shard, read).await,
+            (None, Some(group)) if served_here || !forward => read_here(node.id, &group, read).await,
+            (None, _) => match leader_addr(node, shard) {
+                Some(addr) => read_there(node, &addr, shard, read).await,
+                None => Err(CoreError::Unavailable(format!("shard {shard} has no leader")).into()),
+            },
+        };
+        if !forward {
+            return result;
+        }
+        if let Err(Error::Core(CoreError::NotLeader { leader, .. })) = &result {
+            hint = leader.clone();
+        }
+        let retry =
+            result.as_ref().is_err_and(|e| e.is_transient() || matches!(e, Error::Core(CoreError::ShardNotFound(_))));
+        if !retry || Instant::now() >= deadline {
+            return result;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// True when every member answers `ReadRows`: the cluster version brings it, or every member
+/// runs this release or a later one (a new cluster before its first member finalizes). Else,
+/// amid an upgrade, a read of keys this node does not lead is refused `NotLeader`, as the
+/// earlier release did.
+fn peers_answer_reads(node: &Node) -> bool {
+    if quiver_store::codec::cluster_version() >= FORWARDED_READS {
+        return true;
+    }
+    let Some(meta) = node.groups.get(META_GROUP) else { return false };
+    let members = node.meta.latest().nodes.keys().copied().collect::<Vec<_>>();
+    let reported = |id| quiver_store::meta::node_version(meta.data.as_ref(), id);
+    matches!(quiver_store::meta::all_run(members.into_iter(), reported, release::RELEASE), Ok(Ok(())))
+}
+
+/// Where shard `shard`'s leader is reached: as this node's replica sees it, else as the
+/// meta state last heard.
+fn leader_addr(node: &Node, shard: u64) -> Option<String> {
+    let state = node.meta.latest();
+    let leader = node.groups.leader_of(shard).or_else(|| state.shard_map.shard(shard).ok()?.leader)?;
+    state.nodes.get(&leader).map(|n| n.addr.clone())
+}
+
+async fn read_there(node: &Node, addr: &str, shard: u64, read: &ShardRead) -> Result<(Vec<Option<StoredRow>>, u64)> {
+    node.metrics.reads_forwarded.inc();
+    ask_peer(&node.peers, addr, shard, read, |mut peer, message| async move { peer.read_rows(message).await }).await
 }
 
 /// A key placed on its shard: (shard id, encoded entity key, its hash).

@@ -16,7 +16,7 @@ use quiver_offline::files::DataFile;
 use crate::groups::Groups;
 use crate::meta_reader::MetaReader;
 use crate::raft::NodeId;
-use crate::raft::network::PeerPool;
+use crate::raft::network::{PeerPool, ask_peer};
 use quiver_core::time::now_micros;
 use quiver_store::command::{Command, MetaCommand, Once, Response, ShardCommand, ShardRow};
 use quiver_store::error::{Error, Result};
@@ -105,20 +105,8 @@ impl Proposer {
     }
 
     async fn forward(&self, addr: &str, group_id: u64, command: &Command) -> Result<(Response, u64)> {
-        let channel = self.pool.channel(addr).map_err(Error::Raft)?;
-        let mut client = quiver_proto::v1::raft_service_client::RaftServiceClient::new(channel);
-        let payload = quiver_store::codec::encode(command)?;
-        let message = quiver_proto::v1::RaftMessage { group_id, payload, error: Vec::new() };
-        let unreachable = |s: tonic::Status| {
-            quiver_core::Error::Unavailable(format!(
-                "forwarding to the leader of group {group_id} at {addr}: {}",
-                s.message()
-            ))
-        };
-        let reply = client.propose(message).await.map_err(unreachable)?.into_inner();
-        let answer: std::result::Result<(Response, u64), quiver_core::Error> =
-            quiver_store::codec::decode(&reply.payload)?;
-        Ok(answer?)
+        ask_peer(&self.pool, addr, group_id, command, |mut peer, message| async move { peer.propose(message).await })
+            .await
     }
 
     /// Writes validated rows of one table to the online shards, grouped by shard and

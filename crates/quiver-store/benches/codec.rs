@@ -47,7 +47,8 @@ fn row_codec(c: &mut Criterion) {
         for version in [1, 2] {
             let bytes = store_at(&row, version).expect("a stored row encodes");
             group.bench_function(format!("store/{name}/v{version}"), |b| b.iter(|| store_at(black_box(&row), version)));
-            group.bench_function(format!("load/{name}/v{version}"), |b| b.iter(|| load::<StoredRow>(black_box(&bytes))));
+            group
+                .bench_function(format!("load/{name}/v{version}"), |b| b.iter(|| load::<StoredRow>(black_box(&bytes))));
         }
     }
     group.finish();

@@ -11,7 +11,8 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::backup::format::{CutHeader, Frame};
-use crate::groups::Groups;
+use crate::groups::{Group, Groups};
+use crate::online::{self, ShardRead};
 use crate::streaming::{Streamed, channel_stream};
 use quiver_store::codec::{decode, encode};
 use quiver_store::command::Command;
@@ -33,6 +34,26 @@ fn reply<T: Serialize, E: Serialize>(group_id: u64, result: Result<T, E>) -> Res
 }
 
 impl RaftRpc {
+    /// Does `work` with the group `msg` names and its decoded payload; the answer, or the
+    /// core error met, travels in the reply's `payload`.
+    async fn answer<Q, A, F, Fut>(&self, msg: RaftMessage, work: F) -> Result<Response<RaftMessage>, Status>
+    where
+        Q: serde::de::DeserializeOwned,
+        A: Serialize,
+        F: FnOnce(Arc<Group>, Q) -> Fut,
+        Fut: std::future::Future<Output = quiver_store::error::Result<A>>,
+    {
+        let answer = match self.groups.get(msg.group_id) {
+            Some(group) => match decode::<Q>(&msg.payload) {
+                Ok(request) => work(group, request).await.map_err(Error::into_core),
+                Err(e) => Err(e.into_core()),
+            },
+            None => Err(quiver_core::Error::ShardNotFound(msg.group_id)),
+        };
+        let payload = encode(&answer)?;
+        Ok(Response::new(RaftMessage { group_id: msg.group_id, payload, error: Vec::new() }))
+    }
+
     fn open<T: serde::de::DeserializeOwned>(&self, msg: &RaftMessage) -> Result<(crate::raft::Raft, T), Status> {
         let group = self
             .groups
@@ -114,16 +135,18 @@ impl RaftService for RaftRpc {
     /// The answer always travels in `payload`, as a `Result` whose error is the core error
     /// the proposer would have seen, so forwarding is transparent to the caller.
     async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let msg = request.into_inner();
-        let answer = match self.groups.get(msg.group_id) {
-            Some(group) => match decode::<Command>(&msg.payload) {
-                Ok(command) => group.propose(command).await.map_err(Error::into_core),
-                Err(e) => Err(e.into_core()),
-            },
-            None => Err(quiver_core::Error::ShardNotFound(msg.group_id)),
-        };
-        let payload = encode(&answer)?;
-        Ok(Response::new(RaftMessage { group_id: msg.group_id, payload, error: Vec::new() }))
+        self.answer(request.into_inner(), |group, command: Command| async move { group.propose(command).await }).await
+    }
+
+    /// Rows for a node answering a client's read of keys this node leads (`online::read_shard`);
+    /// answered like `propose`.
+    async fn read_rows(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let me = self.groups.me();
+        self.answer(
+            request.into_inner(),
+            |group, read: ShardRead| async move { online::read_here(me, &group, &read).await },
+        )
+        .await
     }
 
     async fn campaign(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -29,6 +29,31 @@ use quiver_store::codec::{decode, encode};
 /// A channel to a peer whose every request carries this node's proof of membership.
 pub type PeerChannel = InterceptedService<Channel, Credentials>;
 
+/// Asks group `group_id`'s replica at `addr` by `call` (`Propose`, `ReadRows`): the request
+/// travels as bincode, the answer as a `Result` whose error is the core error the peer met,
+/// so a forwarded request fails as it would have here.
+pub async fn ask_peer<Q, A, F, Fut>(
+    pool: &PeerPool,
+    addr: &str,
+    group_id: u64,
+    request: &Q,
+    call: F,
+) -> quiver_store::error::Result<A>
+where
+    Q: Serialize,
+    A: DeserializeOwned,
+    F: FnOnce(RaftServiceClient<PeerChannel>, RaftMessage) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<RaftMessage>, tonic::Status>>,
+{
+    let channel = pool.channel(addr).map_err(quiver_store::error::Error::Raft)?;
+    let message = RaftMessage { group_id, payload: encode(request)?, error: Vec::new() };
+    let reply = call(RaftServiceClient::new(channel), message).await.map_err(|s| {
+        quiver_core::Error::Unavailable(format!("asking group {group_id}'s replica at {addr}: {}", s.message()))
+    })?;
+    let answer: Result<A, quiver_core::Error> = decode(&reply.into_inner().payload)?;
+    Ok(answer?)
+}
+
 /// Channels to peers, by address; over TLS when the node has it (a renewed certificate
 /// makes new channels: each remembers the generation it was made with), with the cluster
 /// secret when it has one (`trust::member`).
