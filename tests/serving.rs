@@ -90,3 +90,39 @@ async fn a_client_without_routing_reads_linearizably_through_every_node_during_l
     assert!(transfers.load(Ordering::Relaxed) > 0, "leadership moved while the reader read");
     all_answered(&seen, &endpoints, rounds.into(), "during leader transfers");
 }
+
+/// What `tests/probe/health.py` saw at `endpoint`.
+fn probed(endpoint: &str, token: Option<&str>) -> serde_json::Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut probe = std::process::Command::new("python3");
+    probe.arg(format!("{root}/probe/health.py")).args(["--endpoint", endpoint.trim_start_matches("http://")]);
+    if let Some(token) = token {
+        probe.args(["--token", token]);
+    }
+    let out = probe.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the probe failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("the probe printed {stdout}: {e}"))
+}
+
+/// Load balancers and probes check health without a token; reflection (what `grpcurl`
+/// lists) answers callers the node admits, and no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_need_no_token_and_reflection_answers_admitted_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
+    let admin = quiver_tests::admin_token(&dir.path().join("node"));
+    let root = Client::builder(node.endpoint()).token(&admin).connect().await.unwrap();
+    root.apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap()).await.unwrap();
+    let viewer = quiver_tests::issue_token(&root, "viewer", "rides", quiver_client::Role::Viewer, false).await;
+    let anonymous = probed(&node.endpoint(), None);
+    assert_eq!(anonymous["health"], "SERVING", "{anonymous}");
+    assert_eq!(anonymous["services"], "UNAUTHENTICATED", "{anonymous}");
+    let wrong = probed(&node.endpoint(), Some("not-a-token"));
+    assert_eq!(wrong["services"], "UNAUTHENTICATED", "{wrong}");
+    let listed = probed(&node.endpoint(), Some(&viewer));
+    let services: Vec<&str> = listed["services"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+    for service in ["quiver.v1.FeatureService", "quiver.v1.RegistryService", "grpc.health.v1.Health"] {
+        assert!(services.contains(&service), "{service} in {services:?}");
+    }
+}

@@ -13,6 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     }
-    tonic_prost_build::configure().compile_with_config(config, &files, &[root])?;
+    // Server reflection answers from the descriptors of every file.
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("quiver_descriptor.bin");
+    tonic_prost_build::configure().file_descriptor_set_path(descriptors).compile_with_config(
+        config,
+        &files,
+        &[root],
+    )?;
     Ok(())
 }

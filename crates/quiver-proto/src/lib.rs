@@ -6,6 +6,9 @@ pub mod v1 {
     tonic::include_proto!("quiver.v1");
 }
 
+/// The descriptors of every file of the API, which server reflection answers from.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("quiver_descriptor");
+
 /// Largest gRPC message a node or client accepts: a write of
 /// `quiver_core::row::MAX_ROWS_PER_WRITE` wide rows, or a large spine, fits.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

@@ -1,5 +1,6 @@
-//! The node's network faces: gRPC (features, registry, admin, Raft) on `listen`, and HTTP
-//! (`/health`, `/metrics`, the dashboard) on `http`; both behind `auth` and TLS when on.
+//! The node's network faces: gRPC (features, registry, admin, Raft, with `grpc.health.v1` and
+//! server reflection) on `listen`, and HTTP (`/health`, `/metrics`, the dashboard) on `http`;
+//! both behind `auth` and TLS when on.
 //! Every gRPC request is admitted on its headers first (`admission`); each service decodes
 //! at most what its requests may need.
 
@@ -7,6 +8,7 @@ mod access;
 pub(crate) mod admin;
 mod admission;
 mod features;
+mod health;
 mod http;
 mod http_gate;
 pub(crate) mod monitoring;
@@ -35,6 +37,8 @@ use quiver_store::error::{Error, Result};
 const REGISTRY_MESSAGE_BYTES: usize = 4 << 20;
 /// What one request to the admin or monitoring services may carry.
 const SMALL_MESSAGE_BYTES: usize = 1 << 20;
+/// What a health check or a reflection request may carry: a service or symbol name.
+const PROBE_MESSAGE_BYTES: usize = 4 << 10;
 
 /// Serves gRPC and HTTP until `shutdown` resolves.
 pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
@@ -49,6 +53,13 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
         let _ = rx.wait_for(|s| *s).await;
     };
     let http = tokio::spawn(http::serve(node.clone(), http_listener, stopped(stop_rx.clone())));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(health::report(node.clone(), health, stopped(stop_rx.clone())));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(quiver_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
     let server = tonic::transport::Server::builder();
     let admission = AdmissionLayer { gate: node.gate.clone(), metrics: node.metrics.clone() };
     let grpc = server
@@ -78,7 +89,9 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
             RaftServiceServer::new(RaftRpc { groups: node.groups.clone() })
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
+        )
+        .add_service(health_service.max_decoding_message_size(PROBE_MESSAGE_BYTES))
+        .add_service(reflection.max_decoding_message_size(PROBE_MESSAGE_BYTES));
     let stop = stopped(stop_rx.clone());
     let tls = node.tls.as_ref().map(|t| t.grpc.clone());
     let grpc = tokio::spawn(async move {
