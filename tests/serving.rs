@@ -91,6 +91,16 @@ async fn a_client_without_routing_reads_linearizably_through_every_node_during_l
     all_answered(&seen, &endpoints, rounds.into(), "during leader transfers");
 }
 
+/// A node with `--auth` under `dir` and the rides definitions; its cluster admin's client
+/// and token.
+async fn rides_with_auth(dir: &std::path::Path) -> (LocalNode, Client, String) {
+    let node = LocalNode::start(&dir.join("node"), &["--auth"]).await.unwrap();
+    let admin = quiver_tests::admin_token(&dir.join("node"));
+    let root = Client::builder(node.endpoint()).token(&admin).connect().await.unwrap();
+    root.apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap()).await.unwrap();
+    (node, root, admin)
+}
+
 /// What `tests/probe/health.py` saw at `endpoint`.
 fn probed(endpoint: &str, token: Option<&str>) -> serde_json::Value {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -110,10 +120,7 @@ fn probed(endpoint: &str, token: Option<&str>) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_checks_need_no_token_and_reflection_answers_admitted_callers() {
     let dir = tempfile::tempdir().unwrap();
-    let node = LocalNode::start(&dir.path().join("node"), &["--auth"]).await.unwrap();
-    let admin = quiver_tests::admin_token(&dir.path().join("node"));
-    let root = Client::builder(node.endpoint()).token(&admin).connect().await.unwrap();
-    root.apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap()).await.unwrap();
+    let (node, root, _) = rides_with_auth(dir.path()).await;
     let viewer = quiver_tests::issue_token(&root, "viewer", "rides", quiver_client::Role::Viewer, false).await;
     let anonymous = probed(&node.endpoint(), None);
     assert_eq!(anonymous["health"], "SERVING", "{anonymous}");
@@ -125,4 +132,92 @@ async fn health_checks_need_no_token_and_reflection_answers_admitted_callers() {
     for service in ["quiver.v1.FeatureService", "quiver.v1.RegistryService", "grpc.health.v1.Health"] {
         assert!(services.contains(&service), "{service} in {services:?}");
     }
+}
+
+/// A JSON `POST` to the node's HTTP port with `token` (none: no header): the status and the
+/// parsed body.
+fn post(node: &LocalNode, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+    let auth = token.map(|t| format!("authorization: Bearer {t}"));
+    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (code, text) = quiver_tests::http_post(node.http_addr(), path, &headers, body);
+    (code, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {code} {text:?}: {e}")))
+}
+
+/// The error an answer carries: its gRPC status name and message.
+#[track_caller]
+fn refused(answer: &(u16, serde_json::Value), code: u16, status: &str, names: &str) {
+    assert_eq!(answer.0, code, "{answer:?}");
+    assert_eq!(answer.1["error"]["status"], status, "{answer:?}");
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(names), "{names:?} in {message:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_servers_read_and_sources_push_json_over_http_with_the_checks_of_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, root, admin) = rides_with_auth(dir.path()).await;
+    let writer = quiver_tests::issue_token(&root, "writer", "rides", quiver_client::Role::Writer, false).await;
+    let viewer = quiver_tests::issue_token(&root, "viewer", "rides", quiver_client::Role::Viewer, false).await;
+    let pii = quiver_tests::issue_token(&root, "pii", "rides", quiver_client::Role::Viewer, true).await;
+
+    // Push: rows typed by the feature set's schema, all or none.
+    // Event times as RFC 3339 or integer microseconds.
+    let (now, earlier) = (now_micros(), quiver_core::time::format_timestamp(now_micros() - 60_000_000));
+    let rows = format!(
+        r#"{{"project": "rides", "feature_set": "driver_stats", "rows": [
+        {{"driver_id": 1001, "event_timestamp": "{earlier}", "conv_rate": 0.5, "city": "Oslo"}},
+        {{"driver_id": 1002, "event_timestamp": {now}, "conv_rate": 0.25, "avg_daily_trips": 7}}]}}"#
+    );
+    let rows = rows.as_str();
+    assert_eq!(post(&node, "/v1/push", Some(&writer), rows), (200, serde_json::json!({"rows_written": 2})));
+    let bad_row = rows.replace("\"conv_rate\": 0.25", "\"conv_rate\": \"high\"").replace("0.5", "0.9");
+    refused(&post(&node, "/v1/push", Some(&writer), &bad_row), 400, "INVALID_ARGUMENT", "row 2");
+    refused(&post(&node, "/v1/push", Some(&viewer), rows), 403, "PERMISSION_DENIED", "rides");
+
+    // Read: values, statuses and event times, as gRPC answers them; nothing of the bad push.
+    let read = r#"{"project": "rides", "features": ["driver_stats:conv_rate", "driver_stats:avg_daily_trips"],
+                   "entities": [{"driver_id": 1001}, {"driver_id": 1002}, {"driver_id": 9}]}"#;
+    let (code, answer) = post(&node, "/v1/features", Some(&viewer), read);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["features"], serde_json::json!(["driver_stats:conv_rate", "driver_stats:avg_daily_trips"]));
+    assert_eq!(answer["results"][0]["values"], serde_json::json!([0.5, null]), "the bad push changed nothing");
+    assert_eq!(answer["results"][1]["values"], serde_json::json!([0.25, 7]));
+    assert_eq!(answer["results"][0]["event_timestamps"][0], earlier.as_str());
+    assert_eq!(answer["results"][2]["statuses"], serde_json::json!(["NOT_FOUND", "NOT_FOUND"]));
+    let vector = r#"{"project": "rides", "vector": "driver_model_v1", "entities": [{"driver_id": 1002}],
+                     "consistency": "stale"}"#;
+    assert_eq!(post(&node, "/v1/features", Some(&viewer), vector).0, 200);
+
+    // Personal data only with the grant, and its read on record.
+    let city = r#"{"project": "rides", "features": ["driver_stats:city"], "entities": [{"driver_id": 1001}]}"#;
+    refused(&post(&node, "/v1/features", Some(&viewer), city), 403, "PERMISSION_DENIED", "city");
+    let (code, answer) = post(&node, "/v1/features", Some(&pii), city);
+    assert_eq!((code, &answer["results"][0]["values"][0]), (200, &serde_json::json!("Oslo")), "{answer}");
+    let audit = root.audit(&quiver_client::AuditQuery::default()).await.unwrap();
+    assert!(audit.iter().any(|e| e.actor == "pii" && e.detail.contains("city")), "{audit:?}");
+
+    // Each mistake answered with its status and a body that names it.
+    refused(&post(&node, "/v1/features", None, read), 401, "UNAUTHENTICATED", "token");
+    refused(&post(&node, "/v1/features", Some("qvt_wrong"), read), 401, "UNAUTHENTICATED", "");
+    refused(
+        &post(&node, "/v1/features", Some(&viewer), "{not json"),
+        400,
+        "INVALID_ARGUMENT",
+        "not a features request",
+    );
+    let missing = r#"{"project": "rides", "features": ["driver_stats:conv_rate"]}"#;
+    refused(&post(&node, "/v1/features", Some(&viewer), missing), 400, "INVALID_ARGUMENT", "entities");
+    let extra = read.replace("\"project\"", "\"projekt\": 1, \"project\"");
+    refused(&post(&node, "/v1/features", Some(&viewer), &extra), 400, "INVALID_ARGUMENT", "projekt");
+    let unknown = read.replace("avg_daily_trips", "avg_daily_tips");
+    refused(&post(&node, "/v1/features", Some(&viewer), &unknown), 404, "NOT_FOUND", "avg_daily_tips");
+    let wrong_type = read.replace("{\"driver_id\": 9}", "{\"driver_id\": \"nine\"}");
+    refused(&post(&node, "/v1/features", Some(&viewer), &wrong_type), 400, "INVALID_ARGUMENT", "driver_id");
+    let other = read.replace("\"rides\"", "\"items\"");
+    refused(&post(&node, "/v1/features", Some(&viewer), &other), 403, "PERMISSION_DENIED", "items");
+
+    // A browser's dashboard cookie opens no door to the JSON API.
+    let cookie = format!("cookie: quiver_token={admin}");
+    let (code, _) = quiver_tests::http_post(node.http_addr(), "/v1/features", &[&cookie], read);
+    assert_eq!(code, 401, "a cookie is the dashboard's only");
 }

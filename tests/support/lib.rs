@@ -112,6 +112,25 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
 
+/// A `POST` of `body` with `headers` (`name: value`) over a plain TCP connection, as any HTTP
+/// client sends it: the status code and the body.
+pub fn http_post(addr: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("the node's HTTP port answers");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, body.to_string())
+}
+
 /// Waits until a node has died at a crash point (`QUIVER_FAILPOINT` with
 /// `QUIVER_FAILPOINT_ONCE=marker`), and returns its index in `nodes`.
 pub async fn crashed(nodes: &mut [LocalNode], marker: &Path, timeout: std::time::Duration) -> usize {

@@ -1,13 +1,13 @@
 //! Reading what users give `quiverctl`: row files (JSON lines or CSV,
 //! typed by the feature set's schema) and `--entity name=value` arguments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 
 use anyhow::Result;
 use quiver_core::key::parse_key_text;
 use quiver_core::registry::{Entity, FeatureSet};
-use quiver_core::row::InputRow;
+use quiver_core::row::{Columns, InputRow};
 use quiver_core::spec::JoinKey;
 use quiver_core::{Error, Value, ValueType};
 
@@ -26,14 +26,6 @@ impl RowFormat {
     }
 }
 
-/// The type of every column a row of `fs` may carry.
-fn column_types(entity: &Entity, fs: &FeatureSet) -> HashMap<String, ValueType> {
-    let mut types: HashMap<_, _> = entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
-    types.insert(fs.timestamp_column.clone(), ValueType::Timestamp);
-    types.extend(fs.features.iter().map(|f| (f.name.clone(), f.ty)));
-    types
-}
-
 /// Parses every row of `reader`, converting values to the schema's types. Rows are
 /// numbered from 1; the first bad one fails the whole input.
 pub fn parse_rows(
@@ -42,14 +34,14 @@ pub fn parse_rows(
     entity: &Entity,
     fs: &FeatureSet,
 ) -> Result<Vec<InputRow>, Error> {
-    let types = column_types(entity, fs);
+    let columns = Columns::of(entity, fs);
     match format {
-        RowFormat::Jsonl => parse_jsonl(reader, &types, fs),
-        RowFormat::Csv => parse_csv(reader, &types, fs),
+        RowFormat::Jsonl => parse_jsonl(reader, &columns),
+        RowFormat::Csv => parse_csv(reader, &columns),
     }
 }
 
-fn parse_jsonl(reader: impl Read, types: &HashMap<String, ValueType>, fs: &FeatureSet) -> Result<Vec<InputRow>, Error> {
+fn parse_jsonl(reader: impl Read, columns: &Columns) -> Result<Vec<InputRow>, Error> {
     let mut rows = Vec::new();
     for line in BufReader::new(reader).lines() {
         let n = rows.len() + 1;
@@ -59,26 +51,16 @@ fn parse_jsonl(reader: impl Read, types: &HashMap<String, ValueType>, fs: &Featu
         }
         let object: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&line).map_err(|e| Error::row(n, "", format!("not a JSON object: {e}")))?;
-        let row = object
-            .into_iter()
-            .map(|(field, json)| {
-                let ty = types.get(&field).ok_or_else(|| fs.unknown_field(n, &field))?;
-                let value = Value::from_json(&json, *ty).map_err(|e| Error::row(n, &field, e))?;
-                Ok((field, value))
-            })
-            .collect::<Result<InputRow, Error>>()?;
-        rows.push(row);
+        rows.push(columns.from_json(n, object)?);
     }
     Ok(rows)
 }
 
-fn parse_csv(reader: impl Read, types: &HashMap<String, ValueType>, fs: &FeatureSet) -> Result<Vec<InputRow>, Error> {
+fn parse_csv(reader: impl Read, types: &Columns) -> Result<Vec<InputRow>, Error> {
     let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
     let headers = csv.headers().map_err(|e| Error::InvalidArgument(format!("CSV header: {e}")))?.clone();
-    let columns: Vec<(String, ValueType)> = headers
-        .iter()
-        .map(|h| types.get(h).map(|t| (h.to_string(), *t)).ok_or_else(|| fs.unknown_field(1, h)))
-        .collect::<Result<_, _>>()?;
+    let columns: Vec<(String, ValueType)> =
+        headers.iter().map(|h| Ok((h.to_string(), types.ty(1, h)?))).collect::<Result<_, Error>>()?;
     let mut rows = Vec::new();
     for record in csv.records() {
         let n = rows.len() + 1;

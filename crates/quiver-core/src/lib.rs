@@ -27,5 +27,5 @@ pub mod table;
 pub mod time;
 pub mod value;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use value::{Value, ValueType};

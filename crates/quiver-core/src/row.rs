@@ -1,6 +1,6 @@
 //! Feature rows: validation of incoming rows, the stored form, last-writer-wins and TTL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,38 @@ pub const MAX_ROWS_PER_WRITE: usize = 100_000;
 
 /// The most entity keys one online read may ask for.
 pub const MAX_ENTITIES_PER_READ: usize = 10_000;
+
+/// The type of each column a row of a feature set may carry (its entity's join keys, its
+/// event-time column, its features): how rows given as JSON or CSV are typed.
+pub struct Columns<'a> {
+    fs: &'a FeatureSet,
+    types: HashMap<String, ValueType>,
+}
+
+impl<'a> Columns<'a> {
+    pub fn of(entity: &Entity, fs: &'a FeatureSet) -> Columns<'a> {
+        let mut types: HashMap<_, _> = entity.join_keys.iter().map(|k| (k.name.clone(), k.ty)).collect();
+        types.insert(fs.timestamp_column.clone(), ValueType::Timestamp);
+        types.extend(fs.features.iter().map(|f| (f.name.clone(), f.ty)));
+        Columns { fs, types }
+    }
+
+    /// The type of `field`, of row `n` (from 1); a field that is no column is refused by name.
+    pub fn ty(&self, n: usize, field: &str) -> Result<ValueType> {
+        self.types.get(field).copied().ok_or_else(|| self.fs.unknown_field(n, field))
+    }
+
+    /// Row `n` (from 1) given as a JSON object, each value converted to its column's type.
+    pub fn from_json(&self, n: usize, object: serde_json::Map<String, serde_json::Value>) -> Result<InputRow> {
+        object
+            .into_iter()
+            .map(|(field, json)| {
+                let value = Value::from_json(&json, self.ty(n, &field)?).map_err(|e| Error::row(n, &field, e))?;
+                Ok((field, value))
+            })
+            .collect()
+    }
+}
 
 /// A row as written: field name → value.
 pub type InputRow = BTreeMap<String, Value>;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
@@ -81,14 +82,7 @@ pub struct Read {
 /// Writes `req`'s rows, all of them or none: every row is checked before anything is proposed.
 pub async fn write(node: &Node, call: &Call, req: Write) -> Result<Written> {
     call.allow(Need::Project { project: &req.project, role: Role::Writer, action: "writing rows" })?;
-    let (state, ()) = node
-        .meta
-        .current(|s| {
-            let project = s.registry.project(&req.project)?;
-            project.entity(&project.feature_set_by_ref(&req.feature_set)?.entity)?;
-            Ok(())
-        })
-        .await?;
+    let state = knowing(node, &req.project, &req.feature_set).await?;
     let project = state.registry.project(&req.project)?;
     let fs = project.feature_set_by_ref(&req.feature_set)?;
     let entity = project.entity(&fs.entity)?;
@@ -107,6 +101,20 @@ pub async fn write(node: &Node, call: &Call, req: Write) -> Result<Written> {
     node.metrics.rows_written.inc_by(count);
     call.count_write(&node.audit, &fs.name, count);
     Ok(Written { rows: count, shard_log_index })
+}
+
+/// The meta state that knows `feature_set` of `project` and its entity: this node's, or
+/// caught up with the metadata leader's when this node's does not yet.
+pub async fn knowing(node: &Node, project: &str, feature_set: &str) -> Result<Arc<MetaState>> {
+    let (state, ()) = node
+        .meta
+        .current(|s| {
+            let project = s.registry.project(project)?;
+            project.entity(&project.feature_set_by_ref(feature_set)?.entity)?;
+            Ok(())
+        })
+        .await?;
+    Ok(state)
 }
 
 /// Reads the latest values of `req`'s features for its entities, in request order.

@@ -1,5 +1,6 @@
-//! `/health` (200 once every group here has a leader, 503 before), `/metrics`, and the
-//! dashboard under `/ui`: over TLS when the node has it, behind `http_gate`.
+//! `/health` (200 once every group here has a leader, 503 before), `/metrics`, the dashboard
+//! under `/ui`, and JSON reads and writes under `/v1` (`rest`): over TLS when the node has
+//! it, behind `http_gate`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .merge(crate::ui::routes())
         .merge(http_gate::routes())
+        .merge(super::rest::routes())
         .layer(axum::middleware::from_fn_with_state(node.clone(), http_gate::gate))
         .with_state(node.clone());
     match node.tls.as_ref().map(|t| t.http.clone()) {

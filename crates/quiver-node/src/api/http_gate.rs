@@ -27,10 +27,15 @@ pub fn routes() -> axum::Router<Arc<Node>> {
     axum::Router::new().route(LOGIN, axum::routing::get(login_form).post(login))
 }
 
-/// The token a request carries: its bearer header, else the dashboard's cookie.
-fn secret(headers: &HeaderMap) -> Option<String> {
+/// The token a request carries: its bearer header, else, for a dashboard page, the
+/// dashboard's cookie (never for the JSON API: another site's page could make a browser send
+/// it there).
+fn secret(headers: &HeaderMap, path: &str) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return Some(bearer(value).to_string());
+    }
+    if !path.starts_with("/ui") {
+        return None;
     }
     let cookies = headers.get_all(header::COOKIE).into_iter().filter_map(|v| v.to_str().ok());
     cookies.flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
@@ -50,8 +55,16 @@ pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Nex
         request.extensions_mut().insert(Arc::new(Call::new(page, Principal::open(), from)));
         return next.run(request).await;
     }
-    match node.gate.authenticate(secret(request.headers()).as_deref(), from, &format!("GET {path}")) {
+    let what = format!("{} {path}", request.method());
+    match node.gate.authenticate(secret(request.headers(), path).as_deref(), from, &what) {
         Ok(caller) => {
+            // As gRPC admission does: the caller's rate, and the body's size when it says.
+            let length = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+            if let Err(e) = node.gate.limit(&caller.name, length) {
+                let e = e.into_core();
+                node.metrics.admission_refused(quiver_proto::status_from_error(&e).code());
+                return super::json_answer::error(e);
+            }
             let call = Call::new(page, caller, from);
             // Node addresses, groups, backup locations: for the cluster's admins.
             if CLUSTER_VIEWS.contains(&path)
@@ -71,8 +84,12 @@ pub async fn gate(State(node): State<Arc<Node>>, mut request: Request, next: Nex
     }
 }
 
-/// The sign-in form for a page, or 401 (the refusal is counted for the audit log).
+/// The sign-in form for a page, or 401 (in JSON for the JSON API; the refusal is counted for
+/// the audit log).
 fn unauthenticated(path: &str, uri: &axum::http::Uri, e: quiver_store::error::Error) -> Response {
+    if path.starts_with("/v1/") {
+        return super::json_answer::error(e.into_core());
+    }
     match path.starts_with("/ui") {
         true => {
             let back = uri.path_and_query().map_or("/ui", |p| p.as_str());

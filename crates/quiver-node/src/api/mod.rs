@@ -1,6 +1,7 @@
 //! The node's network faces: gRPC (features, registry, admin, Raft, with `grpc.health.v1` and
 //! server reflection) on `listen`, and HTTP (`/health`, `/metrics`, the dashboard) on `http`;
-//! both behind `auth` and TLS when on.
+//! both behind `auth` and TLS when on. The HTTP port also takes JSON reads and writes for
+//! clients without gRPC (`rest`).
 //! Every gRPC request is admitted on its headers first (`admission`); each service decodes
 //! at most what its requests may need.
 
@@ -11,11 +12,13 @@ mod features;
 mod health;
 mod http;
 mod http_gate;
+mod json_answer;
 pub(crate) mod monitoring;
 mod observed;
 mod offline;
 mod peers;
 mod registry;
+mod rest;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -78,6 +78,11 @@ pub async fn observed<T>(
     call: &Call,
     handler: impl Future<Output = Result<T>>,
 ) -> std::result::Result<Response<T>, Status> {
+    run(node, call, handler).await.map(Response::new).map_err(Status::from)
+}
+
+/// `observed` for any front end: the handler's answer, or the error a client is told.
+pub async fn run<T>(node: &Node, call: &Call, handler: impl Future<Output = Result<T>>) -> Result<T> {
     let started = Instant::now();
     let method = call.method;
     let result = handler.instrument(tracing::info_span!("rpc", method, caller = %call.caller.name)).await;
@@ -87,11 +92,10 @@ pub async fn observed<T>(
         Err(e) => e.code(),
     };
     node.metrics.observe(method, started, code);
-    result.map(Response::new).map_err(|e| for_clients(node, e)).map_err(|e| {
-        if !matches!(&e, Error::Core(c) if c.is_user_error()) {
+    result.map_err(|e| for_clients(node, e)).inspect_err(|e| {
+        if !matches!(e, Error::Core(c) if c.is_user_error()) {
             tracing::warn!(method, "request failed: {e}");
         }
-        Status::from(e)
     })
 }
 

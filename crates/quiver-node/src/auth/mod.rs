@@ -72,6 +72,11 @@ impl Call {
         Call { method, caller, from, subject: Mutex::default() }
     }
 
+    /// The same caller, from the same address, calling `method`.
+    pub fn as_method(&self, method: &'static str) -> Call {
+        Call::new(method, self.caller.clone(), self.from)
+    }
+
     /// `PermissionDenied` unless the caller may do what `need` says.
     pub fn allow(&self, need: Need) -> Result<()> {
         let subject = match need {
@@ -250,6 +255,16 @@ impl Gate {
         let state = self.meta.latest();
         if id < state.next_node_id && !state.nodes.contains_key(&id) {
             return Err(Status::permission_denied(format!("{method}: node {id} {}", member::REMOVED)));
+        }
+        Ok(())
+    }
+
+    /// What admission checks of a gRPC request's caller, for an HTTP request: one request
+    /// from `caller`'s rate, and its body (`bytes`, when it says) within the size cap.
+    pub fn limit(&self, caller: &str, bytes: Option<u64>) -> Result<()> {
+        self.limits.rate(caller, Instant::now())?;
+        if let Some(bytes) = bytes {
+            self.limits.size(caller, || usize::try_from(bytes).unwrap_or(usize::MAX))?;
         }
         Ok(())
     }
