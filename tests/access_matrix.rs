@@ -2,9 +2,10 @@
 //! the four roles (viewer, writer, a project's admin, a cluster admin), each with and without
 //! the PII grant, against online reads (plain and personal features, a vector), a training set
 //! and a saved one, statistics, drift, exports (the offline files), the dataset listing,
-//! backups, the cluster's status and the dashboard. The expected answer comes from a model of
-//! the rules (the role a path needs, and whether it returns personal values), so a path that
-//! lets the wrong token through, or refuses the right one, fails here.
+//! backups, the cluster's status, the dashboard and the JSON API (`POST /v1/features`). The
+//! expected answer comes from a model of the rules (the role a path needs, and whether it
+//! returns personal values), so a path that lets the wrong token through, or refuses the
+//! right one, fails here.
 
 use std::path::Path;
 use std::time::Duration;
@@ -40,9 +41,11 @@ enum ReadPath {
     Status,
     DashboardFeatureSet,
     DashboardCluster,
+    HttpPlain,
+    HttpPersonal,
 }
 
-const PATHS: [ReadPath; 13] = [
+const PATHS: [ReadPath; 15] = [
     ReadPath::OnlinePlain,
     ReadPath::OnlinePersonal,
     ReadPath::Vector,
@@ -56,16 +59,22 @@ const PATHS: [ReadPath; 13] = [
     ReadPath::Status,
     ReadPath::DashboardFeatureSet,
     ReadPath::DashboardCluster,
+    ReadPath::HttpPlain,
+    ReadPath::HttpPersonal,
 ];
 
 /// The model: the rank a path needs, and whether it returns personal values (then the PII
 /// grant is needed too).
 fn needs(path: ReadPath) -> (Rank, bool) {
     match path {
-        ReadPath::OnlinePlain | ReadPath::Vector | ReadPath::Files | ReadPath::Datasets => (Rank::Viewer, false),
-        ReadPath::OnlinePersonal | ReadPath::TrainingSet | ReadPath::Statistics | ReadPath::Drift => {
-            (Rank::Viewer, true)
+        ReadPath::OnlinePlain | ReadPath::Vector | ReadPath::Files | ReadPath::Datasets | ReadPath::HttpPlain => {
+            (Rank::Viewer, false)
         }
+        ReadPath::OnlinePersonal
+        | ReadPath::TrainingSet
+        | ReadPath::Statistics
+        | ReadPath::Drift
+        | ReadPath::HttpPersonal => (Rank::Viewer, true),
         ReadPath::DashboardFeatureSet => (Rank::Viewer, true),
         ReadPath::SavedTrainingSet => (Rank::Admin, true),
         ReadPath::Backup | ReadPath::Status | ReadPath::DashboardCluster => (Rank::ClusterAdmin, false),
@@ -137,6 +146,16 @@ async fn run(path: ReadPath, client: &Client, secret: &str, http: &str, n: usize
             let (status, _) = http_get(http, "/ui/cluster", secret);
             assert!(status.contains("200") || status.contains("403"), "{status}");
             return status.contains("200");
+        }
+        ReadPath::HttpPlain | ReadPath::HttpPersonal => {
+            let feature = if matches!(path, ReadPath::HttpPlain) { "conv_rate" } else { "city" };
+            let body = format!(
+                r#"{{"project": "rides", "features": ["driver_stats:{feature}"], "entities": [{{"driver_id": 1001}}]}}"#
+            );
+            let auth = format!("authorization: Bearer {secret}");
+            let (status, answer) = quiver_tests::http_post(http, "/v1/features", &[&auth], &body);
+            assert!(status == 200 || status == 403, "{status} {answer}");
+            return status == 200;
         }
     };
     match result {
