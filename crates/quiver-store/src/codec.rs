@@ -82,9 +82,12 @@ pub fn store_at<T: Record>(value: &T, version: u32) -> Result<Vec<u8>> {
     if version < VERSIONED_RECORDS {
         return encode(value);
     }
-    let mut out = [MARK[0], MARK[1], T::FORMAT].to_vec();
-    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())
-        .map_err(|e| Error::Codec(e.to_string()))?;
+    // Encoding first and copying is faster than bincode's writer into a growing Vec.
+    let body = encode(value)?;
+    let mut out = Vec::with_capacity(MARK.len() + 1 + body.len());
+    out.extend_from_slice(&MARK);
+    out.push(T::FORMAT);
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
