@@ -257,6 +257,25 @@ pub async fn read_loop(
     Ok(ReadFigures { ops: hist.len(), secs: started.elapsed().as_secs_f64(), hist })
 }
 
+/// One HTTP/1.1 connection reading a random entity's vector from `POST /v1/features`, one
+/// request at a time, until `until`.
+async fn http_reads(addr: &str, entities: i64, until: Until) -> Result<ReadFigures> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let url = format!("http://{addr}/v1/features");
+    let mut rng = StdRng::seed_from_u64(7);
+    let (started, mut hist) = (Instant::now(), Histogram::<u64>::new(3)?);
+    while !until() {
+        let body = json!({"project": "bench", "vector": "all",
+                          "entities": [{"driver_id": rng.random_range(0..entities)}]});
+        let t = Instant::now();
+        let answer = client.post(&url).body(body.to_string()).send().await?;
+        anyhow::ensure!(answer.status().is_success(), "{url} answered {}", answer.status());
+        answer.bytes().await?;
+        hist.record(t.elapsed().as_micros() as u64)?;
+    }
+    Ok(ReadFigures { ops: hist.len(), secs: started.elapsed().as_secs_f64(), hist })
+}
+
 /// One client without routing (the generated gRPC stub, as any language has) reading driver
 /// 0 linearizably through `endpoint`, one request at a time, until `until`.
 async fn unrouted_reads(endpoint: &str, until: Until) -> Result<ReadFigures> {
@@ -476,6 +495,17 @@ pub async fn run(mut args: Args) -> Result<()> {
         }
     }
 
+    out.say(format!(
+        "\nJSON over HTTP (POST /v1/features, 1 entity, vector of 10 features, 1 connection, {} s):",
+        args.seconds
+    ));
+    let f = http_reads(nodes[0].http_addr(), args.entities, for_secs(args.seconds)).await?;
+    let [p50, p99] = [0.5, 0.99].map(|q| f.hist.value_at_quantile(q));
+    let rate = f.ops as f64 / f.secs;
+    out.say(format!("  {rate:.0} requests/s, p50 {p50} us, p99 {p99} us"));
+    out.say("  reference, not run here: feast serve on this machine kind, 762 requests/s, p99 5.8 ms");
+    let http = json!({"requests_per_sec": rate, "p50_us": p50, "p99_us": p99, "requests": f.ops});
+
     out.say(format!("\npush (fresh rows for random entities, {} writers, {} s each):", args.writers, args.seconds));
     out.say(format!("{:>6} {:>10} {:>12} {:>9} {:>9}", "batch", "rows", "rows/s", "p50 us", "p99 us"));
     let mut pushes = Vec::new();
@@ -531,7 +561,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     out.figures(&json!({
         "kind": "online", "nodes": args.nodes, "leaders": leaders, "entities": args.entities, "seconds": args.seconds,
         "cores": cores, "load": load, "push": pushes, "reads": reads, "failover_ms": failovers, "transfers": transfers,
-        "unrouted_hop": hop,
+        "unrouted_hop": hop, "http_reads": http,
     }));
     Ok(())
 }
