@@ -702,3 +702,25 @@ async fn members_without_one_offline_store_stop_and_say_what_to_pass() {
         assert!(log.contains("is not its cluster's") && log.contains("--offline-store"), "node {}: {log}", i + 1);
     }
 }
+
+/// A node that lost its quorum says it is not ready, and what for: `/health` answers 503
+/// naming the groups without a leader (`grpc.health.v1` follows the same readiness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_quorum_says_what_it_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = LocalNode::start_cluster(dir.path(), 3, &[], &[], READY).await.unwrap();
+    let (_, body) = quiver_tests::http_get(nodes[2].http_addr(), "/health");
+    assert!(body.contains("\"waiting_for\":[]"), "{body}");
+    nodes[0].kill_9().unwrap();
+    nodes[1].kill_9().unwrap();
+    let deadline = Instant::now() + READY;
+    loop {
+        let (status, body) = quiver_tests::http_get(nodes[2].http_addr(), "/health");
+        if status.contains("503") {
+            assert!(body.contains("\"waiting_for\":[\"a leader of"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the survivor still says it is ready: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

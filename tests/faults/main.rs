@@ -193,7 +193,8 @@ async fn recover(cluster: &Mutex<Cluster>) -> Result<()> {
     cluster.heal_all()?;
     for (i, node) in cluster.nodes.iter_mut().enumerate() {
         if let Err(e) = node.wait_ready(READY).await {
-            println!("node {} did not recover: {e:#}", i + 1);
+            // CI keeps only what is printed: the end of the node's log goes with it.
+            println!("node {} did not recover: {e:#}\nthe end of its log:\n{}", i + 1, node.log_tail(40));
             bail!("node {} did not recover", i + 1);
         }
     }

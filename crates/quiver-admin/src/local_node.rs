@@ -28,16 +28,23 @@ pub struct LocalNode {
 /// Does the node whose HTTP port is `addr` answer `GET /health` with 200? Over TLS when
 /// given the cluster's CA (PEM).
 pub async fn healthy(addr: &str, ca: Option<&[u8]>) -> bool {
+    health(addr, ca).await.is_some_and(|(ok, _)| ok)
+}
+
+/// `/health` of the node at `addr`: whether it answered 200, and its body (what it waits for).
+pub async fn health(addr: &str, ca: Option<&[u8]>) -> Option<(bool, String)> {
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(2));
     if let Some(ca) = ca {
         match reqwest::Certificate::from_pem(ca) {
             Ok(cert) => builder = builder.add_root_certificate(cert),
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
     let scheme = if ca.is_some() { "https" } else { "http" };
-    let Ok(client) = builder.build() else { return false };
-    client.get(format!("{scheme}://{addr}/health")).send().await.is_ok_and(|r| r.status().is_success())
+    let client = builder.build().ok()?;
+    let answer = client.get(format!("{scheme}://{addr}/health")).send().await.ok()?;
+    let ok = answer.status().is_success();
+    Some((ok, answer.text().await.unwrap_or_default()))
 }
 
 /// A Quiver binary (`quiver-node`, `quiverctl`): from `$QUIVER_BIN_DIR`, else beside the
@@ -291,7 +298,8 @@ impl LocalNode {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("quiver-node not ready after {timeout:?}; see {}", self.log.display());
+                let said = self.health().await.map_or_else(|| "no answer".to_string(), |(_, body)| body);
+                bail!("quiver-node not ready after {timeout:?} (/health: {said}); see {}", self.log.display());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -327,12 +335,14 @@ impl LocalNode {
     /// `GET /health` answers 200: every group assigned to the node has a leader. Over TLS,
     /// trusting the `--tls-ca` the node was started with, when it was.
     async fn healthy(&self) -> bool {
+        self.health().await.is_some_and(|(ok, _)| ok)
+    }
+
+    /// This node's `/health`: whether it is ready, and what it says.
+    async fn health(&self) -> Option<(bool, String)> {
         let ca = self.extra.iter().position(|a| a == "--tls-ca").and_then(|i| self.extra.get(i + 1));
-        let ca = match ca.map(std::fs::read).transpose() {
-            Ok(ca) => ca,
-            Err(_) => return false,
-        };
-        healthy(&self.http, ca.as_deref()).await
+        let ca = ca.map(std::fs::read).transpose().ok()?;
+        health(&self.http, ca.as_deref()).await
     }
 
     /// Sends a signal by name (`STOP`, `CONT`, …) to the node process.
@@ -369,8 +379,9 @@ impl LocalNode {
         Ok(child.wait()?.success())
     }
 
-    /// The last `lines` lines of the node's log (empty when it is gone).
-    fn log_tail(&self, lines: usize) -> String {
+    /// The last `lines` lines of the node's log (empty when it is gone; above a backtrace, if
+    /// it ended with one).
+    pub fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         // An error's backtrace (RUST_BACKTRACE) would fill the tail; the error is above it.
         let end = log.find("\nStack backtrace:").or_else(|| log.find("\nstack backtrace:")).unwrap_or(log.len());

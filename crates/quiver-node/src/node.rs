@@ -53,17 +53,35 @@ impl Node {
     /// cluster admin's token is known here, and, with authentication on, this node's view of
     /// the tokens is fresh (`auth::TOKEN_VIEW_BOUND`).
     pub fn is_ready(&self) -> bool {
+        self.waiting_for().is_empty()
+    }
+
+    /// What keeps the node from being ready (`is_ready`), each in a few words.
+    pub fn waiting_for(&self) -> Vec<String> {
         let state = self.meta.latest();
-        let assigned = state.shard_map.shards.iter().filter(|s| s.hosted_by(self.id));
+        let mut waiting = Vec::new();
+        if state.shard_map.shards.is_empty() {
+            waiting.push("the shard map".to_string());
+        }
         // The first member registers the cluster admin's token once the meta group has a
         // leader: until this node has applied it, that token would be refused here.
-        let admin_known = state.tokens.values().any(|t| t.name == token::BOOTSTRAP_NAME);
-        let tokens_fresh = !self.config.auth.enabled || self.meta.caught_up_within(crate::auth::TOKEN_VIEW_BOUND);
-        !state.shard_map.shards.is_empty()
-            && admin_known
-            && tokens_fresh
-            && self.groups.leader_of(META_GROUP).is_some()
-            && assigned.into_iter().all(|s| self.groups.leader_of(s.id).is_some())
+        if !state.tokens.values().any(|t| t.name == token::BOOTSTRAP_NAME) {
+            waiting.push("the cluster admin's token".to_string());
+        }
+        if self.config.auth.enabled && !self.meta.caught_up_within(crate::auth::TOKEN_VIEW_BOUND) {
+            waiting.push("a fresh view of the tokens".to_string());
+        }
+        if self.groups.leader_of(META_GROUP).is_none() {
+            waiting.push("a leader of the meta group".to_string());
+        }
+        for shard in state.shard_map.shards.iter().filter(|s| s.hosted_by(self.id)) {
+            match self.groups.get(shard.id) {
+                None => waiting.push(format!("shard {} to open here", shard.id)),
+                Some(group) if group.leader().is_none() => waiting.push(format!("a leader of shard {}", shard.id)),
+                Some(_) => {}
+            }
+        }
+        waiting
     }
 
     /// Stops every group and flushes the engine.

@@ -72,11 +72,13 @@ async fn serve_tls(
 }
 
 async fn health(State(node): State<Arc<Node>>) -> (StatusCode, String) {
-    let ready = node.is_ready();
+    let waiting = node.waiting_for();
+    let ready = waiting.is_empty();
     let body = serde_json::json!({
         "status": if ready { "ok" } else { "starting" },
         "node_id": node.id,
         "groups": node.groups.all().len(),
+        "waiting_for": waiting,
     });
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, body.to_string())
