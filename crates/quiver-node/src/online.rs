@@ -250,6 +250,7 @@ async fn read_shard(node: &Node, shard: u64, read: &ShardRead, forward: bool) ->
         let result = match (hint.take(), group) {
             (Some(addr), _) => read_there(node, &addr, shard, read).await,
             (None, Some(group)) if served_here || !forward => read_here(node.id, &group, read).await,
+            (None, None) if !forward => Err(CoreError::ShardNotFound(shard).into()),
             (None, _) => match leader_addr(node, shard) {
                 Some(addr) => read_there(node, &addr, shard, read).await,
                 None => Err(CoreError::Unavailable(format!("shard {shard} has no leader")).into()),
