@@ -26,15 +26,16 @@ fn python_reads(endpoints: &[String], rounds: u32) -> BTreeMap<String, serde_jso
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("the reader printed {stdout}: {e}"))
 }
 
-/// Every read through every endpoint answered, with each driver's rate as written.
+/// Every read through every endpoint answered, with each driver's rate as written (its id
+/// divided by `per`).
 #[track_caller]
-fn all_answered(seen: &BTreeMap<String, serde_json::Value>, endpoints: &[String], rounds: u64, when: &str) {
+fn all_answered(seen: &BTreeMap<String, serde_json::Value>, endpoints: &[String], rounds: u64, per: f64, when: &str) {
     assert_eq!(seen.len(), endpoints.len(), "{when}: {seen:?}");
     for (endpoint, reads) in seen {
         assert_eq!(reads["errors"], serde_json::json!([]), "{when}: through {endpoint}");
         assert_eq!(reads["answered"].as_u64(), Some(rounds), "{when}: through {endpoint}");
         for id in 1..=DRIVERS {
-            assert_eq!(reads["values"][id.to_string()].as_f64(), Some(id as f64 / 100.0), "{when}: driver {id}");
+            assert_eq!(reads["values"][id.to_string()].as_f64(), Some(id as f64 / per), "{when}: driver {id}");
         }
     }
 }
@@ -58,7 +59,7 @@ async fn a_client_without_routing_reads_linearizably_through_every_node_during_l
     client.write("rides", "driver_stats", rows).await.unwrap();
 
     // Shards' leaders are spread over the nodes: each node leads some and not others.
-    all_answered(&python_reads(&endpoints, 1), &endpoints, 1, "at rest");
+    all_answered(&python_reads(&endpoints, 1), &endpoints, 1, 100.0, "at rest");
     let hops: u64 = nodes.iter().map(forwarded).sum();
     assert!(hops > 0, "some parts were read at their leader, one hop away");
 
@@ -88,7 +89,13 @@ async fn a_client_without_routing_reads_linearizably_through_every_node_during_l
     moving.store(false, Ordering::Relaxed);
     mover.await.unwrap();
     assert!(transfers.load(Ordering::Relaxed) > 0, "leadership moved while the reader read");
-    all_answered(&seen, &endpoints, rounds.into(), "during leader transfers");
+    all_answered(&seen, &endpoints, rounds.into(), 100.0, "during leader transfers");
+
+    // Overwritten through another node, every value reads new through every node at once.
+    let other = Client::connect(endpoints[1].clone()).await.unwrap();
+    let rows = (1..=DRIVERS).map(|id| driver_row(id, ts + 1, id as f64 / 10.0, id)).collect();
+    other.write("rides", "driver_stats", rows).await.unwrap();
+    all_answered(&python_reads(&endpoints, 1), &endpoints, 1, 10.0, "after an overwrite");
 }
 
 /// A node with `--auth` under `dir` and the rides definitions; its cluster admin's client
@@ -186,7 +193,8 @@ async fn model_servers_read_and_sources_push_json_over_http_with_the_checks_of_g
     assert_eq!(answer["results"][2]["statuses"], serde_json::json!(["NOT_FOUND", "NOT_FOUND"]));
     let vector = r#"{"project": "rides", "vector": "driver_model_v1", "entities": [{"driver_id": 1002}],
                      "consistency": "stale"}"#;
-    assert_eq!(post(&node, "/v1/features", Some(&viewer), vector).0, 200);
+    let (code, stale) = post(&node, "/v1/features", Some(&viewer), vector);
+    assert!(code == 200 && stale["staleness_bound_ms"].is_u64(), "a stale read states its bound: {stale}");
 
     // Personal data only with the grant, and its read on record.
     let city = r#"{"project": "rides", "features": ["driver_stats:city"], "entities": [{"driver_id": 1001}]}"#;
