@@ -5,6 +5,10 @@
 //! and `shard` apply it, `storage` keeps it under the keys of `keyspace`. `server` assembles
 //! a node and starts the `workers`. docs/architecture.md has the whole picture.
 
+// A request's future nests its whole path (admission, audit, the online read with its
+// forwarded parts); the default limit of 128 was reached computing one's layout.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub(crate) mod auth;
 pub mod backup;

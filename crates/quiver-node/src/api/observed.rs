@@ -78,7 +78,9 @@ pub async fn observed<T>(
     call: &Call,
     handler: impl Future<Output = Result<T>>,
 ) -> std::result::Result<Response<T>, Status> {
-    run(node, call, handler).await.map(Response::new).map_err(Status::from)
+    // Boxed: inside a handler's future, the whole request's future would nest past the
+    // compiler's query depth (`cargo check` of this crate alone).
+    Box::pin(run(node, call, handler)).await.map(Response::new).map_err(Status::from)
 }
 
 /// `observed` for any front end: the handler's answer, or the error a client is told.
