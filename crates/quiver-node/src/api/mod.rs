@@ -30,6 +30,7 @@ use quiver_proto::v1::monitoring_service_server::MonitoringServiceServer;
 use quiver_proto::v1::offline_service_server::OfflineServiceServer;
 use quiver_proto::v1::raft_service_server::RaftServiceServer;
 use quiver_proto::v1::registry_service_server::RegistryServiceServer;
+use tonic_health::pb::health_server::HealthServer;
 
 use crate::api::peers::RaftRpc;
 use crate::node::Node;
@@ -56,8 +57,6 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
         let _ = rx.wait_for(|s| *s).await;
     };
     let http = tokio::spawn(http::serve(node.clone(), http_listener, stopped(stop_rx.clone())));
-    let (health, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(health::report(node.clone(), health, stopped(stop_rx.clone())));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(quiver_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -93,7 +92,9 @@ pub async fn serve(node: Arc<Node>, shutdown: impl Future<Output = ()> + Send + 
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(health_service.max_decoding_message_size(PROBE_MESSAGE_BYTES))
+        .add_service(
+            HealthServer::new(health::NodeHealth { node: node.clone() }).max_decoding_message_size(PROBE_MESSAGE_BYTES),
+        )
         .add_service(reflection.max_decoding_message_size(PROBE_MESSAGE_BYTES));
     let stop = stopped(stop_rx.clone());
     let tls = node.tls.as_ref().map(|t| t.grpc.clone());
