@@ -150,35 +150,38 @@ pub async fn read(node: &Node, call: &Call, req: Read) -> Result<OnlineFeatures>
     if !req.routes.is_empty() {
         check_routes(node, &state, &req.routes, &lookups, linearizable).await?;
     }
-    // Each shard's keys, with where each goes in the answer: (entity, table).
-    let mut parts: BTreeMap<u64, (ShardRead, Vec<(usize, usize)>)> = BTreeMap::new();
-    for (i, keys) in lookups.iter().enumerate() {
-        for (t, ((shard, key, hash), (_, table))) in keys.iter().zip(&tables).enumerate() {
-            let (part, places) =
-                parts.entry(*shard).or_insert_with(|| (ShardRead { linearizable, keys: Vec::new() }, Vec::new()));
-            part.keys.push(KeyRead { table: table.clone(), key: key.clone(), hash: *hash, entity: i + 1 });
-            places.push((i, t));
+    // Each shard's keys (moved, not copied), with where each goes in the answer.
+    let table_refs: Vec<TableRef> = tables.iter().map(|(_, t)| t.clone()).collect();
+    let entities = lookups.len();
+    let mut parts: BTreeMap<u64, (ShardRead, Vec<usize>)> = BTreeMap::new();
+    for (i, keys) in lookups.into_iter().enumerate() {
+        for (t, (shard, key, hash)) in keys.into_iter().enumerate() {
+            let (part, places) = parts.entry(shard).or_insert_with(|| {
+                (ShardRead { linearizable, tables: table_refs.clone(), keys: Vec::new() }, Vec::new())
+            });
+            part.keys.push(KeyRead { table: t, key, hash, entity: i + 1 });
+            places.push(i * tables.len() + t);
         }
     }
     // Routing clients sent the read where they think it is led: they are told otherwise.
     let forward = req.routes.is_empty() && peers_answer_reads(node);
     let reads = parts.into_iter().map(|(shard, (part, places))| async move {
         let (rows, bound) = read_shard(node, shard, &part, forward).await?;
-        Ok::<_, Error>((places.into_iter().zip(rows).collect::<Vec<_>>(), bound))
+        Ok::<_, Error>((places.into_iter().zip(rows), bound))
     });
-    let mut found: HashMap<(usize, usize), StoredRow> = HashMap::new();
+    let mut found: Vec<Option<StoredRow>> = vec![None; entities * tables.len()];
     let mut staleness_bound_ms = 0;
     for (rows, bound) in try_join_all(reads).await? {
         staleness_bound_ms = staleness_bound_ms.max(bound);
-        found.extend(rows.into_iter().filter_map(|(place, row)| Some((place, row?))));
+        rows.for_each(|(place, row)| found[place] = row);
     }
     let now = now_micros();
     let sampled = node.serving.sample();
-    let mut rows = Vec::with_capacity(lookups.len());
-    for i in 0..lookups.len() {
-        let stored: Vec<Option<StoredRow>> = (0..tables.len()).map(|t| found.remove(&(i, t))).collect();
+    let mut rows = Vec::with_capacity(entities);
+    for i in 0..entities {
+        let stored = &found[i * tables.len()..(i + 1) * tables.len()];
         if sampled {
-            log_served(node, &features, &column_table, &tables, &stored, now);
+            log_served(node, &features, &column_table, &tables, stored, now);
         }
         rows.push(
             features
@@ -196,11 +199,11 @@ const FORWARDED_READS: u32 = 2;
 /// How long a read follows a shard's leadership as it moves (an election, a transfer).
 const FOLLOW_LEADER_FOR: Duration = Duration::from_secs(5);
 
-/// One key of a read: its table, the encoded key and its hash, and the number of the entity
-/// in the client's request (errors name it).
+/// One key of a read: its table (by position in `ShardRead::tables`), the encoded key and
+/// its hash, and the number of the entity in the client's request (errors name it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyRead {
-    pub table: TableRef,
+    pub table: usize,
     pub key: Vec<u8>,
     pub hash: u64,
     pub entity: usize,
@@ -211,6 +214,7 @@ pub struct KeyRead {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardRead {
     pub linearizable: bool,
+    pub tables: Vec<TableRef>,
     pub keys: Vec<KeyRead>,
 }
 
@@ -226,7 +230,9 @@ pub async fn read_here(me: NodeId, group: &Group, read: &ShardRead) -> Result<(V
         .keys
         .iter()
         .map(|k| {
-            let row = read_row(group.data.as_ref(), &k.table, &k.key)?;
+            let table =
+                read.tables.get(k.table).ok_or_else(|| CoreError::InvalidArgument(format!("no table {}", k.table)))?;
+            let row = read_row(group.data.as_ref(), table, &k.key)?;
             // Checked after the read: a split shrinks the range before it moves rows.
             if let Some(range) = &group.range {
                 range.check(k.hash, k.entity)?;
