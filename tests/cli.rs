@@ -213,12 +213,6 @@ fn the_demo_runs_the_main_job_end_to_end() {
     assert!(stdout.contains("saved as dataset demo_train"), "{stdout}");
 }
 
-/// A metric's value for one group, from the `/metrics` text.
-fn group_gauge(metrics: &str, name: &str, group: u64) -> u64 {
-    let prefix = format!("{name}{{group=\"{group}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_linearizable_reads_share_read_index_rounds() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,8 +229,8 @@ async fn concurrent_linearizable_reads_share_read_index_rounds() {
         assert_eq!(answer.rows[0][0].value, quiver_client::Value::Float64(0.5), "every read sees the write");
     }
     let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
-    let served = group_gauge(&metrics, "quiver_raft_linearizable_reads", 1);
-    let rounds = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
+    let served = quiver_tests::group_gauge(&metrics, "quiver_raft_linearizable_reads", 1);
+    let rounds = quiver_tests::group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
     assert!(served >= 200, "{metrics}");
     assert!(rounds > 0 && rounds < served, "{rounds} rounds for {served} reads");
 }
@@ -248,7 +242,7 @@ async fn sequential_linearizable_reads_ride_the_leader_lease() {
     let now = quiver_tests::now_micros();
     client.write("rides", "driver_stats", vec![quiver_tests::driver_row(7, now, 0.5, 1)]).await.unwrap();
     let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
-    let rounds_before = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
+    let rounds_before = quiver_tests::group_gauge(&metrics, "quiver_raft_read_index_rounds", 1);
     // One after another, so without the lease every read would need a round of its own.
     for i in 0..100u32 {
         let value = quiver_client::Value::Float64(0.5 + f64::from(i));
@@ -258,7 +252,7 @@ async fn sequential_linearizable_reads_ride_the_leader_lease() {
         assert_eq!(answer.rows[0][0].value, value, "read {i} sees the write before it");
     }
     let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
-    let rounds = group_gauge(&metrics, "quiver_raft_read_index_rounds", 1) - rounds_before;
+    let rounds = quiver_tests::group_gauge(&metrics, "quiver_raft_read_index_rounds", 1) - rounds_before;
     assert!(rounds < 50, "{rounds} read-index rounds for 100 sequential reads");
 }
 

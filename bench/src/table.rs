@@ -190,24 +190,18 @@ pub fn run(args: Args) -> Result<()> {
     for nodes in [1u64, 3] {
         let runs = online(nodes);
         let setup = if nodes == 1 { "1 node" } else { "3 replicas" };
-        let mut batches: Vec<u64> = runs
+        let mut shapes: Vec<(u64, u64)> = runs
             .iter()
             .flat_map(|r| r["push"].as_array().into_iter().flatten())
-            .filter_map(|p| p["batch"].as_u64())
+            .filter_map(|p| Some((p["batch"].as_u64()?, p["writers"].as_u64()?)))
             .collect();
-        batches.sort_unstable();
-        batches.dedup();
-        for b in batches {
-            let at = |p: &Value| p["batch"] == b;
-            let writers = runs.iter().find_map(|r| r["push"].as_array()?.iter().find(|p| at(p))?["writers"].as_u64());
+        shapes.sort_unstable();
+        shapes.dedup();
+        for (b, writers) in shapes {
+            let at = |p: &Value| p["batch"] == b && p["writers"] == writers;
             let rate = across(&runs, "push", &at, &["rows_per_sec"]);
             let lat = [across(&runs, "push", &at, &["p50_us"]), across(&runs, "push", &at, &["p99_us"])];
-            t.row(
-                format!("push, batch {b}, {} writers, {setup}: rows/s", writers.unwrap_or(0)),
-                ranged(rate),
-                dash(),
-                dash(),
-            );
+            t.row(format!("push, batch {b}, {writers} writers, {setup}: rows/s"), ranged(rate), dash(), dash());
             t.row("  request p50 / p99 µs", joined(lat.map(whole)), dash(), dash());
         }
         if nodes > 1 {

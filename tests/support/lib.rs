@@ -112,6 +112,12 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
 
+/// A metric's value for one group, from the `/metrics` text (0 when absent).
+pub fn group_gauge(metrics: &str, name: &str, group: u64) -> u64 {
+    let prefix = format!("{name}{{group=\"{group}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// A `POST` of `body` with `headers` (`name: value`) over a plain TCP connection, as any HTTP
 /// client sends it: the status code and the body.
 pub fn http_post(addr: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {

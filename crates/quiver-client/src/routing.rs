@@ -32,13 +32,16 @@ use crate::error::{Error, Result};
 use crate::table::{self, Parts, Table};
 use crate::tls::{self, Tls};
 
-/// Tries per request part before the last error is returned.
-const ATTEMPTS: usize = 50;
+/// Tries per request part before the last error is returned: about 10 s of them, paused
+/// `MAX_BACKOFF` apart.
+const ATTEMPTS: usize = 200;
 /// How long a part waits out `Busy` answers, which do not count as tries: a leadership
 /// transfer holds a shard's requests for up to about four election timeouts.
 const BUSY_FOR: Duration = Duration::from_secs(30);
-/// Longest pause between tries while a shard elects a leader or a node is unreachable.
-const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest pause between tries while a shard elects a leader or a node is unreachable: a
+/// try costs the survivors one short answer, and a shorter pause answers sooner once the
+/// election is over (it adds up to this much to a failover).
+const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Connections the client keeps to each node: one HTTP/2 connection is read and written by
 /// one task on each side, which caps concurrent requests at what one core can frame.

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 
+use crate::group_commit::GroupCommit;
 use crate::raft::cut::Cuts;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::Shared;
@@ -14,7 +15,7 @@ use crate::raft::{NodeId, Raft};
 use crate::shard::Range;
 use crate::shard::staging::Staging;
 use quiver_core::time::now_micros;
-use quiver_store::command::{Command, MetaCommand, Request, Response};
+use quiver_store::command::{Command, MetaCommand, Response, ShardCommand};
 use quiver_store::error::{Error, Result};
 use quiver_store::storage::KvTree;
 
@@ -38,6 +39,8 @@ pub struct Group {
     /// Leader time of the newest applied command: bounds how stale a follower's read is.
     applied_time: Arc<AtomicI64>,
     inflight: AtomicUsize,
+    /// Writes proposed together while earlier entries are appended and replicated.
+    commits: GroupCommit,
     read_index: Arc<ReadIndex>,
     /// The node leadership is being handed to (0: none); meanwhile this leader takes no
     /// proposals and no linearizable reads, which would renew its voters' leases.
@@ -54,6 +57,7 @@ impl Group {
     ) -> Group {
         Group {
             id,
+            commits: GroupCommit::new(id, &raft),
             raft,
             data,
             range,
@@ -88,28 +92,19 @@ impl Group {
     /// Proposes a command (this node must lead the group) and waits until it is applied;
     /// returns the state machine's answer and the entry's log index.
     pub async fn propose(&self, command: Command) -> Result<(Response, u64)> {
-        let group = self.id;
         self.check_not_transferring()?;
-        let _slot = InflightSlot::take(&self.inflight, group)?;
+        let _slot = InflightSlot::take(&self.inflight, self.id)?;
+        let command = match command {
+            Command::Shard(ShardCommand::Write(write)) => return self.commits.submit(write).await,
+            other => other,
+        };
         let commits_files = matches!(command, Command::Meta(MetaCommand::CommitFiles { .. }));
-        let request = Request { leader_time: now_micros(), command };
-        match self.raft.client_write(request).await {
-            Ok(reply) => match reply.data {
-                Response::Rejected(e) => Err(e.into()),
-                other => {
-                    if commits_files && other == Response::Done {
-                        // Committed and applied, not yet answered: the metadata leader's
-                        // worst moment to die.
-                        crate::failpoint::hit("meta-after-commit");
-                    }
-                    Ok((other, reply.log_id.index))
-                }
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(quiver_core::Error::NotLeader { group, leader: f.leader_node.map(|n| n.addr) }.into())
-            }
-            Err(e) => Err(Error::Raft(format!("group {group}: {e}"))),
+        let answer = crate::raft::write(&self.raft, self.id, command).await?;
+        if commits_files && answer.0 == Response::Done {
+            // Committed and applied, not yet answered: the metadata leader's worst moment to die.
+            crate::failpoint::hit("meta-after-commit");
         }
+        Ok(answer)
     }
 
     /// Waits until reads of this group here reflect every write acknowledged before the call.
@@ -124,6 +119,11 @@ impl Group {
         }
     }
 
+    /// Writes group-committed here, and the log entries that carried them.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        self.commits.counts()
+    }
+
     /// Linearizable reads served by this group here, and the read-index rounds they took.
     pub fn read_index_counts(&self) -> (u64, u64) {
         self.read_index.counts()
@@ -131,6 +131,11 @@ impl Group {
 
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Where member `id` of this group is reached, as its membership says.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
     /// An upper bound, in milliseconds, on how old a read served here without a read

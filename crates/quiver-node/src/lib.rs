@@ -13,6 +13,7 @@ pub mod api;
 pub(crate) mod auth;
 pub mod backup;
 pub(crate) mod failpoint;
+pub(crate) mod group_commit;
 pub(crate) mod groups;
 pub(crate) mod halt;
 pub(crate) mod hosting;

@@ -26,6 +26,8 @@ pub struct Metrics {
     raft_term: IntGaugeVec,
     linearizable_reads: IntGaugeVec,
     read_index_rounds: IntGaugeVec,
+    committed_writes: IntGaugeVec,
+    commit_entries: IntGaugeVec,
 }
 
 /// Counts one join in `joins_running` for as long as it lives: dropped with the work when a
@@ -94,6 +96,14 @@ impl Metrics {
                 "raft_read_index_rounds",
                 "read-index rounds per group since start (concurrent linearizable reads share one)",
             )?,
+            committed_writes: gauge(
+                "raft_committed_writes",
+                "writes this node committed as leader per group since start",
+            )?,
+            commit_entries: gauge(
+                "raft_commit_entries",
+                "log entries that carried those writes (group commit puts many in one)",
+            )?,
         };
         let r = &metrics.registry;
         r.register(Box::new(metrics.requests.clone()))?;
@@ -109,6 +119,8 @@ impl Metrics {
         r.register(Box::new(metrics.raft_term.clone()))?;
         r.register(Box::new(metrics.linearizable_reads.clone()))?;
         r.register(Box::new(metrics.read_index_rounds.clone()))?;
+        r.register(Box::new(metrics.committed_writes.clone()))?;
+        r.register(Box::new(metrics.commit_entries.clone()))?;
         Ok(metrics)
     }
 
@@ -134,6 +146,9 @@ impl Metrics {
             let (reads, rounds) = g.read_index_counts();
             self.linearizable_reads.with_label_values(&[&label]).set(reads as i64);
             self.read_index_rounds.with_label_values(&[&label]).set(rounds as i64);
+            let (writes, entries) = g.commit_counts();
+            self.committed_writes.with_label_values(&[&label]).set(writes as i64);
+            self.commit_entries.with_label_values(&[&label]).set(entries as i64);
         }
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -18,7 +18,7 @@ use crate::meta_reader::MetaReader;
 use crate::raft::NodeId;
 use crate::raft::network::{PeerPool, ask_peer};
 use quiver_core::time::now_micros;
-use quiver_store::command::{Command, MetaCommand, Once, Response, ShardCommand, ShardRow};
+use quiver_store::command::{Command, MetaCommand, Once, Response, ShardCommand, ShardRow, Write};
 use quiver_store::error::{Error, Result};
 use quiver_store::meta::ExportRange;
 use quiver_store::release;
@@ -66,17 +66,14 @@ impl Proposer {
         loop {
             let result = match (self.groups.get(group_id), hint.take()) {
                 (_, Some(addr)) => self.forward(&addr, group_id, command).await,
-                (Some(group), None) => {
-                    let metrics = group.raft.metrics().borrow().clone();
-                    match metrics.current_leader {
-                        Some(id) if id == self.me => group.propose(command.clone()).await,
-                        Some(id) => match metrics.membership_config.membership().get_node(&id) {
-                            Some(node) => self.forward(&node.addr, group_id, command).await,
-                            None => Err(quiver_core::Error::Unavailable(format!("no address for leader {id}")).into()),
-                        },
-                        None => Err(quiver_core::Error::Unavailable(format!("group {group_id} has no leader")).into()),
-                    }
-                }
+                (Some(group), None) => match group.leader() {
+                    Some(id) if id == self.me => group.propose(command.clone()).await,
+                    Some(id) => match group.address_of(id) {
+                        Some(addr) => self.forward(&addr, group_id, command).await,
+                        None => Err(quiver_core::Error::Unavailable(format!("no address for leader {id}")).into()),
+                    },
+                    None => Err(quiver_core::Error::Unavailable(format!("group {group_id} has no leader")).into()),
+                },
                 // Not hosted here: ask its replicas in turn; they name the leader.
                 (None, None) => {
                     let state = self.meta.latest();
@@ -99,7 +96,7 @@ impl Proposer {
                 return result;
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+            pause = (pause * 2).min(Duration::from_millis(100));
             attempt += 1;
         }
     }
@@ -149,7 +146,7 @@ impl Proposer {
             let writes = by_shard.into_iter().map(|(shard, part)| {
                 let (positions, rows): (Vec<u32>, Vec<ShardRow>) = part.into_iter().unzip();
                 let once = once.as_ref().map(|o| Once { id: o.id.clone(), positions: positions.clone() });
-                let command = Command::Shard(ShardCommand::Write { table: table.clone(), rows, export, once });
+                let command = Command::Shard(ShardCommand::Write(Write { table: table.clone(), rows, export, once }));
                 async move {
                     let result = self.propose_anywhere(shard, &command).await;
                     (shard, positions, command, result)
@@ -160,7 +157,7 @@ impl Proposer {
                 match result {
                     Ok((_, index)) => drop(written.insert(shard, index)),
                     Err(Error::Core(e @ quiver_core::Error::KeyNotInShard { .. })) => {
-                        if let Command::Shard(ShardCommand::Write { rows, .. }) = command {
+                        if let Command::Shard(ShardCommand::Write(Write { rows, .. })) = command {
                             pending.extend(positions.into_iter().zip(rows));
                         }
                         moved = Some(e);

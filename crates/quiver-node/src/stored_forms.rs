@@ -5,7 +5,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, SnapshotMeta, Stor
 use quiver_core::row::WriteSeq;
 use quiver_core::table::TableRef;
 use quiver_core::value::Value;
-use quiver_store::command::{Command, Request, ShardCommand, ShardRow};
+use quiver_store::command::{Command, Request, ShardCommand, ShardRow, Write};
 use quiver_store::golden::pinned;
 
 use crate::raft::TypeConfig;
@@ -30,5 +30,11 @@ fn every_kind_stored_here_keeps_its_bytes() {
     pinned(vec![ExportWait { shard: 2, through: seq, from: seq }], "010209010901");
     let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
     let row = ShardRow { key: vec![4], event_ts: 6, values: vec![Value::Bool(true)] };
+    let write = Write { table: table.clone(), rows: vec![row.clone()], export: true, once: None };
+    let writes = Request { leader_time: 5, command: Command::Shard(ShardCommand::Writes(vec![write])) };
+    pinned(
+        Entry::<TypeConfig> { log_id, payload: EntryPayload::Normal(writes) },
+        "030107010a01090101700173010101040c0101010100",
+    );
     pinned(QueuedRow { table, row }, "017001730101040c010101");
 }

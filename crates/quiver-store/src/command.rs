@@ -53,6 +53,8 @@ pub enum Response {
     NodeId(u64),
     /// The id of a shard operation that started.
     OpId(u64),
+    /// The answers to a `ShardCommand::Writes`, in its order.
+    Batch(Vec<Response>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -322,11 +324,8 @@ pub enum ShardCommand {
     /// The last step of a merge: the shard's range grows over `start..=end`, the range of
     /// the neighbour just above it, whose rows it has absorbed.
     Grow { start: u64, end: u64 },
-    /// Upserts rows (last writer wins); `export` also queues them for the offline store.
-    /// With `once`, each row applies at most once per request id and position in the
-    /// request, whichever shard holds its key (`shard::requests`); a write all of whose rows
-    /// were applied before is answered `Duplicate`.
-    Write { table: TableRef, rows: Vec<ShardRow>, export: bool, once: Option<Once> },
+    /// Upserts rows (see `Write`).
+    Write(Write),
     /// A frozen shard whose merge was abandoned owns its range again; otherwise nothing.
     Thaw,
     /// The first step of a split at `at`: every replica starts copying the rows and request
@@ -334,6 +333,22 @@ pub enum ShardCommand {
     /// changed meanwhile, so the `Split` entry copies only those (`shard::staging`). Changes
     /// nothing a read sees.
     PrepareSplit { at: u64, child: u64 },
+    /// Writes the leader committed together (`group_commit`): applied in order, each as its
+    /// own `Write` with its rows after the earlier writes' in the entry, and answered
+    /// `Response::Batch`, one answer per write. Proposed only from cluster version 2 on.
+    Writes(Vec<Write>),
+}
+
+/// Upserts rows (last writer wins); `export` also queues them for the offline store.
+/// With `once`, each row applies at most once per request id and position in the request,
+/// whichever shard holds its key (`shard::requests`); a write all of whose rows were
+/// applied before is answered `Duplicate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Write {
+    pub table: TableRef,
+    pub rows: Vec<ShardRow>,
+    pub export: bool,
+    pub once: Option<Once>,
 }
 
 /// What makes a write apply once: its request's id, and each row's position in the request.
@@ -362,12 +377,15 @@ mod tests {
         });
         assert_eq!(encode(&put).unwrap(), [1, 0, 1, 112, 1, 115, 1, 1, 1, 7, 2, 0, 1, 0]);
         let once = Some(Once { id: vec![9], positions: vec![3] });
-        let write = Command::Shard(ShardCommand::Write { table, rows: vec![row], export: false, once });
-        assert_eq!(encode(&write).unwrap(), [1, 6, 1, 112, 1, 115, 1, 1, 1, 7, 2, 0, 0, 1, 1, 9, 1, 3]);
-        assert!(matches!(
-            decode::<Command>(&encode(&write).unwrap()).unwrap(),
-            Command::Shard(ShardCommand::Write { .. })
-        ));
+        let one = Write { table, rows: vec![row], export: false, once };
+        let write = Command::Shard(ShardCommand::Write(one.clone()));
+        let write_bytes = [1, 6, 1, 112, 1, 115, 1, 1, 1, 7, 2, 0, 0, 1, 1, 9, 1, 3];
+        assert_eq!(encode(&write).unwrap(), write_bytes);
+        assert!(matches!(decode::<Command>(&encode(&write).unwrap()).unwrap(), Command::Shard(ShardCommand::Write(_))));
+        // A group-committed entry: the tag, the count, then each write as a lone one has it.
+        let writes = Command::Shard(ShardCommand::Writes(vec![one.clone(), one]));
+        let body = &write_bytes[2..];
+        assert_eq!(encode(&writes).unwrap(), [&[1, 9, 2][..], body, body].concat());
         assert_eq!(encode(&ShardCommand::Thaw).unwrap(), [7]);
         assert_eq!(encode(&ShardCommand::PrepareSplit { at: 5, child: 2 }).unwrap(), [8, 5, 2]);
         let last = MetaCommand::SetClusterId { id: "c".into() };

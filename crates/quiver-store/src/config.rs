@@ -394,8 +394,8 @@ impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
             heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 400,
             snapshot_every: 10_000,
             logs_to_keep: 1_000,
             lease_reads: true,

@@ -18,7 +18,7 @@ use crate::shard::split::seed_log_id;
 use crate::shard::staging::Progress;
 use crate::shard::{Range, read_row};
 use quiver_store::command::Response;
-use quiver_store::command::{Command, Request, ShardCommand, ShardRow};
+use quiver_store::command::{Command, Request, ShardCommand, ShardRow, Write};
 use quiver_store::storage::{KvEngine, MemEngine, SledEngine};
 
 struct SledBuilder;
@@ -189,7 +189,7 @@ fn write_request(index: u64, request: &[u8], ids: &[i64], ts: i64) -> Entry<Type
         })
         .collect();
     let once = Some(quiver_store::command::Once { id: request.to_vec(), positions: (0..ids.len() as u32).collect() });
-    entry(index, ShardCommand::Write { table: table(), rows, export: true, once })
+    entry(index, ShardCommand::Write(Write { table: table(), rows, export: true, once }))
 }
 
 /// Writes applied while a split's rows are copied ahead of it, over keys the copy has and has
@@ -359,7 +359,7 @@ fn write_once(index: u64, ids: &[i64], positions: &[u32]) -> Entry<TypeConfig> {
         })
         .collect();
     let once = Some(quiver_store::command::Once { id: b"r".to_vec(), positions: positions.to_vec() });
-    entry(index, ShardCommand::Write { table: table(), rows, export: true, once })
+    entry(index, ShardCommand::Write(Write { table: table(), rows, export: true, once }))
 }
 
 fn queued(sm: &StateMachine) -> usize {

@@ -117,7 +117,10 @@ impl ShardMachine {
             ShardCommand::Freeze | ShardCommand::Thaw | ShardCommand::Absorb { .. } | ShardCommand::Grow { .. } => {
                 merge::apply(tree.as_ref(), rows, &self.range, entry.index, cmd)
             }
-            ShardCommand::Write { .. } | ShardCommand::Put { .. } | ShardCommand::ExportAck { .. } => {
+            ShardCommand::Write(_)
+            | ShardCommand::Writes(_)
+            | ShardCommand::Put { .. }
+            | ShardCommand::ExportAck { .. } => {
                 super::apply(tree.as_ref(), rows, &self.range, entry.index, entry.time, cmd)
             }
         }

@@ -172,7 +172,7 @@ impl PendingWrites {
     }
 }
 
-/// Applies a write or an export acknowledgement. A split is applied by `split::apply` (it
+/// Applies writes or an export acknowledgement. A split is applied by `split::apply` (it
 /// needs the tree to hold every earlier entry first) after `staging`, the steps of a merge
 /// by `merge::apply`.
 pub fn apply(
@@ -183,20 +183,38 @@ pub fn apply(
     leader_time: i64,
     cmd: &ShardCommand,
 ) -> Result<Response> {
-    let legacy;
-    let (table, rows, export, once) = match cmd {
-        ShardCommand::Write { table, rows, export, once } => (table, rows, *export, once.as_ref()),
+    let first = WriteSeq { log_index, pos: 0 };
+    match cmd {
+        ShardCommand::Write(w) => {
+            write(tree, cache, owned, first, leader_time, (&w.table, &w.rows, w.export, w.once.as_ref()))
+        }
+        ShardCommand::Writes(writes) => {
+            let mut answers = Vec::with_capacity(writes.len());
+            let mut first = first;
+            for w in writes {
+                answers.push(write(
+                    tree,
+                    cache,
+                    owned,
+                    first,
+                    leader_time,
+                    (&w.table, &w.rows, w.export, w.once.as_ref()),
+                )?);
+                first.pos = first.pos.saturating_add(u32::try_from(w.rows.len()).unwrap_or(u32::MAX));
+            }
+            Ok(Response::Batch(answers))
+        }
         ShardCommand::Put { table, rows, export, request } => {
             let positions = (0..rows.len() as u32).collect();
-            legacy = request.clone().map(|id| Once { id, positions });
-            (table, rows, *export, legacy.as_ref())
+            let once = request.clone().map(|id| Once { id, positions });
+            write(tree, cache, owned, first, leader_time, (table, rows, *export, once.as_ref()))
         }
         ShardCommand::ExportAck { through } => {
             let range = (std::ops::Bound::Included(vec![QUEUE]), std::ops::Bound::Included(keyspace::queue(*through)));
             for kv in tree.scan(range) {
                 cache.other.delete(kv?.0);
             }
-            return Ok(Response::Done);
+            Ok(Response::Done)
         }
         ShardCommand::Split { .. }
         | ShardCommand::PrepareSplit { .. }
@@ -204,11 +222,20 @@ pub fn apply(
         | ShardCommand::Thaw
         | ShardCommand::Absorb { .. }
         | ShardCommand::Grow { .. } => {
-            return Err(quiver_store::error::Error::Storage(
-                "splits and merges are applied by their own modules".into(),
-            ));
+            Err(quiver_store::error::Error::Storage("splits and merges are applied by their own modules".into()))
         }
-    };
+    }
+}
+
+/// Applies one write whose rows take the entry's sequence numbers from `first` on.
+fn write(
+    tree: &dyn KvTree,
+    cache: &mut PendingWrites,
+    owned: &Range,
+    first: WriteSeq,
+    leader_time: i64,
+    (table, rows, export, once): (&TableRef, &[ShardRow], bool, Option<&Once>),
+) -> Result<Response> {
     // Sent with an older shard map: refused whole, before its request id is remembered, so
     // the retry with a fresh map applies.
     let bounds = cache.bounds(owned);
@@ -229,7 +256,7 @@ pub fn apply(
     }
     for (pos, row) in rows.iter().enumerate().filter(|(pos, _)| fresh[*pos]) {
         let key = keyspace::row(table, &row.key);
-        let seq = WriteSeq { log_index, pos: pos as u32 };
+        let seq = WriteSeq { log_index: first.log_index, pos: first.pos.saturating_add(pos as u32) };
         if export {
             cache.other.put(keyspace::queue(seq), store(&QueuedRow { table: table.clone(), row: row.clone() })?);
         }
@@ -319,6 +346,7 @@ mod tests {
     use quiver_core::Value;
 
     use super::*;
+    use quiver_store::command::Write;
     use quiver_store::storage::{KvEngine, MemEngine};
 
     fn put(request: &[u8]) -> ShardCommand {
@@ -359,6 +387,35 @@ mod tests {
             Response::Written { .. }
         ));
         assert!(matches!(apply(tree.as_ref(), &mut cache, &all, 6, later, &put(b"c")).unwrap(), Response::Duplicate));
+    }
+
+    /// Writes committed together in one entry: each answered as if alone, their rows
+    /// queued in order under distinct sequence numbers, and one refused changing nothing.
+    #[test]
+    fn writes_in_one_entry_apply_each_as_if_alone() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("t").unwrap();
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let write = |keys: &[u8], id: &[u8]| {
+            let rows =
+                keys.iter().map(|k| ShardRow { key: vec![*k], event_ts: 1, values: vec![Value::Int64(*k as i64)] });
+            let once = Some(Once { id: id.to_vec(), positions: (0..keys.len() as u32).collect() });
+            Write { table: table.clone(), rows: rows.collect(), export: true, once }
+        };
+        let bad = Write { once: Some(Once { id: b"bad".to_vec(), positions: vec![] }), ..write(&[9], b"bad") };
+        let entry = ShardCommand::Writes(vec![write(&[1, 2], b"a"), bad, write(&[3], b"b"), write(&[1], b"a")]);
+        let Response::Batch(answers) = apply_one(tree.as_ref(), 7, 0, &entry) else {
+            panic!("a batch is answered in a batch")
+        };
+        assert!(matches!(answers[0], Response::Written { rows: 2 }), "{answers:?}");
+        assert!(matches!(answers[1], Response::Rejected(quiver_core::Error::InvalidArgument(_))), "{answers:?}");
+        assert!(matches!(answers[2], Response::Written { rows: 1 }), "{answers:?}");
+        assert_eq!(answers[3], Response::Duplicate, "request a's first row, again in the same entry");
+        let queued: Vec<(u32, Vec<u8>)> =
+            read_queue(tree.as_ref(), 100).unwrap().into_iter().map(|(seq, q)| (seq.pos, q.row.key)).collect();
+        assert_eq!(queued, [(0, vec![1]), (1, vec![2]), (3, vec![3])], "the refused write's place stays empty");
+        assert!(read_row(tree.as_ref(), &table, &[9]).unwrap().is_none());
+        assert_eq!(read_row(tree.as_ref(), &table, &[3]).unwrap().unwrap().seq, WriteSeq { log_index: 7, pos: 3 });
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod kv;
 mod mem_engine;
+mod shared_flush;
 mod sled_engine;
 
 pub use kv::{KvEngine, KvPair, KvTree, WriteBatch};

@@ -5,10 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::kv::{KvEngine, KvPair, KvTree, WriteBatch};
+use super::shared_flush::SharedFlush;
 use crate::error::{Error, Result};
 
 pub struct SledEngine {
     db: sled::Db,
+    flushes: SharedFlush,
 }
 
 impl SledEngine {
@@ -19,7 +21,7 @@ impl SledEngine {
             .flush_every_ms(None)
             .open()
             .map_err(|e| Error::Storage(format!("opening sled at {}: {e}", path.display())))?;
-        Ok(SledEngine { db })
+        Ok(SledEngine { db, flushes: SharedFlush::default() })
     }
 }
 
@@ -33,7 +35,7 @@ impl KvEngine for SledEngine {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map(drop).map_err(storage_err)
+        self.flushes.run(|| self.db.flush().map(drop).map_err(storage_err))
     }
 
     fn drop_tree(&self, name: &str) -> Result<()> {
