@@ -4,7 +4,7 @@
 //!
 //! Each write joins the group's queue and starts a committer. A committer waits for the
 //! group's slot (`IN_FLIGHT`), then takes what is queued (whole writes, up to
-//! `MAX_ROWS_PER_WRITE` rows) and proposes it: a lone write as itself, several as one `Writes` entry, whose
+//! `MAX_GROUPED_ROWS` rows) and proposes it: a lone write as itself, several as one `Writes` entry, whose
 //! answers go back to their writers one by one. A write that finds the slot free is proposed
 //! at once, so a lone writer waits for nothing; under load the batch grows with the queue.
 //! The committer runs as its own task: a writer that goes away cannot strand the others.
@@ -16,7 +16,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use quiver_core::row::MAX_ROWS_PER_WRITE;
 use quiver_store::codec::cluster_version;
 use quiver_store::command::{Command, Response, ShardCommand, Write};
 use quiver_store::error::{Error, Result};
@@ -29,6 +28,11 @@ use crate::raft::Raft;
 /// the queue gather everything that arrives during an entry's round (measured with 64
 /// single-row writers on one node: 3,300 rows/s with two in flight, 5,000 with one).
 const IN_FLIGHT: usize = 1;
+
+/// Rows of the writes one entry groups (a write alone may hold more). Entries stay the size
+/// of a common client batch, as they were before grouping: a follower catching up must
+/// store an AppendEntries of up to 64 entries within a heartbeat interval.
+const MAX_GROUPED_ROWS: usize = 1_000;
 
 /// The first cluster version whose nodes all read a `Writes` entry.
 const GROUPED_WRITES: u32 = 2;
@@ -91,7 +95,7 @@ fn lock<T>(queue: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The oldest queued writes: at least one, and as many more as fit in `MAX_ROWS_PER_WRITE` rows.
+/// The oldest queued writes: at least one, and as many more as fit in `MAX_GROUPED_ROWS` rows.
 fn take(queue: &Mutex<VecDeque<(Write, Answer)>>) -> Vec<(Write, Answer)> {
     let mut queue = lock(queue);
     let mut rows = 0;
@@ -100,7 +104,7 @@ fn take(queue: &Mutex<VecDeque<(Write, Answer)>>) -> Vec<(Write, Answer)> {
         .enumerate()
         .take_while(|(i, (write, _))| {
             rows += write.rows.len();
-            *i == 0 || rows <= MAX_ROWS_PER_WRITE
+            *i == 0 || rows <= MAX_GROUPED_ROWS
         })
         .count();
     queue.drain(..count).collect()
@@ -139,5 +143,34 @@ async fn commit(raft: &Raft, group: u64, mut batch: Vec<(Write, Answer)>) {
                 let _ = answer.send(Err(shared));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quiver_core::table::TableRef;
+    use quiver_store::command::ShardRow;
+
+    use super::*;
+
+    fn queued(rows: &[usize]) -> Mutex<VecDeque<(Write, Answer)>> {
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let row = ShardRow { key: vec![1], event_ts: 1, values: Vec::new() };
+        let write = |n| Write { table: table.clone(), rows: vec![row.clone(); n], export: false, once: None };
+        Mutex::new(rows.iter().map(|n| (write(*n), oneshot::channel().0)).collect())
+    }
+
+    fn taken(queue: &Mutex<VecDeque<(Write, Answer)>>) -> Vec<usize> {
+        take(queue).iter().map(|(w, _)| w.rows.len()).collect()
+    }
+
+    #[test]
+    fn an_entry_groups_whole_writes_up_to_its_rows_and_a_big_write_goes_alone() {
+        let queue = queued(&[600, 300, 200, 5_000, 1, 1]);
+        assert_eq!(taken(&queue), [600, 300], "the next would pass the limit");
+        assert_eq!(taken(&queue), [200], "a write that would pass it waits for an entry of its own");
+        assert_eq!(taken(&queue), [5_000], "a write above the limit goes alone");
+        assert_eq!(taken(&queue), [1, 1]);
+        assert!(taken(&queue).is_empty());
     }
 }

@@ -274,7 +274,7 @@ async fn read_shard(node: &Node, shard: u64, read: &ShardRead, forward: bool) ->
             return result;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
