@@ -136,8 +136,10 @@ async fn commit(raft: &Raft, group: u64, mut batch: Vec<(Write, Answer)>) {
         }
         Err(e) => {
             for answer in answers {
+                // `raft::write` fails with these two only; any other keeps its message.
                 let shared = match &e {
                     Error::Core(core) => Error::Core(core.clone()),
+                    Error::Raft(why) => Error::Raft(why.clone()),
                     other => Error::Raft(other.to_string()),
                 };
                 let _ = answer.send(Err(shared));

@@ -32,7 +32,7 @@ use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
 use quiver_store::codec::{load, store};
-use quiver_store::command::{Once, Response, ShardCommand, ShardRow};
+use quiver_store::command::{Once, Response, ShardCommand, ShardRow, Write};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{self, QUEUE, REQUEST_EXPIRY};
 use quiver_store::storage::{KvTree, WriteBatch};
@@ -183,23 +183,13 @@ pub fn apply(
     leader_time: i64,
     cmd: &ShardCommand,
 ) -> Result<Response> {
-    let first = WriteSeq { log_index, pos: 0 };
+    let mut first = WriteSeq { log_index, pos: 0 };
     match cmd {
-        ShardCommand::Write(w) => {
-            write(tree, cache, owned, first, leader_time, (&w.table, &w.rows, w.export, w.once.as_ref()))
-        }
+        ShardCommand::Write(w) => write(tree, cache, owned, first, leader_time, fields(w)),
         ShardCommand::Writes(writes) => {
             let mut answers = Vec::with_capacity(writes.len());
-            let mut first = first;
             for w in writes {
-                answers.push(write(
-                    tree,
-                    cache,
-                    owned,
-                    first,
-                    leader_time,
-                    (&w.table, &w.rows, w.export, w.once.as_ref()),
-                )?);
+                answers.push(write(tree, cache, owned, first, leader_time, fields(w))?);
                 first.pos = first.pos.saturating_add(u32::try_from(w.rows.len()).unwrap_or(u32::MAX));
             }
             Ok(Response::Batch(answers))
@@ -225,6 +215,11 @@ pub fn apply(
             Err(quiver_store::error::Error::Storage("splits and merges are applied by their own modules".into()))
         }
     }
+}
+
+/// What `write` takes of a `Write`.
+fn fields(w: &Write) -> (&TableRef, &[ShardRow], bool, Option<&Once>) {
+    (&w.table, &w.rows, w.export, w.once.as_ref())
 }
 
 /// Applies one write whose rows take the entry's sequence numbers from `first` on.
@@ -346,7 +341,6 @@ mod tests {
     use quiver_core::Value;
 
     use super::*;
-    use quiver_store::command::Write;
     use quiver_store::storage::{KvEngine, MemEngine};
 
     fn put(request: &[u8]) -> ShardCommand {
