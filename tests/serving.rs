@@ -229,3 +229,80 @@ async fn model_servers_read_and_sources_push_json_over_http_with_the_checks_of_g
     let (code, _) = quiver_tests::http_post(node.http_addr(), "/v1/features", &[&cookie], read);
     assert_eq!(code, 401, "a cookie is the dashboard's only");
 }
+
+/// `/metrics`' `quiver_row_cache_hits` of each node, summed.
+fn cache_hits(nodes: &[LocalNode]) -> u64 {
+    let hits = |node: &LocalNode| {
+        let (_, body) = http_get(node.http_addr(), "/metrics");
+        body.lines().find_map(|l| l.strip_prefix("quiver_row_cache_hits ")?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    nodes.iter().map(hits).sum()
+}
+
+/// Every driver's `conv_rate` read through `node`'s HTTP port, and the answer's staleness bound.
+fn rates_through(node: &LocalNode, consistency: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let entities: Vec<_> = (1..=DRIVERS).map(|id| serde_json::json!({"driver_id": id})).collect();
+    let read = serde_json::json!({"project": "rides", "features": ["driver_stats:conv_rate"],
+                                  "entities": entities, "consistency": consistency});
+    let (code, answer) = post(node, "/v1/features", None, &read.to_string());
+    assert_eq!(code, 200, "{answer}");
+    let rates = answer["results"].as_array().unwrap().iter().map(|r| r["values"][0].clone()).collect();
+    (rates, answer["staleness_bound_ms"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_read_again_come_from_memory_and_an_overwrite_through_another_node_reads_new_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = LocalNode::start_cluster(dir.path(), 3, &[], &[], Duration::from_secs(60)).await.unwrap();
+    let client = Client::connect(nodes[0].endpoint()).await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(quiver_tests::RIDES).unwrap()).await.unwrap();
+    let ts = now_micros();
+    let rate = |id: i64, per: f64| serde_json::json!(id as f64 / per);
+    let written = |per: f64| (1..=DRIVERS).map(|id| rate(id, per)).collect::<Vec<_>>();
+    client
+        .write("rides", "driver_stats", (1..=DRIVERS).map(|id| driver_row(id, ts, id as f64 / 100.0, id)).collect())
+        .await
+        .unwrap();
+
+    // Read twice through every node, linearizably (at the leaders) and stale (each node's own
+    // replica): the second reads come from the caches.
+    for _ in 0..2 {
+        for node in &nodes {
+            assert_eq!(rates_through(node, "linearizable"), (written(100.0), serde_json::json!(0)));
+        }
+    }
+    let before = cache_hits(&nodes);
+    assert!(before >= DRIVERS as u64, "reads of the same rows again were served from memory: {before} hits");
+    for node in &nodes {
+        let (rates, bound) = rates_through(node, "stale");
+        assert!(bound.is_u64(), "a stale read states how far behind it may be: {bound}");
+        assert!(rates.iter().zip(written(100.0)).all(|(r, w)| *r == w || r.is_null()), "{rates:?}");
+    }
+
+    // Overwritten with a push through another node: a linearizable read through any node
+    // returns the new values at once, none a cached old one.
+    let rows: Vec<_> = (1..=DRIVERS)
+        .map(|id| serde_json::json!({"driver_id": id, "event_timestamp": ts + 1, "conv_rate": id as f64 / 10.0}))
+        .collect();
+    let push = serde_json::json!({"project": "rides", "feature_set": "driver_stats", "rows": rows});
+    assert_eq!(post(&nodes[2], "/v1/push", None, &push.to_string()).0, 200);
+    for node in &nodes {
+        assert_eq!(rates_through(node, "linearizable").0, written(10.0), "through {}", node.endpoint());
+    }
+    assert!(cache_hits(&nodes) > before, "the cache still serves after the overwrite");
+
+    // Each replica catches up; its stale reads then give the new values too, never older ones
+    // once it has them.
+    for node in &nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (rates, _) = rates_through(node, "stale");
+            if rates == written(10.0) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} still answers {rates:?}", node.endpoint());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(rates_through(node, "stale").0, written(10.0));
+    }
+}

@@ -81,8 +81,8 @@ pub async fn run(mut args: Args) -> Result<()> {
     out.say(format!("ingest: {} offline rows in {:.1} s", ingested.rows, started.elapsed().as_secs_f64()));
     // Summarizing the new files would compete with the backups.
     crate::offline::statistics_caught_up(&client, ingested.rows).await?;
-    let (rows, secs) = load(&client, args.online, 1_000, args.writes.writers).await?;
-    out.say(format!("load: {rows} online keys in {secs:.1} s"));
+    let (written, secs) = load(&client, args.online, 1_000, args.writes.writers).await?;
+    out.say(format!("load: {} online keys in {secs:.1} s", written.rows_written));
 
     out.say(format!("\nwrites (batches of {}, {} writers):", args.writes.batch, args.writes.writers));
     let before = say_writes(&out, "no backup", &args.writes.alone(&client, args.online).await?);

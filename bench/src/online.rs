@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use quiver_admin::local_node::LocalNode;
-use quiver_client::{Client, Consistency, FeatureSelection, InputRow, OnlineRequest, Value};
+use quiver_client::{Client, Consistency, FeatureSelection, InputRow, OnlineRequest, Value, WriteOutcome};
 use quiver_core::time::now_micros;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -85,7 +85,9 @@ pub fn row(rng: &mut StdRng, id: i64, ts: i64) -> InputRow {
     row
 }
 
-pub async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(u64, f64)> {
+/// Writes `entities` rows in batches of `batch` from `writers` writers: what they wrote (all
+/// of it, for `Client::wait_for_export`) and how long it took.
+pub async fn load(client: &Client, entities: i64, batch: usize, writers: usize) -> Result<(WriteOutcome, f64)> {
     // Fresh events: older than the feature set's TTL, reads would measure "expired" answers.
     let ts = now_micros();
     let ids: Vec<i64> = (0..entities).collect();
@@ -96,19 +98,19 @@ pub async fn load(client: &Client, entities: i64, batch: usize, writers: usize) 
         .map(|_| {
             let (client, queue) = (client.clone(), queue.clone());
             tokio::spawn(async move {
-                let mut written = 0;
+                let mut written = WriteOutcome::default();
                 loop {
                     let Some((n, ids)) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop() else { break };
                     let rows = chunk_rows(n, &ids, ts);
-                    written += client.write("bench", "driver_stats", rows).await?.rows_written;
+                    written.merge(&client.write("bench", "driver_stats", rows).await?);
                 }
                 anyhow::Ok(written)
             })
         })
         .collect();
-    let mut total = 0;
+    let mut total = WriteOutcome::default();
     for t in tasks {
-        total += t.await??;
+        total.merge(&t.await??);
     }
     Ok((total, started.elapsed().as_secs_f64()))
 }
@@ -492,13 +494,18 @@ pub async fn run(mut args: Args) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     out.say(format!("machine: {cores} cores"));
 
-    let (rows, secs) = load(&client, args.entities, args.batch, args.writers).await?;
+    let (written, secs) = load(&client, args.entities, args.batch, args.writers).await?;
+    let rows = written.rows_written;
     out.say(format!(
         "\nload: {rows} rows x 10 features, batches of {}, {} writers: {secs:.2} s, {:.0} rows/s",
         args.batch,
         args.writers,
         rows as f64 / secs
     ));
+    // Reads are measured on a settled store: not beside the export of the load to Parquet.
+    let started = Instant::now();
+    client.wait_for_export(&written, Duration::from_secs(300)).await?;
+    out.say(format!("its export to the offline store: {:.2} s more", started.elapsed().as_secs_f64()));
     let load = json!({"rows": rows, "batch": args.batch, "writers": args.writers, "secs": secs,
                       "rows_per_sec": rows as f64 / secs});
 

@@ -53,7 +53,8 @@ pub async fn run(mut args: Args) -> Result<()> {
     let client = nodes[0].client().await?;
     client.apply(&quiver_client::Definitions::from_yaml(crate::datagen::DEFINITIONS)?).await?;
     out.say(format!("quiver-bench split: {} node(s), one shard, data in {}", args.nodes, dir.path().display()));
-    let (rows, secs) = load(&client, args.rows, 1_000, args.writes.writers).await?;
+    let (written, secs) = load(&client, args.rows, 1_000, args.writes.writers).await?;
+    let rows = written.rows_written;
     out.say(format!("load: {rows} rows in {secs:.1} s"));
     // The baseline waits for the load's export to the offline store, which competes with it.
     let started = Instant::now();

@@ -82,8 +82,15 @@ pub struct WriteOutcome {
 impl WriteOutcome {
     /// Adds the answer of one part of a write.
     pub(crate) fn add(&mut self, reply: quiver_proto::v1::WriteFeaturesResponse) {
-        self.rows_written += reply.rows_written;
-        for (shard, index) in reply.shard_log_index {
+        let shard_log_index = reply.shard_log_index.into_iter().collect();
+        self.merge(&WriteOutcome { rows_written: reply.rows_written, shard_log_index });
+    }
+
+    /// Adds what another write did, so that one outcome covers both: waiting for its export
+    /// waits for the rows of every write merged into it.
+    pub fn merge(&mut self, other: &WriteOutcome) {
+        self.rows_written += other.rows_written;
+        for (&shard, &index) in &other.shard_log_index {
             let known = self.shard_log_index.entry(shard).or_default();
             *known = (*known).max(index);
         }

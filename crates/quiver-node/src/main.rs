@@ -82,6 +82,10 @@ struct Args {
     /// Split training sets of at least this many spine rows over the cluster [default: 100000]
     #[arg(long, env = "QUIVER_SPLIT_MIN_ROWS")]
     split_min_rows: Option<u64>,
+    /// Memory for the rows online reads got lately, in MiB; 0: no cache ([online]
+    /// row_cache_mib) [default: 256]
+    #[arg(long, env = "QUIVER_ROW_CACHE_MIB")]
+    row_cache_mib: Option<u64>,
 }
 
 impl Args {
@@ -117,6 +121,9 @@ impl Args {
         config.ingest.allow.extend(self.ingest_allow);
         if let Some(v) = self.shards {
             config.shards = v;
+        }
+        if let Some(v) = self.row_cache_mib {
+            config.online.row_cache_mib = v;
         }
         if self.offline_store.is_some() {
             config.offline_store = self.offline_store;

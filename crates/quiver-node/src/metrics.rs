@@ -1,10 +1,12 @@
 //! Prometheus metrics served at `/metrics` on the HTTP port.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use quiver_store::storage::RowCache;
 
 use crate::groups::Groups;
 
@@ -28,6 +30,9 @@ pub struct Metrics {
     read_index_rounds: IntGaugeVec,
     committed_writes: IntGaugeVec,
     commit_entries: IntGaugeVec,
+    row_cache: Arc<RowCache>,
+    /// The row cache's hits, misses, bytes and entries, read fresh from it.
+    row_cache_gauges: [IntGauge; 4],
 }
 
 /// Counts one join in `joins_running` for as long as it lives: dropped with the work when a
@@ -50,11 +55,11 @@ impl Drop for Running {
 
 impl Metrics {
     #[allow(clippy::expect_used, reason = "the definitions are constants, built by every test that starts a node")]
-    pub fn new() -> Metrics {
-        Metrics::build().expect("metric definitions are valid")
+    pub fn new(row_cache: Arc<RowCache>) -> Metrics {
+        Metrics::build(row_cache).expect("metric definitions are valid")
     }
 
-    fn build() -> prometheus::Result<Metrics> {
+    fn build(row_cache: Arc<RowCache>) -> prometheus::Result<Metrics> {
         let gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["group"]);
         let metrics = Metrics {
             registry: Registry::new_custom(Some("quiver".into()), None)?,
@@ -104,6 +109,13 @@ impl Metrics {
                 "raft_commit_entries",
                 "log entries that carried those writes (group commit puts many in one)",
             )?,
+            row_cache,
+            row_cache_gauges: [
+                IntGauge::new("row_cache_hits", "online row reads served from memory since start")?,
+                IntGauge::new("row_cache_misses", "online row reads that went to disk since start")?,
+                IntGauge::new("row_cache_bytes", "memory the row cache holds ([online] row_cache_mib bounds it)")?,
+                IntGauge::new("row_cache_entries", "rows the row cache holds")?,
+            ],
         };
         let r = &metrics.registry;
         r.register(Box::new(metrics.requests.clone()))?;
@@ -121,6 +133,9 @@ impl Metrics {
         r.register(Box::new(metrics.read_index_rounds.clone()))?;
         r.register(Box::new(metrics.committed_writes.clone()))?;
         r.register(Box::new(metrics.commit_entries.clone()))?;
+        for gauge in &metrics.row_cache_gauges {
+            r.register(Box::new(gauge.clone()))?;
+        }
         Ok(metrics)
     }
 
@@ -150,14 +165,12 @@ impl Metrics {
             self.committed_writes.with_label_values(&[&label]).set(writes as i64);
             self.commit_entries.with_label_values(&[&label]).set(entries as i64);
         }
+        let cache = self.row_cache.stats();
+        for (gauge, value) in self.row_cache_gauges.iter().zip([cache.hits, cache.misses, cache.bytes, cache.entries]) {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
     }
 }

@@ -345,7 +345,7 @@ async fn check_route(node: &Node, route: &Route, hashes: &[u64], leader_only: bo
         // know yet, a newer epoch): catch up first.
         state = node.meta.caught_up().await?;
     }
-    let shard = state.shard_map.shard(route.shard)?.clone();
+    let shard = state.shard_map.shard(route.shard)?;
     if shard.epoch != sent {
         return Err(quiver_core::Error::EpochMismatch { shard: shard.id, current: shard.epoch }.into());
     }

@@ -31,9 +31,10 @@ use crate::workers::{self, Context};
 use quiver_store::command::{Command, MetaCommand};
 use quiver_store::config::Config;
 use quiver_store::error::{Error, Result};
+use quiver_store::keyspace::{self, TreePart};
 use quiver_store::meta::{MetaMachine, NodeInfo};
 use quiver_store::release;
-use quiver_store::storage::{KvEngine, SledEngine};
+use quiver_store::storage::{CachingEngine, KvEngine, SledEngine};
 
 /// Opens the data directory and the meta group, initialising a single-node cluster on the
 /// first start, and starts the workers. Shard groups follow in the background.
@@ -54,7 +55,12 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
     }
     let online = config.data_dir.join("online");
     std::fs::create_dir_all(&online).map_err(|e| Error::io(format!("creating {}", online.display()), e))?;
-    let engine: Arc<dyn KvEngine> = Arc::new(SledEngine::open(&online)?);
+    // Online reads get rows from the shards' state trees: those are read through the cache.
+    let engine = CachingEngine::new(Arc::new(SledEngine::open(&online)?), config.online.row_cache_bytes(), |name| {
+        matches!(keyspace::tree_of(name), Some((_, TreePart::State)))
+    });
+    let row_cache = engine.cache();
+    let engine: Arc<dyn KvEngine> = Arc::new(engine);
     let offline =
         OfflineStore::open(&config.offline_location(), &config.s3).map_err(|e| Error::Config(e.to_string()))?;
     let me = config.node_id;
@@ -133,7 +139,7 @@ pub async fn start(mut config: Config) -> Result<Arc<Node>> {
         max_bytes_per_sec: config.backup.max_mib_per_sec.saturating_mul(1 << 20),
         running: tokio::sync::Mutex::new(()),
     });
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(row_cache);
     let node = Arc::new(Node {
         id: me,
         gate: Arc::new(Gate::new(&config, meta.clone(), secret, cluster)),

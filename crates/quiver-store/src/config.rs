@@ -53,6 +53,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub online: OnlineConfig,
     /// Listen on an address other machines reach without TLS and authentication. Without it
     /// a node bound to a non-loopback address refuses to start unless both are on.
     pub insecure: bool,
@@ -87,6 +88,26 @@ impl AuthConfig {
                 Err(Error::Config(format!("auth.audit_retention = {:?}: {e} (e.g. \"365d\")", self.audit_retention)))
             }
         }
+    }
+}
+
+/// The online store's serving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineConfig {
+    /// Memory for the rows online reads got lately (`storage::row_cache`), in MiB; 0: none.
+    pub row_cache_mib: u64,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        OnlineConfig { row_cache_mib: 256 }
+    }
+}
+
+impl OnlineConfig {
+    pub fn row_cache_bytes(&self) -> usize {
+        usize::try_from(self.row_cache_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 }
 
@@ -385,6 +406,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            online: OnlineConfig::default(),
             insecure: false,
         }
     }

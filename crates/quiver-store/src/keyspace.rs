@@ -107,19 +107,19 @@ pub const REQUEST_EXPIRY: u8 = 0x05;
 
 /// The names of a group's trees.
 pub fn tree_name(group: u64, part: TreePart) -> String {
-    let part = match part {
-        TreePart::Log => "log",
-        TreePart::State => "state",
-        TreePart::Snapshot => "snapshot",
-        TreePart::Cut => "cut",
-    };
-    format!("group-{group}-{part}")
+    format!("group-{group}-{}", part.name())
 }
 
 /// The group a tree of `tree_name` belongs to.
 pub fn tree_group(name: &str) -> Option<u64> {
+    tree_of(name).map(|(group, _)| group)
+}
+
+/// The group and part a tree of `tree_name` is.
+pub fn tree_of(name: &str) -> Option<(u64, TreePart)> {
     let (group, part) = name.strip_prefix("group-")?.split_once('-')?;
-    ["log", "state", "snapshot", "cut"].contains(&part).then(|| group.parse().ok()).flatten()
+    let part = TreePart::ALL.into_iter().find(|p| p.name() == part)?;
+    Some((group.parse().ok()?, part))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,15 @@ pub enum TreePart {
 
 impl TreePart {
     pub const ALL: [TreePart; 4] = [TreePart::Log, TreePart::State, TreePart::Snapshot, TreePart::Cut];
+
+    fn name(self) -> &'static str {
+        match self {
+            TreePart::Log => "log",
+            TreePart::State => "state",
+            TreePart::Snapshot => "snapshot",
+            TreePart::Cut => "cut",
+        }
+    }
 }
 
 pub fn log_entry(index: u64) -> Vec<u8> {
@@ -381,6 +390,7 @@ mod tests {
     fn a_tree_name_gives_back_its_group() {
         for part in TreePart::ALL {
             assert_eq!(tree_group(&tree_name(42, part)), Some(42));
+            assert_eq!(tree_of(&tree_name(42, part)), Some((42, part)));
         }
         assert_eq!(tree_group("__sled__default"), None);
         assert_eq!(tree_group("group-x-log"), None);

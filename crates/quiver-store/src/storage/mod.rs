@@ -4,16 +4,19 @@
 
 mod kv;
 mod mem_engine;
+mod row_cache;
 mod shared_flush;
 mod sled_engine;
 
 pub use kv::{KvEngine, KvPair, KvTree, WriteBatch};
 pub use mem_engine::MemEngine;
+pub use row_cache::{CacheStats, CachingEngine, RowCache};
 pub use sled_engine::SledEngine;
 
 #[cfg(test)]
 mod tests {
     use std::ops::Bound;
+    use std::sync::Arc;
 
     use super::*;
 
@@ -52,5 +55,12 @@ mod tests {
     #[test]
     fn mem_engine_behaves_like_a_kv_engine() {
         exercise(&MemEngine::default());
+    }
+
+    #[test]
+    fn a_caching_engine_behaves_like_the_engine_it_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&CachingEngine::new(Arc::new(SledEngine::open(dir.path()).unwrap()), 1 << 20, |_| true));
+        exercise(&CachingEngine::new(Arc::new(MemEngine::default()), 1 << 20, |_| true));
     }
 }
