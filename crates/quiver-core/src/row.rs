@@ -162,6 +162,17 @@ pub enum Freshness {
     Expired,
 }
 
+impl Freshness {
+    /// As answers outside gRPC name it (JSON over HTTP, the Python client).
+    pub fn name(self) -> &'static str {
+        match self {
+            Freshness::Present => "PRESENT",
+            Freshness::NotFound => "NOT_FOUND",
+            Freshness::Expired => "EXPIRED",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

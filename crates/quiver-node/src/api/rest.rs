@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::post;
 use quiver_core::access::{Need, Role};
 use quiver_core::online::{Consistency, FeatureSelection, OnlineFeatures};
-use quiver_core::row::{Columns, Freshness, InputRow};
+use quiver_core::row::{Columns, InputRow};
 use quiver_core::time::format_timestamp;
 use quiver_core::{Error as CoreError, Value, ValueType};
 use serde::Deserialize;
@@ -176,14 +176,9 @@ fn features_json(answer: OnlineFeatures, served_by: u64) -> JsonValue {
         .rows
         .into_iter()
         .map(|row| {
-            let status = |s: Freshness| match s {
-                Freshness::Present => "PRESENT",
-                Freshness::NotFound => "NOT_FOUND",
-                Freshness::Expired => "EXPIRED",
-            };
             serde_json::json!({
                 "values": row.iter().map(|v| v.value.to_json()).collect::<Vec<_>>(),
-                "statuses": row.iter().map(|v| status(v.status)).collect::<Vec<_>>(),
+                "statuses": row.iter().map(|v| v.status.name()).collect::<Vec<_>>(),
                 "event_timestamps": row.iter().map(|v| v.event_ts.map(format_timestamp)).collect::<Vec<_>>(),
             })
         })

@@ -1,0 +1,37 @@
+from os import PathLike
+from typing import Any, Literal, Optional, Sequence, Union
+
+import pyarrow
+
+class QuiverError(Exception):
+    code: str
+
+class NotFoundError(QuiverError): ...
+class InvalidArgumentError(QuiverError): ...
+class PermissionDeniedError(QuiverError): ...
+class UnauthenticatedError(QuiverError): ...
+class UnavailableError(QuiverError): ...
+
+class Client:
+    def __init__(
+        self,
+        endpoint: Optional[str] = None,
+        project: Optional[str] = None,
+        token: Optional[str] = None,
+        ca: Optional[Union[str, PathLike[str]]] = None,
+        timeout: Optional[float] = None,
+    ) -> None: ...
+    @property
+    def endpoint(self) -> str: ...
+    def apply(self, definitions: Union[str, PathLike[str], dict[str, Any]]) -> list[dict[str, str]]: ...
+    def projects(self) -> list[str]: ...
+    def get_online_features(
+        self,
+        entities: Any,
+        features: Optional[Sequence[str]] = None,
+        vector: Optional[str] = None,
+        consistency: Literal["linearizable", "stale"] = "linearizable",
+        project: Optional[str] = None,
+        metadata: bool = False,
+    ) -> pyarrow.Table: ...
+    def push(self, feature_set: str, data: Any, project: Optional[str] = None) -> int: ...

@@ -1,0 +1,279 @@
+//! Quiver's Python client, `quiver._quiver` under the `quiver` package: the Rust client
+//! (`quiver-client`: routing, retries, TLS, tokens, errors) behind a Python class. Arrow data
+//! crosses through the Arrow C data interface (`arrow-pyarrow`), never value by value.
+//!
+//! Every call runs on one Tokio runtime with the GIL released, and checks for Python's
+//! signals every 100 ms: Ctrl-C drops the call's future, which cancels its requests.
+
+mod convert;
+mod errors;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use quiver_client::{Action, Change, Consistency, Definitions, FeatureSelection, ObjectKind, OnlineRequest, Project};
+use quiver_core::row::MAX_ROWS_PER_WRITE;
+
+use crate::errors::{invalid, to_py};
+
+/// The runtime every client's calls run on: two workers, as the client needs no more.
+fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("quiver-client")
+        .enable_all()
+        .build()
+        .map_err(|e| errors::QuiverError::new_err(format!("starting the client's runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// Runs `work` with the GIL released until it ends or Python has a signal to raise
+/// (KeyboardInterrupt): then the future is dropped, cancelling what it asked of the node.
+fn wait<T: Send>(py: Python<'_>, work: impl Future<Output = PyResult<T>> + Send) -> PyResult<T> {
+    let rt = runtime()?;
+    py.detach(|| {
+        rt.block_on(async {
+            let mut work = std::pin::pin!(work);
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    done = &mut work => return done,
+                    _ = tick.tick() => Python::attach(|py| py.check_signals())?,
+                }
+            }
+        })
+    })
+}
+
+/// The setting given, else the environment variable's value.
+fn or_env(given: Option<String>, var: &str) -> Option<String> {
+    given.or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+}
+
+/// A change `apply` made, for Python: kind (project, entity, feature_set, vector), name,
+/// action (created, updated, new_version with its version, unchanged).
+fn change(c: Change) -> HashMap<&'static str, String> {
+    let kind = match c.kind {
+        ObjectKind::Project => "project",
+        ObjectKind::Entity => "entity",
+        ObjectKind::FeatureSet => "feature_set",
+        ObjectKind::Vector => "vector",
+    };
+    let mut out = HashMap::from([("kind", kind.to_string()), ("name", c.name)]);
+    let action = match c.action {
+        Action::Created => "created",
+        Action::Updated => "updated",
+        Action::NewVersion(v) => {
+            out.insert("version", v.to_string());
+            "new_version"
+        }
+        Action::Unchanged => "unchanged",
+    };
+    out.insert("action", action.to_string());
+    out
+}
+
+/// A connection to a Quiver cluster through any of its nodes.
+#[pyclass(module = "quiver._quiver", subclass, frozen)]
+struct Client {
+    inner: quiver_client::Client,
+    project: Option<String>,
+    /// Projects' definitions as last fetched: the types of answers' columns and of pushed rows.
+    projects: Mutex<HashMap<String, Project>>,
+}
+
+impl Client {
+    /// The project a call works in: given, else the client's, else the only one there is.
+    async fn project_name(&self, given: Option<String>) -> PyResult<String> {
+        if let Some(name) = given.or_else(|| self.project.clone()) {
+            return Ok(name);
+        }
+        let projects = self.inner.projects().await.map_err(to_py)?;
+        match projects.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(invalid("no project exists yet: apply definitions first")),
+            _ => Err(invalid(format!("name a project (project=...): there are {}", projects.join(", ")))),
+        }
+    }
+
+    /// Project `name`'s definitions: as fetched before unless `fresh`.
+    async fn definitions(&self, name: &str, fresh: bool) -> PyResult<Project> {
+        let known = self.projects.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        if let Some(project) = known.filter(|_| !fresh) {
+            return Ok(project);
+        }
+        let project = self.inner.project(name).await.map_err(to_py)?;
+        self.projects.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), project.clone());
+        Ok(project)
+    }
+
+    /// The features `selection` names in `project`, refetching its definitions once when
+    /// they do not resolve (applied since they were fetched).
+    async fn resolve(
+        &self,
+        project: &str,
+        selection: &FeatureSelection,
+    ) -> PyResult<(Project, Vec<quiver_core::registry::ResolvedFeature>)> {
+        let known = self.definitions(project, false).await?;
+        if let Ok(features) = known.select(selection) {
+            return Ok((known, features));
+        }
+        let fresh = self.definitions(project, true).await?;
+        let features = fresh.select(selection).map_err(|e| to_py(quiver_client::Error::Server(e)))?;
+        Ok((fresh, features))
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Connects to a node: `endpoint` (else `QUIVER_ENDPOINT`, else http://127.0.0.1:7070),
+    /// `token` (else `QUIVER_TOKEN`), `ca` the cluster CA's PEM file for https:// (else
+    /// `QUIVER_CA`), `project` (else `QUIVER_PROJECT`, else the only project), `timeout` in
+    /// seconds per request.
+    #[new]
+    #[pyo3(signature = (endpoint=None, project=None, token=None, ca=None, timeout=None))]
+    fn new(
+        py: Python<'_>,
+        endpoint: Option<String>,
+        project: Option<String>,
+        token: Option<String>,
+        ca: Option<PathBuf>,
+        timeout: Option<f64>,
+    ) -> PyResult<Client> {
+        let endpoint = or_env(endpoint, "QUIVER_ENDPOINT").unwrap_or_else(|| "http://127.0.0.1:7070".into());
+        let mut builder = quiver_client::Client::builder(endpoint);
+        if let Some(token) = or_env(token, "QUIVER_TOKEN") {
+            builder = builder.token(token.trim());
+        }
+        if let Some(ca) = ca.or_else(|| or_env(None, "QUIVER_CA").map(PathBuf::from)) {
+            let pem = std::fs::read(&ca).map_err(|e| invalid(format!("reading the CA {}: {e}", ca.display())))?;
+            builder = builder.ca(pem);
+        }
+        if let Some(secs) = timeout {
+            let timeout =
+                Duration::try_from_secs_f64(secs).map_err(|_| invalid(format!("timeout {secs}: not seconds")))?;
+            builder = builder.timeout(timeout);
+        }
+        let inner = wait(py, async { builder.connect().await.map_err(to_py) })?;
+        let project = or_env(project, "QUIVER_PROJECT");
+        Ok(Client { inner, project, projects: Mutex::new(HashMap::new()) })
+    }
+
+    /// The node this client was given.
+    #[getter]
+    fn endpoint(&self) -> String {
+        self.inner.endpoint().to_string()
+    }
+
+    /// Applies definitions given as YAML text (what `quiverctl apply` reads; JSON is YAML
+    /// too): all or nothing, idempotent. Returns the changes, as dicts of kind, name, action.
+    fn _apply_text(&self, py: Python<'_>, text: &str) -> PyResult<Vec<HashMap<&'static str, String>>> {
+        let defs = Definitions::from_yaml(text).map_err(|e| to_py(quiver_client::Error::Server(e)))?;
+        let changes = wait(py, async { self.inner.apply(&defs).await.map_err(to_py) })?;
+        self.projects.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(changes.into_iter().map(change).collect())
+    }
+
+    /// The projects' names.
+    fn projects(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        wait(py, async { self.inner.projects().await.map_err(to_py) })
+    }
+
+    /// Online values of `features` (`set:feature` references) or of `vector`, for
+    /// `entities` (a list of dicts of join keys, or Arrow data such as a pyarrow.Table),
+    /// as a pyarrow.Table: the join keys, then a column per feature; with `metadata`, each
+    /// feature's status and event time beside it.
+    #[pyo3(signature = (entities, features=None, vector=None, consistency="linearizable", project=None, metadata=false))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments, each optional")]
+    fn get_online_features(
+        &self,
+        py: Python<'_>,
+        entities: &Bound<'_, PyAny>,
+        features: Option<Vec<String>>,
+        vector: Option<String>,
+        consistency: &str,
+        project: Option<String>,
+        metadata: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let selection = match (features, vector) {
+            (Some(features), None) => FeatureSelection::Refs(features),
+            (None, Some(vector)) => FeatureSelection::Vector(vector),
+            _ => return Err(invalid("give either features=[...] or vector=..., not both")),
+        };
+        let consistency = match consistency {
+            "linearizable" => Consistency::Linearizable,
+            "stale" => Consistency::Stale,
+            other => return Err(invalid(format!("consistency '{other}': give 'linearizable' or 'stale'"))),
+        };
+        let as_dicts = entities.is_instance_of::<PyList>();
+        let batches = match as_dicts {
+            true => None,
+            false => Some(Table::from_pyarrow_bound(entities)?.into_inner().0),
+        };
+        let listed = match as_dicts {
+            true => Some(convert::entities_from_dicts(entities)?),
+            false => None,
+        };
+        let batch = wait(py, async {
+            let project = self.project_name(project).await?;
+            let (definitions, resolved) = self.resolve(&project, &selection).await?;
+            let keys = convert::join_keys(&definitions, &resolved)?;
+            let entities = match (listed, batches) {
+                (Some(listed), _) => listed,
+                (None, batches) => convert::entities_from_batches(&batches.unwrap_or_default(), &keys)?,
+            };
+            let request = OnlineRequest { project, features: selection, entities: entities.clone(), consistency };
+            let answer = self.inner.get_online(request).await.map_err(to_py)?;
+            convert::answer_batch(&answer, &resolved, &entities, &keys, metadata)
+        })?;
+        let table = Table::try_new(vec![batch.clone()], batch.schema()).map_err(|e| invalid(e.to_string()))?;
+        Ok(table.into_pyarrow(py)?.unbind())
+    }
+
+    /// Writes the rows of `data` (Arrow data: a pyarrow.Table, a polars DataFrame, anything
+    /// with `__arrow_c_stream__`) to feature set `feature_set`: its join keys, event time and
+    /// features by name, of their types or ones that cast to them. Checked whole before any
+    /// row is written. Returns the number of rows written.
+    #[pyo3(signature = (feature_set, data, project=None))]
+    fn push(
+        &self,
+        py: Python<'_>,
+        feature_set: &str,
+        data: &Bound<'_, PyAny>,
+        project: Option<String>,
+    ) -> PyResult<u64> {
+        let (batches, _) = Table::from_pyarrow_bound(data)?.into_inner();
+        wait(py, async {
+            let project = self.project_name(project).await?;
+            let definitions = self.definitions(&project, true).await?;
+            let fs = definitions.feature_set(feature_set, None).map_err(|e| to_py(quiver_client::Error::Server(e)))?;
+            let entity = definitions.entity(&fs.entity).map_err(|e| to_py(quiver_client::Error::Server(e)))?;
+            let mut rows = Vec::new();
+            for batch in &batches {
+                rows.extend(convert::rows_from_batch(batch, entity, fs, rows.len())?);
+            }
+            let mut written = 0;
+            for chunk in rows.chunks(MAX_ROWS_PER_WRITE) {
+                written += self.inner.write(&project, feature_set, chunk.to_vec()).await.map_err(to_py)?.rows_written;
+            }
+            Ok(written)
+        })
+    }
+}
+
+#[pymodule]
+fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Client>()?;
+    errors::register(m)?;
+    Ok(())
+}
