@@ -86,6 +86,36 @@ class Client(_Client):
             entities = _arrow(entities, "entities")
         return super().get_online_features(entities, features, vector, consistency, project, metadata)
 
+    def ingest(self, feature_set, path, project=None):
+        """Ingests a Parquet or CSV file, a directory of them or an ``s3://`` URL into
+        ``feature_set``. The node reads the path: a local path must be on the node's machine.
+        All or nothing; the same content ingested twice adds nothing. Returns the final
+        report (rows, files_written, duplicates, warnings, ...)."""
+        return json.loads(self._ingest(feature_set, os.fspath(path), project))
+
+    def datasets(self, project=None):
+        """The training datasets saved in the project (``save_as``), with their lineage."""
+        return json.loads(self._datasets(project))
+
+    def iter_historical_features(self, spine, features=None, vector=None, timestamp_column="event_timestamp",
+                                 save_as=None, project=None, full_feature_names=False):
+        """A point-in-time training set, batch by batch as the node streams it: an iterator of
+        ``pyarrow.RecordBatch`` with ``.schema`` and ``.rows``. Leaving it early (or Ctrl-C)
+        cancels the training set on the node."""
+        return super().iter_historical_features(_arrow(spine, "spine"), features, vector, timestamp_column,
+                                                save_as, project, full_feature_names)
+
+    def get_historical_features(self, spine, features=None, vector=None, timestamp_column="event_timestamp",
+                                save_as=None, project=None, full_feature_names=False):
+        """A point-in-time-correct training set as a ``pyarrow.Table``: each row of ``spine``
+        (a pandas or pyarrow table of join keys, ``timestamp_column`` and any labels, times
+        naive as UTC or in any zone) with the values ``features`` or ``vector`` had at its
+        time. Columns are named by feature (``set__feature`` only where two sets share a name;
+        ``full_feature_names=True`` always). ``save_as`` also stores it as a dataset."""
+        batches = self.iter_historical_features(spine, features, vector, timestamp_column, save_as, project,
+                                                full_feature_names)
+        return pyarrow.Table.from_batches(list(batches), schema=batches.schema)
+
     def push(self, feature_set, data, project=None):
         """Writes the rows of ``data`` (pandas, pyarrow, polars or any Arrow data) to
         ``feature_set``: join keys, the event time and features by name. Every row is checked

@@ -17,7 +17,11 @@ use std::time::Duration;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use quiver_client::{Action, Change, Consistency, Definitions, FeatureSelection, ObjectKind, OnlineRequest, Project};
+use quiver_client::arrow_array::RecordBatch;
+use quiver_client::{
+    Action, Change, Consistency, Definitions, FeatureSelection, HistoricalRequest, ObjectKind, OnlineRequest, Project,
+    Spine, TrainingSetStream,
+};
 use quiver_core::row::MAX_ROWS_PER_WRITE;
 
 use crate::errors::{invalid, to_py};
@@ -53,6 +57,15 @@ fn wait<T: Send>(py: Python<'_>, work: impl Future<Output = PyResult<T>> + Send)
             }
         })
     })
+}
+
+/// The features a call names: a list of references or a vector, one of the two.
+fn selection(features: Option<Vec<String>>, vector: Option<String>) -> PyResult<FeatureSelection> {
+    match (features, vector) {
+        (Some(features), None) => Ok(FeatureSelection::Refs(features)),
+        (None, Some(vector)) => Ok(FeatureSelection::Vector(vector)),
+        _ => Err(invalid("give either features=[...] or vector=..., not both")),
+    }
 }
 
 /// The setting given, else the environment variable's value.
@@ -205,11 +218,7 @@ impl Client {
         project: Option<String>,
         metadata: bool,
     ) -> PyResult<Py<PyAny>> {
-        let selection = match (features, vector) {
-            (Some(features), None) => FeatureSelection::Refs(features),
-            (None, Some(vector)) => FeatureSelection::Vector(vector),
-            _ => return Err(invalid("give either features=[...] or vector=..., not both")),
-        };
+        let selection = selection(features, vector)?;
         let consistency = match consistency {
             "linearizable" => Consistency::Linearizable,
             "stale" => Consistency::Stale,
@@ -238,6 +247,57 @@ impl Client {
         })?;
         let table = Table::try_new(vec![batch.clone()], batch.schema()).map_err(|e| invalid(e.to_string()))?;
         Ok(table.into_pyarrow(py)?.unbind())
+    }
+
+    /// Ingests a Parquet or CSV file, a directory of them or an `s3://` URL, which the node
+    /// reads, into feature set `feature_set`: all or nothing. The final report as JSON.
+    #[pyo3(signature = (feature_set, path, project=None))]
+    fn _ingest(&self, py: Python<'_>, feature_set: &str, path: &str, project: Option<String>) -> PyResult<String> {
+        let done = wait(py, async {
+            let project = self.project_name(project).await?;
+            self.inner.ingest(&project, feature_set, path, |_| {}).await.map_err(to_py)
+        })?;
+        serde_json::to_string(&done).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The training datasets saved in the project, as JSON.
+    #[pyo3(signature = (project=None))]
+    fn _datasets(&self, py: Python<'_>, project: Option<String>) -> PyResult<String> {
+        let datasets = wait(py, async {
+            let project = self.project_name(project).await?;
+            self.inner.datasets(&project).await.map_err(to_py)
+        })?;
+        serde_json::to_string(&datasets).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// A point-in-time training set for `spine` (Arrow data: its join keys, its time column
+    /// and any labels) as a stream of batches in spine order.
+    #[pyo3(signature = (spine, features=None, vector=None, timestamp_column="event_timestamp".to_string(), save_as=None, project=None, full_feature_names=false))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments, each optional")]
+    fn iter_historical_features(
+        &self,
+        py: Python<'_>,
+        spine: &Bound<'_, PyAny>,
+        features: Option<Vec<String>>,
+        vector: Option<String>,
+        timestamp_column: String,
+        save_as: Option<String>,
+        project: Option<String>,
+        full_feature_names: bool,
+    ) -> PyResult<TrainingSetBatches> {
+        let selection = selection(features, vector)?;
+        let (batches, _) = Table::from_pyarrow_bound(spine)?.into_inner();
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Err(invalid("the spine has no rows"));
+        }
+        let stream = wait(py, async {
+            let project = self.project_name(project).await?;
+            let request =
+                historical_request(project, selection, batches, timestamp_column, full_feature_names, save_as);
+            self.inner.historical_stream(request, |_| {}).await.map_err(to_py)
+        })?;
+        let (schema, rows) = (stream.schema(), stream.rows());
+        Ok(TrainingSetBatches { stream: tokio::sync::Mutex::new(stream), schema, rows })
     }
 
     /// Writes the rows of `data` (Arrow data: a pyarrow.Table, a polars DataFrame, anything
@@ -271,9 +331,63 @@ impl Client {
     }
 }
 
+/// What `selection` and the spine's settings make a training-set request of.
+fn historical_request(
+    project: String,
+    selection: FeatureSelection,
+    spine: Vec<RecordBatch>,
+    timestamp_column: String,
+    full_feature_names: bool,
+    save_as: Option<String>,
+) -> HistoricalRequest {
+    let mut request = HistoricalRequest::new(&project, selection, Spine::Batches(spine));
+    request.timestamp_column = Some(timestamp_column);
+    request.short_names = !full_feature_names;
+    request.save_as = save_as;
+    request.spine_name = "python".into();
+    request
+}
+
+/// A training set's batches as they arrive (`Client.iter_historical_features`); dropping it
+/// cancels the training set on the node.
+#[pyclass(module = "quiver._quiver", frozen)]
+struct TrainingSetBatches {
+    stream: tokio::sync::Mutex<TrainingSetStream>,
+    schema: arrow_schema::SchemaRef,
+    rows: u64,
+}
+
+#[pymethods]
+impl TrainingSetBatches {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let next = wait(py, async {
+            use futures::StreamExt;
+            self.stream.lock().await.next().await.transpose().map_err(to_py)
+        })?;
+        next.map(|batch| Ok(batch.into_pyarrow(py)?.unbind())).transpose()
+    }
+
+    /// The training set's columns, as a pyarrow.Schema.
+    #[getter]
+    fn schema(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.schema.as_ref().clone().into_pyarrow(py)?.unbind())
+    }
+
+    /// Rows in the whole training set.
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
 #[pymodule]
 fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
+    m.add_class::<TrainingSetBatches>()?;
     errors::register(m)?;
     Ok(())
 }

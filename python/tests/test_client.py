@@ -3,11 +3,17 @@ online reads into Arrow, and every kind of bad input raising its exception with 
 that names what is wrong."""
 
 import datetime
+import os
+import signal
+import socket
+import sys
+import threading
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import quiver
@@ -139,3 +145,70 @@ def test_the_environment_gives_the_endpoint_and_unreachable_nodes_raise_unavaila
     assert quiver.Client().endpoint == node.endpoint
     with pytest.raises(quiver.UnavailableError, match="127.0.0.1:9"):
         quiver.Client("http://127.0.0.1:9", timeout=2).projects()
+
+
+def test_training_sets_from_pandas_spines_in_any_zone_equal_the_clis(node, tmp_path):
+    c = quiver.Client(node.endpoint, project="history")
+    c.apply(RIDES.read_text().replace("project: rides", "project: history"))
+    report = c.ingest("driver_stats", ROOT / "examples" / "driver_stats.parquet")
+    assert report["done"] and report["rows"] == 160 and report["files_written"] > 0, report
+    assert c.ingest("driver_stats", str(ROOT / "examples" / "driver_stats.parquet"))["duplicates"], "the same file again adds nothing"
+
+    spine = pd.read_csv(ROOT / "examples" / "driver_spine.csv", parse_dates=["event_timestamp"])
+    assert str(spine["event_timestamp"].dt.tz) == "UTC"
+    features = ["conv_rate", "acc_rate", "avg_daily_trips"]
+    utc = c.get_historical_features(spine, vector="driver_model_v1")
+    assert utc.num_rows == len(spine) and utc.column("label").to_pylist() == list(spine["label"])
+    assert sum(v is not None for v in utc.column("conv_rate").to_pylist()) > 0, "some spine rows find a value"
+    amsterdam = spine.assign(event_timestamp=spine["event_timestamp"].dt.tz_convert("Europe/Amsterdam"))
+    naive = spine.assign(event_timestamp=spine["event_timestamp"].dt.tz_localize(None))
+    for other in (amsterdam, naive):
+        same = c.get_historical_features(other, vector="driver_model_v1")
+        assert same.select(features).equals(utc.select(features)), "a spine's zone does not move its times"
+
+    out = tmp_path / "cli.parquet"
+    cli = subprocess.run(
+        [str(ROOT / "target" / "debug" / "quiverctl"), "--endpoint", node.endpoint, "--project", "history", "history",
+         "--vector", "driver_model_v1", "--spine", str(ROOT / "examples" / "driver_spine.csv"), "--out", str(out),
+         "--short-names"], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    by_cli = pq.read_table(out)
+    for f in features:
+        assert by_cli.column(f).to_pylist() == utc.column(f).to_pylist(), f
+
+    batches = c.iter_historical_features(spine, vector="driver_model_v1", save_as="train_py")
+    assert batches.rows == len(spine) and "conv_rate" in batches.schema.names
+    assert sum(b.num_rows for b in batches) == len(spine)
+    saved = [d for d in c.datasets() if d["name"] == "train_py"]
+    assert saved and saved[0]["rows"] == len(spine), c.datasets()
+    full = c.get_historical_features(spine, features=["driver_stats:conv_rate"], full_feature_names=True)
+    assert "driver_stats:conv_rate" in full.column_names
+
+    with pytest.raises(quiver.InvalidArgumentError, match="event_timestamp"):
+        c.get_historical_features(spine.drop(columns=["event_timestamp"]), vector="driver_model_v1")
+    with pytest.raises(quiver.NotFoundError, match="driver_model_v9"):
+        c.get_historical_features(spine, vector="driver_model_v9")
+    with pytest.raises(quiver.InvalidArgumentError, match="no rows"):
+        c.get_historical_features(spine.iloc[0:0], vector="driver_model_v1")
+
+
+def test_ctrl_c_stops_a_call_that_waits(tmp_path):
+    # A peer that takes connections and never answers: every call to it waits.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    # A call blind to signals would end in UnavailableError at its timeout instead.
+    with pytest.raises(KeyboardInterrupt):
+        quiver.Client(endpoint, timeout=30).projects()
+    silent.close()
+
+
+def test_the_quickstart_example_runs_as_written(node):
+    env = {**os.environ, "QUIVER_ENDPOINT": node.endpoint}
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True, text=True,
+                         env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "ingested 160 rows" in run.stdout and "conv_rate" in run.stdout, run.stdout
+    assert any(d["name"] == "driver_training" for d in quiver.Client(node.endpoint, project="rides").datasets())
