@@ -39,6 +39,15 @@ __all__ = [
 ]
 
 
+_LIST_SCHEMA = pyarrow.schema([("kind", pyarrow.string()), ("name", pyarrow.string()), ("version", pyarrow.int64()),
+                               ("owner", pyarrow.string()), ("description", pyarrow.string())])
+_DRIFT_SCHEMA = pyarrow.schema([
+    ("feature", pyarrow.string()), ("status", pyarrow.string()), ("psi", pyarrow.float64()),
+    ("ks", pyarrow.float64()), ("js_distance", pyarrow.float64()), ("hellinger", pyarrow.float64()),
+    ("tvd", pyarrow.float64()), ("reference_count", pyarrow.int64()), ("current_count", pyarrow.int64()),
+    ("error", pyarrow.string())])
+
+
 def _arrow(data, what):
     """Arrow data as is (pyarrow, polars, anything with ``__arrow_c_stream__``); a pandas
     DataFrame converted by pyarrow, its index left out."""
@@ -92,6 +101,65 @@ class Client(_Client):
         All or nothing; the same content ingested twice adds nothing. Returns the final
         report (rows, files_written, duplicates, warnings, ...)."""
         return json.loads(self._ingest(feature_set, os.fspath(path), project))
+
+    def list(self, project=None):
+        """What the project declares: a ``pyarrow.Table`` of kind (entity, feature_set,
+        vector), name, version (a feature set's latest), owner and description."""
+        p = json.loads(self._project(project))
+        rows = [{"kind": "entity", "name": e["name"], "version": None, "owner": None, "description": e["description"]}
+                for e in p["entities"].values()]
+        rows += [{"kind": "feature_set", "name": name, "version": versions[-1]["version"],
+                  "owner": versions[-1].get("owner"), "description": versions[-1]["description"]}
+                 for name, versions in p["feature_sets"].items()]
+        rows += [{"kind": "vector", "name": v["name"], "version": None, "owner": None, "description": v["description"]}
+                 for v in p["vectors"].values()]
+        return pyarrow.Table.from_pylist(rows, schema=_LIST_SCHEMA)
+
+    def describe(self, kind, name, project=None):
+        """One declaration as a dict: ``kind`` is entity, feature_set (``name`` or
+        ``name@version``) or vector."""
+        p = json.loads(self._project(project))
+        found = None
+        if kind == "entity":
+            found = p["entities"].get(name)
+        elif kind == "feature_set":
+            base, _, version = name.partition("@")
+            versions = p["feature_sets"].get(base, [])
+            found = next((v for v in versions if str(v["version"]) == version), None) if version else (versions or [None])[-1]
+        elif kind == "vector":
+            found = p["vectors"].get(name)
+        else:
+            raise InvalidArgumentError(f"kind '{kind}': give entity, feature_set or vector")
+        if found is None:
+            raise NotFoundError(f"no {kind.replace('_', ' ')} '{name}' in project {p['name']}")
+        return found
+
+    def stats(self, feature_set, window="..", project=None):
+        """Statistics of every feature of ``feature_set`` (``name`` or ``name@version``) over
+        ``window``: ``FROM..TO`` (offline rows by event time; dates, RFC 3339 times or µs,
+        either side open), ``dataset:NAME`` or ``serving[:FROM..TO]`` (values served online).
+        A ``pyarrow.Table``, one row per feature; ``.schema.metadata`` holds the rows and days."""
+        report = json.loads(self._stats(feature_set, window, project))
+        table = pyarrow.Table.from_pylist(report["features"])
+        meta = {k: str(report[k]) for k in ("feature_set", "version", "rows", "days")}
+        return table.replace_schema_metadata(meta)
+
+    def drift(self, reference, current, feature_set=None, vector=None, project=None):
+        """How the features of ``feature_set`` or ``vector`` moved from ``reference`` to
+        ``current`` (windows as ``stats`` takes them): a ``pyarrow.Table``, one row per
+        feature, with its status (ok, warning, drift, unknown), PSI, KS, Jensen–Shannon,
+        Hellinger and TVD; ``.schema.metadata`` holds the overall status."""
+        report = json.loads(self._drift(reference, current, feature_set, vector, project))
+        rows = []
+        for f in report["features"]:
+            metrics = f.get("metrics") or {}
+            rows.append({"feature": f["feature"], "status": f["status"], "psi": metrics.get("psi"),
+                         "ks": metrics.get("ks"), "js_distance": metrics.get("js_distance"),
+                         "hellinger": metrics.get("hellinger"), "tvd": metrics.get("tvd"),
+                         "reference_count": f["reference_count"], "current_count": f["current_count"],
+                         "error": f.get("error")})
+        table = pyarrow.Table.from_pylist(rows, schema=_DRIFT_SCHEMA)
+        return table.replace_schema_metadata({"status": report["status"]})
 
     def datasets(self, project=None):
         """The training datasets saved in the project (``save_as``), with their lineage."""

@@ -19,9 +19,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use quiver_client::arrow_array::RecordBatch;
 use quiver_client::{
-    Action, Change, Consistency, Definitions, FeatureSelection, HistoricalRequest, ObjectKind, OnlineRequest, Project,
-    Spine, TrainingSetStream,
+    Action, Change, Consistency, Definitions, DriftTarget, FeatureSelection, HistoricalRequest, ObjectKind,
+    OnlineRequest, Project, Spine, StatsWindow, TrainingSetStream,
 };
+
 use quiver_core::row::MAX_ROWS_PER_WRITE;
 
 use crate::errors::{invalid, to_py};
@@ -258,6 +259,54 @@ impl Client {
             self.inner.ingest(&project, feature_set, path, |_| {}).await.map_err(to_py)
         })?;
         serde_json::to_string(&done).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Everything the project declares, every feature-set version included, as JSON.
+    #[pyo3(signature = (project=None))]
+    fn _project(&self, py: Python<'_>, project: Option<String>) -> PyResult<String> {
+        let project = wait(py, async {
+            let name = self.project_name(project).await?;
+            self.definitions(&name, true).await
+        })?;
+        serde_json::to_string(&project).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Statistics of every feature of `feature_set` over `window` (`FROM..TO`,
+    /// `dataset:NAME`, `serving[:FROM..TO]`), as JSON.
+    #[pyo3(signature = (feature_set, window="..", project=None))]
+    fn _stats(&self, py: Python<'_>, feature_set: &str, window: &str, project: Option<String>) -> PyResult<String> {
+        let window = StatsWindow::parse(window).map_err(|e| invalid(format!("window {e}")))?;
+        let stats = wait(py, async {
+            let project = self.project_name(project).await?;
+            self.inner.statistics(&project, feature_set, &window).await.map_err(to_py)
+        })?;
+        serde_json::to_string(&stats).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Drift of `feature_set`'s or `vector`'s features from `reference` to `current`
+    /// (windows as `_stats` takes them), as JSON.
+    #[pyo3(signature = (reference, current, feature_set=None, vector=None, project=None))]
+    fn _drift(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        current: &str,
+        feature_set: Option<String>,
+        vector: Option<String>,
+        project: Option<String>,
+    ) -> PyResult<String> {
+        let target = match (feature_set, vector) {
+            (Some(set), None) => DriftTarget::FeatureSet(set),
+            (None, Some(vector)) => DriftTarget::Vector(vector),
+            _ => return Err(invalid("give either feature_set=... or vector=..., not both")),
+        };
+        let reference = StatsWindow::parse(reference).map_err(|e| invalid(format!("reference window {e}")))?;
+        let current = StatsWindow::parse(current).map_err(|e| invalid(format!("current window {e}")))?;
+        let report = wait(py, async {
+            let project = self.project_name(project).await?;
+            self.inner.drift(&project, &target, &reference, &current).await.map_err(to_py)
+        })?;
+        serde_json::to_string(&report).map_err(|e| invalid(e.to_string()))
     }
 
     /// The training datasets saved in the project, as JSON.

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import subprocess
 from pathlib import Path
 
@@ -212,3 +213,34 @@ def test_the_quickstart_example_runs_as_written(node):
     assert run.returncode == 0, run.stderr
     assert "ingested 160 rows" in run.stdout and "conv_rate" in run.stdout, run.stdout
     assert any(d["name"] == "driver_training" for d in quiver.Client(node.endpoint, project="rides").datasets())
+
+
+def test_declarations_statistics_and_drift_as_tables(node):
+    c = quiver.Client(node.endpoint, project="monitoring")
+    c.apply(RIDES.read_text().replace("project: rides", "project: monitoring"))
+    listed = c.list().to_pylist()
+    assert {"kind": "feature_set", "name": "driver_stats", "version": 1, "owner": "ml-platform@example.com",
+            "description": "Daily driver statistics"} in listed
+    assert {r["name"] for r in listed if r["kind"] == "vector"} == {"driver_model_v1", "driver_model_v2"}
+    stats_set = c.describe("feature_set", "driver_stats@1")
+    assert [f["name"] for f in stats_set["features"]] == ["conv_rate", "acc_rate", "avg_daily_trips", "city"]
+    assert c.describe("entity", "driver")["join_keys"] == [{"name": "driver_id", "type": "int64"}]
+    with pytest.raises(quiver.NotFoundError, match="nope"):
+        c.describe("vector", "nope")
+
+    c.ingest("driver_stats", ROOT / "examples" / "driver_stats.parquet")
+    deadline = time.monotonic() + 60
+    while int((stats := c.stats("driver_stats")).schema.metadata[b"rows"]) < 160:
+        assert time.monotonic() < deadline, f"the statistics worker summarized {stats.schema.metadata}"
+        time.sleep(0.2)
+    conv = next(f for f in stats.to_pylist() if f["feature"] == "conv_rate")
+    assert conv["count"] + conv["nulls"] == 160 and conv["min"] <= conv["mean"] <= conv["max"], conv
+    drift = c.drift(reference="..", current="..", vector="driver_model_v1")
+    assert drift.column("feature").to_pylist() == [
+        "driver_stats:conv_rate", "driver_stats:acc_rate", "driver_stats:avg_daily_trips"]
+    assert drift.column("status").to_pylist() == ["ok"] * 3, "a window does not drift from itself"
+    assert drift.column("psi").to_pylist() == [0.0] * 3 and drift.schema.metadata[b"status"] == b"ok"
+    with pytest.raises(quiver.InvalidArgumentError, match="window 'yesterday'"):
+        c.stats("driver_stats", window="yesterday")
+    with pytest.raises(quiver.NotFoundError, match="driver_statz"):
+        c.stats("driver_statz")

@@ -105,20 +105,7 @@ pub fn parse_time(text: &str) -> Result<i64> {
 /// A statistics window: `FROM..TO` (offline rows by event time; either side may be left
 /// out), `dataset:NAME`, or `serving[:FROM..TO]` (values served online).
 pub fn parse_window(spec: &str) -> Result<quiver_client::StatsWindow> {
-    use quiver_client::StatsWindow;
-    let range = |text: &str| quiver_core::time::parse_range(text).map_err(|e| anyhow::anyhow!(e));
-    if let Some(name) = spec.strip_prefix("dataset:") {
-        return Ok(StatsWindow::Dataset(name.to_string()));
-    }
-    if spec == "serving" {
-        return Ok(StatsWindow::Serving { from: None, to: None });
-    }
-    if let Some(rest) = spec.strip_prefix("serving:") {
-        let (from, to) = range(rest)?;
-        return Ok(StatsWindow::Serving { from, to });
-    }
-    let (from, to) = range(spec)?;
-    Ok(StatsWindow::Offline { from, to })
+    quiver_client::StatsWindow::parse(spec).map_err(|e| anyhow::anyhow!(e))
 }
 
 #[cfg(test)]

@@ -31,6 +31,25 @@ pub enum StatsWindow {
     },
 }
 
+impl StatsWindow {
+    /// A window as people write it: `FROM..TO` (offline rows by event time; dates, RFC 3339
+    /// times or µs, either side may be left out), `dataset:NAME`, or `serving[:FROM..TO]`.
+    pub fn parse(spec: &str) -> Result<StatsWindow, String> {
+        if let Some(name) = spec.strip_prefix("dataset:") {
+            return Ok(StatsWindow::Dataset(name.to_string()));
+        }
+        if spec == "serving" {
+            return Ok(StatsWindow::Serving { from: None, to: None });
+        }
+        if let Some(rest) = spec.strip_prefix("serving:") {
+            let (from, to) = crate::time::parse_range(rest)?;
+            return Ok(StatsWindow::Serving { from, to });
+        }
+        let (from, to) = crate::time::parse_range(spec)?;
+        Ok(StatsWindow::Offline { from, to })
+    }
+}
+
 /// What a drift report compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriftTarget {
