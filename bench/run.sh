@@ -146,6 +146,23 @@ if have_redis; then
     fi
 fi
 
+# The Python client's figures (and DuckDB's, in the same interpreter): its wheel (maturin, the
+# profile of the binaries measured) in a virtual environment with pandas and duckdb; skipped
+# where it cannot be built.
+python_env() {
+    local profile=release
+    [ "$(basename "$bin")" = debug ] && profile=dev
+    python3 -m maturin --version >/dev/null 2>&1 || python3 -m pip install -q maturin >/dev/null 2>&1 || return 1
+    python3 -m maturin build --quiet --manifest-path python/Cargo.toml --profile "$profile" -o "$work/wheels" \
+        >"$work/logs/wheel.log" 2>&1 || return 1
+    python3 -m venv "$work/venv" || return 1
+    "$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/wheels/quiver-*.whl pandas duckdb \
+        >>"$work/logs/wheel.log" 2>&1 || return 1
+    export QUIVER_BENCH_PYTHON="$work/venv/bin/python"
+}
+echo "== the Python client's wheel and its environment"
+python_env || echo "could not build the Python client or its environment (see $work/logs/wheel.log): its figures skipped"
+
 # One measurement: `quiver-bench ARGS --format json` into figures/NAME.json, its text into logs/.
 measure() {
     local name=$1

@@ -9,6 +9,7 @@ mod duckdb;
 mod offline;
 mod online;
 mod output;
+mod python;
 mod redis;
 mod security;
 mod split;

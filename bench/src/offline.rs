@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::online::{for_secs, read_loop};
 use crate::output::{Format, Out, cpu_secs, mib, peak_kib, reset_peak, resident_kib};
 use crate::table::stat;
-use crate::{datagen, duckdb};
+use crate::{datagen, duckdb, python};
 
 /// The event-time column the answer carries for `driver_stats`: null where nothing matched.
 const MATCHED_TS_COLUMN: &str = "driver_stats:event_timestamp";
@@ -415,6 +415,18 @@ pub async fn run(args: Args) -> Result<()> {
     out.say(format!("compaction: each day's files merged into one in {:.2} s", started.elapsed().as_secs_f64()));
     let pids = nodes.iter().map(|n| n.pid().context("a node is not running")).collect::<Result<Vec<u32>>>()?;
     let compact = retrieve(&out, &client, &request, &pids, (&shape, spine_rows)).await?;
+    // The same training set into pandas through the Python client, as a data scientist gets it.
+    let from_python = if python::client_available() {
+        let f = python::client_training_set(&nodes[0].endpoint(), &spine)?;
+        let secs = f["seconds"].as_f64().context("python_client.py printed no 'seconds'")?;
+        out.say(format!("python client: the training set into pandas in {secs:.2} s ({} rows)", f["rows"]));
+        Some(secs)
+    } else {
+        out.say(
+            "python client: skipped, the bench's Python cannot import quiver and pandas (pip install ./python pandas)",
+        );
+        None
+    };
     // Stopped so that DuckDB has the machine to itself.
     for node in &mut nodes {
         node.terminate()?;
@@ -424,13 +436,14 @@ pub async fn run(args: Args) -> Result<()> {
         let glob = format!("{data_path}/*.parquet");
         let d = duckdb::asof_join(&glob, &spine, ttl_secs)?;
         out.say(format!(
-            "duckdb {} ({} threads): {:.2} s, {} rows out, {} matched, peak memory {:.0} MiB",
+            "duckdb {} ({} threads): {:.2} s, {} rows out, {} matched, peak memory {:.0} MiB{}",
             d.version,
             d.threads,
             d.seconds,
             d.rows,
             d.matched,
-            mib(d.peak_kib)
+            mib(d.peak_kib),
+            d.pandas_seconds.map_or(String::new(), |s| format!("; into pandas {s:.2} s"))
         ));
         if [&fresh, &compact].iter().any(|r| r.matched.is_some_and(|m| m as u64 != d.matched)) {
             out.say("warning: Quiver and DuckDB matched different numbers of spine rows");
@@ -470,10 +483,12 @@ pub async fn run(args: Args) -> Result<()> {
         "statistics": {"lag_secs": stats_secs - ingest_secs, "rows_per_sec": report.rows as f64 / stats_secs},
         "retrieval": retrieval,
         "retrieval_compacted": compact.figures(),
+        "python": {"training_set_secs": from_python},
         "materialize": {"rows_read": progress.rows_read, "entities_written": progress.entities_written,
                         "secs": materialize_secs, "rows_per_sec": progress.rows_read as f64 / materialize_secs,
                         "peak_mib": mib(materialize_peak)},
         "duckdb": duck.as_ref().map(|d| json!({"version": d.version, "threads": d.threads, "secs": d.seconds,
+                                               "pandas_secs": d.pandas_seconds,
                                                "peak_mib": mib(d.peak_kib), "rows": d.rows, "matched": d.matched})),
     }));
     Ok(())

@@ -21,6 +21,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::output::{Format, Out};
+use crate::python;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -533,6 +534,27 @@ pub async fn run(mut args: Args) -> Result<()> {
         }
     }
 
+    // The Python client's reads, beside the Rust client's 1-client figures above (on one node).
+    let python_reads = if args.nodes > 1 {
+        None
+    } else if python::client_available() {
+        let f = python::client_reads(&nodes[0].endpoint(), args.entities, args.seconds)?;
+        out.say(format!("\nPython client (1 client, linearizable, {} s each):", args.seconds));
+        for per in ["1", "100"] {
+            let fig = |name: &str| f[per][name].as_f64().unwrap_or(f64::NAN);
+            out.say(format!(
+                "  {per} entities: {:.0} requests/s, p50 {:.0} us, p99 {:.0} us",
+                fig("requests_per_sec"),
+                fig("p50_us"),
+                fig("p99_us")
+            ));
+        }
+        Some(f)
+    } else {
+        out.say("\nPython client: skipped, the bench's Python cannot import quiver and pandas");
+        None
+    };
+
     out.say(format!(
         "\nJSON over HTTP (POST /v1/features, 1 entity, vector of 10 features, 1 connection, {} s):",
         args.seconds
@@ -616,7 +638,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     out.figures(&json!({
         "kind": "online", "nodes": args.nodes, "leaders": leaders, "entities": args.entities, "seconds": args.seconds,
         "cores": cores, "load": load, "push": pushes, "reads": reads, "failover_ms": failovers, "election_ms": elections, "transfers": transfers,
-        "unrouted_hop": hop, "http_reads": http,
+        "unrouted_hop": hop, "http_reads": http, "python_reads": python_reads,
     }));
     Ok(())
 }

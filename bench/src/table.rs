@@ -185,6 +185,27 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
+    // The Python client's reads (one client, 1 node, linearizable) beside Redis's at one client.
+    for per_request in [1u64, 100] {
+        let at_redis = |r: &Value| r["entities"] == per_request && r["concurrency"] == 1;
+        let redis_rate = across(&redis, "reads", &at_redis, &["requests_per_sec"]);
+        let key = per_request.to_string();
+        let runs = online(1);
+        let rate = across(&runs, "", &|_| true, &["python_reads", &key, "requests_per_sec"]);
+        if rate.is_none() {
+            continue;
+        }
+        let lat = ["p50_us", "p99_us"].map(|p| across(&runs, "", &|_| true, &["python_reads", &key, p]));
+        let keys = if per_request == 1 { "1 entity".to_string() } else { format!("{per_request} entities") };
+        t.row(
+            format!("read {keys}, 1 client, 1 node, Python client: req/s"),
+            ranged(rate),
+            ranged(redis_rate),
+            ratio(rate, redis_rate),
+        );
+        t.row("  p50 / p99 µs", joined(lat.map(whole)), "-".to_string(), "-".to_string());
+    }
+
     // Writes: Quiver only.
     let dash = || "-".to_string();
     for nodes in [1u64, 3] {
@@ -256,6 +277,8 @@ pub fn run(args: Args) -> Result<()> {
         );
         let q = top(&["retrieval_compacted", "secs"]);
         t.row("  the same, files compacted (one per day): s", ranged(q), ranged(d), ratio(q, d));
+        let (q, d) = (top(&["python", "training_set_secs"]), top(&["duckdb", "pandas_secs"]));
+        t.row("  the same into pandas (Python client / DuckDB's .df()): s", ranged(q), ranged(d), ratio(q, d));
         let (q, d) = (top(&["retrieval", "peak_mib"]), top(&["duckdb", "peak_mib"]));
         t.row("  peak memory MiB (the node's whole resident set)", whole(q), whole(d), ratio(q, d));
         let q = top(&["retrieval", "added_mib"]);
