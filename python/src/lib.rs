@@ -69,6 +69,11 @@ fn selection(features: Option<Vec<String>>, vector: Option<String>) -> PyResult<
     }
 }
 
+/// An answer as JSON, which the Python side turns into dicts and tables.
+fn json<T: serde::Serialize>(value: &T) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| invalid(format!("encoding the answer: {e}")))
+}
+
 /// The setting given, else the environment variable's value.
 fn or_env(given: Option<String>, var: &str) -> Option<String> {
     given.or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
@@ -118,6 +123,15 @@ impl Client {
             [] => Err(invalid("no project exists yet: apply definitions first")),
             _ => Err(invalid(format!("name a project (project=...): there are {}", projects.join(", ")))),
         }
+    }
+
+    /// `call` in the project a call works in (see `project_name`), its error as Python's.
+    async fn in_project<T, F>(&self, project: Option<String>, call: impl FnOnce(String) -> F) -> PyResult<T>
+    where
+        F: Future<Output = quiver_client::Result<T>>,
+    {
+        let project = self.project_name(project).await?;
+        call(project).await.map_err(to_py)
     }
 
     /// Project `name`'s definitions: as fetched before unless `fresh`.
@@ -254,11 +268,8 @@ impl Client {
     /// reads, into feature set `feature_set`: all or nothing. The final report as JSON.
     #[pyo3(signature = (feature_set, path, project=None))]
     fn _ingest(&self, py: Python<'_>, feature_set: &str, path: &str, project: Option<String>) -> PyResult<String> {
-        let done = wait(py, async {
-            let project = self.project_name(project).await?;
-            self.inner.ingest(&project, feature_set, path, |_| {}).await.map_err(to_py)
-        })?;
-        serde_json::to_string(&done).map_err(|e| invalid(e.to_string()))
+        let done = self.in_project(project, |p| async move { self.inner.ingest(&p, feature_set, path, |_| {}).await });
+        json(&wait(py, done)?)
     }
 
     /// Everything the project declares, every feature-set version included, as JSON.
@@ -268,7 +279,7 @@ impl Client {
             let name = self.project_name(project).await?;
             self.definitions(&name, true).await
         })?;
-        serde_json::to_string(&project).map_err(|e| invalid(e.to_string()))
+        json(&project)
     }
 
     /// Statistics of every feature of `feature_set` over `window` (`FROM..TO`,
@@ -276,11 +287,8 @@ impl Client {
     #[pyo3(signature = (feature_set, window="..", project=None))]
     fn _stats(&self, py: Python<'_>, feature_set: &str, window: &str, project: Option<String>) -> PyResult<String> {
         let window = StatsWindow::parse(window).map_err(|e| invalid(format!("window {e}")))?;
-        let stats = wait(py, async {
-            let project = self.project_name(project).await?;
-            self.inner.statistics(&project, feature_set, &window).await.map_err(to_py)
-        })?;
-        serde_json::to_string(&stats).map_err(|e| invalid(e.to_string()))
+        let stats = self.in_project(project, |p| async move { self.inner.statistics(&p, feature_set, &window).await });
+        json(&wait(py, stats)?)
     }
 
     /// Drift of `feature_set`'s or `vector`'s features from `reference` to `current`
@@ -302,21 +310,16 @@ impl Client {
         };
         let reference = StatsWindow::parse(reference).map_err(|e| invalid(format!("reference window {e}")))?;
         let current = StatsWindow::parse(current).map_err(|e| invalid(format!("current window {e}")))?;
-        let report = wait(py, async {
-            let project = self.project_name(project).await?;
-            self.inner.drift(&project, &target, &reference, &current).await.map_err(to_py)
-        })?;
-        serde_json::to_string(&report).map_err(|e| invalid(e.to_string()))
+        let report =
+            self.in_project(project, |p| async move { self.inner.drift(&p, &target, &reference, &current).await });
+        json(&wait(py, report)?)
     }
 
     /// The training datasets saved in the project, as JSON.
     #[pyo3(signature = (project=None))]
     fn _datasets(&self, py: Python<'_>, project: Option<String>) -> PyResult<String> {
-        let datasets = wait(py, async {
-            let project = self.project_name(project).await?;
-            self.inner.datasets(&project).await.map_err(to_py)
-        })?;
-        serde_json::to_string(&datasets).map_err(|e| invalid(e.to_string()))
+        let datasets = self.in_project(project, |p| async move { self.inner.datasets(&p).await });
+        json(&wait(py, datasets)?)
     }
 
     /// A point-in-time training set for `spine` (Arrow data: its join keys, its time column
