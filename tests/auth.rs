@@ -25,6 +25,18 @@ fn rates(features: &quiver_client::OnlineFeatures) -> Vec<String> {
     features.rows.iter().map(|r| format!("{r:?}")).collect()
 }
 
+/// Once every node of `nodes` knows token `secret`: a node learns a new token when it applies
+/// the metadata entry that created it, a heartbeat or so after the leader did.
+async fn known_everywhere(nodes: &[LocalNode], secret: &str) {
+    for node in nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(Error::Server(CoreError::Unauthenticated(e))) = client(node, secret).await.projects().await {
+            assert!(Instant::now() < deadline, "{} does not know the token: {e}", node.endpoint());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 fn denied(result: &Result<(), Error>) -> bool {
     matches!(result, Err(Error::Server(CoreError::PermissionDenied(_))))
 }
@@ -366,8 +378,12 @@ async fn the_audit_log_records_each_kind_of_event_and_survives_losing_the_metada
     let secret = admin_token(&dir.path().join("node1"));
     let root = client(&nodes[0], &secret).await;
     root.apply(&definitions(CLINIC)).await.unwrap();
-    let viewer = client(&nodes[1], &token(&root, "v", "clinic", Role::Viewer, false).await).await;
-    let doctor = client(&nodes[2], &token(&root, "d", "clinic", Role::Viewer, true).await).await;
+    let (v, d) =
+        (token(&root, "v", "clinic", Role::Viewer, false).await, token(&root, "d", "clinic", Role::Viewer, true).await);
+    for secret in [&v, &d] {
+        known_everywhere(&nodes, secret).await;
+    }
+    let (viewer, doctor) = (client(&nodes[1], &v).await, client(&nodes[2], &d).await);
     let row = std::collections::BTreeMap::from([
         ("patient_id".to_string(), quiver_client::Value::Int64(1)),
         ("event_timestamp".to_string(), quiver_client::Value::Timestamp(now_micros() - 1_000_000)),
