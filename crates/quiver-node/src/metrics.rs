@@ -111,8 +111,11 @@ impl Metrics {
             )?,
             row_cache,
             row_cache_gauges: [
-                IntGauge::new("row_cache_hits", "online row reads served from memory since start")?,
-                IntGauge::new("row_cache_misses", "online row reads that went to disk since start")?,
+                IntGauge::new(
+                    "row_cache_hits",
+                    "reads of the groups' state trees (online reads, write checks) served from memory since start",
+                )?,
+                IntGauge::new("row_cache_misses", "reads of the groups' state trees that went to disk since start")?,
                 IntGauge::new("row_cache_bytes", "memory the row cache holds ([online] row_cache_mib bounds it)")?,
                 IntGauge::new("row_cache_entries", "rows the row cache holds")?,
             ],
