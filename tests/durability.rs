@@ -124,7 +124,7 @@ async fn kill_9_amid_64_single_row_writers_loses_no_acknowledged_row() {
     let (_, metrics) = quiver_tests::http_get(node.http_addr(), "/metrics");
     let writes = quiver_tests::group_gauge(&metrics, "quiver_raft_committed_writes", 1);
     let entries = quiver_tests::group_gauge(&metrics, "quiver_raft_commit_entries", 1);
-    // Counted once the new cluster is at cluster version 2 (a second after it starts), when
+    // Counted once the new cluster is at its cluster version (a second after it starts), when
     // writes begin to share entries.
     assert!(writes > 0 && entries < writes, "{writes} writes in {entries} entries: none shared an entry");
     node.kill_9().unwrap();

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use quiver_admin::local_node::free_addrs;
+use quiver_store::release::CLUSTER_VERSION;
 use quiver_tests::{CliOutput, LocalNode, quiverctl};
 
 const READY: Duration = Duration::from_secs(60);
@@ -120,8 +121,9 @@ async fn a_data_dir_of_8630d32_opens_and_answers_as_before() {
         assert!(out.success, "{}", out.stderr);
     };
     pushed(2001, 0.123456);
-    assert!(ctl(&endpoint, &admin, "rides", &["cluster", "finalize-upgrade"]).contains("cluster version 2 in force"));
-    assert_eq!(client.status().await.unwrap().cluster_version, Some(2));
+    let in_force = format!("cluster version {CLUSTER_VERSION} in force");
+    assert!(ctl(&endpoint, &admin, "rides", &["cluster", "finalize-upgrade"]).contains(&in_force));
+    assert_eq!(client.status().await.unwrap().cluster_version, Some(CLUSTER_VERSION));
     pushed(2002, 0.654321);
 
     // Every audit entry of before is still there, in the same order.
@@ -306,12 +308,13 @@ async fn a_cluster_upgraded_one_node_at_a_time_under_writes_loses_no_acknowledge
     assert_eq!(client.status().await.unwrap().cluster_version, Some(1));
     let finalized = quiverctl(&nodes[1].endpoint(), &["cluster", "finalize-upgrade"], None);
     assert!(finalized.success, "{}", finalized.stderr);
-    assert!(finalized.stdout.contains("cluster version 2 in force"), "{}", finalized.stdout);
+    let in_force = format!("cluster version {CLUSTER_VERSION} in force");
+    assert!(finalized.stdout.contains(&in_force), "{}", finalized.stdout);
     // Each node applies the finalize in its own time (status answers from its own state).
     for node in &nodes {
         let client = node.client().await.unwrap();
         let deadline = std::time::Instant::now() + READY;
-        while client.status().await.unwrap().cluster_version != Some(2) {
+        while client.status().await.unwrap().cluster_version != Some(CLUSTER_VERSION) {
             assert!(std::time::Instant::now() < deadline, "node at {} applies the finalize", node.endpoint());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -335,6 +338,33 @@ async fn a_cluster_upgraded_one_node_at_a_time_under_writes_loses_no_acknowledge
             }
         }
     }
+
+    // Rows written before the finalize (queued a record per row) and after it (a record per
+    // write) all reach the offline store.
+    let after: Vec<i64> = (0..200).map(|i| 1_000_000 + i).collect();
+    let rows = after.iter().map(|id| quiver_tests::driver_row(*id, quiver_tests::now_micros(), *id as f64, *id));
+    let written = client.write("rides", "driver_stats", rows.collect()).await.unwrap();
+    client.wait_for_export(&written, READY).await.unwrap();
+    let every: Vec<i64> = acknowledged.iter().chain(&after).copied().collect();
+    let offline = offline_rates(&client, &every).await;
+    for (id, rate) in every.iter().zip(offline) {
+        assert_eq!(rate, Some(*id as f64), "driver {id} in a training set");
+    }
+}
+
+/// Each driver's `conv_rate` in a training set as of now.
+async fn offline_rates(client: &quiver_client::Client, ids: &[i64]) -> Vec<Option<f64>> {
+    use arrow_array::cast::AsArray;
+    let at = quiver_core::time::format_timestamp(quiver_tests::now_micros() + 1_000_000);
+    let spine: String = ids.iter().map(|id| format!("{id},{at}\n")).collect();
+    let request = quiver_client::HistoricalRequest::new(
+        "rides",
+        quiver_client::FeatureSelection::Refs(vec!["driver_stats:conv_rate".into()]),
+        quiver_client::Spine::Csv(format!("driver_id,event_timestamp\n{spine}").into_bytes()),
+    );
+    let batch = client.historical(request).await.unwrap();
+    let rates = batch.column(2).as_primitive::<arrow_array::types::Float64Type>();
+    rates.iter().collect()
 }
 
 /// Sets the cluster version recorded in the meta group of the (stopped) node's data dir.
@@ -364,12 +394,13 @@ async fn a_node_refuses_a_data_dir_at_a_cluster_version_it_does_not_know() {
 
     record_cluster_version(&data, 99);
     node.respawn().unwrap();
-    assert!(!node.wait_for_exit(READY).await.unwrap().success(), "a node of cluster version 2 refuses version 99");
+    assert!(!node.wait_for_exit(READY).await.unwrap().success(), "this release refuses cluster version 99");
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
-    assert!(log.contains("cluster version 99") && log.contains("knows versions up to 2"), "{log}");
+    let knows = format!("knows versions up to {CLUSTER_VERSION}");
+    assert!(log.contains("cluster version 99") && log.contains(&knows), "{log}");
 
     // Back at a version it knows, the node opens the data dir with the row it held.
-    record_cluster_version(&data, 2);
+    record_cluster_version(&data, CLUSTER_VERSION);
     node.restart().await.unwrap();
     let client = node.client().await.unwrap();
     let answer = quiver_tests::read_drivers(&client, [7]).await;

@@ -10,8 +10,8 @@ use quiver_store::golden::pinned;
 
 use crate::raft::TypeConfig;
 use crate::raft::state_machine::StoredSnapshot;
-use crate::shard::QueuedRow;
 use crate::shard::export_order::ExportWait;
+use crate::shard::{QueuedRow, QueuedWrite};
 
 #[test]
 fn every_kind_stored_here_keeps_its_bytes() {
@@ -36,5 +36,6 @@ fn every_kind_stored_here_keeps_its_bytes() {
         Entry::<TypeConfig> { log_id, payload: EntryPayload::Normal(writes) },
         "030107010a01090101700173010101040c0101010100",
     );
+    pinned(QueuedWrite { table: table.clone(), rows: vec![(2, row.clone())] }, "0170017301010201040c010101");
     pinned(QueuedRow { table, row }, "017001730101040c010101");
 }

@@ -104,6 +104,21 @@ pub fn load<T: Record>(bytes: &[u8]) -> Result<T> {
     T::read(format, body)
 }
 
+/// Reads only the leading field of a record of kind `R` (its first field is a `T`), without
+/// decoding the rest: for checks that need one field of a large record.
+pub fn load_leading<R: Record, T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let (format, body) = format_of(bytes)?;
+    if format > R::FORMAT {
+        return Err(Error::Codec(format!(
+            "a {} in format {format}, written by a later release",
+            std::any::type_name::<R>()
+        )));
+    }
+    let (value, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| Error::Codec(e.to_string()))?;
+    Ok(value)
+}
+
 /// A stored record's format (0 when bare) and its body.
 pub fn format_of(bytes: &[u8]) -> Result<(u8, &[u8])> {
     match bytes.strip_prefix(&MARK[..]) {
@@ -151,6 +166,22 @@ mod tests {
         let later = load::<i64>(&[0xFF, 0xFF, 2, 5]).unwrap_err().to_string();
         assert!(later.contains("format 2") && later.contains("i64"), "{later}");
         assert!(load::<i64>(&[0xFF, 0xFF]).is_err());
+    }
+
+    #[test]
+    fn a_leading_field_reads_as_the_whole_record_would() {
+        use quiver_core::row::{StoredRow, WriteSeq};
+        let row = StoredRow {
+            event_ts: -7,
+            seq: WriteSeq { log_index: 3, pos: 1 },
+            written_at: 9,
+            values: vec![quiver_core::Value::String("x".repeat(40))],
+        };
+        for version in [1, 2] {
+            let stored = store_at(&row, version).unwrap();
+            assert_eq!(load_leading::<StoredRow, i64>(&stored).unwrap(), row.event_ts);
+        }
+        assert!(load_leading::<StoredRow, i64>(&[0xFF, 0xFF, 9, 5]).unwrap_err().to_string().contains("format 9"));
     }
 
     #[test]

@@ -55,7 +55,9 @@
 //!
 //! and in shard groups:
 //! - `0x02 | project | set | version | entity key`  the latest row (strings u16-length-prefixed)
-//! - `0x03 | log index | position`      a written row queued for export, in write order
+//! - `0x03 | log index | position`      written rows queued for export, in write order: one
+//!   write's rows of one entry, under its last row's position (one row per key before
+//!   cluster version 3)
 //! - `0x04 | request id`                a write's request id (applies at most once)
 //! - `0x05 | time | request id`         when that id expires
 //!

@@ -14,5 +14,6 @@
 pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 
 /// The cluster version this release brings; every version up to it is known here.
-/// 1: the releases before cluster versions (up to 0.1.0); 2: `FinalizeUpgrade` itself.
-pub const CLUSTER_VERSION: u32 = 2;
+/// 1: the releases before cluster versions (up to 0.1.0); 2: `FinalizeUpgrade` itself;
+/// 3: a write's rows queued for export in one record (`shard::QueuedWrite` in the node).
+pub const CLUSTER_VERSION: u32 = 3;

@@ -5,7 +5,8 @@
 //! contiguous and no two tables share a key.
 //!
 //! Every written row is also queued for the offline store in write order
-//! (`keyspace::queue`); the export worker drains the queue and `ExportAck` trims it.
+//! (`keyspace::queue`), one record per write and entry (`QueuedWrite`); the export worker
+//! drains the queue and `ExportAck` trims it.
 //!
 //! Request ids of writes are kept (with an expiry index) for `REQUEST_ID_TTL_MICROS`, with
 //! the positions of the rows applied, so a retried row applies at most once (`requests`).
@@ -31,7 +32,7 @@ use quiver_core::row::{MAX_ROWS_PER_WRITE, StoredRow, WriteSeq, supersedes};
 use quiver_core::table::TableRef;
 use serde::{Deserialize, Serialize};
 
-use quiver_store::codec::{load, store};
+use quiver_store::codec::{self, Record, load, load_leading, store};
 use quiver_store::command::{Once, Response, ShardCommand, ShardRow, Write};
 use quiver_store::error::Result;
 use quiver_store::keyspace::{self, QUEUE, REQUEST_EXPIRY};
@@ -93,6 +94,10 @@ fn check_hash(
     }
 }
 
+/// The cluster version from which a write's queued rows are one record (`QueuedWrite`);
+/// before it, each row is a `QueuedRow` of its own, which a node of the earlier release reads.
+const QUEUED_WRITES: u32 = 3;
+
 /// A written row waiting for export to the offline store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedRow {
@@ -100,7 +105,51 @@ pub struct QueuedRow {
     pub row: ShardRow,
 }
 
-impl quiver_store::codec::Record for QueuedRow {}
+impl Record for QueuedRow {}
+
+/// The rows one write queued in one entry, with their positions in it, stored under the
+/// queue key of the last: one sled insert and one delete per write instead of per row. An
+/// acknowledgement trims whole records only, since its mark ends an entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedWrite {
+    pub table: TableRef,
+    pub rows: Vec<(u32, ShardRow)>,
+}
+
+/// Format 2: records in formats 0 and 1 under a queue key are `QueuedRow`s.
+impl Record for QueuedWrite {
+    const FORMAT: u8 = 2;
+}
+
+/// The rows of the queue record stored under the key of `last`.
+fn queued_rows(last: WriteSeq, bytes: &[u8]) -> Result<Vec<(WriteSeq, QueuedRow)>> {
+    if codec::format_of(bytes)?.0 < QueuedWrite::FORMAT {
+        return Ok(vec![(last, load(bytes)?)]);
+    }
+    let write: QueuedWrite = load(bytes)?;
+    let at = |pos| WriteSeq { log_index: last.log_index, pos };
+    Ok(write.rows.into_iter().map(|(pos, row)| (at(pos), QueuedRow { table: write.table.clone(), row })).collect())
+}
+
+/// Queues `rows` (position, row) of one write of entry `log_index` for export, in the form
+/// of cluster version `version`.
+fn queue(
+    batch: &mut WriteBatch,
+    (table, log_index): (&TableRef, u64),
+    rows: Vec<(u32, ShardRow)>,
+    version: u32,
+) -> Result<()> {
+    let key = |pos| keyspace::queue(WriteSeq { log_index, pos });
+    if version < QUEUED_WRITES {
+        for (pos, row) in rows {
+            batch.put(key(pos), codec::store_at(&QueuedRow { table: table.clone(), row }, version)?);
+        }
+    } else if let Some((last, _)) = rows.last() {
+        let last = key(*last);
+        batch.put(last, codec::store_at(&QueuedWrite { table: table.clone(), rows }, version)?);
+    }
+    Ok(())
+}
 
 /// The oldest queued rows, in whole entries: `limit` rows, or more to finish the entry the
 /// last of them came in. So an export mark always ends an entry, and a writer waiting for
@@ -114,7 +163,7 @@ pub fn read_queue(tree: &dyn KvTree, limit: usize) -> Result<Vec<(WriteSeq, Queu
         if rows.len() >= limit && rows.last().is_none_or(|(last, _)| last.log_index != seq.log_index) {
             break;
         }
-        rows.push((seq, load(&v)?));
+        rows.extend(queued_rows(seq, &v)?);
     }
     Ok(rows)
 }
@@ -137,13 +186,13 @@ pub struct PendingWrites {
 }
 
 impl PendingWrites {
-    /// The event time of the stored row of `key`: last written in this call, else in the tree.
+    /// The event time of the stored row of `key`: last written in this call, else in the
+    /// tree (read without decoding the row's values).
     fn event_ts(&self, tree: &dyn KvTree, key: &[u8]) -> Result<Option<i64>> {
         if let Some(row) = self.rows.get(key) {
             return Ok(Some(row.event_ts));
         }
-        let stored: Option<StoredRow> = tree.get(key)?.map(|b| load(&b)).transpose()?;
-        Ok(stored.map(|row| row.event_ts))
+        tree.get(key)?.map(|b| load_leading::<StoredRow, i64>(&b)).transpose()
     }
 
     /// The shard's range as this call's entries see it.
@@ -249,17 +298,19 @@ fn write(
     if !rows.is_empty() && !fresh.contains(&true) {
         return Ok(Response::Duplicate);
     }
+    let mut queued = Vec::new();
     for (pos, row) in rows.iter().enumerate().filter(|(pos, _)| fresh[*pos]) {
         let key = keyspace::row(table, &row.key);
         let seq = WriteSeq { log_index: first.log_index, pos: first.pos.saturating_add(pos as u32) };
         if export {
-            cache.other.put(keyspace::queue(seq), store(&QueuedRow { table: table.clone(), row: row.clone() })?);
+            queued.push((seq.pos, row.clone()));
         }
         if cache.event_ts(tree, &key)?.is_none_or(|old| supersedes(row.event_ts, old)) {
             let stored = StoredRow { event_ts: row.event_ts, seq, written_at: leader_time, values: row.values.clone() };
             cache.rows.insert(key, stored);
         }
     }
+    queue(&mut cache.other, (table, first.log_index), queued, codec::cluster_version())?;
     Ok(Response::Written { rows: rows.len() as u64 })
 }
 
@@ -430,6 +481,34 @@ mod tests {
         assert_eq!(indexes(3), [1, 1, 1], "a limit that ends an entry stops there");
         assert_eq!(indexes(4), [1, 1, 1, 2, 2, 2]);
         assert_eq!(indexes(100).len(), 6);
+    }
+
+    /// A queue that holds rows of the release before (a record per row) and writes of this
+    /// one (a record per write) reads as one sequence, and an acknowledgement through the
+    /// end of an entry trims both.
+    #[test]
+    fn a_queue_of_rows_and_of_whole_writes_reads_in_write_order() {
+        let engine = MemEngine::default();
+        let tree = engine.tree("t").unwrap();
+        let table = TableRef { project: "p".into(), set: "s".into(), version: 1 };
+        let row = |k: u8| ShardRow { key: vec![k], event_ts: 1, values: vec![Value::Int64(k.into())] };
+        let mut batch = WriteBatch::default();
+        queue(&mut batch, (&table, 4), vec![(0, row(1)), (1, row(2))], 2).unwrap();
+        queue(&mut batch, (&table, 5), vec![(0, row(3)), (2, row(4))], QUEUED_WRITES).unwrap();
+        queue(&mut batch, (&table, 5), vec![(3, row(5))], QUEUED_WRITES).unwrap();
+        queue(&mut batch, (&table, 6), vec![(0, row(6))], QUEUED_WRITES).unwrap();
+        assert_eq!(batch.keys().count(), 5, "one record per row before version 3, per write from it");
+        tree.write(batch).unwrap();
+        let read = |limit| -> Vec<(u64, u32, u8)> {
+            let queue = read_queue(tree.as_ref(), limit).unwrap();
+            queue.into_iter().map(|(seq, q)| (seq.log_index, seq.pos, q.row.key[0])).collect()
+        };
+        let all = [(4, 0, 1), (4, 1, 2), (5, 0, 3), (5, 2, 4), (5, 3, 5), (6, 0, 6)];
+        assert_eq!(read(100), all);
+        assert_eq!(read(3), all[..5], "the entry begun is finished");
+        let ack = ShardCommand::ExportAck { through: WriteSeq { log_index: 5, pos: 3 } };
+        apply_one(tree.as_ref(), 7, 0, &ack);
+        assert_eq!(read(100), all[5..], "trimmed through the end of entry 5");
     }
 
     #[test]
