@@ -93,6 +93,21 @@ pub fn store_at<T: Record>(value: &T, version: u32) -> Result<Vec<u8>> {
 
 /// Reads a record in any format this release knows.
 pub fn load<T: Record>(bytes: &[u8]) -> Result<T> {
+    let (format, body) = known_format::<T>(bytes)?;
+    T::read(format, body)
+}
+
+/// Reads only the leading field of a record of kind `R` (a `T` in every format of `R`),
+/// without decoding the rest: for checks that need one field of a large record.
+pub fn load_leading<R: Record, T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let (_, body) = known_format::<R>(bytes)?;
+    let (value, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| Error::Codec(e.to_string()))?;
+    Ok(value)
+}
+
+/// A record's format and body, refused by name when a later release wrote it.
+fn known_format<T: Record>(bytes: &[u8]) -> Result<(u8, &[u8])> {
     let (format, body) = format_of(bytes)?;
     if format > T::FORMAT {
         return Err(Error::Codec(format!(
@@ -101,22 +116,7 @@ pub fn load<T: Record>(bytes: &[u8]) -> Result<T> {
             T::FORMAT
         )));
     }
-    T::read(format, body)
-}
-
-/// Reads only the leading field of a record of kind `R` (its first field is a `T`), without
-/// decoding the rest: for checks that need one field of a large record.
-pub fn load_leading<R: Record, T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let (format, body) = format_of(bytes)?;
-    if format > R::FORMAT {
-        return Err(Error::Codec(format!(
-            "a {} in format {format}, written by a later release",
-            std::any::type_name::<R>()
-        )));
-    }
-    let (value, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map_err(|e| Error::Codec(e.to_string()))?;
-    Ok(value)
+    Ok((format, body))
 }
 
 /// A stored record's format (0 when bare) and its body.

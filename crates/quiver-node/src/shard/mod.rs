@@ -97,6 +97,8 @@ fn check_hash(
 /// The cluster version from which a write's queued rows are one record (`QueuedWrite`);
 /// before it, each row is a `QueuedRow` of its own, which a node of the earlier release reads.
 const QUEUED_WRITES: u32 = 3;
+// `queued_rows` tells the two kinds apart by format: a `QueuedWrite` is never stored bare.
+const _: () = assert!(QUEUED_WRITES >= codec::VERSIONED_RECORDS);
 
 /// A written row waiting for export to the offline store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
