@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use quiver_admin::local_node::free_addrs;
 use quiver_client::{Client, Consistency, FeatureSelection, Freshness, GroupKind, OnlineRequest, Value};
 use quiver_tests::recipe::{Recipe, readme_block};
-use quiver_tests::{LocalNode, RIDES, crashed, driver_key, driver_row, now_micros, read_drivers};
+use quiver_tests::{LocalNode, RIDES, crashed, driver_history, driver_key, driver_row, now_micros, read_drivers};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -313,14 +313,8 @@ async fn losing_the_metadata_leader_during_an_ingest_or_an_export_loses_and_doub
     assert_eq!(dead + 1, meta_leader, "the metadata leader was the one to die");
     assert_eq!(offline_rows(&client).await, 1000, "every ingested row committed once");
     // And the committed files are there to read.
-    let spine = format!("driver_id,event_timestamp\n0,{t}\n499,{t}\n999,{t}\n", t = ts + 1);
-    let request = quiver_client::HistoricalRequest::new(
-        "rides",
-        FeatureSelection::Refs(vec!["driver_stats:avg_daily_trips".into()]),
-        quiver_client::Spine::Csv(spine.into_bytes()),
-    );
-    let history = client.historical(request).await.unwrap();
-    let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(history.column(2));
+    let history = driver_history(&client, "avg_daily_trips", &[0, 499, 999], ts + 1).await;
+    let trips = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Int64Type>(&history);
     assert_eq!(trips.values().to_vec(), vec![0, 499, 999]);
     for id in [0, 499, 999] {
         assert_eq!(conv_rate(&client, id, Consistency::Linearizable).await, Some(Value::Float64(id as f64)));
@@ -723,4 +717,56 @@ async fn a_node_without_a_quorum_says_what_it_waits_for() {
         assert!(Instant::now() < deadline, "the survivor still says it is ready: {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Two leaders of one shard export at once for a while: a deposed leader, slow between
+/// reading the queue and writing its files, finishes after its successor committed a longer
+/// range from the same start. Its files replace none of the successor's, its refused commit
+/// trims nothing, and every acknowledged row reaches a training set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_shard_leader_exporting_late_loses_none_of_its_successors_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(&config, "[workers]\nexport_interval_ms = 100\n").unwrap();
+    let extra = ["--shards", "1", "--config", config.to_str().unwrap()];
+    let mut nodes = LocalNode::start_cluster(dir.path(), 3, &extra, &[], READY).await.unwrap();
+    let client = nodes[0].client().await.unwrap();
+    client.apply(&quiver_client::Definitions::from_yaml(RIDES).unwrap()).await.unwrap();
+    let endpoint = nodes[0].endpoint();
+    let lead = |to: u64| {
+        let out = quiver_tests::quiverctl(&endpoint, &["shard", "transfer-leader", "1", "--to", &to.to_string()], None);
+        assert!(out.success && out.stdout.contains("done"), "{}{}", out.stdout, out.stderr);
+    };
+    // Node `slow` waits 5 s between reading shard 1's queue and writing its files.
+    let (slow, successor) = (2u64, 3u64);
+    nodes[1].set_env(vec![("QUIVER_DELAY".into(), "export:5000".into())]);
+    nodes[1].restart().await.unwrap();
+    lead(slow);
+    let ts = now_micros();
+    let write = |ids: std::ops::Range<i64>| {
+        client.write("rides", "driver_stats", ids.map(|id| driver_row(id, ts, id as f64, id)).collect())
+    };
+    write(0..300).await.unwrap();
+    let deadline = Instant::now() + READY;
+    while !nodes[1].log_tail(50).contains("waiting at a delay point") {
+        assert!(Instant::now() < deadline, "node {slow} never read its queue: {}", nodes[1].log_tail(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // More rows, then a new leader: it exports the first rows and the next ones as one
+    // range, from the same start as the rows the slow node holds.
+    let written = write(300..600).await.unwrap();
+    lead(successor);
+    client.wait_for_export(&written, READY).await.unwrap();
+    while !nodes[1].log_tail(50).contains("export range committed before") {
+        assert!(Instant::now() < deadline, "node {slow} never ended its export: {}", nodes[1].log_tail(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let history = driver_history(&client, "conv_rate", &(0..600).collect::<Vec<_>>(), ts + 1).await;
+    let rates = arrow_array::cast::AsArray::as_primitive::<arrow_array::types::Float64Type>(&history);
+    for (id, rate) in rates.iter().enumerate() {
+        assert_eq!(rate, Some(id as f64), "driver {id} in a training set");
+    }
+    assert_eq!(offline_rows(&client).await, 600, "every row committed once");
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use quiver_client::{Client, Value};
-use quiver_tests::{LocalNode, driver_row, node_with_rides_env, now_micros, quiverctl, read_drivers};
+use quiver_tests::{LocalNode, driver_history, driver_row, node_with_rides_env, now_micros, quiverctl, read_drivers};
 
 const ROWS: i64 = 300;
 
@@ -47,19 +47,7 @@ async fn check_history(client: &Client, ts: i64) {
 
 /// Feature `feature` of drivers 0..ROWS as of just after `ts`, from a training set.
 async fn history(client: &Client, ts: i64, feature: &str) -> arrow_array::ArrayRef {
-    let mut csv = String::from("driver_id,event_timestamp\n");
-    for id in 0..ROWS {
-        csv += &format!("{id},{}\n", quiver_core::time::format_timestamp(ts + 1));
-    }
-    let batch = client
-        .historical(quiver_client::HistoricalRequest::new(
-            "rides",
-            quiver_client::FeatureSelection::Refs(vec![format!("driver_stats:{feature}")]),
-            quiver_client::Spine::Csv(csv.into_bytes()),
-        ))
-        .await
-        .unwrap();
-    batch.column(2).clone()
+    driver_history(client, feature, &(0..ROWS).collect::<Vec<_>>(), ts + 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

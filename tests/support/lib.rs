@@ -72,6 +72,19 @@ pub async fn read_drivers(client: &Client, ids: impl IntoIterator<Item = i64>) -
         .expect("read succeeds")
 }
 
+/// `driver_stats` feature `feature` of drivers `ids` as of `at` (µs), from a training set, in
+/// the order of `ids`.
+pub async fn driver_history(client: &Client, feature: &str, ids: &[i64], at: i64) -> arrow_array::ArrayRef {
+    let at = quiver_core::time::format_timestamp(at);
+    let spine: String = ids.iter().map(|id| format!("{id},{at}\n")).collect();
+    let request = quiver_client::HistoricalRequest::new(
+        "rides",
+        FeatureSelection::Refs(vec![format!("driver_stats:{feature}")]),
+        quiver_client::Spine::Csv(format!("driver_id,event_timestamp\n{spine}").into_bytes()),
+    );
+    client.historical(request).await.expect("training set").column(2).clone()
+}
+
 pub struct CliOutput {
     pub success: bool,
     pub stdout: String,

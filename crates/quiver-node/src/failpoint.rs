@@ -45,6 +45,7 @@ pub async fn delay(name: &str) {
         Some((point.to_string(), std::time::Duration::from_millis(ms.parse().ok()?)))
     });
     if let Some((_, pause)) = delay.as_ref().filter(|(point, _)| point == name) {
+        tracing::info!(point = name, ms = pause.as_millis() as u64, "waiting at a delay point");
         tokio::time::sleep(*pause).await;
     }
 }

@@ -56,7 +56,11 @@ async fn compact(context: &Context, table: &TableRef, day: i64, files: &[&DataFi
     let merged = arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| Error::Storage(e.to_string()))?;
     let (sorted, hashes) = sort_by_key_hash(&merged, entity, fs)?;
     let (min_seq, max_seq) = (files.iter().map(|f| f.min_seq).min(), files.iter().map(|f| f.max_seq).max());
-    let name = format!("compact-{}-{}", min_seq.unwrap_or_default(), max_seq.unwrap_or_default());
+    // Named for this attempt too (a sequence number reserved for it alone): a later
+    // compaction of the same seq range (this file and a late export whose numbers fall in
+    // it) must not write over this file, nor name its output as one of its inputs.
+    let attempt = context.proposer.reserve_seq(1).await?;
+    let name = format!("compact-{}-{}-q{attempt}", min_seq.unwrap_or_default(), max_seq.unwrap_or_default());
     let path = data_path(&table.project, &table.set, table.version, day, &name);
     let keys = entity.join_keys.len();
     let file = write_sorted_file(&context.offline, &path, (&sorted, &hashes), keys, ROWS_PER_GROUP).await?;

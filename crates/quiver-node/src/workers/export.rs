@@ -1,11 +1,14 @@
 //! Export: rows written online reach the offline store. On each shard this node leads:
-//! read the oldest queued rows → write Parquet files with names fixed by the queue range →
-//! commit them to the manifest together with the shard's export mark (the point of no
-//! return) → `ExportAck` through Raft trims the queue.
+//! read the oldest queued rows → write Parquet files named for this attempt → commit them to
+//! the manifest together with the shard's export mark (the point of no return) →
+//! `ExportAck` through Raft trims the queue through the committed mark.
 //!
 //! A crash anywhere loses nothing (the queue is trimmed only after the commit) and
 //! duplicates nothing (a range at or below the mark is never committed again; a commit whose
-//! ack was lost is acknowledged on the next round without writing anything).
+//! ack was lost is acknowledged on the next round without writing anything). Two leaders of
+//! one shard may export at once for a while (a deposed one has not noticed yet): each
+//! attempt writes files of its own names, so the loser's never replace the winner's, and the
+//! loser trims nothing (its range may reach past what the winner committed).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,7 @@ use quiver_offline::convert::values_to_array;
 use quiver_offline::files::{data_path, write_file};
 use quiver_offline::ingest::{SourceRows, day_batches};
 use quiver_offline::schema::columns;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::Context;
 use crate::failpoint;
@@ -42,7 +45,6 @@ pub async fn round(context: Context) -> Result<()> {
 /// Exports the oldest queued rows of one shard, `limit` or a few more to end an entry;
 /// returns how many it handled.
 pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Result<usize> {
-    failpoint::delay("export").await;
     let mut queue = read_queue(group.data.as_ref(), limit)?;
     if queue.is_empty() {
         return Ok(0);
@@ -68,6 +70,7 @@ pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Resu
         ack(context, group.id, mark).await?;
         return Ok(queue.iter().filter(|(seq, _)| *seq <= mark).count());
     }
+    failpoint::delay("export").await;
     let mut by_table: BTreeMap<TableRef, Vec<QueuedRow>> = BTreeMap::new();
     for (_, queued) in queue.iter().cloned() {
         by_table.entry(queued.table.clone()).or_default().push(queued);
@@ -84,7 +87,9 @@ pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Resu
         let fs = project.feature_set(&table.set, Some(table.version))?;
         let entity = project.entity(&fs.entity)?;
         let source = source_rows(entity, fs, rows)?;
-        let name = format!("export-{}-s{}-{}-{}", &cluster[..12], group.id, from.log_index, from.pos);
+        // Named for the attempt (its first sequence number, reserved for it alone), not only
+        // for the range: another attempt may hold fewer or more rows from the same start.
+        let name = format!("export-{}-s{}-{}-{}-q{first_seq}", &cluster[..12], group.id, from.log_index, from.pos);
         for (day, batch) in day_batches(&source, entity, fs, next_seq).map_err(|e| Error::from(e.into_core()))? {
             let path = data_path(&table.project, &table.set, table.version, day, &name);
             let file = write_file(&context.offline, &path, &batch, entity.join_keys.len())
@@ -98,7 +103,12 @@ pub async fn export_once(context: &Context, group: &Group, limit: usize) -> Resu
     let Some(first_table) = by_table.keys().next().cloned() else { return Ok(0) };
     let source = (first_table, format!("export:s{}:{}-{}", group.id, from.log_index, from.pos));
     let range = ExportRange { shard: group.id, from, through };
-    context.proposer.commit_files(files, source, Some(range)).await?;
+    if !context.proposer.commit_files(files, source, Some(range)).await? {
+        // Committed by another leader of this shard, or by this attempt whose answer was
+        // lost: the next round acknowledges the mark that was committed, whichever it is.
+        info!(shard = group.id, from = ?from, "export range committed before; the queue is trimmed through the mark");
+        return Ok(0);
+    }
     failpoint::hit("export-after-commit");
     ack(context, group.id, through).await?;
     failpoint::hit("export-after-ack");
