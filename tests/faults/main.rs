@@ -1,11 +1,13 @@
 //! `quiver-faults`: a cluster of real nodes in network namespaces, clients writing and reading
-//! a few keys, faults injected meanwhile, and a linearizability check of what the clients
-//! saw. Run through `tests/faults/run.sh` (as root); docs/faults.md says how to read it.
+//! a few keys, faults injected meanwhile, a linearizability check of what the clients saw,
+//! and a check that the offline store got every acknowledged write exactly once. Run through
+//! `tests/faults/run.sh` (as root); docs/faults.md says how to read it.
 
 mod checker;
 mod history;
 mod lab;
 mod nemesis;
+mod offline;
 mod workload;
 
 use std::path::PathBuf;
@@ -154,7 +156,40 @@ async fn run(args: &Args) -> Result<bool> {
     summarize(&history, &events);
     println!("history: {} (check again: quiver-faults --check {0})", path.display());
     let checked = checker::check(&history);
-    Ok(report(&checked, recovered.is_ok() && finals == args.keys))
+    let online = report(&checked, recovered.is_ok() && finals == args.keys);
+    let offline = offline_check(&endpoints, &dir.join("offline"), (args.keys, workload.base_ts - 1), &history).await;
+    Ok(online && offline)
+}
+
+/// The offline check (`offline::check`) through the first node that answers; prints its
+/// outcome, "N offline violations" last, and says whether it passed.
+/// `keys` and `before` as `offline::check` takes them.
+async fn offline_check(
+    endpoints: &[String],
+    store: &std::path::Path,
+    (keys, before): (i64, i64),
+    history: &[Op],
+) -> bool {
+    let mut failed = Vec::new();
+    for endpoint in endpoints {
+        let outcome = match Client::connect(endpoint.clone()).await {
+            Ok(client) => offline::check(&client, store, keys, before, history).await,
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
+            Ok(report) => {
+                println!("offline: {} rows of the clients' keys in committed files", report.rows);
+                for problem in &report.problems {
+                    println!("offline violation: {problem}");
+                }
+                println!("{} offline violations", report.problems.len());
+                return report.problems.is_empty();
+            }
+            Err(e) => failed.push(format!("through {endpoint}: {e:#}")),
+        }
+    }
+    println!("the offline check could not run: {}", failed.join("; "));
+    false
 }
 
 /// Starts a node in each host's namespace, all forming one cluster, and waits until each serves.
@@ -176,7 +211,7 @@ async fn start_cluster(lab: Lab, dir: &std::path::Path) -> Result<Cluster> {
         let prefix = host.prefix();
         let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
         let http = format!("{}:8000", host.ip);
-        let node = LocalNode::spawn_under(&prefix, host.data_dir(), addr, &http, &args, &Lab::clock_env(host))?;
+        let node = LocalNode::spawn_under(&prefix, host.data_dir(), addr, &http, &args, &node_env(host))?;
         host.adopt(node.pid().context("a node that did not start")?)?;
         nodes.push(node);
     }
@@ -185,6 +220,14 @@ async fn start_cluster(lab: Lab, dir: &std::path::Path) -> Result<Cluster> {
     }
     let endpoints = listen.iter().map(|a| format!("http://{a}")).collect();
     Ok(Cluster { nodes, endpoints, lab })
+}
+
+/// A node's environment: its clock, and exports as slow as to a distant object store (held
+/// between reading the queue and writing the files), so that faults often land inside one.
+fn node_env(host: &lab::Host) -> Vec<(String, String)> {
+    let mut env = Lab::clock_env(host);
+    env.push(("QUIVER_DELAY".into(), "export:300".into()));
+    env
 }
 
 /// Heals every fault and waits for every node to serve again.
