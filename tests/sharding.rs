@@ -40,6 +40,24 @@ async fn leaders_known(client: &Client) -> ClusterMap {
     map_until(client, "every leader known", |m| m.shard_map.shards.iter().all(|s| s.leader.is_some())).await
 }
 
+/// Shard `shard`'s leader once the map reports the one the group has now, as `client`'s node
+/// (a replica) sees it: the map says who reported last, and an election since may not be
+/// reported yet.
+async fn reported_leader(client: &Client, shard: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = client.status().await.unwrap();
+        let group = status.groups.iter().find(|g| g.group_id == shard).unwrap();
+        let map = client.shard_map().await.unwrap();
+        let reported = map.shard_map.shard(shard).unwrap();
+        if let Some(leader) = group.leader.filter(|l| reported.leader == Some(*l)) {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "shard {shard}'s leader reported: {group:?} / {reported:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The shard driver `id` lives in.
 fn shard_of(map: &ClusterMap, id: i64) -> u64 {
     let hash = key_hash(&encode_entity_key(&[Value::Int64(id)]));
@@ -296,9 +314,9 @@ async fn impossible_shard_operations_are_refused_and_change_nothing() {
 async fn a_transfer_to_a_node_that_is_down_fails_and_the_shard_keeps_its_leader() {
     let dir = tempfile::tempdir().unwrap();
     let no_balance = [("QUIVER_BALANCE_LEADERS".to_string(), "false".to_string())];
-    let (mut nodes, client, map) = loaded_cluster(dir.path(), &no_balance).await;
+    let (mut nodes, client, _) = loaded_cluster(dir.path(), &no_balance).await;
     let meta_leader = client.status().await.unwrap().groups[0].leader.unwrap();
-    let leader = map.shard_map.shard(2).unwrap().leader.unwrap();
+    let leader = reported_leader(&client, 2).await;
     let target = (1..=3).find(|n| *n != leader && *n != meta_leader).unwrap();
     // Killed with the log still: the target holds every entry, as a live one would.
     nodes[target as usize - 1].kill_9().unwrap();
