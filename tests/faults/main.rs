@@ -157,19 +157,13 @@ async fn run(args: &Args) -> Result<bool> {
     println!("history: {} (check again: quiver-faults --check {0})", path.display());
     let checked = checker::check(&history);
     let online = report(&checked, recovered.is_ok() && finals == args.keys);
-    let offline = offline_check(&endpoints, &dir.join("offline"), (args.keys, workload.base_ts - 1), &history).await;
+    let offline = offline_check(&endpoints, &dir.join("offline"), args.keys, workload.base_ts - 1, &history).await;
     Ok(online && offline)
 }
 
-/// The offline check (`offline::check`) through the first node that answers; prints its
-/// outcome, "N offline violations" last, and says whether it passed.
-/// `keys` and `before` as `offline::check` takes them.
-async fn offline_check(
-    endpoints: &[String],
-    store: &std::path::Path,
-    (keys, before): (i64, i64),
-    history: &[Op],
-) -> bool {
+/// The offline check (`offline::check`, with its `keys` and `before`) through the first node
+/// that answers; prints its outcome, "N offline violations" last, and says whether it passed.
+async fn offline_check(endpoints: &[String], store: &std::path::Path, keys: i64, before: i64, history: &[Op]) -> bool {
     let mut failed = Vec::new();
     for endpoint in endpoints {
         let outcome = match Client::connect(endpoint.clone()).await {
